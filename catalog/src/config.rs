@@ -1,0 +1,273 @@
+//! `strata.toml`: the project's typed configuration.
+//!
+//! Layers, later ones win: built-in defaults → `strata.toml` → environment
+//! (`STRATA_CATALOG_URL`). Unknown keys are errors, so a typo never passes
+//! silently. Secrets are wrapped in [`Secret`] and never printed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CatalogError, Result};
+
+/// The project file's name inside a project directory.
+pub const CONFIG_FILE: &str = "strata.toml";
+/// Where Strata keeps its own state inside a project directory.
+pub const STATE_DIR: &str = ".strata";
+/// The environment variable that overrides `[catalog] url`.
+pub const CATALOG_URL_ENV: &str = "STRATA_CATALOG_URL";
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProjectConfig {
+    #[serde(default)]
+    pub catalog: CatalogConfig,
+    #[serde(default)]
+    pub lake: LakeConfig,
+    #[serde(default)]
+    pub connections: BTreeMap<String, Connection>,
+}
+
+/// Where the catalog itself is stored.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CatalogConfig {
+    /// `sqlite://…`, `mysql://…` or `postgres://…`. Unset: SQLite in `.strata/catalog.db`.
+    pub url: Option<Secret>,
+}
+
+/// Where Delta tables without a `'table-path'` live: `<root>/<space>/<name>`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LakeConfig {
+    pub root: String,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        Self {
+            root: "lake".to_string(),
+        }
+    }
+}
+
+/// A named connection, referred to by `'connection' = 'NAME'` in DDL and by discovery.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Connection {
+    Mysql {
+        /// `mysql://user@host:port/database`; TiDB uses the same scheme.
+        url: Secret,
+        username: Option<String>,
+        password: Option<Secret>,
+    },
+    Kafka {
+        #[serde(rename = "bootstrap-servers")]
+        bootstrap_servers: String,
+        #[serde(default)]
+        properties: BTreeMap<String, Secret>,
+    },
+    Delta {
+        /// A directory or URL holding Delta tables.
+        root: String,
+    },
+}
+
+impl Connection {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Connection::Mysql { .. } => "mysql",
+            Connection::Kafka { .. } => "kafka",
+            Connection::Delta { .. } => "delta",
+        }
+    }
+}
+
+/// A value that must never be printed: passwords, and URLs that may hold them.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Removes the password from a URL, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A project directory with its loaded configuration.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub dir: PathBuf,
+    pub config: ProjectConfig,
+}
+
+impl Project {
+    /// Loads `DIR/strata.toml`, applying environment overrides.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                CatalogError::Config {
+                    path: path.clone(),
+                    message: "no project here".to_string(),
+                    hint: Some(format!(
+                        "run `strata init {}` to create one, or pass --project DIR (or set STRATA_PROJECT)",
+                        dir.display()
+                    )),
+                }
+            } else {
+                CatalogError::Io {
+                    path: path.clone(),
+                    source,
+                }
+            }
+        })?;
+        let mut config = parse_config(&path, &text)?;
+        if let Ok(url) = std::env::var(CATALOG_URL_ENV) {
+            config.catalog.url = Some(Secret::new(url));
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+        })
+    }
+
+    /// The directory for Strata's own state (`DIR/.strata`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join(STATE_DIR)
+    }
+
+    /// The catalog store's URL: the configured one, or the embedded SQLite file.
+    pub fn catalog_url(&self) -> String {
+        match &self.config.catalog.url {
+            Some(url) => url.expose().to_string(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.state_dir().join("catalog.db").display()
+            ),
+        }
+    }
+
+    /// The lake root as a URL or absolute path.
+    pub fn lake_root(&self) -> String {
+        resolve_location(&self.dir, &self.config.lake.root)
+    }
+
+    pub fn connection(&self, name: &str) -> Result<&Connection> {
+        self.config
+            .connections
+            .get(name)
+            .ok_or_else(|| CatalogError::UnknownConnection {
+                name: name.to_string(),
+                known: self.config.connections.keys().cloned().collect(),
+            })
+    }
+}
+
+/// A URL stays as it is; a relative path is taken from the project directory.
+pub fn resolve_location(project_dir: &Path, location: &str) -> String {
+    if location.contains("://") || Path::new(location).is_absolute() {
+        location.to_string()
+    } else {
+        project_dir.join(location).display().to_string()
+    }
+}
+
+/// Parses `strata.toml` text, naming the file, line and column of a mistake.
+pub fn parse_config(path: &Path, text: &str) -> Result<ProjectConfig> {
+    toml::from_str(text).map_err(|err| {
+        let position = err.span().map(|span| line_column(text, span.start));
+        let message = match position {
+            Some((line, column)) => format!("line {line}, column {column}: {}", err.message()),
+            None => err.message().to_string(),
+        };
+        CatalogError::Config {
+            path: path.to_path_buf(),
+            message,
+            hint: Some(
+                "sections are [catalog] (url), [lake] (root) and [connections.NAME] with kind = \"mysql\" | \"kafka\" | \"delta\""
+                    .to_string(),
+            ),
+        }
+    })
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|at| at + 1).unwrap_or(0) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_connections_of_each_kind() {
+        let config = parse_config(
+            Path::new("strata.toml"),
+            r#"
+            [lake]
+            root = "lake"
+            [connections.shop_db]
+            kind = "mysql"
+            url = "mysql://root@127.0.0.1:3306/shop"
+            [connections.events]
+            kind = "kafka"
+            bootstrap-servers = "127.0.0.1:9092"
+            [connections.history]
+            kind = "delta"
+            root = "/data/lake"
+            "#,
+        )
+        .unwrap();
+        let kinds: Vec<_> = config.connections.values().map(Connection::kind).collect();
+        assert_eq!(kinds, ["kafka", "delta", "mysql"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_position() {
+        let err = parse_config(
+            Path::new("strata.toml"),
+            "[connections.db]\nkind = \"mysql\"\nurl = \"mysql://x\"\npasword = \"x\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("strata.toml: line"), "{err}");
+        assert!(err.contains("pasword"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let secret = Secret::new("hunter2");
+        assert!(!format!("{secret:?}").contains("hunter2"));
+        assert_eq!(
+            redact_url("mysql://root:hunter2@db:3306/shop"),
+            "mysql://root:***@db:3306/shop"
+        );
+    }
+}

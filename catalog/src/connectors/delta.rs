@@ -1,0 +1,142 @@
+//! Delta Lake tables through deltalake's object store: local paths and URLs.
+//!
+//! Registering a Delta table whose location holds no table creates an empty
+//! one with the declared schema (version 0 of its log). An existing table must
+//! carry every declared column.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
+use deltalake::kernel::StructType;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::operations::create::CreateBuilder;
+use deltalake::{DeltaTable, DeltaTableBuilder};
+use url::Url;
+
+use crate::error::{CatalogError, Result};
+
+/// A local path or URL as the `Url` deltalake wants.
+pub fn table_url(location: &str) -> Result<Url> {
+    if location.contains("://") {
+        return Url::parse(location).map_err(|err| CatalogError::Discovery {
+            message: format!("{location:?} is not a valid table URL: {err}"),
+            hint: Some("use a local path or a URL such as s3://bucket/path".to_string()),
+        });
+    }
+    deltalake::ensure_table_uri(location).map_err(|source| delta_error(location, source))
+}
+
+fn delta_error(location: &str, source: deltalake::DeltaTableError) -> CatalogError {
+    CatalogError::Delta {
+        location: location.to_string(),
+        source,
+    }
+}
+
+/// True when `location` holds a Delta table (a `_delta_log` with commits).
+pub async fn exists(location: &str) -> Result<bool> {
+    let url = table_url(location)?;
+    DeltaTableBuilder::from_url(url)
+        .and_then(|builder| builder.build())
+        .map_err(|source| delta_error(location, source))?
+        .verify_deltatable_existence()
+        .await
+        .map_err(|source| delta_error(location, source))
+}
+
+/// Opens the table at `location`.
+pub async fn open(location: &str) -> Result<DeltaTable> {
+    let url = table_url(location)?;
+    deltalake::open_table(url)
+        .await
+        .map_err(|source| delta_error(location, source))
+}
+
+/// The Arrow schema of the table at `location`.
+pub async fn read_schema(location: &str) -> Result<SchemaRef> {
+    let table = open(location).await?;
+    let snapshot = table
+        .snapshot()
+        .map_err(|source| delta_error(location, source))?;
+    Ok(snapshot.snapshot().arrow_schema())
+}
+
+/// Creates an empty table with `schema` at `location`.
+pub async fn create(location: &str, table_name: &str, schema: &Schema) -> Result<DeltaTable> {
+    let delta_schema: StructType =
+        schema
+            .try_into_kernel()
+            .map_err(|err: arrow::error::ArrowError| CatalogError::Discovery {
+                message: format!("Delta cannot store the schema of {table_name}: {err}"),
+                hint: Some(
+                    "Delta stores BOOLEAN, TINYINT..BIGINT, FLOAT, DOUBLE, DECIMAL, STRING, BYTES, DATE, TIMESTAMP, TIMESTAMP_LTZ, ARRAY, MAP and ROW; change the column's type"
+                        .to_string(),
+                ),
+            })?;
+    CreateBuilder::new()
+        .with_location(location)
+        .with_table_name(table_name)
+        .with_columns(delta_schema.fields().cloned())
+        .await
+        .map_err(|source| delta_error(location, source))
+}
+
+/// What [`ensure_table`] found at a location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepared {
+    /// A table was already there, with every declared column.
+    Existing,
+    /// No table was there; an empty one was created.
+    Created,
+}
+
+/// Makes sure a Delta table with (at least) `schema`'s columns exists at `location`.
+pub async fn ensure_table(location: &str, table_name: &str, schema: &Schema) -> Result<Prepared> {
+    if !exists(location).await? {
+        create(location, table_name, schema).await?;
+        return Ok(Prepared::Created);
+    }
+    let existing = read_schema(location).await?;
+    for field in schema.fields() {
+        if existing.field_with_name(field.name()).is_err() {
+            let names: Vec<&str> = existing
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            return Err(CatalogError::Discovery {
+                message: format!(
+                    "the Delta table at {location} has no column {} declared for {table_name}",
+                    field.name()
+                ),
+                hint: Some(format!(
+                    "its columns are {}; correct the DDL, or use `strata catalog discover` to register the table as it is",
+                    names.join(", ")
+                )),
+            });
+        }
+    }
+    Ok(Prepared::Existing)
+}
+
+/// The table at `location` as a DataFusion table (a snapshot of its latest version).
+pub async fn table_provider(location: &str) -> Result<Arc<dyn TableProvider>> {
+    let table = open(location).await?;
+    table.table_provider().await.map_err(CatalogError::Query)
+}
+
+/// Removes a table that registration created but could not finish registering.
+pub fn remove_created(location: &str) {
+    if location.contains("://") && !location.starts_with("file://") {
+        tracing::warn!(
+            location,
+            "left an empty Delta table behind at a remote location"
+        );
+        return;
+    }
+    let path = location.trim_start_matches("file://");
+    if let Err(err) = std::fs::remove_dir_all(path) {
+        tracing::warn!(location, %err, "could not remove an empty Delta table");
+    }
+}

@@ -1,0 +1,184 @@
+//! The storage behind tables: Kafka, TiDB/MySQL and Delta Lake.
+//!
+//! A [`TableKind`] holds what the DDL said; the functions here combine it with
+//! the project's named connections into a target a client can open.
+
+pub mod delta;
+pub mod kafka;
+pub mod mysql;
+
+use crate::config::{Connection, Project, resolve_location};
+use crate::error::{CatalogError, Result};
+use crate::model::{TableDef, TableKind, TableName};
+
+/// The MySQL/TiDB server, database and table behind a `mysql` table.
+pub fn mysql_target(project: &Project, def: &TableDef) -> Result<mysql::MysqlTarget> {
+    let TableKind::Mysql {
+        url,
+        connection,
+        database,
+        table,
+        username,
+        password,
+    } = &def.kind
+    else {
+        return Err(wrong_kind(&def.name, "mysql", &def.kind));
+    };
+    let (mut server_url, mut user, mut secret) = (url.clone(), None, None);
+    if let Some(name) = connection {
+        match project.connection(name)? {
+            Connection::Mysql {
+                url,
+                username,
+                password,
+            } => {
+                server_url = server_url.or_else(|| Some(url.expose().to_string()));
+                user = username.clone();
+                secret = password.as_ref().map(|p| p.expose().to_string());
+            }
+            other => {
+                return Err(CatalogError::ConnectionKind {
+                    name: name.clone(),
+                    expected: "mysql",
+                    actual: other.kind(),
+                });
+            }
+        }
+    }
+    let server_url = server_url.ok_or_else(|| CatalogError::Discovery {
+        message: format!("table {} has no MySQL URL", def.name),
+        hint: Some("give it 'url' or 'connection'".to_string()),
+    })?;
+    let url = with_credentials(
+        &server_url,
+        username.as_deref().or(user.as_deref()),
+        password.as_deref().or(secret.as_deref()),
+    )?;
+    Ok(mysql::MysqlTarget {
+        url,
+        database: database.clone().unwrap_or_default(),
+        table: table.clone(),
+    })
+}
+
+/// Puts a user and password into a MySQL URL, replacing any it had.
+pub fn with_credentials(
+    url: &str,
+    username: Option<&str>,
+    password: Option<&str>,
+) -> Result<String> {
+    let mut parsed = url::Url::parse(url).map_err(|err| CatalogError::Discovery {
+        message: format!(
+            "{:?} is not a valid MySQL URL: {err}",
+            crate::config::redact_url(url)
+        ),
+        hint: Some("write mysql://USER@HOST:PORT/DATABASE".to_string()),
+    })?;
+    if let Some(username) = username {
+        let _ = parsed.set_username(username);
+    }
+    if let Some(password) = password {
+        let _ = parsed.set_password(Some(password));
+    }
+    Ok(parsed.to_string())
+}
+
+/// The brokers, client properties and topic behind a `kafka` table.
+pub fn kafka_target(project: &Project, def: &TableDef) -> Result<kafka::KafkaTarget> {
+    let TableKind::Kafka {
+        topic,
+        bootstrap_servers,
+        connection,
+        properties,
+        ..
+    } = &def.kind
+    else {
+        return Err(wrong_kind(&def.name, "kafka", &def.kind));
+    };
+    let mut merged = std::collections::BTreeMap::new();
+    let mut servers = bootstrap_servers.clone();
+    if let Some(name) = connection {
+        let (connection_servers, connection_properties) = kafka_connection(project, name)?;
+        servers = servers.or(Some(connection_servers));
+        merged.extend(connection_properties);
+    }
+    merged.extend(properties.iter().map(|(k, v)| (k.clone(), v.clone())));
+    merged.remove("group.id");
+    Ok(kafka::KafkaTarget {
+        bootstrap_servers: servers.unwrap_or_default(),
+        properties: merged,
+        topic: topic.clone(),
+    })
+}
+
+/// The brokers and client properties of a named Kafka connection.
+pub fn kafka_connection(
+    project: &Project,
+    name: &str,
+) -> Result<(String, std::collections::BTreeMap<String, String>)> {
+    match project.connection(name)? {
+        Connection::Kafka {
+            bootstrap_servers,
+            properties,
+        } => Ok((
+            bootstrap_servers.clone(),
+            properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose().to_string()))
+                .collect(),
+        )),
+        other => Err(CatalogError::ConnectionKind {
+            name: name.to_string(),
+            expected: "kafka",
+            actual: other.kind(),
+        }),
+    }
+}
+
+/// The root directory or URL of a named Delta connection.
+pub fn delta_root(project: &Project, name: &str) -> Result<String> {
+    match project.connection(name)? {
+        Connection::Delta { root } => Ok(resolve_location(&project.dir, root)),
+        other => Err(CatalogError::ConnectionKind {
+            name: name.to_string(),
+            expected: "delta",
+            actual: other.kind(),
+        }),
+    }
+}
+
+/// Where a `delta` table lives: its `'table-path'` (relative paths are taken
+/// from the connection's root, else the project directory), or
+/// `<root>/<space>/<name>` under the connection's root or the lake root.
+pub fn delta_location(project: &Project, def: &TableDef) -> Result<String> {
+    let TableKind::Delta {
+        table_path,
+        connection,
+    } = &def.kind
+    else {
+        return Err(wrong_kind(&def.name, "delta", &def.kind));
+    };
+    let root = match connection {
+        Some(name) => delta_root(project, name)?,
+        None => project.lake_root(),
+    };
+    Ok(match table_path {
+        Some(path) if connection.is_some() => resolve_location(std::path::Path::new(&root), path),
+        Some(path) => resolve_location(&project.dir, path),
+        None => format!(
+            "{}/{}/{}",
+            root.trim_end_matches('/'),
+            def.name.space,
+            def.name.name
+        ),
+    })
+}
+
+fn wrong_kind(name: &TableName, expected: &str, kind: &TableKind) -> CatalogError {
+    CatalogError::CorruptStore {
+        detail: format!(
+            "{name} was used as a {expected} table but is a {} table",
+            kind.connector()
+        ),
+    }
+}

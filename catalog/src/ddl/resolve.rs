@@ -1,0 +1,510 @@
+//! From a parsed `CREATE TABLE` to a checked [`TableDef`]: names, layer,
+//! connector options, Arrow schema, keys and watermark.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema};
+
+use super::parse::{CreateTable, Located};
+use crate::config::Connection;
+use crate::error::{CatalogError, Result, SourceLocation};
+use crate::model::{KafkaFormat, Layer, StartupMode, TableDef, TableKind, TableName, Watermark};
+
+const CONNECTORS: &str =
+    "'kafka', 'mysql' (also for TiDB; 'jdbc' is accepted as a synonym) and 'delta'";
+const COMMON_OPTIONS: [&str; 5] = ["connector", "layer", "owner", "description", "tags"];
+const KAFKA_OPTIONS: [&str; 7] = [
+    "topic",
+    "properties.bootstrap.servers",
+    "connection",
+    "format",
+    "value.format",
+    "scan.startup.mode",
+    "scan.startup.timestamp-millis",
+];
+const MYSQL_OPTIONS: [&str; 5] = ["url", "connection", "table-name", "username", "password"];
+const DELTA_OPTIONS: [&str; 2] = ["table-path", "connection"];
+
+/// Turns a parsed statement into a table definition, checking it against the
+/// project's named connections.
+pub fn resolve(
+    create: &CreateTable,
+    connections: &BTreeMap<String, Connection>,
+) -> Result<TableDef> {
+    let name = table_name(&create.name)?;
+    let mut options = Options::new(create)?;
+    let connector = options.require("connector", &create.location, || {
+        format!("add 'connector' = ... to the WITH clause; connectors are {CONNECTORS}")
+    })?;
+    let kind = match connector.value.as_str() {
+        "kafka" => kafka_kind(&mut options, &create.location, connections)?,
+        "mysql" | "jdbc" | "tidb" => mysql_kind(&mut options, &create.location, connections)?,
+        "delta" => delta_kind(&mut options, connections)?,
+        other => {
+            return Err(ddl_error(
+                &connector.location,
+                format!("unknown connector {other:?}"),
+                format!("the connectors are {CONNECTORS}"),
+            ));
+        }
+    };
+    let layer_option = options.take("layer");
+    let layer = match &layer_option {
+        Some(layer) => layer.value.parse().map_err(|_| {
+            ddl_error(
+                &layer.location,
+                format!("unknown layer {:?}", layer.value),
+                "the layers are ods, dwd, dws, app and dim".to_string(),
+            )
+        })?,
+        None => Layer::resolve(&name, None).map_err(|err| {
+            ddl_error(
+                &create.name.location,
+                err.to_string().lines().next().unwrap_or_default().to_string(),
+                "prefix the table name with ods_, dwd_, dws_, app_ or dim_, or add 'layer' = 'ods|dwd|dws|app|dim' to its WITH options"
+                    .to_string(),
+            )
+        })?,
+    };
+    let owner = options.take("owner").map(|o| o.value);
+    let description = options
+        .take("description")
+        .map(|d| d.value)
+        .or_else(|| create.comment.clone());
+    let tags = options
+        .take("tags")
+        .map(|tags| {
+            tags.value
+                .split(',')
+                .map(str::trim)
+                .filter(|tag| !tag.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    options.refuse_leftovers(connector.value.as_str())?;
+
+    let schema = schema(create)?;
+    let primary_key = primary_key(create, &schema)?;
+    let schema = Arc::new(mark_key_not_null(&schema, &primary_key));
+    let watermark = watermark(create, &schema)?;
+    let processing_time = processing_time(create, &schema)?;
+    Ok(TableDef {
+        name,
+        layer,
+        kind,
+        schema,
+        primary_key,
+        watermark,
+        processing_time,
+        owner,
+        description,
+        tags,
+    })
+}
+
+fn table_name(name: &Located<Vec<String>>) -> Result<TableName> {
+    match name.value.as_slice() {
+        [space, table] => Ok(TableName::new(space, table)),
+        parts => Err(ddl_error(
+            &name.location,
+            format!("table name {} must be SPACE.TABLE", parts.join(".")),
+            "qualify the name with its space, e.g. CREATE TABLE shop.ods_orders".to_string(),
+        )),
+    }
+}
+
+/// The WITH options, consumed one by one so leftovers can be reported.
+struct Options {
+    remaining: Vec<(Located<String>, Located<String>)>,
+}
+
+impl Options {
+    fn new(create: &CreateTable) -> Result<Self> {
+        let mut seen = HashSet::new();
+        for (key, _) in &create.options {
+            if !seen.insert(key.value.as_str()) {
+                return Err(ddl_error(
+                    &key.location,
+                    format!("option '{}' is given twice", key.value),
+                    "keep one of them".to_string(),
+                ));
+            }
+        }
+        Ok(Self {
+            remaining: create.options.clone(),
+        })
+    }
+
+    fn take(&mut self, key: &str) -> Option<Located<String>> {
+        let index = self.remaining.iter().position(|(k, _)| k.value == key)?;
+        Some(self.remaining.remove(index).1)
+    }
+
+    fn require(
+        &mut self,
+        key: &str,
+        statement: &SourceLocation,
+        hint: impl FnOnce() -> String,
+    ) -> Result<Located<String>> {
+        self.take(key)
+            .ok_or_else(|| ddl_error(statement, format!("missing option '{key}'"), hint()))
+    }
+
+    /// `properties.*` options (other than the bootstrap servers) become client properties.
+    fn take_prefixed(&mut self, prefix: &str) -> BTreeMap<String, String> {
+        let (taken, kept): (Vec<_>, Vec<_>) = self
+            .remaining
+            .drain(..)
+            .partition(|(key, _)| key.value.starts_with(prefix));
+        self.remaining = kept;
+        taken
+            .into_iter()
+            .map(|(key, value)| (key.value[prefix.len()..].to_string(), value.value))
+            .collect()
+    }
+
+    fn refuse_leftovers(&self, connector: &str) -> Result<()> {
+        let Some((key, _)) = self.remaining.first() else {
+            return Ok(());
+        };
+        let own: &[&str] = match connector {
+            "kafka" => &KAFKA_OPTIONS,
+            "delta" => &DELTA_OPTIONS,
+            _ => &MYSQL_OPTIONS,
+        };
+        let mut valid: Vec<String> = own
+            .iter()
+            .chain(COMMON_OPTIONS.iter())
+            .map(|o| format!("'{o}'"))
+            .collect();
+        if connector == "kafka" {
+            valid.push("'properties.*'".to_string());
+        }
+        let hint = if key.value == "json.ignore-parse-errors" {
+            "Strata never drops records: undecodable ones go to the target's __quarantine table, so this option is not needed".to_string()
+        } else {
+            format!(
+                "the options of a {connector} table are {}",
+                valid.join(", ")
+            )
+        };
+        Err(ddl_error(
+            &key.location,
+            format!("unknown option '{}' for connector '{connector}'", key.value),
+            hint,
+        ))
+    }
+}
+
+fn named_connection<'a>(
+    options: &mut Options,
+    connections: &'a BTreeMap<String, Connection>,
+    expected: &'static str,
+) -> Result<Option<(String, &'a Connection)>> {
+    let Some(name) = options.take("connection") else {
+        return Ok(None);
+    };
+    let connection = connections.get(&name.value).ok_or_else(|| {
+        let known: Vec<&str> = connections.keys().map(String::as_str).collect();
+        ddl_error(
+            &name.location,
+            format!("no connection named {:?} in strata.toml", name.value),
+            if known.is_empty() {
+                "add a [connections.NAME] section to strata.toml".to_string()
+            } else {
+                format!("the defined connections are {}", known.join(", "))
+            },
+        )
+    })?;
+    if connection.kind() != expected {
+        return Err(ddl_error(
+            &name.location,
+            format!(
+                "connection {:?} is a {} connection, but this is a {expected} table",
+                name.value,
+                connection.kind()
+            ),
+            format!("name a connection with kind = \"{expected}\""),
+        ));
+    }
+    Ok(Some((name.value, connection)))
+}
+
+fn kafka_kind(
+    options: &mut Options,
+    statement: &SourceLocation,
+    connections: &BTreeMap<String, Connection>,
+) -> Result<TableKind> {
+    let topic = options.require("topic", statement, || {
+        "add 'topic' = 'NAME' to the WITH clause".to_string()
+    })?;
+    let connection = named_connection(options, connections, "kafka")?.map(|(name, _)| name);
+    let bootstrap_servers = options
+        .take("properties.bootstrap.servers")
+        .map(|b| b.value);
+    if connection.is_none() && bootstrap_servers.is_none() {
+        return Err(ddl_error(
+            statement,
+            "a kafka table needs 'properties.bootstrap.servers' or 'connection'".to_string(),
+            "add 'properties.bootstrap.servers' = 'host:9092', or 'connection' = 'NAME' for a connection in strata.toml".to_string(),
+        ));
+    }
+    let format = match options
+        .take("format")
+        .or_else(|| options.take("value.format"))
+    {
+        Some(format) => format.value.parse::<KafkaFormat>().map_err(|_| {
+            ddl_error(
+                &format.location,
+                format!("unknown format {:?}", format.value),
+                format!("the formats are {}", KafkaFormat::NAMES.join(", ")),
+            )
+        })?,
+        None => {
+            return Err(ddl_error(
+                statement,
+                "missing option 'format'".to_string(),
+                format!("add 'format' = one of {}", KafkaFormat::NAMES.join(", ")),
+            ));
+        }
+    };
+    let timestamp = options.take("scan.startup.timestamp-millis");
+    let startup_mode = match options.take("scan.startup.mode") {
+        None => StartupMode::GroupOffsets,
+        Some(mode) => match mode.value.as_str() {
+            "earliest-offset" => StartupMode::EarliestOffset,
+            "latest-offset" => StartupMode::LatestOffset,
+            "group-offsets" => StartupMode::GroupOffsets,
+            "timestamp" => {
+                let millis = timestamp
+                    .as_ref()
+                    .and_then(|t| t.value.parse::<i64>().ok())
+                    .ok_or_else(|| {
+                        ddl_error(
+                            &mode.location,
+                            "'scan.startup.mode' = 'timestamp' needs 'scan.startup.timestamp-millis'".to_string(),
+                            "add 'scan.startup.timestamp-millis' = '1700000000000' (milliseconds since the epoch)".to_string(),
+                        )
+                    })?;
+                StartupMode::Timestamp { millis }
+            }
+            other => {
+                return Err(ddl_error(
+                    &mode.location,
+                    format!("unknown startup mode {other:?}"),
+                    format!("the modes are {}", StartupMode::NAMES.join(", ")),
+                ));
+            }
+        },
+    };
+    let properties = options.take_prefixed("properties.");
+    Ok(TableKind::Kafka {
+        topic: topic.value,
+        bootstrap_servers,
+        connection,
+        format,
+        startup_mode,
+        properties,
+    })
+}
+
+fn mysql_kind(
+    options: &mut Options,
+    statement: &SourceLocation,
+    connections: &BTreeMap<String, Connection>,
+) -> Result<TableKind> {
+    let connection = named_connection(options, connections, "mysql")?;
+    let table = options.require("table-name", statement, || {
+        "add 'table-name' = 'TABLE' (or 'DATABASE.TABLE') to the WITH clause".to_string()
+    })?;
+    let url = options.take("url");
+    let url_text = match &url {
+        Some(url) => {
+            let text = url.value.trim_start_matches("jdbc:").to_string();
+            if !(text.starts_with("mysql://") || text.starts_with("tidb://")) {
+                return Err(ddl_error(
+                    &url.location,
+                    format!("'url' {:?} is not a MySQL URL", url.value),
+                    "write 'url' = 'mysql://HOST:PORT/DATABASE' (TiDB uses the same scheme)"
+                        .to_string(),
+                ));
+            }
+            Some(text.replacen("tidb://", "mysql://", 1))
+        }
+        None => None,
+    };
+    let connection_url = connection.as_ref().and_then(|(_, c)| match c {
+        Connection::Mysql { url, .. } => Some(url.expose().to_string()),
+        _ => None,
+    });
+    let Some(effective_url) = url_text.clone().or(connection_url) else {
+        return Err(ddl_error(
+            statement,
+            "a mysql table needs 'url' or 'connection'".to_string(),
+            "add 'url' = 'mysql://HOST:PORT/DATABASE', or 'connection' = 'NAME' for a connection in strata.toml".to_string(),
+        ));
+    };
+    let (database, table_name) = match table.value.split_once('.') {
+        Some((database, table)) => (Some(database.to_string()), table.to_string()),
+        None => (database_of(&effective_url), table.value.clone()),
+    };
+    if database.is_none() {
+        return Err(ddl_error(
+            &table.location,
+            format!("no database for table {:?}", table.value),
+            "put the database in the URL (mysql://HOST:PORT/DATABASE) or write 'table-name' = 'DATABASE.TABLE'".to_string(),
+        ));
+    }
+    Ok(TableKind::Mysql {
+        url: url_text,
+        connection: connection.map(|(name, _)| name),
+        database,
+        table: table_name,
+        username: options.take("username").map(|u| u.value),
+        password: options.take("password").map(|p| p.value),
+    })
+}
+
+fn delta_kind(
+    options: &mut Options,
+    connections: &BTreeMap<String, Connection>,
+) -> Result<TableKind> {
+    let connection = named_connection(options, connections, "delta")?.map(|(name, _)| name);
+    Ok(TableKind::Delta {
+        table_path: options.take("table-path").map(|p| p.value),
+        connection,
+    })
+}
+
+/// The database named by a MySQL URL's path, if any.
+pub fn database_of(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let database = parsed.path().trim_start_matches('/');
+    (!database.is_empty()).then(|| database.to_string())
+}
+
+fn schema(create: &CreateTable) -> Result<Schema> {
+    let mut seen = HashSet::new();
+    let mut fields = Vec::with_capacity(create.columns.len());
+    for column in &create.columns {
+        if !seen.insert(column.name.value.to_ascii_lowercase()) {
+            return Err(ddl_error(
+                &column.name.location,
+                format!("column {} is declared twice", column.name.value),
+                "rename or remove one of them".to_string(),
+            ));
+        }
+        let data_type = column.data_type.value.to_arrow().map_err(|unsupported| {
+            ddl_error(
+                &column.data_type.location,
+                format!(
+                    "column {} has type {}, which Strata cannot map to Arrow",
+                    column.name.value, unsupported.0
+                ),
+                format!("the supported types are {}", super::types::SUPPORTED_TYPES),
+            )
+        })?;
+        let mut field = Field::new(&column.name.value, data_type, !column.not_null);
+        if let Some(comment) = &column.comment {
+            field = field.with_metadata([("comment".to_string(), comment.clone())].into());
+        }
+        fields.push(field);
+    }
+    if fields.is_empty() {
+        return Err(ddl_error(
+            &create.location,
+            "a table needs at least one column".to_string(),
+            "declare its columns: CREATE TABLE s.t (id BIGINT, ...)".to_string(),
+        ));
+    }
+    Ok(Schema::new(fields))
+}
+
+fn primary_key(create: &CreateTable, schema: &Schema) -> Result<Vec<String>> {
+    let Some(key) = &create.primary_key else {
+        return Ok(Vec::new());
+    };
+    for column in &key.value {
+        column_of(schema, column, &key.location, "PRIMARY KEY")?;
+    }
+    Ok(key.value.clone())
+}
+
+fn mark_key_not_null(schema: &Schema, key: &[String]) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let in_key = key.iter().any(|k| k == field.name());
+            field
+                .as_ref()
+                .clone()
+                .with_nullable(field.is_nullable() && !in_key)
+        })
+        .collect();
+    Schema::new(fields)
+}
+
+fn watermark(create: &CreateTable, schema: &Schema) -> Result<Option<Watermark>> {
+    let Some(watermark) = &create.watermark else {
+        return Ok(None);
+    };
+    let column = &watermark.value.column;
+    let field = column_of(schema, &column.value, &column.location, "WATERMARK")?;
+    if !matches!(field.data_type(), DataType::Timestamp(_, _)) {
+        return Err(ddl_error(
+            &column.location,
+            format!(
+                "the watermark column {} is {}, not a timestamp",
+                column.value,
+                super::types::flink_type_name(field.data_type())
+            ),
+            "declare the event-time column as TIMESTAMP(3) or TIMESTAMP_LTZ(3)".to_string(),
+        ));
+    }
+    Ok(Some(Watermark {
+        column: column.value.clone(),
+        delay_ms: watermark.value.delay_ms,
+        expression: watermark.value.expression.clone(),
+    }))
+}
+
+fn processing_time(create: &CreateTable, schema: &Schema) -> Result<Option<String>> {
+    let Some(column) = &create.processing_time else {
+        return Ok(None);
+    };
+    if schema.field_with_name(&column.value).is_ok() {
+        return Err(ddl_error(
+            &column.location,
+            format!("column {} is declared twice", column.value),
+            "give the PROCTIME() column a name of its own".to_string(),
+        ));
+    }
+    Ok(Some(column.value.clone()))
+}
+
+fn column_of<'s>(
+    schema: &'s Schema,
+    column: &str,
+    location: &SourceLocation,
+    clause: &str,
+) -> Result<&'s Field> {
+    schema.field_with_name(column).map_err(|_| {
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        ddl_error(
+            location,
+            format!("{clause} names column {column}, which the table does not have"),
+            format!("the columns are {}", names.join(", ")),
+        )
+    })
+}
+
+fn ddl_error(location: &SourceLocation, message: String, hint: String) -> CatalogError {
+    CatalogError::Ddl {
+        location: location.clone(),
+        message,
+        hint: Some(hint),
+    }
+}

@@ -1,0 +1,378 @@
+//! The catalog's data model: what Strata knows about a table.
+//!
+//! ```text
+//!   TableDef ─┬─ TableName (space.name)
+//!             ├─ Layer      (ods | dwd | dws | app | dim; from the name prefix or 'layer')
+//!             ├─ TableKind  (Kafka | Mysql | Delta, with the options that kind needs)
+//!             ├─ SchemaRef  (Arrow; versioned by the store)
+//!             ├─ primary key, watermark, processing-time attribute
+//!             └─ owner, description, tags
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+
+use crate::error::CatalogError;
+
+/// A table's fully qualified name: `space.name`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TableName {
+    pub space: String,
+    pub name: String,
+}
+
+impl TableName {
+    pub fn new(space: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            space: space.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.space, self.name)
+    }
+}
+
+impl FromStr for TableName {
+    type Err = CatalogError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.split_once('.') {
+            Some((space, name)) if !space.is_empty() && !name.is_empty() && !name.contains('.') => {
+                Ok(Self::new(space, name))
+            }
+            _ => Err(CatalogError::InvalidTableName {
+                given: text.to_string(),
+            }),
+        }
+    }
+}
+
+/// The warehouse layer a table belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    Ods,
+    Dwd,
+    Dws,
+    App,
+    Dim,
+}
+
+impl Layer {
+    pub const ALL: [Layer; 5] = [Layer::Ods, Layer::Dwd, Layer::Dws, Layer::App, Layer::Dim];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Ods => "ods",
+            Layer::Dwd => "dwd",
+            Layer::Dws => "dws",
+            Layer::App => "app",
+            Layer::Dim => "dim",
+        }
+    }
+
+    /// The layer named by a table name's prefix (`ods_`, `dwd_`, `dws_`, `app_`, `dim_`).
+    pub fn from_name_prefix(table_name: &str) -> Option<Layer> {
+        let lower = table_name.to_ascii_lowercase();
+        Layer::ALL
+            .into_iter()
+            .find(|layer| lower.starts_with(&format!("{}_", layer.as_str())))
+    }
+
+    /// The layer from an explicit `'layer'` option, else from the name's prefix.
+    pub fn resolve(table: &TableName, option: Option<&str>) -> Result<Layer, CatalogError> {
+        match option {
+            Some(value) => value.parse(),
+            None => Layer::from_name_prefix(&table.name).ok_or_else(|| CatalogError::NoLayer {
+                table: table.to_string(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Layer {
+    type Err = CatalogError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Layer::ALL
+            .into_iter()
+            .find(|layer| layer.as_str().eq_ignore_ascii_case(text))
+            .ok_or_else(|| CatalogError::UnknownLayer {
+                given: text.to_string(),
+            })
+    }
+}
+
+/// How a Kafka table's records are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KafkaFormat {
+    Json,
+    DebeziumJson,
+    Raw,
+}
+
+impl KafkaFormat {
+    pub const NAMES: [&'static str; 3] = ["json", "debezium-json", "raw"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KafkaFormat::Json => "json",
+            KafkaFormat::DebeziumJson => "debezium-json",
+            KafkaFormat::Raw => "raw",
+        }
+    }
+}
+
+impl FromStr for KafkaFormat {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "json" => Ok(KafkaFormat::Json),
+            "debezium-json" => Ok(KafkaFormat::DebeziumJson),
+            "raw" => Ok(KafkaFormat::Raw),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Where a pipeline reading a Kafka table starts (Flink's `scan.startup.mode`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "mode")]
+pub enum StartupMode {
+    EarliestOffset,
+    LatestOffset,
+    GroupOffsets,
+    Timestamp { millis: i64 },
+}
+
+impl StartupMode {
+    pub const NAMES: [&'static str; 4] = [
+        "earliest-offset",
+        "latest-offset",
+        "group-offsets",
+        "timestamp",
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StartupMode::EarliestOffset => "earliest-offset",
+            StartupMode::LatestOffset => "latest-offset",
+            StartupMode::GroupOffsets => "group-offsets",
+            StartupMode::Timestamp { .. } => "timestamp",
+        }
+    }
+}
+
+/// Where the table's data lives, with the options that kind of storage needs.
+///
+/// `connection` names a connection in `strata.toml`; the kind's own fields
+/// then hold only what the DDL gave explicitly, and the connection supplies
+/// the rest (addresses and secrets stay out of the DDL and the store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "connector")]
+pub enum TableKind {
+    Kafka {
+        topic: String,
+        bootstrap_servers: Option<String>,
+        connection: Option<String>,
+        format: KafkaFormat,
+        startup_mode: StartupMode,
+        /// Extra librdkafka properties (`properties.*` without the prefix).
+        properties: BTreeMap<String, String>,
+    },
+    Mysql {
+        url: Option<String>,
+        connection: Option<String>,
+        /// The database; from the URL's path when the DDL does not give one.
+        database: Option<String>,
+        table: String,
+        username: Option<String>,
+        password: Option<String>,
+    },
+    Delta {
+        /// A URL or local path; `None` means `<lake root>/<space>/<name>`.
+        table_path: Option<String>,
+        connection: Option<String>,
+    },
+}
+
+impl TableKind {
+    pub fn connector(&self) -> &'static str {
+        match self {
+            TableKind::Kafka { .. } => "kafka",
+            TableKind::Mysql { .. } => "mysql",
+            TableKind::Delta { .. } => "delta",
+        }
+    }
+
+    /// A one-line description of where the data lives, with no secrets.
+    pub fn location(&self) -> String {
+        match self {
+            TableKind::Kafka {
+                topic, connection, ..
+            } => match connection {
+                Some(connection) => format!("topic {topic} via {connection}"),
+                None => format!("topic {topic}"),
+            },
+            TableKind::Mysql {
+                database,
+                table,
+                connection,
+                ..
+            } => {
+                let qualified = match database {
+                    Some(database) => format!("{database}.{table}"),
+                    None => table.clone(),
+                };
+                match connection {
+                    Some(connection) => format!("{qualified} via {connection}"),
+                    None => qualified,
+                }
+            }
+            TableKind::Delta {
+                table_path,
+                connection,
+            } => match (table_path, connection) {
+                (Some(path), Some(connection)) => format!("{path} via {connection}"),
+                (Some(path), None) => path.clone(),
+                (None, Some(connection)) => format!("via {connection}"),
+                (None, None) => "lake root".to_string(),
+            },
+        }
+    }
+}
+
+/// Event time: the column and how far the watermark trails the largest seen value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    pub column: String,
+    pub delay_ms: i64,
+    /// The expression as written, e.g. `order_time - INTERVAL '5' SECOND`.
+    pub expression: String,
+}
+
+/// Everything the catalog records about one table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableDef {
+    pub name: TableName,
+    pub layer: Layer,
+    pub kind: TableKind,
+    pub schema: SchemaRef,
+    pub primary_key: Vec<String>,
+    pub watermark: Option<Watermark>,
+    /// A processing-time attribute (`proc_time AS PROCTIME()`), if declared.
+    pub processing_time: Option<String>,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+}
+
+/// A registered table: its definition, its current schema version and when it changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableEntry {
+    pub def: TableDef,
+    pub schema_version: i64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// One recorded version of a table's schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaVersion {
+    pub version: i64,
+    pub schema: SchemaRef,
+    pub created_at_ms: i64,
+}
+
+/// The stored form of a schema: one entry per column, with Arrow's own type text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredColumn {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+/// Serialises a schema as JSON for the store. Arrow's type text round-trips.
+pub fn schema_to_json(schema: &Schema) -> String {
+    let columns: Vec<StoredColumn> = schema
+        .fields()
+        .iter()
+        .map(|field| StoredColumn {
+            name: field.name().clone(),
+            data_type: field.data_type().to_string(),
+            nullable: field.is_nullable(),
+        })
+        .collect();
+    serde_json::to_string(&columns).expect("columns serialise")
+}
+
+/// Reads a schema stored by [`schema_to_json`].
+pub fn schema_from_json(text: &str) -> Result<SchemaRef, CatalogError> {
+    let corrupt = |detail: String| CatalogError::CorruptStore {
+        detail: format!("stored schema {text:?}: {detail}"),
+    };
+    let columns: Vec<StoredColumn> =
+        serde_json::from_str(text).map_err(|err| corrupt(err.to_string()))?;
+    let fields = columns
+        .into_iter()
+        .map(|column| {
+            let data_type = DataType::from_str(&column.data_type)
+                .map_err(|err| corrupt(format!("column {}: {err}", column.name)))?;
+            Ok(Field::new(column.name, data_type, column.nullable))
+        })
+        .collect::<Result<Vec<_>, CatalogError>>()?;
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::TimeUnit;
+
+    #[test]
+    fn layer_comes_from_prefix_unless_overridden() {
+        let orders = TableName::new("shop", "ods_orders");
+        assert_eq!(Layer::resolve(&orders, None).unwrap(), Layer::Ods);
+        assert_eq!(Layer::resolve(&orders, Some("dwd")).unwrap(), Layer::Dwd);
+        let plain = TableName::new("shop", "orders");
+        assert!(matches!(
+            Layer::resolve(&plain, None),
+            Err(CatalogError::NoLayer { .. })
+        ));
+        assert!(Layer::resolve(&plain, Some("gold")).is_err());
+    }
+
+    #[test]
+    fn schemas_round_trip_through_json() {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("amount", DataType::Decimal128(10, 2), true),
+            Field::new(
+                "at",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new_list("tags", Field::new_list_field(DataType::Utf8, true), true),
+        ]);
+        let back = schema_from_json(&schema_to_json(&schema)).unwrap();
+        assert_eq!(back.as_ref(), &schema);
+    }
+}

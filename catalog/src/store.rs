@@ -1,0 +1,541 @@
+//! The persistent catalog store, on sqlx: SQLite (embedded, the default),
+//! MySQL/TiDB or PostgreSQL, chosen by URL.
+//!
+//! ```text
+//!   strata_tables           one row per table: kind, layer, keys, owner …, current schema version
+//!   strata_table_schemas    (space, name, version) → schema JSON, created_at; never rewritten
+//!   strata_migrations       which store migrations have been applied
+//! ```
+//!
+//! A registration writes the table row and schema version 1 in one transaction.
+//! An update that changes the schema appends version N+1 and moves the table's
+//! pointer in one transaction, so readers see the old or the new, never half.
+
+use std::str::FromStr;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+
+use crate::error::{CatalogError, Result};
+use crate::model::{
+    Layer, SchemaVersion, TableDef, TableEntry, TableKind, TableName, Watermark, schema_from_json,
+    schema_to_json,
+};
+
+/// The SQL dialect behind a store URL; only placeholders differ between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Mysql,
+    Postgres,
+}
+
+impl Backend {
+    fn from_url(url: &str) -> Result<Self> {
+        let scheme = url.split("://").next().unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite),
+            "mysql" | "mariadb" | "tidb" => Ok(Backend::Mysql),
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            _ => Err(CatalogError::Config {
+                path: crate::config::CONFIG_FILE.into(),
+                message: format!("catalog url scheme {scheme:?} is not supported"),
+                hint: Some(
+                    "use sqlite://PATH, mysql://USER@HOST:PORT/DB (also TiDB) or postgres://USER@HOST:PORT/DB"
+                        .to_string(),
+                ),
+            }),
+        }
+    }
+}
+
+/// Each migration runs once, in order, and is recorded in `strata_migrations`.
+const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
+    1,
+    "tables and versioned schemas",
+    &[
+        "CREATE TABLE strata_tables (
+            space VARCHAR(255) NOT NULL,
+            name VARCHAR(255) NOT NULL,
+            layer VARCHAR(16) NOT NULL,
+            kind TEXT NOT NULL,
+            primary_key TEXT NOT NULL,
+            watermark TEXT,
+            processing_time VARCHAR(255),
+            owner VARCHAR(255),
+            description TEXT,
+            tags TEXT NOT NULL,
+            schema_version BIGINT NOT NULL,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            PRIMARY KEY (space, name)
+        )",
+        "CREATE TABLE strata_table_schemas (
+            space VARCHAR(255) NOT NULL,
+            name VARCHAR(255) NOT NULL,
+            version BIGINT NOT NULL,
+            schema_json TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (space, name, version)
+        )",
+    ],
+)];
+
+const TABLE_COLUMNS: &str = "space, name, layer, kind, primary_key, watermark, processing_time, \
+     owner, description, tags, schema_version, created_at, updated_at";
+
+/// What [`CatalogStore::update`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    /// The schema changed: a new version was recorded.
+    NewSchemaVersion(i64),
+    /// Only options, owner, description or tags changed.
+    MetadataOnly,
+    /// Nothing differed.
+    Unchanged,
+}
+
+#[derive(Debug, Clone)]
+pub struct CatalogStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl CatalogStore {
+    /// Connects to the store at `url` and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let backend = Backend::from_url(url)?;
+        if backend == Backend::Sqlite {
+            create_sqlite_parent(url)?;
+        }
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 1 } else { 4 })
+            .connect(url)
+            .await
+            .map_err(|err| CatalogError::Unreachable {
+                service: "the catalog store",
+                address: crate::config::redact_url(url),
+                cause: err.to_string(),
+                hint: "check [catalog] url in strata.toml or STRATA_CATALOG_URL, and that the server is running"
+                    .to_string(),
+            })?;
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Rewrites `?` placeholders into PostgreSQL's `$n`.
+    fn sql(&self, text: &str) -> AssertSqlSafe<String> {
+        if self.backend != Backend::Postgres {
+            return AssertSqlSafe(text.to_string());
+        }
+        let mut out = String::with_capacity(text.len() + 8);
+        let mut index = 0;
+        for ch in text.chars() {
+            if ch == '?' {
+                index += 1;
+                out.push_str(&format!("${index}"));
+            } else {
+                out.push(ch);
+            }
+        }
+        AssertSqlSafe(out)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let store_err = |context: &str| {
+            let context = context.to_string();
+            move |source| CatalogError::Store { context, source }
+        };
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS strata_migrations (
+                version BIGINT NOT NULL PRIMARY KEY,
+                description VARCHAR(255) NOT NULL,
+                applied_at BIGINT NOT NULL
+            )",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(store_err("creating strata_migrations"))?;
+        let applied: Option<i64> = sqlx::query("SELECT MAX(version) FROM strata_migrations")
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| row.try_get::<Option<i64>, _>(0))
+            .map_err(store_err("reading strata_migrations"))?;
+        let applied = applied.unwrap_or(0);
+        for (version, description, statements) in MIGRATIONS {
+            if *version <= applied {
+                continue;
+            }
+            let mut tx = self
+                .pool
+                .begin()
+                .await
+                .map_err(store_err("starting a migration"))?;
+            for statement in *statements {
+                sqlx::query(*statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_err(&format!("migration {version} ({description})")))?;
+            }
+            sqlx::query(self.sql(
+                "INSERT INTO strata_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+            ))
+            .bind(*version)
+            .bind(description.to_string())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(store_err("recording a migration"))?;
+            tx.commit()
+                .await
+                .map_err(store_err("committing a migration"))?;
+        }
+        Ok(())
+    }
+
+    /// Registers tables, all or none. A taken name fails the whole batch.
+    pub async fn insert(&self, defs: &[TableDef]) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|source| CatalogError::Store {
+                context: "starting a registration".to_string(),
+                source,
+            })?;
+        let now = now_ms();
+        for def in defs {
+            let exists = sqlx::query(
+                self.sql("SELECT COUNT(*) FROM strata_tables WHERE space = ? AND name = ?"),
+            )
+            .bind(def.name.space.clone())
+            .bind(def.name.name.clone())
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|row| row.try_get::<i64, _>(0))
+            .map_err(|source| self.store_error("checking for a duplicate", source))?;
+            if exists > 0 {
+                return Err(CatalogError::AlreadyExists {
+                    table: def.name.to_string(),
+                });
+            }
+            let columns = TableColumns::from_def(def)?;
+            sqlx::query(self.sql(&format!(
+                "INSERT INTO strata_tables ({TABLE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            )))
+            .bind(def.name.space.clone())
+            .bind(def.name.name.clone())
+            .bind(def.layer.as_str().to_string())
+            .bind(columns.kind)
+            .bind(columns.primary_key)
+            .bind(columns.watermark)
+            .bind(def.processing_time.clone())
+            .bind(def.owner.clone())
+            .bind(def.description.clone())
+            .bind(columns.tags)
+            .bind(1_i64)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|source| self.store_error(&format!("registering {}", def.name), source))?;
+            self.insert_schema_version(&mut tx, def, 1, now).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(|source| self.store_error("committing a registration", source))
+    }
+
+    async fn insert_schema_version(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        def: &TableDef,
+        version: i64,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(self.sql(
+            "INSERT INTO strata_table_schemas (space, name, version, schema_json, created_at) VALUES (?, ?, ?, ?, ?)",
+        ))
+        .bind(def.name.space.clone())
+        .bind(def.name.name.clone())
+        .bind(version)
+        .bind(schema_to_json(&def.schema))
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(|source| self.store_error(&format!("recording schema of {}", def.name), source))?;
+        Ok(())
+    }
+
+    /// Replaces a table's definition. A changed schema is recorded as a new version;
+    /// the old versions stay readable.
+    pub async fn update(&self, def: &TableDef) -> Result<UpdateOutcome> {
+        let current = self.get(&def.name).await?;
+        if current.def == *def {
+            return Ok(UpdateOutcome::Unchanged);
+        }
+        let schema_changed = current.def.schema != def.schema;
+        let version = if schema_changed {
+            current.schema_version + 1
+        } else {
+            current.schema_version
+        };
+        let now = now_ms();
+        let columns = TableColumns::from_def(def)?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|source| self.store_error("starting an update", source))?;
+        if schema_changed {
+            self.insert_schema_version(&mut tx, def, version, now)
+                .await?;
+        }
+        sqlx::query(self.sql(
+            "UPDATE strata_tables SET layer = ?, kind = ?, primary_key = ?, watermark = ?, processing_time = ?, \
+             owner = ?, description = ?, tags = ?, schema_version = ?, updated_at = ? WHERE space = ? AND name = ?",
+        ))
+        .bind(def.layer.as_str().to_string())
+        .bind(columns.kind)
+        .bind(columns.primary_key)
+        .bind(columns.watermark)
+        .bind(def.processing_time.clone())
+        .bind(def.owner.clone())
+        .bind(def.description.clone())
+        .bind(columns.tags)
+        .bind(version)
+        .bind(now)
+        .bind(def.name.space.clone())
+        .bind(def.name.name.clone())
+        .execute(&mut *tx)
+        .await
+        .map_err(|source| self.store_error(&format!("updating {}", def.name), source))?;
+        tx.commit()
+            .await
+            .map_err(|source| self.store_error("committing an update", source))?;
+        Ok(if schema_changed {
+            UpdateOutcome::NewSchemaVersion(version)
+        } else {
+            UpdateOutcome::MetadataOnly
+        })
+    }
+
+    pub async fn get(&self, name: &TableName) -> Result<TableEntry> {
+        let row = sqlx::query(self.sql(&format!(
+            "SELECT {TABLE_COLUMNS} FROM strata_tables WHERE space = ? AND name = ?"
+        )))
+        .bind(name.space.clone())
+        .bind(name.name.clone())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|source| self.store_error(&format!("reading {name}"), source))?
+        .ok_or_else(|| CatalogError::NotFound {
+            table: name.to_string(),
+        })?;
+        self.entry_from_row(&row).await
+    }
+
+    pub async fn contains(&self, name: &TableName) -> Result<bool> {
+        match self.get(name).await {
+            Ok(_) => Ok(true),
+            Err(CatalogError::NotFound { .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Every table, ordered by space and name.
+    pub async fn list(&self) -> Result<Vec<TableEntry>> {
+        let rows = sqlx::query(self.sql(&format!(
+            "SELECT {TABLE_COLUMNS} FROM strata_tables ORDER BY space, name"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|source| self.store_error("listing tables", source))?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            entries.push(self.entry_from_row(row).await?);
+        }
+        Ok(entries)
+    }
+
+    /// Removes a table and its schema history.
+    pub async fn drop_table(&self, name: &TableName) -> Result<TableEntry> {
+        let entry = self.get(name).await?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|source| self.store_error("starting a drop", source))?;
+        for table in ["strata_table_schemas", "strata_tables"] {
+            sqlx::query(self.sql(&format!("DELETE FROM {table} WHERE space = ? AND name = ?")))
+                .bind(name.space.clone())
+                .bind(name.name.clone())
+                .execute(&mut *tx)
+                .await
+                .map_err(|source| self.store_error(&format!("dropping {name}"), source))?;
+        }
+        tx.commit()
+            .await
+            .map_err(|source| self.store_error("committing a drop", source))?;
+        Ok(entry)
+    }
+
+    /// All recorded schema versions of a table, oldest first.
+    pub async fn schema_versions(&self, name: &TableName) -> Result<Vec<SchemaVersion>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT version, schema_json, created_at FROM strata_table_schemas \
+             WHERE space = ? AND name = ? ORDER BY version",
+        ))
+        .bind(name.space.clone())
+        .bind(name.name.clone())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|source| {
+            self.store_error(&format!("reading schema versions of {name}"), source)
+        })?;
+        if rows.is_empty() {
+            return Err(CatalogError::NotFound {
+                table: name.to_string(),
+            });
+        }
+        rows.iter()
+            .map(|row| {
+                let version: i64 = self.column(row, "version")?;
+                let schema_json: String = self.column(row, "schema_json")?;
+                let created_at_ms: i64 = self.column(row, "created_at")?;
+                Ok(SchemaVersion {
+                    version,
+                    schema: schema_from_json(&schema_json)?,
+                    created_at_ms,
+                })
+            })
+            .collect()
+    }
+
+    /// One schema version of a table.
+    pub async fn schema_version(&self, name: &TableName, version: i64) -> Result<SchemaVersion> {
+        let versions = self.schema_versions(name).await?;
+        let latest = versions.last().map(|v| v.version).unwrap_or(0);
+        versions
+            .into_iter()
+            .find(|v| v.version == version)
+            .ok_or_else(|| CatalogError::NoSuchVersion {
+                table: name.to_string(),
+                version,
+                latest,
+            })
+    }
+
+    async fn entry_from_row(&self, row: &AnyRow) -> Result<TableEntry> {
+        let name = TableName::new(
+            self.column::<String>(row, "space")?,
+            self.column::<String>(row, "name")?,
+        );
+        let schema_version: i64 = self.column(row, "schema_version")?;
+        let schema = self.schema_version(&name, schema_version).await?.schema;
+        let corrupt = |what: &str, err: &dyn std::fmt::Display| CatalogError::CorruptStore {
+            detail: format!("{what} of {name}: {err}"),
+        };
+        let kind: TableKind = serde_json::from_str(&self.column::<String>(row, "kind")?)
+            .map_err(|err| corrupt("kind", &err))?;
+        let primary_key: Vec<String> =
+            serde_json::from_str(&self.column::<String>(row, "primary_key")?)
+                .map_err(|err| corrupt("primary key", &err))?;
+        let watermark: Option<Watermark> = self
+            .column::<Option<String>>(row, "watermark")?
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|err| corrupt("watermark", &err))?;
+        let tags: Vec<String> = serde_json::from_str(&self.column::<String>(row, "tags")?)
+            .map_err(|err| corrupt("tags", &err))?;
+        let layer = Layer::from_str(&self.column::<String>(row, "layer")?)?;
+        Ok(TableEntry {
+            def: TableDef {
+                name,
+                layer,
+                kind,
+                schema,
+                primary_key,
+                watermark,
+                processing_time: self.column(row, "processing_time")?,
+                owner: self.column(row, "owner")?,
+                description: self.column(row, "description")?,
+                tags,
+            },
+            schema_version,
+            created_at_ms: self.column(row, "created_at")?,
+            updated_at_ms: self.column(row, "updated_at")?,
+        })
+    }
+
+    fn column<'r, T>(&self, row: &'r AnyRow, name: &str) -> Result<T>
+    where
+        T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        row.try_get(name)
+            .map_err(|source| self.store_error(&format!("reading column {name}"), source))
+    }
+
+    fn store_error(&self, context: &str, source: sqlx::Error) -> CatalogError {
+        CatalogError::Store {
+            context: context.to_string(),
+            source,
+        }
+    }
+}
+
+/// A definition's JSON-encoded columns.
+struct TableColumns {
+    kind: String,
+    primary_key: String,
+    watermark: Option<String>,
+    tags: String,
+}
+
+impl TableColumns {
+    fn from_def(def: &TableDef) -> Result<Self> {
+        let encode = |value: serde_json::Result<String>| {
+            value.map_err(|err| CatalogError::CorruptStore {
+                detail: format!("encoding {}: {err}", def.name),
+            })
+        };
+        Ok(Self {
+            kind: encode(serde_json::to_string(&def.kind))?,
+            primary_key: encode(serde_json::to_string(&def.primary_key))?,
+            watermark: def
+                .watermark
+                .as_ref()
+                .map(|w| encode(serde_json::to_string(w)))
+                .transpose()?,
+            tags: encode(serde_json::to_string(&def.tags))?,
+        })
+    }
+}
+
+fn create_sqlite_parent(url: &str) -> Result<()> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = std::path::Path::new(path).parent() {
+        std::fs::create_dir_all(parent).map_err(|source| CatalogError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,211 @@
+//! The HTTP API, under `/api/v1`. Each route does what the CLI command of the
+//! same name does and answers with the same JSON.
+//!
+//! ```text
+//!   GET    /api/v1/health
+//!   GET    /api/v1/tables                          catalog list
+//!   POST   /api/v1/tables        {ddl, update?}    catalog register
+//!   GET    /api/v1/tables/{space}/{name}           catalog show
+//!   GET    /api/v1/tables/{space}/{name}/schemas   catalog history
+//!   DELETE /api/v1/tables/{space}/{name}           catalog drop
+//!   POST   /api/v1/discover/{connection}  {…}      catalog discover
+//!   POST   /api/v1/query         {sql}             query
+//! ```
+//!
+//! Errors are JSON `{"error": …, "hint": …}`: 4xx when the request is at
+//! fault, 502 when a server behind Strata could not be reached, 500 otherwise.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use strata_catalog::{Catalog, CatalogError, DiscoverOptions, Layer, RegisterMode, TableName};
+
+use crate::views::{
+    DiscoveryView, SchemaVersionView, TableDetail, TableSummary, batches_to_json_rows,
+};
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub catalog: Catalog,
+}
+
+pub fn router(catalog: Catalog) -> Router {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/tables", get(list_tables).post(register_tables))
+        .route(
+            "/api/v1/tables/{space}/{name}",
+            get(show_table).delete(drop_table),
+        )
+        .route("/api/v1/tables/{space}/{name}/schemas", get(table_schemas))
+        .route("/api/v1/discover/{connection}", post(discover))
+        .route("/api/v1/query", post(query))
+        .with_state(AppState { catalog })
+}
+
+/// An error as the API answers it.
+#[derive(Debug)]
+pub struct ApiError(CatalogError);
+
+impl From<CatalogError> for ApiError {
+    fn from(err: CatalogError) -> Self {
+        Self(err)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self.0 {
+            CatalogError::NotFound { .. } | CatalogError::NoSuchVersion { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            CatalogError::AlreadyExists { .. } => StatusCode::CONFLICT,
+            CatalogError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
+            CatalogError::Query(_) => StatusCode::BAD_REQUEST,
+            err if err.is_user_error() => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let text = self.0.to_string();
+        let (message, hint) = match text.split_once("\n  hint: ") {
+            Some((message, hint)) => (message.to_string(), Some(hint.to_string())),
+            None => (text, None),
+        };
+        (status, Json(json!({"error": message, "hint": hint}))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn list_tables(State(state): State<AppState>) -> ApiResult<Vec<TableSummary>> {
+    let entries = state.catalog.list().await?;
+    Ok(Json(entries.iter().map(TableSummary::new).collect()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterRequest {
+    ddl: String,
+    #[serde(default)]
+    update: bool,
+}
+
+async fn register_tables(
+    State(state): State<AppState>,
+    Json(request): Json<RegisterRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mode = if request.update {
+        RegisterMode::Update
+    } else {
+        RegisterMode::Create
+    };
+    let registered = state
+        .catalog
+        .register_sql("request body", &request.ddl, mode)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(registered).expect("serialises")),
+    ))
+}
+
+fn table_name(space: String, name: String) -> TableName {
+    TableName::new(space, name)
+}
+
+async fn show_table(
+    State(state): State<AppState>,
+    Path((space, name)): Path<(String, String)>,
+) -> ApiResult<TableDetail> {
+    let entry = state.catalog.get(&table_name(space, name)).await?;
+    Ok(Json(TableDetail::new(&entry)))
+}
+
+async fn table_schemas(
+    State(state): State<AppState>,
+    Path((space, name)): Path<(String, String)>,
+) -> ApiResult<Vec<SchemaVersionView>> {
+    let versions = state
+        .catalog
+        .schema_versions(&table_name(space, name))
+        .await?;
+    Ok(Json(versions.iter().map(SchemaVersionView::new).collect()))
+}
+
+async fn drop_table(
+    State(state): State<AppState>,
+    Path((space, name)): Path<(String, String)>,
+) -> ApiResult<Value> {
+    let entry = state.catalog.drop_table(&table_name(space, name)).await?;
+    Ok(Json(json!({"dropped": entry.def.name.to_string()})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiscoverRequest {
+    space: Option<String>,
+    layer: Option<String>,
+    #[serde(default)]
+    topics: Vec<String>,
+    sample: Option<i64>,
+    /// Only report what would be registered.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn discover(
+    State(state): State<AppState>,
+    Path(connection): Path<String>,
+    Json(request): Json<DiscoverRequest>,
+) -> ApiResult<DiscoveryView> {
+    let layer = request
+        .layer
+        .as_deref()
+        .map(str::parse::<Layer>)
+        .transpose()?;
+    let options = DiscoverOptions {
+        space: request.space,
+        layer,
+        topics: request.topics,
+        sample_per_partition: request.sample.unwrap_or(100),
+    };
+    let discovery = state.catalog.discover(&connection, &options).await?;
+    let mut view = DiscoveryView::new(&discovery);
+    if !request.dry_run {
+        view.registered = Some(
+            state
+                .catalog
+                .register(discovery.tables, RegisterMode::Update)
+                .await?,
+        );
+    }
+    Ok(Json(view))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryRequest {
+    sql: String,
+}
+
+async fn query(
+    State(state): State<AppState>,
+    Json(request): Json<QueryRequest>,
+) -> ApiResult<Value> {
+    let result = state.catalog.query(&request.sql).await?;
+    let rows = batches_to_json_rows(&result.batches).map_err(CatalogError::from)?;
+    let columns: Vec<Value> = result
+        .schema
+        .fields()
+        .iter()
+        .map(|f| json!({"name": f.name(), "type": strata_catalog::ddl::types::flink_type_name(f.data_type())}))
+        .collect();
+    Ok(Json(json!({"columns": columns, "rows": rows})))
+}

@@ -1,0 +1,450 @@
+//! `strata`: the command line of the Strata warehouse.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use strata_catalog::{Catalog, DiscoverOptions, Layer, Project, RegisterMode, TableName};
+use strata_server::views::{
+    self, DiscoveryView, SchemaVersionView, TableDetail, TableSummary, batches_to_json_rows,
+};
+use strata_server::{api, scaffold};
+
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about = "A realtime layered data warehouse")]
+struct Cli {
+    /// The project directory, holding strata.toml.
+    #[arg(long, global = true, env = "STRATA_PROJECT", default_value = ".")]
+    project: PathBuf,
+    /// Output for people (table) or for scripts (json).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new project directory with strata.toml, catalog/ and pipelines/.
+    Init { dir: PathBuf },
+    /// Register, list, show, drop and discover tables.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// Run one SQL query over the catalog's tables.
+    Query { sql: String },
+    /// Serve the HTTP API.
+    Serve {
+        #[arg(long, default_value_t = 7600)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Register the tables of DDL files (or of every .sql file in a directory).
+    Register {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Update tables that exist: a changed schema becomes a new version.
+        #[arg(long)]
+        update: bool,
+    },
+    /// List the registered tables.
+    List,
+    /// Show one table: columns, keys, watermark and options.
+    Show {
+        table: String,
+        /// Show this schema version instead of the current one.
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// List a table's schema versions.
+    History { table: String },
+    /// Remove a table from the catalog (its data is kept).
+    Drop { table: String },
+    /// Register what a connection in strata.toml already holds.
+    Discover {
+        connection: String,
+        /// The space to register into (default: the database, or the connection's name).
+        #[arg(long)]
+        space: Option<String>,
+        /// The layer of tables whose names have no layer prefix.
+        #[arg(long)]
+        layer: Option<String>,
+        /// Kafka: only this topic (repeatable).
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        /// Kafka: records to sample per partition.
+        #[arg(long, default_value_t = 100)]
+        sample: i64,
+        /// Register inferred schemas without asking.
+        #[arg(long)]
+        yes: bool,
+        /// Show what would be registered, and register nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Err(err) = run(cli).await {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let format = cli.format;
+    match cli.command {
+        Command::Init { dir } => {
+            let created = scaffold::init(&dir)?;
+            match format {
+                Format::Json => {
+                    print_json(&serde_json::json!({"project": dir, "created": created}))
+                }
+                Format::Table => {
+                    println!("created project {}", dir.display());
+                    for path in created {
+                        println!("  {path}");
+                    }
+                    println!(
+                        "next: strata --project {} catalog register {}/catalog",
+                        dir.display(),
+                        dir.display()
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Catalog(command) => {
+            let catalog = open_catalog(&cli.project).await?;
+            run_catalog(&catalog, command, format).await
+        }
+        Command::Query { sql } => {
+            let catalog = open_catalog(&cli.project).await?;
+            let result = catalog.query(&sql).await?;
+            match format {
+                Format::Json => print_json(&batches_to_json_rows(&result.batches)?),
+                Format::Table => {
+                    println!(
+                        "{}",
+                        arrow::util::pretty::pretty_format_batches(&result.batches)?
+                    );
+                    let rows: usize = result.batches.iter().map(|b| b.num_rows()).sum();
+                    println!("({rows} row{})", if rows == 1 { "" } else { "s" });
+                }
+            }
+            Ok(())
+        }
+        Command::Serve { port, host } => {
+            let catalog = open_catalog(&cli.project).await?;
+            let address: SocketAddr = format!("{host}:{port}")
+                .parse()
+                .with_context(|| format!("{host}:{port} is not an address to listen on"))?;
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| {
+                    format!("cannot listen on {address}; is the port taken? try --port")
+                })?;
+            eprintln!(
+                "strata serving the API on http://{}/api/v1 (Ctrl-C stops)",
+                listener.local_addr()?
+            );
+            axum::serve(listener, api::router(catalog))
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+            Ok(())
+        }
+    }
+}
+
+async fn open_catalog(dir: &Path) -> anyhow::Result<Catalog> {
+    let project = Project::load(dir)?;
+    Ok(Catalog::open(project).await?)
+}
+
+fn parse_table(text: &str) -> anyhow::Result<TableName> {
+    Ok(text.parse::<TableName>()?)
+}
+
+async fn run_catalog(
+    catalog: &Catalog,
+    command: CatalogCommand,
+    format: Format,
+) -> anyhow::Result<()> {
+    match command {
+        CatalogCommand::Register { files, update } => {
+            let files = expand_sql_files(&files)?;
+            let mode = if update {
+                RegisterMode::Update
+            } else {
+                RegisterMode::Create
+            };
+            let registered = catalog.register_files(&files, mode).await?;
+            match format {
+                Format::Json => print_json(&registered),
+                Format::Table => println!("{}", views::registered_table(&registered)),
+            }
+        }
+        CatalogCommand::List => {
+            let summaries: Vec<TableSummary> = catalog
+                .list()
+                .await?
+                .iter()
+                .map(TableSummary::new)
+                .collect();
+            match format {
+                Format::Json => print_json(&summaries),
+                Format::Table if summaries.is_empty() => {
+                    println!(
+                        "no tables yet: `strata catalog register FILE.sql` or `strata catalog discover CONNECTION`"
+                    )
+                }
+                Format::Table => println!("{}", views::summaries_table(&summaries)),
+            }
+        }
+        CatalogCommand::Show { table, version } => {
+            let name = parse_table(&table)?;
+            match version {
+                Some(version) => {
+                    let schema = catalog.store().schema_version(&name, version).await?;
+                    let view = SchemaVersionView::new(&schema);
+                    match format {
+                        Format::Json => print_json(&view),
+                        Format::Table => {
+                            println!(
+                                "{name} schema version {} (recorded {})",
+                                view.version, view.created_at
+                            );
+                            println!("{}", views::columns_table(&view.columns, &[]));
+                        }
+                    }
+                }
+                None => {
+                    let detail = TableDetail::new(&catalog.get(&name).await?);
+                    match format {
+                        Format::Json => print_json(&detail),
+                        Format::Table => print_detail(&detail),
+                    }
+                }
+            }
+        }
+        CatalogCommand::History { table } => {
+            let name = parse_table(&table)?;
+            let versions: Vec<SchemaVersionView> = catalog
+                .schema_versions(&name)
+                .await?
+                .iter()
+                .map(SchemaVersionView::new)
+                .collect();
+            match format {
+                Format::Json => print_json(&versions),
+                Format::Table => println!(
+                    "{}",
+                    views::human_table(
+                        &["version", "recorded", "columns"],
+                        versions
+                            .iter()
+                            .map(|v| vec![
+                                v.version.to_string(),
+                                v.created_at.clone(),
+                                v.columns
+                                    .iter()
+                                    .map(|c| format!("{} {}", c.name, c.sql_type))
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                            ])
+                            .collect(),
+                    )
+                ),
+            }
+        }
+        CatalogCommand::Drop { table } => {
+            let name = parse_table(&table)?;
+            let entry = catalog.drop_table(&name).await?;
+            match format {
+                Format::Json => print_json(&serde_json::json!({"dropped": name.to_string()})),
+                Format::Table => println!(
+                    "dropped {name} from the catalog; its data at {} was kept",
+                    entry.def.kind.location()
+                ),
+            }
+        }
+        CatalogCommand::Discover {
+            connection,
+            space,
+            layer,
+            topics,
+            sample,
+            yes,
+            dry_run,
+        } => {
+            let layer = layer.as_deref().map(str::parse::<Layer>).transpose()?;
+            let options = DiscoverOptions {
+                space,
+                layer,
+                topics,
+                sample_per_partition: sample,
+            };
+            let discovery = catalog.discover(&connection, &options).await?;
+            let mut view = DiscoveryView::new(&discovery);
+            if format == Format::Table {
+                print_discovery(&view);
+            }
+            let confirmed = !dry_run
+                && !discovery.tables.is_empty()
+                && (!discovery.inferred || yes || confirm()?);
+            if confirmed {
+                let registered = catalog
+                    .register(discovery.tables, RegisterMode::Update)
+                    .await?;
+                if format == Format::Table {
+                    println!("{}", views::registered_table(&registered));
+                }
+                view.registered = Some(registered);
+            } else if format == Format::Table && !discovery.tables.is_empty() {
+                println!(
+                    "nothing registered{}",
+                    if dry_run { " (dry run)" } else { "" }
+                );
+            }
+            if format == Format::Json {
+                print_json(&view);
+            }
+            if discovery.inferred
+                && !dry_run
+                && !yes
+                && view.registered.is_none()
+                && !std::io::stdin().is_terminal()
+            {
+                bail!(
+                    "the schemas above were inferred from samples; re-run with --yes to register them"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Asks on a terminal; without one, registers nothing (the caller says how to proceed).
+fn confirm() -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    print!("register these inferred schemas? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// Files as given; a directory stands for its `.sql` files, in name order.
+fn expand_sql_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+                .collect();
+            if found.is_empty() {
+                bail!("{} holds no .sql files", path.display());
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("views serialise")
+    );
+}
+
+fn print_detail(detail: &TableDetail) {
+    println!(
+        "{}  ({} layer, {} table, schema version {})",
+        detail.name, detail.layer, detail.connector, detail.schema_version
+    );
+    println!("location: {}", detail.location);
+    if let Some(description) = &detail.description {
+        println!("description: {description}");
+    }
+    if let Some(owner) = &detail.owner {
+        println!("owner: {owner}");
+    }
+    if !detail.tags.is_empty() {
+        println!("tags: {}", detail.tags.join(", "));
+    }
+    if let Some(watermark) = &detail.watermark {
+        println!(
+            "watermark: {}",
+            watermark["expression"].as_str().unwrap_or_default()
+        );
+    }
+    if let Some(column) = &detail.processing_time {
+        println!("processing time: {column}");
+    }
+    println!(
+        "{}",
+        views::columns_table(&detail.columns, &detail.primary_key)
+    );
+}
+
+fn print_discovery(view: &DiscoveryView) {
+    for table in &view.tables {
+        let how = if view.inferred {
+            "inferred schema"
+        } else {
+            "schema"
+        };
+        println!(
+            "{} ({} layer, {}) {how}:",
+            table.name, table.layer, table.location
+        );
+        if let Some(note) = &table.note {
+            println!("  note: {note}");
+        }
+        println!(
+            "{}",
+            views::columns_table(&table.columns, &table.primary_key)
+        );
+    }
+    for skipped in &view.skipped {
+        println!("skipped {}: {}", skipped.name, skipped.reason);
+    }
+    if view.tables.is_empty() {
+        println!(
+            "found nothing to register on connection {}",
+            view.connection
+        );
+    }
+}
