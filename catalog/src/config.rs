@@ -149,10 +149,8 @@ impl Project {
         if let Ok(url) = std::env::var(CATALOG_URL_ENV) {
             config.catalog.url = Some(Secret::new(url));
         }
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            config,
-        })
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        Ok(Self { dir, config })
     }
 
     /// The directory for Strata's own state (`DIR/.strata`).

@@ -26,8 +26,8 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::unparser::Unparser;
 use datafusion::sql::unparser::dialect::MySqlDialect;
-use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlRow};
-use sqlx::{AssertSqlSafe, Executor, Row};
+use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::{AssertSqlSafe, Connection, Executor, Row};
 
 use crate::config::redact_url;
 use crate::error::{CatalogError, Result};
@@ -67,6 +67,19 @@ fn address_of(url: &str) -> String {
 
 /// Connects, with every session in UTC so TIMESTAMP columns read the same everywhere.
 pub async fn connect(url: &str) -> Result<MySqlPool> {
+    let unreachable = |err: sqlx::Error| CatalogError::Unreachable {
+        service: "MySQL/TiDB",
+        address: address_of(url),
+        cause: err.to_string(),
+        hint: "check that the server runs and the URL, user and password are right".to_string(),
+    };
+    // One direct attempt first: a pool would retry until its timeout and hide the cause.
+    MySqlConnection::connect(url)
+        .await
+        .map_err(unreachable)?
+        .close()
+        .await
+        .map_err(unreachable)?;
     MySqlPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(std::time::Duration::from_secs(10))
@@ -78,12 +91,7 @@ pub async fn connect(url: &str) -> Result<MySqlPool> {
         })
         .connect(url)
         .await
-        .map_err(|err| CatalogError::Unreachable {
-            service: "MySQL/TiDB",
-            address: address_of(url),
-            cause: err.to_string(),
-            hint: "check that the server runs and the URL, user and password are right".to_string(),
-        })
+        .map_err(unreachable)
 }
 
 fn quote(identifier: &str) -> String {

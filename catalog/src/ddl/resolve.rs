@@ -33,6 +33,11 @@ pub fn resolve(
     connections: &BTreeMap<String, Connection>,
 ) -> Result<TableDef> {
     let name = table_name(&create.name)?;
+    let schema = schema(create)?;
+    let primary_key = primary_key(create, &schema)?;
+    let schema = Arc::new(mark_key_not_null(&schema, &primary_key));
+    let watermark = watermark(create, &schema)?;
+    let processing_time = processing_time(create, &schema)?;
     let mut options = Options::new(create)?;
     let connector = options.require("connector", &create.location, || {
         format!("add 'connector' = ... to the WITH clause; connectors are {CONNECTORS}")
@@ -85,11 +90,6 @@ pub fn resolve(
         .unwrap_or_default();
     options.refuse_leftovers(connector.value.as_str())?;
 
-    let schema = schema(create)?;
-    let primary_key = primary_key(create, &schema)?;
-    let schema = Arc::new(mark_key_not_null(&schema, &primary_key));
-    let watermark = watermark(create, &schema)?;
-    let processing_time = processing_time(create, &schema)?;
     Ok(TableDef {
         name,
         layer,

@@ -1,0 +1,147 @@
+//! Delta tables on the local filesystem: creation on registration, queries,
+//! discovery from the log, and roll-back of half-done registrations.
+
+use arrow::util::pretty::pretty_format_batches;
+use strata_catalog::connectors::delta;
+use strata_catalog::{Catalog, DiscoverOptions, RegisterMode, TableKind};
+
+use crate::support::project;
+
+const DWD_ORDERS: &str = "CREATE TABLE shop.dwd_orders (
+  order_id BIGINT, city STRING, amount DECIMAL(10, 2), order_time TIMESTAMP(3),
+  PRIMARY KEY (order_id) NOT ENFORCED
+) WITH ('connector' = 'delta');";
+
+#[tokio::test]
+async fn registering_a_delta_table_creates_it_and_queries_read_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(project(dir.path(), "[lake]\nroot = \"lake\"\n"))
+        .await
+        .unwrap();
+    let registered = catalog
+        .register_sql("dwd.sql", DWD_ORDERS, RegisterMode::Create)
+        .await
+        .unwrap();
+    let location = dir
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("lake/shop/dwd_orders");
+    assert!(location.join("_delta_log").is_dir());
+    assert!(
+        registered[0]
+            .storage
+            .as_deref()
+            .unwrap()
+            .contains("created an empty Delta table")
+    );
+
+    catalog
+        .query(
+            "INSERT INTO shop.dwd_orders VALUES
+               (1, 'Beijing', 10.50, TIMESTAMP '2024-05-01 10:00:00.250'),
+               (2, 'Shanghai', 3.00, TIMESTAMP '2024-05-01 10:00:01')",
+        )
+        .await
+        .unwrap();
+    let result = catalog
+        .query("SELECT city, sum(amount) AS gmv FROM shop.dwd_orders GROUP BY city ORDER BY city")
+        .await
+        .unwrap();
+    assert_eq!(
+        pretty_format_batches(&result.batches).unwrap().to_string(),
+        "+----------+-------+\n| city     | gmv   |\n+----------+-------+\n| Beijing  | 10.50 |\n| Shanghai | 3.00  |\n+----------+-------+"
+    );
+
+    // Registering the same table again elsewhere finds the table and its rows.
+    let other_dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[connections.lake]\nkind = \"delta\"\nroot = \"{}\"\n",
+        dir.path().join("lake").display()
+    );
+    let other = Catalog::open(project(other_dir.path(), &config))
+        .await
+        .unwrap();
+    let discovery = other
+        .discover(
+            "lake",
+            &DiscoverOptions {
+                space: Some("history".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(discovery.tables.len(), 1);
+    let found = &discovery.tables[0];
+    assert_eq!(found.name.to_string(), "history.dwd_orders");
+    assert!(
+        matches!(&found.kind, TableKind::Delta { table_path: Some(p), .. } if p == "shop/dwd_orders")
+    );
+    assert_eq!(found.schema.fields().len(), 4);
+    other
+        .register(discovery.tables, RegisterMode::Create)
+        .await
+        .unwrap();
+    let count = other
+        .query("SELECT count(*) AS n FROM history.dwd_orders")
+        .await
+        .unwrap();
+    assert!(
+        pretty_format_batches(&count.batches)
+            .unwrap()
+            .to_string()
+            .contains("| 2 |")
+    );
+}
+
+#[tokio::test]
+async fn an_existing_delta_table_must_have_the_declared_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let location = lake.join("shop/dwd_orders").display().to_string();
+    let schema = arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+        "order_id",
+        arrow::datatypes::DataType::Int64,
+        false,
+    )]);
+    delta::create(&location, "dwd_orders", &schema)
+        .await
+        .unwrap();
+    let catalog = Catalog::open(project(dir.path(), "")).await.unwrap();
+    let err = catalog
+        .register_sql("dwd.sql", DWD_ORDERS, RegisterMode::Create)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("has no column city") && err.contains("its columns are order_id"),
+        "{err}"
+    );
+    assert!(catalog.list().await.unwrap().is_empty());
+    assert!(
+        delta::exists(&location).await.unwrap(),
+        "the user's table must stay"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_registration_removes_the_delta_tables_it_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(project(dir.path(), "")).await.unwrap();
+    let batch = format!(
+        "{DWD_ORDERS}
+         CREATE TABLE shop.dim_users (id BIGINT) WITH ('connector' = 'mysql',
+           'url' = 'mysql://root@127.0.0.1:1/shop', 'table-name' = 'users');"
+    );
+    let err = catalog
+        .register_sql("all.sql", &batch, RegisterMode::Create)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+    assert!(catalog.list().await.unwrap().is_empty());
+    assert!(
+        !dir.path().join("lake/shop/dwd_orders").exists(),
+        "an empty table was left behind"
+    );
+}

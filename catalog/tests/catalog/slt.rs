@@ -1,0 +1,128 @@
+//! The sqllogictest contract: `catalog/tests/slt/*.slt`, each file run on a fresh
+//! project with a fresh MariaDB database behind the connection `shop_db`.
+//!
+//! Statements: `CREATE TABLE …` registers, `DROP TABLE s.t` drops, and a
+//! statement starting with `mysql:` runs the rest on the file's MariaDB
+//! database (to set up dimension data). Everything else is a query.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::DataType;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use async_trait::async_trait;
+use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, Runner};
+use strata_catalog::{Catalog, CatalogError, RegisterMode};
+
+use crate::support::{MysqlDatabase, project};
+
+struct SltDatabase {
+    catalog: Catalog,
+    mysql: Arc<MysqlDatabase>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SltError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("MariaDB: {0}")]
+    Mysql(#[from] sqlx::Error),
+}
+
+#[async_trait]
+impl AsyncDB for SltDatabase {
+    type Error = SltError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        let statement = sql.trim().trim_end_matches(';');
+        if let Some(mysql_sql) = statement.strip_prefix("mysql:") {
+            use sqlx::Connection;
+            let mut conn = sqlx::MySqlConnection::connect(&self.mysql.url).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(mysql_sql.to_string()))
+                .execute(&mut conn)
+                .await?;
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        let upper = statement.to_ascii_uppercase();
+        if upper.starts_with("CREATE TABLE") {
+            let registered = self
+                .catalog
+                .register_sql("slt", sql, RegisterMode::Create)
+                .await?;
+            return Ok(DBOutput::StatementComplete(registered.len() as u64));
+        }
+        if let Some(name) = upper.strip_prefix("DROP TABLE ") {
+            let name = statement[statement.len() - name.len()..].trim().parse()?;
+            self.catalog.drop_table(&name).await?;
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        let result = self.catalog.query(statement).await?;
+        let types = result
+            .schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                t if t.is_integer() => DefaultColumnType::Integer,
+                DataType::Float32 | DataType::Float64 | DataType::Decimal128(_, _) => {
+                    DefaultColumnType::FloatingPoint
+                }
+                _ => DefaultColumnType::Text,
+            })
+            .collect();
+        let options = FormatOptions::default().with_null("NULL");
+        let mut rows = Vec::new();
+        for batch in &result.batches {
+            let formatters = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(CatalogError::from)?;
+            for row in 0..batch.num_rows() {
+                rows.push(
+                    formatters
+                        .iter()
+                        .map(|f| f.value(row).to_string())
+                        .collect(),
+                );
+            }
+        }
+        Ok(DBOutput::Rows { types, rows })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "strata"
+    }
+}
+
+#[tokio::test]
+async fn sql_behaviour_matches_the_slt_files() {
+    let slt_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&slt_dir)
+        .expect("tests/slt")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .slt files in {}", slt_dir.display());
+    for file in files {
+        let mysql = Arc::new(MysqlDatabase::create("slt").await);
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "[lake]\nroot = \"lake\"\n[connections.shop_db]\nkind = \"mysql\"\nurl = \"{}\"\n",
+            mysql.url
+        );
+        let catalog = Catalog::open(project(dir.path(), &config)).await.unwrap();
+        let mut runner = Runner::new(move || {
+            let (catalog, mysql) = (catalog.clone(), mysql.clone());
+            async move { Ok::<_, SltError>(SltDatabase { catalog, mysql }) }
+        });
+        if let Err(err) = runner.run_file_async(&file).await {
+            panic!("{}: {}", file.display(), err.display(false));
+        }
+    }
+}

@@ -1,0 +1,32 @@
+-- Raw events, as the shop's services write them to Kafka.
+
+CREATE TABLE shop.ods_orders (
+  order_id BIGINT,
+  user_id BIGINT,
+  product_id BIGINT,
+  amount DECIMAL(10, 2),
+  order_time TIMESTAMP(3),
+  proc_time AS PROCTIME(),
+  WATERMARK FOR order_time AS order_time - INTERVAL '5' SECOND,
+  PRIMARY KEY (order_id) NOT ENFORCED
+) COMMENT 'Orders as placed, one JSON record per order' WITH (
+  'connector' = 'kafka',
+  'topic' = 'orders',
+  'format' = 'json',
+  'scan.startup.mode' = 'earliest-offset',
+  'connection' = 'events',
+  'owner' = 'trade-team',
+  'tags' = 'trade, pii-free'
+);
+
+CREATE TABLE shop.ods_page_views (
+  user_id BIGINT,
+  page STRING,
+  view_time TIMESTAMP(3),
+  WATERMARK FOR view_time AS view_time - INTERVAL '5' SECOND
+) WITH (
+  'connector' = 'kafka',
+  'topic' = 'page_views',
+  'format' = 'json',
+  'connection' = 'events'
+);
