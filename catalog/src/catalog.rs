@@ -169,7 +169,11 @@ impl Catalog {
 
         let mut created_locations = Vec::new();
         let prepared = self
-            .prepare_storage(new_defs.iter().chain(&updates), &mut created_locations)
+            .prepare_storage(
+                new_defs.iter().chain(&updates),
+                &updates.iter().map(|d| d.name.clone()).collect(),
+                &mut created_locations,
+            )
             .await;
         let storage_notes = match prepared {
             Ok(notes) => notes,
@@ -222,6 +226,7 @@ impl Catalog {
     async fn prepare_storage(
         &self,
         defs: impl Iterator<Item = &TableDef>,
+        updating: &BTreeSet<TableName>,
         created: &mut Vec<String>,
     ) -> Result<Vec<(TableName, String)>> {
         let opener = TableOpener::new(self.project.clone());
@@ -230,14 +235,20 @@ impl Catalog {
             match &def.kind {
                 TableKind::Delta { .. } => {
                     let location = connectors::delta_location(&self.project, def)?;
-                    if delta::ensure_table(&location, &def.name.name, &def.schema).await?
-                        == delta::Prepared::Created
-                    {
-                        created.push(location.clone());
-                        notes.push((
+                    let evolve = updating.contains(&def.name);
+                    match delta::ensure_table(&location, &def.name.name, &def.schema, evolve).await? {
+                        delta::Prepared::Created => {
+                            created.push(location.clone());
+                            notes.push((
+                                def.name.clone(),
+                                format!("created an empty Delta table at {location}"),
+                            ));
+                        }
+                        delta::Prepared::ColumnsAdded(columns) => notes.push((
                             def.name.clone(),
-                            format!("created an empty Delta table at {location}"),
-                        ));
+                            format!("added column(s) {} to the Delta table", columns.join(", ")),
+                        )),
+                        delta::Prepared::Existing => {}
                     }
                 }
                 TableKind::Mysql { .. } => {

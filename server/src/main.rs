@@ -107,9 +107,24 @@ async fn main() {
         .init();
     let cli = Cli::parse();
     if let Err(err) = run(cli).await {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", error_report(&err));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes, leaving out causes its message already quotes.
+fn error_report(err: &anyhow::Error) -> String {
+    let mut report = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !report.contains(&text) {
+            if !report.is_empty() {
+                report.push_str(": ");
+            }
+            report.push_str(&text);
+        }
+    }
+    report
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

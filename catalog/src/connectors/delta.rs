@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
@@ -82,42 +82,78 @@ pub async fn create(location: &str, table_name: &str, schema: &Schema) -> Result
         .map_err(|source| delta_error(location, source))
 }
 
-/// What [`ensure_table`] found at a location.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What [`ensure_table`] did at a location.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prepared {
     /// A table was already there, with every declared column.
     Existing,
     /// No table was there; an empty one was created.
     Created,
+    /// The table lacked these declared columns, and they were added.
+    ColumnsAdded(Vec<String>),
 }
 
-/// Makes sure a Delta table with (at least) `schema`'s columns exists at `location`.
-pub async fn ensure_table(location: &str, table_name: &str, schema: &Schema) -> Result<Prepared> {
+/// Makes sure a Delta table with (at least) `schema`'s columns exists at
+/// `location`. Missing columns are added when `evolve` is set (they must be
+/// nullable: existing rows have no value for them); otherwise they are an error.
+pub async fn ensure_table(
+    location: &str,
+    table_name: &str,
+    schema: &Schema,
+    evolve: bool,
+) -> Result<Prepared> {
     if !exists(location).await? {
         create(location, table_name, schema).await?;
         return Ok(Prepared::Created);
     }
     let existing = read_schema(location).await?;
-    for field in schema.fields() {
-        if existing.field_with_name(field.name()).is_err() {
-            let names: Vec<&str> = existing
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect();
-            return Err(CatalogError::Discovery {
-                message: format!(
-                    "the Delta table at {location} has no column {} declared for {table_name}",
-                    field.name()
-                ),
-                hint: Some(format!(
-                    "its columns are {}; correct the DDL, or use `strata catalog discover` to register the table as it is",
-                    names.join(", ")
-                )),
-            });
-        }
+    let missing: Vec<&Field> = schema
+        .fields()
+        .iter()
+        .filter(|field| existing.field_with_name(field.name()).is_err())
+        .map(|field| field.as_ref())
+        .collect();
+    let Some(first) = missing.first() else {
+        return Ok(Prepared::Existing);
+    };
+    let names: Vec<&str> = existing.fields().iter().map(|f| f.name().as_str()).collect();
+    if !evolve {
+        return Err(CatalogError::Discovery {
+            message: format!(
+                "the Delta table at {location} has no column {} declared for {table_name}",
+                first.name()
+            ),
+            hint: Some(format!(
+                "its columns are {}; correct the DDL, register with --update to add the column, or use `strata catalog discover` to register the table as it is",
+                names.join(", ")
+            )),
+        });
     }
-    Ok(Prepared::Existing)
+    if let Some(required) = missing.iter().find(|f| !f.is_nullable()) {
+        return Err(CatalogError::Discovery {
+            message: format!(
+                "column {} cannot be added to the Delta table at {location} as NOT NULL: its existing rows have no value",
+                required.name()
+            ),
+            hint: Some("declare the new column nullable".to_string()),
+        });
+    }
+    let additions = Schema::new(missing.iter().map(|f| (*f).clone()).collect::<Vec<Field>>());
+    let fields: StructType = (&additions)
+        .try_into_kernel()
+        .map_err(|err: arrow::error::ArrowError| CatalogError::Discovery {
+            message: format!("Delta cannot store the new columns of {table_name}: {err}"),
+            hint: None,
+        })?;
+    open(location)
+        .await?
+        .add_columns()
+        .with_fields(fields.fields().cloned().collect::<Vec<_>>())
+        .await
+        .map_err(|source| delta_error(location, source))?;
+    Ok(Prepared::ColumnsAdded(
+        missing.iter().map(|f| f.name().clone()).collect(),
+    ))
 }
 
 /// The table at `location` as a DataFusion table (a snapshot of its latest version).

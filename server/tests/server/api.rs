@@ -1,0 +1,117 @@
+//! The HTTP API: the same operations as the CLI, JSON in and out, and errors
+//! with the right status codes.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use strata_catalog::{Catalog, Project};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
+
+use crate::support::{DDL, ShopDatabase, write_project};
+
+async fn call(router: &axum::Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty))
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_api_registers_shows_queries_and_drops() {
+    let db = ShopDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &db, "");
+    let catalog = Catalog::open(Project::load(dir.path()).unwrap()).await.unwrap();
+    let router = strata_server::api::router(catalog);
+
+    let (status, body) = call(&router, "GET", "/api/v1/tables", None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!([])));
+
+    let (status, body) = call(&router, "POST", "/api/v1/tables", Some(json!({"ddl": DDL}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body.as_array().unwrap().len(), 2);
+
+    let (status, body) = call(&router, "POST", "/api/v1/tables", Some(json!({"ddl": DDL}))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["error"].as_str().unwrap().contains("already registered"), "{body}");
+    assert!(body["hint"].as_str().unwrap().contains("--update"), "{body}");
+
+    let bad = "CREATE TABLE shop.dwd_x (id BIGINT) WITH ('connector' = 'nope');";
+    let (status, body) = call(&router, "POST", "/api/v1/tables", Some(json!({"ddl": bad}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().starts_with("request body:1:57: unknown connector"), "{body}");
+
+    let (status, body) = call(&router, "GET", "/api/v1/tables/shop/dim_users", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["layer"], "dim");
+    assert_eq!(body["columns"].as_array().unwrap().len(), 3);
+
+    let (status, body) = call(&router, "GET", "/api/v1/tables/shop/dwd_orders/schemas", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body[0]["version"], 1);
+
+    let sql = json!({"sql": "SELECT id, name FROM shop.dim_users ORDER BY id"});
+    let (status, body) = call(&router, "POST", "/api/v1/query", Some(sql)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"], json!([{"id": 1, "name": "Li Lei"}, {"id": 2, "name": "Han Meimei"}]));
+    assert_eq!(body["columns"][0], json!({"name": "id", "type": "BIGINT"}));
+
+    let (status, body) = call(&router, "POST", "/api/v1/query", Some(json!({"sql": "SELEC 1"}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let dry_run = json!({"layer": "dim", "space": "found", "dry_run": true});
+    let (status, body) = call(&router, "POST", "/api/v1/discover/shop_db", Some(dry_run)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["tables"][0]["name"], "found.users");
+    assert_eq!(body["registered"], Value::Null);
+
+    let (status, _) = call(&router, "DELETE", "/api/v1/tables/shop/dim_users", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(&router, "GET", "/api/v1/tables/shop/dim_users", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().unwrap().contains("not in the catalog"));
+
+    let (status, body) = call(&router, "POST", "/api/v1/discover/nowhere", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["hint"].as_str().unwrap().contains("shop_db"), "{body}");
+}
+
+#[tokio::test]
+async fn strata_serve_answers_http() {
+    let db = ShopDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &db, "");
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--project")
+        .arg(dir.path())
+        .args(["serve", "--port", &port.to_string()])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut answer = String::new();
+    for _ in 0..100 {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            stream
+                .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            stream.read_to_string(&mut answer).await.unwrap();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    server.kill().await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#"{"status":"ok"}"#), "{answer}");
+}
