@@ -236,7 +236,9 @@ impl Catalog {
                 TableKind::Delta { .. } => {
                     let location = connectors::delta_location(&self.project, def)?;
                     let evolve = updating.contains(&def.name);
-                    match delta::ensure_table(&location, &def.name.name, &def.schema, evolve).await? {
+                    match delta::ensure_table(&location, &def.name.name, &def.schema, evolve)
+                        .await?
+                    {
                         delta::Prepared::Created => {
                             created.push(location.clone());
                             notes.push((
@@ -300,31 +302,12 @@ impl Catalog {
         connection: &str,
         options: &DiscoverOptions,
     ) -> Result<Discovery> {
-        let probe = TableDef {
-            name: TableName::new("-", "-"),
-            layer: Layer::Dim,
-            kind: TableKind::Mysql {
-                url: None,
-                connection: Some(connection.to_string()),
-                database: None,
-                table: String::new(),
-                username: None,
-                password: None,
-            },
-            schema: Arc::new(arrow::datatypes::Schema::empty()),
-            primary_key: Vec::new(),
-            watermark: None,
-            processing_time: None,
-            owner: None,
-            description: None,
-            tags: Vec::new(),
-        };
-        let target = connectors::mysql_target(&self.project, &probe)?;
-        let database = ddl::database_of(&target.url).ok_or_else(|| CatalogError::Discovery {
+        let url = connectors::mysql_connection_url(&self.project, connection)?;
+        let database = ddl::database_of(&url).ok_or_else(|| CatalogError::Discovery {
             message: format!("connection {connection:?} names no database"),
             hint: Some("put the database in its URL: mysql://HOST:PORT/DATABASE".to_string()),
         })?;
-        let pool = mysql::connect(&target.url).await?;
+        let pool = mysql::connect(&url).await?;
         let infos = mysql::describe_tables(&pool, &database, None).await?;
         pool.close().await;
         let space = options.space.clone().unwrap_or_else(|| database.clone());

@@ -1,1 +1,3 @@
+//! End-to-end tests across crates, against real services.
 
+mod readme;

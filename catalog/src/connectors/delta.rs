@@ -116,7 +116,11 @@ pub async fn ensure_table(
     let Some(first) = missing.first() else {
         return Ok(Prepared::Existing);
     };
-    let names: Vec<&str> = existing.fields().iter().map(|f| f.name().as_str()).collect();
+    let names: Vec<&str> = existing
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
     if !evolve {
         return Err(CatalogError::Discovery {
             message: format!(
@@ -139,12 +143,13 @@ pub async fn ensure_table(
         });
     }
     let additions = Schema::new(missing.iter().map(|f| (*f).clone()).collect::<Vec<Field>>());
-    let fields: StructType = (&additions)
-        .try_into_kernel()
-        .map_err(|err: arrow::error::ArrowError| CatalogError::Discovery {
-            message: format!("Delta cannot store the new columns of {table_name}: {err}"),
-            hint: None,
-        })?;
+    let fields: StructType =
+        (&additions)
+            .try_into_kernel()
+            .map_err(|err: arrow::error::ArrowError| CatalogError::Discovery {
+                message: format!("Delta cannot store the new columns of {table_name}: {err}"),
+                hint: None,
+            })?;
     open(location)
         .await?
         .add_columns()

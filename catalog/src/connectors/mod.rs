@@ -26,24 +26,11 @@ pub fn mysql_target(project: &Project, def: &TableDef) -> Result<mysql::MysqlTar
     };
     let (mut server_url, mut user, mut secret) = (url.clone(), None, None);
     if let Some(name) = connection {
-        match project.connection(name)? {
-            Connection::Mysql {
-                url,
-                username,
-                password,
-            } => {
-                server_url = server_url.or_else(|| Some(url.expose().to_string()));
-                user = username.clone();
-                secret = password.as_ref().map(|p| p.expose().to_string());
-            }
-            other => {
-                return Err(CatalogError::ConnectionKind {
-                    name: name.clone(),
-                    expected: "mysql",
-                    actual: other.kind(),
-                });
-            }
-        }
+        let (connection_url, connection_user, connection_password) =
+            mysql_connection(project, name)?;
+        server_url = server_url.or(Some(connection_url));
+        user = connection_user;
+        secret = connection_password;
     }
     let server_url = server_url.ok_or_else(|| CatalogError::Discovery {
         message: format!("table {} has no MySQL URL", def.name),
@@ -59,6 +46,35 @@ pub fn mysql_target(project: &Project, def: &TableDef) -> Result<mysql::MysqlTar
         database: database.clone().unwrap_or_default(),
         table: table.clone(),
     })
+}
+
+/// The URL, user and password of a named MySQL/TiDB connection.
+fn mysql_connection(
+    project: &Project,
+    name: &str,
+) -> Result<(String, Option<String>, Option<String>)> {
+    match project.connection(name)? {
+        Connection::Mysql {
+            url,
+            username,
+            password,
+        } => Ok((
+            url.expose().to_string(),
+            username.clone(),
+            password.as_ref().map(|p| p.expose().to_string()),
+        )),
+        other => Err(CatalogError::ConnectionKind {
+            name: name.to_string(),
+            expected: "mysql",
+            actual: other.kind(),
+        }),
+    }
+}
+
+/// A named MySQL/TiDB connection's URL with its credentials in it.
+pub fn mysql_connection_url(project: &Project, name: &str) -> Result<String> {
+    let (url, username, password) = mysql_connection(project, name)?;
+    with_credentials(&url, username.as_deref(), password.as_deref())
 }
 
 /// Puts a user and password into a MySQL URL, replacing any it had.

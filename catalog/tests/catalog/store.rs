@@ -31,7 +31,7 @@ async fn tables_round_trip_on_every_backend() {
     for backend in StoreBackend::all().await {
         let store = CatalogStore::connect(&backend.url())
             .await
-            .expect(backend.label());
+            .unwrap_or_else(|err| panic!("{}: {err}", backend.label()));
         let orders = defs(ORDERS).remove(0);
         store.insert(std::slice::from_ref(&orders)).await.unwrap();
         let entry = store.get(&orders.name).await.unwrap();

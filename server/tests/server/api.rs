@@ -10,17 +10,30 @@ use tower::ServiceExt;
 
 use crate::support::{DDL, ShopDatabase, write_project};
 
-async fn call(router: &axum::Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+async fn call(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let request = Request::builder()
         .method(method)
         .uri(uri)
         .header("content-type", "application/json")
-        .body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty))
+        .body(
+            body.map(|b| Body::from(b.to_string()))
+                .unwrap_or_else(Body::empty),
+        )
         .unwrap();
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test]
@@ -28,7 +41,9 @@ async fn the_api_registers_shows_queries_and_drops() {
     let db = ShopDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();
     write_project(dir.path(), &db, "");
-    let catalog = Catalog::open(Project::load(dir.path()).unwrap()).await.unwrap();
+    let catalog = Catalog::open(Project::load(dir.path()).unwrap())
+        .await
+        .unwrap();
     let router = strata_server::api::router(catalog);
 
     let (status, body) = call(&router, "GET", "/api/v1/tables", None).await;
@@ -40,30 +55,60 @@ async fn the_api_registers_shows_queries_and_drops() {
 
     let (status, body) = call(&router, "POST", "/api/v1/tables", Some(json!({"ddl": DDL}))).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert!(body["error"].as_str().unwrap().contains("already registered"), "{body}");
-    assert!(body["hint"].as_str().unwrap().contains("--update"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("already registered"),
+        "{body}"
+    );
+    assert!(
+        body["hint"].as_str().unwrap().contains("--update"),
+        "{body}"
+    );
 
     let bad = "CREATE TABLE shop.dwd_x (id BIGINT) WITH ('connector' = 'nope');";
     let (status, body) = call(&router, "POST", "/api/v1/tables", Some(json!({"ddl": bad}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"].as_str().unwrap().starts_with("request body:1:57: unknown connector"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("request body:1:57: unknown connector"),
+        "{body}"
+    );
 
     let (status, body) = call(&router, "GET", "/api/v1/tables/shop/dim_users", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["layer"], "dim");
     assert_eq!(body["columns"].as_array().unwrap().len(), 3);
 
-    let (status, body) = call(&router, "GET", "/api/v1/tables/shop/dwd_orders/schemas", None).await;
+    let (status, body) = call(
+        &router,
+        "GET",
+        "/api/v1/tables/shop/dwd_orders/schemas",
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body[0]["version"], 1);
 
     let sql = json!({"sql": "SELECT id, name FROM shop.dim_users ORDER BY id"});
     let (status, body) = call(&router, "POST", "/api/v1/query", Some(sql)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["rows"], json!([{"id": 1, "name": "Li Lei"}, {"id": 2, "name": "Han Meimei"}]));
+    assert_eq!(
+        body["rows"],
+        json!([{"id": 1, "name": "Li Lei"}, {"id": 2, "name": "Han Meimei"}])
+    );
     assert_eq!(body["columns"][0], json!({"name": "id", "type": "BIGINT"}));
 
-    let (status, body) = call(&router, "POST", "/api/v1/query", Some(json!({"sql": "SELEC 1"}))).await;
+    let (status, body) = call(
+        &router,
+        "POST",
+        "/api/v1/query",
+        Some(json!({"sql": "SELEC 1"})),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
     let dry_run = json!({"layer": "dim", "space": "found", "dry_run": true});
@@ -76,7 +121,12 @@ async fn the_api_registers_shows_queries_and_drops() {
     assert_eq!(status, StatusCode::OK);
     let (status, body) = call(&router, "GET", "/api/v1/tables/shop/dim_users", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body["error"].as_str().unwrap().contains("not in the catalog"));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not in the catalog")
+    );
 
     let (status, body) = call(&router, "POST", "/api/v1/discover/nowhere", Some(json!({}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -103,7 +153,9 @@ async fn strata_serve_answers_http() {
     for _ in 0..100 {
         if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
             stream
-                .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .write_all(
+                    b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+                )
                 .await
                 .unwrap();
             stream.read_to_string(&mut answer).await.unwrap();

@@ -6,7 +6,7 @@ use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::support::{DDL, ShopDatabase, json, stderr, strata, strata_ok, stdout, write_project};
+use crate::support::{DDL, ShopDatabase, json, stderr, stdout, strata, strata_ok, write_project};
 
 #[tokio::test]
 async fn init_scaffolds_a_project_once() {
@@ -14,14 +14,23 @@ async fn init_scaffolds_a_project_once() {
     let dir = root.path().join("warehouse");
     let out = strata_ok(root.path(), &["init", dir.to_str().unwrap()]);
     assert!(out.contains("created project"), "{out}");
-    for path in ["strata.toml", "catalog/tables.sql", "pipelines/dwd/.gitkeep", ".gitignore"] {
+    for path in [
+        "strata.toml",
+        "catalog/tables.sql",
+        "pipelines/dwd/.gitkeep",
+        ".gitignore",
+    ] {
         assert!(dir.join(path).exists(), "{path} missing");
     }
     // The scaffold is a valid, empty project.
     assert!(strata_ok(&dir, &["catalog", "list"]).contains("no tables yet"));
     let again = strata(root.path(), &["init", dir.to_str().unwrap()]);
     assert!(!again.status.success());
-    assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
 }
 
 #[tokio::test]
@@ -34,19 +43,39 @@ async fn register_list_show_query_and_drop() {
 
     let catalog_dir = dir.path().join("catalog");
     let catalog_dir = catalog_dir.to_str().unwrap();
-    let registered = json(&strata_ok(dir.path(), &["catalog", "register", catalog_dir, "--format", "json"]));
+    let registered = json(&strata_ok(
+        dir.path(),
+        &["catalog", "register", catalog_dir, "--format", "json"],
+    ));
     assert_eq!(registered.as_array().unwrap().len(), 2);
-    assert!(dir.path().join(".strata/catalog.db").exists(), "embedded store");
+    assert!(
+        dir.path().join(".strata/catalog.db").exists(),
+        "embedded store"
+    );
 
-    let list = json(&strata_ok(dir.path(), &["--format", "json", "catalog", "list"]));
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let list = json(&strata_ok(
+        dir.path(),
+        &["--format", "json", "catalog", "list"],
+    ));
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["shop.dim_users", "shop.dwd_orders"]);
     assert_eq!(list[0]["layer"], "dim");
     assert_eq!(list[1]["connector"], "delta");
     let table = strata_ok(dir.path(), &["catalog", "list"]);
-    assert!(table.contains("shop.dim_users") && table.contains("user-team"), "{table}");
+    assert!(
+        table.contains("shop.dim_users") && table.contains("user-team"),
+        "{table}"
+    );
 
-    let show = json(&strata_ok(dir.path(), &["catalog", "show", "shop.dim_users", "--format", "json"]));
+    let show = json(&strata_ok(
+        dir.path(),
+        &["catalog", "show", "shop.dim_users", "--format", "json"],
+    ));
     assert_eq!(show["primary_key"], serde_json::json!(["id"]));
     assert_eq!(show["columns"][0]["type"], "BIGINT");
     assert_eq!(show["columns"][0]["nullable"], false);
@@ -54,24 +83,74 @@ async fn register_list_show_query_and_drop() {
 
     let rows = json(&strata_ok(
         dir.path(),
-        &["query", "SELECT name FROM shop.dim_users WHERE city = 'Shanghai'", "--format", "json"],
+        &[
+            "query",
+            "SELECT name FROM shop.dim_users WHERE city = 'Shanghai'",
+            "--format",
+            "json",
+        ],
     ));
     assert_eq!(rows, serde_json::json!([{"name": "Han Meimei"}]));
-    let table = strata_ok(dir.path(), &["query", "SELECT count(*) AS n FROM shop.dwd_orders"]);
-    assert!(table.contains("| 0 |") && table.contains("(1 row)"), "{table}");
+    let table = strata_ok(
+        dir.path(),
+        &["query", "SELECT count(*) AS n FROM shop.dwd_orders"],
+    );
+    assert!(
+        table.contains("| 0 |") && table.contains("(1 row)"),
+        "{table}"
+    );
 
     // An updated DDL records schema version 2; history lists both.
-    std::fs::write(dir.path().join("catalog/tables.sql"), DDL.replace("amount DECIMAL(10, 2)", "amount DECIMAL(10, 2), city STRING")).unwrap();
+    std::fs::write(
+        dir.path().join("catalog/tables.sql"),
+        DDL.replace(
+            "amount DECIMAL(10, 2)",
+            "amount DECIMAL(10, 2), city STRING",
+        ),
+    )
+    .unwrap();
     let duplicate = strata(dir.path(), &["catalog", "register", catalog_dir]);
     assert!(!duplicate.status.success());
-    assert!(stderr(&duplicate).contains("already registered"), "{}", stderr(&duplicate));
-    let updated = strata_ok(dir.path(), &["catalog", "register", "--update", catalog_dir]);
-    assert!(updated.contains("schema version 2") && updated.contains("added column(s) city"), "{updated}");
-    let evolved = json(&strata_ok(dir.path(), &["query", "SELECT count(city) AS n FROM shop.dwd_orders", "--format", "json"]));
+    assert!(
+        stderr(&duplicate).contains("already registered"),
+        "{}",
+        stderr(&duplicate)
+    );
+    let updated = strata_ok(
+        dir.path(),
+        &["catalog", "register", "--update", catalog_dir],
+    );
+    assert!(
+        updated.contains("schema version 2") && updated.contains("added column(s) city"),
+        "{updated}"
+    );
+    let evolved = json(&strata_ok(
+        dir.path(),
+        &[
+            "query",
+            "SELECT count(city) AS n FROM shop.dwd_orders",
+            "--format",
+            "json",
+        ],
+    ));
     assert_eq!(evolved, serde_json::json!([{"n": 0}]));
-    let history = json(&strata_ok(dir.path(), &["catalog", "history", "shop.dwd_orders", "--format", "json"]));
+    let history = json(&strata_ok(
+        dir.path(),
+        &["catalog", "history", "shop.dwd_orders", "--format", "json"],
+    ));
     assert_eq!(history.as_array().unwrap().len(), 2);
-    let v1 = json(&strata_ok(dir.path(), &["catalog", "show", "shop.dwd_orders", "--version", "1", "--format", "json"]));
+    let v1 = json(&strata_ok(
+        dir.path(),
+        &[
+            "catalog",
+            "show",
+            "shop.dwd_orders",
+            "--version",
+            "1",
+            "--format",
+            "json",
+        ],
+    ));
     assert_eq!(v1["columns"].as_array().unwrap().len(), 3);
 
     let dropped = strata_ok(dir.path(), &["catalog", "drop", "shop.dim_users"]);
@@ -87,23 +166,42 @@ async fn bad_input_fails_with_location_and_a_hint() {
     let dir = tempfile::tempdir().unwrap();
     write_project(dir.path(), &db, "");
     let file = dir.path().join("bad.sql");
-    std::fs::write(&file, "CREATE TABLE shop.ods_a (\n  id BIGINT,\n  at DATETIME\n) WITH ('connector' = 'delta');\n").unwrap();
+    std::fs::write(
+        &file,
+        "CREATE TABLE shop.ods_a (\n  id BIGINT,\n  at DATETIME\n) WITH ('connector' = 'delta');\n",
+    )
+    .unwrap();
     let output = strata(dir.path(), &["catalog", "register", file.to_str().unwrap()]);
     assert!(!output.status.success());
     let err = stderr(&output);
-    assert!(err.contains("bad.sql:3:6: column at has type DATETIME"), "{err}");
+    assert!(
+        err.contains("bad.sql:3:6: column at has type DATETIME"),
+        "{err}"
+    );
     assert!(err.contains("hint: the supported types are"), "{err}");
     assert!(stdout(&output).is_empty());
 
     let bad_config = tempfile::tempdir().unwrap();
-    std::fs::write(bad_config.path().join("strata.toml"), "[lake]\nrot = \"x\"\n").unwrap();
+    std::fs::write(
+        bad_config.path().join("strata.toml"),
+        "[lake]\nrot = \"x\"\n",
+    )
+    .unwrap();
     let output = strata(bad_config.path(), &["catalog", "list"]);
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("strata.toml: line 2, column 1"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("strata.toml: line 2, column 1"),
+        "{}",
+        stderr(&output)
+    );
 
     let nowhere = tempfile::tempdir().unwrap();
     let output = strata(nowhere.path(), &["catalog", "list"]);
-    assert!(stderr(&output).contains("strata init"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("strata init"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[tokio::test]
@@ -111,30 +209,68 @@ async fn kafka_discovery_shows_inferred_schemas_before_saving() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("ods_clicks", 1, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
-    for payload in [r#"{"user_id": 7, "page": "/home"}"#, r#"{"user_id": 8, "page": "/cart"}"#] {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    for payload in [
+        r#"{"user_id": 7, "page": "/home"}"#,
+        r#"{"user_id": 8, "page": "/cart"}"#,
+    ] {
         producer
-            .send(FutureRecord::<(), str>::to("ods_clicks").payload(payload), Duration::from_secs(5))
+            .send(
+                FutureRecord::<(), str>::to("ods_clicks").payload(payload),
+                Duration::from_secs(5),
+            )
             .await
             .unwrap();
     }
     let db = ShopDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();
-    write_project(dir.path(), &db, &format!("[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"{bootstrap}\"\n"));
+    write_project(
+        dir.path(),
+        &db,
+        &format!("[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"{bootstrap}\"\n"),
+    );
 
     let unconfirmed = strata(dir.path(), &["catalog", "discover", "events"]);
     assert!(!unconfirmed.status.success());
-    assert!(stdout(&unconfirmed).contains("inferred schema"), "{}", stdout(&unconfirmed));
+    assert!(
+        stdout(&unconfirmed).contains("inferred schema"),
+        "{}",
+        stdout(&unconfirmed)
+    );
     assert!(stdout(&unconfirmed).contains("user_id"));
-    assert!(stderr(&unconfirmed).contains("--yes"), "{}", stderr(&unconfirmed));
+    assert!(
+        stderr(&unconfirmed).contains("--yes"),
+        "{}",
+        stderr(&unconfirmed)
+    );
     assert!(strata_ok(dir.path(), &["catalog", "list"]).contains("no tables yet"));
 
-    let saved = json(&strata_ok(dir.path(), &["catalog", "discover", "events", "--yes", "--format", "json"]));
+    let saved = json(&strata_ok(
+        dir.path(),
+        &["catalog", "discover", "events", "--yes", "--format", "json"],
+    ));
     assert_eq!(saved["registered"][0]["table"], "events.ods_clicks");
-    let rows = json(&strata_ok(dir.path(), &["query", "SELECT sum(user_id) AS s FROM events.ods_clicks", "--format", "json"]));
+    let rows = json(&strata_ok(
+        dir.path(),
+        &[
+            "query",
+            "SELECT sum(user_id) AS s FROM events.ods_clicks",
+            "--format",
+            "json",
+        ],
+    ));
     assert_eq!(rows, serde_json::json!([{"s": 15}]));
 
-    let mysql = json(&strata_ok(dir.path(), &["catalog", "discover", "shop_db", "--layer", "dim", "--space", "shop", "--format", "json"]));
+    let mysql = json(&strata_ok(
+        dir.path(),
+        &[
+            "catalog", "discover", "shop_db", "--layer", "dim", "--space", "shop", "--format",
+            "json",
+        ],
+    ));
     assert_eq!(mysql["tables"][0]["name"], "shop.users");
     assert_eq!(mysql["registered"][0]["action"], "created");
 }

@@ -9,7 +9,8 @@ use sqlx::{AssertSqlSafe, Connection};
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 pub fn mysql_server_url() -> String {
-    std::env::var("STRATA_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_string())
+    std::env::var("STRATA_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_string())
 }
 
 /// A MariaDB database holding a `users` table, dropped at the end.
@@ -20,7 +21,11 @@ pub struct ShopDatabase {
 
 impl ShopDatabase {
     pub async fn create() -> Self {
-        let name = format!("strata_s_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let name = format!(
+            "strata_s_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
         let server = mysql_server_url();
         let mut conn = sqlx::MySqlConnection::connect(&server).await.unwrap_or_else(|err| {
             panic!("MariaDB is not reachable at {server}: {err}\n  run scripts/test.sh, which starts it")
@@ -33,7 +38,10 @@ impl ShopDatabase {
         .execute(&mut conn)
         .await
         .expect("create test database");
-        Self { url: format!("{server}/{name}"), name }
+        Self {
+            url: format!("{server}/{name}"),
+            name,
+        }
     }
 }
 
@@ -41,11 +49,19 @@ impl Drop for ShopDatabase {
     fn drop(&mut self) {
         let (server, name) = (mysql_server_url(), self.name.clone());
         let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async move {
-                if let Ok(mut conn) = sqlx::MySqlConnection::connect(&server).await {
-                    let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`"))).execute(&mut conn).await;
-                }
-            })
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    if let Ok(mut conn) = sqlx::MySqlConnection::connect(&server).await {
+                        let _ = sqlx::raw_sql(AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS `{name}`"
+                        )))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                })
         })
         .join();
     }
@@ -55,7 +71,10 @@ impl Drop for ShopDatabase {
 pub fn write_project(dir: &Path, db: &ShopDatabase, extra: &str) {
     std::fs::write(
         dir.join("strata.toml"),
-        format!("[connections.shop_db]\nkind = \"mysql\"\nurl = \"{}\"\n{extra}", db.url),
+        format!(
+            "[connections.shop_db]\nkind = \"mysql\"\nurl = \"{}\"\n{extra}",
+            db.url
+        ),
     )
     .unwrap();
 }
@@ -90,7 +109,11 @@ pub fn stderr(output: &Output) -> String {
 /// Runs strata and expects success, returning stdout.
 pub fn strata_ok(dir: &Path, args: &[&str]) -> String {
     let output = strata(dir, args);
-    assert!(output.status.success(), "strata {args:?} failed:\n{}", stderr(&output));
+    assert!(
+        output.status.success(),
+        "strata {args:?} failed:\n{}",
+        stderr(&output)
+    );
     stdout(&output)
 }
 
