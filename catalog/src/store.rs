@@ -14,7 +14,7 @@
 use std::str::FromStr;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, AssertSqlSafe, Row};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Row};
 
 use crate::error::{CatalogError, Result};
 use crate::model::{
@@ -109,17 +109,27 @@ impl CatalogStore {
             create_sqlite_parent(url)?;
         }
         sqlx::any::install_default_drivers();
+        let unreachable = |err: sqlx::Error| {
+            CatalogError::Unreachable {
+            service: "the catalog store",
+            address: crate::config::redact_url(url),
+            cause: err.to_string(),
+            hint: "check [catalog] url in strata.toml or STRATA_CATALOG_URL, and that the server is running"
+                .to_string(),
+        }
+        };
+        // One direct attempt first: a pool would retry until its timeout and hide the cause.
+        AnyConnection::connect(url)
+            .await
+            .map_err(unreachable)?
+            .close()
+            .await
+            .map_err(unreachable)?;
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 1 } else { 4 })
             .connect(url)
             .await
-            .map_err(|err| CatalogError::Unreachable {
-                service: "the catalog store",
-                address: crate::config::redact_url(url),
-                cause: err.to_string(),
-                hint: "check [catalog] url in strata.toml or STRATA_CATALOG_URL, and that the server is running"
-                    .to_string(),
-            })?;
+            .map_err(unreachable)?;
         let store = Self { pool, backend };
         store.migrate().await?;
         Ok(store)
