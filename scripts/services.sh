@@ -37,13 +37,13 @@ ensure_mariadb() {
     is_root || fail "MariaDB is stopped: run \`sudo start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd\`"
     echo "services: starting MariaDB" >&2
     mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
-    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
     wait_for MariaDB "mysqladmin --protocol=tcp -h127.0.0.1 -P3306 ping"
   fi
   if ! mariadb_tcp; then
     # A fresh Debian install lets root in only through the socket; open TCP without a password.
-    is_root || fail "MariaDB refuses root over TCP: run \`sudo mariadb -e \"ALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING PASSWORD('')\"\`"
-    mariadb -uroot -e "ALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING PASSWORD(''); FLUSH PRIVILEGES;"
+    is_root || fail "MariaDB refuses root over TCP: run \`sudo mariadb -e \"ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('')\"\`"
+    mariadb -uroot -e "ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(''); FLUSH PRIVILEGES;"
     mariadb_tcp || fail "MariaDB refuses root over TCP on 127.0.0.1:3306"
   fi
   mariadb --protocol=tcp -h127.0.0.1 -uroot -e 'CREATE DATABASE IF NOT EXISTS test'
@@ -54,8 +54,10 @@ postgres_tcp() { psql -h 127.0.0.1 -p 5432 -U postgres -tAc 'SELECT 1' postgres 
 ensure_postgres() {
   if postgres_tcp; then return 0; fi
   command -v pg_ctlcluster >/dev/null || apt_install postgresql
-  local version
-  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  local version=""
+  if [ -d /etc/postgresql ]; then
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  fi
   [ -n "$version" ] || fail "PostgreSQL is installed but has no cluster in /etc/postgresql"
   if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
     is_root || fail "PostgreSQL is stopped: run \`sudo pg_ctlcluster --skip-systemctl-redirect $version main start\`"

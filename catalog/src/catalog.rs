@@ -14,14 +14,16 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use datafusion::execution::context::SessionContext;
+use datafusion::execution::context::{SQLOptions, SessionContext};
+use datafusion::logical_expr::LogicalPlan;
 
 use crate::config::Project;
 use crate::connectors::{self, delta, kafka, mysql};
-use crate::ddl;
-use crate::error::{CatalogError, Result};
+use crate::ddl::{self, DdlTable};
+use crate::error::{CatalogError, Result, SourceLocation};
 use crate::model::{
     KafkaFormat, Layer, SchemaVersion, StartupMode, TableDef, TableEntry, TableKind, TableName,
+    is_identifier,
 };
 use crate::provider::{StrataCatalogProvider, TableOpener};
 use crate::store::{CatalogStore, UpdateOutcome};
@@ -88,13 +90,43 @@ pub struct QueryResult {
 pub struct Catalog {
     project: Project,
     store: CatalogStore,
+    /// One registration at a time, so that checks and writes are not interleaved.
+    registration: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A table on its way into the catalog.
+struct Registration {
+    def: TableDef,
+    /// Where its DDL stands, when it came from DDL.
+    location: Option<SourceLocation>,
+    if_not_exists: bool,
+}
+
+impl Registration {
+    fn error(&self, message: String, hint: &str) -> CatalogError {
+        match &self.location {
+            Some(location) => CatalogError::Ddl {
+                location: location.clone(),
+                message,
+                hint: Some(hint.to_string()),
+            },
+            None => CatalogError::Discovery {
+                message,
+                hint: Some(hint.to_string()),
+            },
+        }
+    }
 }
 
 impl Catalog {
     /// Opens the project's catalog store, applying migrations.
     pub async fn open(project: Project) -> Result<Self> {
         let store = CatalogStore::connect(&project.catalog_url()).await?;
-        Ok(Self { project, store })
+        Ok(Self {
+            project,
+            store,
+            registration: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     pub fn project(&self) -> &Project {
@@ -111,15 +143,15 @@ impl Catalog {
         files: &[PathBuf],
         mode: RegisterMode,
     ) -> Result<Vec<Registered>> {
-        let mut defs = Vec::new();
+        let mut tables = Vec::new();
         for file in files {
             let text = std::fs::read_to_string(file).map_err(|source| CatalogError::Io {
                 path: file.clone(),
                 source,
             })?;
-            defs.extend(self.parse(&file.display().to_string(), &text)?);
+            tables.extend(self.parse(&file.display().to_string(), &text)?);
         }
-        self.register(defs, mode).await
+        self.register_tables(tables, mode).await
     }
 
     /// Registers the tables of DDL text; `origin` names it in errors.
@@ -129,93 +161,155 @@ impl Catalog {
         text: &str,
         mode: RegisterMode,
     ) -> Result<Vec<Registered>> {
-        let defs = self.parse(origin, text)?;
-        self.register(defs, mode).await
+        let tables = self.parse(origin, text)?;
+        self.register_tables(tables, mode).await
     }
 
-    fn parse(&self, origin: &str, text: &str) -> Result<Vec<TableDef>> {
-        ddl::table_defs(origin, text, &self.project.config.connections)
+    fn parse(&self, origin: &str, text: &str) -> Result<Vec<DdlTable>> {
+        ddl::ddl_tables(origin, text, &self.project.config.connections)
     }
 
-    /// Registers checked definitions, all or none.
+    /// Registers checked definitions (from discovery or code), all or none.
     pub async fn register(
         &self,
         defs: Vec<TableDef>,
         mode: RegisterMode,
     ) -> Result<Vec<Registered>> {
+        let tables = defs
+            .into_iter()
+            .map(|def| Registration {
+                def,
+                location: None,
+                if_not_exists: false,
+            })
+            .collect();
+        self.apply(tables, mode).await
+    }
+
+    /// Registers discovered tables: new ones are created, known ones get the
+    /// discovered schema and keep the owner, description, tags, keys and
+    /// event time that DDL gave them.
+    pub async fn register_discovered(&self, defs: Vec<TableDef>) -> Result<Vec<Registered>> {
+        let mut merged = Vec::with_capacity(defs.len());
+        for mut def in defs {
+            if let Ok(existing) = self.store.get(&def.name).await {
+                let old = existing.def;
+                def.owner = def.owner.or(old.owner);
+                def.description = def.description.or(old.description);
+                if def.tags.is_empty() {
+                    def.tags = old.tags;
+                }
+                if def.primary_key.is_empty() {
+                    def.primary_key = old.primary_key;
+                }
+                def.watermark = def.watermark.or(old.watermark);
+                def.processing_time = def.processing_time.or(old.processing_time);
+            }
+            merged.push(def);
+        }
+        self.register(merged, RegisterMode::Update).await
+    }
+
+    async fn register_tables(
+        &self,
+        tables: Vec<DdlTable>,
+        mode: RegisterMode,
+    ) -> Result<Vec<Registered>> {
+        let tables = tables
+            .into_iter()
+            .map(|table| Registration {
+                def: table.def,
+                location: Some(table.location),
+                if_not_exists: table.if_not_exists,
+            })
+            .collect();
+        self.apply(tables, mode).await
+    }
+
+    /// The one path every registration takes: checks, storage, then one store transaction.
+    async fn apply(
+        &self,
+        tables: Vec<Registration>,
+        mode: RegisterMode,
+    ) -> Result<Vec<Registered>> {
+        let _exclusive = self.registration.lock().await;
         let mut names = BTreeSet::new();
-        for def in &defs {
-            if !names.insert(def.name.clone()) {
-                return Err(CatalogError::Discovery {
-                    message: format!("table {} is defined twice in this registration", def.name),
-                    hint: Some("keep one CREATE TABLE per table".to_string()),
+        for table in &tables {
+            if !names.insert(table.def.name.clone()) {
+                return Err(table.error(
+                    format!(
+                        "table {} is defined twice in this registration",
+                        table.def.name
+                    ),
+                    "keep one CREATE TABLE per table",
+                ));
+            }
+        }
+        let mut inserts = Vec::new();
+        let mut updates = Vec::new();
+        let mut results = Vec::new();
+        for table in tables {
+            if !self.store.contains(&table.def.name).await? {
+                inserts.push(table.def);
+            } else if mode == RegisterMode::Update {
+                updates.push(table.def);
+            } else if table.if_not_exists {
+                results.push(Registered {
+                    table: table.def.name.to_string(),
+                    action: RegisterAction::Unchanged,
+                    storage: None,
+                });
+            } else {
+                return Err(CatalogError::AlreadyExists {
+                    table: table.def.name.to_string(),
+                    location: table.location.clone(),
                 });
             }
         }
-        let mut new_defs = Vec::new();
-        let mut updates = Vec::new();
-        for def in defs {
-            if self.store.contains(&def.name).await? {
-                if mode == RegisterMode::Create {
-                    return Err(CatalogError::AlreadyExists {
-                        table: def.name.to_string(),
-                    });
-                }
-                updates.push(def);
-            } else {
-                new_defs.push(def);
-            }
-        }
 
-        let mut created_locations = Vec::new();
+        let mut created = Vec::new();
+        let updating: BTreeSet<TableName> = updates.iter().map(|d| d.name.clone()).collect();
         let prepared = self
-            .prepare_storage(
-                new_defs.iter().chain(&updates),
-                &updates.iter().map(|d| d.name.clone()).collect(),
-                &mut created_locations,
-            )
+            .prepare_storage(inserts.iter().chain(&updates), &updating, &mut created)
             .await;
-        let storage_notes = match prepared {
-            Ok(notes) => notes,
+        let outcomes = match prepared {
+            Ok(notes) => match self.store.apply(&inserts, &updates).await {
+                Ok(outcomes) => (notes, outcomes),
+                Err(err) => {
+                    created.iter().for_each(delta::CreatedTable::remove);
+                    return Err(err);
+                }
+            },
             Err(err) => {
-                created_locations
-                    .iter()
-                    .for_each(|l: &String| delta::remove_created(l));
+                created.iter().for_each(delta::CreatedTable::remove);
                 return Err(err);
             }
         };
-        if let Err(err) = self.store.insert(&new_defs).await {
-            created_locations
+        let (notes, outcomes) = outcomes;
+        let note_for = |name: &TableName| {
+            notes
                 .iter()
-                .for_each(|l| delta::remove_created(l));
-            return Err(err);
-        }
-        let mut results: Vec<Registered> = new_defs
-            .iter()
-            .map(|def| Registered {
-                table: def.name.to_string(),
-                action: RegisterAction::Created,
-                storage: storage_notes
-                    .iter()
-                    .find(|(n, _)| n == &def.name)
-                    .map(|(_, s)| s.clone()),
-            })
-            .collect();
-        for def in &updates {
-            let action = match self.store.update(def).await? {
-                UpdateOutcome::NewSchemaVersion(version) => {
-                    RegisterAction::NewSchemaVersion(version)
-                }
-                UpdateOutcome::MetadataOnly => RegisterAction::MetadataUpdated,
-                UpdateOutcome::Unchanged => RegisterAction::Unchanged,
-            };
+                .find(|(n, _)| n == name)
+                .map(|(_, note)| note.clone())
+        };
+        for def in &inserts {
             results.push(Registered {
                 table: def.name.to_string(),
-                action,
-                storage: storage_notes
-                    .iter()
-                    .find(|(n, _)| n == &def.name)
-                    .map(|(_, s)| s.clone()),
+                action: RegisterAction::Created,
+                storage: note_for(&def.name),
+            });
+        }
+        for (def, outcome) in updates.iter().zip(outcomes) {
+            results.push(Registered {
+                table: def.name.to_string(),
+                action: match outcome {
+                    UpdateOutcome::NewSchemaVersion(version) => {
+                        RegisterAction::NewSchemaVersion(version)
+                    }
+                    UpdateOutcome::MetadataOnly => RegisterAction::MetadataUpdated,
+                    UpdateOutcome::Unchanged => RegisterAction::Unchanged,
+                },
+                storage: note_for(&def.name),
             });
         }
         Ok(results)
@@ -227,7 +321,7 @@ impl Catalog {
         &self,
         defs: impl Iterator<Item = &TableDef>,
         updating: &BTreeSet<TableName>,
-        created: &mut Vec<String>,
+        created: &mut Vec<delta::CreatedTable>,
     ) -> Result<Vec<(TableName, String)>> {
         let opener = TableOpener::new(self.project.clone());
         let mut notes = Vec::new();
@@ -236,15 +330,15 @@ impl Catalog {
                 TableKind::Delta { .. } => {
                     let location = connectors::delta_location(&self.project, def)?;
                     let evolve = updating.contains(&def.name);
-                    match delta::ensure_table(&location, &def.name.name, &def.schema, evolve)
-                        .await?
-                    {
-                        delta::Prepared::Created => {
-                            created.push(location.clone());
+                    let outcome =
+                        delta::ensure_table(&location, &def.name.name, &def.schema, evolve).await?;
+                    match outcome {
+                        delta::Prepared::Created(table) => {
                             notes.push((
                                 def.name.clone(),
                                 format!("created an empty Delta table at {location}"),
                             ));
+                            created.push(table);
                         }
                         delta::Prepared::ColumnsAdded(columns) => notes.push((
                             def.name.clone(),
@@ -278,6 +372,7 @@ impl Catalog {
 
     /// Removes a table from the catalog. Its data stays where it is.
     pub async fn drop_table(&self, name: &TableName) -> Result<TableEntry> {
+        let _exclusive = self.registration.lock().await;
         self.store.drop_table(name).await
     }
 
@@ -311,6 +406,7 @@ impl Catalog {
         let infos = mysql::describe_tables(&pool, &database, None).await?;
         pool.close().await;
         let space = options.space.clone().unwrap_or_else(|| database.clone());
+        check_space(&space)?;
         let mut discovery = Discovery {
             connection: connection.to_string(),
             tables: Vec::new(),
@@ -318,6 +414,13 @@ impl Catalog {
             inferred: false,
         };
         for info in infos {
+            if !is_identifier(&info.name) {
+                discovery.skipped.push((
+                    info.name,
+                    "its name is not a plain identifier (letters, digits, underscores)".to_string(),
+                ));
+                continue;
+            }
             let layer = match Self::layer_for(&info.name, options) {
                 Ok(layer) => layer,
                 Err(reason) => {
@@ -364,7 +467,7 @@ impl Catalog {
         options: &DiscoverOptions,
     ) -> Result<Discovery> {
         let root = connectors::delta_root(&self.project, connection)?;
-        let mut candidates: Vec<(String, Option<String>)> = Vec::new();
+        let mut candidates: Vec<(String, String)> = Vec::new();
         if delta::exists(&root).await? {
             let name = root
                 .trim_end_matches('/')
@@ -372,7 +475,7 @@ impl Catalog {
                 .next()
                 .unwrap_or("table")
                 .to_string();
-            candidates.push((name, None));
+            candidates.push((name, ".".to_string()));
         } else if !root.contains("://") {
             collect_delta_dirs(Path::new(&root), Path::new(""), 2, &mut candidates);
         }
@@ -389,6 +492,7 @@ impl Catalog {
             .space
             .clone()
             .unwrap_or_else(|| connection.to_string());
+        check_space(&space)?;
         let mut discovery = Discovery {
             connection: connection.to_string(),
             tables: Vec::new(),
@@ -396,10 +500,14 @@ impl Catalog {
             inferred: false,
         };
         for (name, relative) in candidates {
-            let location = match &relative {
-                Some(relative) => format!("{}/{relative}", root.trim_end_matches('/')),
-                None => root.clone(),
-            };
+            let location = format!("{}/{relative}", root.trim_end_matches('/'));
+            if !is_identifier(&name) {
+                discovery.skipped.push((
+                    name,
+                    "its name is not a plain identifier (letters, digits, underscores)".to_string(),
+                ));
+                continue;
+            }
             let layer = match Self::layer_for(&name, options) {
                 Ok(layer) => layer,
                 Err(reason) => {
@@ -412,7 +520,7 @@ impl Catalog {
                 name: TableName::new(&space, &name),
                 layer,
                 kind: TableKind::Delta {
-                    table_path: relative,
+                    table_path: Some(relative),
                     connection: Some(connection.to_string()),
                 },
                 schema: normalize_view_types(&schema),
@@ -436,40 +544,33 @@ impl Catalog {
         let sample = options.sample_per_partition.max(1);
         let wanted = options.topics.clone();
         let (servers_for_task, properties_for_task) = (servers.clone(), properties.clone());
-        let sampled = tokio::task::spawn_blocking(
-            move || -> Result<Vec<(String, Result<Vec<kafka::KafkaRecord>>)>> {
-                let mut topics: Vec<String> =
-                    kafka::list_topics(&servers_for_task, &properties_for_task)?
-                        .into_iter()
-                        .map(|(name, _)| name)
-                        .collect();
-                if !wanted.is_empty() {
-                    for topic in &wanted {
-                        if !topics.contains(topic) {
-                            return Err(CatalogError::Discovery {
-                                message: format!(
-                                    "Kafka at {servers_for_task} has no topic {topic:?}"
-                                ),
-                                hint: Some(format!("its topics are {}", topics.join(", "))),
-                            });
-                        }
+        let sampled = tokio::task::spawn_blocking(move || -> Result<Vec<SampledTopic>> {
+            let mut topics = kafka::list_topics(&servers_for_task, &properties_for_task)?;
+            if !wanted.is_empty() {
+                for topic in &wanted {
+                    if !topics.iter().any(|(name, _)| name == topic) {
+                        let names: Vec<&str> = topics.iter().map(|(n, _)| n.as_str()).collect();
+                        return Err(CatalogError::Discovery {
+                            message: format!("Kafka at {servers_for_task} has no topic {topic:?}"),
+                            hint: Some(format!("its topics are {}", names.join(", "))),
+                        });
                     }
-                    topics.retain(|t| wanted.contains(t));
                 }
-                Ok(topics
-                    .into_iter()
-                    .map(|topic| {
-                        let target = kafka::KafkaTarget {
-                            bootstrap_servers: servers_for_task.clone(),
-                            properties: properties_for_task.clone(),
-                            topic: topic.clone(),
-                        };
-                        let records = kafka::read_bounded(&target, Some(sample));
-                        (topic, records)
-                    })
-                    .collect())
-            },
-        )
+                topics.retain(|(name, _)| wanted.contains(name));
+            }
+            Ok(topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let target = kafka::KafkaTarget {
+                        bootstrap_servers: servers_for_task.clone(),
+                        properties: properties_for_task.clone(),
+                        topic: topic.clone(),
+                    };
+                    let records = kafka::read_bounded(&target, Some(sample));
+                    (topic, partitions, records)
+                })
+                .collect())
+        })
         .await
         .map_err(|err| CatalogError::Discovery {
             message: format!("Kafka discovery stopped: {err}"),
@@ -479,14 +580,16 @@ impl Catalog {
             .space
             .clone()
             .unwrap_or_else(|| connection.to_string());
+        check_space(&space)?;
         let mut discovery = Discovery {
             connection: connection.to_string(),
             tables: Vec::new(),
             skipped: Vec::new(),
             inferred: true,
         };
-        for (topic, records) in sampled {
+        for (topic, partitions, records) in sampled {
             let records = records?;
+            let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
             let name: String = topic
                 .chars()
                 .map(|c| {
@@ -497,6 +600,10 @@ impl Catalog {
                     }
                 })
                 .collect();
+            if !is_identifier(&name) {
+                discovery.skipped.push((topic, format!("{name:?} is not a plain identifier; register the topic with DDL under a name of your choosing")));
+                continue;
+            }
             let layer = match Self::layer_for(&name, options) {
                 Ok(layer) => layer,
                 Err(reason) => {
@@ -533,6 +640,7 @@ impl Catalog {
                     format: KafkaFormat::Json,
                     startup_mode: StartupMode::GroupOffsets,
                     properties: Default::default(),
+                    partitions: Some(partitions),
                 },
                 schema: Arc::new(schema),
                 primary_key: Vec::new(),
@@ -559,14 +667,40 @@ impl Catalog {
         Ok(StrataCatalogProvider::new(defs, opener).session())
     }
 
-    /// Runs one SQL statement and collects its result.
+    /// Runs one SQL statement and collects its result. Queries and `INSERT`s
+    /// into catalog tables run; DDL, `SET` and `COPY` are refused.
     pub async fn query(&self, sql: &str) -> Result<QueryResult> {
         let ctx = self.session().await?;
-        let frame = ctx.sql(sql).await?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_statements(false);
+        let frame = ctx.sql_with_options(sql, options).await?;
+        if matches!(frame.logical_plan(), LogicalPlan::Copy(_)) {
+            return Err(CatalogError::Discovery {
+                message:
+                    "COPY is not allowed: queries read tables and write only to catalog tables"
+                        .to_string(),
+                hint: Some("use INSERT INTO space.table SELECT …".to_string()),
+            });
+        }
         let schema = Arc::new(frame.schema().as_arrow().clone());
         let batches = frame.collect().await?;
         Ok(QueryResult { schema, batches })
     }
+}
+
+/// A topic's name, partition count and sampled records (or why they could not be read).
+type SampledTopic = (String, usize, Result<Vec<kafka::KafkaRecord>>);
+
+/// Spaces become paths and SQL names, so they are plain identifiers.
+fn check_space(space: &str) -> Result<()> {
+    if is_identifier(space) {
+        return Ok(());
+    }
+    Err(CatalogError::Discovery {
+        message: format!("{space:?} cannot name a space"),
+        hint: Some("pass --space with letters, digits and underscores".to_string()),
+    })
 }
 
 /// Walks `dir` for Delta tables (directories holding `_delta_log`), `depth` levels down.
@@ -574,7 +708,7 @@ fn collect_delta_dirs(
     root: &Path,
     relative: &Path,
     depth: usize,
-    found: &mut Vec<(String, Option<String>)>,
+    found: &mut Vec<(String, String)>,
 ) {
     let Ok(entries) = std::fs::read_dir(root.join(relative)) else {
         return;
@@ -586,7 +720,7 @@ fn collect_delta_dirs(
         if entry.path().join("_delta_log").is_dir() {
             found.push((
                 entry.file_name().to_string_lossy().into_owned(),
-                Some(child.display().to_string()),
+                child.display().to_string(),
             ));
         } else if depth > 1 {
             collect_delta_dirs(root, &child, depth - 1, found);

@@ -52,9 +52,14 @@ pub enum CatalogError {
 
     /// Registering a table whose name is taken.
     #[error(
-        "table {table} is already registered; it was left as it is\n  hint: use `strata catalog register --update` to record a new schema version, or drop it first"
+        "{}table {table} is already registered; it was left as it is\n  hint: use `strata catalog register --update` to record a new schema version, CREATE TABLE IF NOT EXISTS to skip it, or drop it first",
+        location.as_ref().map(|l| format!("{l}: ")).unwrap_or_default()
     )]
-    AlreadyExists { table: String },
+    AlreadyExists {
+        table: String,
+        /// The statement that tried, when it came from DDL.
+        location: Option<SourceLocation>,
+    },
 
     /// The table is not in the catalog.
     #[error(

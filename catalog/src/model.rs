@@ -9,7 +9,7 @@
 //!             └─ owner, description, tags
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -35,6 +35,29 @@ impl TableName {
     }
 }
 
+/// Whether `text` can name a space or a table: `[A-Za-z_][A-Za-z0-9_]*`.
+/// Names become paths and SQL identifiers, so nothing else is allowed.
+pub fn is_identifier(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl TableName {
+    /// Checks that both parts are plain identifiers.
+    pub fn validate(&self) -> Result<(), CatalogError> {
+        if is_identifier(&self.space) && is_identifier(&self.name) {
+            Ok(())
+        } else {
+            Err(CatalogError::InvalidTableName {
+                given: self.to_string(),
+            })
+        }
+    }
+}
+
 impl fmt::Display for TableName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.space, self.name)
@@ -46,7 +69,7 @@ impl FromStr for TableName {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.split_once('.') {
-            Some((space, name)) if !space.is_empty() && !name.is_empty() && !name.contains('.') => {
+            Some((space, name)) if is_identifier(space) && is_identifier(name) => {
                 Ok(Self::new(space, name))
             }
             _ => Err(CatalogError::InvalidTableName {
@@ -196,6 +219,9 @@ pub enum TableKind {
         startup_mode: StartupMode,
         /// Extra librdkafka properties (`properties.*` without the prefix).
         properties: BTreeMap<String, String>,
+        /// The topic's partition count, when discovery saw the topic.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partitions: Option<i32>,
     },
     Mysql {
         url: Option<String>,
@@ -226,11 +252,20 @@ impl TableKind {
     pub fn location(&self) -> String {
         match self {
             TableKind::Kafka {
-                topic, connection, ..
-            } => match connection {
-                Some(connection) => format!("topic {topic} via {connection}"),
-                None => format!("topic {topic}"),
-            },
+                topic,
+                connection,
+                partitions,
+                ..
+            } => {
+                let topic = match partitions {
+                    Some(count) => format!("topic {topic} ({count} partitions)"),
+                    None => format!("topic {topic}"),
+                };
+                match connection {
+                    Some(connection) => format!("{topic} via {connection}"),
+                    None => topic,
+                }
+            }
             TableKind::Mysql {
                 database,
                 table,
@@ -308,6 +343,9 @@ pub struct StoredColumn {
     #[serde(rename = "type")]
     pub data_type: String,
     pub nullable: bool,
+    /// Field metadata, such as a column's `comment`.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub metadata: HashMap<String, String>,
 }
 
 /// Serialises a schema as JSON for the store. Arrow's type text round-trips.
@@ -319,6 +357,7 @@ pub fn schema_to_json(schema: &Schema) -> String {
             name: field.name().clone(),
             data_type: field.data_type().to_string(),
             nullable: field.is_nullable(),
+            metadata: field.metadata().clone(),
         })
         .collect();
     serde_json::to_string(&columns).expect("columns serialise")
@@ -336,7 +375,7 @@ pub fn schema_from_json(text: &str) -> Result<SchemaRef, CatalogError> {
         .map(|column| {
             let data_type = DataType::from_str(&column.data_type)
                 .map_err(|err| corrupt(format!("column {}: {err}", column.name)))?;
-            Ok(Field::new(column.name, data_type, column.nullable))
+            Ok(Field::new(column.name, data_type, column.nullable).with_metadata(column.metadata))
         })
         .collect::<Result<Vec<_>, CatalogError>>()?;
     Ok(Arc::new(Schema::new(fields)))

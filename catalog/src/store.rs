@@ -54,7 +54,7 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
     1,
     "tables and versioned schemas",
     &[
-        "CREATE TABLE strata_tables (
+        "CREATE TABLE IF NOT EXISTS strata_tables (
             space VARCHAR(255) NOT NULL,
             name VARCHAR(255) NOT NULL,
             layer VARCHAR(16) NOT NULL,
@@ -70,7 +70,7 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
             updated_at BIGINT NOT NULL,
             PRIMARY KEY (space, name)
         )",
-        "CREATE TABLE strata_table_schemas (
+        "CREATE TABLE IF NOT EXISTS strata_table_schemas (
             space VARCHAR(255) NOT NULL,
             name VARCHAR(255) NOT NULL,
             version BIGINT NOT NULL,
@@ -211,16 +211,34 @@ impl CatalogStore {
 
     /// Registers tables, all or none. A taken name fails the whole batch.
     pub async fn insert(&self, defs: &[TableDef]) -> Result<()> {
+        self.apply(defs, &[]).await.map(|_| ())
+    }
+
+    /// Replaces a table's definition. A changed schema is recorded as a new version;
+    /// the old versions stay readable.
+    pub async fn update(&self, def: &TableDef) -> Result<UpdateOutcome> {
+        let outcomes = self.apply(&[], std::slice::from_ref(def)).await?;
+        Ok(outcomes[0])
+    }
+
+    /// Inserts new tables and updates existing ones in one transaction: all or none.
+    /// Returns what each update did, in order.
+    pub async fn apply(
+        &self,
+        inserts: &[TableDef],
+        updates: &[TableDef],
+    ) -> Result<Vec<UpdateOutcome>> {
+        let mut current = Vec::with_capacity(updates.len());
+        for def in updates {
+            current.push(self.get(&def.name).await?);
+        }
         let mut tx = self
             .pool
             .begin()
             .await
-            .map_err(|source| CatalogError::Store {
-                context: "starting a registration".to_string(),
-                source,
-            })?;
+            .map_err(|source| self.store_error("starting a registration", source))?;
         let now = now_ms();
-        for def in defs {
+        for def in inserts {
             let exists = sqlx::query(
                 self.sql("SELECT COUNT(*) FROM strata_tables WHERE space = ? AND name = ?"),
             )
@@ -233,6 +251,7 @@ impl CatalogStore {
             if exists > 0 {
                 return Err(CatalogError::AlreadyExists {
                     table: def.name.to_string(),
+                    location: None,
                 });
             }
             let columns = TableColumns::from_def(def)?;
@@ -257,9 +276,48 @@ impl CatalogStore {
             .map_err(|source| self.store_error(&format!("registering {}", def.name), source))?;
             self.insert_schema_version(&mut tx, def, 1, now).await?;
         }
+        let mut outcomes = Vec::with_capacity(updates.len());
+        for (def, current) in updates.iter().zip(current) {
+            if current.def == *def {
+                outcomes.push(UpdateOutcome::Unchanged);
+                continue;
+            }
+            let schema_changed = current.def.schema != def.schema;
+            let version = current.schema_version + i64::from(schema_changed);
+            if schema_changed {
+                self.insert_schema_version(&mut tx, def, version, now)
+                    .await?;
+            }
+            let columns = TableColumns::from_def(def)?;
+            sqlx::query(self.sql(
+                "UPDATE strata_tables SET layer = ?, kind = ?, primary_key = ?, watermark = ?, processing_time = ?, \
+                 owner = ?, description = ?, tags = ?, schema_version = ?, updated_at = ? WHERE space = ? AND name = ?",
+            ))
+            .bind(def.layer.as_str().to_string())
+            .bind(columns.kind)
+            .bind(columns.primary_key)
+            .bind(columns.watermark)
+            .bind(def.processing_time.clone())
+            .bind(def.owner.clone())
+            .bind(def.description.clone())
+            .bind(columns.tags)
+            .bind(version)
+            .bind(now)
+            .bind(def.name.space.clone())
+            .bind(def.name.name.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(|source| self.store_error(&format!("updating {}", def.name), source))?;
+            outcomes.push(if schema_changed {
+                UpdateOutcome::NewSchemaVersion(version)
+            } else {
+                UpdateOutcome::MetadataOnly
+            });
+        }
         tx.commit()
             .await
-            .map_err(|source| self.store_error("committing a registration", source))
+            .map_err(|source| self.store_error("committing a registration", source))?;
+        Ok(outcomes)
     }
 
     async fn insert_schema_version(
@@ -281,59 +339,6 @@ impl CatalogStore {
         .await
         .map_err(|source| self.store_error(&format!("recording schema of {}", def.name), source))?;
         Ok(())
-    }
-
-    /// Replaces a table's definition. A changed schema is recorded as a new version;
-    /// the old versions stay readable.
-    pub async fn update(&self, def: &TableDef) -> Result<UpdateOutcome> {
-        let current = self.get(&def.name).await?;
-        if current.def == *def {
-            return Ok(UpdateOutcome::Unchanged);
-        }
-        let schema_changed = current.def.schema != def.schema;
-        let version = if schema_changed {
-            current.schema_version + 1
-        } else {
-            current.schema_version
-        };
-        let now = now_ms();
-        let columns = TableColumns::from_def(def)?;
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|source| self.store_error("starting an update", source))?;
-        if schema_changed {
-            self.insert_schema_version(&mut tx, def, version, now)
-                .await?;
-        }
-        sqlx::query(self.sql(
-            "UPDATE strata_tables SET layer = ?, kind = ?, primary_key = ?, watermark = ?, processing_time = ?, \
-             owner = ?, description = ?, tags = ?, schema_version = ?, updated_at = ? WHERE space = ? AND name = ?",
-        ))
-        .bind(def.layer.as_str().to_string())
-        .bind(columns.kind)
-        .bind(columns.primary_key)
-        .bind(columns.watermark)
-        .bind(def.processing_time.clone())
-        .bind(def.owner.clone())
-        .bind(def.description.clone())
-        .bind(columns.tags)
-        .bind(version)
-        .bind(now)
-        .bind(def.name.space.clone())
-        .bind(def.name.name.clone())
-        .execute(&mut *tx)
-        .await
-        .map_err(|source| self.store_error(&format!("updating {}", def.name), source))?;
-        tx.commit()
-            .await
-            .map_err(|source| self.store_error("committing an update", source))?;
-        Ok(if schema_changed {
-            UpdateOutcome::NewSchemaVersion(version)
-        } else {
-            UpdateOutcome::MetadataOnly
-        })
     }
 
     pub async fn get(&self, name: &TableName) -> Result<TableEntry> {

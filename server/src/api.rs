@@ -49,22 +49,23 @@ pub fn router(catalog: Catalog) -> Router {
 
 /// An error as the API answers it.
 #[derive(Debug)]
-pub struct ApiError(CatalogError);
+pub struct ApiError(Box<CatalogError>);
 
 impl From<CatalogError> for ApiError {
     fn from(err: CatalogError) -> Self {
-        Self(err)
+        Self(Box::new(err))
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = match &self.0 {
+        let status = match self.0.as_ref() {
             CatalogError::NotFound { .. } | CatalogError::NoSuchVersion { .. } => {
                 StatusCode::NOT_FOUND
             }
             CatalogError::AlreadyExists { .. } => StatusCode::CONFLICT,
             CatalogError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
+            CatalogError::Query(err) if unreachable_behind(err) => StatusCode::BAD_GATEWAY,
             CatalogError::Query(_) => StatusCode::BAD_REQUEST,
             err if err.is_user_error() => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -75,6 +76,17 @@ impl IntoResponse for ApiError {
             None => (text, None),
         };
         (status, Json(json!({"error": message, "hint": hint}))).into_response()
+    }
+}
+
+/// Whether a query failed because a server behind a table could not be reached.
+fn unreachable_behind(err: &datafusion::error::DataFusionError) -> bool {
+    match err.find_root() {
+        datafusion::error::DataFusionError::External(inner) => matches!(
+            inner.downcast_ref::<CatalogError>(),
+            Some(CatalogError::Unreachable { .. })
+        ),
+        _ => false,
     }
 }
 
@@ -116,15 +128,17 @@ async fn register_tables(
     ))
 }
 
-fn table_name(space: String, name: String) -> TableName {
-    TableName::new(space, name)
+fn table_name(space: String, name: String) -> Result<TableName, ApiError> {
+    let table = TableName::new(space, name);
+    table.validate()?;
+    Ok(table)
 }
 
 async fn show_table(
     State(state): State<AppState>,
     Path((space, name)): Path<(String, String)>,
 ) -> ApiResult<TableDetail> {
-    let entry = state.catalog.get(&table_name(space, name)).await?;
+    let entry = state.catalog.get(&table_name(space, name)?).await?;
     Ok(Json(TableDetail::new(&entry)))
 }
 
@@ -134,7 +148,7 @@ async fn table_schemas(
 ) -> ApiResult<Vec<SchemaVersionView>> {
     let versions = state
         .catalog
-        .schema_versions(&table_name(space, name))
+        .schema_versions(&table_name(space, name)?)
         .await?;
     Ok(Json(versions.iter().map(SchemaVersionView::new).collect()))
 }
@@ -143,7 +157,7 @@ async fn drop_table(
     State(state): State<AppState>,
     Path((space, name)): Path<(String, String)>,
 ) -> ApiResult<Value> {
-    let entry = state.catalog.drop_table(&table_name(space, name)).await?;
+    let entry = state.catalog.drop_table(&table_name(space, name)?).await?;
     Ok(Json(json!({"dropped": entry.def.name.to_string()})))
 }
 
@@ -158,6 +172,9 @@ struct DiscoverRequest {
     /// Only report what would be registered.
     #[serde(default)]
     dry_run: bool,
+    /// Register schemas inferred from samples (Kafka); without it they are only shown.
+    #[serde(default)]
+    confirm: bool,
 }
 
 async fn discover(
@@ -178,13 +195,9 @@ async fn discover(
     };
     let discovery = state.catalog.discover(&connection, &options).await?;
     let mut view = DiscoveryView::new(&discovery);
-    if !request.dry_run {
-        view.registered = Some(
-            state
-                .catalog
-                .register(discovery.tables, RegisterMode::Update)
-                .await?,
-        );
+    if !request.dry_run && (!discovery.inferred || request.confirm) {
+        view.registered = Some(state.catalog.register_discovered(discovery.tables).await?);
+        view.confirmation_needed = false;
     }
     Ok(Json(view))
 }

@@ -331,13 +331,12 @@ async fn run_catalog(
                 && !discovery.tables.is_empty()
                 && (!discovery.inferred || yes || confirm()?);
             if confirmed {
-                let registered = catalog
-                    .register(discovery.tables, RegisterMode::Update)
-                    .await?;
+                let registered = catalog.register_discovered(discovery.tables).await?;
                 if format == Format::Table {
                     println!("{}", views::registered_table(&registered));
                 }
                 view.registered = Some(registered);
+                view.confirmation_needed = false;
             } else if format == Format::Table && !discovery.tables.is_empty() {
                 println!(
                     "nothing registered{}",

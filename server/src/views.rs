@@ -112,19 +112,39 @@ fn column_views(schema: &arrow::datatypes::Schema) -> Vec<ColumnView> {
         .collect()
 }
 
-/// The connector options as stored, with any password replaced.
+/// The connector options as stored, with every secret replaced: passwords,
+/// and client properties that name a password, secret, token or JAAS config.
 fn redacted_options(kind: &TableKind) -> Value {
     let mut value = serde_json::to_value(kind).expect("kinds serialise");
-    if let Some(object) = value.as_object_mut() {
-        if object.get("password").is_some_and(|p| !p.is_null()) {
-            object.insert("password".to_string(), Value::String("***".to_string()));
-        }
-        if let Some(Value::String(url)) = object.get("url") {
-            let redacted = strata_catalog::config::redact_url(url);
-            object.insert("url".to_string(), Value::String(redacted));
-        }
-    }
+    redact(&mut value);
     value
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "secret", "token", "jaas", "credential"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+fn redact(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            for (key, inner) in object.iter_mut() {
+                if is_secret_key(key) && !inner.is_null() {
+                    *inner = Value::String("***".to_string());
+                } else if key == "url" {
+                    if let Value::String(url) = inner {
+                        *url = strata_catalog::config::redact_url(url);
+                    }
+                } else {
+                    redact(inner);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -167,6 +187,8 @@ pub struct DiscoveryView {
     pub inferred: bool,
     pub tables: Vec<DiscoveredTable>,
     pub skipped: Vec<SkippedTable>,
+    /// Inferred schemas are registered only once confirmed.
+    pub confirmation_needed: bool,
     /// Filled once the tables are registered.
     pub registered: Option<Vec<Registered>>,
 }
@@ -197,6 +219,7 @@ impl DiscoveryView {
                     reason: reason.clone(),
                 })
                 .collect(),
+            confirmation_needed: discovery.inferred && !discovery.tables.is_empty(),
             registered: None,
         }
     }

@@ -88,7 +88,7 @@ pub enum Prepared {
     /// A table was already there, with every declared column.
     Existing,
     /// No table was there; an empty one was created.
-    Created,
+    Created(CreatedTable),
     /// The table lacked these declared columns, and they were added.
     ColumnsAdded(Vec<String>),
 }
@@ -102,9 +102,14 @@ pub async fn ensure_table(
     schema: &Schema,
     evolve: bool,
 ) -> Result<Prepared> {
+    // Checking for a table creates its directory, so look before.
+    let directory_existed = local_path(location).is_some_and(|p| p.exists());
     if !exists(location).await? {
         create(location, table_name, schema).await?;
-        return Ok(Prepared::Created);
+        return Ok(Prepared::Created(CreatedTable {
+            location: location.to_string(),
+            directory_existed,
+        }));
     }
     let existing = read_schema(location).await?;
     let missing: Vec<&Field> = schema
@@ -167,17 +172,36 @@ pub async fn table_provider(location: &str) -> Result<Arc<dyn TableProvider>> {
     table.table_provider().await.map_err(CatalogError::Query)
 }
 
-/// Removes a table that registration created but could not finish registering.
-pub fn remove_created(location: &str) {
-    if location.contains("://") && !location.starts_with("file://") {
-        tracing::warn!(
-            location,
-            "left an empty Delta table behind at a remote location"
-        );
-        return;
+/// A table that registration created, so that a failed registration can take it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedTable {
+    location: String,
+    /// The directory was there before (empty, or with other files): only the log is removed.
+    directory_existed: bool,
+}
+
+impl CreatedTable {
+    /// Removes what registration created: the log, and the directory if it made it.
+    pub fn remove(&self) {
+        let Some(path) = local_path(&self.location) else {
+            tracing::warn!(location = %self.location, "left an empty Delta table behind at a remote location");
+            return;
+        };
+        let removed = if self.directory_existed {
+            std::fs::remove_dir_all(path.join("_delta_log"))
+        } else {
+            std::fs::remove_dir_all(&path)
+        };
+        if let Err(err) = removed {
+            tracing::warn!(location = %self.location, %err, "could not remove an empty Delta table");
+        }
     }
-    let path = location.trim_start_matches("file://");
-    if let Err(err) = std::fs::remove_dir_all(path) {
-        tracing::warn!(location, %err, "could not remove an empty Delta table");
+}
+
+/// The local directory of a location, if it is on this machine.
+fn local_path(location: &str) -> Option<std::path::PathBuf> {
+    if let Some(path) = location.strip_prefix("file://") {
+        return Some(path.into());
     }
+    (!location.contains("://")).then(|| location.into())
 }

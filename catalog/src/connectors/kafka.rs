@@ -163,6 +163,17 @@ pub fn read_bounded(target: &KafkaTarget, tail: Option<i64>) -> Result<Vec<Kafka
             )));
         }
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            // Transaction markers take offsets but are never delivered: go by position.
+            if let Ok(positions) = consumer.position() {
+                for element in positions.elements() {
+                    if let (Offset::Offset(position), Some(&high)) =
+                        (element.offset(), remaining.get(&element.partition()))
+                        && position >= high
+                    {
+                        remaining.remove(&element.partition());
+                    }
+                }
+            }
             continue;
         };
         let message = message.map_err(|source| CatalogError::Kafka {

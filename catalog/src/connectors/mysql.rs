@@ -33,12 +33,22 @@ use crate::config::redact_url;
 use crate::error::{CatalogError, Result};
 
 /// Where a MySQL/TiDB table lives, with credentials resolved.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MysqlTarget {
     /// The server URL with credentials; never printed.
     pub url: String,
     pub database: String,
     pub table: String,
+}
+
+impl std::fmt::Debug for MysqlTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlTarget")
+            .field("url", &redact_url(&self.url))
+            .field("database", &self.database)
+            .field("table", &self.table)
+            .finish()
+    }
 }
 
 impl MysqlTarget {
@@ -292,11 +302,18 @@ pub async fn verify_table(pool: &MySqlPool, target: &MysqlTarget, schema: &Schem
 }
 
 /// A MySQL/TiDB table as DataFusion sees it.
-#[derive(Debug)]
 pub struct MysqlTable {
     pool: MySqlPool,
     target: MysqlTarget,
     schema: SchemaRef,
+}
+
+impl std::fmt::Debug for MysqlTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlTable")
+            .field("target", &self.target)
+            .finish()
+    }
 }
 
 impl MysqlTable {
@@ -308,8 +325,12 @@ impl MysqlTable {
         }
     }
 
-    /// A filter as MySQL SQL, with column qualifiers removed; `None` if it has no SQL form.
+    /// A filter as MySQL SQL, with column qualifiers removed; `None` unless it
+    /// is one MySQL answers with at least the rows Arrow would (see [`pushable`]).
     fn filter_sql(expr: &Expr) -> Option<String> {
+        if !pushable(expr) {
+            return None;
+        }
         let unqualified = expr
             .clone()
             .transform(|e| {
@@ -339,10 +360,11 @@ impl MysqlTable {
             .iter()
             .map(|&i| {
                 let field = self.schema.field(i);
-                if is_binary(field.data_type()) {
-                    quote(field.name())
-                } else {
-                    format!("CAST({} AS CHAR)", quote(field.name()))
+                match field.data_type() {
+                    t if is_binary(t) => quote(field.name()),
+                    // `+ 0` reads BIT(1) and TINYINT(1) alike as a number.
+                    DataType::Boolean => format!("CAST(({} + 0) AS CHAR)", quote(field.name())),
+                    _ => format!("CAST({} AS CHAR)", quote(field.name())),
                 }
             })
             .collect();
@@ -416,6 +438,75 @@ impl MysqlTable {
             columns,
             &options,
         )?)
+    }
+}
+
+/// Filters pushed to MySQL may return more rows than Arrow's answer (DataFusion
+/// filters again) but never fewer. Case-insensitive collations make string
+/// `<>`, `<` and `NOT` lose rows, so strings are pushed only with `=` and `IN`.
+/// Literals are numbers, booleans, or strings without quotes or backslashes,
+/// so nothing in a literal can end it.
+fn pushable(expr: &Expr) -> bool {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::And | Operator::Or => pushable(left) && pushable(right),
+            Operator::Eq => compares_column(left, right, true),
+            Operator::NotEq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
+                compares_column(left, right, false)
+            }
+            _ => false,
+        },
+        Expr::IsNull(inner) | Expr::IsNotNull(inner) => matches!(inner.as_ref(), Expr::Column(_)),
+        Expr::InList(list) => {
+            !list.negated
+                && matches!(list.expr.as_ref(), Expr::Column(_))
+                && list.list.iter().all(|item| safe_literal(item, true))
+        }
+        Expr::Between(between) => {
+            !between.negated
+                && matches!(between.expr.as_ref(), Expr::Column(_))
+                && safe_literal(&between.low, false)
+                && safe_literal(&between.high, false)
+        }
+        _ => false,
+    }
+}
+
+fn compares_column(left: &Expr, right: &Expr, strings: bool) -> bool {
+    match (left, right) {
+        (Expr::Column(_), literal) | (literal, Expr::Column(_)) => safe_literal(literal, strings),
+        _ => false,
+    }
+}
+
+fn safe_literal(expr: &Expr, strings: bool) -> bool {
+    use datafusion::common::ScalarValue;
+    let Expr::Literal(value, _) = expr else {
+        return false;
+    };
+    match value {
+        ScalarValue::Boolean(Some(_))
+        | ScalarValue::Int8(Some(_))
+        | ScalarValue::Int16(Some(_))
+        | ScalarValue::Int32(Some(_))
+        | ScalarValue::Int64(Some(_))
+        | ScalarValue::UInt8(Some(_))
+        | ScalarValue::UInt16(Some(_))
+        | ScalarValue::UInt32(Some(_))
+        | ScalarValue::UInt64(Some(_))
+        | ScalarValue::Decimal128(Some(_), _, _) => true,
+        ScalarValue::Float32(Some(v)) => v.is_finite(),
+        ScalarValue::Float64(Some(v)) => v.is_finite(),
+        ScalarValue::Utf8(Some(text))
+        | ScalarValue::Utf8View(Some(text))
+        | ScalarValue::LargeUtf8(Some(text)) => {
+            strings
+                && !text
+                    .chars()
+                    .any(|c| c == '\'' || c == '\\' || c.is_control())
+        }
+        _ => false,
     }
 }
 

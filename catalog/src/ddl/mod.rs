@@ -8,14 +8,41 @@ mod parse;
 mod resolve;
 pub mod types;
 
-pub use parse::{CreateTable, FlinkDialect, parse_ddl};
+pub use parse::{CreateTable, FlinkDialect, parse_ddl, split_parser_message};
 pub use resolve::{database_of, resolve};
 
 use std::collections::BTreeMap;
 
 use crate::config::Connection;
-use crate::error::Result;
+use crate::error::{Result, SourceLocation};
 use crate::model::TableDef;
+
+/// A table definition with where its DDL stands and how it asked to be created.
+#[derive(Debug, Clone)]
+pub struct DdlTable {
+    pub def: TableDef,
+    pub location: SourceLocation,
+    /// `CREATE TABLE IF NOT EXISTS`: an existing table is left alone, without an error.
+    pub if_not_exists: bool,
+}
+
+/// Parses and resolves every statement of a DDL file, keeping their locations.
+pub fn ddl_tables(
+    file: &str,
+    text: &str,
+    connections: &BTreeMap<String, Connection>,
+) -> Result<Vec<DdlTable>> {
+    parse_ddl(file, text)?
+        .iter()
+        .map(|create| {
+            Ok(DdlTable {
+                def: resolve(create, connections)?,
+                location: create.name.location.clone(),
+                if_not_exists: create.if_not_exists,
+            })
+        })
+        .collect()
+}
 
 /// Parses and resolves every statement of a DDL file.
 pub fn table_defs(
@@ -23,8 +50,8 @@ pub fn table_defs(
     text: &str,
     connections: &BTreeMap<String, Connection>,
 ) -> Result<Vec<TableDef>> {
-    parse_ddl(file, text)?
-        .iter()
-        .map(|create| resolve(create, connections))
-        .collect()
+    Ok(ddl_tables(file, text, connections)?
+        .into_iter()
+        .map(|table| table.def)
+        .collect())
 }

@@ -141,7 +141,10 @@ impl DdlParser<'_> {
             value: name
                 .0
                 .iter()
-                .map(|part| part.to_string().trim_matches('`').to_string())
+                .map(|part| match part.as_ident() {
+                    Some(ident) => ident.value.clone(),
+                    None => part.to_string(),
+                })
                 .collect(),
             location: self.location_of(&name_token),
         };
@@ -580,21 +583,7 @@ fn from_parser_error(file: &str, err: ParserError) -> CatalogError {
         ParserError::TokenizerError(text) | ParserError::ParserError(text) => text,
         ParserError::RecursionLimitExceeded => "the statement nests too deeply".to_string(),
     };
-    let (message, line, column) = match text.rsplit_once(" at Line: ") {
-        Some((message, position)) => {
-            let mut parts = position.split(", Column: ");
-            let line = parts
-                .next()
-                .and_then(|l| l.trim().parse().ok())
-                .unwrap_or(1);
-            let column = parts
-                .next()
-                .and_then(|c| c.trim().parse().ok())
-                .unwrap_or(1);
-            (message.to_string(), line, column)
-        }
-        None => (text, 1, 1),
-    };
+    let (message, line, column) = split_parser_message(&text);
     CatalogError::Ddl {
         location: SourceLocation {
             file: file.to_string(),
@@ -603,6 +592,26 @@ fn from_parser_error(file: &str, err: ParserError) -> CatalogError {
         },
         message,
         hint: None,
+    }
+}
+
+/// Splits a sqlparser message into the message and its 1-based line and column.
+pub fn split_parser_message(text: &str) -> (String, u64, u64) {
+    let text = text.trim_start_matches("sql parser error: ");
+    match text.rsplit_once(" at Line: ") {
+        Some((message, position)) => {
+            let mut parts = position.split(", Column: ");
+            let mut number = || {
+                parts
+                    .next()
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(1)
+            };
+            let line = number();
+            let column = number();
+            (message.to_string(), line, column)
+        }
+        None => (text.to_string(), 1, 1),
     }
 }
 

@@ -9,7 +9,9 @@ use arrow::datatypes::{DataType, Field, Schema};
 use super::parse::{CreateTable, Located};
 use crate::config::Connection;
 use crate::error::{CatalogError, Result, SourceLocation};
-use crate::model::{KafkaFormat, Layer, StartupMode, TableDef, TableKind, TableName, Watermark};
+use crate::model::{
+    KafkaFormat, Layer, StartupMode, TableDef, TableKind, TableName, Watermark, is_identifier,
+};
 
 const CONNECTORS: &str =
     "'kafka', 'mysql' (also for TiDB; 'jdbc' is accepted as a synonym) and 'delta'";
@@ -54,6 +56,23 @@ pub fn resolve(
             ));
         }
     };
+    if let TableKind::Kafka {
+        format: KafkaFormat::Raw,
+        ..
+    } = &kind
+    {
+        let single_text_or_bytes = matches!(
+            schema.fields().as_ref(),
+            [field] if matches!(field.data_type(), DataType::Utf8 | DataType::Binary)
+        );
+        if !single_text_or_bytes {
+            return Err(ddl_error(
+                &create.location,
+                "a table with format 'raw' has exactly one STRING or BYTES column".to_string(),
+                "declare one column, e.g. (line STRING), or use format 'json'".to_string(),
+            ));
+        }
+    }
     let layer_option = options.take("layer");
     let layer = match &layer_option {
         Some(layer) => layer.value.parse().map_err(|_| {
@@ -106,7 +125,14 @@ pub fn resolve(
 
 fn table_name(name: &Located<Vec<String>>) -> Result<TableName> {
     match name.value.as_slice() {
-        [space, table] => Ok(TableName::new(space, table)),
+        [space, table] if is_identifier(space) && is_identifier(table) => {
+            Ok(TableName::new(space, table))
+        }
+        [space, table] => Err(ddl_error(
+            &name.location,
+            format!("{space}.{table} is not a valid table name"),
+            "spaces and tables are named with letters, digits and underscores, starting with a letter or underscore".to_string(),
+        )),
         parts => Err(ddl_error(
             &name.location,
             format!("table name {} must be SPACE.TABLE", parts.join(".")),
@@ -307,6 +333,7 @@ fn kafka_kind(
         format,
         startup_mode,
         properties,
+        partitions: None,
     })
 }
 

@@ -136,6 +136,19 @@ fn every_mistake_points_at_its_place_with_a_hint() {
             &["column ID is declared twice"],
         ),
         (
+            "a name that is a path",
+            "CREATE TABLE shop.`../etc` (id BIGINT) WITH ('connector' = 'delta', 'layer' = 'dwd');",
+            &[
+                "tables.sql:1:14: shop.../etc is not a valid table name",
+                "letters, digits and underscores",
+            ],
+        ),
+        (
+            "raw with two columns",
+            "CREATE TABLE shop.ods_a (a STRING, b STRING) WITH ('connector' = 'kafka', 'topic' = 't', 'format' = 'raw', 'connection' = 'events');",
+            &["exactly one STRING or BYTES column"],
+        ),
+        (
             "not a create table",
             "INSERT INTO shop.ods_a VALUES (1);",
             &["tables.sql:1:1: expected CREATE TABLE", "pipelines/<layer>"],

@@ -86,6 +86,30 @@ async fn filters_reach_mysql_and_results_keep_arrow_semantics() {
     let ids = pretty_format_batches(&result.batches).unwrap().to_string();
     assert!(ids.contains("| 1  |") && !ids.contains("| 3  |"), "{ids}");
 
+    // Negations are not pushed: the collation would drop 'Beijing' along with 'beijing'.
+    let result = catalog
+        .query("SELECT id FROM shop.dim_users WHERE city <> 'beijing' ORDER BY id")
+        .await
+        .unwrap();
+    let ids = pretty_format_batches(&result.batches).unwrap().to_string();
+    assert!(
+        ids.contains("| 1  |") && ids.contains("| 2  |") && !ids.contains("| 3  |"),
+        "{ids}"
+    );
+    // A literal that could end MySQL's string is never sent; the table survives.
+    let sneaky = r"SELECT id FROM shop.dim_users WHERE city = '\''; DROP TABLE users; -- '";
+    catalog.query(sneaky).await.unwrap();
+    let still = catalog
+        .query("SELECT count(*) AS n FROM shop.dim_users")
+        .await
+        .unwrap();
+    assert!(
+        pretty_format_batches(&still.batches)
+            .unwrap()
+            .to_string()
+            .contains("| 3 |")
+    );
+
     let ctx = catalog.session().await.unwrap();
     let plan = ctx
         .sql("EXPLAIN SELECT name FROM shop.dim_users WHERE level >= 2")
@@ -126,6 +150,54 @@ async fn mysql_registration_checks_the_table_and_leaves_nothing_behind() {
         "{err}"
     );
     assert!(catalog.list().await.unwrap().is_empty());
+
+    // An update batch is all or nothing too: a failing table keeps the others as they were.
+    catalog
+        .register_sql("dim.sql", DIM_USERS, RegisterMode::Create)
+        .await
+        .unwrap();
+    let commented = DIM_USERS.replace("photo BYTES", "photo BYTES COMMENT 'avatar'");
+    let other = missing_table.replace("shop.dim_users", "shop.dim_missing");
+    let batch = format!("{commented}\n{other}");
+    let err = catalog
+        .register_sql("dim.sql", &batch, RegisterMode::Update)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no_such_table"), "{err}");
+    let users = catalog
+        .get(&TableName::new("shop", "dim_users"))
+        .await
+        .unwrap();
+    assert!(
+        users
+            .def
+            .schema
+            .field_with_name("photo")
+            .unwrap()
+            .metadata()
+            .is_empty(),
+        "update half-applied"
+    );
+
+    // IF NOT EXISTS leaves an existing table alone, without an error.
+    let again = catalog
+        .register_sql(
+            "dim.sql",
+            &DIM_USERS.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"),
+            RegisterMode::Create,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again[0].action, strata_catalog::RegisterAction::Unchanged);
+    let err = catalog
+        .register_sql("dim.sql", DIM_USERS, RegisterMode::Create)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("dim.sql:1:14: table shop.dim_users is already registered"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

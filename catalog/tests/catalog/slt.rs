@@ -109,11 +109,17 @@ async fn sql_behaviour_matches_the_slt_files() {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no .slt files in {}", slt_dir.display());
-    for file in files {
+    // Each file runs on the embedded SQLite store and on a MariaDB-backed store.
+    for (file, store_on_mariadb) in files.iter().flat_map(|f| [(f, false), (f, true)]) {
         let mysql = Arc::new(MysqlDatabase::create("slt").await);
         let dir = tempfile::tempdir().unwrap();
+        let store = if store_on_mariadb {
+            format!("[catalog]\nurl = \"{}\"\n", mysql.url)
+        } else {
+            String::new()
+        };
         let config = format!(
-            "[lake]\nroot = \"lake\"\n[connections.shop_db]\nkind = \"mysql\"\nurl = \"{}\"\n",
+            "{store}[lake]\nroot = \"lake\"\n[connections.shop_db]\nkind = \"mysql\"\nurl = \"{}\"\n",
             mysql.url
         );
         let catalog = Catalog::open(project(dir.path(), &config)).await.unwrap();
@@ -121,8 +127,17 @@ async fn sql_behaviour_matches_the_slt_files() {
             let (catalog, mysql) = (catalog.clone(), mysql.clone());
             async move { Ok::<_, SltError>(SltDatabase { catalog, mysql }) }
         });
-        if let Err(err) = runner.run_file_async(&file).await {
-            panic!("{}: {}", file.display(), err.display(false));
+        if let Err(err) = runner.run_file_async(file).await {
+            let store = if store_on_mariadb {
+                "MariaDB"
+            } else {
+                "SQLite"
+            };
+            panic!(
+                "{} (store on {store}): {}",
+                file.display(),
+                err.display(false)
+            );
         }
     }
 }

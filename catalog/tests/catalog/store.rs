@@ -23,7 +23,7 @@ const ORDERS: &str = "CREATE TABLE shop.ods_orders (
 );";
 
 const USERS: &str =
-    "CREATE TABLE shop.dim_users (id BIGINT, city STRING, PRIMARY KEY (id) NOT ENFORCED)
+    "CREATE TABLE shop.dim_users (id BIGINT, city STRING COMMENT 'where they live', PRIMARY KEY (id) NOT ENFORCED)
   WITH ('connector' = 'mysql', 'url' = 'mysql://db:3306/shop', 'table-name' = 'users');";
 
 #[tokio::test]
@@ -81,7 +81,25 @@ async fn schema_changes_become_versions_and_old_ones_stay_readable() {
         let store = CatalogStore::connect(&backend.url()).await.unwrap();
         let v1 = defs(USERS).remove(0);
         store.insert(std::slice::from_ref(&v1)).await.unwrap();
-        assert_eq!(store.update(&v1).await.unwrap(), UpdateOutcome::Unchanged);
+        assert_eq!(
+            store.update(&v1).await.unwrap(),
+            UpdateOutcome::Unchanged,
+            "{}",
+            backend.label()
+        );
+        let stored = store.get(&v1.name).await.unwrap().def;
+        let comment = stored
+            .schema
+            .field_with_name("city")
+            .unwrap()
+            .metadata()
+            .get("comment")
+            .cloned();
+        assert_eq!(
+            comment.as_deref(),
+            Some("where they live"),
+            "column comments are kept"
+        );
 
         let mut owner_only = v1.clone();
         owner_only.owner = Some("user-team".into());
@@ -90,7 +108,7 @@ async fn schema_changes_become_versions_and_old_ones_stay_readable() {
             UpdateOutcome::MetadataOnly
         );
 
-        let v2 = defs(&USERS.replace("city STRING", "city STRING, level INT")).remove(0);
+        let v2 = defs(&USERS.replace("PRIMARY KEY", "level INT, PRIMARY KEY")).remove(0);
         assert_eq!(
             store.update(&v2).await.unwrap(),
             UpdateOutcome::NewSchemaVersion(2)

@@ -8,7 +8,7 @@ use strata_catalog::{Catalog, Project};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
-use crate::support::{DDL, ShopDatabase, write_project};
+use crate::support::{DDL, ShopDatabase, produce, write_project};
 
 async fn call(
     router: &axum::Router,
@@ -131,6 +131,47 @@ async fn the_api_registers_shows_queries_and_drops() {
     let (status, body) = call(&router, "POST", "/api/v1/discover/nowhere", Some(json!({}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["hint"].as_str().unwrap().contains("shop_db"), "{body}");
+}
+
+#[tokio::test]
+async fn inferred_schemas_are_registered_only_when_confirmed() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic("ods_clicks", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    produce(&bootstrap, "ods_clicks", &[r#"{"page": "/home"}"#]).await;
+    let db = ShopDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(
+        dir.path(),
+        &db,
+        &format!("[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"{bootstrap}\"\n"),
+    );
+    let catalog = Catalog::open(Project::load(dir.path()).unwrap())
+        .await
+        .unwrap();
+    let router = strata_server::api::router(catalog);
+
+    let (status, body) = call(&router, "POST", "/api/v1/discover/events", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["confirmation_needed"], true);
+    assert_eq!(body["registered"], Value::Null);
+    assert_eq!(body["tables"][0]["columns"][0]["name"], "page");
+    let (_, tables) = call(&router, "GET", "/api/v1/tables", None).await;
+    assert_eq!(tables, json!([]));
+
+    let (status, body) = call(
+        &router,
+        "POST",
+        "/api/v1/discover/events",
+        Some(json!({"confirm": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["registered"][0]["table"], "events.ods_clicks");
+    assert_eq!(
+        body["tables"][0]["location"],
+        "topic ods_clicks (1 partitions) via events"
+    );
 }
 
 #[tokio::test]

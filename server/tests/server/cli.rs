@@ -1,12 +1,10 @@
 //! The command line: every command, both output formats, exit codes and errors.
 
-use std::time::Duration;
-
-use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::support::{DDL, ShopDatabase, json, stderr, stdout, strata, strata_ok, write_project};
+use crate::support::{
+    DDL, ShopDatabase, json, produce, stderr, stdout, strata, strata_ok, write_project,
+};
 
 #[tokio::test]
 async fn init_scaffolds_a_project_once() {
@@ -209,22 +207,15 @@ async fn kafka_discovery_shows_inferred_schemas_before_saving() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("ods_clicks", 1, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    for payload in [
-        r#"{"user_id": 7, "page": "/home"}"#,
-        r#"{"user_id": 8, "page": "/cart"}"#,
-    ] {
-        producer
-            .send(
-                FutureRecord::<(), str>::to("ods_clicks").payload(payload),
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
-    }
+    produce(
+        &bootstrap,
+        "ods_clicks",
+        &[
+            r#"{"user_id": 7, "page": "/home"}"#,
+            r#"{"user_id": 8, "page": "/cart"}"#,
+        ],
+    )
+    .await;
     let db = ShopDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();
     write_project(

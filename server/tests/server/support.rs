@@ -120,3 +120,20 @@ pub fn strata_ok(dir: &Path, args: &[&str]) -> String {
 pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
 }
+
+/// Writes JSON records to a topic of a mock cluster.
+pub async fn produce(bootstrap: &str, topic: &str, payloads: &[&str]) {
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("producer");
+    for payload in payloads {
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::<(), str>::to(topic).payload(*payload),
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .expect("delivered");
+    }
+}

@@ -1,0 +1,44 @@
+//! The pipelines' errors. Each names the pipeline file, line and column, or the
+//! record's topic, partition and offset, and says how to fix it.
+
+use strata_catalog::{CatalogError, SourceLocation};
+
+fn hint_suffix(hint: &Option<String>) -> String {
+    hint.as_ref()
+        .map(|hint| format!("\n  hint: {hint}"))
+        .unwrap_or_default()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A pipeline file is malformed, or asks for something invalid.
+    #[error("{location}: {message}{}", hint_suffix(hint))]
+    Invalid {
+        location: SourceLocation,
+        message: String,
+        hint: Option<String>,
+    },
+
+    /// Pipelines that feed each other in a circle.
+    #[error("pipelines form a cycle: {}\n  hint: a table cannot be built, directly or not, from itself; break the cycle", cycle.join(" → "))]
+    Cycle { cycle: Vec<String> },
+
+    /// A pipeline file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(transparent)]
+    Catalog(Box<CatalogError>),
+}
+
+impl From<CatalogError> for PipelineError {
+    fn from(err: CatalogError) -> Self {
+        PipelineError::Catalog(Box::new(err))
+    }
+}
+
+pub type Result<T, E = PipelineError> = std::result::Result<T, E>;

@@ -1,0 +1,221 @@
+//! Pipeline files: `pipelines/<layer>/<name>.sql`, each one
+//! `INSERT INTO <target> SELECT …` over catalog tables.
+//!
+//! ```text
+//!   pipelines/dwd/dwd_orders.sql ──parse──▶ Pipeline { target, query, sources (with file:line:col) }
+//! ```
+//!
+//! The folder names only organise the files; the order pipelines run in comes
+//! from the tables they read and write.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use sqlparser::ast::{ObjectName, Query, Spanned, Statement, TableObject, visit_relations};
+use sqlparser::parser::Parser;
+use strata_catalog::ddl::{FlinkDialect, split_parser_message};
+use strata_catalog::{SourceLocation, TableName};
+
+use crate::error::{PipelineError, Result};
+
+/// A table named in a pipeline, with where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableMention {
+    pub table: TableName,
+    pub location: SourceLocation,
+}
+
+/// One parsed pipeline file.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The file's stem, e.g. `dwd_orders`.
+    pub name: String,
+    pub file: PathBuf,
+    /// The whole file, for locating names in errors.
+    pub text: String,
+    pub target: TableMention,
+    /// The `SELECT …` that feeds the target.
+    pub query: Box<Query>,
+    /// The tables the query reads, in order of first mention.
+    pub sources: Vec<TableMention>,
+}
+
+impl Pipeline {
+    /// The location of the start of the statement.
+    pub fn location(&self, line: u64, column: u64) -> SourceLocation {
+        SourceLocation {
+            file: self.file.display().to_string(),
+            line: line.max(1),
+            column: column.max(1),
+        }
+    }
+}
+
+/// Reads every `pipelines/<layer>/*.sql` of a project, in path order.
+pub fn load_pipelines(project_dir: &Path) -> Result<Vec<Pipeline>> {
+    let root = project_dir.join("pipelines");
+    let mut files = Vec::new();
+    let Ok(layers) = std::fs::read_dir(&root) else {
+        return Ok(Vec::new());
+    };
+    for layer in layers.flatten().filter(|e| e.path().is_dir()) {
+        let entries = std::fs::read_dir(layer.path()).map_err(|source| PipelineError::Io {
+            path: layer.path().display().to_string(),
+            source,
+        })?;
+        files.extend(
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "sql")),
+        );
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file).map_err(|source| PipelineError::Io {
+                path: file.display().to_string(),
+                source,
+            })?;
+            parse_pipeline(&file, &text)
+        })
+        .collect()
+}
+
+/// Parses one pipeline file.
+pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
+    let label = file.display().to_string();
+    let invalid = |line: u64, column: u64, message: String, hint: &str| PipelineError::Invalid {
+        location: SourceLocation {
+            file: label.clone(),
+            line: line.max(1),
+            column: column.max(1),
+        },
+        message,
+        hint: Some(hint.to_string()),
+    };
+    let statements = Parser::new(&FlinkDialect)
+        .try_with_sql(text)
+        .and_then(|mut parser| parser.parse_statements())
+        .map_err(|err| {
+            let text = err.to_string();
+            let (message, line, column) = split_parser_message(&text);
+            invalid(
+                line,
+                column,
+                message,
+                "a pipeline is one INSERT INTO <table> SELECT …",
+            )
+        })?;
+    let [statement] = statements.as_slice() else {
+        return Err(invalid(
+            1,
+            1,
+            format!(
+                "a pipeline file holds one statement, this one holds {}",
+                statements.len()
+            ),
+            "put each INSERT INTO … SELECT … in a file of its own",
+        ));
+    };
+    let Statement::Insert(insert) = statement else {
+        let start = statement.span().start;
+        return Err(invalid(
+            start.line,
+            start.column,
+            "a pipeline must be INSERT INTO <table> SELECT …".to_string(),
+            "tables are declared in catalog/*.sql; pipelines/<layer>/*.sql only fill them",
+        ));
+    };
+    let TableObject::TableName(target_name) = &insert.table else {
+        let start = insert.table.span().start;
+        return Err(invalid(
+            start.line,
+            start.column,
+            "the target of a pipeline must be a catalog table".to_string(),
+            "write INSERT INTO space.table SELECT …",
+        ));
+    };
+    let Some(query) = insert.source.clone() else {
+        let start = insert.table.span().start;
+        return Err(invalid(
+            start.line,
+            start.column,
+            "INSERT without a SELECT".to_string(),
+            "write INSERT INTO space.table SELECT …",
+        ));
+    };
+    let target = mention(&label, target_name)?;
+    let cte_names: Vec<String> = query
+        .with
+        .as_ref()
+        .map(|with| {
+            with.cte_tables
+                .iter()
+                .map(|cte| cte.alias.name.value.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut sources: Vec<TableMention> = Vec::new();
+    let mut failure = None;
+    let _ = visit_relations(&query, |name| {
+        if name.0.len() == 1 && cte_names.contains(&name.to_string()) {
+            return ControlFlow::Continue(());
+        }
+        match mention(&label, name) {
+            Ok(found) => {
+                if !sources.iter().any(|s| s.table == found.table) {
+                    sources.push(found);
+                }
+                ControlFlow::Continue(())
+            }
+            Err(err) => {
+                failure = Some(err);
+                ControlFlow::Break(())
+            }
+        }
+    });
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    Ok(Pipeline {
+        name: file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        file: file.to_path_buf(),
+        text: text.to_string(),
+        target,
+        query,
+        sources,
+    })
+}
+
+fn mention(file: &str, name: &ObjectName) -> Result<TableMention> {
+    let start = name.span().start;
+    let location = SourceLocation {
+        file: file.to_string(),
+        line: start.line.max(1),
+        column: start.column.max(1),
+    };
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|part| match part.as_ident() {
+            Some(ident) => ident.value.clone(),
+            None => part.to_string(),
+        })
+        .collect();
+    match parts.as_slice() {
+        [space, table] => Ok(TableMention {
+            table: TableName::new(space, table),
+            location,
+        }),
+        _ => Err(PipelineError::Invalid {
+            location,
+            message: format!("table {name} must be named SPACE.TABLE"),
+            hint: Some("qualify it with its space, e.g. shop.ods_orders".to_string()),
+        }),
+    }
+}

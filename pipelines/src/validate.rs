@@ -1,0 +1,319 @@
+//! Checks a project's pipelines before anything runs, and orders them.
+//!
+//! ```text
+//!   every pipeline ──▶ its tables exist ──▶ layers flow forward ──▶ its SELECT plans
+//!                       (file:line:col)      (ods → dwd → dws → app;   against the catalog's
+//!                                             dim feeds any layer)     schemas, and fits the target
+//!   all pipelines  ──▶ no cycles ──▶ dependency order (from the SQL, not the folders)
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Schema};
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+};
+use datafusion::datasource::empty::EmptyTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use petgraph::graph::DiGraph;
+use sqlparser::ast::{Expr, Spanned, Statement, visit_expressions};
+use strata_catalog::ddl::types::flink_type_name;
+use strata_catalog::provider::CATALOG_NAME;
+use strata_catalog::{Layer, TableDef, TableName};
+
+use crate::error::{PipelineError, Result};
+use crate::project::{Pipeline, TableMention};
+
+/// A pipeline that passed validation, with the schema its SELECT produces.
+#[derive(Debug, Clone)]
+pub struct ValidPipeline {
+    pub pipeline: Pipeline,
+    pub target: TableDef,
+    pub sources: Vec<TableDef>,
+    pub output: Arc<Schema>,
+}
+
+/// Validates every pipeline against the catalog's tables, and returns them in
+/// the order they must run: a pipeline comes after those that fill its sources.
+pub async fn validate(pipelines: Vec<Pipeline>, tables: &[TableDef]) -> Result<Vec<ValidPipeline>> {
+    let by_name: HashMap<&TableName, &TableDef> = tables.iter().map(|t| (&t.name, t)).collect();
+    let ctx = schema_session(tables);
+    let mut valid = Vec::with_capacity(pipelines.len());
+    for pipeline in pipelines {
+        let target = (*lookup(&by_name, &pipeline.target)?).clone();
+        let sources = pipeline
+            .sources
+            .iter()
+            .map(|mention| {
+                let source = lookup(&by_name, mention)?;
+                check_layers(&target, source, mention)?;
+                Ok((*source).clone())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let output = plan_output(&ctx, &pipeline).await?;
+        check_fits(&pipeline, &output, &target)?;
+        valid.push(ValidPipeline {
+            pipeline,
+            target,
+            sources,
+            output,
+        });
+    }
+    dependency_order(valid)
+}
+
+fn lookup<'a>(
+    tables: &HashMap<&TableName, &'a TableDef>,
+    mention: &TableMention,
+) -> Result<&'a TableDef> {
+    tables.get(&mention.table).copied().ok_or_else(|| {
+        let mut known: Vec<String> = tables
+            .keys()
+            .filter(|name| name.space == mention.table.space)
+            .map(|name| name.to_string())
+            .collect();
+        known.sort();
+        PipelineError::Invalid {
+            location: mention.location.clone(),
+            message: format!("unknown table {}", mention.table),
+            hint: Some(if known.is_empty() {
+                "declare it in catalog/*.sql and register it with `strata catalog register`"
+                    .to_string()
+            } else {
+                format!(
+                    "tables in space {} are {}",
+                    mention.table.space,
+                    known.join(", ")
+                )
+            }),
+        }
+    })
+}
+
+/// Layers flow forward: a table may read its own layer and those below it;
+/// DIM tables feed any layer, and are fed from ODS and DWD.
+fn check_layers(target: &TableDef, source: &TableDef, mention: &TableMention) -> Result<()> {
+    let rank = |layer: Layer| match layer {
+        Layer::Ods => 0,
+        Layer::Dwd | Layer::Dim => 1,
+        Layer::Dws => 2,
+        Layer::App => 3,
+    };
+    if source.layer == Layer::Dim || rank(source.layer) <= rank(target.layer) {
+        return Ok(());
+    }
+    Err(PipelineError::Invalid {
+        location: mention.location.clone(),
+        message: format!(
+            "the {} table {} cannot read the {} table {}",
+            target.layer.as_str().to_uppercase(),
+            target.name,
+            source.layer.as_str().to_uppercase(),
+            source.name
+        ),
+        hint: Some("layers flow ODS → DWD → DWS → APP, and DIM feeds any layer; read an earlier layer, or move the pipeline".to_string()),
+    })
+}
+
+/// A session that knows every table's schema and reads nothing.
+fn schema_session(tables: &[TableDef]) -> SessionContext {
+    let catalog = MemoryCatalogProvider::new();
+    let mut spaces: BTreeMap<&str, Arc<MemorySchemaProvider>> = BTreeMap::new();
+    for table in tables {
+        let space = spaces
+            .entry(table.name.space.as_str())
+            .or_insert_with(|| Arc::new(MemorySchemaProvider::new()));
+        let _ = space.register_table(
+            table.name.name.clone(),
+            Arc::new(EmptyTable::new(table.schema.clone())),
+        );
+    }
+    for (name, space) in spaces {
+        let _ = catalog.register_schema(name, space);
+    }
+    let config = SessionConfig::new().with_default_catalog_and_schema(CATALOG_NAME, "public");
+    let ctx = SessionContext::new_with_config(config);
+    ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
+    ctx
+}
+
+async fn plan_output(ctx: &SessionContext, pipeline: &Pipeline) -> Result<Arc<Schema>> {
+    let statement = datafusion::sql::parser::Statement::Statement(Box::new(Statement::Query(
+        pipeline.query.clone(),
+    )));
+    let plan = ctx
+        .state()
+        .statement_to_plan(statement)
+        .await
+        .map_err(|err| planning_error(pipeline, &err.strip_backtrace()))?;
+    Ok(Arc::new(plan.schema().as_arrow().clone()))
+}
+
+/// Points a planning error at the name it is about, when it names one.
+fn planning_error(pipeline: &Pipeline, message: &str) -> PipelineError {
+    let query_start = pipeline.query.span().start;
+    let mut location = pipeline.location(query_start.line, query_start.column);
+    let mut hint = None;
+    if let Some(rest) = message.split("No field named ").nth(1) {
+        let column = rest
+            .split_whitespace()
+            .next()
+            .unwrap_or(rest)
+            .trim_end_matches('.');
+        let column = column
+            .rsplit('.')
+            .next()
+            .unwrap_or(column)
+            .trim_matches('"');
+        if let Some((line, column)) = find_identifier(pipeline, column) {
+            location = pipeline.location(line, column);
+        }
+        hint =
+            Some("check the column's name against `strata catalog show SPACE.TABLE`".to_string());
+    }
+    PipelineError::Invalid {
+        location,
+        message: message.lines().next().unwrap_or(message).to_string(),
+        hint,
+    }
+}
+
+fn find_identifier(pipeline: &Pipeline, column: &str) -> Option<(u64, u64)> {
+    let mut found = None;
+    let _ = visit_expressions(&pipeline.query, |expr| {
+        let ident = match expr {
+            Expr::Identifier(ident) => Some(ident),
+            Expr::CompoundIdentifier(parts) => parts.last(),
+            _ => None,
+        };
+        if let Some(ident) = ident.filter(|i| i.value.eq_ignore_ascii_case(column)) {
+            let start = ident.span.start;
+            found = Some((start.line, start.column));
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    found
+}
+
+/// The SELECT's columns must match the target's, by position, in number and type.
+fn check_fits(pipeline: &Pipeline, output: &Schema, target: &TableDef) -> Result<()> {
+    let start = pipeline.query.span().start;
+    let location = pipeline.location(start.line, start.column);
+    if output.fields().len() != target.schema.fields().len() {
+        let names: Vec<&str> = target
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        return Err(PipelineError::Invalid {
+            location,
+            message: format!(
+                "the SELECT produces {} columns, but {} has {}",
+                output.fields().len(),
+                target.name,
+                target.schema.fields().len()
+            ),
+            hint: Some(format!("select, in order: {}", names.join(", "))),
+        });
+    }
+    for (produced, wanted) in output.fields().iter().zip(target.schema.fields()) {
+        if !assignable(produced.data_type(), wanted.data_type()) {
+            let at = find_identifier(pipeline, produced.name())
+                .map(|(line, column)| pipeline.location(line, column))
+                .unwrap_or_else(|| location.clone());
+            return Err(PipelineError::Invalid {
+                location: at,
+                message: format!(
+                    "column {} is {}, but {}.{} is {}",
+                    produced.name(),
+                    flink_type_name(produced.data_type()),
+                    target.name,
+                    wanted.name(),
+                    flink_type_name(wanted.data_type())
+                ),
+                hint: Some(format!(
+                    "CAST it: CAST({} AS {})",
+                    produced.name(),
+                    flink_type_name(wanted.data_type())
+                )),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether a value of `from` goes into a column of `to` without an explicit
+/// cast: the same kind of value, never narrowed into a different kind.
+pub fn assignable(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    let is_text = |t: &DataType| matches!(t, Utf8 | LargeUtf8 | Utf8View);
+    let is_binary = |t: &DataType| matches!(t, Binary | LargeBinary | BinaryView);
+    match (from, to) {
+        (Null, _) => true,
+        (a, b) if a == b => true,
+        (a, b) if is_text(a) && is_text(b) => true,
+        (a, b) if is_binary(a) && is_binary(b) => true,
+        (a, b)
+            if a.is_integer()
+                && (b.is_integer() || b.is_floating() || matches!(b, Decimal128(_, _))) =>
+        {
+            true
+        }
+        (a, b) if a.is_floating() && b.is_floating() => true,
+        (Decimal128(_, _), Decimal128(_, _) | Float32 | Float64) => true,
+        (Timestamp(_, _), Timestamp(_, _))
+        | (Date32 | Date64, Date32 | Date64 | Timestamp(_, _)) => true,
+        (List(a), List(b)) => assignable(a.data_type(), b.data_type()),
+        _ => false,
+    }
+}
+
+/// Orders pipelines so that each runs after those that fill its sources;
+/// refuses cycles, naming them.
+fn dependency_order(pipelines: Vec<ValidPipeline>) -> Result<Vec<ValidPipeline>> {
+    let mut graph: DiGraph<usize, ()> = DiGraph::new();
+    let nodes: Vec<_> = (0..pipelines.len()).map(|i| graph.add_node(i)).collect();
+    let mut writers: HashMap<&TableName, Vec<usize>> = HashMap::new();
+    for (index, valid) in pipelines.iter().enumerate() {
+        writers.entry(&valid.target.name).or_default().push(index);
+    }
+    for (index, valid) in pipelines.iter().enumerate() {
+        for source in &valid.sources {
+            for &writer in writers.get(&source.name).into_iter().flatten() {
+                graph.add_edge(nodes[writer], nodes[index], ());
+            }
+        }
+    }
+    let order = match petgraph::algo::toposort(&graph, None) {
+        Ok(order) => order,
+        Err(_) => {
+            let cycle = petgraph::algo::tarjan_scc(&graph)
+                .into_iter()
+                .find(|component| {
+                    component.len() > 1 || graph.contains_edge(component[0], component[0])
+                })
+                .unwrap_or_default();
+            let mut names: Vec<String> = cycle
+                .iter()
+                .map(|node| {
+                    let valid = &pipelines[graph[*node]];
+                    format!("{} ({})", valid.target.name, valid.pipeline.file.display())
+                })
+                .collect();
+            names.sort();
+            if let Some(first) = names.first().cloned() {
+                names.push(first);
+            }
+            return Err(PipelineError::Cycle { cycle: names });
+        }
+    };
+    let mut slots: Vec<Option<ValidPipeline>> = pipelines.into_iter().map(Some).collect();
+    Ok(order
+        .into_iter()
+        .map(|node| slots[graph[node]].take().expect("each node once"))
+        .collect())
+}

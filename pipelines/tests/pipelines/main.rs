@@ -1,0 +1,3 @@
+//! The pipelines crate's integration tests.
+
+mod validate;

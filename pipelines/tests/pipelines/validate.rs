@@ -1,0 +1,151 @@
+//! Project validation: unknown tables and columns, type mismatches, cycles and
+//! layer violations are refused with file:line:col; valid pipelines come out in
+//! dependency order, whatever their folders.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use strata_catalog::TableDef;
+use strata_catalog::ddl::table_defs;
+use strata_pipelines::{PipelineError, parse_pipeline, validate};
+
+const CATALOG: &str = "
+CREATE TABLE shop.ods_orders (order_id BIGINT, user_id BIGINT, amount DECIMAL(10, 2), order_time TIMESTAMP(3))
+  WITH ('connector' = 'kafka', 'topic' = 'orders', 'format' = 'json', 'properties.bootstrap.servers' = 'b:9092');
+CREATE TABLE shop.dim_users (id BIGINT, city STRING) WITH ('connector' = 'mysql', 'url' = 'mysql://db/shop', 'table-name' = 'users');
+CREATE TABLE shop.dwd_orders (order_id BIGINT, user_city STRING, amount DECIMAL(10, 2), order_time TIMESTAMP(3))
+  WITH ('connector' = 'delta');
+CREATE TABLE shop.dws_city_gmv (city STRING, gmv DECIMAL(20, 2)) WITH ('connector' = 'delta');
+CREATE TABLE shop.app_city_gmv (city STRING, gmv DECIMAL(20, 2)) WITH ('connector' = 'mysql', 'url' = 'mysql://db/app', 'table-name' = 'gmv');
+";
+
+fn tables() -> Vec<TableDef> {
+    table_defs("catalog.sql", CATALOG, &BTreeMap::new()).unwrap()
+}
+
+const DWD: &str = "INSERT INTO shop.dwd_orders
+SELECT o.order_id, u.city, o.amount, o.order_time
+FROM shop.ods_orders o JOIN shop.dim_users u ON o.user_id = u.id";
+const DWS: &str = "INSERT INTO shop.dws_city_gmv SELECT user_city, SUM(amount) FROM shop.dwd_orders GROUP BY user_city";
+const APP: &str =
+    "INSERT INTO shop.app_city_gmv SELECT city, gmv FROM shop.dws_city_gmv WHERE gmv > 0";
+
+async fn check(files: &[(&str, &str)]) -> Result<Vec<String>, String> {
+    let pipelines = files
+        .iter()
+        .map(|(file, sql)| parse_pipeline(Path::new(file), sql))
+        .collect::<Result<Vec<_>, PipelineError>>()
+        .map_err(|err| err.to_string())?;
+    validate(pipelines, &tables())
+        .await
+        .map(|valid| valid.iter().map(|v| v.pipeline.name.clone()).collect())
+        .map_err(|err| err.to_string())
+}
+
+#[tokio::test]
+async fn valid_pipelines_run_in_dependency_order_whatever_their_folders() {
+    let order = check(&[
+        ("pipelines/a/app_city_gmv.sql", APP),
+        ("pipelines/b/dws_city_gmv.sql", DWS),
+        ("pipelines/c/dwd_orders.sql", DWD),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(order, ["dwd_orders", "dws_city_gmv", "app_city_gmv"]);
+}
+
+#[tokio::test]
+async fn mistakes_are_refused_with_their_place() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "unknown table",
+            "INSERT INTO shop.dwd_orders\nSELECT * FROM shop.ods_ordres",
+            &[
+                "p.sql:2:15: unknown table shop.ods_ordres",
+                "shop.ods_orders",
+            ],
+        ),
+        (
+            "unknown target",
+            "INSERT INTO shop.dwd_nothing SELECT 1",
+            &["p.sql:1:13: unknown table shop.dwd_nothing"],
+        ),
+        (
+            "unknown column",
+            "INSERT INTO shop.dwd_orders\nSELECT order_id, cty, amount, order_time\nFROM shop.ods_orders",
+            &["p.sql:2:18:", "cty", "strata catalog show"],
+        ),
+        (
+            "type mismatch",
+            "INSERT INTO shop.dwd_orders\nSELECT order_id, user_id, amount, order_time FROM shop.ods_orders",
+            &[
+                "p.sql:2:18: column user_id is BIGINT, but shop.dwd_orders.user_city is STRING",
+                "CAST(user_id AS STRING)",
+            ],
+        ),
+        (
+            "column count",
+            "INSERT INTO shop.dwd_orders SELECT order_id FROM shop.ods_orders",
+            &[
+                "the SELECT produces 1 columns, but shop.dwd_orders has 4",
+                "order_id, user_city, amount, order_time",
+            ],
+        ),
+        (
+            "dwd reads dws",
+            "INSERT INTO shop.dwd_orders SELECT 1, city, gmv, NULL FROM shop.dws_city_gmv",
+            &[
+                "p.sql:1:60: the DWD table shop.dwd_orders cannot read the DWS table shop.dws_city_gmv",
+                "ODS → DWD → DWS → APP",
+            ],
+        ),
+        (
+            "app feeds ods",
+            "INSERT INTO shop.ods_orders SELECT 1, 1, gmv, NULL FROM shop.app_city_gmv",
+            &["the ODS table shop.ods_orders cannot read the APP table shop.app_city_gmv"],
+        ),
+        (
+            "syntax",
+            "INSERT INTO shop.dwd_orders SELEC 1",
+            &["p.sql:1:29:"],
+        ),
+        (
+            "not an insert",
+            "SELECT * FROM shop.ods_orders",
+            &["p.sql:1:1: a pipeline must be INSERT INTO"],
+        ),
+    ];
+    for (case, sql, expected) in cases {
+        let err = check(&[("p.sql", sql)]).await.expect_err(case);
+        for part in *expected {
+            assert!(err.contains(part), "{case}: {err:?} lacks {part:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn cycles_are_refused_and_named() {
+    let catalog_with_loop = "
+        CREATE TABLE shop.dwd_a (id BIGINT) WITH ('connector' = 'delta');
+        CREATE TABLE shop.dwd_b (id BIGINT) WITH ('connector' = 'delta');";
+    let tables = table_defs("c.sql", catalog_with_loop, &BTreeMap::new()).unwrap();
+    let pipelines = vec![
+        parse_pipeline(
+            Path::new("pipelines/dwd/dwd_a.sql"),
+            "INSERT INTO shop.dwd_a SELECT id FROM shop.dwd_b",
+        )
+        .unwrap(),
+        parse_pipeline(
+            Path::new("pipelines/dwd/dwd_b.sql"),
+            "INSERT INTO shop.dwd_b SELECT id FROM shop.dwd_a",
+        )
+        .unwrap(),
+    ];
+    let err = validate(pipelines, &tables).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "pipelines form a cycle: shop.dwd_a (pipelines/dwd/dwd_a.sql) → shop.dwd_b"
+        ),
+        "{err}"
+    );
+}
