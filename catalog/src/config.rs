@@ -28,6 +28,27 @@ pub struct ProjectConfig {
     pub lake: LakeConfig,
     #[serde(default)]
     pub connections: BTreeMap<String, Connection>,
+    #[serde(default)]
+    pub engine: EngineConfig,
+}
+
+/// How pipelines batch their work.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EngineConfig {
+    /// How often a pipeline commits to its targets (one Delta commit per interval).
+    pub commit_interval_ms: u64,
+    /// The most records a source hands over in one batch.
+    pub batch_records: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            commit_interval_ms: 1_000,
+            batch_records: 20_000,
+        }
+    }
 }
 
 /// Where the catalog itself is stored.
@@ -206,7 +227,7 @@ pub fn parse_config(path: &Path, text: &str) -> Result<ProjectConfig> {
             path: path.to_path_buf(),
             message,
             hint: Some(
-                "sections are [catalog] (url), [lake] (root) and [connections.NAME] with kind = \"mysql\" | \"kafka\" | \"delta\""
+                "sections are [catalog] (url), [lake] (root), [engine] (commit-interval-ms, batch-records) and [connections.NAME] with kind = \"mysql\" | \"kafka\" | \"delta\""
                     .to_string(),
             ),
         }

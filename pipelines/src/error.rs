@@ -23,6 +23,27 @@ pub enum PipelineError {
     #[error("pipelines form a cycle: {}\n  hint: a table cannot be built, directly or not, from itself; break the cycle", cycle.join(" → "))]
     Cycle { cycle: Vec<String> },
 
+    /// A source could not be read.
+    #[error(
+        "{what}: {cause}\n  hint: check that the source is reachable and exists; the pipeline resumes where it stopped"
+    )]
+    Source { what: String, cause: String },
+
+    /// Evaluating a pipeline's SQL on a batch failed.
+    #[error("evaluating the pipeline's SELECT: {0}")]
+    Evaluation(String),
+
+    /// A pipeline stopped with an error.
+    #[error("pipeline {pipeline} ({file}) stopped: {cause}")]
+    Stopped {
+        pipeline: String,
+        file: String,
+        cause: Box<PipelineError>,
+    },
+
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+
     /// A pipeline file could not be read.
     #[error("{path}: {source}")]
     Io {

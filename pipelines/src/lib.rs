@@ -2,15 +2,33 @@
 //!
 //! ```text
 //!   pipelines/<layer>/*.sql ──load──▶ Pipeline ──validate (catalog)──▶ ValidPipeline, in dependency order
+//!                                                                         │
+//!   Kafka ──source──▶ decode (JSON → Arrow; bad records → quarantine) ──▶ stateless SQL ──▶ Delta, exactly once
 //! ```
 //!
 //! This crate reads table definitions from `strata-catalog` and moves data as
 //! Arrow `RecordBatch`es.
 
+pub mod decode;
 pub mod error;
 pub mod project;
+pub mod runner;
+pub mod sink;
+pub mod source;
+pub mod transform;
 pub mod validate;
 
 pub use error::{PipelineError, Result};
 pub use project::{Pipeline, load_pipelines, parse_pipeline};
+pub use runner::{PipelineRun, RunMode, TableStats};
 pub use validate::{ValidPipeline, validate};
+
+use strata_catalog::Catalog;
+
+/// Loads the project's pipelines and validates them against its catalog,
+/// in the order they must run.
+pub async fn load_project(catalog: &Catalog) -> Result<Vec<ValidPipeline>> {
+    let pipelines = load_pipelines(&catalog.project().dir)?;
+    let tables: Vec<_> = catalog.list().await?.into_iter().map(|e| e.def).collect();
+    validate(pipelines, &tables).await
+}

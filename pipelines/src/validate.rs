@@ -118,7 +118,7 @@ fn check_layers(target: &TableDef, source: &TableDef, mention: &TableMention) ->
 }
 
 /// A session that knows every table's schema and reads nothing.
-fn schema_session(tables: &[TableDef]) -> SessionContext {
+pub(crate) fn schema_session(tables: &[TableDef]) -> SessionContext {
     let catalog = MemoryCatalogProvider::new();
     let mut spaces: BTreeMap<&str, Arc<MemorySchemaProvider>> = BTreeMap::new();
     for table in tables {

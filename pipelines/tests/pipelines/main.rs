@@ -1,3 +1,4 @@
-//! The pipelines crate's integration tests.
+//! The pipelines crate's integration tests, against the Kafka mock cluster and Delta on disk.
 
+mod ingest;
 mod validate;

@@ -1,0 +1,129 @@
+//! JSON → Arrow, straight into columns with arrow-json's decoder (no
+//! per-row `serde_json::Value`), keeping aside every record that does not fit.
+//!
+//! ```text
+//!   records ──decode all──▶ RecordBatch                      (the usual case: one pass)
+//!              │ a record fails
+//!              └──▶ check each record alone ──▶ good ones decoded together
+//!                                          └──▶ bad ones: Rejected { record, error }
+//! ```
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use arrow_json::ReaderBuilder;
+
+use crate::source::SourceRecord;
+
+/// A record that could not be decoded, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub record: SourceRecord,
+    pub error: String,
+}
+
+/// What decoding a batch of records produced.
+#[derive(Debug)]
+pub struct Decoded {
+    pub batch: RecordBatch,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Decodes JSON objects of `schema` from records' payloads.
+#[derive(Debug, Clone)]
+pub struct JsonDecoder {
+    schema: SchemaRef,
+}
+
+impl JsonDecoder {
+    pub fn new(schema: SchemaRef) -> Self {
+        Self { schema }
+    }
+
+    pub fn decode(&self, records: &[SourceRecord]) -> Decoded {
+        let (with_payload, tombstones): (Vec<&SourceRecord>, Vec<&SourceRecord>) =
+            records.iter().partition(|r| r.payload.is_some());
+        let mut rejected: Vec<Rejected> = tombstones
+            .into_iter()
+            .map(|record| Rejected {
+                record: record.clone(),
+                error: "the record has no value (a tombstone)".to_string(),
+            })
+            .collect();
+        if let Ok(batch) = self.decode_all(&with_payload) {
+            return Decoded { batch, rejected };
+        }
+        let mut good = Vec::with_capacity(with_payload.len());
+        for record in with_payload {
+            match self.decode_all(&[record]) {
+                Ok(_) => good.push(record),
+                Err(error) => rejected.push(Rejected {
+                    record: record.clone(),
+                    error,
+                }),
+            }
+        }
+        let batch = self
+            .decode_all(&good)
+            .unwrap_or_else(|_| RecordBatch::new_empty(self.schema.clone()));
+        Decoded { batch, rejected }
+    }
+
+    fn decode_all(&self, records: &[&SourceRecord]) -> Result<RecordBatch, String> {
+        let mut decoder = ReaderBuilder::new(self.schema.clone())
+            .with_batch_size(records.len().max(1))
+            .build_decoder()
+            .map_err(|err| err.to_string())?;
+        for record in records {
+            let payload = record.payload.as_deref().unwrap_or_default();
+            let consumed = decoder.decode(payload).map_err(|err| err.to_string())?;
+            if consumed < payload.len() {
+                return Err("more than one JSON value in the record".to_string());
+            }
+            if decoder.has_partial_record() {
+                return Err("the JSON value is incomplete".to_string());
+            }
+        }
+        decoder
+            .flush()
+            .map_err(|err| err.to_string())
+            .map(|batch| batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn record(offset: i64, payload: &str) -> SourceRecord {
+        SourceRecord {
+            partition: 0,
+            offset,
+            timestamp_ms: None,
+            key: None,
+            payload: Some(payload.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn bad_records_are_set_aside_and_the_rest_decoded() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let decoded = JsonDecoder::new(schema).decode(&[
+            record(0, r#"{"id": 1, "name": "a"}"#),
+            record(1, r#"{"id": "two"}"#),
+            record(2, r#"{"id": 3"#),
+            record(3, r#"{"name": "no id"}"#),
+            record(4, r#"{"id": 5, "extra": true}"#),
+        ]);
+        assert_eq!(decoded.batch.num_rows(), 2);
+        let offsets: Vec<i64> = decoded.rejected.iter().map(|r| r.record.offset).collect();
+        assert_eq!(offsets, [1, 2, 3]);
+        assert!(decoded.rejected.iter().all(|r| !r.error.is_empty()));
+    }
+}

@@ -1,0 +1,3 @@
+//! Decoding source records into Arrow.
+
+pub mod json;

@@ -1,0 +1,4 @@
+//! Sinks: where pipelines commit their rows.
+
+pub mod delta;
+pub mod quarantine;

@@ -1,0 +1,224 @@
+//! The Kafka source: a consumer thread that reads assigned partitions from
+//! the offsets the targets last committed, and hands over batches.
+//!
+//! ```text
+//!   resume offsets (from the targets' Delta txn actions)
+//!        │
+//!        ▼
+//!   BaseConsumer.assign(p0 @ o0, p1 @ o1, …) ──poll──▶ batch of ≤ N records or ≤ linger ──channel──▶ pipeline
+//! ```
+//!
+//! Kafka's own consumer-group offsets are not the source of truth: a restart
+//! resumes from what the targets committed, so nothing is read twice into a
+//! target and nothing is skipped.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use strata_catalog::StartupMode;
+use strata_catalog::connectors::kafka::KafkaTarget;
+use tokio::sync::mpsc;
+
+use super::SourceRecord;
+use crate::error::{PipelineError, Result};
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a source thread sends: records, or why it stopped.
+#[derive(Debug)]
+pub enum SourceEvent {
+    Records(Vec<SourceRecord>),
+    /// Every assigned partition was read to its end at this moment (for tests and `--until-idle`).
+    CaughtUp,
+    Failed(String),
+}
+
+/// A running source thread.
+#[derive(Debug)]
+pub struct KafkaSource {
+    pub partitions: Vec<i32>,
+    pub events: mpsc::Receiver<SourceEvent>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl KafkaSource {
+    /// The partitions of a topic.
+    pub fn partitions(target: &KafkaTarget) -> Result<Vec<i32>> {
+        let consumer = consumer(target, "strata-metadata")?;
+        let metadata = consumer
+            .fetch_metadata(Some(&target.topic), METADATA_TIMEOUT)
+            .map_err(|err| kafka_error(target, &err.to_string()))?;
+        let topic = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == target.topic && t.error().is_none())
+            .ok_or_else(|| {
+                kafka_error(target, &format!("topic {} does not exist", target.topic))
+            })?;
+        let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+        partitions.sort_unstable();
+        Ok(partitions)
+    }
+
+    /// Starts reading. `resume` holds, per partition, the last offset every
+    /// target has committed; reading starts right after it. Partitions without
+    /// one start where `startup` says.
+    pub fn start(
+        target: KafkaTarget,
+        group: &str,
+        startup: &StartupMode,
+        resume: &BTreeMap<i32, i64>,
+        batch_records: usize,
+    ) -> Result<Self> {
+        let partitions = Self::partitions(&target)?;
+        let consumer = consumer(&target, group)?;
+        let mut assignment = TopicPartitionList::new();
+        for &partition in &partitions {
+            let offset = match resume.get(&partition) {
+                Some(last) => Offset::Offset(last + 1),
+                None => match startup {
+                    StartupMode::EarliestOffset => Offset::Beginning,
+                    StartupMode::LatestOffset => Offset::End,
+                    StartupMode::GroupOffsets => Offset::Stored,
+                    StartupMode::Timestamp { millis } => {
+                        timestamp_offset(&consumer, &target, partition, *millis)?
+                    }
+                },
+            };
+            assignment
+                .add_partition_offset(&target.topic, partition, offset)
+                .map_err(|err| kafka_error(&target, &err.to_string()))?;
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|err| kafka_error(&target, &err.to_string()))?;
+        let (sender, events) = mpsc::channel(4);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_flag = stop.clone();
+        let topic = target.topic.clone();
+        std::thread::Builder::new()
+            .name(format!("kafka-{topic}"))
+            .spawn(move || read_loop(consumer, topic, batch_records, sender, stop_flag))
+            .map_err(|source| PipelineError::Io {
+                path: "source thread".to_string(),
+                source,
+            })?;
+        Ok(Self {
+            partitions,
+            events,
+            stop,
+        })
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn consumer(target: &KafkaTarget, group: &str) -> Result<BaseConsumer> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &target.bootstrap_servers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true");
+    for (key, value) in &target.properties {
+        config.set(key, value);
+    }
+    config
+        .create()
+        .map_err(|err| kafka_error(target, &err.to_string()))
+}
+
+fn timestamp_offset(
+    consumer: &BaseConsumer,
+    target: &KafkaTarget,
+    partition: i32,
+    millis: i64,
+) -> Result<Offset> {
+    let mut query = TopicPartitionList::new();
+    query
+        .add_partition_offset(&target.topic, partition, Offset::Offset(millis))
+        .map_err(|err| kafka_error(target, &err.to_string()))?;
+    let found = consumer
+        .offsets_for_times(query, METADATA_TIMEOUT)
+        .map_err(|err| kafka_error(target, &err.to_string()))?;
+    Ok(found
+        .find_partition(&target.topic, partition)
+        .map(|element| element.offset())
+        .unwrap_or(Offset::End))
+}
+
+fn kafka_error(target: &KafkaTarget, cause: &str) -> PipelineError {
+    PipelineError::Source {
+        what: format!(
+            "Kafka topic {} at {}",
+            target.topic, target.bootstrap_servers
+        ),
+        cause: cause.to_string(),
+    }
+}
+
+fn read_loop(
+    consumer: BaseConsumer,
+    topic: String,
+    batch_records: usize,
+    sender: mpsc::Sender<SourceEvent>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    const LINGER: Duration = Duration::from_millis(100);
+    let mut at_end: BTreeMap<i32, bool> = BTreeMap::new();
+    let mut announced = false;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let mut records = Vec::with_capacity(batch_records.min(4096));
+        let started = Instant::now();
+        while records.len() < batch_records && started.elapsed() < LINGER {
+            match consumer.poll(Duration::from_millis(20)) {
+                None => {}
+                Some(Ok(message)) => {
+                    at_end.insert(message.partition(), false);
+                    records.push(SourceRecord {
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        timestamp_ms: message.timestamp().to_millis(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        payload: message.payload().map(<[u8]>::to_vec),
+                    });
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                    at_end.insert(partition, true);
+                }
+                Some(Err(err)) => {
+                    let _ = sender
+                        .blocking_send(SourceEvent::Failed(format!("reading {topic}: {err}")));
+                    return;
+                }
+            }
+        }
+        let caught_up = records.is_empty()
+            && !at_end.is_empty()
+            && at_end.values().all(|end| *end)
+            && at_end.len() == assigned_count(&consumer);
+        if !records.is_empty() {
+            announced = false;
+            if sender.blocking_send(SourceEvent::Records(records)).is_err() {
+                return;
+            }
+        } else if caught_up && !announced {
+            announced = true;
+            if sender.blocking_send(SourceEvent::CaughtUp).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn assigned_count(consumer: &BaseConsumer) -> usize {
+    consumer.assignment().map(|a| a.count()).unwrap_or(0)
+}
