@@ -240,10 +240,15 @@ impl PipelineRun {
                 .quarantined_rows
                 .fetch_add(fresh.len() as u64, Ordering::Relaxed);
         }
+        // Crash points for the exactly-once tests (FAILPOINTS=name=return aborts the process here).
+        fail::fail_point!("commit-between-quarantine-and-target", |_| {
+            std::process::abort()
+        });
         let rows: u64 = pending.rows.iter().map(|b| b.num_rows() as u64).sum();
         target
             .commit(std::mem::take(&mut pending.rows), &pending.offsets)
             .await?;
+        fail::fail_point!("commit-after-target", |_| std::process::abort());
         pending.offsets.clear();
         self.stats.rows_committed.fetch_add(rows, Ordering::Relaxed);
         self.stats.commits.fetch_add(1, Ordering::Relaxed);

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use strata_catalog::{Catalog, DiscoverOptions, Layer, Project, RegisterMode, TableName};
+use strata_server::run::{RunOptions, run_project};
 use strata_server::views::{
     self, DiscoveryView, SchemaVersionView, TableDetail, TableSummary, batches_to_json_rows,
 };
@@ -40,6 +41,22 @@ enum Command {
     Catalog(CatalogCommand),
     /// Run one SQL query over the catalog's tables.
     Query { sql: String },
+    /// Validate the project, then run every pipeline and serve the HTTP API.
+    Run {
+        /// The project directory (default: --project).
+        dir: Option<PathBuf>,
+        /// Stop after this long, e.g. 30s or 5m.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Stop once every source has been read to its end and committed.
+        #[arg(long)]
+        until_idle: bool,
+        /// The API's port; 0 picks a free one.
+        #[arg(long, default_value_t = 7600)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+    },
     /// Serve the HTTP API.
     Serve {
         #[arg(long, default_value_t = 7600)]
@@ -105,6 +122,8 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Named crash points, armed only by the FAILPOINTS environment variable (tests).
+    let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     if let Err(err) = run(cli).await {
         eprintln!("error: {}", error_report(&err));
@@ -170,6 +189,63 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Run {
+            dir,
+            duration,
+            until_idle,
+            port,
+            host,
+        } => {
+            let catalog = open_catalog(dir.as_deref().unwrap_or(&cli.project)).await?;
+            let listener = bind(&host, port).await?;
+            eprintln!(
+                "strata running; API on http://{}/api/v1 (Ctrl-C stops)",
+                listener.local_addr()?
+            );
+            let api =
+                tokio::spawn(axum::serve(listener, api::router(catalog.clone())).into_future());
+            let options = RunOptions {
+                duration,
+                until_idle,
+                progress: true,
+            };
+            let summary = run_project(&catalog, options).await;
+            api.abort();
+            let summary = summary?;
+            match format {
+                Format::Json => print_json(&summary),
+                Format::Table => println!(
+                    "{}",
+                    views::human_table(
+                        &[
+                            "table",
+                            "layer",
+                            "pipeline",
+                            "records in",
+                            "committed",
+                            "quarantined",
+                            "late",
+                            "commits"
+                        ],
+                        summary
+                            .tables
+                            .iter()
+                            .map(|t| vec![
+                                t.name.clone(),
+                                t.layer.clone(),
+                                t.pipeline.clone(),
+                                t.records_in.to_string(),
+                                t.rows_committed.to_string(),
+                                t.quarantined_rows.to_string(),
+                                t.late_rows.to_string(),
+                                t.commits.to_string(),
+                            ])
+                            .collect(),
+                    )
+                ),
+            }
+            Ok(())
+        }
         Command::Serve { port, host } => {
             let catalog = open_catalog(&cli.project).await?;
             let address: SocketAddr = format!("{host}:{port}")
@@ -192,6 +268,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn bind(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+    let address: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .with_context(|| format!("{host}:{port} is not an address to listen on"))?;
+    tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}; is the port taken? try --port"))
 }
 
 async fn open_catalog(dir: &Path) -> anyhow::Result<Catalog> {

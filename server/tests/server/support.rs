@@ -137,3 +137,22 @@ pub async fn produce(bootstrap: &str, topic: &str, payloads: &[&str]) {
             .expect("delivered");
     }
 }
+
+/// Writes payloads to chosen partitions of a topic.
+pub async fn produce_to(bootstrap: &str, topic: &str, records: &[(i32, String)]) {
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("producer");
+    for (partition, payload) in records {
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::<(), str>::to(topic)
+                    .partition(*partition)
+                    .payload(payload.as_str()),
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .expect("delivered");
+    }
+}
