@@ -2,6 +2,7 @@
 //! views the CLI and the API share, and project scaffolding. `main.rs` holds the command line.
 
 pub mod api;
+pub mod bench;
 pub mod run;
 pub mod scaffold;
 pub mod views;

@@ -11,7 +11,7 @@ use strata_server::run::{RunOptions, run_project};
 use strata_server::views::{
     self, DiscoveryView, SchemaVersionView, TableDetail, TableSummary, batches_to_json_rows,
 };
-use strata_server::{api, scaffold};
+use strata_server::{api, bench, scaffold};
 
 #[derive(Debug, Parser)]
 #[command(name = "strata", version, about = "A realtime layered data warehouse")]
@@ -57,12 +57,25 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
     },
+    /// Measure Strata on this machine (use a release build).
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Serve the HTTP API.
     Serve {
         #[arg(long, default_value_t = 7600)]
         port: u16,
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Kafka → ODS Delta committed rows/s against the raw consume + decode floor.
+    Ingest {
+        /// How many records to produce and ingest.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
     },
 }
 
@@ -241,6 +254,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 t.commits.to_string(),
                             ])
                             .collect(),
+                    )
+                ),
+            }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Ingest { records }) => {
+            let report = bench::ingest(records, format == Format::Table).await?;
+            match format {
+                Format::Json => print_json(&report),
+                Format::Table => println!(
+                    "{}",
+                    views::human_table(
+                        &["measure", "value"],
+                        vec![
+                            vec!["records".into(), report.records.to_string()],
+                            vec![
+                                "Kafka → Delta rows/s".into(),
+                                format!("{:.0}", report.rows_per_s)
+                            ],
+                            vec![
+                                "floor rows/s (consume + decode)".into(),
+                                format!("{:.0}", report.floor_rows_per_s)
+                            ],
+                            vec!["ratio".into(), format!("{:.2}", report.ratio)],
+                            vec!["Delta commits".into(), report.commits.to_string()],
+                        ],
                     )
                 ),
             }

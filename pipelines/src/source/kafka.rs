@@ -15,8 +15,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use strata_catalog::StartupMode;
 use strata_catalog::connectors::kafka::KafkaTarget;
 use tokio::sync::mpsc;
@@ -35,12 +36,33 @@ pub enum SourceEvent {
     Failed(String),
 }
 
+/// Reaching the end of a partition is news for the read loop, not an error to log.
+struct SourceContext;
+
+impl ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let end_of_partition = matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end_of_partition {
+            tracing::warn!(%error, reason, "Kafka client error; librdkafka retries");
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {}
+
+type SourceConsumer = BaseConsumer<SourceContext>;
+
 /// A running source thread.
 #[derive(Debug)]
 pub struct KafkaSource {
     pub partitions: Vec<i32>,
     pub events: mpsc::Receiver<SourceEvent>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl KafkaSource {
@@ -98,7 +120,7 @@ impl KafkaSource {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop_flag = stop.clone();
         let topic = target.topic.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("kafka-{topic}"))
             .spawn(move || read_loop(consumer, topic, batch_records, sender, stop_flag))
             .map_err(|source| PipelineError::Io {
@@ -109,17 +131,24 @@ impl KafkaSource {
             partitions,
             events,
             stop,
+            thread: Some(thread),
         })
     }
 }
 
 impl Drop for KafkaSource {
+    /// Stops the thread and waits for it (at most one poll), so that its
+    /// consumer is closed before whatever owns the brokers goes away.
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.events.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
-fn consumer(target: &KafkaTarget, group: &str) -> Result<BaseConsumer> {
+fn consumer(target: &KafkaTarget, group: &str) -> Result<SourceConsumer> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &target.bootstrap_servers)
@@ -132,12 +161,12 @@ fn consumer(target: &KafkaTarget, group: &str) -> Result<BaseConsumer> {
         config.set(key, value);
     }
     config
-        .create()
+        .create_with_context(SourceContext)
         .map_err(|err| kafka_error(target, &err.to_string()))
 }
 
 fn timestamp_offset(
-    consumer: &BaseConsumer,
+    consumer: &SourceConsumer,
     target: &KafkaTarget,
     partition: i32,
     millis: i64,
@@ -166,7 +195,7 @@ fn kafka_error(target: &KafkaTarget, cause: &str) -> PipelineError {
 }
 
 fn read_loop(
-    consumer: BaseConsumer,
+    consumer: SourceConsumer,
     topic: String,
     batch_records: usize,
     sender: mpsc::Sender<SourceEvent>,
@@ -219,6 +248,6 @@ fn read_loop(
     }
 }
 
-fn assigned_count(consumer: &BaseConsumer) -> usize {
+fn assigned_count(consumer: &SourceConsumer) -> usize {
     consumer.assignment().map(|a| a.count()).unwrap_or(0)
 }

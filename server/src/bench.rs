@@ -1,0 +1,202 @@
+//! `strata bench ingest`: Kafka → ODS Delta committed rows/s, against the raw
+//! floor (consume + JSON → Arrow decode into nothing), measured in one run on
+//! the same machine, through librdkafka's mock cluster.
+//!
+//! ```text
+//!   produce N records (not timed)
+//!   floor:    KafkaSource ──▶ JsonDecoder ──▶ (dropped)                 rows/s
+//!   pipeline: KafkaSource ──▶ JsonDecoder ──▶ SELECT ──▶ Delta commits   rows/s    ratio = pipeline / floor
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use serde::Serialize;
+use strata_catalog::connectors::kafka::KafkaTarget;
+use strata_catalog::{Catalog, Project, RegisterMode, StartupMode};
+use strata_pipelines::decode::json::JsonDecoder;
+use strata_pipelines::source::kafka::{KafkaSource, SourceEvent};
+use strata_pipelines::{PipelineRun, RunMode, TableStats, load_project};
+
+const PARTITIONS: i32 = 4;
+
+#[derive(Debug, Serialize)]
+pub struct IngestReport {
+    pub records: usize,
+    pub bytes: usize,
+    pub rows_per_s: f64,
+    pub floor_rows_per_s: f64,
+    pub ratio: f64,
+    pub commits: u64,
+    pub pipeline_seconds: f64,
+    pub floor_seconds: f64,
+}
+
+/// Runs the ingest benchmark on `records` generated orders.
+pub async fn ingest(records: usize, progress: bool) -> anyhow::Result<IngestReport> {
+    let cluster = MockCluster::new(1).context("starting the Kafka mock cluster")?;
+    cluster
+        .create_topic("orders", PARTITIONS, 1)
+        .context("creating the topic")?;
+    let bootstrap = cluster.bootstrap_servers();
+    let bytes = produce_orders(&bootstrap, records)?;
+    if progress {
+        eprintln!("produced {records} records ({} MiB)", bytes / (1 << 20));
+    }
+
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("strata.toml"),
+        format!("[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"{bootstrap}\"\n"),
+    )?;
+    std::fs::create_dir_all(dir.path().join("pipelines/ods"))?;
+    std::fs::write(
+        dir.path().join("pipelines/ods/ods_orders_lake.sql"),
+        "INSERT INTO bench.ods_orders_lake SELECT order_id, user_id, product_id, amount, city, order_time FROM bench.ods_orders",
+    )?;
+    let catalog = Catalog::open(Project::load(dir.path())?).await?;
+    catalog
+        .register_sql(
+            "bench.sql",
+            "CREATE TABLE bench.ods_orders (order_id BIGINT, user_id BIGINT, product_id BIGINT,
+               amount DECIMAL(10, 2), city STRING, order_time TIMESTAMP(3))
+             WITH ('connector' = 'kafka', 'topic' = 'orders', 'format' = 'json',
+                   'scan.startup.mode' = 'earliest-offset', 'connection' = 'events');
+             CREATE TABLE bench.ods_orders_lake (order_id BIGINT, user_id BIGINT, product_id BIGINT,
+               amount DECIMAL(10, 2), city STRING, order_time TIMESTAMP(3))
+             WITH ('connector' = 'delta');",
+            RegisterMode::Create,
+        )
+        .await?;
+    let source = catalog.get(&"bench.ods_orders".parse()?).await?.def;
+
+    let (floor_seconds, floor_rows) = floor(&bootstrap, source.schema.clone(), records).await?;
+    if progress {
+        eprintln!("floor: {floor_rows} rows decoded in {floor_seconds:.2} s");
+    }
+
+    let pipeline = load_project(&catalog).await?.remove(0);
+    let stats = Arc::new(TableStats::default());
+    let run = PipelineRun {
+        catalog: catalog.clone(),
+        pipeline,
+        stats: stats.clone(),
+        mode: RunMode::UntilCaughtUp,
+    };
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    run.run(stop_rx).await?;
+    let pipeline_seconds = started.elapsed().as_secs_f64();
+    let committed = stats
+        .rows_committed
+        .load(std::sync::atomic::Ordering::Relaxed) as usize;
+    if committed != records || floor_rows != records {
+        bail!(
+            "expected {records} rows, the floor decoded {floor_rows} and the pipeline committed {committed}"
+        );
+    }
+    if progress {
+        eprintln!("pipeline: {committed} rows committed to Delta in {pipeline_seconds:.2} s");
+    }
+    let rows_per_s = records as f64 / pipeline_seconds;
+    let floor_rows_per_s = records as f64 / floor_seconds;
+    Ok(IngestReport {
+        records,
+        bytes,
+        rows_per_s,
+        floor_rows_per_s,
+        ratio: rows_per_s / floor_rows_per_s,
+        commits: stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+        pipeline_seconds,
+        floor_seconds,
+    })
+}
+
+/// Consume and decode everything, keeping nothing.
+async fn floor(
+    bootstrap: &str,
+    schema: arrow::datatypes::SchemaRef,
+    records: usize,
+) -> anyhow::Result<(f64, usize)> {
+    let target = KafkaTarget {
+        bootstrap_servers: bootstrap.to_string(),
+        properties: BTreeMap::new(),
+        topic: "orders".to_string(),
+    };
+    let decoder = JsonDecoder::new(schema);
+    let started = Instant::now();
+    let mut source = KafkaSource::start(
+        target,
+        "strata-bench-floor",
+        &StartupMode::EarliestOffset,
+        &BTreeMap::new(),
+        20_000,
+    )?;
+    let mut rows = 0;
+    while rows < records {
+        match tokio::time::timeout(Duration::from_secs(60), source.events.recv()).await {
+            Ok(Some(SourceEvent::Records(batch))) => {
+                let decoded = decoder.decode(&batch);
+                rows += decoded.batch.num_rows() + decoded.rejected.len();
+            }
+            Ok(Some(SourceEvent::CaughtUp)) => {}
+            Ok(Some(SourceEvent::Failed(cause))) => bail!("the floor's source failed: {cause}"),
+            Ok(None) | Err(_) => {
+                bail!("the floor's source stopped after {rows} of {records} records")
+            }
+        }
+    }
+    Ok((started.elapsed().as_secs_f64(), rows))
+}
+
+/// Realistic order events, spread over the partitions.
+fn produce_orders(bootstrap: &str, records: usize) -> anyhow::Result<usize> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("queue.buffering.max.messages", "1000000")
+        .set("linger.ms", "5")
+        .create()?;
+    const CITIES: [&str; 6] = [
+        "Beijing", "Shanghai", "Hangzhou", "Shenzhen", "Chengdu", "Wuhan",
+    ];
+    let mut bytes = 0;
+    for id in 0..records {
+        let payload = format!(
+            r#"{{"order_id": {id}, "user_id": {}, "product_id": {}, "amount": "{}.{:02}", "city": "{}", "order_time": "2024-05-01T10:{:02}:{:02}.{:03}"}}"#,
+            id * 7919 % 100_000,
+            id % 5_000,
+            id % 900 + 1,
+            id % 100,
+            CITIES[id % CITIES.len()],
+            id / 60_000 % 60,
+            id / 1_000 % 60,
+            id % 1_000,
+        );
+        bytes += payload.len();
+        let partition = (id % PARTITIONS as usize) as i32;
+        loop {
+            let record = BaseRecord::<(), str>::to("orders")
+                .partition(partition)
+                .payload(&payload);
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    _,
+                )) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((err, _)) => return Err(err).context("producing benchmark records"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(bytes)
+}
