@@ -376,6 +376,22 @@ impl Catalog {
         self.store.drop_table(name).await
     }
 
+    /// Compacts a Delta table's small files and checkpoints its log.
+    pub async fn optimize(&self, name: &TableName) -> Result<delta::Compaction> {
+        let entry = self.store.get(name).await?;
+        if !matches!(entry.def.kind, TableKind::Delta { .. }) {
+            return Err(CatalogError::Discovery {
+                message: format!(
+                    "{name} is a {} table; only Delta tables are compacted",
+                    entry.def.kind.connector()
+                ),
+                hint: None,
+            });
+        }
+        let location = connectors::delta_location(&self.project, &entry.def)?;
+        delta::optimize(&location).await
+    }
+
     /// Finds what a connection holds, without registering anything.
     pub async fn discover(&self, connection: &str, options: &DiscoverOptions) -> Result<Discovery> {
         let kind = self.project.connection(connection)?.kind();

@@ -32,14 +32,16 @@ pub struct ProjectConfig {
     pub engine: EngineConfig,
 }
 
-/// How pipelines batch their work.
+/// How pipelines batch their work. Every field has a default.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct EngineConfig {
     /// How often a pipeline commits to its targets (one Delta commit per interval).
     pub commit_interval_ms: u64,
     /// The most records a source hands over in one batch.
     pub batch_records: usize,
+    /// A source partition quiet for this long stops holding the watermark back.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -47,6 +49,7 @@ impl Default for EngineConfig {
         Self {
             commit_interval_ms: 1_000,
             batch_records: 20_000,
+            idle_timeout_ms: 30_000,
         }
     }
 }
@@ -227,7 +230,7 @@ pub fn parse_config(path: &Path, text: &str) -> Result<ProjectConfig> {
             path: path.to_path_buf(),
             message,
             hint: Some(
-                "sections are [catalog] (url), [lake] (root), [engine] (commit-interval-ms, batch-records) and [connections.NAME] with kind = \"mysql\" | \"kafka\" | \"delta\""
+                "sections are [catalog] (url), [lake] (root), [engine] (commit-interval-ms, batch-records, idle-timeout-ms) and [connections.NAME] with kind = \"mysql\" | \"kafka\" | \"delta\""
                     .to_string(),
             ),
         }

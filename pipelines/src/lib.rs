@@ -17,6 +17,7 @@ pub mod sink;
 pub mod source;
 pub mod transform;
 pub mod validate;
+pub mod watermark;
 
 pub use error::{PipelineError, Result};
 pub use project::{Pipeline, load_pipelines, parse_pipeline};

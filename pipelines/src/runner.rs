@@ -19,18 +19,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use arrow::array::Array;
 use arrow::record_batch::RecordBatch;
 use strata_catalog::connectors::{self, delta as lake};
-use strata_catalog::{Catalog, KafkaFormat, TableDef, TableKind, TableName};
+use strata_catalog::{Catalog, KafkaFormat, StartupMode, TableDef, TableKind, TableName};
 use tokio::sync::watch;
 
-use crate::decode::json::{JsonDecoder, Rejected};
+use crate::decode::json::{Decoded, JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
 use crate::sink::delta::{DeltaSink, Offsets};
 use crate::sink::quarantine;
+use crate::source::delta::DeltaFollower;
 use crate::source::kafka::{KafkaSource, SourceEvent};
 use crate::transform::StatelessPlan;
 use crate::validate::{ValidPipeline, schema_session};
+use crate::watermark::WatermarkTracker;
 
 /// Live counters of one target table, for progress, the API and the summary.
 #[derive(Debug, Default)]
@@ -42,6 +45,22 @@ pub struct TableStats {
     pub commits: AtomicU64,
     /// Milliseconds since the epoch of the last commit, 0 before the first.
     pub last_commit_ms: AtomicI64,
+    /// The source's watermark (ms since the epoch), `i64::MIN` before it has one.
+    pub watermark_ms: AtomicI64,
+}
+
+impl TableStats {
+    pub fn new() -> Self {
+        Self {
+            watermark_ms: AtomicI64::new(i64::MIN),
+            ..Self::default()
+        }
+    }
+
+    /// The watermark, if the source has one yet.
+    pub fn watermark(&self) -> Option<i64> {
+        Some(self.watermark_ms.load(Ordering::Relaxed)).filter(|&w| w != i64::MIN)
+    }
 }
 
 /// When a pipeline stops.
@@ -64,15 +83,11 @@ pub struct PipelineRun {
 
 impl PipelineRun {
     /// Runs until stopped (or caught up), committing what it has read before returning.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<()> {
+    pub async fn run(self, stop: watch::Receiver<bool>) -> Result<()> {
         let pipeline = &self.pipeline;
-        let (source, format) = kafka_source(pipeline)?;
-        if format != KafkaFormat::Json {
-            return Err(unsupported(
-                pipeline,
-                &format!("reading format '{}'", format.as_str()),
-            ));
-        }
+        let [source] = pipeline.sources.as_slice() else {
+            return Err(unsupported(pipeline, "reading more than one table"));
+        };
         let target_location = delta_target(&self.catalog, pipeline)?;
         let tables: Vec<TableDef> = self
             .catalog
@@ -83,11 +98,88 @@ impl PipelineRun {
             .collect();
         let ctx = schema_session(&tables);
         let plan = StatelessPlan::compile(pipeline, &ctx.state()).await?;
+        let target = DeltaSink::open(&target_location, &pipeline.pipeline.name).await?;
+        match &source.kind {
+            TableKind::Kafka {
+                format: KafkaFormat::Json,
+                startup_mode,
+                ..
+            } => {
+                self.run_kafka(source, startup_mode, &plan, target, &target_location, stop)
+                    .await
+            }
+            TableKind::Kafka { format, .. } => Err(unsupported(
+                pipeline,
+                &format!("reading format '{}'", format.as_str()),
+            )),
+            TableKind::Delta { .. } => self.run_delta(source, &plan, target, stop).await,
+            other => Err(unsupported(
+                pipeline,
+                &format!("reading a {} table as a stream", other.connector()),
+            )),
+        }
+    }
 
-        let name = pipeline.pipeline.name.clone();
-        let mut target = DeltaSink::open(&target_location, &name).await?;
-        let mut quarantine = self.open_quarantine(&target_location, &name).await?;
+    /// Follows an upstream Delta table's log; its version is the offset.
+    async fn run_delta(
+        &self,
+        source: &TableDef,
+        plan: &StatelessPlan,
+        mut target: DeltaSink,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<()> {
+        let location = connectors::delta_location(self.catalog.project(), source)?;
+        let stream = format!("delta/{}", source.name);
+        let resume = target.committed_offset(&stream, 0).await?;
+        let mut follower = DeltaFollower::open(&location, resume).await?;
+        let interval =
+            Duration::from_millis(self.catalog.project().config.engine.commit_interval_ms);
+        loop {
+            match follower.poll().await? {
+                Some((version, batches)) => {
+                    let read: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+                    self.stats.records_in.fetch_add(read, Ordering::Relaxed);
+                    let rows = batches
+                        .iter()
+                        .map(|batch| plan.apply(&by_name(batch, &source.schema)?))
+                        .collect::<Result<Vec<_>>>()?;
+                    let committed: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+                    let offsets = Offsets::from([((stream.clone(), 0), version)]);
+                    target.commit(rows, &offsets).await?;
+                    self.stats
+                        .rows_committed
+                        .fetch_add(committed, Ordering::Relaxed);
+                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .last_commit_ms
+                        .store(chrono_now_ms(), Ordering::Relaxed);
+                }
+                None if self.mode == RunMode::UntilCaughtUp => return Ok(()),
+                None => {}
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
 
+    /// Reads a Kafka topic, quarantining what does not decode.
+    async fn run_kafka(
+        &self,
+        source: &TableDef,
+        startup_mode: &StartupMode,
+        plan: &StatelessPlan,
+        mut target: DeltaSink,
+        target_location: &str,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<()> {
+        let name = self.pipeline.pipeline.name.clone();
+        let mut quarantine = self.open_quarantine(target_location, &name).await?;
         let kafka = connectors::kafka_target(self.catalog.project(), source)?;
         let topic = kafka.topic.clone();
         let partitions = KafkaSource::partitions(&kafka)?;
@@ -101,9 +193,6 @@ impl PipelineRun {
                 quarantined_up_to.insert(partition, offset);
             }
         }
-        let TableKind::Kafka { startup_mode, .. } = &source.kind else {
-            unreachable!("kafka_source returned a Kafka table");
-        };
         let engine = &self.catalog.project().config.engine;
         let mut reader = KafkaSource::start(
             kafka,
@@ -114,12 +203,23 @@ impl PipelineRun {
         )?;
         let decoder = JsonDecoder::new(source.schema.clone());
         let interval = Duration::from_millis(engine.commit_interval_ms);
+        let mut watermark = source.watermark.as_ref().map(|w| {
+            let tracker = WatermarkTracker::new(
+                &partitions,
+                w.delay_ms,
+                Duration::from_millis(engine.idle_timeout_ms),
+                Instant::now(),
+            );
+            (w.column.clone(), tracker)
+        });
 
         let mut pending = Pending::default();
         let mut last_commit = Instant::now();
         loop {
             let event = tokio::select! {
-                event = reader.events.recv() => event,
+                event = reader.events.recv() => Some(event.unwrap_or_else(|| {
+                    SourceEvent::Failed("the source thread stopped".to_string())
+                })),
                 _ = tokio::time::sleep_until((last_commit + interval).into()) => None,
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() {
@@ -128,6 +228,11 @@ impl PipelineRun {
                     None
                 }
             };
+            if let Some((_, tracker)) = &mut watermark
+                && let Some(current) = tracker.current(Instant::now())
+            {
+                self.stats.watermark_ms.store(current, Ordering::Relaxed);
+            }
             let mut caught_up = false;
             match event {
                 Some(SourceEvent::Records(records)) => {
@@ -140,6 +245,12 @@ impl PipelineRun {
                             .insert((topic.clone(), record.partition), record.offset);
                     }
                     let decoded = decoder.decode(&records);
+                    if let Some((column, tracker)) = &mut watermark {
+                        let now = Instant::now();
+                        for (partition, max_event) in max_event_times(&decoded, column)? {
+                            tracker.observe(partition, max_event, now);
+                        }
+                    }
                     pending.rows.push(plan.apply(&decoded.batch)?);
                     pending.rejected.extend(decoded.rejected);
                 }
@@ -267,6 +378,30 @@ struct Pending {
     offsets: Offsets,
 }
 
+/// The largest event time of each partition's rows in a decoded batch.
+fn max_event_times(decoded: &Decoded, column: &str) -> Result<BTreeMap<i32, Option<i64>>> {
+    let mut maxima: BTreeMap<i32, Option<i64>> = BTreeMap::new();
+    let Some(values) = decoded.batch.column_by_name(column) else {
+        return Ok(maxima);
+    };
+    let millis = arrow::compute::cast(
+        values,
+        &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+    )?;
+    let millis = millis
+        .as_any()
+        .downcast_ref::<arrow::array::TimestampMillisecondArray>()
+        .expect("cast to milliseconds");
+    for (row, &partition) in decoded.partitions.iter().enumerate() {
+        let entry = maxima.entry(partition).or_insert(None);
+        if millis.is_valid(row) {
+            let value = millis.value(row);
+            *entry = Some(entry.map_or(value, |m: i64| m.max(value)));
+        }
+    }
+    Ok(maxima)
+}
+
 fn chrono_now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -285,17 +420,30 @@ fn unsupported(pipeline: &ValidPipeline, what: &str) -> PipelineError {
     }
 }
 
-fn kafka_source(pipeline: &ValidPipeline) -> Result<(&TableDef, KafkaFormat)> {
-    match pipeline.sources.as_slice() {
-        [source] => match &source.kind {
-            TableKind::Kafka { format, .. } => Ok((source, *format)),
-            other => Err(unsupported(
-                pipeline,
-                &format!("reading a {} table as a stream", other.connector()),
-            )),
-        },
-        _ => Err(unsupported(pipeline, "reading more than one table")),
-    }
+/// A batch with the source table's columns, by name and type (Delta files keep
+/// their own types, e.g. timestamps in microseconds).
+fn by_name(batch: &RecordBatch, schema: &arrow::datatypes::SchemaRef) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = batch.column_by_name(field.name()).ok_or_else(|| {
+                PipelineError::Evaluation(format!(
+                    "the upstream table's files have no column {}",
+                    field.name()
+                ))
+            })?;
+            Ok(arrow::compute::cast(column, field.data_type())?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let relaxed = arrow::datatypes::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    );
+    Ok(RecordBatch::try_new(std::sync::Arc::new(relaxed), columns)?)
 }
 
 fn delta_target(catalog: &Catalog, pipeline: &ValidPipeline) -> Result<String> {

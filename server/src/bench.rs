@@ -81,7 +81,7 @@ pub async fn ingest(records: usize, progress: bool) -> anyhow::Result<IngestRepo
     }
 
     let pipeline = load_project(&catalog).await?.remove(0);
-    let stats = Arc::new(TableStats::default());
+    let stats = Arc::new(TableStats::new());
     let run = PipelineRun {
         catalog: catalog.clone(),
         pipeline,

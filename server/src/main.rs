@@ -57,6 +57,8 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
     },
+    /// Compact a Delta table's small files and checkpoint its log.
+    Optimize { table: String },
     /// Measure Strata on this machine (use a release build).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -255,6 +257,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             ])
                             .collect(),
                     )
+                ),
+            }
+            Ok(())
+        }
+        Command::Optimize { table } => {
+            let catalog = open_catalog(&cli.project).await?;
+            let name = parse_table(&table)?;
+            let compaction = catalog.optimize(&name).await?;
+            match format {
+                Format::Json => print_json(&compaction),
+                Format::Table => println!(
+                    "{name}: {} files compacted into {}, now at version {} (log checkpointed)",
+                    compaction.files_removed, compaction.files_added, compaction.version
                 ),
             }
             Ok(())

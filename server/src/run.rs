@@ -65,8 +65,9 @@ pub async fn run_project(catalog: &Catalog, options: RunOptions) -> anyhow::Resu
     };
     let mut tasks = tokio::task::JoinSet::new();
     let mut stats: BTreeMap<String, (String, String, Arc<TableStats>)> = BTreeMap::new();
+    let mut runs = Vec::with_capacity(pipelines.len());
     for pipeline in pipelines {
-        let table_stats = Arc::new(TableStats::default());
+        let table_stats = Arc::new(TableStats::new());
         stats.insert(
             pipeline.target.name.to_string(),
             (
@@ -80,18 +81,37 @@ pub async fn run_project(catalog: &Catalog, options: RunOptions) -> anyhow::Resu
             pipeline.pipeline.name,
             pipeline.pipeline.file.display()
         );
-        let run = PipelineRun {
-            catalog: catalog.clone(),
-            pipeline,
-            stats: table_stats,
-            mode,
-        };
+        runs.push((
+            label,
+            PipelineRun {
+                catalog: catalog.clone(),
+                pipeline,
+                stats: table_stats,
+                mode,
+            },
+        ));
+    }
+    if options.until_idle {
+        // Catching up runs each pipeline to the end in dependency order, so that a
+        // downstream pipeline sees everything its upstream wrote.
         let stop = stop_rx.clone();
         tasks.spawn(async move {
-            run.run(stop)
-                .await
-                .with_context(|| format!("pipeline {label} stopped"))
+            for (label, run) in runs {
+                run.run(stop.clone())
+                    .await
+                    .with_context(|| format!("pipeline {label} stopped"))?;
+            }
+            Ok(())
         });
+    } else {
+        for (label, run) in runs {
+            let stop = stop_rx.clone();
+            tasks.spawn(async move {
+                run.run(stop)
+                    .await
+                    .with_context(|| format!("pipeline {label} stopped"))
+            });
+        }
     }
     let deadline = options.duration.map(|d| started + d);
     let mut progress = tokio::time::interval(Duration::from_secs(2));
@@ -143,9 +163,20 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 fn print_progress(stats: &BTreeMap<String, (String, String, Arc<TableStats>)>, started: Instant) {
     let elapsed = started.elapsed().as_secs();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
     for (name, (_, _, s)) in stats {
+        let lag = match s.watermark() {
+            Some(watermark) => format!(
+                "watermark lag {:.1} s",
+                (now_ms - watermark) as f64 / 1000.0
+            ),
+            None => "no watermark yet".to_string(),
+        };
         eprintln!(
-            "[{elapsed:>4}s] {name}: {} records in, {} rows committed, {} quarantined, {} late, {} commits",
+            "[{elapsed:>4}s] {name}: {} records in, {} rows committed, {} quarantined, {} late, {} commits, {lag}",
             s.records_in.load(Ordering::Relaxed),
             s.rows_committed.load(Ordering::Relaxed),
             s.quarantined_rows.load(Ordering::Relaxed),

@@ -82,6 +82,33 @@ pub async fn create(location: &str, table_name: &str, schema: &Schema) -> Result
         .map_err(|source| delta_error(location, source))
 }
 
+/// What compaction did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Compaction {
+    pub files_removed: u64,
+    pub files_added: u64,
+    /// The table version after compaction.
+    pub version: i64,
+}
+
+/// Compacts small files into larger ones and writes a log checkpoint, so that
+/// readers open the table quickly however many commits it has had.
+pub async fn optimize(location: &str) -> Result<Compaction> {
+    let table = open(location).await?;
+    let (table, metrics) = table
+        .optimize()
+        .await
+        .map_err(|source| delta_error(location, source))?;
+    deltalake::checkpoints::create_checkpoint(&table, None)
+        .await
+        .map_err(|source| delta_error(location, source))?;
+    Ok(Compaction {
+        files_removed: metrics.num_files_removed,
+        files_added: metrics.num_files_added,
+        version: table.version().unwrap_or(0) as i64,
+    })
+}
+
 /// What [`ensure_table`] did at a location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prepared {

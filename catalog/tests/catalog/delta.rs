@@ -96,6 +96,41 @@ async fn registering_a_delta_table_creates_it_and_queries_read_it() {
 }
 
 #[tokio::test]
+async fn optimize_compacts_small_files_and_keeps_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(project(dir.path(), "")).await.unwrap();
+    catalog
+        .register_sql("dwd.sql", DWD_ORDERS, RegisterMode::Create)
+        .await
+        .unwrap();
+    for id in 0..4 {
+        catalog
+            .query(&format!("INSERT INTO shop.dwd_orders VALUES ({id}, 'c', 1.00, TIMESTAMP '2024-05-01 10:00:00')"))
+            .await
+            .unwrap();
+    }
+    let name = "shop.dwd_orders".parse().unwrap();
+    let compaction = catalog.optimize(&name).await.unwrap();
+    assert_eq!((compaction.files_removed, compaction.files_added), (4, 1));
+    let count = catalog
+        .query("SELECT count(*) AS n FROM shop.dwd_orders")
+        .await
+        .unwrap();
+    assert!(
+        pretty_format_batches(&count.batches)
+            .unwrap()
+            .to_string()
+            .contains("| 4 |")
+    );
+    let log = dir.path().join("lake/shop/dwd_orders/_delta_log");
+    let checkpoints = std::fs::read_dir(log)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".checkpoint."));
+    assert_eq!(checkpoints.count(), 1, "the log was not checkpointed");
+}
+
+#[tokio::test]
 async fn an_existing_delta_table_must_have_the_declared_columns() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");

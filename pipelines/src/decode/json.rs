@@ -25,6 +25,8 @@ pub struct Rejected {
 #[derive(Debug)]
 pub struct Decoded {
     pub batch: RecordBatch,
+    /// The source partition of each row of `batch`.
+    pub partitions: Vec<i32>,
     pub rejected: Vec<Rejected>,
 }
 
@@ -50,7 +52,12 @@ impl JsonDecoder {
             })
             .collect();
         if let Ok(batch) = self.decode_all(&with_payload) {
-            return Decoded { batch, rejected };
+            let partitions = with_payload.iter().map(|r| r.partition).collect();
+            return Decoded {
+                batch,
+                partitions,
+                rejected,
+            };
         }
         let mut good = Vec::with_capacity(with_payload.len());
         for record in with_payload {
@@ -65,7 +72,12 @@ impl JsonDecoder {
         let batch = self
             .decode_all(&good)
             .unwrap_or_else(|_| RecordBatch::new_empty(self.schema.clone()));
-        Decoded { batch, rejected }
+        let partitions = good.iter().map(|r| r.partition).collect();
+        Decoded {
+            batch,
+            partitions,
+            rejected,
+        }
     }
 
     fn decode_all(&self, records: &[&SourceRecord]) -> Result<RecordBatch, String> {

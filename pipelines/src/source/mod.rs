@@ -1,5 +1,6 @@
 //! Sources: where pipelines read records from.
 
+pub mod delta;
 pub mod kafka;
 
 /// One record as a source delivered it, with its coordinates.

@@ -1,0 +1,135 @@
+//! Watermarks, as Flink defines them: each source partition tracks the largest
+//! event time it has seen; the pipeline's watermark is the smallest of the
+//! partitions' `max event time - delay`. A partition that has been quiet for
+//! the idle timeout stops holding the watermark back, and counts again as soon
+//! as it delivers a record.
+//!
+//! ```text
+//!   p0: max 10:00:07 ─┐
+//!   p1: max 10:00:04 ─┼─▶ min = 10:00:04 ─▶ - delay 5 s ─▶ watermark 09:59:59
+//!   p2: idle 30 s     ┘   (left out)
+//! ```
+//!
+//! The watermark never goes backwards.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy)]
+struct PartitionClock {
+    max_event_ms: Option<i64>,
+    last_record: Instant,
+}
+
+/// The watermark of one source.
+#[derive(Debug, Clone)]
+pub struct WatermarkTracker {
+    delay_ms: i64,
+    idle_timeout: Duration,
+    partitions: BTreeMap<i32, PartitionClock>,
+    emitted: Option<i64>,
+}
+
+impl WatermarkTracker {
+    /// A tracker for `partitions`, all considered active from `now`.
+    pub fn new(partitions: &[i32], delay_ms: i64, idle_timeout: Duration, now: Instant) -> Self {
+        Self {
+            delay_ms,
+            idle_timeout,
+            partitions: partitions
+                .iter()
+                .map(|&p| {
+                    (
+                        p,
+                        PartitionClock {
+                            max_event_ms: None,
+                            last_record: now,
+                        },
+                    )
+                })
+                .collect(),
+            emitted: None,
+        }
+    }
+
+    /// Records that `partition` delivered records whose largest event time is `max_event_ms`.
+    pub fn observe(&mut self, partition: i32, max_event_ms: Option<i64>, now: Instant) {
+        let clock = self.partitions.entry(partition).or_insert(PartitionClock {
+            max_event_ms: None,
+            last_record: now,
+        });
+        clock.last_record = now;
+        if let Some(event) = max_event_ms {
+            clock.max_event_ms = Some(clock.max_event_ms.map_or(event, |m| m.max(event)));
+        }
+    }
+
+    /// The watermark at `now`, in milliseconds since the epoch; `None` until
+    /// every active partition has seen an event time.
+    pub fn current(&mut self, now: Instant) -> Option<i64> {
+        let active: Vec<&PartitionClock> = self
+            .partitions
+            .values()
+            .filter(|clock| now.duration_since(clock.last_record) < self.idle_timeout)
+            .collect();
+        let candidate = if active.is_empty() {
+            // Every partition is idle: the largest seen event time holds.
+            self.partitions
+                .values()
+                .filter_map(|c| c.max_event_ms)
+                .max()
+        } else if active.iter().all(|c| c.max_event_ms.is_some()) {
+            active.iter().filter_map(|c| c.max_event_ms).min()
+        } else {
+            None
+        }
+        .map(|event| event - self.delay_ms);
+        if let Some(candidate) = candidate {
+            self.emitted = Some(self.emitted.map_or(candidate, |w| w.max(candidate)));
+        }
+        self.emitted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slowest_active_partition_sets_the_watermark() {
+        let start = Instant::now();
+        let mut tracker = WatermarkTracker::new(&[0, 1], 5_000, Duration::from_secs(30), start);
+        tracker.observe(0, Some(100_000), start);
+        assert_eq!(
+            tracker.current(start),
+            None,
+            "partition 1 has no event time yet"
+        );
+        tracker.observe(1, Some(40_000), start);
+        assert_eq!(tracker.current(start), Some(35_000));
+        tracker.observe(1, Some(90_000), start);
+        assert_eq!(tracker.current(start), Some(85_000));
+    }
+
+    #[test]
+    fn an_idle_partition_stops_holding_it_back_and_it_never_goes_back() {
+        let start = Instant::now();
+        let mut tracker = WatermarkTracker::new(&[0, 1], 0, Duration::from_secs(10), start);
+        tracker.observe(0, Some(50_000), start);
+        tracker.observe(1, Some(20_000), start);
+        assert_eq!(tracker.current(start), Some(20_000));
+        let later = start + Duration::from_secs(11);
+        tracker.observe(0, Some(60_000), later);
+        assert_eq!(
+            tracker.current(later),
+            Some(60_000),
+            "partition 1 went idle"
+        );
+        tracker.observe(1, Some(25_000), later);
+        assert_eq!(
+            tracker.current(later),
+            Some(60_000),
+            "a returning partition cannot move it back"
+        );
+    }
+}
