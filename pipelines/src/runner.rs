@@ -83,11 +83,36 @@ pub struct PipelineRun {
 
 impl PipelineRun {
     /// Runs until stopped (or caught up), committing what it has read before returning.
-    pub async fn run(self, stop: watch::Receiver<bool>) -> Result<()> {
+    /// Checks that this version can run the pipeline (its source, target and
+    /// SQL), without reading anything: run every check before starting any pipeline.
+    pub async fn check(&self) -> Result<()> {
+        self.prepare().await.map(|_| ())
+    }
+
+    async fn prepare(&self) -> Result<(&TableDef, String, StatelessPlan)> {
         let pipeline = &self.pipeline;
         let [source] = pipeline.sources.as_slice() else {
             return Err(unsupported(pipeline, "reading more than one table"));
         };
+        match &source.kind {
+            TableKind::Kafka {
+                format: KafkaFormat::Json,
+                ..
+            }
+            | TableKind::Delta { .. } => {}
+            TableKind::Kafka { format, .. } => {
+                return Err(unsupported(
+                    pipeline,
+                    &format!("reading format '{}'", format.as_str()),
+                ));
+            }
+            other => {
+                return Err(unsupported(
+                    pipeline,
+                    &format!("reading a {} table as a stream", other.connector()),
+                ));
+            }
+        }
         let target_location = delta_target(&self.catalog, pipeline)?;
         let tables: Vec<TableDef> = self
             .catalog
@@ -98,25 +123,18 @@ impl PipelineRun {
             .collect();
         let ctx = schema_session(&tables);
         let plan = StatelessPlan::compile(pipeline, &ctx.state()).await?;
-        let target = DeltaSink::open(&target_location, &pipeline.pipeline.name).await?;
+        Ok((source, target_location, plan))
+    }
+
+    pub async fn run(self, stop: watch::Receiver<bool>) -> Result<()> {
+        let (source, target_location, plan) = self.prepare().await?;
+        let target = DeltaSink::open(&target_location, &self.pipeline.pipeline.name).await?;
         match &source.kind {
-            TableKind::Kafka {
-                format: KafkaFormat::Json,
-                startup_mode,
-                ..
-            } => {
+            TableKind::Kafka { startup_mode, .. } => {
                 self.run_kafka(source, startup_mode, &plan, target, &target_location, stop)
                     .await
             }
-            TableKind::Kafka { format, .. } => Err(unsupported(
-                pipeline,
-                &format!("reading format '{}'", format.as_str()),
-            )),
-            TableKind::Delta { .. } => self.run_delta(source, &plan, target, stop).await,
-            other => Err(unsupported(
-                pipeline,
-                &format!("reading a {} table as a stream", other.connector()),
-            )),
+            _ => self.run_delta(source, &plan, target, stop).await,
         }
     }
 
@@ -193,14 +211,29 @@ impl PipelineRun {
                 quarantined_up_to.insert(partition, offset);
             }
         }
+        let group = format!("strata-{name}");
+        let fresh: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| !resume.contains_key(p))
+            .collect();
+        if !fresh.is_empty() {
+            // Record where never-committed partitions start before reading them, so a
+            // restart resumes there and not wherever `startup` would point by then.
+            let starts = KafkaSource::start_offsets(&kafka, &group, startup_mode, &fresh)?;
+            let offsets: Offsets = starts
+                .iter()
+                .map(|(&partition, &start)| ((topic.clone(), partition), start - 1))
+                .collect();
+            target.commit(Vec::new(), &offsets).await?;
+            resume.extend(
+                starts
+                    .into_iter()
+                    .map(|(partition, start)| (partition, start - 1)),
+            );
+        }
         let engine = &self.catalog.project().config.engine;
-        let mut reader = KafkaSource::start(
-            kafka,
-            &format!("strata-{name}"),
-            startup_mode,
-            &resume,
-            engine.batch_records,
-        )?;
+        let mut reader = KafkaSource::start(kafka, &group, &resume, engine.batch_records)?;
         let decoder = JsonDecoder::new(source.schema.clone());
         let interval = Duration::from_millis(engine.commit_interval_ms);
         let mut watermark = source.watermark.as_ref().map(|w| {
@@ -269,7 +302,7 @@ impl PipelineRun {
                     &mut target,
                     &mut quarantine,
                     &topic,
-                    &quarantined_up_to,
+                    &mut quarantined_up_to,
                 )
                 .await?;
                 last_commit = Instant::now();
@@ -286,7 +319,7 @@ impl PipelineRun {
                 &mut target,
                 &mut quarantine,
                 &topic,
-                &quarantined_up_to,
+                &mut quarantined_up_to,
             )
             .await?;
         }
@@ -332,7 +365,7 @@ impl PipelineRun {
         target: &mut DeltaSink,
         quarantine: &mut DeltaSink,
         topic: &str,
-        quarantined_up_to: &BTreeMap<i32, i64>,
+        quarantined_up_to: &mut BTreeMap<i32, i64>,
     ) -> Result<()> {
         let fresh: Vec<Rejected> = pending
             .rejected
@@ -346,7 +379,19 @@ impl PipelineRun {
         if !fresh.is_empty() {
             let now = chrono_now_ms();
             let rows = quarantine::rows(&self.pipeline.pipeline.name, topic, &fresh, now);
-            quarantine.commit(vec![rows], &pending.offsets).await?;
+            // The quarantine may be ahead of the target on some partitions (after a
+            // crash between the two commits): its offsets only ever move forward.
+            let mut offsets = pending.offsets.clone();
+            for (&partition, &done) in quarantined_up_to.iter() {
+                let offset = offsets
+                    .entry((topic.to_string(), partition))
+                    .or_insert(done);
+                *offset = (*offset).max(done);
+            }
+            quarantine.commit(vec![rows], &offsets).await?;
+            for ((_, partition), offset) in &offsets {
+                quarantined_up_to.insert(*partition, *offset);
+            }
             self.stats
                 .quarantined_rows
                 .fetch_add(fresh.len() as u64, Ordering::Relaxed);
@@ -433,7 +478,7 @@ fn by_name(batch: &RecordBatch, schema: &arrow::datatypes::SchemaRef) -> Result<
                     field.name()
                 ))
             })?;
-            Ok(arrow::compute::cast(column, field.data_type())?)
+            crate::transform::strict_cast(column, field.data_type())
         })
         .collect::<Result<Vec<_>>>()?;
     let relaxed = arrow::datatypes::Schema::new(

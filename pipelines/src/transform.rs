@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray};
-use arrow::compute::{cast, filter_record_batch};
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::DFSchema;
@@ -54,6 +54,7 @@ impl StatelessPlan {
             hint: Some("this version runs projections, filters, casts, CASE and scalar functions over one Kafka table".to_string()),
         }
         };
+        refuse_wall_clock_functions(valid)?;
         let plan = state
             .statement_to_plan(statement)
             .await
@@ -105,6 +106,18 @@ impl StatelessPlan {
     }
 }
 
+/// Casts a column, failing on values that do not fit instead of making them NULL.
+pub fn strict_cast(
+    column: &arrow::array::ArrayRef,
+    to: &arrow::datatypes::DataType,
+) -> Result<arrow::array::ArrayRef> {
+    let options = arrow::compute::CastOptions {
+        safe: false,
+        format_options: Default::default(),
+    };
+    Ok(arrow::compute::cast_with_options(column, to, &options)?)
+}
+
 /// Casts and renames columns, by position, to the target's schema.
 pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
     let columns = batch
@@ -115,10 +128,10 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
             if column.data_type() == field.data_type() {
                 Ok(column.clone())
             } else {
-                cast(column, field.data_type())
+                strict_cast(column, field.data_type())
             }
         })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let nulls_in_required = target
         .fields()
         .iter()
@@ -137,6 +150,39 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
         columns,
         &options,
     )?)
+}
+
+/// Planning folds `NOW()` and friends into one constant, so every row would
+/// get the moment the pipeline started: refuse them with a hint.
+fn refuse_wall_clock_functions(valid: &ValidPipeline) -> Result<()> {
+    use sqlparser::ast::{Expr, Spanned, visit_expressions};
+    const WALL_CLOCK: [&str; 6] = [
+        "now",
+        "current_timestamp",
+        "current_date",
+        "current_time",
+        "localtimestamp",
+        "localtime",
+    ];
+    let mut found = None;
+    let _ = visit_expressions(&valid.pipeline.query, |expr| {
+        if let Expr::Function(function) = expr {
+            let name = function.name.to_string().to_ascii_lowercase();
+            if WALL_CLOCK.contains(&name.as_str()) {
+                found = Some((name, function.span().start));
+                return std::ops::ControlFlow::Break(());
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    match found {
+        None => Ok(()),
+        Some((name, start)) => Err(PipelineError::Invalid {
+            location: valid.pipeline.location(start.line, start.column),
+            message: format!("{}() would be evaluated once, when the pipeline starts", name.to_uppercase()),
+            hint: Some("for processing time, declare `proc_time AS PROCTIME()` on the source table and select that column".to_string()),
+        }),
+    }
 }
 
 fn compile(

@@ -247,28 +247,59 @@ fn check_fits(pipeline: &Pipeline, output: &Schema, target: &TableDef) -> Result
 }
 
 /// Whether a value of `from` goes into a column of `to` without an explicit
-/// cast: the same kind of value, never narrowed into a different kind.
+/// cast: the same kind of value, only ever widened (never narrowed, never a
+/// different kind), so no value can fail to fit.
 pub fn assignable(from: &DataType, to: &DataType) -> bool {
     use DataType::*;
     let is_text = |t: &DataType| matches!(t, Utf8 | LargeUtf8 | Utf8View);
     let is_binary = |t: &DataType| matches!(t, Binary | LargeBinary | BinaryView);
+    let unit_rank = |unit: &arrow::datatypes::TimeUnit| match unit {
+        arrow::datatypes::TimeUnit::Second => 0,
+        arrow::datatypes::TimeUnit::Millisecond => 1,
+        arrow::datatypes::TimeUnit::Microsecond => 2,
+        arrow::datatypes::TimeUnit::Nanosecond => 3,
+    };
     match (from, to) {
         (Null, _) => true,
         (a, b) if a == b => true,
         (a, b) if is_text(a) && is_text(b) => true,
         (a, b) if is_binary(a) && is_binary(b) => true,
-        (a, b)
-            if a.is_integer()
-                && (b.is_integer() || b.is_floating() || matches!(b, Decimal128(_, _))) =>
-        {
-            true
+        (a, b) if a.is_integer() && b.is_integer() => integer_widens(a, b),
+        (a, Float64) if a.is_integer() => true,
+        (Float32, Float64) => true,
+        (a, Decimal128(precision, scale)) if a.is_integer() => {
+            integer_digits(a) <= i64::from(*precision) - i64::from(*scale)
         }
-        (a, b) if a.is_floating() && b.is_floating() => true,
-        (Decimal128(_, _), Decimal128(_, _) | Float32 | Float64) => true,
-        (Timestamp(_, _), Timestamp(_, _))
-        | (Date32 | Date64, Date32 | Date64 | Timestamp(_, _)) => true,
+        (Decimal128(p1, s1), Decimal128(p2, s2)) => {
+            s1 <= s2 && i64::from(*p1) - i64::from(*s1) <= i64::from(*p2) - i64::from(*s2)
+        }
+        (Decimal128(_, _), Float64) => true,
+        (Timestamp(from_unit, _), Timestamp(to_unit, _)) => {
+            unit_rank(from_unit) <= unit_rank(to_unit)
+        }
+        (Date32 | Date64, Date32 | Date64 | Timestamp(_, _)) => true,
         (List(a), List(b)) => assignable(a.data_type(), b.data_type()),
         _ => false,
+    }
+}
+
+/// Signed widths widen; unsigned values fit a wider unsigned or a strictly wider signed type.
+fn integer_widens(from: &DataType, to: &DataType) -> bool {
+    let bits = |t: &DataType| t.primitive_width().unwrap_or(8) * 8;
+    match (from.is_signed_integer(), to.is_signed_integer()) {
+        (true, true) | (false, false) => bits(from) <= bits(to),
+        (false, true) => bits(from) < bits(to),
+        (true, false) => false,
+    }
+}
+
+fn integer_digits(data_type: &DataType) -> i64 {
+    match data_type {
+        DataType::Int8 | DataType::UInt8 => 3,
+        DataType::Int16 | DataType::UInt16 => 5,
+        DataType::Int32 | DataType::UInt32 => 10,
+        DataType::Int64 => 19,
+        _ => 20,
     }
 }
 

@@ -130,13 +130,17 @@ async fn floor(
     };
     let decoder = JsonDecoder::new(schema);
     let started = Instant::now();
-    let mut source = KafkaSource::start(
-        target,
+    let partitions = KafkaSource::partitions(&target)?;
+    let resume: BTreeMap<i32, i64> = KafkaSource::start_offsets(
+        &target,
         "strata-bench-floor",
         &StartupMode::EarliestOffset,
-        &BTreeMap::new(),
-        20_000,
-    )?;
+        &partitions,
+    )?
+    .into_iter()
+    .map(|(partition, start)| (partition, start - 1))
+    .collect();
+    let mut source = KafkaSource::start(target, "strata-bench-floor", &resume, 20_000)?;
     let mut rows = 0;
     while rows < records {
         match tokio::time::timeout(Duration::from_secs(60), source.events.recv()).await {

@@ -91,6 +91,11 @@ pub async fn run_project(catalog: &Catalog, options: RunOptions) -> anyhow::Resu
             },
         ));
     }
+    for (label, run) in &runs {
+        run.check()
+            .await
+            .with_context(|| format!("pipeline {label} cannot run"))?;
+    }
     if options.until_idle {
         // Catching up runs each pipeline to the end in dependency order, so that a
         // downstream pipeline sees everything its upstream wrote.
@@ -113,7 +118,7 @@ pub async fn run_project(catalog: &Catalog, options: RunOptions) -> anyhow::Resu
             });
         }
     }
-    let deadline = options.duration.map(|d| started + d);
+    let mut deadline = options.duration.map(|d| started + d);
     let mut progress = tokio::time::interval(Duration::from_secs(2));
     progress.tick().await;
     let mut failure = None;
@@ -129,7 +134,10 @@ pub async fn run_project(catalog: &Catalog, options: RunOptions) -> anyhow::Resu
                 eprintln!("stopping: committing what was read …");
                 let _ = stop_tx.send(true);
             }
-            _ = sleep_until(deadline) => { let _ = stop_tx.send(true); }
+            _ = sleep_until(deadline) => {
+                deadline = None;
+                let _ = stop_tx.send(true);
+            }
             _ = progress.tick() => if options.progress { print_progress(&stats, started) },
         }
     }

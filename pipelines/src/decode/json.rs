@@ -69,9 +69,18 @@ impl JsonDecoder {
                 }),
             }
         }
-        let batch = self
-            .decode_all(&good)
-            .unwrap_or_else(|_| RecordBatch::new_empty(self.schema.clone()));
+        let batch = match self.decode_all(&good) {
+            Ok(batch) => batch,
+            // Each decoded alone; should they not decode together, join them one by one.
+            Err(_) => {
+                let singles: Vec<RecordBatch> = good
+                    .iter()
+                    .filter_map(|record| self.decode_all(&[record]).ok())
+                    .collect();
+                arrow::compute::concat_batches(&self.schema, &singles)
+                    .unwrap_or_else(|_| RecordBatch::new_empty(self.schema.clone()))
+            }
+        };
         let partitions = good.iter().map(|r| r.partition).collect();
         Decoded {
             batch,
@@ -87,12 +96,15 @@ impl JsonDecoder {
             .map_err(|err| err.to_string())?;
         for record in records {
             let payload = record.payload.as_deref().unwrap_or_default();
+            let before = decoder.len();
             let consumed = decoder.decode(payload).map_err(|err| err.to_string())?;
-            if consumed < payload.len() {
-                return Err("more than one JSON value in the record".to_string());
+            if consumed < payload.len() || decoder.has_partial_record() {
+                return Err("the record is not one complete JSON value".to_string());
             }
-            if decoder.has_partial_record() {
-                return Err("the JSON value is incomplete".to_string());
+            match decoder.len() - before {
+                1 => {}
+                0 => return Err("the record holds no JSON value".to_string()),
+                _ => return Err("the record holds more than one JSON value".to_string()),
             }
         }
         decoder
@@ -132,10 +144,13 @@ mod tests {
             record(2, r#"{"id": 3"#),
             record(3, r#"{"name": "no id"}"#),
             record(4, r#"{"id": 5, "extra": true}"#),
+            record(5, "   "),
+            record(6, r#"{"id": 6} {"id": 7}"#),
         ]);
         assert_eq!(decoded.batch.num_rows(), 2);
+        assert_eq!(decoded.partitions.len(), 2);
         let offsets: Vec<i64> = decoded.rejected.iter().map(|r| r.record.offset).collect();
-        assert_eq!(offsets, [1, 2, 3]);
+        assert_eq!(offsets, [1, 2, 3, 5, 6]);
         assert!(decoded.rejected.iter().all(|r| !r.error.is_empty()));
     }
 }

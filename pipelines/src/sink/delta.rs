@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 
-use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use deltalake::DeltaTable;
@@ -144,7 +143,7 @@ impl DeltaSink {
                 if column.data_type() == field.data_type() {
                     Ok(column.clone())
                 } else {
-                    Ok(cast(column, field.data_type())?)
+                    crate::transform::strict_cast(column, field.data_type())
                 }
             })
             .collect::<Result<Vec<_>>>()?;

@@ -84,13 +84,65 @@ impl KafkaSource {
         Ok(partitions)
     }
 
-    /// Starts reading. `resume` holds, per partition, the last offset every
-    /// target has committed; reading starts right after it. Partitions without
-    /// one start where `startup` says.
+    /// Where each partition starts for a pipeline that has never committed it:
+    /// the next offset to read, as `startup` says, made concrete now so that it
+    /// can be recorded before anything is read.
+    pub fn start_offsets(
+        target: &KafkaTarget,
+        group: &str,
+        startup: &StartupMode,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, i64>> {
+        let consumer = consumer(target, group)?;
+        let failed = |err: KafkaError| kafka_error(target, &err.to_string());
+        let mut starts = BTreeMap::new();
+        for &partition in partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(&target.topic, partition, METADATA_TIMEOUT)
+                .map_err(failed)?;
+            let mut query = TopicPartitionList::new();
+            let start = match startup {
+                StartupMode::EarliestOffset => low,
+                StartupMode::LatestOffset => high,
+                StartupMode::GroupOffsets => {
+                    query.add_partition(&target.topic, partition);
+                    let committed = consumer
+                        .committed_offsets(query, METADATA_TIMEOUT)
+                        .map_err(failed)?;
+                    match committed
+                        .find_partition(&target.topic, partition)
+                        .map(|e| e.offset())
+                    {
+                        Some(Offset::Offset(offset)) => offset,
+                        _ => low,
+                    }
+                }
+                StartupMode::Timestamp { millis } => {
+                    query
+                        .add_partition_offset(&target.topic, partition, Offset::Offset(*millis))
+                        .map_err(failed)?;
+                    let found = consumer
+                        .offsets_for_times(query, METADATA_TIMEOUT)
+                        .map_err(failed)?;
+                    match found
+                        .find_partition(&target.topic, partition)
+                        .map(|e| e.offset())
+                    {
+                        Some(Offset::Offset(offset)) => offset,
+                        _ => high,
+                    }
+                }
+            };
+            starts.insert(partition, start.clamp(low, high));
+        }
+        Ok(starts)
+    }
+
+    /// Starts reading every partition right after the offset `resume` gives
+    /// for it (the last offset the targets committed).
     pub fn start(
         target: KafkaTarget,
         group: &str,
-        startup: &StartupMode,
         resume: &BTreeMap<i32, i64>,
         batch_records: usize,
     ) -> Result<Self> {
@@ -98,19 +150,14 @@ impl KafkaSource {
         let consumer = consumer(&target, group)?;
         let mut assignment = TopicPartitionList::new();
         for &partition in &partitions {
-            let offset = match resume.get(&partition) {
-                Some(last) => Offset::Offset(last + 1),
-                None => match startup {
-                    StartupMode::EarliestOffset => Offset::Beginning,
-                    StartupMode::LatestOffset => Offset::End,
-                    StartupMode::GroupOffsets => Offset::Stored,
-                    StartupMode::Timestamp { millis } => {
-                        timestamp_offset(&consumer, &target, partition, *millis)?
-                    }
-                },
-            };
+            let last = resume.get(&partition).ok_or_else(|| {
+                kafka_error(
+                    &target,
+                    &format!("partition {partition} appeared after the pipeline started; restart it to read the new partition"),
+                )
+            })?;
             assignment
-                .add_partition_offset(&target.topic, partition, offset)
+                .add_partition_offset(&target.topic, partition, Offset::Offset(last + 1))
                 .map_err(|err| kafka_error(&target, &err.to_string()))?;
         }
         consumer
@@ -150,38 +197,20 @@ impl Drop for KafkaSource {
 
 fn consumer(target: &KafkaTarget, group: &str) -> Result<SourceConsumer> {
     let mut config = ClientConfig::new();
+    for (key, value) in &target.properties {
+        config.set(key, value);
+    }
+    // Set after the user's properties: the guarantees depend on these.
     config
         .set("bootstrap.servers", &target.bootstrap_servers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+        .set("auto.offset.reset", "error")
         .set("enable.partition.eof", "true");
-    for (key, value) in &target.properties {
-        config.set(key, value);
-    }
     config
         .create_with_context(SourceContext)
         .map_err(|err| kafka_error(target, &err.to_string()))
-}
-
-fn timestamp_offset(
-    consumer: &SourceConsumer,
-    target: &KafkaTarget,
-    partition: i32,
-    millis: i64,
-) -> Result<Offset> {
-    let mut query = TopicPartitionList::new();
-    query
-        .add_partition_offset(&target.topic, partition, Offset::Offset(millis))
-        .map_err(|err| kafka_error(target, &err.to_string()))?;
-    let found = consumer
-        .offsets_for_times(query, METADATA_TIMEOUT)
-        .map_err(|err| kafka_error(target, &err.to_string()))?;
-    Ok(found
-        .find_partition(&target.topic, partition)
-        .map(|element| element.offset())
-        .unwrap_or(Offset::End))
 }
 
 fn kafka_error(target: &KafkaTarget, cause: &str) -> PipelineError {
@@ -223,10 +252,13 @@ fn read_loop(
                 Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
                     at_end.insert(partition, true);
                 }
-                Some(Err(err)) => {
+                Some(Err(err)) if is_fatal(&err) => {
                     let _ = sender
                         .blocking_send(SourceEvent::Failed(format!("reading {topic}: {err}")));
                     return;
+                }
+                Some(Err(err)) => {
+                    tracing::warn!(%err, topic, "Kafka consumer error; librdkafka retries");
                 }
             }
         }
@@ -246,6 +278,18 @@ fn read_loop(
             }
         }
     }
+}
+
+/// Errors after which reading cannot go on: a fatal client error, or an offset
+/// that retention deleted before the pipeline read it (data would be skipped).
+fn is_fatal(err: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode;
+    matches!(
+        err,
+        KafkaError::MessageConsumptionFatal(_)
+            | KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange)
+            | KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)
+    )
 }
 
 fn assigned_count(consumer: &SourceConsumer) -> usize {

@@ -278,3 +278,66 @@ async fn a_delta_table_streams_into_the_next_layer_once_even_after_compaction() 
         "timestamps survive the trip through Delta"
     );
 }
+
+#[tokio::test]
+async fn latest_offset_starts_are_recorded_so_a_restart_misses_nothing() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 3, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    produce(&bootstrap, &orders(1..=30)).await;
+    let (dir, catalog) = setup(&bootstrap).await;
+    let latest = CATALOG
+        .replace("earliest-offset", "latest-offset")
+        .replace("shop.dwd_orders", "shop.dwd_later");
+    let latest = latest.replace("shop.ods_orders", "shop.ods_later");
+    catalog
+        .register_sql("later.sql", &latest, RegisterMode::Create)
+        .await
+        .unwrap();
+    std::fs::remove_file(dir.path().join("pipelines/dwd/dwd_orders.sql")).unwrap();
+    std::fs::write(
+        dir.path().join("pipelines/dwd/dwd_later.sql"),
+        PIPELINE
+            .replace("shop.dwd_orders", "shop.dwd_later")
+            .replace("shop.ods_orders", "shop.ods_later"),
+    )
+    .unwrap();
+
+    // The first run starts at the end: the 30 earlier orders are not read.
+    catch_up_all(&catalog).await;
+    assert_eq!(
+        scalar(&catalog, "SELECT count(*) FROM shop.dwd_later").await,
+        "0"
+    );
+    // Orders produced while it is stopped are read by the next run, not skipped.
+    produce(&bootstrap, &orders(31..=50)).await;
+    catch_up_all(&catalog).await;
+    assert_eq!(
+        scalar(&catalog, "SELECT count(*) FROM shop.dwd_later").await,
+        "18"
+    );
+}
+
+#[tokio::test]
+async fn wall_clock_functions_are_refused_before_anything_runs() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 1, 1).unwrap();
+    let (dir, catalog) = setup(&cluster.bootstrap_servers()).await;
+    std::fs::write(
+        dir.path().join("pipelines/dwd/dwd_orders.sql"),
+        "INSERT INTO shop.dwd_orders\nSELECT order_id, amount, city, true, order_time FROM shop.ods_orders\nWHERE order_time < NOW()",
+    )
+    .unwrap();
+    let run = PipelineRun {
+        catalog: catalog.clone(),
+        pipeline: load_project(&catalog).await.unwrap().remove(0),
+        stats: Arc::new(TableStats::new()),
+        mode: RunMode::UntilCaughtUp,
+    };
+    let err = run.check().await.unwrap_err().to_string();
+    assert!(
+        err.contains("dwd_orders.sql:3:20: NOW() would be evaluated once"),
+        "{err}"
+    );
+    assert!(err.contains("PROCTIME()"), "{err}");
+}

@@ -84,6 +84,11 @@ async fn mistakes_are_refused_with_their_place() {
             ],
         ),
         (
+            "narrowing",
+            "INSERT INTO shop.dwd_orders\nSELECT order_id, CAST(user_id AS STRING), CAST(amount AS DOUBLE), order_time FROM shop.ods_orders",
+            &["is DOUBLE, but shop.dwd_orders.amount is DECIMAL(10, 2)"],
+        ),
+        (
             "column count",
             "INSERT INTO shop.dwd_orders SELECT order_id FROM shop.ods_orders",
             &[
