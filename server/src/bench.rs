@@ -75,6 +75,12 @@ pub async fn ingest(records: usize, progress: bool) -> anyhow::Result<IngestRepo
         .await?;
     let source = catalog.get(&"bench.ods_orders".parse()?).await?.def;
 
+    let retained = retained_records(&bootstrap)?;
+    if retained != records {
+        bail!(
+            "the Kafka mock cluster kept {retained} of the {records} records produced (it bounds its logs); run with --records {retained} or fewer"
+        );
+    }
     let (floor_seconds, floor_rows) = floor(&bootstrap, source.schema.clone(), records).await?;
     if progress {
         eprintln!("floor: {floor_rows} rows decoded in {floor_seconds:.2} s");
@@ -117,17 +123,43 @@ pub async fn ingest(records: usize, progress: bool) -> anyhow::Result<IngestRepo
     })
 }
 
+/// How many records the topic holds from its low to its high watermarks.
+fn retained_records(bootstrap: &str) -> anyhow::Result<usize> {
+    let target = topic(bootstrap);
+    let partitions = KafkaSource::partitions(&target)?;
+    let low = KafkaSource::start_offsets(
+        &target,
+        "strata-bench",
+        &StartupMode::EarliestOffset,
+        &partitions,
+    )?;
+    let high = KafkaSource::start_offsets(
+        &target,
+        "strata-bench",
+        &StartupMode::LatestOffset,
+        &partitions,
+    )?;
+    Ok(partitions
+        .iter()
+        .map(|p| (high[p] - low[p]).max(0) as usize)
+        .sum())
+}
+
+fn topic(bootstrap: &str) -> KafkaTarget {
+    KafkaTarget {
+        bootstrap_servers: bootstrap.to_string(),
+        properties: BTreeMap::new(),
+        topic: "orders".to_string(),
+    }
+}
+
 /// Consume and decode everything, keeping nothing.
 async fn floor(
     bootstrap: &str,
     schema: arrow::datatypes::SchemaRef,
     records: usize,
 ) -> anyhow::Result<(f64, usize)> {
-    let target = KafkaTarget {
-        bootstrap_servers: bootstrap.to_string(),
-        properties: BTreeMap::new(),
-        topic: "orders".to_string(),
-    };
+    let target = topic(bootstrap);
     let decoder = JsonDecoder::new(schema);
     let started = Instant::now();
     let partitions = KafkaSource::partitions(&target)?;

@@ -76,7 +76,7 @@ enum BenchCommand {
     /// Kafka → ODS Delta committed rows/s against the raw consume + decode floor.
     Ingest {
         /// How many records to produce and ingest.
-        #[arg(long, default_value_t = 1_000_000)]
+        #[arg(long, default_value_t = 100_000)]
         records: usize,
     },
 }
