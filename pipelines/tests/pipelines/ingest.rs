@@ -84,6 +84,14 @@ async fn setup(bootstrap: &str) -> (tempfile::TempDir, Catalog) {
 /// Runs the project's one pipeline until it has read and committed everything.
 async fn catch_up(catalog: &Catalog) -> Arc<TableStats> {
     let pipeline = load_project(catalog).await.unwrap().remove(0);
+    run_to_end(catalog, pipeline).await
+}
+
+/// Runs one pipeline until it has read and committed everything.
+async fn run_to_end(
+    catalog: &Catalog,
+    pipeline: strata_pipelines::ValidPipeline,
+) -> Arc<TableStats> {
     let stats = Arc::new(TableStats::new());
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let run = PipelineRun {
@@ -204,17 +212,7 @@ async fn kafka_rows_reach_delta_once_and_bad_records_reach_quarantine() {
 /// Runs every pipeline of the project to the end, in dependency order.
 async fn catch_up_all(catalog: &Catalog) {
     for pipeline in load_project(catalog).await.unwrap() {
-        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-        let run = PipelineRun {
-            catalog: catalog.clone(),
-            pipeline,
-            stats: Arc::new(TableStats::new()),
-            mode: RunMode::UntilCaughtUp,
-        };
-        tokio::time::timeout(Duration::from_secs(60), run.run(stop_rx))
-            .await
-            .expect("caught up within a minute")
-            .unwrap();
+        run_to_end(catalog, pipeline).await;
     }
 }
 
