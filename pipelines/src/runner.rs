@@ -280,11 +280,27 @@ impl PipelineRun {
                     let decoded = decoder.decode(&records);
                     if let Some((column, tracker)) = &mut watermark {
                         let now = Instant::now();
-                        for (partition, max_event) in max_event_times(&decoded, column)? {
+                        for (partition, max_event) in max_event_times(&decoded, &records, column)? {
                             tracker.observe(partition, max_event, now);
                         }
                     }
-                    pending.rows.push(plan.apply(&decoded.batch)?);
+                    match plan.apply(&decoded.batch) {
+                        Ok(rows) => pending.rows.push(rows),
+                        // Find the records the SELECT fails on; they go to quarantine with the reason.
+                        Err(_) => {
+                            for (row, &index) in decoded.rows.iter().enumerate() {
+                                match plan.apply(&decoded.batch.slice(row, 1)) {
+                                    Ok(rows) => pending.rows.push(rows),
+                                    Err(err) => pending.rejected.push(Rejected {
+                                        record: records[index].clone(),
+                                        error: format!(
+                                            "the pipeline's SELECT failed on this record: {err}"
+                                        ),
+                                    }),
+                                }
+                            }
+                        }
+                    }
                     pending.rejected.extend(decoded.rejected);
                 }
                 Some(SourceEvent::CaughtUp) => caught_up = true,
@@ -424,7 +440,11 @@ struct Pending {
 }
 
 /// The largest event time of each partition's rows in a decoded batch.
-fn max_event_times(decoded: &Decoded, column: &str) -> Result<BTreeMap<i32, Option<i64>>> {
+fn max_event_times(
+    decoded: &Decoded,
+    records: &[crate::source::SourceRecord],
+    column: &str,
+) -> Result<BTreeMap<i32, Option<i64>>> {
     let mut maxima: BTreeMap<i32, Option<i64>> = BTreeMap::new();
     let Some(values) = decoded.batch.column_by_name(column) else {
         return Ok(maxima);
@@ -437,8 +457,8 @@ fn max_event_times(decoded: &Decoded, column: &str) -> Result<BTreeMap<i32, Opti
         .as_any()
         .downcast_ref::<arrow::array::TimestampMillisecondArray>()
         .expect("cast to milliseconds");
-    for (row, &partition) in decoded.partitions.iter().enumerate() {
-        let entry = maxima.entry(partition).or_insert(None);
+    for (row, &index) in decoded.rows.iter().enumerate() {
+        let entry = maxima.entry(records[index].partition).or_insert(None);
         if millis.is_valid(row) {
             let value = millis.value(row);
             *entry = Some(entry.map_or(value, |m: i64| m.max(value)));

@@ -25,8 +25,8 @@ pub struct Rejected {
 #[derive(Debug)]
 pub struct Decoded {
     pub batch: RecordBatch,
-    /// The source partition of each row of `batch`.
-    pub partitions: Vec<i32>,
+    /// For each row of `batch`, the index of the record it came from.
+    pub rows: Vec<usize>,
     pub rejected: Vec<Rejected>,
 }
 
@@ -42,27 +42,34 @@ impl JsonDecoder {
     }
 
     pub fn decode(&self, records: &[SourceRecord]) -> Decoded {
-        let (with_payload, tombstones): (Vec<&SourceRecord>, Vec<&SourceRecord>) =
-            records.iter().partition(|r| r.payload.is_some());
+        let (with_payload, tombstones): (Vec<(usize, &SourceRecord)>, Vec<(usize, &SourceRecord)>) =
+            records
+                .iter()
+                .enumerate()
+                .partition(|(_, r)| r.payload.is_some());
         let mut rejected: Vec<Rejected> = tombstones
             .into_iter()
-            .map(|record| Rejected {
+            .map(|(_, record)| Rejected {
                 record: record.clone(),
                 error: "the record has no value (a tombstone)".to_string(),
             })
             .collect();
-        if let Ok(batch) = self.decode_all(&with_payload) {
-            let partitions = with_payload.iter().map(|r| r.partition).collect();
+        let payloads: Vec<&SourceRecord> = with_payload.iter().map(|(_, r)| *r).collect();
+        if let Ok(batch) = self.decode_all(&payloads) {
             return Decoded {
                 batch,
-                partitions,
+                rows: with_payload.iter().map(|(index, _)| *index).collect(),
                 rejected,
             };
         }
         let mut good = Vec::with_capacity(with_payload.len());
-        for record in with_payload {
+        let mut rows = Vec::with_capacity(with_payload.len());
+        for (index, record) in with_payload {
             match self.decode_all(&[record]) {
-                Ok(_) => good.push(record),
+                Ok(_) => {
+                    good.push(record);
+                    rows.push(index);
+                }
                 Err(error) => rejected.push(Rejected {
                     record: record.clone(),
                     error,
@@ -81,10 +88,9 @@ impl JsonDecoder {
                     .unwrap_or_else(|_| RecordBatch::new_empty(self.schema.clone()))
             }
         };
-        let partitions = good.iter().map(|r| r.partition).collect();
         Decoded {
             batch,
-            partitions,
+            rows,
             rejected,
         }
     }
@@ -148,7 +154,7 @@ mod tests {
             record(6, r#"{"id": 6} {"id": 7}"#),
         ]);
         assert_eq!(decoded.batch.num_rows(), 2);
-        assert_eq!(decoded.partitions.len(), 2);
+        assert_eq!(decoded.rows, [0, 4]);
         let offsets: Vec<i64> = decoded.rejected.iter().map(|r| r.record.offset).collect();
         assert_eq!(offsets, [1, 2, 3, 5, 6]);
         assert!(decoded.rejected.iter().all(|r| !r.error.is_empty()));

@@ -339,3 +339,45 @@ async fn wall_clock_functions_are_refused_before_anything_runs() {
     );
     assert!(err.contains("PROCTIME()"), "{err}");
 }
+
+#[tokio::test]
+async fn a_record_the_select_fails_on_goes_to_quarantine_and_the_rest_flows() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let (dir, catalog) = setup(&bootstrap).await;
+    catalog
+        .register_sql(
+            "codes.sql",
+            "CREATE TABLE shop.dwd_codes (order_id BIGINT NOT NULL, code INT) WITH ('connector' = 'delta');",
+            RegisterMode::Create,
+        )
+        .await
+        .unwrap();
+    std::fs::remove_file(dir.path().join("pipelines/dwd/dwd_orders.sql")).unwrap();
+    std::fs::write(
+        dir.path().join("pipelines/dwd/dwd_codes.sql"),
+        "INSERT INTO shop.dwd_codes SELECT order_id, CAST(city AS INT) FROM shop.ods_orders",
+    )
+    .unwrap();
+    let records: Vec<(i32, String)> = [(1, "12"), (2, "x7"), (3, "30")]
+        .iter()
+        .map(|(id, city)| (0, format!(r#"{{"order_id": {id}, "city": "{city}"}}"#)))
+        .collect();
+    produce(&bootstrap, &records).await;
+    catch_up_all(&catalog).await;
+    assert_eq!(
+        scalar(&catalog, "SELECT sum(code) FROM shop.dwd_codes").await,
+        "42"
+    );
+    let reason = scalar(&catalog, "SELECT reason FROM shop.dwd_codes__quarantine").await;
+    assert!(reason.contains("SELECT failed"), "{reason}");
+    assert_eq!(
+        scalar(
+            &catalog,
+            "SELECT \"offset\" FROM shop.dwd_codes__quarantine"
+        )
+        .await,
+        "1"
+    );
+}
