@@ -14,6 +14,9 @@ use arrow_json::ReaderBuilder;
 
 use crate::source::SourceRecord;
 
+/// Records with their index in the input.
+type Numbered<'a> = Vec<(usize, &'a SourceRecord)>;
+
 /// A record that could not be decoded, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejected {
@@ -42,11 +45,10 @@ impl JsonDecoder {
     }
 
     pub fn decode(&self, records: &[SourceRecord]) -> Decoded {
-        let (with_payload, tombstones): (Vec<(usize, &SourceRecord)>, Vec<(usize, &SourceRecord)>) =
-            records
-                .iter()
-                .enumerate()
-                .partition(|(_, r)| r.payload.is_some());
+        let (with_payload, tombstones): (Numbered, Numbered) = records
+            .iter()
+            .enumerate()
+            .partition(|(_, r)| r.payload.is_some());
         let mut rejected: Vec<Rejected> = tombstones
             .into_iter()
             .map(|(_, record)| Rejected {
