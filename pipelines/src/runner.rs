@@ -57,6 +57,13 @@ impl TableStats {
         }
     }
 
+    /// Counts one commit of `rows` rows, now.
+    fn record_commit(&self, rows: u64) {
+        self.rows_committed.fetch_add(rows, Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.last_commit_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
     /// The watermark, if the source has one yet.
     pub fn watermark(&self) -> Option<i64> {
         Some(self.watermark_ms.load(Ordering::Relaxed)).filter(|&w| w != i64::MIN)
@@ -164,13 +171,7 @@ impl PipelineRun {
                     let committed: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
                     let offsets = Offsets::from([((stream.clone(), 0), version)]);
                     target.commit(rows, &offsets).await?;
-                    self.stats
-                        .rows_committed
-                        .fetch_add(committed, Ordering::Relaxed);
-                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                    self.stats
-                        .last_commit_ms
-                        .store(chrono_now_ms(), Ordering::Relaxed);
+                    self.stats.record_commit(committed);
                 }
                 None if self.mode == RunMode::UntilCaughtUp => return Ok(()),
                 None => {}
@@ -393,7 +394,7 @@ impl PipelineRun {
             })
             .collect();
         if !fresh.is_empty() {
-            let now = chrono_now_ms();
+            let now = now_ms();
             let rows = quarantine::rows(&self.pipeline.pipeline.name, topic, &fresh, now);
             // The quarantine may be ahead of the target on some partitions (after a
             // crash between the two commits): its offsets only ever move forward.
@@ -422,11 +423,7 @@ impl PipelineRun {
             .await?;
         fail::fail_point!("commit-after-target", |_| std::process::abort());
         pending.offsets.clear();
-        self.stats.rows_committed.fetch_add(rows, Ordering::Relaxed);
-        self.stats.commits.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .last_commit_ms
-            .store(chrono_now_ms(), Ordering::Relaxed);
+        self.stats.record_commit(rows);
         Ok(())
     }
 }
@@ -467,7 +464,8 @@ fn max_event_times(
     Ok(maxima)
 }
 
-fn chrono_now_ms() -> i64 {
+/// Milliseconds since the epoch, by the wall clock.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -488,19 +486,9 @@ fn unsupported(pipeline: &ValidPipeline, what: &str) -> PipelineError {
 /// A batch with the source table's columns, by name and type (Delta files keep
 /// their own types, e.g. timestamps in microseconds).
 fn by_name(batch: &RecordBatch, schema: &arrow::datatypes::SchemaRef) -> Result<RecordBatch> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|field| {
-            let column = batch.column_by_name(field.name()).ok_or_else(|| {
-                PipelineError::Evaluation(format!(
-                    "the upstream table's files have no column {}",
-                    field.name()
-                ))
-            })?;
-            crate::transform::strict_cast(column, field.data_type())
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let columns = crate::transform::columns_by_name(batch, schema, |name| {
+        format!("the upstream table's files have no column {name}")
+    })?;
     let relaxed = arrow::datatypes::Schema::new(
         schema
             .fields()

@@ -118,6 +118,29 @@ pub fn strict_cast(
     Ok(arrow::compute::cast_with_options(column, to, &options)?)
 }
 
+/// The columns of `schema`, taken from `batch` by name and cast (strictly) to
+/// the schema's types; `missing` explains a column the batch lacks.
+pub fn columns_by_name(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    missing: impl Fn(&str) -> String,
+) -> Result<Vec<arrow::array::ArrayRef>> {
+    schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = batch
+                .column_by_name(field.name())
+                .ok_or_else(|| PipelineError::Evaluation(missing(field.name())))?;
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else {
+                strict_cast(column, field.data_type())
+            }
+        })
+        .collect()
+}
+
 /// Casts and renames columns, by position, to the target's schema.
 pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
     let columns = batch

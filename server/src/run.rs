@@ -171,10 +171,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 fn print_progress(stats: &BTreeMap<String, (String, String, Arc<TableStats>)>, started: Instant) {
     let elapsed = started.elapsed().as_secs();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now_ms = strata_pipelines::runner::now_ms();
     for (name, (_, _, s)) in stats {
         let lag = match s.watermark() {
             Some(watermark) => format!(

@@ -128,25 +128,12 @@ impl DeltaSink {
 
     /// Casts a batch to the table's own types (Delta keeps timestamps in µs, for example).
     fn to_table_schema(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let columns = self
-            .schema
-            .fields()
-            .iter()
-            .map(|field| {
-                let column = batch.column_by_name(field.name()).ok_or_else(|| {
-                    PipelineError::Evaluation(format!(
-                        "the Delta table at {} has a column {} the pipeline does not produce",
-                        self.location,
-                        field.name()
-                    ))
-                })?;
-                if column.data_type() == field.data_type() {
-                    Ok(column.clone())
-                } else {
-                    crate::transform::strict_cast(column, field.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let columns = crate::transform::columns_by_name(batch, &self.schema, |name| {
+            format!(
+                "the Delta table at {} has a column {name} the pipeline does not produce",
+                self.location
+            )
+        })?;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }
