@@ -86,6 +86,31 @@ pub struct QueryResult {
     pub batches: Vec<RecordBatch>,
 }
 
+impl QueryResult {
+    /// Every value as text, row by row, with `NULL` for nulls.
+    pub fn text_rows(&self) -> Result<Vec<Vec<String>>> {
+        use arrow::util::display::{ArrayFormatter, FormatOptions};
+        let options = FormatOptions::default().with_null("NULL");
+        let mut rows = Vec::new();
+        for batch in &self.batches {
+            let formatters = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            for row in 0..batch.num_rows() {
+                rows.push(
+                    formatters
+                        .iter()
+                        .map(|f| f.value(row).to_string())
+                        .collect(),
+                );
+            }
+        }
+        Ok(rows)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Catalog {
     project: Project,

@@ -41,6 +41,12 @@ pub enum PipelineError {
         cause: Box<PipelineError>,
     },
 
+    /// Operator state (open windows, groups) could not be saved or restored.
+    #[error(
+        "operator state: {0}\n  hint: the state lives under the target table's _strata_state/ folder; if it was lost, drop and rebuild the target"
+    )]
+    State(String),
+
     #[error(transparent)]
     Arrow(#[from] arrow::error::ArrowError),
 

@@ -9,18 +9,21 @@
 //! This crate reads table definitions from `strata-catalog` and moves data as
 //! Arrow `RecordBatch`es.
 
+pub mod aggregate;
 pub mod decode;
 pub mod error;
 pub mod project;
 pub mod runner;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod transform;
 pub mod validate;
 pub mod watermark;
+pub mod window;
 
 pub use error::{PipelineError, Result};
-pub use project::{Pipeline, load_pipelines, parse_pipeline};
+pub use project::{Pipeline, Settings, load_pipelines, parse_pipeline};
 pub use runner::{PipelineRun, RunMode, TableStats};
 pub use validate::{ValidPipeline, validate};
 

@@ -1,5 +1,6 @@
 //! Pipeline files: `pipelines/<layer>/<name>.sql`, each one
-//! `INSERT INTO <target> SELECT …` over catalog tables.
+//! `INSERT INTO <target> SELECT …` over catalog tables, optionally after
+//! Flink-style `SET 'key' = 'value';` lines that tune it.
 //!
 //! ```text
 //!   pipelines/dwd/dwd_orders.sql ──parse──▶ Pipeline { target, query, sources (with file:line:col) }
@@ -13,10 +14,12 @@ use std::path::{Path, PathBuf};
 
 use sqlparser::ast::{ObjectName, Query, Spanned, Statement, TableObject, visit_relations};
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::Token;
 use strata_catalog::ddl::{FlinkDialect, split_parser_message};
 use strata_catalog::{SourceLocation, TableName};
 
 use crate::error::{PipelineError, Result};
+use crate::window::{self, WindowTvf};
 
 /// A table named in a pipeline, with where it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +41,21 @@ pub struct Pipeline {
     pub query: Box<Query>,
     /// The tables the query reads, in order of first mention.
     pub sources: Vec<TableMention>,
+    /// The window TVF in its FROM clause; `query` then reads [`WindowTvf::relation`].
+    pub window: Option<WindowTvf>,
+    pub settings: Settings,
 }
+
+/// What a pipeline file's `SET` lines choose.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// `SET 'table.exec.emit.allow-lateness' = '1 min'`: how long after a
+    /// window fired a late row still updates it (re-emitting the row).
+    pub allowed_lateness_ms: i64,
+}
+
+/// The `SET` keys a pipeline file may use.
+pub const SETTINGS: [&str; 1] = ["table.exec.emit.allow-lateness"];
 
 impl Pipeline {
     /// The location of the start of the statement.
@@ -95,19 +112,30 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
         message,
         hint: Some(hint.to_string()),
     };
-    let statements = Parser::new(&FlinkDialect)
+    let syntax_error = |err: sqlparser::parser::ParserError| {
+        let text = err.to_string();
+        let (message, line, column) = split_parser_message(&text);
+        invalid(
+            line,
+            column,
+            message,
+            "a pipeline is one INSERT INTO <table> SELECT …, after optional SET 'key' = 'value'; lines",
+        )
+    };
+    let mut parser = Parser::new(&FlinkDialect)
         .try_with_sql(text)
-        .and_then(|mut parser| parser.parse_statements())
-        .map_err(|err| {
-            let text = err.to_string();
-            let (message, line, column) = split_parser_message(&text);
-            invalid(
-                line,
-                column,
-                message,
-                "a pipeline is one INSERT INTO <table> SELECT …",
-            )
-        })?;
+        .map_err(syntax_error)?;
+    let mut settings = Settings::default();
+    while parser.parse_keyword(sqlparser::keywords::Keyword::SET) {
+        let at = parser.peek_token_ref().span.start;
+        let key = parser.parse_literal_string().map_err(syntax_error)?;
+        parser.expect_token(&Token::Eq).map_err(syntax_error)?;
+        let value = parser.parse_literal_string().map_err(syntax_error)?;
+        while parser.consume_token(&Token::SemiColon) {}
+        apply_setting(&mut settings, &key, &value)
+            .map_err(|(message, hint)| invalid(at.line, at.column, message, &hint))?;
+    }
+    let statements = parser.parse_statements().map_err(syntax_error)?;
     let [statement] = statements.as_slice() else {
         return Err(invalid(
             1,
@@ -137,7 +165,7 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
             "write INSERT INTO space.table SELECT …",
         ));
     };
-    let Some(query) = insert.source.clone() else {
+    let Some(mut query) = insert.source.clone() else {
         let start = insert.table.span().start;
         return Err(invalid(
             start.line,
@@ -147,6 +175,7 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
         ));
     };
     let target = mention(&label, target_name)?;
+    let window = window::extract(&mut query, &label)?;
     let cte_names: Vec<String> = query
         .with
         .as_ref()
@@ -157,10 +186,13 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
                 .collect()
         })
         .unwrap_or_default();
-    let mut sources: Vec<TableMention> = Vec::new();
+    let mut sources: Vec<TableMention> = window.iter().map(|w| w.source.clone()).collect();
     let mut failure = None;
     let _ = visit_relations(&query, |name| {
-        if name.0.len() == 1 && cte_names.contains(&name.to_string()) {
+        let is_window_relation = window
+            .as_ref()
+            .is_some_and(|w| name.to_string() == w.relation().to_string());
+        if is_window_relation || (name.0.len() == 1 && cte_names.contains(&name.to_string())) {
             return ControlFlow::Continue(());
         }
         match mention(&label, name) {
@@ -189,7 +221,34 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
         target,
         query,
         sources,
+        window,
+        settings,
     })
+}
+
+/// Applies one `SET 'key' = 'value'`, or says what is wrong with it.
+fn apply_setting(
+    settings: &mut Settings,
+    key: &str,
+    value: &str,
+) -> std::result::Result<(), (String, String)> {
+    match key {
+        "table.exec.emit.allow-lateness" => {
+            let compact: String = value.split_whitespace().collect();
+            let duration = humantime::parse_duration(&compact).map_err(|err| {
+                (
+                    format!("'{value}' is not a duration ({err})"),
+                    "write e.g. '30 s', '1 min' or '2h'".to_string(),
+                )
+            })?;
+            settings.allowed_lateness_ms = duration.as_millis() as i64;
+            Ok(())
+        }
+        other => Err((
+            format!("unknown setting '{other}'"),
+            format!("pipelines accept: {}", SETTINGS.join(", ")),
+        )),
+    }
 }
 
 fn mention(file: &str, name: &ObjectName) -> Result<TableMention> {

@@ -1,18 +1,26 @@
-//! Running a pipeline: read, decode, transform, commit, exactly once.
+//! Running a pipeline: read, decode, transform, aggregate, commit, exactly once.
 //!
 //! ```text
-//!   resume = per partition, the offset the target last committed (Delta txn)
+//!   resume = per partition, the offset the target last committed (Delta txn), and the
+//!            operator state checkpoint that commit named (txn strata/<pipeline>/_state)
 //!   loop:
-//!     source batch ─▶ decode ─┬─▶ rows ─▶ SELECT ─▶ buffer ─┐
-//!                             └─▶ rejected ─▶ buffer ───────┤ every commit interval:
-//!                                                           ├─▶ 1. quarantine commit (+ txn)   skips offsets it already has
-//!                                                           └─▶ 2. target commit (+ txn)        always, rows or not
+//!     source batch ─▶ decode ─┬─▶ rows ─▶ SELECT (stateless) ───────────────▶ buffer ─┐
+//!                             │          └▶ aggregation state (late rows ─▶ buffer) ───┤
+//!                             └─▶ rejected ─▶ buffer ──────────────────────────────────┤ every commit interval:
+//!                                                                                      ├▶ 0. watermark advances; windows it closed are emitted
+//!                                                                                      ├▶ 1. quarantine commit (+ txn)   skips offsets it already has
+//!                                                                                      ├▶ 2. late-row commit (+ txn)     skips offsets it already has
+//!                                                                                      ├▶ 3. state checkpoint file k
+//!                                                                                      └▶ 4. target commit (+ txn offsets, + txn state = k)
 //! ```
 //!
-//! The quarantine commits before the target, and the target records its
-//! offsets at every commit, so after a crash: the target resumes right after
-//! its last commit; the quarantine, which may be ahead, skips what it holds.
-//! Every source record ends up exactly once in the target or the quarantine.
+//! The side tables commit before the target, and the target records its
+//! offsets and state checkpoint at every commit, so after a crash: the target
+//! resumes right after its last commit with the state of that commit; the side
+//! tables, which may be ahead, skip what they hold. Lateness is judged against
+//! the watermark of the last commit, so a replay judges every row as the
+//! first attempt did. Every source record ends up exactly once in the target
+//! (or its window), the quarantine, or the late table.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,16 +30,21 @@ use std::time::{Duration, Instant};
 use arrow::array::Array;
 use arrow::record_batch::RecordBatch;
 use strata_catalog::connectors::{self, delta as lake};
-use strata_catalog::{Catalog, KafkaFormat, StartupMode, TableDef, TableKind, TableName};
+use strata_catalog::{Catalog, KafkaFormat, TableDef, TableKind, TableName};
 use tokio::sync::watch;
 
-use crate::decode::json::{Decoded, JsonDecoder, Rejected};
+use crate::aggregate::AggregateState;
+use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
-use crate::sink::delta::{DeltaSink, Offsets};
+use crate::sink::delta::{DeltaSink, Offsets, WriteMode};
+use crate::sink::late::{self, Arrival};
 use crate::sink::quarantine;
+use crate::source::SourceRecord;
 use crate::source::delta::DeltaFollower;
-use crate::source::kafka::{KafkaSource, SourceEvent};
-use crate::transform::StatelessPlan;
+use crate::source::kafka::KafkaSource;
+use crate::source::reader::{Next, Reader, SourceBatch, row_as_json};
+use crate::state::{ByteReader, ByteWriter, StateStore};
+use crate::transform::{CompiledPlan, Traced};
 use crate::validate::{ValidPipeline, schema_session};
 use crate::watermark::WatermarkTracker;
 
@@ -89,14 +102,13 @@ pub struct PipelineRun {
 }
 
 impl PipelineRun {
-    /// Runs until stopped (or caught up), committing what it has read before returning.
     /// Checks that this version can run the pipeline (its source, target and
     /// SQL), without reading anything: run every check before starting any pipeline.
     pub async fn check(&self) -> Result<()> {
         self.prepare().await.map(|_| ())
     }
 
-    async fn prepare(&self) -> Result<(&TableDef, String, StatelessPlan)> {
+    async fn prepare(&self) -> Result<(&TableDef, String, CompiledPlan)> {
         let pipeline = &self.pipeline;
         let [source] = pipeline.sources.as_slice() else {
             return Err(unsupported(pipeline, "reading more than one table"));
@@ -129,228 +141,29 @@ impl PipelineRun {
             .map(|e| e.def)
             .collect();
         let ctx = schema_session(&tables);
-        let plan = StatelessPlan::compile(pipeline, &ctx.state()).await?;
+        let plan = CompiledPlan::compile(pipeline, &ctx.state()).await?;
         Ok((source, target_location, plan))
     }
 
+    /// Runs until stopped (or caught up), committing what it has read before returning.
     pub async fn run(self, stop: watch::Receiver<bool>) -> Result<()> {
         let (source, target_location, plan) = self.prepare().await?;
-        let target = DeltaSink::open(&target_location, &self.pipeline.pipeline.name).await?;
-        match &source.kind {
-            TableKind::Kafka { startup_mode, .. } => {
-                self.run_kafka(source, startup_mode, &plan, target, &target_location, stop)
-                    .await
-            }
-            _ => self.run_delta(source, &plan, target, stop).await,
-        }
+        let mut task = Task::open(&self, source, &target_location, plan).await?;
+        task.run(stop).await
     }
 
-    /// Follows an upstream Delta table's log; its version is the offset.
-    async fn run_delta(
+    async fn open_side_table(
         &self,
-        source: &TableDef,
-        plan: &StatelessPlan,
-        mut target: DeltaSink,
-        mut stop: watch::Receiver<bool>,
-    ) -> Result<()> {
-        let location = connectors::delta_location(self.catalog.project(), source)?;
-        let stream = format!("delta/{}", source.name);
-        let resume = target.committed_offset(&stream, 0).await?;
-        let mut follower = DeltaFollower::open(&location, resume).await?;
-        let interval =
-            Duration::from_millis(self.catalog.project().config.engine.commit_interval_ms);
-        loop {
-            match follower.poll().await? {
-                Some((version, batches)) => {
-                    let read: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-                    self.stats.records_in.fetch_add(read, Ordering::Relaxed);
-                    let rows = batches
-                        .iter()
-                        .map(|batch| plan.apply(&by_name(batch, &source.schema)?))
-                        .collect::<Result<Vec<_>>>()?;
-                    let committed: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
-                    let offsets = Offsets::from([((stream.clone(), 0), version)]);
-                    target.commit(rows, &offsets).await?;
-                    self.stats.record_commit(committed);
-                }
-                None if self.mode == RunMode::UntilCaughtUp => return Ok(()),
-                None => {}
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                changed = stop.changed() => {
-                    if changed.is_err() || *stop.borrow() {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-    }
-
-    /// Reads a Kafka topic, quarantining what does not decode.
-    async fn run_kafka(
-        &self,
-        source: &TableDef,
-        startup_mode: &StartupMode,
-        plan: &StatelessPlan,
-        mut target: DeltaSink,
         target_location: &str,
-        mut stop: watch::Receiver<bool>,
-    ) -> Result<()> {
-        let name = self.pipeline.pipeline.name.clone();
-        let mut quarantine = self.open_quarantine(target_location, &name).await?;
-        let kafka = connectors::kafka_target(self.catalog.project(), source)?;
-        let topic = kafka.topic.clone();
-        let partitions = KafkaSource::partitions(&kafka)?;
-        let mut resume = BTreeMap::new();
-        let mut quarantined_up_to = BTreeMap::new();
-        for &partition in &partitions {
-            if let Some(offset) = target.committed_offset(&topic, partition).await? {
-                resume.insert(partition, offset);
-            }
-            if let Some(offset) = quarantine.committed_offset(&topic, partition).await? {
-                quarantined_up_to.insert(partition, offset);
-            }
-        }
-        let group = format!("strata-{name}");
-        let fresh: Vec<i32> = partitions
-            .iter()
-            .copied()
-            .filter(|p| !resume.contains_key(p))
-            .collect();
-        if !fresh.is_empty() {
-            // Record where never-committed partitions start before reading them, so a
-            // restart resumes there and not wherever `startup` would point by then.
-            let starts = KafkaSource::start_offsets(&kafka, &group, startup_mode, &fresh)?;
-            let offsets: Offsets = starts
-                .iter()
-                .map(|(&partition, &start)| ((topic.clone(), partition), start - 1))
-                .collect();
-            target.commit(Vec::new(), &offsets).await?;
-            resume.extend(
-                starts
-                    .into_iter()
-                    .map(|(partition, start)| (partition, start - 1)),
-            );
-        }
-        let engine = &self.catalog.project().config.engine;
-        let mut reader = KafkaSource::start(kafka, &group, &resume, engine.batch_records)?;
-        let decoder = JsonDecoder::new(source.schema.clone());
-        let interval = Duration::from_millis(engine.commit_interval_ms);
-        let mut watermark = source.watermark.as_ref().map(|w| {
-            let tracker = WatermarkTracker::new(
-                &partitions,
-                w.delay_ms,
-                Duration::from_millis(engine.idle_timeout_ms),
-                Instant::now(),
-            );
-            (w.column.clone(), tracker)
-        });
-
-        let mut pending = Pending::default();
-        let mut last_commit = Instant::now();
-        loop {
-            let event = tokio::select! {
-                event = reader.events.recv() => Some(event.unwrap_or_else(|| {
-                    SourceEvent::Failed("the source thread stopped".to_string())
-                })),
-                _ = tokio::time::sleep_until((last_commit + interval).into()) => None,
-                changed = stop.changed() => {
-                    if changed.is_err() || *stop.borrow() {
-                        break;
-                    }
-                    None
-                }
-            };
-            if let Some((_, tracker)) = &mut watermark
-                && let Some(current) = tracker.current(Instant::now())
-            {
-                self.stats.watermark_ms.store(current, Ordering::Relaxed);
-            }
-            let mut caught_up = false;
-            match event {
-                Some(SourceEvent::Records(records)) => {
-                    self.stats
-                        .records_in
-                        .fetch_add(records.len() as u64, Ordering::Relaxed);
-                    for record in &records {
-                        pending
-                            .offsets
-                            .insert((topic.clone(), record.partition), record.offset);
-                    }
-                    let decoded = decoder.decode(&records);
-                    if let Some((column, tracker)) = &mut watermark {
-                        let now = Instant::now();
-                        for (partition, max_event) in max_event_times(&decoded, &records, column)? {
-                            tracker.observe(partition, max_event, now);
-                        }
-                    }
-                    match plan.apply(&decoded.batch) {
-                        Ok(rows) => pending.rows.push(rows),
-                        // Find the records the SELECT fails on; they go to quarantine with the reason.
-                        Err(_) => {
-                            for (row, &index) in decoded.rows.iter().enumerate() {
-                                match plan.apply(&decoded.batch.slice(row, 1)) {
-                                    Ok(rows) => pending.rows.push(rows),
-                                    Err(err) => pending.rejected.push(Rejected {
-                                        record: records[index].clone(),
-                                        error: format!(
-                                            "the pipeline's SELECT failed on this record: {err}"
-                                        ),
-                                    }),
-                                }
-                            }
-                        }
-                    }
-                    pending.rejected.extend(decoded.rejected);
-                }
-                Some(SourceEvent::CaughtUp) => caught_up = true,
-                Some(SourceEvent::Failed(cause)) => {
-                    return Err(PipelineError::Source {
-                        what: format!("Kafka topic {topic}"),
-                        cause,
-                    });
-                }
-                None => {}
-            }
-            if !pending.offsets.is_empty() && (caught_up || last_commit.elapsed() >= interval) {
-                self.commit(
-                    &mut pending,
-                    &mut target,
-                    &mut quarantine,
-                    &topic,
-                    &mut quarantined_up_to,
-                )
-                .await?;
-                last_commit = Instant::now();
-            } else if pending.offsets.is_empty() {
-                last_commit = Instant::now();
-            }
-            if caught_up && self.mode == RunMode::UntilCaughtUp && pending.offsets.is_empty() {
-                return Ok(());
-            }
-        }
-        if !pending.offsets.is_empty() {
-            self.commit(
-                &mut pending,
-                &mut target,
-                &mut quarantine,
-                &topic,
-                &mut quarantined_up_to,
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    async fn open_quarantine(&self, target_location: &str, pipeline: &str) -> Result<DeltaSink> {
+        suffix: &str,
+        schema: &arrow::datatypes::SchemaRef,
+        description: String,
+        tag: &str,
+    ) -> Result<SideTable> {
         let target = &self.pipeline.target;
-        let location = quarantine::table_name(target_location.trim_end_matches('/'));
-        let name = TableName::new(
-            &target.name.space,
-            quarantine::table_name(&target.name.name),
-        );
-        lake::ensure_table(&location, &name.name, &quarantine::schema(), false).await?;
+        let location = format!("{}{suffix}", target_location.trim_end_matches('/'));
+        let name = TableName::new(&target.name.space, format!("{}{suffix}", target.name.name));
+        lake::ensure_table(&location, &name.name, schema, false).await?;
         if !self.catalog.store().contains(&name).await? {
             let def = TableDef {
                 name,
@@ -359,71 +172,65 @@ impl PipelineRun {
                     table_path: Some(location.clone()),
                     connection: None,
                 },
-                schema: quarantine::schema(),
+                schema: schema.clone(),
                 primary_key: Vec::new(),
                 watermark: None,
                 processing_time: None,
                 owner: target.owner.clone(),
-                description: Some(format!(
-                    "Records that could not be put in {}, with their source coordinates and the reason",
-                    target.name
-                )),
-                tags: vec!["quarantine".to_string()],
+                description: Some(description),
+                tags: vec![tag.to_string()],
             };
             self.catalog.register_discovered(vec![def]).await?;
         }
-        DeltaSink::open(&location, pipeline).await
+        Ok(SideTable {
+            sink: DeltaSink::open(&location, &self.pipeline.pipeline.name, WriteMode::Append)
+                .await?,
+            up_to: BTreeMap::new(),
+        })
+    }
+}
+
+/// A table committed before the target (quarantine, late rows), which may be
+/// ahead of it after a crash: it skips records at or below what it holds.
+#[derive(Debug)]
+struct SideTable {
+    sink: DeltaSink,
+    /// Per partition, the last offset this table has committed.
+    up_to: BTreeMap<i32, i64>,
+}
+
+impl SideTable {
+    async fn resume(&mut self, stream: &str, partitions: &[i32]) -> Result<()> {
+        for &partition in partitions {
+            if let Some(offset) = self.sink.committed_offset(stream, partition).await? {
+                self.up_to.insert(partition, offset);
+            }
+        }
+        Ok(())
     }
 
-    /// Quarantine first (skipping what it already holds), then the target with every offset.
+    fn is_new(&self, partition: i32, offset: i64) -> bool {
+        self.up_to.get(&partition).is_none_or(|&done| offset > done)
+    }
+
+    /// Commits `rows` with the offsets; its offsets only ever move forward.
     async fn commit(
-        &self,
-        pending: &mut Pending,
-        target: &mut DeltaSink,
-        quarantine: &mut DeltaSink,
-        topic: &str,
-        quarantined_up_to: &mut BTreeMap<i32, i64>,
+        &mut self,
+        rows: Vec<RecordBatch>,
+        offsets: &Offsets,
+        stream: &str,
     ) -> Result<()> {
-        let fresh: Vec<Rejected> = pending
-            .rejected
-            .drain(..)
-            .filter(|r| {
-                quarantined_up_to
-                    .get(&r.record.partition)
-                    .is_none_or(|&done| r.record.offset > done)
-            })
-            .collect();
-        if !fresh.is_empty() {
-            let now = now_ms();
-            let rows = quarantine::rows(&self.pipeline.pipeline.name, topic, &fresh, now);
-            // The quarantine may be ahead of the target on some partitions (after a
-            // crash between the two commits): its offsets only ever move forward.
-            let mut offsets = pending.offsets.clone();
-            for (&partition, &done) in quarantined_up_to.iter() {
-                let offset = offsets
-                    .entry((topic.to_string(), partition))
-                    .or_insert(done);
-                *offset = (*offset).max(done);
-            }
-            quarantine.commit(vec![rows], &offsets).await?;
-            for ((_, partition), offset) in &offsets {
-                quarantined_up_to.insert(*partition, *offset);
-            }
-            self.stats
-                .quarantined_rows
-                .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+        let mut offsets = offsets.clone();
+        for (&partition, &done) in &self.up_to {
+            let offset = offsets
+                .entry((stream.to_string(), partition))
+                .or_insert(done);
+            *offset = (*offset).max(done);
         }
-        // Crash points for the exactly-once tests (FAILPOINTS=name=return aborts the process here).
-        fail::fail_point!("commit-between-quarantine-and-target", |_| {
-            std::process::abort()
-        });
-        let rows: u64 = pending.rows.iter().map(|b| b.num_rows() as u64).sum();
-        target
-            .commit(std::mem::take(&mut pending.rows), &pending.offsets)
-            .await?;
-        fail::fail_point!("commit-after-target", |_| std::process::abort());
-        pending.offsets.clear();
-        self.stats.record_commit(rows);
+        self.sink.commit(rows, &offsets, None).await?;
+        for ((_, partition), offset) in &offsets {
+            self.up_to.insert(*partition, *offset);
+        }
         Ok(())
     }
 }
@@ -433,29 +240,532 @@ impl PipelineRun {
 struct Pending {
     rows: Vec<RecordBatch>,
     rejected: Vec<Rejected>,
+    late: Vec<RecordBatch>,
     offsets: Offsets,
 }
 
-/// The largest event time of each partition's rows in a decoded batch.
+/// The aggregation's state and where it is checkpointed.
+#[derive(Debug)]
+struct Stateful {
+    state: AggregateState,
+    store: StateStore,
+    next_checkpoint: i64,
+    late: SideTable,
+    late_schema: arrow::datatypes::SchemaRef,
+}
+
+const CHECKPOINT_MAGIC: &[u8] = b"STRATA-STATE-1";
+
+/// One running pipeline.
+struct Task<'a> {
+    run: &'a PipelineRun,
+    plan: CompiledPlan,
+    reader: Reader,
+    target: DeltaSink,
+    quarantine: SideTable,
+    stateful: Option<Stateful>,
+    watermark: Option<(String, WatermarkTracker)>,
+    /// The watermark as of the last commit; lateness is judged against it.
+    committed_watermark: Option<i64>,
+    pending: Pending,
+    interval: Duration,
+}
+
+impl<'a> Task<'a> {
+    async fn open(
+        run: &'a PipelineRun,
+        source: &TableDef,
+        target_location: &str,
+        plan: CompiledPlan,
+    ) -> Result<Task<'a>> {
+        let name = run.pipeline.pipeline.name.clone();
+        let target_def = &run.pipeline.target;
+        let mode = match &plan.aggregate {
+            Some(aggregate) if aggregate.updates() => {
+                WriteMode::Upsert(target_def.primary_key.clone())
+            }
+            _ => WriteMode::Append,
+        };
+        let mut target = DeltaSink::open(target_location, &name, mode).await?;
+        let mut quarantine = run
+            .open_side_table(
+                target_location,
+                "__quarantine",
+                &quarantine::schema(),
+                format!(
+                    "Records that could not be put in {}, with their source coordinates and the reason",
+                    target_def.name
+                ),
+                "quarantine",
+            )
+            .await?;
+        let engine = &run.catalog.project().config.engine;
+        let interval = Duration::from_millis(engine.commit_interval_ms);
+        let (reader, partitions) = match &source.kind {
+            TableKind::Kafka { startup_mode, .. } => {
+                let kafka = connectors::kafka_target(run.catalog.project(), source)?;
+                let topic = kafka.topic.clone();
+                let partitions = KafkaSource::partitions(&kafka)?;
+                let mut resume = BTreeMap::new();
+                for &partition in &partitions {
+                    if let Some(offset) = target.committed_offset(&topic, partition).await? {
+                        resume.insert(partition, offset);
+                    }
+                }
+                let group = format!("strata-{name}");
+                let fresh: Vec<i32> = partitions
+                    .iter()
+                    .copied()
+                    .filter(|p| !resume.contains_key(p))
+                    .collect();
+                if !fresh.is_empty() {
+                    // Record where never-committed partitions start before reading them, so a
+                    // restart resumes there and not wherever `startup` would point by then.
+                    let starts = KafkaSource::start_offsets(&kafka, &group, startup_mode, &fresh)?;
+                    let offsets: Offsets = starts
+                        .iter()
+                        .map(|(&partition, &start)| ((topic.clone(), partition), start - 1))
+                        .collect();
+                    let state = target.committed_state().await?;
+                    target.commit(Vec::new(), &offsets, state).await?;
+                    resume.extend(starts.into_iter().map(|(p, start)| (p, start - 1)));
+                }
+                let source_reader =
+                    KafkaSource::start(kafka, &group, &resume, engine.batch_records)?;
+                let reader = Reader::Kafka {
+                    source: source_reader,
+                    decoder: JsonDecoder::new(source.schema.clone()),
+                    topic,
+                };
+                (reader, partitions)
+            }
+            _ => {
+                let location = connectors::delta_location(run.catalog.project(), source)?;
+                let stream = format!("delta/{}", source.name);
+                let resume = target.committed_offset(&stream, 0).await?;
+                let reader = Reader::Delta {
+                    follower: DeltaFollower::open(&location, resume).await?,
+                    schema: source.schema.clone(),
+                    stream,
+                    poll_every: interval.min(Duration::from_millis(500)),
+                    at_end: false,
+                };
+                (reader, vec![0])
+            }
+        };
+        quarantine.resume(reader.stream(), &partitions).await?;
+        let watermark = source.watermark.as_ref().map(|w| {
+            let tracker = WatermarkTracker::new(
+                &partitions,
+                w.delay_ms,
+                Duration::from_millis(engine.idle_timeout_ms),
+                Instant::now(),
+            );
+            (w.column.clone(), tracker)
+        });
+        let mut task = Task {
+            run,
+            plan,
+            reader,
+            target,
+            quarantine,
+            stateful: None,
+            watermark,
+            committed_watermark: None,
+            pending: Pending::default(),
+            interval,
+        };
+        if task.plan.aggregate.is_some() {
+            task.open_state(source, target_location, &partitions)
+                .await?;
+        }
+        Ok(task)
+    }
+
+    /// Opens the late-row table and restores the aggregation's last checkpoint.
+    async fn open_state(
+        &mut self,
+        source: &TableDef,
+        target_location: &str,
+        partitions: &[i32],
+    ) -> Result<()> {
+        let late_schema = late::schema(&source.schema);
+        let mut late_table = self
+            .run
+            .open_side_table(
+                target_location,
+                "__late",
+                &late_schema,
+                format!(
+                    "Rows of {} that arrived after their window in {} had closed, with where they came from and the watermark they met",
+                    source.name, self.run.pipeline.target.name
+                ),
+                "late",
+            )
+            .await?;
+        late_table.resume(self.reader.stream(), partitions).await?;
+        let store = self.target.state_store(&self.run.pipeline.pipeline.name);
+        let mut state = AggregateState::default();
+        let mut next_checkpoint = 0;
+        if let Some(id) = self.target.committed_state().await? {
+            let bytes = store.read(id).await?;
+            let mut input = ByteReader::new(&bytes);
+            let magic_ok = CHECKPOINT_MAGIC
+                .iter()
+                .map(|&b| input.u8().map(|got| got == b))
+                .collect::<Result<Vec<bool>>>()?
+                .into_iter()
+                .all(|ok| ok);
+            if !magic_ok {
+                return Err(input.corrupt("it is not a Strata state checkpoint"));
+            }
+            self.committed_watermark = input.option(|r| r.i64())?;
+            if input.u8()? == 1 {
+                let Some((_, tracker)) = &mut self.watermark else {
+                    return Err(input.corrupt("it has a watermark, but the source has none"));
+                };
+                tracker.restore(&mut input, Instant::now())?;
+            }
+            state = AggregateState::decode(&mut input)?;
+            if !input.is_done() {
+                return Err(input.corrupt("bytes left over"));
+            }
+            next_checkpoint = id + 1;
+            if let Some(w) = self.committed_watermark {
+                self.run.stats.watermark_ms.store(w, Ordering::Relaxed);
+            }
+        }
+        self.stateful = Some(Stateful {
+            state,
+            store,
+            next_checkpoint,
+            late: late_table,
+            late_schema,
+        });
+        Ok(())
+    }
+
+    async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
+        let mut last_commit = Instant::now();
+        loop {
+            let next = self
+                .reader
+                .next(last_commit + self.interval, &mut stop)
+                .await?;
+            let mut caught_up = false;
+            match next {
+                Next::Batch(batch) => self.process(batch)?,
+                Next::CaughtUp => caught_up = true,
+                Next::Idle => {}
+                Next::Stop => break,
+            }
+            let current = self
+                .watermark
+                .as_mut()
+                .and_then(|(_, tracker)| tracker.current(Instant::now()));
+            if let Some(w) = current {
+                self.run.stats.watermark_ms.store(w, Ordering::Relaxed);
+            }
+            let watermark_moved = self.stateful.is_some() && current != self.committed_watermark;
+            let due = caught_up || last_commit.elapsed() >= self.interval;
+            if due && (!self.pending.offsets.is_empty() || watermark_moved) {
+                self.commit().await?;
+                last_commit = Instant::now();
+            } else if self.pending.offsets.is_empty() && !watermark_moved {
+                last_commit = Instant::now();
+            }
+            if caught_up
+                && self.run.mode == RunMode::UntilCaughtUp
+                && self.pending.offsets.is_empty()
+            {
+                return Ok(());
+            }
+        }
+        if !self.pending.offsets.is_empty() {
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Folds a source batch into what is pending.
+    fn process(&mut self, batch: SourceBatch) -> Result<()> {
+        let stream = self.reader.stream().to_string();
+        self.run
+            .stats
+            .records_in
+            .fetch_add(batch.records, Ordering::Relaxed);
+        for (&partition, &offset) in &batch.offsets {
+            self.pending
+                .offsets
+                .insert((stream.clone(), partition), offset);
+        }
+        self.pending.rejected.extend(batch.rejected);
+        if let Some((column, tracker)) = &mut self.watermark {
+            let now = Instant::now();
+            for (partition, max_event) in max_event_times(&batch.rows, &batch.coordinates, column)?
+            {
+                tracker.observe(partition, max_event, now);
+            }
+        }
+        let rows = &batch.rows;
+        let without_time = self.plan.rows_without_time(rows)?;
+        for &row in &without_time {
+            self.reject(
+                rows,
+                &batch.coordinates,
+                row,
+                "the window's event-time column is NULL, so the row belongs to no window"
+                    .to_string(),
+            );
+        }
+        let keep: Vec<usize> = if without_time.is_empty() {
+            (0..rows.num_rows()).collect()
+        } else {
+            (0..rows.num_rows())
+                .filter(|r| !without_time.contains(r))
+                .collect()
+        };
+        match self.transform(rows, &keep) {
+            Ok(output) => self.absorb(rows, &batch.coordinates, output),
+            // Find the rows the SELECT fails on; they go to quarantine with the reason.
+            Err(_) => {
+                for row in keep {
+                    match self.transform(rows, &[row]) {
+                        Ok(output) => self.absorb(rows, &batch.coordinates, output)?,
+                        Err(err) => self.reject(
+                            rows,
+                            &batch.coordinates,
+                            row,
+                            format!("the pipeline's SELECT failed on this record: {err}"),
+                        ),
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs the SELECT (up to the aggregation) on some rows of a batch.
+    fn transform(&self, rows: &RecordBatch, keep: &[usize]) -> Result<Transformed> {
+        let input = if keep.len() == rows.num_rows() {
+            rows.clone()
+        } else {
+            let indices =
+                arrow::array::UInt32Array::from_iter_values(keep.iter().map(|&r| r as u32));
+            arrow::compute::take_record_batch(rows, &indices)?
+        };
+        let traced = self.plan.prepare(&input)?;
+        if self.plan.aggregate.is_some() {
+            let origins = traced.origins.iter().map(|&o| keep[o]).collect();
+            return Ok(Transformed::ToAggregate(Traced {
+                batch: traced.batch,
+                origins,
+            }));
+        }
+        Ok(Transformed::Rows(self.plan.finish(traced.batch)?))
+    }
+
+    fn absorb(
+        &mut self,
+        rows: &RecordBatch,
+        coordinates: &[(i32, i64)],
+        output: Transformed,
+    ) -> Result<()> {
+        match output {
+            Transformed::Rows(batch) => self.pending.rows.push(batch),
+            Transformed::ToAggregate(traced) => {
+                let (Some(plan), Some(stateful)) = (&self.plan.aggregate, &mut self.stateful)
+                else {
+                    unreachable!("an aggregating plan has state")
+                };
+                let late_positions =
+                    stateful
+                        .state
+                        .update(plan, &traced.batch, self.committed_watermark)?;
+                if late_positions.is_empty() {
+                    return Ok(());
+                }
+                let mut late_rows: Vec<usize> =
+                    late_positions.iter().map(|&p| traced.origins[p]).collect();
+                late_rows.sort_unstable();
+                late_rows.dedup();
+                let arrivals: Vec<Arrival> = late_rows
+                    .iter()
+                    .map(|&row| Arrival {
+                        partition: coordinates[row].0,
+                        offset: coordinates[row].1,
+                        watermark: self.committed_watermark,
+                    })
+                    .collect();
+                let batch = late::rows(
+                    &stateful.late_schema,
+                    &self.run.pipeline.pipeline.name,
+                    self.reader.stream(),
+                    rows,
+                    &late_rows,
+                    &arrivals,
+                    now_ms(),
+                )?;
+                self.pending.late.push(batch);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one decoded row to quarantine, as JSON, with the reason.
+    fn reject(
+        &mut self,
+        rows: &RecordBatch,
+        coordinates: &[(i32, i64)],
+        row: usize,
+        reason: String,
+    ) {
+        let (partition, offset) = coordinates[row];
+        self.pending.rejected.push(Rejected {
+            record: SourceRecord {
+                partition,
+                offset,
+                timestamp_ms: None,
+                key: None,
+                payload: Some(row_as_json(rows, row)),
+            },
+            error: reason,
+        });
+    }
+
+    /// Advances the watermark, emits what it closed, and commits: quarantine,
+    /// late rows, state checkpoint, then the target with every offset.
+    async fn commit(&mut self) -> Result<()> {
+        let stream = self.reader.stream().to_string();
+        let watermark = self
+            .watermark
+            .as_mut()
+            .and_then(|(_, tracker)| tracker.current(Instant::now()));
+        if let (Some(plan), Some(stateful)) = (&self.plan.aggregate, &mut self.stateful) {
+            let emitted = stateful.state.emit(plan, watermark)?;
+            if emitted.num_rows() > 0 {
+                self.pending.rows.push(self.plan.finish(emitted)?);
+            }
+        }
+        let pipeline = self.run.pipeline.pipeline.name.clone();
+        let fresh: Vec<Rejected> = std::mem::take(&mut self.pending.rejected)
+            .into_iter()
+            .filter(|r| self.quarantine.is_new(r.record.partition, r.record.offset))
+            .collect();
+        if !fresh.is_empty() {
+            let rows = quarantine::rows(&pipeline, &stream, &fresh, now_ms());
+            self.quarantine
+                .commit(vec![rows], &self.pending.offsets, &stream)
+                .await?;
+            self.run
+                .stats
+                .quarantined_rows
+                .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+        }
+        let mut checkpoint = None;
+        if let Some(stateful) = &mut self.stateful {
+            let late_rows =
+                fresh_late_rows(&stateful.late, std::mem::take(&mut self.pending.late))?;
+            let count: usize = late_rows.iter().map(RecordBatch::num_rows).sum();
+            if count > 0 {
+                stateful
+                    .late
+                    .commit(late_rows, &self.pending.offsets, &stream)
+                    .await?;
+                self.run
+                    .stats
+                    .late_rows
+                    .fetch_add(count as u64, Ordering::Relaxed);
+            }
+            let mut out = ByteWriter::default();
+            out.bytes.extend_from_slice(CHECKPOINT_MAGIC);
+            out.option(watermark.as_ref(), |out, w| out.i64(*w));
+            match &self.watermark {
+                Some((_, tracker)) => {
+                    out.u8(1);
+                    tracker.encode(&mut out);
+                }
+                None => out.u8(0),
+            }
+            stateful.state.encode(&mut out);
+            stateful
+                .store
+                .write(stateful.next_checkpoint, out.bytes)
+                .await?;
+            checkpoint = Some(stateful.next_checkpoint);
+        }
+        // Crash points for the exactly-once tests (FAILPOINTS=name=return aborts the process here).
+        fail::fail_point!("commit-between-quarantine-and-target", |_| {
+            std::process::abort()
+        });
+        let rows: u64 = self.pending.rows.iter().map(|b| b.num_rows() as u64).sum();
+        self.target
+            .commit(
+                std::mem::take(&mut self.pending.rows),
+                &self.pending.offsets,
+                checkpoint,
+            )
+            .await?;
+        fail::fail_point!("commit-after-target", |_| std::process::abort());
+        if let (Some(stateful), Some(id)) = (&mut self.stateful, checkpoint) {
+            stateful.store.forget_before(id).await;
+            stateful.next_checkpoint = id + 1;
+        }
+        self.committed_watermark = watermark;
+        self.pending.offsets.clear();
+        self.run.stats.record_commit(rows);
+        Ok(())
+    }
+}
+
+/// The SELECT's output for some rows: target rows, or rows for the aggregation.
+enum Transformed {
+    Rows(RecordBatch),
+    ToAggregate(Traced),
+}
+
+/// Late rows the late table does not hold yet (it may be ahead after a crash).
+fn fresh_late_rows(late: &SideTable, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    batches
+        .into_iter()
+        .map(|batch| {
+            let partitions = batch
+                .column_by_name("_partition")
+                .and_then(|c| {
+                    c.as_any()
+                        .downcast_ref::<arrow::array::Int32Array>()
+                        .cloned()
+                })
+                .expect("late rows have _partition");
+            let offsets = batch
+                .column_by_name("_offset")
+                .and_then(|c| {
+                    c.as_any()
+                        .downcast_ref::<arrow::array::Int64Array>()
+                        .cloned()
+                })
+                .expect("late rows have _offset");
+            let mask: arrow::array::BooleanArray = (0..batch.num_rows())
+                .map(|row| Some(late.is_new(partitions.value(row), offsets.value(row))))
+                .collect();
+            Ok(arrow::compute::filter_record_batch(&batch, &mask)?)
+        })
+        .collect()
+}
+
+/// The largest event time of each partition's rows in a batch.
 fn max_event_times(
-    decoded: &Decoded,
-    records: &[crate::source::SourceRecord],
+    rows: &RecordBatch,
+    coordinates: &[(i32, i64)],
     column: &str,
 ) -> Result<BTreeMap<i32, Option<i64>>> {
     let mut maxima: BTreeMap<i32, Option<i64>> = BTreeMap::new();
-    let Some(values) = decoded.batch.column_by_name(column) else {
+    if rows.column_by_name(column).is_none() {
         return Ok(maxima);
-    };
-    let millis = arrow::compute::cast(
-        values,
-        &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
-    )?;
-    let millis = millis
-        .as_any()
-        .downcast_ref::<arrow::array::TimestampMillisecondArray>()
-        .expect("cast to milliseconds");
-    for (row, &index) in decoded.rows.iter().enumerate() {
-        let entry = maxima.entry(records[index].partition).or_insert(None);
+    }
+    let millis = crate::window::event_times(rows, column)?;
+    for (row, (partition, _)) in coordinates.iter().enumerate() {
+        let entry = maxima.entry(*partition).or_insert(None);
         if millis.is_valid(row) {
             let value = millis.value(row);
             *entry = Some(entry.map_or(value, |m: i64| m.max(value)));
@@ -481,22 +791,6 @@ fn unsupported(pipeline: &ValidPipeline, what: &str) -> PipelineError {
                 .to_string(),
         ),
     }
-}
-
-/// A batch with the source table's columns, by name and type (Delta files keep
-/// their own types, e.g. timestamps in microseconds).
-fn by_name(batch: &RecordBatch, schema: &arrow::datatypes::SchemaRef) -> Result<RecordBatch> {
-    let columns = crate::transform::columns_by_name(batch, schema, |name| {
-        format!("the upstream table's files have no column {name}")
-    })?;
-    let relaxed = arrow::datatypes::Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect::<Vec<_>>(),
-    );
-    Ok(RecordBatch::try_new(std::sync::Arc::new(relaxed), columns)?)
 }
 
 fn delta_target(catalog: &Catalog, pipeline: &ValidPipeline) -> Result<String> {

@@ -15,6 +15,7 @@ use arrow::datatypes::{DataType, Schema};
 use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
 };
+use datafusion::common::tree_node::TreeNode;
 use datafusion::datasource::empty::EmptyTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use petgraph::graph::DiGraph;
@@ -25,6 +26,7 @@ use strata_catalog::{Layer, TableDef, TableName};
 
 use crate::error::{PipelineError, Result};
 use crate::project::{Pipeline, TableMention};
+use crate::window::{WINDOW_END, WINDOW_SCHEMA, WINDOW_START, WindowTvf};
 
 /// A pipeline that passed validation, with the schema its SELECT produces.
 #[derive(Debug, Clone)]
@@ -52,8 +54,12 @@ pub async fn validate(pipelines: Vec<Pipeline>, tables: &[TableDef]) -> Result<V
                 Ok((*source).clone())
             })
             .collect::<Result<Vec<_>>>()?;
-        let output = plan_output(&ctx, &pipeline).await?;
+        if let Some(tvf) = &pipeline.window {
+            check_event_time(tvf, &sources[0])?;
+        }
+        let (output, aggregates) = plan_output(&ctx, &pipeline).await?;
         check_fits(&pipeline, &output, &target)?;
+        check_upsert_target(&pipeline, aggregates, &target)?;
         valid.push(ValidPipeline {
             pipeline,
             target,
@@ -130,6 +136,15 @@ pub(crate) fn schema_session(tables: &[TableDef]) -> SessionContext {
             Arc::new(EmptyTable::new(table.schema.clone())),
         );
     }
+    // What a window TVF over each table produces, for pipelines that use one.
+    let windows = Arc::new(MemorySchemaProvider::new());
+    for table in tables {
+        let _ = windows.register_table(
+            format!("{}__{}", table.name.space, table.name.name),
+            Arc::new(EmptyTable::new(WindowTvf::schema(&table.schema))),
+        );
+    }
+    let _ = catalog.register_schema(WINDOW_SCHEMA, windows);
     for (name, space) in spaces {
         let _ = catalog.register_schema(name, space);
     }
@@ -139,7 +154,55 @@ pub(crate) fn schema_session(tables: &[TableDef]) -> SessionContext {
     ctx
 }
 
-async fn plan_output(ctx: &SessionContext, pipeline: &Pipeline) -> Result<Arc<Schema>> {
+/// The window TVF's DESCRIPTOR column must be a timestamp of the source.
+fn check_event_time(tvf: &WindowTvf, source: &TableDef) -> Result<()> {
+    match source.schema.field_with_name(&tvf.time_column) {
+        Ok(field) if matches!(field.data_type(), DataType::Timestamp(_, _)) => Ok(()),
+        Ok(field) => Err(PipelineError::Invalid {
+            location: tvf.time_location.clone(),
+            message: format!(
+                "{} is {}, but a window needs a TIMESTAMP column",
+                tvf.time_column,
+                flink_type_name(field.data_type())
+            ),
+            hint: Some("use the table's event-time (WATERMARK FOR) column".to_string()),
+        }),
+        Err(_) => Err(PipelineError::Invalid {
+            location: tvf.time_location.clone(),
+            message: format!("{} has no column {}", source.name, tvf.time_column),
+            hint: Some(match &source.watermark {
+                Some(w) => format!("its event-time column is {}", w.column),
+                None => "name a TIMESTAMP column of the table".to_string(),
+            }),
+        }),
+    }
+}
+
+/// Results that change after they were written (GROUP BY without a window, or
+/// windows with allowed lateness) are upserted: the target needs a primary key.
+fn check_upsert_target(pipeline: &Pipeline, aggregates: bool, target: &TableDef) -> Result<()> {
+    let updates =
+        aggregates && (pipeline.window.is_none() || pipeline.settings.allowed_lateness_ms > 0);
+    if !updates || !target.primary_key.is_empty() {
+        return Ok(());
+    }
+    let why = if pipeline.window.is_none() {
+        "a GROUP BY without a window updates its rows as data arrives"
+    } else {
+        "with allowed lateness, a window's row is updated when a late row arrives"
+    };
+    Err(PipelineError::Invalid {
+        location: pipeline.target.location.clone(),
+        message: format!("{why}, so {} needs a PRIMARY KEY to upsert by", target.name),
+        hint: Some(
+            "declare PRIMARY KEY (<the grouping columns>) NOT ENFORCED on the target table"
+                .to_string(),
+        ),
+    })
+}
+
+/// The SELECT's output schema, and whether it aggregates.
+async fn plan_output(ctx: &SessionContext, pipeline: &Pipeline) -> Result<(Arc<Schema>, bool)> {
     let statement = datafusion::sql::parser::Statement::Statement(Box::new(Statement::Query(
         pipeline.query.clone(),
     )));
@@ -148,7 +211,34 @@ async fn plan_output(ctx: &SessionContext, pipeline: &Pipeline) -> Result<Arc<Sc
         .statement_to_plan(statement)
         .await
         .map_err(|err| planning_error(pipeline, &err.strip_backtrace()))?;
-    Ok(Arc::new(plan.schema().as_arrow().clone()))
+    let mut aggregates = false;
+    let mut window_bounds_grouped = true;
+    let _ = plan.apply(|node| {
+        if let datafusion::logical_expr::LogicalPlan::Aggregate(aggregate) = node {
+            aggregates = true;
+            let grouped = |name: &str| {
+                aggregate.group_expr.iter().any(|expr| {
+                    matches!(expr, datafusion::logical_expr::Expr::Column(c) if c.name == name)
+                })
+            };
+            window_bounds_grouped = grouped(WINDOW_START) && grouped(WINDOW_END);
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    if let Some(tvf) = &pipeline.window
+        && aggregates
+        && !window_bounds_grouped
+    {
+        return Err(PipelineError::Invalid {
+            location: tvf.time_location.clone(),
+            message: "a window aggregation must GROUP BY window_start, window_end".to_string(),
+            hint: Some(
+                "add window_start, window_end to the GROUP BY (and usually to the SELECT)"
+                    .to_string(),
+            ),
+        });
+    }
+    Ok((Arc::new(plan.schema().as_arrow().clone()), aggregates))
 }
 
 /// Points a planning error at the name it is about, when it names one.

@@ -15,6 +15,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::error::Result;
+use crate::state::{ByteReader, ByteWriter};
+
 #[derive(Debug, Clone, Copy)]
 struct PartitionClock {
     max_event_ms: Option<i64>,
@@ -88,6 +91,33 @@ impl WatermarkTracker {
             self.emitted = Some(self.emitted.map_or(candidate, |w| w.max(candidate)));
         }
         self.emitted
+    }
+
+    /// Saves each partition's largest event time and the watermark, for a checkpoint.
+    pub fn encode(&self, out: &mut ByteWriter) {
+        out.option(self.emitted.as_ref(), |out, w| out.i64(*w));
+        out.u64(self.partitions.len() as u64);
+        for (partition, clock) in &self.partitions {
+            out.i64(i64::from(*partition));
+            out.option(clock.max_event_ms.as_ref(), |out, m| out.i64(*m));
+        }
+    }
+
+    /// Restores what [`encode`](Self::encode) saved; partitions count as active from `now`.
+    pub fn restore(&mut self, input: &mut ByteReader<'_>, now: Instant) -> Result<()> {
+        self.emitted = input.option(|r| r.i64())?;
+        for _ in 0..input.u64()? {
+            let partition = input.i64()? as i32;
+            let max_event_ms = input.option(|r| r.i64())?;
+            self.partitions.insert(
+                partition,
+                PartitionClock {
+                    max_event_ms,
+                    last_record: now,
+                },
+            );
+        }
+        Ok(())
     }
 }
 

@@ -8,7 +8,9 @@ mod parse;
 mod resolve;
 pub mod types;
 
-pub use parse::{CreateTable, FlinkDialect, parse_ddl, split_parser_message};
+pub use parse::{
+    CreateTable, FlinkDialect, TABLE_ARGUMENT, interval_millis, parse_ddl, split_parser_message,
+};
 pub use resolve::{database_of, resolve};
 
 use std::collections::BTreeMap;

@@ -37,6 +37,63 @@ impl Dialect for FlinkDialect {
     fn is_identifier_part(&self, ch: char) -> bool {
         ch.is_alphanumeric() || ch == '_' || ch == '$'
     }
+
+    /// The table argument of Flink's window TVFs, `TABLE space.name [PARTITION BY col, …]`,
+    /// parsed as the function call `TABLE(space.name, col, …)`.
+    fn parse_prefix(&self, parser: &mut Parser) -> Option<std::result::Result<Expr, ParserError>> {
+        let is_table_argument = matches!(&parser.peek_token_ref().token, Token::Word(w) if w.keyword == Keyword::TABLE)
+            && matches!(parser.peek_nth_token(1).token, Token::Word(_));
+        if !is_table_argument {
+            return None;
+        }
+        let table_keyword = parser.next_token();
+        Some(table_argument(parser, table_keyword))
+    }
+}
+
+/// Name of the function a window TVF's `TABLE …` argument is parsed into.
+pub const TABLE_ARGUMENT: &str = "TABLE";
+
+fn table_argument(
+    parser: &mut Parser,
+    table_keyword: TokenWithSpan,
+) -> std::result::Result<Expr, ParserError> {
+    use sqlparser::ast::{
+        Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
+        ObjectName,
+    };
+    let name = parser.parse_object_name(false)?;
+    let mut args = vec![Expr::CompoundIdentifier(
+        name.0
+            .iter()
+            .filter_map(|part| part.as_ident().cloned())
+            .collect(),
+    )];
+    if parser.parse_keywords(&[Keyword::PARTITION, Keyword::BY]) {
+        args.extend(
+            parser
+                .parse_comma_separated(Parser::parse_identifier)?
+                .into_iter()
+                .map(Expr::Identifier),
+        );
+    }
+    Ok(Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::with_span(table_keyword.span, TABLE_ARGUMENT)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|arg| FunctionArg::Unnamed(FunctionArgExpr::Expr(arg)))
+                .collect(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    }))
 }
 
 /// Something in the DDL, with where it was written.
@@ -615,7 +672,8 @@ pub fn split_parser_message(text: &str) -> (String, u64, u64) {
     }
 }
 
-fn interval_millis(interval: &sqlparser::ast::Interval) -> Option<i64> {
+/// The length of a Flink `INTERVAL 'n' UNIT` literal in milliseconds (up to days).
+pub fn interval_millis(interval: &sqlparser::ast::Interval) -> Option<i64> {
     let text = interval.value.to_string();
     let amount: f64 = text.trim_matches('\'').trim().parse().ok()?;
     let unit_ms = match interval.leading_field.as_ref()? {

@@ -10,6 +10,10 @@
 //!   crash, restart:  read txn versions ──▶ resume p0 @ 42, p1 @ 18
 //! ```
 //!
+//! Keyed results (a GROUP BY without a window, windows with allowed lateness)
+//! are upserted with a Delta MERGE on the target's primary key, in the same
+//! single commit as the `txn` actions; replaying a merge is harmless.
+//!
 //! Commits are batched by the pipeline (one per commit interval), and
 //! deltalake writes a log checkpoint every 100 commits so the log stays quick to open.
 
@@ -28,17 +32,26 @@ use crate::error::{PipelineError, Result};
 /// The source coordinates a commit covers: (topic, partition) → last offset.
 pub type Offsets = BTreeMap<(String, i32), i64>;
 
+/// How rows reach the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteMode {
+    Append,
+    /// MERGE by these key columns: update the row with the same key, or insert.
+    Upsert(Vec<String>),
+}
+
 #[derive(Debug)]
 pub struct DeltaSink {
     table: DeltaTable,
     location: String,
     app_prefix: String,
     schema: SchemaRef,
+    mode: WriteMode,
 }
 
 impl DeltaSink {
     /// Opens the table at `location`, for the pipeline `pipeline`.
-    pub async fn open(location: &str, pipeline: &str) -> Result<Self> {
+    pub async fn open(location: &str, pipeline: &str, mode: WriteMode) -> Result<Self> {
         let table = lake::open(location).await?;
         let schema = table
             .snapshot()
@@ -50,7 +63,22 @@ impl DeltaSink {
             location: location.to_string(),
             app_prefix: format!("strata/{pipeline}"),
             schema,
+            mode,
         })
+    }
+
+    /// Where the pipeline's operator state is checkpointed.
+    pub fn state_store(&self, pipeline: &str) -> crate::state::StateStore {
+        crate::state::StateStore::new(self.table.object_store(), &self.location, pipeline)
+    }
+
+    fn state_app_id(&self) -> String {
+        format!("{}/_state", self.app_prefix)
+    }
+
+    /// The id of the state checkpoint the last commit carried, if any.
+    pub async fn committed_state(&self) -> Result<Option<i64>> {
+        self.transaction_version(self.state_app_id()).await
     }
 
     pub fn location(&self) -> &str {
@@ -63,23 +91,30 @@ impl DeltaSink {
 
     /// The last offset of `topic`/`partition` this table has committed, if any.
     pub async fn committed_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>> {
+        self.transaction_version(self.app_id(topic, partition))
+            .await
+    }
+
+    async fn transaction_version(&self, app_id: String) -> Result<Option<i64>> {
         let snapshot = self
             .table
             .snapshot()
             .map_err(|source| delta_error(&self.location, source))?;
         snapshot
-            .transaction_version(
-                self.table.log_store().as_ref(),
-                self.app_id(topic, partition),
-            )
+            .transaction_version(self.table.log_store().as_ref(), app_id)
             .await
             .map_err(|source| delta_error(&self.location, source))
     }
 
-    /// Appends `batches` with the offsets they cover, in one Delta commit (a
-    /// commit of the offsets alone when there are no rows). Returns the table
-    /// version written.
-    pub async fn commit(&mut self, batches: Vec<RecordBatch>, offsets: &Offsets) -> Result<i64> {
+    /// Writes `batches` (appended or upserted) with the offsets they cover and
+    /// the state checkpoint id, in one Delta commit (a commit of the offsets
+    /// alone when there are no rows). Returns the table version written.
+    pub async fn commit(
+        &mut self,
+        batches: Vec<RecordBatch>,
+        offsets: &Offsets,
+        state: Option<i64>,
+    ) -> Result<i64> {
         let batches = batches
             .into_iter()
             .filter(|b| b.num_rows() > 0)
@@ -90,6 +125,7 @@ impl DeltaSink {
             .map(|((topic, partition), offset)| {
                 Transaction::new(self.app_id(topic, *partition), *offset)
             })
+            .chain(state.map(|id| Transaction::new(self.state_app_id(), id)))
             .collect();
         let properties = CommitProperties::default().with_application_transactions(transactions);
         if batches.is_empty() {
@@ -116,14 +152,63 @@ impl DeltaSink {
                 .map_err(|source| delta_error(&self.location, source))?;
             return Ok(self.table.version().unwrap_or(0) as i64);
         }
-        self.table = self
+        self.table = match &self.mode {
+            WriteMode::Append => self
+                .table
+                .clone()
+                .write(batches)
+                .with_commit_properties(properties)
+                .await
+                .map_err(|source| delta_error(&self.location, source))?,
+            WriteMode::Upsert(keys) => self.merge(batches, keys, properties).await?,
+        };
+        Ok(self.table.version().unwrap_or(0) as i64)
+    }
+
+    async fn merge(
+        &self,
+        batches: Vec<RecordBatch>,
+        keys: &[String],
+        properties: CommitProperties,
+    ) -> Result<DeltaTable> {
+        let rows = arrow::compute::concat_batches(&self.schema, &batches)?;
+        let source = datafusion::prelude::SessionContext::new()
+            .read_batch(rows)
+            .map_err(|err| PipelineError::Evaluation(err.to_string()))?;
+        let predicate = keys
+            .iter()
+            .map(|key| format!("t.`{key}` IS NOT DISTINCT FROM s.`{key}`"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let columns: Vec<String> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let (table, _metrics) = self
             .table
             .clone()
-            .write(batches)
+            .merge(source, predicate)
+            .with_source_alias("s")
+            .with_target_alias("t")
             .with_commit_properties(properties)
+            .when_matched_update(|update| {
+                columns.iter().fold(update, |update, column| {
+                    update.update(format!("`{column}`"), format!("s.`{column}`"))
+                })
+            })
+            .and_then(|merge| {
+                merge.when_not_matched_insert(|insert| {
+                    columns.iter().fold(insert, |insert, column| {
+                        insert.set(format!("`{column}`"), format!("s.`{column}`"))
+                    })
+                })
+            })
+            .map_err(|source| delta_error(&self.location, source))?
             .await
             .map_err(|source| delta_error(&self.location, source))?;
-        Ok(self.table.version().unwrap_or(0) as i64)
+        Ok(table)
     }
 
     /// Casts a batch to the table's own types (Delta keeps timestamps in µs, for example).

@@ -2,6 +2,7 @@
 
 pub mod delta;
 pub mod kafka;
+pub mod reader;
 
 /// One record as a source delivered it, with its coordinates.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -88,7 +88,7 @@ async fn catch_up(catalog: &Catalog) -> Arc<TableStats> {
 }
 
 /// Runs one pipeline until it has read and committed everything.
-async fn run_to_end(
+pub(crate) async fn run_to_end(
     catalog: &Catalog,
     pipeline: strata_pipelines::ValidPipeline,
 ) -> Arc<TableStats> {

@@ -1,4 +1,5 @@
 //! The pipelines crate's integration tests, against the Kafka mock cluster and Delta on disk.
 
 mod ingest;
+mod slt;
 mod validate;

@@ -15,7 +15,9 @@ CREATE TABLE shop.ods_orders (order_id BIGINT, user_id BIGINT, amount DECIMAL(10
 CREATE TABLE shop.dim_users (id BIGINT, city STRING) WITH ('connector' = 'mysql', 'url' = 'mysql://db/shop', 'table-name' = 'users');
 CREATE TABLE shop.dwd_orders (order_id BIGINT, user_city STRING, amount DECIMAL(10, 2), order_time TIMESTAMP(3))
   WITH ('connector' = 'delta');
-CREATE TABLE shop.dws_city_gmv (city STRING, gmv DECIMAL(20, 2)) WITH ('connector' = 'delta');
+CREATE TABLE shop.dws_city_gmv (city STRING, gmv DECIMAL(20, 2), PRIMARY KEY (city) NOT ENFORCED) WITH ('connector' = 'delta');
+CREATE TABLE shop.dws_no_key (city STRING, gmv DECIMAL(20, 2)) WITH ('connector' = 'delta');
+CREATE TABLE shop.dws_city_1m (window_start TIMESTAMP(3), city STRING, gmv DECIMAL(20, 2)) WITH ('connector' = 'delta');
 CREATE TABLE shop.app_city_gmv (city STRING, gmv DECIMAL(20, 2)) WITH ('connector' = 'mysql', 'url' = 'mysql://db/app', 'table-name' = 'gmv');
 ";
 
@@ -113,6 +115,39 @@ async fn mistakes_are_refused_with_their_place() {
             "syntax",
             "INSERT INTO shop.dwd_orders SELEC 1",
             &["p.sql:1:29:"],
+        ),
+        (
+            "window without its bounds in GROUP BY",
+            "INSERT INTO shop.dws_city_1m\nSELECT window_start, user_city, SUM(amount)\nFROM TABLE(TUMBLE(TABLE shop.dwd_orders, DESCRIPTOR(order_time), INTERVAL '1' MINUTE))\nGROUP BY window_start, user_city",
+            &["p.sql:3:53: a window aggregation must GROUP BY window_start, window_end"],
+        ),
+        (
+            "window over a column that is not there",
+            "INSERT INTO shop.dws_city_1m\nSELECT window_start, user_city, SUM(amount)\nFROM TABLE(TUMBLE(TABLE shop.dwd_orders, DESCRIPTOR(ordertime), INTERVAL '1' MINUTE))\nGROUP BY window_start, window_end, user_city",
+            &["p.sql:3:53: shop.dwd_orders has no column ordertime"],
+        ),
+        (
+            "cumulate with a ragged max size",
+            "INSERT INTO shop.dws_city_1m\nSELECT window_start, user_city, SUM(amount)\nFROM TABLE(CUMULATE(TABLE shop.dwd_orders, DESCRIPTOR(order_time), INTERVAL '7' MINUTE, INTERVAL '1' HOUR))\nGROUP BY window_start, window_end, user_city",
+            &["p.sql:3:12: CUMULATE's max size must be a whole number of steps"],
+        ),
+        (
+            "an updating result without a key",
+            "INSERT INTO shop.dws_no_key SELECT user_city, SUM(amount) FROM shop.dwd_orders GROUP BY user_city",
+            &["shop.dws_no_key needs a PRIMARY KEY to upsert by"],
+        ),
+        (
+            "allowed lateness without a key",
+            "SET 'table.exec.emit.allow-lateness' = '1 min';\nINSERT INTO shop.dws_city_1m\nSELECT window_start, user_city, SUM(amount)\nFROM TABLE(TUMBLE(TABLE shop.dwd_orders, DESCRIPTOR(order_time), INTERVAL '1' MINUTE))\nGROUP BY window_start, window_end, user_city",
+            &["a late row arrives, so shop.dws_city_1m needs a PRIMARY KEY"],
+        ),
+        (
+            "unknown setting",
+            "SET 'table.exec.mini-batch.enabled' = 'true';\nINSERT INTO shop.dws_city_gmv SELECT user_city, SUM(amount) FROM shop.dwd_orders GROUP BY user_city",
+            &[
+                "p.sql:1:5: unknown setting 'table.exec.mini-batch.enabled'",
+                "table.exec.emit.allow-lateness",
+            ],
         ),
         (
             "not an insert",

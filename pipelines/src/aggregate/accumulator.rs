@@ -1,0 +1,491 @@
+//! The aggregate functions a streaming aggregation keeps per group: COUNT, SUM,
+//! MIN, MAX, AVG, COUNT(DISTINCT) and APPROX_DISTINCT.
+//!
+//! ```text
+//!   batch ──evaluate argument (+ FILTER)──▶ Input ──update──▶ Acc (one per group and function)
+//!   Acc + Acc ──merge──▶ Acc                (local → global, and SESSION windows joining)
+//!   [Acc] ──finish──▶ Arrow column of the type DataFusion planned
+//! ```
+//!
+//! MIN, MAX and the distinct sets hold values in Arrow's row format, whose bytes
+//! sort like the values, so one implementation serves every type. Integer and
+//! decimal sums are exact (`i128`); a sum that no longer fits its column stops
+//! the pipeline instead of wrapping.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int64Array, UInt64Array,
+};
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, Rows, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::hll::HyperLogLog;
+use crate::error::{PipelineError, Result};
+use crate::state::{ByteReader, ByteWriter};
+use crate::transform::strict_cast;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFunction {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    CountDistinct,
+    ApproxDistinct,
+}
+
+impl AggFunction {
+    /// Recognises DataFusion's aggregate function names.
+    pub fn from_name(name: &str, distinct: bool) -> Option<Self> {
+        Some(match (name, distinct) {
+            ("count", false) => Self::Count,
+            ("count", true) => Self::CountDistinct,
+            ("sum", false) => Self::Sum,
+            ("min", _) => Self::Min,
+            ("max", _) => Self::Max,
+            ("avg", false) | ("mean", false) => Self::Avg,
+            ("approx_distinct", _) => Self::ApproxDistinct,
+            _ => return None,
+        })
+    }
+}
+
+/// How a function's input values are held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Holding {
+    /// Counting non-NULL values.
+    Presence,
+    /// Exact integers or decimals of this scale, as `i128`.
+    Exact {
+        scale: i8,
+    },
+    Float,
+    /// Arrow row-format bytes.
+    Rows,
+}
+
+/// One aggregate of the query: its function, argument and output type.
+#[derive(Debug)]
+pub struct AggregateCall {
+    pub function: AggFunction,
+    arg: Arc<dyn PhysicalExpr>,
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    input_type: DataType,
+    pub output: DataType,
+    holding: Holding,
+    converter: Option<RowConverter>,
+}
+
+/// One batch's values of an aggregate's argument, ready to fold into groups.
+#[derive(Debug)]
+pub enum Input {
+    Presence(Vec<bool>),
+    Exact(Vec<Option<i128>>),
+    Float(Vec<Option<f64>>),
+    Rows { rows: Rows, valid: Vec<bool> },
+}
+
+impl AggregateCall {
+    /// `None` when the function cannot take this input type.
+    pub fn new(
+        function: AggFunction,
+        arg: Arc<dyn PhysicalExpr>,
+        filter: Option<Arc<dyn PhysicalExpr>>,
+        input_type: DataType,
+        output: DataType,
+    ) -> Option<Self> {
+        let holding = match function {
+            AggFunction::Count => Holding::Presence,
+            AggFunction::Sum | AggFunction::Avg => match &input_type {
+                t if t.is_integer() => Holding::Exact { scale: 0 },
+                DataType::Decimal128(_, scale) => Holding::Exact { scale: *scale },
+                t if t.is_floating() => Holding::Float,
+                _ => return None,
+            },
+            AggFunction::Min
+            | AggFunction::Max
+            | AggFunction::CountDistinct
+            | AggFunction::ApproxDistinct => Holding::Rows,
+        };
+        let converter = (holding == Holding::Rows)
+            .then(|| RowConverter::new(vec![SortField::new(input_type.clone())]).ok())
+            .flatten();
+        if holding == Holding::Rows && converter.is_none() {
+            return None;
+        }
+        Some(Self {
+            function,
+            arg,
+            filter,
+            input_type,
+            output,
+            holding,
+            converter,
+        })
+    }
+
+    /// A new, empty accumulator.
+    pub fn empty(&self) -> Acc {
+        match (self.function, &self.holding) {
+            (AggFunction::Count, _) => Acc::Count(0),
+            (AggFunction::Sum, Holding::Float) => Acc::SumFloat(None),
+            (AggFunction::Sum, _) => Acc::SumExact(None),
+            (AggFunction::Avg, Holding::Float) => Acc::AvgFloat { sum: 0.0, count: 0 },
+            (AggFunction::Avg, _) => Acc::AvgExact { sum: 0, count: 0 },
+            (AggFunction::Min, _) => Acc::Min(None),
+            (AggFunction::Max, _) => Acc::Max(None),
+            (AggFunction::CountDistinct, _) => Acc::Distinct(HashSet::new()),
+            (AggFunction::ApproxDistinct, _) => Acc::Approx(Box::default()),
+        }
+    }
+
+    /// Evaluates the argument (and FILTER) on a batch.
+    pub fn input(&self, batch: &RecordBatch) -> Result<Input> {
+        let evaluate = |expr: &Arc<dyn PhysicalExpr>| {
+            expr.evaluate(batch)
+                .and_then(|value| value.into_array(batch.num_rows()))
+                .map_err(|err| PipelineError::Evaluation(err.to_string()))
+        };
+        let values = evaluate(&self.arg)?;
+        let included: Vec<bool> = match &self.filter {
+            None => (0..values.len()).map(|row| values.is_valid(row)).collect(),
+            Some(filter) => {
+                let mask = evaluate(filter)?;
+                let mask = mask
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .ok_or_else(|| {
+                        PipelineError::Evaluation("an aggregate FILTER is not boolean".to_string())
+                    })?;
+                (0..values.len())
+                    .map(|row| values.is_valid(row) && mask.is_valid(row) && mask.value(row))
+                    .collect()
+            }
+        };
+        Ok(match &self.holding {
+            Holding::Presence => Input::Presence(included),
+            Holding::Exact { scale } => {
+                let exact = strict_cast(&values, &DataType::Decimal128(38, *scale))?;
+                let exact = exact
+                    .as_any()
+                    .downcast_ref::<Decimal128Array>()
+                    .expect("cast to decimal");
+                Input::Exact(
+                    included
+                        .iter()
+                        .enumerate()
+                        .map(|(row, &keep)| keep.then(|| exact.value(row)))
+                        .collect(),
+                )
+            }
+            Holding::Float => {
+                let floats = strict_cast(&values, &DataType::Float64)?;
+                let floats = floats
+                    .as_any()
+                    .downcast_ref::<Float64Array>()
+                    .expect("cast to float");
+                Input::Float(
+                    included
+                        .iter()
+                        .enumerate()
+                        .map(|(row, &keep)| keep.then(|| floats.value(row)))
+                        .collect(),
+                )
+            }
+            Holding::Rows => {
+                let values = strict_cast(&values, &self.input_type)?;
+                let rows = self
+                    .converter
+                    .as_ref()
+                    .expect("rows have a converter")
+                    .convert_columns(&[values])?;
+                Input::Rows {
+                    rows,
+                    valid: included,
+                }
+            }
+        })
+    }
+
+    /// The output column for these groups' accumulators.
+    pub fn finish(&self, accs: &[&Acc]) -> Result<ArrayRef> {
+        let column: ArrayRef = match self.function {
+            AggFunction::Count | AggFunction::CountDistinct => Arc::new(
+                Int64Array::from_iter_values(accs.iter().map(|acc| match acc {
+                    Acc::Count(n) => *n,
+                    Acc::Distinct(set) => set.len() as i64,
+                    _ => 0,
+                })),
+            ),
+            AggFunction::ApproxDistinct => Arc::new(UInt64Array::from_iter_values(
+                accs.iter().map(|acc| match acc {
+                    Acc::Approx(hll) => hll.estimate(),
+                    _ => 0,
+                }),
+            )),
+            AggFunction::Sum => match self.holding {
+                Holding::Float => {
+                    Arc::new(Float64Array::from_iter(accs.iter().map(|acc| match acc {
+                        Acc::SumFloat(sum) => *sum,
+                        _ => None,
+                    })))
+                }
+                Holding::Exact { scale } => Arc::new(
+                    Decimal128Array::from_iter(accs.iter().map(|acc| match acc {
+                        Acc::SumExact(sum) => *sum,
+                        _ => None,
+                    }))
+                    .with_precision_and_scale(38, scale)?,
+                ),
+                _ => unreachable!("sums are exact or float"),
+            },
+            AggFunction::Avg => self.finish_avg(accs)?,
+            AggFunction::Min | AggFunction::Max => {
+                let converter = self.converter.as_ref().expect("rows have a converter");
+                let null_row = converter
+                    .convert_columns(&[arrow::array::new_null_array(&self.input_type, 1)])?;
+                let parser = converter.parser();
+                let rows: Vec<arrow::row::Row<'_>> = accs
+                    .iter()
+                    .map(|acc| match acc {
+                        Acc::Min(Some(bytes)) | Acc::Max(Some(bytes)) => parser.parse(bytes),
+                        _ => null_row.row(0),
+                    })
+                    .collect();
+                // Safety of `parse`: the bytes were produced by this converter.
+                converter.convert_rows(rows)?.remove(0)
+            }
+        };
+        strict_cast(&column, &self.output)
+    }
+
+    fn finish_avg(&self, accs: &[&Acc]) -> Result<ArrayRef> {
+        match (&self.holding, &self.output) {
+            (Holding::Exact { scale }, DataType::Decimal128(precision, out_scale)) => {
+                let factor = 10i128.pow((*out_scale - *scale).max(0) as u32);
+                let values = accs.iter().map(|acc| match acc {
+                    Acc::AvgExact { sum, count } if *count > 0 => {
+                        let scaled = sum.checked_mul(factor)?;
+                        let count = i128::from(*count);
+                        let (quotient, remainder) = (scaled / count, scaled % count);
+                        Some(if remainder.abs() * 2 >= count {
+                            quotient + scaled.signum()
+                        } else {
+                            quotient
+                        })
+                    }
+                    _ => None,
+                });
+                Ok(Arc::new(
+                    Decimal128Array::from_iter(values)
+                        .with_precision_and_scale(*precision, *out_scale)?,
+                ))
+            }
+            _ => Ok(Arc::new(Float64Array::from_iter(accs.iter().map(
+                |acc| match acc {
+                    Acc::AvgExact { sum, count } if *count > 0 => Some(*sum as f64 / *count as f64),
+                    Acc::AvgFloat { sum, count } if *count > 0 => Some(*sum / *count as f64),
+                    _ => None,
+                },
+            )))),
+        }
+    }
+}
+
+/// The running value of one aggregate for one group.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Acc {
+    Count(i64),
+    SumExact(Option<i128>),
+    SumFloat(Option<f64>),
+    AvgExact { sum: i128, count: i64 },
+    AvgFloat { sum: f64, count: i64 },
+    Min(Option<Vec<u8>>),
+    Max(Option<Vec<u8>>),
+    Distinct(HashSet<Vec<u8>>),
+    Approx(Box<HyperLogLog>),
+}
+
+impl Acc {
+    /// Folds in row `row` of a batch's input.
+    pub fn update(&mut self, input: &Input, row: usize) -> Result<()> {
+        match (self, input) {
+            (Acc::Count(n), Input::Presence(valid)) => *n += i64::from(valid[row]),
+            (Acc::SumExact(sum), Input::Exact(values)) => {
+                if let Some(value) = values[row] {
+                    *sum = Some(checked_add(sum.unwrap_or(0), value)?);
+                }
+            }
+            (Acc::SumFloat(sum), Input::Float(values)) => {
+                if let Some(value) = values[row] {
+                    *sum = Some(sum.unwrap_or(0.0) + value);
+                }
+            }
+            (Acc::AvgExact { sum, count }, Input::Exact(values)) => {
+                if let Some(value) = values[row] {
+                    *sum = checked_add(*sum, value)?;
+                    *count += 1;
+                }
+            }
+            (Acc::AvgFloat { sum, count }, Input::Float(values)) => {
+                if let Some(value) = values[row] {
+                    *sum += value;
+                    *count += 1;
+                }
+            }
+            (acc, Input::Rows { rows, valid }) if valid[row] => {
+                let bytes = rows.row(row);
+                let bytes = bytes.as_ref();
+                match acc {
+                    Acc::Min(min) if min.as_deref().is_none_or(|m| bytes < m) => {
+                        *min = Some(bytes.to_vec())
+                    }
+                    Acc::Max(max) if max.as_deref().is_none_or(|m| bytes > m) => {
+                        *max = Some(bytes.to_vec())
+                    }
+                    Acc::Distinct(set) if !set.contains(bytes) => {
+                        set.insert(bytes.to_vec());
+                    }
+                    Acc::Approx(hll) => hll.insert(bytes),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Folds in another accumulator of the same aggregate.
+    pub fn merge(&mut self, other: Acc) -> Result<()> {
+        match (self, other) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (Acc::SumExact(a), Acc::SumExact(b)) => {
+                *a = match (*a, b) {
+                    (Some(x), Some(y)) => Some(checked_add(x, y)?),
+                    (x, y) => x.or(y),
+                }
+            }
+            (Acc::SumFloat(a), Acc::SumFloat(b)) => {
+                *a = match (*a, b) {
+                    (Some(x), Some(y)) => Some(x + y),
+                    (x, y) => x.or(y),
+                }
+            }
+            (Acc::AvgExact { sum, count }, Acc::AvgExact { sum: s, count: c }) => {
+                *sum = checked_add(*sum, s)?;
+                *count += c;
+            }
+            (Acc::AvgFloat { sum, count }, Acc::AvgFloat { sum: s, count: c }) => {
+                *sum += s;
+                *count += c;
+            }
+            (Acc::Min(a), Acc::Min(b)) => {
+                if let Some(b) = b
+                    && a.as_ref().is_none_or(|a| b < *a)
+                {
+                    *a = Some(b);
+                }
+            }
+            (Acc::Max(a), Acc::Max(b)) => {
+                if let Some(b) = b
+                    && a.as_ref().is_none_or(|a| b > *a)
+                {
+                    *a = Some(b);
+                }
+            }
+            (Acc::Distinct(a), Acc::Distinct(b)) => {
+                if a.len() < b.len() {
+                    let small = std::mem::replace(a, b);
+                    a.extend(small);
+                } else {
+                    a.extend(b);
+                }
+            }
+            (Acc::Approx(a), Acc::Approx(b)) => a.merge(&b),
+            _ => unreachable!("accumulators of one aggregate have one kind"),
+        }
+        Ok(())
+    }
+
+    pub fn encode(&self, out: &mut ByteWriter) {
+        match self {
+            Acc::Count(n) => {
+                out.u8(0);
+                out.i64(*n);
+            }
+            Acc::SumExact(sum) => {
+                out.u8(1);
+                out.option(sum.as_ref(), |out, v| out.i128(*v));
+            }
+            Acc::SumFloat(sum) => {
+                out.u8(2);
+                out.option(sum.as_ref(), |out, v| out.f64(*v));
+            }
+            Acc::AvgExact { sum, count } => {
+                out.u8(3);
+                out.i128(*sum);
+                out.i64(*count);
+            }
+            Acc::AvgFloat { sum, count } => {
+                out.u8(4);
+                out.f64(*sum);
+                out.i64(*count);
+            }
+            Acc::Min(value) | Acc::Max(value) => {
+                out.u8(if matches!(self, Acc::Min(_)) { 5 } else { 6 });
+                out.option(value.as_ref(), |out, v| out.bytes(v));
+            }
+            Acc::Distinct(set) => {
+                out.u8(7);
+                let mut values: Vec<&Vec<u8>> = set.iter().collect();
+                values.sort();
+                out.u64(values.len() as u64);
+                for value in values {
+                    out.bytes(value);
+                }
+            }
+            Acc::Approx(hll) => {
+                out.u8(8);
+                out.bytes(hll.registers());
+            }
+        }
+    }
+
+    pub fn decode(input: &mut ByteReader<'_>) -> Result<Acc> {
+        Ok(match input.u8()? {
+            0 => Acc::Count(input.i64()?),
+            1 => Acc::SumExact(input.option(|r| r.i128())?),
+            2 => Acc::SumFloat(input.option(|r| r.f64())?),
+            3 => Acc::AvgExact {
+                sum: input.i128()?,
+                count: input.i64()?,
+            },
+            4 => Acc::AvgFloat {
+                sum: input.f64()?,
+                count: input.i64()?,
+            },
+            5 => Acc::Min(input.option(|r| r.bytes().map(<[u8]>::to_vec))?),
+            6 => Acc::Max(input.option(|r| r.bytes().map(<[u8]>::to_vec))?),
+            7 => {
+                let len = input.u64()?;
+                let mut set = HashSet::with_capacity(len.min(1 << 20) as usize);
+                for _ in 0..len {
+                    set.insert(input.bytes()?.to_vec());
+                }
+                Acc::Distinct(set)
+            }
+            8 => Acc::Approx(Box::new(HyperLogLog::from_registers(input.bytes()?)?)),
+            tag => return Err(input.corrupt(&format!("unknown accumulator {tag}"))),
+        })
+    }
+}
+
+fn checked_add(a: i128, b: i128) -> Result<i128> {
+    a.checked_add(b)
+        .ok_or_else(|| PipelineError::Evaluation("a SUM overflowed 38 decimal digits".to_string()))
+}

@@ -1,0 +1,472 @@
+//! Streaming aggregation: window TVF aggregates and non-windowed GROUP BY.
+//!
+//! ```text
+//!   batch ──group keys──▶ local pre-aggregation (one entry per key in the batch)
+//!                          └──merge──▶ global state: (window_end, window_start, key) → accumulators
+//!
+//!   at each commit, with the new watermark W:
+//!     windows with end - 1 ≤ W, not yet fired   ──▶ emitted (final unless allowed lateness)
+//!     fired windows a late row updated           ──▶ emitted again (the sink upserts them)
+//!     windows with end - 1 + lateness ≤ W        ──▶ dropped from state
+//!     GROUP BY without a window: changed groups  ──▶ emitted (upsert by key)
+//!   a row whose window has been dropped is late: it goes to <target>__late, never into a window
+//! ```
+//!
+//! Skew is handled as in Flink's local-global aggregation: each batch is first
+//! aggregated on its own, so a hot key costs one state update per batch rather
+//! than one per row. Exact `COUNT(DISTINCT)` on a hot key keeps its values in one
+//! set per window and key, updated once per batch with the batch's distinct values.
+
+pub mod accumulator;
+pub mod hll;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, TimestampMillisecondArray};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+
+use self::accumulator::{Acc, AggregateCall};
+use crate::error::{PipelineError, Result};
+use crate::state::{ByteReader, ByteWriter};
+use crate::transform::strict_cast;
+use crate::window::WindowKind;
+
+/// What a GROUP BY expression is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupRole {
+    WindowStart,
+    WindowEnd,
+    WindowTime,
+    /// The n-th grouping key that is not a window column.
+    Key(usize),
+}
+
+/// A compiled aggregation.
+#[derive(Debug)]
+pub struct AggregatePlan {
+    /// `None` for a non-windowed GROUP BY.
+    pub window: Option<WindowKind>,
+    pub allowed_lateness_ms: i64,
+    group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    roles: Vec<GroupRole>,
+    key_converter: RowConverter,
+    calls: Vec<AggregateCall>,
+    /// The aggregation's output: group columns, then aggregates.
+    output: SchemaRef,
+}
+
+impl AggregatePlan {
+    pub fn new(
+        window: Option<WindowKind>,
+        allowed_lateness_ms: i64,
+        groups: Vec<(Arc<dyn PhysicalExpr>, GroupRole, arrow::datatypes::DataType)>,
+        calls: Vec<AggregateCall>,
+        output: SchemaRef,
+    ) -> Result<Self> {
+        let key_fields = groups
+            .iter()
+            .filter(|(_, role, _)| matches!(role, GroupRole::Key(_)))
+            .map(|(_, _, data_type)| SortField::new(data_type.clone()))
+            .collect();
+        let (group_exprs, roles) = groups.into_iter().map(|(e, r, _)| (e, r)).unzip();
+        Ok(Self {
+            window,
+            allowed_lateness_ms,
+            group_exprs,
+            roles,
+            key_converter: RowConverter::new(key_fields)?,
+            calls,
+            output,
+        })
+    }
+
+    /// Whether results can change after they were first emitted (the sink must upsert).
+    pub fn updates(&self) -> bool {
+        self.window.is_none() || self.allowed_lateness_ms > 0
+    }
+
+    fn evaluate(&self, expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ArrayRef> {
+        expr.evaluate(batch)
+            .and_then(|value| value.into_array(batch.num_rows()))
+            .map_err(|err| PipelineError::Evaluation(err.to_string()))
+    }
+
+    fn has_keys(&self) -> bool {
+        self.roles.iter().any(|r| matches!(r, GroupRole::Key(_)))
+    }
+
+    /// Per row: (window start, window end), from the window columns, and the key bytes.
+    fn group_rows(&self, batch: &RecordBatch) -> Result<(Vec<(i64, i64)>, Keys)> {
+        let mut starts = None;
+        let mut ends = None;
+        let mut keys = Vec::new();
+        for (expr, role) in self.group_exprs.iter().zip(&self.roles) {
+            let values = self.evaluate(expr, batch)?;
+            match role {
+                GroupRole::WindowStart => starts = Some(millis(&values)?),
+                GroupRole::WindowEnd => ends = Some(millis(&values)?),
+                GroupRole::WindowTime => {}
+                GroupRole::Key(_) => keys.push(values),
+            }
+        }
+        let windows = match (starts, ends) {
+            (Some(starts), Some(ends)) => starts
+                .values()
+                .iter()
+                .zip(ends.values().iter())
+                .map(|(&s, &e)| (s, e))
+                .collect(),
+            _ => vec![(i64::MIN, i64::MAX); batch.num_rows()],
+        };
+        let keys = if keys.is_empty() {
+            Keys::None
+        } else {
+            Keys::Rows(self.key_converter.convert_columns(&keys)?)
+        };
+        Ok((windows, keys))
+    }
+
+    /// Builds output rows for these groups.
+    fn finish(&self, groups: &[(i64, i64, &[u8], &[Acc])]) -> Result<RecordBatch> {
+        let parser = self.key_converter.parser();
+        let key_columns = if self.has_keys() {
+            self.key_converter
+                .convert_rows(groups.iter().map(|(_, _, key, _)| parser.parse(key)))?
+        } else {
+            Vec::new()
+        };
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.output.fields().len());
+        for role in &self.roles {
+            let column: ArrayRef = match role {
+                GroupRole::WindowStart => Arc::new(TimestampMillisecondArray::from_iter_values(
+                    groups.iter().map(|g| g.0),
+                )),
+                GroupRole::WindowEnd => Arc::new(TimestampMillisecondArray::from_iter_values(
+                    groups.iter().map(|g| g.1),
+                )),
+                GroupRole::WindowTime => Arc::new(TimestampMillisecondArray::from_iter_values(
+                    groups.iter().map(|g| g.1 - 1),
+                )),
+                GroupRole::Key(index) => key_columns[*index].clone(),
+            };
+            columns.push(column);
+        }
+        for (index, call) in self.calls.iter().enumerate() {
+            let accs: Vec<&Acc> = groups.iter().map(|g| &g.3[index]).collect();
+            columns.push(call.finish(&accs)?);
+        }
+        let columns = columns
+            .iter()
+            .zip(self.output.fields())
+            .map(|(column, field)| strict_cast(column, field.data_type()))
+            .collect::<Result<Vec<_>>>()?;
+        let options =
+            arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(groups.len()));
+        Ok(RecordBatch::try_new_with_options(
+            relaxed(&self.output),
+            columns,
+            &options,
+        )?)
+    }
+
+    fn empty_accs(&self) -> Vec<Acc> {
+        self.calls.iter().map(AggregateCall::empty).collect()
+    }
+}
+
+/// The output schema with every column nullable (aggregates of no values are NULL).
+fn relaxed(schema: &SchemaRef) -> SchemaRef {
+    Arc::new(arrow::datatypes::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn millis(values: &ArrayRef) -> Result<TimestampMillisecondArray> {
+    let cast = arrow::compute::cast(values, &crate::window::timestamp_ms())?;
+    Ok(cast
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .expect("cast to milliseconds")
+        .clone())
+}
+
+/// Each row's grouping key, in Arrow's row format.
+enum Keys {
+    /// No keys besides the window: every row's key is empty.
+    None,
+    Rows(arrow::row::Rows),
+}
+
+impl Keys {
+    fn key(&self, row: usize) -> &[u8] {
+        match self {
+            Keys::None => &[],
+            Keys::Rows(rows) => rows.row(row).data(),
+        }
+    }
+}
+
+/// A group's accumulators, and whether its window has been emitted.
+#[derive(Debug, Clone)]
+struct Group {
+    accs: Vec<Acc>,
+    fired: bool,
+}
+
+/// A session window of one key.
+#[derive(Debug, Clone)]
+struct Session {
+    start: i64,
+    end: i64,
+    accs: Vec<Acc>,
+}
+
+/// (window end, window start, key): ordered so the earliest-ending windows come first.
+type GroupId = (i64, i64, Vec<u8>);
+
+/// The open windows and groups of one aggregation.
+#[derive(Debug, Default)]
+pub struct AggregateState {
+    groups: BTreeMap<GroupId, Group>,
+    sessions: HashMap<Vec<u8>, Vec<Session>>,
+    /// Groups changed since they were last emitted.
+    dirty: BTreeSet<GroupId>,
+}
+
+impl AggregateState {
+    /// Folds a batch in. `watermark` is the watermark of the last commit: rows
+    /// whose window was already dropped are late; their positions in `batch` are returned.
+    pub fn update(
+        &mut self,
+        plan: &AggregatePlan,
+        batch: &RecordBatch,
+        watermark: Option<i64>,
+    ) -> Result<Vec<usize>> {
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let (windows, keys) = plan.group_rows(batch)?;
+        let inputs = plan
+            .calls
+            .iter()
+            .map(|call| call.input(batch))
+            .collect::<Result<Vec<_>>>()?;
+        let closed = |end: i64| {
+            plan.window.is_some()
+                && watermark.is_some_and(|w| end - 1 + plan.allowed_lateness_ms <= w)
+        };
+        let mut late = Vec::new();
+        if let Some(WindowKind::Session { gap }) = plan.window {
+            for (row, &(start, _)) in windows.iter().enumerate() {
+                let key = keys.key(row).to_vec();
+                let mut accs = plan.empty_accs();
+                for (acc, input) in accs.iter_mut().zip(&inputs) {
+                    acc.update(input, row)?;
+                }
+                if !self.add_to_session(key, start, start + gap, accs, &closed)? {
+                    late.push(row);
+                }
+            }
+            return Ok(late);
+        }
+        // Local pre-aggregation: one entry per group of this batch.
+        let mut local: HashMap<GroupId, Vec<Acc>> = HashMap::new();
+        for (row, &(start, end)) in windows.iter().enumerate() {
+            if closed(end) {
+                late.push(row);
+                continue;
+            }
+            let id = (end, start, keys.key(row).to_vec());
+            let accs = local.entry(id).or_insert_with(|| plan.empty_accs());
+            for (acc, input) in accs.iter_mut().zip(&inputs) {
+                acc.update(input, row)?;
+            }
+        }
+        // Global: one state update per group of the batch.
+        for (id, accs) in local {
+            let group = self.groups.entry(id.clone()).or_insert_with(|| Group {
+                accs: plan.empty_accs(),
+                fired: false,
+            });
+            for (acc, partial) in group.accs.iter_mut().zip(accs) {
+                acc.merge(partial)?;
+            }
+            if group.fired || plan.window.is_none() {
+                self.dirty.insert(id);
+            }
+        }
+        Ok(late)
+    }
+
+    /// Merges `[start, end)` into the key's overlapping sessions; false when the
+    /// merged session has already closed (the row is late).
+    fn add_to_session(
+        &mut self,
+        key: Vec<u8>,
+        start: i64,
+        end: i64,
+        accs: Vec<Acc>,
+        closed: &dyn Fn(i64) -> bool,
+    ) -> Result<bool> {
+        let sessions = self.sessions.entry(key).or_default();
+        let (overlapping, rest): (Vec<Session>, Vec<Session>) = std::mem::take(sessions)
+            .into_iter()
+            .partition(|s| s.start < end && start < s.end);
+        let merged_end = overlapping
+            .iter()
+            .map(|s| s.end)
+            .max()
+            .unwrap_or(end)
+            .max(end);
+        if closed(merged_end) {
+            *sessions = rest.into_iter().chain(overlapping).collect();
+            return Ok(false);
+        }
+        let mut merged = Session { start, end, accs };
+        for session in overlapping {
+            merged.start = merged.start.min(session.start);
+            merged.end = merged.end.max(session.end);
+            for (acc, other) in merged.accs.iter_mut().zip(session.accs) {
+                acc.merge(other)?;
+            }
+        }
+        *sessions = rest;
+        sessions.push(merged);
+        Ok(true)
+    }
+
+    /// Emits what the watermark completed and what changed, and forgets windows past their lateness.
+    pub fn emit(&mut self, plan: &AggregatePlan, watermark: Option<i64>) -> Result<RecordBatch> {
+        let lateness = plan.allowed_lateness_ms;
+        if let Some(WindowKind::Session { .. }) = plan.window {
+            let mut done: Vec<(i64, i64, Vec<u8>, Vec<Acc>)> = Vec::new();
+            if let Some(w) = watermark {
+                for (key, sessions) in self.sessions.iter_mut() {
+                    let (closed, open): (Vec<Session>, Vec<Session>) = std::mem::take(sessions)
+                        .into_iter()
+                        .partition(|s| s.end - 1 <= w);
+                    *sessions = open;
+                    done.extend(
+                        closed
+                            .into_iter()
+                            .map(|s| (s.start, s.end, key.clone(), s.accs)),
+                    );
+                }
+                self.sessions.retain(|_, sessions| !sessions.is_empty());
+            }
+            done.sort_by(|a, b| (a.1, a.0, &a.2).cmp(&(b.1, b.0, &b.2)));
+            let rows: Vec<(i64, i64, &[u8], &[Acc])> = done
+                .iter()
+                .map(|(s, e, k, a)| (*s, *e, k.as_slice(), a.as_slice()))
+                .collect();
+            return plan.finish(&rows);
+        }
+        let mut emit: BTreeSet<GroupId> = std::mem::take(&mut self.dirty);
+        if let (Some(w), Some(_)) = (watermark, plan.window) {
+            for (id, group) in self
+                .groups
+                .range_mut(..(w.saturating_add(2), i64::MIN, Vec::new()))
+            {
+                if id.0 - 1 <= w && !group.fired {
+                    group.fired = true;
+                    emit.insert(id.clone());
+                }
+            }
+        }
+        let batch = {
+            let rows: Vec<(i64, i64, &[u8], &[Acc])> = emit
+                .iter()
+                .filter_map(|id| {
+                    self.groups
+                        .get(id)
+                        .map(|g| (id.1, id.0, id.2.as_slice(), g.accs.as_slice()))
+                })
+                .collect();
+            plan.finish(&rows)?
+        };
+        if let (Some(w), Some(_)) = (watermark, plan.window) {
+            let keep_from = (
+                w.saturating_sub(lateness).saturating_add(2),
+                i64::MIN,
+                Vec::new(),
+            );
+            self.groups = self.groups.split_off(&keep_from);
+        }
+        Ok(batch)
+    }
+
+    /// How many windows and groups are open.
+    pub fn open_groups(&self) -> usize {
+        self.groups.len() + self.sessions.values().map(Vec::len).sum::<usize>()
+    }
+
+    pub fn encode(&self, out: &mut ByteWriter) {
+        out.u64(self.groups.len() as u64);
+        for ((end, start, key), group) in &self.groups {
+            out.i64(*end);
+            out.i64(*start);
+            out.bytes(key);
+            out.u8(u8::from(group.fired));
+            encode_accs(&group.accs, out);
+        }
+        let mut keys: Vec<&Vec<u8>> = self.sessions.keys().collect();
+        keys.sort();
+        out.u64(keys.len() as u64);
+        for key in keys {
+            out.bytes(key);
+            let sessions = &self.sessions[key];
+            out.u64(sessions.len() as u64);
+            for session in sessions {
+                out.i64(session.start);
+                out.i64(session.end);
+                encode_accs(&session.accs, out);
+            }
+        }
+    }
+
+    pub fn decode(input: &mut ByteReader<'_>) -> Result<Self> {
+        let mut state = Self::default();
+        for _ in 0..input.u64()? {
+            let end = input.i64()?;
+            let start = input.i64()?;
+            let key = input.bytes()?.to_vec();
+            let fired = input.u8()? == 1;
+            let accs = decode_accs(input)?;
+            state
+                .groups
+                .insert((end, start, key), Group { accs, fired });
+        }
+        for _ in 0..input.u64()? {
+            let key = input.bytes()?.to_vec();
+            let mut sessions = Vec::new();
+            for _ in 0..input.u64()? {
+                sessions.push(Session {
+                    start: input.i64()?,
+                    end: input.i64()?,
+                    accs: decode_accs(input)?,
+                });
+            }
+            state.sessions.insert(key, sessions);
+        }
+        Ok(state)
+    }
+}
+
+fn encode_accs(accs: &[Acc], out: &mut ByteWriter) {
+    out.u64(accs.len() as u64);
+    for acc in accs {
+        acc.encode(out);
+    }
+}
+
+fn decode_accs(input: &mut ByteReader<'_>) -> Result<Vec<Acc>> {
+    (0..input.u64()?).map(|_| Acc::decode(input)).collect()
+}

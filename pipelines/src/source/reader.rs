@@ -1,0 +1,194 @@
+//! One interface over a pipeline's source, whatever it is: a Kafka topic
+//! (records decoded from JSON) or an upstream Delta table (followed version by version).
+//!
+//! ```text
+//!   Kafka: records ──decode──▶ SourceBatch { rows, (partition, offset) per row, rejected, offsets }
+//!   Delta: version v's new files ──▶ SourceBatch { rows, (0, v) per row, offsets {0: v} }
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use tokio::sync::watch;
+
+use super::SourceRecord;
+use super::delta::DeltaFollower;
+use super::kafka::{KafkaSource, SourceEvent};
+use crate::decode::json::{JsonDecoder, Rejected};
+use crate::error::{PipelineError, Result};
+
+/// Rows a source handed over, with where each came from.
+#[derive(Debug)]
+pub struct SourceBatch {
+    /// Rows in the source table's schema.
+    pub rows: RecordBatch,
+    /// Each row's (partition, offset).
+    pub coordinates: Vec<(i32, i64)>,
+    /// Records that could not be decoded.
+    pub rejected: Vec<Rejected>,
+    /// The last offset read, per partition.
+    pub offsets: BTreeMap<i32, i64>,
+    /// How many records were read (rows and rejected ones).
+    pub records: u64,
+}
+
+/// What waiting on a source produced.
+#[derive(Debug)]
+pub enum Next {
+    Batch(SourceBatch),
+    /// Every partition has been read to its end.
+    CaughtUp,
+    /// Nothing before the deadline.
+    Idle,
+    /// Asked to stop.
+    Stop,
+}
+
+/// A pipeline's source.
+#[derive(Debug)]
+pub enum Reader {
+    Kafka {
+        source: KafkaSource,
+        decoder: JsonDecoder,
+        topic: String,
+    },
+    Delta {
+        follower: DeltaFollower,
+        schema: SchemaRef,
+        stream: String,
+        poll_every: Duration,
+        /// Whether the end of the log was reported since the last new version.
+        at_end: bool,
+    },
+}
+
+impl Reader {
+    /// The name offsets are recorded under: the topic, or `delta/<space.table>`.
+    pub fn stream(&self) -> &str {
+        match self {
+            Reader::Kafka { topic, .. } => topic,
+            Reader::Delta { stream, .. } => stream,
+        }
+    }
+
+    /// Waits for the next batch until `deadline` or a stop request.
+    pub async fn next(
+        &mut self,
+        deadline: Instant,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Next> {
+        if *stop.borrow() {
+            return Ok(Next::Stop);
+        }
+        match self {
+            Reader::Kafka {
+                source,
+                decoder,
+                topic,
+            } => {
+                let event = tokio::select! {
+                    event = source.events.recv() => event.unwrap_or_else(|| {
+                        SourceEvent::Failed("the source thread stopped".to_string())
+                    }),
+                    _ = tokio::time::sleep_until(deadline.into()) => return Ok(Next::Idle),
+                    changed = stop.changed() => {
+                        return Ok(if changed.is_err() || *stop.borrow() { Next::Stop } else { Next::Idle });
+                    }
+                };
+                match event {
+                    SourceEvent::Records(records) => Ok(Next::Batch(decode(decoder, &records))),
+                    SourceEvent::CaughtUp => Ok(Next::CaughtUp),
+                    SourceEvent::Failed(cause) => Err(PipelineError::Source {
+                        what: format!("Kafka topic {topic}"),
+                        cause,
+                    }),
+                }
+            }
+            Reader::Delta {
+                follower,
+                schema,
+                poll_every,
+                at_end,
+                ..
+            } => {
+                // Polling is not cancelled half-way: it moves the follower on.
+                if let Some((version, batches)) = follower.poll().await? {
+                    *at_end = false;
+                    return delta_batch(schema, version, &batches).map(Next::Batch);
+                }
+                if !*at_end {
+                    *at_end = true;
+                    return Ok(Next::CaughtUp);
+                }
+                let wake = deadline.min(Instant::now() + *poll_every);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(wake.into()) => Ok(Next::Idle),
+                    changed = stop.changed() => {
+                        Ok(if changed.is_err() || *stop.borrow() { Next::Stop } else { Next::Idle })
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn decode(decoder: &JsonDecoder, records: &[SourceRecord]) -> SourceBatch {
+    let mut offsets = BTreeMap::new();
+    for record in records {
+        offsets.insert(record.partition, record.offset);
+    }
+    let decoded = decoder.decode(records);
+    SourceBatch {
+        coordinates: decoded
+            .rows
+            .iter()
+            .map(|&index| (records[index].partition, records[index].offset))
+            .collect(),
+        rows: decoded.batch,
+        rejected: decoded.rejected,
+        offsets,
+        records: records.len() as u64,
+    }
+}
+
+/// A Delta version's rows, by the source table's column names and types.
+fn delta_batch(schema: &SchemaRef, version: i64, batches: &[RecordBatch]) -> Result<SourceBatch> {
+    let relaxed = std::sync::Arc::new(arrow::datatypes::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ));
+    let batches = batches
+        .iter()
+        .map(|batch| {
+            let columns = crate::transform::columns_by_name(batch, schema, |name| {
+                format!("the upstream table's files have no column {name}")
+            })?;
+            Ok(RecordBatch::try_new(relaxed.clone(), columns)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rows = arrow::compute::concat_batches(&relaxed, &batches)?;
+    Ok(SourceBatch {
+        coordinates: vec![(0, version); rows.num_rows()],
+        records: rows.num_rows() as u64,
+        rows,
+        rejected: Vec::new(),
+        offsets: BTreeMap::from([(0, version)]),
+    })
+}
+
+/// One row as a JSON object, for the quarantine's payload.
+pub fn row_as_json(batch: &RecordBatch, row: usize) -> Vec<u8> {
+    let mut writer = arrow_json::LineDelimitedWriter::new(Vec::new());
+    let _ = writer.write(&batch.slice(row, 1));
+    let _ = writer.finish();
+    let mut bytes = writer.into_inner();
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    bytes
+}

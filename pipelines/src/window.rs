@@ -1,0 +1,483 @@
+//! Flink's window table-valued functions: `TUMBLE`, `HOP`, `CUMULATE` and `SESSION`.
+//!
+//! ```text
+//!   FROM TABLE(TUMBLE(TABLE shop.dwd_orders, DESCRIPTOR(order_time), INTERVAL '1' MINUTE))
+//!     ──parse──▶ WindowTvf { Tumble(60 s), source shop.dwd_orders, time order_time }
+//!     ──rewrite──▶ FROM __window.shop__dwd_orders     (the source's columns + window_start,
+//!                                                      window_end, window_time), planned by DataFusion
+//!
+//!   each row ──assign──▶ one row per window it belongs to:
+//!     TUMBLE(size)          [⌊t/size⌋·size, +size)
+//!     HOP(slide, size)      every [s, s+size) with s a multiple of slide and s ≤ t < s+size
+//!     CUMULATE(step, max)   [⌊t/max⌋·max, +k·step) for every k whose end is past t
+//!     SESSION(gap)          [t, t+gap), merged with the key's overlapping sessions by the aggregation
+//! ```
+//!
+//! `window_time` is `window_end - 1 ms`, the last instant inside the window, as in Flink.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, TimestampMillisecondArray, UInt32Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, Query, SetExpr, Spanned,
+    TableFactor,
+};
+use strata_catalog::ddl::{FlinkDialect, TABLE_ARGUMENT, interval_millis};
+use strata_catalog::{SourceLocation, TableName};
+
+use crate::error::{PipelineError, Result};
+use crate::project::TableMention;
+
+/// The schema the rewritten query reads window TVF output from.
+pub const WINDOW_SCHEMA: &str = "__window";
+pub const WINDOW_START: &str = "window_start";
+pub const WINDOW_END: &str = "window_end";
+pub const WINDOW_TIME: &str = "window_time";
+
+/// Which windows a row belongs to; sizes in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    Tumble { size: i64 },
+    Hop { slide: i64, size: i64 },
+    Cumulate { step: i64, size: i64 },
+    Session { gap: i64 },
+}
+
+/// A window TVF in a pipeline's FROM clause.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowTvf {
+    pub kind: WindowKind,
+    pub source: TableMention,
+    /// The event-time column named in `DESCRIPTOR(…)`.
+    pub time_column: String,
+    pub time_location: SourceLocation,
+    /// `SESSION(TABLE t PARTITION BY k, …)`: the keys sessions are kept per.
+    pub partition_by: Vec<String>,
+}
+
+impl WindowTvf {
+    /// The name the rewritten query reads the windowed rows from.
+    pub fn relation(&self) -> TableName {
+        TableName::new(
+            WINDOW_SCHEMA,
+            format!("{}__{}", self.source.table.space, self.source.table.name),
+        )
+    }
+
+    /// The source's columns followed by `window_start`, `window_end` and `window_time`.
+    pub fn schema(source: &Schema) -> SchemaRef {
+        let mut fields: Vec<Field> = source
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        for name in [WINDOW_START, WINDOW_END, WINDOW_TIME] {
+            fields.push(Field::new(name, timestamp_ms(), false));
+        }
+        Arc::new(Schema::new(fields))
+    }
+
+    /// The windows (start, end) an event time belongs to, for every kind but SESSION,
+    /// whose window is `[t, t + gap)` until the aggregation merges it.
+    pub fn windows_of(&self, time: i64) -> Vec<(i64, i64)> {
+        match self.kind {
+            WindowKind::Tumble { size } => {
+                let start = time - time.rem_euclid(size);
+                vec![(start, start + size)]
+            }
+            WindowKind::Hop { slide, size } => {
+                let mut start = time - time.rem_euclid(slide);
+                let mut windows = Vec::new();
+                while start > time - size {
+                    windows.push((start, start + size));
+                    start -= slide;
+                }
+                windows.reverse();
+                windows
+            }
+            WindowKind::Cumulate { step, size } => {
+                let start = time - time.rem_euclid(size);
+                (1..=size / step)
+                    .map(|k| (start, start + k * step))
+                    .filter(|&(_, end)| end > time)
+                    .collect()
+            }
+            WindowKind::Session { gap } => vec![(time, time + gap)],
+        }
+    }
+
+    /// One row per (row, window): the batch's columns, then the window columns.
+    /// Rows whose event time is NULL belong to no window; they are returned apart.
+    pub fn assign(&self, batch: &RecordBatch, schema: &SchemaRef) -> Result<Assigned> {
+        let times = event_times(batch, &self.time_column)?;
+        let mut origins = Vec::with_capacity(batch.num_rows());
+        let mut starts = Vec::with_capacity(batch.num_rows());
+        let mut ends = Vec::with_capacity(batch.num_rows());
+        let mut without_time = Vec::new();
+        for row in 0..batch.num_rows() {
+            if times.is_null(row) {
+                without_time.push(row);
+                continue;
+            }
+            for (start, end) in self.windows_of(times.value(row)) {
+                origins.push(row as u32);
+                starts.push(start);
+                ends.push(end);
+            }
+        }
+        let indices = UInt32Array::from(origins.clone());
+        let mut columns = batch
+            .columns()
+            .iter()
+            .map(|column| arrow::compute::take(column, &indices, None))
+            .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
+        let window_time: Vec<i64> = ends.iter().map(|end| end - 1).collect();
+        for values in [starts, ends, window_time] {
+            columns.push(Arc::new(TimestampMillisecondArray::from(values)));
+        }
+        let options =
+            arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(indices.len()));
+        let columns = columns
+            .into_iter()
+            .zip(schema.fields())
+            .map(|(column, field)| crate::transform::strict_cast(&column, field.data_type()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Assigned {
+            batch: RecordBatch::try_new_with_options(schema.clone(), columns, &options)?,
+            origins: origins.into_iter().map(|row| row as usize).collect(),
+            without_time,
+        })
+    }
+}
+
+/// Rows assigned to their windows.
+#[derive(Debug)]
+pub struct Assigned {
+    pub batch: RecordBatch,
+    /// For each row of `batch`, the input row it came from.
+    pub origins: Vec<usize>,
+    /// Input rows with no event time.
+    pub without_time: Vec<usize>,
+}
+
+pub fn timestamp_ms() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, None)
+}
+
+/// A column of event times, in milliseconds since the epoch.
+pub fn event_times(batch: &RecordBatch, column: &str) -> Result<TimestampMillisecondArray> {
+    let values = batch.column_by_name(column).ok_or_else(|| {
+        PipelineError::Evaluation(format!("the event-time column {column} is missing"))
+    })?;
+    let millis = arrow::compute::cast(values, &timestamp_ms())?;
+    Ok(millis
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .expect("cast to milliseconds")
+        .clone())
+}
+
+/// Finds a window TVF in the query's FROM clause and replaces it with a plain
+/// table reference to [`WindowTvf::relation`]. Returns `None` when there is none.
+pub fn extract(query: &mut Query, file: &str) -> Result<Option<WindowTvf>> {
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return Ok(None);
+    };
+    let mut found = None;
+    for (index, table) in select.from.iter_mut().enumerate() {
+        if let TableFactor::TableFunction { expr, alias } = &table.relation {
+            let tvf = parse_tvf(expr, file)?;
+            if index > 0 || !table.joins.is_empty() {
+                return Err(invalid(
+                    location(file, expr),
+                    "a window TVF must be the only table in FROM".to_string(),
+                    "join the windowed result in a later layer",
+                ));
+            }
+            table.relation = plain_table(&tvf.relation(), alias.clone());
+            found = Some(tvf);
+        }
+    }
+    Ok(found)
+}
+
+fn plain_table(name: &TableName, alias: Option<sqlparser::ast::TableAlias>) -> TableFactor {
+    let sql = format!("SELECT * FROM {}.{}", name.space, name.name);
+    let statement = sqlparser::parser::Parser::parse_sql(&FlinkDialect, &sql)
+        .expect("a plain SELECT parses")
+        .remove(0);
+    let sqlparser::ast::Statement::Query(query) = statement else {
+        unreachable!("parsed a SELECT")
+    };
+    let SetExpr::Select(select) = *query.body else {
+        unreachable!("parsed a SELECT")
+    };
+    let mut relation = select.from[0].relation.clone();
+    if let TableFactor::Table { alias: slot, .. } = &mut relation {
+        *slot = alias;
+    }
+    relation
+}
+
+fn parse_tvf(expr: &Expr, file: &str) -> Result<WindowTvf> {
+    let at = location(file, expr);
+    let hint = "write TABLE(TUMBLE(TABLE space.t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)), HOP(…, slide, size), CUMULATE(…, step, max size) or SESSION(TABLE space.t [PARTITION BY k], DESCRIPTOR(ts), gap)";
+    let Expr::Function(function) = expr else {
+        return Err(invalid(
+            at,
+            "TABLE(…) in FROM must call a window function".to_string(),
+            hint,
+        ));
+    };
+    let name = function.name.to_string().to_ascii_uppercase();
+    let args = function_args(&function.args);
+    let intervals = |from: usize| -> Result<Vec<i64>> {
+        args.iter()
+            .skip(from)
+            .map(|arg| match arg {
+                Expr::Interval(interval) => interval_millis(interval)
+                    .filter(|&ms| ms > 0)
+                    .ok_or_else(|| {
+                        invalid(
+                            location(file, arg),
+                            format!("{arg} is not a positive interval of milliseconds to days"),
+                            "write INTERVAL 'n' SECOND|MINUTE|HOUR|DAY",
+                        )
+                    }),
+                other => Err(invalid(
+                    location(file, other),
+                    format!("{name} expects an INTERVAL here, not {other}"),
+                    hint,
+                )),
+            })
+            .collect()
+    };
+    let arity = |n: usize| -> Result<()> {
+        if args.len() == n {
+            Ok(())
+        } else {
+            Err(invalid(
+                at.clone(),
+                format!("{name} takes {n} arguments, here it has {}", args.len()),
+                hint,
+            ))
+        }
+    };
+    let kind = match name.as_str() {
+        "TUMBLE" => {
+            arity(3)?;
+            WindowKind::Tumble {
+                size: intervals(2)?[0],
+            }
+        }
+        "HOP" => {
+            arity(4)?;
+            let sizes = intervals(2)?;
+            WindowKind::Hop {
+                slide: sizes[0],
+                size: sizes[1],
+            }
+        }
+        "CUMULATE" => {
+            arity(4)?;
+            let sizes = intervals(2)?;
+            if sizes[1] % sizes[0] != 0 {
+                return Err(invalid(
+                    at,
+                    "CUMULATE's max size must be a whole number of steps".to_string(),
+                    "e.g. CUMULATE(…, INTERVAL '1' MINUTE, INTERVAL '1' HOUR)",
+                ));
+            }
+            WindowKind::Cumulate {
+                step: sizes[0],
+                size: sizes[1],
+            }
+        }
+        "SESSION" => {
+            arity(3)?;
+            WindowKind::Session {
+                gap: intervals(2)?[0],
+            }
+        }
+        _ => {
+            return Err(invalid(at, format!("unknown window function {name}"), hint));
+        }
+    };
+    let (source, partition_by) = table_argument(args.first().copied(), file, &at, &name)?;
+    if !partition_by.is_empty() && !matches!(kind, WindowKind::Session { .. }) {
+        return Err(invalid(
+            at,
+            format!("PARTITION BY only applies to SESSION windows, not {name}"),
+            "group by the keys instead",
+        ));
+    }
+    let descriptor = args.get(1).copied();
+    let (time_column, time_location) = match descriptor {
+        Some(Expr::Function(d)) if d.name.to_string().eq_ignore_ascii_case("DESCRIPTOR") => {
+            match function_args(&d.args).as_slice() {
+                [Expr::Identifier(column)] => {
+                    (column.value.clone(), span_location(file, column.span.start))
+                }
+                _ => {
+                    return Err(invalid(
+                        location(file, descriptor.expect("matched")),
+                        "DESCRIPTOR takes the event-time column".to_string(),
+                        "write DESCRIPTOR(order_time)",
+                    ));
+                }
+            }
+        }
+        other => {
+            return Err(invalid(
+                other.map_or(at, |e| location(file, e)),
+                format!("{name}'s second argument is DESCRIPTOR(<event-time column>)"),
+                hint,
+            ));
+        }
+    };
+    Ok(WindowTvf {
+        kind,
+        source,
+        time_column,
+        time_location,
+        partition_by,
+    })
+}
+
+fn table_argument(
+    arg: Option<&Expr>,
+    file: &str,
+    at: &SourceLocation,
+    name: &str,
+) -> Result<(TableMention, Vec<String>)> {
+    let table_args = match arg {
+        Some(Expr::Function(f)) if f.name.to_string() == TABLE_ARGUMENT => function_args(&f.args),
+        _ => {
+            return Err(invalid(
+                at.clone(),
+                format!("{name}'s first argument is TABLE space.table"),
+                "e.g. TUMBLE(TABLE shop.dwd_orders, DESCRIPTOR(order_time), INTERVAL '1' MINUTE)",
+            ));
+        }
+    };
+    let Some((Expr::CompoundIdentifier(parts), keys)) = table_args.split_first() else {
+        unreachable!("the dialect builds TABLE(name, keys…)")
+    };
+    let start = parts
+        .first()
+        .map_or(sqlparser::tokenizer::Location::new(1, 1), |p| p.span.start);
+    let mention_at = span_location(file, start);
+    let table = match parts.as_slice() {
+        [space, table] => TableName::new(&space.value, &table.value),
+        _ => {
+            return Err(invalid(
+                mention_at,
+                format!(
+                    "table {} must be named SPACE.TABLE",
+                    ObjectName::from(parts.clone())
+                ),
+                "qualify it with its space, e.g. shop.dwd_orders",
+            ));
+        }
+    };
+    let keys = keys
+        .iter()
+        .filter_map(|key| match key {
+            Expr::Identifier(ident) => Some(ident.value.clone()),
+            _ => None,
+        })
+        .collect();
+    Ok((
+        TableMention {
+            table,
+            location: mention_at,
+        },
+        keys,
+    ))
+}
+
+fn function_args(args: &FunctionArguments) -> Vec<&Expr> {
+    match args {
+        FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .filter_map(|arg| match arg {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(expr))
+                | FunctionArg::Named {
+                    arg: FunctionArgExpr::Expr(expr),
+                    ..
+                } => Some(expr),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn location(file: &str, expr: &Expr) -> SourceLocation {
+    span_location(file, expr.span().start)
+}
+
+fn span_location(file: &str, start: sqlparser::tokenizer::Location) -> SourceLocation {
+    SourceLocation {
+        file: file.to_string(),
+        line: start.line.max(1),
+        column: start.column.max(1),
+    }
+}
+
+fn invalid(location: SourceLocation, message: String, hint: &str) -> PipelineError {
+    PipelineError::Invalid {
+        location,
+        message,
+        hint: Some(hint.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tvf(kind: WindowKind) -> WindowTvf {
+        WindowTvf {
+            kind,
+            source: TableMention {
+                table: TableName::new("s", "t"),
+                location: span_location("f", sqlparser::tokenizer::Location::new(1, 1)),
+            },
+            time_column: "ts".to_string(),
+            time_location: span_location("f", sqlparser::tokenizer::Location::new(1, 1)),
+            partition_by: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn rows_fall_into_the_windows_flink_assigns() {
+        assert_eq!(
+            tvf(WindowKind::Tumble { size: 60 }).windows_of(125),
+            vec![(120, 180)]
+        );
+        assert_eq!(
+            tvf(WindowKind::Tumble { size: 60 }).windows_of(-1),
+            vec![(-60, 0)]
+        );
+        assert_eq!(
+            tvf(WindowKind::Hop {
+                slide: 30,
+                size: 90
+            })
+            .windows_of(100),
+            vec![(30, 120), (60, 150), (90, 180)]
+        );
+        assert_eq!(
+            tvf(WindowKind::Cumulate { step: 20, size: 60 }).windows_of(125),
+            vec![(120, 140), (120, 160), (120, 180)]
+        );
+        assert_eq!(
+            tvf(WindowKind::Cumulate { step: 20, size: 60 }).windows_of(150),
+            vec![(120, 160), (120, 180)]
+        );
+    }
+}

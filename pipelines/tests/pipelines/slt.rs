@@ -1,0 +1,205 @@
+//! The sqllogictest contract for streaming semantics: `pipelines/tests/slt/*.slt`,
+//! each file on a fresh project with a fresh Kafka mock cluster.
+//!
+//! Statements:
+//! - `CREATE TABLE …` registers tables (Kafka tables use the connection `events`);
+//! - `CREATE TOPIC name PARTITIONS n` creates a topic on the mock cluster (before the file runs);
+//! - `[SET …;] INSERT INTO space.target SELECT …` saves a pipeline file;
+//! - `PRODUCE topic [PARTITION n]`, then one record payload per line, writes records;
+//! - `RUN` runs every pipeline, in dependency order, until it has read and committed
+//!   everything (windows the watermark has not closed stay open, in checkpointed state).
+//!
+//! Everything else is a query on the catalog.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, Runner};
+use strata_catalog::{Catalog, CatalogError, Project, RegisterMode};
+use strata_pipelines::{PipelineError, load_project};
+
+use crate::ingest::run_to_end;
+
+struct StreamingDatabase {
+    catalog: Catalog,
+    bootstrap: String,
+    dir: PathBuf,
+    pipelines: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SltError {
+    #[error(transparent)]
+    Catalog(Box<CatalogError>),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("{0}")]
+    Harness(String),
+}
+
+impl From<CatalogError> for SltError {
+    fn from(err: CatalogError) -> Self {
+        SltError::Catalog(Box::new(err))
+    }
+}
+
+impl StreamingDatabase {
+    async fn produce(&self, header: &str, payloads: &[&str]) -> Result<u64, SltError> {
+        let words: Vec<&str> = header.split_whitespace().collect();
+        let (topic, partition) = match words.as_slice() {
+            [_, topic] => (*topic, 0),
+            [_, topic, partition_word, n] if partition_word.eq_ignore_ascii_case("PARTITION") => (
+                *topic,
+                n.parse()
+                    .map_err(|_| SltError::Harness(format!("bad partition {n}")))?,
+            ),
+            _ => {
+                return Err(SltError::Harness(format!(
+                    "write PRODUCE topic [PARTITION n], not {header}"
+                )));
+            }
+        };
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .map_err(|err| SltError::Harness(err.to_string()))?;
+        for payload in payloads {
+            producer
+                .send(
+                    FutureRecord::<(), str>::to(topic)
+                        .partition(partition)
+                        .payload(payload),
+                    Duration::from_secs(5),
+                )
+                .await
+                .map_err(|(err, _)| SltError::Harness(err.to_string()))?;
+        }
+        Ok(payloads.len() as u64)
+    }
+
+    fn save_pipeline(&mut self, sql: &str) -> Result<(), SltError> {
+        let target = sql
+            .split("INSERT INTO")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .ok_or_else(|| SltError::Harness("a pipeline needs INSERT INTO".to_string()))?;
+        let name = target.rsplit('.').next().unwrap_or(target);
+        let layer = name.split('_').next().unwrap_or("dwd");
+        let dir = self.dir.join("pipelines").join(layer);
+        std::fs::create_dir_all(&dir).map_err(|err| SltError::Harness(err.to_string()))?;
+        std::fs::write(dir.join(format!("{name}.sql")), sql)
+            .map_err(|err| SltError::Harness(err.to_string()))?;
+        self.pipelines += 1;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AsyncDB for StreamingDatabase {
+    type Error = SltError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        let statement = sql.trim().trim_end_matches(';');
+        let upper = statement.to_ascii_uppercase();
+        if upper.starts_with("CREATE TOPIC") {
+            // Created on the mock cluster before the file runs (see `run_file`).
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        if upper.starts_with("CREATE TABLE") {
+            let registered = self
+                .catalog
+                .register_sql("slt", sql, RegisterMode::Create)
+                .await?;
+            return Ok(DBOutput::StatementComplete(registered.len() as u64));
+        }
+        if upper.starts_with("SET ") || upper.starts_with("INSERT INTO") {
+            self.save_pipeline(sql)?;
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        if upper.starts_with("PRODUCE") {
+            let mut lines = statement.lines();
+            let header = lines.next().unwrap_or_default();
+            let payloads: Vec<&str> = lines.map(str::trim).filter(|l| !l.is_empty()).collect();
+            return Ok(DBOutput::StatementComplete(
+                self.produce(header, &payloads).await?,
+            ));
+        }
+        if upper == "RUN" {
+            for pipeline in load_project(&self.catalog).await? {
+                run_to_end(&self.catalog, pipeline).await;
+            }
+            return Ok(DBOutput::StatementComplete(self.pipelines as u64));
+        }
+        let result = self.catalog.query(statement).await?;
+        let rows = result.text_rows()?;
+        let types = vec![DefaultColumnType::Any; result.schema.fields().len()];
+        Ok(DBOutput::Rows { types, rows })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "strata-streaming"
+    }
+}
+
+async fn run_file(file: &Path) {
+    let cluster = MockCluster::new(1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let text = std::fs::read_to_string(file).unwrap();
+    for line in text
+        .lines()
+        .filter(|l| l.to_ascii_uppercase().starts_with("CREATE TOPIC"))
+    {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let partitions = words.get(4).and_then(|n| n.parse().ok()).unwrap_or(1);
+        cluster.create_topic(words[2], partitions, 1).unwrap();
+    }
+    let project = tempfile::tempdir().unwrap();
+    let dir = project.path().to_path_buf();
+    std::fs::write(
+        dir.join("strata.toml"),
+        format!(
+            "[lake]\nroot = \"lake\"\n[engine]\ncommit-interval-ms = 100\nbatch-records = 1000\n[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"{}\"\n",
+            bootstrap
+        ),
+    )
+    .unwrap();
+    let catalog = Catalog::open(Project::load(&dir).unwrap()).await.unwrap();
+    let mut runner = Runner::new(move || {
+        let (catalog, dir, bootstrap) = (catalog.clone(), dir.clone(), bootstrap.clone());
+        async move {
+            Ok::<_, SltError>(StreamingDatabase {
+                catalog,
+                bootstrap,
+                dir,
+                pipelines: 0,
+            })
+        }
+    });
+    if let Err(err) = runner.run_file_async(file).await {
+        panic!("{}: {}", file.display(), err.display(false));
+    }
+    drop((project, cluster));
+}
+
+#[tokio::test]
+async fn streaming_semantics_match_the_slt_files() {
+    let slt_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&slt_dir)
+        .expect("tests/slt")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .slt files in {}", slt_dir.display());
+    for file in &files {
+        run_file(file).await;
+    }
+}
