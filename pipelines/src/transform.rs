@@ -431,19 +431,6 @@ impl Compiler<'_> {
                 .map_err(|err| (self.unsupported)(format!("grouping by {expr} ({err})")))?;
             groups.push((self.physical(expr, input)?, role, data_type));
         }
-        let has = |role: GroupRole| groups.iter().any(|(_, r, _)| *r == role);
-        if let Some(tvf) = self.window
-            && !(has(GroupRole::WindowStart) && has(GroupRole::WindowEnd))
-        {
-            return Err(PipelineError::Invalid {
-                location: tvf.time_location.clone(),
-                message: "a window aggregation must GROUP BY window_start, window_end".to_string(),
-                hint: Some(
-                    "add window_start, window_end to the GROUP BY (and usually to the SELECT)"
-                        .to_string(),
-                ),
-            });
-        }
         let group_count = aggregate.group_expr.len();
         let mut calls = Vec::new();
         for (index, expr) in aggregate.aggr_expr.iter().enumerate() {

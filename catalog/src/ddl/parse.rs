@@ -38,7 +38,7 @@ impl Dialect for FlinkDialect {
         ch.is_alphanumeric() || ch == '_' || ch == '$'
     }
 
-    /// The table argument of Flink's window TVFs, `TABLE space.name [PARTITION BY col, …]`,
+    /// The table argument of Flink's window TVFs, `TABLE space.name [PARTITION BY k | (k, …)]`,
     /// parsed as the function call `TABLE(space.name, col, …)`.
     fn parse_prefix(&self, parser: &mut Parser) -> Option<std::result::Result<Expr, ParserError>> {
         let is_table_argument = matches!(&parser.peek_token_ref().token, Token::Word(w) if w.keyword == Keyword::TABLE)
@@ -70,12 +70,15 @@ fn table_argument(
             .collect(),
     )];
     if parser.parse_keywords(&[Keyword::PARTITION, Keyword::BY]) {
-        args.extend(
-            parser
-                .parse_comma_separated(Parser::parse_identifier)?
-                .into_iter()
-                .map(Expr::Identifier),
-        );
+        // One key, or several in parentheses: `PARTITION BY k` / `PARTITION BY (k1, k2)`.
+        let keys = if parser.consume_token(&Token::LParen) {
+            let keys = parser.parse_comma_separated(Parser::parse_identifier)?;
+            parser.expect_token(&Token::RParen)?;
+            keys
+        } else {
+            vec![parser.parse_identifier()?]
+        };
+        args.extend(keys.into_iter().map(Expr::Identifier));
     }
     Ok(Expr::Function(Function {
         name: ObjectName::from(vec![Ident::with_span(table_keyword.span, TABLE_ARGUMENT)]),

@@ -177,7 +177,7 @@ impl DeltaSink {
             .map_err(|err| PipelineError::Evaluation(err.to_string()))?;
         let predicate = keys
             .iter()
-            .map(|key| format!("t.`{key}` IS NOT DISTINCT FROM s.`{key}`"))
+            .map(|key| format!("(t.`{key}` IS NOT DISTINCT FROM s.`{key}`)"))
             .collect::<Vec<_>>()
             .join(" AND ");
         let columns: Vec<String> = self
