@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod demo;
 pub mod run;
 pub mod scaffold;
 pub mod views;

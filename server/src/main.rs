@@ -11,7 +11,7 @@ use strata_server::run::{RunOptions, run_project};
 use strata_server::views::{
     self, DiscoveryView, SchemaVersionView, TableDetail, TableSummary, batches_to_json_rows,
 };
-use strata_server::{api, bench, scaffold};
+use strata_server::{api, bench, demo, scaffold};
 
 #[derive(Debug, Parser)]
 #[command(name = "strata", version, about = "A realtime layered data warehouse")]
@@ -51,6 +51,23 @@ enum Command {
         /// Stop once every source has been read to its end and committed.
         #[arg(long)]
         until_idle: bool,
+        /// The API's port; 0 picks a free one.
+        #[arg(long, default_value_t = 7600)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+    },
+    /// Run the shop example end to end on embedded defaults: a Kafka mock cluster in the
+    /// process, a generator of orders, page views and price changes, and every pipeline.
+    /// The project and its tables stay in --project (default ./strata-demo).
+    Demo {
+        /// Stop after this long, e.g. 30s or 5m (default: until Ctrl-C).
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Event time runs this many times faster than the wall clock (starting an hour ago
+        /// when above 1), so per-minute windows close sooner.
+        #[arg(long, default_value_t = 1)]
+        speed: u32,
         /// The API's port; 0 picks a free one.
         #[arg(long, default_value_t = 7600)]
         port: u16,
@@ -133,7 +150,10 @@ async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // deltalake warns about routine things (no statistics for binary columns).
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,deltalake_core=error")
+                }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -229,35 +249,58 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let summary = summary?;
             match format {
                 Format::Json => print_json(&summary),
-                Format::Table => println!(
-                    "{}",
-                    views::human_table(
-                        &[
-                            "table",
-                            "layer",
-                            "pipeline",
-                            "records in",
-                            "committed",
-                            "quarantined",
-                            "late",
-                            "commits"
-                        ],
-                        summary
-                            .tables
-                            .iter()
-                            .map(|t| vec![
-                                t.name.clone(),
-                                t.layer.clone(),
-                                t.pipeline.clone(),
-                                t.records_in.to_string(),
-                                t.rows_committed.to_string(),
-                                t.quarantined_rows.to_string(),
-                                t.late_rows.to_string(),
-                                t.commits.to_string(),
-                            ])
-                            .collect(),
-                    )
-                ),
+                Format::Table => println!("{}", run_table(&summary)),
+            }
+            Ok(())
+        }
+        Command::Demo {
+            duration,
+            speed,
+            port,
+            host,
+        } => {
+            // The global --project defaults to "."; the demo's own default is ./strata-demo.
+            let dir = if cli.project == Path::new(".") {
+                PathBuf::from("strata-demo")
+            } else {
+                cli.project.clone()
+            };
+            let options = demo::DemoOptions {
+                dir,
+                duration,
+                speed,
+                progress: true,
+            };
+            let (catalog, generator) = demo::prepare(&options).await?;
+            let listener = bind(&host, port).await?;
+            eprintln!(
+                "strata demo in {}: events flow into a Kafka mock cluster, pipelines build ODS → DWD → DWS → APP; API on http://{}/api/v1 (Ctrl-C stops)",
+                options.dir.display(),
+                listener.local_addr()?
+            );
+            let api =
+                tokio::spawn(axum::serve(listener, api::router(catalog.clone())).into_future());
+            let summary = demo::run(&catalog, generator, &options).await;
+            api.abort();
+            let summary = summary?;
+            match format {
+                Format::Json => print_json(&summary),
+                Format::Table => {
+                    let events = &summary.events;
+                    println!(
+                        "produced {} orders ({} very late), {} page views, {} price changes, {} malformed records",
+                        events.orders,
+                        events.late_orders,
+                        events.page_views,
+                        events.price_changes,
+                        events.malformed
+                    );
+                    println!("{}", run_table(&summary.run));
+                    println!(
+                        "the tables stay in {}: strata --project {} query \"SELECT * FROM shop.app_city_gmv\"",
+                        summary.project, summary.project
+                    );
+                }
             }
             Ok(())
         }
@@ -331,6 +374,37 @@ async fn bind(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> 
     tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}; is the port taken? try --port"))
+}
+
+fn run_table(summary: &strata_server::run::RunSummary) -> String {
+    views::human_table(
+        &[
+            "table",
+            "layer",
+            "pipeline",
+            "records in",
+            "committed",
+            "quarantined",
+            "late",
+            "commits",
+        ],
+        summary
+            .tables
+            .iter()
+            .map(|t| {
+                vec![
+                    t.name.clone(),
+                    t.layer.clone(),
+                    t.pipeline.clone(),
+                    t.records_in.to_string(),
+                    t.rows_committed.to_string(),
+                    t.quarantined_rows.to_string(),
+                    t.late_rows.to_string(),
+                    t.commits.to_string(),
+                ]
+            })
+            .collect(),
+    )
 }
 
 async fn open_catalog(dir: &Path) -> anyhow::Result<Catalog> {

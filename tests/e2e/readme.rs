@@ -85,11 +85,18 @@ async fn the_readme_walk_through_works_on_the_shop_example() {
     assert_eq!(
         kinds,
         [
-            ("shop.dim_users".to_string(), "mysql"),
-            ("shop.dwd_orders".to_string(), "delta"),
-            ("shop.ods_orders".to_string(), "kafka"),
-            ("shop.ods_page_views".to_string(), "kafka"),
+            ("shop.app_city_gmv", "delta"),
+            ("shop.dim_users", "mysql"),
+            ("shop.dwd_orders", "delta"),
+            ("shop.dwd_page_views", "delta"),
+            ("shop.dwd_price_changes", "delta"),
+            ("shop.dws_city_gmv_1m", "delta"),
+            ("shop.dws_page_pv_uv_1m", "delta"),
+            ("shop.ods_orders", "kafka"),
+            ("shop.ods_page_views", "kafka"),
+            ("shop.ods_price_changes", "kafka"),
         ]
+        .map(|(name, kind)| (name.to_string(), kind))
     );
     assert!(
         registered

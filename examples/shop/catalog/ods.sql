@@ -4,6 +4,7 @@ CREATE TABLE shop.ods_orders (
   order_id BIGINT,
   user_id BIGINT,
   product_id BIGINT,
+  city STRING,
   amount DECIMAL(10, 2),
   order_time TIMESTAMP(3),
   proc_time AS PROCTIME(),
@@ -24,9 +25,25 @@ CREATE TABLE shop.ods_page_views (
   page STRING,
   view_time TIMESTAMP(3),
   WATERMARK FOR view_time AS view_time - INTERVAL '5' SECOND
-) WITH (
+) COMMENT 'Page views from the web and app front ends' WITH (
   'connector' = 'kafka',
   'topic' = 'page_views',
   'format' = 'json',
-  'connection' = 'events'
+  'scan.startup.mode' = 'earliest-offset',
+  'connection' = 'events',
+  'owner' = 'growth-team'
+);
+
+CREATE TABLE shop.ods_price_changes (
+  product_id BIGINT,
+  price DECIMAL(10, 2),
+  change_time TIMESTAMP(3),
+  WATERMARK FOR change_time AS change_time - INTERVAL '5' SECOND
+) COMMENT 'Product price changes, one record per change' WITH (
+  'connector' = 'kafka',
+  'topic' = 'price_changes',
+  'format' = 'json',
+  'scan.startup.mode' = 'earliest-offset',
+  'connection' = 'events',
+  'owner' = 'trade-team'
 );

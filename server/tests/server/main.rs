@@ -3,5 +3,6 @@
 
 mod api;
 mod cli;
+mod demo;
 mod run;
 mod support;

@@ -1,0 +1,99 @@
+//! `strata demo`: the shop example end to end on embedded defaults.
+
+use crate::support::{json, strata_ok};
+
+fn table<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    summary["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("{name} missing from {summary}"))
+}
+
+fn count(dir: &std::path::Path, sql: &str) -> i64 {
+    let out = strata_ok(dir, &["--format", "json", "query", sql]);
+    let rows = json(&out);
+    rows[0]["n"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{sql}: {rows}"))
+}
+
+#[test]
+fn the_demo_builds_every_layer_and_keeps_its_tables() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("demo");
+    let out = strata_ok(
+        &dir,
+        &[
+            "demo", "--for", "20s", "--speed", "30", "--port", "0", "--format", "json",
+        ],
+    );
+    let summary = json(&out);
+    let events = &summary["events"];
+    assert!(events["orders"].as_u64().unwrap() > 1000, "{events}");
+    assert!(events["malformed"].as_u64().unwrap() > 0, "{events}");
+
+    let dwd = table(&summary, "shop.dwd_orders");
+    assert!(dwd["rows_committed"].as_u64().unwrap() > 1000, "{dwd}");
+    // The malformed orders went to quarantine, with the reason and their offsets.
+    assert!(dwd["quarantined_rows"].as_u64().unwrap() > 0, "{dwd}");
+    assert!(
+        count(
+            &dir,
+            "SELECT COUNT(*) AS n FROM shop.dwd_orders__quarantine WHERE reason <> '' AND \"offset\" >= 0"
+        ) > 0
+    );
+
+    for (name, layer) in [
+        ("shop.dws_city_gmv_1m", "dws"),
+        ("shop.dws_page_pv_uv_1m", "dws"),
+        ("shop.app_city_gmv", "app"),
+    ] {
+        let t = table(&summary, name);
+        assert_eq!(t["layer"], layer);
+        assert!(t["rows_committed"].as_u64().unwrap() > 0, "{t}");
+    }
+    // Each closed minute is written once per city; the hot page is counted like any other.
+    assert_eq!(
+        count(
+            &dir,
+            "SELECT COUNT(*) AS n FROM (SELECT window_start, city FROM shop.dws_city_gmv_1m GROUP BY window_start, city HAVING COUNT(*) > 1)"
+        ),
+        0
+    );
+    assert!(
+        count(
+            &dir,
+            "SELECT COUNT(*) AS n FROM shop.dws_page_pv_uv_1m WHERE page = '/home' AND pv > uv"
+        ) > 0
+    );
+    // The serving table holds one row per city, upserted.
+    assert_eq!(
+        count(&dir, "SELECT COUNT(*) AS n FROM shop.app_city_gmv"),
+        count(
+            &dir,
+            "SELECT COUNT(DISTINCT city) AS n FROM shop.app_city_gmv"
+        )
+    );
+    // Very late orders are kept, not dropped.
+    let late = table(&summary, "shop.dws_city_gmv_1m")["late_rows"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        count(&dir, "SELECT COUNT(*) AS n FROM shop.dws_city_gmv_1m__late") as u64,
+        late
+    );
+
+    // A second demo in the same directory starts afresh.
+    let again = json(&strata_ok(
+        &dir,
+        &["demo", "--for", "3s", "--port", "0", "--format", "json"],
+    ));
+    assert!(
+        table(&again, "shop.dwd_orders")["records_in"]
+            .as_u64()
+            .unwrap()
+            < 1000
+    );
+}
