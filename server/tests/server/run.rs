@@ -1,7 +1,8 @@
 //! `strata run` end to end: killed with SIGKILL at random moments while
 //! records stream in, it resumes each time, and the final tables equal those
 //! of a run that was never interrupted: every record exactly once in the
-//! target or the quarantine.
+//! target or the quarantine, and aggregation state restored from the
+//! checkpoint of the last commit, never counting a record twice.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -17,6 +18,8 @@ WITH ('connector' = 'kafka', 'topic' = 'orders', 'format' = 'json',
       'scan.startup.mode' = 'earliest-offset', 'connection' = 'events');
 CREATE TABLE shop.dwd_orders (order_id BIGINT NOT NULL, amount DECIMAL(10, 2), city STRING)
 WITH ('connector' = 'delta');
+CREATE TABLE shop.dws_city_totals (city STRING, orders BIGINT, amount DECIMAL(20, 2), PRIMARY KEY (city) NOT ENFORCED)
+WITH ('connector' = 'delta');
 ";
 
 fn project(dir: &Path, bootstrap: &str) {
@@ -29,6 +32,12 @@ fn project(dir: &Path, bootstrap: &str) {
     .unwrap();
     std::fs::create_dir_all(dir.join("catalog")).unwrap();
     std::fs::create_dir_all(dir.join("pipelines/dwd")).unwrap();
+    std::fs::create_dir_all(dir.join("pipelines/dws")).unwrap();
+    std::fs::write(
+        dir.join("pipelines/dws/dws_city_totals.sql"),
+        "INSERT INTO shop.dws_city_totals SELECT UPPER(city), COUNT(*), CAST(SUM(amount) AS DECIMAL(20, 2)) FROM shop.ods_orders WHERE amount > 0 GROUP BY UPPER(city)",
+    )
+    .unwrap();
     std::fs::write(dir.join("catalog/shop.sql"), CATALOG).unwrap();
     std::fs::write(
         dir.join("pipelines/dwd/dwd_orders.sql"),
@@ -175,4 +184,13 @@ async fn killed_runs_resume_to_the_same_tables_as_an_uninterrupted_run() {
         "quarantine lost or duplicated records"
     );
     assert_eq!(bad, table_dump(calm.path(), quarantine));
+
+    // The aggregation's state survived every crash: totals equal the detail's, and the calm run's.
+    let totals = "SELECT city, orders, amount FROM shop.dws_city_totals ORDER BY city";
+    let from_detail = table_dump(
+        killed.path(),
+        "SELECT city, COUNT(*) AS orders, CAST(SUM(amount) AS DECIMAL(20, 2)) AS amount FROM shop.dwd_orders GROUP BY city ORDER BY city",
+    );
+    assert_eq!(table_dump(killed.path(), totals), from_detail);
+    assert_eq!(table_dump(calm.path(), totals), from_detail);
 }
