@@ -42,6 +42,9 @@ pub struct EngineConfig {
     pub batch_records: usize,
     /// A source partition quiet for this long stops holding the watermark back.
     pub idle_timeout_ms: u64,
+    /// Compact a target's small files (and checkpoint its log) after this many
+    /// commits of its pipeline; 0 leaves compaction to `strata optimize`.
+    pub compact_every_commits: u64,
 }
 
 impl Default for EngineConfig {
@@ -50,6 +53,7 @@ impl Default for EngineConfig {
             commit_interval_ms: 1_000,
             batch_records: 20_000,
             idle_timeout_ms: 30_000,
+            compact_every_commits: 600,
         }
     }
 }

@@ -269,6 +269,8 @@ struct Task<'a> {
     committed_watermark: Option<i64>,
     pending: Pending,
     interval: Duration,
+    /// Commits since the target was last compacted.
+    commits_since_compaction: u64,
 }
 
 impl<'a> Task<'a> {
@@ -374,6 +376,7 @@ impl<'a> Task<'a> {
             committed_watermark: None,
             pending: Pending::default(),
             interval,
+            commits_since_compaction: 0,
         };
         if task.plan.aggregate.is_some() {
             task.open_state(source, target_location, &partitions)
@@ -714,6 +717,18 @@ impl<'a> Task<'a> {
         self.committed_watermark = watermark;
         self.pending.offsets.clear();
         self.run.stats.record_commit(rows);
+        self.commits_since_compaction += 1;
+        let every = self
+            .run
+            .catalog
+            .project()
+            .config
+            .engine
+            .compact_every_commits;
+        if every > 0 && self.commits_since_compaction >= every {
+            self.target.compact().await?;
+            self.commits_since_compaction = 0;
+        }
         Ok(())
     }
 }

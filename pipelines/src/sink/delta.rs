@@ -211,6 +211,17 @@ impl DeltaSink {
         Ok(table)
     }
 
+    /// Compacts the table's small files and checkpoints its log, then carries on
+    /// from the compacted version. Rows do not change, so readers following the
+    /// log skip the commit.
+    pub async fn compact(&mut self) -> Result<()> {
+        lake::optimize(&self.location).await?;
+        self.table
+            .update_state()
+            .await
+            .map_err(|source| delta_error(&self.location, source))
+    }
+
     /// Casts a batch to the table's own types (Delta keeps timestamps in µs, for example).
     fn to_table_schema(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let columns = crate::transform::columns_by_name(batch, &self.schema, |name| {

@@ -65,7 +65,7 @@ async fn setup(bootstrap: &str) -> (tempfile::TempDir, Catalog) {
     std::fs::write(
         dir.path().join("strata.toml"),
         format!(
-            "[engine]\ncommit-interval-ms = 100\nbatch-records = 64\n[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"{bootstrap}\"\n"
+            "[engine]\ncommit-interval-ms = 100\nbatch-records = 64\ncompact-every-commits = 1\n[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"{bootstrap}\"\n"
         ),
     )
     .unwrap();
@@ -247,7 +247,6 @@ async fn a_delta_table_streams_into_the_next_layer_once_even_after_compaction() 
         scalar(&catalog, "SELECT count(*) FROM shop.dws_big_orders").await,
         expected
     );
-
     // Compaction rewrites the upstream files without changing its rows: nothing is read again.
     catalog
         .optimize(&"shop.dwd_orders".parse().unwrap())
@@ -260,6 +259,20 @@ async fn a_delta_table_streams_into_the_next_layer_once_even_after_compaction() 
         scalar(&catalog, "SELECT count(*) FROM shop.dws_big_orders").await,
         expected
     );
+    // Besides that manual compaction, the pipeline compacted its target as it went
+    // (compact-every-commits = 1 here: after each commit that leaves small files).
+    let log = std::fs::read_dir(dir.path().join("lake/shop/dwd_orders/_delta_log")).unwrap();
+    let compactions = log
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap()
+                .contains("\"operation\":\"OPTIMIZE\"")
+        })
+        .count();
+    assert!(compactions >= 2, "the pipeline never compacted its target");
+
     assert_eq!(
         scalar(
             &catalog,
