@@ -34,18 +34,19 @@ use strata_catalog::{Catalog, KafkaFormat, TableDef, TableKind, TableName};
 use tokio::sync::watch;
 
 use crate::aggregate::AggregateState;
+use crate::decode::debezium::{DebeziumDecoder, RowKind};
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
-use crate::sink::delta::{DeltaSink, Offsets, WriteMode};
+use crate::sink::delta::{DELETE_MARKER, DeltaSink, Offsets, WriteMode};
 use crate::sink::late::{self, Arrival};
 use crate::sink::quarantine;
 use crate::source::SourceRecord;
 use crate::source::delta::DeltaFollower;
 use crate::source::kafka::KafkaSource;
-use crate::source::reader::{Next, Reader, SourceBatch, row_as_json};
+use crate::source::reader::{Next, Reader, RecordDecoder, SourceBatch, row_as_json};
 use crate::state::{ByteReader, ByteWriter, StateStore};
 use crate::transform::{CompiledPlan, Traced};
-use crate::validate::{ValidPipeline, schema_session};
+use crate::validate::{ValidPipeline, is_changelog, schema_session};
 use crate::watermark::WatermarkTracker;
 
 /// Live counters of one target table, for progress, the API and the summary.
@@ -115,7 +116,7 @@ impl PipelineRun {
         };
         match &source.kind {
             TableKind::Kafka {
-                format: KafkaFormat::Json,
+                format: KafkaFormat::Json | KafkaFormat::DebeziumJson,
                 ..
             }
             | TableKind::Delta { .. } => {}
@@ -142,6 +143,26 @@ impl PipelineRun {
             .collect();
         let ctx = schema_session(&tables);
         let plan = CompiledPlan::compile(pipeline, &ctx.state()).await?;
+        if is_changelog(source)
+            && let Some(aggregate) = &plan.aggregate
+        {
+            let refused = aggregate.unretractable();
+            if !refused.is_empty() {
+                return Err(unsupported(
+                    pipeline,
+                    &format!(
+                        "{} over a changelog (its updates and deletes must be taken back out; COUNT, SUM and AVG can be)",
+                        refused.join(", ")
+                    ),
+                ));
+            }
+            if matches!(
+                aggregate.window,
+                Some(crate::window::WindowKind::Session { .. })
+            ) {
+                return Err(unsupported(pipeline, "a SESSION window over a changelog"));
+            }
+        }
         Ok((source, target_location, plan))
     }
 
@@ -283,6 +304,7 @@ impl<'a> Task<'a> {
         let name = run.pipeline.pipeline.name.clone();
         let target_def = &run.pipeline.target;
         let mode = match &plan.aggregate {
+            _ if is_changelog(source) => WriteMode::Upsert(target_def.primary_key.clone()),
             Some(aggregate) if aggregate.updates() => {
                 WriteMode::Upsert(target_def.primary_key.clone())
             }
@@ -336,7 +358,13 @@ impl<'a> Task<'a> {
                     KafkaSource::start(kafka, &group, &resume, engine.batch_records)?;
                 let reader = Reader::Kafka {
                     source: source_reader,
-                    decoder: JsonDecoder::new(source.schema.clone()),
+                    decoder: match source.kind {
+                        TableKind::Kafka {
+                            format: KafkaFormat::DebeziumJson,
+                            ..
+                        } => RecordDecoder::Debezium(DebeziumDecoder::new(source.schema.clone())),
+                        _ => RecordDecoder::Json(JsonDecoder::new(source.schema.clone())),
+                    },
                     topic,
                 };
                 (reader, partitions)
@@ -528,13 +556,14 @@ impl<'a> Task<'a> {
                 .filter(|r| !without_time.contains(r))
                 .collect()
         };
+        let kinds = batch.kinds.as_deref();
         match self.transform(rows, &keep) {
-            Ok(output) => self.absorb(rows, &batch.coordinates, output),
+            Ok(output) => self.absorb(rows, &batch.coordinates, kinds, output),
             // Find the rows the SELECT fails on; they go to quarantine with the reason.
             Err(_) => {
                 for row in keep {
                     match self.transform(rows, &[row]) {
-                        Ok(output) => self.absorb(rows, &batch.coordinates, output)?,
+                        Ok(output) => self.absorb(rows, &batch.coordinates, kinds, output)?,
                         Err(err) => self.reject(
                             rows,
                             &batch.coordinates,
@@ -558,33 +587,54 @@ impl<'a> Task<'a> {
             arrow::compute::take_record_batch(rows, &indices)?
         };
         let traced = self.plan.prepare(&input)?;
+        let origins = traced.origins.iter().map(|&o| keep[o]).collect();
         if self.plan.aggregate.is_some() {
-            let origins = traced.origins.iter().map(|&o| keep[o]).collect();
             return Ok(Transformed::ToAggregate(Traced {
                 batch: traced.batch,
                 origins,
             }));
         }
-        Ok(Transformed::Rows(self.plan.finish(traced.batch)?))
+        Ok(Transformed::Rows(Traced {
+            batch: self.plan.finish(traced.batch)?,
+            origins,
+        }))
     }
 
     fn absorb(
         &mut self,
         rows: &RecordBatch,
         coordinates: &[(i32, i64)],
+        kinds: Option<&[RowKind]>,
         output: Transformed,
     ) -> Result<()> {
+        let kinds_of = |traced: &Traced| -> Option<Vec<RowKind>> {
+            kinds.map(|kinds| traced.origins.iter().map(|&o| kinds[o]).collect())
+        };
         match output {
-            Transformed::Rows(batch) => self.pending.rows.push(batch),
+            Transformed::Rows(traced) => {
+                let batch = match kinds_of(&traced) {
+                    // A changelog upserts the target: an update's old image and a delete
+                    // remove their key; the sink keeps each key's last change.
+                    Some(kinds) => with_delete_marker(
+                        &traced.batch,
+                        kinds.iter().map(|kind| kind.is_retraction()).collect(),
+                    )?,
+                    None => traced.batch,
+                };
+                self.pending.rows.push(batch);
+            }
             Transformed::ToAggregate(traced) => {
                 let (Some(plan), Some(stateful)) = (&self.plan.aggregate, &mut self.stateful)
                 else {
                     unreachable!("an aggregating plan has state")
                 };
-                let late_positions =
-                    stateful
-                        .state
-                        .update(plan, &traced.batch, self.committed_watermark)?;
+                let row_kinds = kinds_of(&traced);
+                let late_positions = stateful.state.update(
+                    plan,
+                    &traced.batch,
+                    row_kinds.as_deref(),
+                    self.committed_watermark,
+                )?;
                 if late_positions.is_empty() {
                     return Ok(());
                 }
@@ -646,8 +696,15 @@ impl<'a> Task<'a> {
             .and_then(|(_, tracker)| tracker.current(Instant::now()));
         if let (Some(plan), Some(stateful)) = (&self.plan.aggregate, &mut self.stateful) {
             let emitted = stateful.state.emit(plan, watermark)?;
-            if emitted.num_rows() > 0 {
-                self.pending.rows.push(self.plan.finish(emitted)?);
+            if emitted.upserts.num_rows() > 0 {
+                self.pending.rows.push(self.plan.finish(emitted.upserts)?);
+            }
+            if emitted.deletes.num_rows() > 0 {
+                let deletes = self.plan.finish(emitted.deletes)?;
+                let marker = vec![true; deletes.num_rows()];
+                self.pending
+                    .rows
+                    .push(with_delete_marker(&deletes, marker)?);
             }
         }
         let pipeline = self.run.pipeline.pipeline.name.clone();
@@ -733,10 +790,28 @@ impl<'a> Task<'a> {
     }
 }
 
-/// The SELECT's output for some rows: target rows, or rows for the aggregation.
+/// The SELECT's output for some rows: target rows, or rows for the aggregation,
+/// each with the input row it came from.
 enum Transformed {
-    Rows(RecordBatch),
+    Rows(Traced),
     ToAggregate(Traced),
+}
+
+/// Marks rows that delete their key (the upsert sink reads the marker).
+fn with_delete_marker(batch: &RecordBatch, deletes: Vec<bool>) -> Result<RecordBatch> {
+    let mut fields: Vec<arrow::datatypes::FieldRef> =
+        batch.schema().fields().iter().cloned().collect();
+    fields.push(Arc::new(arrow::datatypes::Field::new(
+        DELETE_MARKER,
+        arrow::datatypes::DataType::Boolean,
+        false,
+    )));
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(arrow::array::BooleanArray::from(deletes)));
+    Ok(RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// Late rows the late table does not hold yet (it may be ahead after a crash).

@@ -59,7 +59,7 @@ pub async fn validate(pipelines: Vec<Pipeline>, tables: &[TableDef]) -> Result<V
         }
         let (output, aggregates) = plan_output(&ctx, &pipeline).await?;
         check_fits(&pipeline, &output, &target)?;
-        check_upsert_target(&pipeline, aggregates, &target)?;
+        check_upsert_target(&pipeline, aggregates, &sources, &target)?;
         valid.push(ValidPipeline {
             pipeline,
             target,
@@ -178,15 +178,35 @@ fn check_event_time(tvf: &WindowTvf, source: &TableDef) -> Result<()> {
     }
 }
 
-/// Results that change after they were written (GROUP BY without a window, or
-/// windows with allowed lateness) are upserted: the target needs a primary key.
-fn check_upsert_target(pipeline: &Pipeline, aggregates: bool, target: &TableDef) -> Result<()> {
-    let updates =
-        aggregates && (pipeline.window.is_none() || pipeline.settings.allowed_lateness_ms > 0);
+/// Whether a table is a changelog (inserts, updates and deletes) rather than append-only.
+pub fn is_changelog(table: &TableDef) -> bool {
+    matches!(
+        table.kind,
+        strata_catalog::TableKind::Kafka {
+            format: strata_catalog::KafkaFormat::DebeziumJson,
+            ..
+        }
+    )
+}
+
+/// Results that change after they were written (GROUP BY without a window,
+/// windows with allowed lateness, anything read from a changelog) are
+/// upserted: the target needs a primary key.
+fn check_upsert_target(
+    pipeline: &Pipeline,
+    aggregates: bool,
+    sources: &[TableDef],
+    target: &TableDef,
+) -> Result<()> {
+    let changelog = sources.iter().any(is_changelog);
+    let updates = changelog
+        || (aggregates && (pipeline.window.is_none() || pipeline.settings.allowed_lateness_ms > 0));
     if !updates || !target.primary_key.is_empty() {
         return Ok(());
     }
-    let why = if pipeline.window.is_none() {
+    let why = if changelog {
+        "the source is a changelog, whose updates and deletes change rows already written"
+    } else if pipeline.window.is_none() {
         "a GROUP BY without a window updates its rows as data arrives"
     } else {
         "with allowed lateness, a window's row is updated when a late row arrives"

@@ -129,6 +129,14 @@ impl AggregateCall {
         })
     }
 
+    /// Whether a changelog's retractions (update-before, delete) can be taken back out.
+    pub fn retractable(&self) -> bool {
+        matches!(
+            self.function,
+            AggFunction::Count | AggFunction::Sum | AggFunction::Avg
+        )
+    }
+
     /// A new, empty accumulator.
     pub fn empty(&self) -> Acc {
         match (self.function, &self.holding) {
@@ -314,31 +322,43 @@ pub enum Acc {
 impl Acc {
     /// Folds in row `row` of a batch's input.
     pub fn update(&mut self, input: &Input, row: usize) -> Result<()> {
+        self.add(input, row, 1)
+    }
+
+    /// Takes row `row` of a batch's input back out (a changelog's retraction);
+    /// only for [`AggregateCall::retractable`] aggregates.
+    pub fn retract(&mut self, input: &Input, row: usize) -> Result<()> {
+        self.add(input, row, -1)
+    }
+
+    /// Adds (`sign` 1) or takes out (`sign` -1) one row.
+    fn add(&mut self, input: &Input, row: usize, sign: i64) -> Result<()> {
         match (self, input) {
-            (Acc::Count(n), Input::Presence(valid)) => *n += i64::from(valid[row]),
+            (Acc::Count(n), Input::Presence(valid)) => *n += sign * i64::from(valid[row]),
             (Acc::SumExact(sum), Input::Exact(values)) => {
                 if let Some(value) = values[row] {
-                    *sum = Some(checked_add(sum.unwrap_or(0), value)?);
+                    *sum = Some(checked_add(sum.unwrap_or(0), i128::from(sign) * value)?);
                 }
             }
             (Acc::SumFloat(sum), Input::Float(values)) => {
                 if let Some(value) = values[row] {
-                    *sum = Some(sum.unwrap_or(0.0) + value);
+                    *sum = Some(sum.unwrap_or(0.0) + sign as f64 * value);
                 }
             }
             (Acc::AvgExact { sum, count }, Input::Exact(values)) => {
                 if let Some(value) = values[row] {
-                    *sum = checked_add(*sum, value)?;
-                    *count += 1;
+                    *sum = checked_add(*sum, i128::from(sign) * value)?;
+                    *count += sign;
                 }
             }
             (Acc::AvgFloat { sum, count }, Input::Float(values)) => {
                 if let Some(value) = values[row] {
-                    *sum += value;
-                    *count += 1;
+                    *sum += sign as f64 * value;
+                    *count += sign;
                 }
             }
             (acc, Input::Rows { rows, valid }) if valid[row] => {
+                debug_assert!(sign > 0, "only retractable aggregates see retractions");
                 let bytes = rows.row(row);
                 let bytes = bytes.as_ref();
                 match acc {

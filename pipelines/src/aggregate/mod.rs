@@ -30,6 +30,7 @@ use arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use self::accumulator::{Acc, AggregateCall};
+use crate::decode::debezium::RowKind;
 use crate::error::{PipelineError, Result};
 use crate::state::{ByteReader, ByteWriter};
 use crate::transform::strict_cast;
@@ -87,6 +88,15 @@ impl AggregatePlan {
     /// Whether results can change after they were first emitted (the sink must upsert).
     pub fn updates(&self) -> bool {
         self.window.is_none() || self.allowed_lateness_ms > 0
+    }
+
+    /// The aggregates that cannot take a changelog's retractions back out.
+    pub fn unretractable(&self) -> Vec<String> {
+        self.calls
+            .iter()
+            .filter(|call| !call.retractable())
+            .map(|call| format!("{:?}", call.function).to_uppercase())
+            .collect()
     }
 
     fn evaluate(&self, expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ArrayRef> {
@@ -214,11 +224,20 @@ impl Keys {
     }
 }
 
-/// A group's accumulators, and whether its window has been emitted.
+/// A group's accumulators, how many rows it holds, and whether its window has been emitted.
 #[derive(Debug, Clone)]
 struct Group {
     accs: Vec<Acc>,
+    /// Rows in, less rows retracted: a group a changelog emptied is deleted.
+    rows: i64,
     fired: bool,
+}
+
+/// What a commit emits: rows to write, and keys to delete (groups a changelog emptied).
+#[derive(Debug)]
+pub struct Emitted {
+    pub upserts: RecordBatch,
+    pub deletes: RecordBatch,
 }
 
 /// A session window of one key.
@@ -248,8 +267,10 @@ impl AggregateState {
         &mut self,
         plan: &AggregatePlan,
         batch: &RecordBatch,
+        kinds: Option<&[RowKind]>,
         watermark: Option<i64>,
     ) -> Result<Vec<usize>> {
+        let retracts = |row: usize| kinds.is_some_and(|k| k[row].is_retraction());
         if batch.num_rows() == 0 {
             return Ok(Vec::new());
         }
@@ -278,24 +299,34 @@ impl AggregateState {
             return Ok(late);
         }
         // Local pre-aggregation: one entry per group of this batch.
-        let mut local: HashMap<GroupId, Vec<Acc>> = HashMap::new();
+        let mut local: HashMap<GroupId, (Vec<Acc>, i64)> = HashMap::new();
         for (row, &(start, end)) in windows.iter().enumerate() {
             if closed(end) {
                 late.push(row);
                 continue;
             }
             let id = (end, start, keys.key(row).to_vec());
-            let accs = local.entry(id).or_insert_with(|| plan.empty_accs());
-            for (acc, input) in accs.iter_mut().zip(&inputs) {
-                acc.update(input, row)?;
+            let (accs, rows) = local.entry(id).or_insert_with(|| (plan.empty_accs(), 0));
+            if retracts(row) {
+                *rows -= 1;
+                for (acc, input) in accs.iter_mut().zip(&inputs) {
+                    acc.retract(input, row)?;
+                }
+            } else {
+                *rows += 1;
+                for (acc, input) in accs.iter_mut().zip(&inputs) {
+                    acc.update(input, row)?;
+                }
             }
         }
         // Global: one state update per group of the batch.
-        for (id, accs) in local {
+        for (id, (accs, rows)) in local {
             let group = self.groups.entry(id.clone()).or_insert_with(|| Group {
                 accs: plan.empty_accs(),
+                rows: 0,
                 fired: false,
             });
+            group.rows += rows;
             for (acc, partial) in group.accs.iter_mut().zip(accs) {
                 acc.merge(partial)?;
             }
@@ -344,7 +375,7 @@ impl AggregateState {
     }
 
     /// Emits what the watermark completed and what changed, and forgets windows past their lateness.
-    pub fn emit(&mut self, plan: &AggregatePlan, watermark: Option<i64>) -> Result<RecordBatch> {
+    pub fn emit(&mut self, plan: &AggregatePlan, watermark: Option<i64>) -> Result<Emitted> {
         let lateness = plan.allowed_lateness_ms;
         if let Some(WindowKind::Session { .. }) = plan.window {
             let mut done: Vec<(i64, i64, Vec<u8>, Vec<Acc>)> = Vec::new();
@@ -367,7 +398,10 @@ impl AggregateState {
                 .iter()
                 .map(|(s, e, k, a)| (*s, *e, k.as_slice(), a.as_slice()))
                 .collect();
-            return plan.finish(&rows);
+            return Ok(Emitted {
+                upserts: plan.finish(&rows)?,
+                deletes: plan.finish(&[])?,
+            });
         }
         let mut emit: BTreeSet<GroupId> = std::mem::take(&mut self.dirty);
         if let (Some(w), Some(_)) = (watermark, plan.window) {
@@ -381,17 +415,23 @@ impl AggregateState {
                 }
             }
         }
-        let batch = {
-            let rows: Vec<(i64, i64, &[u8], &[Acc])> = emit
-                .iter()
-                .filter_map(|id| {
-                    self.groups
-                        .get(id)
-                        .map(|g| (id.1, id.0, id.2.as_slice(), g.accs.as_slice()))
-                })
-                .collect();
-            plan.finish(&rows)?
+        let emitted = {
+            let rows = |emptied: bool| -> Vec<(i64, i64, &[u8], &[Acc])> {
+                emit.iter()
+                    .filter_map(|id| {
+                        self.groups
+                            .get(id)
+                            .filter(|g| (g.rows <= 0) == emptied)
+                            .map(|g| (id.1, id.0, id.2.as_slice(), g.accs.as_slice()))
+                    })
+                    .collect()
+            };
+            Emitted {
+                upserts: plan.finish(&rows(false))?,
+                deletes: plan.finish(&rows(true))?,
+            }
         };
+        self.groups.retain(|_, g| g.rows > 0);
         if let (Some(w), Some(_)) = (watermark, plan.window) {
             let keep_from = (
                 w.saturating_sub(lateness).saturating_add(2),
@@ -400,7 +440,7 @@ impl AggregateState {
             );
             self.groups = self.groups.split_off(&keep_from);
         }
-        Ok(batch)
+        Ok(emitted)
     }
 
     /// How many windows and groups are open.
@@ -414,6 +454,7 @@ impl AggregateState {
             out.i64(*end);
             out.i64(*start);
             out.bytes(key);
+            out.i64(group.rows);
             out.u8(u8::from(group.fired));
             encode_accs(&group.accs, out);
         }
@@ -438,11 +479,12 @@ impl AggregateState {
             let end = input.i64()?;
             let start = input.i64()?;
             let key = input.bytes()?.to_vec();
+            let rows = input.i64()?;
             let fired = input.u8()? == 1;
             let accs = decode_accs(input)?;
             state
                 .groups
-                .insert((end, start, key), Group { accs, fired });
+                .insert((end, start, key), Group { accs, rows, fired });
         }
         for _ in 0..input.u64()? {
             let key = input.bytes()?.to_vec();

@@ -1,3 +1,4 @@
 //! Decoding source records into Arrow.
 
+pub mod debezium;
 pub mod json;

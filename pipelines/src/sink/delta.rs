@@ -19,8 +19,10 @@
 
 use std::collections::BTreeMap;
 
+use arrow::array::BooleanArray;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
 use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -31,6 +33,9 @@ use crate::error::{PipelineError, Result};
 
 /// The source coordinates a commit covers: (topic, partition) → last offset.
 pub type Offsets = BTreeMap<(String, i32), i64>;
+
+/// A boolean column an upserting pipeline adds to rows that delete their key.
+pub const DELETE_MARKER: &str = "__strata_delete";
 
 /// How rows reach the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,10 +120,19 @@ impl DeltaSink {
         offsets: &Offsets,
         state: Option<i64>,
     ) -> Result<i64> {
+        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        let deletes: Vec<BooleanArray> = batches
+            .iter()
+            .map(|batch| {
+                batch
+                    .column_by_name(DELETE_MARKER)
+                    .and_then(|c| c.as_any().downcast_ref::<BooleanArray>().cloned())
+                    .unwrap_or_else(|| BooleanArray::from(vec![false; batch.num_rows()]))
+            })
+            .collect();
         let batches = batches
-            .into_iter()
-            .filter(|b| b.num_rows() > 0)
-            .map(|batch| self.to_table_schema(&batch))
+            .iter()
+            .map(|batch| self.to_table_schema(batch))
             .collect::<Result<Vec<_>>>()?;
         let transactions = offsets
             .iter()
@@ -160,21 +174,72 @@ impl DeltaSink {
                 .with_commit_properties(properties)
                 .await
                 .map_err(|source| delta_error(&self.location, source))?,
-            WriteMode::Upsert(keys) => self.merge(batches, keys, properties).await?,
+            WriteMode::Upsert(keys) => self.merge(batches, deletes, keys, properties).await?,
         };
         Ok(self.table.version().unwrap_or(0) as i64)
     }
 
+    /// Upserts `batches` by `keys` (deleting the keys of rows marked in `deletes`);
+    /// when a key changes more than once, its last change wins.
     async fn merge(
         &self,
         batches: Vec<RecordBatch>,
+        deletes: Vec<BooleanArray>,
         keys: &[String],
         properties: CommitProperties,
     ) -> Result<DeltaTable> {
         let rows = arrow::compute::concat_batches(&self.schema, &batches)?;
+        let deletes: Vec<&dyn arrow::array::Array> = deletes
+            .iter()
+            .map(|d| d as &dyn arrow::array::Array)
+            .collect();
+        let deletes = arrow::compute::concat(&deletes)?;
+        let key_columns = keys
+            .iter()
+            .map(|key| {
+                rows.column_by_name(key).cloned().ok_or_else(|| {
+                    PipelineError::Evaluation(format!(
+                        "the primary key column {key} is not a column of {}",
+                        self.location
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let converter = RowConverter::new(
+            key_columns
+                .iter()
+                .map(|c| SortField::new(c.data_type().clone()))
+                .collect(),
+        )?;
+        let key_rows = converter.convert_columns(&key_columns)?;
+        let mut seen = std::collections::HashSet::new();
+        let mut last_changes: Vec<u32> = (0..rows.num_rows())
+            .rev()
+            .filter(|&row| seen.insert(key_rows.row(row)))
+            .map(|row| row as u32)
+            .collect();
+        last_changes.reverse();
+        let indices = arrow::array::UInt32Array::from(last_changes);
+        let mut columns = arrow::compute::take_record_batch(&rows, &indices)?
+            .columns()
+            .to_vec();
+        columns.push(arrow::compute::take(&deletes, &indices, None)?);
+        let mut fields: Vec<arrow::datatypes::FieldRef> =
+            self.schema.fields().iter().cloned().collect();
+        fields.push(std::sync::Arc::new(arrow::datatypes::Field::new(
+            DELETE_MARKER,
+            arrow::datatypes::DataType::Boolean,
+            false,
+        )));
+        let changes = RecordBatch::try_new(
+            std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+            columns,
+        )?;
         let source = datafusion::prelude::SessionContext::new()
-            .read_batch(rows)
+            .read_batch(changes)
             .map_err(|err| PipelineError::Evaluation(err.to_string()))?;
+        let delete = format!("s.`{DELETE_MARKER}`");
+        let keep = format!("NOT s.`{DELETE_MARKER}`");
         let predicate = keys
             .iter()
             .map(|key| format!("(t.`{key}` IS NOT DISTINCT FROM s.`{key}`)"))
@@ -193,16 +258,23 @@ impl DeltaSink {
             .with_source_alias("s")
             .with_target_alias("t")
             .with_commit_properties(properties)
-            .when_matched_update(|update| {
-                columns.iter().fold(update, |update, column| {
-                    update.update(format!("`{column}`"), format!("s.`{column}`"))
+            .when_matched_delete(|matched| matched.predicate(delete.clone()))
+            .and_then(|merge| {
+                merge.when_matched_update(|update| {
+                    columns
+                        .iter()
+                        .fold(update.predicate(keep.clone()), |update, column| {
+                            update.update(format!("`{column}`"), format!("s.`{column}`"))
+                        })
                 })
             })
             .and_then(|merge| {
                 merge.when_not_matched_insert(|insert| {
-                    columns.iter().fold(insert, |insert, column| {
-                        insert.set(format!("`{column}`"), format!("s.`{column}`"))
-                    })
+                    columns
+                        .iter()
+                        .fold(insert.predicate(keep.clone()), |insert, column| {
+                            insert.set(format!("`{column}`"), format!("s.`{column}`"))
+                        })
                 })
             })
             .map_err(|source| delta_error(&self.location, source))?

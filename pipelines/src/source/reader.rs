@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::SourceRecord;
 use super::delta::DeltaFollower;
 use super::kafka::{KafkaSource, SourceEvent};
+use crate::decode::debezium::{DebeziumDecoder, RowKind};
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
 
@@ -26,6 +27,8 @@ pub struct SourceBatch {
     pub rows: RecordBatch,
     /// Each row's (partition, offset).
     pub coordinates: Vec<(i32, i64)>,
+    /// For a changelog source, each row's kind; `None` when every row is an insert.
+    pub kinds: Option<Vec<RowKind>>,
     /// Records that could not be decoded.
     pub rejected: Vec<Rejected>,
     /// The last offset read, per partition.
@@ -46,12 +49,19 @@ pub enum Next {
     Stop,
 }
 
+/// How a Kafka topic's records are decoded.
+#[derive(Debug)]
+pub enum RecordDecoder {
+    Json(JsonDecoder),
+    Debezium(DebeziumDecoder),
+}
+
 /// A pipeline's source.
 #[derive(Debug)]
 pub enum Reader {
     Kafka {
         source: KafkaSource,
-        decoder: JsonDecoder,
+        decoder: RecordDecoder,
         topic: String,
     },
     Delta {
@@ -134,22 +144,43 @@ impl Reader {
     }
 }
 
-fn decode(decoder: &JsonDecoder, records: &[SourceRecord]) -> SourceBatch {
+fn decode(decoder: &RecordDecoder, records: &[SourceRecord]) -> SourceBatch {
     let mut offsets = BTreeMap::new();
     for record in records {
         offsets.insert(record.partition, record.offset);
     }
-    let decoded = decoder.decode(records);
-    SourceBatch {
-        coordinates: decoded
-            .rows
-            .iter()
-            .map(|&index| (records[index].partition, records[index].offset))
-            .collect(),
-        rows: decoded.batch,
-        rejected: decoded.rejected,
-        offsets,
-        records: records.len() as u64,
+    let coordinates = |index: usize| (records[index].partition, records[index].offset);
+    match decoder {
+        RecordDecoder::Json(decoder) => {
+            let decoded = decoder.decode(records);
+            SourceBatch {
+                coordinates: decoded
+                    .rows
+                    .iter()
+                    .map(|&index| coordinates(index))
+                    .collect(),
+                kinds: None,
+                rows: decoded.batch,
+                rejected: decoded.rejected,
+                offsets,
+                records: records.len() as u64,
+            }
+        }
+        RecordDecoder::Debezium(decoder) => {
+            let decoded = decoder.decode(records);
+            SourceBatch {
+                coordinates: decoded
+                    .rows
+                    .iter()
+                    .map(|&(index, _)| coordinates(index))
+                    .collect(),
+                kinds: Some(decoded.rows.iter().map(|&(_, kind)| kind).collect()),
+                rows: decoded.batch,
+                rejected: decoded.rejected,
+                offsets,
+                records: records.len() as u64,
+            }
+        }
     }
 }
 
@@ -174,6 +205,7 @@ fn delta_batch(schema: &SchemaRef, version: i64, batches: &[RecordBatch]) -> Res
     let rows = arrow::compute::concat_batches(&relaxed, &batches)?;
     Ok(SourceBatch {
         coordinates: vec![(0, version); rows.num_rows()],
+        kinds: None,
         records: rows.num_rows() as u64,
         rows,
         rejected: Vec::new(),

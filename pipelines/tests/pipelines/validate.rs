@@ -17,6 +17,9 @@ CREATE TABLE shop.dwd_orders (order_id BIGINT, user_city STRING, amount DECIMAL(
   WITH ('connector' = 'delta');
 CREATE TABLE shop.dws_city_gmv (city STRING, gmv DECIMAL(20, 2), PRIMARY KEY (city) NOT ENFORCED) WITH ('connector' = 'delta');
 CREATE TABLE shop.dws_no_key (city STRING, gmv DECIMAL(20, 2)) WITH ('connector' = 'delta');
+CREATE TABLE shop.ods_users_cdc (id BIGINT, city STRING, PRIMARY KEY (id) NOT ENFORCED)
+  WITH ('connector' = 'kafka', 'topic' = 'users', 'format' = 'debezium-json', 'properties.bootstrap.servers' = 'k:9092');
+CREATE TABLE shop.dwd_users_flat (id BIGINT, city STRING) WITH ('connector' = 'delta');
 CREATE TABLE shop.dws_city_1m (window_start TIMESTAMP(3), city STRING, gmv DECIMAL(20, 2)) WITH ('connector' = 'delta');
 CREATE TABLE shop.app_city_gmv (city STRING, gmv DECIMAL(20, 2)) WITH ('connector' = 'mysql', 'url' = 'mysql://db/app', 'table-name' = 'gmv');
 ";
@@ -140,6 +143,13 @@ async fn mistakes_are_refused_with_their_place() {
             "allowed lateness without a key",
             "SET 'table.exec.emit.allow-lateness' = '1 min';\nINSERT INTO shop.dws_city_1m\nSELECT window_start, user_city, SUM(amount)\nFROM TABLE(TUMBLE(TABLE shop.dwd_orders, DESCRIPTOR(order_time), INTERVAL '1' MINUTE))\nGROUP BY window_start, window_end, user_city",
             &["a late row arrives, so shop.dws_city_1m needs a PRIMARY KEY"],
+        ),
+        (
+            "a changelog into a table without a key",
+            "INSERT INTO shop.dwd_users_flat SELECT id, city FROM shop.ods_users_cdc",
+            &[
+                "the source is a changelog, whose updates and deletes change rows already written, so shop.dwd_users_flat needs a PRIMARY KEY",
+            ],
         ),
         (
             "unknown setting",
