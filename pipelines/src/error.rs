@@ -29,6 +29,12 @@ pub enum PipelineError {
     )]
     Source { what: String, cause: String },
 
+    /// A target could not be written.
+    #[error(
+        "{what}: {cause}\n  hint: check that the server runs and the table has the declared columns and primary key; the pipeline resumes where it stopped"
+    )]
+    Sink { what: String, cause: String },
+
     /// Evaluating a pipeline's SQL on a batch failed.
     #[error("evaluating the pipeline's SELECT: {0}")]
     Evaluation(String),

@@ -39,6 +39,7 @@ use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
 use crate::sink::delta::{DELETE_MARKER, DeltaSink, Offsets, WriteMode};
 use crate::sink::late::{self, Arrival};
+use crate::sink::mysql::MysqlSink;
 use crate::sink::quarantine;
 use crate::source::SourceRecord;
 use crate::source::delta::DeltaFollower;
@@ -133,7 +134,7 @@ impl PipelineRun {
                 ));
             }
         }
-        let target_location = delta_target(&self.catalog, pipeline)?;
+        let target_location = target_location(&self.catalog, pipeline)?;
         let tables: Vec<TableDef> = self
             .catalog
             .list()
@@ -282,7 +283,7 @@ struct Task<'a> {
     run: &'a PipelineRun,
     plan: CompiledPlan,
     reader: Reader,
-    target: DeltaSink,
+    target: Target,
     quarantine: SideTable,
     stateful: Option<Stateful>,
     watermark: Option<(String, WatermarkTracker)>,
@@ -310,7 +311,18 @@ impl<'a> Task<'a> {
             }
             _ => WriteMode::Append,
         };
-        let mut target = DeltaSink::open(target_location, &name, mode).await?;
+        let mut target = match &target_def.kind {
+            TableKind::Mysql { .. } => Target::Mysql(
+                MysqlSink::open(
+                    connectors::mysql_target(run.catalog.project(), target_def)?,
+                    target_def.schema.clone(),
+                    target_def.primary_key.clone(),
+                    &name,
+                )
+                .await?,
+            ),
+            _ => Target::Delta(DeltaSink::open(target_location, &name, mode).await?),
+        };
         let mut quarantine = run
             .open_side_table(
                 target_location,
@@ -435,7 +447,14 @@ impl<'a> Task<'a> {
             )
             .await?;
         late_table.resume(self.reader.stream(), partitions).await?;
-        let store = self.target.state_store(&self.run.pipeline.pipeline.name);
+        // A Delta target keeps its checkpoints in its own folder; a MySQL target in its quarantine's.
+        let store = match &self.target {
+            Target::Delta(sink) => sink.state_store(&self.run.pipeline.pipeline.name),
+            Target::Mysql(_) => self
+                .quarantine
+                .sink
+                .state_store(&self.run.pipeline.pipeline.name),
+        };
         let mut state = AggregateState::default();
         let mut next_checkpoint = 0;
         if let Some(id) = self.target.committed_state().await? {
@@ -877,21 +896,77 @@ fn unsupported(pipeline: &ValidPipeline, what: &str) -> PipelineError {
         location: pipeline.pipeline.target.location.clone(),
         message: format!("{what} is not supported in streaming pipelines yet"),
         hint: Some(
-            "this version streams one Kafka JSON table into a Delta table with stateless SQL"
+            "pipelines read one Kafka (json, debezium-json) or Delta table and write a Delta or MySQL/TiDB table"
                 .to_string(),
         ),
     }
 }
 
-fn delta_target(catalog: &Catalog, pipeline: &ValidPipeline) -> Result<String> {
+/// Where the target's Delta table is, or for a MySQL/TiDB target, where its
+/// side tables (quarantine, late rows) and checkpoints go: the lake's
+/// `<root>/<space>/<name>`, as if it were a Delta table.
+fn target_location(catalog: &Catalog, pipeline: &ValidPipeline) -> Result<String> {
     match &pipeline.target.kind {
         TableKind::Delta { .. } => Ok(connectors::delta_location(
             catalog.project(),
             &pipeline.target,
         )?),
+        TableKind::Mysql { .. } => {
+            let in_lake = TableDef {
+                kind: TableKind::Delta {
+                    table_path: None,
+                    connection: None,
+                },
+                ..pipeline.target.clone()
+            };
+            Ok(connectors::delta_location(catalog.project(), &in_lake)?)
+        }
         other => Err(unsupported(
             pipeline,
             &format!("writing to a {} table", other.connector()),
         )),
+    }
+}
+
+/// A pipeline's target: a Delta table (append or upsert) or a MySQL/TiDB serving table (upsert).
+#[derive(Debug)]
+enum Target {
+    Delta(DeltaSink),
+    Mysql(MysqlSink),
+}
+
+impl Target {
+    async fn committed_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>> {
+        match self {
+            Target::Delta(sink) => sink.committed_offset(stream, partition).await,
+            Target::Mysql(sink) => sink.committed_offset(stream, partition).await,
+        }
+    }
+
+    async fn committed_state(&self) -> Result<Option<i64>> {
+        match self {
+            Target::Delta(sink) => sink.committed_state().await,
+            Target::Mysql(sink) => sink.committed_state().await,
+        }
+    }
+
+    async fn commit(
+        &mut self,
+        rows: Vec<RecordBatch>,
+        offsets: &Offsets,
+        state: Option<i64>,
+    ) -> Result<()> {
+        match self {
+            Target::Delta(sink) => sink.commit(rows, offsets, state).await.map(|_| ()),
+            Target::Mysql(sink) => sink.commit(rows, offsets, state).await,
+        }
+    }
+
+    /// Compacts a Delta target; a MySQL table needs nothing.
+    async fn compact(&mut self) -> Result<()> {
+        match self {
+            Target::Delta(sink) => sink.compact().await,
+            Target::Mysql(_) => Ok(()),
+        }
     }
 }

@@ -199,12 +199,16 @@ fn check_upsert_target(
     target: &TableDef,
 ) -> Result<()> {
     let changelog = sources.iter().any(is_changelog);
+    let serving = matches!(target.kind, strata_catalog::TableKind::Mysql { .. });
     let updates = changelog
+        || serving
         || (aggregates && (pipeline.window.is_none() || pipeline.settings.allowed_lateness_ms > 0));
     if !updates || !target.primary_key.is_empty() {
         return Ok(());
     }
-    let why = if changelog {
+    let why = if serving {
+        "a MySQL/TiDB serving table is written by upserts"
+    } else if changelog {
         "the source is a changelog, whose updates and deletes change rows already written"
     } else if pipeline.window.is_none() {
         "a GROUP BY without a window updates its rows as data arrives"

@@ -18,11 +18,11 @@
 //! deltalake writes a log checkpoint every 100 commits so the log stays quick to open.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use arrow::array::BooleanArray;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, SortField};
 use deltalake::DeltaTable;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -121,15 +121,7 @@ impl DeltaSink {
         state: Option<i64>,
     ) -> Result<i64> {
         let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
-        let deletes: Vec<BooleanArray> = batches
-            .iter()
-            .map(|batch| {
-                batch
-                    .column_by_name(DELETE_MARKER)
-                    .and_then(|c| c.as_any().downcast_ref::<BooleanArray>().cloned())
-                    .unwrap_or_else(|| BooleanArray::from(vec![false; batch.num_rows()]))
-            })
-            .collect();
+        let deletes = super::delete_markers(&batches);
         let batches = batches
             .iter()
             .map(|batch| self.to_table_schema(batch))
@@ -188,53 +180,21 @@ impl DeltaSink {
         keys: &[String],
         properties: CommitProperties,
     ) -> Result<DeltaTable> {
-        let rows = arrow::compute::concat_batches(&self.schema, &batches)?;
-        let deletes: Vec<&dyn arrow::array::Array> = deletes
-            .iter()
-            .map(|d| d as &dyn arrow::array::Array)
-            .collect();
-        let deletes = arrow::compute::concat(&deletes)?;
-        let key_columns = keys
-            .iter()
-            .map(|key| {
-                rows.column_by_name(key).cloned().ok_or_else(|| {
-                    PipelineError::Evaluation(format!(
-                        "the primary key column {key} is not a column of {}",
-                        self.location
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let converter = RowConverter::new(
-            key_columns
-                .iter()
-                .map(|c| SortField::new(c.data_type().clone()))
-                .collect(),
-        )?;
-        let key_rows = converter.convert_columns(&key_columns)?;
-        let mut seen = std::collections::HashSet::new();
-        let mut last_changes: Vec<u32> = (0..rows.num_rows())
-            .rev()
-            .filter(|&row| seen.insert(key_rows.row(row)))
-            .map(|row| row as u32)
-            .collect();
-        last_changes.reverse();
-        let indices = arrow::array::UInt32Array::from(last_changes);
-        let mut columns = arrow::compute::take_record_batch(&rows, &indices)?
-            .columns()
-            .to_vec();
-        columns.push(arrow::compute::take(&deletes, &indices, None)?);
+        let (rows, deletes) = super::last_change_per_key(&self.schema, &batches, &deletes, keys)
+            .map_err(|message| {
+                PipelineError::Evaluation(format!("{message} of {}", self.location))
+            })?;
+        let mut columns = rows.columns().to_vec();
+        columns.push(Arc::new(deletes));
         let mut fields: Vec<arrow::datatypes::FieldRef> =
             self.schema.fields().iter().cloned().collect();
-        fields.push(std::sync::Arc::new(arrow::datatypes::Field::new(
+        fields.push(Arc::new(arrow::datatypes::Field::new(
             DELETE_MARKER,
             arrow::datatypes::DataType::Boolean,
             false,
         )));
-        let changes = RecordBatch::try_new(
-            std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
-            columns,
-        )?;
+        let changes =
+            RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)?;
         let source = datafusion::prelude::SessionContext::new()
             .read_batch(changes)
             .map_err(|err| PipelineError::Evaluation(err.to_string()))?;

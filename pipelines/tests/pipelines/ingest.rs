@@ -247,20 +247,10 @@ async fn a_delta_table_streams_into_the_next_layer_once_even_after_compaction() 
         scalar(&catalog, "SELECT count(*) FROM shop.dws_big_orders").await,
         expected
     );
-    // Compaction rewrites the upstream files without changing its rows: nothing is read again.
-    catalog
-        .optimize(&"shop.dwd_orders".parse().unwrap())
-        .await
-        .unwrap();
-    produce(&bootstrap, &orders(201..=260)).await;
+    // The pipeline compacts its target as it goes (compact-every-commits = 1 here:
+    // after each commit; a second run's commit leaves two files to compact).
+    produce(&bootstrap, &orders(201..=230)).await;
     catch_up_all(&catalog).await;
-    let expected = scalar(&catalog, big).await;
-    assert_eq!(
-        scalar(&catalog, "SELECT count(*) FROM shop.dws_big_orders").await,
-        expected
-    );
-    // Besides that manual compaction, the pipeline compacted its target as it went
-    // (compact-every-commits = 1 here: after each commit that leaves small files).
     let log = std::fs::read_dir(dir.path().join("lake/shop/dwd_orders/_delta_log")).unwrap();
     let compactions = log
         .flatten()
@@ -271,8 +261,20 @@ async fn a_delta_table_streams_into_the_next_layer_once_even_after_compaction() 
                 .contains("\"operation\":\"OPTIMIZE\"")
         })
         .count();
-    assert!(compactions >= 2, "the pipeline never compacted its target");
+    assert!(compactions >= 1, "the pipeline never compacted its target");
 
+    // Compaction rewrites the upstream files without changing its rows: nothing is read again.
+    catalog
+        .optimize(&"shop.dwd_orders".parse().unwrap())
+        .await
+        .unwrap();
+    produce(&bootstrap, &orders(231..=260)).await;
+    catch_up_all(&catalog).await;
+    let expected = scalar(&catalog, big).await;
+    assert_eq!(
+        scalar(&catalog, "SELECT count(*) FROM shop.dws_big_orders").await,
+        expected
+    );
     assert_eq!(
         scalar(
             &catalog,

@@ -6,6 +6,7 @@
 //! - `CREATE TOPIC name PARTITIONS n` creates a topic on the mock cluster (before the file runs);
 //! - `[SET …;] INSERT INTO space.target SELECT …` saves a pipeline file;
 //! - `PRODUCE topic [PARTITION n]`, then one record payload per line, writes records;
+//! - `mysql: …` runs the rest on the file's own MariaDB database, behind the connection `app_db`;
 //! - `RUN` runs every pipeline, in dependency order, until it has read and committed
 //!   everything (windows the watermark has not closed stay open, in checkpointed state).
 //!
@@ -27,6 +28,7 @@ use crate::ingest::run_to_end;
 struct StreamingDatabase {
     catalog: Catalog,
     bootstrap: String,
+    mysql_url: String,
     dir: PathBuf,
     pipelines: usize,
 }
@@ -37,6 +39,8 @@ enum SltError {
     Catalog(Box<CatalogError>),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    #[error("MariaDB: {0}")]
+    Mysql(#[from] sqlx::Error),
     #[error("{0}")]
     Harness(String),
 }
@@ -105,6 +109,14 @@ impl AsyncDB for StreamingDatabase {
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
         let statement = sql.trim().trim_end_matches(';');
+        if let Some(mysql_sql) = statement.strip_prefix("mysql:") {
+            use sqlx::Connection;
+            let mut conn = sqlx::MySqlConnection::connect(&self.mysql_url).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(mysql_sql.to_string()))
+                .execute(&mut conn)
+                .await?;
+            return Ok(DBOutput::StatementComplete(0));
+        }
         let upper = statement.to_ascii_uppercase();
         if upper.starts_with("CREATE TOPIC") {
             // Created on the mock cluster before the file runs (see `run_file`).
@@ -148,6 +160,42 @@ impl AsyncDB for StreamingDatabase {
     }
 }
 
+const MARIADB: &str = "mysql://root@127.0.0.1:3306";
+
+/// A fresh MariaDB database for one file; its URL.
+async fn mysql_database(file: &Path) -> String {
+    use sqlx::Connection;
+    let stem = file
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .replace('-', "_");
+    let name = format!("strata_pslt_{}_{stem}", std::process::id());
+    let mut conn = sqlx::MySqlConnection::connect(MARIADB)
+        .await
+        .expect("MariaDB on 127.0.0.1:3306 (scripts/services.sh starts it)");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS `{name}`"),
+        format!("CREATE DATABASE `{name}`"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    format!("{MARIADB}/{name}")
+}
+
+async fn drop_mysql_database(url: &str) {
+    use sqlx::Connection;
+    let name = url.rsplit('/').next().unwrap();
+    let mut conn = sqlx::MySqlConnection::connect(MARIADB).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE `{name}`")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
 async fn run_file(file: &Path) {
     let cluster = MockCluster::new(1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
@@ -160,23 +208,31 @@ async fn run_file(file: &Path) {
         let partitions = words.get(4).and_then(|n| n.parse().ok()).unwrap_or(1);
         cluster.create_topic(words[2], partitions, 1).unwrap();
     }
+    let mysql_url = mysql_database(file).await;
     let project = tempfile::tempdir().unwrap();
     let dir = project.path().to_path_buf();
     std::fs::write(
         dir.join("strata.toml"),
         format!(
-            "[lake]\nroot = \"lake\"\n[engine]\ncommit-interval-ms = 100\nbatch-records = 1000\n[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"{}\"\n",
-            bootstrap
+            "[lake]\nroot = \"lake\"\n[engine]\ncommit-interval-ms = 100\nbatch-records = 1000\n[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"{}\"\n[connections.app_db]\nkind = \"mysql\"\nurl = \"{}\"\n",
+            bootstrap, mysql_url
         ),
     )
     .unwrap();
     let catalog = Catalog::open(Project::load(&dir).unwrap()).await.unwrap();
+    let database_url = mysql_url.clone();
     let mut runner = Runner::new(move || {
-        let (catalog, dir, bootstrap) = (catalog.clone(), dir.clone(), bootstrap.clone());
+        let (catalog, dir, bootstrap, mysql_url) = (
+            catalog.clone(),
+            dir.clone(),
+            bootstrap.clone(),
+            database_url.clone(),
+        );
         async move {
             Ok::<_, SltError>(StreamingDatabase {
                 catalog,
                 bootstrap,
+                mysql_url,
                 dir,
                 pipelines: 0,
             })
@@ -186,6 +242,7 @@ async fn run_file(file: &Path) {
         panic!("{}: {}", file.display(), err.display(false));
     }
     drop((project, cluster));
+    drop_mysql_database(&mysql_url).await;
 }
 
 #[tokio::test]

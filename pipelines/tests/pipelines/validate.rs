@@ -21,7 +21,7 @@ CREATE TABLE shop.ods_users_cdc (id BIGINT, city STRING, PRIMARY KEY (id) NOT EN
   WITH ('connector' = 'kafka', 'topic' = 'users', 'format' = 'debezium-json', 'properties.bootstrap.servers' = 'k:9092');
 CREATE TABLE shop.dwd_users_flat (id BIGINT, city STRING) WITH ('connector' = 'delta');
 CREATE TABLE shop.dws_city_1m (window_start TIMESTAMP(3), city STRING, gmv DECIMAL(20, 2)) WITH ('connector' = 'delta');
-CREATE TABLE shop.app_city_gmv (city STRING, gmv DECIMAL(20, 2)) WITH ('connector' = 'mysql', 'url' = 'mysql://db/app', 'table-name' = 'gmv');
+CREATE TABLE shop.app_city_gmv (city STRING, gmv DECIMAL(20, 2), PRIMARY KEY (city) NOT ENFORCED) WITH ('connector' = 'mysql', 'url' = 'mysql://db/app', 'table-name' = 'gmv');
 ";
 
 fn tables() -> Vec<TableDef> {
