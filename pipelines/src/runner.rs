@@ -38,6 +38,7 @@ use crate::decode::debezium::{DebeziumDecoder, RowKind};
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
 use crate::sink::delta::{DELETE_MARKER, DeltaSink, Offsets, WriteMode};
+use crate::sink::kafka::KafkaSink;
 use crate::sink::late::{self, Arrival};
 use crate::sink::mysql::MysqlSink;
 use crate::sink::quarantine;
@@ -144,6 +145,14 @@ impl PipelineRun {
             .collect();
         let ctx = schema_session(&tables);
         let plan = CompiledPlan::compile(pipeline, &ctx.state()).await?;
+        if matches!(pipeline.target.kind, TableKind::Kafka { .. })
+            && !matches!(source.kind, TableKind::Kafka { .. })
+        {
+            return Err(unsupported(
+                pipeline,
+                "writing a Kafka topic from a table that is not a Kafka topic (its offsets commit in the topic's transaction)",
+            ));
+        }
         if is_changelog(source)
             && let Some(aggregate) = &plan.aggregate
         {
@@ -321,6 +330,15 @@ impl<'a> Task<'a> {
                 )
                 .await?,
             ),
+            TableKind::Kafka { .. } => {
+                let project = run.catalog.project();
+                Target::Kafka(Box::new(KafkaSink::open(
+                    connectors::kafka_target(project, target_def)?,
+                    target_def.schema.clone(),
+                    target_def.primary_key.clone(),
+                    &name,
+                )?))
+            }
             _ => Target::Delta(DeltaSink::open(target_location, &name, mode).await?),
         };
         let mut quarantine = run
@@ -447,13 +465,11 @@ impl<'a> Task<'a> {
             )
             .await?;
         late_table.resume(self.reader.stream(), partitions).await?;
-        // A Delta target keeps its checkpoints in its own folder; a MySQL target in its quarantine's.
+        // A Delta target keeps its checkpoints in its own folder; others in their quarantine's.
+        let pipeline = &self.run.pipeline.pipeline.name;
         let store = match &self.target {
-            Target::Delta(sink) => sink.state_store(&self.run.pipeline.pipeline.name),
-            Target::Mysql(_) => self
-                .quarantine
-                .sink
-                .state_store(&self.run.pipeline.pipeline.name),
+            Target::Delta(sink) => sink.state_store(pipeline),
+            Target::Mysql(_) | Target::Kafka(_) => self.quarantine.sink.state_store(pipeline),
         };
         let mut state = AggregateState::default();
         let mut next_checkpoint = 0;
@@ -896,13 +912,13 @@ fn unsupported(pipeline: &ValidPipeline, what: &str) -> PipelineError {
         location: pipeline.pipeline.target.location.clone(),
         message: format!("{what} is not supported in streaming pipelines yet"),
         hint: Some(
-            "pipelines read one Kafka (json, debezium-json) or Delta table and write a Delta or MySQL/TiDB table"
+            "pipelines read one Kafka (json, debezium-json) or Delta table and write a Delta, MySQL/TiDB or Kafka table"
                 .to_string(),
         ),
     }
 }
 
-/// Where the target's Delta table is, or for a MySQL/TiDB target, where its
+/// Where the target's Delta table is, or for a MySQL/TiDB or Kafka target, where its
 /// side tables (quarantine, late rows) and checkpoints go: the lake's
 /// `<root>/<space>/<name>`, as if it were a Delta table.
 fn target_location(catalog: &Catalog, pipeline: &ValidPipeline) -> Result<String> {
@@ -911,7 +927,7 @@ fn target_location(catalog: &Catalog, pipeline: &ValidPipeline) -> Result<String
             catalog.project(),
             &pipeline.target,
         )?),
-        TableKind::Mysql { .. } => {
+        TableKind::Mysql { .. } | TableKind::Kafka { .. } => {
             let in_lake = TableDef {
                 kind: TableKind::Delta {
                     table_path: None,
@@ -921,18 +937,16 @@ fn target_location(catalog: &Catalog, pipeline: &ValidPipeline) -> Result<String
             };
             Ok(connectors::delta_location(catalog.project(), &in_lake)?)
         }
-        other => Err(unsupported(
-            pipeline,
-            &format!("writing to a {} table", other.connector()),
-        )),
     }
 }
 
-/// A pipeline's target: a Delta table (append or upsert) or a MySQL/TiDB serving table (upsert).
+/// A pipeline's target: a Delta table (append or upsert), a MySQL/TiDB serving
+/// table (upsert), or a Kafka topic (JSON, in transactions).
 #[derive(Debug)]
 enum Target {
     Delta(DeltaSink),
     Mysql(MysqlSink),
+    Kafka(Box<KafkaSink>),
 }
 
 impl Target {
@@ -940,6 +954,7 @@ impl Target {
         match self {
             Target::Delta(sink) => sink.committed_offset(stream, partition).await,
             Target::Mysql(sink) => sink.committed_offset(stream, partition).await,
+            Target::Kafka(sink) => Ok(sink.committed_offset(stream, partition)),
         }
     }
 
@@ -947,6 +962,7 @@ impl Target {
         match self {
             Target::Delta(sink) => sink.committed_state().await,
             Target::Mysql(sink) => sink.committed_state().await,
+            Target::Kafka(sink) => Ok(sink.committed_state()),
         }
     }
 
@@ -959,14 +975,15 @@ impl Target {
         match self {
             Target::Delta(sink) => sink.commit(rows, offsets, state).await.map(|_| ()),
             Target::Mysql(sink) => sink.commit(rows, offsets, state).await,
+            Target::Kafka(sink) => sink.commit(rows, offsets, state),
         }
     }
 
-    /// Compacts a Delta target; a MySQL table needs nothing.
+    /// Compacts a Delta target; other targets need nothing.
     async fn compact(&mut self) -> Result<()> {
         match self {
             Target::Delta(sink) => sink.compact().await,
-            Target::Mysql(_) => Ok(()),
+            Target::Mysql(_) | Target::Kafka(_) => Ok(()),
         }
     }
 }

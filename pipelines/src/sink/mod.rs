@@ -1,6 +1,7 @@
 //! Sinks: where pipelines commit their rows.
 
 pub mod delta;
+pub mod kafka;
 pub mod late;
 pub mod mysql;
 pub mod quarantine;
@@ -9,6 +10,26 @@ use arrow::array::{Array, BooleanArray, UInt32Array};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
+
+/// The non-empty batches as rows of `schema` (by column name), with, per
+/// batch, which rows delete their key.
+pub fn changes(
+    batches: Vec<RecordBatch>,
+    schema: &SchemaRef,
+) -> crate::error::Result<(Vec<RecordBatch>, Vec<BooleanArray>)> {
+    let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+    let deletes = delete_markers(&batches);
+    let rows = batches
+        .iter()
+        .map(|batch| {
+            let columns = crate::transform::columns_by_name(batch, schema, |name| {
+                format!("the pipeline produces no column {name}")
+            })?;
+            Ok(RecordBatch::try_new(schema.clone(), columns)?)
+        })
+        .collect::<crate::error::Result<Vec<_>>>()?;
+    Ok((rows, deletes))
+}
 
 /// Per batch, which rows delete their key: the [`delta::DELETE_MARKER`]
 /// column, or none of them when a batch has no such column.

@@ -124,17 +124,7 @@ impl MysqlSink {
         offsets: &Offsets,
         state: Option<i64>,
     ) -> Result<()> {
-        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
-        let deletes = super::delete_markers(&batches);
-        let batches = batches
-            .iter()
-            .map(|batch| {
-                let columns = crate::transform::columns_by_name(batch, &self.schema, |name| {
-                    format!("the pipeline produces no column {name}")
-                })?;
-                Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let (batches, deletes) = super::changes(batches, &self.schema)?;
         let mut tx = self.pool.begin().await.map_err(|err| self.error(err))?;
         if !batches.is_empty() {
             let (rows, deletes) =
