@@ -47,15 +47,35 @@ pub struct Pipeline {
 }
 
 /// What a pipeline file's `SET` lines choose.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// `SET 'table.exec.emit.allow-lateness' = '1 min'`: how long after a
     /// window fired a late row still updates it (re-emitting the row).
     pub allowed_lateness_ms: i64,
+    /// `SET 'table.optimizer.distinct-agg.split.enabled' = 'true'` (and
+    /// `…split.bucket-num`): COUNT(DISTINCT) sets are split into this many
+    /// buckets, merged on every core, for hot keys; 1 when not split.
+    pub distinct_buckets: u32,
 }
 
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            allowed_lateness_ms: 0,
+            distinct_buckets: 1,
+        }
+    }
+}
+
+/// Flink's default number of split-distinct buckets.
+const DEFAULT_DISTINCT_BUCKETS: u32 = 1024;
+
 /// The `SET` keys a pipeline file may use.
-pub const SETTINGS: [&str; 1] = ["table.exec.emit.allow-lateness"];
+pub const SETTINGS: [&str; 3] = [
+    "table.exec.emit.allow-lateness",
+    "table.optimizer.distinct-agg.split.enabled",
+    "table.optimizer.distinct-agg.split.bucket-num",
+];
 
 impl Pipeline {
     /// The location of the start of the statement.
@@ -242,6 +262,36 @@ fn apply_setting(
                 )
             })?;
             settings.allowed_lateness_ms = duration.as_millis() as i64;
+            Ok(())
+        }
+        "table.optimizer.distinct-agg.split.enabled" => match value {
+            "true" => {
+                if settings.distinct_buckets == 1 {
+                    settings.distinct_buckets = DEFAULT_DISTINCT_BUCKETS;
+                }
+                Ok(())
+            }
+            "false" => {
+                settings.distinct_buckets = 1;
+                Ok(())
+            }
+            _ => Err((
+                format!("'{value}' is not true or false"),
+                "write 'true' to split COUNT(DISTINCT) sets of hot keys into buckets".to_string(),
+            )),
+        },
+        "table.optimizer.distinct-agg.split.bucket-num" => {
+            let buckets: u32 = value
+                .parse()
+                .ok()
+                .filter(|&n| (2..=65_536).contains(&n))
+                .ok_or_else(|| {
+                    (
+                        format!("'{value}' is not a bucket count from 2 to 65536"),
+                        "write e.g. '1024'".to_string(),
+                    )
+                })?;
+            settings.distinct_buckets = buckets;
             Ok(())
         }
         other => Err((

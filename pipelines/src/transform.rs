@@ -98,6 +98,7 @@ impl CompiledPlan {
             unsupported: &unsupported,
             window: pipeline.window.as_ref(),
             allowed_lateness_ms: pipeline.settings.allowed_lateness_ms,
+            distinct_buckets: pipeline.settings.distinct_buckets,
             pre: None,
             aggregate: None,
         };
@@ -334,6 +335,7 @@ struct Compiler<'a> {
     unsupported: &'a dyn Fn(String) -> PipelineError,
     window: Option<&'a WindowTvf>,
     allowed_lateness_ms: i64,
+    distinct_buckets: u32,
     /// The steps before the aggregation, once it has been found.
     pre: Option<Vec<Step>>,
     aggregate: Option<AggregatePlan>,
@@ -475,6 +477,7 @@ impl Compiler<'_> {
                 filter,
                 input_type.clone(),
                 output,
+                self.distinct_buckets,
             )
             .ok_or_else(|| (self.unsupported)(format!("{expr} over {input_type}")))?;
             calls.push(call);

@@ -12,7 +12,6 @@
 //! decimal sums are exact (`i128`); a sum that no longer fits its column stops
 //! the pipeline instead of wrapping.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -23,6 +22,7 @@ use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
+use super::distinct::DistinctSet;
 use super::hll::HyperLogLog;
 use crate::error::{PipelineError, Result};
 use crate::state::{ByteReader, ByteWriter};
@@ -79,6 +79,8 @@ pub struct AggregateCall {
     pub output: DataType,
     holding: Holding,
     converter: Option<RowConverter>,
+    /// Buckets of a COUNT(DISTINCT) set (1: not split).
+    distinct_buckets: u32,
 }
 
 /// One batch's values of an aggregate's argument, ready to fold into groups.
@@ -98,6 +100,7 @@ impl AggregateCall {
         filter: Option<Arc<dyn PhysicalExpr>>,
         input_type: DataType,
         output: DataType,
+        distinct_buckets: u32,
     ) -> Option<Self> {
         let holding = match function {
             AggFunction::Count => Holding::Presence,
@@ -126,6 +129,7 @@ impl AggregateCall {
             output,
             holding,
             converter,
+            distinct_buckets,
         })
     }
 
@@ -147,7 +151,9 @@ impl AggregateCall {
             (AggFunction::Avg, _) => Acc::AvgExact { sum: 0, count: 0 },
             (AggFunction::Min, _) => Acc::Min(None),
             (AggFunction::Max, _) => Acc::Max(None),
-            (AggFunction::CountDistinct, _) => Acc::Distinct(HashSet::new()),
+            (AggFunction::CountDistinct, _) => {
+                Acc::Distinct(DistinctSet::new(self.distinct_buckets))
+            }
             (AggFunction::ApproxDistinct, _) => Acc::Approx(Box::default()),
         }
     }
@@ -315,7 +321,7 @@ pub enum Acc {
     AvgFloat { sum: f64, count: i64 },
     Min(Option<Vec<u8>>),
     Max(Option<Vec<u8>>),
-    Distinct(HashSet<Vec<u8>>),
+    Distinct(DistinctSet),
     Approx(Box<HyperLogLog>),
 }
 
@@ -368,9 +374,7 @@ impl Acc {
                     Acc::Max(max) if max.as_deref().is_none_or(|m| bytes > m) => {
                         *max = Some(bytes.to_vec())
                     }
-                    Acc::Distinct(set) if !set.contains(bytes) => {
-                        set.insert(bytes.to_vec());
-                    }
+                    Acc::Distinct(set) => set.insert(bytes),
                     Acc::Approx(hll) => hll.insert(bytes),
                     _ => {}
                 }
@@ -418,14 +422,7 @@ impl Acc {
                     *a = Some(b);
                 }
             }
-            (Acc::Distinct(a), Acc::Distinct(b)) => {
-                if a.len() < b.len() {
-                    let small = std::mem::replace(a, b);
-                    a.extend(small);
-                } else {
-                    a.extend(b);
-                }
-            }
+            (Acc::Distinct(a), Acc::Distinct(b)) => a.merge(b),
             (Acc::Approx(a), Acc::Approx(b)) => a.merge(&b),
             _ => unreachable!("accumulators of one aggregate have one kind"),
         }
@@ -462,12 +459,7 @@ impl Acc {
             }
             Acc::Distinct(set) => {
                 out.u8(7);
-                let mut values: Vec<&Vec<u8>> = set.iter().collect();
-                values.sort();
-                out.u64(values.len() as u64);
-                for value in values {
-                    out.bytes(value);
-                }
+                set.encode(out);
             }
             Acc::Approx(hll) => {
                 out.u8(8);
@@ -491,14 +483,7 @@ impl Acc {
             },
             5 => Acc::Min(input.option(|r| r.bytes().map(<[u8]>::to_vec))?),
             6 => Acc::Max(input.option(|r| r.bytes().map(<[u8]>::to_vec))?),
-            7 => {
-                let len = input.u64()?;
-                let mut set = HashSet::with_capacity(len.min(1 << 20) as usize);
-                for _ in 0..len {
-                    set.insert(input.bytes()?.to_vec());
-                }
-                Acc::Distinct(set)
-            }
+            7 => Acc::Distinct(DistinctSet::decode(input)?),
             8 => Acc::Approx(Box::new(HyperLogLog::from_registers(input.bytes()?)?)),
             tag => return Err(input.corrupt(&format!("unknown accumulator {tag}"))),
         })

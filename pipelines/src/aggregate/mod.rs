@@ -18,6 +18,7 @@
 //! set per window and key, updated once per batch with the batch's distinct values.
 
 pub mod accumulator;
+pub mod distinct;
 pub mod hll;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
