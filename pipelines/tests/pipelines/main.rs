@@ -3,3 +3,4 @@
 mod ingest;
 mod slt;
 mod validate;
+mod windows;

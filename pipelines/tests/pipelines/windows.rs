@@ -1,0 +1,140 @@
+//! Windows end to end through the Kafka mock cluster and Delta, in continuous
+//! mode: an idle partition stops holding the watermark back after the idle timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use strata_catalog::{Catalog, Project, RegisterMode};
+use strata_pipelines::{PipelineRun, RunMode, TableStats, load_project};
+
+async fn produce(bootstrap: &str, partition: i32, payloads: &[String]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    for payload in payloads {
+        producer
+            .send(
+                FutureRecord::<(), str>::to("views")
+                    .partition(partition)
+                    .payload(payload),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+fn view(page: &str, time: &str) -> String {
+    format!(r#"{{"user_id": 1, "page": "{page}", "view_time": "2024-05-01T{time}"}}"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_partition_stops_holding_windows_back() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("views", 2, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("strata.toml"),
+        format!(
+            "[engine]\ncommit-interval-ms = 100\nidle-timeout-ms = 2000\n[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"{bootstrap}\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("pipelines/dws")).unwrap();
+    std::fs::write(
+        dir.path().join("pipelines/dws/dws_page_pv.sql"),
+        "INSERT INTO shop.dws_page_pv SELECT window_start, page, COUNT(*)
+         FROM TABLE(TUMBLE(TABLE shop.ods_views, DESCRIPTOR(view_time), INTERVAL '1' MINUTE))
+         GROUP BY window_start, window_end, page",
+    )
+    .unwrap();
+    let catalog = Catalog::open(Project::load(dir.path()).unwrap())
+        .await
+        .unwrap();
+    catalog
+        .register_sql(
+            "catalog.sql",
+            "CREATE TABLE shop.ods_views (user_id BIGINT, page STRING, view_time TIMESTAMP(3),
+               WATERMARK FOR view_time AS view_time - INTERVAL '0' SECOND)
+             WITH ('connector' = 'kafka', 'topic' = 'views', 'format' = 'json',
+                   'scan.startup.mode' = 'earliest-offset', 'connection' = 'events');
+             CREATE TABLE shop.dws_page_pv (window_start TIMESTAMP(3), page STRING, pv BIGINT)
+             WITH ('connector' = 'delta');",
+            RegisterMode::Create,
+        )
+        .await
+        .unwrap();
+    // Partition 1 says 10:00:01 once and falls silent; partition 0 moves on to 10:02:30.
+    produce(&bootstrap, 1, &[view("/home", "10:00:01")]).await;
+    produce(
+        &bootstrap,
+        0,
+        &[
+            view("/home", "10:00:05"),
+            view("/item", "10:00:40"),
+            view("/home", "10:01:10"),
+            view("/home", "10:02:30"),
+        ],
+    )
+    .await;
+
+    let pipeline = load_project(&catalog).await.unwrap().remove(0);
+    let stats = Arc::new(TableStats::new());
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let run = PipelineRun {
+        catalog: catalog.clone(),
+        pipeline,
+        stats: stats.clone(),
+        mode: RunMode::Continuous,
+    };
+    let task = tokio::spawn(run.run(stop_rx));
+    let count = || async {
+        let result = catalog
+            .query("SELECT count(*) AS n FROM shop.dws_page_pv")
+            .await
+            .unwrap();
+        result.text_rows().unwrap()[0][0].clone()
+    };
+    // While partition 1 counts, the watermark is its 10:00:01.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        if let Some(watermark) = stats.watermark() {
+            break watermark;
+        }
+        assert!(std::time::Instant::now() < deadline, "no watermark");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(first, 1_714_557_601_000);
+    // Once it has been idle for the idle timeout, partition 0 alone sets the watermark
+    // (10:02:30), which closes the 10:00 and 10:01 windows.
+    while count().await != "3" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the windows never closed; watermark {:?}",
+            stats.watermark()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    let rows = catalog
+        .query("SELECT CAST(window_start AS STRING) AS start, page, pv FROM shop.dws_page_pv ORDER BY start, page")
+        .await
+        .unwrap()
+        .text_rows()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ["2024-05-01T10:00:00", "/home", "2"],
+            ["2024-05-01T10:00:00", "/item", "1"],
+            ["2024-05-01T10:01:00", "/home", "1"],
+        ]
+    );
+    assert_eq!(stats.watermark(), Some(1_714_557_750_000));
+}
