@@ -10,6 +10,8 @@
 //!   DELETE /api/v1/tables/{space}/{name}           catalog drop
 //!   POST   /api/v1/discover/{connection}  {…}      catalog discover
 //!   POST   /api/v1/query         {sql}             query
+//!   GET    /api/v1/pipelines                       the running pipelines' counters (as in the run summary)
+//!   GET    /metrics                                the same, for Prometheus
 //! ```
 //!
 //! Errors are JSON `{"error": …, "hint": …}`: 4xx when the request is at
@@ -24,6 +26,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use strata_catalog::{Catalog, CatalogError, DiscoverOptions, Layer, RegisterMode, TableName};
 
+use crate::run::{Registry, TableRun};
 use crate::views::{
     DiscoveryView, SchemaVersionView, TableDetail, TableSummary, batches_to_json_rows,
 };
@@ -31,9 +34,11 @@ use crate::views::{
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub catalog: Catalog,
+    pub pipelines: Registry,
 }
 
-pub fn router(catalog: Catalog) -> Router {
+/// The API over `catalog`, with the counters of the pipelines in `pipelines`.
+pub fn router(catalog: Catalog, pipelines: Registry) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/tables", get(list_tables).post(register_tables))
@@ -44,7 +49,9 @@ pub fn router(catalog: Catalog) -> Router {
         .route("/api/v1/tables/{space}/{name}/schemas", get(table_schemas))
         .route("/api/v1/discover/{connection}", post(discover))
         .route("/api/v1/query", post(query))
-        .with_state(AppState { catalog })
+        .route("/api/v1/pipelines", get(list_pipelines))
+        .route("/metrics", get(metrics))
+        .with_state(AppState { catalog, pipelines })
 }
 
 /// An error as the API answers it.
@@ -91,6 +98,85 @@ fn unreachable_behind(err: &datafusion::error::DataFusionError) -> bool {
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
+
+async fn list_pipelines(State(state): State<AppState>) -> Json<Vec<TableRun>> {
+    Json(state.pipelines.tables())
+}
+
+/// A counter's name, help text, and value for a table.
+type Counter = (&'static str, &'static str, fn(&TableRun) -> u64);
+
+/// The pipelines' counters in Prometheus' text format.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let tables = state.pipelines.tables();
+    let now_ms = strata_pipelines::runner::now_ms();
+    let mut text = String::new();
+    let counters: [Counter; 5] = [
+        (
+            "strata_records_in_total",
+            "Source records read by the pipeline that fills the table.",
+            |t| t.records_in,
+        ),
+        (
+            "strata_rows_committed_total",
+            "Rows committed to the table.",
+            |t| t.rows_committed,
+        ),
+        (
+            "strata_quarantined_rows_total",
+            "Records sent to the table's quarantine.",
+            |t| t.quarantined_rows,
+        ),
+        (
+            "strata_late_rows_total",
+            "Rows that arrived after their window closed, kept in the table's late-data table.",
+            |t| t.late_rows,
+        ),
+        ("strata_commits_total", "Commits to the table.", |t| {
+            t.commits
+        }),
+    ];
+    let labels = |t: &TableRun| {
+        format!(
+            "table=\"{}\",layer=\"{}\",pipeline=\"{}\"",
+            t.name, t.layer, t.pipeline
+        )
+    };
+    for (name, help, value) in counters {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+        for t in &tables {
+            text.push_str(&format!("{name}{{{}}} {}\n", labels(t), value(t)));
+        }
+    }
+    text.push_str("# HELP strata_watermark_lag_seconds How far the table's source watermark is behind the wall clock.\n# TYPE strata_watermark_lag_seconds gauge\n");
+    for t in &tables {
+        if let Some(watermark) = t.watermark_ms {
+            let lag = (now_ms - watermark) as f64 / 1000.0;
+            text.push_str(&format!(
+                "strata_watermark_lag_seconds{{{}}} {lag}\n",
+                labels(t)
+            ));
+        }
+    }
+    text.push_str("# HELP strata_last_commit_timestamp_seconds When the table last committed.\n# TYPE strata_last_commit_timestamp_seconds gauge\n");
+    for t in &tables {
+        if let Some(at) = t.last_commit_ms {
+            let seconds = at as f64 / 1000.0;
+            text.push_str(&format!(
+                "strata_last_commit_timestamp_seconds{{{}}} {seconds}\n",
+                labels(t)
+            ));
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response()
+}
 
 async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))

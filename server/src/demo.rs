@@ -24,7 +24,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use serde::Serialize;
 use strata_catalog::{Catalog, Project, RegisterMode};
 
-use crate::run::{RunOptions, RunSummary, run_project};
+use crate::run::{Registry, RunOptions, RunSummary, run_project};
 
 /// The example project, as shipped in `examples/shop`.
 const PROJECT_FILES: [(&str, &str); 12] = [
@@ -151,6 +151,7 @@ pub async fn run(
     catalog: &Catalog,
     generator: Generator,
     options: &DemoOptions,
+    registry: &Registry,
 ) -> anyhow::Result<DemoSummary> {
     let run = run_project(
         catalog,
@@ -159,6 +160,7 @@ pub async fn run(
             until_idle: false,
             progress: options.progress,
         },
+        registry,
     )
     .await;
     let events = generator.stop();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use strata_catalog::{Catalog, DiscoverOptions, Layer, Project, RegisterMode, TableName};
-use strata_server::run::{RunOptions, run_project};
+use strata_server::run::{Registry, RunOptions, run_project};
 use strata_server::views::{
     self, DiscoveryView, SchemaVersionView, TableDetail, TableSummary, batches_to_json_rows,
 };
@@ -237,14 +237,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "strata running; API on http://{}/api/v1 (Ctrl-C stops)",
                 listener.local_addr()?
             );
-            let api =
-                tokio::spawn(axum::serve(listener, api::router(catalog.clone())).into_future());
+            let registry = Registry::default();
+            let router = api::router(catalog.clone(), registry.clone());
+            let api = tokio::spawn(axum::serve(listener, router).into_future());
             let options = RunOptions {
                 duration,
                 until_idle,
                 progress: true,
             };
-            let summary = run_project(&catalog, options).await;
+            let summary = run_project(&catalog, options, &registry).await;
             api.abort();
             let summary = summary?;
             match format {
@@ -278,9 +279,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 options.dir.display(),
                 listener.local_addr()?
             );
-            let api =
-                tokio::spawn(axum::serve(listener, api::router(catalog.clone())).into_future());
-            let summary = demo::run(&catalog, generator, &options).await;
+            let registry = Registry::default();
+            let router = api::router(catalog.clone(), registry.clone());
+            let api = tokio::spawn(axum::serve(listener, router).into_future());
+            let summary = demo::run(&catalog, generator, &options, &registry).await;
             api.abort();
             let summary = summary?;
             match format {
@@ -357,7 +359,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "strata serving the API on http://{}/api/v1 (Ctrl-C stops)",
                 listener.local_addr()?
             );
-            axum::serve(listener, api::router(catalog))
+            axum::serve(listener, api::router(catalog, Registry::default()))
                 .with_graceful_shutdown(async {
                     let _ = tokio::signal::ctrl_c().await;
                 })

@@ -39,6 +39,51 @@ pub struct TableRun {
     pub late_rows: u64,
     pub quarantined_rows: u64,
     pub commits: u64,
+    /// The source's watermark, in milliseconds since the epoch.
+    pub watermark_ms: Option<i64>,
+    /// When the table last committed, in milliseconds since the epoch.
+    pub last_commit_ms: Option<i64>,
+}
+
+/// The live counters of the pipelines running in this process, by target table,
+/// shared with the HTTP API (`/api/v1/pipelines`, `/metrics`).
+#[derive(Debug, Clone, Default)]
+pub struct Registry(Arc<std::sync::RwLock<BTreeMap<String, Running>>>);
+
+/// A running pipeline's target layer, pipeline name and counters.
+type Running = (String, String, Arc<TableStats>);
+
+impl Registry {
+    fn insert(&self, table: String, layer: String, pipeline: String, stats: Arc<TableStats>) {
+        self.0
+            .write()
+            .expect("the registry is never poisoned")
+            .insert(table, (layer, pipeline, stats));
+    }
+
+    /// Every table's counters now, in table order.
+    pub fn tables(&self) -> Vec<TableRun> {
+        self.0
+            .read()
+            .expect("the registry is never poisoned")
+            .iter()
+            .map(|(name, (layer, pipeline, s))| {
+                let last_commit = s.last_commit_ms.load(Ordering::Relaxed);
+                TableRun {
+                    name: name.clone(),
+                    layer: layer.clone(),
+                    pipeline: pipeline.clone(),
+                    records_in: s.records_in.load(Ordering::Relaxed),
+                    rows_committed: s.rows_committed.load(Ordering::Relaxed),
+                    late_rows: s.late_rows.load(Ordering::Relaxed),
+                    quarantined_rows: s.quarantined_rows.load(Ordering::Relaxed),
+                    commits: s.commits.load(Ordering::Relaxed),
+                    watermark_ms: s.watermark(),
+                    last_commit_ms: (last_commit > 0).then_some(last_commit),
+                }
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -48,7 +93,11 @@ pub struct RunSummary {
 }
 
 /// Runs the project's pipelines until stopped.
-pub async fn run_project(catalog: &Catalog, options: RunOptions) -> anyhow::Result<RunSummary> {
+pub async fn run_project(
+    catalog: &Catalog,
+    options: RunOptions,
+    registry: &Registry,
+) -> anyhow::Result<RunSummary> {
     let pipelines = load_project(catalog).await?;
     if pipelines.is_empty() {
         anyhow::bail!(
@@ -64,17 +113,14 @@ pub async fn run_project(catalog: &Catalog, options: RunOptions) -> anyhow::Resu
         RunMode::Continuous
     };
     let mut tasks = tokio::task::JoinSet::new();
-    let mut stats: BTreeMap<String, (String, String, Arc<TableStats>)> = BTreeMap::new();
     let mut runs = Vec::with_capacity(pipelines.len());
     for pipeline in pipelines {
         let table_stats = Arc::new(TableStats::new());
-        stats.insert(
+        registry.insert(
             pipeline.target.name.to_string(),
-            (
-                pipeline.target.layer.to_string(),
-                pipeline.pipeline.name.clone(),
-                table_stats.clone(),
-            ),
+            pipeline.target.layer.to_string(),
+            pipeline.pipeline.name.clone(),
+            table_stats.clone(),
         );
         let label = format!(
             "{} ({})",
@@ -138,26 +184,14 @@ pub async fn run_project(catalog: &Catalog, options: RunOptions) -> anyhow::Resu
                 deadline = None;
                 let _ = stop_tx.send(true);
             }
-            _ = progress.tick() => if options.progress { print_progress(&stats, started) },
+            _ = progress.tick() => if options.progress { print_progress(registry, started) },
         }
     }
     if let Some(err) = failure {
         return Err(err);
     }
     Ok(RunSummary {
-        tables: stats
-            .into_iter()
-            .map(|(name, (layer, pipeline, s))| TableRun {
-                name,
-                layer,
-                pipeline,
-                records_in: s.records_in.load(Ordering::Relaxed),
-                rows_committed: s.rows_committed.load(Ordering::Relaxed),
-                late_rows: s.late_rows.load(Ordering::Relaxed),
-                quarantined_rows: s.quarantined_rows.load(Ordering::Relaxed),
-                commits: s.commits.load(Ordering::Relaxed),
-            })
-            .collect(),
+        tables: registry.tables(),
         duration_s: started.elapsed().as_secs_f64(),
     })
 }
@@ -169,11 +203,11 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-fn print_progress(stats: &BTreeMap<String, (String, String, Arc<TableStats>)>, started: Instant) {
+fn print_progress(registry: &Registry, started: Instant) {
     let elapsed = started.elapsed().as_secs();
     let now_ms = strata_pipelines::runner::now_ms();
-    for (name, (_, _, s)) in stats {
-        let lag = match s.watermark() {
+    for t in registry.tables() {
+        let lag = match t.watermark_ms {
             Some(watermark) => format!(
                 "watermark lag {:.1} s",
                 (now_ms - watermark) as f64 / 1000.0
@@ -181,12 +215,8 @@ fn print_progress(stats: &BTreeMap<String, (String, String, Arc<TableStats>)>, s
             None => "no watermark yet".to_string(),
         };
         eprintln!(
-            "[{elapsed:>4}s] {name}: {} records in, {} rows committed, {} quarantined, {} late, {} commits, {lag}",
-            s.records_in.load(Ordering::Relaxed),
-            s.rows_committed.load(Ordering::Relaxed),
-            s.quarantined_rows.load(Ordering::Relaxed),
-            s.late_rows.load(Ordering::Relaxed),
-            s.commits.load(Ordering::Relaxed),
+            "[{elapsed:>4}s] {}: {} records in, {} rows committed, {} quarantined, {} late, {} commits, {lag}",
+            t.name, t.records_in, t.rows_committed, t.quarantined_rows, t.late_rows, t.commits,
         );
     }
 }

@@ -44,7 +44,7 @@ async fn the_api_registers_shows_queries_and_drops() {
     let catalog = Catalog::open(Project::load(dir.path()).unwrap())
         .await
         .unwrap();
-    let router = strata_server::api::router(catalog);
+    let router = strata_server::api::router(catalog, strata_server::run::Registry::default());
 
     let (status, body) = call(&router, "GET", "/api/v1/tables", None).await;
     assert_eq!((status, body), (StatusCode::OK, json!([])));
@@ -149,7 +149,7 @@ async fn inferred_schemas_are_registered_only_when_confirmed() {
     let catalog = Catalog::open(Project::load(dir.path()).unwrap())
         .await
         .unwrap();
-    let router = strata_server::api::router(catalog);
+    let router = strata_server::api::router(catalog, strata_server::run::Registry::default());
 
     let (status, body) = call(&router, "POST", "/api/v1/discover/events", Some(json!({}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");

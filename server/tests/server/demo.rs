@@ -1,6 +1,25 @@
 //! `strata demo`: the shop example end to end on embedded defaults.
 
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
 use crate::support::{json, strata_ok};
+
+/// GET `path` from 127.0.0.1:`port`; the response body, or `None` while nothing listens.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+}
 
 fn table<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     summary["tables"]
