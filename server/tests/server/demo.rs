@@ -42,13 +42,46 @@ fn count(dir: &std::path::Path, sql: &str) -> i64 {
 fn the_demo_builds_every_layer_and_keeps_its_tables() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("demo");
-    let out = strata_ok(
-        &dir,
-        &[
-            "demo", "--for", "20s", "--speed", "30", "--port", "0", "--format", "json",
-        ],
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--project")
+        .arg(&dir)
+        .args(["demo", "--for", "20s", "--speed", "30", "--format", "json"])
+        .args(["--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // While it runs, the API serves the pipelines' counters, also for Prometheus.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let metrics = loop {
+        match http_get(port, "/metrics") {
+            Some(body)
+                if body.contains("strata_watermark_lag_seconds{table=\"shop.dwd_page_views\"") =>
+            {
+                break body;
+            }
+            _ if Instant::now() > deadline => panic!("no metrics served"),
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    assert!(
+        metrics.contains("# TYPE strata_late_rows_total counter"),
+        "{metrics}"
     );
-    let summary = json(&out);
+    assert!(
+        metrics.contains("strata_rows_committed_total{table=\"shop.dwd_orders\""),
+        "{metrics}"
+    );
+    let pipelines = json(&http_get(port, "/api/v1/pipelines").unwrap());
+    assert_eq!(pipelines.as_array().unwrap().len(), 6, "{pipelines}");
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let summary = json(&String::from_utf8_lossy(&output.stdout));
     let events = &summary["events"];
     assert!(events["orders"].as_u64().unwrap() > 1000, "{events}");
     assert!(events["malformed"].as_u64().unwrap() > 0, "{events}");
