@@ -18,7 +18,7 @@ use datafusion::execution::context::{SQLOptions, SessionContext};
 use datafusion::logical_expr::LogicalPlan;
 
 use crate::config::Project;
-use crate::connectors::{self, delta, kafka, mysql};
+use crate::connectors::{self, delta, embedded, kafka, mysql};
 use crate::ddl::{self, DdlTable};
 use crate::error::{CatalogError, Result, SourceLocation};
 use crate::model::{
@@ -348,7 +348,7 @@ impl Catalog {
         updating: &BTreeSet<TableName>,
         created: &mut Vec<delta::CreatedTable>,
     ) -> Result<Vec<(TableName, String)>> {
-        let opener = TableOpener::new(self.project.clone());
+        let opener = TableOpener::new(self.project.clone(), self.store.clone());
         let mut notes = Vec::new();
         for def in defs {
             match &def.kind {
@@ -378,6 +378,16 @@ impl Catalog {
                     mysql::verify_table(&pool, &target, &def.schema).await?;
                 }
                 TableKind::Kafka { .. } => {}
+                TableKind::Embedded { table } => {
+                    if embedded::ensure_table(&self.store, table, &def.schema, &def.primary_key)
+                        .await?
+                    {
+                        notes.push((
+                            def.name.clone(),
+                            format!("created table {table} in the catalog store"),
+                        ));
+                    }
+                }
             }
         }
         Ok(notes)
@@ -704,7 +714,7 @@ impl Catalog {
             .into_iter()
             .map(|entry| entry.def)
             .collect();
-        let opener = Arc::new(TableOpener::new(self.project.clone()));
+        let opener = Arc::new(TableOpener::new(self.project.clone(), self.store.clone()));
         Ok(StrataCatalogProvider::new(defs, opener).session())
     }
 

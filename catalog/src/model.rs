@@ -3,7 +3,7 @@
 //! ```text
 //!   TableDef ─┬─ TableName (space.name)
 //!             ├─ Layer      (ods | dwd | dws | app | dim; from the name prefix or 'layer')
-//!             ├─ TableKind  (Kafka | Mysql | Delta, with the options that kind needs)
+//!             ├─ TableKind  (Kafka | Mysql | Delta | Embedded, with the options that kind needs)
 //!             ├─ SchemaRef  (Arrow; versioned by the store)
 //!             ├─ primary key, watermark, processing-time attribute
 //!             └─ owner, description, tags
@@ -237,6 +237,12 @@ pub enum TableKind {
         table_path: Option<String>,
         connection: Option<String>,
     },
+    /// A table in the catalog's own SQL store (SQLite by default): small
+    /// dimension tables with nothing to install.
+    Embedded {
+        /// Its name in the store; `<space>__<name>` unless `'table-name'` says otherwise.
+        table: String,
+    },
 }
 
 impl TableKind {
@@ -245,6 +251,7 @@ impl TableKind {
             TableKind::Kafka { .. } => "kafka",
             TableKind::Mysql { .. } => "mysql",
             TableKind::Delta { .. } => "delta",
+            TableKind::Embedded { .. } => "embedded",
         }
     }
 
@@ -290,6 +297,7 @@ impl TableKind {
                 (None, Some(connection)) => format!("via {connection}"),
                 (None, None) => "lake root".to_string(),
             },
+            TableKind::Embedded { table } => format!("table {table} in the catalog store"),
         }
     }
 }

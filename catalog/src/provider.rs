@@ -17,9 +17,10 @@ use datafusion::prelude::SessionConfig;
 use sqlx::mysql::MySqlPool;
 
 use crate::config::Project;
-use crate::connectors::{self, delta, kafka, mysql};
+use crate::connectors::{self, delta, embedded, kafka, mysql};
 use crate::error::Result;
 use crate::model::{TableDef, TableKind};
+use crate::store::CatalogStore;
 
 /// The name queries use for Strata's catalog; it is also the default one.
 pub const CATALOG_NAME: &str = "strata";
@@ -28,13 +29,16 @@ pub const CATALOG_NAME: &str = "strata";
 #[derive(Debug)]
 pub struct TableOpener {
     project: Project,
+    /// The catalog store, which also holds embedded tables.
+    store: CatalogStore,
     mysql_pools: tokio::sync::Mutex<HashMap<String, MySqlPool>>,
 }
 
 impl TableOpener {
-    pub fn new(project: Project) -> Self {
+    pub fn new(project: Project, store: CatalogStore) -> Self {
         Self {
             project,
+            store,
             mysql_pools: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -65,6 +69,11 @@ impl TableOpener {
                 let location = connectors::delta_location(&self.project, def)?;
                 delta::table_provider(&location).await
             }
+            TableKind::Embedded { table } => Ok(Arc::new(embedded::EmbeddedTable::new(
+                self.store.clone(),
+                table.clone(),
+                def.schema.clone(),
+            ))),
             TableKind::Kafka { format, .. } => Ok(Arc::new(kafka::KafkaTable {
                 name: def.name.clone(),
                 target: connectors::kafka_target(&self.project, def)?,

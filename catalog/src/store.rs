@@ -139,6 +139,51 @@ impl CatalogStore {
         self.backend
     }
 
+    /// Runs one statement on the store (embedded tables).
+    pub async fn execute(&self, sql: &str) -> Result<()> {
+        sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .execute(&self.pool)
+            .await
+            .map_err(|source| self.store_error(sql, source))?;
+        Ok(())
+    }
+
+    /// Runs statements in one transaction (embedded tables).
+    pub async fn execute_all(&self, statements: &[String]) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|source| self.store_error("beginning a transaction", source))?;
+        for sql in statements {
+            sqlx::raw_sql(AssertSqlSafe(sql.clone()))
+                .execute(&mut *tx)
+                .await
+                .map_err(|source| self.store_error(sql, source))?;
+        }
+        tx.commit()
+            .await
+            .map_err(|source| self.store_error("committing", source))
+    }
+
+    /// Runs a query whose `columns` columns are all text (embedded tables).
+    pub async fn text_rows(&self, sql: &str, columns: usize) -> Result<Vec<Vec<Option<String>>>> {
+        let rows = sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|source| self.store_error(sql, source))?;
+        rows.iter()
+            .map(|row| {
+                (0..columns)
+                    .map(|i| {
+                        row.try_get::<Option<String>, _>(i)
+                            .map_err(|source| self.store_error(sql, source))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     /// Rewrites `?` placeholders into PostgreSQL's `$n`.
     fn sql(&self, text: &str) -> AssertSqlSafe<String> {
         if self.backend != Backend::Postgres {

@@ -937,6 +937,10 @@ fn target_location(catalog: &Catalog, pipeline: &ValidPipeline) -> Result<String
             };
             Ok(connectors::delta_location(catalog.project(), &in_lake)?)
         }
+        TableKind::Embedded { .. } => Err(unsupported(
+            pipeline,
+            "writing to an embedded table (it holds small dimension tables; write a Delta or MySQL table)",
+        )),
     }
 }
 

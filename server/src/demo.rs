@@ -6,6 +6,7 @@
 //!                   │    one hot page)
 //!                   ▼
 //!   examples/shop:  ODS (Kafka) ──▶ DWD (Delta) ──▶ DWS (Delta, per-minute windows) ──▶ APP (Delta, upserts)
+//!                   DIM (cities, products) in the catalog's embedded SQL store
 //! ```
 //!
 //! The project is written to the demo directory (default `./strata-demo`) and
@@ -27,7 +28,7 @@ use strata_catalog::{Catalog, Project, RegisterMode};
 use crate::run::{Registry, RunOptions, RunSummary, run_project};
 
 /// The example project, as shipped in `examples/shop`.
-const PROJECT_FILES: [(&str, &str); 12] = [
+const PROJECT_FILES: [(&str, &str); 13] = [
     (
         "strata.toml",
         include_str!("../../examples/shop/strata.toml"),
@@ -51,6 +52,10 @@ const PROJECT_FILES: [(&str, &str); 12] = [
     (
         "catalog/dim.sql",
         include_str!("../../examples/shop/catalog/dim.sql"),
+    ),
+    (
+        "catalog/dim_store.sql",
+        include_str!("../../examples/shop/catalog/dim_store.sql"),
     ),
     (
         "pipelines/dwd/dwd_orders.sql",
@@ -78,10 +83,11 @@ const PROJECT_FILES: [(&str, &str); 12] = [
     ),
 ];
 
-/// The catalog files the demo registers: the dimension tables live in MySQL,
-/// which the demo does not need.
-const DEMO_CATALOG: [&str; 4] = [
+/// The catalog files the demo registers: all but `dim.sql`, whose table lives
+/// in MySQL, which the demo does without.
+const DEMO_CATALOG: [&str; 5] = [
     "catalog/ods.sql",
+    "catalog/dim_store.sql",
     "catalog/dwd.sql",
     "catalog/dws.sql",
     "catalog/app.sql",
@@ -142,6 +148,7 @@ pub async fn prepare(options: &DemoOptions) -> anyhow::Result<(Catalog, Generato
     let catalog = Catalog::open(Project::load(dir)?).await?;
     let files: Vec<PathBuf> = DEMO_CATALOG.iter().map(|f| dir.join(f)).collect();
     catalog.register_files(&files, RegisterMode::Create).await?;
+    seed_dimensions(&catalog).await?;
     let generator = Generator::start(cluster, &bootstrap, options.speed)?;
     Ok((catalog, generator))
 }
@@ -169,6 +176,36 @@ pub async fn run(
         run: run?,
         events,
     })
+}
+
+/// The products and cities the generator uses, in the embedded store.
+async fn seed_dimensions(catalog: &Catalog) -> anyhow::Result<()> {
+    let cities: Vec<String> = CITY_DIMENSION
+        .iter()
+        .map(|(city, province, tier)| format!("('{city}', '{province}', {tier})"))
+        .collect();
+    catalog
+        .query(&format!(
+            "INSERT INTO shop.dim_cities VALUES {}",
+            cities.join(", ")
+        ))
+        .await?;
+    const CATEGORIES: [&str; 5] = ["tea", "snacks", "kitchen", "books", "toys"];
+    let products: Vec<String> = (0..PRODUCTS)
+        .map(|id| {
+            format!(
+                "({id}, 'product {id}', '{}')",
+                CATEGORIES[id as usize % CATEGORIES.len()]
+            )
+        })
+        .collect();
+    catalog
+        .query(&format!(
+            "INSERT INTO shop.dim_products VALUES {}",
+            products.join(", ")
+        ))
+        .await?;
+    Ok(())
 }
 
 fn reset_dir(dir: &Path) -> anyhow::Result<()> {
@@ -203,6 +240,7 @@ impl std::fmt::Debug for Generator {
     }
 }
 
+/// Cities as the order events spell them (untidily; the DWD layer tidies them).
 const CITIES: [&str; 6] = [
     "beijing",
     "Shanghai",
@@ -211,6 +249,17 @@ const CITIES: [&str; 6] = [
     "chengdu",
     "wuhan",
 ];
+/// The tidy cities of `dim_cities`: name, province, tier.
+const CITY_DIMENSION: [(&str, &str, i32); 6] = [
+    ("Beijing", "Beijing", 1),
+    ("Shanghai", "Shanghai", 1),
+    ("Shenzhen", "Guangdong", 1),
+    ("Hangzhou", "Zhejiang", 2),
+    ("Chengdu", "Sichuan", 2),
+    ("Wuhan", "Hubei", 2),
+];
+/// How many products there are (ids 0 to PRODUCTS - 1).
+const PRODUCTS: u64 = 500;
 const PAGES: [&str; 6] = ["/item", "/search", "/cart", "/pay", "/user", "/list"];
 
 impl Generator {
@@ -300,7 +349,7 @@ fn generate(
             } else {
                 format!(
                     r#"{{"order_id": {order_id}, "user_id": {user}, "product_id": {}, "city": "{}", "amount": "{}.{:02}", "order_time": "{order_time}"}}"#,
-                    random.below(500),
+                    random.below(PRODUCTS),
                     CITIES[random.below(CITIES.len() as u64) as usize],
                     random.below(300),
                     random.below(100)
@@ -329,7 +378,7 @@ fn generate(
             counts[1] += 1;
         }
         if random.below(5) == 0 {
-            let product = random.below(500);
+            let product = random.below(PRODUCTS);
             let payload = format!(
                 r#"{{"product_id": {product}, "price": "{}.99", "change_time": "{}"}}"#,
                 random.below(300),

@@ -86,6 +86,8 @@ async fn the_readme_walk_through_works_on_the_shop_example() {
         kinds,
         [
             ("shop.app_city_gmv", "delta"),
+            ("shop.dim_cities", "embedded"),
+            ("shop.dim_products", "embedded"),
             ("shop.dim_users", "mysql"),
             ("shop.dwd_orders", "delta"),
             ("shop.dwd_page_views", "delta"),

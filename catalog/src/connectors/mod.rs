@@ -1,9 +1,10 @@
-//! The storage behind tables: Kafka, TiDB/MySQL and Delta Lake.
+//! The storage behind tables: Kafka, TiDB/MySQL, Delta Lake, and tables embedded in the catalog store.
 //!
 //! A [`TableKind`] holds what the DDL said; the functions here combine it with
 //! the project's named connections into a target a client can open.
 
 pub mod delta;
+pub mod embedded;
 pub mod kafka;
 pub mod mysql;
 

@@ -13,8 +13,7 @@ use crate::model::{
     KafkaFormat, Layer, StartupMode, TableDef, TableKind, TableName, Watermark, is_identifier,
 };
 
-const CONNECTORS: &str =
-    "'kafka', 'mysql' (also for TiDB; 'jdbc' is accepted as a synonym) and 'delta'";
+const CONNECTORS: &str = "'kafka', 'mysql' (also for TiDB; 'jdbc' is accepted as a synonym), 'delta' and 'embedded' (a table in the catalog's own SQL store)";
 const COMMON_OPTIONS: [&str; 5] = ["connector", "layer", "owner", "description", "tags"];
 const KAFKA_OPTIONS: [&str; 7] = [
     "topic",
@@ -27,6 +26,7 @@ const KAFKA_OPTIONS: [&str; 7] = [
 ];
 const MYSQL_OPTIONS: [&str; 5] = ["url", "connection", "table-name", "username", "password"];
 const DELTA_OPTIONS: [&str; 2] = ["table-path", "connection"];
+const EMBEDDED_OPTIONS: [&str; 1] = ["table-name"];
 
 /// Turns a parsed statement into a table definition, checking it against the
 /// project's named connections.
@@ -48,6 +48,12 @@ pub fn resolve(
         "kafka" => kafka_kind(&mut options, &create.location, connections)?,
         "mysql" | "jdbc" | "tidb" => mysql_kind(&mut options, &create.location, connections)?,
         "delta" => delta_kind(&mut options, connections)?,
+        "embedded" => TableKind::Embedded {
+            table: options
+                .take("table-name")
+                .map(|t| t.value)
+                .unwrap_or_else(|| format!("{}__{}", name.space, name.name)),
+        },
         other => {
             return Err(ddl_error(
                 &connector.location,
@@ -198,6 +204,7 @@ impl Options {
         let own: &[&str] = match connector {
             "kafka" => &KAFKA_OPTIONS,
             "delta" => &DELTA_OPTIONS,
+            "embedded" => &EMBEDDED_OPTIONS,
             _ => &MYSQL_OPTIONS,
         };
         let mut valid: Vec<String> = own

@@ -128,6 +128,19 @@ fn the_demo_builds_every_layer_and_keeps_its_tables() {
             "SELECT COUNT(DISTINCT city) AS n FROM shop.app_city_gmv"
         )
     );
+    // The dimensions live in the embedded store, and join with the lake.
+    assert_eq!(
+        count(&dir, "SELECT COUNT(*) AS n FROM shop.dim_products"),
+        500
+    );
+    assert_eq!(
+        count(
+            &dir,
+            "SELECT COUNT(*) AS n FROM shop.app_city_gmv g LEFT JOIN shop.dim_cities c ON g.city = c.city WHERE c.province IS NULL"
+        ),
+        0,
+        "every city of the APP table is a known city"
+    );
     // Very late orders are kept, not dropped.
     let late = table(&summary, "shop.dws_city_gmv_1m")["late_rows"]
         .as_u64()
