@@ -14,7 +14,9 @@
 //!                                                                                      └▶ 4. target commit (+ txn offsets, + txn state = k)
 //! ```
 //!
-//! The side tables commit before the target, and the target records its
+//! A commit runs on its own task while the next batches are read and decoded
+//! (so writing Parquet and decoding JSON overlap); commits land one at a time,
+//! in order. The side tables commit before the target, and the target records its
 //! offsets and state checkpoint at every commit, so after a crash: the target
 //! resumes right after its last commit with the state of that commit; the side
 //! tables, which may be ahead, skip what they hold. Lateness is judged against
@@ -279,10 +281,102 @@ struct Pending {
 #[derive(Debug)]
 struct Stateful {
     state: AggregateState,
-    store: StateStore,
     next_checkpoint: i64,
-    late: SideTable,
     late_schema: arrow::datatypes::SchemaRef,
+}
+
+/// Where commits go: the target, and the tables committed before it. A commit
+/// in flight owns them until it has landed.
+#[derive(Debug)]
+struct Sinks {
+    target: Target,
+    quarantine: SideTable,
+    /// Late rows and state checkpoints, for an aggregation.
+    late: Option<SideTable>,
+    state_store: Option<StateStore>,
+    /// Commits since the target was last compacted.
+    commits_since_compaction: u64,
+}
+
+/// One commit's contents, taken from the pipeline when the commit starts.
+#[derive(Debug)]
+struct CommitBatch {
+    rows: Vec<RecordBatch>,
+    rejected: Vec<Rejected>,
+    late: Vec<RecordBatch>,
+    offsets: Offsets,
+    /// The state checkpoint's id and bytes.
+    checkpoint: Option<(i64, Vec<u8>)>,
+}
+
+/// What a commit in flight needs to know besides its batch.
+#[derive(Debug, Clone)]
+struct CommitContext {
+    pipeline: String,
+    stream: String,
+    stats: Arc<TableStats>,
+    compact_every: u64,
+}
+
+impl Sinks {
+    /// Quarantine, late rows, state checkpoint, then the target with every offset.
+    async fn commit(&mut self, batch: CommitBatch, ctx: &CommitContext) -> Result<()> {
+        let CommitBatch {
+            rows,
+            rejected,
+            late,
+            offsets,
+            checkpoint,
+        } = batch;
+        let stream = &ctx.stream;
+        let fresh: Vec<Rejected> = rejected
+            .into_iter()
+            .filter(|r| self.quarantine.is_new(r.record.partition, r.record.offset))
+            .collect();
+        if !fresh.is_empty() {
+            let quarantined = quarantine::rows(&ctx.pipeline, stream, &fresh, now_ms());
+            self.quarantine
+                .commit(vec![quarantined], &offsets, stream)
+                .await?;
+            ctx.stats
+                .quarantined_rows
+                .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+        }
+        if let Some(late_table) = &mut self.late {
+            let late_rows = fresh_late_rows(late_table, late)?;
+            let count: usize = late_rows.iter().map(RecordBatch::num_rows).sum();
+            if count > 0 {
+                late_table.commit(late_rows, &offsets, stream).await?;
+                ctx.stats
+                    .late_rows
+                    .fetch_add(count as u64, Ordering::Relaxed);
+            }
+        }
+        let state_id = match (&self.state_store, checkpoint) {
+            (Some(store), Some((id, bytes))) => {
+                store.write(id, bytes).await?;
+                Some(id)
+            }
+            _ => None,
+        };
+        // Crash points for the exactly-once tests (FAILPOINTS=name=return aborts the process here).
+        fail::fail_point!("commit-between-quarantine-and-target", |_| {
+            std::process::abort()
+        });
+        let count: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+        self.target.commit(rows, &offsets, state_id).await?;
+        fail::fail_point!("commit-after-target", |_| std::process::abort());
+        if let (Some(store), Some(id)) = (&self.state_store, state_id) {
+            store.forget_before(id).await;
+        }
+        ctx.stats.record_commit(count);
+        self.commits_since_compaction += 1;
+        if ctx.compact_every > 0 && self.commits_since_compaction >= ctx.compact_every {
+            self.target.compact().await?;
+            self.commits_since_compaction = 0;
+        }
+        Ok(())
+    }
 }
 
 const CHECKPOINT_MAGIC: &[u8] = b"STRATA-STATE-1";
@@ -292,16 +386,16 @@ struct Task<'a> {
     run: &'a PipelineRun,
     plan: CompiledPlan,
     reader: Reader,
-    target: Target,
-    quarantine: SideTable,
+    /// The sinks, unless a commit in flight holds them.
+    sinks: Option<Sinks>,
+    /// The commit in flight, which hands the sinks back when it has landed.
+    in_flight: Option<tokio::task::JoinHandle<Result<Sinks>>>,
     stateful: Option<Stateful>,
     watermark: Option<(String, WatermarkTracker)>,
-    /// The watermark as of the last commit; lateness is judged against it.
+    /// The watermark as of the last commit started; lateness is judged against it.
     committed_watermark: Option<i64>,
     pending: Pending,
     interval: Duration,
-    /// Commits since the target was last compacted.
-    commits_since_compaction: u64,
 }
 
 impl<'a> Task<'a> {
@@ -427,14 +521,19 @@ impl<'a> Task<'a> {
             run,
             plan,
             reader,
-            target,
-            quarantine,
+            sinks: Some(Sinks {
+                target,
+                quarantine,
+                late: None,
+                state_store: None,
+                commits_since_compaction: 0,
+            }),
+            in_flight: None,
             stateful: None,
             watermark,
             committed_watermark: None,
             pending: Pending::default(),
             interval,
-            commits_since_compaction: 0,
         };
         if task.plan.aggregate.is_some() {
             task.open_state(source, target_location, &partitions)
@@ -465,15 +564,16 @@ impl<'a> Task<'a> {
             )
             .await?;
         late_table.resume(self.reader.stream(), partitions).await?;
+        let sinks = self.sinks.as_mut().expect("nothing is in flight yet");
         // A Delta target keeps its checkpoints in its own folder; others in their quarantine's.
         let pipeline = &self.run.pipeline.pipeline.name;
-        let store = match &self.target {
+        let store = match &sinks.target {
             Target::Delta(sink) => sink.state_store(pipeline),
-            Target::Mysql(_) | Target::Kafka(_) => self.quarantine.sink.state_store(pipeline),
+            Target::Mysql(_) | Target::Kafka(_) => sinks.quarantine.sink.state_store(pipeline),
         };
         let mut state = AggregateState::default();
         let mut next_checkpoint = 0;
-        if let Some(id) = self.target.committed_state().await? {
+        if let Some(id) = sinks.target.committed_state().await? {
             let bytes = store.read(id).await?;
             let mut input = ByteReader::new(&bytes);
             let magic_ok = CHECKPOINT_MAGIC
@@ -501,11 +601,11 @@ impl<'a> Task<'a> {
                 self.run.stats.watermark_ms.store(w, Ordering::Relaxed);
             }
         }
+        sinks.late = Some(late_table);
+        sinks.state_store = Some(store);
         self.stateful = Some(Stateful {
             state,
-            store,
             next_checkpoint,
-            late: late_table,
             late_schema,
         });
         Ok(())
@@ -544,13 +644,27 @@ impl<'a> Task<'a> {
                 && self.run.mode == RunMode::UntilCaughtUp
                 && self.pending.offsets.is_empty()
             {
+                self.settle().await?;
                 return Ok(());
             }
         }
         if !self.pending.offsets.is_empty() {
             self.commit().await?;
         }
+        self.settle().await?;
         Ok(())
+    }
+
+    /// Waits for the commit in flight, if any, and takes the sinks back.
+    async fn settle(&mut self) -> Result<&mut Sinks> {
+        if let Some(in_flight) = self.in_flight.take() {
+            let sinks = in_flight.await.map_err(|err| PipelineError::Sink {
+                what: format!("pipeline {}", self.run.pipeline.pipeline.name),
+                cause: format!("the commit task failed: {err}"),
+            })??;
+            self.sinks = Some(sinks);
+        }
+        Ok(self.sinks.as_mut().expect("the sinks are back"))
     }
 
     /// Folds a source batch into what is pending.
@@ -721,14 +835,16 @@ impl<'a> Task<'a> {
         });
     }
 
-    /// Advances the watermark, emits what it closed, and commits: quarantine,
-    /// late rows, state checkpoint, then the target with every offset.
+    /// Advances the watermark, emits what it closed, and starts a commit of
+    /// everything pending: quarantine, late rows, state checkpoint, then the
+    /// target with every offset. The commit runs while the next batches are
+    /// read; commits land one after the other, in order.
     async fn commit(&mut self) -> Result<()> {
-        let stream = self.reader.stream().to_string();
         let watermark = self
             .watermark
             .as_mut()
             .and_then(|(_, tracker)| tracker.current(Instant::now()));
+        let mut checkpoint = None;
         if let (Some(plan), Some(stateful)) = (&self.plan.aggregate, &mut self.stateful) {
             let emitted = stateful.state.emit(plan, watermark)?;
             if emitted.upserts.num_rows() > 0 {
@@ -741,37 +857,6 @@ impl<'a> Task<'a> {
                     .rows
                     .push(with_delete_marker(&deletes, marker)?);
             }
-        }
-        let pipeline = self.run.pipeline.pipeline.name.clone();
-        let fresh: Vec<Rejected> = std::mem::take(&mut self.pending.rejected)
-            .into_iter()
-            .filter(|r| self.quarantine.is_new(r.record.partition, r.record.offset))
-            .collect();
-        if !fresh.is_empty() {
-            let rows = quarantine::rows(&pipeline, &stream, &fresh, now_ms());
-            self.quarantine
-                .commit(vec![rows], &self.pending.offsets, &stream)
-                .await?;
-            self.run
-                .stats
-                .quarantined_rows
-                .fetch_add(fresh.len() as u64, Ordering::Relaxed);
-        }
-        let mut checkpoint = None;
-        if let Some(stateful) = &mut self.stateful {
-            let late_rows =
-                fresh_late_rows(&stateful.late, std::mem::take(&mut self.pending.late))?;
-            let count: usize = late_rows.iter().map(RecordBatch::num_rows).sum();
-            if count > 0 {
-                stateful
-                    .late
-                    .commit(late_rows, &self.pending.offsets, &stream)
-                    .await?;
-                self.run
-                    .stats
-                    .late_rows
-                    .fetch_add(count as u64, Ordering::Relaxed);
-            }
             let mut out = ByteWriter::default();
             out.bytes.extend_from_slice(CHECKPOINT_MAGIC);
             out.option(watermark.as_ref(), |out, w| out.i64(*w));
@@ -783,44 +868,35 @@ impl<'a> Task<'a> {
                 None => out.u8(0),
             }
             stateful.state.encode(&mut out);
-            stateful
-                .store
-                .write(stateful.next_checkpoint, out.bytes)
-                .await?;
-            checkpoint = Some(stateful.next_checkpoint);
+            checkpoint = Some((stateful.next_checkpoint, out.bytes));
+            stateful.next_checkpoint += 1;
         }
-        // Crash points for the exactly-once tests (FAILPOINTS=name=return aborts the process here).
-        fail::fail_point!("commit-between-quarantine-and-target", |_| {
-            std::process::abort()
-        });
-        let rows: u64 = self.pending.rows.iter().map(|b| b.num_rows() as u64).sum();
-        self.target
-            .commit(
-                std::mem::take(&mut self.pending.rows),
-                &self.pending.offsets,
-                checkpoint,
-            )
-            .await?;
-        fail::fail_point!("commit-after-target", |_| std::process::abort());
-        if let (Some(stateful), Some(id)) = (&mut self.stateful, checkpoint) {
-            stateful.store.forget_before(id).await;
-            stateful.next_checkpoint = id + 1;
-        }
+        // Rows read from now on belong to the next commit and are judged against this watermark.
         self.committed_watermark = watermark;
-        self.pending.offsets.clear();
-        self.run.stats.record_commit(rows);
-        self.commits_since_compaction += 1;
-        let every = self
-            .run
-            .catalog
-            .project()
-            .config
-            .engine
-            .compact_every_commits;
-        if every > 0 && self.commits_since_compaction >= every {
-            self.target.compact().await?;
-            self.commits_since_compaction = 0;
-        }
+        let batch = CommitBatch {
+            rows: std::mem::take(&mut self.pending.rows),
+            rejected: std::mem::take(&mut self.pending.rejected),
+            late: std::mem::take(&mut self.pending.late),
+            offsets: std::mem::take(&mut self.pending.offsets),
+            checkpoint,
+        };
+        let ctx = CommitContext {
+            pipeline: self.run.pipeline.pipeline.name.clone(),
+            stream: self.reader.stream().to_string(),
+            stats: self.run.stats.clone(),
+            compact_every: self
+                .run
+                .catalog
+                .project()
+                .config
+                .engine
+                .compact_every_commits,
+        };
+        self.settle().await?;
+        let mut sinks = self.sinks.take().expect("settled");
+        self.in_flight = Some(tokio::spawn(async move {
+            sinks.commit(batch, &ctx).await.map(|_| sinks)
+        }));
         Ok(())
     }
 }
