@@ -23,7 +23,12 @@ use strata_pipelines::decode::json::JsonDecoder;
 use strata_pipelines::source::kafka::{KafkaSource, SourceEvent};
 use strata_pipelines::{PipelineRun, RunMode, TableStats, load_project};
 
-const PARTITIONS: i32 = 4;
+/// The mock cluster keeps at most 100,000 records or 5 MiB per partition, so
+/// 16 partitions hold about 600,000 of these records: enough for a run of
+/// several seconds, where start-up no longer dominates.
+const PARTITIONS: i32 = 16;
+/// The pipeline's commit interval in the benchmark.
+const COMMIT_INTERVAL_MS: u64 = 250;
 
 #[derive(Debug, Serialize)]
 pub struct IngestReport {
@@ -52,7 +57,11 @@ pub async fn ingest(records: usize, progress: bool) -> anyhow::Result<IngestRepo
     let dir = tempfile::tempdir()?;
     std::fs::write(
         dir.path().join("strata.toml"),
-        format!("[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"{bootstrap}\"\n"),
+        // Commits every 250 ms, so that a run of a second or two has several and shows
+        // the steady state, where one interval's write overlaps the next one's decoding.
+        format!(
+            "[engine]\ncommit-interval-ms = {COMMIT_INTERVAL_MS}\n[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"{bootstrap}\"\n"
+        ),
     )?;
     std::fs::create_dir_all(dir.path().join("pipelines/ods"))?;
     std::fs::write(

@@ -92,8 +92,8 @@ enum Command {
 enum BenchCommand {
     /// Kafka → ODS Delta committed rows/s against the raw consume + decode floor.
     Ingest {
-        /// How many records to produce and ingest.
-        #[arg(long, default_value_t = 100_000)]
+        /// How many records to produce and ingest (the mock cluster holds about 600,000).
+        #[arg(long, default_value_t = 500_000)]
         records: usize,
     },
 }

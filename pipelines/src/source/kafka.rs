@@ -197,6 +197,11 @@ impl Drop for KafkaSource {
 
 fn consumer(target: &KafkaTarget, group: &str) -> Result<SourceConsumer> {
     let mut config = ClientConfig::new();
+    // librdkafka pauses a partition's fetching for fetch.queue.backoff.ms (1 s by
+    // default) whenever its prefetch queue is full, which stalls a pipeline that is
+    // catching up in one-second steps; a short pause keeps it reading (the user's
+    // properties may still say otherwise).
+    config.set("fetch.queue.backoff.ms", "10");
     for (key, value) in &target.properties {
         config.set(key, value);
     }
