@@ -1,38 +1,15 @@
-//! Running a pipeline: read, decode, transform, aggregate, commit, exactly once.
-//!
-//! ```text
-//!   resume = per partition, the offset the target last committed (Delta txn), and the
-//!            operator state checkpoint that commit named (txn strata/<pipeline>/_state)
-//!   loop:
-//!     source batch ─▶ decode ─┬─▶ rows ─▶ SELECT (stateless) ───────────────▶ buffer ─┐
-//!                             │          └▶ aggregation state (late rows ─▶ buffer) ───┤
-//!                             └─▶ rejected ─▶ buffer ──────────────────────────────────┤ every commit interval:
-//!                                                                                      ├▶ 0. watermark advances; windows it closed are emitted
-//!                                                                                      ├▶ 1. quarantine commit (+ txn)   skips offsets it already has
-//!                                                                                      ├▶ 2. late-row commit (+ txn)     skips offsets it already has
-//!                                                                                      ├▶ 3. state checkpoint file k
-//!                                                                                      └▶ 4. target commit (+ txn offsets, + txn state = k)
-//! ```
-//!
-//! A commit runs on its own task while the next batches are read and decoded
-//! (so writing Parquet and decoding JSON overlap); commits land one at a time,
-//! in order. The side tables commit before the target, and the target records its
-//! offsets and state checkpoint at every commit, so after a crash: the target
-//! resumes right after its last commit with the state of that commit; the side
-//! tables, which may be ahead, skip what they hold. Lateness is judged against
-//! the watermark of the last commit, so a replay judges every row as the
-//! first attempt did. Every source record ends up exactly once in the target
-//! (or its window), the quarantine, or the late table.
+//! One running pipeline: read a batch, decode, run the SELECT (and the
+//! aggregation), and start a commit every interval while reading on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use arrow::array::Array;
 use arrow::record_batch::RecordBatch;
-use strata_catalog::connectors::{self, delta as lake};
-use strata_catalog::{Catalog, KafkaFormat, TableDef, TableKind, TableName};
+use strata_catalog::connectors::{self};
+use strata_catalog::{KafkaFormat, TableDef, TableKind};
 use tokio::sync::watch;
 
 use crate::aggregate::AggregateState;
@@ -48,225 +25,13 @@ use crate::source::SourceRecord;
 use crate::source::delta::DeltaFollower;
 use crate::source::kafka::KafkaSource;
 use crate::source::reader::{Next, Reader, RecordDecoder, SourceBatch, row_as_json};
-use crate::state::{ByteReader, ByteWriter, StateStore};
+use crate::state::{ByteReader, ByteWriter};
 use crate::transform::{CompiledPlan, Traced};
-use crate::validate::{ValidPipeline, is_changelog, schema_session};
+use crate::validate::is_changelog;
 use crate::watermark::WatermarkTracker;
 
-/// Live counters of one target table, for progress, the API and the summary.
-#[derive(Debug, Default)]
-pub struct TableStats {
-    pub records_in: AtomicU64,
-    pub rows_committed: AtomicU64,
-    pub quarantined_rows: AtomicU64,
-    pub late_rows: AtomicU64,
-    pub commits: AtomicU64,
-    /// Milliseconds since the epoch of the last commit, 0 before the first.
-    pub last_commit_ms: AtomicI64,
-    /// The source's watermark (ms since the epoch), `i64::MIN` before it has one.
-    pub watermark_ms: AtomicI64,
-}
-
-impl TableStats {
-    pub fn new() -> Self {
-        Self {
-            watermark_ms: AtomicI64::new(i64::MIN),
-            ..Self::default()
-        }
-    }
-
-    /// Counts one commit of `rows` rows, now.
-    fn record_commit(&self, rows: u64) {
-        self.rows_committed.fetch_add(rows, Ordering::Relaxed);
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        self.last_commit_ms.store(now_ms(), Ordering::Relaxed);
-    }
-
-    /// The watermark, if the source has one yet.
-    pub fn watermark(&self) -> Option<i64> {
-        Some(self.watermark_ms.load(Ordering::Relaxed)).filter(|&w| w != i64::MIN)
-    }
-}
-
-/// When a pipeline stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunMode {
-    /// Until told to stop.
-    Continuous,
-    /// Until every partition has been read to its end and committed (batch catch-up).
-    UntilCaughtUp,
-}
-
-/// Everything a pipeline run needs.
-#[derive(Debug, Clone)]
-pub struct PipelineRun {
-    pub catalog: Catalog,
-    pub pipeline: ValidPipeline,
-    pub stats: Arc<TableStats>,
-    pub mode: RunMode,
-}
-
-impl PipelineRun {
-    /// Checks that this version can run the pipeline (its source, target and
-    /// SQL), without reading anything: run every check before starting any pipeline.
-    pub async fn check(&self) -> Result<()> {
-        self.prepare().await.map(|_| ())
-    }
-
-    async fn prepare(&self) -> Result<(&TableDef, String, CompiledPlan)> {
-        let pipeline = &self.pipeline;
-        let [source] = pipeline.sources.as_slice() else {
-            return Err(unsupported(pipeline, "reading more than one table"));
-        };
-        match &source.kind {
-            TableKind::Kafka {
-                format: KafkaFormat::Json | KafkaFormat::DebeziumJson,
-                ..
-            }
-            | TableKind::Delta { .. } => {}
-            TableKind::Kafka { format, .. } => {
-                return Err(unsupported(
-                    pipeline,
-                    &format!("reading format '{}'", format.as_str()),
-                ));
-            }
-            other => {
-                return Err(unsupported(
-                    pipeline,
-                    &format!("reading a {} table as a stream", other.connector()),
-                ));
-            }
-        }
-        let target_location = target_location(&self.catalog, pipeline)?;
-        let tables: Vec<TableDef> = self
-            .catalog
-            .list()
-            .await?
-            .into_iter()
-            .map(|e| e.def)
-            .collect();
-        let ctx = schema_session(&tables);
-        let plan = CompiledPlan::compile(pipeline, &ctx.state()).await?;
-        if matches!(pipeline.target.kind, TableKind::Kafka { .. })
-            && !matches!(source.kind, TableKind::Kafka { .. })
-        {
-            return Err(unsupported(
-                pipeline,
-                "writing a Kafka topic from a table that is not a Kafka topic (its offsets commit in the topic's transaction)",
-            ));
-        }
-        if is_changelog(source)
-            && let Some(aggregate) = &plan.aggregate
-        {
-            let refused = aggregate.unretractable();
-            if !refused.is_empty() {
-                return Err(unsupported(
-                    pipeline,
-                    &format!(
-                        "{} over a changelog (its updates and deletes must be taken back out; COUNT, SUM and AVG can be)",
-                        refused.join(", ")
-                    ),
-                ));
-            }
-            if matches!(
-                aggregate.window,
-                Some(crate::window::WindowKind::Session { .. })
-            ) {
-                return Err(unsupported(pipeline, "a SESSION window over a changelog"));
-            }
-        }
-        Ok((source, target_location, plan))
-    }
-
-    /// Runs until stopped (or caught up), committing what it has read before returning.
-    pub async fn run(self, stop: watch::Receiver<bool>) -> Result<()> {
-        let (source, target_location, plan) = self.prepare().await?;
-        let mut task = Task::open(&self, source, &target_location, plan).await?;
-        task.run(stop).await
-    }
-
-    async fn open_side_table(
-        &self,
-        target_location: &str,
-        suffix: &str,
-        schema: &arrow::datatypes::SchemaRef,
-        description: String,
-        tag: &str,
-    ) -> Result<SideTable> {
-        let target = &self.pipeline.target;
-        let location = format!("{}{suffix}", target_location.trim_end_matches('/'));
-        let name = TableName::new(&target.name.space, format!("{}{suffix}", target.name.name));
-        lake::ensure_table(&location, &name.name, schema, false).await?;
-        if !self.catalog.store().contains(&name).await? {
-            let def = TableDef {
-                name,
-                layer: target.layer,
-                kind: TableKind::Delta {
-                    table_path: Some(location.clone()),
-                    connection: None,
-                },
-                schema: schema.clone(),
-                primary_key: Vec::new(),
-                watermark: None,
-                processing_time: None,
-                owner: target.owner.clone(),
-                description: Some(description),
-                tags: vec![tag.to_string()],
-            };
-            self.catalog.register_discovered(vec![def]).await?;
-        }
-        Ok(SideTable {
-            sink: DeltaSink::open(&location, &self.pipeline.pipeline.name, WriteMode::Append)
-                .await?,
-            up_to: BTreeMap::new(),
-        })
-    }
-}
-
-/// A table committed before the target (quarantine, late rows), which may be
-/// ahead of it after a crash: it skips records at or below what it holds.
-#[derive(Debug)]
-struct SideTable {
-    sink: DeltaSink,
-    /// Per partition, the last offset this table has committed.
-    up_to: BTreeMap<i32, i64>,
-}
-
-impl SideTable {
-    async fn resume(&mut self, stream: &str, partitions: &[i32]) -> Result<()> {
-        for &partition in partitions {
-            if let Some(offset) = self.sink.committed_offset(stream, partition).await? {
-                self.up_to.insert(partition, offset);
-            }
-        }
-        Ok(())
-    }
-
-    fn is_new(&self, partition: i32, offset: i64) -> bool {
-        self.up_to.get(&partition).is_none_or(|&done| offset > done)
-    }
-
-    /// Commits `rows` with the offsets; its offsets only ever move forward.
-    async fn commit(
-        &mut self,
-        rows: Vec<RecordBatch>,
-        offsets: &Offsets,
-        stream: &str,
-    ) -> Result<()> {
-        let mut offsets = offsets.clone();
-        for (&partition, &done) in &self.up_to {
-            let offset = offsets
-                .entry((stream.to_string(), partition))
-                .or_insert(done);
-            *offset = (*offset).max(done);
-        }
-        self.sink.commit(rows, &offsets, None).await?;
-        for ((_, partition), offset) in &offsets {
-            self.up_to.insert(*partition, *offset);
-        }
-        Ok(())
-    }
-}
+use super::commit::{CommitBatch, CommitContext, Sinks, Target};
+use super::{PipelineRun, RunMode, now_ms};
 
 /// What has been read but not yet committed.
 #[derive(Debug, Default)]
@@ -285,104 +50,10 @@ struct Stateful {
     late_schema: arrow::datatypes::SchemaRef,
 }
 
-/// Where commits go: the target, and the tables committed before it. A commit
-/// in flight owns them until it has landed.
-#[derive(Debug)]
-struct Sinks {
-    target: Target,
-    quarantine: SideTable,
-    /// Late rows and state checkpoints, for an aggregation.
-    late: Option<SideTable>,
-    state_store: Option<StateStore>,
-    /// Commits since the target was last compacted.
-    commits_since_compaction: u64,
-}
-
-/// One commit's contents, taken from the pipeline when the commit starts.
-#[derive(Debug)]
-struct CommitBatch {
-    rows: Vec<RecordBatch>,
-    rejected: Vec<Rejected>,
-    late: Vec<RecordBatch>,
-    offsets: Offsets,
-    /// The state checkpoint's id and bytes.
-    checkpoint: Option<(i64, Vec<u8>)>,
-}
-
-/// What a commit in flight needs to know besides its batch.
-#[derive(Debug, Clone)]
-struct CommitContext {
-    pipeline: String,
-    stream: String,
-    stats: Arc<TableStats>,
-    compact_every: u64,
-}
-
-impl Sinks {
-    /// Quarantine, late rows, state checkpoint, then the target with every offset.
-    async fn commit(&mut self, batch: CommitBatch, ctx: &CommitContext) -> Result<()> {
-        let CommitBatch {
-            rows,
-            rejected,
-            late,
-            offsets,
-            checkpoint,
-        } = batch;
-        let stream = &ctx.stream;
-        let fresh: Vec<Rejected> = rejected
-            .into_iter()
-            .filter(|r| self.quarantine.is_new(r.record.partition, r.record.offset))
-            .collect();
-        if !fresh.is_empty() {
-            let quarantined = quarantine::rows(&ctx.pipeline, stream, &fresh, now_ms());
-            self.quarantine
-                .commit(vec![quarantined], &offsets, stream)
-                .await?;
-            ctx.stats
-                .quarantined_rows
-                .fetch_add(fresh.len() as u64, Ordering::Relaxed);
-        }
-        if let Some(late_table) = &mut self.late {
-            let late_rows = fresh_late_rows(late_table, late)?;
-            let count: usize = late_rows.iter().map(RecordBatch::num_rows).sum();
-            if count > 0 {
-                late_table.commit(late_rows, &offsets, stream).await?;
-                ctx.stats
-                    .late_rows
-                    .fetch_add(count as u64, Ordering::Relaxed);
-            }
-        }
-        let state_id = match (&self.state_store, checkpoint) {
-            (Some(store), Some((id, bytes))) => {
-                store.write(id, bytes).await?;
-                Some(id)
-            }
-            _ => None,
-        };
-        // Crash points for the exactly-once tests (FAILPOINTS=name=return aborts the process here).
-        fail::fail_point!("commit-between-quarantine-and-target", |_| {
-            std::process::abort()
-        });
-        let count: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
-        self.target.commit(rows, &offsets, state_id).await?;
-        fail::fail_point!("commit-after-target", |_| std::process::abort());
-        if let (Some(store), Some(id)) = (&self.state_store, state_id) {
-            store.forget_before(id).await;
-        }
-        ctx.stats.record_commit(count);
-        self.commits_since_compaction += 1;
-        if ctx.compact_every > 0 && self.commits_since_compaction >= ctx.compact_every {
-            self.target.compact().await?;
-            self.commits_since_compaction = 0;
-        }
-        Ok(())
-    }
-}
-
 const CHECKPOINT_MAGIC: &[u8] = b"STRATA-STATE-1";
 
 /// One running pipeline.
-struct Task<'a> {
+pub(super) struct Task<'a> {
     run: &'a PipelineRun,
     plan: CompiledPlan,
     reader: Reader,
@@ -399,7 +70,7 @@ struct Task<'a> {
 }
 
 impl<'a> Task<'a> {
-    async fn open(
+    pub(super) async fn open(
         run: &'a PipelineRun,
         source: &TableDef,
         target_location: &str,
@@ -611,7 +282,7 @@ impl<'a> Task<'a> {
         Ok(())
     }
 
-    async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
+    pub(super) async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
         let mut last_commit = Instant::now();
         loop {
             let next = self
@@ -925,35 +596,6 @@ fn with_delete_marker(batch: &RecordBatch, deletes: Vec<bool>) -> Result<RecordB
     )?)
 }
 
-/// Late rows the late table does not hold yet (it may be ahead after a crash).
-fn fresh_late_rows(late: &SideTable, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-    batches
-        .into_iter()
-        .map(|batch| {
-            let partitions = batch
-                .column_by_name("_partition")
-                .and_then(|c| {
-                    c.as_any()
-                        .downcast_ref::<arrow::array::Int32Array>()
-                        .cloned()
-                })
-                .expect("late rows have _partition");
-            let offsets = batch
-                .column_by_name("_offset")
-                .and_then(|c| {
-                    c.as_any()
-                        .downcast_ref::<arrow::array::Int64Array>()
-                        .cloned()
-                })
-                .expect("late rows have _offset");
-            let mask: arrow::array::BooleanArray = (0..batch.num_rows())
-                .map(|row| Some(late.is_new(partitions.value(row), offsets.value(row))))
-                .collect();
-            Ok(arrow::compute::filter_record_batch(&batch, &mask)?)
-        })
-        .collect()
-}
-
 /// The largest event time of each partition's rows in a batch.
 fn max_event_times(
     rows: &RecordBatch,
@@ -973,97 +615,4 @@ fn max_event_times(
         }
     }
     Ok(maxima)
-}
-
-/// Milliseconds since the epoch, by the wall clock.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-fn unsupported(pipeline: &ValidPipeline, what: &str) -> PipelineError {
-    PipelineError::Invalid {
-        location: pipeline.pipeline.target.location.clone(),
-        message: format!("{what} is not supported in streaming pipelines yet"),
-        hint: Some(
-            "pipelines read one Kafka (json, debezium-json) or Delta table and write a Delta, MySQL/TiDB or Kafka table"
-                .to_string(),
-        ),
-    }
-}
-
-/// Where the target's Delta table is, or for a MySQL/TiDB or Kafka target, where its
-/// side tables (quarantine, late rows) and checkpoints go: the lake's
-/// `<root>/<space>/<name>`, as if it were a Delta table.
-fn target_location(catalog: &Catalog, pipeline: &ValidPipeline) -> Result<String> {
-    match &pipeline.target.kind {
-        TableKind::Delta { .. } => Ok(connectors::delta_location(
-            catalog.project(),
-            &pipeline.target,
-        )?),
-        TableKind::Mysql { .. } | TableKind::Kafka { .. } => {
-            let in_lake = TableDef {
-                kind: TableKind::Delta {
-                    table_path: None,
-                    connection: None,
-                },
-                ..pipeline.target.clone()
-            };
-            Ok(connectors::delta_location(catalog.project(), &in_lake)?)
-        }
-        TableKind::Embedded { .. } => Err(unsupported(
-            pipeline,
-            "writing to an embedded table (it holds small dimension tables; write a Delta or MySQL table)",
-        )),
-    }
-}
-
-/// A pipeline's target: a Delta table (append or upsert), a MySQL/TiDB serving
-/// table (upsert), or a Kafka topic (JSON, in transactions).
-#[derive(Debug)]
-enum Target {
-    Delta(DeltaSink),
-    Mysql(MysqlSink),
-    Kafka(Box<KafkaSink>),
-}
-
-impl Target {
-    async fn committed_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>> {
-        match self {
-            Target::Delta(sink) => sink.committed_offset(stream, partition).await,
-            Target::Mysql(sink) => sink.committed_offset(stream, partition).await,
-            Target::Kafka(sink) => Ok(sink.committed_offset(stream, partition)),
-        }
-    }
-
-    async fn committed_state(&self) -> Result<Option<i64>> {
-        match self {
-            Target::Delta(sink) => sink.committed_state().await,
-            Target::Mysql(sink) => sink.committed_state().await,
-            Target::Kafka(sink) => Ok(sink.committed_state()),
-        }
-    }
-
-    async fn commit(
-        &mut self,
-        rows: Vec<RecordBatch>,
-        offsets: &Offsets,
-        state: Option<i64>,
-    ) -> Result<()> {
-        match self {
-            Target::Delta(sink) => sink.commit(rows, offsets, state).await.map(|_| ()),
-            Target::Mysql(sink) => sink.commit(rows, offsets, state).await,
-            Target::Kafka(sink) => sink.commit(rows, offsets, state),
-        }
-    }
-
-    /// Compacts a Delta target; other targets need nothing.
-    async fn compact(&mut self) -> Result<()> {
-        match self {
-            Target::Delta(sink) => sink.compact().await,
-            Target::Mysql(_) | Target::Kafka(_) => Ok(()),
-        }
-    }
 }

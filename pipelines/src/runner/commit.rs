@@ -1,0 +1,245 @@
+//! Committing: the target (Delta, MySQL/TiDB or Kafka) and the side tables
+//! committed before it (quarantine, late rows), and the order a commit follows.
+//!
+//! ```text
+//!   Sinks::commit:  quarantine (+ txn) ─▶ late rows (+ txn) ─▶ state file k ─▶ target (+ offsets, + state k)
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arrow::array::Array;
+use arrow::record_batch::RecordBatch;
+
+use super::{TableStats, now_ms};
+use crate::decode::json::Rejected;
+use crate::error::Result;
+use crate::sink::delta::{DeltaSink, Offsets};
+use crate::sink::kafka::KafkaSink;
+use crate::sink::mysql::MysqlSink;
+use crate::sink::quarantine;
+use crate::state::StateStore;
+
+/// A table committed before the target (quarantine, late rows), which may be
+/// ahead of it after a crash: it skips records at or below what it holds.
+#[derive(Debug)]
+pub(super) struct SideTable {
+    pub(super) sink: DeltaSink,
+    /// Per partition, the last offset this table has committed.
+    pub(super) up_to: BTreeMap<i32, i64>,
+}
+
+impl SideTable {
+    pub(super) async fn resume(&mut self, stream: &str, partitions: &[i32]) -> Result<()> {
+        for &partition in partitions {
+            if let Some(offset) = self.sink.committed_offset(stream, partition).await? {
+                self.up_to.insert(partition, offset);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn is_new(&self, partition: i32, offset: i64) -> bool {
+        self.up_to.get(&partition).is_none_or(|&done| offset > done)
+    }
+
+    /// Commits `rows` with the offsets; its offsets only ever move forward.
+    pub(super) async fn commit(
+        &mut self,
+        rows: Vec<RecordBatch>,
+        offsets: &Offsets,
+        stream: &str,
+    ) -> Result<()> {
+        let mut offsets = offsets.clone();
+        for (&partition, &done) in &self.up_to {
+            let offset = offsets
+                .entry((stream.to_string(), partition))
+                .or_insert(done);
+            *offset = (*offset).max(done);
+        }
+        self.sink.commit(rows, &offsets, None).await?;
+        for ((_, partition), offset) in &offsets {
+            self.up_to.insert(*partition, *offset);
+        }
+        Ok(())
+    }
+}
+
+/// Where commits go: the target, and the tables committed before it. A commit
+/// in flight owns them until it has landed.
+#[derive(Debug)]
+pub(super) struct Sinks {
+    pub(super) target: Target,
+    pub(super) quarantine: SideTable,
+    /// Late rows and state checkpoints, for an aggregation.
+    pub(super) late: Option<SideTable>,
+    pub(super) state_store: Option<StateStore>,
+    /// Commits since the target was last compacted.
+    pub(super) commits_since_compaction: u64,
+}
+
+/// One commit's contents, taken from the pipeline when the commit starts.
+#[derive(Debug)]
+pub(super) struct CommitBatch {
+    pub(super) rows: Vec<RecordBatch>,
+    pub(super) rejected: Vec<Rejected>,
+    pub(super) late: Vec<RecordBatch>,
+    pub(super) offsets: Offsets,
+    /// The state checkpoint's id and bytes.
+    pub(super) checkpoint: Option<(i64, Vec<u8>)>,
+}
+
+/// What a commit in flight needs to know besides its batch.
+#[derive(Debug, Clone)]
+pub(super) struct CommitContext {
+    pub(super) pipeline: String,
+    pub(super) stream: String,
+    pub(super) stats: Arc<TableStats>,
+    pub(super) compact_every: u64,
+}
+
+impl Sinks {
+    /// Quarantine, late rows, state checkpoint, then the target with every offset.
+    pub(super) async fn commit(&mut self, batch: CommitBatch, ctx: &CommitContext) -> Result<()> {
+        let CommitBatch {
+            rows,
+            rejected,
+            late,
+            offsets,
+            checkpoint,
+        } = batch;
+        let stream = &ctx.stream;
+        let fresh: Vec<Rejected> = rejected
+            .into_iter()
+            .filter(|r| self.quarantine.is_new(r.record.partition, r.record.offset))
+            .collect();
+        if !fresh.is_empty() {
+            let quarantined = quarantine::rows(&ctx.pipeline, stream, &fresh, now_ms());
+            self.quarantine
+                .commit(vec![quarantined], &offsets, stream)
+                .await?;
+            ctx.stats
+                .quarantined_rows
+                .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+        }
+        if let Some(late_table) = &mut self.late {
+            let late_rows = fresh_late_rows(late_table, late)?;
+            let count: usize = late_rows.iter().map(RecordBatch::num_rows).sum();
+            if count > 0 {
+                late_table.commit(late_rows, &offsets, stream).await?;
+                ctx.stats
+                    .late_rows
+                    .fetch_add(count as u64, Ordering::Relaxed);
+            }
+        }
+        let state_id = match (&self.state_store, checkpoint) {
+            (Some(store), Some((id, bytes))) => {
+                store.write(id, bytes).await?;
+                Some(id)
+            }
+            _ => None,
+        };
+        // Crash points for the exactly-once tests (FAILPOINTS=name=return aborts the process here).
+        fail::fail_point!("commit-between-quarantine-and-target", |_| {
+            std::process::abort()
+        });
+        let count: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+        self.target.commit(rows, &offsets, state_id).await?;
+        fail::fail_point!("commit-after-target", |_| std::process::abort());
+        if let (Some(store), Some(id)) = (&self.state_store, state_id) {
+            store.forget_before(id).await;
+        }
+        ctx.stats.record_commit(count);
+        self.commits_since_compaction += 1;
+        if ctx.compact_every > 0 && self.commits_since_compaction >= ctx.compact_every {
+            self.target.compact().await?;
+            self.commits_since_compaction = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Late rows the late table does not hold yet (it may be ahead after a crash).
+pub(super) fn fresh_late_rows(
+    late: &SideTable,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>> {
+    batches
+        .into_iter()
+        .map(|batch| {
+            let partitions = batch
+                .column_by_name("_partition")
+                .and_then(|c| {
+                    c.as_any()
+                        .downcast_ref::<arrow::array::Int32Array>()
+                        .cloned()
+                })
+                .expect("late rows have _partition");
+            let offsets = batch
+                .column_by_name("_offset")
+                .and_then(|c| {
+                    c.as_any()
+                        .downcast_ref::<arrow::array::Int64Array>()
+                        .cloned()
+                })
+                .expect("late rows have _offset");
+            let mask: arrow::array::BooleanArray = (0..batch.num_rows())
+                .map(|row| Some(late.is_new(partitions.value(row), offsets.value(row))))
+                .collect();
+            Ok(arrow::compute::filter_record_batch(&batch, &mask)?)
+        })
+        .collect()
+}
+
+/// A pipeline's target: a Delta table (append or upsert), a MySQL/TiDB serving
+/// table (upsert), or a Kafka topic (JSON, in transactions).
+#[derive(Debug)]
+pub(super) enum Target {
+    Delta(DeltaSink),
+    Mysql(MysqlSink),
+    Kafka(Box<KafkaSink>),
+}
+
+impl Target {
+    pub(super) async fn committed_offset(
+        &self,
+        stream: &str,
+        partition: i32,
+    ) -> Result<Option<i64>> {
+        match self {
+            Target::Delta(sink) => sink.committed_offset(stream, partition).await,
+            Target::Mysql(sink) => sink.committed_offset(stream, partition).await,
+            Target::Kafka(sink) => Ok(sink.committed_offset(stream, partition)),
+        }
+    }
+
+    pub(super) async fn committed_state(&self) -> Result<Option<i64>> {
+        match self {
+            Target::Delta(sink) => sink.committed_state().await,
+            Target::Mysql(sink) => sink.committed_state().await,
+            Target::Kafka(sink) => Ok(sink.committed_state()),
+        }
+    }
+
+    pub(super) async fn commit(
+        &mut self,
+        rows: Vec<RecordBatch>,
+        offsets: &Offsets,
+        state: Option<i64>,
+    ) -> Result<()> {
+        match self {
+            Target::Delta(sink) => sink.commit(rows, offsets, state).await.map(|_| ()),
+            Target::Mysql(sink) => sink.commit(rows, offsets, state).await,
+            Target::Kafka(sink) => sink.commit(rows, offsets, state),
+        }
+    }
+
+    /// Compacts a Delta target; other targets need nothing.
+    pub(super) async fn compact(&mut self) -> Result<()> {
+        match self {
+            Target::Delta(sink) => sink.compact().await,
+            Target::Mysql(_) | Target::Kafka(_) => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Running a pipeline: read, decode, transform, aggregate, commit, exactly once.
+//!
+//! ```text
+//!   resume = per partition, the offset the target last committed (Delta txn), and the
+//!            operator state checkpoint that commit named (txn strata/<pipeline>/_state)
+//!   loop:
+//!     source batch ─▶ decode ─┬─▶ rows ─▶ SELECT (stateless) ───────────────▶ buffer ─┐
+//!                             │          └▶ aggregation state (late rows ─▶ buffer) ───┤
+//!                             └─▶ rejected ─▶ buffer ──────────────────────────────────┤ every commit interval:
+//!                                                                                      ├▶ 0. watermark advances; windows it closed are emitted
+//!                                                                                      ├▶ 1. quarantine commit (+ txn)   skips offsets it already has
+//!                                                                                      ├▶ 2. late-row commit (+ txn)     skips offsets it already has
+//!                                                                                      ├▶ 3. state checkpoint file k
+//!                                                                                      └▶ 4. target commit (+ txn offsets, + txn state = k)
+//! ```
+//!
+//! A commit runs on its own task while the next batches are read and decoded
+//! (so writing Parquet and decoding JSON overlap); commits land one at a time,
+//! in order. The side tables commit before the target, and the target records its
+//! offsets and state checkpoint at every commit, so after a crash: the target
+//! resumes right after its last commit with the state of that commit; the side
+//! tables, which may be ahead, skip what they hold. Lateness is judged against
+//! the watermark of the last commit, so a replay judges every row as the
+//! first attempt did. Every source record ends up exactly once in the target
+//! (or its window), the quarantine, or the late table.
+
+mod commit;
+mod task;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use strata_catalog::connectors::{self, delta as lake};
+use strata_catalog::{Catalog, KafkaFormat, TableDef, TableKind, TableName};
+use tokio::sync::watch;
+
+use crate::error::{PipelineError, Result};
+use crate::sink::delta::{DeltaSink, WriteMode};
+use crate::transform::CompiledPlan;
+use crate::validate::{ValidPipeline, is_changelog, schema_session};
+
+use self::commit::SideTable;
+use self::task::Task;
+
+/// Live counters of one target table, for progress, the API and the summary.
+#[derive(Debug, Default)]
+pub struct TableStats {
+    pub records_in: AtomicU64,
+    pub rows_committed: AtomicU64,
+    pub quarantined_rows: AtomicU64,
+    pub late_rows: AtomicU64,
+    pub commits: AtomicU64,
+    /// Milliseconds since the epoch of the last commit, 0 before the first.
+    pub last_commit_ms: AtomicI64,
+    /// The source's watermark (ms since the epoch), `i64::MIN` before it has one.
+    pub watermark_ms: AtomicI64,
+}
+
+impl TableStats {
+    pub fn new() -> Self {
+        Self {
+            watermark_ms: AtomicI64::new(i64::MIN),
+            ..Self::default()
+        }
+    }
+
+    /// Counts one commit of `rows` rows, now.
+    fn record_commit(&self, rows: u64) {
+        self.rows_committed.fetch_add(rows, Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.last_commit_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// The watermark, if the source has one yet.
+    pub fn watermark(&self) -> Option<i64> {
+        Some(self.watermark_ms.load(Ordering::Relaxed)).filter(|&w| w != i64::MIN)
+    }
+}
+
+/// When a pipeline stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Until told to stop.
+    Continuous,
+    /// Until every partition has been read to its end and committed (batch catch-up).
+    UntilCaughtUp,
+}
+
+/// Everything a pipeline run needs.
+#[derive(Debug, Clone)]
+pub struct PipelineRun {
+    pub catalog: Catalog,
+    pub pipeline: ValidPipeline,
+    pub stats: Arc<TableStats>,
+    pub mode: RunMode,
+}
+
+impl PipelineRun {
+    /// Checks that this version can run the pipeline (its source, target and
+    /// SQL), without reading anything: run every check before starting any pipeline.
+    pub async fn check(&self) -> Result<()> {
+        self.prepare().await.map(|_| ())
+    }
+
+    async fn prepare(&self) -> Result<(&TableDef, String, CompiledPlan)> {
+        let pipeline = &self.pipeline;
+        let [source] = pipeline.sources.as_slice() else {
+            return Err(unsupported(pipeline, "reading more than one table"));
+        };
+        match &source.kind {
+            TableKind::Kafka {
+                format: KafkaFormat::Json | KafkaFormat::DebeziumJson,
+                ..
+            }
+            | TableKind::Delta { .. } => {}
+            TableKind::Kafka { format, .. } => {
+                return Err(unsupported(
+                    pipeline,
+                    &format!("reading format '{}'", format.as_str()),
+                ));
+            }
+            other => {
+                return Err(unsupported(
+                    pipeline,
+                    &format!("reading a {} table as a stream", other.connector()),
+                ));
+            }
+        }
+        let target_location = target_location(&self.catalog, pipeline)?;
+        let tables: Vec<TableDef> = self
+            .catalog
+            .list()
+            .await?
+            .into_iter()
+            .map(|e| e.def)
+            .collect();
+        let ctx = schema_session(&tables);
+        let plan = CompiledPlan::compile(pipeline, &ctx.state()).await?;
+        if matches!(pipeline.target.kind, TableKind::Kafka { .. })
+            && !matches!(source.kind, TableKind::Kafka { .. })
+        {
+            return Err(unsupported(
+                pipeline,
+                "writing a Kafka topic from a table that is not a Kafka topic (its offsets commit in the topic's transaction)",
+            ));
+        }
+        if is_changelog(source)
+            && let Some(aggregate) = &plan.aggregate
+        {
+            let refused = aggregate.unretractable();
+            if !refused.is_empty() {
+                return Err(unsupported(
+                    pipeline,
+                    &format!(
+                        "{} over a changelog (its updates and deletes must be taken back out; COUNT, SUM and AVG can be)",
+                        refused.join(", ")
+                    ),
+                ));
+            }
+            if matches!(
+                aggregate.window,
+                Some(crate::window::WindowKind::Session { .. })
+            ) {
+                return Err(unsupported(pipeline, "a SESSION window over a changelog"));
+            }
+        }
+        Ok((source, target_location, plan))
+    }
+
+    /// Runs until stopped (or caught up), committing what it has read before returning.
+    pub async fn run(self, stop: watch::Receiver<bool>) -> Result<()> {
+        let (source, target_location, plan) = self.prepare().await?;
+        let mut task = Task::open(&self, source, &target_location, plan).await?;
+        task.run(stop).await
+    }
+
+    async fn open_side_table(
+        &self,
+        target_location: &str,
+        suffix: &str,
+        schema: &arrow::datatypes::SchemaRef,
+        description: String,
+        tag: &str,
+    ) -> Result<SideTable> {
+        let target = &self.pipeline.target;
+        let location = format!("{}{suffix}", target_location.trim_end_matches('/'));
+        let name = TableName::new(&target.name.space, format!("{}{suffix}", target.name.name));
+        lake::ensure_table(&location, &name.name, schema, false).await?;
+        if !self.catalog.store().contains(&name).await? {
+            let def = TableDef {
+                name,
+                layer: target.layer,
+                kind: TableKind::Delta {
+                    table_path: Some(location.clone()),
+                    connection: None,
+                },
+                schema: schema.clone(),
+                primary_key: Vec::new(),
+                watermark: None,
+                processing_time: None,
+                owner: target.owner.clone(),
+                description: Some(description),
+                tags: vec![tag.to_string()],
+            };
+            self.catalog.register_discovered(vec![def]).await?;
+        }
+        Ok(SideTable {
+            sink: DeltaSink::open(&location, &self.pipeline.pipeline.name, WriteMode::Append)
+                .await?,
+            up_to: BTreeMap::new(),
+        })
+    }
+}
+
+/// Milliseconds since the epoch, by the wall clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn unsupported(pipeline: &ValidPipeline, what: &str) -> PipelineError {
+    PipelineError::Invalid {
+        location: pipeline.pipeline.target.location.clone(),
+        message: format!("{what} is not supported in streaming pipelines yet"),
+        hint: Some(
+            "pipelines read one Kafka (json, debezium-json) or Delta table and write a Delta, MySQL/TiDB or Kafka table"
+                .to_string(),
+        ),
+    }
+}
+
+/// Where the target's Delta table is, or for a MySQL/TiDB or Kafka target, where its
+/// side tables (quarantine, late rows) and checkpoints go: the lake's
+/// `<root>/<space>/<name>`, as if it were a Delta table.
+fn target_location(catalog: &Catalog, pipeline: &ValidPipeline) -> Result<String> {
+    match &pipeline.target.kind {
+        TableKind::Delta { .. } => Ok(connectors::delta_location(
+            catalog.project(),
+            &pipeline.target,
+        )?),
+        TableKind::Mysql { .. } | TableKind::Kafka { .. } => {
+            let in_lake = TableDef {
+                kind: TableKind::Delta {
+                    table_path: None,
+                    connection: None,
+                },
+                ..pipeline.target.clone()
+            };
+            Ok(connectors::delta_location(catalog.project(), &in_lake)?)
+        }
+        TableKind::Embedded { .. } => Err(unsupported(
+            pipeline,
+            "writing to an embedded table (it holds small dimension tables; write a Delta or MySQL table)",
+        )),
+    }
+}
