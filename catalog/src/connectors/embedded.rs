@@ -15,7 +15,6 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, StringBuilder};
-use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -198,29 +197,19 @@ impl EmbeddedTable {
         rows: &[Vec<Option<String>>],
         projected: &SchemaRef,
     ) -> Result<RecordBatch> {
-        let cast_options = CastOptions {
-            safe: false,
-            format_options: FormatOptions::default(),
-        };
+        let table = format!("the embedded table {}", self.table);
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(projected.fields().len());
         for (index, field) in projected.fields().iter().enumerate() {
             let mut builder = StringBuilder::new();
             for row in rows {
                 builder.append_option(row[index].as_deref());
             }
-            let text = builder.finish();
-            let column = cast_with_options(&text, field.data_type(), &cast_options).map_err(|err| {
-                CatalogError::Discovery {
-                    message: format!(
-                        "column {} of the embedded table {} does not read as {}: {err}",
-                        field.name(),
-                        self.table,
-                        crate::ddl::types::flink_type_name(field.data_type())
-                    ),
-                    hint: Some("the table was changed outside Strata; fix its values or drop and re-register it".to_string()),
-                }
-            })?;
-            columns.push(column);
+            columns.push(super::text_column(
+                &builder.finish(),
+                field,
+                &table,
+                "the table was changed outside Strata; fix its values or drop and re-register it",
+            )?);
         }
         let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
         Ok(RecordBatch::try_new_with_options(

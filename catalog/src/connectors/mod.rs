@@ -8,6 +8,9 @@ pub mod embedded;
 pub mod kafka;
 pub mod mysql;
 
+use arrow::array::{ArrayRef, StringArray};
+use arrow::datatypes::Field;
+
 use crate::config::{Connection, Project, resolve_location};
 use crate::error::{CatalogError, Result};
 use crate::model::{TableDef, TableKind, TableName};
@@ -198,4 +201,29 @@ fn wrong_kind(name: &TableName, expected: &str, kind: &TableKind) -> CatalogErro
             kind.connector()
         ),
     }
+}
+
+/// A column of text read from a SQL server, as `field`'s type. Values travel as
+/// text and Arrow casts them strictly, so a value that does not fit is an error
+/// naming the column and `table`, with `hint`.
+pub(crate) fn text_column(
+    text: &StringArray,
+    field: &Field,
+    table: &str,
+    hint: &str,
+) -> Result<ArrayRef> {
+    let options = arrow::compute::CastOptions {
+        safe: false,
+        format_options: arrow::util::display::FormatOptions::default(),
+    };
+    arrow::compute::cast_with_options(text, field.data_type(), &options).map_err(|err| {
+        CatalogError::Discovery {
+            message: format!(
+                "column {} of {table} does not read as {}: {err}",
+                field.name(),
+                crate::ddl::types::flink_type_name(field.data_type())
+            ),
+            hint: Some(hint.to_string()),
+        }
+    })
 }

@@ -13,10 +13,8 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BinaryBuilder, StringBuilder};
-use arrow::compute::{CastOptions, cast_with_options};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use arrow::util::display::FormatOptions;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -383,10 +381,6 @@ impl MysqlTable {
     }
 
     fn rows_to_batch(&self, rows: &[MySqlRow], projected: &SchemaRef) -> Result<RecordBatch> {
-        let cast_options = CastOptions {
-            safe: false,
-            format_options: FormatOptions::default(),
-        };
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(projected.fields().len());
         for (index, field) in projected.fields().iter().enumerate() {
             let read_err = |source| CatalogError::Mysql {
@@ -414,21 +408,12 @@ impl MysqlTable {
                             .map_err(read_err)?,
                     );
                 }
-                let text = builder.finish();
-                cast_with_options(&text, field.data_type(), &cast_options).map_err(|err| {
-                    CatalogError::Discovery {
-                        message: format!(
-                            "column {} of {} does not read as {}: {err}",
-                            field.name(),
-                            self.target.quoted(),
-                            crate::ddl::types::flink_type_name(field.data_type())
-                        ),
-                        hint: Some(
-                            "correct the column's type in the DDL to match the MySQL table"
-                                .to_string(),
-                        ),
-                    }
-                })?
+                super::text_column(
+                    &builder.finish(),
+                    field,
+                    &self.target.quoted(),
+                    "correct the column's type in the DDL to match the MySQL table",
+                )?
             };
             columns.push(array);
         }
