@@ -228,6 +228,15 @@ fn run_step(step: &Step, traced: Traced) -> Result<Traced> {
     })
 }
 
+/// `schema`'s fields, every one nullable: for rows that may lack any value.
+pub fn nullable_fields(schema: &arrow::datatypes::Schema) -> Vec<arrow::datatypes::Field> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect()
+}
+
 /// Casts a column, failing on values that do not fit instead of making them NULL.
 pub fn strict_cast(
     column: &arrow::array::ArrayRef,

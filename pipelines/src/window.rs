@@ -68,11 +68,7 @@ impl WindowTvf {
 
     /// The source's columns followed by `window_start`, `window_end` and `window_time`.
     pub fn schema(source: &Schema) -> SchemaRef {
-        let mut fields: Vec<Field> = source
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect();
+        let mut fields = crate::transform::nullable_fields(source);
         for name in [WINDOW_START, WINDOW_END, WINDOW_TIME] {
             fields.push(Field::new(name, timestamp_ms(), false));
         }

@@ -192,11 +192,7 @@ impl AggregatePlan {
 /// The output schema with every column nullable (aggregates of no values are NULL).
 fn relaxed(schema: &SchemaRef) -> SchemaRef {
     Arc::new(arrow::datatypes::Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect::<Vec<_>>(),
+        crate::transform::nullable_fields(schema),
     ))
 }
 

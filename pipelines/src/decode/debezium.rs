@@ -55,11 +55,7 @@ pub struct DebeziumDecoder {
 
 impl DebeziumDecoder {
     pub fn new(schema: SchemaRef) -> Self {
-        let image: Fields = schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect();
+        let image = Fields::from(crate::transform::nullable_fields(&schema));
         let change = |name: &str| Field::new(name, DataType::Struct(image.clone()), true);
         let change_fields = Fields::from(vec![
             change("before"),

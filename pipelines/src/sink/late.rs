@@ -29,11 +29,7 @@ pub fn table_name(target: &str) -> String {
 /// The source's columns (all nullable), then where each row came from.
 pub fn schema(source: &Schema) -> SchemaRef {
     let utc = || Some("UTC".into());
-    let mut fields: Vec<Field> = source
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone().with_nullable(true))
-        .collect();
+    let mut fields = crate::transform::nullable_fields(source);
     fields.extend([
         Field::new("_pipeline", DataType::Utf8, false),
         Field::new("_topic", DataType::Utf8, false),

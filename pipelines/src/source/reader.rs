@@ -187,11 +187,7 @@ fn decode(decoder: &RecordDecoder, records: &[SourceRecord]) -> SourceBatch {
 /// A Delta version's rows, by the source table's column names and types.
 fn delta_batch(schema: &SchemaRef, version: i64, batches: &[RecordBatch]) -> Result<SourceBatch> {
     let relaxed = std::sync::Arc::new(arrow::datatypes::Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect::<Vec<_>>(),
+        crate::transform::nullable_fields(schema),
     ));
     let batches = batches
         .iter()
