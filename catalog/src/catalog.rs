@@ -507,6 +507,7 @@ impl Catalog {
                 owner: None,
                 description: None,
                 tags: Vec::new(),
+                lookup: Default::default(),
             });
         }
         Ok(discovery)
@@ -581,6 +582,7 @@ impl Catalog {
                 owner: None,
                 description: None,
                 tags: Vec::new(),
+                lookup: Default::default(),
             });
         }
         Ok(discovery)
@@ -700,6 +702,7 @@ impl Catalog {
                 owner: None,
                 description,
                 tags: Vec::new(),
+                lookup: Default::default(),
             });
         }
         Ok(discovery)

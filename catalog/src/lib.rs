@@ -25,7 +25,7 @@ pub use catalog::{
 pub use config::{Connection, Project, ProjectConfig};
 pub use error::{CatalogError, Result, SourceLocation};
 pub use model::{
-    KafkaFormat, Layer, SchemaVersion, StartupMode, TableDef, TableEntry, TableKind, TableName,
-    Watermark,
+    KafkaFormat, Layer, LookupOptions, SchemaVersion, StartupMode, TableDef, TableEntry, TableKind,
+    TableName, Watermark,
 };
 pub use store::{CatalogStore, UpdateOutcome};

@@ -325,6 +325,41 @@ pub struct TableDef {
     pub owner: Option<String>,
     pub description: Option<String>,
     pub tags: Vec<String>,
+    /// How the table answers lookup joins, when it is a dimension.
+    pub lookup: LookupOptions,
+}
+
+/// How a MySQL/TiDB, Delta or embedded table answers lookup joins: its
+/// `lookup.*` WITH options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+pub struct LookupOptions {
+    /// `lookup.cache.max-rows`: keys the LRU cache holds (0 turns it off).
+    pub cache_max_rows: u64,
+    /// `lookup.cache.ttl`: how long a found row is served from the cache.
+    pub cache_ttl_ms: i64,
+    /// `lookup.cache.miss-ttl`: how long a key that was not found is remembered as missing.
+    pub cache_miss_ttl_ms: i64,
+    /// `lookup.batch-size`: keys per `WHERE key IN (…)` query.
+    pub batch_keys: usize,
+    /// `lookup.max-concurrency`: queries one join keeps in flight.
+    pub max_concurrency: usize,
+    /// `lookup.broadcast`: a small Kafka table every pipeline holds in memory,
+    /// kept current from its topic, with no per-row request.
+    pub broadcast: bool,
+}
+
+impl Default for LookupOptions {
+    fn default() -> Self {
+        Self {
+            cache_max_rows: 100_000,
+            cache_ttl_ms: 60_000,
+            cache_miss_ttl_ms: 5_000,
+            batch_keys: 500,
+            max_concurrency: 4,
+            broadcast: false,
+        }
+    }
 }
 
 /// A registered table: its definition, its current schema version and when it changed.

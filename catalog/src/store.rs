@@ -18,8 +18,8 @@ use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Connection, Row};
 
 use crate::error::{CatalogError, Result};
 use crate::model::{
-    Layer, SchemaVersion, TableDef, TableEntry, TableKind, TableName, Watermark, schema_from_json,
-    schema_to_json,
+    Layer, LookupOptions, SchemaVersion, TableDef, TableEntry, TableKind, TableName, Watermark,
+    schema_from_json, schema_to_json,
 };
 
 /// The SQL dialect behind a store URL; only placeholders differ between them.
@@ -50,11 +50,12 @@ impl Backend {
 }
 
 /// Each migration runs once, in order, and is recorded in `strata_migrations`.
-const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
-    1,
-    "tables and versioned schemas",
-    &[
-        "CREATE TABLE IF NOT EXISTS strata_tables (
+const MIGRATIONS: &[(i64, &str, &[&str])] = &[
+    (
+        1,
+        "tables and versioned schemas",
+        &[
+            "CREATE TABLE IF NOT EXISTS strata_tables (
             space VARCHAR(255) NOT NULL,
             name VARCHAR(255) NOT NULL,
             layer VARCHAR(16) NOT NULL,
@@ -70,7 +71,7 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
             updated_at BIGINT NOT NULL,
             PRIMARY KEY (space, name)
         )",
-        "CREATE TABLE IF NOT EXISTS strata_table_schemas (
+            "CREATE TABLE IF NOT EXISTS strata_table_schemas (
             space VARCHAR(255) NOT NULL,
             name VARCHAR(255) NOT NULL,
             version BIGINT NOT NULL,
@@ -78,11 +79,17 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[(
             created_at BIGINT NOT NULL,
             PRIMARY KEY (space, name, version)
         )",
-    ],
-)];
+        ],
+    ),
+    (
+        2,
+        "lookup options of dimension tables",
+        &["ALTER TABLE strata_tables ADD COLUMN lookup TEXT"],
+    ),
+];
 
 const TABLE_COLUMNS: &str = "space, name, layer, kind, primary_key, watermark, processing_time, \
-     owner, description, tags, schema_version, created_at, updated_at";
+     owner, description, tags, schema_version, created_at, updated_at, lookup";
 
 /// What [`CatalogStore::update`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +179,15 @@ impl CatalogStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|source| self.store_error(sql, source))?;
+        self.text_values(sql, &rows, columns)
+    }
+
+    fn text_values(
+        &self,
+        sql: &str,
+        rows: &[AnyRow],
+        columns: usize,
+    ) -> Result<Vec<Vec<Option<String>>>> {
         rows.iter()
             .map(|row| {
                 (0..columns)
@@ -182,6 +198,27 @@ impl CatalogStore {
                     .collect()
             })
             .collect()
+    }
+
+    /// Like [`Self::text_rows`], with `?` placeholders bound to `values`.
+    pub async fn text_rows_bound(
+        &self,
+        sql: &str,
+        columns: usize,
+        values: impl Iterator<Item = &crate::connectors::KeyValue>,
+    ) -> Result<Vec<Vec<Option<String>>>> {
+        let mut query = sqlx::query(self.sql(sql));
+        for value in values {
+            query = match value {
+                crate::connectors::KeyValue::Int(v) => query.bind(*v),
+                crate::connectors::KeyValue::Text(text) => query.bind(text.clone()),
+            };
+        }
+        let rows = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|source| self.store_error(sql, source))?;
+        self.text_values(sql, &rows, columns)
     }
 
     /// Rewrites `?` placeholders into PostgreSQL's `$n`.
@@ -301,7 +338,7 @@ impl CatalogStore {
             }
             let columns = TableColumns::from_def(def)?;
             sqlx::query(self.sql(&format!(
-                "INSERT INTO strata_tables ({TABLE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO strata_tables ({TABLE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             )))
             .bind(def.name.space.clone())
             .bind(def.name.name.clone())
@@ -316,6 +353,7 @@ impl CatalogStore {
             .bind(1_i64)
             .bind(now)
             .bind(now)
+            .bind(columns.lookup)
             .execute(&mut *tx)
             .await
             .map_err(|source| self.store_error(&format!("registering {}", def.name), source))?;
@@ -336,7 +374,7 @@ impl CatalogStore {
             let columns = TableColumns::from_def(def)?;
             sqlx::query(self.sql(
                 "UPDATE strata_tables SET layer = ?, kind = ?, primary_key = ?, watermark = ?, processing_time = ?, \
-                 owner = ?, description = ?, tags = ?, schema_version = ?, updated_at = ? WHERE space = ? AND name = ?",
+                 owner = ?, description = ?, tags = ?, schema_version = ?, updated_at = ?, lookup = ? WHERE space = ? AND name = ?",
             ))
             .bind(def.layer.as_str().to_string())
             .bind(columns.kind)
@@ -348,6 +386,7 @@ impl CatalogStore {
             .bind(columns.tags)
             .bind(version)
             .bind(now)
+            .bind(columns.lookup)
             .bind(def.name.space.clone())
             .bind(def.name.name.clone())
             .execute(&mut *tx)
@@ -515,6 +554,12 @@ impl CatalogStore {
         let tags: Vec<String> = serde_json::from_str(&self.column::<String>(row, "tags")?)
             .map_err(|err| corrupt("tags", &err))?;
         let layer = Layer::from_str(&self.column::<String>(row, "layer")?)?;
+        let lookup: LookupOptions = self
+            .column::<Option<String>>(row, "lookup")?
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|err| corrupt("lookup options", &err))?
+            .unwrap_or_default();
         Ok(TableEntry {
             def: TableDef {
                 name,
@@ -527,6 +572,7 @@ impl CatalogStore {
                 owner: self.column(row, "owner")?,
                 description: self.column(row, "description")?,
                 tags,
+                lookup,
             },
             schema_version,
             created_at_ms: self.column(row, "created_at")?,
@@ -556,6 +602,7 @@ struct TableColumns {
     primary_key: String,
     watermark: Option<String>,
     tags: String,
+    lookup: String,
 }
 
 impl TableColumns {
@@ -574,6 +621,7 @@ impl TableColumns {
                 .map(|w| encode(serde_json::to_string(w)))
                 .transpose()?,
             tags: encode(serde_json::to_string(&def.tags))?,
+            lookup: encode(serde_json::to_string(&def.lookup))?,
         })
     }
 }

@@ -47,6 +47,11 @@ pub enum PipelineError {
         cause: Box<PipelineError>,
     },
 
+    /// Asked to stop while waiting for a dimension's database; nothing of the
+    /// batch in hand was committed, so it is read again at the next start.
+    #[error("stopped while waiting for a lookup join's database")]
+    Interrupted,
+
     /// Operator state (open windows, groups) could not be saved or restored.
     #[error(
         "operator state: {0}\n  hint: the state lives under the target table's _strata_state/ folder; if it was lost, drop and rebuild the target"

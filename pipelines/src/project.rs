@@ -19,6 +19,7 @@ use strata_catalog::ddl::{FlinkDialect, split_parser_message};
 use strata_catalog::{SourceLocation, TableName};
 
 use crate::error::{PipelineError, Result};
+use crate::lookup::spec::LookupSpec;
 use crate::window::{self, WindowTvf};
 
 /// A table named in a pipeline, with where it was written.
@@ -43,6 +44,8 @@ pub struct Pipeline {
     pub sources: Vec<TableMention>,
     /// The window TVF in its FROM clause; `query` then reads [`WindowTvf::relation`].
     pub window: Option<WindowTvf>,
+    /// Its lookup joins (`FOR SYSTEM_TIME AS OF`), which `query` plans as plain joins.
+    pub lookups: Vec<LookupSpec>,
     pub settings: Settings,
 }
 
@@ -196,6 +199,7 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
     };
     let target = mention(&label, target_name)?;
     let window = window::extract(&mut query, &label)?;
+    let lookups = crate::lookup::spec::extract(&mut query, &label)?;
     let cte_names: Vec<String> = query
         .with
         .as_ref()
@@ -242,6 +246,7 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
         query,
         sources,
         window,
+        lookups,
         settings,
     })
 }
@@ -301,7 +306,7 @@ fn apply_setting(
     }
 }
 
-fn mention(file: &str, name: &ObjectName) -> Result<TableMention> {
+pub(crate) fn mention(file: &str, name: &ObjectName) -> Result<TableMention> {
     let start = name.span().start;
     let location = SourceLocation {
         file: file.to_string(),

@@ -26,14 +26,19 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::aggregate::accumulator::{AggFunction, AggregateCall};
 use crate::aggregate::{AggregatePlan, GroupRole};
 use crate::error::{PipelineError, Result};
+use crate::lookup::dimension::Dimension;
+use crate::lookup::spec::LookupSpec;
+use crate::lookup::{DimensionSide, LookupJoin, LookupJoinParts, LookupPass, MissAction, SideStep};
 use crate::validate::ValidPipeline;
 use crate::window::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowTvf};
 
-/// One stateless step of a compiled plan.
+/// One step of a compiled plan before or after its aggregation.
 #[derive(Debug)]
 enum Step {
     /// Keep these columns, in this order.
     Select(Vec<usize>),
+    /// Add a dimension's columns (an async, cached lookup).
+    Lookup(Arc<LookupJoin>),
     Filter(Arc<dyn PhysicalExpr>),
     Project {
         exprs: Vec<Arc<dyn PhysicalExpr>>,
@@ -46,6 +51,31 @@ enum Step {
 pub struct Traced {
     pub batch: RecordBatch,
     pub origins: Vec<usize>,
+}
+
+/// Input rows a lookup join did not match, and what becomes of them.
+#[derive(Debug)]
+pub struct Missed {
+    pub origins: Vec<usize>,
+    pub action: MissAction,
+    pub reason: String,
+}
+
+/// The steps before the aggregation, run on a batch: the rows that came
+/// through, and those lookup joins set aside.
+#[derive(Debug)]
+pub struct Prepared {
+    pub traced: Traced,
+    pub missed: Vec<Missed>,
+}
+
+/// A lookup join's dimension, resolved against the catalog, waiting for the
+/// plan to say how it is joined.
+#[derive(Debug)]
+pub struct ResolvedLookup {
+    pub spec: LookupSpec,
+    pub def: strata_catalog::TableDef,
+    pub dimension: Dimension,
 }
 
 /// A pipeline's SELECT, ready to run on batches of its source.
@@ -61,8 +91,12 @@ pub struct CompiledPlan {
 }
 
 impl CompiledPlan {
-    /// Compiles a validated pipeline.
-    pub async fn compile(valid: &ValidPipeline, state: &SessionState) -> Result<Self> {
+    /// Compiles a validated pipeline, with its lookup joins' dimensions.
+    pub async fn compile(
+        valid: &ValidPipeline,
+        state: &SessionState,
+        lookups: Vec<ResolvedLookup>,
+    ) -> Result<Self> {
         let pipeline = &valid.pipeline;
         let statement = datafusion::sql::parser::Statement::Statement(Box::new(
             sqlparser::ast::Statement::Query(pipeline.query.clone()),
@@ -71,7 +105,7 @@ impl CompiledPlan {
             PipelineError::Invalid {
             location: pipeline.target.location.clone(),
             message: format!("{what} is not supported in streaming pipelines yet"),
-            hint: Some("pipelines run projections, filters, casts, CASE, scalar functions and one GROUP BY (over a window TVF or not) over one table".to_string()),
+            hint: Some("pipelines run projections, filters, casts, CASE, scalar functions, lookup joins (FOR SYSTEM_TIME AS OF) and one GROUP BY (over a window TVF or not) over one table".to_string()),
         }
         };
         refuse_wall_clock_functions(valid)?;
@@ -101,9 +135,16 @@ impl CompiledPlan {
             distinct_buckets: pipeline.settings.distinct_buckets,
             pre: None,
             aggregate: None,
+            lookups,
         };
         let mut steps = Vec::new();
         compiler.compile(&plan, &mut steps)?;
+        if let Some(unused) = compiler.lookups.first() {
+            return Err(unsupported(format!(
+                "the lookup join of {} in this form",
+                unused.spec.alias
+            )));
+        }
         let (pre, post) = match compiler.pre.take() {
             Some(pre) => (pre, steps),
             None => (steps, Vec::new()),
@@ -117,15 +158,18 @@ impl CompiledPlan {
         })
     }
 
-    /// Runs a stateless plan on a batch of the source, producing rows of the target's schema.
-    pub fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let traced = self.prepare(batch)?;
-        self.finish(traced.batch)
+    /// The plan's lookup joins.
+    pub fn lookups(&self) -> impl Iterator<Item = &Arc<LookupJoin>> {
+        self.pre.iter().filter_map(|step| match step {
+            Step::Lookup(join) => Some(join),
+            _ => None,
+        })
     }
 
     /// Assigns windows and runs the steps before the aggregation, keeping track of
-    /// which input row each output row came from. Rows without an event time are left out.
-    pub fn prepare(&self, batch: &RecordBatch) -> Result<Traced> {
+    /// which input row each output row came from. Rows without an event time are
+    /// left out; rows a lookup join did not match are set aside with what to do.
+    pub async fn prepare(&self, batch: &RecordBatch, pass: &LookupPass) -> Result<Prepared> {
         let mut traced = match &self.window {
             Some((tvf, schema)) => {
                 let assigned = tvf.assign(batch, schema)?;
@@ -139,10 +183,27 @@ impl CompiledPlan {
                 origins: (0..batch.num_rows()).collect(),
             },
         };
+        let mut missed = Vec::new();
         for step in &self.pre {
-            traced = run_step(step, traced)?;
+            traced = match step {
+                Step::Lookup(join) => {
+                    let (batch, rows, misses) = join.join(&traced.batch, pass).await?;
+                    if let Some(misses) = misses {
+                        missed.push(Missed {
+                            origins: misses.rows.iter().map(|&r| traced.origins[r]).collect(),
+                            action: misses.action,
+                            reason: misses.reason,
+                        });
+                    }
+                    Traced {
+                        batch,
+                        origins: rows.iter().map(|&r| traced.origins[r]).collect(),
+                    }
+                }
+                other => run_step(other, traced)?,
+            };
         }
-        Ok(traced)
+        Ok(Prepared { traced, missed })
     }
 
     /// The input rows that have no event time for the window TVF.
@@ -174,6 +235,12 @@ impl CompiledPlan {
 fn run_step(step: &Step, traced: Traced) -> Result<Traced> {
     let Traced { batch, origins } = traced;
     Ok(match step {
+        Step::Lookup(join) => {
+            return Err(PipelineError::Evaluation(format!(
+                "the lookup join {} runs before the aggregation only",
+                join.alias
+            )));
+        }
         Step::Select(indices) => Traced {
             batch: batch.project(indices)?,
             origins,
@@ -348,6 +415,8 @@ struct Compiler<'a> {
     /// The steps before the aggregation, once it has been found.
     pre: Option<Vec<Step>>,
     aggregate: Option<AggregatePlan>,
+    /// Dimensions of lookup joins not compiled yet.
+    lookups: Vec<ResolvedLookup>,
 }
 
 impl Compiler<'_> {
@@ -395,6 +464,11 @@ impl Compiler<'_> {
                 });
                 Ok(())
             }
+            LogicalPlan::Join(join) if self.aggregate.is_none() => {
+                let lookup = self.compile_lookup(join, steps)?;
+                steps.push(Step::Lookup(Arc::new(lookup)));
+                Ok(())
+            }
             LogicalPlan::Aggregate(aggregate) if self.aggregate.is_none() => {
                 self.compile(&aggregate.input, steps)?;
                 self.pre = Some(std::mem::take(steps));
@@ -406,6 +480,100 @@ impl Compiler<'_> {
                 other.display()
             ))),
         }
+    }
+
+    /// A join whose right side is a dimension named `FOR SYSTEM_TIME AS OF`:
+    /// the probe side's steps first, then the lookup.
+    fn compile_lookup(
+        &mut self,
+        join: &datafusion::logical_expr::Join,
+        steps: &mut Vec<Step>,
+    ) -> Result<LookupJoin> {
+        use datafusion::logical_expr::{Expr, JoinType};
+        let (alias, scan, nodes) = dimension_side(&join.right).ok_or_else(|| {
+            (self.unsupported)(format!(
+                "a join other than a lookup join (JOIN dim FOR SYSTEM_TIME AS OF o.proc_time …), here with {}",
+                join.right.display_indent()
+            ))
+        })?;
+        let position = self
+            .lookups
+            .iter()
+            .position(|l| l.spec.alias.eq_ignore_ascii_case(&alias))
+            .ok_or_else(|| {
+                (self.unsupported)(format!(
+                    "joining {alias} without FOR SYSTEM_TIME AS OF (only lookup joins)"
+                ))
+            })?;
+        let resolved = self.lookups.remove(position);
+        match join.join_type {
+            JoinType::Inner | JoinType::Left => {}
+            other => {
+                return Err((self.unsupported)(format!("a {other} lookup join")));
+            }
+        }
+        self.compile(&join.left, steps)?;
+        let left = join.left.schema();
+        let mut probe_keys = Vec::new();
+        let mut key_columns = Vec::new();
+        for (probe, dimension) in &join.on {
+            let column = match dimension {
+                Expr::Column(c) => c,
+                Expr::Cast(cast) if matches!(cast.expr.as_ref(), Expr::Column(_)) => {
+                    let Expr::Column(c) = cast.expr.as_ref() else {
+                        unreachable!()
+                    };
+                    c
+                }
+                other => {
+                    return Err((self.unsupported)(format!(
+                        "the lookup key {other} (compare the dimension's columns themselves, e.g. ON o.user_id = u.id)"
+                    )));
+                }
+            };
+            probe_keys.push(self.physical(probe, left)?);
+            key_columns.push(column.name.clone());
+        }
+        if key_columns.is_empty() {
+            return Err((self.unsupported)(format!(
+                "the lookup join of {alias} without an equality on its columns"
+            )));
+        }
+        let side = DimensionSide {
+            scan: scan
+                .projection
+                .clone()
+                .unwrap_or_else(|| (0..scan.source.schema().fields().len()).collect()),
+            steps: nodes
+                .iter()
+                .rev()
+                .map(|node| {
+                    Ok(match node {
+                        SideNode::Filter(predicate, schema) => {
+                            SideStep::Filter(self.physical(predicate, schema)?)
+                        }
+                        SideNode::Select(columns) => SideStep::Select(columns.clone()),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        let join_filter = join
+            .filter
+            .as_ref()
+            .map(|filter| self.physical(filter, &join.schema))
+            .transpose()?;
+        let output = crate::lookup::output_schema(left.as_arrow(), join.right.schema().as_arrow());
+        LookupJoin::new(LookupJoinParts {
+            options: resolved.def.lookup.clone(),
+            dimension_schema: resolved.def.schema.clone(),
+            spec: resolved.spec,
+            dimension: resolved.dimension,
+            probe_keys,
+            key_columns,
+            side,
+            join_filter,
+            output,
+        })
     }
 
     fn compile_aggregate(
@@ -498,5 +666,56 @@ impl Compiler<'_> {
             calls,
             Arc::new(aggregate.schema.as_arrow().clone()),
         )
+    }
+}
+
+/// A node above a dimension's scan: a condition (with the schema it reads),
+/// or a selection of columns.
+enum SideNode {
+    Filter(datafusion::logical_expr::Expr, DFSchema),
+    Select(Vec<usize>),
+}
+
+/// The dimension side of a join: its alias (or table name), its scan, and the
+/// nodes above the scan, top first; `None` when the side is not one table.
+fn dimension_side(
+    plan: &LogicalPlan,
+) -> Option<(String, &datafusion::logical_expr::TableScan, Vec<SideNode>)> {
+    use datafusion::logical_expr::Expr;
+    let mut alias = None;
+    let mut nodes = Vec::new();
+    let mut node = plan;
+    loop {
+        match node {
+            LogicalPlan::SubqueryAlias(sub) => {
+                alias.get_or_insert_with(|| sub.alias.table().to_string());
+                node = &sub.input;
+            }
+            LogicalPlan::Filter(filter) => {
+                nodes.push(SideNode::Filter(
+                    filter.predicate.clone(),
+                    filter.input.schema().as_ref().clone(),
+                ));
+                node = &filter.input;
+            }
+            LogicalPlan::Projection(projection) => {
+                let input = projection.input.schema();
+                let columns = projection
+                    .expr
+                    .iter()
+                    .map(|expr| match expr {
+                        Expr::Column(column) => input.index_of_column(column).ok(),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<usize>>>()?;
+                nodes.push(SideNode::Select(columns));
+                node = &projection.input;
+            }
+            LogicalPlan::TableScan(scan) if scan.filters.is_empty() => {
+                let name = alias.unwrap_or_else(|| scan.table_name.table().to_string());
+                return Some((name, scan, nodes));
+            }
+            _ => return None,
+        }
     }
 }

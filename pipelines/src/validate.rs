@@ -33,8 +33,22 @@ use crate::window::{WINDOW_END, WINDOW_SCHEMA, WINDOW_START, WindowTvf};
 pub struct ValidPipeline {
     pub pipeline: Pipeline,
     pub target: TableDef,
+    /// Every table it reads: streams and lookup joins' dimensions.
     pub sources: Vec<TableDef>,
     pub output: Arc<Schema>,
+}
+
+impl ValidPipeline {
+    /// The tables it reads as streams (not through lookup joins).
+    pub fn streams(&self) -> impl Iterator<Item = &TableDef> {
+        self.sources.iter().filter(|table| {
+            !self
+                .pipeline
+                .lookups
+                .iter()
+                .any(|lookup| lookup.table.table == table.name)
+        })
+    }
 }
 
 /// Validates every pipeline against the catalog's tables, and returns them in
@@ -57,9 +71,15 @@ pub async fn validate(pipelines: Vec<Pipeline>, tables: &[TableDef]) -> Result<V
         if let Some(tvf) = &pipeline.window {
             check_event_time(tvf, &sources[0])?;
         }
+        check_lookups(&pipeline, &sources)?;
         let (output, aggregates) = plan_output(&ctx, &pipeline).await?;
         check_fits(&pipeline, &output, &target)?;
-        check_upsert_target(&pipeline, aggregates, &sources, &target)?;
+        let streams: Vec<TableDef> = sources
+            .iter()
+            .filter(|t| !pipeline.lookups.iter().any(|l| l.table.table == t.name))
+            .cloned()
+            .collect();
+        check_upsert_target(&pipeline, aggregates, &streams, &target)?;
         valid.push(ValidPipeline {
             pipeline,
             target,
@@ -152,6 +172,64 @@ pub(crate) fn schema_session(tables: &[TableDef]) -> SessionContext {
     let ctx = SessionContext::new_with_config(config);
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
     ctx
+}
+
+/// A lookup join reads a MySQL/TiDB, Delta or embedded table, as of the
+/// probe table's processing time.
+fn check_lookups(pipeline: &Pipeline, sources: &[TableDef]) -> Result<()> {
+    let is_dimension = |table: &TableDef| {
+        pipeline
+            .lookups
+            .iter()
+            .any(|lookup| lookup.table.table == table.name)
+    };
+    let probes: Vec<&TableDef> = sources.iter().filter(|t| !is_dimension(t)).collect();
+    for lookup in &pipeline.lookups {
+        let dimension = sources
+            .iter()
+            .find(|t| t.name == lookup.table.table)
+            .expect("every table was found");
+        if matches!(dimension.kind, strata_catalog::TableKind::Kafka { .. })
+            && !dimension.lookup.broadcast
+        {
+            return Err(PipelineError::Invalid {
+                location: lookup.table.location.clone(),
+                message: format!(
+                    "{} is a Kafka topic; a lookup join reads a MySQL/TiDB, Delta or embedded table, or a broadcast Kafka table",
+                    dimension.name
+                ),
+                hint: Some("declare a small table 'lookup.broadcast' = 'true' to hold it in memory; event-time temporal joins against versioned Kafka tables are not supported yet".to_string()),
+            });
+        }
+        let processing_time = probes.iter().find_map(|p| p.processing_time.as_deref());
+        if processing_time != Some(lookup.time_column.as_str()) {
+            let event_time = probes.iter().any(|p| {
+                p.watermark
+                    .as_ref()
+                    .is_some_and(|w| w.column == lookup.time_column)
+            });
+            let message = if event_time {
+                format!(
+                    "FOR SYSTEM_TIME AS OF {} is an event-time temporal join, which is not supported yet",
+                    lookup.time_column
+                )
+            } else {
+                format!(
+                    "{} is not the processing-time attribute of the table joined to {}",
+                    lookup.time_column, lookup.alias
+                )
+            };
+            return Err(PipelineError::Invalid {
+                location: lookup.time_location.clone(),
+                message,
+                hint: Some(match processing_time {
+                    Some(column) => format!("a lookup join is FOR SYSTEM_TIME AS OF {column}, the table's PROCTIME() column"),
+                    None => "declare `proc_time AS PROCTIME()` on the probe table and join FOR SYSTEM_TIME AS OF proc_time".to_string(),
+                }),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The window TVF's DESCRIPTOR column must be a timestamp of the source.

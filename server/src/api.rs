@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use strata_catalog::{Catalog, CatalogError, DiscoverOptions, Layer, RegisterMode, TableName};
 
-use crate::run::{Registry, TableRun};
+use crate::run::{LookupRun, Registry, TableRun};
 use crate::views::{
     DiscoveryView, SchemaVersionView, TableDetail, TableSummary, batches_to_json_rows,
 };
@@ -106,6 +106,14 @@ async fn list_pipelines(State(state): State<AppState>) -> Json<Vec<TableRun>> {
 /// A counter's name, help text, and value for a table.
 type Counter = (&'static str, &'static str, fn(&TableRun) -> u64);
 
+/// A lookup join's metric: name, type, help text, and value.
+type LookupCounter = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&LookupRun) -> f64,
+);
+
 /// The pipelines' counters in Prometheus' text format.
 async fn metrics(State(state): State<AppState>) -> Response {
     let tables = state.pipelines.tables();
@@ -156,6 +164,56 @@ async fn metrics(State(state): State<AppState>) -> Response {
                 "strata_watermark_lag_seconds{{{}}} {lag}\n",
                 labels(t)
             ));
+        }
+    }
+    text.push_str("# HELP strata_degraded Whether the table's pipeline waits for a lookup join's database (1) or runs (0).\n# TYPE strata_degraded gauge\n");
+    for t in &tables {
+        let degraded = u8::from(t.status == "degraded");
+        text.push_str(&format!("strata_degraded{{{}}} {degraded}\n", labels(t)));
+    }
+    let lookup_counters: [LookupCounter; 5] = [
+        (
+            "strata_lookup_rows_total",
+            "counter",
+            "Probe rows a lookup join looked up.",
+            |l| l.rows as f64,
+        ),
+        (
+            "strata_lookup_cache_hits_total",
+            "counter",
+            "Distinct keys a lookup join's cache answered.",
+            |l| l.cache_hits as f64,
+        ),
+        (
+            "strata_lookup_misses_total",
+            "counter",
+            "Probe rows a lookup join found no dimension row for.",
+            |l| l.misses as f64,
+        ),
+        (
+            "strata_lookup_queries_total",
+            "counter",
+            "Queries a lookup join sent to its database.",
+            |l| l.queries as f64,
+        ),
+        (
+            "strata_lookup_query_mean_seconds",
+            "gauge",
+            "The mean time of a lookup join's queries.",
+            |l| l.mean_query_ms / 1000.0,
+        ),
+    ];
+    for (name, kind, help, value) in lookup_counters {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for t in &tables {
+            for lookup in &t.lookups {
+                text.push_str(&format!(
+                    "{name}{{{},join=\"{}\"}} {}\n",
+                    labels(t),
+                    lookup.join,
+                    value(lookup)
+                ));
+            }
         }
     }
     text.push_str("# HELP strata_last_commit_timestamp_seconds When the table last committed.\n# TYPE strata_last_commit_timestamp_seconds gauge\n");

@@ -43,6 +43,26 @@ pub struct TableRun {
     pub watermark_ms: Option<i64>,
     /// When the table last committed, in milliseconds since the epoch.
     pub last_commit_ms: Option<i64>,
+    /// `running`, or `degraded` while a lookup join waits for its database.
+    pub status: &'static str,
+    pub degraded_reason: Option<String>,
+    pub lookups: Vec<LookupRun>,
+}
+
+/// A lookup join's counters.
+#[derive(Debug, Serialize)]
+pub struct LookupRun {
+    /// `alias (space.table)`.
+    pub join: String,
+    pub rows: u64,
+    pub keys: u64,
+    pub cache_hits: u64,
+    pub cache_hit_rate: f64,
+    pub misses: u64,
+    pub queries: u64,
+    pub queries_per_1k_rows: f64,
+    pub mean_query_ms: f64,
+    pub failed_queries: u64,
 }
 
 /// The live counters of the pipelines running in this process, by target table,
@@ -80,6 +100,28 @@ impl Registry {
                     commits: s.commits.load(Ordering::Relaxed),
                     watermark_ms: s.watermark(),
                     last_commit_ms: (last_commit > 0).then_some(last_commit),
+                    status: if s.degraded().is_some() {
+                        "degraded"
+                    } else {
+                        "running"
+                    },
+                    degraded_reason: s.degraded(),
+                    lookups: s
+                        .lookup_stats()
+                        .iter()
+                        .map(|l| LookupRun {
+                            join: l.name.clone(),
+                            rows: l.rows.load(Ordering::Relaxed),
+                            keys: l.keys.load(Ordering::Relaxed),
+                            cache_hits: l.cache_hits.load(Ordering::Relaxed),
+                            cache_hit_rate: l.hit_rate(),
+                            misses: l.misses.load(Ordering::Relaxed),
+                            queries: l.queries.load(Ordering::Relaxed),
+                            queries_per_1k_rows: l.queries_per_1k_rows(),
+                            mean_query_ms: l.mean_query_ms(),
+                            failed_queries: l.failures.load(Ordering::Relaxed),
+                        })
+                        .collect(),
                 }
             })
             .collect()

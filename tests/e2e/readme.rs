@@ -143,7 +143,7 @@ async fn the_readme_walk_through_works_on_the_shop_example() {
         "+------------+----------+\n| name       | city     |\n+------------+----------+\n| Han Meimei | Shanghai |\n| Li Lei     | Beijing  |\n+------------+----------+"
     );
     catalog
-        .query("INSERT INTO shop.dwd_orders VALUES (1, 1, 'Beijing', 25.00, TIMESTAMP '2024-05-01 10:00:00')")
+        .query("INSERT INTO shop.dwd_orders VALUES (1, 1, 'Beijing', 'Beijing', 'tea', 25.00, TIMESTAMP '2024-05-01 10:00:00')")
         .await
         .unwrap();
     let gmv = catalog

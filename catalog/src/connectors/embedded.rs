@@ -57,6 +57,14 @@ fn quote(backend: Backend, identifier: &str) -> String {
     }
 }
 
+/// The type values are read as.
+fn text_type(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Mysql => "CHAR",
+        Backend::Sqlite | Backend::Postgres => "TEXT",
+    }
+}
+
 /// The column type an Arrow type is kept as.
 fn sql_type(backend: Backend, data_type: &DataType, in_key: bool) -> Option<String> {
     Some(match (backend, data_type) {
@@ -140,22 +148,7 @@ impl TableProvider for EmbeddedTable {
             Some(indices) => Arc::new(self.schema.project(indices)?),
             None => self.schema.clone(),
         };
-        let backend = self.store.backend();
-        let text = match backend {
-            Backend::Mysql => "CHAR",
-            Backend::Sqlite | Backend::Postgres => "TEXT",
-        };
-        let columns: Vec<String> = projected
-            .fields()
-            .iter()
-            .map(|f| format!("CAST({} AS {text})", quote(backend, f.name())))
-            .collect();
-        let select_list = if columns.is_empty() {
-            "1".to_string()
-        } else {
-            columns.join(", ")
-        };
-        let sql = format!("SELECT {select_list} FROM {}", quote(backend, &self.table));
+        let sql = self.select_sql(&projected);
         let rows = self
             .store
             .text_rows(&sql, projected.fields().len())
@@ -192,6 +185,47 @@ impl TableProvider for EmbeddedTable {
 }
 
 impl EmbeddedTable {
+    /// The rows whose `key_columns` equal one of `keys` (a lookup join's batched
+    /// fetch). Integer and string keys are compared as they are kept; others by
+    /// their text, as Strata wrote it.
+    pub async fn lookup(
+        &self,
+        key_columns: &[String],
+        keys: &[Vec<super::KeyValue>],
+    ) -> Result<RecordBatch> {
+        let backend = self.store.backend();
+        let text = text_type(backend);
+        let condition = super::key_condition(key_columns, keys.len(), |column| {
+            let quoted = quote(backend, column);
+            match self.schema.field_with_name(column).map(|f| f.data_type()) {
+                Ok(t) if t.is_integer() || *t == DataType::Utf8 => quoted,
+                _ => format!("CAST({quoted} AS {text})"),
+            }
+        });
+        let sql = format!("{} WHERE {condition}", self.select_sql(&self.schema));
+        let rows = self
+            .store
+            .text_rows_bound(&sql, self.schema.fields().len(), keys.iter().flatten())
+            .await?;
+        self.rows_to_batch(&rows, &self.schema)
+    }
+
+    fn select_sql(&self, projected: &SchemaRef) -> String {
+        let backend = self.store.backend();
+        let text = text_type(backend);
+        let columns: Vec<String> = projected
+            .fields()
+            .iter()
+            .map(|f| format!("CAST({} AS {text})", quote(backend, f.name())))
+            .collect();
+        let select_list = if columns.is_empty() {
+            "1".to_string()
+        } else {
+            columns.join(", ")
+        };
+        format!("SELECT {select_list} FROM {}", quote(backend, &self.table))
+    }
+
     fn rows_to_batch(
         &self,
         rows: &[Vec<Option<String>>],

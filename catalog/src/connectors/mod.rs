@@ -15,6 +15,35 @@ use crate::config::{Connection, Project, resolve_location};
 use crate::error::{CatalogError, Result};
 use crate::model::{TableDef, TableKind, TableName};
 
+/// One value of a lookup key, as it is bound into a `WHERE key IN (…)` query:
+/// integers as integers, everything else as its text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KeyValue {
+    Int(i64),
+    Text(String),
+}
+
+/// `(k1, k2) IN ((?, ?), …)`, or `k IN (?, …)` for one column: the condition a
+/// lookup sends for `keys` keys, each column written by `column`.
+fn key_condition(columns: &[String], keys: usize, column: impl Fn(&str) -> String) -> String {
+    let tuple = |text: String| {
+        if columns.len() == 1 {
+            text
+        } else {
+            format!("({text})")
+        }
+    };
+    let left = tuple(
+        columns
+            .iter()
+            .map(|c| column(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    let placeholder = tuple(vec!["?"; columns.len()].join(", "));
+    format!("{left} IN ({})", vec![placeholder; keys].join(", "))
+}
+
 /// The MySQL/TiDB server, database and table behind a `mysql` table.
 pub fn mysql_target(project: &Project, def: &TableDef) -> Result<mysql::MysqlTarget> {
     let TableKind::Mysql {

@@ -380,6 +380,38 @@ impl MysqlTable {
         sql
     }
 
+    /// The rows whose `key_columns` equal one of `keys`: a lookup join's batched
+    /// fetch, `SELECT … WHERE k IN (?, …)` or `(k1, k2) IN ((?, ?), …)`, with the
+    /// values bound (MySQL converts text to the column's type).
+    pub async fn lookup(
+        &self,
+        key_columns: &[String],
+        keys: &[Vec<super::KeyValue>],
+    ) -> Result<RecordBatch> {
+        let condition = super::key_condition(key_columns, keys.len(), quote);
+        let sql = format!("{} WHERE {condition}", self.select_sql(None, &[]));
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for value in keys.iter().flatten() {
+            query = match value {
+                super::KeyValue::Int(v) => query.bind(*v),
+                super::KeyValue::Text(text) => query.bind(text.clone()),
+            };
+        }
+        let rows = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|source| CatalogError::Mysql {
+                context: format!(
+                    "at {} looking up {} keys in {}",
+                    self.target.address(),
+                    keys.len(),
+                    self.target.quoted()
+                ),
+                source,
+            })?;
+        self.rows_to_batch(&rows, &self.schema)
+    }
+
     fn rows_to_batch(&self, rows: &[MySqlRow], projected: &SchemaRef) -> Result<RecordBatch> {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(projected.fields().len());
         for (index, field) in projected.fields().iter().enumerate() {

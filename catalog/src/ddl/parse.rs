@@ -38,6 +38,16 @@ impl Dialect for FlinkDialect {
         ch.is_alphanumeric() || ch == '_' || ch == '$'
     }
 
+    /// `JOIN t FOR SYSTEM_TIME AS OF o.proc_time AS d`: lookup and temporal joins.
+    fn supports_table_versioning(&self) -> bool {
+        true
+    }
+
+    /// `SELECT /*+ LOOKUP('table'='d', …) */ …`: Flink's join hints.
+    fn supports_comment_optimizer_hint(&self) -> bool {
+        true
+    }
+
     /// The table argument of Flink's window TVFs, `TABLE space.name [PARTITION BY k | (k, …)]`,
     /// parsed as the function call `TABLE(space.name, col, …)`.
     fn parse_prefix(&self, parser: &mut Parser) -> Option<std::result::Result<Expr, ParserError>> {

@@ -10,7 +10,8 @@ use super::parse::{CreateTable, Located};
 use crate::config::Connection;
 use crate::error::{CatalogError, Result, SourceLocation};
 use crate::model::{
-    KafkaFormat, Layer, StartupMode, TableDef, TableKind, TableName, Watermark, is_identifier,
+    KafkaFormat, Layer, LookupOptions, StartupMode, TableDef, TableKind, TableName, Watermark,
+    is_identifier,
 };
 
 const CONNECTORS: &str = "'kafka', 'mysql' (also for TiDB; 'jdbc' is accepted as a synonym), 'delta' and 'embedded' (a table in the catalog's own SQL store)";
@@ -27,6 +28,14 @@ const KAFKA_OPTIONS: [&str; 7] = [
 const MYSQL_OPTIONS: [&str; 5] = ["url", "connection", "table-name", "username", "password"];
 const DELTA_OPTIONS: [&str; 2] = ["table-path", "connection"];
 const EMBEDDED_OPTIONS: [&str; 1] = ["table-name"];
+/// Options of tables that answer lookup joins (MySQL/TiDB, Delta, embedded).
+const LOOKUP_OPTIONS: [&str; 5] = [
+    "lookup.cache.max-rows",
+    "lookup.cache.ttl",
+    "lookup.cache.miss-ttl",
+    "lookup.batch-size",
+    "lookup.max-concurrency",
+];
 
 /// Turns a parsed statement into a table definition, checking it against the
 /// project's named connections.
@@ -113,6 +122,10 @@ pub fn resolve(
                 .collect()
         })
         .unwrap_or_default();
+    let lookup = match &kind {
+        TableKind::Kafka { .. } => broadcast_option(&mut options, &primary_key, &create.location)?,
+        _ => lookup_options(&mut options)?,
+    };
     options.refuse_leftovers(connector.value.as_str())?;
 
     Ok(TableDef {
@@ -126,7 +139,88 @@ pub fn resolve(
         owner,
         description,
         tags,
+        lookup,
     })
+}
+
+/// `'lookup.broadcast' = 'true'` on a Kafka table: held in memory by the
+/// pipelines that look it up, latest row per primary key.
+fn broadcast_option(
+    options: &mut Options,
+    primary_key: &[String],
+    statement: &SourceLocation,
+) -> Result<LookupOptions> {
+    let mut lookup = LookupOptions::default();
+    if let Some(value) = options.take("lookup.broadcast") {
+        lookup.broadcast = match value.value.as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(ddl_error(
+                    &value.location,
+                    format!("'lookup.broadcast' is 'true' or 'false', not '{other}'"),
+                    "write 'lookup.broadcast' = 'true' for a small table held in memory"
+                        .to_string(),
+                ));
+            }
+        };
+    }
+    if lookup.broadcast && primary_key.is_empty() {
+        return Err(ddl_error(
+            statement,
+            "a broadcast table keeps the latest row per primary key, and this one has none"
+                .to_string(),
+            "declare PRIMARY KEY (…) NOT ENFORCED".to_string(),
+        ));
+    }
+    Ok(lookup)
+}
+
+/// The `lookup.*` options: the cache, and how keys are fetched.
+fn lookup_options(options: &mut Options) -> Result<LookupOptions> {
+    let mut lookup = LookupOptions::default();
+    let count = |value: &Located<String>, min: u64| {
+        value
+            .value
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n >= min)
+            .ok_or_else(|| {
+                ddl_error(
+                    &value.location,
+                    format!("'{}' is not a whole number of at least {min}", value.value),
+                    "write e.g. '10000'".to_string(),
+                )
+            })
+    };
+    let duration = |value: &Located<String>| {
+        let compact: String = value.value.split_whitespace().collect();
+        humantime::parse_duration(&compact)
+            .map(|d| d.as_millis() as i64)
+            .map_err(|err| {
+                ddl_error(
+                    &value.location,
+                    format!("'{}' is not a duration ({err})", value.value),
+                    "write e.g. '500 ms', '30 s' or '10 min'".to_string(),
+                )
+            })
+    };
+    if let Some(value) = options.take("lookup.cache.max-rows") {
+        lookup.cache_max_rows = count(&value, 0)?;
+    }
+    if let Some(value) = options.take("lookup.cache.ttl") {
+        lookup.cache_ttl_ms = duration(&value)?;
+    }
+    if let Some(value) = options.take("lookup.cache.miss-ttl") {
+        lookup.cache_miss_ttl_ms = duration(&value)?;
+    }
+    if let Some(value) = options.take("lookup.batch-size") {
+        lookup.batch_keys = count(&value, 1)? as usize;
+    }
+    if let Some(value) = options.take("lookup.max-concurrency") {
+        lookup.max_concurrency = count(&value, 1)? as usize;
+    }
+    Ok(lookup)
 }
 
 fn table_name(name: &Located<Vec<String>>) -> Result<TableName> {
@@ -207,8 +301,14 @@ impl Options {
             "embedded" => &EMBEDDED_OPTIONS,
             _ => &MYSQL_OPTIONS,
         };
+        let lookup: &[&str] = if connector == "kafka" {
+            &["lookup.broadcast"]
+        } else {
+            &LOOKUP_OPTIONS
+        };
         let mut valid: Vec<String> = own
             .iter()
+            .chain(lookup)
             .chain(COMMON_OPTIONS.iter())
             .map(|o| format!("'{o}'"))
             .collect();

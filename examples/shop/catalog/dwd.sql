@@ -4,11 +4,13 @@ CREATE TABLE shop.dwd_orders (
   order_id BIGINT,
   user_id BIGINT,
   user_city STRING,
+  province STRING,
+  category STRING,
   amount DECIMAL(10, 2),
   order_time TIMESTAMP(3),
   WATERMARK FOR order_time AS order_time - INTERVAL '5' SECOND,
   PRIMARY KEY (order_id) NOT ENFORCED
-) COMMENT 'Paid orders with their delivery city, one row per order' WITH (
+) COMMENT 'Paid orders with their delivery city, its province and the product category, one row per order' WITH (
   'connector' = 'delta',
   'owner' = 'trade-team'
 );

@@ -25,19 +25,23 @@
 //! (or its window), the quarantine, or the late table.
 
 mod commit;
+mod parked;
 mod task;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use strata_catalog::connectors::embedded::EmbeddedTable;
 use strata_catalog::connectors::{self, delta as lake};
 use strata_catalog::{Catalog, KafkaFormat, TableDef, TableKind, TableName};
 use tokio::sync::watch;
 
 use crate::error::{PipelineError, Result};
+use crate::lookup::LookupStats;
+use crate::lookup::dimension::Dimension;
 use crate::sink::delta::{DeltaSink, WriteMode};
-use crate::transform::CompiledPlan;
+use crate::transform::{CompiledPlan, ResolvedLookup};
 use crate::validate::{ValidPipeline, is_changelog, schema_session};
 
 use self::commit::SideTable;
@@ -55,6 +59,8 @@ pub struct TableStats {
     pub last_commit_ms: AtomicI64,
     /// The source's watermark (ms since the epoch), `i64::MIN` before it has one.
     pub watermark_ms: AtomicI64,
+    /// The pipeline's lookup joins, once it runs.
+    pub lookups: std::sync::Mutex<Vec<Arc<LookupStats>>>,
 }
 
 impl TableStats {
@@ -70,6 +76,17 @@ impl TableStats {
         self.rows_committed.fetch_add(rows, Ordering::Relaxed);
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.last_commit_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Why the pipeline is held up, when a lookup join waits for its database.
+    pub fn degraded(&self) -> Option<String> {
+        self.lookup_stats()
+            .iter()
+            .find_map(|lookup| lookup.degraded())
+    }
+
+    pub fn lookup_stats(&self) -> Vec<Arc<LookupStats>> {
+        self.lookups.lock().expect("not poisoned").clone()
     }
 
     /// The watermark, if the source has one yet.
@@ -105,9 +122,14 @@ impl PipelineRun {
 
     async fn prepare(&self) -> Result<(&TableDef, String, CompiledPlan)> {
         let pipeline = &self.pipeline;
-        let [source] = pipeline.sources.as_slice() else {
-            return Err(unsupported(pipeline, "reading more than one table"));
+        let streams: Vec<&TableDef> = pipeline.streams().collect();
+        let [source] = streams.as_slice() else {
+            return Err(unsupported(
+                pipeline,
+                "reading more than one table as a stream",
+            ));
         };
+        let source = *source;
         match &source.kind {
             TableKind::Kafka {
                 format: KafkaFormat::Json | KafkaFormat::DebeziumJson,
@@ -136,7 +158,8 @@ impl PipelineRun {
             .map(|e| e.def)
             .collect();
         let ctx = schema_session(&tables);
-        let plan = CompiledPlan::compile(pipeline, &ctx.state()).await?;
+        let lookups = self.resolve_lookups()?;
+        let plan = CompiledPlan::compile(pipeline, &ctx.state(), lookups).await?;
         if matches!(pipeline.target.kind, TableKind::Kafka { .. })
             && !matches!(source.kind, TableKind::Kafka { .. })
         {
@@ -168,9 +191,55 @@ impl PipelineRun {
         Ok((source, target_location, plan))
     }
 
+    /// Where each lookup join's dimension rows come from.
+    fn resolve_lookups(&self) -> Result<Vec<ResolvedLookup>> {
+        let project = self.catalog.project();
+        self.pipeline
+            .pipeline
+            .lookups
+            .iter()
+            .map(|spec| {
+                let def = self
+                    .pipeline
+                    .sources
+                    .iter()
+                    .find(|t| t.name == spec.table.table)
+                    .expect("validation found every lookup table")
+                    .clone();
+                let dimension = match &def.kind {
+                    TableKind::Mysql { .. } => Dimension::mysql(
+                        connectors::mysql_target(project, &def)?,
+                        def.schema.clone(),
+                    ),
+                    TableKind::Embedded { table } => Dimension::Embedded(EmbeddedTable::new(
+                        self.catalog.store().clone(),
+                        table.clone(),
+                        def.schema.clone(),
+                    )),
+                    TableKind::Delta { .. } => Dimension::delta(
+                        connectors::delta_location(project, &def)?,
+                        def.schema.clone(),
+                    ),
+                    TableKind::Kafka { .. } => Dimension::broadcast(
+                        def.clone(),
+                        connectors::kafka_target(project, &def)?,
+                        self.pipeline.pipeline.name.clone(),
+                    ),
+                };
+                Ok(ResolvedLookup {
+                    spec: spec.clone(),
+                    def,
+                    dimension,
+                })
+            })
+            .collect()
+    }
+
     /// Runs until stopped (or caught up), committing what it has read before returning.
     pub async fn run(self, stop: watch::Receiver<bool>) -> Result<()> {
         let (source, target_location, plan) = self.prepare().await?;
+        *self.stats.lookups.lock().expect("not poisoned") =
+            plan.lookups().map(|join| join.stats.clone()).collect();
         let mut task = Task::open(&self, source, &target_location, plan).await?;
         task.run(stop).await
     }
@@ -202,6 +271,7 @@ impl PipelineRun {
                 owner: target.owner.clone(),
                 description: Some(description),
                 tags: vec![tag.to_string()],
+                lookup: Default::default(),
             };
             self.catalog.register_discovered(vec![def]).await?;
         }

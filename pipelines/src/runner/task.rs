@@ -16,6 +16,7 @@ use crate::aggregate::AggregateState;
 use crate::decode::debezium::{DebeziumDecoder, RowKind};
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
+use crate::lookup::{LookupPass, MissAction};
 use crate::sink::delta::{DELETE_MARKER, DeltaSink, Offsets, WriteMode};
 use crate::sink::kafka::KafkaSink;
 use crate::sink::late::{self, Arrival};
@@ -26,11 +27,12 @@ use crate::source::delta::DeltaFollower;
 use crate::source::kafka::KafkaSource;
 use crate::source::reader::{Next, Reader, RecordDecoder, SourceBatch, row_as_json};
 use crate::state::{ByteReader, ByteWriter};
-use crate::transform::{CompiledPlan, Traced};
+use crate::transform::{CompiledPlan, Missed, Traced};
 use crate::validate::is_changelog;
 use crate::watermark::WatermarkTracker;
 
 use super::commit::{CommitBatch, CommitContext, Sinks, Target};
+use super::parked::ParkedRows;
 use super::{PipelineRun, RunMode, now_ms};
 
 /// What has been read but not yet committed.
@@ -42,12 +44,15 @@ struct Pending {
     offsets: Offsets,
 }
 
-/// The aggregation's state and where it is checkpointed.
+/// Operator state and where it is checkpointed: the aggregation's groups and
+/// windows, and rows lookup joins set aside for a retry.
 #[derive(Debug)]
 struct Stateful {
     state: AggregateState,
+    parked: ParkedRows,
     next_checkpoint: i64,
-    late_schema: arrow::datatypes::SchemaRef,
+    /// The late-row table's schema, for an aggregation.
+    late_schema: Option<arrow::datatypes::SchemaRef>,
 }
 
 const CHECKPOINT_MAGIC: &[u8] = b"STRATA-STATE-1";
@@ -206,35 +211,41 @@ impl<'a> Task<'a> {
             pending: Pending::default(),
             interval,
         };
-        if task.plan.aggregate.is_some() {
+        let retries = task.plan.lookups().any(|join| join.retries());
+        if task.plan.aggregate.is_some() || retries {
             task.open_state(source, target_location, &partitions)
                 .await?;
         }
         Ok(task)
     }
 
-    /// Opens the late-row table and restores the aggregation's last checkpoint.
+    /// Opens the late-row table (for an aggregation) and restores the last checkpoint.
     async fn open_state(
         &mut self,
         source: &TableDef,
         target_location: &str,
         partitions: &[i32],
     ) -> Result<()> {
-        let late_schema = late::schema(&source.schema);
-        let mut late_table = self
-            .run
-            .open_side_table(
-                target_location,
-                "__late",
-                &late_schema,
-                format!(
-                    "Rows of {} that arrived after their window in {} had closed, with where they came from and the watermark they met",
-                    source.name, self.run.pipeline.target.name
-                ),
-                "late",
-            )
-            .await?;
-        late_table.resume(self.reader.stream(), partitions).await?;
+        let mut late = None;
+        if self.plan.aggregate.is_some() {
+            let late_schema = late::schema(&source.schema);
+            let mut late_table = self
+                .run
+                .open_side_table(
+                    target_location,
+                    "__late",
+                    &late_schema,
+                    format!(
+                        "Rows of {} that arrived after their window in {} had closed, with where they came from and the watermark they met",
+                        source.name, self.run.pipeline.target.name
+                    ),
+                    "late",
+                )
+                .await?;
+            late_table.resume(self.reader.stream(), partitions).await?;
+            late = Some((late_table, late_schema));
+        }
+        let mut parked = ParkedRows::new(&source.schema)?;
         let sinks = self.sinks.as_mut().expect("nothing is in flight yet");
         // A Delta target keeps its checkpoints in its own folder; others in their quarantine's.
         let pipeline = &self.run.pipeline.pipeline.name;
@@ -265,6 +276,9 @@ impl<'a> Task<'a> {
             }
             state = AggregateState::decode(&mut input)?;
             if !input.is_done() {
+                parked.decode(&mut input)?;
+            }
+            if !input.is_done() {
                 return Err(input.corrupt("bytes left over"));
             }
             next_checkpoint = id + 1;
@@ -272,10 +286,12 @@ impl<'a> Task<'a> {
                 self.run.stats.watermark_ms.store(w, Ordering::Relaxed);
             }
         }
-        sinks.late = Some(late_table);
+        let late_schema = late.as_ref().map(|(_, schema)| schema.clone());
+        sinks.late = late.map(|(table, _)| table);
         sinks.state_store = Some(store);
         self.stateful = Some(Stateful {
             state,
+            parked,
             next_checkpoint,
             late_schema,
         });
@@ -284,17 +300,37 @@ impl<'a> Task<'a> {
 
     pub(super) async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
         let mut last_commit = Instant::now();
+        // The source has been read to its end, and nothing came since.
+        let mut at_end = false;
         loop {
-            let next = self
-                .reader
-                .next(last_commit + self.interval, &mut stop)
-                .await?;
+            let deadline = match self.next_retry_ms() {
+                Some(due) => (last_commit + self.interval)
+                    .min(Instant::now() + Duration::from_millis((due - now_ms()).max(0) as u64)),
+                None => last_commit + self.interval,
+            };
+            let next = self.reader.next(deadline, &mut stop).await?;
             let mut caught_up = false;
-            match next {
-                Next::Batch(batch) => self.process(batch)?,
-                Next::CaughtUp => caught_up = true,
-                Next::Idle => {}
+            let processed = match next {
+                Next::Batch(batch) => {
+                    at_end = false;
+                    self.process(batch, &stop).await
+                }
+                Next::CaughtUp => {
+                    caught_up = true;
+                    at_end = true;
+                    Ok(())
+                }
+                Next::Idle => Ok(()),
                 Next::Stop => break,
+            };
+            let outcome = match processed {
+                Ok(()) => self.retry_due(&stop).await,
+                failed => failed,
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(PipelineError::Interrupted) => break,
+                Err(err) => return Err(err),
             }
             let current = self
                 .watermark
@@ -305,21 +341,23 @@ impl<'a> Task<'a> {
             }
             let watermark_moved = self.stateful.is_some() && current != self.committed_watermark;
             let due = caught_up || last_commit.elapsed() >= self.interval;
-            if due && (!self.pending.offsets.is_empty() || watermark_moved) {
+            let pending = self.has_pending();
+            if due && (pending || watermark_moved) {
                 self.commit().await?;
                 last_commit = Instant::now();
-            } else if self.pending.offsets.is_empty() && !watermark_moved {
+            } else if !pending && !watermark_moved {
                 last_commit = Instant::now();
             }
-            if caught_up
+            if at_end
                 && self.run.mode == RunMode::UntilCaughtUp
-                && self.pending.offsets.is_empty()
+                && !self.has_pending()
+                && self.next_retry_ms().is_none()
             {
                 self.settle().await?;
                 return Ok(());
             }
         }
-        if !self.pending.offsets.is_empty() {
+        if self.has_pending() {
             self.commit().await?;
         }
         self.settle().await?;
@@ -338,8 +376,75 @@ impl<'a> Task<'a> {
         Ok(self.sinks.as_mut().expect("the sinks are back"))
     }
 
-    /// Folds a source batch into what is pending.
-    fn process(&mut self, batch: SourceBatch) -> Result<()> {
+    /// Whether anything waits for a commit (retried rows that went through
+    /// are pending without new offsets).
+    fn has_pending(&self) -> bool {
+        !self.pending.offsets.is_empty()
+            || !self.pending.rows.is_empty()
+            || !self.pending.rejected.is_empty()
+    }
+
+    /// When the next row set aside by a lookup join is due, if any.
+    fn next_retry_ms(&self) -> Option<i64> {
+        self.stateful.as_ref()?.parked.next_due_ms()
+    }
+
+    /// Looks up again the rows set aside whose time has come.
+    async fn retry_due(&mut self, stop: &watch::Receiver<bool>) -> Result<()> {
+        let Some(stateful) = &mut self.stateful else {
+            return Ok(());
+        };
+        let mut groups = stateful.parked.take_due(now_ms())?.into_iter();
+        while let Some(due) = groups.next() {
+            let pass = LookupPass {
+                attempt: due.attempt,
+                stop: stop.clone(),
+            };
+            let outcome = self
+                .run_rows(&due.rows, &due.coordinates, due.kinds.as_deref(), &pass)
+                .await;
+            if let Err(err) = outcome {
+                // Stopped while the database was down: these rows wait on, in state.
+                let parked = &mut self.stateful.as_mut().expect("checked").parked;
+                for rest in std::iter::once(due).chain(groups) {
+                    let all: Vec<usize> = (0..rest.rows.num_rows()).collect();
+                    parked.park(
+                        &rest.rows,
+                        &rest.coordinates,
+                        rest.kinds.as_deref(),
+                        &all,
+                        rest.attempt,
+                        now_ms(),
+                    )?;
+                }
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds a source batch into what is pending. Nothing is pending of it
+    /// unless all of it went through: a stop while waiting for a lookup's
+    /// database leaves the batch to be read again.
+    async fn process(&mut self, batch: SourceBatch, stop: &watch::Receiver<bool>) -> Result<()> {
+        if let Some((column, tracker)) = &mut self.watermark {
+            let now = Instant::now();
+            for (partition, max_event) in max_event_times(&batch.rows, &batch.coordinates, column)?
+            {
+                tracker.observe(partition, max_event, now);
+            }
+        }
+        let pass = LookupPass {
+            attempt: 0,
+            stop: stop.clone(),
+        };
+        self.run_rows(
+            &batch.rows,
+            &batch.coordinates,
+            batch.kinds.as_deref(),
+            &pass,
+        )
+        .await?;
         let stream = self.reader.stream().to_string();
         self.run
             .stats
@@ -351,19 +456,22 @@ impl<'a> Task<'a> {
                 .insert((stream.clone(), partition), offset);
         }
         self.pending.rejected.extend(batch.rejected);
-        if let Some((column, tracker)) = &mut self.watermark {
-            let now = Instant::now();
-            for (partition, max_event) in max_event_times(&batch.rows, &batch.coordinates, column)?
-            {
-                tracker.observe(partition, max_event, now);
-            }
-        }
-        let rows = &batch.rows;
+        Ok(())
+    }
+
+    /// Runs the SELECT on decoded rows (read now, or set aside earlier).
+    async fn run_rows(
+        &mut self,
+        rows: &RecordBatch,
+        coordinates: &[(i32, i64)],
+        kinds: Option<&[RowKind]>,
+        pass: &LookupPass,
+    ) -> Result<()> {
         let without_time = self.plan.rows_without_time(rows)?;
         for &row in &without_time {
             self.reject(
                 rows,
-                &batch.coordinates,
+                coordinates,
                 row,
                 "the window's event-time column is NULL, so the row belongs to no window"
                     .to_string(),
@@ -376,17 +484,20 @@ impl<'a> Task<'a> {
                 .filter(|r| !without_time.contains(r))
                 .collect()
         };
-        let kinds = batch.kinds.as_deref();
-        match self.transform(rows, &keep) {
-            Ok(output) => self.absorb(rows, &batch.coordinates, kinds, output),
+        match self.transform(rows, &keep, pass).await {
+            Ok(output) => self.absorb(rows, coordinates, kinds, output, pass.attempt),
+            Err(err @ PipelineError::Interrupted) => Err(err),
             // Find the rows the SELECT fails on; they go to quarantine with the reason.
             Err(_) => {
                 for row in keep {
-                    match self.transform(rows, &[row]) {
-                        Ok(output) => self.absorb(rows, &batch.coordinates, kinds, output)?,
+                    match self.transform(rows, &[row], pass).await {
+                        Ok(output) => {
+                            self.absorb(rows, coordinates, kinds, output, pass.attempt)?
+                        }
+                        Err(err @ PipelineError::Interrupted) => return Err(err),
                         Err(err) => self.reject(
                             rows,
-                            &batch.coordinates,
+                            coordinates,
                             row,
                             format!("the pipeline's SELECT failed on this record: {err}"),
                         ),
@@ -398,7 +509,12 @@ impl<'a> Task<'a> {
     }
 
     /// Runs the SELECT (up to the aggregation) on some rows of a batch.
-    fn transform(&self, rows: &RecordBatch, keep: &[usize]) -> Result<Transformed> {
+    async fn transform(
+        &self,
+        rows: &RecordBatch,
+        keep: &[usize],
+        pass: &LookupPass,
+    ) -> Result<Transformed> {
         let input = if keep.len() == rows.num_rows() {
             rows.clone()
         } else {
@@ -406,18 +522,28 @@ impl<'a> Task<'a> {
                 arrow::array::UInt32Array::from_iter_values(keep.iter().map(|&r| r as u32));
             arrow::compute::take_record_batch(rows, &indices)?
         };
-        let traced = self.plan.prepare(&input)?;
+        let prepared = self.plan.prepare(&input, pass).await?;
+        let traced = prepared.traced;
         let origins = traced.origins.iter().map(|&o| keep[o]).collect();
-        if self.plan.aggregate.is_some() {
-            return Ok(Transformed::ToAggregate(Traced {
-                batch: traced.batch,
-                origins,
-            }));
-        }
-        Ok(Transformed::Rows(Traced {
-            batch: self.plan.finish(traced.batch)?,
-            origins,
-        }))
+        let missed = prepared
+            .missed
+            .into_iter()
+            .map(|mut missed| {
+                missed.origins = missed.origins.iter().map(|&o| keep[o]).collect();
+                missed
+            })
+            .collect();
+        let aggregate = self.plan.aggregate.is_some();
+        let batch = if aggregate {
+            traced.batch
+        } else {
+            self.plan.finish(traced.batch)?
+        };
+        Ok(Transformed {
+            traced: Traced { batch, origins },
+            missed,
+            aggregate,
+        })
     }
 
     fn absorb(
@@ -426,61 +552,92 @@ impl<'a> Task<'a> {
         coordinates: &[(i32, i64)],
         kinds: Option<&[RowKind]>,
         output: Transformed,
+        attempt: u32,
     ) -> Result<()> {
+        for missed in output.missed {
+            match missed.action {
+                MissAction::Quarantine => {
+                    for row in missed.origins {
+                        self.reject(rows, coordinates, row, missed.reason.clone());
+                    }
+                }
+                MissAction::Retry => {
+                    let delay = self
+                        .plan
+                        .lookups()
+                        .map(|join| join.retry_delay_ms())
+                        .max()
+                        .unwrap_or(0);
+                    let stateful = self
+                        .stateful
+                        .as_mut()
+                        .expect("a plan that retries lookups has state");
+                    stateful.parked.park(
+                        rows,
+                        coordinates,
+                        kinds,
+                        &missed.origins,
+                        attempt + 1,
+                        now_ms() + delay,
+                    )?;
+                }
+            }
+        }
         let kinds_of = |traced: &Traced| -> Option<Vec<RowKind>> {
             kinds.map(|kinds| traced.origins.iter().map(|&o| kinds[o]).collect())
         };
-        match output {
-            Transformed::Rows(traced) => {
-                let batch = match kinds_of(&traced) {
-                    // A changelog upserts the target: an update's old image and a delete
-                    // remove their key; the sink keeps each key's last change.
-                    Some(kinds) => with_delete_marker(
-                        &traced.batch,
-                        kinds.iter().map(|kind| kind.is_retraction()).collect(),
-                    )?,
-                    None => traced.batch,
-                };
-                self.pending.rows.push(batch);
-            }
-            Transformed::ToAggregate(traced) => {
-                let (Some(plan), Some(stateful)) = (&self.plan.aggregate, &mut self.stateful)
-                else {
-                    unreachable!("an aggregating plan has state")
-                };
-                let row_kinds = kinds_of(&traced);
-                let late_positions = stateful.state.update(
-                    plan,
+        let traced = output.traced;
+        if !output.aggregate {
+            let batch = match kinds_of(&traced) {
+                // A changelog upserts the target: an update's old image and a delete
+                // remove their key; the sink keeps each key's last change.
+                Some(kinds) => with_delete_marker(
                     &traced.batch,
-                    row_kinds.as_deref(),
-                    self.committed_watermark,
-                )?;
-                if late_positions.is_empty() {
-                    return Ok(());
-                }
-                let mut late_rows: Vec<usize> =
-                    late_positions.iter().map(|&p| traced.origins[p]).collect();
-                late_rows.sort_unstable();
-                late_rows.dedup();
-                let arrivals: Vec<Arrival> = late_rows
-                    .iter()
-                    .map(|&row| Arrival {
-                        partition: coordinates[row].0,
-                        offset: coordinates[row].1,
-                        watermark: self.committed_watermark,
-                    })
-                    .collect();
-                let batch = late::rows(
-                    &stateful.late_schema,
-                    &self.run.pipeline.pipeline.name,
-                    self.reader.stream(),
-                    rows,
-                    &late_rows,
-                    &arrivals,
-                    now_ms(),
-                )?;
-                self.pending.late.push(batch);
+                    kinds.iter().map(|kind| kind.is_retraction()).collect(),
+                )?,
+                None => traced.batch,
+            };
+            self.pending.rows.push(batch);
+        } else {
+            let (Some(plan), Some(stateful)) = (&self.plan.aggregate, &mut self.stateful) else {
+                unreachable!("an aggregating plan has state")
+            };
+            let row_kinds = kinds_of(&traced);
+            let late_positions = stateful.state.update(
+                plan,
+                &traced.batch,
+                row_kinds.as_deref(),
+                self.committed_watermark,
+            )?;
+            if late_positions.is_empty() {
+                return Ok(());
             }
+            let mut late_rows: Vec<usize> =
+                late_positions.iter().map(|&p| traced.origins[p]).collect();
+            late_rows.sort_unstable();
+            late_rows.dedup();
+            let arrivals: Vec<Arrival> = late_rows
+                .iter()
+                .map(|&row| Arrival {
+                    partition: coordinates[row].0,
+                    offset: coordinates[row].1,
+                    watermark: self.committed_watermark,
+                })
+                .collect();
+            let late_schema = stateful
+                .late_schema
+                .as_ref()
+                .expect("an aggregation has a late table");
+            let batch = late::rows(
+                late_schema,
+                &self.run.pipeline.pipeline.name,
+                self.reader.stream(),
+                rows,
+                &late_rows,
+                &arrivals,
+                now_ms(),
+            )?;
+            self.pending.late.push(batch);
         }
         Ok(())
     }
@@ -516,17 +673,19 @@ impl<'a> Task<'a> {
             .as_mut()
             .and_then(|(_, tracker)| tracker.current(Instant::now()));
         let mut checkpoint = None;
-        if let (Some(plan), Some(stateful)) = (&self.plan.aggregate, &mut self.stateful) {
-            let emitted = stateful.state.emit(plan, watermark)?;
-            if emitted.upserts.num_rows() > 0 {
-                self.pending.rows.push(self.plan.finish(emitted.upserts)?);
-            }
-            if emitted.deletes.num_rows() > 0 {
-                let deletes = self.plan.finish(emitted.deletes)?;
-                let marker = vec![true; deletes.num_rows()];
-                self.pending
-                    .rows
-                    .push(with_delete_marker(&deletes, marker)?);
+        if let Some(stateful) = &mut self.stateful {
+            if let Some(plan) = &self.plan.aggregate {
+                let emitted = stateful.state.emit(plan, watermark)?;
+                if emitted.upserts.num_rows() > 0 {
+                    self.pending.rows.push(self.plan.finish(emitted.upserts)?);
+                }
+                if emitted.deletes.num_rows() > 0 {
+                    let deletes = self.plan.finish(emitted.deletes)?;
+                    let marker = vec![true; deletes.num_rows()];
+                    self.pending
+                        .rows
+                        .push(with_delete_marker(&deletes, marker)?);
+                }
             }
             let mut out = ByteWriter::default();
             out.bytes.extend_from_slice(CHECKPOINT_MAGIC);
@@ -539,6 +698,7 @@ impl<'a> Task<'a> {
                 None => out.u8(0),
             }
             stateful.state.encode(&mut out);
+            stateful.parked.encode(&mut out);
             checkpoint = Some((stateful.next_checkpoint, out.bytes));
             stateful.next_checkpoint += 1;
         }
@@ -572,11 +732,13 @@ impl<'a> Task<'a> {
     }
 }
 
-/// The SELECT's output for some rows: target rows, or rows for the aggregation,
-/// each with the input row it came from.
-enum Transformed {
-    Rows(Traced),
-    ToAggregate(Traced),
+/// The SELECT's output for some rows: target rows, or rows for the aggregation
+/// (`aggregate`), each with the input row it came from; and the rows lookup
+/// joins did not match.
+struct Transformed {
+    traced: Traced,
+    missed: Vec<Missed>,
+    aggregate: bool,
 }
 
 /// Marks rows that delete their key (the upsert sink reads the marker).

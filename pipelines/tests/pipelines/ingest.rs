@@ -28,7 +28,7 @@ SELECT order_id, amount, UPPER(city), CASE WHEN amount >= 100 THEN true ELSE fal
 FROM shop.ods_orders
 WHERE order_id % 10 <> 0";
 
-async fn produce(bootstrap: &str, records: &[(i32, String)]) {
+pub(crate) async fn produce(bootstrap: &str, records: &[(i32, String)]) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()

@@ -7,6 +7,7 @@
 //! - `[SET …;] INSERT INTO space.target SELECT …` saves a pipeline file;
 //! - `PRODUCE topic [PARTITION n]`, then one record payload per line, writes records;
 //! - `mysql: …` runs the rest on the file's own MariaDB database, behind the connection `app_db`;
+//! - `catalog: …` runs the rest on the catalog (e.g. INSERT INTO an embedded table);
 //! - `RUN` runs every pipeline, in dependency order, until it has read and committed
 //!   everything (windows the watermark has not closed stay open, in checkpointed state).
 //!
@@ -117,6 +118,10 @@ impl AsyncDB for StreamingDatabase {
                 .await?;
             return Ok(DBOutput::StatementComplete(0));
         }
+        if let Some(catalog_sql) = statement.strip_prefix("catalog:") {
+            self.catalog.query(catalog_sql.trim()).await?;
+            return Ok(DBOutput::StatementComplete(0));
+        }
         let upper = statement.to_ascii_uppercase();
         if upper.starts_with("CREATE TOPIC") {
             // Created on the mock cluster before the file runs (see `run_file`).
@@ -163,7 +168,7 @@ impl AsyncDB for StreamingDatabase {
 const MARIADB: &str = "mysql://root@127.0.0.1:3306";
 
 /// A fresh MariaDB database for one file; its URL.
-async fn mysql_database(file: &Path) -> String {
+pub(crate) async fn mysql_database(file: &Path) -> String {
     use sqlx::Connection;
     let stem = file
         .file_stem()
@@ -186,7 +191,7 @@ async fn mysql_database(file: &Path) -> String {
     format!("{MARIADB}/{name}")
 }
 
-async fn drop_mysql_database(url: &str) {
+pub(crate) async fn drop_mysql_database(url: &str) {
     use sqlx::Connection;
     let name = url.rsplit('/').next().unwrap();
     let mut conn = sqlx::MySqlConnection::connect(MARIADB).await.unwrap();

@@ -10,7 +10,7 @@ use strata_catalog::ddl::table_defs;
 use strata_pipelines::{PipelineError, parse_pipeline, validate};
 
 const CATALOG: &str = "
-CREATE TABLE shop.ods_orders (order_id BIGINT, user_id BIGINT, amount DECIMAL(10, 2), order_time TIMESTAMP(3))
+CREATE TABLE shop.ods_orders (order_id BIGINT, user_id BIGINT, amount DECIMAL(10, 2), order_time TIMESTAMP(3), proc_time AS PROCTIME())
   WITH ('connector' = 'kafka', 'topic' = 'orders', 'format' = 'json', 'properties.bootstrap.servers' = 'b:9092');
 CREATE TABLE shop.dim_users (id BIGINT, city STRING) WITH ('connector' = 'mysql', 'url' = 'mysql://db/shop', 'table-name' = 'users');
 CREATE TABLE shop.dwd_orders (order_id BIGINT, user_city STRING, amount DECIMAL(10, 2), order_time TIMESTAMP(3))
@@ -163,6 +163,40 @@ async fn mistakes_are_refused_with_their_place() {
             "not an insert",
             "SELECT * FROM shop.ods_orders",
             &["p.sql:1:1: a pipeline must be INSERT INTO"],
+        ),
+        (
+            "a lookup join on a Kafka table that is not broadcast",
+            "INSERT INTO shop.dwd_users_flat\nSELECT o.user_id, u.city FROM shop.ods_orders o\nJOIN shop.ods_users_cdc FOR SYSTEM_TIME AS OF o.proc_time AS u ON o.user_id = u.id",
+            &[
+                "p.sql:3:6: shop.ods_users_cdc is a Kafka topic",
+                "'lookup.broadcast' = 'true'",
+            ],
+        ),
+        (
+            "a lookup join as of a column that is not the processing time",
+            "INSERT INTO shop.dwd_orders\nSELECT o.order_id, u.city, o.amount, o.order_time FROM shop.ods_orders o\nJOIN shop.dim_users FOR SYSTEM_TIME AS OF o.order_time AS u ON o.user_id = u.id",
+            &[
+                "p.sql:3:43: order_time is not the processing-time attribute of the table joined to u",
+                "FOR SYSTEM_TIME AS OF proc_time",
+            ],
+        ),
+        (
+            "a RIGHT lookup join",
+            "INSERT INTO shop.dwd_orders\nSELECT o.order_id, u.city, o.amount, o.order_time FROM shop.ods_orders o\nRIGHT JOIN shop.dim_users FOR SYSTEM_TIME AS OF o.proc_time AS u ON o.user_id = u.id",
+            &["p.sql:3:12: a lookup join is an inner or a LEFT join, not a RIGHT join"],
+        ),
+        (
+            "a LOOKUP hint for no join",
+            "INSERT INTO shop.dwd_orders\nSELECT /*+ LOOKUP('table'='x') */ o.order_id, u.city, o.amount, o.order_time FROM shop.ods_orders o\nJOIN shop.dim_users FOR SYSTEM_TIME AS OF o.proc_time AS u ON o.user_id = u.id",
+            &["p.sql:2:1: the LOOKUP hint names 'x', which is not a lookup join of this query"],
+        ),
+        (
+            "NULLs for an inner lookup join",
+            "INSERT INTO shop.dwd_orders\nSELECT /*+ LOOKUP('table'='u', 'miss'='null') */ o.order_id, u.city, o.amount, o.order_time FROM shop.ods_orders o\nJOIN shop.dim_users FOR SYSTEM_TIME AS OF o.proc_time AS u ON o.user_id = u.id",
+            &[
+                "the LOOKUP hint for u: 'miss' = 'null' fills NULLs",
+                "write LEFT JOIN",
+            ],
         ),
     ];
     for (case, sql, expected) in cases {

@@ -97,6 +97,21 @@ fn the_demo_builds_every_layer_and_keeps_its_tables() {
         ) > 0
     );
 
+    // Every order found its city and product in the embedded DIM tables (lookup joins).
+    assert_eq!(
+        count(
+            &dir,
+            "SELECT COUNT(*) AS n FROM shop.dwd_orders WHERE province IS NULL OR category IS NULL"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &dir,
+            "SELECT COUNT(*) AS n FROM shop.dwd_orders WHERE user_city = 'Shenzhen' AND province <> 'Guangdong'"
+        ),
+        0
+    );
     for (name, layer) in [
         ("shop.dws_city_gmv_1m", "dws"),
         ("shop.dws_page_pv_uv_1m", "dws"),

@@ -9,24 +9,19 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde::Serialize;
 use strata_catalog::connectors::kafka::KafkaTarget;
 use strata_catalog::{Catalog, Project, RegisterMode, StartupMode};
 use strata_pipelines::decode::json::JsonDecoder;
+use strata_pipelines::load_project;
 use strata_pipelines::source::kafka::{KafkaSource, SourceEvent};
-use strata_pipelines::{PipelineRun, RunMode, TableStats, load_project};
 
-/// The mock cluster keeps at most 100,000 records or 5 MiB per partition, so
-/// 16 partitions hold about 600,000 of these records: enough for a run of
-/// several seconds, where start-up no longer dominates.
-const PARTITIONS: i32 = 16;
+use super::{PARTITIONS, produce, run_until_caught_up};
+
 /// The pipeline's commit interval in the benchmark.
 const COMMIT_INTERVAL_MS: u64 = 250;
 
@@ -49,7 +44,7 @@ pub async fn ingest(records: usize, progress: bool) -> anyhow::Result<IngestRepo
         .create_topic("orders", PARTITIONS, 1)
         .context("creating the topic")?;
     let bootstrap = cluster.bootstrap_servers();
-    let bytes = produce_orders(&bootstrap, records)?;
+    let bytes = produce(&bootstrap, "orders", records, order)?;
     if progress {
         eprintln!("produced {records} records ({} MiB)", bytes / (1 << 20));
     }
@@ -96,17 +91,7 @@ pub async fn ingest(records: usize, progress: bool) -> anyhow::Result<IngestRepo
     }
 
     let pipeline = load_project(&catalog).await?.remove(0);
-    let stats = Arc::new(TableStats::new());
-    let run = PipelineRun {
-        catalog: catalog.clone(),
-        pipeline,
-        stats: stats.clone(),
-        mode: RunMode::UntilCaughtUp,
-    };
-    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let started = Instant::now();
-    run.run(stop_rx).await?;
-    let pipeline_seconds = started.elapsed().as_secs_f64();
+    let (pipeline_seconds, stats) = run_until_caught_up(&catalog, pipeline).await?;
     let committed = stats
         .rows_committed
         .load(std::sync::atomic::Ordering::Relaxed) as usize;
@@ -133,7 +118,7 @@ pub async fn ingest(records: usize, progress: bool) -> anyhow::Result<IngestRepo
 }
 
 /// How many records the topic holds from its low to its high watermarks.
-fn retained_records(bootstrap: &str) -> anyhow::Result<usize> {
+pub(super) fn retained_records(bootstrap: &str) -> anyhow::Result<usize> {
     let target = topic(bootstrap);
     let partitions = KafkaSource::partitions(&target)?;
     let low = KafkaSource::start_offsets(
@@ -199,49 +184,20 @@ async fn floor(
     Ok((started.elapsed().as_secs_f64(), rows))
 }
 
-/// Realistic order events, spread over the partitions.
-fn produce_orders(bootstrap: &str, records: usize) -> anyhow::Result<usize> {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("queue.buffering.max.messages", "1000000")
-        .set("linger.ms", "5")
-        .create()?;
+/// A realistic order event.
+fn order(id: usize) -> String {
     const CITIES: [&str; 6] = [
         "Beijing", "Shanghai", "Hangzhou", "Shenzhen", "Chengdu", "Wuhan",
     ];
-    let mut bytes = 0;
-    for id in 0..records {
-        let payload = format!(
-            r#"{{"order_id": {id}, "user_id": {}, "product_id": {}, "amount": "{}.{:02}", "city": "{}", "order_time": "2024-05-01T10:{:02}:{:02}.{:03}"}}"#,
-            id * 7919 % 100_000,
-            id % 5_000,
-            id % 900 + 1,
-            id % 100,
-            CITIES[id % CITIES.len()],
-            id / 60_000 % 60,
-            id / 1_000 % 60,
-            id % 1_000,
-        );
-        bytes += payload.len();
-        let partition = (id % PARTITIONS as usize) as i32;
-        loop {
-            let record = BaseRecord::<(), str>::to("orders")
-                .partition(partition)
-                .payload(&payload);
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    _,
-                )) => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((err, _)) => return Err(err).context("producing benchmark records"),
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(60))?;
-    Ok(bytes)
+    format!(
+        r#"{{"order_id": {id}, "user_id": {}, "product_id": {}, "amount": "{}.{:02}", "city": "{}", "order_time": "2024-05-01T10:{:02}:{:02}.{:03}"}}"#,
+        id * 7919 % 100_000,
+        id % 5_000,
+        id % 900 + 1,
+        id % 100,
+        CITIES[id % CITIES.len()],
+        id / 60_000 % 60,
+        id / 1_000 % 60,
+        id % 1_000,
+    )
 }

@@ -1,0 +1,630 @@
+//! Lookup joins: each batch of probe rows is enriched with the rows of a
+//! dimension table (MySQL/TiDB, Delta or embedded) whose key matches, through
+//! a cache, without a query per row.
+//!
+//! ```text
+//!   probe batch ──keys (ON o.user_id = u.id)──▶ distinct keys ──▶ cache ──hit──────────────┐
+//!                                                                 └─miss─▶ IN (…) queries ─┤  (≤ batch-size keys each,
+//!                                                                                          │   ≤ max-concurrency at once)
+//!   probe rows in input order ◀── join (+ ON's other conditions) ◀── dimension rows ◀──────┘
+//!     no match: LEFT JOIN → NULLs │ quarantine → <target>__quarantine │ retry → set aside, asked again later
+//! ```
+//!
+//! A query that fails (the database is down) is retried with backoff until it
+//! succeeds, and the pipeline reports itself degraded meanwhile: rows are
+//! neither dropped nor NULL-filled for it. Rows set aside for a retry are part
+//! of the pipeline's checkpointed state, so a restart loses none of them.
+
+pub mod broadcast;
+pub mod cache;
+pub mod dimension;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, ArrayRef, UInt32Array};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use arrow::row::{OwnedRow, RowConverter, SortField};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::physical_expr::PhysicalExpr;
+use futures::StreamExt;
+use strata_catalog::connectors::KeyValue;
+use strata_catalog::{LookupOptions, TableName};
+use tokio::sync::watch;
+
+use self::cache::LookupCache;
+use self::dimension::{Dimension, KeyBatch};
+use self::spec::MissPolicy;
+use crate::error::{PipelineError, Result};
+
+/// Keys with their dimension rows (none when a key has none).
+type KeyRows = (Box<[u8]>, Vec<OwnedRow>);
+
+/// The longest wait between two attempts at a failing dimension query.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Live counters of one lookup join, for the API and `/metrics`.
+#[derive(Debug, Default)]
+pub struct LookupStats {
+    /// `alias (space.table)`.
+    pub name: String,
+    /// Probe rows looked up.
+    pub rows: AtomicU64,
+    /// Distinct keys asked for, and how many of them the cache answered.
+    pub keys: AtomicU64,
+    pub cache_hits: AtomicU64,
+    /// Probe rows without a dimension row (each attempt counts).
+    pub misses: AtomicU64,
+    pub queries: AtomicU64,
+    /// Total time the queries took.
+    pub query_micros: AtomicU64,
+    /// Failed queries (each one was retried).
+    pub failures: AtomicU64,
+    /// Why the join is waiting for its database, while it is.
+    pub degraded: Mutex<Option<String>>,
+}
+
+impl LookupStats {
+    /// The share of keys the cache answered.
+    pub fn hit_rate(&self) -> f64 {
+        let keys = self.keys.load(Ordering::Relaxed);
+        if keys == 0 {
+            return 0.0;
+        }
+        self.cache_hits.load(Ordering::Relaxed) as f64 / keys as f64
+    }
+
+    /// Database queries per 1,000 probe rows.
+    pub fn queries_per_1k_rows(&self) -> f64 {
+        let rows = self.rows.load(Ordering::Relaxed);
+        if rows == 0 {
+            return 0.0;
+        }
+        self.queries.load(Ordering::Relaxed) as f64 * 1_000.0 / rows as f64
+    }
+
+    /// The mean query time, in milliseconds.
+    pub fn mean_query_ms(&self) -> f64 {
+        let queries = self.queries.load(Ordering::Relaxed);
+        if queries == 0 {
+            return 0.0;
+        }
+        self.query_micros.load(Ordering::Relaxed) as f64 / queries as f64 / 1_000.0
+    }
+
+    pub fn degraded(&self) -> Option<String> {
+        self.degraded.lock().expect("not poisoned").clone()
+    }
+
+    fn set_degraded(&self, reason: Option<String>) {
+        *self.degraded.lock().expect("not poisoned") = reason;
+    }
+}
+
+/// Which attempt at a row this is: the first, or a retry of a row set aside.
+#[derive(Debug, Clone)]
+pub struct LookupPass {
+    /// 0 for the first lookup of the rows, n for their n-th retry.
+    pub attempt: u32,
+    /// Stops waiting for a database that is down.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// What a miss leads to in this pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissAction {
+    Quarantine,
+    Retry,
+}
+
+/// Probe rows one lookup join did not match, and what becomes of them.
+#[derive(Debug)]
+pub struct Misses {
+    pub rows: Vec<usize>,
+    pub action: MissAction,
+    pub reason: String,
+}
+
+/// The dimension side of a join, as the plan reads it: the scanned columns,
+/// then conditions on the dimension alone and column selections, in order.
+#[derive(Debug)]
+pub struct DimensionSide {
+    /// The scanned columns, as indices in the dimension's schema.
+    pub scan: Vec<usize>,
+    pub steps: Vec<SideStep>,
+}
+
+#[derive(Debug)]
+pub enum SideStep {
+    /// Keeps candidates for which this is true (over the columns at this point).
+    Filter(Arc<dyn PhysicalExpr>),
+    /// Keeps these columns, in this order.
+    Select(Vec<usize>),
+}
+
+/// One compiled lookup join.
+#[derive(Debug)]
+pub struct LookupJoin {
+    pub table: TableName,
+    pub alias: String,
+    miss: MissPolicy,
+    left_join: bool,
+    dimension: Dimension,
+    options: LookupOptions,
+    timeout: Duration,
+    probe_keys: Vec<Arc<dyn PhysicalExpr>>,
+    key_columns: Vec<String>,
+    key_types: Vec<DataType>,
+    key_converter: RowConverter,
+    dimension_schema: SchemaRef,
+    key_indices: Vec<usize>,
+    row_converter: RowConverter,
+    side: DimensionSide,
+    /// Conditions of the ON clause over both sides, beyond the key equalities.
+    join_filter: Option<Arc<dyn PhysicalExpr>>,
+    output: SchemaRef,
+    cache: Mutex<LookupCache>,
+    pub stats: Arc<LookupStats>,
+}
+
+/// Everything needed to build a [`LookupJoin`].
+#[derive(Debug)]
+pub struct LookupJoinParts {
+    pub spec: spec::LookupSpec,
+    pub dimension: Dimension,
+    pub dimension_schema: SchemaRef,
+    pub options: LookupOptions,
+    pub probe_keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// The dimension's key columns, one per probe key.
+    pub key_columns: Vec<String>,
+    pub side: DimensionSide,
+    pub join_filter: Option<Arc<dyn PhysicalExpr>>,
+    /// The probe's columns followed by the dimension's projected ones.
+    pub output: SchemaRef,
+}
+
+impl LookupJoin {
+    pub fn new(parts: LookupJoinParts) -> Result<Self> {
+        let LookupJoinParts {
+            spec,
+            dimension,
+            dimension_schema,
+            options,
+            probe_keys,
+            key_columns,
+            side,
+            join_filter,
+            output,
+        } = parts;
+        let key_indices = key_columns
+            .iter()
+            .map(|c| dimension_schema.index_of(c))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let key_types: Vec<DataType> = key_indices
+            .iter()
+            .map(|&i| dimension_schema.field(i).data_type().clone())
+            .collect();
+        let key_converter =
+            RowConverter::new(key_types.iter().cloned().map(SortField::new).collect())?;
+        // Rows read back may hold NULLs where the DDL says NOT NULL: the database decides.
+        let dimension_schema = Arc::new(Schema::new(crate::transform::nullable_fields(
+            &dimension_schema,
+        )));
+        let row_converter = RowConverter::new(
+            dimension_schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?;
+        // Rows already in memory are looked up there: a cache would only delay updates.
+        let cache_keys = if dimension.in_memory() {
+            0
+        } else {
+            options.cache_max_rows
+        };
+        let cache = LookupCache::new(
+            cache_keys,
+            Duration::from_millis(options.cache_ttl_ms.max(0) as u64),
+            Duration::from_millis(options.cache_miss_ttl_ms.max(0) as u64),
+        );
+        Ok(Self {
+            stats: Arc::new(LookupStats {
+                name: format!("{} ({})", spec.alias, spec.table.table),
+                ..LookupStats::default()
+            }),
+            table: spec.table.table.clone(),
+            alias: spec.alias,
+            miss: spec.miss,
+            left_join: spec.left_join,
+            timeout: Duration::from_millis(spec.timeout_ms.max(1) as u64),
+            dimension,
+            options,
+            probe_keys,
+            key_columns,
+            key_types,
+            key_converter,
+            dimension_schema,
+            key_indices,
+            row_converter,
+            side,
+            join_filter,
+            output,
+            cache: Mutex::new(cache),
+        })
+    }
+
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.output
+    }
+
+    /// True when misses may be set aside and retried (the rows then live in state).
+    pub fn retries(&self) -> bool {
+        matches!(self.miss, MissPolicy::Retry { .. })
+    }
+
+    /// The retry delay, for rows set aside.
+    pub fn retry_delay_ms(&self) -> i64 {
+        match self.miss {
+            MissPolicy::Retry { delay_ms, .. } => delay_ms,
+            _ => 0,
+        }
+    }
+
+    /// Joins a batch of probe rows. Returns the joined rows with, for each, the
+    /// probe row it came from, in input order; and the probe rows that missed,
+    /// unless their dimension columns were filled with NULLs.
+    pub async fn join(
+        &self,
+        probe: &RecordBatch,
+        pass: &LookupPass,
+    ) -> Result<(RecordBatch, Vec<usize>, Option<Misses>)> {
+        let rows = probe.num_rows();
+        self.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        let keys = self.probe_key_columns(probe)?;
+        let encoded = self.key_converter.convert_columns(&keys)?;
+        // Each distinct key with the first probe row that has it.
+        let mut distinct: HashMap<&[u8], usize> = HashMap::new();
+        let mut row_keys: Vec<Option<&[u8]>> = Vec::with_capacity(rows);
+        for row in 0..rows {
+            if keys.iter().any(|k| k.is_null(row)) {
+                row_keys.push(None);
+                continue;
+            }
+            let key = encoded.row(row).data();
+            distinct.entry(key).or_insert(row);
+            row_keys.push(Some(key));
+        }
+        let found = self.rows_for(&distinct, &keys, pass).await?;
+        self.assemble(probe, &row_keys, &found, pass)
+    }
+
+    /// The probe's key columns, cast to the dimension's key types (a value that
+    /// does not fit cannot match, and becomes NULL).
+    fn probe_key_columns(&self, probe: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        self.probe_keys
+            .iter()
+            .zip(&self.key_types)
+            .map(|(expr, key_type)| {
+                let column = expr
+                    .evaluate(probe)
+                    .and_then(|value| value.into_array(probe.num_rows()))
+                    .map_err(|err| PipelineError::Evaluation(err.to_string()))?;
+                Ok(arrow::compute::cast(&column, key_type)?)
+            })
+            .collect()
+    }
+
+    /// The dimension rows of each distinct key, from the cache or the database.
+    async fn rows_for(
+        &self,
+        distinct: &HashMap<&[u8], usize>,
+        keys: &[ArrayRef],
+        pass: &LookupPass,
+    ) -> Result<HashMap<Box<[u8]>, Vec<OwnedRow>>> {
+        self.stats
+            .keys
+            .fetch_add(distinct.len() as u64, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut found: HashMap<Box<[u8]>, Vec<OwnedRow>> = HashMap::with_capacity(distinct.len());
+        let mut wanted = KeyBatch::default();
+        {
+            let mut cache = self.cache.lock().expect("not poisoned");
+            for (&key, &row) in distinct {
+                match cache.get(key, now, pass.attempt > 0) {
+                    Some(entry) => {
+                        found.insert(key.into(), entry.rows.clone());
+                    }
+                    None => {
+                        wanted.bytes.push(key.into());
+                        wanted.values.push(key_values(keys, row)?);
+                    }
+                }
+            }
+        }
+        self.stats
+            .cache_hits
+            .fetch_add(found.len() as u64, Ordering::Relaxed);
+        if wanted.bytes.is_empty() {
+            return Ok(found);
+        }
+        let fetched = self.fetch_all(wanted, pass).await?;
+        let now = Instant::now();
+        let mut cache = self.cache.lock().expect("not poisoned");
+        for (key, rows) in fetched {
+            cache.put(key.clone(), rows.clone(), now);
+            found.insert(key, rows);
+        }
+        Ok(found)
+    }
+
+    /// Fetches keys in chunks, a few queries at a time; every key asked for is
+    /// in the answer (with no rows when the dimension has none).
+    async fn fetch_all(&self, wanted: KeyBatch, pass: &LookupPass) -> Result<Vec<KeyRows>> {
+        let chunk = self.options.batch_keys.max(1);
+        let mut chunks = Vec::new();
+        let mut bytes = wanted.bytes.into_iter();
+        let mut values = wanted.values.into_iter();
+        loop {
+            let batch = KeyBatch {
+                bytes: bytes.by_ref().take(chunk).collect(),
+                values: values.by_ref().take(chunk).collect(),
+            };
+            if batch.bytes.is_empty() {
+                break;
+            }
+            chunks.push(batch);
+        }
+        let results: Vec<Result<Vec<KeyRows>>> =
+            futures::stream::iter(chunks.into_iter().map(|keys| self.fetch_chunk(keys, pass)))
+                .buffer_unordered(self.options.max_concurrency.max(1))
+                .collect()
+                .await;
+        let mut all = Vec::new();
+        for result in results {
+            all.extend(result?);
+        }
+        Ok(all)
+    }
+
+    /// One query, retried with backoff while the database fails.
+    async fn fetch_chunk(&self, keys: KeyBatch, pass: &LookupPass) -> Result<Vec<KeyRows>> {
+        let mut backoff = Duration::from_millis(100);
+        let mut stop = pass.stop.clone();
+        let batch = loop {
+            let started = Instant::now();
+            let outcome =
+                tokio::time::timeout(self.timeout, self.dimension.fetch(&self.key_columns, &keys))
+                    .await;
+            self.stats.queries.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .query_micros
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            let failure = match outcome {
+                Ok(Ok(batch)) => break batch,
+                Ok(Err(err)) => err.to_string(),
+                Err(_) => format!("the query took over {:?}", self.timeout),
+            };
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+            let reason = format!(
+                "looking up {} in {}: {failure}; retrying in {backoff:?}",
+                self.alias, self.table
+            );
+            tracing::warn!("{reason}");
+            self.stats.set_degraded(Some(reason));
+            if *stop.borrow() {
+                return Err(PipelineError::Interrupted);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => return Err(PipelineError::Interrupted),
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        };
+        self.stats.set_degraded(None);
+        let batch = RecordBatch::try_new(self.dimension_schema.clone(), batch.columns().to_vec())?;
+        let key_columns: Vec<ArrayRef> = self
+            .key_indices
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
+        let encoded = self.key_converter.convert_columns(&key_columns)?;
+        let full = self.row_converter.convert_columns(batch.columns())?;
+        let mut by_key: HashMap<Box<[u8]>, Vec<OwnedRow>> =
+            keys.bytes.into_iter().map(|k| (k, Vec::new())).collect();
+        for row in 0..batch.num_rows() {
+            // The database may match more loosely (collations): keep exact matches.
+            if let Some(rows) = by_key.get_mut(encoded.row(row).data()) {
+                rows.push(full.row(row).owned());
+            }
+        }
+        Ok(by_key.into_iter().collect())
+    }
+
+    /// Joins each probe row with its key's dimension rows (that pass the
+    /// dimension's conditions and the ON clause's others), in input order.
+    fn assemble(
+        &self,
+        probe: &RecordBatch,
+        row_keys: &[Option<&[u8]>],
+        found: &HashMap<Box<[u8]>, Vec<OwnedRow>>,
+        pass: &LookupPass,
+    ) -> Result<(RecordBatch, Vec<usize>, Option<Misses>)> {
+        let mut pair_probe: Vec<u32> = Vec::new();
+        let mut candidates = Vec::new();
+        for (row, key) in row_keys.iter().enumerate() {
+            let Some(rows) = key.and_then(|k| found.get(k)) else {
+                continue;
+            };
+            for candidate in rows {
+                pair_probe.push(row as u32);
+                candidates.push(candidate.row());
+            }
+        }
+        let dimension_rows = self.row_converter.convert_rows(candidates)?;
+        let right = RecordBatch::try_new_with_options(
+            self.dimension_schema.clone(),
+            dimension_rows,
+            &RecordBatchOptions::new().with_row_count(Some(pair_probe.len())),
+        )?
+        .project(&self.side.scan)?;
+        let mut keep = vec![true; pair_probe.len()];
+        let mut right = right;
+        for step in &self.side.steps {
+            match step {
+                SideStep::Filter(filter) => apply_mask(filter, &right, &mut keep)?,
+                SideStep::Select(columns) => right = right.project(columns)?,
+            }
+        }
+        let pair_probe = UInt32Array::from(pair_probe);
+        let pairs = self.joined(probe, &pair_probe, &right, None)?;
+        if let Some(filter) = &self.join_filter {
+            apply_mask(filter, &pairs, &mut keep)?;
+        }
+        let mut matched = vec![false; probe.num_rows()];
+        let mut order: Vec<(u32, Option<u32>)> = Vec::new();
+        for (pair, &row) in pair_probe.values().iter().enumerate() {
+            if keep[pair] {
+                matched[row as usize] = true;
+                order.push((row, Some(pair as u32)));
+            }
+        }
+        let missed: Vec<usize> = (0..probe.num_rows()).filter(|&r| !matched[r]).collect();
+        self.stats
+            .misses
+            .fetch_add(missed.len() as u64, Ordering::Relaxed);
+        let action = match self.miss {
+            MissPolicy::Null => None,
+            MissPolicy::Quarantine => Some(MissAction::Quarantine),
+            MissPolicy::Retry { max_attempts, .. } if pass.attempt < max_attempts => {
+                Some(MissAction::Retry)
+            }
+            MissPolicy::Retry { .. } if self.left_join => None,
+            MissPolicy::Retry { .. } => Some(MissAction::Quarantine),
+        };
+        let misses = match action {
+            None => {
+                order.extend(missed.iter().map(|&r| (r as u32, None)));
+                order.sort_by_key(|&(row, _)| row);
+                None
+            }
+            Some(action) => Some(Misses {
+                reason: self.miss_reason(pass),
+                rows: missed,
+                action,
+            }),
+        };
+        let probe_rows = UInt32Array::from_iter_values(order.iter().map(|&(row, _)| row));
+        let right_rows: UInt32Array = order.iter().map(|&(_, pair)| pair).collect();
+        let output = self.joined(probe, &probe_rows, &right, Some(&right_rows))?;
+        let origins = probe_rows.values().iter().map(|&r| r as usize).collect();
+        Ok((output, origins, misses))
+    }
+
+    fn miss_reason(&self, pass: &LookupPass) -> String {
+        let looked = format!(
+            "the lookup join {} found no row of {} for this record's key ({})",
+            self.alias,
+            self.table,
+            self.key_columns.join(", ")
+        );
+        match self.miss {
+            MissPolicy::Retry { max_attempts, .. } if pass.attempt >= max_attempts => {
+                format!("{looked}, after {} retries", max_attempts)
+            }
+            _ => looked,
+        }
+    }
+
+    /// Probe rows `probe_rows` beside dimension rows (`right_rows` into `right`,
+    /// NULL where an index is NULL; `right` row for row when `None`).
+    fn joined(
+        &self,
+        probe: &RecordBatch,
+        probe_rows: &UInt32Array,
+        right: &RecordBatch,
+        right_rows: Option<&UInt32Array>,
+    ) -> Result<RecordBatch> {
+        let mut columns = probe
+            .columns()
+            .iter()
+            .map(|c| arrow::compute::take(c, probe_rows, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        for column in right.columns() {
+            columns.push(match right_rows {
+                Some(rows) => arrow::compute::take(column, rows, None)?,
+                None => column.clone(),
+            });
+        }
+        Ok(RecordBatch::try_new_with_options(
+            self.output.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(probe_rows.len())),
+        )?)
+    }
+}
+
+/// Clears `keep` where `filter` is not true on `batch`.
+fn apply_mask(
+    filter: &Arc<dyn PhysicalExpr>,
+    batch: &RecordBatch,
+    keep: &mut [bool],
+) -> Result<()> {
+    let mask = filter
+        .evaluate(batch)
+        .and_then(|value| value.into_array(batch.num_rows()))
+        .map_err(|err| PipelineError::Evaluation(err.to_string()))?;
+    let mask = mask
+        .as_any()
+        .downcast_ref::<arrow::array::BooleanArray>()
+        .ok_or_else(|| PipelineError::Evaluation("a join condition is not boolean".to_string()))?;
+    for (row, flag) in keep.iter_mut().enumerate() {
+        *flag = *flag && mask.is_valid(row) && mask.value(row);
+    }
+    Ok(())
+}
+
+/// The key of `row` as values to bind: integers as integers, booleans as 0/1,
+/// everything else as its text.
+fn key_values(keys: &[ArrayRef], row: usize) -> Result<Vec<KeyValue>> {
+    keys.iter()
+        .map(|column| {
+            Ok(match column.data_type() {
+                t if t.is_integer() => {
+                    let as_i64 = arrow::compute::cast(&column.slice(row, 1), &DataType::Int64)?;
+                    let value = as_i64
+                        .as_any()
+                        .downcast_ref::<arrow::array::Int64Array>()
+                        .expect("cast to Int64")
+                        .value(0);
+                    KeyValue::Int(value)
+                }
+                DataType::Boolean => {
+                    let flags = column
+                        .as_any()
+                        .downcast_ref::<arrow::array::BooleanArray>()
+                        .expect("boolean");
+                    KeyValue::Int(i64::from(flags.value(row)))
+                }
+                _ => {
+                    let formatter =
+                        ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())?;
+                    KeyValue::Text(formatter.value(row).to_string())
+                }
+            })
+        })
+        .collect()
+}
+
+/// The output schema of a lookup join: the probe's fields, then the
+/// dimension's, which are NULL where a LEFT JOIN found nothing.
+pub fn output_schema(probe: &Schema, right: &Schema) -> SchemaRef {
+    let mut fields: Vec<arrow::datatypes::Field> =
+        probe.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend(crate::transform::nullable_fields(right));
+    Arc::new(Schema::new(fields))
+}

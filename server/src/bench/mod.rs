@@ -1,0 +1,87 @@
+//! `strata bench …`: measurements on this machine, through librdkafka's mock
+//! cluster (and the local MariaDB for lookups). They are benchmarks, not tests:
+//! the figures go in `docs/BENCHMARKS.md`.
+//!
+//! ```text
+//!   bench ingest:  Kafka ──▶ ODS Delta            against consume + decode alone      (ratio)
+//!   bench lookup:  Kafka ──▶ lookup join ──▶ Delta against the same pipeline without it (ratio)
+//! ```
+
+mod ingest;
+mod lookup;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use strata_catalog::Catalog;
+use strata_pipelines::{PipelineRun, RunMode, TableStats, ValidPipeline};
+
+pub use ingest::{IngestReport, ingest};
+pub use lookup::{LookupReport, lookup};
+
+/// The mock cluster keeps at most 100,000 records or 5 MiB per partition, so
+/// 16 partitions hold about 600,000 small records: enough for a run of
+/// several seconds, where start-up no longer dominates.
+const PARTITIONS: i32 = 16;
+
+/// Produces `records` records (`payload(i)`) to `topic`, spread over the
+/// partitions; returns their bytes. Not timed.
+fn produce(
+    bootstrap: &str,
+    topic: &str,
+    records: usize,
+    payload: impl Fn(usize) -> String,
+) -> anyhow::Result<usize> {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("queue.buffering.max.messages", "1000000")
+        .set("linger.ms", "5")
+        .create()?;
+    let mut bytes = 0;
+    for id in 0..records {
+        let payload = payload(id);
+        bytes += payload.len();
+        let partition = (id % PARTITIONS as usize) as i32;
+        loop {
+            let record = BaseRecord::<(), str>::to(topic)
+                .partition(partition)
+                .payload(&payload);
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    _,
+                )) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((err, _)) => return Err(err).context("producing benchmark records"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(bytes)
+}
+
+/// Runs a pipeline until it has committed everything its source holds; the
+/// seconds it took and its counters.
+async fn run_until_caught_up(
+    catalog: &Catalog,
+    pipeline: ValidPipeline,
+) -> anyhow::Result<(f64, Arc<TableStats>)> {
+    let stats = Arc::new(TableStats::new());
+    let run = PipelineRun {
+        catalog: catalog.clone(),
+        pipeline,
+        stats: stats.clone(),
+        mode: RunMode::UntilCaughtUp,
+    };
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    run.run(stop_rx).await?;
+    Ok((started.elapsed().as_secs_f64(), stats))
+}
