@@ -102,6 +102,7 @@ pub(super) struct CommitContext {
 impl Sinks {
     /// Quarantine, late rows, state checkpoint, then the target with every offset.
     pub(super) async fn commit(&mut self, batch: CommitBatch, ctx: &CommitContext) -> Result<()> {
+        let started = std::time::Instant::now();
         let CommitBatch {
             rows,
             rejected,
@@ -151,6 +152,12 @@ impl Sinks {
             store.forget_before(id).await;
         }
         ctx.stats.record_commit(count);
+        tracing::debug!(
+            pipeline = ctx.pipeline,
+            rows = count,
+            ms = started.elapsed().as_millis() as u64,
+            "committed"
+        );
         self.commits_since_compaction += 1;
         if ctx.compact_every > 0 && self.commits_since_compaction >= ctx.compact_every {
             self.target.compact().await?;

@@ -237,10 +237,18 @@ impl PipelineRun {
 
     /// Runs until stopped (or caught up), committing what it has read before returning.
     pub async fn run(self, stop: watch::Receiver<bool>) -> Result<()> {
+        let started = std::time::Instant::now();
         let (source, target_location, plan) = self.prepare().await?;
         *self.stats.lookups.lock().expect("not poisoned") =
             plan.lookups().map(|join| join.stats.clone()).collect();
+        let prepared_ms = started.elapsed().as_millis() as u64;
         let mut task = Task::open(&self, source, &target_location, plan).await?;
+        tracing::debug!(
+            pipeline = self.pipeline.pipeline.name,
+            prepared_ms,
+            opened_ms = started.elapsed().as_millis() as u64,
+            "started"
+        );
         task.run(stop).await
     }
 

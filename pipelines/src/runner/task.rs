@@ -57,6 +57,9 @@ struct Stateful {
 
 const CHECKPOINT_MAGIC: &[u8] = b"STRATA-STATE-1";
 
+/// How often a due commit looks again whether the commit in flight has landed.
+const COMMIT_WAIT: Duration = Duration::from_millis(5);
+
 /// One running pipeline.
 pub(super) struct Task<'a> {
     run: &'a PipelineRun,
@@ -303,10 +306,12 @@ impl<'a> Task<'a> {
         // The source has been read to its end, and nothing came since.
         let mut at_end = false;
         loop {
+            // A commit that is due waits for the one in flight; meanwhile reading goes on.
+            let next_commit = (last_commit + self.interval).max(Instant::now() + COMMIT_WAIT);
             let deadline = match self.next_retry_ms() {
-                Some(due) => (last_commit + self.interval)
+                Some(due) => next_commit
                     .min(Instant::now() + Duration::from_millis((due - now_ms()).max(0) as u64)),
-                None => last_commit + self.interval,
+                None => next_commit,
             };
             let next = self.reader.next(deadline, &mut stop).await?;
             let mut caught_up = false;
@@ -316,6 +321,10 @@ impl<'a> Task<'a> {
                     self.process(batch, &stop).await
                 }
                 Next::CaughtUp => {
+                    tracing::debug!(
+                        pipeline = self.run.pipeline.pipeline.name,
+                        "read to the end"
+                    );
                     caught_up = true;
                     at_end = true;
                     Ok(())
@@ -340,7 +349,8 @@ impl<'a> Task<'a> {
                 self.run.stats.watermark_ms.store(w, Ordering::Relaxed);
             }
             let watermark_moved = self.stateful.is_some() && current != self.committed_watermark;
-            let due = caught_up || last_commit.elapsed() >= self.interval;
+            let landing = self.in_flight.as_ref().is_some_and(|c| !c.is_finished());
+            let due = caught_up || (last_commit.elapsed() >= self.interval && !landing);
             let pending = self.has_pending();
             if due && (pending || watermark_moved) {
                 self.commit().await?;

@@ -241,8 +241,12 @@ fn read_loop(
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         let mut records = Vec::with_capacity(batch_records.min(4096));
         let started = Instant::now();
-        while records.len() < batch_records && started.elapsed() < LINGER {
+        // The clock is read every 256 records (and when nothing came): per record, it shows in profiles.
+        while records.len() < batch_records
+            && (records.len() % 256 != 0 || started.elapsed() < LINGER)
+        {
             match consumer.poll(Duration::from_millis(20)) {
+                None if started.elapsed() >= LINGER => break,
                 None => {}
                 Some(Ok(message)) => {
                     at_end.insert(message.partition(), false);
