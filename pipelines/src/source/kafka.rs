@@ -241,12 +241,19 @@ fn read_loop(
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         let mut records = Vec::with_capacity(batch_records.min(4096));
         let started = Instant::now();
+        let all_at_end = |at_end: &BTreeMap<i32, bool>| {
+            !at_end.is_empty()
+                && at_end.values().all(|end| *end)
+                && at_end.len() == assigned_count(&consumer)
+        };
         // The clock is read every 256 records (and when nothing came): per record, it shows in profiles.
         while records.len() < batch_records
             && (records.len() % 256 != 0 || started.elapsed() < LINGER)
         {
             match consumer.poll(Duration::from_millis(20)) {
                 None if started.elapsed() >= LINGER => break,
+                // Every partition is at its end and nothing came: no need to linger on.
+                None if all_at_end(&at_end) => break,
                 None => {}
                 Some(Ok(message)) => {
                     at_end.insert(message.partition(), false);
@@ -271,10 +278,7 @@ fn read_loop(
                 }
             }
         }
-        let caught_up = records.is_empty()
-            && !at_end.is_empty()
-            && at_end.values().all(|end| *end)
-            && at_end.len() == assigned_count(&consumer);
+        let caught_up = records.is_empty() && all_at_end(&at_end);
         if !records.is_empty() {
             announced = false;
             if sender.blocking_send(SourceEvent::Records(records)).is_err() {
