@@ -211,6 +211,7 @@ impl CatalogStore {
         for value in values {
             query = match value {
                 crate::connectors::KeyValue::Int(v) => query.bind(*v),
+                crate::connectors::KeyValue::Bool(v) => query.bind(*v),
                 crate::connectors::KeyValue::Text(text) => query.bind(text.clone()),
             };
         }

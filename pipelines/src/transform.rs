@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, UInt32Array};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::DFSchema;
 use datafusion::execution::SessionState;
@@ -183,14 +183,20 @@ impl CompiledPlan {
                 origins: (0..batch.num_rows()).collect(),
             },
         };
-        let mut missed = Vec::new();
+        let mut missed: Vec<Missed> = Vec::new();
         for step in &self.pre {
             traced = match step {
                 Step::Lookup(join) => {
                     let (batch, rows, misses) = join.join(&traced.batch, pass).await?;
                     if let Some(misses) = misses {
+                        let mut origins: Vec<usize> =
+                            misses.rows.iter().map(|&r| traced.origins[r]).collect();
+                        origins.sort_unstable();
+                        origins.dedup();
+                        // A row an earlier join set aside is not set aside twice.
+                        origins.retain(|o| !missed.iter().any(|m| m.origins.contains(o)));
                         missed.push(Missed {
-                            origins: misses.rows.iter().map(|&r| traced.origins[r]).collect(),
+                            origins,
                             action: misses.action,
                             reason: misses.reason,
                         });
@@ -201,6 +207,24 @@ impl CompiledPlan {
                     }
                 }
                 other => run_step(other, traced)?,
+            };
+        }
+        // An input row that missed is set aside (or quarantined) whole: rows it
+        // yielded through other matches would come again when it is retried.
+        if missed.iter().any(|m| !m.origins.is_empty()) {
+            let keep: BooleanArray = traced
+                .origins
+                .iter()
+                .map(|o| Some(!missed.iter().any(|m| m.origins.binary_search(o).is_ok())))
+                .collect();
+            traced = Traced {
+                batch: filter_record_batch(&traced.batch, &keep)?,
+                origins: traced
+                    .origins
+                    .iter()
+                    .zip(keep.values().iter())
+                    .filter_map(|(&o, kept)| kept.then_some(o))
+                    .collect(),
             };
         }
         Ok(Prepared { traced, missed })
@@ -516,12 +540,16 @@ impl Compiler<'_> {
         let left = join.left.schema();
         let mut probe_keys = Vec::new();
         let mut key_columns = Vec::new();
+        let mut key_types = Vec::new();
         for (probe, dimension) in &join.on {
             let column = match dimension {
                 Expr::Column(c) => c,
-                Expr::Cast(cast) if matches!(cast.expr.as_ref(), Expr::Column(_)) => {
-                    let Expr::Column(c) = cast.expr.as_ref() else {
-                        unreachable!()
+                Expr::Cast(datafusion::logical_expr::Cast { expr, .. })
+                | Expr::TryCast(datafusion::logical_expr::TryCast { expr, .. })
+                    if matches!(expr.as_ref(), Expr::Column(_)) =>
+                {
+                    let Expr::Column(c) = expr.as_ref() else {
+                        unreachable!("matched above")
                     };
                     c
                 }
@@ -531,8 +559,13 @@ impl Compiler<'_> {
                     )));
                 }
             };
+            // SQL compares both sides as one type: the probe's, after coercion.
+            let key_type = probe
+                .get_type(left)
+                .map_err(|err| (self.unsupported)(format!("the lookup key {probe} ({err})")))?;
             probe_keys.push(self.physical(probe, left)?);
             key_columns.push(column.name.clone());
+            key_types.push(key_type);
         }
         if key_columns.is_empty() {
             return Err((self.unsupported)(format!(
@@ -563,6 +596,17 @@ impl Compiler<'_> {
             .map(|filter| self.physical(filter, &join.schema))
             .transpose()?;
         let output = crate::lookup::output_schema(left.as_arrow(), join.right.schema().as_arrow());
+        let filtered_by_where = resolved.spec.left_join && join.join_type == JoinType::Inner;
+        if matches!(resolved.dimension, Dimension::Embedded(_))
+            && key_types
+                .iter()
+                .any(|t| matches!(t, DataType::Timestamp(_, _)))
+        {
+            return Err((self.unsupported)(format!(
+                "a timestamp key for the embedded table {} (its timestamps are kept as text); keep the dimension in MySQL/TiDB or Delta, or look it up by another key",
+                resolved.def.name
+            )));
+        }
         LookupJoin::new(LookupJoinParts {
             options: resolved.def.lookup.clone(),
             dimension_schema: resolved.def.schema.clone(),
@@ -570,6 +614,8 @@ impl Compiler<'_> {
             dimension: resolved.dimension,
             probe_keys,
             key_columns,
+            key_types,
+            filtered_by_where,
             side,
             join_filter,
             output,

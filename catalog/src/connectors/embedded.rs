@@ -186,8 +186,8 @@ impl TableProvider for EmbeddedTable {
 
 impl EmbeddedTable {
     /// The rows whose `key_columns` equal one of `keys` (a lookup join's batched
-    /// fetch). Integer and string keys are compared as they are kept; others by
-    /// their text, as Strata wrote it.
+    /// fetch). Integer, boolean and string keys are compared as they are kept;
+    /// others (decimals, dates) by their text.
     pub async fn lookup(
         &self,
         key_columns: &[String],
@@ -198,7 +198,9 @@ impl EmbeddedTable {
         let condition = super::key_condition(key_columns, keys.len(), |column| {
             let quoted = quote(backend, column);
             match self.schema.field_with_name(column).map(|f| f.data_type()) {
-                Ok(t) if t.is_integer() || *t == DataType::Utf8 => quoted,
+                Ok(t) if t.is_integer() || matches!(t, DataType::Utf8 | DataType::Boolean) => {
+                    quoted
+                }
                 _ => format!("CAST({quoted} AS {text})"),
             }
         });

@@ -16,10 +16,11 @@ use crate::error::{CatalogError, Result};
 use crate::model::{TableDef, TableKind, TableName};
 
 /// One value of a lookup key, as it is bound into a `WHERE key IN (…)` query:
-/// integers as integers, everything else as its text.
+/// integers and booleans as such, everything else as its text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum KeyValue {
     Int(i64),
+    Bool(bool),
     Text(String),
 }
 

@@ -394,6 +394,7 @@ impl MysqlTable {
         for value in keys.iter().flatten() {
             query = match value {
                 super::KeyValue::Int(v) => query.bind(*v),
+                super::KeyValue::Bool(v) => query.bind(*v),
                 super::KeyValue::Text(text) => query.bind(text.clone()),
             };
         }

@@ -190,22 +190,25 @@ impl Applier {
                 self.upsert(&decoded.batch, &removes, rows)
                     .map(|()| decoded.rejected.len())
             }
-            None => {
-                let decoded = self.json.decode(records);
-                let keep = vec![false; decoded.batch.num_rows()];
-                let mut skipped = 0;
-                let mut outcome = self.upsert(&decoded.batch, &keep, rows);
-                for rejected in &decoded.rejected {
-                    let tombstone = rejected.record.payload.is_none();
-                    match (tombstone, &rejected.record.key) {
-                        (true, Some(key)) if outcome.is_ok() => {
-                            outcome = self.remove_key(key, &rejected.record, rows);
-                        }
-                        _ => skipped += 1,
+            // Runs of rows between tombstones, in the order they were written.
+            None => records
+                .split_inclusive(|record| record.payload.is_none())
+                .try_fold(0, |skipped, run| {
+                    let (values, tombstone) = match run.split_last() {
+                        Some((last, values)) if last.payload.is_none() => (values, Some(last)),
+                        _ => (run, None),
+                    };
+                    let decoded = self.json.decode(values);
+                    let keep = vec![false; decoded.batch.num_rows()];
+                    self.upsert(&decoded.batch, &keep, rows)?;
+                    let mut skipped = skipped + decoded.rejected.len();
+                    match tombstone {
+                        Some(record) if record.key.is_some() => self.remove_key(record, rows)?,
+                        Some(_) => skipped += 1,
+                        None => {}
                     }
-                }
-                outcome.map(|()| skipped)
-            }
+                    Ok(skipped)
+                }),
         };
         match outcome {
             Ok(0) => {}
@@ -244,9 +247,9 @@ impl Applier {
     }
 
     /// A tombstone removes the key its record key names (the primary key as JSON).
-    fn remove_key(&self, key: &[u8], record: &SourceRecord, rows: &mut Rows) -> Result<()> {
+    fn remove_key(&self, record: &SourceRecord, rows: &mut Rows) -> Result<()> {
         let as_record = SourceRecord {
-            payload: Some(key.to_vec()),
+            payload: record.key.clone(),
             ..record.clone()
         };
         let decoded = self.key_json.decode(&[as_record]);

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, UInt32Array};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 use strata_catalog::TableDef;
@@ -83,12 +83,17 @@ impl Dimension {
 
     /// Whether the rows are in this process already (a cache would only delay updates).
     pub fn in_memory(&self) -> bool {
-        matches!(self, Dimension::Broadcast(_))
+        matches!(self, Dimension::Delta(_) | Dimension::Broadcast(_))
     }
 
     /// The dimension rows (every column, in the catalog's schema) whose key
     /// columns equal one of the keys.
-    pub async fn fetch(&self, key_columns: &[String], keys: &KeyBatch) -> Result<RecordBatch> {
+    pub async fn fetch(
+        &self,
+        key_columns: &[String],
+        key_types: &[DataType],
+        keys: &KeyBatch,
+    ) -> Result<RecordBatch> {
         match self {
             Dimension::Mysql {
                 target,
@@ -107,12 +112,12 @@ impl Dimension {
             Dimension::Embedded(table) => Ok(table.lookup(key_columns, &keys.values).await?),
             Dimension::Delta(delta) => {
                 let mut delta = delta.lock().await;
-                delta.refresh(key_columns).await?;
+                delta.refresh(key_columns, key_types).await?;
                 delta.memory.as_ref().expect("refreshed").fetch(&keys.bytes)
             }
             Dimension::Broadcast(broadcast) => {
                 let mut broadcast = broadcast.lock().await;
-                broadcast.refresh(key_columns).await?;
+                broadcast.refresh(key_columns, key_types).await?;
                 let (_, memory) = broadcast.memory.as_ref().expect("refreshed");
                 memory.fetch(&keys.bytes)
             }
@@ -128,13 +133,16 @@ struct MemoryTable {
 }
 
 impl MemoryTable {
-    fn new(rows: RecordBatch, key_columns: &[String]) -> Result<Self> {
+    /// Indexes `rows` by `key_columns`, as `key_types`.
+    fn new(rows: RecordBatch, key_columns: &[String], key_types: &[DataType]) -> Result<Self> {
         let key_columns = key_columns
             .iter()
-            .map(|name| {
-                rows.column_by_name(name).cloned().ok_or_else(|| {
+            .zip(key_types)
+            .map(|(name, key_type)| {
+                let column = rows.column_by_name(name).ok_or_else(|| {
                     PipelineError::Evaluation(format!("the dimension has no column {name}"))
-                })
+                })?;
+                Ok(arrow::compute::cast(column, key_type)?)
             })
             .collect::<Result<Vec<_>>>()?;
         let converter = RowConverter::new(
@@ -180,7 +188,7 @@ pub struct DeltaDimension {
 
 impl DeltaDimension {
     /// Reloads the table when its version moved (checked at most once a second).
-    async fn refresh(&mut self, key_columns: &[String]) -> Result<()> {
+    async fn refresh(&mut self, key_columns: &[String], key_types: &[DataType]) -> Result<()> {
         if self.memory.is_some()
             && self
                 .checked_at
@@ -220,7 +228,7 @@ impl DeltaDimension {
             })
             .collect::<Result<Vec<_>>>()?;
         let rows = arrow::compute::concat_batches(&self.schema, &batches)?;
-        self.memory = Some(MemoryTable::new(rows, key_columns)?);
+        self.memory = Some(MemoryTable::new(rows, key_columns, key_types)?);
         self.version = version;
         Ok(())
     }
@@ -238,21 +246,34 @@ pub struct BroadcastDimension {
 }
 
 impl BroadcastDimension {
-    async fn refresh(&mut self, key_columns: &[String]) -> Result<()> {
+    async fn refresh(&mut self, key_columns: &[String], key_types: &[DataType]) -> Result<()> {
         if self.table.is_none() {
-            self.table = Some(BroadcastTable::start(
-                &self.def,
-                self.target.clone(),
-                &self.pipeline,
-            )?);
+            // Reading the topic's partitions and offsets blocks on the network.
+            let (def, target, pipeline) =
+                (self.def.clone(), self.target.clone(), self.pipeline.clone());
+            let started =
+                tokio::task::spawn_blocking(move || BroadcastTable::start(&def, target, &pipeline))
+                    .await
+                    .map_err(|err| PipelineError::Source {
+                        what: format!("the broadcast table {}", self.def.name),
+                        cause: err.to_string(),
+                    })??;
+            self.table = Some(started);
         }
         let table = self.table.as_ref().expect("started");
-        let version = table.version().await?;
+        let version = match table.version().await {
+            Ok(version) => version,
+            Err(err) => {
+                // Started again at the next lookup.
+                self.table = None;
+                return Err(err);
+            }
+        };
         if self.memory.as_ref().is_some_and(|(v, _)| *v == version) {
             return Ok(());
         }
         let (version, rows) = table.snapshot()?;
-        self.memory = Some((version, MemoryTable::new(rows, key_columns)?));
+        self.memory = Some((version, MemoryTable::new(rows, key_columns, key_types)?));
         Ok(())
     }
 }

@@ -153,6 +153,7 @@ pub struct LookupJoin {
     pub alias: String,
     miss: MissPolicy,
     left_join: bool,
+    filtered_by_where: bool,
     dimension: Dimension,
     options: LookupOptions,
     timeout: Duration,
@@ -181,6 +182,11 @@ pub struct LookupJoinParts {
     pub probe_keys: Vec<Arc<dyn PhysicalExpr>>,
     /// The dimension's key columns, one per probe key.
     pub key_columns: Vec<String>,
+    /// The types keys are compared as (both sides, after SQL's coercion).
+    pub key_types: Vec<DataType>,
+    /// A LEFT JOIN that a WHERE on the dimension made an inner join: rows
+    /// without a match are filtered out by that WHERE, not filled with NULLs.
+    pub filtered_by_where: bool,
     pub side: DimensionSide,
     pub join_filter: Option<Arc<dyn PhysicalExpr>>,
     /// The probe's columns followed by the dimension's projected ones.
@@ -196,6 +202,8 @@ impl LookupJoin {
             options,
             probe_keys,
             key_columns,
+            key_types,
+            filtered_by_where,
             side,
             join_filter,
             output,
@@ -204,10 +212,6 @@ impl LookupJoin {
             .iter()
             .map(|c| dimension_schema.index_of(c))
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let key_types: Vec<DataType> = key_indices
-            .iter()
-            .map(|&i| dimension_schema.field(i).data_type().clone())
-            .collect();
         let key_converter =
             RowConverter::new(key_types.iter().cloned().map(SortField::new).collect())?;
         // Rows read back may hold NULLs where the DDL says NOT NULL: the database decides.
@@ -241,6 +245,7 @@ impl LookupJoin {
             alias: spec.alias,
             miss: spec.miss,
             left_join: spec.left_join,
+            filtered_by_where,
             timeout: Duration::from_millis(spec.timeout_ms.max(1) as u64),
             dimension,
             options,
@@ -303,8 +308,7 @@ impl LookupJoin {
         self.assemble(probe, &row_keys, &found, pass)
     }
 
-    /// The probe's key columns, cast to the dimension's key types (a value that
-    /// does not fit cannot match, and becomes NULL).
+    /// The probe's key columns, as the types keys are compared as.
     fn probe_key_columns(&self, probe: &RecordBatch) -> Result<Vec<ArrayRef>> {
         self.probe_keys
             .iter()
@@ -335,7 +339,11 @@ impl LookupJoin {
         {
             let mut cache = self.cache.lock().expect("not poisoned");
             for (&key, &row) in distinct {
-                match cache.get(key, now, pass.attempt > 0) {
+                // A retry asks the database again, whatever the cache holds.
+                let cached = (pass.attempt == 0)
+                    .then(|| cache.get(key, now, false))
+                    .flatten();
+                match cached {
                     Some(entry) => {
                         found.insert(key.into(), entry.rows.clone());
                     }
@@ -397,15 +405,23 @@ impl LookupJoin {
         let mut stop = pass.stop.clone();
         let batch = loop {
             let started = Instant::now();
-            let outcome =
-                tokio::time::timeout(self.timeout, self.dimension.fetch(&self.key_columns, &keys))
-                    .await;
+            let outcome = tokio::time::timeout(
+                self.timeout,
+                self.dimension
+                    .fetch(&self.key_columns, &self.key_types, &keys),
+            )
+            .await;
             self.stats.queries.fetch_add(1, Ordering::Relaxed);
             self.stats
                 .query_micros
                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
             let failure = match outcome {
                 Ok(Ok(batch)) => break batch,
+                // A wrong column or type does not heal with time: stop, and say why.
+                Ok(Err(err)) if !is_transient(&err) => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    return Err(err);
+                }
                 Ok(Err(err)) => err.to_string(),
                 Err(_) => format!("the query took over {:?}", self.timeout),
             };
@@ -427,11 +443,12 @@ impl LookupJoin {
         };
         self.stats.set_degraded(None);
         let batch = RecordBatch::try_new(self.dimension_schema.clone(), batch.columns().to_vec())?;
-        let key_columns: Vec<ArrayRef> = self
+        let key_columns = self
             .key_indices
             .iter()
-            .map(|&i| batch.column(i).clone())
-            .collect();
+            .zip(&self.key_types)
+            .map(|(&i, key_type)| Ok(arrow::compute::cast(batch.column(i), key_type)?))
+            .collect::<Result<Vec<ArrayRef>>>()?;
         let encoded = self.key_converter.convert_columns(&key_columns)?;
         let full = self.row_converter.convert_columns(batch.columns())?;
         let mut by_key: HashMap<Box<[u8]>, Vec<OwnedRow>> =
@@ -507,6 +524,7 @@ impl LookupJoin {
             MissPolicy::Retry { .. } => Some(MissAction::Quarantine),
         };
         let misses = match action {
+            None if self.filtered_by_where => None,
             None => {
                 order.extend(missed.iter().map(|&r| (r as u32, None)));
                 order.sort_by_key(|&(row, _)| row);
@@ -568,6 +586,36 @@ impl LookupJoin {
     }
 }
 
+/// Whether a failed fetch may succeed later: the database or its network is
+/// down or busy (retried with backoff), rather than the query being wrong.
+fn is_transient(err: &PipelineError) -> bool {
+    use strata_catalog::CatalogError;
+    let sqlx_transient = |err: &sqlx::Error| match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Shutting down, connection killed, lock wait timeout, deadlock, lost connection.
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            ["1053", "1927", "1205", "1213", "2013", "57P01", "57P03"].contains(&code.as_ref())
+        }),
+        _ => false,
+    };
+    match err {
+        PipelineError::Catalog(err) => match err.as_ref() {
+            CatalogError::Unreachable { .. } | CatalogError::Delta { .. } => true,
+            CatalogError::Mysql { source, .. } | CatalogError::Store { source, .. } => {
+                sqlx_transient(source)
+            }
+            _ => false,
+        },
+        PipelineError::Source { .. } => true,
+        _ => false,
+    }
+}
+
 /// Clears `keep` where `filter` is not true on `batch`.
 fn apply_mask(
     filter: &Arc<dyn PhysicalExpr>,
@@ -588,7 +636,7 @@ fn apply_mask(
     Ok(())
 }
 
-/// The key of `row` as values to bind: integers as integers, booleans as 0/1,
+/// The key of `row` as values to bind: integers and booleans as such,
 /// everything else as its text.
 fn key_values(keys: &[ArrayRef], row: usize) -> Result<Vec<KeyValue>> {
     keys.iter()
@@ -608,7 +656,7 @@ fn key_values(keys: &[ArrayRef], row: usize) -> Result<Vec<KeyValue>> {
                         .as_any()
                         .downcast_ref::<arrow::array::BooleanArray>()
                         .expect("boolean");
-                    KeyValue::Int(i64::from(flags.value(row)))
+                    KeyValue::Bool(flags.value(row))
                 }
                 _ => {
                     let formatter =
@@ -627,4 +675,27 @@ pub fn output_schema(probe: &Schema, right: &Schema) -> SchemaRef {
         probe.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.extend(crate::transform::nullable_fields(right));
     Arc::new(Schema::new(fields))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failures_that_may_heal_are_retried() {
+        let mysql = |source| {
+            PipelineError::Catalog(Box::new(strata_catalog::CatalogError::Mysql {
+                context: "looking up".to_string(),
+                source,
+            }))
+        };
+        assert!(is_transient(&mysql(sqlx::Error::PoolTimedOut)));
+        assert!(is_transient(&mysql(sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused
+        )))));
+        assert!(!is_transient(&mysql(sqlx::Error::RowNotFound)));
+        assert!(!is_transient(&PipelineError::Evaluation(
+            "column name is not a BIGINT".to_string()
+        )));
+    }
 }

@@ -85,6 +85,9 @@ pub(super) struct CommitBatch {
     pub(super) rows: Vec<RecordBatch>,
     pub(super) rejected: Vec<Rejected>,
     pub(super) late: Vec<RecordBatch>,
+    /// Rows of retried rows, whose offsets the side tables hold already.
+    pub(super) retried_rejected: Vec<Rejected>,
+    pub(super) retried_late: Vec<RecordBatch>,
     pub(super) offsets: Offsets,
     /// The state checkpoint's id and bytes.
     pub(super) checkpoint: Option<(i64, Vec<u8>)>,
@@ -107,6 +110,8 @@ impl Sinks {
             rows,
             rejected,
             late,
+            retried_rejected,
+            retried_late,
             offsets,
             checkpoint,
         } = batch;
@@ -114,6 +119,7 @@ impl Sinks {
         let fresh: Vec<Rejected> = rejected
             .into_iter()
             .filter(|r| self.quarantine.is_new(r.record.partition, r.record.offset))
+            .chain(retried_rejected)
             .collect();
         if !fresh.is_empty() {
             let quarantined = quarantine::rows(&ctx.pipeline, stream, &fresh, now_ms());
@@ -125,7 +131,8 @@ impl Sinks {
                 .fetch_add(fresh.len() as u64, Ordering::Relaxed);
         }
         if let Some(late_table) = &mut self.late {
-            let late_rows = fresh_late_rows(late_table, late)?;
+            let mut late_rows = fresh_late_rows(late_table, late)?;
+            late_rows.extend(retried_late);
             let count: usize = late_rows.iter().map(RecordBatch::num_rows).sum();
             if count > 0 {
                 late_table.commit(late_rows, &offsets, stream).await?;

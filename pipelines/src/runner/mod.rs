@@ -168,6 +168,12 @@ impl PipelineRun {
                 "writing a Kafka topic from a table that is not a Kafka topic (its offsets commit in the topic's transaction)",
             ));
         }
+        if is_changelog(source) && plan.lookups().any(|join| join.retries()) {
+            return Err(unsupported(
+                pipeline,
+                "'miss' = 'retry' over a changelog (a change set aside could land after a newer change of its key)",
+            ));
+        }
         if is_changelog(source)
             && let Some(aggregate) = &plan.aggregate
         {

@@ -41,6 +41,10 @@ struct Pending {
     rows: Vec<RecordBatch>,
     rejected: Vec<Rejected>,
     late: Vec<RecordBatch>,
+    /// Quarantined and late rows of rows set aside for a retry: their offsets
+    /// were committed long ago, so the side tables must not skip them as replays.
+    retried_rejected: Vec<Rejected>,
+    retried_late: Vec<RecordBatch>,
     offsets: Offsets,
 }
 
@@ -182,6 +186,7 @@ impl<'a> Task<'a> {
                     stream,
                     poll_every: interval.min(Duration::from_millis(500)),
                     at_end: false,
+                    polled_at: None,
                 };
                 (reader, vec![0])
             }
@@ -392,6 +397,8 @@ impl<'a> Task<'a> {
         !self.pending.offsets.is_empty()
             || !self.pending.rows.is_empty()
             || !self.pending.rejected.is_empty()
+            || !self.pending.retried_rejected.is_empty()
+            || !self.pending.retried_late.is_empty()
     }
 
     /// When the next row set aside by a lookup join is due, if any.
@@ -437,13 +444,6 @@ impl<'a> Task<'a> {
     /// unless all of it went through: a stop while waiting for a lookup's
     /// database leaves the batch to be read again.
     async fn process(&mut self, batch: SourceBatch, stop: &watch::Receiver<bool>) -> Result<()> {
-        if let Some((column, tracker)) = &mut self.watermark {
-            let now = Instant::now();
-            for (partition, max_event) in max_event_times(&batch.rows, &batch.coordinates, column)?
-            {
-                tracker.observe(partition, max_event, now);
-            }
-        }
         let pass = LookupPass {
             attempt: 0,
             stop: stop.clone(),
@@ -455,6 +455,13 @@ impl<'a> Task<'a> {
             &pass,
         )
         .await?;
+        if let Some((column, tracker)) = &mut self.watermark {
+            let now = Instant::now();
+            for (partition, max_event) in max_event_times(&batch.rows, &batch.coordinates, column)?
+            {
+                tracker.observe(partition, max_event, now);
+            }
+        }
         let stream = self.reader.stream().to_string();
         self.run
             .stats
@@ -478,15 +485,6 @@ impl<'a> Task<'a> {
         pass: &LookupPass,
     ) -> Result<()> {
         let without_time = self.plan.rows_without_time(rows)?;
-        for &row in &without_time {
-            self.reject(
-                rows,
-                coordinates,
-                row,
-                "the window's event-time column is NULL, so the row belongs to no window"
-                    .to_string(),
-            );
-        }
         let keep: Vec<usize> = if without_time.is_empty() {
             (0..rows.num_rows()).collect()
         } else {
@@ -494,9 +492,25 @@ impl<'a> Task<'a> {
                 .filter(|r| !without_time.contains(r))
                 .collect()
         };
-        match self.transform(rows, &keep, pass).await {
+        let retried = pass.attempt > 0;
+        // Nothing of the rows is pending until the SELECT has run on all of them:
+        // a stop while a lookup waits for its database leaves them to be read again.
+        let outcome = self.transform(rows, &keep, pass).await;
+        if matches!(outcome, Err(PipelineError::Interrupted)) {
+            return Err(PipelineError::Interrupted);
+        }
+        for &row in &without_time {
+            self.reject(
+                rows,
+                coordinates,
+                row,
+                "the window's event-time column is NULL, so the row belongs to no window"
+                    .to_string(),
+                retried,
+            );
+        }
+        match outcome {
             Ok(output) => self.absorb(rows, coordinates, kinds, output, pass.attempt),
-            Err(err @ PipelineError::Interrupted) => Err(err),
             // Find the rows the SELECT fails on; they go to quarantine with the reason.
             Err(_) => {
                 for row in keep {
@@ -504,12 +518,20 @@ impl<'a> Task<'a> {
                         Ok(output) => {
                             self.absorb(rows, coordinates, kinds, output, pass.attempt)?
                         }
-                        Err(err @ PipelineError::Interrupted) => return Err(err),
+                        // Some rows of the batch are pending already: stopping cleanly now would
+                        // commit them without the batch's offsets. Fail; the last commit stands.
+                        Err(PipelineError::Interrupted) => {
+                            return Err(PipelineError::Source {
+                                what: format!("pipeline {}", self.run.pipeline.pipeline.name),
+                                cause: "stopped half-way through a batch while a lookup waited for its database".to_string(),
+                            });
+                        }
                         Err(err) => self.reject(
                             rows,
                             coordinates,
                             row,
                             format!("the pipeline's SELECT failed on this record: {err}"),
+                            retried,
                         ),
                     }
                 }
@@ -568,7 +590,7 @@ impl<'a> Task<'a> {
             match missed.action {
                 MissAction::Quarantine => {
                     for row in missed.origins {
-                        self.reject(rows, coordinates, row, missed.reason.clone());
+                        self.reject(rows, coordinates, row, missed.reason.clone(), attempt > 0);
                     }
                 }
                 MissAction::Retry => {
@@ -647,7 +669,11 @@ impl<'a> Task<'a> {
                 &arrivals,
                 now_ms(),
             )?;
-            self.pending.late.push(batch);
+            if attempt > 0 {
+                self.pending.retried_late.push(batch);
+            } else {
+                self.pending.late.push(batch);
+            }
         }
         Ok(())
     }
@@ -659,9 +685,15 @@ impl<'a> Task<'a> {
         coordinates: &[(i32, i64)],
         row: usize,
         reason: String,
+        retried: bool,
     ) {
         let (partition, offset) = coordinates[row];
-        self.pending.rejected.push(Rejected {
+        let rejected = if retried {
+            &mut self.pending.retried_rejected
+        } else {
+            &mut self.pending.rejected
+        };
+        rejected.push(Rejected {
             record: SourceRecord {
                 partition,
                 offset,
@@ -718,6 +750,8 @@ impl<'a> Task<'a> {
             rows: std::mem::take(&mut self.pending.rows),
             rejected: std::mem::take(&mut self.pending.rejected),
             late: std::mem::take(&mut self.pending.late),
+            retried_rejected: std::mem::take(&mut self.pending.retried_rejected),
+            retried_late: std::mem::take(&mut self.pending.retried_late),
             offsets: std::mem::take(&mut self.pending.offsets),
             checkpoint,
         };

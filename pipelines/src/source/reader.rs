@@ -71,6 +71,8 @@ pub enum Reader {
         poll_every: Duration,
         /// Whether the end of the log was reported since the last new version.
         at_end: bool,
+        /// When the log was last read.
+        polled_at: Option<Instant>,
     },
 }
 
@@ -121,20 +123,27 @@ impl Reader {
                 schema,
                 poll_every,
                 at_end,
+                polled_at,
                 ..
             } => {
-                // Polling is not cancelled half-way: it moves the follower on.
-                if let Some((version, batches)) = follower.poll().await? {
-                    *at_end = false;
-                    return delta_batch(schema, version, &batches).map(Next::Batch);
+                // At the end of the log, it is read again every `poll_every`, however
+                // often the caller asks (a due commit asks every few milliseconds).
+                let poll_due = !*at_end || polled_at.is_none_or(|at| at.elapsed() >= *poll_every);
+                if poll_due {
+                    // Polling is not cancelled half-way: it moves the follower on.
+                    *polled_at = Some(Instant::now());
+                    if let Some((version, batches)) = follower.poll().await? {
+                        *at_end = false;
+                        return delta_batch(schema, version, &batches).map(Next::Batch);
+                    }
+                    if !*at_end {
+                        *at_end = true;
+                        return Ok(Next::CaughtUp);
+                    }
                 }
-                if !*at_end {
-                    *at_end = true;
-                    return Ok(Next::CaughtUp);
-                }
-                let wake = deadline.min(Instant::now() + *poll_every);
+                let next_poll = polled_at.unwrap_or_else(Instant::now) + *poll_every;
                 tokio::select! {
-                    _ = tokio::time::sleep_until(wake.into()) => Ok(Next::Idle),
+                    _ = tokio::time::sleep_until(deadline.min(next_poll).into()) => Ok(Next::Idle),
                     changed = stop.changed() => {
                         Ok(if changed.is_err() || *stop.borrow() { Next::Stop } else { Next::Idle })
                     }

@@ -588,12 +588,16 @@ async fn a_broadcast_table_follows_its_topic_while_the_pipeline_runs() {
     };
     assert_eq!(label_of(1).await, "N1", "read before the first lookup");
 
-    // An update, then a tombstone: orders sent after each see it once the table has read it.
-    for (payload, expected) in [
-        (Some(r#"{"region": "north", "label": "N2"}"#), "N2"),
-        (None, "NULL"),
-    ] {
-        send(&bootstrap, "region_names", &[(north, payload)]).await;
+    // An update; a tombstone; a tombstone and a new row at once: orders sent after
+    // each see it once the table has read it.
+    let steps: [(&[Option<&str>], &str); 3] = [
+        (&[Some(r#"{"region": "north", "label": "N2"}"#)], "N2"),
+        (&[None], "NULL"),
+        (&[None, Some(r#"{"region": "north", "label": "N3"}"#)], "N3"),
+    ];
+    for (payloads, expected) in steps {
+        let records: Vec<(&str, Option<&str>)> = payloads.iter().map(|p| (north, *p)).collect();
+        send(&bootstrap, "region_names", &records).await;
         let started = Instant::now();
         loop {
             let id = committed(&stats) as i64 + 1;
@@ -615,4 +619,50 @@ async fn a_broadcast_table_follows_its_topic_while_the_pipeline_runs() {
         stats.lookup_stats()[0].cache_hits.load(Ordering::Relaxed),
         0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_that_runs_out_of_retries_reaches_quarantine_after_later_commits() {
+    let Fixture {
+        url,
+        bootstrap,
+        catalog,
+        ..
+    } = &fixture(
+        "lookup_exhausted",
+        &[(1, "ann", "beijing", 0)],
+        "",
+        "SELECT /*+ LOOKUP('table'='u', 'miss'='retry', 'fixed-delay'='300ms', 'max-attempts'='2') */
+           o.order_id, o.user_id, u.name, u.city
+         FROM shop.ods_orders AS o
+         JOIN shop.dim_users FOR SYSTEM_TIME AS OF o.proc_time AS u ON o.user_id = u.id",
+    )
+    .await;
+    // A record that does not decode is quarantined at once, so the quarantine has
+    // committed past the missing user's offset long before its retries run out.
+    produce(
+        bootstrap,
+        &[
+            (0, "not json".to_string()),
+            (0, order(1, Some(9))),
+            (0, order(2, Some(1))),
+        ],
+    )
+    .await;
+    let pipeline = load_project(catalog).await.unwrap().remove(0);
+    let stats = run_to_end(catalog, pipeline).await;
+    assert_eq!(stats.rows_committed.load(Ordering::Relaxed), 1);
+    assert!(stats.commits.load(Ordering::Relaxed) >= 2);
+    let quarantined = rows(
+        catalog,
+        "SELECT \"offset\", reason FROM shop.dwd_orders__quarantine ORDER BY \"offset\"",
+    )
+    .await;
+    assert_eq!(quarantined.len(), 2, "{quarantined:?}");
+    assert_eq!(quarantined[1][0], "1");
+    assert!(
+        quarantined[1][1].contains("after 2 retries"),
+        "{quarantined:?}"
+    );
+    drop_mysql_database(url).await;
 }
