@@ -256,9 +256,24 @@ fn print_progress(registry: &Registry, started: Instant) {
             ),
             None => "no watermark yet".to_string(),
         };
+        let lookups: String = t
+            .lookups
+            .iter()
+            .map(|l| {
+                format!(
+                    ", lookup {} {:.0} % cached, {:.1} queries/1k rows",
+                    l.join,
+                    l.cache_hit_rate * 100.0,
+                    l.queries_per_1k_rows
+                )
+            })
+            .collect();
         eprintln!(
-            "[{elapsed:>4}s] {}: {} records in, {} rows committed, {} quarantined, {} late, {} commits, {lag}",
+            "[{elapsed:>4}s] {}: {} records in, {} rows committed, {} quarantined, {} late, {} commits, {lag}{lookups}",
             t.name, t.records_in, t.rows_committed, t.quarantined_rows, t.late_rows, t.commits,
         );
+        if let Some(reason) = &t.degraded_reason {
+            eprintln!("[{elapsed:>4}s] {}: DEGRADED: {reason}", t.name);
+        }
     }
 }

@@ -77,8 +77,31 @@ fn the_demo_builds_every_layer_and_keeps_its_tables() {
         metrics.contains("strata_rows_committed_total{table=\"shop.dwd_orders\""),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("# TYPE strata_lookup_queries_total counter")
+            && metrics.contains("strata_degraded{table=\"shop.dwd_orders\""),
+        "{metrics}"
+    );
     let pipelines = json(&http_get(port, "/api/v1/pipelines").unwrap());
-    assert_eq!(pipelines.as_array().unwrap().len(), 6, "{pipelines}");
+    let pipelines = pipelines.as_array().unwrap();
+    assert_eq!(pipelines.len(), 6, "{pipelines:?}");
+    // The DWD orders look their city and product up in the embedded DIM tables.
+    let dwd_orders = pipelines
+        .iter()
+        .find(|p| p["name"] == "shop.dwd_orders")
+        .unwrap();
+    assert_eq!(dwd_orders["status"], "running", "{dwd_orders}");
+    let joins: Vec<&str> = dwd_orders["lookups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["join"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        joins,
+        ["c (shop.dim_cities)", "p (shop.dim_products)"],
+        "{dwd_orders}"
+    );
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());
     let summary = json(&String::from_utf8_lossy(&output.stdout));
