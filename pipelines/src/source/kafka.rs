@@ -94,68 +94,100 @@ impl KafkaSource {
         partitions: &[i32],
     ) -> Result<BTreeMap<i32, i64>> {
         let consumer = consumer(target, group)?;
+        let topic = &target.topic;
         let failed = |err: KafkaError| kafka_error(target, &err.to_string());
+        // One ListOffsets request for every partition (the beginning, the end, or
+        // the first offset at a timestamp), rather than one per partition.
+        let offsets_at = |position: Offset| -> Result<BTreeMap<i32, Option<i64>>> {
+            let mut query = TopicPartitionList::new();
+            for &partition in partitions {
+                query
+                    .add_partition_offset(topic, partition, position)
+                    .map_err(failed)?;
+            }
+            let found = consumer
+                .offsets_for_times(query, METADATA_TIMEOUT)
+                .map_err(failed)?;
+            Ok(partitions
+                .iter()
+                .map(|&partition| {
+                    let offset = match found.find_partition(topic, partition).map(|e| e.offset()) {
+                        Some(Offset::Offset(offset)) => Some(offset),
+                        _ => None,
+                    };
+                    (partition, offset)
+                })
+                .collect())
+        };
+        let bound = |offsets: &BTreeMap<i32, Option<i64>>, partition: i32, which: &str| {
+            offsets[&partition].ok_or_else(|| {
+                kafka_error(
+                    target,
+                    &format!("partition {partition} did not report its {which} offset"),
+                )
+            })
+        };
+        let low = offsets_at(Offset::Beginning)?;
+        let high = offsets_at(Offset::End)?;
+        let chosen = match startup {
+            StartupMode::EarliestOffset | StartupMode::LatestOffset => None,
+            StartupMode::GroupOffsets => {
+                let mut query = TopicPartitionList::new();
+                for &partition in partitions {
+                    query.add_partition(topic, partition);
+                }
+                let committed = consumer
+                    .committed_offsets(query, METADATA_TIMEOUT)
+                    .map_err(failed)?;
+                Some(
+                    partitions
+                        .iter()
+                        .map(|&partition| {
+                            let offset = match committed
+                                .find_partition(topic, partition)
+                                .map(|e| e.offset())
+                            {
+                                Some(Offset::Offset(offset)) => Some(offset),
+                                _ => None,
+                            };
+                            (partition, offset)
+                        })
+                        .collect::<BTreeMap<_, _>>(),
+                )
+            }
+            StartupMode::Timestamp { millis } => Some(offsets_at(Offset::Offset(*millis))?),
+        };
         let mut starts = BTreeMap::new();
         for &partition in partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(&target.topic, partition, METADATA_TIMEOUT)
-                .map_err(failed)?;
-            let mut query = TopicPartitionList::new();
-            let start = match startup {
-                StartupMode::EarliestOffset => low,
-                StartupMode::LatestOffset => high,
-                StartupMode::GroupOffsets => {
-                    query.add_partition(&target.topic, partition);
-                    let committed = consumer
-                        .committed_offsets(query, METADATA_TIMEOUT)
-                        .map_err(failed)?;
-                    match committed
-                        .find_partition(&target.topic, partition)
-                        .map(|e| e.offset())
-                    {
-                        Some(Offset::Offset(offset)) => offset,
-                        _ => low,
-                    }
-                }
-                StartupMode::Timestamp { millis } => {
-                    query
-                        .add_partition_offset(&target.topic, partition, Offset::Offset(*millis))
-                        .map_err(failed)?;
-                    let found = consumer
-                        .offsets_for_times(query, METADATA_TIMEOUT)
-                        .map_err(failed)?;
-                    match found
-                        .find_partition(&target.topic, partition)
-                        .map(|e| e.offset())
-                    {
-                        Some(Offset::Offset(offset)) => offset,
-                        _ => high,
-                    }
-                }
+            let (low, high) = (
+                bound(&low, partition, "earliest")?,
+                bound(&high, partition, "latest")?,
+            );
+            let start = match (startup, chosen.as_ref().and_then(|c| c[&partition])) {
+                (StartupMode::EarliestOffset, _) => low,
+                (StartupMode::LatestOffset, _) => high,
+                (StartupMode::GroupOffsets, Some(committed)) => committed,
+                (StartupMode::GroupOffsets, None) => low,
+                (StartupMode::Timestamp { .. }, Some(at)) => at,
+                (StartupMode::Timestamp { .. }, None) => high,
             };
             starts.insert(partition, start.clamp(low, high));
         }
         Ok(starts)
     }
 
-    /// Starts reading every partition right after the offset `resume` gives
-    /// for it (the last offset the targets committed).
+    /// Starts reading the partitions `resume` names (the caller listed them),
+    /// each right after the offset it gives (the last one the targets committed).
     pub fn start(
         target: KafkaTarget,
         group: &str,
         resume: &BTreeMap<i32, i64>,
         batch_records: usize,
     ) -> Result<Self> {
-        let partitions = Self::partitions(&target)?;
+        let partitions: Vec<i32> = resume.keys().copied().collect();
         let consumer = consumer(&target, group)?;
         let mut assignment = TopicPartitionList::new();
-        for &partition in &partitions {
-            let last = resume.get(&partition).ok_or_else(|| {
-                kafka_error(
-                    &target,
-                    &format!("partition {partition} appeared after the pipeline started; restart it to read the new partition"),
-                )
-            })?;
+        for (&partition, &last) in resume {
             assignment
                 .add_partition_offset(&target.topic, partition, Offset::Offset(last + 1))
                 .map_err(|err| kafka_error(&target, &err.to_string()))?;
