@@ -39,11 +39,79 @@ enum Step {
     Select(Vec<usize>),
     /// Add a dimension's columns (an async, cached lookup).
     Lookup(Arc<LookupJoin>),
+    /// One row per element of list columns (`unnest(…)` in the SELECT list).
+    Unnest(UnnestStep),
     Filter(Arc<dyn PhysicalExpr>),
     Project {
         exprs: Vec<Arc<dyn PhysicalExpr>>,
         schema: SchemaRef,
     },
+}
+
+/// DataFusion's unnest, run on each batch, with a column of each row's
+/// position carried through so that output rows know their input row.
+#[derive(Debug)]
+struct UnnestStep {
+    lists: Vec<datafusion::physical_plan::unnest::ListUnnest>,
+    structs: Vec<usize>,
+    /// The output schema, with the position column last.
+    schema: SchemaRef,
+    options: datafusion::common::UnnestOptions,
+}
+
+/// The column an unnest step carries each row's position in.
+const POSITION: &str = "__strata_position";
+
+impl UnnestStep {
+    async fn run(&self, traced: Traced) -> Result<Traced> {
+        use datafusion::physical_plan::ExecutionPlan;
+        let Traced { batch, origins } = traced;
+        let positions = UInt32Array::from_iter_values(0..batch.num_rows() as u32);
+        let input = with_column(
+            &batch,
+            arrow::datatypes::Field::new(POSITION, arrow::datatypes::DataType::UInt32, false),
+            Arc::new(positions),
+        )?;
+        let evaluation =
+            |err: datafusion::error::DataFusionError| PipelineError::Evaluation(err.to_string());
+        let source = datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
+            &[vec![input.clone()]],
+            input.schema(),
+            None,
+        )
+        .map_err(evaluation)?;
+        let unnest = datafusion::physical_plan::unnest::UnnestExec::new(
+            source,
+            self.lists.clone(),
+            self.structs.clone(),
+            self.schema.clone(),
+            self.options.clone(),
+        )
+        .map_err(evaluation)?;
+        let context = Arc::new(datafusion::execution::TaskContext::default());
+        let out =
+            datafusion::physical_plan::collect(Arc::new(unnest) as Arc<dyn ExecutionPlan>, context)
+                .await
+                .map_err(evaluation)?;
+        let out = arrow::compute::concat_batches(&self.schema, &out)?;
+        let positions = out.num_columns() - 1;
+        let position = out
+            .column(positions)
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .expect("positions are UInt32")
+            .clone();
+        let origins = position
+            .values()
+            .iter()
+            .map(|&p| origins[p as usize])
+            .collect();
+        let keep: Vec<usize> = (0..positions).collect();
+        Ok(Traced {
+            batch: out.project(&keep)?,
+            origins,
+        })
+    }
 }
 
 /// A batch on its way through the steps, with each row's position in the input.
@@ -206,6 +274,7 @@ impl CompiledPlan {
                         origins: rows.iter().map(|&r| traced.origins[r]).collect(),
                     }
                 }
+                Step::Unnest(unnest) => unnest.run(traced).await?,
                 other => run_step(other, traced)?,
             };
         }
@@ -265,6 +334,11 @@ fn run_step(step: &Step, traced: Traced) -> Result<Traced> {
                 join.alias
             )));
         }
+        Step::Unnest(_) => {
+            return Err(PipelineError::Evaluation(
+                "unnest runs before the aggregation only".to_string(),
+            ));
+        }
         Step::Select(indices) => Traced {
             batch: batch.project(indices)?,
             origins,
@@ -317,6 +391,23 @@ fn run_step(step: &Step, traced: Traced) -> Result<Traced> {
             }
         }
     })
+}
+
+/// `batch` with one more column at the end.
+pub fn with_column(
+    batch: &RecordBatch,
+    field: arrow::datatypes::Field,
+    column: arrow::array::ArrayRef,
+) -> Result<RecordBatch> {
+    let mut fields: Vec<arrow::datatypes::FieldRef> =
+        batch.schema().fields().iter().cloned().collect();
+    fields.push(Arc::new(field));
+    let mut columns = batch.columns().to_vec();
+    columns.push(column);
+    Ok(RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// `schema`'s fields, every one nullable: for rows that may lack any value.
@@ -486,6 +577,11 @@ impl Compiler<'_> {
                     exprs,
                     schema: Arc::new(projection.schema.as_arrow().clone()),
                 });
+                Ok(())
+            }
+            LogicalPlan::Unnest(unnest) if self.aggregate.is_none() => {
+                self.compile(&unnest.input, steps)?;
+                steps.push(Step::Unnest(compile_unnest(unnest)));
                 Ok(())
             }
             LogicalPlan::Join(join) if self.aggregate.is_none() => {
@@ -763,5 +859,31 @@ fn dimension_side(
             }
             _ => return None,
         }
+    }
+}
+
+/// An unnest node as a step, its output schema with the position column last.
+fn compile_unnest(unnest: &datafusion::logical_expr::Unnest) -> UnnestStep {
+    let mut fields: Vec<arrow::datatypes::FieldRef> =
+        unnest.schema.as_arrow().fields().iter().cloned().collect();
+    fields.push(Arc::new(arrow::datatypes::Field::new(
+        POSITION,
+        arrow::datatypes::DataType::UInt32,
+        false,
+    )));
+    UnnestStep {
+        lists: unnest
+            .list_type_columns
+            .iter()
+            .map(
+                |(index, list)| datafusion::physical_plan::unnest::ListUnnest {
+                    index_in_input_schema: *index,
+                    depth: list.depth,
+                },
+            )
+            .collect(),
+        structs: unnest.struct_type_columns.clone(),
+        schema: Arc::new(arrow::datatypes::Schema::new(fields)),
+        options: unnest.options.clone(),
     }
 }

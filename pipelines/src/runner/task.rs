@@ -787,19 +787,11 @@ struct Transformed {
 
 /// Marks rows that delete their key (the upsert sink reads the marker).
 fn with_delete_marker(batch: &RecordBatch, deletes: Vec<bool>) -> Result<RecordBatch> {
-    let mut fields: Vec<arrow::datatypes::FieldRef> =
-        batch.schema().fields().iter().cloned().collect();
-    fields.push(Arc::new(arrow::datatypes::Field::new(
-        DELETE_MARKER,
-        arrow::datatypes::DataType::Boolean,
-        false,
-    )));
-    let mut columns = batch.columns().to_vec();
-    columns.push(Arc::new(arrow::array::BooleanArray::from(deletes)));
-    Ok(RecordBatch::try_new(
-        Arc::new(arrow::datatypes::Schema::new(fields)),
-        columns,
-    )?)
+    crate::transform::with_column(
+        batch,
+        arrow::datatypes::Field::new(DELETE_MARKER, arrow::datatypes::DataType::Boolean, false),
+        Arc::new(arrow::array::BooleanArray::from(deletes)),
+    )
 }
 
 /// The largest event time of each partition's rows in a batch.
