@@ -26,6 +26,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::aggregate::accumulator::{AggFunction, AggregateCall};
 use crate::aggregate::{AggregatePlan, GroupRole};
 use crate::error::{PipelineError, Result};
+use crate::lag::{LagStep, LagWrites};
 use crate::lookup::dimension::Dimension;
 use crate::lookup::spec::LookupSpec;
 use crate::lookup::{DimensionSide, LookupJoin, LookupJoinParts, LookupPass, MissAction, SideStep};
@@ -41,6 +42,8 @@ enum Step {
     Lookup(Arc<LookupJoin>),
     /// One row per element of list columns (`unnest(…)` in the SELECT list).
     Unnest(UnnestStep),
+    /// The previous value of the row's partition (`LAG(…) OVER (PARTITION BY …)`), from state.
+    Lag(Arc<LagStep>),
     Filter(Arc<dyn PhysicalExpr>),
     Project {
         exprs: Vec<Arc<dyn PhysicalExpr>>,
@@ -130,11 +133,13 @@ pub struct Missed {
 }
 
 /// The steps before the aggregation, run on a batch: the rows that came
-/// through, and those lookup joins set aside.
+/// through, those lookup joins set aside, and the state `LAG` leaves (to apply
+/// once the rows have gone through).
 #[derive(Debug)]
 pub struct Prepared {
     pub traced: Traced,
     pub missed: Vec<Missed>,
+    pub lag_writes: Vec<(Arc<LagStep>, LagWrites)>,
 }
 
 /// A lookup join's dimension, resolved against the catalog, waiting for the
@@ -173,7 +178,7 @@ impl CompiledPlan {
             PipelineError::Invalid {
             location: pipeline.target.location.clone(),
             message: format!("{what} is not supported in streaming pipelines yet"),
-            hint: Some("pipelines run projections, filters, casts, CASE, scalar functions, lookup joins (FOR SYSTEM_TIME AS OF) and one GROUP BY (over a window TVF or not) over one table".to_string()),
+            hint: Some("pipelines run projections, filters, casts, CASE, scalar functions, unnest, LAG, lookup joins (FOR SYSTEM_TIME AS OF) and one GROUP BY (over a window TVF or not) over one table".to_string()),
         }
         };
         refuse_wall_clock_functions(valid)?;
@@ -226,6 +231,14 @@ impl CompiledPlan {
         })
     }
 
+    /// The plan's `LAG` steps, in order.
+    pub fn lags(&self) -> impl Iterator<Item = &Arc<LagStep>> {
+        self.pre.iter().filter_map(|step| match step {
+            Step::Lag(lag) => Some(lag),
+            _ => None,
+        })
+    }
+
     /// The plan's lookup joins.
     pub fn lookups(&self) -> impl Iterator<Item = &Arc<LookupJoin>> {
         self.pre.iter().filter_map(|step| match step {
@@ -252,8 +265,19 @@ impl CompiledPlan {
             },
         };
         let mut missed: Vec<Missed> = Vec::new();
+        let mut lag_writes = Vec::new();
         for step in &self.pre {
             traced = match step {
+                Step::Lag(lag) => {
+                    let (previous, writes) = lag.run(&traced.batch)?;
+                    lag_writes.push((lag.clone(), writes));
+                    let field =
+                        arrow::datatypes::Field::new("__lag", previous.data_type().clone(), true);
+                    Traced {
+                        batch: with_column(&traced.batch, field, previous)?,
+                        origins: traced.origins,
+                    }
+                }
                 Step::Lookup(join) => {
                     let (batch, rows, misses) = join.join(&traced.batch, pass).await?;
                     if let Some(misses) = misses {
@@ -296,7 +320,11 @@ impl CompiledPlan {
                     .collect(),
             };
         }
-        Ok(Prepared { traced, missed })
+        Ok(Prepared {
+            traced,
+            missed,
+            lag_writes,
+        })
     }
 
     /// The input rows that have no event time for the window TVF.
@@ -334,9 +362,9 @@ fn run_step(step: &Step, traced: Traced) -> Result<Traced> {
                 join.alias
             )));
         }
-        Step::Unnest(_) => {
+        Step::Unnest(_) | Step::Lag(_) => {
             return Err(PipelineError::Evaluation(
-                "unnest runs before the aggregation only".to_string(),
+                "unnest and LAG run before the aggregation only".to_string(),
             ));
         }
         Step::Select(indices) => Traced {
@@ -579,6 +607,15 @@ impl Compiler<'_> {
                 });
                 Ok(())
             }
+            LogicalPlan::Window(window) if self.aggregate.is_none() => {
+                self.compile(&window.input, steps)?;
+                for expr in &window.window_expr {
+                    steps.push(Step::Lag(Arc::new(
+                        self.compile_lag(expr, window.input.schema())?,
+                    )));
+                }
+                Ok(())
+            }
             LogicalPlan::Unnest(unnest) if self.aggregate.is_none() => {
                 self.compile(&unnest.input, steps)?;
                 steps.push(Step::Unnest(compile_unnest(unnest)));
@@ -600,6 +637,63 @@ impl Compiler<'_> {
                 other.display()
             ))),
         }
+    }
+
+    /// `LAG(value [, 1 [, default]]) OVER (PARTITION BY …)`, the one window
+    /// function a stream runs (in arrival order).
+    fn compile_lag(
+        &self,
+        expr: &datafusion::logical_expr::Expr,
+        input: &DFSchema,
+    ) -> Result<LagStep> {
+        use datafusion::logical_expr::{Expr, WindowFunctionDefinition};
+        let inner = match expr {
+            Expr::Alias(alias) => alias.expr.as_ref(),
+            other => other,
+        };
+        let refuse = || {
+            (self.unsupported)(format!(
+                "the window function {expr} (streams run LAG(value [, 1 [, default]]) OVER (PARTITION BY …), in arrival order)"
+            ))
+        };
+        let Expr::WindowFunction(function) = inner else {
+            return Err(refuse());
+        };
+        let is_lag = matches!(&function.fun, WindowFunctionDefinition::WindowUDF(udf) if udf.name().eq_ignore_ascii_case("lag"));
+        let params = &function.params;
+        if !is_lag || params.filter.is_some() || params.distinct {
+            return Err(refuse());
+        }
+        let (value, default) = match params.args.as_slice() {
+            [_, offset] | [_, offset, _] if !is_one(offset) => {
+                let offset = match offset {
+                    Expr::Literal(value, _) => value.to_string(),
+                    other => other.to_string(),
+                };
+                return Err((self.unsupported)(format!(
+                    "LAG with the offset {offset} (streams look back one row)"
+                )));
+            }
+            [value] | [value, _] => (value, None),
+            [value, _, default] => (value, Some(default)),
+            _ => return Err(refuse()),
+        };
+        let typed = |expr: &Expr| -> Result<(Arc<dyn PhysicalExpr>, DataType)> {
+            let data_type = expr
+                .get_type(input)
+                .map_err(|err| (self.unsupported)(format!("{expr} ({err})")))?;
+            Ok((self.physical(expr, input)?, data_type))
+        };
+        let partition = params
+            .partition_by
+            .iter()
+            .map(typed)
+            .collect::<Result<Vec<_>>>()?;
+        LagStep::new(
+            partition,
+            typed(value)?,
+            default.map(|d| self.physical(d, input)).transpose()?,
+        )
     }
 
     /// A join whose right side is a dimension named `FOR SYSTEM_TIME AS OF`:
@@ -886,4 +980,19 @@ fn compile_unnest(unnest: &datafusion::logical_expr::Unnest) -> UnnestStep {
         schema: Arc::new(arrow::datatypes::Schema::new(fields)),
         options: unnest.options.clone(),
     }
+}
+
+/// Whether a LAG offset is the literal 1.
+fn is_one(expr: &datafusion::logical_expr::Expr) -> bool {
+    use datafusion::common::ScalarValue;
+    matches!(
+        expr,
+        datafusion::logical_expr::Expr::Literal(
+            ScalarValue::Int64(Some(1))
+                | ScalarValue::Int32(Some(1))
+                | ScalarValue::UInt64(Some(1))
+                | ScalarValue::UInt32(Some(1)),
+            _
+        )
+    )
 }

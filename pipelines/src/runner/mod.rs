@@ -168,6 +168,12 @@ impl PipelineRun {
                 "writing a Kafka topic from a table that is not a Kafka topic (its offsets commit in the topic's transaction)",
             ));
         }
+        if plan.lags().next().is_some() && plan.lookups().any(|join| join.retries()) {
+            return Err(unsupported(
+                pipeline,
+                "LAG together with 'miss' = 'retry' (a row set aside would move its partition's LAG on twice)",
+            ));
+        }
         if is_changelog(source) && plan.lookups().any(|join| join.retries()) {
             return Err(unsupported(
                 pipeline,

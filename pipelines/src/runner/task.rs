@@ -220,7 +220,8 @@ impl<'a> Task<'a> {
             interval,
         };
         let retries = task.plan.lookups().any(|join| join.retries());
-        if task.plan.aggregate.is_some() || retries {
+        let lags = task.plan.lags().next().is_some();
+        if task.plan.aggregate.is_some() || retries || lags {
             task.open_state(source, target_location, &partitions)
                 .await?;
         }
@@ -285,6 +286,11 @@ impl<'a> Task<'a> {
             state = AggregateState::decode(&mut input)?;
             if !input.is_done() {
                 parked.decode(&mut input)?;
+            }
+            if !input.is_done() {
+                for lag in self.plan.lags() {
+                    lag.decode(&mut input)?;
+                }
             }
             if !input.is_done() {
                 return Err(input.corrupt("bytes left over"));
@@ -575,6 +581,7 @@ impl<'a> Task<'a> {
             traced: Traced { batch, origins },
             missed,
             aggregate,
+            lag_writes: prepared.lag_writes,
         })
     }
 
@@ -586,6 +593,9 @@ impl<'a> Task<'a> {
         output: Transformed,
         attempt: u32,
     ) -> Result<()> {
+        for (lag, writes) in output.lag_writes {
+            lag.apply(writes);
+        }
         for missed in output.missed {
             match missed.action {
                 MissAction::Quarantine => {
@@ -741,6 +751,9 @@ impl<'a> Task<'a> {
             }
             stateful.state.encode(&mut out);
             stateful.parked.encode(&mut out);
+            for lag in self.plan.lags() {
+                lag.encode(&mut out);
+            }
             checkpoint = Some((stateful.next_checkpoint, out.bytes));
             stateful.next_checkpoint += 1;
         }
@@ -783,6 +796,8 @@ struct Transformed {
     traced: Traced,
     missed: Vec<Missed>,
     aggregate: bool,
+    /// The state `LAG` leaves, applied once the rows are absorbed.
+    lag_writes: Vec<(Arc<crate::lag::LagStep>, crate::lag::LagWrites)>,
 }
 
 /// Marks rows that delete their key (the upsert sink reads the marker).

@@ -331,28 +331,58 @@ async fn latest_offset_starts_are_recorded_so_a_restart_misses_nothing() {
     );
 }
 
+/// Writes `sql` as the project's pipeline and returns why its start-up check refuses it.
+async fn refusal(dir: &tempfile::TempDir, catalog: &Catalog, sql: &str) -> String {
+    std::fs::write(dir.path().join("pipelines/dwd/dwd_orders.sql"), sql).unwrap();
+    let run = PipelineRun {
+        catalog: catalog.clone(),
+        pipeline: load_project(catalog).await.unwrap().remove(0),
+        stats: Arc::new(TableStats::new()),
+        mode: RunMode::UntilCaughtUp,
+    };
+    run.check().await.unwrap_err().to_string()
+}
+
 #[tokio::test]
 async fn wall_clock_functions_are_refused_before_anything_runs() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("orders", 1, 1).unwrap();
     let (dir, catalog) = setup(&cluster.bootstrap_servers()).await;
-    std::fs::write(
-        dir.path().join("pipelines/dwd/dwd_orders.sql"),
+    let err = refusal(
+        &dir,
+        &catalog,
         "INSERT INTO shop.dwd_orders\nSELECT order_id, amount, city, true, order_time FROM shop.ods_orders\nWHERE order_time < NOW()",
     )
-    .unwrap();
-    let run = PipelineRun {
-        catalog: catalog.clone(),
-        pipeline: load_project(&catalog).await.unwrap().remove(0),
-        stats: Arc::new(TableStats::new()),
-        mode: RunMode::UntilCaughtUp,
-    };
-    let err = run.check().await.unwrap_err().to_string();
+    .await;
     assert!(
         err.contains("dwd_orders.sql:3:20: NOW() would be evaluated once"),
         "{err}"
     );
     assert!(err.contains("PROCTIME()"), "{err}");
+}
+
+#[tokio::test]
+async fn window_functions_other_than_lag_by_one_are_refused_before_anything_runs() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 1, 1).unwrap();
+    let (dir, catalog) = setup(&cluster.bootstrap_servers()).await;
+    for (select, expected) in [
+        (
+            "LAG(city, 2) OVER (PARTITION BY order_id ORDER BY order_time)",
+            "LAG with the offset 2",
+        ),
+        (
+            "FIRST_VALUE(city) OVER (PARTITION BY order_id ORDER BY order_time)",
+            "streams run LAG(value [, 1 [, default]])",
+        ),
+    ] {
+        let sql = format!(
+            "INSERT INTO shop.dwd_orders\nSELECT order_id, amount, {select}, true, order_time FROM shop.ods_orders"
+        );
+        let err = refusal(&dir, &catalog, &sql).await;
+        assert!(err.contains(expected), "{err}");
+        assert!(err.contains("dwd_orders.sql"), "{err}");
+    }
 }
 
 #[tokio::test]
