@@ -9,9 +9,13 @@
 //!                   DIM (cities, products) in the catalog's embedded SQL store
 //! ```
 //!
+//! `--example iot` runs `examples/iot` instead (see [`iot`]).
+//!
 //! The project is written to the demo directory (default `./strata-demo`) and
 //! stays there, so its tables can be queried after the demo stops. Starting the
 //! demo again in the same directory starts it afresh.
+
+mod iot;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -96,8 +100,18 @@ const DEMO_CATALOG: [&str; 5] = [
 /// Marks a directory as the demo's, so that a new demo may replace it.
 const MARKER: &str = ".strata-demo";
 
+/// Which example the demo runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Example {
+    /// An e-commerce shop: orders, page views, price changes.
+    Shop,
+    /// Devices' point values, named and checked against alarm rules.
+    Iot,
+}
+
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
+    pub example: Example,
     pub dir: PathBuf,
     pub duration: Option<Duration>,
     /// Event time runs this many times faster than the wall clock (starting an hour ago when > 1).
@@ -105,15 +119,11 @@ pub struct DemoOptions {
     pub progress: bool,
 }
 
-/// What the generator wrote.
-#[derive(Debug, Default, Serialize)]
-pub struct EventsProduced {
-    pub orders: u64,
-    pub page_views: u64,
-    pub price_changes: u64,
-    pub malformed: u64,
-    pub late_orders: u64,
-}
+/// What the generator wrote, by kind of event.
+pub type EventsProduced = std::collections::BTreeMap<&'static str, u64>;
+
+/// A generator's loop: produce until told to stop, at `speed` times the wall clock.
+type Generate = fn(&ThreadedProducer<DefaultProducerContext>, &AtomicBool, u32) -> EventsProduced;
 
 #[derive(Debug, Serialize)]
 pub struct DemoSummary {
@@ -126,31 +136,49 @@ pub struct DemoSummary {
 /// Writes the project, starts the mock cluster and the generator, and returns
 /// the catalog to run; the returned guard keeps the cluster and generator alive.
 pub async fn prepare(options: &DemoOptions) -> anyhow::Result<(Catalog, Generator)> {
+    if options.example == Example::Iot {
+        return iot::prepare(options).await;
+    }
     let dir = &options.dir;
     reset_dir(dir)?;
+    let (cluster, bootstrap) =
+        start_cluster(&[("orders", 3), ("page_views", 3), ("price_changes", 1)])?;
+    write_project(dir, &PROJECT_FILES, &bootstrap)?;
+    let catalog = Catalog::open(Project::load(dir)?).await?;
+    let files: Vec<PathBuf> = DEMO_CATALOG.iter().map(|f| dir.join(f)).collect();
+    catalog.register_files(&files, RegisterMode::Create).await?;
+    seed_dimensions(&catalog).await?;
+    let generator = Generator::start(cluster, &bootstrap, options.speed, generate)?;
+    Ok((catalog, generator))
+}
+
+/// The mock cluster with `topics` (name, partitions), and its bootstrap address.
+fn start_cluster(
+    topics: &[(&str, i32)],
+) -> anyhow::Result<(MockCluster<'static, DefaultProducerContext>, String)> {
     let cluster = MockCluster::new(1).context("starting the Kafka mock cluster")?;
-    for (topic, partitions) in [("orders", 3), ("page_views", 3), ("price_changes", 1)] {
+    for &(topic, partitions) in topics {
         cluster
             .create_topic(topic, partitions, 1)
             .with_context(|| format!("creating the topic {topic}"))?;
     }
     let bootstrap = cluster.bootstrap_servers();
-    for (path, text) in PROJECT_FILES {
+    Ok((cluster, bootstrap))
+}
+
+/// Writes an example's files into `dir`, pointing its Kafka connection at `bootstrap`.
+fn write_project(dir: &Path, files: &[(&str, &str)], bootstrap: &str) -> anyhow::Result<()> {
+    for &(path, text) in files {
         let file = dir.join(path);
         std::fs::create_dir_all(file.parent().expect("files are in folders"))?;
         let text = if path == "strata.toml" {
-            text.replace("127.0.0.1:9092", &bootstrap)
+            text.replace("127.0.0.1:9092", bootstrap)
         } else {
             text.to_string()
         };
         std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
     }
-    let catalog = Catalog::open(Project::load(dir)?).await?;
-    let files: Vec<PathBuf> = DEMO_CATALOG.iter().map(|f| dir.join(f)).collect();
-    catalog.register_files(&files, RegisterMode::Create).await?;
-    seed_dimensions(&catalog).await?;
-    let generator = Generator::start(cluster, &bootstrap, options.speed)?;
-    Ok((catalog, generator))
+    Ok(())
 }
 
 /// Runs the demo until Ctrl-C or `duration`.
@@ -267,6 +295,7 @@ impl Generator {
         cluster: MockCluster<'static, DefaultProducerContext>,
         bootstrap: &str,
         speed: u32,
+        generate: Generate,
     ) -> anyhow::Result<Self> {
         let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
@@ -391,11 +420,11 @@ fn generate(
     }
     let _ = producer.flush(Duration::from_secs(5));
     let [orders, page_views, price_changes, malformed, late_orders] = counts;
-    EventsProduced {
-        orders,
-        page_views,
-        price_changes,
-        malformed,
-        late_orders,
-    }
+    EventsProduced::from([
+        ("orders", orders),
+        ("page_views", page_views),
+        ("price_changes", price_changes),
+        ("malformed", malformed),
+        ("late_orders", late_orders),
+    ])
 }

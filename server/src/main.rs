@@ -73,6 +73,9 @@ enum Command {
         port: u16,
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
+        /// The example to run: the shop (examples/shop) or the IoT alarms (examples/iot).
+        #[arg(long, value_enum, default_value = "shop")]
+        example: demo::Example,
     },
     /// Compact a Delta table's small files and checkpoint its log.
     Optimize { table: String },
@@ -271,6 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             speed,
             port,
             host,
+            example,
         } => {
             // The global --project defaults to "."; the demo's own default is ./strata-demo.
             let dir = if cli.project == Path::new(".") {
@@ -279,6 +283,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cli.project.clone()
             };
             let options = demo::DemoOptions {
+                example,
                 dir,
                 duration,
                 speed,
@@ -287,7 +292,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (catalog, generator) = demo::prepare(&options).await?;
             let listener = bind(&host, port).await?;
             eprintln!(
-                "strata demo in {}: events flow into a Kafka mock cluster, pipelines build ODS → DWD → DWS → APP; API on http://{}/api/v1 (Ctrl-C stops)",
+                "strata demo in {}: events flow into a Kafka mock cluster, pipelines build the layers from ODS up; API on http://{}/api/v1 (Ctrl-C stops)",
                 options.dir.display(),
                 listener.local_addr()?
             );
@@ -300,18 +305,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             match format {
                 Format::Json => print_json(&summary),
                 Format::Table => {
-                    let events = &summary.events;
-                    println!(
-                        "produced {} orders ({} very late), {} page views, {} price changes, {} malformed records",
-                        events.orders,
-                        events.late_orders,
-                        events.page_views,
-                        events.price_changes,
-                        events.malformed
-                    );
+                    let events: Vec<String> = summary
+                        .events
+                        .iter()
+                        .map(|(kind, count)| format!("{count} {}", kind.replace('_', " ")))
+                        .collect();
+                    println!("produced {}", events.join(", "));
                     println!("{}", run_table(&summary.run));
+                    let table = match example {
+                        demo::Example::Shop => "shop.app_city_gmv",
+                        demo::Example::Iot => "iot.app_alarm_transitions",
+                    };
                     println!(
-                        "the tables stay in {}: strata --project {} query \"SELECT * FROM shop.app_city_gmv\"",
+                        "the tables stay in {}: strata --project {} query \"SELECT * FROM {table}\"",
                         summary.project, summary.project
                     );
                 }

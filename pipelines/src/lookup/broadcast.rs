@@ -48,6 +48,7 @@ pub struct BroadcastTable {
     rows: Arc<Mutex<Rows>>,
     caught_up: watch::Receiver<bool>,
     follower: tokio::task::JoinHandle<()>,
+    _source: KafkaSource,
 }
 
 impl Drop for BroadcastTable {
@@ -95,6 +96,10 @@ impl BroadcastTable {
                 .map(|(partition, start)| (partition, start - 1))
                 .collect();
         let mut source = KafkaSource::start(target, &group, &resume, 10_000)?;
+        // The follower reads the events; the table keeps the source, so that dropping
+        // the table stops the consumer at once (before whatever owns the brokers goes).
+        let (_, closed) = tokio::sync::mpsc::channel(1);
+        let mut events = std::mem::replace(&mut source.events, closed);
         let rows = Arc::new(Mutex::new(Rows {
             by_key: HashMap::new(),
             converter: RowConverter::new(fields(&schema))?,
@@ -105,7 +110,7 @@ impl BroadcastTable {
         let name = def.name.to_string();
         let (shared, table) = (rows.clone(), name.clone());
         let follower = tokio::spawn(async move {
-            while let Some(event) = source.events.recv().await {
+            while let Some(event) = events.recv().await {
                 match event {
                     SourceEvent::Records(records) => {
                         let mut rows = shared.lock().expect("not poisoned");
@@ -128,6 +133,7 @@ impl BroadcastTable {
             rows,
             caught_up,
             follower,
+            _source: source,
         })
     }
 

@@ -200,3 +200,84 @@ fn the_demo_builds_every_layer_and_keeps_its_tables() {
             < 1000
     );
 }
+
+#[test]
+fn the_iot_demo_names_points_and_emits_each_alarm_transition_once() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("iot");
+    let out = strata_ok(
+        &dir,
+        &[
+            "demo",
+            "--example",
+            "iot",
+            "--for",
+            "12s",
+            "--speed",
+            "30",
+            "--port",
+            "0",
+            "--format",
+            "json",
+        ],
+    );
+    let summary = json(&out);
+    assert!(
+        summary["events"]["readings"].as_u64().unwrap() > 100,
+        "{summary}"
+    );
+    let values = table(&summary, "iot.dwd_point_values");
+    assert!(values["rows_committed"].as_u64().unwrap() > 500, "{values}");
+    // Malformed uploads were quarantined with their reason, not dropped.
+    let quarantined = values["quarantined_rows"].as_u64().unwrap();
+    assert!(
+        quarantined <= summary["events"]["malformed"].as_u64().unwrap(),
+        "{summary}"
+    );
+    assert_eq!(
+        count(
+            &dir,
+            "SELECT COUNT(*) AS n FROM iot.dwd_point_values__quarantine WHERE reason <> ''"
+        ),
+        quarantined as i64
+    );
+    // Every point found its name in the broadcast table; the lock (002) has no rule, so never alarms.
+    assert_eq!(
+        count(
+            &dir,
+            "SELECT COUNT(*) AS n FROM iot.dwd_point_values WHERE name IS NULL"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &dir,
+            "SELECT COUNT(*) AS n FROM iot.dwd_point_values WHERE code = '002' AND alarming"
+        ),
+        0
+    );
+    // Transitions alternate per point: start (0), end (2), start, …, beginning with a start.
+    let transitions = json(&strata_ok(
+        &dir,
+        &[
+            "--format",
+            "json",
+            "query",
+            "SELECT device, code, tag FROM iot.app_alarm_transitions ORDER BY device, code, read_time",
+        ],
+    ));
+    let transitions = transitions.as_array().unwrap();
+    assert!(!transitions.is_empty(), "no alarm transitions");
+    let mut last: Option<(&serde_json::Value, &serde_json::Value, i64)> = None;
+    for row in transitions {
+        let tag = row["tag"].as_i64().unwrap();
+        let expected = match last {
+            Some((device, code, previous)) if *device == row["device"] && *code == row["code"] => {
+                2 - previous
+            }
+            _ => 0,
+        };
+        assert_eq!(tag, expected, "{row} after {last:?}");
+        last = Some((&row["device"], &row["code"], tag));
+    }
+}
