@@ -89,6 +89,7 @@ impl Registry {
             .iter()
             .map(|(name, (layer, pipeline, s))| {
                 let last_commit = s.last_commit_ms.load(Ordering::Relaxed);
+                let degraded_reason = s.degraded();
                 TableRun {
                     name: name.clone(),
                     layer: layer.clone(),
@@ -100,12 +101,12 @@ impl Registry {
                     commits: s.commits.load(Ordering::Relaxed),
                     watermark_ms: s.watermark(),
                     last_commit_ms: (last_commit > 0).then_some(last_commit),
-                    status: if s.degraded().is_some() {
+                    status: if degraded_reason.is_some() {
                         "degraded"
                     } else {
                         "running"
                     },
-                    degraded_reason: s.degraded(),
+                    degraded_reason,
                     lookups: s
                         .lookup_stats()
                         .iter()

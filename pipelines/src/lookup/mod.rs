@@ -263,10 +263,6 @@ impl LookupJoin {
         })
     }
 
-    pub fn output_schema(&self) -> &SchemaRef {
-        &self.output
-    }
-
     /// True when misses may be set aside and retried (the rows then live in state).
     pub fn retries(&self) -> bool {
         matches!(self.miss, MissPolicy::Retry { .. })
@@ -337,6 +333,8 @@ impl LookupJoin {
         let mut found: HashMap<Box<[u8]>, Vec<OwnedRow>> = HashMap::with_capacity(distinct.len());
         let mut wanted = KeyBatch::default();
         {
+            // Not held across the fetch below: formatters are not `Send`.
+            let binder = KeyBinder::new(keys)?;
             let mut cache = self.cache.lock().expect("not poisoned");
             for (&key, &row) in distinct {
                 // A retry asks the database again, whatever the cache holds.
@@ -349,7 +347,7 @@ impl LookupJoin {
                     }
                     None => {
                         wanted.bytes.push(key.into());
-                        wanted.values.push(key_values(keys, row)?);
+                        wanted.values.push(binder.values(row));
                     }
                 }
             }
@@ -636,36 +634,57 @@ fn apply_mask(
     Ok(())
 }
 
-/// The key of `row` as values to bind: integers and booleans as such,
-/// everything else as its text.
-fn key_values(keys: &[ArrayRef], row: usize) -> Result<Vec<KeyValue>> {
-    keys.iter()
-        .map(|column| {
-            Ok(match column.data_type() {
-                t if t.is_integer() => {
-                    let as_i64 = arrow::compute::cast(&column.slice(row, 1), &DataType::Int64)?;
-                    let value = as_i64
-                        .as_any()
-                        .downcast_ref::<arrow::array::Int64Array>()
-                        .expect("cast to Int64")
-                        .value(0);
-                    KeyValue::Int(value)
-                }
-                DataType::Boolean => {
-                    let flags = column
-                        .as_any()
-                        .downcast_ref::<arrow::array::BooleanArray>()
-                        .expect("boolean");
-                    KeyValue::Bool(flags.value(row))
-                }
-                _ => {
-                    let formatter =
-                        ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())?;
-                    KeyValue::Text(formatter.value(row).to_string())
-                }
+/// A batch's key columns, ready to give any row's key as values to bind:
+/// integers and booleans as such, everything else as its text.
+enum KeyColumn<'a> {
+    Int(arrow::array::Int64Array),
+    Bool(arrow::array::BooleanArray),
+    Text(ArrayFormatter<'a>),
+}
+
+struct KeyBinder<'a>(Vec<KeyColumn<'a>>);
+
+impl<'a> KeyBinder<'a> {
+    /// Casts integer columns, and readies the text of the others, once for the whole batch.
+    fn new(keys: &'a [ArrayRef]) -> Result<Self> {
+        let columns = keys
+            .iter()
+            .map(|column| {
+                Ok(match column.data_type() {
+                    t if t.is_integer() => KeyColumn::Int(
+                        arrow::compute::cast(column, &DataType::Int64)?
+                            .as_any()
+                            .downcast_ref::<arrow::array::Int64Array>()
+                            .expect("cast to Int64")
+                            .clone(),
+                    ),
+                    DataType::Boolean => KeyColumn::Bool(
+                        column
+                            .as_any()
+                            .downcast_ref::<arrow::array::BooleanArray>()
+                            .expect("boolean")
+                            .clone(),
+                    ),
+                    _ => KeyColumn::Text(ArrayFormatter::try_new(
+                        column.as_ref(),
+                        &FormatOptions::default(),
+                    )?),
+                })
             })
-        })
-        .collect()
+            .collect::<Result<_>>()?;
+        Ok(Self(columns))
+    }
+
+    fn values(&self, row: usize) -> Vec<KeyValue> {
+        self.0
+            .iter()
+            .map(|column| match column {
+                KeyColumn::Int(values) => KeyValue::Int(values.value(row)),
+                KeyColumn::Bool(flags) => KeyValue::Bool(flags.value(row)),
+                KeyColumn::Text(formatter) => KeyValue::Text(formatter.value(row).to_string()),
+            })
+            .collect()
+    }
 }
 
 /// The output schema of a lookup join: the probe's fields, then the

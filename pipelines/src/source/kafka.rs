@@ -59,7 +59,6 @@ type SourceConsumer = BaseConsumer<SourceContext>;
 /// A running source thread.
 #[derive(Debug)]
 pub struct KafkaSource {
-    pub partitions: Vec<i32>,
     pub events: mpsc::Receiver<SourceEvent>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -184,7 +183,6 @@ impl KafkaSource {
         resume: &BTreeMap<i32, i64>,
         batch_records: usize,
     ) -> Result<Self> {
-        let partitions: Vec<i32> = resume.keys().copied().collect();
         let consumer = consumer(&target, group)?;
         let mut assignment = TopicPartitionList::new();
         for (&partition, &last) in resume {
@@ -207,7 +205,6 @@ impl KafkaSource {
                 source,
             })?;
         Ok(Self {
-            partitions,
             events,
             stop,
             thread: Some(thread),
