@@ -279,8 +279,27 @@ impl CompiledPlan {
                     }
                 }
                 Step::Lookup(join) => {
-                    let (batch, rows, misses) = join.join(&traced.batch, pass).await?;
-                    if let Some(misses) = misses {
+                    // A temporal join's AS OF is the source's event time, wherever the row went since.
+                    let as_of = match &join.as_of {
+                        Some(column) => {
+                            let times = crate::window::event_times(batch, column)?;
+                            let positions = UInt32Array::from_iter_values(
+                                traced.origins.iter().map(|&o| o as u32),
+                            );
+                            let taken = arrow::compute::take(&times, &positions, None)?;
+                            Some(
+                                taken
+                                    .as_any()
+                                    .downcast_ref::<arrow::array::TimestampMillisecondArray>()
+                                    .expect("event times are milliseconds")
+                                    .clone(),
+                            )
+                        }
+                        None => None,
+                    };
+                    let (batch, rows, set_aside) =
+                        join.join(&traced.batch, as_of.as_ref(), pass).await?;
+                    for misses in set_aside {
                         let mut origins: Vec<usize> =
                             misses.rows.iter().map(|&r| traced.origins[r]).collect();
                         origins.sort_unstable();
@@ -351,6 +370,17 @@ impl CompiledPlan {
         }
         conform(&traced.batch, &self.target)
     }
+}
+
+/// A converter to Arrow's row format for batches of `schema`.
+pub fn row_converter(schema: &arrow::datatypes::Schema) -> Result<arrow::row::RowConverter> {
+    Ok(arrow::row::RowConverter::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| arrow::row::SortField::new(f.data_type().clone()))
+            .collect(),
+    )?)
 }
 
 fn run_step(step: &Step, traced: Traced) -> Result<Traced> {
@@ -761,6 +791,27 @@ impl Compiler<'_> {
             return Err((self.unsupported)(format!(
                 "the lookup join of {alias} without an equality on its columns"
             )));
+        }
+        if let Dimension::Versioned(table) = &resolved.dimension {
+            let mut on: Vec<&String> = key_columns.iter().collect();
+            let mut primary: Vec<&String> = table.primary_key.iter().collect();
+            on.sort();
+            primary.sort();
+            if on != primary {
+                return Err(PipelineError::Invalid {
+                    location: resolved.spec.table.location.clone(),
+                    message: format!(
+                        "the temporal join of {alias} equates ({}), but {}'s versions are kept by its primary key ({})",
+                        key_columns.join(", "),
+                        resolved.def.name,
+                        table.primary_key.join(", ")
+                    ),
+                    hint: Some(
+                        "join ON the versioned table's primary key columns, each equal to a probe column or expression"
+                            .to_string(),
+                    ),
+                });
+            }
         }
         let side = DimensionSide {
             scan: scan

@@ -22,9 +22,10 @@ use petgraph::graph::DiGraph;
 use sqlparser::ast::{Expr, Spanned, Statement, visit_expressions};
 use strata_catalog::ddl::types::flink_type_name;
 use strata_catalog::provider::CATALOG_NAME;
-use strata_catalog::{Layer, TableDef, TableName};
+use strata_catalog::{Layer, SourceLocation, TableDef, TableName};
 
 use crate::error::{PipelineError, Result};
+use crate::lookup::spec::{LookupSpec, MissPolicy};
 use crate::project::{Pipeline, TableMention};
 use crate::window::{WINDOW_END, WINDOW_SCHEMA, WINDOW_START, WindowTvf};
 
@@ -174,8 +175,10 @@ pub(crate) fn schema_session(tables: &[TableDef]) -> SessionContext {
     ctx
 }
 
-/// A lookup join reads a MySQL/TiDB, Delta or embedded table, as of the
-/// probe table's processing time.
+/// A lookup join reads a MySQL/TiDB, Delta or embedded table (or a broadcast
+/// Kafka table) as of the probe table's processing time; an event-time
+/// temporal join reads a versioned Kafka table (a changelog with a primary key
+/// and a watermark) as of the probe's event time.
 fn check_lookups(pipeline: &Pipeline, sources: &[TableDef]) -> Result<()> {
     let is_dimension = |table: &TableDef| {
         pipeline
@@ -189,29 +192,25 @@ fn check_lookups(pipeline: &Pipeline, sources: &[TableDef]) -> Result<()> {
             .iter()
             .find(|t| t.name == lookup.table.table)
             .expect("every table was found");
-        if matches!(dimension.kind, strata_catalog::TableKind::Kafka { .. })
-            && !dimension.lookup.broadcast
-        {
-            return Err(PipelineError::Invalid {
-                location: lookup.table.location.clone(),
-                message: format!(
-                    "{} is a Kafka topic; a lookup join reads a MySQL/TiDB, Delta or embedded table, or a broadcast Kafka table",
-                    dimension.name
-                ),
-                hint: Some("declare a small table 'lookup.broadcast' = 'true' to hold it in memory; event-time temporal joins against versioned Kafka tables are not supported yet".to_string()),
-            });
+        let event_time = probes.iter().any(|p| {
+            p.watermark
+                .as_ref()
+                .is_some_and(|w| w.column == lookup.time_column)
+        });
+        let versioned = matches!(dimension.kind, strata_catalog::TableKind::Kafka { .. })
+            && !dimension.lookup.broadcast;
+        if versioned {
+            check_versioned(lookup, dimension, event_time)?;
+            continue;
         }
         let processing_time = probes.iter().find_map(|p| p.processing_time.as_deref());
         if processing_time != Some(lookup.time_column.as_str()) {
-            let event_time = probes.iter().any(|p| {
-                p.watermark
-                    .as_ref()
-                    .is_some_and(|w| w.column == lookup.time_column)
-            });
             let message = if event_time {
                 format!(
-                    "FOR SYSTEM_TIME AS OF {} is an event-time temporal join, which is not supported yet",
-                    lookup.time_column
+                    "FOR SYSTEM_TIME AS OF {} (an event time) joins a versioned table, but {} is a {} table, looked up as of processing time",
+                    lookup.time_column,
+                    dimension.name,
+                    dimension.kind.connector()
                 )
             } else {
                 format!(
@@ -223,11 +222,75 @@ fn check_lookups(pipeline: &Pipeline, sources: &[TableDef]) -> Result<()> {
                 location: lookup.time_location.clone(),
                 message,
                 hint: Some(match processing_time {
-                    Some(column) => format!("a lookup join is FOR SYSTEM_TIME AS OF {column}, the table's PROCTIME() column"),
+                    Some(column) => format!("a lookup join is FOR SYSTEM_TIME AS OF {column}, the table's PROCTIME() column; an event-time temporal join reads a Kafka changelog with a PRIMARY KEY and a WATERMARK"),
                     None => "declare `proc_time AS PROCTIME()` on the probe table and join FOR SYSTEM_TIME AS OF proc_time".to_string(),
                 }),
             });
         }
+    }
+    Ok(())
+}
+
+/// An event-time temporal join: AS OF the probe's event time, against a Kafka
+/// changelog (json upserts or debezium-json) with a primary key and a watermark.
+fn check_versioned(lookup: &LookupSpec, table: &TableDef, event_time: bool) -> Result<()> {
+    let refuse = |location: &SourceLocation, message: String, hint: &str| {
+        Err(PipelineError::Invalid {
+            location: location.clone(),
+            message,
+            hint: Some(hint.to_string()),
+        })
+    };
+    if !event_time {
+        return refuse(
+            &lookup.time_location,
+            format!(
+                "{} is a Kafka topic, joined as a versioned table as of the probe's event time, but {} is not the probe table's event-time (WATERMARK FOR) column",
+                table.name, lookup.time_column
+            ),
+            "join FOR SYSTEM_TIME AS OF the probe's WATERMARK FOR column, or declare a small table 'lookup.broadcast' = 'true' to look it up as of processing time",
+        );
+    }
+    if table.primary_key.is_empty() || table.watermark.is_none() {
+        return refuse(
+            &lookup.table.location,
+            format!(
+                "{} has no {}: an event-time temporal join reads a versioned table, whose rows are versions of a primary key at an event time",
+                table.name,
+                if table.primary_key.is_empty() {
+                    "PRIMARY KEY"
+                } else {
+                    "WATERMARK"
+                }
+            ),
+            "declare PRIMARY KEY (...) NOT ENFORCED and WATERMARK FOR <time column> AS <time column> - INTERVAL '5' SECOND on the versioned table",
+        );
+    }
+    if !matches!(
+        table.kind,
+        strata_catalog::TableKind::Kafka {
+            format: strata_catalog::KafkaFormat::Json | strata_catalog::KafkaFormat::DebeziumJson,
+            ..
+        }
+    ) {
+        return refuse(
+            &lookup.table.location,
+            format!(
+                "{} is not in format json or debezium-json, which a versioned table's changelog is read in",
+                table.name
+            ),
+            "write the changelog as json upserts (a tombstone deletes its key) or as debezium-json",
+        );
+    }
+    if matches!(lookup.miss, MissPolicy::Retry { .. }) {
+        return refuse(
+            &lookup.time_location,
+            format!(
+                "'miss' = 'retry' on the temporal join of {}: its rows wait for the versioned side's watermark instead",
+                lookup.alias
+            ),
+            "use 'miss' = 'null' (LEFT JOIN) or 'quarantine'",
+        );
     }
     Ok(())
 }

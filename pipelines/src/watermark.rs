@@ -93,6 +93,13 @@ impl WatermarkTracker {
         self.emitted
     }
 
+    /// Whether every partition has been quiet for the idle timeout.
+    pub fn all_idle(&self, now: Instant) -> bool {
+        self.partitions
+            .values()
+            .all(|clock| now.duration_since(clock.last_record) >= self.idle_timeout)
+    }
+
     /// Saves each partition's largest event time and the watermark, for a checkpoint.
     pub fn encode(&self, out: &mut ByteWriter) {
         out.option(self.emitted.as_ref(), |out, w| out.i64(*w));

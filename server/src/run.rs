@@ -63,6 +63,10 @@ pub struct LookupRun {
     pub queries_per_1k_rows: f64,
     pub mean_query_ms: f64,
     pub failed_queries: u64,
+    /// For an event-time temporal join: probe rows waiting for the versioned
+    /// side's watermark, and the versions held.
+    pub held_back: u64,
+    pub versions: u64,
 }
 
 /// The live counters of the pipelines running in this process, by target table,
@@ -121,6 +125,8 @@ impl Registry {
                             queries_per_1k_rows: l.queries_per_1k_rows(),
                             mean_query_ms: l.mean_query_ms(),
                             failed_queries: l.failures.load(Ordering::Relaxed),
+                            held_back: l.held_back.load(Ordering::Relaxed),
+                            versions: l.versions.load(Ordering::Relaxed),
                         })
                         .collect(),
                 }

@@ -25,6 +25,7 @@ use strata_catalog::connectors::{KeyValue, delta as lake};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::broadcast::BroadcastTable;
+use super::versioned::VersionedTable;
 use crate::error::{PipelineError, Result};
 
 /// How often a Delta dimension checks for a new version.
@@ -49,6 +50,8 @@ pub enum Dimension {
     Embedded(EmbeddedTable),
     Delta(Mutex<DeltaDimension>),
     Broadcast(Box<Mutex<BroadcastDimension>>),
+    /// The versions of a Kafka changelog, fed by the pipeline itself (an event-time temporal join).
+    Versioned(std::sync::Arc<VersionedTable>),
 }
 
 impl Dimension {
@@ -83,7 +86,10 @@ impl Dimension {
 
     /// Whether the rows are in this process already (a cache would only delay updates).
     pub fn in_memory(&self) -> bool {
-        matches!(self, Dimension::Delta(_) | Dimension::Broadcast(_))
+        matches!(
+            self,
+            Dimension::Delta(_) | Dimension::Broadcast(_) | Dimension::Versioned(_)
+        )
     }
 
     /// The dimension rows (every column, in the catalog's schema) whose key
@@ -121,6 +127,10 @@ impl Dimension {
                 let (_, memory) = broadcast.memory.as_ref().expect("refreshed");
                 memory.fetch(&keys.bytes)
             }
+            Dimension::Versioned(table) => Err(PipelineError::Evaluation(format!(
+                "the versioned table {} is joined as of each row's event time, not fetched by key",
+                table.name
+            ))),
         }
     }
 }

@@ -19,13 +19,14 @@ pub mod broadcast;
 pub mod cache;
 pub mod dimension;
 pub mod spec;
+pub mod versioned;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayRef, UInt32Array};
+use arrow::array::{Array, ArrayRef, TimestampMillisecondArray, UInt32Array};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow::row::{OwnedRow, RowConverter, SortField};
@@ -39,6 +40,7 @@ use tokio::sync::watch;
 use self::cache::LookupCache;
 use self::dimension::{Dimension, KeyBatch};
 use self::spec::MissPolicy;
+use self::versioned::VersionedTable;
 use crate::error::{PipelineError, Result};
 
 /// Keys with their dimension rows (none when a key has none).
@@ -66,6 +68,10 @@ pub struct LookupStats {
     pub failures: AtomicU64,
     /// Why the join is waiting for its database, while it is.
     pub degraded: Mutex<Option<String>>,
+    /// For a temporal join: probe rows held back for the versioned side's
+    /// watermark, and versions held, as of the last batch.
+    pub held_back: AtomicU64,
+    pub versions: AtomicU64,
 }
 
 impl LookupStats {
@@ -112,6 +118,16 @@ pub struct LookupPass {
     pub attempt: u32,
     /// Stops waiting for a database that is down.
     pub stop: watch::Receiver<bool>,
+    /// The rows come out of the pipeline's state (a temporal join held them
+    /// back): their offsets were committed with them long ago.
+    pub from_state: bool,
+}
+
+impl LookupPass {
+    /// Whether the rows were read before the last commit (retried or held back).
+    pub fn replayed(&self) -> bool {
+        self.attempt > 0 || self.from_state
+    }
 }
 
 /// What a miss leads to in this pass.
@@ -119,6 +135,8 @@ pub struct LookupPass {
 pub enum MissAction {
     Quarantine,
     Retry,
+    /// Held back until the versioned side's watermark passes the row's time.
+    Wait,
 }
 
 /// Probe rows one lookup join did not match, and what becomes of them.
@@ -168,6 +186,8 @@ pub struct LookupJoin {
     /// Conditions of the ON clause over both sides, beyond the key equalities.
     join_filter: Option<Arc<dyn PhysicalExpr>>,
     output: SchemaRef,
+    /// For an event-time temporal join, the source's event-time column named in `AS OF`.
+    pub as_of: Option<String>,
     cache: Mutex<LookupCache>,
     pub stats: Arc<LookupStats>,
 }
@@ -218,18 +238,19 @@ impl LookupJoin {
         let dimension_schema = Arc::new(Schema::new(crate::transform::nullable_fields(
             &dimension_schema,
         )));
-        let row_converter = RowConverter::new(
-            dimension_schema
-                .fields()
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
-                .collect(),
-        )?;
+        let row_converter = crate::transform::row_converter(&dimension_schema)?;
         // Rows already in memory are looked up there: a cache would only delay updates.
         let cache_keys = if dimension.in_memory() {
             0
         } else {
             options.cache_max_rows
+        };
+        let as_of = match &dimension {
+            Dimension::Versioned(table) => {
+                table.bind_keys(&key_columns, &key_types)?;
+                Some(spec.time_column.clone())
+            }
+            _ => None,
         };
         let cache = LookupCache::new(
             cache_keys,
@@ -259,6 +280,7 @@ impl LookupJoin {
             side,
             join_filter,
             output,
+            as_of,
             cache: Mutex::new(cache),
         })
     }
@@ -276,23 +298,66 @@ impl LookupJoin {
         }
     }
 
-    /// Joins a batch of probe rows. Returns the joined rows with, for each, the
-    /// probe row it came from, in input order; and the probe rows that missed,
-    /// unless their dimension columns were filled with NULLs.
+    /// The versioned table of an event-time temporal join.
+    pub fn versioned(&self) -> Option<&Arc<VersionedTable>> {
+        match &self.dimension {
+            Dimension::Versioned(table) => Some(table),
+            _ => None,
+        }
+    }
+
+    /// Joins a batch of probe rows (with their `AS OF` event times, for a
+    /// temporal join). Returns the joined rows with, for each, the probe row
+    /// it came from, in input order; and the probe rows set aside: those that
+    /// missed (unless their dimension columns were filled with NULLs), and
+    /// those a temporal join holds back or finds late.
     pub async fn join(
         &self,
         probe: &RecordBatch,
+        as_of: Option<&TimestampMillisecondArray>,
         pass: &LookupPass,
-    ) -> Result<(RecordBatch, Vec<usize>, Option<Misses>)> {
+    ) -> Result<(RecordBatch, Vec<usize>, Vec<Misses>)> {
         let rows = probe.num_rows();
         self.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
         let keys = self.probe_key_columns(probe)?;
         let encoded = self.key_converter.convert_columns(&keys)?;
+        let key_nulls: Vec<bool> = (0..rows)
+            .map(|row| keys.iter().any(|k| k.is_null(row)))
+            .collect();
+        if let (Some(table), Some(times)) = (self.versioned(), as_of) {
+            let parser = self.row_converter.parser();
+            let answers = table.versions_at(&encoded, &key_nulls, times, &parser);
+            let mut set_aside = vec![false; rows];
+            for &row in answers.waiting.iter().chain(&answers.late) {
+                set_aside[row] = true;
+            }
+            let per_row: Vec<&[OwnedRow]> = answers.rows.iter().map(Option::as_slice).collect();
+            let (batch, origins, missed) = self.assemble(probe, &per_row, &set_aside, pass)?;
+            let mut misses: Vec<Misses> = missed.into_iter().collect();
+            if !answers.waiting.is_empty() {
+                misses.push(Misses {
+                    rows: answers.waiting,
+                    action: MissAction::Wait,
+                    reason: String::new(),
+                });
+            }
+            if !answers.late.is_empty() {
+                misses.push(Misses {
+                    rows: answers.late,
+                    action: MissAction::Quarantine,
+                    reason: format!(
+                        "the temporal join {} came too late for this record: the versions of {} at its event time were cleaned from state once both sides' watermarks passed it",
+                        self.alias, self.table
+                    ),
+                });
+            }
+            return Ok((batch, origins, misses));
+        }
         // Each distinct key with the first probe row that has it.
         let mut distinct: HashMap<&[u8], usize> = HashMap::new();
         let mut row_keys: Vec<Option<&[u8]>> = Vec::with_capacity(rows);
-        for row in 0..rows {
-            if keys.iter().any(|k| k.is_null(row)) {
+        for (row, &null) in key_nulls.iter().enumerate() {
+            if null {
                 row_keys.push(None);
                 continue;
             }
@@ -301,7 +366,16 @@ impl LookupJoin {
             row_keys.push(Some(key));
         }
         let found = self.rows_for(&distinct, &keys, pass).await?;
-        self.assemble(probe, &row_keys, &found, pass)
+        let per_row: Vec<&[OwnedRow]> = row_keys
+            .iter()
+            .map(|key| {
+                key.and_then(|k| found.get(k))
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[])
+            })
+            .collect();
+        let (batch, origins, missed) = self.assemble(probe, &per_row, &vec![false; rows], pass)?;
+        Ok((batch, origins, missed.into_iter().collect()))
     }
 
     /// The probe's key columns, as the types keys are compared as.
@@ -460,22 +534,20 @@ impl LookupJoin {
         Ok(by_key.into_iter().collect())
     }
 
-    /// Joins each probe row with its key's dimension rows (that pass the
+    /// Joins each probe row with its dimension rows (that pass the
     /// dimension's conditions and the ON clause's others), in input order.
+    /// Rows `set_aside` are neither joined nor missed.
     fn assemble(
         &self,
         probe: &RecordBatch,
-        row_keys: &[Option<&[u8]>],
-        found: &HashMap<Box<[u8]>, Vec<OwnedRow>>,
+        per_row: &[&[OwnedRow]],
+        set_aside: &[bool],
         pass: &LookupPass,
     ) -> Result<(RecordBatch, Vec<usize>, Option<Misses>)> {
         let mut pair_probe: Vec<u32> = Vec::new();
         let mut candidates = Vec::new();
-        for (row, key) in row_keys.iter().enumerate() {
-            let Some(rows) = key.and_then(|k| found.get(k)) else {
-                continue;
-            };
-            for candidate in rows {
+        for (row, rows) in per_row.iter().enumerate() {
+            for candidate in rows.iter() {
                 pair_probe.push(row as u32);
                 candidates.push(candidate.row());
             }
@@ -508,7 +580,9 @@ impl LookupJoin {
                 order.push((row, Some(pair as u32)));
             }
         }
-        let missed: Vec<usize> = (0..probe.num_rows()).filter(|&r| !matched[r]).collect();
+        let missed: Vec<usize> = (0..probe.num_rows())
+            .filter(|&r| !matched[r] && !set_aside[r])
+            .collect();
         self.stats
             .misses
             .fetch_add(missed.len() as u64, Ordering::Relaxed);

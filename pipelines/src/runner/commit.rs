@@ -26,42 +26,35 @@ use crate::state::StateStore;
 #[derive(Debug)]
 pub(super) struct SideTable {
     pub(super) sink: DeltaSink,
-    /// Per partition, the last offset this table has committed.
-    pub(super) up_to: BTreeMap<i32, i64>,
+    /// Per stream and partition, the last offset this table has committed.
+    pub(super) up_to: BTreeMap<(String, i32), i64>,
 }
 
 impl SideTable {
     pub(super) async fn resume(&mut self, stream: &str, partitions: &[i32]) -> Result<()> {
         for &partition in partitions {
             if let Some(offset) = self.sink.committed_offset(stream, partition).await? {
-                self.up_to.insert(partition, offset);
+                self.up_to.insert((stream.to_string(), partition), offset);
             }
         }
         Ok(())
     }
 
-    pub(super) fn is_new(&self, partition: i32, offset: i64) -> bool {
-        self.up_to.get(&partition).is_none_or(|&done| offset > done)
+    pub(super) fn is_new(&self, stream: &str, partition: i32, offset: i64) -> bool {
+        self.up_to
+            .get(&(stream.to_string(), partition))
+            .is_none_or(|&done| offset > done)
     }
 
     /// Commits `rows` with the offsets; its offsets only ever move forward.
-    pub(super) async fn commit(
-        &mut self,
-        rows: Vec<RecordBatch>,
-        offsets: &Offsets,
-        stream: &str,
-    ) -> Result<()> {
+    pub(super) async fn commit(&mut self, rows: Vec<RecordBatch>, offsets: &Offsets) -> Result<()> {
         let mut offsets = offsets.clone();
-        for (&partition, &done) in &self.up_to {
-            let offset = offsets
-                .entry((stream.to_string(), partition))
-                .or_insert(done);
+        for (key, &done) in &self.up_to {
+            let offset = offsets.entry(key.clone()).or_insert(done);
             *offset = (*offset).max(done);
         }
         self.sink.commit(rows, &offsets, None).await?;
-        for ((_, partition), offset) in &offsets {
-            self.up_to.insert(*partition, *offset);
-        }
+        self.up_to = offsets.into_iter().collect();
         Ok(())
     }
 }
@@ -88,6 +81,8 @@ pub(super) struct CommitBatch {
     /// Rows of retried rows, whose offsets the side tables hold already.
     pub(super) retried_rejected: Vec<Rejected>,
     pub(super) retried_late: Vec<RecordBatch>,
+    /// Records of a temporal join's changelog that are no version.
+    pub(super) side_rejected: Vec<Rejected>,
     pub(super) offsets: Offsets,
     /// The state checkpoint's id and bytes.
     pub(super) checkpoint: Option<(i64, Vec<u8>)>,
@@ -98,6 +93,8 @@ pub(super) struct CommitBatch {
 pub(super) struct CommitContext {
     pub(super) pipeline: String,
     pub(super) stream: String,
+    /// The changelog a temporal join reads beside the stream.
+    pub(super) side_stream: Option<String>,
     pub(super) stats: Arc<TableStats>,
     pub(super) compact_every: u64,
 }
@@ -112,30 +109,43 @@ impl Sinks {
             late,
             retried_rejected,
             retried_late,
+            side_rejected,
             offsets,
             checkpoint,
         } = batch;
         let stream = &ctx.stream;
+        let quarantine = &self.quarantine;
         let fresh: Vec<Rejected> = rejected
             .into_iter()
-            .filter(|r| self.quarantine.is_new(r.record.partition, r.record.offset))
+            .filter(|r| quarantine.is_new(stream, r.record.partition, r.record.offset))
             .chain(retried_rejected)
             .collect();
+        let side_fresh: Vec<Rejected> = match &ctx.side_stream {
+            Some(side) => side_rejected
+                .into_iter()
+                .filter(|r| quarantine.is_new(side, r.record.partition, r.record.offset))
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut quarantined = Vec::new();
         if !fresh.is_empty() {
-            let quarantined = quarantine::rows(&ctx.pipeline, stream, &fresh, now_ms());
-            self.quarantine
-                .commit(vec![quarantined], &offsets, stream)
-                .await?;
+            quarantined.push(quarantine::rows(&ctx.pipeline, stream, &fresh, now_ms()));
+        }
+        if let (Some(side), false) = (&ctx.side_stream, side_fresh.is_empty()) {
+            quarantined.push(quarantine::rows(&ctx.pipeline, side, &side_fresh, now_ms()));
+        }
+        if !quarantined.is_empty() {
+            self.quarantine.commit(quarantined, &offsets).await?;
             ctx.stats
                 .quarantined_rows
-                .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+                .fetch_add((fresh.len() + side_fresh.len()) as u64, Ordering::Relaxed);
         }
         if let Some(late_table) = &mut self.late {
-            let mut late_rows = fresh_late_rows(late_table, late)?;
+            let mut late_rows = fresh_late_rows(late_table, stream, late)?;
             late_rows.extend(retried_late);
             let count: usize = late_rows.iter().map(RecordBatch::num_rows).sum();
             if count > 0 {
-                late_table.commit(late_rows, &offsets, stream).await?;
+                late_table.commit(late_rows, &offsets).await?;
                 ctx.stats
                     .late_rows
                     .fetch_add(count as u64, Ordering::Relaxed);
@@ -177,6 +187,7 @@ impl Sinks {
 /// Late rows the late table does not hold yet (it may be ahead after a crash).
 pub(super) fn fresh_late_rows(
     late: &SideTable,
+    stream: &str,
     batches: Vec<RecordBatch>,
 ) -> Result<Vec<RecordBatch>> {
     batches
@@ -199,7 +210,7 @@ pub(super) fn fresh_late_rows(
                 })
                 .expect("late rows have _offset");
             let mask: arrow::array::BooleanArray = (0..batch.num_rows())
-                .map(|row| Some(late.is_new(partitions.value(row), offsets.value(row))))
+                .map(|row| Some(late.is_new(stream, partitions.value(row), offsets.value(row))))
                 .collect();
             Ok(arrow::compute::filter_record_batch(&batch, &mask)?)
         })

@@ -27,6 +27,7 @@
 mod commit;
 mod parked;
 mod task;
+mod versions;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ use tokio::sync::watch;
 use crate::error::{PipelineError, Result};
 use crate::lookup::LookupStats;
 use crate::lookup::dimension::Dimension;
+use crate::lookup::versioned::VersionedTable;
 use crate::sink::delta::{DeltaSink, WriteMode};
 use crate::transform::{CompiledPlan, ResolvedLookup};
 use crate::validate::{ValidPipeline, is_changelog, schema_session};
@@ -174,6 +176,36 @@ impl PipelineRun {
                 "LAG together with 'miss' = 'retry' (a row set aside would move its partition's LAG on twice)",
             ));
         }
+        let temporal = plan
+            .lookups()
+            .filter(|join| join.versioned().is_some())
+            .count();
+        if temporal > 1 {
+            return Err(unsupported(
+                pipeline,
+                "more than one event-time temporal join in a pipeline (each reads a stream of its own)",
+            ));
+        }
+        if temporal == 1 {
+            if !matches!(source.kind, TableKind::Kafka { .. }) {
+                return Err(unsupported(
+                    pipeline,
+                    "an event-time temporal join probed by a Delta table (read the probe side from Kafka)",
+                ));
+            }
+            if plan.lags().next().is_some() {
+                return Err(unsupported(
+                    pipeline,
+                    "LAG together with an event-time temporal join (a row held back for the versioned side would move its partition's LAG on twice)",
+                ));
+            }
+            if is_changelog(source) {
+                return Err(unsupported(
+                    pipeline,
+                    "an event-time temporal join probed by a changelog (a change held back could land after a newer change of its key)",
+                ));
+            }
+        }
         if is_changelog(source) && plan.lookups().any(|join| join.retries()) {
             return Err(unsupported(
                 pipeline,
@@ -232,11 +264,23 @@ impl PipelineRun {
                         connectors::delta_location(project, &def)?,
                         def.schema.clone(),
                     ),
-                    TableKind::Kafka { .. } => Dimension::broadcast(
+                    TableKind::Kafka { .. } if def.lookup.broadcast => Dimension::broadcast(
                         def.clone(),
                         connectors::kafka_target(project, &def)?,
                         self.pipeline.pipeline.name.clone(),
                     ),
+                    TableKind::Kafka { .. } => {
+                        let time = def
+                            .watermark
+                            .as_ref()
+                            .expect("validation found a versioned table's watermark");
+                        Dimension::Versioned(Arc::new(VersionedTable::new(
+                            def.name.to_string(),
+                            &def.schema,
+                            time.column.clone(),
+                            def.primary_key.clone(),
+                        )?))
+                    }
                 };
                 Ok(ResolvedLookup {
                     spec: spec.clone(),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use arrow::row::{OwnedRow, RowConverter, SortField};
+use arrow::row::{OwnedRow, RowConverter};
 
 use crate::decode::debezium::RowKind;
 use crate::error::Result;
@@ -51,13 +51,7 @@ impl ParkedRows {
     /// For rows of the source's schema (every field nullable).
     pub fn new(source: &Schema) -> Result<Self> {
         let schema = Arc::new(Schema::new(crate::transform::nullable_fields(source)));
-        let converter = RowConverter::new(
-            schema
-                .fields()
-                .iter()
-                .map(|f| SortField::new(f.data_type().clone()))
-                .collect(),
-        )?;
+        let converter = crate::transform::row_converter(&schema)?;
         Ok(Self {
             schema,
             converter,
@@ -70,7 +64,15 @@ impl ParkedRows {
         self.rows.iter().map(|r| r.due_ms).min()
     }
 
-    /// Sets `origins` of `rows` aside, to be looked up again at `due_ms`.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Sets `origins` of `rows` aside, each due when `due_of` says.
     pub fn park(
         &mut self,
         rows: &RecordBatch,
@@ -78,10 +80,11 @@ impl ParkedRows {
         kinds: Option<&[RowKind]>,
         origins: &[usize],
         attempt: u32,
-        due_ms: i64,
+        due_of: impl Fn(usize) -> i64,
     ) -> Result<()> {
         let encoded = self.converter.convert_columns(rows.columns())?;
         for &origin in origins {
+            let due_ms = due_of(origin);
             let (partition, offset) = coordinates[origin];
             self.rows.push(ParkedRow {
                 row: encoded.row(origin).owned(),

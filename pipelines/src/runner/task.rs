@@ -16,6 +16,7 @@ use crate::aggregate::AggregateState;
 use crate::decode::debezium::{DebeziumDecoder, RowKind};
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
+use crate::lookup::versioned::VersionedTable;
 use crate::lookup::{LookupPass, MissAction};
 use crate::sink::delta::{DELETE_MARKER, DeltaSink, Offsets, WriteMode};
 use crate::sink::kafka::KafkaSink;
@@ -33,6 +34,7 @@ use crate::watermark::WatermarkTracker;
 
 use super::commit::{CommitBatch, CommitContext, Sinks, Target};
 use super::parked::ParkedRows;
+use super::versions::VersionFeed;
 use super::{PipelineRun, RunMode, now_ms};
 
 /// What has been read but not yet committed.
@@ -45,15 +47,20 @@ struct Pending {
     /// were committed long ago, so the side tables must not skip them as replays.
     retried_rejected: Vec<Rejected>,
     retried_late: Vec<RecordBatch>,
+    /// Records of a temporal join's changelog that are no version.
+    side_rejected: Vec<Rejected>,
     offsets: Offsets,
 }
 
 /// Operator state and where it is checkpointed: the aggregation's groups and
-/// windows, and rows lookup joins set aside for a retry.
+/// windows, rows lookup joins set aside for a retry, and rows a temporal join
+/// holds back until the versioned side's watermark passes them.
 #[derive(Debug)]
 struct Stateful {
     state: AggregateState,
     parked: ParkedRows,
+    /// Held back by a temporal join; "due" is the row's event time.
+    waiting: ParkedRows,
     next_checkpoint: i64,
     /// The late-row table's schema, for an aggregation.
     late_schema: Option<arrow::datatypes::SchemaRef>,
@@ -74,6 +81,8 @@ pub(super) struct Task<'a> {
     /// The commit in flight, which hands the sinks back when it has landed.
     in_flight: Option<tokio::task::JoinHandle<Result<Sinks>>>,
     stateful: Option<Stateful>,
+    /// The changelog of an event-time temporal join's versioned table.
+    versions: Option<VersionFeed>,
     watermark: Option<(String, WatermarkTracker)>,
     /// The watermark as of the last commit started; lateness is judged against it.
     committed_watermark: Option<i64>,
@@ -132,35 +141,13 @@ impl<'a> Task<'a> {
             .await?;
         let engine = &run.catalog.project().config.engine;
         let interval = Duration::from_millis(engine.commit_interval_ms);
+        let group = format!("strata-{name}");
         let (reader, partitions) = match &source.kind {
             TableKind::Kafka { startup_mode, .. } => {
                 let kafka = connectors::kafka_target(run.catalog.project(), source)?;
                 let topic = kafka.topic.clone();
-                let partitions = KafkaSource::partitions(&kafka)?;
-                let mut resume = BTreeMap::new();
-                for &partition in &partitions {
-                    if let Some(offset) = target.committed_offset(&topic, partition).await? {
-                        resume.insert(partition, offset);
-                    }
-                }
-                let group = format!("strata-{name}");
-                let fresh: Vec<i32> = partitions
-                    .iter()
-                    .copied()
-                    .filter(|p| !resume.contains_key(p))
-                    .collect();
-                if !fresh.is_empty() {
-                    // Record where never-committed partitions start before reading them, so a
-                    // restart resumes there and not wherever `startup` would point by then.
-                    let starts = KafkaSource::start_offsets(&kafka, &group, startup_mode, &fresh)?;
-                    let offsets: Offsets = starts
-                        .iter()
-                        .map(|(&partition, &start)| ((topic.clone(), partition), start - 1))
-                        .collect();
-                    let state = target.committed_state().await?;
-                    target.commit(Vec::new(), &offsets, state).await?;
-                    resume.extend(starts.into_iter().map(|(p, start)| (p, start - 1)));
-                }
+                let resume = resume_offsets(&mut target, &kafka, &group, startup_mode).await?;
+                let partitions: Vec<i32> = resume.keys().copied().collect();
                 let source_reader =
                     KafkaSource::start(kafka, &group, &resume, engine.batch_records)?;
                 let reader = Reader::Kafka {
@@ -192,6 +179,14 @@ impl<'a> Task<'a> {
             }
         };
         quarantine.resume(reader.stream(), &partitions).await?;
+        let versions = match plan.lookups().find_map(|join| join.versioned()) {
+            Some(table) => {
+                let feed = open_versions(run, table.clone(), &mut target, &group).await?;
+                quarantine.resume(&feed.topic, &feed.partitions).await?;
+                Some(feed)
+            }
+            None => None,
+        };
         let watermark = source.watermark.as_ref().map(|w| {
             let tracker = WatermarkTracker::new(
                 &partitions,
@@ -214,6 +209,7 @@ impl<'a> Task<'a> {
             }),
             in_flight: None,
             stateful: None,
+            versions,
             watermark,
             committed_watermark: None,
             pending: Pending::default(),
@@ -221,7 +217,7 @@ impl<'a> Task<'a> {
         };
         let retries = task.plan.lookups().any(|join| join.retries());
         let lags = task.plan.lags().next().is_some();
-        if task.plan.aggregate.is_some() || retries || lags {
+        if task.plan.aggregate.is_some() || retries || lags || task.versions.is_some() {
             task.open_state(source, target_location, &partitions)
                 .await?;
         }
@@ -255,6 +251,7 @@ impl<'a> Task<'a> {
             late = Some((late_table, late_schema));
         }
         let mut parked = ParkedRows::new(&source.schema)?;
+        let mut waiting = ParkedRows::new(&source.schema)?;
         let sinks = self.sinks.as_mut().expect("nothing is in flight yet");
         // A Delta target keeps its checkpoints in its own folder; others in their quarantine's.
         let pipeline = &self.run.pipeline.pipeline.name;
@@ -293,6 +290,12 @@ impl<'a> Task<'a> {
                 }
             }
             if !input.is_done() {
+                waiting.decode(&mut input)?;
+                if let Some(feed) = &mut self.versions {
+                    feed.restore(&mut input, Instant::now())?;
+                }
+            }
+            if !input.is_done() {
                 return Err(input.corrupt("bytes left over"));
             }
             next_checkpoint = id + 1;
@@ -306,6 +309,7 @@ impl<'a> Task<'a> {
         self.stateful = Some(Stateful {
             state,
             parked,
+            waiting,
             next_checkpoint,
             late_schema,
         });
@@ -324,7 +328,26 @@ impl<'a> Task<'a> {
                     .min(Instant::now() + Duration::from_millis((due - now_ms()).max(0) as u64)),
                 None => next_commit,
             };
-            let next = self.reader.next(deadline, &mut stop).await?;
+            let next = match &mut self.versions {
+                None => self.reader.next(deadline, &mut stop).await?,
+                // The versioned side first, so that it keeps up with the probe side.
+                Some(feed) => tokio::select! {
+                    biased;
+                    records = feed.next() => match records? {
+                        Some(records) => {
+                            let applied = feed.apply(&records, Instant::now())?;
+                            let topic = feed.topic.clone();
+                            for (partition, offset) in applied.offsets {
+                                self.pending.offsets.insert((topic.clone(), partition), offset);
+                            }
+                            self.pending.side_rejected.extend(applied.rejected);
+                            Next::Idle
+                        }
+                        None => Next::Idle,
+                    },
+                    next = self.reader.next(deadline, &mut stop) => next?,
+                },
+            };
             let mut caught_up = false;
             let processed = match next {
                 Next::Batch(batch) => {
@@ -344,7 +367,10 @@ impl<'a> Task<'a> {
                 Next::Stop => break,
             };
             let outcome = match processed {
-                Ok(()) => self.retry_due(&stop).await,
+                Ok(()) => match self.retry_due(&stop).await {
+                    Ok(()) => self.release_waiting(&stop).await,
+                    failed => failed,
+                },
                 failed => failed,
             };
             match outcome {
@@ -352,10 +378,7 @@ impl<'a> Task<'a> {
                 Err(PipelineError::Interrupted) => break,
                 Err(err) => return Err(err),
             }
-            let current = self
-                .watermark
-                .as_mut()
-                .and_then(|(_, tracker)| tracker.current(Instant::now()));
+            let current = self.current_watermark();
             if let Some(w) = current {
                 self.run.stats.watermark_ms.store(w, Ordering::Relaxed);
             }
@@ -373,6 +396,7 @@ impl<'a> Task<'a> {
                 && self.run.mode == RunMode::UntilCaughtUp
                 && !self.has_pending()
                 && self.next_retry_ms().is_none()
+                && !self.holds_rows_back()
             {
                 self.settle().await?;
                 return Ok(());
@@ -405,6 +429,95 @@ impl<'a> Task<'a> {
             || !self.pending.rejected.is_empty()
             || !self.pending.retried_rejected.is_empty()
             || !self.pending.retried_late.is_empty()
+            || !self.pending.side_rejected.is_empty()
+    }
+
+    /// The pipeline's watermark: the source's, held back by a temporal join's
+    /// versioned side (whose rows it waits for), unless that side is idle.
+    /// It never goes back.
+    fn current_watermark(&mut self) -> Option<i64> {
+        let now = Instant::now();
+        let source = self
+            .watermark
+            .as_mut()
+            .and_then(|(_, tracker)| tracker.current(now));
+        let Some(feed) = &self.versions else {
+            return source;
+        };
+        // Before the versioned side has a watermark, nothing is joined and nothing closes.
+        let horizon = feed.table.horizon();
+        let combined = source
+            .filter(|_| horizon != i64::MIN)
+            .map(|w| w.min(horizon));
+        match (combined, self.committed_watermark) {
+            (Some(w), Some(committed)) => Some(w.max(committed)),
+            (None, committed) => committed,
+            (w, None) => w,
+        }
+    }
+
+    /// Whether a temporal join holds rows back for its versioned side.
+    fn holds_rows_back(&self) -> bool {
+        self.stateful
+            .as_ref()
+            .is_some_and(|stateful| !stateful.waiting.is_empty())
+    }
+
+    /// Runs the SELECT again on the rows a temporal join held back whose time
+    /// the versioned side's watermark (or its idleness) has passed.
+    async fn release_waiting(&mut self, stop: &watch::Receiver<bool>) -> Result<()> {
+        let (Some(feed), Some(stateful)) = (&mut self.versions, &mut self.stateful) else {
+            return Ok(());
+        };
+        feed.advance(Instant::now());
+        let horizon = feed.table.horizon();
+        for due in stateful.waiting.take_due(horizon)? {
+            let pass = LookupPass {
+                attempt: 0,
+                stop: stop.clone(),
+                from_state: true,
+            };
+            if let Err(err) = self
+                .run_rows(&due.rows, &due.coordinates, due.kinds.as_deref(), &pass)
+                .await
+            {
+                // Stopped while a lookup waited for its database: the rows wait on, in state.
+                let all: Vec<usize> = (0..due.rows.num_rows()).collect();
+                self.hold_back(&due.rows, &due.coordinates, &all)?;
+                return Err(err);
+            }
+        }
+        let held_back = self.stateful.as_ref().map_or(0, |s| s.waiting.len());
+        if let Some(join) = self.plan.lookups().find(|join| join.versioned().is_some()) {
+            join.stats
+                .held_back
+                .store(held_back as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Sets rows aside until the versioned side's watermark passes their event time.
+    fn hold_back(
+        &mut self,
+        rows: &RecordBatch,
+        coordinates: &[(i32, i64)],
+        origins: &[usize],
+    ) -> Result<()> {
+        let column = self
+            .plan
+            .lookups()
+            .find_map(|join| join.as_of.clone())
+            .expect("only a temporal join holds rows back");
+        let times = crate::window::event_times(rows, &column)?;
+        let stateful = self
+            .stateful
+            .as_mut()
+            .expect("a plan with a temporal join has state");
+        stateful
+            .waiting
+            .park(rows, coordinates, None, origins, 0, |origin| {
+                times.value(origin)
+            })
     }
 
     /// When the next row set aside by a lookup join is due, if any.
@@ -422,6 +535,7 @@ impl<'a> Task<'a> {
             let pass = LookupPass {
                 attempt: due.attempt,
                 stop: stop.clone(),
+                from_state: false,
             };
             let outcome = self
                 .run_rows(&due.rows, &due.coordinates, due.kinds.as_deref(), &pass)
@@ -437,7 +551,7 @@ impl<'a> Task<'a> {
                         rest.kinds.as_deref(),
                         &all,
                         rest.attempt,
-                        now_ms(),
+                        |_| now_ms(),
                     )?;
                 }
                 return Err(err);
@@ -453,6 +567,7 @@ impl<'a> Task<'a> {
         let pass = LookupPass {
             attempt: 0,
             stop: stop.clone(),
+            from_state: false,
         };
         self.run_rows(
             &batch.rows,
@@ -498,7 +613,7 @@ impl<'a> Task<'a> {
                 .filter(|r| !without_time.contains(r))
                 .collect()
         };
-        let retried = pass.attempt > 0;
+        let retried = pass.replayed();
         // Nothing of the rows is pending until the SELECT has run on all of them:
         // a stop while a lookup waits for its database leaves them to be read again.
         let outcome = self.transform(rows, &keep, pass).await;
@@ -516,14 +631,12 @@ impl<'a> Task<'a> {
             );
         }
         match outcome {
-            Ok(output) => self.absorb(rows, coordinates, kinds, output, pass.attempt),
+            Ok(output) => self.absorb(rows, coordinates, kinds, output, pass),
             // Find the rows the SELECT fails on; they go to quarantine with the reason.
             Err(_) => {
                 for row in keep {
                     match self.transform(rows, &[row], pass).await {
-                        Ok(output) => {
-                            self.absorb(rows, coordinates, kinds, output, pass.attempt)?
-                        }
+                        Ok(output) => self.absorb(rows, coordinates, kinds, output, pass)?,
                         // Some rows of the batch are pending already: stopping cleanly now would
                         // commit them without the batch's offsets. Fail; the last commit stands.
                         Err(PipelineError::Interrupted) => {
@@ -591,8 +704,9 @@ impl<'a> Task<'a> {
         coordinates: &[(i32, i64)],
         kinds: Option<&[RowKind]>,
         output: Transformed,
-        attempt: u32,
+        pass: &LookupPass,
     ) -> Result<()> {
+        let attempt = pass.attempt;
         for (lag, writes) in output.lag_writes {
             lag.apply(writes);
         }
@@ -600,9 +714,16 @@ impl<'a> Task<'a> {
             match missed.action {
                 MissAction::Quarantine => {
                     for row in missed.origins {
-                        self.reject(rows, coordinates, row, missed.reason.clone(), attempt > 0);
+                        self.reject(
+                            rows,
+                            coordinates,
+                            row,
+                            missed.reason.clone(),
+                            pass.replayed(),
+                        );
                     }
                 }
+                MissAction::Wait => self.hold_back(rows, coordinates, &missed.origins)?,
                 MissAction::Retry => {
                     let delay = self
                         .plan
@@ -620,7 +741,7 @@ impl<'a> Task<'a> {
                         kinds,
                         &missed.origins,
                         attempt + 1,
-                        now_ms() + delay,
+                        |_| now_ms() + delay,
                     )?;
                 }
             }
@@ -679,7 +800,7 @@ impl<'a> Task<'a> {
                 &arrivals,
                 now_ms(),
             )?;
-            if attempt > 0 {
+            if pass.replayed() {
                 self.pending.retried_late.push(batch);
             } else {
                 self.pending.late.push(batch);
@@ -720,10 +841,21 @@ impl<'a> Task<'a> {
     /// target with every offset. The commit runs while the next batches are
     /// read; commits land one after the other, in order.
     async fn commit(&mut self) -> Result<()> {
-        let watermark = self
-            .watermark
-            .as_mut()
-            .and_then(|(_, tracker)| tracker.current(Instant::now()));
+        let watermark = self.current_watermark();
+        if let Some(feed) = &self.versions {
+            let source = self
+                .watermark
+                .as_mut()
+                .and_then(|(_, tracker)| tracker.current(Instant::now()));
+            // No probe row to come can need a version both watermarks have passed.
+            if let (Some(source), Some(versions)) = (source, feed.watermark) {
+                feed.table.clean(source.min(versions));
+            }
+            if let Some(join) = self.plan.lookups().find(|join| join.versioned().is_some()) {
+                let versions = feed.table.version_count() as u64;
+                join.stats.versions.store(versions, Ordering::Relaxed);
+            }
+        }
         let mut checkpoint = None;
         if let Some(stateful) = &mut self.stateful {
             if let Some(plan) = &self.plan.aggregate {
@@ -754,6 +886,10 @@ impl<'a> Task<'a> {
             for lag in self.plan.lags() {
                 lag.encode(&mut out);
             }
+            stateful.waiting.encode(&mut out);
+            if let Some(feed) = &self.versions {
+                feed.encode(&mut out);
+            }
             checkpoint = Some((stateful.next_checkpoint, out.bytes));
             stateful.next_checkpoint += 1;
         }
@@ -765,12 +901,14 @@ impl<'a> Task<'a> {
             late: std::mem::take(&mut self.pending.late),
             retried_rejected: std::mem::take(&mut self.pending.retried_rejected),
             retried_late: std::mem::take(&mut self.pending.retried_late),
+            side_rejected: std::mem::take(&mut self.pending.side_rejected),
             offsets: std::mem::take(&mut self.pending.offsets),
             checkpoint,
         };
         let ctx = CommitContext {
             pipeline: self.run.pipeline.pipeline.name.clone(),
             stream: self.reader.stream().to_string(),
+            side_stream: self.versions.as_ref().map(|feed| feed.topic.clone()),
             stats: self.run.stats.clone(),
             compact_every: self
                 .run
@@ -828,4 +966,79 @@ fn max_event_times(
         }
     }
     Ok(maxima)
+}
+
+/// Where each partition of a Kafka stream resumes: right after the offset the
+/// target committed. Partitions never committed start where `startup` says,
+/// which is committed first, so that a restart resumes there and not wherever
+/// `startup` would point by then.
+async fn resume_offsets(
+    target: &mut Target,
+    kafka: &strata_catalog::connectors::kafka::KafkaTarget,
+    group: &str,
+    startup: &strata_catalog::StartupMode,
+) -> Result<BTreeMap<i32, i64>> {
+    let topic = &kafka.topic;
+    let partitions = KafkaSource::partitions(kafka)?;
+    let mut resume = BTreeMap::new();
+    for &partition in &partitions {
+        if let Some(offset) = target.committed_offset(topic, partition).await? {
+            resume.insert(partition, offset);
+        }
+    }
+    let fresh: Vec<i32> = partitions
+        .iter()
+        .copied()
+        .filter(|p| !resume.contains_key(p))
+        .collect();
+    if !fresh.is_empty() {
+        let starts = KafkaSource::start_offsets(kafka, group, startup, &fresh)?;
+        let offsets: Offsets = starts
+            .iter()
+            .map(|(&partition, &start)| ((topic.clone(), partition), start - 1))
+            .collect();
+        let state = target.committed_state().await?;
+        target.commit(Vec::new(), &offsets, state).await?;
+        resume.extend(starts.into_iter().map(|(p, start)| (p, start - 1)));
+    }
+    Ok(resume)
+}
+
+/// Starts reading a temporal join's changelog where the target's last commit left it.
+async fn open_versions(
+    run: &PipelineRun,
+    table: Arc<VersionedTable>,
+    target: &mut Target,
+    group: &str,
+) -> Result<VersionFeed> {
+    let def = run
+        .pipeline
+        .sources
+        .iter()
+        .find(|t| t.name.to_string() == table.name)
+        .expect("the versioned table is one of the pipeline's tables");
+    let TableKind::Kafka { startup_mode, .. } = &def.kind else {
+        unreachable!("validation found a Kafka changelog")
+    };
+    let project = run.catalog.project();
+    let kafka = connectors::kafka_target(project, def)?;
+    let resume = resume_offsets(target, &kafka, group, startup_mode).await?;
+    let partitions: Vec<i32> = resume.keys().copied().collect();
+    let engine = &project.config.engine;
+    let delay_ms = def.watermark.as_ref().map_or(0, |w| w.delay_ms);
+    let tracker = WatermarkTracker::new(
+        &partitions,
+        delay_ms,
+        Duration::from_millis(engine.idle_timeout_ms),
+        Instant::now(),
+    );
+    VersionFeed::start(
+        table,
+        def,
+        kafka,
+        group,
+        &resume,
+        tracker,
+        engine.batch_records,
+    )
 }

@@ -133,7 +133,7 @@ fn order(order_id: i64, user_id: Option<i64>) -> String {
 }
 
 /// Every row of a query, each as its columns' text.
-async fn rows(catalog: &Catalog, sql: &str) -> Vec<Vec<String>> {
+pub(crate) async fn rows(catalog: &Catalog, sql: &str) -> Vec<Vec<String>> {
     let result = catalog.query(sql).await.unwrap();
     let mut out = Vec::new();
     for batch in &result.batches {
@@ -156,7 +156,7 @@ async fn rows(catalog: &Catalog, sql: &str) -> Vec<Vec<String>> {
 }
 
 /// Runs the project's pipeline until `stop` is sent; its stats and handle.
-fn start(
+pub(crate) fn start(
     catalog: &Catalog,
     pipeline: strata_pipelines::ValidPipeline,
 ) -> (
@@ -175,7 +175,7 @@ fn start(
     (stats, stop, tokio::spawn(run.run(stop_rx)))
 }
 
-async fn wait_for(what: &str, condition: impl Fn() -> bool) {
+pub(crate) async fn wait_for(what: &str, condition: impl Fn() -> bool) {
     let started = Instant::now();
     while !condition() {
         assert!(

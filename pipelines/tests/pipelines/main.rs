@@ -3,5 +3,6 @@
 mod ingest;
 mod lookup;
 mod slt;
+mod temporal;
 mod validate;
 mod windows;

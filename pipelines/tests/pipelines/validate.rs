@@ -165,10 +165,10 @@ async fn mistakes_are_refused_with_their_place() {
             &["p.sql:1:1: a pipeline must be INSERT INTO"],
         ),
         (
-            "a lookup join on a Kafka table that is not broadcast",
+            "a processing-time join on a Kafka table that is not broadcast (so versioned)",
             "INSERT INTO shop.dwd_users_flat\nSELECT o.user_id, u.city FROM shop.ods_orders o\nJOIN shop.ods_users_cdc FOR SYSTEM_TIME AS OF o.proc_time AS u ON o.user_id = u.id",
             &[
-                "p.sql:3:6: shop.ods_users_cdc is a Kafka topic",
+                "p.sql:3:47: shop.ods_users_cdc is a Kafka topic, joined as a versioned table as of the probe's event time, but proc_time is not",
                 "'lookup.broadcast' = 'true'",
             ],
         ),
