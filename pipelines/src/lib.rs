@@ -12,6 +12,7 @@
 pub mod aggregate;
 pub mod decode;
 pub mod error;
+pub mod interval;
 pub mod lag;
 pub mod lookup;
 pub mod project;

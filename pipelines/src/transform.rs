@@ -26,6 +26,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::aggregate::accumulator::{AggFunction, AggregateCall};
 use crate::aggregate::{AggregatePlan, GroupRole};
 use crate::error::{PipelineError, Result};
+use crate::interval::{HeldWrites, IntervalJoin, IntervalJoinParts, Side, SideInput};
 use crate::lag::{LagStep, LagWrites};
 use crate::lookup::dimension::Dimension;
 use crate::lookup::spec::LookupSpec;
@@ -44,6 +45,8 @@ enum Step {
     Unnest(UnnestStep),
     /// The previous value of the row's partition (`LAG(…) OVER (PARTITION BY …)`), from state.
     Lag(Arc<LagStep>),
+    /// A stream–stream join on a key and a band of event time, from state.
+    Interval(Arc<IntervalJoin>),
     Filter(Arc<dyn PhysicalExpr>),
     Project {
         exprs: Vec<Arc<dyn PhysicalExpr>>,
@@ -140,6 +143,8 @@ pub struct Prepared {
     pub traced: Traced,
     pub missed: Vec<Missed>,
     pub lag_writes: Vec<(Arc<LagStep>, LagWrites)>,
+    /// The rows an interval join holds once they have gone through.
+    pub held_writes: Option<(Arc<IntervalJoin>, HeldWrites)>,
 }
 
 /// A lookup join's dimension, resolved against the catalog, waiting for the
@@ -157,6 +162,8 @@ pub struct CompiledPlan {
     window: Option<(WindowTvf, SchemaRef)>,
     /// Steps before the aggregation (all steps when there is none).
     pre: Vec<Step>,
+    /// For an interval join, the steps its right stream's rows take before it.
+    right: Option<Vec<Step>>,
     pub aggregate: Option<AggregatePlan>,
     /// Steps after the aggregation.
     post: Vec<Step>,
@@ -178,7 +185,7 @@ impl CompiledPlan {
             PipelineError::Invalid {
             location: pipeline.target.location.clone(),
             message: format!("{what} is not supported in streaming pipelines yet"),
-            hint: Some("pipelines run projections, filters, casts, CASE, scalar functions, unnest, LAG, lookup joins (FOR SYSTEM_TIME AS OF) and one GROUP BY (over a window TVF or not) over one table".to_string()),
+            hint: Some("pipelines run projections, filters, casts, CASE, scalar functions, unnest, LAG, lookup and temporal joins (FOR SYSTEM_TIME AS OF), an interval join of two streams, and one GROUP BY (over a window TVF or not)".to_string()),
         }
         };
         refuse_wall_clock_functions(valid)?;
@@ -209,6 +216,17 @@ impl CompiledPlan {
             pre: None,
             aggregate: None,
             lookups,
+            location: pipeline.target.location.clone(),
+            streams: valid
+                .streams()
+                .map(|t| {
+                    (
+                        t.name.clone(),
+                        t.watermark.as_ref().map(|w| w.column.clone()),
+                    )
+                })
+                .collect(),
+            right: None,
         };
         let mut steps = Vec::new();
         compiler.compile(&plan, &mut steps)?;
@@ -218,12 +236,20 @@ impl CompiledPlan {
                 unused.spec.alias
             )));
         }
+        if compiler.right.is_some() && (compiler.aggregate.is_some() || window.is_some()) {
+            return Err(PipelineError::Invalid {
+                location: pipeline.target.location.clone(),
+                message: "an aggregation over an interval join is not supported in one pipeline yet".to_string(),
+                hint: Some("write the join to a DWD table, and aggregate that table in the next pipeline (the layered way)".to_string()),
+            });
+        }
         let (pre, post) = match compiler.pre.take() {
             Some(pre) => (pre, steps),
             None => (steps, Vec::new()),
         };
         Ok(Self {
             window,
+            right: compiler.right,
             pre,
             aggregate: compiler.aggregate,
             post,
@@ -235,6 +261,14 @@ impl CompiledPlan {
     pub fn lags(&self) -> impl Iterator<Item = &Arc<LagStep>> {
         self.pre.iter().filter_map(|step| match step {
             Step::Lag(lag) => Some(lag),
+            _ => None,
+        })
+    }
+
+    /// The plan's interval join, if any.
+    pub fn interval(&self) -> Option<&Arc<IntervalJoin>> {
+        self.pre.iter().find_map(|step| match step {
+            Step::Interval(join) => Some(join),
             _ => None,
         })
     }
@@ -251,7 +285,7 @@ impl CompiledPlan {
     /// which input row each output row came from. Rows without an event time are
     /// left out; rows a lookup join did not match are set aside with what to do.
     pub async fn prepare(&self, batch: &RecordBatch, pass: &LookupPass) -> Result<Prepared> {
-        let mut traced = match &self.window {
+        let traced = match &self.window {
             Some((tvf, schema)) => {
                 let assigned = tvf.assign(batch, schema)?;
                 Traced {
@@ -264,10 +298,58 @@ impl CompiledPlan {
                 origins: (0..batch.num_rows()).collect(),
             },
         };
+        self.run_steps(&self.pre, traced, batch, pass, Side::Left)
+            .await
+    }
+
+    /// Runs a batch of an interval join's right stream through its steps, the
+    /// join, and the steps after it.
+    pub async fn prepare_right(&self, batch: &RecordBatch, pass: &LookupPass) -> Result<Prepared> {
+        let mut traced = Traced {
+            batch: batch.clone(),
+            origins: (0..batch.num_rows()).collect(),
+        };
+        for step in self.right.iter().flatten() {
+            traced = run_step(step, traced)?;
+        }
+        let at = self
+            .pre
+            .iter()
+            .position(|step| matches!(step, Step::Interval(_)))
+            .expect("a plan with a right stream has an interval join");
+        self.run_steps(&self.pre[at..], traced, batch, pass, Side::Right)
+            .await
+    }
+
+    /// Runs steps on a batch read from `side`'s stream (`source`, which `traced`'s origins point into).
+    async fn run_steps(
+        &self,
+        steps: &[Step],
+        mut traced: Traced,
+        batch: &RecordBatch,
+        pass: &LookupPass,
+        side: Side,
+    ) -> Result<Prepared> {
         let mut missed: Vec<Missed> = Vec::new();
         let mut lag_writes = Vec::new();
-        for step in &self.pre {
+        let mut held_writes = None;
+        for step in steps {
             traced = match step {
+                Step::Interval(join) => {
+                    let probed = join.probe(side, &traced.batch)?;
+                    if !probed.late.is_empty() {
+                        missed.push(Missed {
+                            origins: probed.late.iter().map(|&r| traced.origins[r]).collect(),
+                            action: MissAction::Quarantine,
+                            reason: "the interval join read this row too late: rows of the other stream it may have met were dropped from state once both watermarks passed them".to_string(),
+                        });
+                    }
+                    held_writes = Some((join.clone(), probed.writes));
+                    Traced {
+                        batch: probed.batch,
+                        origins: probed.origins.iter().map(|&r| traced.origins[r]).collect(),
+                    }
+                }
                 Step::Lag(lag) => {
                     let (previous, writes) = lag.run(&traced.batch)?;
                     lag_writes.push((lag.clone(), writes));
@@ -343,6 +425,7 @@ impl CompiledPlan {
             traced,
             missed,
             lag_writes,
+            held_writes,
         })
     }
 
@@ -392,9 +475,9 @@ fn run_step(step: &Step, traced: Traced) -> Result<Traced> {
                 join.alias
             )));
         }
-        Step::Unnest(_) | Step::Lag(_) => {
+        Step::Unnest(_) | Step::Lag(_) | Step::Interval(_) => {
             return Err(PipelineError::Evaluation(
-                "unnest and LAG run before the aggregation only".to_string(),
+                "unnest, LAG and interval joins run before the aggregation only".to_string(),
             ));
         }
         Step::Select(indices) => Traced {
@@ -590,6 +673,12 @@ struct Compiler<'a> {
     aggregate: Option<AggregatePlan>,
     /// Dimensions of lookup joins not compiled yet.
     lookups: Vec<ResolvedLookup>,
+    /// Where the pipeline is, for errors.
+    location: strata_catalog::SourceLocation,
+    /// The tables read as streams, with their event-time columns.
+    streams: Vec<(strata_catalog::TableName, Option<String>)>,
+    /// The steps of an interval join's right stream, once compiled.
+    right: Option<Vec<Step>>,
 }
 
 impl Compiler<'_> {
@@ -649,6 +738,11 @@ impl Compiler<'_> {
             LogicalPlan::Unnest(unnest) if self.aggregate.is_none() => {
                 self.compile(&unnest.input, steps)?;
                 steps.push(Step::Unnest(compile_unnest(unnest)));
+                Ok(())
+            }
+            LogicalPlan::Join(join) if self.aggregate.is_none() && !self.is_lookup(join) => {
+                let interval = self.compile_interval(join, steps)?;
+                steps.push(Step::Interval(Arc::new(interval)));
                 Ok(())
             }
             LogicalPlan::Join(join) if self.aggregate.is_none() => {
@@ -728,6 +822,113 @@ impl Compiler<'_> {
 
     /// A join whose right side is a dimension named `FOR SYSTEM_TIME AS OF`:
     /// the probe side's steps first, then the lookup.
+    /// Whether a join's right side is one of the lookup joins' dimensions.
+    fn is_lookup(&self, join: &datafusion::logical_expr::Join) -> bool {
+        dimension_side(&join.right).is_some_and(|(alias, _, _)| {
+            self.lookups
+                .iter()
+                .any(|l| l.spec.alias.eq_ignore_ascii_case(&alias))
+        })
+    }
+
+    /// A join of the pipeline's two streams on keys and a band of their event times.
+    fn compile_interval(
+        &mut self,
+        join: &datafusion::logical_expr::Join,
+        steps: &mut Vec<Step>,
+    ) -> Result<IntervalJoin> {
+        use datafusion::logical_expr::{ExprSchemable, JoinType};
+        let hint = "join two streams ON equal keys AND b.ts BETWEEN a.ts - INTERVAL '30' MINUTE AND a.ts, over both tables' WATERMARK FOR columns";
+        let location = self.location.clone();
+        let refuse = |message: String| PipelineError::Invalid {
+            location: location.clone(),
+            message,
+            hint: Some(hint.to_string()),
+        };
+        let [(_, Some(left_time)), (right_table, Some(right_time))] = self.streams.as_slice()
+        else {
+            return Err(refuse(
+                "a join of two tables that is neither a lookup join (FOR SYSTEM_TIME AS OF) nor an interval join of two streams that both have a WATERMARK".to_string(),
+            ));
+        };
+        let (left_time, right_table, right_time) =
+            (left_time.clone(), right_table.clone(), right_time.clone());
+        if join.join_type != JoinType::Inner {
+            return Err(refuse(format!(
+                "a {} interval join (only inner interval joins run yet)",
+                join.join_type
+            )));
+        }
+        if self.right.is_some() {
+            return Err(refuse(
+                "more than one interval join in a pipeline".to_string(),
+            ));
+        }
+        match dimension_side(&join.right) {
+            Some((_, scan, _)) if scan.table_name.table() == right_table.name => {}
+            _ => {
+                return Err(refuse(format!(
+                    "an interval join whose right side is not the table {right_table} itself"
+                )));
+            }
+        }
+        self.compile(&join.left, steps)?;
+        let mut right_steps = Vec::new();
+        self.compile(&join.right, &mut right_steps)?;
+        if right_steps.iter().any(|step| {
+            !matches!(
+                step,
+                Step::Select(_) | Step::Filter(_) | Step::Project { .. }
+            )
+        }) {
+            return Err(refuse(
+                "lookups, unnest or LAG on the right side of an interval join".to_string(),
+            ));
+        }
+        self.right = Some(right_steps);
+        let (left, right) = (join.left.schema(), join.right.schema());
+        let mut left_keys = Vec::new();
+        let mut right_keys = Vec::new();
+        let mut key_types = Vec::new();
+        for (l, r) in &join.on {
+            key_types.push(
+                l.get_type(left)
+                    .map_err(|err| refuse(format!("the join key {l} ({err})")))?,
+            );
+            left_keys.push(self.physical(l, left)?);
+            right_keys.push(self.physical(r, right)?);
+        }
+        if key_types.is_empty() {
+            return Err(refuse(
+                "an interval join without an equality between the two streams' columns".to_string(),
+            ));
+        }
+        let filter = join.filter.as_ref().ok_or_else(|| {
+            refuse("an interval join without a band of event time in its ON clause".to_string())
+        })?;
+        let (lower_ms, upper_ms) = crate::interval::band(filter, left, right, &left_time, &right_time)
+            .ok_or_else(|| {
+                refuse(format!(
+                    "the ON clause {filter}, which does not bound {right_time} from below and above by {left_time} plus or minus an interval"
+                ))
+            })?;
+        let side_input =
+            |schema: &DFSchema, keys: Vec<Arc<dyn PhysicalExpr>>, time: String| SideInput {
+                schema: Arc::new(schema.as_arrow().clone()),
+                keys,
+                time,
+            };
+        IntervalJoin::new(IntervalJoinParts {
+            left: side_input(left, left_keys, left_time),
+            right: side_input(right, right_keys, right_time),
+            key_types,
+            filter: self.physical(filter, &join.schema)?,
+            lower_ms,
+            upper_ms,
+            output: Arc::new(join.schema.as_arrow().clone()),
+        })
+    }
+
     fn compile_lookup(
         &mut self,
         join: &datafusion::logical_expr::Join,

@@ -10,9 +10,11 @@
 //!   probe row (key k, time t):
 //!     t > horizon (the versioned side's watermark) ─▶ waits, in the pipeline's state, until the horizon passes t
 //!     t ≤ horizon ─▶ k's newest version at or before t (none before the first, or after a delete)
-//!     t < cleaned, and k's oldest version kept is after t ─▶ quarantined as late (its version may be gone)
+//!     t < cleaned, k had a version before then, but its oldest kept is after t ─▶ quarantined as late
+//!                                                                             (its version was dropped)
 //!
 //!   commit: versions before min(probe watermark, versioned watermark) are dropped, except each key's newest one
+//!   a change older than that bound ─▶ quarantined as a late version (it would rewrite what was joined)
 //!   idle:   the versioned side silent for the idle timeout ─▶ horizon = +∞: probe rows join the newest versions known
 //! ```
 //!
@@ -143,6 +145,23 @@ impl VersionedTable {
                 ));
                 continue;
             };
+            let at = match change {
+                Change::Upsert => times
+                    .as_ref()
+                    .filter(|t| t.is_valid(row))
+                    .map(|t| t.value(row)),
+                Change::Delete { at_ms } => Some(*at_ms),
+            };
+            if at.is_some_and(|at| at < state.cleaned_below) {
+                refused.push((
+                    row,
+                    format!(
+                        "it is a late version: both watermarks have passed its time, and the versions of {} before {} ms were dropped",
+                        self.name, state.cleaned_below
+                    ),
+                ));
+                continue;
+            }
             let (at, version) = match change {
                 Change::Upsert => {
                     let times = times.as_ref().expect("decoded for upserts");
@@ -192,7 +211,11 @@ impl VersionedTable {
                 } else {
                     let versions = state.by_key.get(keys.row(row).data());
                     let oldest = versions.and_then(|v| v.keys().next().copied());
-                    if time < state.cleaned_below && oldest.is_none_or(|oldest| oldest > time) {
+                    // A key whose oldest version kept is at or before the cleaning bound had
+                    // versions dropped before it; one with a newer oldest version had none then.
+                    let dropped_since =
+                        oldest.is_some_and(|oldest| oldest <= state.cleaned_below && oldest > time);
+                    if time < state.cleaned_below && dropped_since {
                         answers.late.push(row);
                         None
                     } else {
@@ -226,16 +249,12 @@ impl VersionedTable {
             return;
         }
         state.cleaned_below = below;
-        state.by_key.retain(|_, versions| {
+        // A key deleted before `below` keeps its delete: it tells "no version" from "dropped".
+        for versions in state.by_key.values_mut() {
             if let Some((&newest_before, _)) = versions.range(..=below).next_back() {
                 *versions = versions.split_off(&newest_before);
             }
-            // A key whose only version is a delete before `below` has nothing to give.
-            !(versions.len() == 1
-                && versions
-                    .first_key_value()
-                    .is_some_and(|(&at, v)| at <= below && v.is_none()))
-        });
+        }
     }
 
     /// How many versions are held (for the metrics).
@@ -419,22 +438,37 @@ mod tests {
     #[test]
     fn cleaning_keeps_the_newest_version_before_the_bound_and_flags_older_probes_late() {
         let table = table();
-        changes(&table, &[(1, "a", 100), (1, "b", 200), (1, "c", 300)]);
+        changes(
+            &table,
+            &[(1, "a", 100), (1, "b", 200), (1, "c", 300), (2, "x", 400)],
+        );
         table.set_horizon(1_000);
         table.clean(250);
-        assert_eq!(table.version_count(), 2, "a is gone, b and c stay");
+        assert_eq!(table.version_count(), 3, "a is gone; b, c and x stay");
         assert_eq!(
-            ask(&table, &[(1, 260), (1, 150), (1, 300)]),
-            ["b", "late", "c"]
+            ask(&table, &[(1, 260), (1, 150), (1, 300), (2, 150), (3, 150)]),
+            ["b", "late", "c", "-", "-"],
+            "key 2 had no version before the bound, key 3 none at all"
         );
+        let late = RecordBatch::try_new(
+            table.schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![1])),
+                Arc::new(StringArray::from(vec!["old"])),
+                Arc::new(TimestampMillisecondArray::from(vec![240])),
+            ],
+        )
+        .unwrap();
+        let refused = table.apply(&late, &[Change::Upsert]).unwrap();
+        assert!(refused[0].1.contains("late version"), "{refused:?}");
         let mut out = ByteWriter::default();
         table.encode(&mut out);
         let restored = self::table();
         restored.set_horizon(1_000);
         restored.decode(&mut ByteReader::new(&out.bytes)).unwrap();
         assert_eq!(
-            ask(&restored, &[(1, 260), (1, 150), (1, 300)]),
-            ["b", "late", "c"]
+            ask(&restored, &[(1, 260), (1, 150), (1, 300), (2, 150)]),
+            ["b", "late", "c", "-"]
         );
     }
 }

@@ -125,13 +125,16 @@ impl PipelineRun {
     async fn prepare(&self) -> Result<(&TableDef, String, CompiledPlan)> {
         let pipeline = &self.pipeline;
         let streams: Vec<&TableDef> = pipeline.streams().collect();
-        let [source] = streams.as_slice() else {
-            return Err(unsupported(
-                pipeline,
-                "reading more than one table as a stream",
-            ));
+        let (source, right) = match streams.as_slice() {
+            [source] => (*source, None),
+            [source, right] => (*source, Some(*right)),
+            _ => {
+                return Err(unsupported(
+                    pipeline,
+                    "reading more than two tables as streams",
+                ));
+            }
         };
-        let source = *source;
         match &source.kind {
             TableKind::Kafka {
                 format: KafkaFormat::Json | KafkaFormat::DebeziumJson,
@@ -162,6 +165,39 @@ impl PipelineRun {
         let ctx = schema_session(&tables);
         let lookups = self.resolve_lookups()?;
         let plan = CompiledPlan::compile(pipeline, &ctx.state(), lookups).await?;
+        if let Some(right) = right {
+            let kafka_json = |table: &TableDef| {
+                matches!(
+                    table.kind,
+                    TableKind::Kafka {
+                        format: KafkaFormat::Json,
+                        ..
+                    }
+                )
+            };
+            if plan.interval().is_none() {
+                return Err(unsupported(
+                    pipeline,
+                    "reading two tables as streams without an interval join between them",
+                ));
+            }
+            if !kafka_json(source) || !kafka_json(right) {
+                return Err(unsupported(
+                    pipeline,
+                    "an interval join of tables that are not both Kafka topics in format json (append-only streams)",
+                ));
+            }
+            if plan.lags().next().is_some()
+                || plan
+                    .lookups()
+                    .any(|j| j.retries() || j.versioned().is_some())
+            {
+                return Err(unsupported(
+                    pipeline,
+                    "LAG, 'miss' = 'retry' or a temporal join beside an interval join",
+                ));
+            }
+        }
         if matches!(pipeline.target.kind, TableKind::Kafka { .. })
             && !matches!(source.kind, TableKind::Kafka { .. })
         {
@@ -197,6 +233,12 @@ impl PipelineRun {
                 return Err(unsupported(
                     pipeline,
                     "LAG together with an event-time temporal join (a row held back for the versioned side would move its partition's LAG on twice)",
+                ));
+            }
+            if plan.lookups().any(|join| join.retries()) {
+                return Err(unsupported(
+                    pipeline,
+                    "'miss' = 'retry' beside an event-time temporal join (a row retried after both watermarks passed it would find its versions dropped)",
                 ));
             }
             if is_changelog(source) {
@@ -360,7 +402,7 @@ fn unsupported(pipeline: &ValidPipeline, what: &str) -> PipelineError {
         location: pipeline.pipeline.target.location.clone(),
         message: format!("{what} is not supported in streaming pipelines yet"),
         hint: Some(
-            "pipelines read one Kafka (json, debezium-json) or Delta table and write a Delta, MySQL/TiDB or Kafka table"
+            "pipelines read one Kafka (json, debezium-json) or Delta table (two Kafka json topics for an interval join) and write a Delta, MySQL/TiDB or Kafka table"
                 .to_string(),
         ),
     }

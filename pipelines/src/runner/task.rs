@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 use arrow::array::Array;
 use arrow::record_batch::RecordBatch;
 use strata_catalog::connectors::{self};
-use strata_catalog::{KafkaFormat, TableDef, TableKind};
+use strata_catalog::{KafkaFormat, StartupMode, TableDef, TableKind};
 use tokio::sync::watch;
 
 use crate::aggregate::AggregateState;
 use crate::decode::debezium::{DebeziumDecoder, RowKind};
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
+use crate::interval::Side;
 use crate::lookup::versioned::VersionedTable;
 use crate::lookup::{LookupPass, MissAction};
 use crate::sink::delta::{DELETE_MARKER, DeltaSink, Offsets, WriteMode};
@@ -33,7 +34,7 @@ use crate::validate::is_changelog;
 use crate::watermark::WatermarkTracker;
 
 use super::commit::{CommitBatch, CommitContext, Sinks, Target};
-use super::parked::ParkedRows;
+use super::parked::{DueRows, ParkedRows};
 use super::versions::VersionFeed;
 use super::{PipelineRun, RunMode, now_ms};
 
@@ -68,6 +69,41 @@ struct Stateful {
 
 const CHECKPOINT_MAGIC: &[u8] = b"STRATA-STATE-1";
 
+/// The second stream of an interval join, with its watermark.
+#[derive(Debug)]
+struct RightStream {
+    reader: Reader,
+    tracker: WatermarkTracker,
+    time_column: String,
+}
+
+/// What waiting on the sources produced.
+enum Event {
+    Source(Next),
+    Versions(Option<Vec<SourceRecord>>),
+    Right(Next),
+}
+
+/// The next records of a temporal join's changelog; never, without one.
+async fn next_versions(feed: Option<&mut VersionFeed>) -> Result<Option<Vec<SourceRecord>>> {
+    match feed {
+        Some(feed) => feed.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next batch of an interval join's right stream; never, without one.
+async fn next_right(
+    right: Option<&mut RightStream>,
+    deadline: Instant,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Next> {
+    match right {
+        Some(right) => right.reader.next(deadline, stop).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// How often a due commit looks again whether the commit in flight has landed.
 const COMMIT_WAIT: Duration = Duration::from_millis(5);
 
@@ -83,9 +119,13 @@ pub(super) struct Task<'a> {
     stateful: Option<Stateful>,
     /// The changelog of an event-time temporal join's versioned table.
     versions: Option<VersionFeed>,
+    /// The right stream of an interval join.
+    right: Option<RightStream>,
     watermark: Option<(String, WatermarkTracker)>,
     /// The watermark as of the last commit started; lateness is judged against it.
     committed_watermark: Option<i64>,
+    /// The largest watermark a temporal join let through, so that it never goes back.
+    joined_watermark: Option<i64>,
     pending: Pending,
     interval: Duration,
 }
@@ -187,6 +227,17 @@ impl<'a> Task<'a> {
             }
             None => None,
         };
+        let right = match plan.interval() {
+            Some(_) => {
+                let right = open_right(run, &mut target, &group).await?;
+                let partitions: Vec<i32> = right.tracker.partitions().collect();
+                quarantine
+                    .resume(right.reader.stream(), &partitions)
+                    .await?;
+                Some(right)
+            }
+            None => None,
+        };
         let watermark = source.watermark.as_ref().map(|w| {
             let tracker = WatermarkTracker::new(
                 &partitions,
@@ -210,14 +261,17 @@ impl<'a> Task<'a> {
             in_flight: None,
             stateful: None,
             versions,
+            right,
             watermark,
             committed_watermark: None,
+            joined_watermark: None,
             pending: Pending::default(),
             interval,
         };
         let retries = task.plan.lookups().any(|join| join.retries());
         let lags = task.plan.lags().next().is_some();
-        if task.plan.aggregate.is_some() || retries || lags || task.versions.is_some() {
+        let joins = task.versions.is_some() || task.right.is_some();
+        if task.plan.aggregate.is_some() || retries || lags || joins {
             task.open_state(source, target_location, &partitions)
                 .await?;
         }
@@ -291,8 +345,19 @@ impl<'a> Task<'a> {
             }
             if !input.is_done() {
                 waiting.decode(&mut input)?;
-                if let Some(feed) = &mut self.versions {
-                    feed.restore(&mut input, Instant::now())?;
+                let changed = "the pipeline's joins changed since it was written; start the pipeline afresh (drop its target) to rebuild its state";
+                match (input.u8()?, &mut self.versions) {
+                    (0, None) => {}
+                    (1, Some(feed)) => feed.restore(&mut input, Instant::now())?,
+                    _ => return Err(input.corrupt(changed)),
+                }
+                match (input.u8()?, self.plan.interval(), &mut self.right) {
+                    (0, None, _) => {}
+                    (1, Some(join), Some(right)) => {
+                        join.decode(&mut input)?;
+                        right.tracker.restore(&mut input, Instant::now())?;
+                    }
+                    _ => return Err(input.corrupt(changed)),
                 }
             }
             if !input.is_done() {
@@ -317,6 +382,9 @@ impl<'a> Task<'a> {
     }
 
     pub(super) async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
+        let mut right_stop = stop.clone();
+        // An interval join's right stream has been read to its end (or there is none).
+        let mut right_at_end = self.right.is_none();
         let mut last_commit = Instant::now();
         // The source has been read to its end, and nothing came since.
         let mut at_end = false;
@@ -328,25 +396,30 @@ impl<'a> Task<'a> {
                     .min(Instant::now() + Duration::from_millis((due - now_ms()).max(0) as u64)),
                 None => next_commit,
             };
-            let next = match &mut self.versions {
-                None => self.reader.next(deadline, &mut stop).await?,
-                // The versioned side first, so that it keeps up with the probe side.
-                Some(feed) => tokio::select! {
-                    biased;
-                    records = feed.next() => match records? {
-                        Some(records) => {
-                            let applied = feed.apply(&records, Instant::now())?;
-                            let topic = feed.topic.clone();
-                            for (partition, offset) in applied.offsets {
-                                self.pending.offsets.insert((topic.clone(), partition), offset);
-                            }
-                            self.pending.side_rejected.extend(applied.rejected);
-                            Next::Idle
-                        }
-                        None => Next::Idle,
-                    },
-                    next = self.reader.next(deadline, &mut stop) => next?,
-                },
+            // Both sides of a join are read as they come; every source is a Kafka
+            // topic then, whose reading is safe to cancel.
+            let event = tokio::select! {
+                records = next_versions(self.versions.as_mut()) => Event::Versions(records?),
+                next = next_right(self.right.as_mut(), deadline, &mut right_stop) => Event::Right(next?),
+                next = self.reader.next(deadline, &mut stop) => Event::Source(next?),
+            };
+            let next = match event {
+                Event::Source(next) => next,
+                Event::Versions(records) => {
+                    self.apply_versions(records)?;
+                    Next::Idle
+                }
+                Event::Right(Next::Batch(batch)) => {
+                    right_at_end = false;
+                    self.process_right(batch, &stop).await?;
+                    Next::Idle
+                }
+                Event::Right(Next::CaughtUp) => {
+                    right_at_end = true;
+                    Next::Idle
+                }
+                Event::Right(Next::Stop) => Next::Stop,
+                Event::Right(Next::Idle) => Next::Idle,
             };
             let mut caught_up = false;
             let processed = match next {
@@ -393,6 +466,7 @@ impl<'a> Task<'a> {
                 last_commit = Instant::now();
             }
             if at_end
+                && right_at_end
                 && self.run.mode == RunMode::UntilCaughtUp
                 && !self.has_pending()
                 && self.next_retry_ms().is_none()
@@ -449,11 +523,13 @@ impl<'a> Task<'a> {
         let combined = source
             .filter(|_| horizon != i64::MIN)
             .map(|w| w.min(horizon));
-        match (combined, self.committed_watermark) {
-            (Some(w), Some(committed)) => Some(w.max(committed)),
-            (None, committed) => committed,
+        let current = match (combined, self.joined_watermark) {
+            (Some(w), Some(before)) => Some(w.max(before)),
+            (None, before) => before,
             (w, None) => w,
-        }
+        };
+        self.joined_watermark = current;
+        current
     }
 
     /// Whether a temporal join holds rows back for its versioned side.
@@ -472,15 +548,7 @@ impl<'a> Task<'a> {
         feed.advance(Instant::now());
         let horizon = feed.table.horizon();
         for due in stateful.waiting.take_due(horizon)? {
-            let pass = LookupPass {
-                attempt: 0,
-                stop: stop.clone(),
-                from_state: true,
-            };
-            if let Err(err) = self
-                .run_rows(&due.rows, &due.coordinates, due.kinds.as_deref(), &pass)
-                .await
-            {
+            if let Err(err) = self.rerun(&due, true, stop).await {
                 // Stopped while a lookup waited for its database: the rows wait on, in state.
                 let all: Vec<usize> = (0..due.rows.num_rows()).collect();
                 self.hold_back(&due.rows, &due.coordinates, &all)?;
@@ -494,6 +562,29 @@ impl<'a> Task<'a> {
                 .store(held_back as u64, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Runs the SELECT again on rows that waited in state (for a retry, or for
+    /// a temporal join's versions).
+    async fn rerun(
+        &mut self,
+        due: &DueRows,
+        held_back: bool,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<()> {
+        let pass = LookupPass {
+            attempt: due.attempt,
+            stop: stop.clone(),
+            from_state: held_back,
+        };
+        self.run_rows(
+            &due.rows,
+            &due.coordinates,
+            due.kinds.as_deref(),
+            &pass,
+            Side::Left,
+        )
+        .await
     }
 
     /// Sets rows aside until the versioned side's watermark passes their event time.
@@ -520,6 +611,55 @@ impl<'a> Task<'a> {
             })
     }
 
+    /// Applies records of a temporal join's changelog to its versions.
+    fn apply_versions(&mut self, records: Option<Vec<SourceRecord>>) -> Result<()> {
+        let (Some(feed), Some(records)) = (&mut self.versions, records) else {
+            return Ok(());
+        };
+        let applied = feed.apply(&records, Instant::now())?;
+        for (partition, offset) in applied.offsets {
+            self.pending
+                .offsets
+                .insert((feed.topic.clone(), partition), offset);
+        }
+        self.pending.side_rejected.extend(applied.rejected);
+        Ok(())
+    }
+
+    /// Runs a batch of an interval join's right stream through the join.
+    async fn process_right(
+        &mut self,
+        batch: SourceBatch,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<()> {
+        let pass = LookupPass {
+            attempt: 0,
+            stop: stop.clone(),
+            from_state: false,
+        };
+        self.run_rows(&batch.rows, &batch.coordinates, None, &pass, Side::Right)
+            .await?;
+        let right = self.right.as_mut().expect("a right batch comes from it");
+        let now = Instant::now();
+        for (partition, max_event) in
+            max_event_times(&batch.rows, &batch.coordinates, &right.time_column)?
+        {
+            right.tracker.observe(partition, max_event, now);
+        }
+        let stream = right.reader.stream().to_string();
+        for (&partition, &offset) in &batch.offsets {
+            self.pending
+                .offsets
+                .insert((stream.clone(), partition), offset);
+        }
+        self.run
+            .stats
+            .records_in
+            .fetch_add(batch.records, Ordering::Relaxed);
+        self.pending.side_rejected.extend(batch.rejected);
+        Ok(())
+    }
+
     /// When the next row set aside by a lookup join is due, if any.
     fn next_retry_ms(&self) -> Option<i64> {
         self.stateful.as_ref()?.parked.next_due_ms()
@@ -532,15 +672,7 @@ impl<'a> Task<'a> {
         };
         let mut groups = stateful.parked.take_due(now_ms())?.into_iter();
         while let Some(due) = groups.next() {
-            let pass = LookupPass {
-                attempt: due.attempt,
-                stop: stop.clone(),
-                from_state: false,
-            };
-            let outcome = self
-                .run_rows(&due.rows, &due.coordinates, due.kinds.as_deref(), &pass)
-                .await;
-            if let Err(err) = outcome {
+            if let Err(err) = self.rerun(&due, false, stop).await {
                 // Stopped while the database was down: these rows wait on, in state.
                 let parked = &mut self.stateful.as_mut().expect("checked").parked;
                 for rest in std::iter::once(due).chain(groups) {
@@ -574,6 +706,7 @@ impl<'a> Task<'a> {
             &batch.coordinates,
             batch.kinds.as_deref(),
             &pass,
+            Side::Left,
         )
         .await?;
         if let Some((column, tracker)) = &mut self.watermark {
@@ -604,8 +737,12 @@ impl<'a> Task<'a> {
         coordinates: &[(i32, i64)],
         kinds: Option<&[RowKind]>,
         pass: &LookupPass,
+        side: Side,
     ) -> Result<()> {
-        let without_time = self.plan.rows_without_time(rows)?;
+        let without_time = match side {
+            Side::Left => self.plan.rows_without_time(rows)?,
+            Side::Right => Vec::new(),
+        };
         let keep: Vec<usize> = if without_time.is_empty() {
             (0..rows.num_rows()).collect()
         } else {
@@ -616,7 +753,7 @@ impl<'a> Task<'a> {
         let retried = pass.replayed();
         // Nothing of the rows is pending until the SELECT has run on all of them:
         // a stop while a lookup waits for its database leaves them to be read again.
-        let outcome = self.transform(rows, &keep, pass).await;
+        let outcome = self.transform(rows, &keep, pass, side).await;
         if matches!(outcome, Err(PipelineError::Interrupted)) {
             return Err(PipelineError::Interrupted);
         }
@@ -628,15 +765,16 @@ impl<'a> Task<'a> {
                 "the window's event-time column is NULL, so the row belongs to no window"
                     .to_string(),
                 retried,
+                side,
             );
         }
         match outcome {
-            Ok(output) => self.absorb(rows, coordinates, kinds, output, pass),
+            Ok(output) => self.absorb(rows, coordinates, kinds, output, pass, side),
             // Find the rows the SELECT fails on; they go to quarantine with the reason.
             Err(_) => {
                 for row in keep {
-                    match self.transform(rows, &[row], pass).await {
-                        Ok(output) => self.absorb(rows, coordinates, kinds, output, pass)?,
+                    match self.transform(rows, &[row], pass, side).await {
+                        Ok(output) => self.absorb(rows, coordinates, kinds, output, pass, side)?,
                         // Some rows of the batch are pending already: stopping cleanly now would
                         // commit them without the batch's offsets. Fail; the last commit stands.
                         Err(PipelineError::Interrupted) => {
@@ -651,6 +789,7 @@ impl<'a> Task<'a> {
                             row,
                             format!("the pipeline's SELECT failed on this record: {err}"),
                             retried,
+                            side,
                         ),
                     }
                 }
@@ -665,6 +804,7 @@ impl<'a> Task<'a> {
         rows: &RecordBatch,
         keep: &[usize],
         pass: &LookupPass,
+        side: Side,
     ) -> Result<Transformed> {
         let input = if keep.len() == rows.num_rows() {
             rows.clone()
@@ -673,7 +813,10 @@ impl<'a> Task<'a> {
                 arrow::array::UInt32Array::from_iter_values(keep.iter().map(|&r| r as u32));
             arrow::compute::take_record_batch(rows, &indices)?
         };
-        let prepared = self.plan.prepare(&input, pass).await?;
+        let prepared = match side {
+            Side::Left => self.plan.prepare(&input, pass).await?,
+            Side::Right => self.plan.prepare_right(&input, pass).await?,
+        };
         let traced = prepared.traced;
         let origins = traced.origins.iter().map(|&o| keep[o]).collect();
         let missed = prepared
@@ -695,6 +838,7 @@ impl<'a> Task<'a> {
             missed,
             aggregate,
             lag_writes: prepared.lag_writes,
+            held_writes: prepared.held_writes,
         })
     }
 
@@ -705,10 +849,14 @@ impl<'a> Task<'a> {
         kinds: Option<&[RowKind]>,
         output: Transformed,
         pass: &LookupPass,
+        side: Side,
     ) -> Result<()> {
         let attempt = pass.attempt;
         for (lag, writes) in output.lag_writes {
             lag.apply(writes);
+        }
+        if let Some((join, writes)) = output.held_writes {
+            join.hold(writes)?;
         }
         for missed in output.missed {
             match missed.action {
@@ -720,6 +868,7 @@ impl<'a> Task<'a> {
                             row,
                             missed.reason.clone(),
                             pass.replayed(),
+                            side,
                         );
                     }
                 }
@@ -817,12 +966,13 @@ impl<'a> Task<'a> {
         row: usize,
         reason: String,
         retried: bool,
+        side: Side,
     ) {
         let (partition, offset) = coordinates[row];
-        let rejected = if retried {
-            &mut self.pending.retried_rejected
-        } else {
-            &mut self.pending.rejected
+        let rejected = match (side, retried) {
+            (Side::Right, _) => &mut self.pending.side_rejected,
+            (Side::Left, true) => &mut self.pending.retried_rejected,
+            (Side::Left, false) => &mut self.pending.rejected,
         };
         rejected.push(Rejected {
             record: SourceRecord {
@@ -856,6 +1006,16 @@ impl<'a> Task<'a> {
                 join.stats.versions.store(versions, Ordering::Relaxed);
             }
         }
+        if let (Some(join), Some(right)) = (self.plan.interval(), &mut self.right) {
+            let source = self
+                .watermark
+                .as_mut()
+                .and_then(|(_, tracker)| tracker.current(Instant::now()));
+            // Rows that no row to come of the other stream can meet leave the state.
+            if let (Some(left), Some(right)) = (source, right.tracker.current(Instant::now())) {
+                join.clean(left, right);
+            }
+        }
         let mut checkpoint = None;
         if let Some(stateful) = &mut self.stateful {
             if let Some(plan) = &self.plan.aggregate {
@@ -887,8 +1047,21 @@ impl<'a> Task<'a> {
                 lag.encode(&mut out);
             }
             stateful.waiting.encode(&mut out);
-            if let Some(feed) = &self.versions {
-                feed.encode(&mut out);
+            // Each join's state behind a flag, so that a checkpoint of other joins is told apart.
+            match &self.versions {
+                Some(feed) => {
+                    out.u8(1);
+                    feed.encode(&mut out);
+                }
+                None => out.u8(0),
+            }
+            match (self.plan.interval(), &self.right) {
+                (Some(join), Some(right)) => {
+                    out.u8(1);
+                    join.encode(&mut out);
+                    right.tracker.encode(&mut out);
+                }
+                _ => out.u8(0),
             }
             checkpoint = Some((stateful.next_checkpoint, out.bytes));
             stateful.next_checkpoint += 1;
@@ -908,7 +1081,11 @@ impl<'a> Task<'a> {
         let ctx = CommitContext {
             pipeline: self.run.pipeline.pipeline.name.clone(),
             stream: self.reader.stream().to_string(),
-            side_stream: self.versions.as_ref().map(|feed| feed.topic.clone()),
+            side_stream: match (&self.versions, &self.right) {
+                (Some(feed), _) => Some(feed.topic.clone()),
+                (None, Some(right)) => Some(right.reader.stream().to_string()),
+                (None, None) => None,
+            },
             stats: self.run.stats.clone(),
             compact_every: self
                 .run
@@ -936,6 +1113,11 @@ struct Transformed {
     aggregate: bool,
     /// The state `LAG` leaves, applied once the rows are absorbed.
     lag_writes: Vec<(Arc<crate::lag::LagStep>, crate::lag::LagWrites)>,
+    /// The rows an interval join holds, once absorbed.
+    held_writes: Option<(
+        Arc<crate::interval::IntervalJoin>,
+        crate::interval::HeldWrites,
+    )>,
 }
 
 /// Marks rows that delete their key (the upsert sink reads the marker).
@@ -1017,12 +1199,10 @@ async fn open_versions(
         .iter()
         .find(|t| t.name.to_string() == table.name)
         .expect("the versioned table is one of the pipeline's tables");
-    let TableKind::Kafka { startup_mode, .. } = &def.kind else {
-        unreachable!("validation found a Kafka changelog")
-    };
     let project = run.catalog.project();
     let kafka = connectors::kafka_target(project, def)?;
-    let resume = resume_offsets(target, &kafka, group, startup_mode).await?;
+    // Versions are read from the start of the changelog, whatever the table's startup mode.
+    let resume = resume_offsets(target, &kafka, group, &StartupMode::EarliestOffset).await?;
     let partitions: Vec<i32> = resume.keys().copied().collect();
     let engine = &project.config.engine;
     let delay_ms = def.watermark.as_ref().map_or(0, |w| w.delay_ms);
@@ -1041,4 +1221,40 @@ async fn open_versions(
         tracker,
         engine.batch_records,
     )
+}
+
+/// Starts reading an interval join's right stream where the target's last commit left it.
+async fn open_right(run: &PipelineRun, target: &mut Target, group: &str) -> Result<RightStream> {
+    let def = run
+        .pipeline
+        .streams()
+        .nth(1)
+        .expect("an interval join reads two streams");
+    let TableKind::Kafka { startup_mode, .. } = &def.kind else {
+        unreachable!("the run checked that both streams are Kafka topics")
+    };
+    let watermark = def
+        .watermark
+        .as_ref()
+        .expect("the plan found both streams' event times");
+    let project = run.catalog.project();
+    let kafka = connectors::kafka_target(project, def)?;
+    let topic = kafka.topic.clone();
+    let resume = resume_offsets(target, &kafka, group, startup_mode).await?;
+    let partitions: Vec<i32> = resume.keys().copied().collect();
+    let engine = &project.config.engine;
+    Ok(RightStream {
+        reader: Reader::Kafka {
+            source: KafkaSource::start(kafka, group, &resume, engine.batch_records)?,
+            decoder: RecordDecoder::Json(JsonDecoder::new(def.schema.clone())),
+            topic,
+        },
+        tracker: WatermarkTracker::new(
+            &partitions,
+            watermark.delay_ms,
+            Duration::from_millis(engine.idle_timeout_ms),
+            Instant::now(),
+        ),
+        time_column: watermark.column.clone(),
+    })
 }

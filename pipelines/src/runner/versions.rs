@@ -135,9 +135,23 @@ impl VersionFeed {
                 let decoded = decoder.decode(records);
                 applied.rejected.extend(decoded.rejected);
                 // An update's new image is the new version; its old image says nothing more.
-                let kept: Vec<usize> = (0..decoded.rows.len())
-                    .filter(|&row| decoded.rows[row].1 != RowKind::UpdateBefore)
-                    .collect();
+                // A delete takes effect at its record's timestamp; one without is no change.
+                let mut kept = Vec::new();
+                for (row, &(index, kind)) in decoded.rows.iter().enumerate() {
+                    match kind {
+                        RowKind::UpdateBefore => {}
+                        RowKind::Delete if records[index].timestamp_ms.is_none() => {
+                            applied.rejected.push(Rejected {
+                                record: records[index].clone(),
+                                error: format!(
+                                    "a delete of {} without a record timestamp, so it deletes from no time on",
+                                    self.table.name
+                                ),
+                            });
+                        }
+                        _ => kept.push(row),
+                    }
+                }
                 let indices = UInt32Array::from_iter_values(kept.iter().map(|&r| r as u32));
                 let batch = arrow::compute::take_record_batch(&decoded.batch, &indices)?;
                 let origins: Vec<usize> = kept.iter().map(|&r| decoded.rows[r].0).collect();
@@ -145,7 +159,7 @@ impl VersionFeed {
                     .iter()
                     .map(|&r| match decoded.rows[r] {
                         (index, RowKind::Delete) => Change::Delete {
-                            at_ms: records[index].timestamp_ms.unwrap_or(i64::MIN),
+                            at_ms: records[index].timestamp_ms.unwrap_or_default(),
                         },
                         _ => Change::Upsert,
                     })
@@ -202,9 +216,11 @@ impl VersionFeed {
                 true => Some(crate::window::event_times(&batch, &self.table.time_column)?),
                 false => None,
             };
+            // Only versions' event times move the watermark: a delete is timed by the
+            // record's Kafka timestamp, a clock of its own.
             for (row, kind) in kinds.iter().enumerate() {
                 let at = match kind {
-                    Change::Delete { at_ms } => Some(*at_ms),
+                    Change::Delete { .. } => None,
                     Change::Upsert => times
                         .as_ref()
                         .filter(|t| t.is_valid(row))

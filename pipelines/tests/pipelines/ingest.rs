@@ -61,21 +61,38 @@ fn orders(ids: std::ops::RangeInclusive<i64>) -> Vec<(i32, String)> {
 }
 
 async fn setup(bootstrap: &str) -> (tempfile::TempDir, Catalog) {
+    kafka_project(
+        bootstrap,
+        "commit-interval-ms = 100\nbatch-records = 64\ncompact-every-commits = 1",
+        ("dwd_orders", PIPELINE),
+        CATALOG,
+    )
+    .await
+}
+
+/// A project in a temporary folder: `engine` settings, a Kafka connection
+/// `events` to `bootstrap`, the DWD pipeline `(name, sql)`, and the tables of `catalog_sql`.
+pub(crate) async fn kafka_project(
+    bootstrap: &str,
+    engine: &str,
+    (name, sql): (&str, &str),
+    catalog_sql: &str,
+) -> (tempfile::TempDir, Catalog) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("strata.toml"),
         format!(
-            "[engine]\ncommit-interval-ms = 100\nbatch-records = 64\ncompact-every-commits = 1\n[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"{bootstrap}\"\n"
+            "[engine]\n{engine}\n[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"{bootstrap}\"\n"
         ),
     )
     .unwrap();
     std::fs::create_dir_all(dir.path().join("pipelines/dwd")).unwrap();
-    std::fs::write(dir.path().join("pipelines/dwd/dwd_orders.sql"), PIPELINE).unwrap();
+    std::fs::write(dir.path().join(format!("pipelines/dwd/{name}.sql")), sql).unwrap();
     let catalog = Catalog::open(Project::load(dir.path()).unwrap())
         .await
         .unwrap();
     catalog
-        .register_sql("catalog.sql", CATALOG, RegisterMode::Create)
+        .register_sql("catalog.sql", catalog_sql, RegisterMode::Create)
         .await
         .unwrap();
     (dir, catalog)
@@ -332,7 +349,7 @@ async fn latest_offset_starts_are_recorded_so_a_restart_misses_nothing() {
 }
 
 /// Writes `sql` as the project's pipeline and returns why its start-up check refuses it.
-async fn refusal(dir: &tempfile::TempDir, catalog: &Catalog, sql: &str) -> String {
+pub(crate) async fn refusal(dir: &tempfile::TempDir, catalog: &Catalog, sql: &str) -> String {
     std::fs::write(dir.path().join("pipelines/dwd/dwd_orders.sql"), sql).unwrap();
     let run = PipelineRun {
         catalog: catalog.clone(),

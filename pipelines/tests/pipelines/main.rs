@@ -1,6 +1,7 @@
 //! The pipelines crate's integration tests, against the Kafka mock cluster and Delta on disk.
 
 mod ingest;
+mod interval;
 mod lookup;
 mod slt;
 mod temporal;

@@ -43,7 +43,7 @@ LEFT JOIN shop.dim_product_prices FOR SYSTEM_TIME AS OF o.order_time AS p
   ON o.product_id = p.product_id";
 
 /// `ms` after time zero, as the JSON of a TIMESTAMP(3).
-fn at(ms: i64) -> String {
+pub(crate) fn at(ms: i64) -> String {
     format!(
         "2024-05-01T10:{:02}:{:02}.{:03}",
         ms / 60_000,

@@ -1,0 +1,439 @@
+//! Interval joins: two streams joined on a key and a band of event time,
+//! `a JOIN b ON a.k = b.k AND b.ts BETWEEN a.ts - INTERVAL '30' MINUTE AND a.ts`
+//! (exposure ⋈ click, order ⋈ shipment).
+//!
+//! ```text
+//!   a row (key k, time t) ─▶ joins the b rows of k held with time in [t + lower, t + upper] ─▶ out
+//!                        └─▶ held, by k, for the b rows still to come
+//!   b row (key k, time u) ─▶ joins the a rows of k held with time in [u - upper, u - lower] ─▶ out
+//!                        └─▶ held, by k, for the a rows still to come
+//!   commit: a rows older than b's watermark - upper can meet no b row to come: dropped (and b rows
+//!           older than a's watermark + lower); a row of a side older than its own watermark at that
+//!           cleaning may have lost partners: it is quarantined as late, not joined in part
+//! ```
+//!
+//! Each pair is emitted once, when the later of its two rows is read. The held
+//! rows are part of the pipeline's checkpoint, committed with both streams'
+//! offsets, so a restart neither loses nor repeats a pair.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::error::{PipelineError, Result};
+use crate::state::{ByteReader, ByteWriter};
+
+/// Which input of the join a batch belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Left,
+    Right,
+}
+
+/// One side's inputs, as the join reads them.
+#[derive(Debug)]
+pub struct SideInput {
+    /// The input's columns at the join.
+    pub schema: SchemaRef,
+    /// The key expressions, over `schema`.
+    pub keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// The event-time column, by name in `schema`.
+    pub time: String,
+}
+
+/// Everything needed to build an [`IntervalJoin`].
+#[derive(Debug)]
+pub struct IntervalJoinParts {
+    pub left: SideInput,
+    pub right: SideInput,
+    /// The types both sides' keys are compared as.
+    pub key_types: Vec<DataType>,
+    /// The ON clause beyond the key equalities (the band and any other condition), over `output`.
+    pub filter: Arc<dyn PhysicalExpr>,
+    /// `lower ≤ right time - left time ≤ upper`, in milliseconds.
+    pub lower_ms: i64,
+    pub upper_ms: i64,
+    /// The left input's columns, then the right's.
+    pub output: SchemaRef,
+}
+
+/// A compiled interval join and the rows it holds.
+#[derive(Debug)]
+pub struct IntervalJoin {
+    left: SideInput,
+    right: SideInput,
+    key_types: Vec<DataType>,
+    key_converter: RowConverter,
+    filter: Arc<dyn PhysicalExpr>,
+    pub lower_ms: i64,
+    pub upper_ms: i64,
+    output: SchemaRef,
+    state: Mutex<[HeldRows; 2]>,
+}
+
+/// The rows of one side held for the other's rows to come.
+#[derive(Debug)]
+struct HeldRows {
+    converter: RowConverter,
+    by_key: HashMap<Box<[u8]>, Vec<(i64, OwnedRow)>>,
+    /// Rows of this side older than this may have lost partners to a cleaning: late.
+    late_below: i64,
+}
+
+/// What a probe leaves to hold once the rows have gone through the pipeline.
+#[derive(Debug)]
+pub struct HeldWrites {
+    side: Side,
+    rows: RecordBatch,
+    held: Vec<usize>,
+}
+
+/// What probing a batch of one side produced.
+#[derive(Debug)]
+pub struct Probed {
+    /// The joined rows, left columns then right ones.
+    pub batch: RecordBatch,
+    /// For each joined row, the probing row it came from.
+    pub origins: Vec<usize>,
+    /// Probing rows too late to join in full.
+    pub late: Vec<usize>,
+    pub writes: HeldWrites,
+}
+
+impl IntervalJoin {
+    pub fn new(parts: IntervalJoinParts) -> Result<Self> {
+        let held = |schema: &SchemaRef| -> Result<HeldRows> {
+            Ok(HeldRows {
+                converter: crate::transform::row_converter(schema)?,
+                by_key: HashMap::new(),
+                late_below: i64::MIN,
+            })
+        };
+        Ok(Self {
+            key_converter: RowConverter::new(
+                parts
+                    .key_types
+                    .iter()
+                    .cloned()
+                    .map(SortField::new)
+                    .collect(),
+            )?,
+            state: Mutex::new([held(&parts.left.schema)?, held(&parts.right.schema)?]),
+            left: parts.left,
+            right: parts.right,
+            key_types: parts.key_types,
+            filter: parts.filter,
+            lower_ms: parts.lower_ms,
+            upper_ms: parts.upper_ms,
+            output: parts.output,
+        })
+    }
+
+    fn input(&self, side: Side) -> &SideInput {
+        match side {
+            Side::Left => &self.left,
+            Side::Right => &self.right,
+        }
+    }
+
+    /// A batch's join keys, as the types both sides compare as.
+    fn keys(&self, side: Side, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        self.input(side)
+            .keys
+            .iter()
+            .zip(&self.key_types)
+            .map(|(expr, key_type)| {
+                let column = expr
+                    .evaluate(batch)
+                    .and_then(|value| value.into_array(batch.num_rows()))
+                    .map_err(|err| PipelineError::Evaluation(err.to_string()))?;
+                Ok(arrow::compute::cast(&column, key_type)?)
+            })
+            .collect()
+    }
+
+    /// Joins a batch of one side with the other side's held rows.
+    pub fn probe(&self, side: Side, batch: &RecordBatch) -> Result<Probed> {
+        let rows = batch.num_rows();
+        let times = crate::window::event_times(batch, &self.input(side).time)?;
+        let keys = self.keys(side, batch)?;
+        let encoded = self.key_converter.convert_columns(&keys)?;
+        let state = self.state.lock().expect("not poisoned");
+        let (own, other) = match side {
+            Side::Left => (&state[0], &state[1]),
+            Side::Right => (&state[1], &state[0]),
+        };
+        // The other side's times that can meet a row at `t`.
+        let band = |t: i64| match side {
+            Side::Left => (t + self.lower_ms, t + self.upper_ms),
+            Side::Right => (t - self.upper_ms, t - self.lower_ms),
+        };
+        let mut late = Vec::new();
+        let mut held = Vec::new();
+        let mut probe_rows: Vec<u32> = Vec::new();
+        let mut partners = Vec::new();
+        for row in 0..rows {
+            if times.is_null(row) || keys.iter().any(|k| k.is_null(row)) {
+                continue;
+            }
+            let time = times.value(row);
+            if time < own.late_below {
+                late.push(row);
+                continue;
+            }
+            held.push(row);
+            let Some(candidates) = other.by_key.get(encoded.row(row).data()) else {
+                continue;
+            };
+            let (from, to) = band(time);
+            for (other_time, other_row) in candidates {
+                if (from..=to).contains(other_time) {
+                    probe_rows.push(row as u32);
+                    partners.push(other_row.row());
+                }
+            }
+        }
+        let other_columns = other.converter.convert_rows(partners)?;
+        drop(state);
+        let probe_rows = UInt32Array::from(probe_rows);
+        let probe_columns = batch
+            .columns()
+            .iter()
+            .map(|c| arrow::compute::take(c, &probe_rows, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let columns = match side {
+            Side::Left => [probe_columns, other_columns].concat(),
+            Side::Right => [other_columns, probe_columns].concat(),
+        };
+        let pairs = RecordBatch::try_new_with_options(
+            self.output.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(probe_rows.len())),
+        )?;
+        let mask = self
+            .filter
+            .evaluate(&pairs)
+            .and_then(|value| value.into_array(pairs.num_rows()))
+            .map_err(|err| PipelineError::Evaluation(err.to_string()))?;
+        let mask = mask
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| PipelineError::Evaluation("a join condition is not boolean".into()))?;
+        // A NULL condition keeps no pair.
+        let mask = match mask.null_count() {
+            0 => mask.clone(),
+            _ => arrow::compute::prep_null_mask_filter(mask),
+        };
+        let origins = probe_rows
+            .values()
+            .iter()
+            .zip(mask.values().iter())
+            .filter_map(|(&row, keep)| keep.then_some(row as usize))
+            .collect();
+        Ok(Probed {
+            batch: arrow::compute::filter_record_batch(&pairs, &mask)?,
+            origins,
+            late,
+            writes: HeldWrites {
+                side,
+                rows: batch.clone(),
+                held,
+            },
+        })
+    }
+
+    /// Holds the probing rows for the other side's rows to come.
+    pub fn hold(&self, writes: HeldWrites) -> Result<()> {
+        let HeldWrites { side, rows, held } = writes;
+        if held.is_empty() {
+            return Ok(());
+        }
+        let times = crate::window::event_times(&rows, &self.input(side).time)?;
+        let keys = self.keys(side, &rows)?;
+        let encoded = self.key_converter.convert_columns(&keys)?;
+        let mut state = self.state.lock().expect("not poisoned");
+        let own = &mut state[side as usize];
+        let converted = own.converter.convert_columns(rows.columns())?;
+        for row in held {
+            own.by_key
+                .entry(encoded.row(row).data().into())
+                .or_default()
+                .push((times.value(row), converted.row(row).owned()));
+        }
+        Ok(())
+    }
+
+    /// Drops the rows no row to come can meet: left rows older than the right
+    /// watermark - upper, right rows older than the left watermark + lower.
+    pub fn clean(&self, left_watermark: i64, right_watermark: i64) {
+        let mut state = self.state.lock().expect("not poisoned");
+        let [left, right] = &mut *state;
+        let left_bound = right_watermark.saturating_sub(self.upper_ms);
+        left.by_key.retain(|_, rows| {
+            rows.retain(|(time, _)| *time >= left_bound);
+            !rows.is_empty()
+        });
+        right.late_below = right.late_below.max(right_watermark);
+        let right_bound = left_watermark.saturating_add(self.lower_ms);
+        right.by_key.retain(|_, rows| {
+            rows.retain(|(time, _)| *time >= right_bound);
+            !rows.is_empty()
+        });
+        left.late_below = left.late_below.max(left_watermark);
+    }
+
+    /// Rows held, per side (for the metrics).
+    pub fn held_counts(&self) -> [usize; 2] {
+        let state = self.state.lock().expect("not poisoned");
+        [0, 1].map(|side| state[side].by_key.values().map(Vec::len).sum())
+    }
+
+    pub fn encode(&self, out: &mut ByteWriter) {
+        let state = self.state.lock().expect("not poisoned");
+        for held in state.iter() {
+            out.i64(held.late_below);
+            out.u64(held.by_key.len() as u64);
+            for (key, rows) in &held.by_key {
+                out.bytes(key);
+                out.u64(rows.len() as u64);
+                for (time, row) in rows {
+                    out.i64(*time);
+                    out.bytes(row.row().data());
+                }
+            }
+        }
+    }
+
+    pub fn decode(&self, input: &mut ByteReader) -> Result<()> {
+        let mut state = self.state.lock().expect("not poisoned");
+        for held in state.iter_mut() {
+            held.late_below = input.i64()?;
+            let parser = held.converter.parser();
+            let mut by_key = HashMap::new();
+            for _ in 0..input.u64()? {
+                let key: Box<[u8]> = input.bytes()?.into();
+                let mut rows = Vec::new();
+                for _ in 0..input.u64()? {
+                    let time = input.i64()?;
+                    rows.push((time, parser.parse(input.bytes()?).owned()));
+                }
+                by_key.insert(key, rows);
+            }
+            held.by_key = by_key;
+        }
+        Ok(())
+    }
+}
+
+/// The band an interval join's ON clause puts the right time in, relative to
+/// the left time: `(lower, upper)` with `lower ≤ right - left ≤ upper`, in
+/// milliseconds, from comparisons (or a BETWEEN) of the two event-time columns
+/// give or take interval literals. `None` unless both ends are bounded.
+pub fn band(
+    filter: &datafusion::logical_expr::Expr,
+    left: &datafusion::common::DFSchema,
+    right: &datafusion::common::DFSchema,
+    left_time: &str,
+    right_time: &str,
+) -> Option<(i64, i64)> {
+    use datafusion::logical_expr::utils::split_conjunction;
+    use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
+    let term = |expr: &Expr| time_term(expr, left, right, left_time, right_time);
+    let mut lower: Option<i64> = None;
+    let mut upper: Option<i64> = None;
+    // `x op y` as a bound on right - left.
+    let mut bound = |x: &Expr, op: Operator, y: &Expr| {
+        let (Some((x_side, x_offset)), Some((y_side, y_offset))) = (term(x), term(y)) else {
+            return;
+        };
+        // right + a op left + b  ⇔  right - left op b - a   (and mirrored when x is the left side)
+        let (op, value) = match (x_side, y_side) {
+            (Side::Right, Side::Left) => (op, y_offset - x_offset),
+            (Side::Left, Side::Right) => match op.swap() {
+                Some(swapped) => (swapped, x_offset - y_offset),
+                None => return,
+            },
+            _ => return,
+        };
+        match op {
+            Operator::Gt | Operator::GtEq => lower = Some(lower.map_or(value, |l| l.max(value))),
+            Operator::Lt | Operator::LtEq => upper = Some(upper.map_or(value, |u| u.min(value))),
+            _ => {}
+        }
+    };
+    for conjunct in split_conjunction(filter) {
+        match conjunct {
+            Expr::Between(Between {
+                expr,
+                negated: false,
+                low,
+                high,
+            }) => {
+                bound(expr, Operator::GtEq, low);
+                bound(expr, Operator::LtEq, high);
+            }
+            Expr::BinaryExpr(BinaryExpr {
+                left: x,
+                op,
+                right: y,
+            }) => bound(x, *op, y),
+            _ => {}
+        }
+    }
+    Some((lower?, upper?)).filter(|(lower, upper)| lower <= upper)
+}
+
+/// An event-time column of one side, plus or minus a constant interval.
+fn time_term(
+    expr: &datafusion::logical_expr::Expr,
+    left: &datafusion::common::DFSchema,
+    right: &datafusion::common::DFSchema,
+    left_time: &str,
+    right_time: &str,
+) -> Option<(Side, i64)> {
+    use datafusion::logical_expr::{BinaryExpr, Cast, Expr, Operator};
+    let term = |expr: &Expr| time_term(expr, left, right, left_time, right_time);
+    match expr {
+        Expr::Column(column) if column.name == left_time && left.has_column(column) => {
+            Some((Side::Left, 0))
+        }
+        Expr::Column(column) if column.name == right_time && right.has_column(column) => {
+            Some((Side::Right, 0))
+        }
+        Expr::Cast(Cast { expr, .. }) => term(expr),
+        Expr::BinaryExpr(BinaryExpr {
+            left: x,
+            op,
+            right: y,
+        }) => {
+            let (side, offset) = term(x)?;
+            let interval = interval_ms(y)?;
+            match op {
+                Operator::Plus => Some((side, offset + interval)),
+                Operator::Minus => Some((side, offset - interval)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A constant interval of days and smaller units, in milliseconds.
+fn interval_ms(expr: &datafusion::logical_expr::Expr) -> Option<i64> {
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::Expr;
+    match expr {
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
+            Some(i64::from(v.days) * 86_400_000 + v.nanoseconds / 1_000_000)
+        }
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
+            Some(i64::from(v.days) * 86_400_000 + i64::from(v.milliseconds))
+        }
+        _ => None,
+    }
+}
