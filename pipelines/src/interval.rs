@@ -287,12 +287,6 @@ impl IntervalJoin {
         left.late_below = left.late_below.max(left_watermark);
     }
 
-    /// Rows held, per side (for the metrics).
-    pub fn held_counts(&self) -> [usize; 2] {
-        let state = self.state.lock().expect("not poisoned");
-        [0, 1].map(|side| state[side].by_key.values().map(Vec::len).sum())
-    }
-
     pub fn encode(&self, out: &mut ByteWriter) {
         let state = self.state.lock().expect("not poisoned");
         for held in state.iter() {
@@ -405,7 +399,20 @@ fn time_term(
         Expr::Column(column) if column.name == right_time && right.has_column(column) => {
             Some((Side::Right, 0))
         }
-        Expr::Cast(Cast { expr, .. }) => term(expr),
+        // A cast to a coarser type (a DATE) would change the band; a timestamp keeps it.
+        Expr::Cast(Cast { expr, field })
+            if matches!(
+                field.data_type(),
+                DataType::Timestamp(
+                    arrow::datatypes::TimeUnit::Millisecond
+                        | arrow::datatypes::TimeUnit::Microsecond
+                        | arrow::datatypes::TimeUnit::Nanosecond,
+                    _
+                )
+            ) =>
+        {
+            term(expr)
+        }
         Expr::BinaryExpr(BinaryExpr {
             left: x,
             op,

@@ -321,6 +321,43 @@ impl CompiledPlan {
             .await
     }
 
+    /// Takes rows of `side` as far as the interval join and holds them there,
+    /// for rows the steps after the join failed on.
+    pub async fn hold_only(
+        &self,
+        batch: &RecordBatch,
+        pass: &LookupPass,
+        side: Side,
+    ) -> Result<()> {
+        let at = self
+            .pre
+            .iter()
+            .position(|step| matches!(step, Step::Interval(_)))
+            .expect("a plan that holds rows has an interval join");
+        let Step::Interval(join) = &self.pre[at] else {
+            unreachable!("found above")
+        };
+        let traced = Traced {
+            batch: batch.clone(),
+            origins: (0..batch.num_rows()).collect(),
+        };
+        let before = match side {
+            Side::Left => {
+                self.run_steps(&self.pre[..at], traced, batch, pass, side)
+                    .await?
+                    .traced
+            }
+            Side::Right => {
+                let mut traced = traced;
+                for step in self.right.iter().flatten() {
+                    traced = run_step(step, traced)?;
+                }
+                traced
+            }
+        };
+        join.hold(join.probe(side, &before.batch)?.writes)
+    }
+
     /// Runs steps on a batch read from `side`'s stream (`source`, which `traced`'s origins point into).
     async fn run_steps(
         &self,
@@ -464,6 +501,23 @@ pub fn row_converter(schema: &arrow::datatypes::Schema) -> Result<arrow::row::Ro
             .map(|f| arrow::row::SortField::new(f.data_type().clone()))
             .collect(),
     )?)
+}
+
+/// Whether the column `name` reaches the top of `plan` unchanged from its table.
+fn passes_through(plan: &LogicalPlan, name: &str) -> bool {
+    use datafusion::logical_expr::Expr;
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            scan.projected_schema.has_column_with_unqualified_name(name)
+        }
+        LogicalPlan::SubqueryAlias(alias) => passes_through(&alias.input, name),
+        LogicalPlan::Filter(filter) => passes_through(&filter.input, name),
+        LogicalPlan::Projection(projection) => projection.expr.iter().any(|expr| {
+            matches!(expr, Expr::Column(column) if column.name == name)
+                && passes_through(&projection.input, name)
+        }),
+        _ => false,
+    }
 }
 
 fn run_step(step: &Step, traced: Traced) -> Result<Traced> {
@@ -912,6 +966,13 @@ impl Compiler<'_> {
                     "the ON clause {filter}, which does not bound {right_time} from below and above by {left_time} plus or minus an interval"
                 ))
             })?;
+        for (input, time) in [(&join.left, &left_time), (&join.right, &right_time)] {
+            if !passes_through(input, time) {
+                return Err(refuse(format!(
+                    "an interval join over a {time} that is computed before the join (the watermark follows the table's own {time})"
+                )));
+            }
+        }
         let side_input =
             |schema: &DFSchema, keys: Vec<Arc<dyn PhysicalExpr>>, time: String| SideInput {
                 schema: Arc::new(schema.as_arrow().clone()),

@@ -403,6 +403,7 @@ impl<'a> Task<'a> {
                 next = next_right(self.right.as_mut(), deadline, &mut right_stop) => Event::Right(next?),
                 next = self.reader.next(deadline, &mut stop) => Event::Source(next?),
             };
+            let mut caught_up = false;
             let next = match event {
                 Event::Source(next) => next,
                 Event::Versions(records) => {
@@ -411,17 +412,21 @@ impl<'a> Task<'a> {
                 }
                 Event::Right(Next::Batch(batch)) => {
                     right_at_end = false;
-                    self.process_right(batch, &stop).await?;
-                    Next::Idle
+                    match self.process_right(batch, &stop).await {
+                        Ok(()) => Next::Idle,
+                        // Stopped while a lookup waited: the batch is read again after a restart.
+                        Err(PipelineError::Interrupted) => Next::Stop,
+                        Err(err) => return Err(err),
+                    }
                 }
                 Event::Right(Next::CaughtUp) => {
                     right_at_end = true;
+                    caught_up = at_end;
                     Next::Idle
                 }
                 Event::Right(Next::Stop) => Next::Stop,
                 Event::Right(Next::Idle) => Next::Idle,
             };
-            let mut caught_up = false;
             let processed = match next {
                 Next::Batch(batch) => {
                     at_end = false;
@@ -783,14 +788,25 @@ impl<'a> Task<'a> {
                                 cause: "stopped half-way through a batch while a lookup waited for its database".to_string(),
                             });
                         }
-                        Err(err) => self.reject(
-                            rows,
-                            coordinates,
-                            row,
-                            format!("the pipeline's SELECT failed on this record: {err}"),
-                            retried,
-                            side,
-                        ),
+                        Err(err) => {
+                            // A row that reached an interval join still waits there for
+                            // the other stream's rows to come.
+                            if self.plan.interval().is_some() {
+                                let single = rows.slice(row, 1);
+                                if let Err(failed) = self.plan.hold_only(&single, pass, side).await
+                                {
+                                    tracing::debug!(%failed, "the row failed before the interval join");
+                                }
+                            }
+                            self.reject(
+                                rows,
+                                coordinates,
+                                row,
+                                format!("the pipeline's SELECT failed on this record: {err}"),
+                                retried,
+                                side,
+                            )
+                        }
                     }
                 }
                 Ok(())

@@ -186,6 +186,10 @@ async fn interval_joins_it_cannot_run_are_refused_with_the_reason() {
             "SELECT e.exposure_id, c.click_id FROM shop.ods_exposures AS e LEFT JOIN shop.ods_clicks AS c ON e.user_id = c.user_id AND c.clicked_at BETWEEN e.shown_at AND e.shown_at + INTERVAL '1' MINUTE".to_string(),
             "a Left interval join (only inner interval joins run yet)",
         ),
+        (
+            "SELECT e.exposure_id, c.click_id FROM (SELECT exposure_id, user_id, shown_at + INTERVAL '1' HOUR AS shown_at FROM shop.ods_exposures) AS e JOIN shop.ods_clicks AS c ON e.user_id = c.user_id AND c.clicked_at BETWEEN e.shown_at AND e.shown_at + INTERVAL '1' MINUTE".to_string(),
+            "an interval join over a shown_at that is computed before the join",
+        ),
     ];
     for (select, expected) in cases {
         let refused = crate::ingest::refusal(
