@@ -28,4 +28,4 @@ pub use model::{
     KafkaFormat, Layer, LookupOptions, SchemaVersion, StartupMode, TableDef, TableEntry, TableKind,
     TableName, Watermark,
 };
-pub use store::{CatalogStore, UpdateOutcome};
+pub use store::{CatalogStore, LineageVersion, UpdateOutcome};

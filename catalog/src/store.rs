@@ -86,7 +86,26 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
         "lookup options of dimension tables",
         &["ALTER TABLE strata_tables ADD COLUMN lookup TEXT"],
     ),
+    (
+        3,
+        "versions of the lineage graph",
+        &["CREATE TABLE IF NOT EXISTS strata_lineage (
+            version BIGINT NOT NULL PRIMARY KEY,
+            created_at BIGINT NOT NULL,
+            graph LONGTEXT NOT NULL
+        )"],
+    ),
 ];
+
+/// One recorded version of the lineage graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineageVersion {
+    pub version: i64,
+    /// When it was recorded, in milliseconds since the epoch.
+    pub created_at_ms: i64,
+    /// The graph, as the lineage crate stores it (JSON).
+    pub graph: String,
+}
 
 const TABLE_COLUMNS: &str = "space, name, layer, kind, primary_key, watermark, processing_time, \
      owner, description, tags, schema_version, created_at, updated_at, lookup";
@@ -271,7 +290,12 @@ impl CatalogStore {
                 .await
                 .map_err(store_err("starting a migration"))?;
             for statement in *statements {
-                sqlx::query(*statement)
+                // MySQL's TEXT holds 64 KiB; the others' TEXT has no such limit.
+                let statement = match self.backend {
+                    Backend::Mysql => statement.to_string(),
+                    Backend::Sqlite | Backend::Postgres => statement.replace("LONGTEXT", "TEXT"),
+                };
+                sqlx::query(AssertSqlSafe(statement))
                     .execute(&mut *tx)
                     .await
                     .map_err(store_err(&format!("migration {version} ({description})")))?;
@@ -290,6 +314,55 @@ impl CatalogStore {
                 .map_err(store_err("committing a migration"))?;
         }
         Ok(())
+    }
+
+    /// Records `graph` as a new version of the lineage graph, unless it equals
+    /// the latest one; returns the version that holds it.
+    pub async fn record_lineage(&self, graph: &str) -> Result<LineageVersion> {
+        if let Some(latest) = self.lineage_at(None).await?
+            && latest.graph == graph
+        {
+            return Ok(latest);
+        }
+        let recorded = LineageVersion {
+            version: self
+                .lineage_at(None)
+                .await?
+                .map_or(1, |latest| latest.version + 1),
+            created_at_ms: now_ms(),
+            graph: graph.to_string(),
+        };
+        sqlx::query(
+            self.sql("INSERT INTO strata_lineage (version, created_at, graph) VALUES (?, ?, ?)"),
+        )
+        .bind(recorded.version)
+        .bind(recorded.created_at_ms)
+        .bind(recorded.graph.clone())
+        .execute(&self.pool)
+        .await
+        .map_err(|source| self.store_error("recording the lineage graph", source))?;
+        Ok(recorded)
+    }
+
+    /// The lineage graph as it was at `at_ms` (the last version recorded by
+    /// then), or the latest; `None` before any was recorded.
+    pub async fn lineage_at(&self, at_ms: Option<i64>) -> Result<Option<LineageVersion>> {
+        let row = sqlx::query(self.sql(
+            "SELECT version, created_at, graph FROM strata_lineage WHERE created_at <= ? ORDER BY version DESC LIMIT 1",
+        ))
+        .bind(at_ms.unwrap_or(i64::MAX))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|source| self.store_error("reading the lineage graph", source))?;
+        row.map(|row| {
+            Ok(LineageVersion {
+                version: row.try_get(0)?,
+                created_at_ms: row.try_get(1)?,
+                graph: row.try_get(2)?,
+            })
+        })
+        .transpose()
+        .map_err(|source| self.store_error("reading the lineage graph", source))
     }
 
     /// Registers tables, all or none. A taken name fails the whole batch.

@@ -71,6 +71,10 @@ pub enum PipelineError {
 
     #[error(transparent)]
     Catalog(Box<CatalogError>),
+
+    /// A pipeline's plan could not be followed for lineage.
+    #[error(transparent)]
+    Lineage(#[from] strata_lineage::LineageError),
 }
 
 impl From<CatalogError> for PipelineError {

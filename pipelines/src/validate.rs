@@ -24,6 +24,8 @@ use strata_catalog::ddl::types::flink_type_name;
 use strata_catalog::provider::CATALOG_NAME;
 use strata_catalog::{Layer, SourceLocation, TableDef, TableName};
 
+use strata_lineage::PipelineLineage;
+
 use crate::error::{PipelineError, Result};
 use crate::lookup::spec::{LookupSpec, MissPolicy};
 use crate::project::{Pipeline, TableMention};
@@ -40,6 +42,50 @@ pub struct ValidPipeline {
 }
 
 impl ValidPipeline {
+    /// Where each target column comes from, from the pipeline's logical plan
+    /// (`tables`: every table of the catalog).
+    pub async fn lineage(&self, tables: &[TableDef]) -> Result<PipelineLineage> {
+        let ctx = schema_session(tables);
+        let statement = datafusion::sql::parser::Statement::Statement(Box::new(Statement::Query(
+            self.pipeline.query.clone(),
+        )));
+        let plan = ctx
+            .state()
+            .statement_to_plan(statement)
+            .await
+            .map_err(|err| planning_error(&self.pipeline, &err.strip_backtrace()))?;
+        let window_time = self.pipeline.window.as_ref().map(|w| w.time_column.clone());
+        let resolve = |table: &datafusion::common::TableReference, column: &str| {
+            let space = table.schema()?;
+            if space == WINDOW_SCHEMA {
+                // `__window.<space>__<table>`: the TVF's bounds come from its event time.
+                let (space, name) = table.table().split_once("__")?;
+                let column = match column {
+                    WINDOW_START | WINDOW_END | crate::window::WINDOW_TIME => {
+                        window_time.clone()?
+                    }
+                    other => other.to_string(),
+                };
+                return Some((format!("{space}.{name}"), column));
+            }
+            Some((format!("{space}.{}", table.table()), column.to_string()))
+        };
+        let target_columns: Vec<String> = self
+            .target
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        Ok(PipelineLineage::derive(
+            &self.pipeline.name,
+            &self.target.name.to_string(),
+            &target_columns,
+            &plan,
+            &resolve,
+        )?)
+    }
+
     /// The tables it reads as streams (not through lookup joins).
     pub fn streams(&self) -> impl Iterator<Item = &TableDef> {
         self.sources.iter().filter(|table| {

@@ -11,6 +11,9 @@
 //!   POST   /api/v1/discover/{connection}  {…}      catalog discover
 //!   POST   /api/v1/query         {sql}             query
 //!   GET    /api/v1/pipelines                       the running pipelines' counters (as in the run summary)
+//!   GET    /api/v1/lineage/{node}?direction=&depth=&level=&at=   lineage around a table, column or pipeline
+//!   GET    /api/v1/lineage/{node}/impact?at=       what a column change breaks
+//!   GET    /api/v1/lineage/path?from=&to=&at=      the path between two nodes
 //!   GET    /metrics                                the same, for Prometheus
 //! ```
 //!
@@ -50,6 +53,9 @@ pub fn router(catalog: Catalog, pipelines: Registry) -> Router {
         .route("/api/v1/discover/{connection}", post(discover))
         .route("/api/v1/query", post(query))
         .route("/api/v1/pipelines", get(list_pipelines))
+        .route("/api/v1/lineage/path", get(lineage_path))
+        .route("/api/v1/lineage/{node}", get(lineage_around))
+        .route("/api/v1/lineage/{node}/impact", get(lineage_impact))
         .route("/metrics", get(metrics))
         .with_state(AppState { catalog, pipelines })
 }
@@ -365,4 +371,145 @@ async fn query(
         .map(|f| json!({"name": f.name(), "type": strata_catalog::ddl::types::flink_type_name(f.data_type())}))
         .collect();
     Ok(Json(json!({"columns": columns, "rows": rows})))
+}
+
+/// The query of `/api/v1/lineage/{node}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineageQuery {
+    /// `upstream`, `downstream` or `both` (default).
+    direction: Option<String>,
+    /// Tables (or columns) away; 3 by default.
+    depth: Option<usize>,
+    /// `table` (default for a table) or `column`.
+    level: Option<String>,
+    /// The graph as recorded then (RFC 3339, or ms since the epoch).
+    at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AtQuery {
+    at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathQuery {
+    from: String,
+    to: String,
+    at: Option<String>,
+}
+
+/// A lineage request's failure: 404 for a node the graph lacks, 400 for a
+/// request or project at fault, 500 otherwise.
+fn lineage_error(err: anyhow::Error) -> Response {
+    let status = match err.downcast_ref::<strata_lineage::LineageError>() {
+        Some(strata_lineage::LineageError::UnknownNode { .. }) => StatusCode::NOT_FOUND,
+        Some(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        // A query the API cannot read, or a project whose pipelines are invalid.
+        None => StatusCode::BAD_REQUEST,
+    };
+    let text = format!("{err:#}");
+    let (message, hint) = match text.split_once("\n  hint: ") {
+        Some((message, hint)) => (message.to_string(), Some(hint.to_string())),
+        None => (text, None),
+    };
+    (status, Json(json!({"error": message, "hint": hint}))).into_response()
+}
+
+async fn lineage_snapshot(
+    state: &AppState,
+    at: Option<&str>,
+) -> anyhow::Result<crate::lineage::Snapshot> {
+    let at = at.map(crate::lineage::parse_time).transpose()?;
+    crate::lineage::at(&state.catalog, at).await
+}
+
+/// Lineage around a node, with each table's runtime counters when its pipeline runs here.
+async fn lineage_around(
+    State(state): State<AppState>,
+    Path(node): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<LineageQuery>,
+) -> Response {
+    let answer = async {
+        let direction = match query.direction.as_deref() {
+            None | Some("both") => strata_lineage::Direction::Both,
+            Some("upstream") => strata_lineage::Direction::Upstream,
+            Some("downstream") => strata_lineage::Direction::Downstream,
+            Some(other) => anyhow::bail!("direction {other:?} is not upstream, downstream or both"),
+        };
+        let columns = match query.level.as_deref() {
+            None | Some("table") => false,
+            Some("column") => true,
+            Some(other) => anyhow::bail!("level {other:?} is not table or column"),
+        };
+        let snapshot = lineage_snapshot(&state, query.at.as_deref()).await?;
+        let view = crate::lineage::LineageView::around(
+            &snapshot,
+            &node,
+            direction,
+            query.depth.unwrap_or(3),
+            columns,
+        )?;
+        let runtime: serde_json::Map<String, Value> = state
+            .pipelines
+            .tables()
+            .into_iter()
+            .filter(|t| view.subgraph.nodes.iter().any(|n| n.id() == t.name))
+            .map(|t| {
+                let lag = t
+                    .watermark_ms
+                    .map(|w| strata_pipelines::runner::now_ms() - w);
+                (
+                    t.name.clone(),
+                    json!({
+                        "status": t.status,
+                        "records_in": t.records_in,
+                        "rows_committed": t.rows_committed,
+                        "commits": t.commits,
+                        "last_commit_ms": t.last_commit_ms,
+                        "watermark_lag_ms": lag,
+                    }),
+                )
+            })
+            .collect();
+        let mut answer = serde_json::to_value(&view)?;
+        answer["runtime"] = Value::Object(runtime);
+        Ok(answer)
+    };
+    match answer.await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(err) => lineage_error(err),
+    }
+}
+
+async fn lineage_impact(
+    State(state): State<AppState>,
+    Path(node): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<AtQuery>,
+) -> Response {
+    let answer = async {
+        let snapshot = lineage_snapshot(&state, query.at.as_deref()).await?;
+        Ok::<_, anyhow::Error>(serde_json::to_value(snapshot.graph.impact(&node)?)?)
+    };
+    match answer.await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(err) => lineage_error(err),
+    }
+}
+
+async fn lineage_path(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<PathQuery>,
+) -> Response {
+    let answer = async {
+        let snapshot = lineage_snapshot(&state, query.at.as_deref()).await?;
+        let path = snapshot.graph.path(&query.from, &query.to)?;
+        Ok::<_, anyhow::Error>(json!({"from": query.from, "to": query.to, "path": path}))
+    };
+    match answer.await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(err) => lineage_error(err),
+    }
 }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod bench;
 pub mod demo;
+pub mod lineage;
 pub mod run;
 pub mod scaffold;
 pub mod views;

@@ -11,7 +11,7 @@ use strata_server::run::{Registry, RunOptions, run_project};
 use strata_server::views::{
     self, DiscoveryView, SchemaVersionView, TableDetail, TableSummary, batches_to_json_rows,
 };
-use strata_server::{api, bench, demo, scaffold};
+use strata_server::{api, bench, demo, lineage, scaffold};
 
 #[derive(Debug, Parser)]
 #[command(name = "strata", version, about = "A realtime layered data warehouse")]
@@ -30,6 +30,8 @@ struct Cli {
 enum Format {
     Table,
     Json,
+    /// Graphviz, for `strata lineage`.
+    Dot,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +81,33 @@ enum Command {
     },
     /// Compact a Delta table's small files and checkpoint its log.
     Optimize { table: String },
+    /// Table and column lineage: what a table or column comes from and feeds,
+    /// the path between two nodes, or what a column change breaks.
+    Lineage {
+        /// A table (space.table), a column (space.table.column) or a pipeline (pipeline:name).
+        node: String,
+        /// Only what it comes from.
+        #[arg(long, conflicts_with = "downstream")]
+        upstream: bool,
+        /// Only what it feeds.
+        #[arg(long)]
+        downstream: bool,
+        /// How many tables (or columns) away to go.
+        #[arg(long, default_value_t = 3)]
+        depth: usize,
+        /// Column-level lineage for a table (a column's is always column-level).
+        #[arg(long)]
+        columns: bool,
+        /// What breaks if this column changes type or is dropped.
+        #[arg(long, conflicts_with_all = ["upstream", "downstream", "to"])]
+        impact: bool,
+        /// The path between the node and this one, in the direction data flows.
+        #[arg(long)]
+        to: Option<String>,
+        /// The graph as recorded at this time (2026-11-21T10:00:00Z, or ms since the epoch).
+        #[arg(long)]
+        at: Option<String>,
+    },
     /// Measure Strata on this machine (use a release build).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -198,6 +227,9 @@ fn error_report(err: &anyhow::Error) -> String {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let format = cli.format;
+    if format == Format::Dot && !matches!(cli.command, Command::Lineage { .. }) {
+        bail!("--format dot is for strata lineage; use table or json here");
+    }
     match cli.command {
         Command::Init { dir } => {
             let created = scaffold::init(&dir)?;
@@ -205,7 +237,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Format::Json => {
                     print_json(&serde_json::json!({"project": dir, "created": created}))
                 }
-                Format::Table => {
+                Format::Table | Format::Dot => {
                     println!("created project {}", dir.display());
                     for path in created {
                         println!("  {path}");
@@ -228,7 +260,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let result = catalog.query(&sql).await?;
             match format {
                 Format::Json => print_json(&batches_to_json_rows(&result.batches)?),
-                Format::Table => {
+                Format::Table | Format::Dot => {
                     println!(
                         "{}",
                         arrow::util::pretty::pretty_format_batches(&result.batches)?
@@ -265,7 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let summary = summary?;
             match format {
                 Format::Json => print_json(&summary),
-                Format::Table => println!("{}", run_table(&summary)),
+                Format::Table | Format::Dot => println!("{}", run_table(&summary)),
             }
             Ok(())
         }
@@ -304,7 +336,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let summary = summary?;
             match format {
                 Format::Json => print_json(&summary),
-                Format::Table => {
+                Format::Table | Format::Dot => {
                     let events: Vec<String> = summary
                         .events
                         .iter()
@@ -324,13 +356,60 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Lineage {
+            node,
+            upstream,
+            downstream,
+            depth,
+            columns,
+            impact,
+            to,
+            at,
+        } => {
+            let catalog = open_catalog(&cli.project).await?;
+            let at = at.as_deref().map(lineage::parse_time).transpose()?;
+            let snapshot = lineage::at(&catalog, at).await?;
+            if impact {
+                let impact = snapshot.graph.impact(&node)?;
+                match format {
+                    Format::Json => print_json(&impact),
+                    Format::Table | Format::Dot => print_impact(&impact),
+                }
+                return Ok(());
+            }
+            if let Some(to) = to {
+                let path = snapshot.graph.path(&node, &to)?;
+                match format {
+                    Format::Json => {
+                        print_json(&serde_json::json!({"from": node, "to": to, "path": path}))
+                    }
+                    Format::Table | Format::Dot => match path {
+                        Some(path) => println!("{}", path.join(" → ")),
+                        None => println!("no lineage path between {node} and {to}"),
+                    },
+                }
+                return Ok(());
+            }
+            let direction = match (upstream, downstream) {
+                (true, _) => strata_lineage::Direction::Upstream,
+                (_, true) => strata_lineage::Direction::Downstream,
+                _ => strata_lineage::Direction::Both,
+            };
+            let view = lineage::LineageView::around(&snapshot, &node, direction, depth, columns)?;
+            match format {
+                Format::Json => print_json(&view),
+                Format::Dot => print!("{}", view.subgraph.to_dot()),
+                Format::Table => print_lineage(&view),
+            }
+            Ok(())
+        }
         Command::Optimize { table } => {
             let catalog = open_catalog(&cli.project).await?;
             let name = parse_table(&table)?;
             let compaction = catalog.optimize(&name).await?;
             match format {
                 Format::Json => print_json(&compaction),
-                Format::Table => println!(
+                Format::Table | Format::Dot => println!(
                     "{name}: {} files compacted into {}, now at version {} (log checkpointed)",
                     compaction.files_removed, compaction.files_added, compaction.version
                 ),
@@ -472,7 +551,7 @@ async fn run_catalog(
             let registered = catalog.register_files(&files, mode).await?;
             match format {
                 Format::Json => print_json(&registered),
-                Format::Table => println!("{}", views::registered_table(&registered)),
+                Format::Table | Format::Dot => println!("{}", views::registered_table(&registered)),
             }
         }
         CatalogCommand::List => {
@@ -489,7 +568,7 @@ async fn run_catalog(
                         "no tables yet: `strata catalog register FILE.sql` or `strata catalog discover CONNECTION`"
                     )
                 }
-                Format::Table => println!("{}", views::summaries_table(&summaries)),
+                Format::Table | Format::Dot => println!("{}", views::summaries_table(&summaries)),
             }
         }
         CatalogCommand::Show { table, version } => {
@@ -500,7 +579,7 @@ async fn run_catalog(
                     let view = SchemaVersionView::new(&schema);
                     match format {
                         Format::Json => print_json(&view),
-                        Format::Table => {
+                        Format::Table | Format::Dot => {
                             println!(
                                 "{name} schema version {} (recorded {})",
                                 view.version, view.created_at
@@ -513,7 +592,7 @@ async fn run_catalog(
                     let detail = TableDetail::new(&catalog.get(&name).await?);
                     match format {
                         Format::Json => print_json(&detail),
-                        Format::Table => print_detail(&detail),
+                        Format::Table | Format::Dot => print_detail(&detail),
                     }
                 }
             }
@@ -528,7 +607,7 @@ async fn run_catalog(
                 .collect();
             match format {
                 Format::Json => print_json(&versions),
-                Format::Table => println!(
+                Format::Table | Format::Dot => println!(
                     "{}",
                     views::human_table(
                         &["version", "recorded", "columns"],
@@ -553,7 +632,7 @@ async fn run_catalog(
             let entry = catalog.drop_table(&name).await?;
             match format {
                 Format::Json => print_json(&serde_json::json!({"dropped": name.to_string()})),
-                Format::Table => println!(
+                Format::Table | Format::Dot => println!(
                     "dropped {name} from the catalog; its data at {} was kept",
                     entry.def.kind.location()
                 ),
@@ -657,7 +736,7 @@ fn print_measures<T: serde::Serialize, const N: usize>(
 ) {
     match format {
         Format::Json => print_json(report),
-        Format::Table => println!(
+        Format::Table | Format::Dot => println!(
             "{}",
             views::human_table(
                 &["measure", "value"],
@@ -668,6 +747,79 @@ fn print_measures<T: serde::Serialize, const N: usize>(
             )
         ),
     }
+}
+
+/// Lineage for people: the nodes by kind, then the edges.
+fn print_lineage(view: &lineage::LineageView) {
+    use strata_lineage::{EdgeKind, Node};
+    println!(
+        "lineage of {} ({}, {} level, depth {}) — graph version {}, recorded {}",
+        view.node, view.direction, view.level, view.depth, view.version, view.recorded_at
+    );
+    let mut nodes = comfy_table::Table::new();
+    nodes.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    nodes.set_header(["node", "kind", "layer / type", "owner"]);
+    for node in &view.subgraph.nodes {
+        let (kind, detail, owner) = match node {
+            Node::Table {
+                layer,
+                connector,
+                owner,
+                ..
+            } => ("table", format!("{layer} ({connector})"), owner.clone()),
+            Node::Column { data_type, .. } => ("column", data_type.clone(), None),
+            Node::Pipeline { .. } => ("pipeline", String::new(), None),
+        };
+        nodes.add_row([
+            node.id(),
+            kind.to_string(),
+            detail,
+            owner.unwrap_or_default(),
+        ]);
+    }
+    println!("{nodes}");
+    let mut edges = comfy_table::Table::new();
+    edges.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    edges.set_header(["from", "to", "how", "pipeline"]);
+    for edge in &view.subgraph.edges {
+        let (how, pipeline) = match &edge.kind {
+            EdgeKind::Has => continue,
+            EdgeKind::Reads => ("read by", String::new()),
+            EdgeKind::Writes => ("writes", String::new()),
+            EdgeKind::Column { kind, pipeline } => (kind.as_str(), pipeline.clone()),
+        };
+        edges.add_row([
+            edge.from.clone(),
+            edge.to.clone(),
+            how.to_string(),
+            pipeline,
+        ]);
+    }
+    println!("{edges}");
+}
+
+/// What a column change breaks, for people.
+fn print_impact(impact: &strata_lineage::Impact) {
+    println!(
+        "changing or dropping {} affects {} column{} in {} table{}, through {}",
+        impact.column,
+        impact.columns.len(),
+        if impact.columns.len() == 1 { "" } else { "s" },
+        impact.tables.len(),
+        if impact.tables.len() == 1 { "" } else { "s" },
+        if impact.pipelines.is_empty() {
+            "no pipeline".to_string()
+        } else {
+            impact.pipelines.join(", ")
+        }
+    );
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header(["column", "uses it as", "pipelines away"]);
+    for (column, kind, hops) in &impact.columns {
+        table.add_row([column.clone(), kind.as_str().to_string(), hops.to_string()]);
+    }
+    println!("{table}");
 }
 
 fn print_json<T: serde::Serialize>(value: &T) {

@@ -10,7 +10,7 @@ use tower::ServiceExt;
 
 use crate::support::{DDL, ShopDatabase, produce, write_project};
 
-async fn call(
+pub(crate) async fn call(
     router: &axum::Router,
     method: &str,
     uri: &str,

@@ -4,5 +4,6 @@
 mod api;
 mod cli;
 mod demo;
+mod lineage;
 mod run;
 mod support;
