@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata-target}"
 scripts/services.sh
+# The OpenLineage JSON Schemas the emitted events are validated against.
+OPENLINEAGE_SPEC_DIR="$(scripts/openlineage-spec.sh)"
+export OPENLINEAGE_SPEC_DIR
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   echo "test: installing cargo-nextest" >&2
   cargo install cargo-nextest --locked

@@ -30,6 +30,27 @@ pub struct ProjectConfig {
     pub connections: BTreeMap<String, Connection>,
     #[serde(default)]
     pub engine: EngineConfig,
+    /// Where pipelines send OpenLineage run events; none are sent without it.
+    #[serde(default)]
+    pub openlineage: Option<OpenLineageConfig>,
+}
+
+/// `[openlineage]`: run events as JSON lines to a file, to an HTTP endpoint
+/// (Marquez's `/api/v1/lineage`, DataHub's), or both.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OpenLineageConfig {
+    /// A file to append events to, one JSON object a line (relative to the project).
+    pub file: Option<PathBuf>,
+    /// An endpoint to POST each event to.
+    pub url: Option<String>,
+    /// The namespace of the jobs and datasets (default `strata`).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+fn default_namespace() -> String {
+    "strata".to_string()
 }
 
 /// How pipelines batch their work. Every field has a default.

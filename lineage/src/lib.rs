@@ -17,6 +17,7 @@
 pub mod derive;
 pub mod error;
 pub mod graph;
+pub mod openlineage;
 
 pub use derive::{ColumnOrigin, PipelineLineage, ScanResolver, UseKind};
 pub use error::{LineageError, Result};

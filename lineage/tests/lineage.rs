@@ -156,6 +156,25 @@ fn origin(table: &str, column: &str, kind: UseKind) -> ColumnOrigin {
     }
 }
 
+/// `s.dws_c` from `s.dwd_b`: `k` as is, `total` summed per `k`.
+fn pipeline_c() -> PipelineLineage {
+    PipelineLineage {
+        name: "c".into(),
+        target: "s.dws_c".into(),
+        sources: vec!["s.dwd_b".into()],
+        columns: vec![
+            ("k".into(), vec![origin("s.dwd_b", "k", UseKind::Direct)]),
+            (
+                "total".into(),
+                vec![
+                    origin("s.dwd_b", "v", UseKind::Aggregated),
+                    origin("s.dwd_b", "k", UseKind::GroupBy),
+                ],
+            ),
+        ],
+    }
+}
+
 fn graph() -> LineageGraph {
     let pipelines = [
         PipelineLineage {
@@ -179,21 +198,7 @@ fn graph() -> LineageGraph {
                 ),
             ],
         },
-        PipelineLineage {
-            name: "c".into(),
-            target: "s.dws_c".into(),
-            sources: vec!["s.dwd_b".into()],
-            columns: vec![
-                ("k".into(), vec![origin("s.dwd_b", "k", UseKind::Direct)]),
-                (
-                    "total".into(),
-                    vec![
-                        origin("s.dwd_b", "v", UseKind::Aggregated),
-                        origin("s.dwd_b", "k", UseKind::GroupBy),
-                    ],
-                ),
-            ],
-        },
+        pipeline_c(),
     ];
     LineageGraph::build(&defs(), &pipelines)
 }
@@ -258,4 +263,129 @@ fn a_stored_graph_reads_back_the_same() {
     let again = LineageGraph::from_json(&graph.to_json()).unwrap();
     assert_eq!(again.to_json(), graph.to_json());
     assert_eq!(again.node_count(), graph.node_count());
+}
+
+/// The OpenLineage JSON Schemas, as the crates.io package datafusion-openlineage
+/// 0.0.12 ships them (`scripts/openlineage-spec.sh` fetches them; `scripts/test.sh`
+/// sets `OPENLINEAGE_SPEC_DIR`).
+fn spec(file: &str) -> serde_json::Value {
+    let dir = std::env::var("OPENLINEAGE_SPEC_DIR").unwrap_or_else(|_| {
+        panic!("OPENLINEAGE_SPEC_DIR is not set: run the tests with scripts/test.sh, or export OPENLINEAGE_SPEC_DIR=$(scripts/openlineage-spec.sh)")
+    });
+    let path = std::path::Path::new(&dir).join(file);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn validator(file: &str, registry: &jsonschema::Registry) -> jsonschema::Validator {
+    jsonschema::options()
+        .with_registry(registry)
+        .build(&spec(file))
+        .unwrap_or_else(|err| panic!("{file} does not compile: {err}"))
+}
+
+fn assert_valid(validator: &jsonschema::Validator, value: &serde_json::Value, what: &str) {
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} is not valid OpenLineage:\n  - {}\n{}",
+        errors.join("\n  - "),
+        serde_json::to_string_pretty(value).unwrap()
+    );
+}
+
+#[test]
+fn run_events_validate_against_the_openlineage_spec() {
+    use strata_lineage::openlineage::{EventType, Progress, RunContext};
+    let core = spec("OpenLineage.json");
+    let registry = jsonschema::Registry::new()
+        .add(
+            "https://openlineage.io/spec/2-0-2/OpenLineage.json",
+            jsonschema::Resource::from_contents(core),
+        )
+        .unwrap()
+        .prepare()
+        .unwrap();
+    let event = validator("OpenLineage.json", &registry);
+    let facets = [
+        ("facets/SchemaDatasetFacet.json", "schema"),
+        ("facets/ColumnLineageDatasetFacet.json", "columnLineage"),
+    ];
+    let job_facets = [
+        ("facets/SQLJobFacet.json", "sql"),
+        ("facets/JobTypeJobFacet.json", "jobType"),
+    ];
+    let context = RunContext {
+        namespace: "strata".into(),
+        run_id: "0190f0b2-7c1e-7a3e-9d4e-1b2c3d4e5f60".into(),
+        lineage: pipeline_c(),
+        sql: "INSERT INTO s.dws_c SELECT k, SUM(v) FROM s.dwd_b GROUP BY k".into(),
+        tables: defs(),
+    };
+    let time = "2026-11-21T10:00:00.000Z";
+    let events = [
+        context.event(EventType::Start, time, &Progress::default()),
+        context.event(
+            EventType::Running,
+            time,
+            &Progress {
+                rows: Some(42),
+                error: None,
+            },
+        ),
+        context.event(EventType::Complete, time, &Progress::default()),
+        context.event(
+            EventType::Fail,
+            time,
+            &Progress {
+                rows: None,
+                error: Some("the target is gone".into()),
+            },
+        ),
+    ];
+    for e in &events {
+        let kind = e["eventType"].as_str().unwrap();
+        assert_valid(&event, e, kind);
+        for (file, key) in facets {
+            let facet = &e["outputs"][0]["facets"][key];
+            assert!(!facet.is_null(), "{kind} has an output {key} facet");
+            assert_valid(
+                &validator(file, &registry),
+                &serde_json::json!({ key: facet }),
+                key,
+            );
+        }
+        assert!(!e["inputs"][0]["facets"]["schema"].is_null());
+        for (file, key) in job_facets {
+            let facet = &e["job"]["facets"][key];
+            assert_valid(
+                &validator(file, &registry),
+                &serde_json::json!({ key: facet }),
+                key,
+            );
+        }
+    }
+    let statistics = &events[1]["outputs"][0]["outputFacets"]["outputStatistics"];
+    assert_eq!(statistics["rowCount"], 42);
+    assert_valid(
+        &validator("facets/OutputStatisticsOutputDatasetFacet.json", &registry),
+        &serde_json::json!({ "outputStatistics": statistics }),
+        "outputStatistics",
+    );
+    let error = &events[3]["run"]["facets"]["errorMessage"];
+    assert_eq!(error["message"], "the target is gone");
+    assert_valid(
+        &validator("facets/ErrorMessageRunFacet.json", &registry),
+        &serde_json::json!({ "errorMessage": error }),
+        "errorMessage",
+    );
+    let lineage =
+        &events[0]["outputs"][0]["facets"]["columnLineage"]["fields"]["total"]["inputFields"];
+    assert_eq!(lineage[0]["field"], "v");
+    assert_eq!(lineage[0]["transformations"][0]["subtype"], "AGGREGATION");
+    assert_eq!(lineage[1]["transformations"][0]["type"], "INDIRECT");
 }

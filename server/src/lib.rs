@@ -5,6 +5,7 @@ pub mod api;
 pub mod bench;
 pub mod demo;
 pub mod lineage;
+pub mod openlineage;
 pub mod run;
 pub mod scaffold;
 pub mod views;

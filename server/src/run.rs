@@ -163,8 +163,22 @@ pub async fn run_project(
     };
     let mut tasks = tokio::task::JoinSet::new();
     let mut runs = Vec::with_capacity(pipelines.len());
+    let project = catalog.project();
+    let emitter = project
+        .config
+        .openlineage
+        .as_ref()
+        .map(|config| Arc::new(crate::openlineage::Emitter::start(config, &project.dir)));
+    let tables: Vec<_> = catalog.list().await?.into_iter().map(|e| e.def).collect();
     for pipeline in pipelines {
         let table_stats = Arc::new(TableStats::new());
+        let observed = match &emitter {
+            Some(emitter) => Some(crate::openlineage::ObservedRun {
+                emitter: emitter.clone(),
+                context: Arc::new(run_context(&pipeline, &tables, project).await?),
+            }),
+            None => None,
+        };
         registry.insert(
             pipeline.target.name.to_string(),
             pipeline.target.layer.to_string(),
@@ -184,9 +198,10 @@ pub async fn run_project(
                 stats: table_stats,
                 mode,
             },
+            observed,
         ));
     }
-    for (label, run) in &runs {
+    for (label, run, _) in &runs {
         run.check()
             .await
             .with_context(|| format!("pipeline {label} cannot run"))?;
@@ -196,21 +211,15 @@ pub async fn run_project(
         // downstream pipeline sees everything its upstream wrote.
         let stop = stop_rx.clone();
         tasks.spawn(async move {
-            for (label, run) in runs {
-                run.run(stop.clone())
-                    .await
-                    .with_context(|| format!("pipeline {label} stopped"))?;
+            for (label, run, observed) in runs {
+                run_observed(run, stop.clone(), &label, observed).await?;
             }
             Ok(())
         });
     } else {
-        for (label, run) in runs {
+        for (label, run, observed) in runs {
             let stop = stop_rx.clone();
-            tasks.spawn(async move {
-                run.run(stop)
-                    .await
-                    .with_context(|| format!("pipeline {label} stopped"))
-            });
+            tasks.spawn(async move { run_observed(run, stop, &label, observed).await });
         }
     }
     let mut deadline = options.duration.map(|d| started + d);
@@ -235,6 +244,11 @@ pub async fn run_project(
             }
             _ = progress.tick() => if options.progress { print_progress(registry, started) },
         }
+    }
+    // The pipelines have stopped: what they sent is flushed before returning.
+    drop(tasks);
+    if let Some(emitter) = emitter.and_then(Arc::into_inner) {
+        emitter.close().await;
     }
     if let Some(err) = failure {
         return Err(err);
@@ -283,4 +297,49 @@ fn print_progress(registry: &Registry, started: Instant) {
             eprintln!("[{elapsed:>4}s] {}: DEGRADED: {reason}", t.name);
         }
     }
+}
+
+/// Runs a pipeline, with its OpenLineage events when they are configured.
+async fn run_observed(
+    run: PipelineRun,
+    stop: tokio::sync::watch::Receiver<bool>,
+    label: &str,
+    observed: Option<crate::openlineage::ObservedRun>,
+) -> anyhow::Result<()> {
+    if let Some(observed) = &observed {
+        observed.start(&run.stats);
+    }
+    let outcome = run
+        .run(stop)
+        .await
+        .with_context(|| format!("pipeline {label} stopped"));
+    if let Some(observed) = &observed {
+        observed.finish(&outcome);
+    }
+    outcome
+}
+
+/// What a pipeline's OpenLineage events carry.
+async fn run_context(
+    pipeline: &strata_pipelines::ValidPipeline,
+    tables: &[strata_catalog::TableDef],
+    project: &strata_catalog::Project,
+) -> anyhow::Result<strata_lineage::openlineage::RunContext> {
+    let config = project
+        .config
+        .openlineage
+        .as_ref()
+        .expect("called when OpenLineage is configured");
+    let mut involved = pipeline.sources.clone();
+    involved.push(pipeline.target.clone());
+    Ok(strata_lineage::openlineage::RunContext {
+        namespace: config.namespace.clone(),
+        run_id: uuid::Uuid::new_v4().to_string(),
+        lineage: pipeline.lineage(tables).await?,
+        sql: format!(
+            "INSERT INTO {} {}",
+            pipeline.pipeline.target.table, pipeline.pipeline.query
+        ),
+        tables: involved,
+    })
 }

@@ -63,6 +63,33 @@ pub struct TableStats {
     pub watermark_ms: AtomicI64,
     /// The pipeline's lookup joins, once it runs.
     pub lookups: std::sync::Mutex<Vec<Arc<LookupStats>>>,
+    /// Called after each commit with the rows it committed (OpenLineage's RUNNING events).
+    pub on_commit: OnCommit,
+}
+
+/// What [`OnCommit`] calls, with the rows a commit wrote.
+type CommitCallback = Box<dyn Fn(u64) + Send + Sync>;
+
+/// A callback run after each commit lands.
+#[derive(Default)]
+pub struct OnCommit(std::sync::Mutex<Option<CommitCallback>>);
+
+impl std::fmt::Debug for OnCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnCommit")
+    }
+}
+
+impl OnCommit {
+    pub fn set(&self, callback: impl Fn(u64) + Send + Sync + 'static) {
+        *self.0.lock().expect("not poisoned") = Some(Box::new(callback));
+    }
+
+    fn call(&self, rows: u64) {
+        if let Some(callback) = self.0.lock().expect("not poisoned").as_ref() {
+            callback(rows);
+        }
+    }
 }
 
 impl TableStats {
@@ -78,6 +105,7 @@ impl TableStats {
         self.rows_committed.fetch_add(rows, Ordering::Relaxed);
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.last_commit_ms.store(now_ms(), Ordering::Relaxed);
+        self.on_commit.call(rows);
     }
 
     /// Why the pipeline is held up, when a lookup join waits for its database.

@@ -194,3 +194,94 @@ async fn killed_runs_resume_to_the_same_tables_as_an_uninterrupted_run() {
     assert_eq!(table_dump(killed.path(), totals), from_detail);
     assert_eq!(table_dump(calm.path(), totals), from_detail);
 }
+
+#[tokio::test]
+async fn each_pipeline_run_sends_openlineage_events_to_the_configured_file() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 4, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &bootstrap);
+    // An HTTP endpoint that keeps what it is sent, like Marquez's /api/v1/lineage.
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let keep = received.clone();
+    let app = axum::Router::new().route(
+        "/api/v1/lineage",
+        axum::routing::post(move |axum::Json(event): axum::Json<serde_json::Value>| {
+            let keep = keep.clone();
+            async move {
+                keep.lock().unwrap().push(event);
+                axum::http::StatusCode::CREATED
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/api/v1/lineage", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let config = dir.path().join("strata.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}[openlineage]\nfile = \"events.jsonl\"\nurl = \"{endpoint}\"\nnamespace = \"shop-warehouse\"\n"),
+    )
+    .unwrap();
+    produce_to(&bootstrap, "orders", &records(1..300)).await;
+    let project = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        strata_ok(&project, &["run", "--until-idle", "--port", "0"])
+    })
+    .await
+    .unwrap();
+
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(json)
+        .collect();
+    assert_eq!(
+        *received.lock().unwrap(),
+        events,
+        "the endpoint got the same events, in the same order"
+    );
+    for (pipeline, table) in [
+        ("dwd_orders", "shop.dwd_orders"),
+        ("dws_city_totals", "shop.dws_city_totals"),
+    ] {
+        let run: Vec<&serde_json::Value> = events
+            .iter()
+            .filter(|e| e["job"]["name"] == pipeline)
+            .collect();
+        let types: Vec<&str> = run
+            .iter()
+            .map(|e| e["eventType"].as_str().unwrap())
+            .collect();
+        assert_eq!(types.first(), Some(&"START"), "{pipeline}: {types:?}");
+        assert_eq!(types.last(), Some(&"COMPLETE"), "{pipeline}: {types:?}");
+        assert!(types[1..types.len() - 1].iter().all(|t| *t == "RUNNING") && types.len() > 2);
+        assert!(
+            run.iter()
+                .all(|e| e["run"]["runId"] == run[0]["run"]["runId"])
+        );
+        assert!(
+            run.iter()
+                .all(|e| e["job"]["namespace"] == "shop-warehouse")
+        );
+        assert_eq!(run[0]["inputs"][0]["name"], "shop.ods_orders");
+        assert_eq!(run[0]["outputs"][0]["name"], table);
+        assert!(!run[0]["outputs"][0]["facets"]["columnLineage"]["fields"]["city"].is_null());
+        let reported: u64 = run
+            .iter()
+            .filter_map(|e| {
+                e["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"].as_u64()
+            })
+            .sum();
+        if pipeline == "dwd_orders" {
+            let count = table_dump(dir.path(), "SELECT COUNT(*) AS n FROM shop.dwd_orders");
+            assert_eq!(
+                count[0]["n"].as_u64().unwrap(),
+                reported,
+                "RUNNING events count every committed row"
+            );
+        }
+    }
+}
