@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Strata test: brings up MariaDB and PostgreSQL, then cargo nextest
-# over the whole workspace (debug build, persistent target directory).
+# over the whole workspace (debug build, persistent target directory), then the
+# web UI's browser tests in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata-target}"
@@ -12,4 +13,17 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   echo "test: installing cargo-nextest" >&2
   cargo install cargo-nextest --locked
 fi
-exec cargo nextest run --workspace --no-fail-fast "$@"
+cargo nextest run --workspace --no-fail-fast "$@"
+# The web UI: rebuilt from ui/ (it must match the bundle the binary embeds),
+# then driven in headless Chromium against the strata binary just built.
+scripts/ui.sh check
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "test: installing chromium for the browser tests" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "test: the browser tests need Chromium: sudo apt-get install -y chromium" >&2
+    exit 1
+  fi
+fi
+STRATA_BIN="$CARGO_TARGET_DIR/debug/strata" CHROMIUM_BIN="$(command -v chromium)" node --test ui/tests/

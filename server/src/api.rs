@@ -15,6 +15,7 @@
 //!   GET    /api/v1/lineage/{node}/impact?at=       what a column change breaks
 //!   GET    /api/v1/lineage/path?from=&to=&at=      the path between two nodes
 //!   GET    /metrics                                the same, for Prometheus
+//!   GET    /  →  /ui/lineage                       the web UI: the lineage browser (ui/, built into the binary)
 //! ```
 //!
 //! Errors are JSON `{"error": …, "hint": …}`: 4xx when the request is at
@@ -57,6 +58,12 @@ pub fn router(catalog: Catalog, pipelines: Registry) -> Router {
         .route("/api/v1/lineage/{node}", get(lineage_around))
         .route("/api/v1/lineage/{node}/impact", get(lineage_impact))
         .route("/metrics", get(metrics))
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::temporary("/ui/lineage") }),
+        )
+        .route("/ui/lineage", get(lineage_page))
+        .route("/ui/lineage.js", get(lineage_script))
         .with_state(AppState { catalog, pipelines })
 }
 
@@ -512,4 +519,28 @@ async fn lineage_path(
         Ok(answer) => Json(answer).into_response(),
         Err(err) => lineage_error(err),
     }
+}
+
+/// The lineage browser's page (`ui/index.html`).
+async fn lineage_page() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("../../ui/index.html"),
+    )
+        .into_response()
+}
+
+/// The lineage browser's script, bundled from `ui/src` with cytoscape and dagre (`ui/dist`).
+async fn lineage_script() -> Response {
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/javascript; charset=utf-8",
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../../ui/dist/lineage.js"),
+    )
+        .into_response()
 }

@@ -472,9 +472,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| {
                     format!("cannot listen on {address}; is the port taken? try --port")
                 })?;
+            let address = listener.local_addr()?;
             eprintln!(
-                "strata serving the API on http://{}/api/v1 (Ctrl-C stops)",
-                listener.local_addr()?
+                "strata serving the API on http://{address}/api/v1 and the lineage browser on http://{address}/ (Ctrl-C stops)"
             );
             axum::serve(listener, api::router(catalog, Registry::default()))
                 .with_graceful_shutdown(async {

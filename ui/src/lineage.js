@@ -1,0 +1,158 @@
+// The lineage browser: the graph around one node, fetched from the server
+// (depth-limited, so 2,000 tables stay responsive), laid out left to right by
+// dagre so that data flows sources → ODS → DWD → DWS → APP.
+import cytoscape from "cytoscape";
+import dagre from "cytoscape-dagre";
+
+cytoscape.use(dagre);
+
+const LAYERS = ["ods", "dwd", "dws", "app", "dim"];
+const INDIRECT = new Set(["join_key", "filter", "group_by"]);
+const state = { node: null, level: "table", data: null };
+const $ = (id) => document.getElementById(id);
+
+const cy = cytoscape({
+  container: $("graph"),
+  wheelSensitivity: 0.3,
+  style: [
+    { selector: "node", style: { label: "data(label)", "font-size": 11, "text-valign": "center", "text-halign": "center", color: "#1d2433" } },
+    { selector: "node.table", style: { shape: "round-rectangle", width: "label", height: 28, padding: 10, "background-color": "#e5e9f2", "border-width": 1, "border-color": "#8a94a8" } },
+    { selector: "node.table:parent", style: { "text-valign": "top", "background-opacity": 0.35, padding: 12 } },
+    { selector: "node.layer-ods", style: { "background-color": "#dbeafe" } },
+    { selector: "node.layer-dwd", style: { "background-color": "#dcfce7" } },
+    { selector: "node.layer-dws", style: { "background-color": "#fef9c3" } },
+    { selector: "node.layer-app", style: { "background-color": "#fde2e4" } },
+    { selector: "node.layer-dim", style: { "background-color": "#ede9fe" } },
+    { selector: "node.pipeline", style: { shape: "ellipse", width: "label", height: 22, padding: 6, "background-color": "#14213d", color: "#fff", "font-size": 10 } },
+    { selector: "node.column", style: { shape: "round-rectangle", width: "label", height: 18, padding: 4, "background-color": "#fff", "border-width": 1, "border-color": "#b8c0cf", "font-size": 10 } },
+    { selector: "node.focus", style: { "border-width": 3, "border-color": "#fca311" } },
+    { selector: "edge", style: { width: 1.5, "curve-style": "bezier", "target-arrow-shape": "triangle", "line-color": "#8a94a8", "target-arrow-color": "#8a94a8" } },
+    { selector: "edge.indirect", style: { "line-style": "dashed", "line-color": "#c2c8d4", "target-arrow-color": "#c2c8d4" } },
+    { selector: ".faded", style: { opacity: 0.15 } },
+    { selector: ".lit", style: { opacity: 1 } },
+  ],
+});
+
+// The graph, for the browser tests (and a curious console).
+window.lineage = cy;
+
+function label(node) {
+  if (node.type === "column") return node.name;
+  if (node.type === "pipeline") return node.name;
+  return node.name;
+}
+
+function elements(data) {
+  const ids = new Set(data.nodes.map((n) => id(n)));
+  const nodes = data.nodes.map((n) => {
+    const classes = [n.type];
+    if (n.type === "table") classes.push(`layer-${n.layer}`);
+    const element = { data: { id: id(n), label: label(n), node: n }, classes: classes.join(" ") };
+    if (n.type === "column" && ids.has(n.table)) element.data.parent = n.table;
+    return element;
+  });
+  const edges = data.edges
+    .filter((e) => e.type !== "has")
+    .map((e, i) => ({
+      data: { id: `e${i}`, source: e.from, target: e.to, kind: e.kind || e.type, pipeline: e.pipeline },
+      classes: INDIRECT.has(e.kind) ? "indirect" : "direct",
+    }));
+  return [...nodes, ...edges];
+}
+
+function id(n) {
+  if (n.type === "column") return `${n.table}.${n.name}`;
+  if (n.type === "pipeline") return `pipeline:${n.name}`;
+  return n.name;
+}
+
+async function load(node) {
+  state.node = node;
+  location.hash = node;
+  $("status").textContent = `loading ${node} …`;
+  const params = new URLSearchParams({ depth: $("depth").value, level: state.level, direction: $("direction").value });
+  const response = await fetch(`/api/v1/lineage/${encodeURIComponent(node)}?${params}`);
+  const data = await response.json();
+  if (!response.ok) {
+    $("status").textContent = `${data.error}${data.hint ? ` — ${data.hint}` : ""}`;
+    return;
+  }
+  state.data = data;
+  cy.elements().remove();
+  cy.add(elements(data));
+  cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 70, animate: false }).run();
+  cy.$id(node).addClass("focus");
+  $("status").textContent = `${data.nodes.length} nodes · ${data.level} level · graph version ${data.version}`;
+  document.body.dataset.loaded = node;
+}
+
+function highlight(element) {
+  cy.elements().removeClass("lit").addClass("faded");
+  const family = element.union(element.predecessors()).union(element.successors());
+  family.union(family.parents()).union(family.children()).removeClass("faded").addClass("lit");
+}
+
+async function describe(node) {
+  const panel = $("panel");
+  const table = node.type === "table" ? node.name : node.table;
+  let html = `<h2 id="panel-title">${id(node)}</h2><p class="muted">${node.type}${node.layer ? ` · ${node.layer.toUpperCase()} · ${node.connector}` : ""}${node.data_type ? ` · ${node.data_type}` : ""}</p>`;
+  if (table) {
+    const [space, name] = table.split(".");
+    const response = await fetch(`/api/v1/tables/${space}/${name}`);
+    if (response.ok) {
+      const detail = await response.json();
+      html += `<p><b>Owner</b> ${detail.owner || "<span class=muted>none</span>"}</p>`;
+      html += `<p><b>Description</b> ${detail.description || "<span class=muted>none</span>"}</p>`;
+      const runtime = (state.data.runtime || {})[table];
+      html += `<p><b>Freshness</b> ${runtime ? freshness(runtime) : "<span class=muted>no pipeline running here writes it</span>"}</p>`;
+      html += `<p><b>Quality</b> <span class=muted>no checks declared</span></p>`;
+      html += "<table id=schema><tr><th>column</th><th>type</th></tr>";
+      for (const column of detail.columns || []) html += `<tr><td>${column.name}</td><td>${column.type}</td></tr>`;
+      html += "</table>";
+    }
+  }
+  panel.innerHTML = html;
+}
+
+function freshness(runtime) {
+  const lag = runtime.watermark_lag_ms == null ? "no watermark" : `watermark ${Math.round(runtime.watermark_lag_ms / 1000)} s behind`;
+  const commit = runtime.last_commit_ms ? `last commit ${new Date(runtime.last_commit_ms).toLocaleTimeString()}` : "no commit yet";
+  return `${runtime.status}, ${lag}, ${commit}, ${runtime.rows_committed} rows`;
+}
+
+cy.on("tap", "node", (event) => {
+  highlight(event.target);
+  describe(event.target.data("node"));
+});
+cy.on("tap", (event) => {
+  if (event.target === cy) cy.elements().removeClass("faded lit");
+});
+cy.on("dbltap", "node", (event) => load(event.target.id()));
+
+function setLevel(level) {
+  state.level = level;
+  $("level-table").classList.toggle("on", level === "table");
+  $("level-column").classList.toggle("on", level === "column");
+  if (state.node) load(state.node);
+}
+$("level-table").onclick = () => setLevel("table");
+$("level-column").onclick = () => setLevel("column");
+$("depth").onchange = () => state.node && load(state.node);
+$("direction").onchange = () => state.node && load(state.node);
+$("search").addEventListener("change", (event) => event.target.value && load(event.target.value.trim()));
+$("search").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && event.target.value) load(event.target.value.trim());
+});
+
+window.addEventListener("hashchange", () => {
+  const node = decodeURIComponent(location.hash.slice(1));
+  if (node && node !== state.node) load(node);
+});
+
+async function start() {
+  const tables = await (await fetch("/api/v1/tables")).json();
+  $("tables").innerHTML = tables.map((t) => `<option value="${t.name}">${t.layer}</option>`).join("");
+  const first = decodeURIComponent(location.hash.slice(1)) || (tables.find((t) => LAYERS.includes(t.layer)) || tables[0] || {}).name;
+  if (first) load(first);
+}
+start();

@@ -1,0 +1,119 @@
+// The lineage browser in headless Chromium, against a `strata serve` of a small
+// warehouse: the graph around a table by layer, the column view with direct and
+// condition edges, a click that highlights a node's lineage and shows its
+// schema, and search. STRATA_BIN names the strata binary (scripts/test.sh sets it).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const strata = process.env.STRATA_BIN;
+const CATALOG = `
+CREATE TABLE shop.ods_orders (
+  order_id BIGINT, user_id BIGINT, amount DECIMAL(10, 2), status INT, order_time TIMESTAMP(3),
+  proc_time AS PROCTIME(), WATERMARK FOR order_time AS order_time - INTERVAL '5' SECOND
+) WITH ('connector' = 'kafka', 'topic' = 'orders', 'format' = 'json', 'connection' = 'events');
+CREATE TABLE shop.dim_users (id BIGINT, city STRING, PRIMARY KEY (id) NOT ENFORCED)
+WITH ('connector' = 'embedded', 'owner' = 'user-team', 'description' = 'Who buys');
+CREATE TABLE shop.dwd_orders (order_id BIGINT, user_city STRING, amount DECIMAL(10, 2), order_time TIMESTAMP(3))
+WITH ('connector' = 'delta', 'owner' = 'trade-team');
+CREATE TABLE shop.dws_city_gmv (window_start TIMESTAMP(3), window_end TIMESTAMP(3), user_city STRING, gmv DECIMAL(20, 2))
+WITH ('connector' = 'delta');
+`;
+const PIPELINES = {
+  "dwd/dwd_orders.sql": `INSERT INTO shop.dwd_orders SELECT o.order_id, u.city, o.amount, o.order_time
+FROM shop.ods_orders AS o LEFT JOIN shop.dim_users FOR SYSTEM_TIME AS OF o.proc_time AS u ON o.user_id = u.id WHERE o.status = 1`,
+  "dws/dws_city_gmv.sql": `INSERT INTO shop.dws_city_gmv SELECT window_start, window_end, user_city, SUM(amount)
+FROM TABLE(TUMBLE(TABLE shop.dwd_orders, DESCRIPTOR(order_time), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, user_city`,
+};
+
+let server;
+let browser;
+let page;
+let base;
+
+before(async () => {
+  assert.ok(strata, "STRATA_BIN is not set: run the UI tests through scripts/test.sh, or set it to a built strata binary");
+  const dir = mkdtempSync(join(tmpdir(), "strata-ui-"));
+  writeFileSync(join(dir, "strata.toml"), '[connections.events]\nkind = "kafka"\nbootstrap-servers = "127.0.0.1:9"\n');
+  writeFileSync(join(dir, "catalog.sql"), CATALOG);
+  for (const [path, sql] of Object.entries(PIPELINES)) {
+    mkdirSync(join(dir, "pipelines", path.split("/")[0]), { recursive: true });
+    writeFileSync(join(dir, "pipelines", path), sql);
+  }
+  execFileSync(strata, ["--project", dir, "catalog", "register", join(dir, "catalog.sql")]);
+  server = spawn(strata, ["--project", dir, "serve", "--port", "0"], { stdio: ["ignore", "ignore", "pipe"] });
+  base = await new Promise((resolve, reject) => {
+    let text = "";
+    server.stderr.on("data", (chunk) => {
+      text += chunk;
+      const found = text.match(/browser on (http:\/\/[^/\s]+)\//);
+      if (found) resolve(found[1]);
+    });
+    server.on("exit", (code) => reject(new Error(`strata serve exited (${code}): ${text}`)));
+  });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_BIN || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  page = await browser.newPage();
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill();
+});
+
+const loaded = (node) => page.waitForSelector(`body[data-loaded="${node}"]`, { state: "attached" });
+const ids = (selector) => page.evaluate((s) => window.lineage.nodes(s).map((n) => n.id()).sort(), selector);
+
+test("the graph around a table shows its layers left to right", async () => {
+  await page.goto(`${base}/`);
+  await page.waitForSelector("body[data-loaded]", { state: "attached" });
+  await page.goto(`${base}/ui/lineage#shop.dwd_orders`);
+  await loaded("shop.dwd_orders");
+  assert.deepEqual(await ids(".table"), ["shop.dim_users", "shop.dwd_orders", "shop.dws_city_gmv", "shop.ods_orders"]);
+  assert.deepEqual(await ids(".pipeline"), ["pipeline:dwd_orders", "pipeline:dws_city_gmv"]);
+  const x = await page.evaluate(() => Object.fromEntries(window.lineage.nodes(".table").map((n) => [n.id(), n.position("x")])));
+  assert.ok(x["shop.ods_orders"] < x["shop.dwd_orders"] && x["shop.dwd_orders"] < x["shop.dws_city_gmv"], JSON.stringify(x));
+});
+
+test("the column view draws value edges solid and condition edges dashed", async () => {
+  await page.click("#level-column");
+  await page.waitForFunction(() => window.lineage.nodes(".column").length > 0);
+  const edge = (from, to) => page.evaluate(([f, t]) => {
+    const found = window.lineage.edges().filter((e) => e.source().id() === f && e.target().id() === t);
+    return found.map((e) => [e.data("kind"), e.style("line-style")]);
+  }, [from, to]);
+  assert.deepEqual(await edge("shop.dim_users.city", "shop.dwd_orders.user_city"), [["direct", "solid"]]);
+  assert.deepEqual(await edge("shop.ods_orders.user_id", "shop.dwd_orders.user_city"), [["join_key", "dashed"]]);
+  const parent = await page.evaluate(() => window.lineage.$id("shop.dwd_orders.user_city").parent().id());
+  assert.equal(parent, "shop.dwd_orders");
+});
+
+test("a click highlights a node's lineage and opens its details", async () => {
+  await page.evaluate(() => window.lineage.$id("shop.dim_users.city").emit("tap"));
+  await page.waitForSelector("#panel-title");
+  assert.equal(await page.textContent("#panel-title"), "shop.dim_users.city");
+  assert.match(await page.textContent("#panel"), /user-team/);
+  assert.match(await page.textContent("#schema"), /city\s*STRING/);
+  const faded = await page.evaluate(() => ({
+    downstream: window.lineage.$id("shop.dws_city_gmv.gmv").hasClass("faded"),
+    unrelated: window.lineage.$id("shop.ods_orders.order_id").hasClass("faded"),
+  }));
+  assert.deepEqual(faded, { downstream: false, unrelated: true });
+});
+
+test("search moves the graph to another table", async () => {
+  await page.click("#level-table");
+  await page.fill("#search", "shop.dws_city_gmv");
+  await page.press("#search", "Enter");
+  await loaded("shop.dws_city_gmv");
+  assert.ok((await ids(".table")).includes("shop.ods_orders"));
+  await page.fill("#search", "shop.nothing");
+  await page.press("#search", "Enter");
+  await page.waitForFunction(() => document.getElementById("status").textContent.includes("not in the lineage graph"));
+});
