@@ -522,6 +522,31 @@ impl CatalogStore {
         }
     }
 
+    /// Each table's name, schema version and last change, in one query: a
+    /// cheap way to tell whether the catalog changed.
+    pub async fn table_versions(&self) -> Result<Vec<(String, i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT space, name, schema_version, updated_at FROM strata_tables ORDER BY space, name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|source| self.store_error("listing tables", source))?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    format!(
+                        "{}.{}",
+                        row.try_get::<String, _>(0)?,
+                        row.try_get::<String, _>(1)?
+                    ),
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                ))
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(|source| self.store_error("listing tables", source))
+    }
+
     /// Every table, ordered by space and name.
     pub async fn list(&self) -> Result<Vec<TableEntry>> {
         let rows = sqlx::query(self.sql(&format!(

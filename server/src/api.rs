@@ -39,6 +39,8 @@ use crate::views::{
 pub struct AppState {
     pub catalog: Catalog,
     pub pipelines: Registry,
+    /// The lineage graph, rebuilt only when the catalog or the pipelines change.
+    pub lineage: crate::lineage::Cache,
 }
 
 /// The API over `catalog`, with the counters of the pipelines in `pipelines`.
@@ -64,7 +66,11 @@ pub fn router(catalog: Catalog, pipelines: Registry) -> Router {
         )
         .route("/ui/lineage", get(lineage_page))
         .route("/ui/lineage.js", get(lineage_script))
-        .with_state(AppState { catalog, pipelines })
+        .with_state(AppState {
+            catalog,
+            pipelines,
+            lineage: crate::lineage::Cache::default(),
+        })
 }
 
 /// An error as the API answers it.
@@ -428,9 +434,13 @@ fn lineage_error(err: anyhow::Error) -> Response {
 async fn lineage_snapshot(
     state: &AppState,
     at: Option<&str>,
-) -> anyhow::Result<crate::lineage::Snapshot> {
-    let at = at.map(crate::lineage::parse_time).transpose()?;
-    crate::lineage::at(&state.catalog, at).await
+) -> anyhow::Result<std::sync::Arc<crate::lineage::Snapshot>> {
+    match at.map(crate::lineage::parse_time).transpose()? {
+        Some(at) => Ok(std::sync::Arc::new(
+            crate::lineage::at(&state.catalog, Some(at)).await?,
+        )),
+        None => state.lineage.current(&state.catalog).await,
+    }
 }
 
 /// Lineage around a node, with each table's runtime counters when its pipeline runs here.
@@ -476,6 +486,7 @@ async fn lineage_around(
                         "rows_committed": t.rows_committed,
                         "commits": t.commits,
                         "last_commit_ms": t.last_commit_ms,
+                        "table_version": t.table_version,
                         "watermark_lag_ms": lag,
                     }),
                 )

@@ -12,6 +12,59 @@ use serde::Serialize;
 use strata_catalog::Catalog;
 use strata_lineage::{Direction, LineageGraph, Subgraph};
 
+/// The last graph built, kept while neither the catalog nor the pipelines'
+/// files change, so that a query does not plan every pipeline again.
+#[derive(Debug, Clone, Default)]
+pub struct Cache(std::sync::Arc<tokio::sync::Mutex<Option<Kept>>>);
+
+/// The graph kept, with the fingerprint of what it was built from.
+type Kept = (u64, std::sync::Arc<Snapshot>);
+
+impl Cache {
+    /// The graph now: the one kept, unless the catalog or a pipeline file changed.
+    pub async fn current(&self, catalog: &Catalog) -> anyhow::Result<std::sync::Arc<Snapshot>> {
+        let fingerprint = fingerprint(catalog).await?;
+        let mut kept = self.0.lock().await;
+        if let Some((at, snapshot)) = kept.as_ref()
+            && *at == fingerprint
+        {
+            return Ok(snapshot.clone());
+        }
+        let snapshot = std::sync::Arc::new(current(catalog).await?);
+        *kept = Some((fingerprint, snapshot.clone()));
+        Ok(snapshot)
+    }
+}
+
+/// What the graph is built from, cheaply: each table's name, schema version and
+/// last change, and each pipeline file's path and text.
+async fn fingerprint(catalog: &Catalog) -> anyhow::Result<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    catalog.store().table_versions().await?.hash(&mut hasher);
+    let mut files = Vec::new();
+    let mut folders = vec![catalog.project().dir.join("pipelines")];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    for path in files {
+        path.hash(&mut hasher);
+        std::fs::read(&path).unwrap_or_default().hash(&mut hasher);
+    }
+    Ok(hasher.finish())
+}
+
 /// A version of the graph.
 #[derive(Debug)]
 pub struct Snapshot {

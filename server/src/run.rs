@@ -43,6 +43,8 @@ pub struct TableRun {
     pub watermark_ms: Option<i64>,
     /// When the table last committed, in milliseconds since the epoch.
     pub last_commit_ms: Option<i64>,
+    /// The Delta version of its last commit (a Delta target's).
+    pub table_version: Option<i64>,
     /// `running`, or `degraded` while a lookup join waits for its database.
     pub status: &'static str,
     pub degraded_reason: Option<String>,
@@ -105,6 +107,8 @@ impl Registry {
                     commits: s.commits.load(Ordering::Relaxed),
                     watermark_ms: s.watermark(),
                     last_commit_ms: (last_commit > 0).then_some(last_commit),
+                    table_version: Some(s.table_version.load(Ordering::Relaxed))
+                        .filter(|&v| v >= 0),
                     status: if degraded_reason.is_some() {
                         "degraded"
                     } else {

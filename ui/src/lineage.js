@@ -117,7 +117,8 @@ async function describe(node) {
 function freshness(runtime) {
   const lag = runtime.watermark_lag_ms == null ? "no watermark" : `watermark ${Math.round(runtime.watermark_lag_ms / 1000)} s behind`;
   const commit = runtime.last_commit_ms ? `last commit ${new Date(runtime.last_commit_ms).toLocaleTimeString()}` : "no commit yet";
-  return `${runtime.status}, ${lag}, ${commit}, ${runtime.rows_committed} rows`;
+  const version = runtime.table_version == null ? "" : `, Delta version ${runtime.table_version}`;
+  return `${runtime.status}, ${lag}, ${commit}${version}, ${runtime.rows_committed} rows`;
 }
 
 cy.on("tap", "node", (event) => {

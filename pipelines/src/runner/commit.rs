@@ -163,12 +163,12 @@ impl Sinks {
             std::process::abort()
         });
         let count: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
-        self.target.commit(rows, &offsets, state_id).await?;
+        let version = self.target.commit(rows, &offsets, state_id).await?;
         fail::fail_point!("commit-after-target", |_| std::process::abort());
         if let (Some(store), Some(id)) = (&self.state_store, state_id) {
             store.forget_before(id).await;
         }
-        ctx.stats.record_commit(count);
+        ctx.stats.record_commit(count, version);
         tracing::debug!(
             pipeline = ctx.pipeline,
             rows = count,
@@ -252,11 +252,11 @@ impl Target {
         rows: Vec<RecordBatch>,
         offsets: &Offsets,
         state: Option<i64>,
-    ) -> Result<()> {
+    ) -> Result<Option<i64>> {
         match self {
-            Target::Delta(sink) => sink.commit(rows, offsets, state).await.map(|_| ()),
-            Target::Mysql(sink) => sink.commit(rows, offsets, state).await,
-            Target::Kafka(sink) => sink.commit(rows, offsets, state),
+            Target::Delta(sink) => sink.commit(rows, offsets, state).await.map(Some),
+            Target::Mysql(sink) => sink.commit(rows, offsets, state).await.map(|()| None),
+            Target::Kafka(sink) => sink.commit(rows, offsets, state).map(|()| None),
         }
     }
 

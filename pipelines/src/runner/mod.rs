@@ -59,6 +59,8 @@ pub struct TableStats {
     pub commits: AtomicU64,
     /// Milliseconds since the epoch of the last commit, 0 before the first.
     pub last_commit_ms: AtomicI64,
+    /// The Delta version of the target's last commit, -1 before it (or for other targets).
+    pub table_version: AtomicI64,
     /// The source's watermark (ms since the epoch), `i64::MIN` before it has one.
     pub watermark_ms: AtomicI64,
     /// The pipeline's lookup joins, once it runs.
@@ -96,12 +98,16 @@ impl TableStats {
     pub fn new() -> Self {
         Self {
             watermark_ms: AtomicI64::new(i64::MIN),
+            table_version: AtomicI64::new(-1),
             ..Self::default()
         }
     }
 
-    /// Counts one commit of `rows` rows, now.
-    fn record_commit(&self, rows: u64) {
+    /// Counts one commit of `rows` rows, now, that made the target's `version`.
+    fn record_commit(&self, rows: u64, version: Option<i64>) {
+        if let Some(version) = version {
+            self.table_version.store(version, Ordering::Relaxed);
+        }
         self.rows_committed.fetch_add(rows, Ordering::Relaxed);
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.last_commit_ms.store(now_ms(), Ordering::Relaxed);

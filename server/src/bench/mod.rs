@@ -5,9 +5,11 @@
 //! ```text
 //!   bench ingest:  Kafka ──▶ ODS Delta            against consume + decode alone      (ratio)
 //!   bench lookup:  Kafka ──▶ lookup join ──▶ Delta against the same pipeline without it (ratio)
+//!   bench lineage: a generated warehouse ──▶ graph build, then queries around a node (ms)
 //! ```
 
 mod ingest;
+mod lineage;
 mod lookup;
 
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use strata_catalog::Catalog;
 use strata_pipelines::{PipelineRun, RunMode, TableStats, ValidPipeline};
 
 pub use ingest::{IngestReport, ingest};
+pub use lineage::{LineageReport, lineage};
 pub use lookup::{LookupReport, lookup};
 
 /// The mock cluster keeps at most 100,000 records or 5 MiB per partition, so

@@ -102,6 +102,32 @@ fn the_demo_builds_every_layer_and_keeps_its_tables() {
         ["c (shop.dim_cities)", "p (shop.dim_products)"],
         "{dwd_orders}"
     );
+    // The lineage browser's API overlays the running pipelines on the graph.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let lineage = loop {
+        let lineage = json(&http_get(port, "/api/v1/lineage/shop.dwd_orders?depth=1").unwrap());
+        if lineage["runtime"]["shop.dwd_orders"]["table_version"].as_i64() > Some(0) {
+            break lineage;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no commit shown on the graph: {lineage}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let runtime = &lineage["runtime"]["shop.dwd_orders"];
+    assert_eq!(runtime["status"], "running", "{lineage}");
+    assert!(runtime["rows_committed"].as_u64().unwrap() > 0, "{runtime}");
+    assert!(
+        lineage["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "shop.dim_cities"),
+        "{lineage}"
+    );
+    let page = http_get(port, "/ui/lineage").unwrap();
+    assert!(page.contains("<script src=\"/ui/lineage.js\">"), "{page}");
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());
     let summary = json(&String::from_utf8_lossy(&output.stdout));
