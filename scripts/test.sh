@@ -17,6 +17,7 @@ cargo nextest run --workspace --no-fail-fast "$@"
 # The web UI: rebuilt from ui/ (it must match the bundle the binary embeds),
 # then driven in headless Chromium against the strata binary just built.
 scripts/ui.sh check
+cargo build --quiet -p strata-server --bin strata
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
     echo "test: installing chromium for the browser tests" >&2

@@ -9,7 +9,12 @@ command -v npm >/dev/null \
   || { echo "ui: npm is missing: apt-get install -y nodejs npm" >&2; exit 1; }
 npm ci --no-audit --no-fund --loglevel=error
 npm run --silent build
-if [ "${1:-}" = "check" ] && ! git diff --quiet -- dist; then
-  echo "ui: ui/dist does not match ui/src: run scripts/ui.sh and commit ui/dist" >&2
-  exit 1
+if [ "${1:-}" = "check" ]; then
+  changed="$(git status --porcelain -- dist)" \
+    || { echo "ui: check needs a git checkout, to compare ui/dist with what is committed" >&2; exit 1; }
+  if [ -n "$changed" ]; then
+    echo "ui: ui/dist does not match ui/src: run scripts/ui.sh and commit ui/dist" >&2
+    echo "$changed" >&2
+    exit 1
+  fi
 fi

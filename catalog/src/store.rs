@@ -319,29 +319,40 @@ impl CatalogStore {
     /// Records `graph` as a new version of the lineage graph, unless it equals
     /// the latest one; returns the version that holds it.
     pub async fn record_lineage(&self, graph: &str) -> Result<LineageVersion> {
-        if let Some(latest) = self.lineage_at(None).await?
-            && latest.graph == graph
-        {
-            return Ok(latest);
+        // Two processes may record at once: the one that loses the version number
+        // reads what won and tries the next number, unless it is the same graph.
+        let mut attempts = 0;
+        loop {
+            let latest = self.lineage_at(None).await?;
+            if let Some(latest) = &latest
+                && latest.graph == graph
+            {
+                return Ok(latest.clone());
+            }
+            let recorded = LineageVersion {
+                version: latest.map_or(1, |latest| latest.version + 1),
+                created_at_ms: now_ms(),
+                graph: graph.to_string(),
+            };
+            let inserted =
+                sqlx::query(self.sql(
+                    "INSERT INTO strata_lineage (version, created_at, graph) VALUES (?, ?, ?)",
+                ))
+                .bind(recorded.version)
+                .bind(recorded.created_at_ms)
+                .bind(recorded.graph.clone())
+                .execute(&self.pool)
+                .await;
+            match inserted {
+                Ok(_) => return Ok(recorded),
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() && attempts < 3 => {
+                    attempts += 1;
+                }
+                Err(source) => {
+                    return Err(self.store_error("recording the lineage graph", source));
+                }
+            }
         }
-        let recorded = LineageVersion {
-            version: self
-                .lineage_at(None)
-                .await?
-                .map_or(1, |latest| latest.version + 1),
-            created_at_ms: now_ms(),
-            graph: graph.to_string(),
-        };
-        sqlx::query(
-            self.sql("INSERT INTO strata_lineage (version, created_at, graph) VALUES (?, ?, ?)"),
-        )
-        .bind(recorded.version)
-        .bind(recorded.created_at_ms)
-        .bind(recorded.graph.clone())
-        .execute(&self.pool)
-        .await
-        .map_err(|source| self.store_error("recording the lineage graph", source))?;
-        Ok(recorded)
     }
 
     /// The lineage graph as it was at `at_ms` (the last version recorded by

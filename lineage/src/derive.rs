@@ -231,7 +231,28 @@ fn follow(plan: &LogicalPlan, resolve: ScanResolver<'_>) -> std::result::Result<
         LogicalPlan::Window(window) => {
             let mut input = follow(&window.input, resolve)?;
             for expr in &window.window_expr {
-                let made = uses(&window.input, &input, expr, None)?;
+                // LAG(v) OVER (PARTITION BY k ORDER BY t): v's values flow in; k and t
+                // decide which row's value it is.
+                let (values, deciding) = match expr.clone().unalias() {
+                    Expr::WindowFunction(function) => {
+                        let params = &function.params;
+                        let deciding: Vec<Expr> = params
+                            .partition_by
+                            .iter()
+                            .cloned()
+                            .chain(params.order_by.iter().map(|sort| sort.expr.clone()))
+                            .collect();
+                        (params.args.clone(), deciding)
+                    }
+                    other => (vec![other], Vec::new()),
+                };
+                let mut made = BTreeSet::new();
+                for value in &values {
+                    made.extend(uses(&window.input, &input, value, None)?);
+                }
+                for key in &deciding {
+                    made.extend(uses(&window.input, &input, key, Some(UseKind::GroupBy))?);
+                }
                 input.columns.push(made);
             }
             Ok(input)

@@ -117,6 +117,25 @@ async fn aggregates_and_grouping_keys() {
     assert!(buyers.contains(&("s.orders.user_id".to_string(), UseKind::Aggregated)));
 }
 
+#[tokio::test]
+async fn a_window_function_takes_values_from_its_arguments_only() {
+    let lineage = derive(
+        "SELECT order_id, LAG(amount) OVER (PARTITION BY user_id ORDER BY order_id) AS previous FROM orders",
+        &["order_id", "previous"],
+    )
+    .await;
+    let mut previous = origins(&lineage, "previous");
+    previous.sort();
+    assert_eq!(
+        previous,
+        [
+            ("s.orders.amount".to_string(), UseKind::Direct),
+            ("s.orders.order_id".to_string(), UseKind::GroupBy),
+            ("s.orders.user_id".to_string(), UseKind::GroupBy),
+        ]
+    );
+}
+
 fn defs() -> Vec<strata_catalog::TableDef> {
     let def =
         |name: &str, layer: strata_catalog::Layer, columns: &[&str]| strata_catalog::TableDef {

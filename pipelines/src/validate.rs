@@ -54,19 +54,19 @@ impl ValidPipeline {
             .statement_to_plan(statement)
             .await
             .map_err(|err| planning_error(&self.pipeline, &err.strip_backtrace()))?;
-        let window_time = self.pipeline.window.as_ref().map(|w| w.time_column.clone());
+        let window = self.pipeline.window.as_ref();
         let resolve = |table: &datafusion::common::TableReference, column: &str| {
             let space = table.schema()?;
             if space == WINDOW_SCHEMA {
-                // `__window.<space>__<table>`: the TVF's bounds come from its event time.
-                let (space, name) = table.table().split_once("__")?;
+                // The window TVF's scan: its bounds come from its event time.
+                let window = window?;
                 let column = match column {
                     WINDOW_START | WINDOW_END | crate::window::WINDOW_TIME => {
-                        window_time.clone()?
+                        window.time_column.clone()
                     }
                     other => other.to_string(),
                 };
-                return Some((format!("{space}.{name}"), column));
+                return Some((window.source.table.to_string(), column));
             }
             Some((format!("{space}.{}", table.table()), column.to_string()))
         };

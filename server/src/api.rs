@@ -420,8 +420,11 @@ fn lineage_error(err: anyhow::Error) -> Response {
     let status = match err.downcast_ref::<strata_lineage::LineageError>() {
         Some(strata_lineage::LineageError::UnknownNode { .. }) => StatusCode::NOT_FOUND,
         Some(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        // A query the API cannot read, or a project whose pipelines are invalid.
-        None => StatusCode::BAD_REQUEST,
+        None => match err.downcast_ref::<CatalogError>() {
+            Some(catalog) if !catalog.is_user_error() => StatusCode::INTERNAL_SERVER_ERROR,
+            // A query the API cannot read, or a project whose pipelines are invalid.
+            _ => StatusCode::BAD_REQUEST,
+        },
     };
     let text = format!("{err:#}");
     let (message, hint) = match text.split_once("\n  hint: ") {

@@ -81,7 +81,7 @@ pub async fn current(catalog: &Catalog) -> anyhow::Result<Snapshot> {
         .context("reading the project's pipelines for lineage")?;
     let mut lineage = Vec::with_capacity(pipelines.len());
     for pipeline in &pipelines {
-        lineage.push(pipeline.lineage(&tables).await?);
+        lineage.push(of_pipeline(pipeline, &tables).await);
     }
     let graph = LineageGraph::build(&tables, &lineage);
     let recorded = catalog.store().record_lineage(&graph.to_json()).await?;
@@ -90,6 +90,30 @@ pub async fn current(catalog: &Catalog) -> anyhow::Result<Snapshot> {
         recorded_at_ms: recorded.created_at_ms,
         graph,
     })
+}
+
+/// A pipeline's lineage; one whose plan cannot be followed keeps its tables
+/// (what it reads and writes) without column lineage, and says so in the log.
+pub async fn of_pipeline(
+    pipeline: &strata_pipelines::ValidPipeline,
+    tables: &[strata_catalog::TableDef],
+) -> strata_lineage::PipelineLineage {
+    match pipeline.lineage(tables).await {
+        Ok(lineage) => lineage,
+        Err(err) => {
+            tracing::warn!(pipeline = pipeline.pipeline.name, %err, "column lineage left out");
+            strata_lineage::PipelineLineage {
+                name: pipeline.pipeline.name.clone(),
+                target: pipeline.target.name.to_string(),
+                sources: pipeline
+                    .sources
+                    .iter()
+                    .map(|t| t.name.to_string())
+                    .collect(),
+                columns: Vec::new(),
+            }
+        }
+    }
 }
 
 /// The graph as it was recorded at `at_ms`, or now when `None`.

@@ -32,7 +32,11 @@ impl Emitter {
         let url = config.url.clone();
         let (sender, mut events) = mpsc::unbounded_channel::<Value>();
         let worker = tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            // A hung endpoint must not hold the queue (nor shutdown) for ever.
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .unwrap_or_default();
             while let Some(event) = events.recv().await {
                 let line = event.to_string();
                 if let Some(path) = &file {
@@ -68,10 +72,17 @@ impl Emitter {
         let _ = self.sender.send(run.event(event_type, &now, progress));
     }
 
-    /// Sends what is queued, then stops.
+    /// Sends what is queued (for at most a minute), then stops.
     pub async fn close(self) {
         drop(self.sender);
-        let _ = self.worker.await;
+        if tokio::time::timeout(std::time::Duration::from_secs(60), self.worker)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "OpenLineage events were still being sent after a minute; the rest are dropped"
+            );
+        }
     }
 }
 

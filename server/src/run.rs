@@ -313,11 +313,14 @@ async fn run_observed(
     if let Some(observed) = &observed {
         observed.start(&run.stats);
     }
+    let stats = run.stats.clone();
     let outcome = run
         .run(stop)
         .await
         .with_context(|| format!("pipeline {label} stopped"));
     if let Some(observed) = &observed {
+        // A commit still landing after a failure sends no RUNNING after the FAIL.
+        stats.on_commit.clear();
         observed.finish(&outcome);
     }
     outcome
@@ -339,11 +342,14 @@ async fn run_context(
     Ok(strata_lineage::openlineage::RunContext {
         namespace: config.namespace.clone(),
         run_id: uuid::Uuid::new_v4().to_string(),
-        lineage: pipeline.lineage(tables).await?,
-        sql: format!(
-            "INSERT INTO {} {}",
-            pipeline.pipeline.target.table, pipeline.pipeline.query
-        ),
+        lineage: crate::lineage::of_pipeline(pipeline, tables).await,
+        // The user's SQL as written (the plan reads a rewritten form).
+        sql: std::fs::read_to_string(&pipeline.pipeline.file).unwrap_or_else(|_| {
+            format!(
+                "INSERT INTO {} {}",
+                pipeline.pipeline.target.table, pipeline.pipeline.query
+            )
+        }),
         tables: involved,
     })
 }

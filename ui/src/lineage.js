@@ -92,26 +92,42 @@ function highlight(element) {
   family.union(family.parents()).union(family.children()).removeClass("faded").addClass("lit");
 }
 
+// Builds an element; text goes in as text, never as markup (names and
+// descriptions come from the catalog).
+function el(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  Object.assign(element, attributes);
+  for (const child of children) element.append(child instanceof Node ? child : String(child));
+  return element;
+}
+
+const muted = (text) => el("span", { className: "muted" }, text);
+
 async function describe(node) {
   const panel = $("panel");
   const table = node.type === "table" ? node.name : node.table;
-  let html = `<h2 id="panel-title">${id(node)}</h2><p class="muted">${node.type}${node.layer ? ` · ${node.layer.toUpperCase()} · ${node.connector}` : ""}${node.data_type ? ` · ${node.data_type}` : ""}</p>`;
+  const kind = [node.type, node.layer && `${node.layer.toUpperCase()} · ${node.connector}`, node.data_type]
+    .filter(Boolean)
+    .join(" · ");
+  const parts = [el("h2", { id: "panel-title" }, id(node)), el("p", { className: "muted" }, kind)];
   if (table) {
     const [space, name] = table.split(".");
-    const response = await fetch(`/api/v1/tables/${space}/${name}`);
+    const response = await fetch(`/api/v1/tables/${encodeURIComponent(space)}/${encodeURIComponent(name)}`);
     if (response.ok) {
       const detail = await response.json();
-      html += `<p><b>Owner</b> ${detail.owner || "<span class=muted>none</span>"}</p>`;
-      html += `<p><b>Description</b> ${detail.description || "<span class=muted>none</span>"}</p>`;
       const runtime = (state.data.runtime || {})[table];
-      html += `<p><b>Freshness</b> ${runtime ? freshness(runtime) : "<span class=muted>no pipeline running here writes it</span>"}</p>`;
-      html += `<p><b>Quality</b> <span class=muted>no checks declared</span></p>`;
-      html += "<table id=schema><tr><th>column</th><th>type</th></tr>";
-      for (const column of detail.columns || []) html += `<tr><td>${column.name}</td><td>${column.type}</td></tr>`;
-      html += "</table>";
+      parts.push(
+        el("p", {}, el("b", {}, "Owner "), detail.owner || muted("none")),
+        el("p", {}, el("b", {}, "Description "), detail.description || muted("none")),
+        el("p", {}, el("b", {}, "Freshness "), runtime ? freshness(runtime) : muted("no pipeline running here writes it")),
+        el("p", {}, el("b", {}, "Quality "), muted("no checks declared")),
+      );
+      const schema = el("table", { id: "schema" }, el("tr", {}, el("th", {}, "column"), el("th", {}, "type")));
+      for (const column of detail.columns || []) schema.append(el("tr", {}, el("td", {}, column.name), el("td", {}, column.type)));
+      parts.push(schema);
     }
   }
-  panel.innerHTML = html;
+  panel.replaceChildren(...parts);
 }
 
 function freshness(runtime) {
@@ -152,7 +168,7 @@ window.addEventListener("hashchange", () => {
 
 async function start() {
   const tables = await (await fetch("/api/v1/tables")).json();
-  $("tables").innerHTML = tables.map((t) => `<option value="${t.name}">${t.layer}</option>`).join("");
+  $("tables").replaceChildren(...tables.map((t) => el("option", { value: t.name }, t.layer)));
   const first = decodeURIComponent(location.hash.slice(1)) || (tables.find((t) => LAYERS.includes(t.layer)) || tables[0] || {}).name;
   if (first) load(first);
 }

@@ -87,6 +87,11 @@ impl OnCommit {
         *self.0.lock().expect("not poisoned") = Some(Box::new(callback));
     }
 
+    /// Drops the callback (and what it holds).
+    pub fn clear(&self) {
+        *self.0.lock().expect("not poisoned") = None;
+    }
+
     fn call(&self, rows: u64) {
         if let Some(callback) = self.0.lock().expect("not poisoned").as_ref() {
             callback(rows);
