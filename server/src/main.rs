@@ -289,9 +289,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let catalog = open_catalog(dir.as_deref().unwrap_or(&cli.project)).await?;
             let listener = bind(&host, port).await?;
+            let address = listener.local_addr()?;
             eprintln!(
-                "strata running; API on http://{}/api/v1 (Ctrl-C stops)",
-                listener.local_addr()?
+                "strata running; API on http://{address}/api/v1, lineage browser on http://{address}/ (Ctrl-C stops)"
             );
             let registry = Registry::default();
             let router = api::router(catalog.clone(), registry.clone());
@@ -332,10 +332,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let (catalog, generator) = demo::prepare(&options).await?;
             let listener = bind(&host, port).await?;
+            let address = listener.local_addr()?;
             eprintln!(
-                "strata demo in {}: events flow into a Kafka mock cluster, pipelines build the layers from ODS up; API on http://{}/api/v1 (Ctrl-C stops)",
+                "strata demo in {}: events flow into a Kafka mock cluster, pipelines build the layers from ODS up; API on http://{address}/api/v1, lineage browser on http://{address}/ (Ctrl-C stops)",
                 options.dir.display(),
-                listener.local_addr()?
             );
             let registry = Registry::default();
             let router = api::router(catalog.clone(), registry.clone());
