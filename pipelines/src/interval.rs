@@ -143,18 +143,7 @@ impl IntervalJoin {
 
     /// A batch's join keys, as the types both sides compare as.
     fn keys(&self, side: Side, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
-        self.input(side)
-            .keys
-            .iter()
-            .zip(&self.key_types)
-            .map(|(expr, key_type)| {
-                let column = expr
-                    .evaluate(batch)
-                    .and_then(|value| value.into_array(batch.num_rows()))
-                    .map_err(|err| PipelineError::Evaluation(err.to_string()))?;
-                Ok(arrow::compute::cast(&column, key_type)?)
-            })
-            .collect()
+        crate::transform::key_columns(&self.input(side).keys, &self.key_types, batch)
     }
 
     /// Joins a batch of one side with the other side's held rows.
@@ -215,11 +204,7 @@ impl IntervalJoin {
             columns,
             &RecordBatchOptions::new().with_row_count(Some(probe_rows.len())),
         )?;
-        let mask = self
-            .filter
-            .evaluate(&pairs)
-            .and_then(|value| value.into_array(pairs.num_rows()))
-            .map_err(|err| PipelineError::Evaluation(err.to_string()))?;
+        let mask = crate::transform::evaluate(&self.filter, &pairs)?;
         let mask = mask
             .as_any()
             .downcast_ref::<BooleanArray>()

@@ -20,8 +20,9 @@ use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::error::{PipelineError, Result};
+use crate::error::Result;
 use crate::state::{ByteReader, ByteWriter};
+use crate::transform::evaluate;
 
 /// The last value of each partition, as the batch that is running left it.
 pub type LagWrites = Vec<(Box<[u8]>, OwnedRow)>;
@@ -35,12 +36,6 @@ pub struct LagStep {
     key_converter: RowConverter,
     value_converter: RowConverter,
     last: Mutex<HashMap<Box<[u8]>, OwnedRow>>,
-}
-
-fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ArrayRef> {
-    expr.evaluate(batch)
-        .and_then(|value| value.into_array(batch.num_rows()))
-        .map_err(|err| PipelineError::Evaluation(err.to_string()))
 }
 
 impl LagStep {

@@ -492,6 +492,30 @@ impl CompiledPlan {
     }
 }
 
+/// Evaluates a physical expression on a batch, as a column.
+pub fn evaluate(
+    expr: &Arc<dyn PhysicalExpr>,
+    batch: &RecordBatch,
+) -> Result<arrow::array::ArrayRef> {
+    expr.evaluate(batch)
+        .and_then(|value| value.into_array(batch.num_rows()))
+        .map_err(|err| PipelineError::Evaluation(err.to_string()))
+}
+
+/// Evaluates a join's key expressions on a batch, each cast to the type the
+/// keys are compared as.
+pub fn key_columns(
+    exprs: &[Arc<dyn PhysicalExpr>],
+    types: &[DataType],
+    batch: &RecordBatch,
+) -> Result<Vec<arrow::array::ArrayRef>> {
+    exprs
+        .iter()
+        .zip(types)
+        .map(|(expr, key_type)| Ok(arrow::compute::cast(&evaluate(expr, batch)?, key_type)?))
+        .collect()
+}
+
 /// A converter to Arrow's row format for batches of `schema`.
 pub fn row_converter(schema: &arrow::datatypes::Schema) -> Result<arrow::row::RowConverter> {
     Ok(arrow::row::RowConverter::new(
@@ -539,10 +563,7 @@ fn run_step(step: &Step, traced: Traced) -> Result<Traced> {
             origins,
         },
         Step::Filter(predicate) => {
-            let mask = predicate
-                .evaluate(&batch)
-                .and_then(|value| value.into_array(batch.num_rows()))
-                .map_err(|err| PipelineError::Evaluation(err.to_string()))?;
+            let mask = evaluate(predicate, &batch)?;
             let mask = mask
                 .as_any()
                 .downcast_ref::<BooleanArray>()
@@ -572,12 +593,8 @@ fn run_step(step: &Step, traced: Traced) -> Result<Traced> {
         Step::Project { exprs, schema } => {
             let columns = exprs
                 .iter()
-                .map(|expr| {
-                    expr.evaluate(&batch)
-                        .and_then(|value| value.into_array(batch.num_rows()))
-                })
-                .collect::<datafusion::error::Result<Vec<_>>>()
-                .map_err(|err| PipelineError::Evaluation(err.to_string()))?;
+                .map(|expr| evaluate(expr, &batch))
+                .collect::<Result<Vec<_>>>()?;
             let options = arrow::record_batch::RecordBatchOptions::new()
                 .with_row_count(Some(batch.num_rows()));
             Traced {

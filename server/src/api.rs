@@ -96,13 +96,17 @@ impl IntoResponse for ApiError {
             err if err.is_user_error() => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let text = self.0.to_string();
-        let (message, hint) = match text.split_once("\n  hint: ") {
-            Some((message, hint)) => (message.to_string(), Some(hint.to_string())),
-            None => (text, None),
-        };
-        (status, Json(json!({"error": message, "hint": hint}))).into_response()
+        error_response(status, self.0.to_string())
     }
+}
+
+/// An error's text as the API answers it: `{"error": …, "hint": …}`.
+fn error_response(status: StatusCode, text: String) -> Response {
+    let (message, hint) = match text.split_once("\n  hint: ") {
+        Some((message, hint)) => (message.to_string(), Some(hint.to_string())),
+        None => (text, None),
+    };
+    (status, Json(json!({"error": message, "hint": hint}))).into_response()
 }
 
 /// Whether a query failed because a server behind a table could not be reached.
@@ -426,12 +430,7 @@ fn lineage_error(err: anyhow::Error) -> Response {
             _ => StatusCode::BAD_REQUEST,
         },
     };
-    let text = format!("{err:#}");
-    let (message, hint) = match text.split_once("\n  hint: ") {
-        Some((message, hint)) => (message.to_string(), Some(hint.to_string())),
-        None => (text, None),
-    };
-    (status, Json(json!({"error": message, "hint": hint}))).into_response()
+    error_response(status, format!("{err:#}"))
 }
 
 async fn lineage_snapshot(

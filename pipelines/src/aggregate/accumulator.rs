@@ -160,11 +160,7 @@ impl AggregateCall {
 
     /// Evaluates the argument (and FILTER) on a batch.
     pub fn input(&self, batch: &RecordBatch) -> Result<Input> {
-        let evaluate = |expr: &Arc<dyn PhysicalExpr>| {
-            expr.evaluate(batch)
-                .and_then(|value| value.into_array(batch.num_rows()))
-                .map_err(|err| PipelineError::Evaluation(err.to_string()))
-        };
+        let evaluate = |expr: &Arc<dyn PhysicalExpr>| crate::transform::evaluate(expr, batch);
         let values = evaluate(&self.arg)?;
         let included: Vec<bool> = match &self.filter {
             None => (0..values.len()).map(|row| values.is_valid(row)).collect(),

@@ -32,7 +32,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use self::accumulator::{Acc, AggregateCall};
 use crate::decode::debezium::RowKind;
-use crate::error::{PipelineError, Result};
+use crate::error::Result;
 use crate::state::{ByteReader, ByteWriter};
 use crate::transform::strict_cast;
 use crate::window::WindowKind;
@@ -100,12 +100,6 @@ impl AggregatePlan {
             .collect()
     }
 
-    fn evaluate(&self, expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ArrayRef> {
-        expr.evaluate(batch)
-            .and_then(|value| value.into_array(batch.num_rows()))
-            .map_err(|err| PipelineError::Evaluation(err.to_string()))
-    }
-
     fn has_keys(&self) -> bool {
         self.roles.iter().any(|r| matches!(r, GroupRole::Key(_)))
     }
@@ -116,7 +110,7 @@ impl AggregatePlan {
         let mut ends = None;
         let mut keys = Vec::new();
         for (expr, role) in self.group_exprs.iter().zip(&self.roles) {
-            let values = self.evaluate(expr, batch)?;
+            let values = crate::transform::evaluate(expr, batch)?;
             match role {
                 GroupRole::WindowStart => starts = Some(millis(&values)?),
                 GroupRole::WindowEnd => ends = Some(millis(&values)?),

@@ -380,17 +380,7 @@ impl LookupJoin {
 
     /// The probe's key columns, as the types keys are compared as.
     fn probe_key_columns(&self, probe: &RecordBatch) -> Result<Vec<ArrayRef>> {
-        self.probe_keys
-            .iter()
-            .zip(&self.key_types)
-            .map(|(expr, key_type)| {
-                let column = expr
-                    .evaluate(probe)
-                    .and_then(|value| value.into_array(probe.num_rows()))
-                    .map_err(|err| PipelineError::Evaluation(err.to_string()))?;
-                Ok(arrow::compute::cast(&column, key_type)?)
-            })
-            .collect()
+        crate::transform::key_columns(&self.probe_keys, &self.key_types, probe)
     }
 
     /// The dimension rows of each distinct key, from the cache or the database.
@@ -694,10 +684,7 @@ fn apply_mask(
     batch: &RecordBatch,
     keep: &mut [bool],
 ) -> Result<()> {
-    let mask = filter
-        .evaluate(batch)
-        .and_then(|value| value.into_array(batch.num_rows()))
-        .map_err(|err| PipelineError::Evaluation(err.to_string()))?;
+    let mask = crate::transform::evaluate(filter, batch)?;
     let mask = mask
         .as_any()
         .downcast_ref::<arrow::array::BooleanArray>()

@@ -1008,11 +1008,12 @@ impl<'a> Task<'a> {
     /// read; commits land one after the other, in order.
     async fn commit(&mut self) -> Result<()> {
         let watermark = self.current_watermark();
+        let now = Instant::now();
+        let source = self
+            .watermark
+            .as_mut()
+            .and_then(|(_, tracker)| tracker.current(now));
         if let Some(feed) = &self.versions {
-            let source = self
-                .watermark
-                .as_mut()
-                .and_then(|(_, tracker)| tracker.current(Instant::now()));
             // No probe row to come can need a version both watermarks have passed.
             if let (Some(source), Some(versions)) = (source, feed.watermark) {
                 feed.table.clean(source.min(versions));
@@ -1023,12 +1024,8 @@ impl<'a> Task<'a> {
             }
         }
         if let (Some(join), Some(right)) = (self.plan.interval(), &mut self.right) {
-            let source = self
-                .watermark
-                .as_mut()
-                .and_then(|(_, tracker)| tracker.current(Instant::now()));
             // Rows that no row to come of the other stream can meet leave the state.
-            if let (Some(left), Some(right)) = (source, right.tracker.current(Instant::now())) {
+            if let (Some(left), Some(right)) = (source, right.tracker.current(now)) {
                 join.clean(left, right);
             }
         }
