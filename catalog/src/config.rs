@@ -33,6 +33,24 @@ pub struct ProjectConfig {
     /// Where pipelines send OpenLineage run events; none are sent without it.
     #[serde(default)]
     pub openlineage: Option<OpenLineageConfig>,
+    #[serde(default)]
+    pub quality: QualityConfig,
+}
+
+/// `[quality]`: how often freshness and reconciliation rules are evaluated
+/// beside the pipelines (row and aggregate rules run at every commit).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct QualityConfig {
+    pub monitor_interval_ms: u64,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        Self {
+            monitor_interval_ms: 5_000,
+        }
+    }
 }
 
 /// `[openlineage]`: run events as JSON lines to a file, to an HTTP endpoint

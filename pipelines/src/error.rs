@@ -47,6 +47,20 @@ pub enum PipelineError {
         cause: Box<PipelineError>,
     },
 
+    /// A quality rule with `action = "stop"` failed: nothing of the commit was written.
+    #[error(
+        "pipeline {pipeline} stopped before its commit to {table}: {reason}\n  hint: nothing of this commit was written and the source offsets did not advance; fix the data, or the rule where it is declared, then run again: the held-back records are read again"
+    )]
+    QualityStop {
+        pipeline: String,
+        table: String,
+        reason: String,
+    },
+
+    /// Quality rules could not be loaded or evaluated.
+    #[error(transparent)]
+    Quality(#[from] strata_quality::QualityError),
+
     /// Asked to stop while waiting for a dimension's database; nothing of the
     /// batch in hand was committed, so it is read again at the next start.
     #[error("stopped while waiting for a lookup join's database")]

@@ -27,7 +27,7 @@ pub mod window;
 
 pub use error::{PipelineError, Result};
 pub use project::{Pipeline, Settings, load_pipelines, parse_pipeline};
-pub use runner::{PipelineRun, RunMode, TableStats};
+pub use runner::{PipelineRun, Quality, Replay, RunMode, TableStats};
 pub use validate::{ValidPipeline, validate};
 
 use strata_catalog::Catalog;

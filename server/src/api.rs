@@ -56,6 +56,7 @@ pub fn router(catalog: Catalog, pipelines: Registry) -> Router {
         .route("/api/v1/discover/{connection}", post(discover))
         .route("/api/v1/query", post(query))
         .route("/api/v1/pipelines", get(list_pipelines))
+        .route("/api/v1/checks", get(list_checks))
         .route("/api/v1/lineage/path", get(lineage_path))
         .route("/api/v1/lineage/{node}", get(lineage_around))
         .route("/api/v1/lineage/{node}/impact", get(lineage_impact))
@@ -249,6 +250,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
             ));
         }
     }
+    if let Some(quality) = state.pipelines.quality() {
+        quality_metrics(&mut text, &quality.results.latest());
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -257,6 +261,49 @@ async fn metrics(State(state): State<AppState>) -> Response {
         text,
     )
         .into_response()
+}
+
+fn quality_metrics(text: &mut String, statuses: &[strata_quality::Status]) {
+    // Prometheus label values escape backslashes, quotes and newlines.
+    let escape = |value: &str| {
+        value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let labels = |s: &strata_quality::Status| {
+        format!(
+            "table=\"{}\",rule=\"{}\",check=\"{}\",severity=\"{}\"",
+            escape(&s.last.table),
+            escape(&s.last.rule),
+            escape(&s.last.check),
+            escape(&s.last.severity)
+        )
+    };
+    text.push_str("# HELP strata_quality_passing Whether the rule's latest evaluation passed (1) or failed (0).\n# TYPE strata_quality_passing gauge\n");
+    for status in statuses {
+        let passing = u8::from(!status.last.failed());
+        text.push_str(&format!(
+            "strata_quality_passing{{{}}} {passing}\n",
+            labels(status)
+        ));
+    }
+    text.push_str("# HELP strata_quality_failures_total Evaluations of the rule that failed.\n# TYPE strata_quality_failures_total counter\n");
+    for status in statuses {
+        text.push_str(&format!(
+            "strata_quality_failures_total{{{}}} {}\n",
+            labels(status),
+            status.failures
+        ));
+    }
+    text.push_str("# HELP strata_quality_failed_rows_total Rows (or windows) the rule failed on.\n# TYPE strata_quality_failed_rows_total counter\n");
+    for status in statuses {
+        text.push_str(&format!(
+            "strata_quality_failed_rows_total{{{}}} {}\n",
+            labels(status),
+            status.failed_rows
+        ));
+    }
 }
 
 async fn health() -> Json<Value> {
@@ -496,12 +543,100 @@ async fn lineage_around(
             .collect();
         let mut answer = serde_json::to_value(&view)?;
         answer["runtime"] = Value::Object(runtime);
+        answer["quality"] = quality_overlay(&state, &view).await;
         Ok(answer)
     };
     match answer.await {
         Ok(answer) => Json(answer).into_response(),
         Err(err) => lineage_error(err),
     }
+}
+
+/// Per table in the view: how many rules it has, and which fail now (from the
+/// pipelines running here, or else from the results table).
+async fn quality_overlay(state: &AppState, view: &crate::lineage::LineageView) -> Value {
+    let (checks, latest) = match state.pipelines.quality() {
+        Some(quality) => (
+            (*quality.checks).clone(),
+            quality
+                .results
+                .latest()
+                .into_iter()
+                .map(|s| s.last)
+                .collect(),
+        ),
+        None => {
+            let location = strata_quality::results::location(&state.catalog.project().lake_root());
+            let checks = crate::quality::load_checks(&state.catalog).await;
+            let latest = strata_quality::results::latest(&location, None, None).await;
+            match (checks, latest) {
+                (Ok(checks), Ok(latest)) => (checks, latest),
+                (Err(err), _) => {
+                    tracing::warn!(%err, "the lineage overlay has no quality status");
+                    return json!({});
+                }
+                (_, Err(err)) => {
+                    tracing::warn!(%err, "the lineage overlay has no quality status");
+                    return json!({});
+                }
+            }
+        }
+    };
+    let mut overlay = serde_json::Map::new();
+    for node in &view.subgraph.nodes {
+        let Ok(table) = node.id().parse::<TableName>() else {
+            continue;
+        };
+        let rules = checks.of(&table);
+        let name = table.to_string();
+        let results: Vec<&strata_quality::CheckResult> =
+            latest.iter().filter(|r| r.table == name).collect();
+        if rules.is_empty() && results.is_empty() {
+            continue;
+        }
+        let failing: Vec<Value> = results
+            .iter()
+            .filter(|r| r.failed())
+            .map(|r| json!({"rule": r.rule, "check": r.check, "detail": r.detail, "action": r.action}))
+            .collect();
+        overlay.insert(
+            name,
+            json!({"rules": rules.len(), "evaluated": results.len(), "failing": failing}),
+        );
+    }
+    Value::Object(overlay)
+}
+
+/// Every declared rule with its latest result, read from the results table
+/// (which the pipelines running here write to within a second).
+async fn list_checks(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<ChecksQuery>,
+) -> Response {
+    let answer = async {
+        let table = query
+            .table
+            .as_deref()
+            .map(str::parse::<TableName>)
+            .transpose()?;
+        let since_ms = query
+            .since
+            .as_deref()
+            .map(crate::lineage::parse_time)
+            .transpose()?;
+        let statuses = crate::quality::status(&state.catalog, table.as_ref(), since_ms).await?;
+        anyhow::Ok(statuses)
+    };
+    match answer.await {
+        Ok(statuses) => Json(statuses).into_response(),
+        Err(err) => error_response(StatusCode::BAD_REQUEST, format!("{err:#}")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ChecksQuery {
+    table: Option<String>,
+    since: Option<String>,
 }
 
 async fn lineage_impact(

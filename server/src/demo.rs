@@ -32,7 +32,7 @@ use strata_catalog::{Catalog, Project, RegisterMode};
 use crate::run::{Registry, RunOptions, RunSummary, run_project};
 
 /// The example project, as shipped in `examples/shop`.
-const PROJECT_FILES: [(&str, &str); 13] = [
+const PROJECT_FILES: [(&str, &str); 17] = [
     (
         "strata.toml",
         include_str!("../../examples/shop/strata.toml"),
@@ -84,6 +84,22 @@ const PROJECT_FILES: [(&str, &str); 13] = [
     (
         "pipelines/app/app_city_gmv.sql",
         include_str!("../../examples/shop/pipelines/app/app_city_gmv.sql"),
+    ),
+    (
+        "checks/ods_orders.toml",
+        include_str!("../../examples/shop/checks/ods_orders.toml"),
+    ),
+    (
+        "checks/dwd_orders.toml",
+        include_str!("../../examples/shop/checks/dwd_orders.toml"),
+    ),
+    (
+        "checks/dws_city_gmv_1m.toml",
+        include_str!("../../examples/shop/checks/dws_city_gmv_1m.toml"),
+    ),
+    (
+        "checks/app_city_gmv.toml",
+        include_str!("../../examples/shop/checks/app_city_gmv.toml"),
     ),
 ];
 

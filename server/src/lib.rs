@@ -6,6 +6,8 @@ pub mod bench;
 pub mod demo;
 pub mod lineage;
 pub mod openlineage;
+pub mod quality;
+pub mod quarantine;
 pub mod run;
 pub mod scaffold;
 pub mod views;

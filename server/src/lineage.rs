@@ -147,7 +147,7 @@ pub fn parse_time(text: &str) -> anyhow::Result<i64> {
         })
 }
 
-fn time_text(ms: i64) -> String {
+pub fn time_text(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339())
         .unwrap_or_else(|| ms.to_string())

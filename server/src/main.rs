@@ -81,6 +81,21 @@ enum Command {
     },
     /// Compact a Delta table's small files and checkpoint its log.
     Optimize { table: String },
+    /// A table's quarantine: replay it through the table's pipeline after a fix.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
+    /// Quality: the latest result of every declared rule (exit code 1 when one fails),
+    /// or with --history the table's rules evaluated now over its Delta table's rows.
+    Check {
+        /// Only this table (space.table).
+        table: Option<String>,
+        /// Only results from this long ago on, e.g. 1h.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Evaluate the table's rules over its whole history, in batch.
+        #[arg(long, requires = "table")]
+        history: bool,
+    },
     /// Table and column lineage: what a table or column comes from and feeds,
     /// the path between two nodes, or what a column change breaks.
     Lineage {
@@ -121,7 +136,26 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum QuarantineCommand {
+    /// Feed the table's quarantined records through its pipeline again (after a rule or a
+    /// dimension was fixed): each is committed, quarantined again, or filtered out.
+    Replay {
+        /// The table whose quarantine to replay (space.table).
+        table: String,
+        /// Only the records this rule quarantined.
+        #[arg(long)]
+        rule: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// The throughput cost of ten row rules on a Kafka → Delta pipeline.
+    Quality {
+        /// How many records to produce and ingest (the mock cluster holds about 600,000).
+        #[arg(long, default_value_t = 400_000)]
+        records: usize,
+    },
     /// Kafka → ODS Delta committed rows/s against the raw consume + decode floor.
     Ingest {
         /// How many records to produce and ingest (the mock cluster holds about 600,000).
@@ -412,6 +446,64 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Check {
+            table,
+            since,
+            history,
+        } => {
+            let catalog = open_catalog(&cli.project).await?;
+            let table = table.as_deref().map(parse_table).transpose()?;
+            let failed = if history {
+                let table = table.expect("clap requires a table with --history");
+                let results = strata_server::quality::history(&catalog, &table).await?;
+                match format {
+                    Format::Json => print_json(&results),
+                    Format::Table | Format::Dot => print_results(&results),
+                }
+                results.iter().any(|r| r.failed())
+            } else {
+                let since_ms =
+                    since.map(|d| strata_pipelines::runner::now_ms() - d.as_millis() as i64);
+                let statuses =
+                    strata_server::quality::status(&catalog, table.as_ref(), since_ms).await?;
+                match format {
+                    Format::Json => print_json(&statuses),
+                    Format::Table | Format::Dot => print_statuses(&statuses),
+                }
+                statuses.iter().any(|s| s.status == "FAIL")
+            };
+            if failed {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Quarantine(QuarantineCommand::Replay { table, rule }) => {
+            let catalog = open_catalog(&cli.project).await?;
+            let name = parse_table(&table)?;
+            let report =
+                strata_server::quarantine::replay(&catalog, &name, rule.as_deref()).await?;
+            match format {
+                Format::Json => print_json(&report),
+                Format::Table | Format::Dot => {
+                    if report.resumed {
+                        println!(
+                            "finished replay {} of {}, which had stopped",
+                            report.replay_id, report.table
+                        );
+                    }
+                    println!(
+                        "{}: replayed {} records through {}: {} committed, {} quarantined again, {} filtered out by its WHERE",
+                        report.table,
+                        report.replayed,
+                        report.pipeline,
+                        report.committed,
+                        report.quarantined_again,
+                        report.filtered
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::Optimize { table } => {
             let catalog = open_catalog(&cli.project).await?;
             let name = parse_table(&table)?;
@@ -423,6 +515,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     compaction.files_removed, compaction.files_added, compaction.version
                 ),
             }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Quality { records }) => {
+            let report = bench::quality(records, format == Format::Table).await?;
+            print_measures(
+                format,
+                &report,
+                [
+                    ("records", report.records.to_string()),
+                    ("row rules", report.rules.to_string()),
+                    (
+                        "rows/s without rules",
+                        format!("{:.0}", report.no_rules_rows_per_s),
+                    ),
+                    (
+                        "rows/s with the rules",
+                        format!("{:.0}", report.rules_rows_per_s),
+                    ),
+                    ("overhead", format!("{:.1} %", report.overhead * 100.0)),
+                    (
+                        "the rules alone, rows/s (one core)",
+                        format!("{:.0}", report.rules_alone_rows_per_s),
+                    ),
+                    (
+                        "the rules' share of the plain pipeline's time",
+                        format!("{:.1} %", report.rules_share_of_pipeline * 100.0),
+                    ),
+                    (
+                        "rows failing a rule (warned)",
+                        report.failed_rows.to_string(),
+                    ),
+                ],
+            );
             Ok(())
         }
         Command::Bench(BenchCommand::Ingest { records }) => {
@@ -859,6 +984,71 @@ fn print_impact(impact: &strata_lineage::Impact) {
     table.set_header(["column", "uses it as", "pipelines away"]);
     for (column, kind, hops) in &impact.columns {
         table.add_row([column.clone(), kind.as_str().to_string(), hops.to_string()]);
+    }
+    println!("{table}");
+}
+
+fn quality_table(header: &[&str]) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header(header.to_vec());
+    table
+}
+
+fn show_number(value: Option<f64>) -> String {
+    value.map(|v| format!("{v}")).unwrap_or_default()
+}
+
+fn print_statuses(statuses: &[strata_server::quality::RuleStatus]) {
+    if statuses.is_empty() {
+        println!("no rules declared\n  hint: add checks/<table>.toml files (docs/quality.md)");
+        return;
+    }
+    let mut table = quality_table(&[
+        "table", "rule", "check", "action", "status", "passed", "failed", "observed", "bound",
+        "at", "detail",
+    ]);
+    for status in statuses {
+        let last = status.last.as_ref();
+        table.add_row(vec![
+            status.table.clone(),
+            status.rule.clone(),
+            status.check.clone(),
+            status.action.clone(),
+            status.status.to_string(),
+            last.map(|r| r.passed.to_string()).unwrap_or_default(),
+            last.map(|r| r.failed.to_string()).unwrap_or_default(),
+            show_number(last.and_then(|r| r.observed)),
+            last.and_then(|r| r.bound.clone()).unwrap_or_default(),
+            last.map(|r| lineage::time_text(r.at_ms))
+                .unwrap_or_default(),
+            last.and_then(|r| r.detail.clone()).unwrap_or_default(),
+        ]);
+    }
+    println!("{table}");
+}
+
+fn print_results(results: &[strata_quality::CheckResult]) {
+    let mut table = quality_table(&[
+        "table", "rule", "check", "window", "status", "passed", "failed", "observed", "bound",
+        "detail",
+    ]);
+    for result in results {
+        table.add_row(vec![
+            result.table.clone(),
+            result.rule.clone(),
+            result.check.clone(),
+            result
+                .window_start_ms
+                .map(lineage::time_text)
+                .unwrap_or_else(|| "all rows".to_string()),
+            if result.failed() { "FAIL" } else { "pass" }.to_string(),
+            result.passed.to_string(),
+            result.failed.to_string(),
+            show_number(result.observed),
+            result.bound.clone().unwrap_or_default(),
+            result.detail.clone().unwrap_or_default(),
+        ]);
     }
     println!("{table}");
 }

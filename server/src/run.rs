@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 use strata_catalog::Catalog;
-use strata_pipelines::{PipelineRun, RunMode, TableStats, load_project};
+use strata_pipelines::{PipelineRun, Quality, RunMode, TableStats, load_project};
+use strata_quality::{Checks, ResultsLog};
+
+use crate::quality::Observers;
 
 /// How long and how to run.
 #[derive(Debug, Clone)]
@@ -74,22 +77,41 @@ pub struct LookupRun {
 /// The live counters of the pipelines running in this process, by target table,
 /// shared with the HTTP API (`/api/v1/pipelines`, `/metrics`).
 #[derive(Debug, Clone, Default)]
-pub struct Registry(Arc<std::sync::RwLock<BTreeMap<String, Running>>>);
+pub struct Registry {
+    tables: Arc<std::sync::RwLock<BTreeMap<String, Running>>>,
+    quality: Arc<std::sync::RwLock<Option<QualityState>>>,
+}
+
+/// The checks of the project that runs, and where their results go.
+#[derive(Debug, Clone)]
+pub struct QualityState {
+    pub checks: Arc<Checks>,
+    pub results: ResultsLog,
+}
 
 /// A running pipeline's target layer, pipeline name and counters.
 type Running = (String, String, Arc<TableStats>);
 
 impl Registry {
     fn insert(&self, table: String, layer: String, pipeline: String, stats: Arc<TableStats>) {
-        self.0
+        self.tables
             .write()
             .expect("the registry is never poisoned")
             .insert(table, (layer, pipeline, stats));
     }
 
     /// Every table's counters now, in table order.
+    /// The checks and results of the project running here, once it runs.
+    pub fn quality(&self) -> Option<QualityState> {
+        self.quality.read().expect("never poisoned").clone()
+    }
+
+    fn set_quality(&self, state: QualityState) {
+        *self.quality.write().expect("never poisoned") = Some(state);
+    }
+
     pub fn tables(&self) -> Vec<TableRun> {
-        self.0
+        self.tables
             .read()
             .expect("the registry is never poisoned")
             .iter()
@@ -174,8 +196,22 @@ pub async fn run_project(
         .as_ref()
         .map(|config| Arc::new(crate::openlineage::Emitter::start(config, &project.dir)));
     let tables: Vec<_> = catalog.list().await?.into_iter().map(|e| e.def).collect();
+    let checks = Arc::new(crate::quality::load_checks(catalog).await?);
+    for note in crate::quality::unevaluated(&checks, &pipelines) {
+        eprintln!("warning: {note}");
+    }
+    let written: std::collections::BTreeSet<_> =
+        pipelines.iter().map(|p| p.target.name.clone()).collect();
+    let written = Arc::new(written);
+    let results = crate::quality::open_results(catalog).await?;
+    registry.set_quality(QualityState {
+        checks: checks.clone(),
+        results: results.clone(),
+    });
+    let mut observers = Observers::default();
     for pipeline in pipelines {
         let table_stats = Arc::new(TableStats::new());
+        observers.add(&pipeline, &table_stats);
         let observed = match &emitter {
             Some(emitter) => Some(crate::openlineage::ObservedRun {
                 emitter: emitter.clone(),
@@ -201,6 +237,12 @@ pub async fn run_project(
                 pipeline,
                 stats: table_stats,
                 mode,
+                quality: Quality {
+                    checks: checks.clone(),
+                    results: Some(results.clone()),
+                    written: written.clone(),
+                },
+                replay: None,
             },
             observed,
         ));
@@ -226,6 +268,13 @@ pub async fn run_project(
             tasks.spawn(async move { run_observed(run, stop, &label, observed).await });
         }
     }
+    let monitor = tokio::spawn(crate::quality::monitor(
+        catalog.clone(),
+        checks,
+        observers,
+        results.clone(),
+        stop_rx.clone(),
+    ));
     let mut deadline = options.duration.map(|d| started + d);
     let mut progress = tokio::time::interval(Duration::from_secs(2));
     progress.tick().await;
@@ -251,6 +300,11 @@ pub async fn run_project(
     }
     // The pipelines have stopped: what they sent is flushed before returning.
     drop(tasks);
+    let _ = stop_tx.send(true);
+    let _ = monitor.await;
+    if let Err(err) = results.flush().await {
+        eprintln!("warning: the last quality results were not written: {err}");
+    }
     if let Some(emitter) = emitter.and_then(Arc::into_inner) {
         emitter.close().await;
     }

@@ -120,7 +120,7 @@ async function describe(node) {
         el("p", {}, el("b", {}, "Owner "), detail.owner || muted("none")),
         el("p", {}, el("b", {}, "Description "), detail.description || muted("none")),
         el("p", {}, el("b", {}, "Freshness "), runtime ? freshness(runtime) : muted("no pipeline running here writes it")),
-        el("p", {}, el("b", {}, "Quality "), muted("no checks declared")),
+        el("p", {}, el("b", {}, "Quality "), quality((state.data.quality || {})[table])),
       );
       const schema = el("table", { id: "schema" }, el("tr", {}, el("th", {}, "column"), el("th", {}, "type")));
       for (const column of detail.columns || []) schema.append(el("tr", {}, el("td", {}, column.name), el("td", {}, column.type)));
@@ -128,6 +128,16 @@ async function describe(node) {
     }
   }
   panel.replaceChildren(...parts);
+}
+
+function quality(summary) {
+  if (!summary || summary.rules === 0) return muted("no checks declared");
+  if (summary.failing.length > 0) {
+    const failing = summary.failing.map((f) => `${f.rule} (${f.detail || f.check}, ${f.action})`).join("; ");
+    return el("span", { className: "failing" }, `FAILING: ${failing}`);
+  }
+  const pending = summary.rules - summary.evaluated;
+  return `${summary.rules} rules, passing` + (pending > 0 ? ` (${pending} not evaluated yet)` : "");
 }
 
 function freshness(runtime) {

@@ -147,6 +147,8 @@ impl DebeziumDecoder {
                 rejected.push(Rejected {
                     record: records[record].clone(),
                     error: problem.to_string(),
+                    rule: None,
+                    event_time_ms: None,
                 });
             }
         }

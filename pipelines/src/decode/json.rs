@@ -22,6 +22,10 @@ type Numbered<'a> = Vec<(usize, &'a SourceRecord)>;
 pub struct Rejected {
     pub record: SourceRecord,
     pub error: String,
+    /// The quality rule the record failed, when one did.
+    pub rule: Option<String>,
+    /// The record's event time, when it was decoded and has one.
+    pub event_time_ms: Option<i64>,
 }
 
 /// What decoding a batch of records produced.
@@ -31,6 +35,9 @@ pub struct Decoded {
     /// For each row of `batch`, the index of the record it came from.
     pub rows: Vec<usize>,
     pub rejected: Vec<Rejected>,
+    /// A field the records carry that the schema does not have (additive
+    /// schema drift), when one was seen.
+    pub drift: Option<String>,
 }
 
 /// Decodes JSON objects of `schema` from records' payloads.
@@ -54,14 +61,32 @@ impl JsonDecoder {
             .map(|(_, record)| Rejected {
                 record: record.clone(),
                 error: "the record has no value (a tombstone)".to_string(),
+                rule: None,
+                event_time_ms: None,
             })
             .collect();
         let payloads: Vec<&SourceRecord> = with_payload.iter().map(|(_, r)| *r).collect();
-        if let Ok(batch) = self.decode_all(&payloads) {
+        // Strict first, so that a field the catalog does not know is seen; then
+        // leniently, ignoring it (additive drift is reported, not rejected).
+        let drift = match self.decode_with(&payloads, true) {
+            Ok(batch) => {
+                return Decoded {
+                    batch,
+                    rows: with_payload.iter().map(|(index, _)| *index).collect(),
+                    rejected,
+                    drift: None,
+                };
+            }
+            Err(error) => unknown_field(&error),
+        };
+        if drift.is_some()
+            && let Ok(batch) = self.decode_all(&payloads)
+        {
             return Decoded {
                 batch,
                 rows: with_payload.iter().map(|(index, _)| *index).collect(),
                 rejected,
+                drift,
             };
         }
         let mut good = Vec::with_capacity(with_payload.len());
@@ -74,7 +99,9 @@ impl JsonDecoder {
                 }
                 Err(error) => rejected.push(Rejected {
                     record: record.clone(),
-                    error,
+                    error: incompatible_drift(error),
+                    rule: None,
+                    event_time_ms: None,
                 }),
             }
         }
@@ -94,12 +121,18 @@ impl JsonDecoder {
             batch,
             rows,
             rejected,
+            drift,
         }
     }
 
     fn decode_all(&self, records: &[&SourceRecord]) -> Result<RecordBatch, String> {
+        self.decode_with(records, false)
+    }
+
+    fn decode_with(&self, records: &[&SourceRecord], strict: bool) -> Result<RecordBatch, String> {
         let mut decoder = ReaderBuilder::new(self.schema.clone())
             .with_batch_size(records.len().max(1))
+            .with_strict_mode(strict)
             .build_decoder()
             .map_err(|err| err.to_string())?;
         for record in records {
@@ -119,6 +152,25 @@ impl JsonDecoder {
             .flush()
             .map_err(|err| err.to_string())
             .map(|batch| batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
+    }
+}
+
+/// The field named by arrow-json's strict-mode error for a field the schema lacks.
+fn unknown_field(error: &str) -> Option<String> {
+    let end = error.find("' missing from schema")?;
+    let start = error[..end].rfind("column '")? + "column '".len();
+    Some(error[start..end].to_string())
+}
+
+/// A value of the wrong type for its column is schema drift that cannot be
+/// coerced: the record goes to quarantine, and the reason says so.
+fn incompatible_drift(error: String) -> String {
+    if error.contains("whilst decoding field") {
+        format!(
+            "incompatible schema drift (the catalog's type does not fit; the value is not coerced): {error}"
+        )
+    } else {
+        error
     }
 }
 

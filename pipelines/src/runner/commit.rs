@@ -20,6 +20,7 @@ use crate::sink::kafka::KafkaSink;
 use crate::sink::mysql::MysqlSink;
 use crate::sink::quarantine;
 use crate::state::StateStore;
+use strata_quality::results::{CheckResult, ResultsLog};
 
 /// A table committed before the target (quarantine, late rows), which may be
 /// ahead of it after a crash: it skips records at or below what it holds.
@@ -83,9 +84,13 @@ pub(super) struct CommitBatch {
     pub(super) retried_late: Vec<RecordBatch>,
     /// Records of a temporal join's changelog that are no version.
     pub(super) side_rejected: Vec<Rejected>,
+    /// Emitted rows that failed a quarantine rule (no source offset to skip by).
+    pub(super) emitted_rejected: Vec<Rejected>,
     pub(super) offsets: Offsets,
     /// The state checkpoint's id and bytes.
     pub(super) checkpoint: Option<(i64, Vec<u8>)>,
+    /// Quality results of this commit, recorded once it has landed.
+    pub(super) results: Vec<CheckResult>,
 }
 
 /// What a commit in flight needs to know besides its batch.
@@ -96,6 +101,7 @@ pub(super) struct CommitContext {
     /// The changelog a temporal join reads beside the stream.
     pub(super) side_stream: Option<String>,
     pub(super) stats: Arc<TableStats>,
+    pub(super) results: Option<ResultsLog>,
     pub(super) compact_every: u64,
 }
 
@@ -110,8 +116,10 @@ impl Sinks {
             retried_rejected,
             retried_late,
             side_rejected,
+            emitted_rejected,
             offsets,
             checkpoint,
+            mut results,
         } = batch;
         let stream = &ctx.stream;
         let quarantine = &self.quarantine;
@@ -119,6 +127,7 @@ impl Sinks {
             .into_iter()
             .filter(|r| quarantine.is_new(stream, r.record.partition, r.record.offset))
             .chain(retried_rejected)
+            .chain(emitted_rejected)
             .collect();
         let side_fresh: Vec<Rejected> = match &ctx.side_stream {
             Some(side) => side_rejected
@@ -169,6 +178,12 @@ impl Sinks {
             store.forget_before(id).await;
         }
         ctx.stats.record_commit(count, version);
+        if let Some(log) = &ctx.results {
+            for result in &mut results {
+                result.commit_version = version;
+            }
+            log.record(results);
+        }
         tracing::debug!(
             pipeline = ctx.pipeline,
             rows = count,

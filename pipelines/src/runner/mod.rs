@@ -24,6 +24,7 @@
 //! first attempt did. Every source record ends up exactly once in the target
 //! (or its window), the quarantine, or the late table.
 
+mod checks;
 mod commit;
 mod parked;
 mod task;
@@ -46,6 +47,7 @@ use crate::sink::delta::{DeltaSink, WriteMode};
 use crate::transform::{CompiledPlan, ResolvedLookup};
 use crate::validate::{ValidPipeline, is_changelog, schema_session};
 
+pub use self::checks::Quality;
 use self::commit::SideTable;
 use self::task::Task;
 
@@ -152,6 +154,30 @@ pub struct PipelineRun {
     pub pipeline: ValidPipeline,
     pub stats: Arc<TableStats>,
     pub mode: RunMode,
+    /// The project's quality rules and where their results go.
+    pub quality: Quality,
+    /// Quarantined records to feed instead of reading the source.
+    pub replay: Option<Arc<Replay>>,
+}
+
+/// Records taken back from a pipeline's quarantine to run through it once
+/// more (`strata quarantine replay`). They commit under their own offsets,
+/// `replay-<id>/<topic>`, so a replay interrupted and run again with the
+/// same id resumes where it stopped and never commits a record twice.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub id: String,
+    /// The source topic the records were read from.
+    pub topic: String,
+    /// At their original partitions and offsets, each at most once.
+    pub records: Vec<crate::source::SourceRecord>,
+}
+
+impl Replay {
+    /// The name the replay's offsets are recorded under.
+    pub fn stream(&self) -> String {
+        format!("replay-{}/{}", self.id, self.topic)
+    }
 }
 
 impl PipelineRun {
@@ -400,7 +426,8 @@ impl PipelineRun {
         let target = &self.pipeline.target;
         let location = format!("{}{suffix}", target_location.trim_end_matches('/'));
         let name = TableName::new(&target.name.space, format!("{}{suffix}", target.name.name));
-        lake::ensure_table(&location, &name.name, schema, false).await?;
+        // Side tables made by an earlier version gain the columns added since.
+        lake::ensure_table(&location, &name.name, schema, true).await?;
         if !self.catalog.store().contains(&name).await? {
             let def = TableDef {
                 name,

@@ -33,6 +33,7 @@ use crate::transform::{CompiledPlan, Missed, Traced};
 use crate::validate::is_changelog;
 use crate::watermark::WatermarkTracker;
 
+use super::checks::Checking;
 use super::commit::{CommitBatch, CommitContext, Sinks, Target};
 use super::parked::{DueRows, ParkedRows};
 use super::versions::VersionFeed;
@@ -50,6 +51,9 @@ struct Pending {
     retried_late: Vec<RecordBatch>,
     /// Records of a temporal join's changelog that are no version.
     side_rejected: Vec<Rejected>,
+    /// Rows an aggregation emitted that failed a quarantine rule: they have no
+    /// source offset, so the quarantine must not skip them as replays.
+    emitted_rejected: Vec<Rejected>,
     offsets: Offsets,
 }
 
@@ -128,6 +132,7 @@ pub(super) struct Task<'a> {
     joined_watermark: Option<i64>,
     pending: Pending,
     interval: Duration,
+    checking: Checking,
 }
 
 impl<'a> Task<'a> {
@@ -146,6 +151,13 @@ impl<'a> Task<'a> {
             }
             _ => WriteMode::Append,
         };
+        let checking = Checking::open(
+            run,
+            source,
+            target_location,
+            matches!(mode, WriteMode::Upsert(_)),
+        )
+        .await?;
         let mut target = match &target_def.kind {
             TableKind::Mysql { .. } => Target::Mysql(
                 MysqlSink::open(
@@ -182,8 +194,36 @@ impl<'a> Task<'a> {
         let engine = &run.catalog.project().config.engine;
         let interval = Duration::from_millis(engine.commit_interval_ms);
         let group = format!("strata-{name}");
-        let (reader, partitions) = match &source.kind {
-            TableKind::Kafka { startup_mode, .. } => {
+        let (reader, partitions) = match (&source.kind, &run.replay) {
+            (_, Some(replay)) => {
+                refuse_replay(run, source, &plan)?;
+                let stream = replay.stream();
+                let mut partitions: Vec<i32> = replay.records.iter().map(|r| r.partition).collect();
+                partitions.sort_unstable();
+                partitions.dedup();
+                let mut done = BTreeMap::new();
+                for &partition in &partitions {
+                    if let Some(offset) = target.committed_offset(&stream, partition).await? {
+                        done.insert(partition, offset);
+                    }
+                }
+                // An interrupted replay run again skips what it committed.
+                let records = replay
+                    .records
+                    .iter()
+                    .filter(|r| done.get(&r.partition).is_none_or(|&d| r.offset > d))
+                    .cloned()
+                    .collect();
+                let reader = Reader::Replay {
+                    records,
+                    decoder: RecordDecoder::Json(JsonDecoder::new(source.schema.clone())),
+                    stream,
+                    batch_records: engine.batch_records,
+                    reported_end: false,
+                };
+                (reader, partitions)
+            }
+            (TableKind::Kafka { startup_mode, .. }, None) => {
                 let kafka = connectors::kafka_target(run.catalog.project(), source)?;
                 let topic = kafka.topic.clone();
                 let resume = resume_offsets(&mut target, &kafka, &group, startup_mode).await?;
@@ -203,7 +243,7 @@ impl<'a> Task<'a> {
                 };
                 (reader, partitions)
             }
-            _ => {
+            (_, None) => {
                 let location = connectors::delta_location(run.catalog.project(), source)?;
                 let stream = format!("delta/{}", source.name);
                 let resume = target.committed_offset(&stream, 0).await?;
@@ -267,6 +307,7 @@ impl<'a> Task<'a> {
             joined_watermark: None,
             pending: Pending::default(),
             interval,
+            checking,
         };
         let retries = task.plan.lookups().any(|join| join.retries());
         let lags = task.plan.lags().next().is_some();
@@ -721,6 +762,10 @@ impl<'a> Task<'a> {
                 tracker.observe(partition, max_event, now);
             }
         }
+        if matches!(self.reader, Reader::Kafka { .. }) {
+            let reasons: Vec<&str> = batch.rejected.iter().map(|r| r.error.as_str()).collect();
+            self.checking.note_drift(batch.drift.as_deref(), &reasons);
+        }
         let stream = self.reader.stream().to_string();
         self.run
             .stats
@@ -748,14 +793,31 @@ impl<'a> Task<'a> {
             Side::Left => self.plan.rows_without_time(rows)?,
             Side::Right => Vec::new(),
         };
-        let keep: Vec<usize> = if without_time.is_empty() {
+        let retried = pass.replayed();
+        let mut leaving = without_time.clone();
+        // Rows the source's rules send to quarantine, once the SELECT has run on the rest.
+        let mut failing_source_rules = Vec::new();
+        if side == Side::Left && self.checking.checks_source() {
+            let verdict = self.checking.check_source(rows).await?;
+            if let Some(reason) = verdict.stop {
+                let results = self.checking.pending_results();
+                return Err(self.checking.stop(self.run, results, reason));
+            }
+            for failed in verdict.quarantine {
+                let row = failed.row as usize;
+                if !leaving.contains(&row) {
+                    leaving.push(row);
+                    failing_source_rules.push(failed);
+                }
+            }
+        }
+        let keep: Vec<usize> = if leaving.is_empty() {
             (0..rows.num_rows()).collect()
         } else {
             (0..rows.num_rows())
-                .filter(|r| !without_time.contains(r))
+                .filter(|r| !leaving.contains(r))
                 .collect()
         };
-        let retried = pass.replayed();
         // Nothing of the rows is pending until the SELECT has run on all of them:
         // a stop while a lookup waits for its database leaves them to be read again.
         let outcome = self.transform(rows, &keep, pass, side).await;
@@ -773,13 +835,34 @@ impl<'a> Task<'a> {
                 side,
             );
         }
+        for failed in failing_source_rules {
+            self.reject(
+                rows,
+                coordinates,
+                failed.row as usize,
+                failed.reason,
+                retried,
+                side,
+            );
+            self.label_last_rejected(side, retried, failed.rule);
+        }
         match outcome {
-            Ok(output) => self.absorb(rows, coordinates, kinds, output, pass, side),
+            Ok(output) => {
+                let output = self
+                    .check_output(rows, coordinates, kinds, output, retried, side)
+                    .await?;
+                self.absorb(rows, coordinates, kinds, output, pass, side)
+            }
             // Find the rows the SELECT fails on; they go to quarantine with the reason.
             Err(_) => {
                 for row in keep {
                     match self.transform(rows, &[row], pass, side).await {
-                        Ok(output) => self.absorb(rows, coordinates, kinds, output, pass, side)?,
+                        Ok(output) => {
+                            let output = self
+                                .check_output(rows, coordinates, kinds, output, retried, side)
+                                .await?;
+                            self.absorb(rows, coordinates, kinds, output, pass, side)?
+                        }
                         // Some rows of the batch are pending already: stopping cleanly now would
                         // commit them without the batch's offsets. Fail; the last commit stands.
                         Err(PipelineError::Interrupted) => {
@@ -974,6 +1057,129 @@ impl<'a> Task<'a> {
         Ok(())
     }
 
+    /// Runs the target's row rules on the SELECT's output (before an
+    /// aggregation, the rows are checked when its windows are emitted).
+    /// Failing rows leave; their source records go to quarantine.
+    #[allow(clippy::too_many_arguments)]
+    async fn check_output(
+        &mut self,
+        rows: &RecordBatch,
+        coordinates: &[(i32, i64)],
+        kinds: Option<&[RowKind]>,
+        output: Transformed,
+        retried: bool,
+        side: Side,
+    ) -> Result<Transformed> {
+        if output.aggregate || !self.checking.checks_target_rows() {
+            return Ok(output);
+        }
+        let origins = &output.traced.origins;
+        // A changelog's old images and deletes remove a key: rules judge what is written.
+        let judged: Vec<u32> = (0..origins.len() as u32)
+            .filter(|&row| !kinds.is_some_and(|kinds| kinds[origins[row as usize]].is_retraction()))
+            .collect();
+        let verdict = if judged.len() == origins.len() {
+            self.checking.check_target(&output.traced.batch).await?
+        } else {
+            let indices = arrow::array::UInt32Array::from(judged.clone());
+            let written = arrow::compute::take_record_batch(&output.traced.batch, &indices)?;
+            let mut verdict = self.checking.check_target(&written).await?;
+            for failed in &mut verdict.quarantine {
+                failed.row = judged[failed.row as usize];
+            }
+            verdict
+        };
+        if let Some(reason) = verdict.stop {
+            let results = self.checking.pending_results();
+            return Err(self.checking.stop(self.run, results, reason));
+        }
+        if verdict.quarantine.is_empty() {
+            return Ok(output);
+        }
+        // A record whose output fails goes to quarantine whole: none of its rows are
+        // committed, so a replay of it commits each of them once.
+        let mut rejected_origins = std::collections::BTreeSet::new();
+        let failing: std::collections::BTreeSet<u32> =
+            verdict.quarantine.iter().map(|failed| failed.row).collect();
+        for failed in verdict.quarantine {
+            let origin = origins[failed.row as usize];
+            if rejected_origins.insert(origin) {
+                self.reject(rows, coordinates, origin, failed.reason, retried, side);
+                self.label_last_rejected(side, retried, failed.rule);
+            }
+        }
+        let leaving: Vec<bool> = origins
+            .iter()
+            .map(|origin| rejected_origins.contains(origin))
+            .collect();
+        // Rows that passed but leave with their record: their keys are not the table's.
+        let passed_but_leaving: Vec<u32> = (0..leaving.len() as u32)
+            .filter(|row| leaving[*row as usize] && !failing.contains(row))
+            .collect();
+        if !passed_but_leaving.is_empty() {
+            self.checking
+                .forget_target_keys(&output.traced.batch, &passed_but_leaving)?;
+        }
+        let staying: arrow::array::BooleanArray =
+            leaving.iter().map(|&leaves| Some(!leaves)).collect();
+        let batch = arrow::compute::filter_record_batch(&output.traced.batch, &staying)?;
+        let origins = output
+            .traced
+            .origins
+            .iter()
+            .zip(&leaving)
+            .filter(|(_, leaves)| !**leaves)
+            .map(|(&origin, _)| origin)
+            .collect();
+        Ok(Transformed {
+            traced: Traced { batch, origins },
+            ..output
+        })
+    }
+
+    /// Names the quality rule of the row just sent to quarantine.
+    fn label_last_rejected(&mut self, side: Side, retried: bool, rule: String) {
+        let rejected = match (side, retried) {
+            (Side::Right, _) => &mut self.pending.side_rejected,
+            (Side::Left, true) => &mut self.pending.retried_rejected,
+            (Side::Left, false) => &mut self.pending.rejected,
+        };
+        if let Some(last) = rejected.last_mut() {
+            last.rule = Some(rule);
+        }
+    }
+
+    /// Runs the target's row rules on rows an aggregation emitted; failing
+    /// rows go to quarantine as they are (they come from many records).
+    async fn check_emitted(&mut self, emitted: RecordBatch) -> Result<RecordBatch> {
+        let verdict = self.checking.check_target(&emitted).await?;
+        if let Some(reason) = verdict.stop {
+            let results = self.checking.pending_results();
+            return Err(self.checking.stop(self.run, results, reason));
+        }
+        if verdict.quarantine.is_empty() {
+            return Ok(emitted);
+        }
+        let mut staying = vec![true; emitted.num_rows()];
+        for failed in verdict.quarantine {
+            staying[failed.row as usize] = false;
+            self.pending.emitted_rejected.push(Rejected {
+                record: SourceRecord {
+                    partition: -1,
+                    offset: -1,
+                    timestamp_ms: None,
+                    key: None,
+                    payload: Some(row_as_json(&emitted, failed.row as usize)),
+                },
+                error: failed.reason,
+                rule: Some(failed.rule),
+                event_time_ms: None,
+            });
+        }
+        let mask: arrow::array::BooleanArray = staying.into_iter().map(Some).collect();
+        Ok(arrow::compute::filter_record_batch(&emitted, &mask)?)
+    }
+
     /// Sends one decoded row to quarantine, as JSON, with the reason.
     fn reject(
         &mut self,
@@ -999,6 +1205,11 @@ impl<'a> Task<'a> {
                 payload: Some(row_as_json(rows, row)),
             },
             error: reason,
+            rule: None,
+            event_time_ms: match (side, &self.watermark) {
+                (Side::Left, Some((column, _))) => event_time_ms(rows, column, row),
+                _ => None,
+            },
         });
     }
 
@@ -1029,21 +1240,30 @@ impl<'a> Task<'a> {
                 join.clean(left, right);
             }
         }
+        let emitted = match (&mut self.stateful, &self.plan.aggregate) {
+            (Some(stateful), Some(plan)) => Some(stateful.state.emit(plan, watermark)?),
+            _ => None,
+        };
+        if let Some(emitted) = emitted {
+            if emitted.upserts.num_rows() > 0 {
+                let finished = self.plan.finish(emitted.upserts)?;
+                let checked = if self.checking.checks_target_rows() {
+                    self.check_emitted(finished).await?
+                } else {
+                    finished
+                };
+                self.pending.rows.push(checked);
+            }
+            if emitted.deletes.num_rows() > 0 {
+                let deletes = self.plan.finish(emitted.deletes)?;
+                let marker = vec![true; deletes.num_rows()];
+                self.pending
+                    .rows
+                    .push(with_delete_marker(&deletes, marker)?);
+            }
+        }
         let mut checkpoint = None;
         if let Some(stateful) = &mut self.stateful {
-            if let Some(plan) = &self.plan.aggregate {
-                let emitted = stateful.state.emit(plan, watermark)?;
-                if emitted.upserts.num_rows() > 0 {
-                    self.pending.rows.push(self.plan.finish(emitted.upserts)?);
-                }
-                if emitted.deletes.num_rows() > 0 {
-                    let deletes = self.plan.finish(emitted.deletes)?;
-                    let marker = vec![true; deletes.num_rows()];
-                    self.pending
-                        .rows
-                        .push(with_delete_marker(&deletes, marker)?);
-                }
-            }
             let mut out = ByteWriter::default();
             out.bytes.extend_from_slice(CHECKPOINT_MAGIC);
             out.option(watermark.as_ref(), |out, w| out.i64(*w));
@@ -1079,6 +1299,9 @@ impl<'a> Task<'a> {
             checkpoint = Some((stateful.next_checkpoint, out.bytes));
             stateful.next_checkpoint += 1;
         }
+        let results = self
+            .checking
+            .results_of_commit(self.run, &self.pending.rows)?;
         // Rows read from now on belong to the next commit and are judged against this watermark.
         self.committed_watermark = watermark;
         let batch = CommitBatch {
@@ -1088,8 +1311,10 @@ impl<'a> Task<'a> {
             retried_rejected: std::mem::take(&mut self.pending.retried_rejected),
             retried_late: std::mem::take(&mut self.pending.retried_late),
             side_rejected: std::mem::take(&mut self.pending.side_rejected),
+            emitted_rejected: std::mem::take(&mut self.pending.emitted_rejected),
             offsets: std::mem::take(&mut self.pending.offsets),
             checkpoint,
+            results,
         };
         let ctx = CommitContext {
             pipeline: self.run.pipeline.pipeline.name.clone(),
@@ -1100,6 +1325,7 @@ impl<'a> Task<'a> {
                 (None, None) => None,
             },
             stats: self.run.stats.clone(),
+            results: self.run.quality.results.clone(),
             compact_every: self
                 .run
                 .catalog
@@ -1115,6 +1341,55 @@ impl<'a> Task<'a> {
         }));
         Ok(())
     }
+}
+
+/// Replays feed stateless pipelines that read a Kafka json topic: their
+/// records are rows again, with nothing held in operator state.
+fn refuse_replay(run: &PipelineRun, source: &TableDef, plan: &CompiledPlan) -> Result<()> {
+    let stateful = plan.aggregate.is_some()
+        || plan.lags().next().is_some()
+        || plan.interval().is_some()
+        || plan
+            .lookups()
+            .any(|join| join.retries() || join.versioned().is_some());
+    let json = matches!(
+        source.kind,
+        TableKind::Kafka {
+            format: KafkaFormat::Json,
+            ..
+        }
+    );
+    if stateful || !json {
+        return Err(PipelineError::Invalid {
+            location: run.pipeline.pipeline.target.location.clone(),
+            message: format!(
+                "pipeline {} cannot replay its quarantine: it {}",
+                run.pipeline.pipeline.name,
+                if json {
+                    "keeps operator state (an aggregation, LAG, a lookup retry or an event-time join), which replayed rows would disturb"
+                } else {
+                    "does not read a Kafka json topic"
+                }
+            ),
+            hint: Some(
+                "replay works for stateless pipelines (filters, projections, lookup joins) that read Kafka json topics, where DWD pipelines quarantine rows; re-publish the payloads to the topic for others".to_string(),
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A row's event time in ms since the epoch, when its column holds a timestamp.
+fn event_time_ms(rows: &RecordBatch, column: &str, row: usize) -> Option<i64> {
+    let values = rows.column_by_name(column)?.slice(row, 1);
+    let millis = arrow::compute::cast(
+        &values,
+        &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+    )
+    .ok()?;
+    let millis = arrow::compute::cast(&millis, &arrow::datatypes::DataType::Int64).ok()?;
+    let millis = millis.as_any().downcast_ref::<arrow::array::Int64Array>()?;
+    millis.is_valid(0).then(|| millis.value(0))
 }
 
 /// The SELECT's output for some rows: target rows, or rows for the aggregation

@@ -147,6 +147,8 @@ impl VersionFeed {
                                     "a delete of {} without a record timestamp, so it deletes from no time on",
                                     self.table.name
                                 ),
+                                rule: None,
+                                event_time_ms: None,
                             });
                         }
                         _ => kept.push(row),
@@ -198,6 +200,8 @@ impl VersionFeed {
                                     self.table.name,
                                     self.table.primary_key.join(", ")
                                 ),
+                                rule: None,
+                                event_time_ms: None,
                             }),
                         }
                     }
@@ -210,6 +214,8 @@ impl VersionFeed {
                 applied.rejected.push(Rejected {
                     record: records[origins[row]].clone(),
                     error: format!("this change is no version of {}: {reason}", self.table.name),
+                    rule: None,
+                    event_time_ms: None,
                 });
             }
             let times = match kinds.contains(&Change::Upsert) {

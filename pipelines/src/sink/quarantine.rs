@@ -1,5 +1,6 @@
 //! `<target>__quarantine`: every record a pipeline could not put in its target,
-//! with its raw bytes, the reason, and where it came from. Nothing is dropped.
+//! with its raw bytes, the reason, the quality rule it failed (if one did), its
+//! event time (if it was decoded), and where it came from. Nothing is dropped.
 //!
 //! The quarantine is a Delta table committed exactly once like the target:
 //! it is committed first, with the same `txn` offsets, so that after a crash
@@ -33,8 +34,14 @@ pub fn schema() -> SchemaRef {
         Field::new("reason", DataType::Utf8, false),
         Field::new(
             "quarantined_at",
-            DataType::Timestamp(TimeUnit::Millisecond, utc),
+            DataType::Timestamp(TimeUnit::Millisecond, utc.clone()),
             false,
+        ),
+        Field::new("rule", DataType::Utf8, true),
+        Field::new(
+            "event_time",
+            DataType::Timestamp(TimeUnit::Millisecond, utc),
+            true,
         ),
     ]))
 }
@@ -55,6 +62,8 @@ pub fn rows(pipeline: &str, topic: &str, rejected: &[Rejected], now_ms: i64) -> 
     let mut payloads = BinaryBuilder::new();
     let mut reasons = StringBuilder::new();
     let mut quarantined = TimestampMillisecondBuilder::new().with_timezone("UTC");
+    let mut rules = StringBuilder::new();
+    let mut event_times = TimestampMillisecondBuilder::new().with_timezone("UTC");
     for item in rejected {
         pipelines.append_value(pipeline);
         topics.append_value(topic);
@@ -65,6 +74,8 @@ pub fn rows(pipeline: &str, topic: &str, rejected: &[Rejected], now_ms: i64) -> 
         payloads.append_option(item.record.payload.as_deref());
         reasons.append_value(&item.error);
         quarantined.append_value(now_ms);
+        rules.append_option(item.rule.as_deref());
+        event_times.append_option(item.event_time_ms);
     }
     RecordBatch::try_new(
         schema(),
@@ -78,6 +89,8 @@ pub fn rows(pipeline: &str, topic: &str, rejected: &[Rejected], now_ms: i64) -> 
             Arc::new(payloads.finish()),
             Arc::new(reasons.finish()),
             Arc::new(quarantined.finish()),
+            Arc::new(rules.finish()),
+            Arc::new(event_times.finish()),
         ],
     )
     .expect("columns match the quarantine schema")

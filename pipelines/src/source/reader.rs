@@ -35,6 +35,8 @@ pub struct SourceBatch {
     pub offsets: BTreeMap<i32, i64>,
     /// How many records were read (rows and rejected ones).
     pub records: u64,
+    /// A field the records carry that the catalog's schema lacks.
+    pub drift: Option<String>,
 }
 
 /// What waiting on a source produced.
@@ -64,6 +66,15 @@ pub enum Reader {
         decoder: RecordDecoder,
         topic: String,
     },
+    /// Records taken back from a quarantine, fed once (`strata quarantine replay`).
+    Replay {
+        records: std::collections::VecDeque<SourceRecord>,
+        decoder: RecordDecoder,
+        /// `replay-<id>/<topic>`: the replay's own offsets in the target's log.
+        stream: String,
+        batch_records: usize,
+        reported_end: bool,
+    },
     Delta {
         follower: DeltaFollower,
         schema: SchemaRef,
@@ -81,7 +92,7 @@ impl Reader {
     pub fn stream(&self) -> &str {
         match self {
             Reader::Kafka { topic, .. } => topic,
-            Reader::Delta { stream, .. } => stream,
+            Reader::Delta { stream, .. } | Reader::Replay { stream, .. } => stream,
         }
     }
 
@@ -116,6 +127,29 @@ impl Reader {
                         what: format!("Kafka topic {topic}"),
                         cause,
                     }),
+                }
+            }
+            Reader::Replay {
+                records,
+                decoder,
+                batch_records,
+                reported_end,
+                ..
+            } => {
+                if !records.is_empty() {
+                    let take = records.len().min(*batch_records);
+                    let batch: Vec<SourceRecord> = records.drain(..take).collect();
+                    return Ok(Next::Batch(decode(decoder, &batch)));
+                }
+                if !*reported_end {
+                    *reported_end = true;
+                    return Ok(Next::CaughtUp);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline.into()) => Ok(Next::Idle),
+                    changed = stop.changed() => {
+                        Ok(if changed.is_err() || *stop.borrow() { Next::Stop } else { Next::Idle })
+                    }
                 }
             }
             Reader::Delta {
@@ -173,6 +207,7 @@ fn decode(decoder: &RecordDecoder, records: &[SourceRecord]) -> SourceBatch {
                 rejected: decoded.rejected,
                 offsets,
                 records: records.len() as u64,
+                drift: decoded.drift,
             }
         }
         RecordDecoder::Debezium(decoder) => {
@@ -188,6 +223,7 @@ fn decode(decoder: &RecordDecoder, records: &[SourceRecord]) -> SourceBatch {
                 rejected: decoded.rejected,
                 offsets,
                 records: records.len() as u64,
+                drift: None,
             }
         }
     }
@@ -215,6 +251,7 @@ fn delta_batch(schema: &SchemaRef, version: i64, batches: &[RecordBatch]) -> Res
         rows,
         rejected: Vec::new(),
         offsets: BTreeMap::from([(0, version)]),
+        drift: None,
     })
 }
 

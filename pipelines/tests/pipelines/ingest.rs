@@ -116,6 +116,8 @@ pub(crate) async fn run_to_end(
         pipeline,
         stats: stats.clone(),
         mode: RunMode::UntilCaughtUp,
+        quality: Default::default(),
+        replay: None,
     };
     tokio::time::timeout(Duration::from_secs(60), run.run(stop_rx))
         .await
@@ -356,6 +358,8 @@ pub(crate) async fn refusal(dir: &tempfile::TempDir, catalog: &Catalog, sql: &st
         pipeline: load_project(catalog).await.unwrap().remove(0),
         stats: Arc::new(TableStats::new()),
         mode: RunMode::UntilCaughtUp,
+        quality: Default::default(),
+        replay: None,
     };
     run.check().await.unwrap_err().to_string()
 }

@@ -171,6 +171,8 @@ pub(crate) fn start(
         pipeline,
         stats: stats.clone(),
         mode: RunMode::Continuous,
+        quality: Default::default(),
+        replay: None,
     };
     (stats, stop, tokio::spawn(run.run(stop_rx)))
 }

@@ -3,6 +3,7 @@
 mod ingest;
 mod interval;
 mod lookup;
+mod quality;
 mod slt;
 mod temporal;
 mod validate;

@@ -352,6 +352,8 @@ async fn a_temporal_join_needs_a_versioned_kafka_table_as_of_the_event_time() {
                     pipeline: pipelines.remove(0),
                     stats: Arc::new(TableStats::new()),
                     mode: RunMode::UntilCaughtUp,
+                    quality: Default::default(),
+                    replay: None,
                 };
                 run.check().await.unwrap_err().to_string()
             }

@@ -91,6 +91,8 @@ async fn an_idle_partition_stops_holding_windows_back() {
         pipeline,
         stats: stats.clone(),
         mode: RunMode::Continuous,
+        quality: Default::default(),
+        replay: None,
     };
     let task = tokio::spawn(run.run(stop_rx));
     let count = || async {

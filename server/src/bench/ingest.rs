@@ -91,7 +91,8 @@ pub async fn ingest(records: usize, progress: bool) -> anyhow::Result<IngestRepo
     }
 
     let pipeline = load_project(&catalog).await?.remove(0);
-    let (pipeline_seconds, stats) = run_until_caught_up(&catalog, pipeline).await?;
+    let (pipeline_seconds, stats) =
+        run_until_caught_up(&catalog, pipeline, Default::default()).await?;
     let committed = stats
         .rows_committed
         .load(std::sync::atomic::Ordering::Relaxed) as usize;

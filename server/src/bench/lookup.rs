@@ -123,11 +123,12 @@ pub async fn lookup(
     pipelines.sort_by_key(|p| p.pipeline.name.contains("enriched"));
     let [plain, enriched] = <[_; 2]>::try_from(pipelines)
         .map_err(|_| anyhow::anyhow!("the benchmark project has two pipelines"))?;
-    let (plain_seconds, plain_stats) = run_until_caught_up(&catalog, plain).await?;
+    let (plain_seconds, plain_stats) =
+        run_until_caught_up(&catalog, plain, Default::default()).await?;
     if progress {
         eprintln!("without the join: {records} rows in {plain_seconds:.2} s");
     }
-    let (seconds, stats) = run_until_caught_up(&catalog, enriched).await?;
+    let (seconds, stats) = run_until_caught_up(&catalog, enriched, Default::default()).await?;
     if progress {
         eprintln!("with the join: {records} rows in {seconds:.2} s");
     }

@@ -6,11 +6,13 @@
 //!   bench ingest:  Kafka ──▶ ODS Delta            against consume + decode alone      (ratio)
 //!   bench lookup:  Kafka ──▶ lookup join ──▶ Delta against the same pipeline without it (ratio)
 //!   bench lineage: a generated warehouse ──▶ graph build, then queries around a node (ms)
+//!   bench quality: Kafka ──▶ 10 row rules ──▶ Delta against the same pipeline without them (overhead)
 //! ```
 
 mod ingest;
 mod lineage;
 mod lookup;
+mod quality;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,11 +22,12 @@ use anyhow::Context;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use strata_catalog::Catalog;
-use strata_pipelines::{PipelineRun, RunMode, TableStats, ValidPipeline};
+use strata_pipelines::{PipelineRun, Quality, RunMode, TableStats, ValidPipeline};
 
 pub use ingest::{IngestReport, ingest};
 pub use lineage::{LineageReport, lineage};
 pub use lookup::{LookupReport, lookup};
+pub use quality::{QualityReport, quality};
 
 /// The mock cluster keeps at most 100,000 records or 5 MiB per partition, so
 /// 16 partitions hold about 600,000 small records: enough for a run of
@@ -78,6 +81,7 @@ fn produce(
 async fn run_until_caught_up(
     catalog: &Catalog,
     pipeline: ValidPipeline,
+    quality: Quality,
 ) -> anyhow::Result<(f64, Arc<TableStats>)> {
     let stats = Arc::new(TableStats::new());
     let run = PipelineRun {
@@ -85,6 +89,8 @@ async fn run_until_caught_up(
         pipeline,
         stats: stats.clone(),
         mode: RunMode::UntilCaughtUp,
+        quality,
+        replay: None,
     };
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let started_ms = strata_pipelines::runner::now_ms();

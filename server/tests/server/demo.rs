@@ -126,6 +126,13 @@ fn the_demo_builds_every_layer_and_keeps_its_tables() {
             .any(|n| n["name"] == "shop.dim_cities"),
         "{lineage}"
     );
+    // Quality results of the shop's rules reach the metrics as commits land.
+    let metrics = http_get(port, "/metrics").unwrap();
+    assert!(
+        metrics
+            .contains("strata_quality_passing{table=\"shop.dwd_orders\",rule=\"amount_positive\""),
+        "{metrics}"
+    );
     let page = http_get(port, "/ui/lineage").unwrap();
     assert!(page.contains("<script src=\"/ui/lineage.js\">"), "{page}");
     let output = child.wait_with_output().unwrap();
@@ -212,6 +219,38 @@ fn the_demo_builds_every_layer_and_keeps_its_tables() {
     assert_eq!(
         count(&dir, "SELECT COUNT(*) AS n FROM shop.dws_city_gmv_1m__late") as u64,
         late
+    );
+
+    // The shop's rules ran on every layer while the demo ran.
+    let check = crate::support::strata(&dir, &["--format", "json", "check"]);
+    let statuses = json(&String::from_utf8_lossy(&check.stdout));
+    let status = |table: &str, rule: &str| -> String {
+        statuses
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["table"] == table && s["rule"] == rule)
+            .unwrap_or_else(|| panic!("{table} {rule} in {statuses}"))["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(status("shop.dwd_orders", "amount_positive"), "pass");
+    assert_eq!(status("shop.ods_orders", "order_id_present"), "pass");
+    assert_eq!(status("shop.app_city_gmv", "city_named"), "pass");
+    assert_ne!(
+        status("shop.dws_city_gmv_1m", "gmv_matches_orders"),
+        "not evaluated"
+    );
+    assert_ne!(status("shop.dwd_orders", "fresh"), "not evaluated");
+    // The malformed orders are incompatible schema drift: quarantined, and reported
+    // (the latest commits may have had none, so the rule may pass again now).
+    assert_ne!(status("shop.ods_orders", "schema_drift"), "not evaluated");
+    assert!(
+        count(
+            &dir,
+            "SELECT COUNT(*) AS n FROM shop.dwd_orders__quarantine WHERE reason LIKE 'incompatible schema drift%'"
+        ) > 0
     );
 
     // A second demo in the same directory starts afresh.

@@ -5,5 +5,6 @@ mod api;
 mod cli;
 mod demo;
 mod lineage;
+mod quality;
 mod run;
 mod support;

@@ -1,0 +1,509 @@
+//! Results: one row per rule evaluation in the Delta table
+//! `<lake root>/_strata/quality_results`, and the latest status per table and
+//! rule in memory for the API, the metrics and the lineage overlay.
+//!
+//! ```text
+//!   pipelines, freshness, reconciliation ──record──▶ ResultsLog ─┬─▶ latest status (memory)
+//!                                                                └─▶ writer task: one Delta append
+//!                                                                    per second with what came in
+//!   strata check ──────────────────────────── reads the Delta table (latest row per table, rule)
+//! ```
+//!
+//! Results are observations, appended by one writer per process; a crash can
+//! lose the last second of them, never a data row.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow::array::{
+    Array, Float64Array, Float64Builder, Int64Array, Int64Builder, StringArray, StringBuilder,
+    TimestampMillisecondArray, TimestampMillisecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+use strata_catalog::connectors::delta as lake;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{QualityError, Result};
+
+/// What was done about a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Taken {
+    /// The rule passed.
+    None,
+    Warned,
+    Quarantined,
+    Stopped,
+}
+
+impl Taken {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Taken::None => "none",
+            Taken::Warned => "warned",
+            Taken::Quarantined => "quarantined",
+            Taken::Stopped => "stopped",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "warned" => Taken::Warned,
+            "quarantined" => Taken::Quarantined,
+            "stopped" => Taken::Stopped,
+            _ => Taken::None,
+        }
+    }
+}
+
+/// One evaluation of one rule.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CheckResult {
+    /// When it was evaluated, ms since the epoch.
+    pub at_ms: i64,
+    pub table: String,
+    pub rule: String,
+    pub check: String,
+    pub pipeline: Option<String>,
+    /// `commit`, `window`, `source`, `freshness`, `reconcile` or `history`.
+    pub scope: String,
+    pub window_start_ms: Option<i64>,
+    pub window_end_ms: Option<i64>,
+    /// The Delta version the commit made, when it landed.
+    pub commit_version: Option<i64>,
+    /// Rows (or windows, or evaluations) that passed and failed.
+    pub passed: i64,
+    pub failed: i64,
+    /// The metric, lag (s) or difference seen.
+    pub observed: Option<f64>,
+    /// What it was held to, e.g. `<= 0.01` or `[10, 500]`.
+    pub bound: Option<String>,
+    pub action: Taken,
+    pub severity: String,
+    /// A sentence for people: both sides of a reconciliation, the field that drifted, …
+    pub detail: Option<String>,
+}
+
+impl CheckResult {
+    pub fn failed(&self) -> bool {
+        self.failed > 0
+    }
+}
+
+/// The results table's schema.
+pub fn schema() -> SchemaRef {
+    let time = |name: &str, nullable: bool| {
+        Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            nullable,
+        )
+    };
+    Arc::new(Schema::new(vec![
+        time("at", false),
+        Field::new("table", DataType::Utf8, false),
+        Field::new("rule", DataType::Utf8, false),
+        Field::new("check", DataType::Utf8, false),
+        Field::new("pipeline", DataType::Utf8, true),
+        Field::new("scope", DataType::Utf8, false),
+        time("window_start", true),
+        time("window_end", true),
+        Field::new("commit_version", DataType::Int64, true),
+        Field::new("passed", DataType::Int64, false),
+        Field::new("failed", DataType::Int64, false),
+        Field::new("observed", DataType::Float64, true),
+        Field::new("bound", DataType::Utf8, true),
+        Field::new("action", DataType::Utf8, false),
+        Field::new("severity", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, true),
+    ]))
+}
+
+/// Where a project keeps its results table.
+pub fn location(lake_root: &str) -> String {
+    format!(
+        "{}/_strata/quality_results",
+        lake_root.trim_end_matches('/')
+    )
+}
+
+/// Results as rows of the results table.
+pub fn to_batch(results: &[CheckResult]) -> RecordBatch {
+    let time = || TimestampMillisecondBuilder::new().with_timezone("UTC");
+    let (mut at, mut starts, mut ends) = (time(), time(), time());
+    let mut strings: Vec<StringBuilder> = (0..9).map(|_| StringBuilder::new()).collect();
+    let (mut version, mut passed, mut failed) = (
+        Int64Builder::new(),
+        Int64Builder::new(),
+        Int64Builder::new(),
+    );
+    let mut observed = Float64Builder::new();
+    for result in results {
+        at.append_value(result.at_ms);
+        strings[0].append_value(&result.table);
+        strings[1].append_value(&result.rule);
+        strings[2].append_value(&result.check);
+        strings[3].append_option(result.pipeline.as_deref());
+        strings[4].append_value(&result.scope);
+        starts.append_option(result.window_start_ms);
+        ends.append_option(result.window_end_ms);
+        version.append_option(result.commit_version);
+        passed.append_value(result.passed);
+        failed.append_value(result.failed);
+        observed.append_option(result.observed);
+        strings[5].append_option(result.bound.as_deref());
+        strings[6].append_value(result.action.as_str());
+        strings[7].append_value(&result.severity);
+        strings[8].append_option(result.detail.as_deref());
+    }
+    let mut strings: Vec<Arc<dyn Array>> = strings
+        .iter_mut()
+        .map(|builder| Arc::new(builder.finish()) as Arc<dyn Array>)
+        .collect();
+    let mut take = |i: usize| {
+        std::mem::replace(
+            &mut strings[i],
+            Arc::new(StringArray::from(Vec::<String>::new())),
+        )
+    };
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(at.finish()),
+            take(0),
+            take(1),
+            take(2),
+            take(3),
+            take(4),
+            Arc::new(starts.finish()),
+            Arc::new(ends.finish()),
+            Arc::new(version.finish()),
+            Arc::new(passed.finish()),
+            Arc::new(failed.finish()),
+            Arc::new(observed.finish()),
+            take(5),
+            take(6),
+            take(7),
+            take(8),
+        ],
+    )
+    .expect("columns match the results schema")
+}
+
+/// Rows of the results table read back.
+pub fn from_batch(batch: &RecordBatch) -> Vec<CheckResult> {
+    let strings = |name: &str| {
+        arrow::compute::cast(
+            batch.column_by_name(name).expect("results column"),
+            &DataType::Utf8,
+        )
+        .expect("text")
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("text")
+        .clone()
+    };
+    let times = |name: &str| {
+        arrow::compute::cast(
+            batch.column_by_name(name).expect("results column"),
+            &DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+        )
+        .expect("time")
+        .as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .expect("time")
+        .clone()
+    };
+    let ints = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned())
+            .expect("results column")
+    };
+    let (at, table, rule, check, pipeline, scope) = (
+        times("at"),
+        strings("table"),
+        strings("rule"),
+        strings("check"),
+        strings("pipeline"),
+        strings("scope"),
+    );
+    let (starts, ends) = (times("window_start"), times("window_end"));
+    let (version, passed, failed) = (ints("commit_version"), ints("passed"), ints("failed"));
+    let observed = batch
+        .column_by_name("observed")
+        .and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned())
+        .expect("results column");
+    let (bound, action, severity, detail) = (
+        strings("bound"),
+        strings("action"),
+        strings("severity"),
+        strings("detail"),
+    );
+    let text =
+        |array: &StringArray, row: usize| array.is_valid(row).then(|| array.value(row).to_string());
+    (0..batch.num_rows())
+        .map(|row| CheckResult {
+            at_ms: at.value(row),
+            table: table.value(row).to_string(),
+            rule: rule.value(row).to_string(),
+            check: check.value(row).to_string(),
+            pipeline: text(&pipeline, row),
+            scope: scope.value(row).to_string(),
+            window_start_ms: starts.is_valid(row).then(|| starts.value(row)),
+            window_end_ms: ends.is_valid(row).then(|| ends.value(row)),
+            commit_version: version.is_valid(row).then(|| version.value(row)),
+            passed: passed.value(row),
+            failed: failed.value(row),
+            observed: observed.is_valid(row).then(|| observed.value(row)),
+            bound: text(&bound, row),
+            action: Taken::parse(action.value(row)),
+            severity: severity.value(row).to_string(),
+            detail: text(&detail, row),
+        })
+        .collect()
+}
+
+/// The latest status of one table's rule, and what it has seen in this process.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    pub last: CheckResult,
+    pub evaluations: u64,
+    /// Evaluations that failed.
+    pub failures: u64,
+    /// Rows failed, summed over evaluations.
+    pub failed_rows: u64,
+}
+
+enum Message {
+    Results(Vec<CheckResult>),
+    Flush(oneshot::Sender<Result<()>>),
+}
+
+/// Where every evaluation is recorded. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ResultsLog {
+    latest: Arc<Mutex<BTreeMap<(String, String), Status>>>,
+    sender: mpsc::UnboundedSender<Message>,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Message")
+    }
+}
+
+impl ResultsLog {
+    /// Opens (creating it if needed) the results table at `location` and starts its writer.
+    pub async fn open(location: &str) -> Result<Self> {
+        lake::ensure_table(location, "quality_results", &schema(), true).await?;
+        let (sender, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(write_results(location.to_string(), receiver));
+        Ok(Self {
+            latest: Arc::default(),
+            sender,
+        })
+    }
+
+    /// Records results: the latest status at once, the table within a second.
+    pub fn record(&self, results: Vec<CheckResult>) {
+        if results.is_empty() {
+            return;
+        }
+        {
+            let mut latest = self.latest.lock().expect("not poisoned");
+            for result in &results {
+                let status = latest
+                    .entry((result.table.clone(), result.rule.clone()))
+                    .or_insert_with(|| Status {
+                        last: result.clone(),
+                        evaluations: 0,
+                        failures: 0,
+                        failed_rows: 0,
+                    });
+                status.evaluations += 1;
+                status.failures += u64::from(result.failed());
+                status.failed_rows += result.failed.max(0) as u64;
+                // Of one evaluation's results (windows of a commit), a failure shows.
+                let same_evaluation = status.last.at_ms == result.at_ms;
+                if !(same_evaluation && status.last.failed() && !result.failed()) {
+                    status.last = result.clone();
+                }
+            }
+        }
+        // The writer only stops with the runtime; results after that are not written.
+        let _ = self.sender.send(Message::Results(results));
+    }
+
+    /// Writes everything recorded so far to the table.
+    pub async fn flush(&self) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        if self.sender.send(Message::Flush(done)).is_err() {
+            return Ok(());
+        }
+        wait.await.unwrap_or(Ok(()))
+    }
+
+    /// The latest status per (table, rule), in this process.
+    pub fn latest(&self) -> Vec<Status> {
+        self.latest
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Results kept for writing while the table cannot be written.
+const MAX_PENDING: usize = 100_000;
+
+/// The writer task: appends what came in, at most once a second, and on flush.
+async fn write_results(location: String, mut receiver: mpsc::UnboundedReceiver<Message>) {
+    let mut pending: Vec<CheckResult> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            message = receiver.recv() => match message {
+                Some(Message::Results(results)) => {
+                    pending.extend(results);
+                    // A table that cannot be written for long loses its oldest results, not the process its memory.
+                    if pending.len() > MAX_PENDING {
+                        let dropped = pending.len() - MAX_PENDING;
+                        pending.drain(..dropped);
+                        tracing::warn!(dropped, "quality results could not be written; the oldest were dropped");
+                    }
+                }
+                Some(Message::Flush(done)) => {
+                    let written = append(&location, pending.clone()).await;
+                    if written.is_ok() {
+                        pending.clear();
+                    }
+                    let _ = done.send(written);
+                }
+                None => {
+                    if let Err(err) = append(&location, pending).await {
+                        tracing::warn!(%err, "could not write the last quality results");
+                    }
+                    return;
+                }
+            },
+            _ = tick.tick() => {
+                // Kept on failure (a conflict with another writer), and tried again next second.
+                match append(&location, pending.clone()).await {
+                    Ok(()) => pending.clear(),
+                    Err(err) => tracing::warn!(%err, waiting = pending.len(), "could not write quality results yet; retrying"),
+                }
+            }
+        }
+    }
+}
+
+/// Appends results to the table.
+pub async fn append(location: &str, results: Vec<CheckResult>) -> Result<()> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    lake::ensure_table(location, "quality_results", &schema(), true).await?;
+    let table = lake::open(location).await?;
+    table
+        .write(vec![to_batch(&results)])
+        .await
+        .map_err(|err| storage(location, err))?;
+    Ok(())
+}
+
+fn storage(location: &str, err: impl std::fmt::Display) -> QualityError {
+    QualityError::Storage {
+        what: format!("the quality results at {location}"),
+        message: err.to_string(),
+    }
+}
+
+/// Results read back from the table.
+pub async fn read(location: &str, filter: &str) -> Result<Vec<CheckResult>> {
+    if !lake::exists(location).await? {
+        return Ok(Vec::new());
+    }
+    let context = SessionContext::new();
+    context
+        .register_table("results", lake::table_provider(location).await?)
+        .map_err(|err| storage(location, err))?;
+    let frame = context
+        .sql(&format!("SELECT * FROM results {filter}"))
+        .await
+        .map_err(|err| storage(location, err))?;
+    let batches = frame
+        .collect()
+        .await
+        .map_err(|err| storage(location, err))?;
+    Ok(batches.iter().flat_map(from_batch).collect())
+}
+
+/// The latest result of each (table, rule) since `since_ms`, optionally of one table.
+pub async fn latest(
+    location: &str,
+    table: Option<&str>,
+    since_ms: Option<i64>,
+) -> Result<Vec<CheckResult>> {
+    let mut conditions = Vec::new();
+    if let Some(table) = table {
+        conditions.push(format!("\"table\" = '{}'", table.replace('\'', "''")));
+    }
+    if let Some(since) = since_ms {
+        conditions.push(format!("at >= to_timestamp_millis({since})"));
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let mut results = read(location, &filter).await?;
+    // Newest first; of one evaluation's results (the windows of a commit), a failure first.
+    results.sort_by(|a, b| {
+        a.table
+            .cmp(&b.table)
+            .then_with(|| a.rule.cmp(&b.rule))
+            .then_with(|| b.at_ms.cmp(&a.at_ms))
+            .then_with(|| b.failed().cmp(&a.failed()))
+    });
+    results.dedup_by(|later, earlier| later.table == earlier.table && later.rule == earlier.rule);
+    Ok(results)
+}
+
+/// The metric values a rule observed, oldest first, at most `count` of them (an anomaly rule's history).
+pub async fn recent_observations(
+    location: &str,
+    table: &str,
+    rule: &str,
+    count: usize,
+) -> Result<Vec<f64>> {
+    let filter = format!(
+        "WHERE \"table\" = '{}' AND rule = '{}' AND observed IS NOT NULL AND scope IN ('commit', 'window') ORDER BY at DESC LIMIT {count}",
+        table.replace('\'', "''"),
+        rule.replace('\'', "''")
+    );
+    let mut values: Vec<f64> = read(location, &filter)
+        .await?
+        .into_iter()
+        .filter_map(|result| result.observed)
+        .collect();
+    values.reverse();
+    Ok(values)
+}
+
+/// Where a reconciliation rule's compared windows end, so that a new run goes on from there.
+pub async fn last_window_end(location: &str, table: &str, rule: &str) -> Result<Option<i64>> {
+    let filter = format!(
+        "WHERE \"table\" = '{}' AND rule = '{}' AND scope = 'reconcile' AND window_end IS NOT NULL ORDER BY window_end DESC LIMIT 1",
+        table.replace('\'', "''"),
+        rule.replace('\'', "''")
+    );
+    Ok(read(location, &filter)
+        .await?
+        .into_iter()
+        .find_map(|result| result.window_end_ms))
+}

@@ -1,0 +1,384 @@
+//! Quality beside the pipelines: loading the project's checks, the results
+//! log, and the monitor that evaluates freshness and reconciliation rules.
+//!
+//! ```text
+//!   every [quality] monitor-interval-ms:
+//!     freshness:  each table's watermark and last commit (its pipeline's, or its readers')
+//!     reconcile:  windows that both tables closed by the previous tick (so their
+//!                 commits have landed) and that were not compared yet
+//!   ──▶ ResultsLog (latest status for the API, metrics and lineage; the Delta table)
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use strata_catalog::{Catalog, TableName};
+use strata_pipelines::runner::now_ms;
+use strata_pipelines::{TableStats, ValidPipeline};
+use strata_quality::checks::{Checks, RuleKind};
+use strata_quality::results::{self, ResultsLog};
+use strata_quality::{freshness, reconcile};
+
+/// The project's checks, loaded against the catalog.
+pub async fn load_checks(catalog: &Catalog) -> anyhow::Result<Checks> {
+    let tables: Vec<_> = catalog.list().await?.into_iter().map(|e| e.def).collect();
+    Ok(strata_quality::checks::load(
+        &catalog.project().dir,
+        &tables,
+    )?)
+}
+
+/// Opens the project's results table.
+pub async fn open_results(catalog: &Catalog) -> anyhow::Result<ResultsLog> {
+    Ok(ResultsLog::open(&results::location(&catalog.project().lake_root())).await?)
+}
+
+/// What the monitor reads of a table: the stats of the pipeline that writes
+/// it, or of the pipelines that read it.
+#[derive(Debug, Clone, Default)]
+pub struct Observers {
+    writers: BTreeMap<TableName, Arc<TableStats>>,
+    readers: BTreeMap<TableName, Vec<Arc<TableStats>>>,
+}
+
+impl Observers {
+    pub fn add(&mut self, pipeline: &ValidPipeline, stats: &Arc<TableStats>) {
+        self.writers
+            .insert(pipeline.target.name.clone(), stats.clone());
+        for source in pipeline.streams() {
+            self.readers
+                .entry(source.name.clone())
+                .or_default()
+                .push(stats.clone());
+        }
+    }
+
+    /// The table's watermark and last commit, ms since the epoch.
+    fn observe(&self, table: &TableName) -> (Option<i64>, Option<i64>) {
+        let last_commit = |stats: &TableStats| {
+            Some(stats.last_commit_ms.load(Ordering::Relaxed)).filter(|&ms| ms > 0)
+        };
+        if let Some(stats) = self.writers.get(table) {
+            return (stats.watermark(), last_commit(stats));
+        }
+        let readers = self.readers.get(table).map(Vec::as_slice).unwrap_or(&[]);
+        let watermark = readers
+            .iter()
+            .map(|stats| stats.watermark())
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|marks| marks.into_iter().min());
+        let last = readers.iter().filter_map(|stats| last_commit(stats)).max();
+        (watermark, last)
+    }
+}
+
+/// Evaluates freshness and reconciliation rules until `stop`.
+pub async fn monitor(
+    catalog: Catalog,
+    checks: Arc<Checks>,
+    observers: Observers,
+    log: ResultsLog,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let started = now_ms();
+    let config = &catalog.project().config;
+    let every = Duration::from_millis(config.quality.monitor_interval_ms.max(100));
+    // A window closed this long ago has landed in both tables' commits.
+    let landed_after_ms = 2 * config.engine.commit_interval_ms as i64;
+    let location = results::location(&catalog.project().lake_root());
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    // Per reconcile rule: compared up to here, and the closed times seen, with when.
+    let mut compared: BTreeMap<(TableName, String), i64> = BTreeMap::new();
+    let mut closed_seen: BTreeMap<(TableName, String), Vec<(i64, i64)>> = BTreeMap::new();
+    let mut context = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = now_ms();
+        let mut found = Vec::new();
+        for table in &checks.tables {
+            let (watermark_ms, last_commit_ms) = observers.observe(&table.table);
+            for rule in &table.rules {
+                match &rule.kind {
+                    RuleKind::Freshness { .. } => {
+                        let observed = freshness::Observed {
+                            watermark_ms,
+                            last_commit_ms,
+                            started_ms: started,
+                            now_ms: now,
+                        };
+                        found.extend(freshness::evaluate(
+                            &table.table.to_string(),
+                            rule,
+                            observed,
+                        ));
+                    }
+                    RuleKind::Reconcile(spec) => {
+                        let key = (table.table.clone(), rule.name.clone());
+                        let (theirs, _) = observers.observe(&spec.against);
+                        let Some(closed) = watermark_ms.zip(theirs).map(|(a, b)| a.min(b)) else {
+                            continue;
+                        };
+                        // Compare only up to what was closed two commit intervals ago: it has landed.
+                        let seen = closed_seen.entry(key.clone()).or_default();
+                        seen.push((now, closed));
+                        let landed = seen
+                            .iter()
+                            .rposition(|&(at, _)| at <= now - landed_after_ms);
+                        let Some(landed) = landed else {
+                            continue;
+                        };
+                        let up_to = seen[landed].1;
+                        seen.drain(..landed);
+                        if context.is_none() {
+                            match catalog.session().await {
+                                Ok(session) => context = Some(session),
+                                Err(err) => {
+                                    tracing::warn!(%err, "reconciliation cannot query the catalog");
+                                    continue;
+                                }
+                            }
+                        }
+                        let session = context.as_ref().expect("set above");
+                        let from = match compared.get(&key) {
+                            Some(&from) => from,
+                            None => match first_window(
+                                &location,
+                                session,
+                                &table.table,
+                                &rule.name,
+                                spec,
+                            )
+                            .await
+                            {
+                                Ok(Some(from)) => from,
+                                Ok(None) => continue,
+                                Err(err) => {
+                                    tracing::warn!(%err, rule = rule.name, "reconciliation failed");
+                                    continue;
+                                }
+                            },
+                        };
+                        let quarantine = quarantine_location(&catalog, &table.table).await;
+                        let reconciliation = reconcile::Reconciliation {
+                            table: &table.table,
+                            rule,
+                            spec,
+                            quarantine: quarantine.as_deref(),
+                        };
+                        match reconcile::evaluate(session, reconciliation, from, up_to, now).await {
+                            Ok(results) => {
+                                if let Some(last) = results.last().and_then(|r| r.window_end_ms) {
+                                    compared.insert(key, last);
+                                }
+                                found.extend(results);
+                            }
+                            Err(err) => {
+                                tracing::warn!(%err, rule = rule.name, "reconciliation failed")
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for result in found.iter().filter(|r| r.failed()) {
+            tracing::warn!(
+                table = result.table,
+                rule = result.rule,
+                detail = result.detail.as_deref().unwrap_or(""),
+                "quality rule failed"
+            );
+        }
+        log.record(found);
+    }
+}
+
+/// Where a reconcile rule starts comparing: where an earlier run stopped, or
+/// the table's first event.
+async fn first_window(
+    location: &str,
+    session: &datafusion::prelude::SessionContext,
+    table: &TableName,
+    rule: &str,
+    spec: &strata_quality::checks::Reconcile,
+) -> strata_quality::Result<Option<i64>> {
+    if let Some(end) = results::last_window_end(location, &table.to_string(), rule).await? {
+        return Ok(Some(end));
+    }
+    Ok(reconcile::span(session, table, &spec.time)
+        .await?
+        .map(|(first, _)| first))
+}
+
+/// Rules no pipeline of this run evaluates, each with why: they are reported
+/// at start, not left silent (`strata check --history` still evaluates them).
+pub fn unevaluated(checks: &Checks, pipelines: &[ValidPipeline]) -> Vec<String> {
+    let written: std::collections::BTreeSet<&TableName> =
+        pipelines.iter().map(|p| &p.target.name).collect();
+    // Rules run on a pipeline's first stream (not on an interval join's right side).
+    let read: std::collections::BTreeSet<&TableName> = pipelines
+        .iter()
+        .filter_map(|p| p.streams().next().map(|t| &t.name))
+        .collect();
+    let touched = |table: &TableName| written.contains(table) || read.contains(table);
+    let mut notes = Vec::new();
+    for table in &checks.tables {
+        for rule in &table.rules {
+            let why = match &rule.kind {
+                RuleKind::Unique { .. } | RuleKind::Aggregate { .. } | RuleKind::Anomaly { .. }
+                    if !written.contains(&table.table) =>
+                {
+                    Some("it runs where a pipeline writes the table, and none does".to_string())
+                }
+                RuleKind::Reconcile(spec) if !touched(&spec.against) => Some(format!(
+                    "no pipeline reads or writes {}, so its watermark is unknown",
+                    spec.against
+                )),
+                _ if !touched(&table.table) => {
+                    Some("no pipeline reads or writes the table".to_string())
+                }
+                _ => None,
+            };
+            if let Some(why) = why {
+                notes.push(format!(
+                    "{}: rule {} of {} is not evaluated while pipelines run: {why}; `strata check --history {}` evaluates it",
+                    rule.location, rule.name, table.table, table.table
+                ));
+            }
+        }
+    }
+    notes
+}
+
+/// Where a table's pipeline puts its quarantine.
+pub async fn quarantine_location(catalog: &Catalog, table: &TableName) -> Option<String> {
+    let name = TableName::new(&table.space, format!("{}__quarantine", table.name));
+    let entry = catalog.get(&name).await.ok()?;
+    strata_catalog::connectors::delta_location(catalog.project(), &entry.def).ok()
+}
+
+/// A declared rule with its latest result, if it has one.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuleStatus {
+    pub table: String,
+    pub rule: String,
+    pub check: String,
+    pub action: String,
+    pub severity: String,
+    /// `pass`, `FAIL` or `not evaluated`.
+    pub status: &'static str,
+    pub last: Option<strata_quality::CheckResult>,
+}
+
+/// Every declared rule (of one table, or all) with its latest result since
+/// `since_ms`, from the results table; plus schema drift results.
+pub async fn status(
+    catalog: &Catalog,
+    table: Option<&TableName>,
+    since_ms: Option<i64>,
+) -> anyhow::Result<Vec<RuleStatus>> {
+    let checks = load_checks(catalog).await?;
+    let location = results::location(&catalog.project().lake_root());
+    let name = table.map(ToString::to_string);
+    let mut latest = results::latest(&location, name.as_deref(), since_ms).await?;
+    let mut statuses = Vec::new();
+    for table_checks in &checks.tables {
+        if table.is_some_and(|t| t != &table_checks.table) {
+            continue;
+        }
+        for rule in &table_checks.rules {
+            let position = latest
+                .iter()
+                .position(|r| r.table == table_checks.table.to_string() && r.rule == rule.name);
+            let last = position.map(|p| latest.remove(p));
+            statuses.push(RuleStatus {
+                table: table_checks.table.to_string(),
+                rule: rule.name.clone(),
+                check: rule.kind.check_name().to_string(),
+                action: rule.action.as_str().to_string(),
+                severity: rule.severity.as_str().to_string(),
+                status: status_word(last.as_ref()),
+                last,
+            });
+        }
+    }
+    // Results of rules no file declares: schema drift, and rules since removed.
+    for result in latest {
+        statuses.push(RuleStatus {
+            table: result.table.clone(),
+            rule: result.rule.clone(),
+            check: result.check.clone(),
+            action: result.action.as_str().to_string(),
+            severity: result.severity.clone(),
+            status: status_word(Some(&result)),
+            last: Some(result),
+        });
+    }
+    Ok(statuses)
+}
+
+fn status_word(result: Option<&strata_quality::CheckResult>) -> &'static str {
+    match result {
+        None => "not evaluated",
+        Some(result) if result.failed() => "FAIL",
+        Some(_) => "pass",
+    }
+}
+
+/// `strata check --history`: the table's rules over its Delta table's rows,
+/// and its reconciliations over its whole event-time span. The results are
+/// recorded in the results table too.
+pub async fn history(
+    catalog: &Catalog,
+    table: &TableName,
+) -> anyhow::Result<Vec<strata_quality::CheckResult>> {
+    let checks = load_checks(catalog).await?;
+    let rules = checks.of(table);
+    if rules.is_empty() {
+        anyhow::bail!(
+            "{table} has no rules\n  hint: declare them in {}/<file>.toml with table = \"{table}\" (docs/quality.md)",
+            strata_quality::checks::checks_dir(&catalog.project().dir).display()
+        );
+    }
+    let entry = catalog.get(table).await?;
+    let location = strata_catalog::connectors::delta_location(catalog.project(), &entry.def)
+        .map_err(|_| anyhow::anyhow!("{table} is not a Delta table\n  hint: --history reads a Delta table's rows; check MySQL/TiDB and Kafka tables while their pipelines run"))?;
+    let context = catalog.session().await?;
+    let now = now_ms();
+    let mut found =
+        strata_quality::history::evaluate(table, &location, rules.clone(), context.clone(), now)
+            .await?;
+    let quarantine = quarantine_location(catalog, table).await;
+    for rule in &rules {
+        if let RuleKind::Reconcile(spec) = &rule.kind
+            && let Some((first, last)) = reconcile::span(&context, table, &spec.time).await?
+        {
+            let window = spec.window.as_millis() as i64;
+            let end = (last.div_euclid(window) + 1) * window;
+            let reconciliation = reconcile::Reconciliation {
+                table,
+                rule,
+                spec,
+                quarantine: quarantine.as_deref(),
+            };
+            let mut results =
+                reconcile::evaluate(&context, reconciliation, first, end, now).await?;
+            for result in &mut results {
+                result.scope = "history".to_string();
+            }
+            found.extend(results);
+        }
+    }
+    results::append(
+        &results::location(&catalog.project().lake_root()),
+        found.clone(),
+    )
+    .await?;
+    Ok(found)
+}
