@@ -25,6 +25,7 @@ const cy = cytoscape({
     { selector: "node.layer-dim", style: { "background-color": "#ede9fe" } },
     { selector: "node.pipeline", style: { shape: "ellipse", width: "label", height: 22, padding: 6, "background-color": "#14213d", color: "#fff", "font-size": 10 } },
     { selector: "node.column", style: { shape: "round-rectangle", width: "label", height: 18, padding: 4, "background-color": "#fff", "border-width": 1, "border-color": "#b8c0cf", "font-size": 10 } },
+    { selector: "node.failing", style: { "border-width": 3, "border-color": "#b42318", "border-style": "double" } },
     { selector: "node.focus", style: { "border-width": 3, "border-color": "#fca311" } },
     { selector: "edge", style: { width: 1.5, "curve-style": "bezier", "target-arrow-shape": "triangle", "line-color": "#8a94a8", "target-arrow-color": "#8a94a8" } },
     { selector: "edge.indirect", style: { "line-style": "dashed", "line-color": "#c2c8d4", "target-arrow-color": "#c2c8d4" } },
@@ -44,9 +45,12 @@ function label(node) {
 
 function elements(data) {
   const ids = new Set(data.nodes.map((n) => id(n)));
+  const quality = data.quality || {};
   const nodes = data.nodes.map((n) => {
     const classes = [n.type];
     if (n.type === "table") classes.push(`layer-${n.layer}`);
+    // A table with a failing quality rule is outlined in red.
+    if (n.type === "table" && quality[n.name]?.failing.length) classes.push("failing");
     const element = { data: { id: id(n), label: label(n), node: n }, classes: classes.join(" ") };
     if (n.type === "column" && ids.has(n.table)) element.data.parent = n.table;
     return element;

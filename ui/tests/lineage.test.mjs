@@ -1,7 +1,7 @@
 // The lineage browser in headless Chromium, against a `strata serve` of a small
 // warehouse: the graph around a table by layer, the column view with direct and
 // condition edges, a click that highlights a node's lineage and shows its
-// schema, and search. STRATA_BIN names the strata binary (scripts/test.sh sets it).
+// schema and quality, and search. STRATA_BIN names the strata binary (scripts/test.sh sets it).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
@@ -45,6 +45,18 @@ before(async () => {
     writeFileSync(join(dir, "pipelines", path), sql);
   }
   execFileSync(strata, ["--project", dir, "catalog", "register", join(dir, "catalog.sql")]);
+  // A rule that fails over the table's history: its result is what the browser shows.
+  mkdirSync(join(dir, "checks"));
+  writeFileSync(
+    join(dir, "checks", "dwd_orders.toml"),
+    'table = "shop.dwd_orders"\n[[rule]]\nname = "city_known"\ncheck = "not_null"\ncolumn = "user_city"\n',
+  );
+  execFileSync(strata, ["--project", dir, "query", "INSERT INTO shop.dwd_orders VALUES (1, NULL, 5.00, TIMESTAMP '2024-05-01 10:00:00')"]);
+  try {
+    execFileSync(strata, ["--project", dir, "check", "shop.dwd_orders", "--history"], { stdio: "ignore" });
+  } catch (failed) {
+    assert.equal(failed.status, 1, "strata check --history exits 1 on the failing rule");
+  }
   server = spawn(strata, ["--project", dir, "serve", "--port", "0"], { stdio: ["ignore", "ignore", "pipe"] });
   base = await new Promise((resolve, reject) => {
     let text = "";
@@ -105,6 +117,18 @@ test("a click highlights a node's lineage and opens its details", async () => {
     unrelated: window.lineage.$id("shop.ods_orders.order_id").hasClass("faded"),
   }));
   assert.deepEqual(faded, { downstream: false, unrelated: true });
+});
+
+test("a table failing a quality rule is outlined, and its panel says which rule", async () => {
+  await page.click("#level-table");
+  await page.fill("#search", "shop.dwd_orders");
+  await page.press("#search", "Enter");
+  await loaded("shop.dwd_orders");
+  const failing = await ids(".failing");
+  assert.deepEqual(failing, ["shop.dwd_orders"]);
+  await page.evaluate(() => window.lineage.$id("shop.dwd_orders").emit("tap"));
+  await page.waitForFunction(() => document.getElementById("panel").textContent.includes("FAILING"));
+  assert.match(await page.textContent("#panel"), /FAILING: city_known/);
 });
 
 test("search moves the graph to another table", async () => {
