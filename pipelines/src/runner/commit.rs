@@ -5,7 +5,7 @@
 //!   Sinks::commit:  quarantine (+ txn) ─▶ late rows (+ txn) ─▶ state file k ─▶ target (+ offsets, + state k)
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -71,6 +71,15 @@ pub(super) struct Sinks {
     pub(super) state_store: Option<StateStore>,
     /// Commits since the target was last compacted.
     pub(super) commits_since_compaction: u64,
+    /// Rows an aggregation emitted that the quarantine holds, by their payload's
+    /// hash. They have no source offset to skip by: after a crash the restored
+    /// state emits the window again, and an identical row is not quarantined twice.
+    pub(super) emitted_quarantined: HashSet<u64>,
+}
+
+/// The hash an emitted row is known by in the quarantine.
+pub(super) fn payload_hash(payload: &[u8]) -> u64 {
+    twox_hash::XxHash64::oneshot(0, payload)
 }
 
 /// One commit's contents, taken from the pipeline when the commit starts.
@@ -123,11 +132,22 @@ impl Sinks {
         } = batch;
         let stream = &ctx.stream;
         let quarantine = &self.quarantine;
+        let emitted_fresh: Vec<Rejected> = emitted_rejected
+            .into_iter()
+            .filter(|r| {
+                let hash = payload_hash(r.record.payload.as_deref().unwrap_or_default());
+                !self.emitted_quarantined.contains(&hash)
+            })
+            .collect();
+        let emitted_hashes: Vec<u64> = emitted_fresh
+            .iter()
+            .map(|r| payload_hash(r.record.payload.as_deref().unwrap_or_default()))
+            .collect();
         let fresh: Vec<Rejected> = rejected
             .into_iter()
             .filter(|r| quarantine.is_new(stream, r.record.partition, r.record.offset))
             .chain(retried_rejected)
-            .chain(emitted_rejected)
+            .chain(emitted_fresh)
             .collect();
         let side_fresh: Vec<Rejected> = match &ctx.side_stream {
             Some(side) => side_rejected
@@ -145,6 +165,7 @@ impl Sinks {
         }
         if !quarantined.is_empty() {
             self.quarantine.commit(quarantined, &offsets).await?;
+            self.emitted_quarantined.extend(emitted_hashes);
             ctx.stats
                 .quarantined_rows
                 .fetch_add((fresh.len() + side_fresh.len()) as u64, Ordering::Relaxed);

@@ -158,6 +158,7 @@ impl<'a> Task<'a> {
             matches!(mode, WriteMode::Upsert(_)),
         )
         .await?;
+        let plan_aggregates = plan.aggregate.is_some();
         let mut target = match &target_def.kind {
             TableKind::Mysql { .. } => Target::Mysql(
                 MysqlSink::open(
@@ -297,6 +298,10 @@ impl<'a> Task<'a> {
                 late: None,
                 state_store: None,
                 commits_since_compaction: 0,
+                emitted_quarantined: match plan_aggregates {
+                    true => emitted_quarantined(target_location, &name).await?,
+                    false => Default::default(),
+                },
             }),
             in_flight: None,
             stateful: None,
@@ -1341,6 +1346,51 @@ impl<'a> Task<'a> {
         }));
         Ok(())
     }
+}
+
+/// The hashes of the emitted rows the target's quarantine holds (see
+/// [`super::commit::Sinks::emitted_quarantined`]).
+async fn emitted_quarantined(
+    target_location: &str,
+    pipeline: &str,
+) -> Result<std::collections::HashSet<u64>> {
+    let location = format!("{}__quarantine", target_location.trim_end_matches('/'));
+    let failed = |err: datafusion::error::DataFusionError| PipelineError::Sink {
+        what: format!("the quarantine at {location}"),
+        cause: err.to_string(),
+    };
+    let context = datafusion::prelude::SessionContext::new();
+    context
+        .register_table(
+            "quarantine",
+            connectors::delta::table_provider(&location).await?,
+        )
+        .map_err(failed)?;
+    let sql = format!(
+        "SELECT payload FROM quarantine WHERE pipeline = '{}' AND \"partition\" = -1",
+        pipeline.replace('\'', "''")
+    );
+    let batches = context
+        .sql(&sql)
+        .await
+        .map_err(failed)?
+        .collect()
+        .await
+        .map_err(failed)?;
+    let mut hashes = std::collections::HashSet::new();
+    for batch in batches {
+        let payloads = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Binary)?;
+        let payloads = payloads
+            .as_any()
+            .downcast_ref::<arrow::array::BinaryArray>()
+            .expect("cast to Binary");
+        for row in 0..payloads.len() {
+            if payloads.is_valid(row) {
+                hashes.insert(super::commit::payload_hash(payloads.value(row)));
+            }
+        }
+    }
+    Ok(hashes)
 }
 
 /// Replays feed stateless pipelines that read a Kafka json topic: their

@@ -373,3 +373,114 @@ async fn a_replay_after_the_fix_commits_each_quarantined_record_once_even_when_i
     );
     assert_eq!(committed_rows(dir.path()), expected);
 }
+
+/// A project whose DWS pipeline counts orders per city and minute, with a rule
+/// that quarantines minutes of more than two orders.
+fn windowed_project(dir: &Path, bootstrap: &str) {
+    std::fs::write(
+        dir.join("strata.toml"),
+        format!(
+            "[engine]\ncommit-interval-ms = 2000\n[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"{bootstrap}\"\n"
+        ),
+    )
+    .unwrap();
+    for folder in ["catalog", "pipelines/dws", "checks"] {
+        std::fs::create_dir_all(dir.join(folder)).unwrap();
+    }
+    std::fs::write(
+        dir.join("catalog/shop.sql"),
+        "CREATE TABLE shop.ods_orders (order_id BIGINT, city STRING, order_time TIMESTAMP(3),
+           WATERMARK FOR order_time AS order_time - INTERVAL '1' SECOND)
+         WITH ('connector' = 'kafka', 'topic' = 'orders', 'format' = 'json',
+               'scan.startup.mode' = 'earliest-offset', 'connection' = 'events');
+         CREATE TABLE shop.dws_city_counts (window_start TIMESTAMP(3), window_end TIMESTAMP(3), city STRING, orders BIGINT)
+         WITH ('connector' = 'delta');",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("pipelines/dws/dws_city_counts.sql"),
+        "INSERT INTO shop.dws_city_counts SELECT window_start, window_end, city, COUNT(*)
+         FROM TABLE(TUMBLE(TABLE shop.ods_orders, DESCRIPTOR(order_time), INTERVAL '1' MINUTE))
+         GROUP BY window_start, window_end, city",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("checks/dws_city_counts.toml"),
+        "table = \"shop.dws_city_counts\"\n[[rule]]\nname = \"quiet_minutes\"\ncheck = \"range\"\ncolumn = \"orders\"\nmax = 2\naction = \"quarantine\"\n",
+    )
+    .unwrap();
+    let catalog = dir.join("catalog");
+    strata_ok(dir, &["catalog", "register", catalog.to_str().unwrap()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emitted_window_that_fails_a_rule_is_quarantined_once_even_across_a_crash() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    // Six minutes: three orders from a (too many) and one from b in each.
+    let records: Vec<(i32, String)> = (0..6)
+        .flat_map(|minute| {
+            ["a", "a", "a", "b"].into_iter().enumerate().map(move |(i, city)| {
+                (
+                    0,
+                    format!(
+                        r#"{{"order_id": {}, "city": "{city}", "order_time": "2024-05-01T10:{minute:02}:{:02}"}}"#,
+                        minute * 10 + i as i64,
+                        i * 10
+                    ),
+                )
+            })
+        })
+        .collect();
+    produce_to(&bootstrap, "orders", &records).await;
+    let emitted_in_quarantine = |dir: &Path| -> u64 {
+        let out = strata_ok(
+            dir,
+            &[
+                "--format",
+                "json",
+                "query",
+                "SELECT COUNT(*) AS n FROM shop.dws_city_counts__quarantine WHERE \"partition\" = -1",
+            ],
+        );
+        json(&out)[0]["n"].as_u64().unwrap()
+    };
+
+    let clean = tempfile::tempdir().unwrap();
+    windowed_project(clean.path(), &bootstrap);
+    strata_ok(clean.path(), &["run", "--until-idle", "--port", "0"]);
+    // Minutes 0-4 closed (the watermark passed them); city a failed in each.
+    assert_eq!(emitted_in_quarantine(clean.path()), 5);
+
+    // The same run, cut off between its quarantine commit and its target commit, then resumed.
+    let crashed = tempfile::tempdir().unwrap();
+    windowed_project(crashed.path(), &bootstrap);
+    let aborted = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--project")
+        .arg(crashed.path())
+        .args(["run", "--until-idle", "--port", "0"])
+        .env("FAILPOINTS", "commit-between-quarantine-and-target=return")
+        .output()
+        .unwrap();
+    assert!(!aborted.status.success(), "the failpoint aborts the run");
+    assert_eq!(
+        emitted_in_quarantine(crashed.path()),
+        5,
+        "the first commit quarantined the closed minutes"
+    );
+    strata_ok(crashed.path(), &["run", "--until-idle", "--port", "0"]);
+    assert_eq!(emitted_in_quarantine(crashed.path()), 5);
+    let rows = |dir: &Path| {
+        strata_ok(
+            dir,
+            &[
+                "--format",
+                "json",
+                "query",
+                "SELECT window_start, city, orders FROM shop.dws_city_counts ORDER BY window_start, city",
+            ],
+        )
+    };
+    assert_eq!(rows(crashed.path()), rows(clean.path()));
+}
