@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use arrow::array::{Array, Float64Array, Int64Array};
 use arrow::compute::{cast, take_record_batch};
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 
@@ -153,34 +153,28 @@ pub fn split(per: &Per, batch: &RecordBatch) -> Result<Vec<(Option<i64>, RecordB
     let array = batch
         .column_by_name(column)
         .ok_or_else(|| evaluation(&metric, format!("the batch has no column {column}")))?;
-    let starts = match array.data_type() {
-        DataType::Timestamp(unit, _) => {
-            let raw = cast(array, &DataType::Int64).map_err(|err| evaluation(&metric, err))?;
-            let per_ms = match unit {
-                arrow::datatypes::TimeUnit::Second => -1000,
-                arrow::datatypes::TimeUnit::Millisecond => 1,
-                arrow::datatypes::TimeUnit::Microsecond => 1_000,
-                arrow::datatypes::TimeUnit::Nanosecond => 1_000_000,
-            };
-            let values = raw
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("cast to Int64")
-                .clone();
-            values
-                .iter()
-                .map(|v| v.map(|v| if per_ms < 0 { v * 1000 } else { v / per_ms }))
-                .collect::<Vec<_>>()
-        }
-        other => {
-            return Err(evaluation(
-                &metric,
-                format!("the window column {column} is {other}, not a timestamp"),
-            ));
-        }
+    let DataType::Timestamp(_, zone) = array.data_type() else {
+        return Err(evaluation(
+            &metric,
+            format!(
+                "the window column {column} is {}, not a timestamp",
+                array.data_type()
+            ),
+        ));
     };
+    // Window starts in ms since the epoch, whatever the column's unit.
+    let millis = cast(
+        array,
+        &DataType::Timestamp(TimeUnit::Millisecond, zone.clone()),
+    )
+    .and_then(|millis| cast(&millis, &DataType::Int64))
+    .map_err(|err| evaluation(&metric, err))?;
+    let starts = millis
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("cast to Int64");
     let mut groups: BTreeMap<Option<i64>, Vec<u32>> = BTreeMap::new();
-    for (row, start) in starts.into_iter().enumerate() {
+    for (row, start) in starts.iter().enumerate() {
         groups.entry(start).or_default().push(row as u32);
     }
     groups

@@ -1102,7 +1102,7 @@ fn duration(text: &str, field: &str) -> std::result::Result<Duration, Refusal> {
 fn nearest_hint(given: &str, known: &[String], otherwise: &str) -> String {
     let nearest = known
         .iter()
-        .map(|name| (edit_distance(given, name), name))
+        .map(|name| (strsim::levenshtein(given, name), name))
         .min_by_key(|(distance, _)| *distance);
     match nearest {
         Some((distance, name)) if distance <= given.len().max(3) / 3 => {
@@ -1111,21 +1111,6 @@ fn nearest_hint(given: &str, known: &[String], otherwise: &str) -> String {
         _ if known.len() <= 12 && !known.is_empty() => format!("{otherwise} {}", known.join(", ")),
         _ => otherwise.to_string(),
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous + usize::from(ca != *cb);
-            previous = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
-        }
-    }
-    row[b.len()]
 }
 
 fn location(file: &Path, text: &str, offset: usize) -> SourceLocation {

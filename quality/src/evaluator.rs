@@ -529,23 +529,15 @@ async fn existing_keys(location: &str, columns: &[String]) -> Result<Vec<RecordB
     if !lake::exists(location).await? {
         return Ok(Vec::new());
     }
-    let context = SessionContext::new();
-    let failed = |err: datafusion::error::DataFusionError| QualityError::Storage {
-        what: format!("the keys of {location}"),
-        message: err.to_string(),
-    };
-    context
-        .register_table("target", lake::table_provider(location).await?)
-        .map_err(failed)?;
     let list: Vec<String> = columns
         .iter()
         .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
         .collect();
-    context
-        .sql(&format!("SELECT {} FROM target", list.join(", ")))
+    let sql = format!("SELECT {} FROM target", list.join(", "));
+    lake::query(location, "target", &sql)
         .await
-        .map_err(failed)?
-        .collect()
-        .await
-        .map_err(failed)
+        .map_err(|err| QualityError::Storage {
+            what: format!("the keys of {location}"),
+            message: err.to_string(),
+        })
 }

@@ -17,12 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow::array::{
-    Array, Float64Array, Float64Builder, Int64Array, Int64Builder, StringArray, StringBuilder,
-    TimestampMillisecondArray, TimestampMillisecondBuilder,
+    Array, ArrayRef, Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use datafusion::prelude::SessionContext;
 use strata_catalog::connectors::delta as lake;
 use tokio::sync::{mpsc, oneshot};
 
@@ -132,62 +130,40 @@ pub fn location(lake_root: &str) -> String {
 
 /// Results as rows of the results table.
 pub fn to_batch(results: &[CheckResult]) -> RecordBatch {
-    let time = || TimestampMillisecondBuilder::new().with_timezone("UTC");
-    let (mut at, mut starts, mut ends) = (time(), time(), time());
-    let mut strings: Vec<StringBuilder> = (0..9).map(|_| StringBuilder::new()).collect();
-    let (mut version, mut passed, mut failed) = (
-        Int64Builder::new(),
-        Int64Builder::new(),
-        Int64Builder::new(),
-    );
-    let mut observed = Float64Builder::new();
-    for result in results {
-        at.append_value(result.at_ms);
-        strings[0].append_value(&result.table);
-        strings[1].append_value(&result.rule);
-        strings[2].append_value(&result.check);
-        strings[3].append_option(result.pipeline.as_deref());
-        strings[4].append_value(&result.scope);
-        starts.append_option(result.window_start_ms);
-        ends.append_option(result.window_end_ms);
-        version.append_option(result.commit_version);
-        passed.append_value(result.passed);
-        failed.append_value(result.failed);
-        observed.append_option(result.observed);
-        strings[5].append_option(result.bound.as_deref());
-        strings[6].append_value(result.action.as_str());
-        strings[7].append_value(&result.severity);
-        strings[8].append_option(result.detail.as_deref());
-    }
-    let mut strings: Vec<Arc<dyn Array>> = strings
-        .iter_mut()
-        .map(|builder| Arc::new(builder.finish()) as Arc<dyn Array>)
-        .collect();
-    let mut take = |i: usize| {
-        std::mem::replace(
-            &mut strings[i],
-            Arc::new(StringArray::from(Vec::<String>::new())),
+    let text = |value: fn(&CheckResult) -> Option<&str>| -> ArrayRef {
+        Arc::new(results.iter().map(value).collect::<StringArray>())
+    };
+    let time = |value: fn(&CheckResult) -> Option<i64>| -> ArrayRef {
+        Arc::new(
+            results
+                .iter()
+                .map(value)
+                .collect::<TimestampMillisecondArray>()
+                .with_timezone("UTC"),
         )
+    };
+    let int = |value: fn(&CheckResult) -> Option<i64>| -> ArrayRef {
+        Arc::new(results.iter().map(value).collect::<Int64Array>())
     };
     RecordBatch::try_new(
         schema(),
         vec![
-            Arc::new(at.finish()),
-            take(0),
-            take(1),
-            take(2),
-            take(3),
-            take(4),
-            Arc::new(starts.finish()),
-            Arc::new(ends.finish()),
-            Arc::new(version.finish()),
-            Arc::new(passed.finish()),
-            Arc::new(failed.finish()),
-            Arc::new(observed.finish()),
-            take(5),
-            take(6),
-            take(7),
-            take(8),
+            time(|r| Some(r.at_ms)),
+            text(|r| Some(&r.table)),
+            text(|r| Some(&r.rule)),
+            text(|r| Some(&r.check)),
+            text(|r| r.pipeline.as_deref()),
+            text(|r| Some(&r.scope)),
+            time(|r| r.window_start_ms),
+            time(|r| r.window_end_ms),
+            int(|r| r.commit_version),
+            int(|r| Some(r.passed)),
+            int(|r| Some(r.failed)),
+            Arc::new(results.iter().map(|r| r.observed).collect::<Float64Array>()),
+            text(|r| r.bound.as_deref()),
+            text(|r| Some(r.action.as_str())),
+            text(|r| Some(&r.severity)),
+            text(|r| r.detail.as_deref()),
         ],
     )
     .expect("columns match the results schema")
@@ -428,18 +404,13 @@ pub async fn read(location: &str, filter: &str) -> Result<Vec<CheckResult>> {
     if !lake::exists(location).await? {
         return Ok(Vec::new());
     }
-    let context = SessionContext::new();
-    context
-        .register_table("results", lake::table_provider(location).await?)
-        .map_err(|err| storage(location, err))?;
-    let frame = context
-        .sql(&format!("SELECT * FROM results {filter}"))
-        .await
-        .map_err(|err| storage(location, err))?;
-    let batches = frame
-        .collect()
-        .await
-        .map_err(|err| storage(location, err))?;
+    let batches = lake::query(
+        location,
+        "results",
+        &format!("SELECT * FROM results {filter}"),
+    )
+    .await
+    .map_err(|err| storage(location, err))?;
     Ok(batches.iter().flat_map(from_batch).collect())
 }
 

@@ -280,31 +280,41 @@ fn quality_metrics(text: &mut String, statuses: &[strata_quality::Status]) {
             escape(&s.last.severity)
         )
     };
-    text.push_str("# HELP strata_quality_passing Whether the rule's latest evaluation passed (1) or failed (0).\n# TYPE strata_quality_passing gauge\n");
-    for status in statuses {
-        let passing = u8::from(!status.last.failed());
-        text.push_str(&format!(
-            "strata_quality_passing{{{}}} {passing}\n",
-            labels(status)
-        ));
-    }
-    text.push_str("# HELP strata_quality_failures_total Evaluations of the rule that failed.\n# TYPE strata_quality_failures_total counter\n");
-    for status in statuses {
-        text.push_str(&format!(
-            "strata_quality_failures_total{{{}}} {}\n",
-            labels(status),
-            status.failures
-        ));
-    }
-    text.push_str("# HELP strata_quality_failed_rows_total Rows (or windows) the rule failed on.\n# TYPE strata_quality_failed_rows_total counter\n");
-    for status in statuses {
-        text.push_str(&format!(
-            "strata_quality_failed_rows_total{{{}}} {}\n",
-            labels(status),
-            status.failed_rows
-        ));
+    let metrics: [QualityMetric; 3] = [
+        (
+            "strata_quality_passing",
+            "gauge",
+            "Whether the rule's latest evaluation passed (1) or failed (0).",
+            |s| u64::from(!s.last.failed()),
+        ),
+        (
+            "strata_quality_failures_total",
+            "counter",
+            "Evaluations of the rule that failed.",
+            |s| s.failures,
+        ),
+        (
+            "strata_quality_failed_rows_total",
+            "counter",
+            "Rows (or windows) the rule failed on.",
+            |s| s.failed_rows,
+        ),
+    ];
+    for (name, kind, help, value) in metrics {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for status in statuses {
+            text.push_str(&format!("{name}{{{}}} {}\n", labels(status), value(status)));
+        }
     }
 }
+
+/// A quality metric: name, type, help text, and value for a rule's status.
+type QualityMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&strata_quality::Status) -> u64,
+);
 
 async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))

@@ -23,7 +23,6 @@ use anyhow::Context;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use datafusion::prelude::SessionContext;
 use serde::Serialize;
 use strata_catalog::connectors::delta as lake;
 use strata_catalog::{Catalog, TableName};
@@ -113,14 +112,12 @@ async fn unfinished(location: &str, table: &TableName) -> anyhow::Result<Option<
     if !lake::exists(location).await? {
         return Ok(None);
     }
-    let context = SessionContext::new();
-    context.register_table("journal", lake::table_provider(location).await?)?;
     let sql = format!(
         "SELECT replay_id, CAST(cutoff AS BIGINT), rule FROM journal WHERE \"table\" = '{}' AND state = 'started' \
          AND replay_id NOT IN (SELECT replay_id FROM journal WHERE state = 'done')",
         table.to_string().replace('\'', "''")
     );
-    let batches = context.sql(&sql).await?.collect().await?;
+    let batches = lake::query(location, "journal", &sql).await?;
     for batch in batches {
         if batch.num_rows() == 0 {
             continue;
@@ -173,14 +170,12 @@ fn selection(pipeline: &str, topics: &[String], cutoff_ms: i64, rule: Option<&st
 /// The topics a pipeline's quarantined source records carry: the source's,
 /// and those of earlier replays (`replay-<id>/<topic>`).
 async fn source_topics(location: &str, pipeline: &str, topic: &str) -> anyhow::Result<Vec<String>> {
-    let context = SessionContext::new();
-    context.register_table("quarantine", lake::table_provider(location).await?)?;
     let sql = format!(
         "SELECT DISTINCT topic FROM quarantine WHERE pipeline = '{}'",
         pipeline.replace('\'', "''")
     );
     let mut topics = vec![topic.to_string()];
-    for batch in context.sql(&sql).await?.collect().await? {
+    for batch in lake::query(location, "quarantine", &sql).await? {
         let names = arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
         let names = names.as_string::<i32>();
         for row in 0..names.len() {
@@ -199,13 +194,11 @@ type ReadRows = std::collections::BTreeSet<i64>;
 
 /// The records to replay, one per (partition, offset), in offset order, and the rows they came from.
 async fn records(location: &str, condition: &str) -> anyhow::Result<(Vec<SourceRecord>, ReadRows)> {
-    let context = SessionContext::new();
-    context.register_table("quarantine", lake::table_provider(location).await?)?;
     let sql = format!(
         "SELECT \"partition\", \"offset\", record_time, key, payload, CAST(quarantined_at AS BIGINT) AS stamp \
          FROM quarantine WHERE {condition} ORDER BY stamp"
     );
-    let batches = context.sql(&sql).await?.collect().await?;
+    let batches = lake::query(location, "quarantine", &sql).await?;
     let mut by_coordinates: BTreeMap<(i32, i64), SourceRecord> = BTreeMap::new();
     let mut read = ReadRows::new();
     for batch in batches {

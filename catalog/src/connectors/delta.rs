@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
+use datafusion::prelude::SessionContext;
 use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::operations::create::CreateBuilder;
@@ -197,6 +199,14 @@ pub async fn ensure_table(
 pub async fn table_provider(location: &str) -> Result<Arc<dyn TableProvider>> {
     let table = open(location).await?;
     table.table_provider().await.map_err(CatalogError::Query)
+}
+
+/// Runs `sql` over the table at `location`, which the query names `name`
+/// (for Strata's own tables: quality results, quarantines, journals).
+pub async fn query(location: &str, name: &str, sql: &str) -> Result<Vec<RecordBatch>> {
+    let context = SessionContext::new();
+    context.register_table(name, table_provider(location).await?)?;
+    Ok(context.sql(sql).await?.collect().await?)
 }
 
 /// A table that registration created, so that a failed registration can take it back.

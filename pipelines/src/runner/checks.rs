@@ -223,11 +223,8 @@ impl Checking {
             let (aggregates, stopped) = target.check_commit(&plain, now)?;
             results.extend(aggregates);
             stop = stopped;
-            results.extend(target.take_row_results(now));
         }
-        if let Some(source) = &mut self.source {
-            results.extend(source.take_row_results(now));
-        }
+        results.extend(self.row_results(now));
         if self.batches > 0 {
             let fields: Vec<String> = self.drift.keys().cloned().collect();
             let batches: i64 = self.drift.values().sum();
@@ -296,9 +293,8 @@ impl Checking {
         }
     }
 
-    /// The row rules' results so far, when a row rule stops the run.
-    pub(super) fn pending_results(&mut self) -> Vec<CheckResult> {
-        let now = now_ms();
+    /// The row and key rules' results since the last commit.
+    pub(super) fn row_results(&mut self, now: i64) -> Vec<CheckResult> {
         let mut results = Vec::new();
         if let Some(target) = &mut self.target {
             results.extend(target.take_row_results(now));

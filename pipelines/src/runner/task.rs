@@ -805,7 +805,7 @@ impl<'a> Task<'a> {
         if side == Side::Left && self.checking.checks_source() {
             let verdict = self.checking.check_source(rows).await?;
             if let Some(reason) = verdict.stop {
-                let results = self.checking.pending_results();
+                let results = self.checking.row_results(now_ms());
                 return Err(self.checking.stop(self.run, results, reason));
             }
             for failed in verdict.quarantine {
@@ -1095,7 +1095,7 @@ impl<'a> Task<'a> {
             verdict
         };
         if let Some(reason) = verdict.stop {
-            let results = self.checking.pending_results();
+            let results = self.checking.row_results(now_ms());
             return Err(self.checking.stop(self.run, results, reason));
         }
         if verdict.quarantine.is_empty() {
@@ -1159,7 +1159,7 @@ impl<'a> Task<'a> {
     async fn check_emitted(&mut self, emitted: RecordBatch) -> Result<RecordBatch> {
         let verdict = self.checking.check_target(&emitted).await?;
         if let Some(reason) = verdict.stop {
-            let results = self.checking.pending_results();
+            let results = self.checking.row_results(now_ms());
             return Err(self.checking.stop(self.run, results, reason));
         }
         if verdict.quarantine.is_empty() {
@@ -1355,28 +1355,16 @@ async fn emitted_quarantined(
     pipeline: &str,
 ) -> Result<std::collections::HashSet<u64>> {
     let location = format!("{}__quarantine", target_location.trim_end_matches('/'));
-    let failed = |err: datafusion::error::DataFusionError| PipelineError::Sink {
-        what: format!("the quarantine at {location}"),
-        cause: err.to_string(),
-    };
-    let context = datafusion::prelude::SessionContext::new();
-    context
-        .register_table(
-            "quarantine",
-            connectors::delta::table_provider(&location).await?,
-        )
-        .map_err(failed)?;
     let sql = format!(
         "SELECT payload FROM quarantine WHERE pipeline = '{}' AND \"partition\" = -1",
         pipeline.replace('\'', "''")
     );
-    let batches = context
-        .sql(&sql)
+    let batches = connectors::delta::query(&location, "quarantine", &sql)
         .await
-        .map_err(failed)?
-        .collect()
-        .await
-        .map_err(failed)?;
+        .map_err(|err| PipelineError::Sink {
+            what: format!("the quarantine at {location}"),
+            cause: err.to_string(),
+        })?;
     let mut hashes = std::collections::HashSet::new();
     for batch in batches {
         let payloads = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Binary)?;
@@ -1431,14 +1419,7 @@ fn refuse_replay(run: &PipelineRun, source: &TableDef, plan: &CompiledPlan) -> R
 
 /// A row's event time in ms since the epoch, when its column holds a timestamp.
 fn event_time_ms(rows: &RecordBatch, column: &str, row: usize) -> Option<i64> {
-    let values = rows.column_by_name(column)?.slice(row, 1);
-    let millis = arrow::compute::cast(
-        &values,
-        &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
-    )
-    .ok()?;
-    let millis = arrow::compute::cast(&millis, &arrow::datatypes::DataType::Int64).ok()?;
-    let millis = millis.as_any().downcast_ref::<arrow::array::Int64Array>()?;
+    let millis = crate::window::event_times(&rows.slice(row, 1), column).ok()?;
     millis.is_valid(0).then(|| millis.value(0))
 }
 
