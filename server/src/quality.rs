@@ -4,8 +4,8 @@
 //! ```text
 //!   every [quality] monitor-interval-ms:
 //!     freshness:  each table's watermark and last commit (its pipeline's, or its readers')
-//!     reconcile:  windows that both tables closed by the previous tick (so their
-//!                 commits have landed) and that were not compared yet
+//!     reconcile:  windows both tables' watermarks closed, once each pipeline has committed
+//!                 twice since (so the rows are in), and that were not compared yet
 //!   ──▶ ResultsLog (latest status for the API, metrics and lineage; the Delta table)
 //! ```
 
@@ -55,6 +55,14 @@ impl Observers {
         }
     }
 
+    /// Commits of the pipeline that writes the table; `None` for a table only
+    /// read (a topic), whose rows are all there already.
+    fn commits(&self, table: &TableName) -> Option<u64> {
+        self.writers
+            .get(table)
+            .map(|stats| stats.commits.load(Ordering::Relaxed))
+    }
+
     /// The table's watermark and last commit, ms since the epoch.
     fn observe(&self, table: &TableName) -> (Option<i64>, Option<i64>) {
         let last_commit = |stats: &TableStats| {
@@ -74,6 +82,14 @@ impl Observers {
     }
 }
 
+/// The closed time (min of both watermarks) of a reconciliation seen at one
+/// tick, with both pipelines' commit counts then.
+#[derive(Debug, Clone, Copy)]
+struct Closed {
+    closed: i64,
+    commits: [Option<u64>; 2],
+}
+
 /// Evaluates freshness and reconciliation rules until `stop`.
 pub async fn monitor(
     catalog: Catalog,
@@ -86,13 +102,12 @@ pub async fn monitor(
     let config = &catalog.project().config;
     let every = Duration::from_millis(config.quality.monitor_interval_ms.max(100));
     // A window closed this long ago has landed in both tables' commits.
-    let landed_after_ms = 2 * config.engine.commit_interval_ms as i64;
     let location = results::location(&catalog.project().lake_root());
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     // Per reconcile rule: compared up to here, and the closed times seen, with when.
     let mut compared: BTreeMap<(TableName, String), i64> = BTreeMap::new();
-    let mut closed_seen: BTreeMap<(TableName, String), Vec<(i64, i64)>> = BTreeMap::new();
+    let mut closed_seen: BTreeMap<(TableName, String), Vec<Closed>> = BTreeMap::new();
     let mut context = None;
     loop {
         tokio::select! {
@@ -124,16 +139,24 @@ pub async fn monitor(
                         let Some(closed) = watermark_ms.zip(theirs).map(|(a, b)| a.min(b)) else {
                             continue;
                         };
-                        // Compare only up to what was closed two commit intervals ago: it has landed.
+                        // A closed time has landed once both tables' pipelines have committed
+                        // twice since it was seen: the second commit started after it, so it
+                        // holds every row read before.
+                        let commits = [
+                            observers.commits(&table.table),
+                            observers.commits(&spec.against),
+                        ];
                         let seen = closed_seen.entry(key.clone()).or_default();
-                        seen.push((now, closed));
-                        let landed = seen
-                            .iter()
-                            .rposition(|&(at, _)| at <= now - landed_after_ms);
+                        seen.push(Closed { closed, commits });
+                        let landed = seen.iter().rposition(|then| {
+                            then.commits.iter().zip(commits).all(|(then, now)| {
+                                then.zip(now).is_none_or(|(then, now)| now >= then + 2)
+                            })
+                        });
                         let Some(landed) = landed else {
                             continue;
                         };
-                        let up_to = seen[landed].1;
+                        let up_to = seen[landed].closed;
                         seen.drain(..landed);
                         if context.is_none() {
                             match catalog.session().await {

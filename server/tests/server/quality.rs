@@ -139,14 +139,17 @@ async fn freshness_fires_when_the_source_goes_quiet_and_history_reconciliation_c
     let fresh = results::read(&location, "WHERE rule = 'fresh' ORDER BY at")
         .await
         .unwrap();
-    let first_failure = fresh
+    // On a loaded machine the run may take over a second to its first commit, and
+    // freshness rightly fails until then; what counts is what follows the first pass.
+    let first_pass = fresh
         .iter()
-        .position(|r| r.failed == 1)
-        .expect("freshness failed once the source went quiet");
-    assert!(
-        fresh[..first_failure].iter().any(|r| r.failed == 0),
-        "freshness passed while orders flowed: {fresh:?}"
-    );
+        .position(|r| r.failed == 0)
+        .unwrap_or_else(|| panic!("freshness passed while orders flowed: {fresh:?}"));
+    let first_failure = first_pass
+        + fresh[first_pass..]
+            .iter()
+            .position(|r| r.failed == 1)
+            .unwrap_or_else(|| panic!("freshness failed once the source went quiet: {fresh:?}"));
     assert!(
         fresh[first_failure..].iter().all(|r| r.failed == 1),
         "{fresh:?}"
