@@ -117,6 +117,8 @@ pub struct Catalog {
     store: CatalogStore,
     /// One registration at a time, so that checks and writes are not interleaved.
     registration: Arc<tokio::sync::Mutex<()>>,
+    /// Opens tables for queries, keeping one MySQL pool per server across them.
+    opener: Arc<TableOpener>,
 }
 
 /// A table on its way into the catalog.
@@ -147,10 +149,12 @@ impl Catalog {
     /// Opens the project's catalog store, applying migrations.
     pub async fn open(project: Project) -> Result<Self> {
         let store = CatalogStore::connect(&project.catalog_url()).await?;
+        let opener = Arc::new(TableOpener::new(project.clone(), store.clone()));
         Ok(Self {
             project,
             store,
             registration: Arc::new(tokio::sync::Mutex::new(())),
+            opener,
         })
     }
 
@@ -710,6 +714,15 @@ impl Catalog {
 
     /// A DataFusion session over every registered table.
     pub async fn session(&self) -> Result<SessionContext> {
+        Ok(self.provider(None, None).await?.session())
+    }
+
+    /// The catalog as `principal` may see it (see [`StrataCatalogProvider::for_principal`]).
+    pub async fn provider(
+        &self,
+        principal: Option<&crate::tokens::Principal>,
+        live: Option<Arc<dyn crate::provider::LiveTables>>,
+    ) -> Result<StrataCatalogProvider> {
         let defs = self
             .store
             .list()
@@ -717,8 +730,12 @@ impl Catalog {
             .into_iter()
             .map(|entry| entry.def)
             .collect();
-        let opener = Arc::new(TableOpener::new(self.project.clone(), self.store.clone()));
-        Ok(StrataCatalogProvider::new(defs, opener).session())
+        Ok(StrataCatalogProvider::for_principal(
+            defs,
+            self.opener.clone(),
+            principal,
+            live,
+        ))
     }
 
     /// Runs one SQL statement and collects its result. Queries and `INSERT`s

@@ -95,6 +95,16 @@ pub enum CatalogError {
         actual: &'static str,
     },
 
+    /// A request without a valid token.
+    #[error(
+        "{message}\n  hint: send a token: HTTP 'Authorization: Bearer <token>', or the PostgreSQL password; strata demo writes one to DIR/.strata/admin-token, and strata token create makes more"
+    )]
+    Unauthorized { message: String },
+
+    /// A valid token asked for something outside its grants.
+    #[error("{message}\n  hint: {hint}")]
+    Forbidden { message: String, hint: String },
+
     /// A server that could not be reached.
     #[error("cannot reach {service} at {address}: {cause}\n  hint: {hint}")]
     Unreachable {
@@ -201,6 +211,8 @@ impl CatalogError {
                 | CatalogError::ConnectionKind { .. }
                 | CatalogError::Discovery { .. }
                 | CatalogError::Decode { .. }
+                | CatalogError::Unauthorized { .. }
+                | CatalogError::Forbidden { .. }
         )
     }
 }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod model;
 pub mod provider;
 pub mod store;
+pub mod tokens;
 
 pub use catalog::{
     Catalog, DiscoverOptions, Discovery, QueryResult, RegisterAction, RegisterMode, Registered,
@@ -29,3 +30,4 @@ pub use model::{
     TableName, Watermark,
 };
 pub use store::{CatalogStore, LineageVersion, UpdateOutcome};
+pub use tokens::{Access, Grant, NewToken, Principal, TokenInfo};

@@ -5,9 +5,14 @@
 //!   SELECT … FROM shop.dim_users   ──▶ catalog "strata" ▸ schema "shop" ▸ table "dim_users"
 //!                                        └─▶ MysqlTable | Delta scan | KafkaTable
 //! ```
+//!
+//! A provider made for a [`Principal`] lists only the spaces it may read, and
+//! naming a table of another space fails planning with a `Forbidden` error,
+//! before anything is read. A [`LiveTables`] source may answer for a table
+//! first (the realtime view of a table a pipeline is writing).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
@@ -21,6 +26,15 @@ use crate::connectors::{self, delta, embedded, kafka, mysql};
 use crate::error::Result;
 use crate::model::{TableDef, TableKind};
 use crate::store::CatalogStore;
+use crate::tokens::{Access, Principal};
+
+/// Tables that another part of Strata serves better than their storage does:
+/// the realtime view of a table a running pipeline writes.
+#[async_trait]
+pub trait LiveTables: std::fmt::Debug + Send + Sync {
+    /// The table as a live view, or `None` to read its storage.
+    async fn open(&self, def: &TableDef) -> Result<Option<Arc<dyn TableProvider>>>;
+}
 
 /// The name queries use for Strata's catalog; it is also the default one.
 pub const CATALOG_NAME: &str = "strata";
@@ -89,10 +103,23 @@ impl TableOpener {
 #[derive(Debug)]
 pub struct StrataCatalogProvider {
     spaces: BTreeMap<String, Arc<SpaceProvider>>,
+    /// Schemas registered beside the spaces (`pg_catalog`, time-travel tables).
+    registered: RwLock<BTreeMap<String, Arc<dyn SchemaProvider>>>,
 }
 
 impl StrataCatalogProvider {
     pub fn new(defs: Vec<TableDef>, opener: Arc<TableOpener>) -> Self {
+        Self::for_principal(defs, opener, None, None)
+    }
+
+    /// The catalog as `principal` may see it (every space without one), with
+    /// `live` answering first for the tables it serves.
+    pub fn for_principal(
+        defs: Vec<TableDef>,
+        opener: Arc<TableOpener>,
+        principal: Option<&Principal>,
+        live: Option<Arc<dyn LiveTables>>,
+    ) -> Self {
         let mut by_space: BTreeMap<String, BTreeMap<String, TableDef>> = BTreeMap::new();
         for def in defs {
             by_space
@@ -103,16 +130,27 @@ impl StrataCatalogProvider {
         let spaces = by_space
             .into_iter()
             .map(|(space, tables)| {
+                let refusal = principal.and_then(|p| match p.require(&space, Access::Read) {
+                    Err(crate::error::CatalogError::Forbidden { message, hint }) => {
+                        Some((message, hint))
+                    }
+                    _ => None,
+                });
                 (
                     space,
                     Arc::new(SpaceProvider {
                         tables,
                         opener: opener.clone(),
+                        live: live.clone(),
+                        refusal,
                     }),
                 )
             })
             .collect();
-        Self { spaces }
+        Self {
+            spaces,
+            registered: RwLock::new(BTreeMap::new()),
+        }
     }
 
     /// A session whose default catalog is this one, with `information_schema` on.
@@ -128,13 +166,39 @@ impl StrataCatalogProvider {
 
 impl CatalogProvider for StrataCatalogProvider {
     fn schema_names(&self) -> Vec<String> {
-        self.spaces.keys().cloned().collect()
+        let registered = self.registered.read().expect("not poisoned");
+        self.spaces
+            .iter()
+            .filter(|(_, space)| space.refusal.is_none())
+            .map(|(name, _)| name.clone())
+            .chain(registered.keys().cloned())
+            .collect()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if let Some(schema) = self.registered.read().expect("not poisoned").get(name) {
+            return Some(schema.clone());
+        }
         self.spaces
             .get(name)
             .map(|space| space.clone() as Arc<dyn SchemaProvider>)
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> std::result::Result<Option<Arc<dyn SchemaProvider>>, DataFusionError> {
+        if self.spaces.contains_key(name) {
+            return Err(DataFusionError::Plan(format!(
+                "{name} is a space of the catalog; it cannot be replaced"
+            )));
+        }
+        Ok(self
+            .registered
+            .write()
+            .expect("not poisoned")
+            .insert(name.to_string(), schema))
     }
 }
 
@@ -143,11 +207,17 @@ impl CatalogProvider for StrataCatalogProvider {
 pub struct SpaceProvider {
     tables: BTreeMap<String, TableDef>,
     opener: Arc<TableOpener>,
+    live: Option<Arc<dyn LiveTables>>,
+    /// Why the principal may not read this space, and the fix, if it may not.
+    refusal: Option<(String, String)>,
 }
 
 #[async_trait]
 impl SchemaProvider for SpaceProvider {
     fn table_names(&self) -> Vec<String> {
+        if self.refusal.is_some() {
+            return Vec::new();
+        }
         self.tables.keys().cloned().collect()
     }
 
@@ -158,11 +228,19 @@ impl SchemaProvider for SpaceProvider {
         let Some(def) = self.tables.get(name) else {
             return Ok(None);
         };
-        self.opener
-            .open(def)
-            .await
-            .map(Some)
-            .map_err(|err| DataFusionError::External(Box::new(err)))
+        let external = |err: crate::error::CatalogError| DataFusionError::External(Box::new(err));
+        if let Some((message, hint)) = &self.refusal {
+            return Err(external(crate::error::CatalogError::Forbidden {
+                message: message.clone(),
+                hint: hint.clone(),
+            }));
+        }
+        if let Some(live) = &self.live
+            && let Some(table) = live.open(def).await.map_err(external)?
+        {
+            return Ok(Some(table));
+        }
+        self.opener.open(def).await.map(Some).map_err(external)
     }
 
     fn table_exist(&self, name: &str) -> bool {

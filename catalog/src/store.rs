@@ -4,6 +4,8 @@
 //! ```text
 //!   strata_tables           one row per table: kind, layer, keys, owner …, current schema version
 //!   strata_table_schemas    (space, name, version) → schema JSON, created_at; never rewritten
+//!   strata_lineage          versions of the lineage graph
+//!   strata_tokens           access tokens: id, name, sha256 of the secret, grants (see tokens.rs)
 //!   strata_migrations       which store migrations have been applied
 //! ```
 //!
@@ -93,6 +95,18 @@ const MIGRATIONS: &[(i64, &str, &[&str])] = &[
             version BIGINT NOT NULL PRIMARY KEY,
             created_at BIGINT NOT NULL,
             graph LONGTEXT NOT NULL
+        )"],
+    ),
+    (
+        4,
+        "access tokens",
+        &["CREATE TABLE IF NOT EXISTS strata_tokens (
+            id VARCHAR(64) NOT NULL PRIMARY KEY,
+            name VARCHAR(255) NOT NULL,
+            secret_hash VARCHAR(128) NOT NULL,
+            grants TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            revoked BIGINT NOT NULL
         )"],
     ),
 ];
@@ -226,6 +240,41 @@ impl CatalogStore {
         columns: usize,
         values: impl Iterator<Item = &crate::connectors::KeyValue>,
     ) -> Result<Vec<Vec<Option<String>>>> {
+        let rows = self
+            .bound(sql, values)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|source| self.store_error(sql, source))?;
+        self.text_values(sql, &rows, columns)
+    }
+
+    /// Runs one statement with `?` placeholders bound to `values`.
+    pub(crate) async fn execute_values(
+        &self,
+        sql: &str,
+        values: &[crate::connectors::KeyValue],
+    ) -> Result<()> {
+        self.bound(sql, values.iter())
+            .execute(&self.pool)
+            .await
+            .map_err(|source| self.store_error(sql, source))?;
+        Ok(())
+    }
+
+    /// Every row of a query without parameters.
+    pub(crate) async fn fetch_all(&self, sql: &str) -> Result<Vec<AnyRow>> {
+        sqlx::query(self.sql(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|source| self.store_error(sql, source))
+    }
+
+    /// `sql` with its `?` placeholders bound to `values`.
+    fn bound<'q>(
+        &self,
+        sql: &str,
+        values: impl Iterator<Item = &'q crate::connectors::KeyValue>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
         let mut query = sqlx::query(self.sql(sql));
         for value in values {
             query = match value {
@@ -234,11 +283,7 @@ impl CatalogStore {
                 crate::connectors::KeyValue::Text(text) => query.bind(text.clone()),
             };
         }
-        let rows = query
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|source| self.store_error(sql, source))?;
-        self.text_values(sql, &rows, columns)
+        query
     }
 
     /// Rewrites `?` placeholders into PostgreSQL's `$n`.
@@ -698,7 +743,7 @@ impl CatalogStore {
             .map_err(|source| self.store_error(&format!("reading column {name}"), source))
     }
 
-    fn store_error(&self, context: &str, source: sqlx::Error) -> CatalogError {
+    pub(crate) fn store_error(&self, context: &str, source: sqlx::Error) -> CatalogError {
         CatalogError::Store {
             context: context.to_string(),
             source,

@@ -86,6 +86,10 @@ pub enum PipelineError {
     #[error(transparent)]
     Catalog(Box<CatalogError>),
 
+    /// The realtime view of a table could not be assembled.
+    #[error("the realtime view of a table: {message}")]
+    Live { message: String },
+
     /// A pipeline's plan could not be followed for lineage.
     #[error(transparent)]
     Lineage(#[from] strata_lineage::LineageError),

@@ -14,6 +14,7 @@ pub mod decode;
 pub mod error;
 pub mod interval;
 pub mod lag;
+pub mod live;
 pub mod lookup;
 pub mod project;
 pub mod runner;

@@ -9,7 +9,8 @@
 //!   GET    /api/v1/tables/{space}/{name}/schemas   catalog history
 //!   DELETE /api/v1/tables/{space}/{name}           catalog drop
 //!   POST   /api/v1/discover/{connection}  {…}      catalog discover
-//!   POST   /api/v1/query         {sql}             query
+//!   POST   /api/v1/query  {sql, format?, limit?, timeout_ms?}   query: json | csv | arrow
+//!   GET    /api/v1/subscribe  (WebSocket; ?token=…)     live subscriptions, see subscribe.rs
 //!   GET    /api/v1/pipelines                       the running pipelines' counters (as in the run summary)
 //!   GET    /api/v1/lineage/{node}?direction=&depth=&level=&at=   lineage around a table, column or pipeline
 //!   GET    /api/v1/lineage/{node}/impact?at=       what a column change breaks
@@ -18,22 +19,31 @@
 //!   GET    /  →  /ui/lineage                       the web UI: the lineage browser (ui/, built into the binary)
 //! ```
 //!
+//! Every route but `/api/v1/health` and the UI's pages needs a token:
+//! `Authorization: Bearer <token>`. Without a valid one the answer is 401; a
+//! request outside the token's grants is 403 and changes nothing.
+//!
 //! Errors are JSON `{"error": …, "hint": …}`: 4xx when the request is at
-//! fault, 502 when a server behind Strata could not be reached, 500 otherwise.
+//! fault (408 when a query runs past its timeout), 502 when a server behind
+//! Strata could not be reached, 500 otherwise.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Extension, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use strata_catalog::{Catalog, CatalogError, DiscoverOptions, Layer, RegisterMode, TableName};
+use strata_catalog::{
+    Access, Catalog, CatalogError, DiscoverOptions, Layer, Principal, RegisterMode, TableName,
+};
+
+use crate::query::output::{self, RowFormat};
+use crate::query::{QueryEngine, QueryError, QueryOptions};
 
 use crate::run::{LookupRun, Registry, TableRun};
-use crate::views::{
-    DiscoveryView, SchemaVersionView, TableDetail, TableSummary, batches_to_json_rows,
-};
+use crate::views::{DiscoveryView, SchemaVersionView, TableDetail, TableSummary};
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -41,12 +51,31 @@ pub struct AppState {
     pub pipelines: Registry,
     /// The lineage graph, rebuilt only when the catalog or the pipelines change.
     pub lineage: crate::lineage::Cache,
+    pub queries: QueryEngine,
 }
 
 /// The API over `catalog`, with the counters of the pipelines in `pipelines`.
 pub fn router(catalog: Catalog, pipelines: Registry) -> Router {
-    Router::new()
+    router_for(QueryEngine::new(catalog, pipelines))
+}
+
+/// The API over the engine's catalog and pipelines, sharing its query counters.
+pub fn router_for(queries: QueryEngine) -> Router {
+    let state = AppState {
+        catalog: queries.catalog().clone(),
+        pipelines: queries.pipelines().clone(),
+        lineage: crate::lineage::Cache::default(),
+        queries,
+    };
+    let open = Router::new()
         .route("/api/v1/health", get(health))
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::temporary("/ui/lineage") }),
+        )
+        .route("/ui/lineage", get(lineage_page))
+        .route("/ui/lineage.js", get(lineage_script));
+    Router::new()
         .route("/api/v1/tables", get(list_tables).post(register_tables))
         .route(
             "/api/v1/tables/{space}/{name}",
@@ -55,23 +84,64 @@ pub fn router(catalog: Catalog, pipelines: Registry) -> Router {
         .route("/api/v1/tables/{space}/{name}/schemas", get(table_schemas))
         .route("/api/v1/discover/{connection}", post(discover))
         .route("/api/v1/query", post(query))
+        .route("/api/v1/subscribe", get(subscribe))
         .route("/api/v1/pipelines", get(list_pipelines))
         .route("/api/v1/checks", get(list_checks))
         .route("/api/v1/lineage/path", get(lineage_path))
         .route("/api/v1/lineage/{node}", get(lineage_around))
         .route("/api/v1/lineage/{node}/impact", get(lineage_impact))
         .route("/metrics", get(metrics))
-        .route(
-            "/",
-            get(|| async { axum::response::Redirect::temporary("/ui/lineage") }),
-        )
-        .route("/ui/lineage", get(lineage_page))
-        .route("/ui/lineage.js", get(lineage_script))
-        .with_state(AppState {
-            catalog,
-            pipelines,
-            lineage: crate::lineage::Cache::default(),
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
+        .merge(open)
+        .with_state(state)
+}
+
+/// Browsers cannot set headers on a WebSocket: a subscription may carry its
+/// token in the query (`?token=…`), and only a subscription.
+fn websocket_token(request: &Request) -> Option<String> {
+    if request.uri().path() != "/api/v1/subscribe" {
+        return None;
+    }
+    url::form_urlencoded::parse(request.uri().query()?.as_bytes())
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value.into_owned())
+}
+
+/// A live subscription (see [`crate::subscribe`]).
+async fn subscribe(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    upgrade: axum::extract::WebSocketUpgrade,
+) -> Response {
+    upgrade.on_upgrade(move |socket| crate::subscribe::serve(socket, state.queries, principal))
+}
+
+/// Takes the request's bearer token to the catalog store and hands its
+/// principal to the route, or answers 401.
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::to_string)
+        .or_else(|| websocket_token(&request));
+    let Some(presented) = presented else {
+        return ApiError::from(CatalogError::Unauthorized {
+            message: "this request carries no token".to_string(),
         })
+        .into_response();
+    };
+    match state.catalog.store().authenticate(&presented).await {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(err) => ApiError::from(err).into_response(),
+    }
 }
 
 /// An error as the API answers it.
@@ -91,6 +161,8 @@ impl IntoResponse for ApiError {
                 StatusCode::NOT_FOUND
             }
             CatalogError::AlreadyExists { .. } => StatusCode::CONFLICT,
+            CatalogError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            CatalogError::Forbidden { .. } => StatusCode::FORBIDDEN,
             CatalogError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
             CatalogError::Query(err) if unreachable_behind(err) => StatusCode::BAD_GATEWAY,
             CatalogError::Query(_) => StatusCode::BAD_REQUEST,
@@ -123,8 +195,24 @@ fn unreachable_behind(err: &datafusion::error::DataFusionError) -> bool {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-async fn list_pipelines(State(state): State<AppState>) -> Json<Vec<TableRun>> {
-    Json(state.pipelines.tables())
+async fn list_pipelines(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Json<Vec<TableRun>> {
+    Json(
+        state
+            .pipelines
+            .tables()
+            .into_iter()
+            .filter(|run| readable(&principal, &run.name))
+            .collect(),
+    )
+}
+
+/// Whether `principal` may read the table named `space.name`.
+fn readable(principal: &Principal, table: &str) -> bool {
+    let space = table.split('.').next().unwrap_or_default();
+    principal.allows(space, Access::Read)
 }
 
 /// A counter's name, help text, and value for a table.
@@ -179,6 +267,32 @@ async fn metrics(State(state): State<AppState>) -> Response {
         for t in &tables {
             text.push_str(&format!("{name}{{{}}} {}\n", labels(t), value(t)));
         }
+    }
+    let queries = &state.queries.counters;
+    for (name, kind, help, value) in [
+        (
+            "strata_queries_running",
+            "gauge",
+            "Queries running now (HTTP API and CLI through it).",
+            &queries.running,
+        ),
+        (
+            "strata_queries_total",
+            "counter",
+            "Queries started.",
+            &queries.total,
+        ),
+        (
+            "strata_queries_failed_total",
+            "counter",
+            "Queries that failed, were refused or timed out.",
+            &queries.failed,
+        ),
+    ] {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
+            value.load(std::sync::atomic::Ordering::Relaxed)
+        ));
     }
     text.push_str("# HELP strata_watermark_lag_seconds How far the table's source watermark is behind the wall clock.\n# TYPE strata_watermark_lag_seconds gauge\n");
     for t in &tables {
@@ -320,9 +434,18 @@ async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn list_tables(State(state): State<AppState>) -> ApiResult<Vec<TableSummary>> {
+async fn list_tables(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> ApiResult<Vec<TableSummary>> {
     let entries = state.catalog.list().await?;
-    Ok(Json(entries.iter().map(TableSummary::new).collect()))
+    Ok(Json(
+        entries
+            .iter()
+            .filter(|entry| principal.allows(&entry.def.name.space, Access::Read))
+            .map(TableSummary::new)
+            .collect(),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -335,8 +458,17 @@ struct RegisterRequest {
 
 async fn register_tables(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Json(request): Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let defs = strata_catalog::ddl::table_defs(
+        "request body",
+        &request.ddl,
+        &state.catalog.project().config.connections,
+    )?;
+    for def in &defs {
+        principal.require(&def.name.space, Access::Write)?;
+    }
     let mode = if request.update {
         RegisterMode::Update
     } else {
@@ -360,16 +492,20 @@ fn table_name(space: String, name: String) -> Result<TableName, ApiError> {
 
 async fn show_table(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((space, name)): Path<(String, String)>,
 ) -> ApiResult<TableDetail> {
+    principal.require(&space, Access::Read)?;
     let entry = state.catalog.get(&table_name(space, name)?).await?;
     Ok(Json(TableDetail::new(&entry)))
 }
 
 async fn table_schemas(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((space, name)): Path<(String, String)>,
 ) -> ApiResult<Vec<SchemaVersionView>> {
+    principal.require(&space, Access::Read)?;
     let versions = state
         .catalog
         .schema_versions(&table_name(space, name)?)
@@ -379,8 +515,10 @@ async fn table_schemas(
 
 async fn drop_table(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path((space, name)): Path<(String, String)>,
 ) -> ApiResult<Value> {
+    principal.require(&space, Access::Write)?;
     let entry = state.catalog.drop_table(&table_name(space, name)?).await?;
     Ok(Json(json!({"dropped": entry.def.name.to_string()})))
 }
@@ -403,9 +541,15 @@ struct DiscoverRequest {
 
 async fn discover(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(connection): Path<String>,
     Json(request): Json<DiscoverRequest>,
 ) -> ApiResult<DiscoveryView> {
+    let space = request
+        .space
+        .as_deref()
+        .unwrap_or(strata_catalog::tokens::EVERY_SPACE);
+    principal.require(space, Access::Write)?;
     let layer = request
         .layer
         .as_deref()
@@ -430,21 +574,61 @@ async fn discover(
 #[serde(deny_unknown_fields)]
 struct QueryRequest {
     sql: String,
+    #[serde(default)]
+    format: RowFormat,
+    /// At most this many rows (default 10 000; 0: no limit).
+    limit: Option<usize>,
+    /// Cancel the query after this long (default 60 s; 0: no timeout).
+    timeout_ms: Option<u64>,
 }
 
+/// Rows a query answers with unless asked for more.
+const DEFAULT_QUERY_LIMIT: usize = 10_000;
+/// How long a query may run unless given longer.
+const DEFAULT_QUERY_TIMEOUT_MS: u64 = 60_000;
+
+/// Runs a query in the request's own future: a client that disconnects drops
+/// it, which cancels the query.
 async fn query(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Json(request): Json<QueryRequest>,
-) -> ApiResult<Value> {
-    let result = state.catalog.query(&request.sql).await?;
-    let rows = batches_to_json_rows(&result.batches).map_err(CatalogError::from)?;
-    let columns: Vec<Value> = result
-        .schema
-        .fields()
-        .iter()
-        .map(|f| json!({"name": f.name(), "type": strata_catalog::ddl::types::flink_type_name(f.data_type())}))
-        .collect();
-    Ok(Json(json!({"columns": columns, "rows": rows})))
+) -> Response {
+    let options = QueryOptions {
+        limit: match request.limit.unwrap_or(DEFAULT_QUERY_LIMIT) {
+            0 => None,
+            n => Some(n),
+        },
+        timeout: match request.timeout_ms.unwrap_or(DEFAULT_QUERY_TIMEOUT_MS) {
+            0 => None,
+            ms => Some(std::time::Duration::from_millis(ms)),
+        },
+    };
+    let outcome = state.queries.run(&request.sql, &principal, options).await;
+    let result = match outcome {
+        Ok(result) => result,
+        Err(QueryError::Catalog(err)) => return ApiError(err).into_response(),
+        Err(err @ QueryError::Timeout(_)) => {
+            return error_response(StatusCode::REQUEST_TIMEOUT, err.to_string());
+        }
+        Err(err) => return error_response(StatusCode::BAD_REQUEST, err.to_string()),
+    };
+    match output::encode(&result, request.format) {
+        Ok(body) => {
+            let mut response = body.into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(request.format.content_type()),
+            );
+            if result.truncated {
+                response
+                    .headers_mut()
+                    .insert("x-strata-truncated", HeaderValue::from_static("true"));
+            }
+            response
+        }
+        Err(err) => ApiError::from(CatalogError::from(err)).into_response(),
+    }
 }
 
 /// The query of `/api/v1/lineage/{node}`.

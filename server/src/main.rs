@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use strata_catalog::{Catalog, DiscoverOptions, Layer, Project, RegisterMode, TableName};
+use strata_server::query::{self, output::RowFormat};
 use strata_server::run::{Registry, RunOptions, run_project};
 use strata_server::views::{
     self, DiscoveryView, SchemaVersionView, TableDetail, TableSummary, batches_to_json_rows,
 };
-use strata_server::{api, bench, demo, lineage, scaffold};
+use strata_server::{bench, demo, lineage, scaffold, serve};
 
 #[derive(Debug, Parser)]
 #[command(name = "strata", version, about = "A realtime layered data warehouse")]
@@ -19,18 +20,30 @@ struct Cli {
     /// The project directory, holding strata.toml.
     #[arg(long, global = true, env = "STRATA_PROJECT", default_value = ".")]
     project: PathBuf,
-    /// Output for people (table) or for scripts (json).
-    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
-    format: Format,
+    /// Output for people (table) or for scripts (json); csv and arrow (IPC) for query results.
+    #[arg(long, global = true, value_enum, default_value_t = FormatArg::Table)]
+    format: FormatArg,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
+enum FormatArg {
     Table,
     Json,
     /// Graphviz, for `strata lineage`.
+    Dot,
+    /// Comma-separated values, for `strata query`.
+    Csv,
+    /// An Arrow IPC stream, for `strata query`.
+    Arrow,
+}
+
+/// How a command's output is written (query results may also be csv or arrow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
     Dot,
 }
 
@@ -41,8 +54,27 @@ enum Command {
     /// Register, list, show, drop and discover tables.
     #[command(subcommand)]
     Catalog(CatalogCommand),
-    /// Run one SQL query over the catalog's tables.
-    Query { sql: String },
+    /// Run one SQL query over the catalog's tables (EXPLAIN shows its plan).
+    /// With --server, the running server answers, with the rows its pipelines
+    /// have not committed yet; without, the committed tables do.
+    Query {
+        sql: String,
+        /// At most this many rows (0: all).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Cancel the query after this long, e.g. 30s.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// A running strata's API, e.g. http://127.0.0.1:7600.
+        #[arg(long, env = "STRATA_SERVER")]
+        server: Option<String>,
+        /// The token for --server (default: the project's .strata/admin-token).
+        #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Access tokens: make, list and revoke them.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Validate the project, then run every pipeline and serve the HTTP API.
     Run {
         /// The project directory (default: --project).
@@ -56,6 +88,9 @@ enum Command {
         /// The API's port; 0 picks a free one.
         #[arg(long, default_value_t = 7600)]
         port: u16,
+        /// The PostgreSQL protocol's port; 0 picks a free one.
+        #[arg(long, env = "STRATA_PG_PORT", default_value_t = 4566)]
+        pg_port: u16,
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
     },
@@ -73,6 +108,9 @@ enum Command {
         /// The API's port; 0 picks a free one.
         #[arg(long, default_value_t = 7600)]
         port: u16,
+        /// The PostgreSQL protocol's port; 0 picks a free one.
+        #[arg(long, env = "STRATA_PG_PORT", default_value_t = 4566)]
+        pg_port: u16,
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
         /// The example to run: the shop (examples/shop) or the IoT alarms (examples/iot).
@@ -126,13 +164,39 @@ enum Command {
     /// Measure Strata on this machine (use a release build).
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Serve the HTTP API.
+    /// Serve the HTTP API, the web UI and the PostgreSQL protocol.
     Serve {
         #[arg(long, default_value_t = 7600)]
         port: u16,
+        /// The PostgreSQL protocol's port; 0 picks a free one.
+        #[arg(long, env = "STRATA_PG_PORT", default_value_t = 4566)]
+        pg_port: u16,
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a token; its secret is shown once.
+    Create {
+        /// What the token is for, e.g. grafana.
+        #[arg(long)]
+        name: String,
+        /// The spaces it grants (repeat, or * for every space).
+        #[arg(long = "space", required = true)]
+        spaces: Vec<String>,
+        /// Read the spaces.
+        #[arg(long, conflicts_with = "write", required_unless_present = "write")]
+        read: bool,
+        /// Read and write the spaces.
+        #[arg(long)]
+        write: bool,
+    },
+    /// Every token, without secrets.
+    List,
+    /// Revoke a token by id.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,9 +333,20 @@ fn error_report(err: &anyhow::Error) -> String {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let format = cli.format;
+    let (format, rows) = match cli.format {
+        FormatArg::Table => (Format::Table, None),
+        FormatArg::Json => (Format::Json, Some(RowFormat::Json)),
+        FormatArg::Dot => (Format::Dot, None),
+        FormatArg::Csv => (Format::Table, Some(RowFormat::Csv)),
+        FormatArg::Arrow => (Format::Table, Some(RowFormat::Arrow)),
+    };
     if format == Format::Dot && !matches!(cli.command, Command::Lineage { .. }) {
         bail!("--format dot is for strata lineage; use table or json here");
+    }
+    if matches!(cli.format, FormatArg::Csv | FormatArg::Arrow)
+        && !matches!(cli.command, Command::Query { .. })
+    {
+        bail!("--format csv and arrow are for strata query; use table or json here");
     }
     match cli.command {
         Command::Init { dir } => {
@@ -298,18 +373,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let catalog = open_catalog(&cli.project).await?;
             run_catalog(&catalog, command, format).await
         }
-        Command::Query { sql } => {
-            let catalog = open_catalog(&cli.project).await?;
-            let result = catalog.query(&sql).await?;
-            match format {
-                Format::Json => print_json(&batches_to_json_rows(&result.batches)?),
-                Format::Table | Format::Dot => {
+        Command::Query {
+            sql,
+            limit,
+            timeout,
+            server,
+            token,
+        } => {
+            let options = query::QueryOptions {
+                limit: limit.filter(|&n| n > 0),
+                timeout,
+            };
+            let result = match server {
+                Some(server) => remote_query(&cli.project, &server, token, &sql, options).await?,
+                None => {
+                    let catalog = open_catalog(&cli.project).await?;
+                    let engine = query::QueryEngine::new(catalog, Registry::default());
+                    engine
+                        .run(&sql, &strata_catalog::Principal::admin(), options)
+                        .await?
+                }
+            };
+            match rows {
+                Some(RowFormat::Json) => print_json(&batches_to_json_rows(&result.batches)?),
+                Some(format) => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&query::output::encode(&result, format)?)?;
+                }
+                None => {
                     println!(
                         "{}",
                         arrow::util::pretty::pretty_format_batches(&result.batches)?
                     );
-                    let rows: usize = result.batches.iter().map(|b| b.num_rows()).sum();
-                    println!("({rows} row{})", if rows == 1 { "" } else { "s" });
+                    let count = result.row_count();
+                    let more = if result.truncated {
+                        " (cut off by --limit)"
+                    } else {
+                        ""
+                    };
+                    println!("({count} row{}{more})", if count == 1 { "" } else { "s" });
                 }
             }
             Ok(())
@@ -319,24 +421,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             duration,
             until_idle,
             port,
+            pg_port,
             host,
         } => {
             let catalog = open_catalog(dir.as_deref().unwrap_or(&cli.project)).await?;
-            let listener = bind(&host, port).await?;
-            let address = listener.local_addr()?;
-            eprintln!(
-                "strata running; API on http://{address}/api/v1, lineage browser on http://{address}/ (Ctrl-C stops)"
-            );
             let registry = Registry::default();
-            let router = api::router(catalog.clone(), registry.clone());
-            let api = tokio::spawn(axum::serve(listener, router).into_future());
+            let servers = start_servers(&catalog, &registry, &host, port, pg_port).await?;
+            eprintln!(
+                "strata running; API on http://{0}/api/v1, lineage browser on http://{0}/, PostgreSQL on {1}; the admin token is in {2} (Ctrl-C stops)",
+                servers.http,
+                servers.pg,
+                serve::admin_token_path(&catalog).display()
+            );
             let options = RunOptions {
                 duration,
                 until_idle,
                 progress: true,
             };
             let summary = run_project(&catalog, options, &registry).await;
-            api.abort();
+            drop(servers);
             let summary = summary?;
             match format {
                 Format::Json => print_json(&summary),
@@ -348,6 +451,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             duration,
             speed,
             port,
+            pg_port,
             host,
             example,
         } => {
@@ -365,17 +469,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 progress: true,
             };
             let (catalog, generator) = demo::prepare(&options).await?;
-            let listener = bind(&host, port).await?;
-            let address = listener.local_addr()?;
-            eprintln!(
-                "strata demo in {}: events flow into a Kafka mock cluster, pipelines build the layers from ODS up; API on http://{address}/api/v1, lineage browser on http://{address}/ (Ctrl-C stops)",
-                options.dir.display(),
-            );
             let registry = Registry::default();
-            let router = api::router(catalog.clone(), registry.clone());
-            let api = tokio::spawn(axum::serve(listener, router).into_future());
+            let servers = start_servers(&catalog, &registry, &host, port, pg_port).await?;
+            let token = serve::admin_token(&catalog).await?;
+            eprintln!(
+                "strata demo in {0}: events flow into a Kafka mock cluster, pipelines build the layers from ODS up\n  API:               http://{1}/api/v1\n  lineage browser:   http://{1}/ui/lineage?token={2}\n  PostgreSQL:        psql \"postgres://admin:{2}@{3}/strata\"\n  admin token:       {2}  (also in {4})\n(Ctrl-C stops)",
+                options.dir.display(),
+                servers.http,
+                token,
+                servers.pg,
+                serve::admin_token_path(&catalog).display(),
+            );
             let summary = demo::run(&catalog, generator, &options, &registry).await;
-            api.abort();
+            drop(servers);
             let summary = summary?;
             match format {
                 Format::Json => print_json(&summary),
@@ -628,28 +734,183 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Serve { port, host } => {
+        Command::Serve {
+            port,
+            pg_port,
+            host,
+        } => {
             let catalog = open_catalog(&cli.project).await?;
-            let address: SocketAddr = format!("{host}:{port}")
-                .parse()
-                .with_context(|| format!("{host}:{port} is not an address to listen on"))?;
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| {
-                    format!("cannot listen on {address}; is the port taken? try --port")
-                })?;
-            let address = listener.local_addr()?;
+            let servers =
+                start_servers(&catalog, &Registry::default(), &host, port, pg_port).await?;
             eprintln!(
-                "strata serving the API on http://{address}/api/v1 and the lineage browser on http://{address}/ (Ctrl-C stops)"
+                "strata serving the API on http://{0}/api/v1, the lineage browser on http://{0}/ and PostgreSQL on {1}; the admin token is in {2} (Ctrl-C stops)",
+                servers.http,
+                servers.pg,
+                serve::admin_token_path(&catalog).display()
             );
-            axum::serve(listener, api::router(catalog, Registry::default()))
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await?;
+            let _ = tokio::signal::ctrl_c().await;
+            drop(servers);
             Ok(())
         }
+        Command::Token(command) => {
+            let catalog = open_catalog(&cli.project).await?;
+            run_token(&catalog, command, format).await
+        }
     }
+}
+
+/// Binds the API and PostgreSQL ports and starts both, with the admin token in place.
+async fn start_servers(
+    catalog: &Catalog,
+    registry: &Registry,
+    host: &str,
+    port: u16,
+    pg_port: u16,
+) -> anyhow::Result<serve::Servers> {
+    serve::admin_token(catalog).await?;
+    let http = bind(host, port).await?;
+    let pg = bind(host, pg_port)
+        .await
+        .context("the PostgreSQL protocol's port: pass --pg-port (0 picks a free one)")?;
+    Ok(serve::start(catalog, registry, http, pg)?)
+}
+
+async fn run_token(catalog: &Catalog, command: TokenCommand, format: Format) -> anyhow::Result<()> {
+    let store = catalog.store();
+    match command {
+        TokenCommand::Create {
+            name,
+            spaces,
+            read,
+            write,
+        } => {
+            let access = match (read, write) {
+                (_, true) => strata_catalog::Access::Write,
+                _ => strata_catalog::Access::Read,
+            };
+            let grants = spaces
+                .into_iter()
+                .map(|space| strata_catalog::Grant { space, access })
+                .collect();
+            let made = store.create_token(&name, grants).await?;
+            match format {
+                Format::Json => print_json(&made),
+                Format::Table | Format::Dot => {
+                    println!("{}", made.secret);
+                    eprintln!(
+                        "token {} ({}) grants {}; its secret is shown only now",
+                        made.info.id,
+                        made.info.name,
+                        grants_text(&made.info.grants)
+                    );
+                }
+            }
+        }
+        TokenCommand::List => {
+            let tokens = store.list_tokens().await?;
+            match format {
+                Format::Json => print_json(&tokens),
+                Format::Table | Format::Dot => {
+                    let rows = tokens
+                        .iter()
+                        .map(|t| {
+                            vec![
+                                t.id.clone(),
+                                t.name.clone(),
+                                grants_text(&t.grants),
+                                chrono::DateTime::from_timestamp_millis(t.created_at_ms)
+                                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                                    .unwrap_or_default(),
+                                if t.revoked { "revoked" } else { "active" }.to_string(),
+                            ]
+                        })
+                        .collect();
+                    println!(
+                        "{}",
+                        views::human_table(&["id", "name", "grants", "created", "status"], rows)
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            if !store.revoke_token(&id).await? {
+                bail!("no token has the id {id:?}; `strata token list` shows them");
+            }
+            match format {
+                Format::Json => print_json(&serde_json::json!({"revoked": id})),
+                Format::Table | Format::Dot => println!("revoked token {id}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn grants_text(grants: &[strata_catalog::Grant]) -> String {
+    grants
+        .iter()
+        .map(|g| format!("{} {}", g.access, g.space))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Asks a running strata's API, in Arrow IPC, so that types arrive intact.
+async fn remote_query(
+    project: &Path,
+    server: &str,
+    token: Option<String>,
+    sql: &str,
+    options: query::QueryOptions,
+) -> anyhow::Result<query::QueryOutput> {
+    let token = match token {
+        Some(token) => token,
+        None => {
+            let path = Project::load(project)?
+                .state_dir()
+                .join(serve::ADMIN_TOKEN_FILE);
+            std::fs::read_to_string(&path)
+                .with_context(|| {
+                    format!(
+                        "no token: pass --token (or STRATA_TOKEN), or run where {} exists",
+                        path.display()
+                    )
+                })?
+                .trim()
+                .to_string()
+        }
+    };
+    let body = serde_json::json!({
+        "sql": sql,
+        "format": "arrow",
+        "limit": options.limit.unwrap_or(0),
+        "timeout_ms": options.timeout.map_or(0, |t| t.as_millis() as u64),
+    });
+    let url = format!("{}/api/v1/query", server.trim_end_matches('/'));
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}; is strata running there?"))?;
+    let truncated = response.headers().contains_key("x-strata-truncated");
+    if !response.status().is_success() {
+        let status = response.status();
+        let error: serde_json::Value = response.json().await.unwrap_or_default();
+        let message = error["error"].as_str().unwrap_or("no message");
+        match error["hint"].as_str() {
+            Some(hint) => bail!("{status}: {message}\n  hint: {hint}"),
+            None => bail!("{status}: {message}"),
+        }
+    }
+    let bytes = response.bytes().await?;
+    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
+    let schema = reader.schema();
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    Ok(query::QueryOutput {
+        schema,
+        batches,
+        truncated,
+    })
 }
 
 async fn bind(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> {

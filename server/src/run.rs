@@ -100,7 +100,15 @@ impl Registry {
             .insert(table, (layer, pipeline, stats));
     }
 
-    /// Every table's counters now, in table order.
+    /// The counters of the pipeline writing `table` (`space.name`) here, if one does.
+    pub fn stats(&self, table: &str) -> Option<Arc<TableStats>> {
+        self.tables
+            .read()
+            .expect("the registry is never poisoned")
+            .get(table)
+            .map(|(_, _, stats)| stats.clone())
+    }
+
     /// The checks and results of the project running here, once it runs.
     pub fn quality(&self) -> Option<QualityState> {
         self.quality.read().expect("never poisoned").clone()
@@ -110,6 +118,7 @@ impl Registry {
         *self.quality.write().expect("never poisoned") = Some(state);
     }
 
+    /// Every table's counters now, in table order.
     pub fn tables(&self) -> Vec<TableRun> {
         self.tables
             .read()

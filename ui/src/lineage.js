@@ -3,6 +3,7 @@
 // dagre so that data flows sources → ODS → DWD → DWS → APP.
 import cytoscape from "cytoscape";
 import dagre from "cytoscape-dagre";
+import { api } from "./api.js";
 
 cytoscape.use(dagre);
 
@@ -75,7 +76,7 @@ async function load(node) {
   location.hash = node;
   $("status").textContent = `loading ${node} …`;
   const params = new URLSearchParams({ depth: $("depth").value, level: state.level, direction: $("direction").value });
-  const response = await fetch(`/api/v1/lineage/${encodeURIComponent(node)}?${params}`);
+  const response = await api(`/api/v1/lineage/${encodeURIComponent(node)}?${params}`);
   const data = await response.json();
   if (!response.ok) {
     $("status").textContent = `${data.error}${data.hint ? ` — ${data.hint}` : ""}`;
@@ -116,7 +117,7 @@ async function describe(node) {
   const parts = [el("h2", { id: "panel-title" }, id(node)), el("p", { className: "muted" }, kind)];
   if (table) {
     const [space, name] = table.split(".");
-    const response = await fetch(`/api/v1/tables/${encodeURIComponent(space)}/${encodeURIComponent(name)}`);
+    const response = await api(`/api/v1/tables/${encodeURIComponent(space)}/${encodeURIComponent(name)}`);
     if (response.ok) {
       const detail = await response.json();
       const runtime = (state.data.runtime || {})[table];
@@ -181,7 +182,7 @@ window.addEventListener("hashchange", () => {
 });
 
 async function start() {
-  const tables = await (await fetch("/api/v1/tables")).json();
+  const tables = await (await api("/api/v1/tables")).json();
   $("tables").replaceChildren(...tables.map((t) => el("option", { value: t.name }, t.layer)));
   const first = decodeURIComponent(location.hash.slice(1)) || (tables.find((t) => LAYERS.includes(t.layer)) || tables[0] || {}).name;
   if (first) load(first);

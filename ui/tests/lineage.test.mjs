@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -34,10 +34,11 @@ let server;
 let browser;
 let page;
 let base;
+let dir;
 
 before(async () => {
   assert.ok(strata, "STRATA_BIN is not set: run the UI tests through scripts/test.sh, or set it to a built strata binary");
-  const dir = mkdtempSync(join(tmpdir(), "strata-ui-"));
+  dir = mkdtempSync(join(tmpdir(), "strata-ui-"));
   writeFileSync(join(dir, "strata.toml"), '[connections.events]\nkind = "kafka"\nbootstrap-servers = "127.0.0.1:9"\n');
   writeFileSync(join(dir, "catalog.sql"), CATALOG);
   for (const [path, sql] of Object.entries(PIPELINES)) {
@@ -57,7 +58,7 @@ before(async () => {
   } catch (failed) {
     assert.equal(failed.status, 1, "strata check --history exits 1 on the failing rule");
   }
-  server = spawn(strata, ["--project", dir, "serve", "--port", "0"], { stdio: ["ignore", "ignore", "pipe"] });
+  server = spawn(strata, ["--project", dir, "serve", "--port", "0", "--pg-port", "0"], { stdio: ["ignore", "ignore", "pipe"] });
   base = await new Promise((resolve, reject) => {
     let text = "";
     server.stderr.on("data", (chunk) => {
@@ -82,7 +83,15 @@ after(async () => {
 const loaded = (node) => page.waitForSelector(`body[data-loaded="${node}"]`, { state: "attached" });
 const ids = (selector) => page.evaluate((s) => window.lineage.nodes(s).map((n) => n.id()).sort(), selector);
 
+test("without a token the page asks for one", async () => {
+  await page.goto(`${base}/ui/lineage`);
+  await page.waitForSelector("#token-form");
+});
+
 test("the graph around a table shows its layers left to right", async () => {
+  const token = readFileSync(join(dir, ".strata", "admin-token"), "utf8").trim();
+  await page.goto(`${base}/ui/lineage?token=${token}`);
+  assert.equal(new URL(page.url()).search, "", "the token leaves the address at once");
   await page.goto(`${base}/`);
   await page.waitForSelector("body[data-loaded]", { state: "attached" });
   await page.goto(`${base}/ui/lineage#shop.dwd_orders`);

@@ -201,6 +201,56 @@ pub async fn table_provider(location: &str) -> Result<Arc<dyn TableProvider>> {
     table.table_provider().await.map_err(CatalogError::Query)
 }
 
+/// A past state of a Delta table: `VERSION AS OF n`, or `FOR SYSTEM_TIME AS OF
+/// TIMESTAMP '…'` (the last version committed at or before that time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    Version(i64),
+    Time(chrono::DateTime<chrono::Utc>),
+}
+
+impl std::fmt::Display for AsOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AsOf::Version(v) => write!(f, "version {v}"),
+            AsOf::Time(t) => write!(f, "{}", t.to_rfc3339()),
+        }
+    }
+}
+
+/// The table at `location` as it was at `as_of`.
+pub async fn open_as_of(location: &str, as_of: AsOf) -> Result<DeltaTable> {
+    let url = table_url(location)?;
+    let builder =
+        DeltaTableBuilder::from_url(url).map_err(|source| delta_error(location, source))?;
+    let builder = match as_of {
+        AsOf::Version(version) => builder.with_version(version.max(0) as u64),
+        AsOf::Time(time) => builder.with_timestamp(time),
+    };
+    match builder.load().await {
+        Ok(table) => Ok(table),
+        Err(source) => {
+            let latest = open(location).await.ok().and_then(|t| t.version());
+            let have = match latest {
+                Some(latest) => format!("it has versions 0 to {latest}"),
+                None => "it has no versions".to_string(),
+            };
+            Err(CatalogError::Discovery {
+                message: format!("the Delta table at {location} has no state at {as_of}: {source}"),
+                hint: Some(format!(
+                    "{have}; `strata catalog history` and the table's _delta_log show when each was committed"
+                )),
+            })
+        }
+    }
+}
+
+/// The table at `location` as it was at `as_of`, as a DataFusion table.
+pub async fn table_provider_as_of(location: &str, as_of: AsOf) -> Result<Arc<dyn TableProvider>> {
+    let table = open_as_of(location, as_of).await?;
+    table.table_provider().await.map_err(CatalogError::Query)
+}
+
 /// Runs `sql` over the table at `location`, which the query names `name`
 /// (for Strata's own tables: quality results, quarantines, journals).
 pub async fn query(location: &str, name: &str, sql: &str) -> Result<Vec<RecordBatch>> {

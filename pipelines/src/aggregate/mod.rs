@@ -434,6 +434,34 @@ impl AggregateState {
         Ok(emitted)
     }
 
+    /// The current values of what [`Self::emit`] has not written: open windows
+    /// and sessions, groups changed since (a GROUP BY without a window, or
+    /// windows updated within their lateness), as `emit` would write them.
+    pub fn provisional(&self, plan: &AggregatePlan) -> Result<RecordBatch> {
+        if let Some(WindowKind::Session { .. }) = plan.window {
+            let rows: Vec<(i64, i64, &[u8], &[Acc])> = self
+                .sessions
+                .iter()
+                .flat_map(|(key, sessions)| {
+                    sessions
+                        .iter()
+                        .map(move |s| (s.start, s.end, key.as_slice(), s.accs.as_slice()))
+                })
+                .collect();
+            return plan.finish(&rows);
+        }
+        let rows: Vec<(i64, i64, &[u8], &[Acc])> = self
+            .groups
+            .iter()
+            .filter(|(id, group)| {
+                group.rows > 0
+                    && (self.dirty.contains(*id) || (plan.window.is_some() && !group.fired))
+            })
+            .map(|(id, group)| (id.1, id.0, id.2.as_slice(), group.accs.as_slice()))
+            .collect();
+        plan.finish(&rows)
+    }
+
     /// How many windows and groups are open.
     pub fn open_groups(&self) -> usize {
         self.groups.len() + self.sessions.values().map(Vec::len).sum::<usize>()

@@ -69,6 +69,8 @@ pub struct TableStats {
     pub lookups: std::sync::Mutex<Vec<Arc<LookupStats>>>,
     /// Called after each commit with the rows it committed (OpenLineage's RUNNING events).
     pub on_commit: OnCommit,
+    /// The realtime view of a Delta target: committed version and uncommitted rows.
+    pub live: crate::live::LiveTable,
 }
 
 /// What [`OnCommit`] calls, with the rows a commit wrote.
@@ -114,6 +116,7 @@ impl TableStats {
     fn record_commit(&self, rows: u64, version: Option<i64>) {
         if let Some(version) = version {
             self.table_version.store(version, Ordering::Relaxed);
+            self.live.commit_landed(version);
         }
         self.rows_committed.fetch_add(rows, Ordering::Relaxed);
         self.commits.fetch_add(1, Ordering::Relaxed);
@@ -412,7 +415,9 @@ impl PipelineRun {
             opened_ms = started.elapsed().as_millis() as u64,
             "started"
         );
-        task.run(stop).await
+        let outcome = task.run(stop).await;
+        self.stats.live.end();
+        outcome
     }
 
     async fn open_side_table(

@@ -108,6 +108,9 @@ async fn next_right(
     }
 }
 
+/// How often the open windows' values are recomputed for the live view while someone reads it.
+const PROVISIONAL_EVERY: Duration = Duration::from_millis(200);
+
 /// How often a due commit looks again whether the commit in flight has landed.
 const COMMIT_WAIT: Duration = Duration::from_millis(5);
 
@@ -133,6 +136,8 @@ pub(super) struct Task<'a> {
     pending: Pending,
     interval: Duration,
     checking: Checking,
+    /// When the open windows' values were last shown to the live view.
+    provisional_at: Instant,
 }
 
 impl<'a> Task<'a> {
@@ -178,7 +183,15 @@ impl<'a> Task<'a> {
                     &name,
                 )?))
             }
-            _ => Target::Delta(DeltaSink::open(target_location, &name, mode).await?),
+            _ => {
+                let sink = DeltaSink::open(target_location, &name, mode.clone()).await?;
+                let key = match &mode {
+                    WriteMode::Upsert(key) => key.clone(),
+                    WriteMode::Append => Vec::new(),
+                };
+                run.stats.live.begin(target_location, key, sink.version());
+                Target::Delta(sink)
+            }
         };
         let mut quarantine = run
             .open_side_table(
@@ -313,6 +326,7 @@ impl<'a> Task<'a> {
             pending: Pending::default(),
             interval,
             checking,
+            provisional_at: Instant::now(),
         };
         let retries = task.plan.lookups().any(|join| join.retries());
         let lags = task.plan.lags().next().is_some();
@@ -502,6 +516,7 @@ impl<'a> Task<'a> {
                 Err(PipelineError::Interrupted) => break,
                 Err(err) => return Err(err),
             }
+            self.publish_live()?;
             let current = self.current_watermark();
             if let Some(w) = current {
                 self.run.stats.watermark_ms.store(w, Ordering::Relaxed);
@@ -532,6 +547,29 @@ impl<'a> Task<'a> {
         }
         self.settle().await?;
         Ok(())
+    }
+
+    /// Shows what has been read since the last commit to the table's live
+    /// view, and the open windows' values while someone reads them.
+    fn publish_live(&mut self) -> Result<()> {
+        let live = &self.run.stats.live;
+        live.set_buffered(&self.pending.rows);
+        if live.wanted() && self.provisional_at.elapsed() >= PROVISIONAL_EVERY {
+            live.set_provisional(self.provisional()?);
+            self.provisional_at = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// The current values of what the aggregation has not emitted yet.
+    fn provisional(&self) -> Result<Vec<RecordBatch>> {
+        match (&self.stateful, &self.plan.aggregate) {
+            (Some(stateful), Some(plan)) => {
+                let rows = stateful.state.provisional(plan)?;
+                Ok(vec![self.plan.finish(rows)?])
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// Waits for the commit in flight, if any, and takes the sinks back.
@@ -1340,6 +1378,12 @@ impl<'a> Task<'a> {
                 .compact_every_commits,
         };
         self.settle().await?;
+        // Windows this commit emits are no longer provisional.
+        let provisional = match self.run.stats.live.wanted() {
+            true => self.provisional()?,
+            false => Vec::new(),
+        };
+        self.run.stats.live.commit_started(&batch.rows, provisional);
         let mut sinks = self.sinks.take().expect("settled");
         self.in_flight = Some(tokio::spawn(async move {
             sinks.commit(batch, &ctx).await.map(|_| sinks)

@@ -90,6 +90,11 @@ impl DeltaSink {
         &self.location
     }
 
+    /// The table's version as this sink last saw it.
+    pub fn version(&self) -> i64 {
+        self.table.version().unwrap_or(0) as i64
+    }
+
     fn app_id(&self, topic: &str, partition: i32) -> String {
         format!("{}/{topic}/{partition}", self.app_prefix)
     }

@@ -89,10 +89,11 @@ pub async fn lineage(tables: usize, columns: usize) -> anyhow::Result<LineageRep
         .register_sql("bench.sql", &ddl, RegisterMode::Create)
         .await
         .context("registering the generated tables")?;
+    let token = crate::serve::admin_token(&catalog).await?;
     let router = crate::api::router(catalog, crate::run::Registry::default());
     let node = format!("w.dwd_t{}", chains / 2);
     let started = Instant::now();
-    let (first, _) = get(&router, &format!("/api/v1/lineage/{node}?depth=1")).await?;
+    let (first, _) = get(&router, &format!("/api/v1/lineage/{node}?depth=1"), &token).await?;
     let build_ms = started.elapsed().as_secs_f64() * 1000.0;
     let _ = first;
     let mut table_times = Vec::new();
@@ -101,12 +102,13 @@ pub async fn lineage(tables: usize, columns: usize) -> anyhow::Result<LineageRep
     let mut nodes = 0;
     for _ in 0..9 {
         let started = Instant::now();
-        get(&router, &format!("/api/v1/lineage/{node}?depth=3")).await?;
+        get(&router, &format!("/api/v1/lineage/{node}?depth=3"), &token).await?;
         table_times.push(started.elapsed().as_secs_f64() * 1000.0);
         let started = Instant::now();
         let (answer, bytes) = get(
             &router,
             &format!("/api/v1/lineage/{node}?depth=3&level=column"),
+            &token,
         )
         .await?;
         column_times.push(started.elapsed().as_secs_f64() * 1000.0);
@@ -130,10 +132,15 @@ pub async fn lineage(tables: usize, columns: usize) -> anyhow::Result<LineageRep
 }
 
 /// GETs `uri` from the API; its JSON and size.
-async fn get(router: &axum::Router, uri: &str) -> anyhow::Result<(serde_json::Value, usize)> {
+async fn get(
+    router: &axum::Router,
+    uri: &str,
+    token: &str,
+) -> anyhow::Result<(serde_json::Value, usize)> {
     use tower::ServiceExt;
     let request = axum::http::Request::builder()
         .uri(uri)
+        .header("authorization", format!("Bearer {token}"))
         .body(axum::body::Body::empty())?;
     let response = router.clone().oneshot(request).await?;
     let status = response.status();

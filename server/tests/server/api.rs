@@ -1,12 +1,10 @@
 //! The HTTP API: the same operations as the CLI, JSON in and out, and errors
 //! with the right status codes.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use strata_catalog::{Catalog, Project};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower::ServiceExt;
 
 use crate::support::{DDL, ShopDatabase, produce, write_project};
 
@@ -16,20 +14,7 @@ pub(crate) async fn call(
     uri: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(
-            body.map(|b| Body::from(b.to_string()))
-                .unwrap_or_else(Body::empty),
-        )
-        .unwrap();
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
+    let (status, _, bytes) = crate::query::send(router, method, uri, None, body).await;
     (
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
@@ -44,7 +29,7 @@ async fn the_api_registers_shows_queries_and_drops() {
     let catalog = Catalog::open(Project::load(dir.path()).unwrap())
         .await
         .unwrap();
-    let router = strata_server::api::router(catalog, strata_server::run::Registry::default());
+    let router = crate::support::api_router(catalog).await;
 
     let (status, body) = call(&router, "GET", "/api/v1/tables", None).await;
     assert_eq!((status, body), (StatusCode::OK, json!([])));
@@ -149,7 +134,7 @@ async fn inferred_schemas_are_registered_only_when_confirmed() {
     let catalog = Catalog::open(Project::load(dir.path()).unwrap())
         .await
         .unwrap();
-    let router = strata_server::api::router(catalog, strata_server::run::Registry::default());
+    let router = crate::support::api_router(catalog).await;
 
     let (status, body) = call(&router, "POST", "/api/v1/discover/events", Some(json!({}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -186,7 +171,7 @@ async fn strata_serve_answers_http() {
     let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))
         .arg("--project")
         .arg(dir.path())
-        .args(["serve", "--port", &port.to_string()])
+        .args(["serve", "--port", &port.to_string(), "--pg-port", "0"])
         .kill_on_drop(true)
         .spawn()
         .unwrap();

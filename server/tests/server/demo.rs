@@ -7,11 +7,14 @@ use std::time::{Duration, Instant};
 use crate::support::{json, strata_ok};
 
 /// GET `path` from 127.0.0.1:`port`; the response body, or `None` while nothing listens.
-fn http_get(port: u16, path: &str) -> Option<String> {
+/// GETs `path` with the project's admin token, once the server has written it.
+fn http_get(dir: &std::path::Path, port: u16, path: &str) -> Option<String> {
+    let token = std::fs::read_to_string(dir.join(".strata/admin-token")).ok()?;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        token.trim()
     )
     .ok()?;
     let mut response = String::new();
@@ -51,7 +54,7 @@ fn the_demo_builds_every_layer_and_keeps_its_tables() {
         .arg("--project")
         .arg(&dir)
         .args(["demo", "--for", "20s", "--speed", "30", "--format", "json"])
-        .args(["--port", &port.to_string()])
+        .args(["--port", &port.to_string(), "--pg-port", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -59,7 +62,7 @@ fn the_demo_builds_every_layer_and_keeps_its_tables() {
     // While it runs, the API serves the pipelines' counters, also for Prometheus.
     let deadline = Instant::now() + Duration::from_secs(15);
     let metrics = loop {
-        match http_get(port, "/metrics") {
+        match http_get(&dir, port, "/metrics") {
             Some(body)
                 if body.contains("strata_watermark_lag_seconds{table=\"shop.dwd_page_views\"") =>
             {
@@ -82,7 +85,7 @@ fn the_demo_builds_every_layer_and_keeps_its_tables() {
             && metrics.contains("strata_degraded{table=\"shop.dwd_orders\""),
         "{metrics}"
     );
-    let pipelines = json(&http_get(port, "/api/v1/pipelines").unwrap());
+    let pipelines = json(&http_get(&dir, port, "/api/v1/pipelines").unwrap());
     let pipelines = pipelines.as_array().unwrap();
     assert_eq!(pipelines.len(), 6, "{pipelines:?}");
     // The DWD orders look their city and product up in the embedded DIM tables.
@@ -105,7 +108,8 @@ fn the_demo_builds_every_layer_and_keeps_its_tables() {
     // The lineage browser's API overlays the running pipelines on the graph.
     let deadline = Instant::now() + Duration::from_secs(15);
     let lineage = loop {
-        let lineage = json(&http_get(port, "/api/v1/lineage/shop.dwd_orders?depth=1").unwrap());
+        let lineage =
+            json(&http_get(&dir, port, "/api/v1/lineage/shop.dwd_orders?depth=1").unwrap());
         if lineage["runtime"]["shop.dwd_orders"]["table_version"].as_i64() > Some(0) {
             break lineage;
         }
@@ -127,13 +131,13 @@ fn the_demo_builds_every_layer_and_keeps_its_tables() {
         "{lineage}"
     );
     // Quality results of the shop's rules reach the metrics as commits land.
-    let metrics = http_get(port, "/metrics").unwrap();
+    let metrics = http_get(&dir, port, "/metrics").unwrap();
     assert!(
         metrics
             .contains("strata_quality_passing{table=\"shop.dwd_orders\",rule=\"amount_positive\""),
         "{metrics}"
     );
-    let page = http_get(port, "/ui/lineage").unwrap();
+    let page = http_get(&dir, port, "/ui/lineage").unwrap();
     assert!(page.contains("<script src=\"/ui/lineage.js\">"), "{page}");
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());

@@ -253,7 +253,7 @@ async fn the_api_serves_lineage_around_a_node_impact_and_paths() {
     let catalog = Catalog::open(Project::load(dir.path()).unwrap())
         .await
         .unwrap();
-    let router = strata_server::api::router(catalog, strata_server::run::Registry::default());
+    let router = crate::support::api_router(catalog).await;
     let (status, body) = get(
         &router,
         "/api/v1/lineage/shop.dwd_orders?direction=upstream&depth=1",

@@ -116,7 +116,7 @@ async fn freshness_fires_when_the_source_goes_quiet_and_history_reconciliation_c
     let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))
         .arg("--project")
         .arg(dir.path())
-        .args(["run", "--for", "6s", "--port", "0"])
+        .args(["run", "--for", "6s", "--port", "0", "--pg-port", "0"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -180,7 +180,7 @@ async fn freshness_fires_when_the_source_goes_quiet_and_history_reconciliation_c
     let catalog = Catalog::open(Project::load(dir.path()).unwrap())
         .await
         .unwrap();
-    let router = strata_server::api::router(catalog.clone(), Default::default());
+    let router = crate::support::api_router(catalog.clone()).await;
     let (code, body) = call(&router, "GET", "/api/v1/checks?table=shop.dwd_orders", None).await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(body.as_array().unwrap().len(), 3, "{body}");
@@ -462,7 +462,7 @@ async fn an_emitted_window_that_fails_a_rule_is_quarantined_once_even_across_a_c
     let aborted = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
         .arg("--project")
         .arg(crashed.path())
-        .args(["run", "--until-idle", "--port", "0"])
+        .args(["run", "--until-idle", "--port", "0", "--pg-port", "0"])
         .env("FAILPOINTS", "commit-between-quarantine-and-target=return")
         .output()
         .unwrap();

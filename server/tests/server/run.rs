@@ -99,7 +99,7 @@ async fn killed_runs_resume_to_the_same_tables_as_an_uninterrupted_run() {
         command
             .arg("--project")
             .arg(killed.path())
-            .args(["run", "--port", "0"])
+            .args(["run", "--port", "0", "--pg-port", "0"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some(failpoint) = crash {

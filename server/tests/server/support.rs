@@ -87,12 +87,40 @@ CREATE TABLE shop.dwd_orders (order_id BIGINT, user_id BIGINT, amount DECIMAL(10
 WITH ('connector' = 'delta');
 ";
 
+/// The API over `catalog`, every request signed with an admin token unless it
+/// carries its own `Authorization` (the tests of access control do).
+pub async fn api_router(catalog: strata_catalog::Catalog) -> axum::Router {
+    let token = strata_server::serve::admin_token(&catalog).await.unwrap();
+    strata_server::api::router(catalog, strata_server::run::Registry::default()).layer(
+        axum::middleware::map_request(move |mut request: axum::extract::Request| {
+            let bearer = format!("Bearer {token}");
+            async move {
+                if !request.headers().contains_key("authorization") {
+                    request
+                        .headers_mut()
+                        .insert("authorization", bearer.parse().unwrap());
+                }
+                request
+            }
+        }),
+    )
+}
+
+/// The project's admin token, once a server started there has written it.
+pub fn admin_token(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(".strata").join("admin-token"))
+        .expect("the server writes the admin token at start")
+        .trim()
+        .to_string()
+}
+
 /// Runs `strata --project DIR ARGS…` with no terminal.
 pub fn strata(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_strata"))
         .arg("--project")
         .arg(dir)
         .args(args)
+        .env("STRATA_PG_PORT", "0")
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run strata")

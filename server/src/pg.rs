@@ -1,0 +1,401 @@
+//! The PostgreSQL wire protocol, for `psql` and BI tools (default port 4566).
+//!
+//! ```text
+//!   client ──startup──▶ TokenStartup: cleartext password = a Strata token ─▶ Principal (per connection)
+//!          ──query────▶ PgQueries: the connection's session (spaces it may read, live views,
+//!                        pg_catalog and information_schema for \dt and \d), time travel
+//!                        rewritten, statements guarded ─▶ datafusion-postgres encodes the rows
+//! ```
+//!
+//! The protocol itself (simple and extended queries, types, `pg_catalog`) is
+//! `pgwire` and `datafusion-postgres`; this module adds Strata's tokens,
+//! grants, time travel and realtime views.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{Statement, TableObject};
+use datafusion_postgres::auth::AuthManager;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::hooks::{HookClient, QueryHook};
+use datafusion_postgres::pgwire::api::auth::{
+    DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
+    save_startup_parameters_to_metadata,
+};
+use datafusion_postgres::pgwire::api::portal::{Format, Portal};
+use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use datafusion_postgres::pgwire::api::results::{FieldInfo, Response};
+use datafusion_postgres::pgwire::api::stmt::QueryParser;
+use datafusion_postgres::pgwire::api::store::PortalStore;
+use datafusion_postgres::pgwire::api::{
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type,
+};
+use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::messages::startup::Authentication;
+use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use datafusion_postgres::{DfSessionService, Parser};
+use futures::{Sink, SinkExt};
+use strata_catalog::provider::CATALOG_NAME;
+use strata_catalog::{Access, CatalogStore, Principal};
+use tokio::net::TcpListener;
+
+use crate::query::{QueryEngine, QueryError};
+
+/// A statement as datafusion-postgres keeps it between parse and execute.
+type DfStatement = (String, Option<(Statement, LogicalPlan)>);
+
+/// Serves the PostgreSQL protocol on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, engine: QueryEngine) {
+    let handlers = Arc::new(StrataPg::new(engine));
+    loop {
+        match listener.accept().await {
+            Ok((socket, peer)) => {
+                let handlers = handlers.clone();
+                tokio::spawn(async move {
+                    if let Err(err) =
+                        datafusion_postgres::pgwire::tokio::process_socket(socket, None, handlers)
+                            .await
+                    {
+                        tracing::debug!(%peer, "PostgreSQL connection ended: {err}");
+                    }
+                });
+            }
+            Err(err) => tracing::warn!("accepting a PostgreSQL connection: {err}"),
+        }
+    }
+}
+
+/// The handlers of every connection.
+pub struct StrataPg {
+    startup: Arc<TokenStartup>,
+    queries: Arc<PgQueries>,
+}
+
+impl StrataPg {
+    pub fn new(engine: QueryEngine) -> Self {
+        let empty = Arc::new(SessionContext::new());
+        Self {
+            startup: Arc::new(TokenStartup {
+                store: engine.catalog().store().clone(),
+            }),
+            queries: Arc::new(PgQueries {
+                parser: Arc::new(PgParser {
+                    engine,
+                    describe: DfSessionService::new(empty).query_parser(),
+                }),
+            }),
+        }
+    }
+}
+
+impl PgWireServerHandlers for StrataPg {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.queries.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.queries.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+}
+
+/// Asks for a cleartext password and takes it as a Strata token.
+pub struct TokenStartup {
+    store: CatalogStore,
+}
+
+#[async_trait]
+impl StartupHandler for TokenStartup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                client
+                    .send(PgWireBackendMessage::Authentication(
+                        Authentication::CleartextPassword,
+                    ))
+                    .await?;
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(password) => {
+                let password = password.into_password()?;
+                match self.store.authenticate(&password.password).await {
+                    Ok(principal) => {
+                        client.session_extensions().insert(principal);
+                        finish_authentication(client, &DefaultServerParameterProvider::default())
+                            .await?;
+                    }
+                    Err(err) => {
+                        return Err(user_error("28P01", &err.to_string()));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// An error as the client shows it: a message, and the hint on its own line.
+fn user_error(code: &str, text: &str) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_string(),
+        code.to_string(),
+        text.to_string(),
+    )))
+}
+
+fn query_error(err: QueryError) -> PgWireError {
+    let code = if err.is_forbidden() { "42501" } else { "42000" };
+    user_error(code, &err.to_string())
+}
+
+/// A connection's session, made at its first query.
+struct Connection {
+    ctx: Arc<SessionContext>,
+    service: DfSessionService,
+}
+
+/// Runs queries for the connection's principal.
+pub struct PgQueries {
+    parser: Arc<PgParser>,
+}
+
+/// Parses extended-protocol statements in the connection's session.
+pub struct PgParser {
+    engine: QueryEngine,
+    /// Answers for result schemas and parameter types, which need no session.
+    describe: Arc<Parser>,
+}
+
+impl PgParser {
+    fn principal<C: ClientInfo + ?Sized>(client: &C) -> PgWireResult<Arc<Principal>> {
+        client
+            .session_extensions()
+            .get::<Principal>()
+            .ok_or_else(|| user_error("28000", "the connection has not authenticated"))
+    }
+
+    async fn connection<C: ClientInfo + ?Sized>(
+        &self,
+        client: &C,
+    ) -> PgWireResult<Arc<Connection>> {
+        if let Some(connection) = client.session_extensions().get::<Connection>() {
+            return Ok(connection);
+        }
+        let principal = Self::principal(client)?;
+        let session = self.engine.session(&principal).await.map_err(query_error)?;
+        let ctx = Arc::new(with_pg_catalog(session)?);
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            Arc::new(Guard),
+            Arc::new(CursorStatementHook),
+            Arc::new(SetShowHook),
+            Arc::new(TransactionStatementHook),
+        ];
+        let service = DfSessionService::new_with_hooks(ctx.clone(), hooks);
+        client
+            .session_extensions()
+            .insert(Connection { ctx, service });
+        Ok(client
+            .session_extensions()
+            .get::<Connection>()
+            .expect("just inserted"))
+    }
+
+    /// The connection's session, with `sql`'s time travel registered in it.
+    async fn prepare<C: ClientInfo + ?Sized>(
+        &self,
+        client: &C,
+        sql: &str,
+    ) -> PgWireResult<(Arc<Connection>, String)> {
+        let connection = self.connection(client).await?;
+        let principal = Self::principal(client)?;
+        let sql = self
+            .engine
+            .prepare(&connection.ctx, sql, &principal)
+            .await
+            .map_err(query_error)?;
+        Ok((connection, sql))
+    }
+}
+
+/// `session` with PostgreSQL's `pg_catalog` beside the spaces.
+fn with_pg_catalog(session: SessionContext) -> PgWireResult<SessionContext> {
+    setup_pg_catalog(&session, CATALOG_NAME, AuthManager::new())
+        .map_err(|err| user_error("XX000", &format!("setting up pg_catalog: {err}")))?;
+    Ok(session)
+}
+
+#[async_trait]
+impl QueryParser for PgParser {
+    type Statement = DfStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let (connection, sql) = self.prepare(client, sql).await?;
+        connection
+            .service
+            .query_parser()
+            .parse_sql(client, &sql, types)
+            .await
+    }
+
+    fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        self.describe.get_parameter_types(statement)
+    }
+
+    fn get_result_schema(
+        &self,
+        statement: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        self.describe.get_result_schema(statement, column_format)
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for PgQueries {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (connection, sql) = self.parser.prepare(client, query).await?;
+        SimpleQueryHandler::do_query(&connection.service, client, &sql).await
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for PgQueries {
+    type Statement = DfStatement;
+    type QueryParser = PgParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let connection = self.parser.connection(client).await?;
+        ExtendedQueryHandler::do_query(&connection.service, client, portal, max_rows).await
+    }
+}
+
+/// Lets through queries, `EXPLAIN`, session statements and `INSERT`s into
+/// spaces the token may write; refuses DDL and other writes before they run.
+struct Guard;
+
+impl Guard {
+    fn check(statement: &Statement, principal: Option<Arc<Principal>>) -> PgWireResult<()> {
+        let principal =
+            principal.ok_or_else(|| user_error("28000", "the connection has not authenticated"))?;
+        if let Statement::Insert(insert) = statement {
+            let TableObject::TableName(name) = &insert.table else {
+                return Err(user_error(
+                    "0A000",
+                    "INSERT INTO a table function is not supported",
+                ));
+            };
+            let parts: Vec<String> = name.0.iter().map(|part| part.to_string()).collect();
+            let space = match parts.as_slice() {
+                [.., space, _] => space.trim_matches('"').to_string(),
+                _ => "public".to_string(),
+            };
+            return principal
+                .require(&space, Access::Write)
+                .map_err(|err| user_error("42501", &err.to_string()));
+        }
+        let text = statement.to_string();
+        let verb = text
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let refused = [
+            "CREATE", "DROP", "ALTER", "COPY", "DELETE", "UPDATE", "TRUNCATE", "MERGE", "GRANT",
+            "REVOKE",
+        ];
+        if refused.contains(&verb.as_str()) {
+            return Err(user_error(
+                "0A000",
+                &format!(
+                    "{verb} is not supported over the PostgreSQL protocol: it runs queries, EXPLAIN and INSERT INTO space.table\n  hint: change tables with DDL files and `strata catalog register`"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl QueryHook for Guard {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        _session_context: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        let principal = client.session_extensions().get::<Principal>();
+        Self::check(statement, principal).err().map(Err)
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        _session_context: &SessionContext,
+        client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        let principal = client.session_extensions().get::<Principal>();
+        Self::check(statement, principal).err().map(Err)
+    }
+
+    async fn handle_extended_query(
+        &self,
+        _statement: &Statement,
+        _logical_plan: &LogicalPlan,
+        _params: &ParamValues,
+        _session_context: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        None
+    }
+}

@@ -1,0 +1,658 @@
+//! Live subscriptions over WebSocket: what dashboards use instead of polling.
+//!
+//! ```text
+//!   client ── GET /api/v1/subscribe?token=… (upgrade) ──▶ {"table": "shop.app_city_gmv", "filter": "city = 'Beijing'"}
+//!   server ◀── snapshot (one consistent cut) ─ then, in order, each change of the live table:
+//!              keyed table:   upsert {rows} | delete {rows}       (rows carry _provisional)
+//!              append table:  insert {rows} | provisional {rows}  (the open windows, replacing the last)
+//!              committed {version}
+//!
+//!   distinct mode: {"table": "shop.dwd_page_views", "distinct": "user_id", "by": "city", "values": ["Beijing", "Shanghai"]}
+//!   server ◀── distinct {count, by: {Beijing: n, Shanghai: m}} at the start and whenever it changes;
+//!              the client may send {"values": [...]} at any time to choose other values
+//! ```
+//!
+//! The snapshot and the changes come from the pipeline's live table under one
+//! lock ([`strata_pipelines::live::LiveTable::subscribe`]), so nothing is
+//! missed or counted twice between them. A table no pipeline here writes is
+//! followed through its Delta log: a new version sends a new snapshot.
+//!
+//! Distinct counts keep, per value of the `by` column, a roaring bitmap of
+//! the `distinct` column's values re-mapped to dense integers (1, 2, 3 … in
+//! the order they are first seen). Any union of values is then one bitmap OR,
+//! counted exactly, with no combination computed in advance.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::datatypes::{DataType, SchemaRef};
+use axum::extract::ws::{Message, WebSocket};
+use datafusion::common::DFSchema;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+use roaring::RoaringBitmap;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use strata_catalog::connectors::{self, delta as lake};
+use strata_catalog::{Access, CatalogError, Principal, TableKind, TableName};
+use strata_pipelines::live::{LiveChange, PROVISIONAL};
+use strata_pipelines::sink::delete_markers;
+
+use crate::query::QueryEngine;
+use crate::views::batches_to_json_rows;
+
+/// The most rows a snapshot may hold; a filter narrows a larger table.
+const SNAPSHOT_LIMIT: usize = 100_000;
+/// How often a table no pipeline writes here is looked at for a new version.
+const POLL: Duration = Duration::from_secs(1);
+
+/// What a client asks for first.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    pub table: String,
+    /// A SQL condition on the table's columns.
+    pub filter: Option<String>,
+    /// Distinct mode: the column whose distinct values are counted …
+    pub distinct: Option<String>,
+    /// … per value of this column …
+    pub by: Option<String>,
+    /// … over the union of these values (all of them when absent).
+    pub values: Option<Vec<String>>,
+}
+
+/// A later message of the client, in distinct mode.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reselect {
+    values: Option<Vec<String>>,
+}
+
+/// Why a subscription stopped.
+#[derive(Debug, thiserror::Error)]
+enum SubscribeError {
+    #[error(transparent)]
+    Catalog(Box<CatalogError>),
+    #[error("{message}\n  hint: {hint}")]
+    Request { message: String, hint: String },
+    #[error("the client left")]
+    Gone,
+}
+
+impl From<CatalogError> for SubscribeError {
+    fn from(err: CatalogError) -> Self {
+        SubscribeError::Catalog(Box::new(err))
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for SubscribeError {
+    fn from(err: datafusion::error::DataFusionError) -> Self {
+        CatalogError::Query(err).into()
+    }
+}
+
+impl From<arrow::error::ArrowError> for SubscribeError {
+    fn from(err: arrow::error::ArrowError) -> Self {
+        CatalogError::from(err).into()
+    }
+}
+
+fn request_error(message: String, hint: &str) -> SubscribeError {
+    SubscribeError::Request {
+        message,
+        hint: hint.to_string(),
+    }
+}
+
+/// Serves one WebSocket until the client leaves or the subscription fails.
+pub async fn serve(mut socket: WebSocket, engine: QueryEngine, principal: Principal) {
+    let outcome = async {
+        let first = next_text(&mut socket).await?;
+        let subscription: Subscription = serde_json::from_str(&first).map_err(|err| {
+            request_error(
+                format!("the subscription is not valid JSON: {err}"),
+                r#"send {"table": "space.table", "filter": "…"} or {"table": …, "distinct": "user_id", "by": "city", "values": […]}"#,
+            )
+        })?;
+        follow(&mut socket, &engine, &principal, subscription).await
+    }
+    .await;
+    if let Err(err) = outcome
+        && !matches!(err, SubscribeError::Gone)
+    {
+        let text = err.to_string();
+        let (message, hint) = match text.split_once("\n  hint: ") {
+            Some((m, h)) => (m.to_string(), Some(h.to_string())),
+            None => (text, None),
+        };
+        let _ = send(
+            &mut socket,
+            json!({"type": "error", "error": message, "hint": hint}),
+        )
+        .await;
+    }
+}
+
+async fn next_text(socket: &mut WebSocket) -> Result<String, SubscribeError> {
+    loop {
+        match socket.recv().await {
+            Some(Ok(Message::Text(text))) => return Ok(text.to_string()),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Err(SubscribeError::Gone),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+async fn send(socket: &mut WebSocket, message: Value) -> Result<(), SubscribeError> {
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await
+        .map_err(|_| SubscribeError::Gone)
+}
+
+async fn follow(
+    socket: &mut WebSocket,
+    engine: &QueryEngine,
+    principal: &Principal,
+    subscription: Subscription,
+) -> Result<(), SubscribeError> {
+    let name: TableName = subscription.table.parse()?;
+    principal.require(&name.space, Access::Read)?;
+    let def = engine.catalog().store().get(&name).await?.def;
+    let live = engine
+        .pipelines()
+        .stats(&name.to_string())
+        .and_then(|stats| stats.live.subscribe().map(|cut| (stats, cut)));
+    let Some((stats, (cut, mut changes))) = live else {
+        return follow_log(socket, engine, &def, &subscription).await;
+    };
+    let (key, version) = (cut.key.clone(), cut.version);
+    let provider = cut.provider().await.map_err(|err| {
+        CatalogError::Query(datafusion::error::DataFusionError::External(Box::new(err)))
+    })?;
+    let rows = select(provider, &subscription, SNAPSHOT_LIMIT).await?;
+    let mut view = match (&subscription.distinct, key.is_empty()) {
+        (Some(_), false) => {
+            return Err(request_error(
+                format!(
+                    "{name} is a keyed table; distinct counts follow tables rows are appended to"
+                ),
+                "count the distinct values of a detail (DWD) table",
+            ));
+        }
+        (Some(_), true) => View::Distinct(Distinct::new(&subscription, &rows)?),
+        (None, false) => View::Keyed(Keyed::new(key, &rows)),
+        (None, true) => View::Appended,
+    };
+    let filter = Filter::compile(subscription.filter.as_deref(), &rows.schema)?;
+    send(socket, view.snapshot(&rows, Some(version))?).await?;
+    loop {
+        tokio::select! {
+            change = changes.recv() => {
+                stats.live.keep_wanted();
+                let change = match change {
+                    Ok(change) => change,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        return Err(request_error(
+                            format!("the subscriber fell {missed} changes behind"),
+                            "subscribe again (a snapshot restarts it), with a narrower filter",
+                        ));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                };
+                match change.as_ref() {
+                    LiveChange::Ended => {
+                        send(socket, json!({"type": "ended"})).await?;
+                        return follow_log(socket, engine, &def, &subscription).await;
+                    }
+                    LiveChange::Committed(version) => {
+                        send(socket, json!({"type": "committed", "version": version})).await?;
+                    }
+                    LiveChange::Rows(batches) => {
+                        for message in view.rows(batches, &rows.schema, &filter)? {
+                            send(socket, message).await?;
+                        }
+                    }
+                    LiveChange::Provisional(batches) => {
+                        for message in view.provisional(batches, &rows.schema, &filter)? {
+                            send(socket, message).await?;
+                        }
+                    }
+                }
+            }
+            text = next_text(socket) => {
+                let reselect: Reselect = serde_json::from_str(&text?).map_err(|err| {
+                    request_error(format!("not a selection: {err}"), r#"send {"values": ["Beijing", "Shanghai"]}"#)
+                })?;
+                if let View::Distinct(distinct) = &mut view {
+                    distinct.selected = reselect.values;
+                    send(socket, distinct.message()).await?;
+                }
+            }
+        }
+    }
+}
+
+/// A table no pipeline writes here: a snapshot, then one per new Delta version.
+async fn follow_log(
+    socket: &mut WebSocket,
+    engine: &QueryEngine,
+    def: &strata_catalog::TableDef,
+    subscription: &Subscription,
+) -> Result<(), SubscribeError> {
+    if !matches!(def.kind, TableKind::Delta { .. }) {
+        return Err(request_error(
+            format!(
+                "{} is a {} table that no pipeline here writes; there is nothing to follow",
+                def.name,
+                def.kind.connector()
+            ),
+            "subscribe to a Delta table, or to a table a pipeline of this strata writes",
+        ));
+    }
+    let location = connectors::delta_location(engine.catalog().project(), def)?;
+    let mut seen = None;
+    loop {
+        let version = lake::open(&location).await?.version();
+        if version != seen {
+            seen = version;
+            let provider = lake::table_provider(&location).await?;
+            let rows = select(provider, subscription, SNAPSHOT_LIMIT).await?;
+            let message = match &subscription.distinct {
+                Some(_) => Distinct::new(subscription, &rows)?.message(),
+                None => snapshot_message(&rows, version.map(|v| v as i64))?,
+            };
+            send(socket, message).await?;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            text = next_text(socket) => { text?; }
+        }
+    }
+}
+
+/// Rows of a query over one table, as a batch.
+struct Rows {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+}
+
+/// `SELECT * FROM table WHERE filter` over `provider`, in a session that holds nothing else.
+async fn select(
+    provider: Arc<dyn datafusion::catalog::TableProvider>,
+    subscription: &Subscription,
+    limit: usize,
+) -> Result<Rows, SubscribeError> {
+    let ctx = SessionContext::new();
+    ctx.register_table("subscribed", provider)?;
+    let sql = match &subscription.filter {
+        Some(filter) => format!(
+            "SELECT * FROM subscribed WHERE {filter} LIMIT {}",
+            limit + 1
+        ),
+        None => format!("SELECT * FROM subscribed LIMIT {}", limit + 1),
+    };
+    let frame = ctx.sql(&sql).await.map_err(|err| {
+        request_error(
+            format!("the filter does not apply to {}: {err}", subscription.table),
+            "write a SQL condition on the table's columns, e.g. city = 'Beijing'",
+        )
+    })?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await?;
+    let count: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if count > limit {
+        return Err(request_error(
+            format!(
+                "{} has more than {limit} rows to send at first",
+                subscription.table
+            ),
+            "subscribe with a filter that narrows it",
+        ));
+    }
+    Ok(Rows { schema, batches })
+}
+
+fn snapshot_message(rows: &Rows, version: Option<i64>) -> Result<Value, SubscribeError> {
+    Ok(json!({
+        "type": "snapshot",
+        "version": version,
+        "columns": crate::query::output::columns(&rows.schema),
+        "rows": batches_to_json_rows(&rows.batches)?,
+    }))
+}
+
+/// The subscription's filter, compiled once for the changes that follow.
+struct Filter(Option<Arc<dyn PhysicalExpr>>);
+
+impl Filter {
+    fn compile(filter: Option<&str>, schema: &SchemaRef) -> Result<Self, SubscribeError> {
+        let Some(filter) = filter else {
+            return Ok(Self(None));
+        };
+        let ctx = SessionContext::new();
+        let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+        let expr = ctx.parse_sql_expr(filter, &df_schema)?;
+        Ok(Self(Some(ctx.create_physical_expr(expr, &df_schema)?)))
+    }
+
+    /// The rows of `batch` (of the subscription's schema) the filter keeps.
+    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, SubscribeError> {
+        let Some(expr) = &self.0 else {
+            return Ok(batch.clone());
+        };
+        let verdicts = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+        let verdicts = verdicts.as_boolean();
+        let keep: BooleanArray = (0..verdicts.len())
+            .map(|i| Some(verdicts.is_valid(i) && verdicts.value(i)))
+            .collect();
+        Ok(arrow::compute::filter_record_batch(batch, &keep)?)
+    }
+}
+
+/// Produced rows as rows of the subscription's schema, flagged, with their delete markers.
+fn conform(
+    batches: &[RecordBatch],
+    schema: &SchemaRef,
+    provisional: bool,
+) -> Result<Vec<(RecordBatch, BooleanArray)>, SubscribeError> {
+    let markers = delete_markers(batches);
+    batches
+        .iter()
+        .zip(markers)
+        .filter(|(batch, _)| batch.num_rows() > 0)
+        .map(|(batch, deletes)| {
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|field| {
+                    if field.name() == PROVISIONAL {
+                        return Ok(
+                            Arc::new(BooleanArray::from(vec![provisional; batch.num_rows()]))
+                                as arrow::array::ArrayRef,
+                        );
+                    }
+                    let column = batch.column_by_name(field.name()).ok_or_else(|| {
+                        request_error(
+                            format!("the pipeline's rows lack the column {}", field.name()),
+                            "subscribe again once the pipeline runs with the table's schema",
+                        )
+                    })?;
+                    Ok(arrow::compute::cast(column, field.data_type())?)
+                })
+                .collect::<Result<Vec<_>, SubscribeError>>()?;
+            Ok((RecordBatch::try_new(schema.clone(), columns)?, deletes))
+        })
+        .collect()
+}
+
+/// Produced rows the filter keeps, as rows of the subscription's schema.
+fn filtered(
+    batches: &[RecordBatch],
+    schema: &SchemaRef,
+    filter: &Filter,
+    provisional: bool,
+) -> Result<Vec<RecordBatch>, SubscribeError> {
+    conform(batches, schema, provisional)?
+        .iter()
+        .map(|(batch, _)| filter.apply(batch))
+        .collect()
+}
+
+/// What the client has been sent, to compute what to send next.
+enum View {
+    Appended,
+    Keyed(Keyed),
+    Distinct(Distinct),
+}
+
+impl View {
+    fn snapshot(&self, rows: &Rows, version: Option<i64>) -> Result<Value, SubscribeError> {
+        match self {
+            View::Distinct(distinct) => Ok(distinct.message()),
+            _ => snapshot_message(rows, version),
+        }
+    }
+
+    fn rows(
+        &mut self,
+        batches: &[RecordBatch],
+        schema: &SchemaRef,
+        filter: &Filter,
+    ) -> Result<Vec<Value>, SubscribeError> {
+        match self {
+            View::Appended => {
+                let kept = filtered(batches, schema, filter, false)?;
+                if kept.iter().all(|b| b.num_rows() == 0) {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![
+                    json!({"type": "insert", "rows": batches_to_json_rows(&kept)?}),
+                ])
+            }
+            View::Keyed(keyed) => keyed.apply(conform(batches, schema, false)?, filter, false),
+            View::Distinct(distinct) => {
+                let before = distinct.counts();
+                for batch in batches {
+                    distinct.add(batch)?;
+                }
+                Ok(match distinct.counts() == before {
+                    true => Vec::new(),
+                    false => vec![distinct.message()],
+                })
+            }
+        }
+    }
+
+    fn provisional(
+        &mut self,
+        batches: &[RecordBatch],
+        schema: &SchemaRef,
+        filter: &Filter,
+    ) -> Result<Vec<Value>, SubscribeError> {
+        match self {
+            View::Appended => {
+                let kept = filtered(batches, schema, filter, true)?;
+                Ok(vec![
+                    json!({"type": "provisional", "rows": batches_to_json_rows(&kept)?}),
+                ])
+            }
+            View::Keyed(keyed) => keyed.apply(conform(batches, schema, true)?, filter, true),
+            View::Distinct(_) => Ok(Vec::new()),
+        }
+    }
+}
+
+/// A keyed table as sent: final and provisional values per key.
+struct Keyed {
+    key: Vec<String>,
+    finals: HashMap<String, Value>,
+    provisional: HashMap<String, Value>,
+    sent: HashMap<String, Value>,
+}
+
+impl Keyed {
+    fn new(key: Vec<String>, rows: &Rows) -> Self {
+        let mut keyed = Self {
+            key,
+            finals: HashMap::new(),
+            provisional: HashMap::new(),
+            sent: HashMap::new(),
+        };
+        let values = batches_to_json_rows(&rows.batches).unwrap_or_default();
+        for row in values.as_array().into_iter().flatten() {
+            let id = keyed.id(row);
+            let target = match row[PROVISIONAL] == Value::Bool(true) {
+                true => &mut keyed.provisional,
+                false => &mut keyed.finals,
+            };
+            target.insert(id.clone(), row.clone());
+            keyed.sent.insert(id, row.clone());
+        }
+        keyed
+    }
+
+    fn id(&self, row: &Value) -> String {
+        Value::Array(self.key.iter().map(|k| row[k].clone()).collect()).to_string()
+    }
+
+    /// Folds changes in (a new provisional set replaces the last) and
+    /// returns what the client must hear: upserts and deletes of the merged view.
+    fn apply(
+        &mut self,
+        batches: Vec<(RecordBatch, BooleanArray)>,
+        filter: &Filter,
+        provisional: bool,
+    ) -> Result<Vec<Value>, SubscribeError> {
+        let mut touched: BTreeSet<String> = BTreeSet::new();
+        if provisional {
+            touched.extend(self.provisional.drain().map(|(id, _)| id));
+        }
+        for (batch, deletes) in batches {
+            let kept = filter.apply(&batch)?;
+            let verdicts: BTreeSet<String> = batches_to_json_rows(&[kept])?
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|row| self.id(row))
+                .collect();
+            let rows = batches_to_json_rows(&[batch])?;
+            for (i, row) in rows.as_array().into_iter().flatten().enumerate() {
+                let id = self.id(row);
+                touched.insert(id.clone());
+                let target = match provisional {
+                    true => &mut self.provisional,
+                    false => &mut self.finals,
+                };
+                if deletes.value(i) || !verdicts.contains(&id) {
+                    target.remove(&id);
+                } else {
+                    target.insert(id, row.clone());
+                }
+            }
+        }
+        let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+        for id in touched {
+            let now = self.provisional.get(&id).or_else(|| self.finals.get(&id));
+            match (now, self.sent.get(&id)) {
+                (Some(now), Some(before)) if now == before => {}
+                (Some(now), _) => {
+                    upserts.push(now.clone());
+                    self.sent.insert(id, now.clone());
+                }
+                (None, Some(before)) => {
+                    deletes.push(before.clone());
+                    self.sent.remove(&id);
+                }
+                (None, None) => {}
+            }
+        }
+        let mut messages = Vec::new();
+        if !upserts.is_empty() {
+            messages.push(json!({"type": "upsert", "rows": upserts}));
+        }
+        if !deletes.is_empty() {
+            messages.push(json!({"type": "delete", "rows": deletes}));
+        }
+        Ok(messages)
+    }
+}
+
+/// Exact distinct counts per value of one column, over any union of values.
+struct Distinct {
+    distinct: String,
+    by: String,
+    selected: Option<Vec<String>>,
+    /// Each distinct value's dense number.
+    ids: HashMap<String, u32>,
+    per_value: BTreeMap<String, RoaringBitmap>,
+}
+
+impl Distinct {
+    fn new(subscription: &Subscription, rows: &Rows) -> Result<Self, SubscribeError> {
+        let (Some(distinct), Some(by)) = (&subscription.distinct, &subscription.by) else {
+            return Err(request_error(
+                "a distinct subscription names both 'distinct' and 'by'".to_string(),
+                r#"send {"table": …, "distinct": "user_id", "by": "city"}"#,
+            ));
+        };
+        for column in [distinct, by] {
+            if rows.schema.index_of(column).is_err() {
+                return Err(request_error(
+                    format!("{} has no column {column}", subscription.table),
+                    "name columns of the table",
+                ));
+            }
+        }
+        let mut counter = Self {
+            distinct: distinct.clone(),
+            by: by.clone(),
+            selected: subscription.values.clone(),
+            ids: HashMap::new(),
+            per_value: BTreeMap::new(),
+        };
+        for batch in &rows.batches {
+            counter.add(batch)?;
+        }
+        Ok(counter)
+    }
+
+    /// Adds the rows of `batch` (any schema with both columns).
+    fn add(&mut self, batch: &RecordBatch) -> Result<(), SubscribeError> {
+        let text = |name: &str| -> Result<Option<Arc<dyn Array>>, SubscribeError> {
+            batch
+                .column_by_name(name)
+                .map(|c| arrow::compute::cast(c, &DataType::Utf8))
+                .transpose()
+                .map_err(Into::into)
+        };
+        let (Some(ids), Some(values)) = (text(&self.distinct)?, text(&self.by)?) else {
+            return Ok(());
+        };
+        let (ids, values) = (ids.as_string::<i32>(), values.as_string::<i32>());
+        for row in 0..batch.num_rows() {
+            if ids.is_null(row) || values.is_null(row) {
+                continue;
+            }
+            let next = self.ids.len() as u32 + 1;
+            let id = *self.ids.entry(ids.value(row).to_string()).or_insert(next);
+            self.per_value
+                .entry(values.value(row).to_string())
+                .or_default()
+                .insert(id);
+        }
+        Ok(())
+    }
+
+    /// The union's count and each selected value's count.
+    fn counts(&self) -> (u64, BTreeMap<String, u64>) {
+        let chosen: Vec<(&String, &RoaringBitmap)> = match &self.selected {
+            Some(values) => self
+                .per_value
+                .iter()
+                .filter(|(value, _)| values.contains(value))
+                .collect(),
+            None => self.per_value.iter().collect(),
+        };
+        let union: RoaringBitmap = chosen
+            .iter()
+            .map(|(_, b)| *b)
+            .fold(RoaringBitmap::new(), |a, b| a | b);
+        let by = chosen
+            .iter()
+            .map(|(v, b)| ((*v).clone(), b.len()))
+            .collect();
+        (union.len(), by)
+    }
+
+    fn message(&self) -> Value {
+        let (count, by) = self.counts();
+        let mut per = Map::new();
+        for (value, n) in by {
+            per.insert(value, json!(n));
+        }
+        json!({"type": "distinct", "column": self.distinct, "by_column": self.by, "count": count, "by": per})
+    }
+}
