@@ -56,10 +56,8 @@ struct Uncommitted {
     version: Option<i64>,
     /// Rows of commits started but not landed, oldest first.
     in_flight: VecDeque<Vec<RecordBatch>>,
-    /// Rows not yet handed to a commit.
+    /// Rows not yet handed to a commit (each sent to subscribers as it came).
     buffered: Vec<RecordBatch>,
-    /// How many of `buffered` subscribers have been sent.
-    sent: usize,
     /// The open windows' current values.
     provisional: Vec<RecordBatch>,
 }
@@ -70,6 +68,8 @@ struct Target {
     location: String,
     /// The primary key, for a table the pipeline upserts; empty for appends.
     key: Vec<String>,
+    /// The pipeline aggregates, so it has open windows (or changed groups) to show.
+    aggregates: bool,
 }
 
 /// What subscribers of a live table receive after their snapshot, in order.
@@ -96,6 +96,10 @@ pub struct LiveTable {
     /// Until when (ms since the epoch) the open windows' values are wanted.
     wanted_until_ms: AtomicI64,
     changes: tokio::sync::broadcast::Sender<Arc<LiveChange>>,
+    /// Wakes the pipeline to compute the open windows for a reader that has just come.
+    asked: tokio::sync::Notify,
+    /// Counts the times the open windows' values were set.
+    provisional_sets: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for LiveTable {
@@ -105,9 +109,14 @@ impl Default for LiveTable {
             rows: Mutex::default(),
             wanted_until_ms: AtomicI64::default(),
             changes: tokio::sync::broadcast::channel(SUBSCRIBER_BACKLOG).0,
+            asked: tokio::sync::Notify::new(),
+            provisional_sets: tokio::sync::watch::channel(0).0,
         }
     }
 }
+
+/// How long a reader that has just come waits for the open windows' values.
+const FIRST_PROVISIONAL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One consistent cut of a live table.
 #[derive(Debug, Clone)]
@@ -122,10 +131,11 @@ pub struct LiveSnapshot {
 
 impl LiveTable {
     /// The pipeline has opened its Delta target at `version`.
-    pub fn begin(&self, location: &str, key: Vec<String>, version: i64) {
+    pub fn begin(&self, location: &str, key: Vec<String>, aggregates: bool, version: i64) {
         *self.target.lock().expect("not poisoned") = Some(Target {
             location: location.to_string(),
             key,
+            aggregates,
         });
         *self.rows.lock().expect("not poisoned") = Uncommitted {
             version: Some(version),
@@ -145,35 +155,74 @@ impl LiveTable {
         let _ = self.changes.send(Arc::new(change));
     }
 
-    /// The rows read since the last commit started (the rows before only grow).
+    /// The rows read since the last commit started (which only grow until it).
     pub fn set_buffered(&self, rows: &[RecordBatch]) {
         let mut state = self.rows.lock().expect("not poisoned");
-        if rows.len() > state.sent {
-            self.send(LiveChange::Rows(rows[state.sent..].to_vec()));
-            state.sent = rows.len();
+        if state.version.is_none() || rows.len() <= state.buffered.len() {
+            return;
         }
-        state.buffered = rows.to_vec();
+        let fresh = rows[state.buffered.len()..].to_vec();
+        state.buffered.extend(fresh.iter().cloned());
+        self.send(LiveChange::Rows(fresh));
     }
 
     /// The open windows' current values.
     pub fn set_provisional(&self, rows: Vec<RecordBatch>) {
         let mut state = self.rows.lock().expect("not poisoned");
+        if state.version.is_none() {
+            return;
+        }
         self.send(LiveChange::Provisional(rows.clone()));
         state.provisional = rows;
+        self.provisional_sets.send_modify(|n| *n += 1);
     }
 
     /// A commit of `rows` has started; the buffer is empty again, and the
-    /// open windows are now `provisional` (the ones it emits are not).
-    pub fn commit_started(&self, rows: &[RecordBatch], provisional: Vec<RecordBatch>) {
+    /// open windows are now `provisional` (the ones it emits are not), when
+    /// someone reads them.
+    pub fn commit_started(&self, rows: &[RecordBatch], provisional: Option<Vec<RecordBatch>>) {
         let mut state = self.rows.lock().expect("not poisoned");
-        if rows.len() > state.sent {
-            self.send(LiveChange::Rows(rows[state.sent..].to_vec()));
+        if state.version.is_none() {
+            return;
         }
-        self.send(LiveChange::Provisional(provisional.clone()));
+        if rows.len() > state.buffered.len() {
+            self.send(LiveChange::Rows(rows[state.buffered.len()..].to_vec()));
+        }
         state.in_flight.push_back(rows.to_vec());
         state.buffered.clear();
-        state.sent = 0;
+        if provisional.is_none() && state.provisional.is_empty() {
+            return;
+        }
+        let provisional = provisional.unwrap_or_default();
+        self.send(LiveChange::Provisional(provisional.clone()));
         state.provisional = provisional;
+        self.provisional_sets.send_modify(|n| *n += 1);
+    }
+
+    /// Resolves when a reader that has just come asks for the open windows.
+    pub async fn asked(&self) {
+        self.asked.notified().await
+    }
+
+    /// Makes sure the open windows' values are current before a read: a
+    /// reader after a quiet spell asks the pipeline for them and waits (at
+    /// most two seconds) until they are set.
+    pub async fn refresh(&self) {
+        let aggregates = self
+            .target
+            .lock()
+            .expect("not poisoned")
+            .as_ref()
+            .is_some_and(|t| t.aggregates);
+        let was_wanted = self.wanted();
+        self.keep_wanted();
+        if !aggregates || was_wanted {
+            return;
+        }
+        let mut sets = self.provisional_sets.subscribe();
+        let before = *sets.borrow_and_update();
+        self.asked.notify_one();
+        let _ = tokio::time::timeout(FIRST_PROVISIONAL_WAIT, sets.wait_for(|n| *n != before)).await;
     }
 
     /// The oldest commit in flight has landed as `version`.
@@ -213,7 +262,8 @@ impl LiveTable {
         self.wanted_until_ms.load(Ordering::Relaxed) > now_ms()
     }
 
-    /// The current cut, or `None` when no pipeline is writing the table.
+    /// The current cut, or `None` when no pipeline is writing the table
+    /// (after [`Self::refresh`], for the open windows' values).
     pub fn snapshot(&self) -> Option<LiveSnapshot> {
         let target = self.target.lock().expect("not poisoned").clone()?;
         self.keep_wanted();

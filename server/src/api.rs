@@ -17,6 +17,7 @@
 //!   GET    /api/v1/lineage/path?from=&to=&at=      the path between two nodes
 //!   GET    /metrics                                the same, for Prometheus
 //!   GET    /  →  /ui/lineage                       the web UI: the lineage browser (ui/, built into the binary)
+//!   GET    /ui/query                               the web UI: SQL, and a live view of a subscribed table
 //! ```
 //!
 //! Every route but `/api/v1/health` and the UI's pages needs a token:
@@ -74,7 +75,9 @@ pub fn router_for(queries: QueryEngine) -> Router {
             get(|| async { axum::response::Redirect::temporary("/ui/lineage") }),
         )
         .route("/ui/lineage", get(lineage_page))
-        .route("/ui/lineage.js", get(lineage_script));
+        .route("/ui/lineage.js", get(lineage_script))
+        .route("/ui/query", get(query_page))
+        .route("/ui/query.js", get(query_script));
     Router::new()
         .route("/api/v1/tables", get(list_tables).post(register_tables))
         .route(
@@ -227,8 +230,12 @@ type LookupCounter = (
 );
 
 /// The pipelines' counters in Prometheus' text format.
-async fn metrics(State(state): State<AppState>) -> Response {
-    let tables = state.pipelines.tables();
+async fn metrics(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Response {
+    let mut tables = state.pipelines.tables();
+    tables.retain(|table| readable(&principal, &table.name));
     let now_ms = strata_pipelines::runner::now_ms();
     let mut text = String::new();
     let counters: [Counter; 5] = [
@@ -365,7 +372,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
         }
     }
     if let Some(quality) = state.pipelines.quality() {
-        quality_metrics(&mut text, &quality.results.latest());
+        let mut statuses = quality.results.latest();
+        statuses.retain(|status| readable(&principal, &status.last.table));
+        quality_metrics(&mut text, &statuses);
     }
     (
         [(
@@ -689,9 +698,13 @@ async fn lineage_snapshot(
 /// Lineage around a node, with each table's runtime counters when its pipeline runs here.
 async fn lineage_around(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(node): Path<String>,
     axum::extract::Query(query): axum::extract::Query<LineageQuery>,
 ) -> Response {
+    if let Err(refusal) = require_node(&principal, &node) {
+        return refusal.into_response();
+    }
     let answer = async {
         let direction = match query.direction.as_deref() {
             None | Some("both") => strata_lineage::Direction::Both,
@@ -712,6 +725,8 @@ async fn lineage_around(
             query.depth.unwrap_or(3),
             columns,
         )?;
+        let mut view = view;
+        hide_unreadable(&mut view.subgraph, &principal);
         let runtime: serde_json::Map<String, Value> = state
             .pipelines
             .tables()
@@ -805,6 +820,7 @@ async fn quality_overlay(state: &AppState, view: &crate::lineage::LineageView) -
 /// (which the pipelines running here write to within a second).
 async fn list_checks(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     axum::extract::Query(query): axum::extract::Query<ChecksQuery>,
 ) -> Response {
     let answer = async {
@@ -818,7 +834,8 @@ async fn list_checks(
             .as_deref()
             .map(crate::lineage::parse_time)
             .transpose()?;
-        let statuses = crate::quality::status(&state.catalog, table.as_ref(), since_ms).await?;
+        let mut statuses = crate::quality::status(&state.catalog, table.as_ref(), since_ms).await?;
+        statuses.retain(|status| readable(&principal, &status.table));
         anyhow::Ok(statuses)
     };
     match answer.await {
@@ -835,9 +852,13 @@ struct ChecksQuery {
 
 async fn lineage_impact(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(node): Path<String>,
     axum::extract::Query(query): axum::extract::Query<AtQuery>,
 ) -> Response {
+    if let Err(refusal) = require_node(&principal, &node) {
+        return refusal.into_response();
+    }
     let answer = async {
         let snapshot = lineage_snapshot(&state, query.at.as_deref()).await?;
         Ok::<_, anyhow::Error>(serde_json::to_value(snapshot.graph.impact(&node)?)?)
@@ -850,8 +871,14 @@ async fn lineage_impact(
 
 async fn lineage_path(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     axum::extract::Query(query): axum::extract::Query<PathQuery>,
 ) -> Response {
+    for node in [&query.from, &query.to] {
+        if let Err(refusal) = require_node(&principal, node) {
+            return refusal.into_response();
+        }
+    }
     let answer = async {
         let snapshot = lineage_snapshot(&state, query.at.as_deref()).await?;
         let path = snapshot.graph.path(&query.from, &query.to)?;
@@ -863,17 +890,62 @@ async fn lineage_path(
     }
 }
 
+/// Refuses a lineage request about a table or column of a space the token may not read.
+fn require_node(principal: &Principal, node: &str) -> Result<(), ApiError> {
+    if node.starts_with("pipeline:") {
+        return Ok(());
+    }
+    let space = node.split('.').next().unwrap_or_default();
+    Ok(principal.require(space, Access::Read)?)
+}
+
+/// Leaves out of a lineage view the tables, columns and pipelines of spaces
+/// the token may not read, and the edges that touch them.
+fn hide_unreadable(subgraph: &mut strata_lineage::Subgraph, principal: &Principal) {
+    use strata_lineage::Node;
+    let hidden: std::collections::HashSet<String> = subgraph
+        .nodes
+        .iter()
+        .filter(|node| {
+            let table = match node {
+                Node::Table { name, .. } => name,
+                Node::Column { table, .. } => table,
+                Node::Pipeline { target, .. } => target,
+            };
+            !readable(principal, table)
+        })
+        .map(|node| node.id())
+        .collect();
+    subgraph.nodes.retain(|node| !hidden.contains(&node.id()));
+    subgraph
+        .edges
+        .retain(|edge| !hidden.contains(&edge.from) && !hidden.contains(&edge.to));
+}
+
 /// The lineage browser's page (`ui/index.html`).
 async fn lineage_page() -> Response {
+    page(include_str!("../../ui/index.html"))
+}
+
+/// The query page (`ui/query.html`): SQL, and a live view of a subscribed table.
+async fn query_page() -> Response {
+    page(include_str!("../../ui/query.html"))
+}
+
+/// The query page's script, bundled from `ui/src` (`ui/dist`).
+async fn query_script() -> Response {
+    script(include_str!("../../ui/dist/query.js"))
+}
+
+fn page(html: &'static str) -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        include_str!("../../ui/index.html"),
+        html,
     )
         .into_response()
 }
 
-/// The lineage browser's script, bundled from `ui/src` with cytoscape and dagre (`ui/dist`).
-async fn lineage_script() -> Response {
+fn script(javascript: &'static str) -> Response {
     (
         [
             (
@@ -882,7 +954,12 @@ async fn lineage_script() -> Response {
             ),
             (axum::http::header::CACHE_CONTROL, "no-cache"),
         ],
-        include_str!("../../ui/dist/lineage.js"),
+        javascript,
     )
         .into_response()
+}
+
+/// The lineage browser's script, bundled from `ui/src` with cytoscape and dagre (`ui/dist`).
+async fn lineage_script() -> Response {
+    script(include_str!("../../ui/dist/lineage.js"))
 }

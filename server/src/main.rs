@@ -214,6 +214,18 @@ enum QuarantineCommand {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// From a record's Kafka timestamp to a query that sees it (live view, and committed only).
+    Freshness {
+        /// How many records to stream.
+        #[arg(long, default_value_t = 3_000)]
+        records: usize,
+        /// Records per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// Milliseconds between the reader's queries.
+        #[arg(long, default_value_t = 10)]
+        poll_ms: u64,
+    },
     /// The throughput cost of ten row rules on a Kafka → Delta pipeline.
     Quality {
         /// How many records to produce and ingest (the mock cluster holds about 600,000).
@@ -621,6 +633,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     compaction.files_removed, compaction.files_added, compaction.version
                 ),
             }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Freshness {
+            records,
+            rate,
+            poll_ms,
+        }) => {
+            let report = bench::freshness(records, rate, poll_ms, format == Format::Table).await?;
+            let ms = |v: i64| format!("{v} ms");
+            print_measures(
+                format,
+                &report,
+                [
+                    ("records", report.records.to_string()),
+                    ("rate", format!("{} /s", report.rate_per_s)),
+                    ("commit interval", ms(report.commit_interval_ms as i64)),
+                    ("queries", report.queries.to_string()),
+                    ("live view p50", ms(report.live_p50_ms)),
+                    ("live view p95", ms(report.live_p95_ms)),
+                    ("live view p99", ms(report.live_p99_ms)),
+                    ("live view max", ms(report.live_max_ms)),
+                    ("committed only p50", ms(report.committed_p50_ms)),
+                    ("committed only p99", ms(report.committed_p99_ms)),
+                ],
+            );
             Ok(())
         }
         Command::Bench(BenchCommand::Quality { records }) => {

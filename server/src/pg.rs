@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{Statement, TableObject};
+use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::auth::AuthManager;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
@@ -43,7 +43,7 @@ use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontend
 use datafusion_postgres::{DfSessionService, Parser};
 use futures::{Sink, SinkExt};
 use strata_catalog::provider::CATALOG_NAME;
-use strata_catalog::{Access, CatalogStore, Principal};
+use strata_catalog::{CatalogStore, Principal};
 use tokio::net::TcpListener;
 
 use crate::query::{QueryEngine, QueryError};
@@ -325,42 +325,57 @@ impl ExtendedQueryHandler for PgQueries {
 struct Guard;
 
 impl Guard {
-    fn check(statement: &Statement, principal: Option<Arc<Principal>>) -> PgWireResult<()> {
+    /// Refuses what the statement says it does, then what its plan does: a
+    /// write anywhere in it (under EXPLAIN ANALYZE, in a subquery) needs a
+    /// write grant on the table's space, and COPY is refused.
+    async fn check(
+        statement: &Statement,
+        ctx: &SessionContext,
+        principal: Option<Arc<Principal>>,
+    ) -> PgWireResult<()> {
         let principal =
             principal.ok_or_else(|| user_error("28000", "the connection has not authenticated"))?;
-        if let Statement::Insert(insert) = statement {
-            let TableObject::TableName(name) = &insert.table else {
-                return Err(user_error(
-                    "0A000",
-                    "INSERT INTO a table function is not supported",
-                ));
-            };
-            let parts: Vec<String> = name.0.iter().map(|part| part.to_string()).collect();
-            let space = match parts.as_slice() {
-                [.., space, _] => space.trim_matches('"').to_string(),
-                _ => "public".to_string(),
-            };
-            return principal
-                .require(&space, Access::Write)
-                .map_err(|err| user_error("42501", &err.to_string()));
-        }
         let text = statement.to_string();
+        // The statement's own verb, under any EXPLAIN [ANALYZE] [VERBOSE].
         let verb = text
             .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_ascii_uppercase();
+            .map(str::to_ascii_uppercase)
+            .find(|word| !matches!(word.as_str(), "EXPLAIN" | "ANALYZE" | "VERBOSE"))
+            .unwrap_or_default();
         let refused = [
-            "CREATE", "DROP", "ALTER", "COPY", "DELETE", "UPDATE", "TRUNCATE", "MERGE", "GRANT",
+            "CREATE",
+            "DROP",
+            "ALTER",
+            "COPY",
+            "DELETE",
+            "UPDATE",
+            "TRUNCATE",
+            "MERGE",
+            "GRANT",
             "REVOKE",
+            "PREPARE",
+            "EXECUTE",
+            "DEALLOCATE",
         ];
-        if refused.contains(&verb.as_str()) {
+        // DataFusion's own settings (the default schema among them) stay as the server set them.
+        let sets_engine = verb == "SET" && text.to_ascii_lowercase().contains("datafusion.");
+        if refused.contains(&verb.as_str()) || sets_engine {
             return Err(user_error(
                 "0A000",
                 &format!(
-                    "{verb} is not supported over the PostgreSQL protocol: it runs queries, EXPLAIN and INSERT INTO space.table\n  hint: change tables with DDL files and `strata catalog register`"
+                    "{verb} is not supported over the PostgreSQL protocol: it runs queries, EXPLAIN, session settings and INSERT INTO space.table\n  hint: change tables with DDL files and `strata catalog register`; prepare statements with the extended protocol"
                 ),
             ));
+        }
+        // Planned from the text, as datafusion-postgres runs it (DataFusion's own
+        // parser, which knows COPY … TO), so that the check sees what will run.
+        let state = ctx.state();
+        let planned = state.create_logical_plan(&text).await;
+        // What does not plan here (SET, SHOW, BEGIN, cursors) is handled by the hooks after this one.
+        if let Ok(plan) = planned {
+            let default_schema = state.config().options().catalog.default_schema.clone();
+            crate::query::check_writes(&plan, &principal, &default_schema)
+                .map_err(query_error)?;
         }
         Ok(())
     }
@@ -371,21 +386,27 @@ impl QueryHook for Guard {
     async fn handle_simple_query(
         &self,
         statement: &Statement,
-        _session_context: &SessionContext,
+        session_context: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
         let principal = client.session_extensions().get::<Principal>();
-        Self::check(statement, principal).err().map(Err)
+        Self::check(statement, session_context, principal)
+            .await
+            .err()
+            .map(Err)
     }
 
     async fn handle_extended_parse_query(
         &self,
         statement: &Statement,
-        _session_context: &SessionContext,
+        session_context: &SessionContext,
         client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
         let principal = client.session_extensions().get::<Principal>();
-        Self::check(statement, principal).err().map(Err)
+        Self::check(statement, session_context, principal)
+            .await
+            .err()
+            .map(Err)
     }
 
     async fn handle_extended_query(

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   client ── GET /api/v1/subscribe?token=… (upgrade) ──▶ {"table": "shop.app_city_gmv", "filter": "city = 'Beijing'"}
-//!   server ◀── snapshot (one consistent cut) ─ then, in order, each change of the live table:
+//!   server ◀── snapshot (one consistent cut, with the key) ─ then, in order, each change of the live table:
 //!              keyed table:   upsert {rows} | delete {rows}       (rows carry _provisional)
 //!              append table:  insert {rows} | provisional {rows}  (the open windows, replacing the last)
 //!              committed {version}
@@ -161,10 +161,11 @@ async fn follow(
     let name: TableName = subscription.table.parse()?;
     principal.require(&name.space, Access::Read)?;
     let def = engine.catalog().store().get(&name).await?.def;
-    let live = engine
-        .pipelines()
-        .stats(&name.to_string())
-        .and_then(|stats| stats.live.subscribe().map(|cut| (stats, cut)));
+    let stats = engine.pipelines().stats(&name.to_string());
+    if let Some(stats) = &stats {
+        stats.live.refresh().await;
+    }
+    let live = stats.and_then(|stats| stats.live.subscribe().map(|cut| (stats, cut)));
     let Some((stats, (cut, mut changes))) = live else {
         return follow_log(socket, engine, &def, &subscription).await;
     };
@@ -183,11 +184,11 @@ async fn follow(
             ));
         }
         (Some(_), true) => View::Distinct(Distinct::new(&subscription, &rows)?),
-        (None, false) => View::Keyed(Keyed::new(key, &rows)),
+        (None, false) => View::Keyed(Keyed::new(key.clone(), &rows)),
         (None, true) => View::Appended,
     };
     let filter = Filter::compile(subscription.filter.as_deref(), &rows.schema)?;
-    send(socket, view.snapshot(&rows, Some(version))?).await?;
+    send(socket, view.snapshot(&rows, &key, Some(version))?).await?;
     loop {
         tokio::select! {
             change = changes.recv() => {
@@ -262,7 +263,7 @@ async fn follow_log(
             let rows = select(provider, subscription, SNAPSHOT_LIMIT).await?;
             let message = match &subscription.distinct {
                 Some(_) => Distinct::new(subscription, &rows)?.message(),
-                None => snapshot_message(&rows, version.map(|v| v as i64))?,
+                None => snapshot_message(&rows, &def.primary_key, version.map(|v| v as i64))?,
             };
             send(socket, message).await?;
         }
@@ -287,19 +288,12 @@ async fn select(
 ) -> Result<Rows, SubscribeError> {
     let ctx = SessionContext::new();
     ctx.register_table("subscribed", provider)?;
-    let sql = match &subscription.filter {
-        Some(filter) => format!(
-            "SELECT * FROM subscribed WHERE {filter} LIMIT {}",
-            limit + 1
-        ),
-        None => format!("SELECT * FROM subscribed LIMIT {}", limit + 1),
-    };
-    let frame = ctx.sql(&sql).await.map_err(|err| {
-        request_error(
-            format!("the filter does not apply to {}: {err}", subscription.table),
-            "write a SQL condition on the table's columns, e.g. city = 'Beijing'",
-        )
-    })?;
+    let mut frame = ctx.table("subscribed").await?;
+    if let Some(filter) = &subscription.filter {
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        frame = frame.filter(condition(&ctx, filter, &schema)?)?;
+    }
+    let frame = frame.limit(0, Some(limit + 1))?;
     let schema = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await?;
     let count: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -315,10 +309,15 @@ async fn select(
     Ok(Rows { schema, batches })
 }
 
-fn snapshot_message(rows: &Rows, version: Option<i64>) -> Result<Value, SubscribeError> {
+fn snapshot_message(
+    rows: &Rows,
+    key: &[String],
+    version: Option<i64>,
+) -> Result<Value, SubscribeError> {
     Ok(json!({
         "type": "snapshot",
         "version": version,
+        "key": key,
         "columns": crate::query::output::columns(&rows.schema),
         "rows": batches_to_json_rows(&rows.batches)?,
     }))
@@ -327,28 +326,64 @@ fn snapshot_message(rows: &Rows, version: Option<i64>) -> Result<Value, Subscrib
 /// The subscription's filter, compiled once for the changes that follow.
 struct Filter(Option<Arc<dyn PhysicalExpr>>);
 
+/// `filter` as an expression over `schema`, refused unless it is a condition.
+fn condition(
+    ctx: &SessionContext,
+    filter: &str,
+    schema: &SchemaRef,
+) -> Result<datafusion::prelude::Expr, SubscribeError> {
+    use datafusion::logical_expr::ExprSchemable;
+    let not_a_condition = |detail: String| {
+        request_error(
+            format!("the filter {filter:?} is not a condition on the table's columns: {detail}"),
+            "write a SQL condition, e.g. city = 'Beijing' AND gmv > 100",
+        )
+    };
+    let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+    let expr = ctx
+        .parse_sql_expr(filter, &df_schema)
+        .map_err(|err| not_a_condition(err.to_string()))?;
+    match expr.get_type(&df_schema) {
+        Ok(DataType::Boolean) => Ok(expr),
+        Ok(other) => Err(not_a_condition(format!("it is of type {other}"))),
+        Err(err) => Err(not_a_condition(err.to_string())),
+    }
+}
+
 impl Filter {
     fn compile(filter: Option<&str>, schema: &SchemaRef) -> Result<Self, SubscribeError> {
         let Some(filter) = filter else {
             return Ok(Self(None));
         };
         let ctx = SessionContext::new();
+        let expr = condition(&ctx, filter, schema)?;
         let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
-        let expr = ctx.parse_sql_expr(filter, &df_schema)?;
         Ok(Self(Some(ctx.create_physical_expr(expr, &df_schema)?)))
     }
 
-    /// The rows of `batch` (of the subscription's schema) the filter keeps.
-    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, SubscribeError> {
+    /// Per row of `batch` (of the subscription's schema), whether the filter keeps it.
+    fn mask(&self, batch: &RecordBatch) -> Result<BooleanArray, SubscribeError> {
         let Some(expr) = &self.0 else {
-            return Ok(batch.clone());
+            return Ok(BooleanArray::from(vec![true; batch.num_rows()]));
         };
         let verdicts = expr.evaluate(batch)?.into_array(batch.num_rows())?;
-        let verdicts = verdicts.as_boolean();
-        let keep: BooleanArray = (0..verdicts.len())
+        let verdicts = verdicts.as_boolean_opt().ok_or_else(|| {
+            request_error(
+                "the filter did not give true or false".to_string(),
+                "write a SQL condition",
+            )
+        })?;
+        Ok((0..verdicts.len())
             .map(|i| Some(verdicts.is_valid(i) && verdicts.value(i)))
-            .collect();
-        Ok(arrow::compute::filter_record_batch(batch, &keep)?)
+            .collect())
+    }
+
+    /// The rows of `batch` the filter keeps.
+    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch, SubscribeError> {
+        Ok(arrow::compute::filter_record_batch(
+            batch,
+            &self.mask(batch)?,
+        )?)
     }
 }
 
@@ -409,10 +444,15 @@ enum View {
 }
 
 impl View {
-    fn snapshot(&self, rows: &Rows, version: Option<i64>) -> Result<Value, SubscribeError> {
+    fn snapshot(
+        &self,
+        rows: &Rows,
+        key: &[String],
+        version: Option<i64>,
+    ) -> Result<Value, SubscribeError> {
         match self {
             View::Distinct(distinct) => Ok(distinct.message()),
-            _ => snapshot_message(rows, version),
+            _ => snapshot_message(rows, key, version),
         }
     }
 
@@ -435,8 +475,8 @@ impl View {
             View::Keyed(keyed) => keyed.apply(conform(batches, schema, false)?, filter, false),
             View::Distinct(distinct) => {
                 let before = distinct.counts();
-                for batch in batches {
-                    distinct.add(batch)?;
+                for batch in filtered(batches, schema, filter, false)? {
+                    distinct.add(&batch)?;
                 }
                 Ok(match distinct.counts() == before {
                     true => Vec::new(),
@@ -469,7 +509,8 @@ impl View {
 struct Keyed {
     key: Vec<String>,
     finals: HashMap<String, Value>,
-    provisional: HashMap<String, Value>,
+    /// The open windows' values by key; `None` where the newest value leaves the filter.
+    provisional: HashMap<String, Option<Value>>,
     sent: HashMap<String, Value>,
 }
 
@@ -484,11 +525,11 @@ impl Keyed {
         let values = batches_to_json_rows(&rows.batches).unwrap_or_default();
         for row in values.as_array().into_iter().flatten() {
             let id = keyed.id(row);
-            let target = match row[PROVISIONAL] == Value::Bool(true) {
-                true => &mut keyed.provisional,
-                false => &mut keyed.finals,
-            };
-            target.insert(id.clone(), row.clone());
+            if row[PROVISIONAL] == Value::Bool(true) {
+                keyed.provisional.insert(id.clone(), Some(row.clone()));
+            } else {
+                keyed.finals.insert(id.clone(), row.clone());
+            }
             keyed.sent.insert(id, row.clone());
         }
         keyed
@@ -511,31 +552,28 @@ impl Keyed {
             touched.extend(self.provisional.drain().map(|(id, _)| id));
         }
         for (batch, deletes) in batches {
-            let kept = filter.apply(&batch)?;
-            let verdicts: BTreeSet<String> = batches_to_json_rows(&[kept])?
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|row| self.id(row))
-                .collect();
+            let kept = filter.mask(&batch)?;
             let rows = batches_to_json_rows(&[batch])?;
             for (i, row) in rows.as_array().into_iter().flatten().enumerate() {
                 let id = self.id(row);
                 touched.insert(id.clone());
-                let target = match provisional {
-                    true => &mut self.provisional,
-                    false => &mut self.finals,
-                };
-                if deletes.value(i) || !verdicts.contains(&id) {
-                    target.remove(&id);
+                let stays = kept.value(i) && !deletes.value(i);
+                if provisional {
+                    // A newer value that leaves the filter hides the final one too.
+                    self.provisional.insert(id, stays.then(|| row.clone()));
+                } else if stays {
+                    self.finals.insert(id, row.clone());
                 } else {
-                    target.insert(id, row.clone());
+                    self.finals.remove(&id);
                 }
             }
         }
         let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
         for id in touched {
-            let now = self.provisional.get(&id).or_else(|| self.finals.get(&id));
+            let now = match self.provisional.get(&id) {
+                Some(newest) => newest.as_ref(),
+                None => self.finals.get(&id),
+            };
             match (now, self.sent.get(&id)) {
                 (Some(now), Some(before)) if now == before => {}
                 (Some(now), _) => {
@@ -654,5 +692,90 @@ impl Distinct {
             per.insert(value, json!(n));
         }
         json!({"type": "distinct", "column": self.distinct, "by_column": self.by, "count": count, "by": per})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("gmv", DataType::Int64, false),
+            Field::new(PROVISIONAL, DataType::Boolean, false),
+        ]))
+    }
+
+    fn rows(values: &[(i64, i64)], provisional: bool) -> (RecordBatch, BooleanArray) {
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(values.iter().map(|v| v.0))),
+                Arc::new(Int64Array::from_iter_values(values.iter().map(|v| v.1))),
+                Arc::new(BooleanArray::from(vec![provisional; values.len()])),
+            ],
+        )
+        .unwrap();
+        (batch, BooleanArray::from(vec![false; values.len()]))
+    }
+
+    fn keyed() -> Keyed {
+        let (batch, _) = rows(&[(1, 1200)], false);
+        Keyed::new(
+            vec!["id".to_string()],
+            &Rows {
+                schema: schema(),
+                batches: vec![batch],
+            },
+        )
+    }
+
+    #[test]
+    fn the_filter_judges_each_change_of_a_key_not_the_key() {
+        let filter = Filter::compile(Some("gmv > 1000"), &schema()).unwrap();
+        let mut view = keyed();
+        // 1 goes to 1500 then, in the same batch, to 900: it leaves the filter.
+        let messages = view
+            .apply(vec![rows(&[(1, 1500), (1, 900)], false)], &filter, false)
+            .unwrap();
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert_eq!(messages[0]["type"], "delete");
+    }
+
+    #[test]
+    fn a_provisional_value_outside_the_filter_hides_the_final_one() {
+        let filter = Filter::compile(Some("gmv > 1000"), &schema()).unwrap();
+        let mut view = keyed();
+        let messages = view
+            .apply(vec![rows(&[(1, 800)], true)], &filter, true)
+            .unwrap();
+        assert_eq!(messages[0]["type"], "delete", "{messages:?}");
+        // The window closes at 1300: the final value is back in the filter.
+        view.apply(vec![rows(&[(1, 1300)], false)], &filter, false)
+            .unwrap();
+        let messages = view.apply(Vec::new(), &filter, true).unwrap();
+        assert_eq!(messages[0]["type"], "upsert", "{messages:?}");
+        assert_eq!(messages[0]["rows"][0]["gmv"], 1300);
+    }
+
+    #[test]
+    fn a_filter_must_be_a_condition() {
+        let err = Filter::compile(Some("gmv + 1"), &schema()).err().unwrap();
+        assert!(err.to_string().contains("is not a condition"), "{err}");
+        assert!(Filter::compile(Some("NULL"), &schema()).is_err());
+        let names = Arc::new(Schema::new(vec![Field::new("city", DataType::Utf8, true)]));
+        let filter = Filter::compile(Some("city = 'Beijing'"), &names).unwrap();
+        let batch = RecordBatch::try_new(
+            names,
+            vec![Arc::new(StringArray::from(vec![Some("Beijing"), None]))],
+        )
+        .unwrap();
+        assert_eq!(
+            filter.mask(&batch).unwrap(),
+            BooleanArray::from(vec![true, false])
+        );
     }
 }

@@ -150,3 +150,30 @@ test("search moves the graph to another table", async () => {
   await page.press("#search", "Enter");
   await page.waitForFunction(() => document.getElementById("status").textContent.includes("not in the lineage graph"));
 });
+
+test("the query page runs SQL and shows the rows, or the error with its hint", async () => {
+  await page.goto(`${base}/ui/query`);
+  await page.waitForSelector('body[data-ready="true"]', { state: "attached" });
+  await page.fill("#sql", "SELECT order_id, amount FROM shop.dwd_orders ORDER BY order_id");
+  await page.click("#run");
+  await page.waitForFunction(() => document.querySelectorAll("#result tbody tr").length === 1);
+  assert.match(await page.textContent("#status"), /^1 row in/);
+  assert.deepEqual(await page.$$eval("#result td", (cells) => cells.map((c) => c.textContent)), ["1", "5"]);
+  await page.fill("#sql", "SELECT nothing FROM shop.dwd_orders");
+  await page.click("#run");
+  await page.waitForSelector("#status.error");
+  assert.match(await page.textContent("#status"), /nothing/);
+});
+
+test("the live view follows a table and its chart moves when rows are committed", async () => {
+  await page.fill("#live-table", "shop.dws_city_gmv");
+  await page.click("#subscribe");
+  await page.waitForFunction(() => document.body.dataset.liveRows === "0");
+  const window = "TIMESTAMP '2024-05-01 10:00:00', TIMESTAMP '2024-05-01 10:01:00'";
+  await page.fill("#sql", `INSERT INTO shop.dws_city_gmv VALUES (${window}, 'Beijing', 12.50), (${window}, 'Shanghai', 30.00)`);
+  await page.click("#run");
+  await page.waitForFunction(() => document.body.dataset.liveRows === "2", null, { timeout: 15000 });
+  const bars = await page.$$eval("#chart g.bar", (groups) => groups.map((g) => [g.dataset.label, Number(g.dataset.value)]));
+  assert.deepEqual(bars, [["Shanghai", 30], ["Beijing", 12.5]]);
+  assert.match(await page.textContent("#live-status"), /2 rows · snapshot v1/);
+});

@@ -408,14 +408,18 @@ impl PipelineRun {
         *self.stats.lookups.lock().expect("not poisoned") =
             plan.lookups().map(|join| join.stats.clone()).collect();
         let prepared_ms = started.elapsed().as_millis() as u64;
-        let mut task = Task::open(&self, source, &target_location, plan).await?;
-        tracing::debug!(
-            pipeline = self.pipeline.pipeline.name,
-            prepared_ms,
-            opened_ms = started.elapsed().as_millis() as u64,
-            "started"
-        );
-        let outcome = task.run(stop).await;
+        let outcome = async {
+            let mut task = Task::open(&self, source, &target_location, plan).await?;
+            tracing::debug!(
+                pipeline = self.pipeline.pipeline.name,
+                prepared_ms,
+                opened_ms = started.elapsed().as_millis() as u64,
+                "started"
+            );
+            task.run(stop).await
+        }
+        .await;
+        // Readers go to the storage again, whether the run ended or failed.
         self.stats.live.end();
         outcome
     }

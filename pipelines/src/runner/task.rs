@@ -136,8 +136,8 @@ pub(super) struct Task<'a> {
     pending: Pending,
     interval: Duration,
     checking: Checking,
-    /// When the open windows' values were last shown to the live view.
-    provisional_at: Instant,
+    /// When the open windows' values were last shown to the live view (`None`: show them now).
+    provisional_at: Option<Instant>,
 }
 
 impl<'a> Task<'a> {
@@ -189,7 +189,9 @@ impl<'a> Task<'a> {
                     WriteMode::Upsert(key) => key.clone(),
                     WriteMode::Append => Vec::new(),
                 };
-                run.stats.live.begin(target_location, key, sink.version());
+                run.stats
+                    .live
+                    .begin(target_location, key, plan_aggregates, sink.version());
                 Target::Delta(sink)
             }
         };
@@ -326,7 +328,7 @@ impl<'a> Task<'a> {
             pending: Pending::default(),
             interval,
             checking,
-            provisional_at: Instant::now(),
+            provisional_at: None,
         };
         let retries = task.plan.lookups().any(|join| join.retries());
         let lags = task.plan.lags().next().is_some();
@@ -459,6 +461,11 @@ impl<'a> Task<'a> {
             // Both sides of a join are read as they come; every source is a Kafka
             // topic then, whose reading is safe to cancel.
             let event = tokio::select! {
+                // A reader has come to the live view: show it the open windows now.
+                () = self.run.stats.live.asked() => {
+                    self.provisional_at = None;
+                    Event::Source(Next::Idle)
+                }
                 records = next_versions(self.versions.as_mut()) => Event::Versions(records?),
                 next = next_right(self.right.as_mut(), deadline, &mut right_stop) => Event::Right(next?),
                 next = self.reader.next(deadline, &mut stop) => Event::Source(next?),
@@ -517,6 +524,11 @@ impl<'a> Task<'a> {
                 Err(err) => return Err(err),
             }
             self.publish_live()?;
+            // A commit that failed fails the run now, not at the next commit (the
+            // live view would show its rows as if they were to land).
+            if self.in_flight.as_ref().is_some_and(|c| c.is_finished()) {
+                self.settle().await?;
+            }
             let current = self.current_watermark();
             if let Some(w) = current {
                 self.run.stats.watermark_ms.store(w, Ordering::Relaxed);
@@ -554,9 +566,12 @@ impl<'a> Task<'a> {
     fn publish_live(&mut self) -> Result<()> {
         let live = &self.run.stats.live;
         live.set_buffered(&self.pending.rows);
-        if live.wanted() && self.provisional_at.elapsed() >= PROVISIONAL_EVERY {
+        let due = self
+            .provisional_at
+            .is_none_or(|at| at.elapsed() >= PROVISIONAL_EVERY);
+        if self.plan.aggregate.is_some() && live.wanted() && due {
             live.set_provisional(self.provisional()?);
-            self.provisional_at = Instant::now();
+            self.provisional_at = Some(Instant::now());
         }
         Ok(())
     }
@@ -1379,9 +1394,9 @@ impl<'a> Task<'a> {
         };
         self.settle().await?;
         // Windows this commit emits are no longer provisional.
-        let provisional = match self.run.stats.live.wanted() {
-            true => self.provisional()?,
-            false => Vec::new(),
+        let provisional = match self.plan.aggregate.is_some() && self.run.stats.live.wanted() {
+            true => Some(self.provisional()?),
+            false => None,
         };
         self.run.stats.live.commit_started(&batch.rows, provisional);
         let mut sinks = self.sinks.take().expect("settled");

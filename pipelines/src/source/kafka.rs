@@ -231,6 +231,10 @@ fn consumer(target: &KafkaTarget, group: &str) -> Result<SourceConsumer> {
     // catching up in one-second steps; a short pause keeps it reading (the user's
     // properties may still say otherwise).
     config.set("fetch.queue.backoff.ms", "10");
+    // A fetch with nothing to return waits up to fetch.wait.max.ms (500 ms by
+    // default) at the broker, and a record arriving meanwhile may wait with it:
+    // queries see rows before they are committed, so that wait is their freshness.
+    config.set("fetch.wait.max.ms", "50");
     for (key, value) in &target.properties {
         config.set(key, value);
     }
@@ -264,7 +268,8 @@ fn read_loop(
     sender: mpsc::Sender<SourceEvent>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
-    const LINGER: Duration = Duration::from_millis(100);
+    // How long a batch waits for more records: part of every row's freshness.
+    const LINGER: Duration = Duration::from_millis(50);
     let mut at_end: BTreeMap<i32, bool> = BTreeMap::new();
     let mut announced = false;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {

@@ -7,8 +7,10 @@
 //!   bench lookup:  Kafka ──▶ lookup join ──▶ Delta against the same pipeline without it (ratio)
 //!   bench lineage: a generated warehouse ──▶ graph build, then queries around a node (ms)
 //!   bench quality: Kafka ──▶ 10 row rules ──▶ Delta against the same pipeline without them (overhead)
+//!   bench freshness: Kafka timestamp ──▶ a query that sees the row, live view and committed (ms)
 //! ```
 
+mod freshness;
 mod ingest;
 mod lineage;
 mod lookup;
@@ -24,6 +26,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use strata_catalog::Catalog;
 use strata_pipelines::{PipelineRun, Quality, RunMode, TableStats, ValidPipeline};
 
+pub use freshness::{FreshnessReport, freshness};
 pub use ingest::{IngestReport, ingest};
 pub use lineage::{LineageReport, lineage};
 pub use lookup::{LookupReport, lookup};

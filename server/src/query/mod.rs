@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
-use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use strata_catalog::connectors::{self, delta as lake};
@@ -223,7 +223,14 @@ impl QueryEngine {
             .with_allow_ddl(false)
             .with_allow_statements(false);
         let frame = ctx.sql_with_options(&sql, options).await?;
-        check_writes(frame.logical_plan(), principal)?;
+        let default_schema = ctx
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_schema
+            .clone();
+        check_writes(frame.logical_plan(), principal, &default_schema)?;
         Ok(frame)
     }
 
@@ -281,31 +288,54 @@ impl QueryEngine {
     }
 }
 
-/// Refuses an `INSERT` into a space `principal` may not write, before it runs.
-fn check_writes(plan: &LogicalPlan, principal: &Principal) -> Result<(), QueryError> {
-    if let LogicalPlan::Dml(dml) = plan
-        && matches!(dml.op, WriteOp::Insert(_))
-    {
-        let space = dml.table_name.schema().unwrap_or("public");
-        principal.require(space, Access::Write)?;
-    }
-    if matches!(plan, LogicalPlan::Copy(_)) {
-        return Err(QueryError::from(CatalogError::Discovery {
-            message: "COPY is not allowed: queries read tables and write only to catalog tables"
-                .to_string(),
-            hint: Some("use INSERT INTO space.table SELECT …".to_string()),
-        }));
-    }
-    Ok(())
+/// Refuses, before anything runs, a plan that writes where `principal` may
+/// not: every DML node anywhere in it (under `EXPLAIN ANALYZE` and in
+/// subqueries too) needs a write grant on its table's space, and `COPY` (which
+/// writes files on the server) is refused outright. Unqualified names resolve
+/// against the session's default schema.
+pub fn check_writes(
+    plan: &LogicalPlan,
+    principal: &Principal,
+    default_schema: &str,
+) -> Result<(), QueryError> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut refusal = None;
+    plan.apply_with_subqueries(|node| {
+        let refused = match node {
+            LogicalPlan::Copy(_) => Some(QueryError::from(CatalogError::Discovery {
+                message:
+                    "COPY is not allowed: queries read tables and write only to catalog tables"
+                        .to_string(),
+                hint: Some("use INSERT INTO space.table SELECT …".to_string()),
+            })),
+            LogicalPlan::Dml(dml) => {
+                let space = dml.table_name.schema().unwrap_or(default_schema);
+                principal
+                    .require(space, Access::Write)
+                    .err()
+                    .map(QueryError::from)
+            }
+            _ => None,
+        };
+        match refused {
+            Some(err) => {
+                refusal = Some(err);
+                Ok(TreeNodeRecursion::Stop)
+            }
+            None => Ok(TreeNodeRecursion::Continue),
+        }
+    })?;
+    refusal.map_or(Ok(()), Err)
 }
 
 #[async_trait]
 impl LiveTables for Registry {
     async fn open(&self, def: &TableDef) -> strata_catalog::Result<Option<Arc<dyn TableProvider>>> {
-        let Some(snapshot) = self
-            .stats(&def.name.to_string())
-            .and_then(|stats| stats.live.snapshot())
-        else {
+        let Some(stats) = self.stats(&def.name.to_string()) else {
+            return Ok(None);
+        };
+        stats.live.refresh().await;
+        let Some(snapshot) = stats.live.snapshot() else {
             return Ok(None);
         };
         snapshot

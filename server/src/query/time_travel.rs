@@ -34,7 +34,9 @@ pub struct PastTable {
 
 /// The query with each time-travel reference replaced, and the references.
 pub fn rewrite(sql: &str) -> Result<(String, Vec<PastTable>), QueryError> {
+    // Strings and quoted names are kept as written, escapes and all.
     let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .with_unescape(false)
         .tokenize()
         .map_err(|err| QueryError::TimeTravel {
             message: format!("the query does not parse: {err}"),
@@ -73,6 +75,9 @@ pub fn rewrite(sql: &str) -> Result<(String, Vec<PastTable>), QueryError> {
             registered,
         });
         i = end;
+    }
+    if past.is_empty() {
+        return Ok((sql.to_string(), past));
     }
     let text = out.iter().map(ToString::to_string).collect::<String>();
     Ok((text, past))
@@ -220,6 +225,18 @@ mod tests {
             past[1].as_of,
             AsOf::Time("2026-11-21T10:00:00Z".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn quotes_and_escapes_are_kept() {
+        let sql = r#"SELECT "a""b" FROM shop.t VERSION AS OF 2 WHERE name = 'O''Brien'"#;
+        let (text, _) = rewrite(sql).unwrap();
+        assert_eq!(
+            text,
+            r#"SELECT "a""b" FROM _versions.t0 AS "t" WHERE name = 'O''Brien'"#
+        );
+        let plain = "SELECT 'O''Brien', \"x\"\"y\" FROM shop.t";
+        assert_eq!(rewrite(plain).unwrap().0, plain);
     }
 
     #[test]

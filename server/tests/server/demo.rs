@@ -56,7 +56,7 @@ fn the_demo_builds_every_layer_and_keeps_its_tables() {
         .args(["demo", "--for", "20s", "--speed", "30", "--format", "json"])
         .args(["--port", &port.to_string(), "--pg-port", "0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // While it runs, the API serves the pipelines' counters, also for Prometheus.
@@ -141,6 +141,22 @@ fn the_demo_builds_every_layer_and_keeps_its_tables() {
     assert!(page.contains("<script src=\"/ui/lineage.js\">"), "{page}");
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success());
+    // The admin token is printed, with a browser link and a psql line, and kept for its owner.
+    let token = crate::support::admin_token(&dir);
+    let printed = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        printed.contains(&format!("/ui/lineage?token={token}")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("psql \"postgres://admin:{token}@")),
+        "{printed}"
+    );
+    let mode = std::fs::metadata(dir.join(".strata/admin-token")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
     let summary = json(&String::from_utf8_lossy(&output.stdout));
     let events = &summary["events"];
     assert!(events["orders"].as_u64().unwrap() > 1000, "{events}");

@@ -143,6 +143,34 @@ async fn psql_and_sqlx_query_with_tokens_as_passwords() {
     );
     assert!(!ok);
     assert!(err.contains("may not write space 'fin'"), "{err}");
+    let (ok, _, err) = psql(
+        &served.pg,
+        ledger_reader,
+        "EXPLAIN ANALYZE INSERT INTO fin.dwd_ledger VALUES (2, 200)",
+    );
+    assert!(!ok);
+    assert!(err.contains("may not write space 'fin'"), "{err}");
+    let copied = dir.path().join("copied.csv");
+    let copy = format!("EXPLAIN ANALYZE COPY (SELECT 1) TO '{}'", copied.display());
+    for (statement, refused) in [
+        (
+            "SET datafusion.catalog.default_schema = 'fin'",
+            "SET is not supported",
+        ),
+        ("PREPARE p AS SELECT 1", "PREPARE is not supported"),
+        (copy.as_str(), "COPY is not supported"),
+    ] {
+        let (ok, _, err) = psql(&served.pg, &admin, statement);
+        assert!(!ok, "{statement}");
+        assert!(err.contains(refused), "{statement}: {err}");
+    }
+    assert!(!copied.exists(), "a refused COPY wrote its file");
+    let (ok, out, err) = psql(
+        &served.pg,
+        &admin,
+        "SELECT count(*) AS n FROM fin.dwd_ledger",
+    );
+    assert!(ok && out.contains(" 0\n"), "{out}{err}");
     let (ok, _, err) = psql(&served.pg, &admin, "DROP TABLE shop.ods_events");
     assert!(!ok);
     assert!(err.contains("DROP is not supported"), "{err}");
