@@ -374,8 +374,7 @@ impl Guard {
         // What does not plan here (SET, SHOW, BEGIN, cursors) is handled by the hooks after this one.
         if let Ok(plan) = planned {
             let default_schema = state.config().options().catalog.default_schema.clone();
-            crate::query::check_writes(&plan, &principal, &default_schema)
-                .map_err(query_error)?;
+            crate::query::check_writes(&plan, &principal, &default_schema).map_err(query_error)?;
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
-//! The PostgreSQL protocol with the real `psql` (simple queries, `\dt`, `\d`)
-//! and sqlx (the extended protocol, with parameters): tokens as passwords,
-//! grants, and time travel.
+//! `strata serve` end to end: the PostgreSQL protocol with the real `psql`
+//! (simple queries, `\dt`, `\d`) and sqlx (the extended protocol, with
+//! parameters), tokens as passwords, grants, time travel, and `strata query
+//! --server` through the HTTP API.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -15,9 +16,10 @@ CREATE TABLE shop.ods_events (id BIGINT, name STRING) WITH ('connector' = 'delta
 CREATE TABLE fin.dwd_ledger (id BIGINT, amount BIGINT) WITH ('connector' = 'delta');
 ";
 
-/// `strata serve` on free ports; the PostgreSQL address once it listens.
+/// `strata serve` on free ports; its addresses once it listens.
 struct Served {
     child: std::process::Child,
+    http: String,
     pg: String,
 }
 
@@ -43,13 +45,18 @@ fn serve(dir: &Path) -> Served {
         .next()
         .expect("strata serve says where it listens")
         .unwrap();
-    let pg = line
-        .split("PostgreSQL on ")
-        .nth(1)
-        .and_then(|rest| rest.split(';').next())
-        .unwrap_or_else(|| panic!("no PostgreSQL address in {line:?}"))
-        .to_string();
-    Served { child, pg }
+    let after = |marker: &str, end: char| {
+        line.split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split(end).next())
+            .unwrap_or_else(|| panic!("no {marker} in {line:?}"))
+            .to_string()
+    };
+    Served {
+        http: after("API on http://", '/'),
+        pg: after("PostgreSQL on ", ';'),
+        child,
+    }
 }
 
 /// Runs `psql -c COMMAND` as `token`; exit status, stdout and stderr.
@@ -174,6 +181,20 @@ async fn psql_and_sqlx_query_with_tokens_as_passwords() {
     let (ok, _, err) = psql(&served.pg, &admin, "DROP TABLE shop.ods_events");
     assert!(!ok);
     assert!(err.contains("DROP is not supported"), "{err}");
+
+    // The CLI asks the running server, with the project's admin token.
+    let csv = strata_ok(
+        dir.path(),
+        &[
+            "query",
+            "SELECT count(*) AS n FROM shop.ods_events",
+            "--server",
+            &format!("http://{}", served.http),
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(csv, "n\n3\n");
 
     // The extended protocol: a prepared statement with a parameter.
     let url = format!("postgres://admin:{admin}@{}/strata", served.pg);
