@@ -52,6 +52,8 @@ ensure_mariadb() {
 postgres_tcp() { psql -h 127.0.0.1 -p 5432 -U postgres -tAc 'SELECT 1' postgres >/dev/null 2>&1; }
 
 ensure_postgres() {
+  # psql also drives the tests of Strata's own PostgreSQL protocol.
+  command -v psql >/dev/null || apt_install postgresql-client
   if postgres_tcp; then return 0; fi
   command -v pg_ctlcluster >/dev/null || apt_install postgresql
   local version=""

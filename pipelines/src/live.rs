@@ -96,6 +96,7 @@ pub struct LiveTable {
     /// Until when (ms since the epoch) the open windows' values are wanted.
     wanted_until_ms: AtomicI64,
     changes: tokio::sync::broadcast::Sender<Arc<LiveChange>>,
+    committed: CommittedCache,
     /// Wakes the pipeline to compute the open windows for a reader that has just come.
     asked: tokio::sync::Notify,
     /// Counts the times the open windows' values were set.
@@ -109,6 +110,7 @@ impl Default for LiveTable {
             rows: Mutex::default(),
             wanted_until_ms: AtomicI64::default(),
             changes: tokio::sync::broadcast::channel(SUBSCRIBER_BACKLOG).0,
+            committed: CommittedCache::default(),
             asked: tokio::sync::Notify::new(),
             provisional_sets: tokio::sync::watch::channel(0).0,
         }
@@ -117,6 +119,10 @@ impl Default for LiveTable {
 
 /// How long a reader that has just come waits for the open windows' values.
 const FIRST_PROVISIONAL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The Delta table as last read for a cut, brought forward to the next
+/// cut's version by reading only the commits since (not the whole log).
+type CommittedCache = Arc<tokio::sync::Mutex<Option<deltalake::DeltaTable>>>;
 
 /// One consistent cut of a live table.
 #[derive(Debug, Clone)]
@@ -127,6 +133,7 @@ pub struct LiveSnapshot {
     /// Uncommitted rows in the order they were produced (with delete markers).
     pub rows: Vec<RecordBatch>,
     pub provisional: Vec<RecordBatch>,
+    committed: CommittedCache,
 }
 
 impl LiveTable {
@@ -248,7 +255,7 @@ impl LiveTable {
         let state = self.rows.lock().expect("not poisoned");
         // Taken under the lock every change is sent under: nothing between.
         let receiver = self.changes.subscribe();
-        Some((Self::cut(target, &state)?, receiver))
+        Some((self.cut(target, &state)?, receiver))
     }
 
     /// Keeps the open windows' values current for a subscriber.
@@ -268,11 +275,12 @@ impl LiveTable {
         let target = self.target.lock().expect("not poisoned").clone()?;
         self.keep_wanted();
         let state = self.rows.lock().expect("not poisoned");
-        Self::cut(target, &state)
+        self.cut(target, &state)
     }
 
-    fn cut(target: Target, state: &Uncommitted) -> Option<LiveSnapshot> {
+    fn cut(&self, target: Target, state: &Uncommitted) -> Option<LiveSnapshot> {
         Some(LiveSnapshot {
+            committed: self.committed.clone(),
             location: target.location,
             key: target.key,
             version: state.version?,
@@ -292,8 +300,12 @@ impl LiveSnapshot {
     /// The cut as a DataFusion table: Delta at its version, with the
     /// uncommitted and provisional rows, and a `_provisional` column.
     pub async fn provider(self) -> Result<Arc<dyn TableProvider>> {
-        let committed =
-            lake::table_provider_as_of(&self.location, AsOf::Version(self.version)).await?;
+        let committed = self
+            .committed_table()
+            .await?
+            .table_provider()
+            .await
+            .map_err(strata_catalog::CatalogError::Query)?;
         let committed_schema = committed.schema();
         let (rows, deletes) = changes(self.rows, &committed_schema)?;
         let (provisional, provisional_deletes) = changes(self.provisional, &committed_schema)?;
@@ -343,6 +355,33 @@ impl LiveSnapshot {
             overlay,
             replaced: None,
         }))
+    }
+}
+
+impl LiveSnapshot {
+    /// The Delta table at the cut's version, from the cache when it is there
+    /// or behind (versions only move forward while the pipeline runs).
+    async fn committed_table(&self) -> Result<deltalake::DeltaTable> {
+        let mut cached = self.committed.lock().await;
+        // The cache is this table's: only its version moves.
+        let behind = |table: &deltalake::DeltaTable| {
+            table.version().is_some_and(|v| v as i64 <= self.version)
+        };
+        if let Some(table) = cached.as_mut().filter(|table| behind(table)) {
+            if table.version() != Some(self.version as u64) {
+                table
+                    .update_incremental(Some(self.version as u64))
+                    .await
+                    .map_err(|source| strata_catalog::CatalogError::Delta {
+                        location: self.location.clone(),
+                        source,
+                    })?;
+            }
+            return Ok(table.clone());
+        }
+        let table = lake::open_as_of(&self.location, AsOf::Version(self.version)).await?;
+        *cached = Some(table.clone());
+        Ok(table)
     }
 }
 
