@@ -381,7 +381,7 @@ impl Catalog {
                     let pool = opener.mysql_pool(&target.url).await?;
                     mysql::verify_table(&pool, &target, &def.schema).await?;
                 }
-                TableKind::Kafka { .. } => {}
+                TableKind::Kafka { .. } | TableKind::Nexmark { .. } | TableKind::Blackhole => {}
                 TableKind::Embedded { table } => {
                     if embedded::ensure_table(&self.store, table, &def.schema, &def.primary_key)
                         .await?

@@ -177,6 +177,10 @@ pub enum CatalogError {
         source: std::io::Error,
     },
 
+    /// A Nexmark table asks for something its generator does not make.
+    #[error("{message}\n  hint: {hint}")]
+    Nexmark { message: String, hint: String },
+
     /// A query failed in planning or execution.
     #[error(transparent)]
     Query(#[from] datafusion::error::DataFusionError),

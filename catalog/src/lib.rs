@@ -15,6 +15,7 @@ pub mod config;
 pub mod connectors;
 pub mod ddl;
 pub mod error;
+pub mod functions;
 pub mod model;
 pub mod provider;
 pub mod store;
@@ -26,8 +27,8 @@ pub use catalog::{
 pub use config::{Connection, Project, ProjectConfig};
 pub use error::{CatalogError, Result, SourceLocation};
 pub use model::{
-    KafkaFormat, Layer, LookupOptions, SchemaVersion, StartupMode, TableDef, TableEntry, TableKind,
-    TableName, Watermark,
+    KafkaFormat, Layer, LookupOptions, NexmarkStream, SchemaVersion, StartupMode, TableDef,
+    TableEntry, TableKind, TableName, Watermark,
 };
 pub use store::{CatalogStore, LineageVersion, UpdateOutcome};
 pub use tokens::{Access, Grant, NewToken, Principal, TokenInfo};

@@ -243,6 +243,49 @@ pub enum TableKind {
         /// Its name in the store; `<space>__<name>` unless `'table-name'` says otherwise.
         table: String,
     },
+    /// Nexmark's event generator (`'connector' = 'nexmark'`): one of its three
+    /// streams, generated in process, for benchmarks and tests.
+    Nexmark {
+        stream: NexmarkStream,
+        /// How many events (of all three streams) the generator makes; `None`: without end.
+        events: Option<u64>,
+        /// Events per second of event time (`'first-event.rate'`).
+        rate: u64,
+    },
+    /// Rows written are counted and digested, then dropped (`'connector' = 'blackhole'`).
+    Blackhole,
+}
+
+/// Nexmark's three event streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NexmarkStream {
+    Person,
+    Auction,
+    Bid,
+}
+
+impl NexmarkStream {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NexmarkStream::Person => "person",
+            NexmarkStream::Auction => "auction",
+            NexmarkStream::Bid => "bid",
+        }
+    }
+}
+
+impl std::str::FromStr for NexmarkStream {
+    type Err = ();
+
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        match s {
+            "person" => Ok(NexmarkStream::Person),
+            "auction" => Ok(NexmarkStream::Auction),
+            "bid" => Ok(NexmarkStream::Bid),
+            _ => Err(()),
+        }
+    }
 }
 
 impl TableKind {
@@ -252,6 +295,8 @@ impl TableKind {
             TableKind::Mysql { .. } => "mysql",
             TableKind::Delta { .. } => "delta",
             TableKind::Embedded { .. } => "embedded",
+            TableKind::Nexmark { .. } => "nexmark",
+            TableKind::Blackhole => "blackhole",
         }
     }
 
@@ -298,6 +343,18 @@ impl TableKind {
                 (None, None) => "lake root".to_string(),
             },
             TableKind::Embedded { table } => format!("table {table} in the catalog store"),
+            TableKind::Nexmark {
+                stream,
+                events,
+                rate,
+            } => match events {
+                Some(events) => format!(
+                    "nexmark {} stream of {events} events at {rate} events/s",
+                    stream.as_str()
+                ),
+                None => format!("nexmark {} stream at {rate} events/s", stream.as_str()),
+            },
+            TableKind::Blackhole => "blackhole (rows are counted, then dropped)".to_string(),
         }
     }
 }

@@ -22,7 +22,7 @@ use datafusion::prelude::SessionConfig;
 use sqlx::mysql::MySqlPool;
 
 use crate::config::Project;
-use crate::connectors::{self, delta, embedded, kafka, mysql};
+use crate::connectors::{self, delta, embedded, kafka, mysql, nexmark};
 use crate::error::Result;
 use crate::model::{TableDef, TableKind};
 use crate::store::CatalogStore;
@@ -86,6 +86,14 @@ impl TableOpener {
             TableKind::Embedded { table } => Ok(Arc::new(embedded::EmbeddedTable::new(
                 self.store.clone(),
                 table.clone(),
+                def.schema.clone(),
+            ))),
+            TableKind::Nexmark {
+                stream,
+                events,
+                rate,
+            } => nexmark::table_provider(&def.schema, *stream, *events, *rate),
+            TableKind::Blackhole => Ok(Arc::new(datafusion::datasource::empty::EmptyTable::new(
                 def.schema.clone(),
             ))),
             TableKind::Kafka { format, .. } => Ok(Arc::new(kafka::KafkaTable {
@@ -160,6 +168,9 @@ impl StrataCatalogProvider {
             .with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
         ctx.register_catalog(CATALOG_NAME, Arc::new(self));
+        for function in crate::functions::flink_functions() {
+            ctx.register_udf(function.as_ref().clone());
+        }
         ctx
     }
 }

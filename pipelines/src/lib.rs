@@ -10,6 +10,7 @@
 //! Arrow `RecordBatch`es.
 
 pub mod aggregate;
+pub mod aligned;
 pub mod decode;
 pub mod error;
 pub mod interval;

@@ -44,6 +44,9 @@ pub struct Pipeline {
     pub sources: Vec<TableMention>,
     /// The window TVF in its FROM clause; `query` then reads [`WindowTvf::relation`].
     pub window: Option<WindowTvf>,
+    /// The window TVF is joined or in a subquery: the query runs window by
+    /// window ([`crate::aligned`]) rather than as one aggregation.
+    pub aligned: bool,
     /// Its lookup joins (`FOR SYSTEM_TIME AS OF`), which `query` plans as plain joins.
     pub lookups: Vec<LookupSpec>,
     pub settings: Settings,
@@ -198,7 +201,9 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
         ));
     };
     let target = mention(&label, target_name)?;
-    let window = window::extract(&mut query, &label)?;
+    let extracted = window::extract(&mut query, &label)?;
+    let aligned = extracted.as_ref().is_some_and(|e| e.aligned);
+    let window = extracted.map(|e| e.tvf);
     let lookups = crate::lookup::spec::extract(&mut query, &label)?;
     let cte_names: Vec<String> = query
         .with
@@ -246,6 +251,7 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
         query,
         sources,
         window,
+        aligned,
         lookups,
         settings,
     })

@@ -25,6 +25,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::aggregate::accumulator::{AggFunction, AggregateCall};
 use crate::aggregate::{AggregatePlan, GroupRole};
+use crate::aligned::AlignedQuery;
 use crate::error::{PipelineError, Result};
 use crate::interval::{HeldWrites, IntervalJoin, IntervalJoinParts, Side, SideInput};
 use crate::lag::{LagStep, LagWrites};
@@ -168,6 +169,8 @@ pub struct CompiledPlan {
     /// Steps after the aggregation.
     post: Vec<Step>,
     target: SchemaRef,
+    /// A query over window TVF results run window by window, instead of the steps.
+    pub aligned: Option<AlignedQuery>,
 }
 
 impl CompiledPlan {
@@ -189,6 +192,17 @@ impl CompiledPlan {
         }
         };
         refuse_wall_clock_functions(valid)?;
+        if pipeline.aligned {
+            return Ok(Self {
+                window: None,
+                pre: Vec::new(),
+                right: None,
+                aggregate: None,
+                post: Vec::new(),
+                target: valid.target.schema.clone(),
+                aligned: Some(AlignedQuery::compile(valid).await?),
+            });
+        }
         // Keep COUNT(DISTINCT) a single aggregation: its state is one set per group.
         let rules = Optimizer::new()
             .rules
@@ -254,7 +268,14 @@ impl CompiledPlan {
             aggregate: compiler.aggregate,
             post,
             target: valid.target.schema.clone(),
+            aligned: None,
         })
+    }
+
+    /// Whether rows wait in state for the watermark (an aggregation, or a
+    /// window-aligned query) rather than going to the target as they come.
+    pub fn holds_rows(&self) -> bool {
+        self.aggregate.is_some() || self.aligned.is_some()
     }
 
     /// The plan's `LAG` steps, in order.
@@ -468,9 +489,14 @@ impl CompiledPlan {
 
     /// The input rows that have no event time for the window TVF.
     pub fn rows_without_time(&self, batch: &RecordBatch) -> Result<Vec<usize>> {
-        match &self.window {
-            Some((tvf, _)) => {
-                let times = crate::window::event_times(batch, &tvf.time_column)?;
+        let time_column = match (&self.window, &self.aligned) {
+            (Some((tvf, _)), _) => Some(tvf.time_column.as_str()),
+            (None, Some(aligned)) => Some(aligned.time_column()),
+            (None, None) => None,
+        };
+        match time_column {
+            Some(time_column) => {
+                let times = crate::window::event_times(batch, time_column)?;
                 Ok((0..batch.num_rows())
                     .filter(|&row| times.is_null(row))
                     .collect())

@@ -78,29 +78,38 @@ impl WindowTvf {
     /// The windows (start, end) an event time belongs to, for every kind but SESSION,
     /// whose window is `[t, t + gap)` until the aggregation merges it.
     pub fn windows_of(&self, time: i64) -> Vec<(i64, i64)> {
+        let mut windows = Vec::new();
+        self.each_window(time, |start, end| windows.push((start, end)));
+        windows
+    }
+
+    /// Calls `f` with each window (start, end) `time` belongs to, earliest first,
+    /// without allocating.
+    pub fn each_window(&self, time: i64, mut f: impl FnMut(i64, i64)) {
         match self.kind {
             WindowKind::Tumble { size } => {
                 let start = time - time.rem_euclid(size);
-                vec![(start, start + size)]
+                f(start, start + size);
             }
             WindowKind::Hop { slide, size } => {
-                let mut start = time - time.rem_euclid(slide);
-                let mut windows = Vec::new();
-                while start > time - size {
-                    windows.push((start, start + size));
-                    start -= slide;
+                let last = time - time.rem_euclid(slide);
+                let mut start = last - (size - 1) / slide * slide;
+                while start <= last {
+                    if start > time - size {
+                        f(start, start + size);
+                    }
+                    start += slide;
                 }
-                windows.reverse();
-                windows
             }
             WindowKind::Cumulate { step, size } => {
                 let start = time - time.rem_euclid(size);
-                (1..=size / step)
-                    .map(|k| (start, start + k * step))
-                    .filter(|&(_, end)| end > time)
-                    .collect()
+                for k in 1..=size / step {
+                    if start + k * step > time {
+                        f(start, start + k * step);
+                    }
+                }
             }
-            WindowKind::Session { gap } => vec![(time, time + gap)],
+            WindowKind::Session { gap } => f(time, time + gap),
         }
     }
 
@@ -175,28 +184,117 @@ pub fn event_times(batch: &RecordBatch, column: &str) -> Result<TimestampMillise
         .clone())
 }
 
-/// Finds a window TVF in the query's FROM clause and replaces it with a plain
-/// table reference to [`WindowTvf::relation`]. Returns `None` when there is none.
-pub fn extract(query: &mut Query, file: &str) -> Result<Option<WindowTvf>> {
-    let SetExpr::Select(select) = query.body.as_mut() else {
+/// A window TVF found in a query, and how the query uses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extracted {
+    pub tvf: WindowTvf,
+    /// The TVF is not the only table of the outer FROM: it is joined, or in a
+    /// subquery, and the query runs window by window (see [`crate::aligned`]).
+    pub aligned: bool,
+}
+
+/// Finds the window TVFs in the query and replaces each with a plain table
+/// reference to [`WindowTvf::relation`]. Returns `None` when there is none.
+/// Several TVFs must be the same window over the same table.
+pub fn extract(query: &mut Query, file: &str) -> Result<Option<Extracted>> {
+    if let SetExpr::Select(select) = query.body.as_mut()
+        && let [table] = select.from.as_mut_slice()
+        && table.joins.is_empty()
+        && let TableFactor::TableFunction { expr, alias } = &table.relation
+    {
+        let tvf = parse_tvf(expr, file)?;
+        table.relation = plain_table(&tvf.relation(), alias.clone());
+        return Ok(Some(Extracted {
+            tvf,
+            aligned: false,
+        }));
+    }
+    let mut found: Vec<(WindowTvf, SourceLocation)> = Vec::new();
+    replace_in_query(query, file, &mut found)?;
+    let Some((first, _)) = found.first().cloned() else {
         return Ok(None);
     };
-    let mut found = None;
-    for (index, table) in select.from.iter_mut().enumerate() {
-        if let TableFactor::TableFunction { expr, alias } = &table.relation {
-            let tvf = parse_tvf(expr, file)?;
-            if index > 0 || !table.joins.is_empty() {
-                return Err(invalid(
-                    location(file, expr),
-                    "a window TVF must be the only table in FROM".to_string(),
-                    "join the windowed result in a later layer",
-                ));
-            }
-            table.relation = plain_table(&tvf.relation(), alias.clone());
-            found = Some(tvf);
+    for (other, at) in &found[1..] {
+        if other.kind != first.kind
+            || other.source.table != first.source.table
+            || other.time_column != first.time_column
+        {
+            return Err(invalid(
+                at.clone(),
+                "the window TVFs of one pipeline must be the same window over the same table"
+                    .to_string(),
+                "window each table in a pipeline of its own, and join their results in the next",
+            ));
         }
     }
-    Ok(found)
+    Ok(Some(Extracted {
+        tvf: first,
+        aligned: true,
+    }))
+}
+
+fn replace_in_query(
+    query: &mut Query,
+    file: &str,
+    found: &mut Vec<(WindowTvf, SourceLocation)>,
+) -> Result<()> {
+    if let Some(with) = query.with.as_mut() {
+        for cte in &mut with.cte_tables {
+            replace_in_query(&mut cte.query, file, found)?;
+        }
+    }
+    replace_in_set(query.body.as_mut(), file, found)
+}
+
+fn replace_in_set(
+    body: &mut SetExpr,
+    file: &str,
+    found: &mut Vec<(WindowTvf, SourceLocation)>,
+) -> Result<()> {
+    match body {
+        SetExpr::Select(select) => {
+            for table in &mut select.from {
+                replace_in_factor(&mut table.relation, file, found)?;
+                for join in &mut table.joins {
+                    replace_in_factor(&mut join.relation, file, found)?;
+                }
+            }
+            Ok(())
+        }
+        SetExpr::Query(query) => replace_in_query(query, file, found),
+        SetExpr::SetOperation { left, right, .. } => {
+            replace_in_set(left, file, found)?;
+            replace_in_set(right, file, found)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn replace_in_factor(
+    factor: &mut TableFactor,
+    file: &str,
+    found: &mut Vec<(WindowTvf, SourceLocation)>,
+) -> Result<()> {
+    match factor {
+        TableFactor::TableFunction { expr, alias } => {
+            let tvf = parse_tvf(expr, file)?;
+            let at = location(file, expr);
+            *factor = plain_table(&tvf.relation(), alias.clone());
+            found.push((tvf, at));
+            Ok(())
+        }
+        TableFactor::Derived { subquery, .. } => replace_in_query(subquery, file, found),
+        TableFactor::NestedJoin {
+            table_with_joins, ..
+        } => {
+            replace_in_factor(&mut table_with_joins.relation, file, found)?;
+            for join in &mut table_with_joins.joins {
+                replace_in_factor(&mut join.relation, file, found)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn plain_table(name: &TableName, alias: Option<sqlparser::ast::TableAlias>) -> TableFactor {

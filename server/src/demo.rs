@@ -27,6 +27,7 @@ use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde::Serialize;
+use strata_catalog::connectors::nexmark::Random;
 use strata_catalog::{Catalog, Project, RegisterMode};
 
 use crate::run::{Registry, RunOptions, RunSummary, run_project};
@@ -337,22 +338,6 @@ impl Generator {
     }
 }
 
-/// SplitMix64: enough randomness for demo data.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn generate(
     producer: &ThreadedProducer<DefaultProducerContext>,
     stop: &AtomicBool,
@@ -360,7 +345,7 @@ fn generate(
 ) -> EventsProduced {
     // orders, page views, price changes, malformed, late orders
     let mut counts = [0u64; 5];
-    let mut random = Random(strata_pipelines::runner::now_ms() as u64);
+    let mut random = Random::new(strata_pipelines::runner::now_ms() as u64);
     let wall_start = Instant::now();
     let event_start = strata_pipelines::runner::now_ms() - if speed > 1 { 3_600_000 } else { 0 };
     let mut order_id = 0u64;

@@ -212,6 +212,12 @@ enum QuarantineCommand {
     },
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum NexmarkSourceArg {
+    Gen,
+    Kafka,
+}
+
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// From a record's Kafka timestamp to a query that sees it (live view, and committed only).
@@ -249,6 +255,21 @@ enum BenchCommand {
         /// The MariaDB/MySQL/TiDB server (the benchmark creates the database strata_bench_lookup).
         #[arg(long, default_value = "mysql://root@127.0.0.1:3306")]
         mysql_url: String,
+    },
+    /// Nexmark's queries, as Flink SQL: events/s per core, peak memory and window latency, each run checked.
+    Nexmark {
+        /// The queries: q0, q1, q2, q5, q7, a comma-separated list of them, or all.
+        #[arg(long, default_value = "all")]
+        query: String,
+        /// How many Nexmark events (of all three streams); default 10,000,000 generated, 1,000,000 through Kafka.
+        #[arg(long)]
+        events: Option<u64>,
+        /// gen: generated in the pipeline (the engine alone); kafka: as JSON through the Kafka mock cluster.
+        #[arg(long, value_enum, default_value = "gen")]
+        source: NexmarkSourceArg,
+        /// Events per second of event time (windows are 2 and 10 s of it).
+        #[arg(long, default_value_t = 100_000)]
+        rate: u64,
     },
     /// The lineage API on a generated warehouse: building the graph, and queries around a node.
     Lineage {
@@ -737,6 +758,88 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ("mean query time", format!("{:.1} ms", report.mean_query_ms)),
                 ],
             );
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Nexmark {
+            query,
+            events,
+            source,
+            rate,
+        }) => {
+            use bench::nexmark::{EventSource, NexmarkOptions, QUERIES, Query};
+            let queries: Vec<Query> = match query.as_str() {
+                "all" => QUERIES.to_vec(),
+                list => list
+                    .split(',')
+                    .map(|name| Query::named(name.trim()))
+                    .collect::<anyhow::Result<_>>()?,
+            };
+            let source = match source {
+                NexmarkSourceArg::Gen => EventSource::Gen,
+                NexmarkSourceArg::Kafka => EventSource::Kafka,
+            };
+            let options = NexmarkOptions {
+                events: events.unwrap_or(match source {
+                    EventSource::Gen => 10_000_000,
+                    EventSource::Kafka => 1_000_000,
+                }),
+                rate,
+                source,
+                progress: format == Format::Table,
+            };
+            let mut reports = Vec::new();
+            for query in queries {
+                reports.push(bench::nexmark::nexmark(query, options).await?);
+            }
+            match format {
+                Format::Json if reports.len() == 1 => print_json(&reports[0]),
+                Format::Json => print_json(&reports),
+                Format::Table | Format::Dot => {
+                    let per_s = |v: f64| format!("{:.0}", v);
+                    let ms = |v: Option<i64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
+                    let rows = reports
+                        .iter()
+                        .map(|r| {
+                            vec![
+                                r.query.clone(),
+                                r.events.to_string(),
+                                r.rows_out.to_string(),
+                                format!("{:.2} s", r.seconds),
+                                format!("{:.2} s", r.cpu_seconds),
+                                per_s(r.events_per_s_per_core),
+                                format!(
+                                    "{} ({:.0} %)",
+                                    per_s(r.floor_events_per_s_per_core),
+                                    r.share_of_floor * 100.0
+                                ),
+                                r.flink_per_core.to_string(),
+                                format!("{:.0} MB", r.peak_rss_mb),
+                                ms(r.p99_latency_ms),
+                                r.check.to_string(),
+                            ]
+                        })
+                        .collect();
+                    println!(
+                        "{}",
+                        views::human_table(
+                            &[
+                                "query",
+                                "events",
+                                "rows out",
+                                "wall",
+                                "cpu",
+                                "events/s per core",
+                                "floor per core (share)",
+                                "Flink per core",
+                                "peak RSS",
+                                "window p99",
+                                "checked",
+                            ],
+                            rows,
+                        )
+                    );
+                }
+            }
             Ok(())
         }
         Command::Bench(BenchCommand::Lineage { tables, columns }) => {

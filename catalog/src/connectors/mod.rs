@@ -1,4 +1,5 @@
-//! The storage behind tables: Kafka, TiDB/MySQL, Delta Lake, and tables embedded in the catalog store.
+//! The storage behind tables: Kafka, TiDB/MySQL, Delta Lake, tables embedded in the catalog store,
+//! and Nexmark's event generator.
 //!
 //! A [`TableKind`] holds what the DDL said; the functions here combine it with
 //! the project's named connections into a target a client can open.
@@ -7,6 +8,7 @@ pub mod delta;
 pub mod embedded;
 pub mod kafka;
 pub mod mysql;
+pub mod nexmark;
 
 use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::Field;

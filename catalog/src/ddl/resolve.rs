@@ -14,7 +14,7 @@ use crate::model::{
     is_identifier,
 };
 
-const CONNECTORS: &str = "'kafka', 'mysql' (also for TiDB; 'jdbc' is accepted as a synonym), 'delta' and 'embedded' (a table in the catalog's own SQL store)";
+const CONNECTORS: &str = "'kafka', 'mysql' (also for TiDB; 'jdbc' is accepted as a synonym), 'delta', 'embedded' (a table in the catalog's own SQL store), 'nexmark' (Nexmark's event generator) and 'blackhole' (rows are counted and dropped)";
 const COMMON_OPTIONS: [&str; 5] = ["connector", "layer", "owner", "description", "tags"];
 const KAFKA_OPTIONS: [&str; 7] = [
     "topic",
@@ -28,6 +28,14 @@ const KAFKA_OPTIONS: [&str; 7] = [
 const MYSQL_OPTIONS: [&str; 5] = ["url", "connection", "table-name", "username", "password"];
 const DELTA_OPTIONS: [&str; 2] = ["table-path", "connection"];
 const EMBEDDED_OPTIONS: [&str; 1] = ["table-name"];
+const NEXMARK_OPTIONS: [&str; 4] = [
+    "stream",
+    "events.num",
+    "first-event.rate",
+    "next-event.rate",
+];
+/// Flink's Nexmark connector's default `'first-event.rate'`.
+const NEXMARK_DEFAULT_RATE: u64 = 10_000_000;
 /// Options of tables that answer lookup joins (MySQL/TiDB, Delta, embedded).
 const LOOKUP_OPTIONS: [&str; 5] = [
     "lookup.cache.max-rows",
@@ -63,6 +71,8 @@ pub fn resolve(
                 .map(|t| t.value)
                 .unwrap_or_else(|| format!("{}__{}", name.space, name.name)),
         },
+        "nexmark" => nexmark_kind(&mut options, &create.location)?,
+        "blackhole" => TableKind::Blackhole,
         other => {
             return Err(ddl_error(
                 &connector.location,
@@ -71,6 +81,12 @@ pub fn resolve(
             ));
         }
     };
+    if let TableKind::Nexmark { stream, .. } = &kind
+        && let Err(CatalogError::Nexmark { message, hint }) =
+            crate::connectors::nexmark::check_columns(*stream, &schema)
+    {
+        return Err(ddl_error(&create.location, message, hint));
+    }
     if let TableKind::Kafka {
         format: KafkaFormat::Raw,
         ..
@@ -299,12 +315,14 @@ impl Options {
             "kafka" => &KAFKA_OPTIONS,
             "delta" => &DELTA_OPTIONS,
             "embedded" => &EMBEDDED_OPTIONS,
+            "nexmark" => &NEXMARK_OPTIONS,
+            "blackhole" => &[],
             _ => &MYSQL_OPTIONS,
         };
-        let lookup: &[&str] = if connector == "kafka" {
-            &["lookup.broadcast"]
-        } else {
-            &LOOKUP_OPTIONS
+        let lookup: &[&str] = match connector {
+            "kafka" => &["lookup.broadcast"],
+            "nexmark" | "blackhole" => &[],
+            _ => &LOOKUP_OPTIONS,
         };
         let mut valid: Vec<String> = own
             .iter()
@@ -509,6 +527,59 @@ fn delta_kind(
     Ok(TableKind::Delta {
         table_path: options.take("table-path").map(|p| p.value),
         connection,
+    })
+}
+
+/// `'stream'` (person, auction or bid), `'events.num'` (without end if not
+/// given) and `'first-event.rate'` (events per second of event time; Flink's
+/// `'next-event.rate'` may be given if it is the same: the rate does not change).
+fn nexmark_kind(options: &mut Options, statement: &SourceLocation) -> Result<TableKind> {
+    let stream = options.require("stream", statement, || {
+        "add 'stream' = 'person' | 'auction' | 'bid': each Nexmark stream is a table of its own"
+            .to_string()
+    })?;
+    let stream = stream.value.parse().map_err(|()| {
+        ddl_error(
+            &stream.location,
+            format!("unknown Nexmark stream {:?}", stream.value),
+            "the streams are 'person', 'auction' and 'bid'".to_string(),
+        )
+    })?;
+    let positive = |option: Option<Located<String>>| -> Result<Option<u64>> {
+        option
+            .map(|o| {
+                o.value
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| {
+                        ddl_error(
+                            &o.location,
+                            format!("{:?} is not a positive whole number", o.value),
+                            "write e.g. '1000000'".to_string(),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let events = positive(options.take("events.num"))?;
+    let rate = positive(options.take("first-event.rate"))?.unwrap_or(NEXMARK_DEFAULT_RATE);
+    if let Some(next) = options.take("next-event.rate") {
+        let location = next.location.clone();
+        if positive(Some(next))? != Some(rate) {
+            return Err(ddl_error(
+                &location,
+                "'next-event.rate' must equal 'first-event.rate': Strata's generator keeps one rate"
+                    .to_string(),
+                "drop 'next-event.rate', or give both the same value".to_string(),
+            ));
+        }
+    }
+    Ok(TableKind::Nexmark {
+        stream,
+        events,
+        rate,
     })
 }
 

@@ -5,6 +5,7 @@ mod ddl;
 mod delta;
 mod kafka;
 mod mysql;
+mod nexmark;
 mod slt;
 mod store;
 mod support;

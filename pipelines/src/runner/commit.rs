@@ -15,6 +15,7 @@ use arrow::record_batch::RecordBatch;
 use super::{TableStats, now_ms};
 use crate::decode::json::Rejected;
 use crate::error::Result;
+use crate::sink::blackhole::BlackholeSink;
 use crate::sink::delta::{DeltaSink, Offsets};
 use crate::sink::kafka::KafkaSink;
 use crate::sink::mysql::MysqlSink;
@@ -100,6 +101,8 @@ pub(super) struct CommitBatch {
     pub(super) checkpoint: Option<(i64, Vec<u8>)>,
     /// Quality results of this commit, recorded once it has landed.
     pub(super) results: Vec<CheckResult>,
+    /// The watermark the commit's windows were emitted at.
+    pub(super) watermark: Option<i64>,
 }
 
 /// What a commit in flight needs to know besides its batch.
@@ -129,6 +132,7 @@ impl Sinks {
             offsets,
             checkpoint,
             mut results,
+            watermark,
         } = batch;
         let stream = &ctx.stream;
         let quarantine = &self.quarantine;
@@ -198,7 +202,7 @@ impl Sinks {
         if let (Some(store), Some(id)) = (&self.state_store, state_id) {
             store.forget_before(id).await;
         }
-        ctx.stats.record_commit(count, version);
+        ctx.stats.record_commit(count, version, watermark);
         if let Some(log) = &ctx.results {
             for result in &mut results {
                 result.commit_version = version;
@@ -254,12 +258,14 @@ pub(super) fn fresh_late_rows(
 }
 
 /// A pipeline's target: a Delta table (append or upsert), a MySQL/TiDB serving
-/// table (upsert), or a Kafka topic (JSON, in transactions).
+/// table (upsert), a Kafka topic (JSON, in transactions), or a blackhole
+/// (which keeps no offsets: a run starts from the beginning).
 #[derive(Debug)]
 pub(super) enum Target {
     Delta(DeltaSink),
     Mysql(MysqlSink),
     Kafka(Box<KafkaSink>),
+    Blackhole(BlackholeSink),
 }
 
 impl Target {
@@ -272,6 +278,7 @@ impl Target {
             Target::Delta(sink) => sink.committed_offset(stream, partition).await,
             Target::Mysql(sink) => sink.committed_offset(stream, partition).await,
             Target::Kafka(sink) => Ok(sink.committed_offset(stream, partition)),
+            Target::Blackhole(_) => Ok(None),
         }
     }
 
@@ -280,6 +287,7 @@ impl Target {
             Target::Delta(sink) => sink.committed_state().await,
             Target::Mysql(sink) => sink.committed_state().await,
             Target::Kafka(sink) => Ok(sink.committed_state()),
+            Target::Blackhole(_) => Ok(None),
         }
     }
 
@@ -293,6 +301,7 @@ impl Target {
             Target::Delta(sink) => sink.commit(rows, offsets, state).await.map(Some),
             Target::Mysql(sink) => sink.commit(rows, offsets, state).await.map(|()| None),
             Target::Kafka(sink) => sink.commit(rows, offsets, state).map(|()| None),
+            Target::Blackhole(sink) => sink.commit(rows).map(|()| None),
         }
     }
 
@@ -300,7 +309,7 @@ impl Target {
     pub(super) async fn compact(&mut self) -> Result<()> {
         match self {
             Target::Delta(sink) => sink.compact().await,
-            Target::Mysql(_) | Target::Kafka(_) => Ok(()),
+            Target::Mysql(_) | Target::Kafka(_) | Target::Blackhole(_) => Ok(()),
         }
     }
 }

@@ -26,6 +26,7 @@
 
 mod checks;
 mod commit;
+mod emits;
 mod parked;
 mod task;
 mod versions;
@@ -49,6 +50,7 @@ use crate::validate::{ValidPipeline, is_changelog, schema_session};
 
 pub use self::checks::Quality;
 use self::commit::SideTable;
+pub use self::emits::{EmitLog, Recorded};
 use self::task::Task;
 
 /// Live counters of one target table, for progress, the API and the summary.
@@ -71,6 +73,10 @@ pub struct TableStats {
     pub on_commit: OnCommit,
     /// The realtime view of a Delta target: committed version and uncommitted rows.
     pub live: crate::live::LiveTable,
+    /// What a blackhole target took: its rows and their digest.
+    pub output: Arc<crate::sink::blackhole::OutputDigest>,
+    /// When watermarks were reached and landed, if asked for.
+    pub emits: EmitLog,
 }
 
 /// What [`OnCommit`] calls, with the rows a commit wrote.
@@ -113,7 +119,10 @@ impl TableStats {
     }
 
     /// Counts one commit of `rows` rows, now, that made the target's `version`.
-    fn record_commit(&self, rows: u64, version: Option<i64>) {
+    fn record_commit(&self, rows: u64, version: Option<i64>, watermark: Option<i64>) {
+        if let Some(watermark) = watermark {
+            self.emits.landed(watermark, now_ms());
+        }
         if let Some(version) = version {
             self.table_version.store(version, Ordering::Relaxed);
             self.live.commit_landed(version);
@@ -208,7 +217,8 @@ impl PipelineRun {
                 format: KafkaFormat::Json | KafkaFormat::DebeziumJson,
                 ..
             }
-            | TableKind::Delta { .. } => {}
+            | TableKind::Delta { .. }
+            | TableKind::Nexmark { .. } => {}
             TableKind::Kafka { format, .. } => {
                 return Err(unsupported(
                     pipeline,
@@ -391,6 +401,12 @@ impl PipelineRun {
                             def.primary_key.clone(),
                         )?))
                     }
+                    TableKind::Nexmark { .. } | TableKind::Blackhole => {
+                        return Err(unsupported(
+                            &self.pipeline,
+                            &format!("a lookup join against a {} table", def.kind.connector()),
+                        ));
+                    }
                 };
                 Ok(ResolvedLookup {
                     spec: spec.clone(),
@@ -477,7 +493,7 @@ fn unsupported(pipeline: &ValidPipeline, what: &str) -> PipelineError {
         location: pipeline.pipeline.target.location.clone(),
         message: format!("{what} is not supported in streaming pipelines yet"),
         hint: Some(
-            "pipelines read one Kafka (json, debezium-json) or Delta table (two Kafka json topics for an interval join) and write a Delta, MySQL/TiDB or Kafka table"
+            "pipelines read one Kafka (json, debezium-json), Delta or Nexmark table (two Kafka json topics for an interval join) and write a Delta, MySQL/TiDB, Kafka or blackhole table"
                 .to_string(),
         ),
     }
@@ -492,7 +508,7 @@ fn target_location(catalog: &Catalog, pipeline: &ValidPipeline) -> Result<String
             catalog.project(),
             &pipeline.target,
         )?),
-        TableKind::Mysql { .. } | TableKind::Kafka { .. } => {
+        TableKind::Mysql { .. } | TableKind::Kafka { .. } | TableKind::Blackhole => {
             let in_lake = TableDef {
                 kind: TableKind::Delta {
                     table_path: None,
@@ -505,6 +521,10 @@ fn target_location(catalog: &Catalog, pipeline: &ValidPipeline) -> Result<String
         TableKind::Embedded { .. } => Err(unsupported(
             pipeline,
             "writing to an embedded table (it holds small dimension tables; write a Delta or MySQL table)",
+        )),
+        TableKind::Nexmark { .. } => Err(unsupported(
+            pipeline,
+            "writing to a Nexmark table (it generates events; write a Delta, MySQL, Kafka or blackhole table)",
         )),
     }
 }

@@ -13,12 +13,14 @@ use strata_catalog::{KafkaFormat, StartupMode, TableDef, TableKind};
 use tokio::sync::watch;
 
 use crate::aggregate::AggregateState;
+use crate::aligned::AlignedState;
 use crate::decode::debezium::{DebeziumDecoder, RowKind};
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
 use crate::interval::Side;
 use crate::lookup::versioned::VersionedTable;
 use crate::lookup::{LookupPass, MissAction};
+use crate::sink::blackhole::BlackholeSink;
 use crate::sink::delta::{DELETE_MARKER, DeltaSink, Offsets, WriteMode};
 use crate::sink::kafka::KafkaSink;
 use crate::sink::late::{self, Arrival};
@@ -27,11 +29,12 @@ use crate::sink::quarantine;
 use crate::source::SourceRecord;
 use crate::source::delta::DeltaFollower;
 use crate::source::kafka::KafkaSource;
-use crate::source::reader::{Next, Reader, RecordDecoder, SourceBatch, row_as_json};
+use crate::source::reader::{NexmarkReader, Next, Reader, RecordDecoder, SourceBatch, row_as_json};
 use crate::state::{ByteReader, ByteWriter};
 use crate::transform::{CompiledPlan, Missed, Traced};
 use crate::validate::is_changelog;
 use crate::watermark::WatermarkTracker;
+use strata_catalog::connectors::nexmark::Generator;
 
 use super::checks::Checking;
 use super::commit::{CommitBatch, CommitContext, Sinks, Target};
@@ -63,6 +66,8 @@ struct Pending {
 #[derive(Debug)]
 struct Stateful {
     state: AggregateState,
+    /// The rows a window-aligned query holds.
+    aligned: AlignedState,
     parked: ParkedRows,
     /// Held back by a temporal join; "due" is the row's event time.
     waiting: ParkedRows,
@@ -138,6 +143,9 @@ pub(super) struct Task<'a> {
     checking: Checking,
     /// When the open windows' values were last shown to the live view (`None`: show them now).
     provisional_at: Option<Instant>,
+    /// Whether state is checkpointed: not for a blackhole target, which keeps no
+    /// offsets to resume from.
+    checkpoints: bool,
 }
 
 impl<'a> Task<'a> {
@@ -164,6 +172,7 @@ impl<'a> Task<'a> {
         )
         .await?;
         let plan_aggregates = plan.aggregate.is_some();
+        let task_holds_rows = plan.holds_rows();
         let mut target = match &target_def.kind {
             TableKind::Mysql { .. } => Target::Mysql(
                 MysqlSink::open(
@@ -174,6 +183,9 @@ impl<'a> Task<'a> {
                 )
                 .await?,
             ),
+            TableKind::Blackhole => Target::Blackhole(BlackholeSink {
+                output: run.stats.output.clone(),
+            }),
             TableKind::Kafka { .. } => {
                 let project = run.catalog.project();
                 Target::Kafka(Box::new(KafkaSink::open(
@@ -259,6 +271,31 @@ impl<'a> Task<'a> {
                 };
                 (reader, partitions)
             }
+            (
+                TableKind::Nexmark {
+                    stream,
+                    events,
+                    rate,
+                },
+                None,
+            ) => {
+                let stream_name = format!("nexmark/{}", source.name);
+                let next = match target.committed_offset(&stream_name, 0).await? {
+                    Some(last) => last as u64 + 1,
+                    None => 0,
+                };
+                let reader = Reader::Nexmark(NexmarkReader {
+                    generator: Generator::new(*stream, *rate),
+                    schema: source.schema.clone(),
+                    next,
+                    end: *events,
+                    batch_events: engine.batch_records as u64,
+                    stream: stream_name,
+                    reported_end: false,
+                    started: (Instant::now(), next),
+                });
+                (reader, vec![0])
+            }
             (_, None) => {
                 let location = connectors::delta_location(run.catalog.project(), source)?;
                 let stream = format!("delta/{}", source.name);
@@ -313,7 +350,7 @@ impl<'a> Task<'a> {
                 late: None,
                 state_store: None,
                 commits_since_compaction: 0,
-                emitted_quarantined: match plan_aggregates {
+                emitted_quarantined: match task_holds_rows {
                     true => emitted_quarantined(target_location, &name).await?,
                     false => Default::default(),
                 },
@@ -329,11 +366,12 @@ impl<'a> Task<'a> {
             interval,
             checking,
             provisional_at: None,
+            checkpoints: !matches!(target_def.kind, TableKind::Blackhole),
         };
         let retries = task.plan.lookups().any(|join| join.retries());
         let lags = task.plan.lags().next().is_some();
         let joins = task.versions.is_some() || task.right.is_some();
-        if task.plan.aggregate.is_some() || retries || lags || joins {
+        if task.plan.holds_rows() || retries || lags || joins {
             task.open_state(source, target_location, &partitions)
                 .await?;
         }
@@ -348,7 +386,7 @@ impl<'a> Task<'a> {
         partitions: &[i32],
     ) -> Result<()> {
         let mut late = None;
-        if self.plan.aggregate.is_some() {
+        if self.plan.holds_rows() {
             let late_schema = late::schema(&source.schema);
             let mut late_table = self
                 .run
@@ -373,9 +411,12 @@ impl<'a> Task<'a> {
         let pipeline = &self.run.pipeline.pipeline.name;
         let store = match &sinks.target {
             Target::Delta(sink) => sink.state_store(pipeline),
-            Target::Mysql(_) | Target::Kafka(_) => sinks.quarantine.sink.state_store(pipeline),
+            Target::Mysql(_) | Target::Kafka(_) | Target::Blackhole(_) => {
+                sinks.quarantine.sink.state_store(pipeline)
+            }
         };
         let mut state = AggregateState::default();
+        let mut aligned = AlignedState::default();
         let mut next_checkpoint = 0;
         if let Some(id) = sinks.target.committed_state().await? {
             let bytes = store.read(id).await?;
@@ -421,6 +462,11 @@ impl<'a> Task<'a> {
                     }
                     _ => return Err(input.corrupt(changed)),
                 }
+                match (input.u8()?, &self.plan.aligned) {
+                    (0, None) => {}
+                    (1, Some(_)) => aligned = AlignedState::decode(&mut input)?,
+                    _ => return Err(input.corrupt(changed)),
+                }
             }
             if !input.is_done() {
                 return Err(input.corrupt("bytes left over"));
@@ -435,6 +481,7 @@ impl<'a> Task<'a> {
         sinks.state_store = Some(store);
         self.stateful = Some(Stateful {
             state,
+            aligned,
             parked,
             waiting,
             next_checkpoint,
@@ -532,6 +579,7 @@ impl<'a> Task<'a> {
             let current = self.current_watermark();
             if let Some(w) = current {
                 self.run.stats.watermark_ms.store(w, Ordering::Relaxed);
+                self.run.stats.emits.reached(w, now_ms());
             }
             let watermark_moved = self.stateful.is_some() && current != self.committed_watermark;
             let landing = self.in_flight.as_ref().is_some_and(|c| !c.is_finished());
@@ -984,7 +1032,7 @@ impl<'a> Task<'a> {
                 missed
             })
             .collect();
-        let aggregate = self.plan.aggregate.is_some();
+        let aggregate = self.plan.holds_rows();
         let batch = if aggregate {
             traced.batch
         } else {
@@ -1068,16 +1116,23 @@ impl<'a> Task<'a> {
             };
             self.pending.rows.push(batch);
         } else {
-            let (Some(plan), Some(stateful)) = (&self.plan.aggregate, &mut self.stateful) else {
-                unreachable!("an aggregating plan has state")
+            let stateful = self
+                .stateful
+                .as_mut()
+                .expect("a plan that holds rows has state");
+            let late_positions = match (&self.plan.aggregate, &self.plan.aligned) {
+                (Some(plan), _) => {
+                    let row_kinds = kinds_of(&traced);
+                    stateful.state.update(
+                        plan,
+                        &traced.batch,
+                        row_kinds.as_deref(),
+                        self.committed_watermark,
+                    )?
+                }
+                (None, Some(aligned)) => aligned.update(&mut stateful.aligned, &traced.batch)?,
+                (None, None) => unreachable!("a plan that holds rows aggregates or is aligned"),
             };
-            let row_kinds = kinds_of(&traced);
-            let late_positions = stateful.state.update(
-                plan,
-                &traced.batch,
-                row_kinds.as_deref(),
-                self.committed_watermark,
-            )?;
             if late_positions.is_empty() {
                 return Ok(());
             }
@@ -1302,6 +1357,21 @@ impl<'a> Task<'a> {
             (Some(stateful), Some(plan)) => Some(stateful.state.emit(plan, watermark)?),
             _ => None,
         };
+        let aligned_rows = match (&mut self.stateful, &self.plan.aligned) {
+            (Some(stateful), Some(aligned)) => {
+                aligned.emit(&mut stateful.aligned, watermark).await?
+            }
+            _ => Vec::new(),
+        };
+        for batch in aligned_rows.into_iter().filter(|b| b.num_rows() > 0) {
+            let finished = self.plan.finish(batch)?;
+            let checked = if self.checking.checks_target_rows() {
+                self.check_emitted(finished).await?
+            } else {
+                finished
+            };
+            self.pending.rows.push(checked);
+        }
         if let Some(emitted) = emitted {
             if emitted.upserts.num_rows() > 0 {
                 let finished = self.plan.finish(emitted.upserts)?;
@@ -1321,7 +1391,7 @@ impl<'a> Task<'a> {
             }
         }
         let mut checkpoint = None;
-        if let Some(stateful) = &mut self.stateful {
+        if let Some(stateful) = self.stateful.as_mut().filter(|_| self.checkpoints) {
             let mut out = ByteWriter::default();
             out.bytes.extend_from_slice(CHECKPOINT_MAGIC);
             out.option(watermark.as_ref(), |out, w| out.i64(*w));
@@ -1354,6 +1424,13 @@ impl<'a> Task<'a> {
                 }
                 _ => out.u8(0),
             }
+            match &self.plan.aligned {
+                Some(_) => {
+                    out.u8(1);
+                    stateful.aligned.encode(&mut out);
+                }
+                None => out.u8(0),
+            }
             checkpoint = Some((stateful.next_checkpoint, out.bytes));
             stateful.next_checkpoint += 1;
         }
@@ -1373,6 +1450,7 @@ impl<'a> Task<'a> {
             offsets: std::mem::take(&mut self.pending.offsets),
             checkpoint,
             results,
+            watermark,
         };
         let ctx = CommitContext {
             pipeline: self.run.pipeline.pipeline.name.clone(),
@@ -1443,7 +1521,7 @@ async fn emitted_quarantined(
 /// Replays feed stateless pipelines that read a Kafka json topic: their
 /// records are rows again, with nothing held in operator state.
 fn refuse_replay(run: &PipelineRun, source: &TableDef, plan: &CompiledPlan) -> Result<()> {
-    let stateful = plan.aggregate.is_some()
+    let stateful = plan.holds_rows()
         || plan.lags().next().is_some()
         || plan.interval().is_some()
         || plan

@@ -1,5 +1,6 @@
 //! Sinks: where pipelines commit their rows.
 
+pub mod blackhole;
 pub mod delta;
 pub mod kafka;
 pub mod late;

@@ -4,6 +4,7 @@
 //! ```text
 //!   Kafka: records ──decode──▶ SourceBatch { rows, (partition, offset) per row, rejected, offsets }
 //!   Delta: version v's new files ──▶ SourceBatch { rows, (0, v) per row, offsets {0: v} }
+//!   Nexmark: events a..b generated ──▶ SourceBatch { this stream's rows, (0, n) per row, offsets {0: b - 1} }
 //! ```
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use super::kafka::{KafkaSource, SourceEvent};
 use crate::decode::debezium::{DebeziumDecoder, RowKind};
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
+use strata_catalog::connectors::nexmark::Generator;
 
 /// Rows a source handed over, with where each came from.
 #[derive(Debug)]
@@ -85,6 +87,55 @@ pub enum Reader {
         /// When the log was last read.
         polled_at: Option<Instant>,
     },
+    /// Nexmark's generator, in process: event numbers are the offsets of partition 0.
+    Nexmark(NexmarkReader),
+}
+
+/// Generates a Nexmark stream batch by batch, from an event number on.
+#[derive(Debug)]
+pub struct NexmarkReader {
+    pub generator: Generator,
+    /// The table's declared columns.
+    pub schema: SchemaRef,
+    /// The next event number to generate.
+    pub next: u64,
+    /// The number of events of all streams; `None`: without end, paced at the rate.
+    pub end: Option<u64>,
+    /// Events per batch (of all streams, so a batch holds fewer rows of this one).
+    pub batch_events: u64,
+    /// `nexmark/<space.table>`: the offsets' name in the target's log.
+    pub stream: String,
+    pub reported_end: bool,
+    /// When the run started, and the event it started at (for pacing).
+    pub started: (Instant, u64),
+}
+
+impl NexmarkReader {
+    fn next_batch(&mut self) -> Result<Option<SourceBatch>> {
+        let to = match self.end {
+            Some(end) if self.next >= end => return Ok(None),
+            Some(end) => end.min(self.next + self.batch_events),
+            None => self.next + self.batch_events,
+        };
+        let (rows, numbers) = self.generator.rows(self.next, to);
+        let rows = strata_catalog::connectors::nexmark::conform(&rows, &self.schema)?;
+        self.next = to;
+        Ok(Some(SourceBatch {
+            coordinates: numbers.iter().map(|&n| (0, n as i64)).collect(),
+            kinds: None,
+            records: rows.num_rows() as u64,
+            rows,
+            rejected: Vec::new(),
+            offsets: BTreeMap::from([(0, to as i64 - 1)]),
+            drift: None,
+        }))
+    }
+
+    /// When an unbounded stream may make its next batch: events keep to their rate.
+    fn due(&self) -> Instant {
+        let ahead = self.next.saturating_sub(self.started.1);
+        self.started.0 + Duration::from_secs_f64(ahead as f64 / self.generator.rate as f64)
+    }
 }
 
 impl Reader {
@@ -93,6 +144,7 @@ impl Reader {
         match self {
             Reader::Kafka { topic, .. } => topic,
             Reader::Delta { stream, .. } | Reader::Replay { stream, .. } => stream,
+            Reader::Nexmark(reader) => &reader.stream,
         }
     }
 
@@ -106,6 +158,33 @@ impl Reader {
             return Ok(Next::Stop);
         }
         match self {
+            Reader::Nexmark(reader) => {
+                if reader.end.is_none() && reader.due() > Instant::now() {
+                    let due = reader.due().min(deadline);
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due.into()) => {}
+                        changed = stop.changed() => {
+                            return Ok(if changed.is_err() || *stop.borrow() { Next::Stop } else { Next::Idle });
+                        }
+                    }
+                    if reader.due() > Instant::now() {
+                        return Ok(Next::Idle);
+                    }
+                }
+                match reader.next_batch()? {
+                    Some(batch) => Ok(Next::Batch(batch)),
+                    None if !reader.reported_end => {
+                        reader.reported_end = true;
+                        Ok(Next::CaughtUp)
+                    }
+                    None => tokio::select! {
+                        _ = tokio::time::sleep_until(deadline.into()) => Ok(Next::Idle),
+                        changed = stop.changed() => {
+                            Ok(if changed.is_err() || *stop.borrow() { Next::Stop } else { Next::Idle })
+                        }
+                    },
+                }
+            }
             Reader::Kafka {
                 source,
                 decoder,

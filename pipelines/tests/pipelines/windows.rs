@@ -140,3 +140,92 @@ async fn an_idle_partition_stops_holding_windows_back() {
     );
     assert_eq!(stats.watermark(), Some(1_714_557_750_000));
 }
+
+/// Checks a pipeline over bids into `shop.dws_out (a BIGINT, b BIGINT)`; the error, if any.
+async fn check_bids_pipeline(sql: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("strata.toml"), "").unwrap();
+    std::fs::create_dir_all(dir.path().join("pipelines/dws")).unwrap();
+    std::fs::write(dir.path().join("pipelines/dws/dws_out.sql"), sql).unwrap();
+    let catalog = Catalog::open(Project::load(dir.path()).unwrap())
+        .await
+        .unwrap();
+    catalog
+        .register_sql(
+            "catalog.sql",
+            "CREATE TABLE shop.ods_bids (auction BIGINT, price BIGINT, bid_time TIMESTAMP(3),
+               WATERMARK FOR bid_time AS bid_time - INTERVAL '1' SECOND)
+             WITH ('connector' = 'kafka', 'topic' = 'bids', 'format' = 'json', 'properties.bootstrap.servers' = 'b:9092');
+             CREATE TABLE shop.dws_out (a BIGINT, b BIGINT) WITH ('connector' = 'delta');",
+            RegisterMode::Create,
+        )
+        .await
+        .unwrap();
+    let pipeline = load_project(&catalog)
+        .await
+        .map_err(|err| err.to_string())?
+        .remove(0);
+    let run = PipelineRun {
+        catalog,
+        pipeline,
+        stats: Arc::new(TableStats::new()),
+        mode: RunMode::UntilCaughtUp,
+        quality: Default::default(),
+        replay: None,
+    };
+    run.check().await.map_err(|err| err.to_string())
+}
+
+#[tokio::test]
+async fn window_aligned_queries_that_would_mix_windows_are_refused() {
+    let tumble = "TABLE(TUMBLE(TABLE shop.ods_bids, DESCRIPTOR(bid_time), INTERVAL '10' SECOND))";
+    // The q7 shape is accepted.
+    check_bids_pipeline(&format!(
+        "INSERT INTO shop.dws_out SELECT B.auction, B.price FROM shop.ods_bids B
+         JOIN (SELECT MAX(price) AS maxprice, window_end AS wend FROM {tumble} GROUP BY window_start, window_end) W
+         ON B.price = W.maxprice WHERE B.bid_time BETWEEN W.wend - INTERVAL '10' SECOND AND W.wend"
+    ))
+    .await
+    .unwrap();
+    let refusals = [
+        (
+            format!(
+                "INSERT INTO shop.dws_out SELECT B.auction, B.price FROM shop.ods_bids B
+                 JOIN (SELECT MAX(price) AS maxprice FROM {tumble} GROUP BY window_start, window_end) W
+                 ON B.price = W.maxprice"
+            ),
+            "not bounded on both sides by the window",
+        ),
+        (
+            format!(
+                "INSERT INTO shop.dws_out SELECT m, COUNT(*) FROM (SELECT MAX(price) AS m, window_end FROM {tumble} GROUP BY window_start, window_end) W
+                 GROUP BY m"
+            ),
+            "does not group by window_start or window_end",
+        ),
+        (
+            format!(
+                "INSERT INTO shop.dws_out SELECT A.n, B.n FROM
+                 (SELECT COUNT(*) AS n, window_end AS e FROM {tumble} GROUP BY window_start, window_end) A
+                 JOIN (SELECT MAX(price) AS n, window_end AS e FROM {tumble} GROUP BY window_start, window_end) B ON A.n = B.n"
+            ),
+            "without equal window bounds",
+        ),
+        (
+            format!(
+                "INSERT INTO shop.dws_out SELECT B.auction, B.price FROM shop.ods_bids B
+                 LEFT JOIN (SELECT MAX(price) AS maxprice, window_end AS wend FROM {tumble} GROUP BY window_start, window_end) W
+                 ON B.price = W.maxprice AND B.bid_time BETWEEN W.wend - INTERVAL '10' SECOND AND W.wend"
+            ),
+            "outer join keeps stream rows",
+        ),
+    ];
+    for (sql, reason) in refusals {
+        let err = check_bids_pipeline(&sql).await.unwrap_err();
+        assert!(err.contains(reason), "{sql}\nwas refused with: {err}");
+        assert!(
+            err.contains("dws_out.sql:"),
+            "the error names the file: {err}"
+        );
+    }
+}

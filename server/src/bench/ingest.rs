@@ -118,9 +118,14 @@ pub async fn ingest(records: usize, progress: bool) -> anyhow::Result<IngestRepo
     })
 }
 
-/// How many records the topic holds from its low to its high watermarks.
+/// How many records the benchmark's topic holds from its low to its high watermarks.
 pub(super) fn retained_records(bootstrap: &str) -> anyhow::Result<usize> {
-    let target = topic(bootstrap);
+    retained_records_of(bootstrap, "orders")
+}
+
+/// How many records `topic` holds from its low to its high watermarks.
+pub(super) fn retained_records_of(bootstrap: &str, topic_name: &str) -> anyhow::Result<usize> {
+    let target = topic(bootstrap, topic_name);
     let partitions = KafkaSource::partitions(&target)?;
     let low = KafkaSource::start_offsets(
         &target,
@@ -140,11 +145,11 @@ pub(super) fn retained_records(bootstrap: &str) -> anyhow::Result<usize> {
         .sum())
 }
 
-fn topic(bootstrap: &str) -> KafkaTarget {
+fn topic(bootstrap: &str, topic: &str) -> KafkaTarget {
     KafkaTarget {
         bootstrap_servers: bootstrap.to_string(),
         properties: BTreeMap::new(),
-        topic: "orders".to_string(),
+        topic: topic.to_string(),
     }
 }
 
@@ -154,7 +159,17 @@ async fn floor(
     schema: arrow::datatypes::SchemaRef,
     records: usize,
 ) -> anyhow::Result<(f64, usize)> {
-    let target = topic(bootstrap);
+    floor_of(bootstrap, "orders", schema, records).await
+}
+
+/// Consume and decode `records` records of `topic`, keeping nothing: seconds and rows.
+pub(super) async fn floor_of(
+    bootstrap: &str,
+    topic_name: &str,
+    schema: arrow::datatypes::SchemaRef,
+    records: usize,
+) -> anyhow::Result<(f64, usize)> {
+    let target = topic(bootstrap, topic_name);
     let decoder = JsonDecoder::new(schema);
     let started = Instant::now();
     let partitions = KafkaSource::partitions(&target)?;

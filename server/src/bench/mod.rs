@@ -8,12 +8,14 @@
 //!   bench lineage: a generated warehouse ──▶ graph build, then queries around a node (ms)
 //!   bench quality: Kafka ──▶ 10 row rules ──▶ Delta against the same pipeline without them (overhead)
 //!   bench freshness: Kafka timestamp ──▶ a query that sees the row, live view and committed (ms)
+//!   bench nexmark: Nexmark's Flink SQL queries, generated or through Kafka ──▶ blackhole (events/s per core)
 //! ```
 
 mod freshness;
 mod ingest;
 mod lineage;
 mod lookup;
+pub mod nexmark;
 mod quality;
 
 use std::sync::Arc;

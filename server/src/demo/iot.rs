@@ -114,7 +114,7 @@ fn generate(
             count("alarm_rules");
         }
     }
-    let mut random = Random(strata_pipelines::runner::now_ms() as u64);
+    let mut random = Random::new(strata_pipelines::runner::now_ms() as u64);
     let wall_start = Instant::now();
     let event_start = strata_pipelines::runner::now_ms() - if speed > 1 { 3_600_000 } else { 0 };
     // Each device has one point drifting out of its band for a while now and then.

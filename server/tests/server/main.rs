@@ -6,6 +6,7 @@ mod cli;
 mod demo;
 mod lineage;
 mod live;
+mod nexmark;
 mod pg;
 mod quality;
 mod query;

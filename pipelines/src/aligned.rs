@@ -1,0 +1,808 @@
+//! Window-aligned queries: joins and aggregations over a window TVF's results
+//! (Nexmark's q5 and q7, Flink's window joins), run window by window.
+//!
+//! ```text
+//!   rows ──▶ buffer (the columns the query reads)            late: every window of the row was evaluated
+//!   watermark w ──▶ windows whose end − 1 + delay ≤ w, not yet evaluated, close:
+//!       __window.<src> = buffered rows × their closing windows   (each row, window pair once)
+//!       <src>          = every buffered row                      (a stream joined to the windows)
+//!       the whole SELECT, planned once by DataFusion, runs over these two tables ──▶ target
+//!   buffer keeps rows with an open window, or within `retention` of w
+//! ```
+//!
+//! A query qualifies when each result row belongs to exactly one window, so
+//! that running it over the windows that close now gives exactly those
+//! windows' rows:
+//! - every aggregation reads windowed rows and groups by a window bound;
+//! - every join has a windowed side; two windowed sides are joined on a window
+//!   bound; a stream joined to windows is bounded in event time by the window
+//!   (`B.t BETWEEN W.window_end - INTERVAL '10' SECOND AND W.window_end`), which
+//!   says how long its rows are kept and how long past a window's end to wait;
+//! - every result row comes through a windowed side.
+//!
+//! Anything else is refused at validation with the rule it breaks.
+
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, TimestampMillisecondArray, UInt32Array};
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider, Session,
+    TableProvider,
+};
+use datafusion::common::{Column, ScalarValue};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{BinaryExpr, Expr, JoinType, LogicalPlan, Operator};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use strata_catalog::TableDef;
+use strata_catalog::provider::CATALOG_NAME;
+
+use crate::error::{PipelineError, Result};
+use crate::state::{ByteReader, ByteWriter};
+use crate::validate::ValidPipeline;
+use crate::window::{WINDOW_END, WINDOW_SCHEMA, WINDOW_START, WINDOW_TIME, WindowKind, WindowTvf};
+
+/// A table whose rows are set before each evaluation.
+#[derive(Debug)]
+struct SwappableTable {
+    schema: SchemaRef,
+    batches: Mutex<Vec<RecordBatch>>,
+}
+
+impl SwappableTable {
+    fn new(schema: SchemaRef) -> Arc<Self> {
+        Arc::new(Self {
+            schema,
+            batches: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn set(&self, batches: Vec<RecordBatch>) {
+        *self.batches.lock().expect("not poisoned") = batches;
+    }
+}
+
+#[async_trait]
+impl TableProvider for SwappableTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let batches = self.batches.lock().expect("not poisoned").clone();
+        let exec: Arc<dyn ExecutionPlan> =
+            MemorySourceConfig::try_new_exec(&[batches], self.schema.clone(), projection.cloned())?;
+        Ok(exec)
+    }
+}
+
+/// Which bound of a window a column is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    Start,
+    End,
+    Time,
+}
+
+const UNTIED: &str =
+    "some result rows come from no window: they would be written again at every window";
+
+/// The query planned over two swappable tables: the stream's rows and the windowed rows.
+struct Planned {
+    state: SessionState,
+    plan: LogicalPlan,
+    raw: Arc<SwappableTable>,
+    windowed: Arc<SwappableTable>,
+}
+
+impl Planned {
+    async fn new(
+        valid: &ValidPipeline,
+        source: &TableDef,
+        tvf: &WindowTvf,
+        schema: SchemaRef,
+    ) -> std::result::Result<Self, String> {
+        let raw = SwappableTable::new(schema.clone());
+        let windowed = SwappableTable::new(WindowTvf::schema(&schema));
+        let catalog = MemoryCatalogProvider::new();
+        let space = Arc::new(MemorySchemaProvider::new());
+        let windows = Arc::new(MemorySchemaProvider::new());
+        let registered = space
+            .register_table(
+                source.name.name.clone(),
+                raw.clone() as Arc<dyn TableProvider>,
+            )
+            .and_then(|_| {
+                windows.register_table(
+                    tvf.relation().name,
+                    windowed.clone() as Arc<dyn TableProvider>,
+                )
+            })
+            .and_then(|_| catalog.register_schema(&source.name.space, space))
+            .and_then(|_| catalog.register_schema(WINDOW_SCHEMA, windows));
+        registered.map_err(|err| err.strip_backtrace())?;
+        let config = crate::validate::flink_sql(
+            SessionConfig::new()
+                .with_default_catalog_and_schema(CATALOG_NAME, "public")
+                .with_target_partitions(1),
+        );
+        let ctx = SessionContext::new_with_config(config);
+        ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
+        for function in strata_catalog::functions::flink_functions() {
+            ctx.register_udf(function.as_ref().clone());
+        }
+        let state = ctx.state();
+        let statement = datafusion::sql::parser::Statement::Statement(Box::new(
+            sqlparser::ast::Statement::Query(valid.pipeline.query.clone()),
+        ));
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .and_then(|plan| state.optimize(&plan))
+            .map_err(|err| format!("planning failed: {}", err.strip_backtrace()))?;
+        Ok(Self {
+            state,
+            plan,
+            raw,
+            windowed,
+        })
+    }
+}
+
+/// A compiled window-aligned query.
+#[derive(Debug)]
+pub struct AlignedQuery {
+    tvf: WindowTvf,
+    state: SessionState,
+    plan: LogicalPlan,
+    raw: Arc<SwappableTable>,
+    windowed: Arc<SwappableTable>,
+    /// The source's columns the query reads (the time column among them), all
+    /// nullable: what the buffer holds.
+    schema: SchemaRef,
+    time_index: usize,
+    /// How long behind the watermark rows are kept for a stream joined to the windows.
+    retention_ms: i64,
+    /// How far past `window_end - 1` the watermark must be before the window is evaluated.
+    delay_ms: i64,
+}
+
+/// The rows an aligned query holds, and how far its windows were evaluated.
+#[derive(Debug, Default)]
+pub struct AlignedState {
+    batches: Vec<RecordBatch>,
+    /// Windows with `end - 1` at or before this were evaluated.
+    closed_up_to: Option<i64>,
+}
+
+impl AlignedQuery {
+    /// Plans the pipeline's query over the windowed rows and the stream, and
+    /// checks that it is window-aligned.
+    pub async fn compile(valid: &ValidPipeline) -> Result<Self> {
+        let pipeline = &valid.pipeline;
+        let tvf = pipeline
+            .window
+            .clone()
+            .expect("an aligned pipeline has a window TVF");
+        let invalid = |message: String, hint: &str| PipelineError::Invalid {
+            location: tvf.time_location.clone(),
+            message,
+            hint: Some(hint.to_string()),
+        };
+        if matches!(tvf.kind, WindowKind::Session { .. }) {
+            return Err(invalid(
+                "a SESSION window joined or aggregated twice is not supported yet".to_string(),
+                "aggregate the sessions into a table, and join that table in the next pipeline",
+            ));
+        }
+        if !pipeline.lookups.is_empty() || valid.streams().count() != 1 {
+            return Err(invalid(
+                "a window-aligned query reads one stream, with no lookup joins, for now"
+                    .to_string(),
+                "enrich the stream in an earlier pipeline (the layered way), then window it here",
+            ));
+        }
+        let source: &TableDef = valid
+            .sources
+            .iter()
+            .find(|t| t.name == tvf.source.table)
+            .expect("validation found the window's table");
+        let full = Arc::new(Schema::new(crate::transform::nullable_fields(
+            &source.schema,
+        )));
+        // Planned twice: over all the source's columns to learn which the query
+        // reads, then over those alone, so that the buffer holds nothing else.
+        let planned = Planned::new(valid, source, &tvf, full.clone())
+            .await
+            .map_err(|err| invalid(err, "check the query's names and types"))?;
+        let time_index = full.index_of(&tvf.time_column).map_err(|_| {
+            invalid(
+                format!("no column {}", tvf.time_column),
+                "name the event-time column in DESCRIPTOR(…)",
+            )
+        })?;
+        let mut checker = Checker::new(&tvf, source, time_index);
+        if !checker
+            .tied(&planned.plan)
+            .map_err(|rule| invalid(rule, HINT))?
+        {
+            return Err(invalid(UNTIED.to_string(), HINT));
+        }
+        let mut read = checker.read;
+        read.sort_unstable();
+        read.dedup();
+        let schema = Arc::new(full.project(&read)?);
+        let planned = Planned::new(valid, source, &tvf, schema.clone())
+            .await
+            .map_err(|err| invalid(err, "check the query's names and types"))?;
+        let time_index = schema.index_of(&tvf.time_column)?;
+        let mut checker = Checker::new(&tvf, source, time_index);
+        if !checker
+            .tied(&planned.plan)
+            .map_err(|rule| invalid(rule, HINT))?
+        {
+            return Err(invalid(UNTIED.to_string(), HINT));
+        }
+        Ok(Self {
+            retention_ms: checker.retention_ms,
+            delay_ms: checker.delay_ms,
+            tvf,
+            state: planned.state,
+            plan: planned.plan,
+            raw: planned.raw,
+            windowed: planned.windowed,
+            schema,
+            time_index,
+        })
+    }
+
+    /// The source's event-time column.
+    pub fn time_column(&self) -> &str {
+        &self.tvf.time_column
+    }
+
+    /// Takes a batch of source rows in. Rows with a window that was already
+    /// evaluated are late: their positions are returned (for the late table).
+    /// They still count in their windows that are open; rows with none are not kept.
+    pub fn update(&self, state: &mut AlignedState, batch: &RecordBatch) -> Result<Vec<usize>> {
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let kept = self.keep_read_columns(batch)?;
+        let times = crate::window::event_times(&kept, &self.tvf.time_column)?;
+        let closed = state.closed_up_to.unwrap_or(i64::MIN);
+        let late: Vec<usize> = (0..kept.num_rows())
+            .filter(|&row| self.first_end(times.value(row)) - 1 <= closed)
+            .collect();
+        if late.is_empty() {
+            state.batches.push(kept);
+            return Ok(late);
+        }
+        let open: arrow::array::BooleanArray = (0..kept.num_rows())
+            .map(|row| Some(self.last_end(times.value(row)) - 1 > closed))
+            .collect();
+        if open.true_count() > 0 {
+            state
+                .batches
+                .push(arrow::compute::filter_record_batch(&kept, &open)?);
+        }
+        Ok(late)
+    }
+
+    /// The source's columns the query reads.
+    fn keep_read_columns(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let columns = crate::transform::columns_by_name(batch, &self.schema, |name| {
+            format!("the source has no column {name}")
+        })?;
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    /// The end of the first window `time` belongs to.
+    fn first_end(&self, time: i64) -> i64 {
+        match self.tvf.kind {
+            WindowKind::Tumble { size } => time.div_euclid(size) * size + size,
+            WindowKind::Hop { slide, size } => ((time - size).div_euclid(slide) + 1) * slide + size,
+            WindowKind::Cumulate { step, .. } => time.div_euclid(step) * step + step,
+            WindowKind::Session { gap } => time + gap,
+        }
+    }
+
+    /// The end of the last window `time` belongs to.
+    fn last_end(&self, time: i64) -> i64 {
+        match self.tvf.kind {
+            WindowKind::Tumble { size } | WindowKind::Cumulate { size, .. } => {
+                time.div_euclid(size) * size + size
+            }
+            WindowKind::Hop { slide, size } => time.div_euclid(slide) * slide + size,
+            WindowKind::Session { gap } => time + gap,
+        }
+    }
+
+    /// Evaluates the windows the watermark closed, and forgets rows no window
+    /// to come needs. The rows are in the query's output schema.
+    pub async fn emit(
+        &self,
+        state: &mut AlignedState,
+        watermark: Option<i64>,
+    ) -> Result<Vec<RecordBatch>> {
+        let Some(watermark) = watermark else {
+            return Ok(Vec::new());
+        };
+        let up_to = watermark.saturating_sub(self.delay_ms);
+        let closed = state.closed_up_to.unwrap_or(i64::MIN);
+        if up_to <= closed {
+            return Ok(Vec::new());
+        }
+        let windowed = self.closing_rows(&state.batches, closed, up_to)?;
+        let output = if windowed.is_empty() {
+            Vec::new()
+        } else {
+            self.raw.set(state.batches.clone());
+            self.windowed.set(windowed);
+            let evaluated = self.evaluate().await;
+            self.raw.set(Vec::new());
+            self.windowed.set(Vec::new());
+            evaluated?
+        };
+        state.closed_up_to = Some(up_to);
+        self.forget(state, up_to)?;
+        Ok(output)
+    }
+
+    async fn evaluate(&self) -> Result<Vec<RecordBatch>> {
+        let evaluation = |err: datafusion::error::DataFusionError| {
+            PipelineError::Evaluation(err.strip_backtrace())
+        };
+        let physical = self
+            .state
+            .create_physical_plan(&self.plan)
+            .await
+            .map_err(evaluation)?;
+        datafusion::physical_plan::collect(physical, self.state.task_ctx())
+            .await
+            .map_err(evaluation)
+    }
+
+    /// Each buffered row once per window of it that closes in `(closed, up_to]`
+    /// (by `window_end - 1`), with the window's bounds.
+    fn closing_rows(
+        &self,
+        batches: &[RecordBatch],
+        closed: i64,
+        up_to: i64,
+    ) -> Result<Vec<RecordBatch>> {
+        let schema = self.windowed.schema.clone();
+        let mut out = Vec::new();
+        for batch in batches {
+            let times = self.times_of(batch);
+            let (mut rows, mut starts, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+            for row in 0..batch.num_rows() {
+                let time = times.value(row);
+                if time > up_to || self.last_end(time) - 1 <= closed {
+                    continue;
+                }
+                self.tvf.each_window(time, |start, end| {
+                    if end - 1 > closed && end - 1 <= up_to {
+                        rows.push(row as u32);
+                        starts.push(start);
+                        ends.push(end);
+                    }
+                });
+            }
+            if rows.is_empty() {
+                continue;
+            }
+            let taken = arrow::compute::take_record_batch(batch, &UInt32Array::from(rows))?;
+            let mut columns = taken.columns().to_vec();
+            let time_of = |values: Vec<i64>| -> Arc<dyn Array> {
+                Arc::new(TimestampMillisecondArray::from(values))
+            };
+            let times: Vec<i64> = ends.iter().map(|end| end - 1).collect();
+            columns.push(time_of(starts));
+            columns.push(time_of(ends));
+            columns.push(time_of(times));
+            out.push(RecordBatch::try_new(schema.clone(), columns)?);
+        }
+        Ok(out)
+    }
+
+    /// The event times of buffered rows.
+    fn times_of(&self, batch: &RecordBatch) -> TimestampMillisecondArray {
+        batch
+            .column(self.time_index)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .expect("the buffer holds ms timestamps")
+            .clone()
+    }
+
+    /// Drops rows whose windows are all evaluated and that are older than the retention.
+    fn forget(&self, state: &mut AlignedState, up_to: i64) -> Result<()> {
+        let keep_after = up_to.saturating_sub(self.retention_ms);
+        let mut kept = Vec::with_capacity(state.batches.len());
+        for batch in std::mem::take(&mut state.batches) {
+            let times = self.times_of(&batch);
+            let keep: arrow::array::BooleanArray = times
+                .values()
+                .iter()
+                .map(|&time| Some(self.last_end(time) - 1 > up_to || time >= keep_after))
+                .collect();
+            match keep.true_count() {
+                0 => {}
+                n if n == batch.num_rows() => kept.push(batch),
+                _ => kept.push(arrow::compute::filter_record_batch(&batch, &keep)?),
+            }
+        }
+        state.batches = kept;
+        Ok(())
+    }
+}
+
+impl AlignedState {
+    /// How many rows are held.
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    pub fn encode(&self, out: &mut ByteWriter) {
+        out.option(self.closed_up_to.as_ref(), |out, w| out.i64(*w));
+        let mut bytes = Vec::new();
+        if let Some(first) = self.batches.first() {
+            let mut writer = StreamWriter::try_new(&mut bytes, &first.schema())
+                .expect("an IPC writer over memory opens");
+            for batch in &self.batches {
+                writer.write(batch).expect("writing IPC to memory succeeds");
+            }
+            writer.finish().expect("finishing IPC in memory succeeds");
+        }
+        out.bytes(&bytes);
+    }
+
+    pub fn decode(input: &mut ByteReader<'_>) -> Result<Self> {
+        let closed_up_to = input.option(|r| r.i64())?;
+        let bytes = input.bytes()?;
+        let batches = if bytes.is_empty() {
+            Vec::new()
+        } else {
+            StreamReader::try_new(std::io::Cursor::new(bytes), None)?
+                .collect::<std::result::Result<Vec<_>, _>>()?
+        };
+        Ok(Self {
+            batches,
+            closed_up_to,
+        })
+    }
+}
+
+const HINT: &str = "a query over window TVFs must give each result row one window: aggregate windowed rows grouped by window_start/window_end, join windowed results on a window bound, and bound a stream joined to windows by the window (B.t BETWEEN W.window_end - INTERVAL '10' SECOND AND W.window_end)";
+
+/// Walks a plan: whether each node's rows come from windows, and what the
+/// stream joined to them needs.
+struct Checker<'a> {
+    tvf: &'a WindowTvf,
+    source: &'a str,
+    retention_ms: i64,
+    delay_ms: i64,
+    /// Source columns read.
+    read: Vec<usize>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(tvf: &'a WindowTvf, source: &'a TableDef, time_index: usize) -> Self {
+        Self {
+            tvf,
+            source: source.name.name.as_str(),
+            retention_ms: 0,
+            delay_ms: 0,
+            read: vec![time_index],
+        }
+    }
+
+    fn is_window_scan(&self, scan: &datafusion::logical_expr::TableScan) -> bool {
+        scan.table_name.schema() == Some(WINDOW_SCHEMA)
+    }
+
+    /// Whether every row of `plan` belongs to one window; an error names a rule broken.
+    fn tied(&mut self, plan: &LogicalPlan) -> std::result::Result<bool, String> {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                let windowed = self.is_window_scan(scan);
+                if !windowed && scan.table_name.table() != self.source {
+                    return Err(format!("{} is not the window's table", scan.table_name));
+                }
+                let columns = scan.source.schema().fields().len();
+                let source_columns = self.tvf_source_columns(windowed, columns);
+                match &scan.projection {
+                    Some(projection) => self
+                        .read
+                        .extend(projection.iter().filter(|&&i| i < source_columns)),
+                    None => self.read.extend(0..source_columns),
+                }
+                Ok(windowed)
+            }
+            LogicalPlan::Projection(p) => self.tied(&p.input),
+            LogicalPlan::Filter(f) => self.tied(&f.input),
+            LogicalPlan::SubqueryAlias(a) => self.tied(&a.input),
+            LogicalPlan::Sort(s) => self.tied(&s.input),
+            LogicalPlan::Distinct(d) => self.tied(d.input()),
+            LogicalPlan::Union(u) => {
+                let mut all = true;
+                for input in &u.inputs {
+                    all &= self.tied(input)?;
+                }
+                Ok(all)
+            }
+            LogicalPlan::Aggregate(aggregate) => {
+                if !self.tied(&aggregate.input)? {
+                    return Err("an aggregation reads rows that come from no window".to_string());
+                }
+                let grouped_by_window = aggregate.group_expr.iter().any(|expr| match expr {
+                    Expr::Column(column) => bound_of(&aggregate.input, column).is_some(),
+                    _ => false,
+                });
+                if !grouped_by_window {
+                    return Err(
+                        "an aggregation over windowed rows does not group by window_start or window_end"
+                            .to_string(),
+                    );
+                }
+                Ok(true)
+            }
+            LogicalPlan::Join(join) => {
+                let left = self.tied(&join.left)?;
+                let right = self.tied(&join.right)?;
+                match (left, right) {
+                    (true, true) => {
+                        let on_window = join.on.iter().any(|(l, r)| {
+                            let bound = |side: &LogicalPlan, e: &Expr| match e {
+                                Expr::Column(c) => bound_of(side, c),
+                                _ => None,
+                            };
+                            bound(&join.left, l).is_some()
+                                && bound(&join.left, l) == bound(&join.right, r)
+                        });
+                        if !on_window {
+                            return Err(
+                                "two windowed results are joined without equal window bounds (ON a.window_end = b.window_end)"
+                                    .to_string(),
+                            );
+                        }
+                    }
+                    (true, false) | (false, true) => {
+                        let (stream, windows) = if left {
+                            (&join.right, &join.left)
+                        } else {
+                            (&join.left, &join.right)
+                        };
+                        let preserves_stream = match join.join_type {
+                            JoinType::Inner => false,
+                            JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti => !left,
+                            JoinType::Right | JoinType::RightSemi | JoinType::RightAnti => left,
+                            _ => true,
+                        };
+                        if preserves_stream {
+                            return Err("an outer join keeps stream rows that no window matched"
+                                .to_string());
+                        }
+                        self.band(join.filter.as_ref(), stream, windows)?;
+                    }
+                    (false, false) => {
+                        return Err("a join of two streams, neither of them windowed".to_string());
+                    }
+                }
+                Ok(left || right)
+            }
+            other => Err(format!(
+                "{} is not supported in a window-aligned query",
+                other.display()
+            )),
+        }
+    }
+
+    /// How many of a scanned table's columns are the source's.
+    fn tvf_source_columns(&self, windowed: bool, columns: usize) -> usize {
+        if windowed { columns - 3 } else { columns }
+    }
+
+    /// Finds the event-time band that bounds `stream`'s rows by `windows`' bounds,
+    /// and widens the retention and delay to it.
+    fn band(
+        &mut self,
+        filter: Option<&Expr>,
+        stream: &LogicalPlan,
+        windows: &LogicalPlan,
+    ) -> std::result::Result<(), String> {
+        let size = match self.tvf.kind {
+            WindowKind::Tumble { size }
+            | WindowKind::Hop { size, .. }
+            | WindowKind::Cumulate { size, .. } => size,
+            WindowKind::Session { gap } => gap,
+        };
+        // Offsets relative to window_end.
+        let mut lower: Option<i64> = None;
+        let mut upper: Option<i64> = None;
+        let mut note = |time_is_left: bool, op: Operator, other: &Expr| {
+            let Some(offset) = window_offset(windows, other, size) else {
+                return;
+            };
+            let op = if time_is_left { op } else { flip(op) };
+            match op {
+                Operator::GtEq | Operator::Gt => {
+                    lower = Some(lower.map_or(offset, |l| l.max(offset)))
+                }
+                Operator::LtEq | Operator::Lt => {
+                    upper = Some(upper.map_or(offset, |u| u.min(offset)))
+                }
+                Operator::Eq => {
+                    lower = Some(offset);
+                    upper = Some(offset);
+                }
+                _ => {}
+            }
+        };
+        let is_time = |e: &Expr| match e {
+            Expr::Column(c) => self.is_stream_time(stream, c),
+            _ => false,
+        };
+        for conjunct in filter.map(split_conjunction).unwrap_or_default() {
+            match conjunct {
+                Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                    if is_time(left.as_ref()) {
+                        note(true, *op, right.as_ref());
+                    } else if is_time(right.as_ref()) {
+                        note(false, *op, left.as_ref());
+                    }
+                }
+                Expr::Between(between) if !between.negated && is_time(between.expr.as_ref()) => {
+                    note(true, Operator::GtEq, between.low.as_ref());
+                    note(true, Operator::LtEq, between.high.as_ref());
+                }
+                _ => {}
+            }
+        }
+        match (lower, upper) {
+            (Some(lower), Some(upper)) if lower <= upper => {
+                self.retention_ms = self.retention_ms.max(-lower);
+                self.delay_ms = self.delay_ms.max(upper + 1);
+                Ok(())
+            }
+            _ => Err(format!(
+                "a stream joined to windowed rows is not bounded on both sides by the window ({} BETWEEN window_end - INTERVAL … AND window_end)",
+                self.tvf.time_column
+            )),
+        }
+    }
+
+    fn is_stream_time(&self, plan: &LogicalPlan, column: &Column) -> bool {
+        origin_of(plan, column)
+            .is_some_and(|(scan, name)| !self.is_window_scan(scan) && name == self.tvf.time_column)
+    }
+}
+
+fn flip(op: Operator) -> Operator {
+    match op {
+        Operator::Gt => Operator::Lt,
+        Operator::GtEq => Operator::LtEq,
+        Operator::Lt => Operator::Gt,
+        Operator::LtEq => Operator::GtEq,
+        other => other,
+    }
+}
+
+/// `bound`, `bound - INTERVAL x` or `bound + INTERVAL x` on the windows' side,
+/// as an offset from window_end in ms.
+fn window_offset(windows: &LogicalPlan, expr: &Expr, size: i64) -> Option<i64> {
+    let from_end = |column: &Column| -> Option<i64> {
+        Some(match bound_of(windows, column)? {
+            Bound::End => 0,
+            Bound::Time => -1,
+            Bound::Start => -size,
+        })
+    };
+    match expr {
+        Expr::Column(column) => from_end(column),
+        Expr::Cast(cast) => window_offset(windows, &cast.expr, size),
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let Expr::Column(column) = left.as_ref() else {
+                return None;
+            };
+            let interval = interval_ms(right)?;
+            match op {
+                Operator::Minus => Some(from_end(column)? - interval),
+                Operator::Plus => Some(from_end(column)? + interval),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn interval_ms(expr: &Expr) -> Option<i64> {
+    match expr {
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
+            Some(v.days as i64 * 86_400_000 + v.nanoseconds / 1_000_000)
+        }
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
+            Some(v.days as i64 * 86_400_000 + v.milliseconds as i64)
+        }
+        _ => None,
+    }
+}
+
+/// Which window bound `column` of `plan`'s output is, if it is one.
+fn bound_of(plan: &LogicalPlan, column: &Column) -> Option<Bound> {
+    let (scan, name) = origin_of(plan, column)?;
+    if scan.table_name.schema() != Some(WINDOW_SCHEMA) {
+        return None;
+    }
+    match name.as_str() {
+        WINDOW_START => Some(Bound::Start),
+        WINDOW_END => Some(Bound::End),
+        WINDOW_TIME => Some(Bound::Time),
+        _ => None,
+    }
+}
+
+/// The scanned column `column` of `plan`'s output passes through unchanged, if any.
+fn origin_of<'a>(
+    plan: &'a LogicalPlan,
+    column: &Column,
+) -> Option<(&'a datafusion::logical_expr::TableScan, String)> {
+    let index = plan.schema().index_of_column(column).ok()?;
+    let input_column = |input: &LogicalPlan, index: usize| {
+        let (qualifier, field) = input.schema().qualified_field(index);
+        Column::new(qualifier.cloned(), field.name())
+    };
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let (_, field) = plan.schema().qualified_field(index);
+            Some((scan, field.name().clone()))
+        }
+        LogicalPlan::Projection(p) => match unalias(&p.expr[index]) {
+            Expr::Column(inner) => origin_of(&p.input, inner),
+            _ => None,
+        },
+        LogicalPlan::SubqueryAlias(a) => origin_of(&a.input, &input_column(&a.input, index)),
+        LogicalPlan::Filter(f) => origin_of(&f.input, column),
+        LogicalPlan::Sort(s) => origin_of(&s.input, column),
+        LogicalPlan::Distinct(d) => origin_of(d.input(), column),
+        LogicalPlan::Aggregate(a) => match a.group_expr.get(index).map(unalias) {
+            Some(Expr::Column(inner)) => origin_of(&a.input, inner),
+            _ => None,
+        },
+        LogicalPlan::Join(j) => {
+            let left = j.left.schema().fields().len();
+            if index < left {
+                origin_of(&j.left, &input_column(&j.left, index))
+            } else {
+                origin_of(&j.right, &input_column(&j.right, index - left))
+            }
+        }
+        _ => None,
+    }
+}
+
+fn unalias(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Alias(alias) => unalias(&alias.expr),
+        other => other,
+    }
+}

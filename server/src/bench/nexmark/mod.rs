@@ -1,0 +1,521 @@
+//! `strata bench nexmark`: the Nexmark queries, as Flink SQL, on Strata's
+//! engine; events per second per core, peak memory and, for windowed queries,
+//! the p99 latency from a window's end to its result, each run checked against
+//! a reference computation.
+//!
+//! ```text
+//!   --source gen:    'connector' = 'nexmark' (generated in the pipeline) ──▶ qN ──▶ blackhole
+//!   --source kafka:  generator ──JSON──▶ mock cluster (not timed) ──▶ decode ──▶ qN ──▶ blackhole
+//!   timed: the pipeline from its start until it has read everything (CPU time of the whole process)
+//!   checked: the blackhole's rows (row by row when small) or count and digest ══ reference(events)
+//! ```
+
+mod reference;
+
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use arrow::record_batch::RecordBatch;
+use rdkafka::mocking::MockCluster;
+use serde::Serialize;
+use strata_catalog::connectors::nexmark::Generator;
+use strata_catalog::{Catalog, NexmarkStream, Project, RegisterMode};
+use strata_pipelines::{PipelineRun, RunMode, TableStats, load_project};
+
+pub use reference::Expected;
+
+/// The queries Strata runs, with their published per-core anchor (Flink 1.13,
+/// events/s per core) and, for windowed ones, the windows' slide in ms.
+pub const QUERIES: [Query; 5] = [
+    Query::new("q0", include_str!("queries/q0.sql"), 155_000, None),
+    Query::new("q1", include_str!("queries/q1.sql"), 158_000, None),
+    Query::new("q2", include_str!("queries/q2.sql"), 175_000, None),
+    Query::new("q5", include_str!("queries/q5.sql"), 22_000, Some(2_000)),
+    Query::new("q7", include_str!("queries/q7.sql"), 12_000, Some(10_000)),
+];
+
+/// A Nexmark query as Strata runs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Query {
+    pub name: &'static str,
+    /// The sink's DDL, then the INSERT.
+    pub text: &'static str,
+    pub flink_per_core: u64,
+    /// The slide of its windows, for the latency of each window's results.
+    pub window_slide_ms: Option<i64>,
+}
+
+impl Query {
+    const fn new(
+        name: &'static str,
+        text: &'static str,
+        flink_per_core: u64,
+        window_slide_ms: Option<i64>,
+    ) -> Self {
+        Self {
+            name,
+            text,
+            flink_per_core,
+            window_slide_ms,
+        }
+    }
+
+    /// The query named `name` (`q5`, or `5`).
+    pub fn named(name: &str) -> anyhow::Result<Query> {
+        let wanted = if name.starts_with('q') {
+            name.to_string()
+        } else {
+            format!("q{name}")
+        };
+        QUERIES
+            .iter()
+            .find(|q| q.name == wanted)
+            .copied()
+            .with_context(|| {
+                let known: Vec<&str> = QUERIES.iter().map(|q| q.name).collect();
+                format!(
+                    "Strata does not run Nexmark query {name} yet; it runs {}",
+                    known.join(", ")
+                )
+            })
+    }
+
+    /// The sink's DDL and the pipeline's INSERT.
+    fn split(&self) -> (&'static str, &'static str) {
+        let at = self
+            .text
+            .find("INSERT INTO")
+            .expect("every query file has an INSERT");
+        (&self.text[..at], &self.text[at..])
+    }
+}
+
+/// Where the events come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventSource {
+    /// Generated inside the pipeline: the engine alone.
+    Gen,
+    /// As JSON through the Kafka mock cluster: the whole path, decoding included.
+    Kafka,
+}
+
+/// How one run is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct NexmarkOptions {
+    pub events: u64,
+    /// Events per second of event time.
+    pub rate: u64,
+    pub source: EventSource,
+    pub progress: bool,
+}
+
+/// Runs of at most this many events are checked row by row; larger ones by count and digest.
+pub const ROW_CHECK_EVENTS: u64 = 200_000;
+
+/// The mock cluster keeps at most 100,000 records or 5 MiB per partition.
+const KAFKA_PARTITIONS: i32 = 64;
+
+#[derive(Debug, Serialize)]
+pub struct NexmarkReport {
+    pub query: String,
+    pub source: EventSource,
+    /// Nexmark events the run covered (all three streams).
+    pub events: u64,
+    /// Rows of the streams the query reads.
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub seconds: f64,
+    pub cpu_seconds: f64,
+    pub events_per_s: f64,
+    pub events_per_s_per_core: f64,
+    pub peak_rss_mb: f64,
+    /// The raw floor on the same events: generating them (gen), or consuming and
+    /// decoding them (kafka), into nothing; and this run's share of it.
+    pub floor_events_per_s_per_core: f64,
+    pub share_of_floor: f64,
+    /// From the watermark passing a window's end to its results landing, for windowed queries.
+    pub windows: Option<usize>,
+    pub p50_latency_ms: Option<i64>,
+    pub p99_latency_ms: Option<i64>,
+    /// How the output was checked: `rows` or `digest`.
+    pub check: &'static str,
+    pub flink_per_core: u64,
+    pub rate: u64,
+}
+
+/// Runs `query` once, checks its output, and measures it.
+pub async fn nexmark(query: Query, options: NexmarkOptions) -> anyhow::Result<NexmarkReport> {
+    let dir = tempfile::tempdir()?;
+    let cluster = match options.source {
+        EventSource::Kafka => Some(MockCluster::new(1).context("starting the Kafka mock cluster")?),
+        EventSource::Gen => None,
+    };
+    let mut toml = String::from("[engine]\ncommit-interval-ms = 250\nbatch-records = 20000\n");
+    if let Some(cluster) = &cluster {
+        toml.push_str(&format!(
+            "[connections.nexmark]\nkind = \"kafka\"\nbootstrap-servers = \"{}\"\n",
+            cluster.bootstrap_servers()
+        ));
+    }
+    std::fs::write(dir.path().join("strata.toml"), toml)?;
+    let (sink_ddl, insert) = query.split();
+    std::fs::create_dir_all(dir.path().join("pipelines/app"))?;
+    std::fs::write(
+        dir.path().join(format!("pipelines/app/{}.sql", query.name)),
+        insert,
+    )?;
+    let catalog = Catalog::open(Project::load(dir.path())?).await?;
+    let sources = source_ddl(options);
+    catalog
+        .register_sql("nexmark.sql", &sources, RegisterMode::Create)
+        .await?;
+    catalog
+        .register_sql(
+            &format!("{}.sql", query.name),
+            sink_ddl,
+            RegisterMode::Create,
+        )
+        .await?;
+    let pipeline = load_project(&catalog).await?.remove(0);
+    let streams: Vec<NexmarkStream> = pipeline
+        .streams()
+        .map(|t| t.name.name.parse().expect("the streams are Nexmark tables"))
+        .collect();
+    if let Some(cluster) = &cluster {
+        produce_events(cluster, &streams, options)?;
+    }
+
+    let stats = std::sync::Arc::new(TableStats::new());
+    let check = if options.events <= ROW_CHECK_EVENTS {
+        stats.output.keep_rows();
+        "rows"
+    } else {
+        "digest"
+    };
+    stats.emits.enable();
+    let run = PipelineRun {
+        catalog: catalog.clone(),
+        pipeline,
+        stats: stats.clone(),
+        mode: RunMode::UntilCaughtUp,
+        quality: Default::default(),
+        replay: None,
+    };
+    if options.progress {
+        eprintln!(
+            "{}: {} events from {}…",
+            query.name,
+            options.events,
+            match options.source {
+                EventSource::Gen => "the generator",
+                EventSource::Kafka => "Kafka",
+            }
+        );
+    }
+    reset_peak_rss();
+    let cpu_before = cpu_seconds()?;
+    let started = Instant::now();
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    run.run(stop_rx).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds()? - cpu_before;
+    let peak_rss_mb = peak_rss_mb()?;
+
+    let watermark = stats
+        .watermark()
+        .context("the run ended without a watermark")?;
+    let expected = reference::expected(query.name, options)?;
+    if expected.watermark != watermark {
+        bail!(
+            "{}: the pipeline's final watermark is {watermark}, the reference's {}",
+            query.name,
+            expected.watermark
+        );
+    }
+    let rows_out = stats.output.rows();
+    if check == "rows" {
+        compare_rows(query.name, &stats.output.kept_rows(), &expected.rows)?;
+    }
+    if rows_out != expected.count || stats.output.digest() != expected.digest {
+        bail!(
+            "{}: the pipeline wrote {rows_out} rows (digest {:016x}), the reference computes {} (digest {:016x})",
+            query.name,
+            stats.output.digest(),
+            expected.count,
+            expected.digest
+        );
+    }
+    let (windows, p50, p99) = match query.window_slide_ms {
+        Some(slide) => latencies(&stats, slide, &expected),
+        None => (None, None, None),
+    };
+    let rows_in = stats.records_in.load(std::sync::atomic::Ordering::Relaxed);
+    let floor_cpu = floor_cpu_seconds(&catalog, &streams, cluster.as_ref(), options).await?;
+    let events_per_s_per_core = options.events as f64 / cpu;
+    let floor_events_per_s_per_core = options.events as f64 / floor_cpu;
+    Ok(NexmarkReport {
+        query: query.name.to_string(),
+        source: options.source,
+        events: options.events,
+        rows_in,
+        rows_out,
+        seconds,
+        cpu_seconds: cpu,
+        events_per_s: options.events as f64 / seconds,
+        events_per_s_per_core,
+        peak_rss_mb,
+        floor_events_per_s_per_core,
+        share_of_floor: events_per_s_per_core / floor_events_per_s_per_core,
+        windows,
+        p50_latency_ms: p50,
+        p99_latency_ms: p99,
+        check,
+        flink_per_core: query.flink_per_core,
+        rate: options.rate,
+    })
+}
+
+/// CPU seconds of the raw floor: the streams' rows generated (gen) or consumed
+/// and decoded (kafka), into nothing.
+async fn floor_cpu_seconds(
+    catalog: &Catalog,
+    streams: &[NexmarkStream],
+    cluster: Option<&MockCluster<'_, rdkafka::producer::DefaultProducerContext>>,
+    options: NexmarkOptions,
+) -> anyhow::Result<f64> {
+    let before = cpu_seconds()?;
+    for &stream in streams {
+        match cluster {
+            None => {
+                let generator = Generator::new(stream, options.rate);
+                let mut from = 0;
+                while from < options.events {
+                    let to = (from + reference::CHUNK).min(options.events);
+                    std::hint::black_box(generator.rows(from, to));
+                    from = to;
+                }
+            }
+            Some(cluster) => {
+                let table = catalog
+                    .get(&format!("nexmark.{}", stream.as_str()).parse()?)
+                    .await?
+                    .def;
+                let topic = format!("nexmark-{}", stream.as_str());
+                let rows =
+                    super::ingest::retained_records_of(&cluster.bootstrap_servers(), &topic)?;
+                super::ingest::floor_of(&cluster.bootstrap_servers(), &topic, table.schema, rows)
+                    .await?;
+            }
+        }
+    }
+    Ok(cpu_seconds()? - before)
+}
+
+/// The three streams' tables, generated or read from Kafka.
+fn source_ddl(options: NexmarkOptions) -> String {
+    let columns = |stream: NexmarkStream| -> String {
+        strata_catalog::connectors::nexmark::schema(stream)
+            .fields()
+            .iter()
+            .map(|f| {
+                let kind = match f.data_type() {
+                    arrow::datatypes::DataType::Int64 => "BIGINT",
+                    arrow::datatypes::DataType::Utf8 => "VARCHAR",
+                    _ => "TIMESTAMP(3)",
+                };
+                format!("    `{}` {kind},\n", f.name())
+            })
+            .collect()
+    };
+    [NexmarkStream::Person, NexmarkStream::Auction, NexmarkStream::Bid]
+        .iter()
+        .map(|&stream| {
+            let with = match options.source {
+                EventSource::Gen => format!(
+                    "'connector' = 'nexmark', 'stream' = '{}', 'first-event.rate' = '{}', 'events.num' = '{}'",
+                    stream.as_str(),
+                    options.rate,
+                    options.events
+                ),
+                EventSource::Kafka => format!(
+                    "'connector' = 'kafka', 'topic' = 'nexmark-{}', 'format' = 'json', 'scan.startup.mode' = 'earliest-offset', 'connection' = 'nexmark'",
+                    stream.as_str()
+                ),
+            };
+            format!(
+                "CREATE TABLE nexmark.{} (\n{}    WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND\n) WITH (\n    {with},\n    'layer' = 'ods'\n);\n",
+                stream.as_str(),
+                columns(stream)
+            )
+        })
+        .collect()
+}
+
+/// Produces the rows of `streams` for every event, as JSON, round robin over
+/// the partitions (not timed).
+fn produce_events(
+    cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    streams: &[NexmarkStream],
+    options: NexmarkOptions,
+) -> anyhow::Result<()> {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    let bootstrap = cluster.bootstrap_servers();
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("queue.buffering.max.messages", "1000000")
+        .set("linger.ms", "5")
+        .create()?;
+    for &stream in streams {
+        let topic = format!("nexmark-{}", stream.as_str());
+        cluster
+            .create_topic(&topic, KAFKA_PARTITIONS, 1)
+            .context("creating a topic")?;
+        let generator = Generator::new(stream, options.rate);
+        let mut index = 0usize;
+        for from in (0..options.events).step_by(reference::CHUNK as usize) {
+            let to = (from + reference::CHUNK).min(options.events);
+            let (rows, _) = generator.rows(from, to);
+            for line in json_lines(&rows)? {
+                let partition = (index % KAFKA_PARTITIONS as usize) as i32;
+                index += 1;
+                loop {
+                    let record = BaseRecord::<(), [u8]>::to(&topic)
+                        .partition(partition)
+                        .payload(line.as_slice());
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((
+                            rdkafka::error::KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull,
+                            ),
+                            _,
+                        )) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                        Err((err, _)) => return Err(err).context("producing Nexmark events"),
+                    }
+                }
+            }
+        }
+        producer.flush(std::time::Duration::from_secs(120))?;
+        if options.progress {
+            eprintln!("produced {index} {} rows to {topic}", stream.as_str());
+        }
+        let retained = super::ingest::retained_records_of(&bootstrap, &topic)?;
+        if retained != index {
+            bail!(
+                "the Kafka mock cluster kept {retained} of the {index} {} rows produced (it keeps at most 5 MiB per partition); run with fewer --events",
+                stream.as_str()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Each row as one line of JSON, `dateTime` as `2015-07-15T00:00:00.123`.
+pub fn json_lines(rows: &RecordBatch) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut writer = arrow_json::LineDelimitedWriter::new(Vec::new());
+    writer.write(rows)?;
+    writer.finish()?;
+    Ok(writer
+        .into_inner()
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+/// Compares two row sets, in any order; the error shows the first difference.
+fn compare_rows(query: &str, got: &[RecordBatch], expected: &[RecordBatch]) -> anyhow::Result<()> {
+    let render = |batches: &[RecordBatch]| -> anyhow::Result<Vec<String>> {
+        let mut lines = Vec::new();
+        for batch in batches {
+            let options = arrow::util::display::FormatOptions::default();
+            let formatters = batch
+                .columns()
+                .iter()
+                .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options))
+                .collect::<Result<Vec<_>, _>>()?;
+            for row in 0..batch.num_rows() {
+                let cells: Vec<String> = formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect();
+                lines.push(cells.join(" | "));
+            }
+        }
+        lines.sort();
+        Ok(lines)
+    };
+    let (got, expected) = (render(got)?, render(expected)?);
+    if got == expected {
+        return Ok(());
+    }
+    let missing = expected
+        .iter()
+        .find(|line| got.binary_search(line).is_err());
+    let extra = got
+        .iter()
+        .find(|line| expected.binary_search(line).is_err());
+    bail!(
+        "{query}: the pipeline wrote {} rows, the reference computes {}; first missing row: {}; first unexpected row: {}",
+        got.len(),
+        expected.len(),
+        missing.map_or("none", String::as_str),
+        extra.map_or("none", String::as_str)
+    )
+}
+
+/// Window latencies (count, p50, p99): from the watermark reaching each closed
+/// window's end to the landing of the commit that carried its results.
+fn latencies(
+    stats: &TableStats,
+    slide: i64,
+    expected: &Expected,
+) -> (Option<usize>, Option<i64>, Option<i64>) {
+    let recorded = stats.emits.recorded();
+    let first = expected.first_time.div_euclid(slide) * slide + slide;
+    let mut samples: Vec<i64> = (0..)
+        .map(|k| first + k * slide)
+        .take_while(|&end| end <= expected.watermark)
+        .filter_map(|end| recorded.latency_ms(end))
+        .collect();
+    if samples.is_empty() {
+        return (Some(0), None, None);
+    }
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    (Some(samples.len()), Some(at(0.5)), Some(at(0.99)))
+}
+
+/// CPU time of the whole process so far (every thread), from /proc/self/stat.
+fn cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    // Fields after the command name (which is in parentheses): utime and stime are the 12th and 13th.
+    let after = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest)
+        .context("parsing /proc/self/stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    // The kernel's USER_HZ, 100 on Linux.
+    Ok(ticks / 100.0)
+}
+
+/// Resets the process's peak resident memory, so that the peak is the run's.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_mb() -> anyhow::Result<f64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .context("no VmHWM in /proc/self/status")?
+        .parse()?;
+    Ok(kb / 1024.0)
+}

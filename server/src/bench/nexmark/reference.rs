@@ -1,0 +1,266 @@
+//! What each Nexmark query must output, computed plainly from the generated
+//! events with loops and hash maps (no SQL, no engine), to check Strata's output.
+//!
+//! ```text
+//!   generator ──bid rows, chunk by chunk──▶ per query: filter / map / per-window maps
+//!     ──▶ rows (kept when small) + count + digest, as the blackhole computes them
+//! ```
+//!
+//! Windows count as closed, as in the engine, once the final watermark
+//! (`max dateTime − 4 s`, the smallest over the Kafka partitions) passes them:
+//! HOP and TUMBLE results when `window_end − 1 ≤ watermark`, q7's (whose
+//! bids reach up to `window_end` inclusive) when `window_end ≤ watermark`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::bail;
+use arrow::array::{
+    Array, ArrayRef, Decimal128Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
+use arrow::record_batch::RecordBatch;
+use strata_catalog::NexmarkStream;
+use strata_catalog::connectors::nexmark::Generator;
+use strata_pipelines::sink::blackhole::digest;
+
+use super::{EventSource, KAFKA_PARTITIONS, NexmarkOptions, ROW_CHECK_EVENTS};
+
+/// Events generated at a time.
+pub const CHUNK: u64 = 100_000;
+
+/// The watermark trails the largest event time by 4 s.
+const WATERMARK_DELAY_MS: i64 = 4_000;
+
+/// A query's expected output.
+#[derive(Debug, Default)]
+pub struct Expected {
+    /// The rows themselves, for runs small enough to compare row by row.
+    pub rows: Vec<RecordBatch>,
+    pub count: u64,
+    pub digest: u64,
+    /// The final watermark of the run.
+    pub watermark: i64,
+    /// The first bid's event time.
+    pub first_time: i64,
+}
+
+impl Expected {
+    fn add(&mut self, keep: bool, batch: RecordBatch) -> anyhow::Result<()> {
+        let (count, digest) = digest(&batch)?;
+        self.count += count;
+        self.digest = self.digest.wrapping_add(digest);
+        if keep && batch.num_rows() > 0 {
+            self.rows.push(batch);
+        }
+        Ok(())
+    }
+}
+
+/// One chunk of bids, as plain columns.
+struct Bids {
+    auction: Int64Array,
+    bidder: Int64Array,
+    price: Int64Array,
+    time: TimestampMillisecondArray,
+    extra: StringArray,
+}
+
+fn bids(
+    options: NexmarkOptions,
+    mut each: impl FnMut(&Bids) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let generator = Generator::new(NexmarkStream::Bid, options.rate);
+    let mut from = 0;
+    while from < options.events {
+        let to = (from + CHUNK).min(options.events);
+        let (rows, _) = generator.rows(from, to);
+        let column = |name: &str| rows.column_by_name(name).expect("a bid column").clone();
+        let bids = Bids {
+            auction: downcast(&column("auction")),
+            bidder: downcast(&column("bidder")),
+            price: downcast(&column("price")),
+            time: downcast(&column("dateTime")),
+            extra: downcast(&column("extra")),
+        };
+        each(&bids)?;
+        from = to;
+    }
+    Ok(())
+}
+
+fn downcast<T: Array + Clone + 'static>(array: &ArrayRef) -> T {
+    array
+        .as_any()
+        .downcast_ref::<T>()
+        .expect("the generator's types")
+        .clone()
+}
+
+/// The final watermark: over one partition (the generator), or the smallest
+/// over the Kafka partitions the bids went to round robin.
+fn final_watermark(options: NexmarkOptions) -> anyhow::Result<(i64, i64)> {
+    let mut times = Vec::new();
+    bids(options, |b| {
+        times.extend(b.time.values().iter().copied());
+        Ok(())
+    })?;
+    let Some(&first) = times.first() else {
+        bail!("{} events hold no bid", options.events);
+    };
+    let last_per_partition = match options.source {
+        EventSource::Gen => *times.last().expect("not empty"),
+        EventSource::Kafka => {
+            let partitions = KAFKA_PARTITIONS as usize;
+            let tail = times.len().saturating_sub(partitions);
+            times[tail..].iter().copied().min().expect("not empty")
+        }
+    };
+    Ok((last_per_partition - WATERMARK_DELAY_MS, first))
+}
+
+/// The expected output of query `name` over the run's events.
+pub fn expected(name: &str, options: NexmarkOptions) -> anyhow::Result<Expected> {
+    let keep = options.events <= ROW_CHECK_EVENTS;
+    let (watermark, first_time) = final_watermark(options)?;
+    let mut out = Expected {
+        watermark,
+        first_time,
+        ..Expected::default()
+    };
+    match name {
+        "q0" => bids(options, |b| {
+            let batch = batch(vec![
+                Arc::new(b.auction.clone()),
+                Arc::new(b.bidder.clone()),
+                Arc::new(b.price.clone()),
+                Arc::new(b.time.clone()),
+                Arc::new(b.extra.clone()),
+            ]);
+            out.add(keep, batch)
+        })?,
+        "q1" => bids(options, |b| {
+            // 0.908 × price, exactly, at scale 3.
+            let euros: Decimal128Array = b
+                .price
+                .values()
+                .iter()
+                .map(|&p| Some(i128::from(p) * 908))
+                .collect::<Decimal128Array>()
+                .with_precision_and_scale(23, 3)?;
+            let batch = batch(vec![
+                Arc::new(b.auction.clone()),
+                Arc::new(b.bidder.clone()),
+                Arc::new(euros),
+                Arc::new(b.time.clone()),
+                Arc::new(b.extra.clone()),
+            ]);
+            out.add(keep, batch)
+        })?,
+        "q2" => bids(options, |b| {
+            let (mut auctions, mut prices) = (Vec::new(), Vec::new());
+            for row in 0..b.auction.len() {
+                if b.auction.value(row) % 123 == 0 {
+                    auctions.push(b.auction.value(row));
+                    prices.push(b.price.value(row));
+                }
+            }
+            out.add(keep, batch(vec![longs(auctions), longs(prices)]))
+        })?,
+        "q5" => {
+            let (slide, size) = (2_000i64, 10_000i64);
+            // window start → auction → bids
+            let mut counts: HashMap<i64, HashMap<i64, i64>> = HashMap::new();
+            bids(options, |b| {
+                for row in 0..b.auction.len() {
+                    let time = b.time.value(row);
+                    let last_start = time.div_euclid(slide) * slide;
+                    let mut start = last_start;
+                    while start > time - size {
+                        *counts
+                            .entry(start)
+                            .or_default()
+                            .entry(b.auction.value(row))
+                            .or_default() += 1;
+                        start -= slide;
+                    }
+                }
+                Ok(())
+            })?;
+            let mut starts: Vec<i64> = counts.keys().copied().collect();
+            starts.sort_unstable();
+            let (mut auctions, mut nums) = (Vec::new(), Vec::new());
+            for start in starts {
+                if start + size - 1 > watermark {
+                    continue;
+                }
+                let window = &counts[&start];
+                let max = window.values().copied().max().unwrap_or(0);
+                for (&auction, &num) in window {
+                    if num >= max {
+                        auctions.push(auction);
+                        nums.push(num);
+                    }
+                }
+            }
+            out.add(keep, batch(vec![longs(auctions), longs(nums)]))?;
+        }
+        "q7" => {
+            let size = 10_000i64;
+            // window end → highest price
+            let mut highest: HashMap<i64, i64> = HashMap::new();
+            bids(options, |b| {
+                for row in 0..b.price.len() {
+                    let end = b.time.value(row).div_euclid(size) * size + size;
+                    let max = highest.entry(end).or_insert(i64::MIN);
+                    *max = (*max).max(b.price.value(row));
+                }
+                Ok(())
+            })?;
+            bids(options, |b| {
+                let mut rows = Vec::new();
+                for row in 0..b.price.len() {
+                    let time = b.time.value(row);
+                    // Every closed window whose [end − 10 s, end] holds the bid.
+                    let mut end = time.div_euclid(size) * size + size;
+                    if time % size == 0 {
+                        end = time;
+                    }
+                    while end - size <= time {
+                        if end <= watermark && highest.get(&end) == Some(&b.price.value(row)) {
+                            rows.push(row as u32);
+                        }
+                        end += size;
+                    }
+                }
+                let take = arrow::array::UInt32Array::from(rows);
+                let pick = |array: &dyn Array| arrow::compute::take(array, &take, None);
+                // SELECT B.auction, B.price, B.bidder: price and bidder land in each other's column.
+                let batch = batch(vec![
+                    pick(&b.auction as &dyn Array)?,
+                    pick(&b.price as &dyn Array)?,
+                    pick(&b.bidder as &dyn Array)?,
+                    pick(&b.time as &dyn Array)?,
+                    pick(&b.extra as &dyn Array)?,
+                ]);
+                out.add(keep, batch)
+            })?;
+        }
+        other => bail!("no reference computation for {other}"),
+    }
+    Ok(out)
+}
+
+fn longs(values: Vec<i64>) -> ArrayRef {
+    Arc::new(Int64Array::from(values))
+}
+
+/// A batch of `columns`, named c0, c1, … (names do not enter the digest).
+fn batch(columns: Vec<ArrayRef>) -> RecordBatch {
+    let fields: Vec<arrow::datatypes::Field> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| arrow::datatypes::Field::new(format!("c{i}"), c.data_type().clone(), true))
+        .collect();
+    RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)
+        .expect("columns of one length")
+}
