@@ -165,8 +165,13 @@ impl CatalogStore {
             .close()
             .await
             .map_err(unreachable)?;
+        // No idle timeout or lifetime: sqlx 0.9's maintenance task, which enforces
+        // them, was seen spinning forever over its idle count in `strata query`.
+        // Connections are tested before each use instead (sqlx's default).
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 1 } else { 4 })
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect(url)
             .await
             .map_err(unreachable)?;

@@ -178,11 +178,13 @@ pub struct AlignedQuery {
     /// The source's columns the query reads (the time column among them), all
     /// nullable: what the buffer holds.
     schema: SchemaRef,
-    time_index: usize,
     /// How long behind the watermark rows are kept for a stream joined to the windows.
     retention_ms: i64,
     /// How far past `window_end - 1` the watermark must be before the window is evaluated.
     delay_ms: i64,
+    /// Whether a stream is joined to the windowed rows (its rows are late once
+    /// the watermark of an evaluation has passed them).
+    joins_stream: bool,
 }
 
 /// The rows an aligned query holds, and how far its windows were evaluated.
@@ -207,10 +209,13 @@ impl AlignedQuery {
             message,
             hint: Some(hint.to_string()),
         };
-        if matches!(tvf.kind, WindowKind::Session { .. }) {
+        if matches!(
+            tvf.kind,
+            WindowKind::Session { .. } | WindowKind::Cumulate { .. }
+        ) {
             return Err(invalid(
-                "a SESSION window joined or aggregated twice is not supported yet".to_string(),
-                "aggregate the sessions into a table, and join that table in the next pipeline",
+                "a SESSION or CUMULATE window joined or aggregated twice is not supported yet (their window_start does not tell windows apart)".to_string(),
+                "aggregate the windows into a table, and join that table in the next pipeline",
             ));
         }
         if !pipeline.lookups.is_empty() || valid.streams().count() != 1 {
@@ -225,6 +230,12 @@ impl AlignedQuery {
             .iter()
             .find(|t| t.name == tvf.source.table)
             .expect("validation found the window's table");
+        if crate::validate::is_changelog(source) {
+            return Err(invalid(
+                "a window-aligned query over a changelog is not supported yet (its updates and deletes would count as rows)".to_string(),
+                "read an append-only table, or aggregate the changelog with one GROUP BY first",
+            ));
+        }
         let full = Arc::new(Schema::new(crate::transform::nullable_fields(
             &source.schema,
         )));
@@ -264,13 +275,13 @@ impl AlignedQuery {
         Ok(Self {
             retention_ms: checker.retention_ms,
             delay_ms: checker.delay_ms,
+            joins_stream: checker.joins_stream,
             tvf,
             state: planned.state,
             plan: planned.plan,
             raw: planned.raw,
             windowed: planned.windowed,
             schema,
-            time_index,
         })
     }
 
@@ -279,30 +290,43 @@ impl AlignedQuery {
         &self.tvf.time_column
     }
 
-    /// Takes a batch of source rows in. Rows with a window that was already
-    /// evaluated are late: their positions are returned (for the late table).
-    /// They still count in their windows that are open; rows with none are not kept.
+    /// Takes a batch of source rows in. A row is late when a window it belongs
+    /// to was already evaluated, or, for a stream joined to the windows, when it
+    /// is not past the watermark of the last evaluation (windows it would have
+    /// met were evaluated without it): its position is returned, for the late
+    /// table. It is still kept while an open window or the band can use it.
     pub fn update(&self, state: &mut AlignedState, batch: &RecordBatch) -> Result<Vec<usize>> {
         if batch.num_rows() == 0 {
             return Ok(Vec::new());
         }
         let kept = self.keep_read_columns(batch)?;
         let times = crate::window::event_times(&kept, &self.tvf.time_column)?;
-        let closed = state.closed_up_to.unwrap_or(i64::MIN);
+        let Some(closed) = state.closed_up_to else {
+            state.batches.push(kept);
+            return Ok(Vec::new());
+        };
         let late: Vec<usize> = (0..kept.num_rows())
-            .filter(|&row| self.first_end(times.value(row)) - 1 <= closed)
+            .filter(|&row| {
+                let time = times.value(row);
+                self.first_end(time) - 1 <= closed
+                    || (self.joins_stream && time <= closed.saturating_add(self.delay_ms))
+            })
             .collect();
         if late.is_empty() {
             state.batches.push(kept);
             return Ok(late);
         }
-        let open: arrow::array::BooleanArray = (0..kept.num_rows())
-            .map(|row| Some(self.last_end(times.value(row)) - 1 > closed))
+        let keep_after = closed.saturating_sub(self.retention_ms);
+        let needed: arrow::array::BooleanArray = (0..kept.num_rows())
+            .map(|row| {
+                let time = times.value(row);
+                Some(self.last_end(time) - 1 > closed || time >= keep_after)
+            })
             .collect();
-        if open.true_count() > 0 {
+        if needed.true_count() > 0 {
             state
                 .batches
-                .push(arrow::compute::filter_record_batch(&kept, &open)?);
+                .push(arrow::compute::filter_record_batch(&kept, &needed)?);
         }
         Ok(late)
     }
@@ -392,7 +416,7 @@ impl AlignedQuery {
         let schema = self.windowed.schema.clone();
         let mut out = Vec::new();
         for batch in batches {
-            let times = self.times_of(batch);
+            let times = self.times_of(batch)?;
             let (mut rows, mut starts, mut ends) = (Vec::new(), Vec::new(), Vec::new());
             for row in 0..batch.num_rows() {
                 let time = times.value(row);
@@ -424,14 +448,9 @@ impl AlignedQuery {
         Ok(out)
     }
 
-    /// The event times of buffered rows.
-    fn times_of(&self, batch: &RecordBatch) -> TimestampMillisecondArray {
-        batch
-            .column(self.time_index)
-            .as_any()
-            .downcast_ref::<TimestampMillisecondArray>()
-            .expect("the buffer holds ms timestamps")
-            .clone()
+    /// The event times of buffered rows, in milliseconds.
+    fn times_of(&self, batch: &RecordBatch) -> Result<TimestampMillisecondArray> {
+        crate::window::event_times(batch, &self.tvf.time_column)
     }
 
     /// Drops rows whose windows are all evaluated and that are older than the retention.
@@ -439,7 +458,7 @@ impl AlignedQuery {
         let keep_after = up_to.saturating_sub(self.retention_ms);
         let mut kept = Vec::with_capacity(state.batches.len());
         for batch in std::mem::take(&mut state.batches) {
-            let times = self.times_of(&batch);
+            let times = self.times_of(&batch)?;
             let keep: arrow::array::BooleanArray = times
                 .values()
                 .iter()
@@ -501,6 +520,7 @@ struct Checker<'a> {
     source: &'a str,
     retention_ms: i64,
     delay_ms: i64,
+    joins_stream: bool,
     /// Source columns read.
     read: Vec<usize>,
 }
@@ -512,6 +532,7 @@ impl<'a> Checker<'a> {
             source: source.name.name.as_str(),
             retention_ms: 0,
             delay_ms: 0,
+            joins_stream: false,
             read: vec![time_index],
         }
     }
@@ -682,6 +703,7 @@ impl<'a> Checker<'a> {
             (Some(lower), Some(upper)) if lower <= upper => {
                 self.retention_ms = self.retention_ms.max(-lower);
                 self.delay_ms = self.delay_ms.max(upper + 1);
+                self.joins_stream = true;
                 Ok(())
             }
             _ => Err(format!(
@@ -788,6 +810,11 @@ fn origin_of<'a>(
             Some(Expr::Column(inner)) => origin_of(&a.input, inner),
             _ => None,
         },
+        LogicalPlan::Join(j)
+            if matches!(j.join_type, JoinType::RightSemi | JoinType::RightAnti) =>
+        {
+            origin_of(&j.right, &input_column(&j.right, index))
+        }
         LogicalPlan::Join(j) => {
             let left = j.left.schema().fields().len();
             if index < left {

@@ -88,9 +88,13 @@ pub async fn connect(url: &str) -> Result<MySqlPool> {
         .close()
         .await
         .map_err(unreachable)?;
+    // No idle timeout or lifetime (see CatalogStore::connect): connections are
+    // pinged before each use, and one the server closed is replaced.
     MySqlPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(std::time::Duration::from_secs(10))
+        .idle_timeout(None)
+        .max_lifetime(None)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 conn.execute("SET time_zone = '+00:00'").await?;

@@ -82,7 +82,8 @@ pub fn kind_of(n: u64) -> NexmarkStream {
 
 /// The event time of event `n` at `rate` events per second, in ms since the epoch.
 pub fn timestamp_ms(n: u64, rate: u64) -> i64 {
-    BASE_TIME_MS + ((n as u128 * 1_000) / rate as u128) as i64
+    let offset = (n as u128 * 1_000) / rate.max(1) as u128;
+    BASE_TIME_MS.saturating_add(i64::try_from(offset).unwrap_or(i64::MAX))
 }
 
 /// SplitMix64: small, fast, and good enough for benchmark and demo data.

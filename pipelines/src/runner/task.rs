@@ -462,7 +462,9 @@ impl<'a> Task<'a> {
                     }
                     _ => return Err(input.corrupt(changed)),
                 }
-                match (input.u8()?, &self.plan.aligned) {
+                // Checkpoints written before window-aligned queries end here.
+                let aligned_flag = if input.is_done() { 0 } else { input.u8()? };
+                match (aligned_flag, &self.plan.aligned) {
                     (0, None) => {}
                     (1, Some(_)) => aligned = AlignedState::decode(&mut input)?,
                     _ => return Err(input.corrupt(changed)),

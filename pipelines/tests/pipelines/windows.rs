@@ -156,6 +156,9 @@ async fn check_bids_pipeline(sql: &str) -> Result<(), String> {
             "CREATE TABLE shop.ods_bids (auction BIGINT, price BIGINT, bid_time TIMESTAMP(3),
                WATERMARK FOR bid_time AS bid_time - INTERVAL '1' SECOND)
              WITH ('connector' = 'kafka', 'topic' = 'bids', 'format' = 'json', 'properties.bootstrap.servers' = 'b:9092');
+             CREATE TABLE shop.ods_bids_cdc (auction BIGINT, price BIGINT, bid_time TIMESTAMP(3),
+               PRIMARY KEY (auction) NOT ENFORCED, WATERMARK FOR bid_time AS bid_time - INTERVAL '1' SECOND)
+             WITH ('connector' = 'kafka', 'topic' = 'bids_cdc', 'format' = 'debezium-json', 'properties.bootstrap.servers' = 'b:9092');
              CREATE TABLE shop.dws_out (a BIGINT, b BIGINT) WITH ('connector' = 'delta');",
             RegisterMode::Create,
         )
@@ -218,6 +221,22 @@ async fn window_aligned_queries_that_would_mix_windows_are_refused() {
                  ON B.price = W.maxprice AND B.bid_time BETWEEN W.wend - INTERVAL '10' SECOND AND W.wend"
             ),
             "outer join keeps stream rows",
+        ),
+        (
+            "INSERT INTO shop.dws_out SELECT A.n, B.n FROM
+             (SELECT COUNT(*) AS n, window_end AS e FROM TABLE(CUMULATE(TABLE shop.ods_bids, DESCRIPTOR(bid_time), INTERVAL '1' SECOND, INTERVAL '10' SECOND)) GROUP BY window_start, window_end) A
+             JOIN (SELECT MAX(price) AS n, window_end AS e FROM TABLE(CUMULATE(TABLE shop.ods_bids, DESCRIPTOR(bid_time), INTERVAL '1' SECOND, INTERVAL '10' SECOND)) GROUP BY window_start, window_end) B ON A.e = B.e"
+                .to_string(),
+            "CUMULATE window joined or aggregated twice",
+        ),
+        (
+            format!(
+                "INSERT INTO shop.dws_out SELECT B.auction, B.price FROM shop.ods_bids_cdc B
+                 JOIN (SELECT MAX(price) AS maxprice, window_end AS wend FROM {} GROUP BY window_start, window_end) W
+                 ON B.price = W.maxprice AND B.bid_time BETWEEN W.wend - INTERVAL '10' SECOND AND W.wend",
+                tumble.replace("ods_bids", "ods_bids_cdc")
+            ),
+            "changelog",
         ),
     ];
     for (sql, reason) in refusals {
