@@ -22,25 +22,21 @@
 //!
 //! Anything else is refused at validation with the rule it breaks.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arrow::array::{Array, TimestampMillisecondArray, UInt32Array};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
-use async_trait::async_trait;
 use datafusion::catalog::{
-    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider, Session,
-    TableProvider,
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider, TableProvider,
 };
 use datafusion::common::{Column, ScalarValue};
-use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::MemTable;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, JoinType, LogicalPlan, Operator};
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use strata_catalog::TableDef;
 use strata_catalog::provider::CATALOG_NAME;
@@ -50,48 +46,16 @@ use crate::state::{ByteReader, ByteWriter};
 use crate::validate::ValidPipeline;
 use crate::window::{WINDOW_END, WINDOW_SCHEMA, WINDOW_START, WINDOW_TIME, WindowKind, WindowTvf};
 
-/// A table whose rows are set before each evaluation.
-#[derive(Debug)]
-struct SwappableTable {
-    schema: SchemaRef,
-    batches: Mutex<Vec<RecordBatch>>,
+/// Sets the rows an in-memory table (of one partition) holds before an evaluation.
+async fn set_rows(table: &MemTable, batches: Vec<RecordBatch>) {
+    *table.batches[0].write().await = batches;
 }
 
-impl SwappableTable {
-    fn new(schema: SchemaRef) -> Arc<Self> {
-        Arc::new(Self {
-            schema,
-            batches: Mutex::new(Vec::new()),
-        })
-    }
-
-    fn set(&self, batches: Vec<RecordBatch>) {
-        *self.batches.lock().expect("not poisoned") = batches;
-    }
-}
-
-#[async_trait]
-impl TableProvider for SwappableTable {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let batches = self.batches.lock().expect("not poisoned").clone();
-        let exec: Arc<dyn ExecutionPlan> =
-            MemorySourceConfig::try_new_exec(&[batches], self.schema.clone(), projection.cloned())?;
-        Ok(exec)
-    }
+/// An in-memory table of one partition, empty until [`set_rows`].
+fn empty_table(schema: SchemaRef) -> std::result::Result<Arc<MemTable>, String> {
+    MemTable::try_new(schema, vec![Vec::new()])
+        .map(Arc::new)
+        .map_err(|err| err.strip_backtrace())
 }
 
 /// Which bound of a window a column is.
@@ -109,8 +73,8 @@ const UNTIED: &str =
 struct Planned {
     state: SessionState,
     plan: LogicalPlan,
-    raw: Arc<SwappableTable>,
-    windowed: Arc<SwappableTable>,
+    raw: Arc<MemTable>,
+    windowed: Arc<MemTable>,
 }
 
 impl Planned {
@@ -120,8 +84,8 @@ impl Planned {
         tvf: &WindowTvf,
         schema: SchemaRef,
     ) -> std::result::Result<Self, String> {
-        let raw = SwappableTable::new(schema.clone());
-        let windowed = SwappableTable::new(WindowTvf::schema(&schema));
+        let raw = empty_table(schema.clone())?;
+        let windowed = empty_table(WindowTvf::schema(&schema))?;
         let catalog = MemoryCatalogProvider::new();
         let space = Arc::new(MemorySchemaProvider::new());
         let windows = Arc::new(MemorySchemaProvider::new());
@@ -173,8 +137,8 @@ pub struct AlignedQuery {
     tvf: WindowTvf,
     state: SessionState,
     plan: LogicalPlan,
-    raw: Arc<SwappableTable>,
-    windowed: Arc<SwappableTable>,
+    raw: Arc<MemTable>,
+    windowed: Arc<MemTable>,
     /// The source's columns the query reads (the time column among them), all
     /// nullable: what the buffer holds.
     schema: SchemaRef,
@@ -379,11 +343,11 @@ impl AlignedQuery {
         let output = if windowed.is_empty() {
             Vec::new()
         } else {
-            self.raw.set(state.batches.clone());
-            self.windowed.set(windowed);
+            set_rows(&self.raw, state.batches.clone()).await;
+            set_rows(&self.windowed, windowed).await;
             let evaluated = self.evaluate().await;
-            self.raw.set(Vec::new());
-            self.windowed.set(Vec::new());
+            set_rows(&self.raw, Vec::new()).await;
+            set_rows(&self.windowed, Vec::new()).await;
             evaluated?
         };
         state.closed_up_to = Some(up_to);
@@ -413,7 +377,7 @@ impl AlignedQuery {
         closed: i64,
         up_to: i64,
     ) -> Result<Vec<RecordBatch>> {
-        let schema = self.windowed.schema.clone();
+        let schema = self.windowed.schema();
         let mut out = Vec::new();
         for batch in batches {
             let times = self.times_of(batch)?;

@@ -1332,6 +1332,19 @@ impl<'a> Task<'a> {
     /// everything pending: quarantine, late rows, state checkpoint, then the
     /// target with every offset. The commit runs while the next batches are
     /// read; commits land one after the other, in order.
+    /// Rows the state emitted: through the steps after it, the target's row
+    /// rules, then pending for the commit.
+    async fn pend_emitted(&mut self, batch: RecordBatch) -> Result<()> {
+        let finished = self.plan.finish(batch)?;
+        let checked = if self.checking.checks_target_rows() {
+            self.check_emitted(finished).await?
+        } else {
+            finished
+        };
+        self.pending.rows.push(checked);
+        Ok(())
+    }
+
     async fn commit(&mut self) -> Result<()> {
         let watermark = self.current_watermark();
         let now = Instant::now();
@@ -1366,23 +1379,11 @@ impl<'a> Task<'a> {
             _ => Vec::new(),
         };
         for batch in aligned_rows.into_iter().filter(|b| b.num_rows() > 0) {
-            let finished = self.plan.finish(batch)?;
-            let checked = if self.checking.checks_target_rows() {
-                self.check_emitted(finished).await?
-            } else {
-                finished
-            };
-            self.pending.rows.push(checked);
+            self.pend_emitted(batch).await?;
         }
         if let Some(emitted) = emitted {
             if emitted.upserts.num_rows() > 0 {
-                let finished = self.plan.finish(emitted.upserts)?;
-                let checked = if self.checking.checks_target_rows() {
-                    self.check_emitted(finished).await?
-                } else {
-                    finished
-                };
-                self.pending.rows.push(checked);
+                self.pend_emitted(emitted.upserts).await?;
             }
             if emitted.deletes.num_rows() > 0 {
                 let deletes = self.plan.finish(emitted.deletes)?;

@@ -20,7 +20,7 @@ use arrow::array::{
 };
 use arrow::record_batch::RecordBatch;
 use strata_catalog::NexmarkStream;
-use strata_catalog::connectors::nexmark::Generator;
+use strata_catalog::connectors::nexmark::{Generator, kind_of, timestamp_ms};
 use strata_pipelines::sink::blackhole::digest;
 
 use super::{EventSource, KAFKA_PARTITIONS, NexmarkOptions, ROW_CHECK_EVENTS};
@@ -96,26 +96,29 @@ fn downcast<T: Array + Clone + 'static>(array: &ArrayRef) -> T {
         .clone()
 }
 
-/// The final watermark: over one partition (the generator), or the smallest
-/// over the Kafka partitions the bids went to round robin.
+/// The final watermark and the first bid's time, from the bids' event numbers:
+/// over one partition (the generator), or the smallest over the Kafka
+/// partitions the bids went to round robin (the earliest of the last bids, one
+/// per partition).
 fn final_watermark(options: NexmarkOptions) -> anyhow::Result<(i64, i64)> {
-    let mut times = Vec::new();
-    bids(options, |b| {
-        times.extend(b.time.values().iter().copied());
-        Ok(())
-    })?;
-    let Some(&first) = times.first() else {
+    let is_bid = |n: &u64| kind_of(*n) == NexmarkStream::Bid;
+    let Some(first) = (0..options.events).find(is_bid) else {
         bail!("{} events hold no bid", options.events);
     };
-    let last_per_partition = match options.source {
-        EventSource::Gen => *times.last().expect("not empty"),
-        EventSource::Kafka => {
-            let partitions = KAFKA_PARTITIONS as usize;
-            let tail = times.len().saturating_sub(partitions);
-            times[tail..].iter().copied().min().expect("not empty")
-        }
+    let partitions = match options.source {
+        EventSource::Gen => 1,
+        EventSource::Kafka => KAFKA_PARTITIONS as usize,
     };
-    Ok((last_per_partition - WATERMARK_DELAY_MS, first))
+    let earliest_last = (0..options.events)
+        .rev()
+        .filter(is_bid)
+        .take(partitions)
+        .last()
+        .expect("there is a bid");
+    Ok((
+        timestamp_ms(earliest_last, options.rate) - WATERMARK_DELAY_MS,
+        timestamp_ms(first, options.rate),
+    ))
 }
 
 /// The expected output of query `name` over the run's events.
