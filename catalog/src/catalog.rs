@@ -264,6 +264,7 @@ impl Catalog {
         let _exclusive = self.registration.lock().await;
         let mut names = BTreeSet::new();
         for table in &tables {
+            table.def.name.validate()?;
             if !names.insert(table.def.name.clone()) {
                 return Err(table.error(
                     format!(
@@ -296,6 +297,9 @@ impl Catalog {
             }
         }
 
+        let registered = self.definitions().await?;
+        let new: Vec<&TableDef> = inserts.iter().chain(&updates).collect();
+        crate::confine::one_space_per_location(&self.project, &new, &registered)?;
         let mut created = Vec::new();
         let updating: BTreeSet<TableName> = updates.iter().map(|d| d.name.clone()).collect();
         let prepared = self
@@ -383,6 +387,7 @@ impl Catalog {
                 }
                 TableKind::Kafka { .. } | TableKind::Nexmark { .. } | TableKind::Blackhole => {}
                 TableKind::Embedded { table } => {
+                    crate::confine::embedded_table(&def.name, table)?;
                     if embedded::ensure_table(&self.store, table, &def.schema, &def.primary_key)
                         .await?
                     {
@@ -395,6 +400,11 @@ impl Catalog {
             }
         }
         Ok(notes)
+    }
+
+    /// Every registered table's definition.
+    pub async fn definitions(&self) -> Result<Vec<TableDef>> {
+        Ok(self.list().await?.into_iter().map(|e| e.def).collect())
     }
 
     pub async fn list(&self) -> Result<Vec<TableEntry>> {
@@ -431,14 +441,29 @@ impl Catalog {
         delta::optimize(&location).await
     }
 
-    /// Finds what a connection holds, without registering anything.
+    /// Finds what a connection holds, without registering anything. What
+    /// another space already registered stays that space's: it is skipped, with
+    /// the table that has it.
     pub async fn discover(&self, connection: &str, options: &DiscoverOptions) -> Result<Discovery> {
         let kind = self.project.connection(connection)?.kind();
-        match kind {
+        let mut discovery = match kind {
             "mysql" => self.discover_mysql(connection, options).await,
             "delta" => self.discover_delta(connection, options).await,
             _ => self.discover_kafka(connection, options).await,
+        }?;
+        let registered = self.definitions().await?;
+        let mut kept = Vec::with_capacity(discovery.tables.len());
+        for def in std::mem::take(&mut discovery.tables) {
+            match crate::confine::one_space_per_location(&self.project, &[&def], &registered) {
+                Ok(()) => kept.push(def),
+                Err(CatalogError::Confined { message, .. }) => {
+                    discovery.skipped.push((def.name.name.clone(), message));
+                }
+                Err(other) => return Err(other),
+            }
         }
+        discovery.tables = kept;
+        Ok(discovery)
     }
 
     fn layer_for(name: &str, options: &DiscoverOptions) -> std::result::Result<Layer, String> {
@@ -723,13 +748,7 @@ impl Catalog {
         principal: Option<&crate::tokens::Principal>,
         live: Option<Arc<dyn crate::provider::LiveTables>>,
     ) -> Result<StrataCatalogProvider> {
-        let defs = self
-            .store
-            .list()
-            .await?
-            .into_iter()
-            .map(|entry| entry.def)
-            .collect();
+        let defs = self.definitions().await?;
         Ok(StrataCatalogProvider::for_principal(
             defs,
             self.opener.clone(),
@@ -765,13 +784,13 @@ type SampledTopic = (String, usize, Result<Vec<kafka::KafkaRecord>>);
 
 /// Spaces become paths and SQL names, so they are plain identifiers.
 fn check_space(space: &str) -> Result<()> {
-    if is_identifier(space) {
-        return Ok(());
+    match crate::model::name_refusal(space, true) {
+        None => Ok(()),
+        Some((message, hint)) => Err(CatalogError::Discovery {
+            message,
+            hint: Some(format!("pass another --space: {hint}")),
+        }),
     }
-    Err(CatalogError::Discovery {
-        message: format!("{space:?} cannot name a space"),
-        hint: Some("pass --space with letters, digits and underscores".to_string()),
-    })
 }
 
 /// Walks `dir` for Delta tables (directories holding `_delta_log`), `depth` levels down.

@@ -42,6 +42,7 @@ pub struct ProjectConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct QualityConfig {
+    #[serde(deserialize_with = "within::<_, 100, 86_400_000>")]
     pub monitor_interval_ms: u64,
 }
 
@@ -76,10 +77,13 @@ fn default_namespace() -> String {
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct EngineConfig {
     /// How often a pipeline commits to its targets (one Delta commit per interval).
+    #[serde(deserialize_with = "within::<_, 10, 3_600_000>")]
     pub commit_interval_ms: u64,
     /// The most records a source hands over in one batch.
+    #[serde(deserialize_with = "count_within::<_, 1, 10_000_000>")]
     pub batch_records: usize,
     /// A source partition quiet for this long stops holding the watermark back.
+    #[serde(deserialize_with = "within::<_, 1, 604_800_000>")]
     pub idle_timeout_ms: u64,
     /// Compact a target's small files (and checkpoint its log) after this many
     /// commits of its pipeline; 0 leaves compaction to `strata optimize`.
@@ -97,6 +101,27 @@ impl Default for EngineConfig {
     }
 }
 
+/// A number of `[engine]` or `[quality]` from `MIN` to `MAX`: nonsense such as
+/// `batch-records = 0` is refused at start-up, with its line and column.
+fn within<'de, D: serde::Deserializer<'de>, const MIN: u64, const MAX: u64>(
+    deserializer: D,
+) -> std::result::Result<u64, D::Error> {
+    let value = u64::deserialize(deserializer)?;
+    if (MIN..=MAX).contains(&value) {
+        Ok(value)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{value} is out of range: it must be from {MIN} to {MAX}"
+        )))
+    }
+}
+
+fn count_within<'de, D: serde::Deserializer<'de>, const MIN: u64, const MAX: u64>(
+    deserializer: D,
+) -> std::result::Result<usize, D::Error> {
+    within::<D, MIN, MAX>(deserializer).map(|value| value as usize)
+}
+
 /// Where the catalog itself is stored.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -110,12 +135,17 @@ pub struct CatalogConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LakeConfig {
     pub root: String,
+    /// Folders or buckets beside the lake root where a table's `'table-path'`
+    /// may point (a Delta connection's root is always allowed).
+    #[serde(default)]
+    pub allowed_roots: Vec<String>,
 }
 
 impl Default for LakeConfig {
     fn default() -> Self {
         Self {
             root: "lake".to_string(),
+            allowed_roots: Vec::new(),
         }
     }
 }
@@ -129,6 +159,9 @@ pub enum Connection {
         url: Secret,
         username: Option<String>,
         password: Option<Secret>,
+        /// Databases besides the URL's that tables using this connection may name.
+        #[serde(default)]
+        databases: Vec<String>,
     },
     Kafka {
         #[serde(rename = "bootstrap-servers")]

@@ -35,10 +35,12 @@ pub enum CatalogError {
     },
 
     /// A table name is not of the form `space.name`.
-    #[error(
-        "{given:?} is not a table name\n  hint: name tables as SPACE.TABLE, e.g. shop.ods_orders"
-    )]
-    InvalidTableName { given: String },
+    #[error("{given:?} is not a table name: {reason}\n  hint: {hint}")]
+    InvalidTableName {
+        given: String,
+        reason: String,
+        hint: String,
+    },
 
     /// Neither the name's prefix nor a `'layer'` option says which layer the table is in.
     #[error(
@@ -100,6 +102,15 @@ pub enum CatalogError {
         "{message}\n  hint: send a token: HTTP 'Authorization: Bearer <token>', or the PostgreSQL password; strata demo writes one to DIR/.strata/admin-token, and strata token create makes more"
     )]
     Unauthorized { message: String },
+
+    /// A table whose options reach data outside its space (another space's
+    /// location, the catalog store's own tables, code or files on the server).
+    #[error("table {table}: {message}\n  hint: {hint}")]
+    Confined {
+        table: String,
+        message: String,
+        hint: String,
+    },
 
     /// A valid token asked for something outside its grants.
     #[error("{message}\n  hint: {hint}")]
@@ -217,6 +228,7 @@ impl CatalogError {
                 | CatalogError::Decode { .. }
                 | CatalogError::Unauthorized { .. }
                 | CatalogError::Forbidden { .. }
+                | CatalogError::Confined { .. }
         )
     }
 }

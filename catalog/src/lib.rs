@@ -12,6 +12,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod confine;
 pub mod connectors;
 pub mod ddl;
 pub mod error;

@@ -45,15 +45,59 @@ pub fn is_identifier(text: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The longest space or table name: names become MySQL identifiers and folder names.
+pub const MAX_NAME_LENGTH: usize = 64;
+
+/// Spaces that name Strata's or SQL's own schemas, never a user's.
+pub const RESERVED_SPACES: [&str; 4] =
+    ["information_schema", "pg_catalog", "_strata", "datafusion"];
+
+/// Why `text` cannot name a space (`space = true`) or a table, with a hint;
+/// `None` when it can.
+pub fn name_refusal(text: &str, space: bool) -> Option<(String, String)> {
+    let what = if space { "a space" } else { "a table" };
+    if text.len() > MAX_NAME_LENGTH {
+        return Some((
+            format!(
+                "{what} name is at most {MAX_NAME_LENGTH} characters, and this one has {}",
+                text.len()
+            ),
+            "choose a shorter name".to_string(),
+        ));
+    }
+    if !is_identifier(text) {
+        return Some((
+            format!("{text:?} cannot name {what}"),
+            "names use letters, digits and underscores, starting with a letter or underscore"
+                .to_string(),
+        ));
+    }
+    if space
+        && RESERVED_SPACES
+            .iter()
+            .any(|reserved| reserved.eq_ignore_ascii_case(text))
+    {
+        return Some((
+            format!("space {text:?} is reserved"),
+            format!(
+                "{} name Strata's and SQL's own schemas; choose another space",
+                RESERVED_SPACES.join(", ")
+            ),
+        ));
+    }
+    None
+}
+
 impl TableName {
-    /// Checks that both parts are plain identifiers.
+    /// Checks both parts: identifiers, not too long, not a reserved space.
     pub fn validate(&self) -> Result<(), CatalogError> {
-        if is_identifier(&self.space) && is_identifier(&self.name) {
-            Ok(())
-        } else {
-            Err(CatalogError::InvalidTableName {
+        match name_refusal(&self.space, true).or_else(|| name_refusal(&self.name, false)) {
+            None => Ok(()),
+            Some((reason, hint)) => Err(CatalogError::InvalidTableName {
                 given: self.to_string(),
-            })
+                reason,
+                hint,
+            }),
         }
     }
 }
@@ -69,11 +113,15 @@ impl FromStr for TableName {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.split_once('.') {
-            Some((space, name)) if is_identifier(space) && is_identifier(name) => {
-                Ok(Self::new(space, name))
+            Some((space, name)) => {
+                let name = Self::new(space, name);
+                name.validate()?;
+                Ok(name)
             }
-            _ => Err(CatalogError::InvalidTableName {
+            None => Err(CatalogError::InvalidTableName {
                 given: text.to_string(),
+                reason: "it has no space".to_string(),
+                hint: "name tables as SPACE.TABLE, e.g. shop.ods_orders".to_string(),
             }),
         }
     }
@@ -362,6 +410,10 @@ impl TableKind {
 /// Event time: the column and how far the watermark trails the largest seen value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watermark {
+    /// Rows whose event time is further than this ahead of the wall clock go to
+    /// quarantine instead of moving the watermark (`'scan.watermark.max-future-skew'`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_future_skew_ms: Option<i64>,
     pub column: String,
     pub delay_ms: i64,
     /// The expression as written, e.g. `order_time - INTERVAL '5' SECOND`.

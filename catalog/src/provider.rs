@@ -85,9 +85,10 @@ impl TableOpener {
             }
             TableKind::Embedded { table } => Ok(Arc::new(embedded::EmbeddedTable::new(
                 self.store.clone(),
+                &def.name,
                 table.clone(),
                 def.schema.clone(),
-            ))),
+            )?)),
             TableKind::Nexmark {
                 stream,
                 events,
@@ -210,6 +211,14 @@ impl CatalogProvider for StrataCatalogProvider {
             .write()
             .expect("not poisoned")
             .insert(name.to_string(), schema))
+    }
+
+    fn deregister_schema(
+        &self,
+        name: &str,
+        _cascade: bool,
+    ) -> std::result::Result<Option<Arc<dyn SchemaProvider>>, DataFusionError> {
+        Ok(self.registered.write().expect("not poisoned").remove(name))
     }
 }
 

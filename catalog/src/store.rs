@@ -146,7 +146,7 @@ impl CatalogStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let backend = Backend::from_url(url)?;
         if backend == Backend::Sqlite {
-            create_sqlite_parent(url)?;
+            create_sqlite_file(url)?;
         }
         sqlx::any::install_default_drivers();
         let unreachable = |err: sqlx::Error| {
@@ -177,6 +177,9 @@ impl CatalogStore {
             .map_err(unreachable)?;
         let store = Self { pool, backend };
         store.migrate().await?;
+        if let Some(path) = sqlite_path(url).filter(|_| backend == Backend::Sqlite) {
+            restrict_sqlite_files(path)?;
+        }
         Ok(store)
     }
 
@@ -786,20 +789,62 @@ impl TableColumns {
     }
 }
 
-fn create_sqlite_parent(url: &str) -> Result<()> {
+/// The SQLite file behind a store URL, unless it is in memory.
+fn sqlite_path(url: &str) -> Option<&std::path::Path> {
     let path = url
         .trim_start_matches("sqlite://")
         .split('?')
         .next()
         .unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
+    (!path.is_empty() && path != ":memory:").then(|| std::path::Path::new(path))
+}
+
+/// Creates the SQLite store's folder (0700 when it is Strata's `.strata`) and
+/// the file itself readable by its owner only: it holds token hashes and
+/// connection passwords given in DDL.
+fn create_sqlite_file(url: &str) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let Some(path) = sqlite_path(url) else {
         return Ok(());
+    };
+    let io = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| CatalogError::Io { path, source }
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(io(parent))?;
+        if parent
+            .file_name()
+            .is_some_and(|name| name == crate::config::STATE_DIR)
+        {
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))
+                .map_err(io(parent))?;
+        }
     }
-    if let Some(parent) = std::path::Path::new(path).parent() {
-        std::fs::create_dir_all(parent).map_err(|source| CatalogError::Io {
-            path: parent.to_path_buf(),
-            source,
-        })?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    restrict_sqlite_files(path)
+}
+
+/// Makes the store file and SQLite's companions (journal, WAL) owner-only.
+fn restrict_sqlite_files(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                return Err(CatalogError::Io { path: file, source });
+            }
+            _ => {}
+        }
     }
     Ok(())
 }

@@ -66,6 +66,25 @@ pub enum PipelineError {
     #[error("stopped while waiting for a lookup join's database")]
     Interrupted,
 
+    /// A pipeline's task panicked: a bug, which stops that pipeline only.
+    #[error(
+        "pipeline {pipeline} panicked: {message}\n  hint: this is a bug in Strata; please report it with the pipeline's SQL. The other pipelines go on, and this one resumes from its last commit when it is started again"
+    )]
+    Panicked { pipeline: String, message: String },
+
+    /// The checkpointed state was written for a plan of another shape (an
+    /// aggregate added, a GROUP BY key changed): restoring it would misread it.
+    #[error(
+        "pipeline {pipeline}: its checkpointed state does not fit the pipeline as it is now{}{}\n  hint: undo the change to keep the state, or run `strata pipeline reset {pipeline}` to drop the state and start the pipeline again (--from committed, earliest or latest)",
+        shape_lines("in the state, no longer in the plan", removed),
+        shape_lines("in the plan, not in the state", added)
+    )]
+    StateMismatch {
+        pipeline: String,
+        removed: Vec<String>,
+        added: Vec<String>,
+    },
+
     /// Operator state (open windows, groups) could not be saved or restored.
     #[error(
         "operator state: {0}\n  hint: the state lives under the target table's _strata_state/ folder; if it was lost, drop and rebuild the target"
@@ -93,6 +112,32 @@ pub enum PipelineError {
     /// A pipeline's plan could not be followed for lineage.
     #[error(transparent)]
     Lineage(#[from] strata_lineage::LineageError),
+}
+
+/// The lines of a state shape, indented under a heading, or nothing.
+fn shape_lines(heading: &str, lines: &[String]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    let listed: Vec<String> = lines.iter().map(|l| format!("\n    {l}")).collect();
+    format!("\n  {heading}:{}", listed.join(""))
+}
+
+impl PipelineError {
+    /// Whether the error comes from the rows themselves (a cast, a division by
+    /// zero, a value that does not fit) rather than from a service or the
+    /// pipeline. Only such errors send rows to quarantine; the others stop
+    /// the pipeline with their cause.
+    pub fn is_about_rows(&self) -> bool {
+        match self {
+            PipelineError::Evaluation(_) | PipelineError::Arrow(_) => true,
+            PipelineError::Catalog(err) => matches!(
+                **err,
+                CatalogError::Query(_) | CatalogError::Arrow(_) | CatalogError::Decode { .. }
+            ),
+            _ => false,
+        }
+    }
 }
 
 impl From<CatalogError> for PipelineError {

@@ -27,6 +27,19 @@ use crate::transform::evaluate;
 /// The last value of each partition, as the batch that is running left it.
 pub type LagWrites = Vec<(Box<[u8]>, OwnedRow)>;
 
+impl LagStep {
+    /// The step as its state depends on it: partition keys and the value's type.
+    pub fn shape(&self) -> String {
+        let partition: Vec<String> = self.partition.iter().map(|e| e.to_string()).collect();
+        format!(
+            "LAG({}) OVER (PARTITION BY {}): {}",
+            self.value,
+            partition.join(", "),
+            self.output_type
+        )
+    }
+}
+
 #[derive(Debug)]
 pub struct LagStep {
     partition: Vec<Arc<dyn PhysicalExpr>>,

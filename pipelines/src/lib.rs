@@ -29,7 +29,7 @@ pub mod window;
 
 pub use error::{PipelineError, Result};
 pub use project::{Pipeline, Settings, load_pipelines, parse_pipeline};
-pub use runner::{PipelineRun, Quality, Replay, RunMode, TableStats};
+pub use runner::{PipelineRun, Quality, Replay, ResetFrom, RunMode, TableStats};
 pub use validate::{ValidPipeline, validate};
 
 use strata_catalog::Catalog;
@@ -38,6 +38,6 @@ use strata_catalog::Catalog;
 /// in the order they must run.
 pub async fn load_project(catalog: &Catalog) -> Result<Vec<ValidPipeline>> {
     let pipelines = load_pipelines(&catalog.project().dir)?;
-    let tables: Vec<_> = catalog.list().await?.into_iter().map(|e| e.def).collect();
+    let tables = catalog.definitions().await?;
     validate(pipelines, &tables).await
 }

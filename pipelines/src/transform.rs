@@ -278,6 +278,27 @@ impl CompiledPlan {
         self.aggregate.is_some() || self.aligned.is_some()
     }
 
+    /// What the plan's checkpointed state is made of, a line per stateful
+    /// part; a checkpoint written under other lines is refused, not misread.
+    pub fn state_shape(&self) -> Vec<String> {
+        let mut lines = self
+            .aggregate
+            .as_ref()
+            .map(AggregatePlan::state_shape)
+            .unwrap_or_default();
+        lines.extend(self.lags().map(|lag| lag.shape()));
+        if self.interval().is_some() {
+            lines.push("interval join".to_string());
+        }
+        if self.lookups().any(|join| join.versioned().is_some()) {
+            lines.push("event-time temporal join".to_string());
+        }
+        if self.aligned.is_some() {
+            lines.push("window-aligned query".to_string());
+        }
+        lines
+    }
+
     /// The plan's `LAG` steps, in order.
     pub fn lags(&self) -> impl Iterator<Item = &Arc<LagStep>> {
         self.pre.iter().filter_map(|step| match step {

@@ -75,7 +75,7 @@ pub struct Snapshot {
 
 /// The graph of the project and catalog as they are now, recorded if it changed.
 pub async fn current(catalog: &Catalog) -> anyhow::Result<Snapshot> {
-    let tables: Vec<_> = catalog.list().await?.into_iter().map(|e| e.def).collect();
+    let tables = catalog.definitions().await?;
     let pipelines = strata_pipelines::load_project(catalog)
         .await
         .context("reading the project's pipelines for lineage")?;

@@ -122,6 +122,9 @@ enum Command {
     /// A table's quarantine: replay it through the table's pipeline after a fix.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
+    /// A pipeline's state: drop it when the pipeline changed in a way its state cannot follow.
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
     /// Quality: the latest result of every declared rule (exit code 1 when one fails),
     /// or with --history the table's rules evaluated now over its Delta table's rows.
     Check {
@@ -197,6 +200,28 @@ enum TokenCommand {
     List,
     /// Revoke a token by id.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum PipelineCommand {
+    /// Drop a pipeline's operator state (open windows, groups, rows held for a join) with
+    /// one commit to its target, so that it starts again under its current SQL. The rows it
+    /// wrote stay. Stop `strata run` first.
+    Reset {
+        /// The pipeline, as `strata status` and /api/v1/pipelines name it.
+        name: String,
+        /// Where its source is read from next: where the last commit left off (nothing read
+        /// twice, open windows lost), the earliest offsets (everything again) or the latest.
+        #[arg(long, value_enum, default_value = "committed")]
+        from: ResetFromArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ResetFromArg {
+    Committed,
+    Earliest,
+    Latest,
 }
 
 #[derive(Debug, Subcommand)]
@@ -640,6 +665,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         report.filtered
                     );
                 }
+            }
+            Ok(())
+        }
+        Command::Pipeline(PipelineCommand::Reset { name, from }) => {
+            let catalog = open_catalog(&cli.project).await?;
+            let from = match from {
+                ResetFromArg::Committed => strata_pipelines::ResetFrom::Committed,
+                ResetFromArg::Earliest => strata_pipelines::ResetFrom::Earliest,
+                ResetFromArg::Latest => strata_pipelines::ResetFrom::Latest,
+            };
+            let report = strata_server::run::reset_pipeline(&catalog, &name, from).await?;
+            match format {
+                Format::Json => print_json(&report),
+                Format::Table | Format::Dot => println!(
+                    "pipeline {}: state dropped; it reads {} from {} on its next run",
+                    report.pipeline, report.source, report.from
+                ),
             }
             Ok(())
         }

@@ -176,6 +176,17 @@ struct Connection {
     service: DfSessionService,
 }
 
+impl Drop for Connection {
+    /// `pg_catalog` holds the session's catalog list, which holds `pg_catalog`:
+    /// the cycle is cut when the connection ends, or every session (about 5 MB
+    /// of catalog tables each) would outlive its connection.
+    fn drop(&mut self) {
+        if let Some(catalog) = self.ctx.catalog(CATALOG_NAME) {
+            let _ = catalog.deregister_schema("pg_catalog", true);
+        }
+    }
+}
+
 /// Runs queries for the connection's principal.
 pub struct PgQueries {
     parser: Arc<PgParser>,
@@ -357,8 +368,15 @@ impl Guard {
             "EXECUTE",
             "DEALLOCATE",
         ];
-        // DataFusion's own settings (the default schema among them) stay as the server set them.
-        let sets_engine = verb == "SET" && text.to_ascii_lowercase().contains("datafusion.");
+        // DataFusion's own settings (the default schema among them) stay as the
+        // server set them, however the name is quoted or spaced.
+        let sets_engine = matches!(verb.as_str(), "SET" | "RESET")
+            && text
+                .chars()
+                .filter(|c| !matches!(c, '"' | '`') && !c.is_whitespace())
+                .collect::<String>()
+                .to_ascii_lowercase()
+                .contains("datafusion");
         if refused.contains(&verb.as_str()) || sets_engine {
             return Err(user_error(
                 "0A000",
@@ -371,10 +389,20 @@ impl Guard {
         // parser, which knows COPY … TO), so that the check sees what will run.
         let state = ctx.state();
         let planned = state.create_logical_plan(&text).await;
-        // What does not plan here (SET, SHOW, BEGIN, cursors) is handled by the hooks after this one.
-        if let Ok(plan) = planned {
-            let default_schema = state.config().options().catalog.default_schema.clone();
-            crate::query::check_writes(&plan, &principal, &default_schema).map_err(query_error)?;
+        // What does not plan here (SET, SHOW, BEGIN, cursors) is handled by the
+        // hooks after this one; a refusal for grants is answered here, as 42501.
+        match planned {
+            Ok(plan) => {
+                let default_schema = state.config().options().catalog.default_schema.clone();
+                crate::query::check_writes(&plan, &principal, &default_schema)
+                    .map_err(query_error)?;
+            }
+            Err(err) => {
+                let err = QueryError::from(err);
+                if err.is_forbidden() {
+                    return Err(query_error(err));
+                }
+            }
         }
         Ok(())
     }

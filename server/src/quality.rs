@@ -23,7 +23,7 @@ use strata_quality::{freshness, reconcile};
 
 /// The project's checks, loaded against the catalog.
 pub async fn load_checks(catalog: &Catalog) -> anyhow::Result<Checks> {
-    let tables: Vec<_> = catalog.list().await?.into_iter().map(|e| e.def).collect();
+    let tables = catalog.definitions().await?;
     Ok(strata_quality::checks::load(
         &catalog.project().dir,
         &tables,

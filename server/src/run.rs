@@ -48,9 +48,12 @@ pub struct TableRun {
     pub last_commit_ms: Option<i64>,
     /// The Delta version of its last commit (a Delta target's).
     pub table_version: Option<i64>,
-    /// `running`, or `degraded` while a lookup join waits for its database.
+    /// `running`; `degraded` while it waits for its source topic or a lookup
+    /// join waits for its database; `failed` once it stopped with an error.
     pub status: &'static str,
     pub degraded_reason: Option<String>,
+    /// Why the pipeline failed, when it did (the others go on).
+    pub failure: Option<String>,
     pub lookups: Vec<LookupRun>,
 }
 
@@ -127,6 +130,7 @@ impl Registry {
             .map(|(name, (layer, pipeline, s))| {
                 let last_commit = s.last_commit_ms.load(Ordering::Relaxed);
                 let degraded_reason = s.degraded();
+                let failure = s.failure.lock().expect("not poisoned").clone();
                 TableRun {
                     name: name.clone(),
                     layer: layer.clone(),
@@ -140,12 +144,15 @@ impl Registry {
                     last_commit_ms: (last_commit > 0).then_some(last_commit),
                     table_version: Some(s.table_version.load(Ordering::Relaxed))
                         .filter(|&v| v >= 0),
-                    status: if degraded_reason.is_some() {
+                    status: if failure.is_some() {
+                        "failed"
+                    } else if degraded_reason.is_some() {
                         "degraded"
                     } else {
                         "running"
                     },
                     degraded_reason,
+                    failure,
                     lookups: s
                         .lookup_stats()
                         .iter()
@@ -176,6 +183,68 @@ pub struct RunSummary {
     pub duration_s: f64,
 }
 
+/// What `strata pipeline reset` did.
+#[derive(Debug, Serialize)]
+pub struct ResetReport {
+    pub pipeline: String,
+    pub source: String,
+    /// `committed`, `earliest` or `latest`.
+    pub from: &'static str,
+}
+
+/// Drops a pipeline's operator state with one commit to its target.
+pub async fn reset_pipeline(
+    catalog: &Catalog,
+    name: &str,
+    from: strata_pipelines::ResetFrom,
+) -> anyhow::Result<ResetReport> {
+    let pipelines = load_project(catalog).await?;
+    let known: Vec<String> = pipelines.iter().map(|p| p.pipeline.name.clone()).collect();
+    let pipeline = pipelines
+        .into_iter()
+        .find(|p| p.pipeline.name == name)
+        .with_context(|| {
+            format!(
+                "no pipeline is named {name}\n  hint: the pipelines are {}",
+                known.join(", ")
+            )
+        })?;
+    let source = pipeline
+        .streams()
+        .next()
+        .map(|s| s.name.to_string())
+        .unwrap_or_default();
+    // A reset reads no rows: no rule runs, so what the others write does not matter.
+    let written = Arc::new(std::collections::BTreeSet::from([pipeline
+        .target
+        .name
+        .clone()]));
+    let run = PipelineRun {
+        catalog: catalog.clone(),
+        pipeline,
+        stats: Arc::new(TableStats::new()),
+        mode: RunMode::UntilCaughtUp,
+        quality: Quality {
+            checks: Arc::new(crate::quality::load_checks(catalog).await?),
+            results: None,
+            written,
+        },
+        replay: None,
+    };
+    run.reset(from)
+        .await
+        .with_context(|| format!("pipeline {name} was not reset"))?;
+    Ok(ResetReport {
+        pipeline: name.to_string(),
+        source,
+        from: match from {
+            strata_pipelines::ResetFrom::Committed => "committed",
+            strata_pipelines::ResetFrom::Earliest => "earliest",
+            strata_pipelines::ResetFrom::Latest => "latest",
+        },
+    })
+}
+
 /// Runs the project's pipelines until stopped.
 pub async fn run_project(
     catalog: &Catalog,
@@ -204,7 +273,7 @@ pub async fn run_project(
         .openlineage
         .as_ref()
         .map(|config| Arc::new(crate::openlineage::Emitter::start(config, &project.dir)));
-    let tables: Vec<_> = catalog.list().await?.into_iter().map(|e| e.def).collect();
+    let tables = catalog.definitions().await?;
     let checks = Arc::new(crate::quality::load_checks(catalog).await?);
     for note in crate::quality::unevaluated(&checks, &pipelines) {
         eprintln!("warning: {note}");
@@ -261,20 +330,31 @@ pub async fn run_project(
             .await
             .with_context(|| format!("pipeline {label} cannot run"))?;
     }
+    // Each pipeline fails alone: an error or a panic in one is reported with
+    // its name and recorded in its status, and the others go on.
+    let mut labels = std::collections::HashMap::new();
     if options.until_idle {
         // Catching up runs each pipeline to the end in dependency order, so that a
         // downstream pipeline sees everything its upstream wrote.
         let stop = stop_rx.clone();
         tasks.spawn(async move {
+            let mut failed = Vec::new();
             for (label, run, observed) in runs {
-                run_observed(run, stop.clone(), &label, observed).await?;
+                let stats = run.stats.clone();
+                let ran = tokio::spawn(run_observed(run, stop.clone(), label.clone(), observed));
+                if let Err(err) = outcome_of(ran.await, &label) {
+                    report_failure(&stats, &err);
+                    failed.push(err);
+                }
             }
-            Ok(())
+            combine_failures(failed)
         });
     } else {
         for (label, run, observed) in runs {
             let stop = stop_rx.clone();
-            tasks.spawn(async move { run_observed(run, stop, &label, observed).await });
+            let stats = run.stats.clone();
+            let handle = tasks.spawn(run_observed(run, stop, label.clone(), observed));
+            labels.insert(handle.id(), (label, stats));
         }
     }
     let monitor = tokio::spawn(crate::quality::monitor(
@@ -287,14 +367,31 @@ pub async fn run_project(
     let mut deadline = options.duration.map(|d| started + d);
     let mut progress = tokio::time::interval(Duration::from_secs(2));
     progress.tick().await;
-    let mut failure = None;
+    let mut failures = Vec::new();
     loop {
         tokio::select! {
-            finished = tasks.join_next() => match finished {
+            finished = tasks.join_next_with_id() => match finished {
                 None => break,
-                Some(Ok(Ok(()))) => {}
-                Some(Ok(Err(err))) => { failure = Some(err); let _ = stop_tx.send(true); }
-                Some(Err(err)) => { failure = Some(anyhow::anyhow!("a pipeline task failed: {err}")); let _ = stop_tx.send(true); }
+                Some(finished) => {
+                    let id = match &finished {
+                        Ok((id, _)) => *id,
+                        Err(err) => err.id(),
+                    };
+                    match labels.remove(&id) {
+                        Some((label, stats)) => {
+                            if let Err(err) = outcome_of(finished.map(|(_, outcome)| outcome), &label) {
+                                report_failure(&stats, &err);
+                                failures.push(err);
+                            }
+                        }
+                        // A catch-up run reported each pipeline's failure as it came.
+                        None => {
+                            if let Err(err) = outcome_of(finished.map(|(_, outcome)| outcome), "catch-up") {
+                                failures.push(err);
+                            }
+                        }
+                    }
+                }
             },
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("stopping: committing what was read …");
@@ -317,13 +414,51 @@ pub async fn run_project(
     if let Some(emitter) = emitter.and_then(Arc::into_inner) {
         emitter.close().await;
     }
-    if let Some(err) = failure {
-        return Err(err);
-    }
+    combine_failures(failures)?;
     Ok(RunSummary {
         tables: registry.tables(),
         duration_s: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A pipeline task's outcome, with a panic turned into that pipeline's error.
+fn outcome_of(
+    joined: Result<anyhow::Result<()>, tokio::task::JoinError>,
+    label: &str,
+) -> anyhow::Result<()> {
+    match joined {
+        Ok(outcome) => outcome,
+        Err(err) if err.is_panic() => {
+            let message = strata_pipelines::runner::panic_message(err.into_panic());
+            Err(anyhow::anyhow!(
+                "pipeline {label} panicked: {message}\n  hint: this is a bug in Strata; please report it with the pipeline's SQL. The other pipelines go on"
+            ))
+        }
+        Err(err) => Err(anyhow::anyhow!("pipeline {label} stopped: {err}")),
+    }
+}
+
+/// Prints a pipeline's failure and keeps it in its status.
+fn report_failure(stats: &TableStats, err: &anyhow::Error) {
+    let message = format!("{err:#}");
+    eprintln!("error: {message}");
+    *stats.failure.lock().expect("not poisoned") = Some(message);
+}
+
+/// Ok when no pipeline failed; otherwise every failure, one per line.
+fn combine_failures(failures: Vec<anyhow::Error>) -> anyhow::Result<()> {
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.into_iter().next().expect("one failure")),
+        n => Err(anyhow::anyhow!(
+            "{n} pipelines failed:\n{}",
+            failures
+                .iter()
+                .map(|err| format!("  {err:#}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )),
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -360,7 +495,9 @@ fn print_progress(registry: &Registry, started: Instant) {
             "[{elapsed:>4}s] {}: {} records in, {} rows committed, {} quarantined, {} late, {} commits, {lag}{lookups}",
             t.name, t.records_in, t.rows_committed, t.quarantined_rows, t.late_rows, t.commits,
         );
-        if let Some(reason) = &t.degraded_reason {
+        if let Some(failure) = &t.failure {
+            eprintln!("[{elapsed:>4}s] {}: FAILED: {failure}", t.name);
+        } else if let Some(reason) = &t.degraded_reason {
             eprintln!("[{elapsed:>4}s] {}: DEGRADED: {reason}", t.name);
         }
     }
@@ -370,7 +507,7 @@ fn print_progress(registry: &Registry, started: Instant) {
 async fn run_observed(
     run: PipelineRun,
     stop: tokio::sync::watch::Receiver<bool>,
-    label: &str,
+    label: String,
     observed: Option<crate::openlineage::ObservedRun>,
 ) -> anyhow::Result<()> {
     if let Some(observed) = &observed {

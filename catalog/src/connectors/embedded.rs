@@ -41,12 +41,20 @@ pub struct EmbeddedTable {
 }
 
 impl EmbeddedTable {
-    pub fn new(store: CatalogStore, table: String, schema: SchemaRef) -> Self {
-        Self {
+    /// The embedded table `name` keeps in the store as `table`; refused unless
+    /// `table` is one of its space's own store tables.
+    pub fn new(
+        store: CatalogStore,
+        name: &crate::model::TableName,
+        table: String,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        crate::confine::embedded_table(name, &table)?;
+        Ok(Self {
             store,
             table,
             schema,
-        }
+        })
     }
 }
 

@@ -233,6 +233,18 @@ fn decode_json(
     schema: &SchemaRef,
     payloads: &[(&KafkaRecord, &[u8])],
 ) -> Result<RecordBatch> {
+    for (record, payload) in payloads {
+        if let Err(refusal) = super::json_check::check_record(schema, payload) {
+            let message = refusal.to_string();
+            return Err(CatalogError::Decode {
+                table: table.to_string(),
+                topic: topic.to_string(),
+                partition: record.partition,
+                offset: record.offset,
+                message,
+            });
+        }
+    }
     let batch_size = payloads.len().max(1);
     let fast = || -> std::result::Result<Option<RecordBatch>, arrow::error::ArrowError> {
         let mut decoder = ReaderBuilder::new(schema.clone())

@@ -6,6 +6,7 @@
 
 pub mod delta;
 pub mod embedded;
+pub mod json_check;
 pub mod kafka;
 pub mod mysql;
 pub mod nexmark;
@@ -72,6 +73,13 @@ pub fn mysql_target(project: &Project, def: &TableDef) -> Result<mysql::MysqlTar
         message: format!("table {} has no MySQL URL", def.name),
         hint: Some("give it 'url' or 'connection'".to_string()),
     })?;
+    crate::confine::mysql_table(
+        project,
+        &def.name,
+        connection.as_deref(),
+        url.as_deref(),
+        database.as_deref(),
+    )?;
     let url = with_credentials(
         &server_url,
         username.as_deref().or(user.as_deref()),
@@ -94,6 +102,7 @@ fn mysql_connection(
             url,
             username,
             password,
+            ..
         } => Ok((
             url.expose().to_string(),
             username.clone(),
@@ -147,6 +156,7 @@ pub fn kafka_target(project: &Project, def: &TableDef) -> Result<kafka::KafkaTar
     else {
         return Err(wrong_kind(&def.name, "kafka", &def.kind));
     };
+    crate::confine::kafka_properties(&def.name, properties)?;
     let mut merged = std::collections::BTreeMap::new();
     let mut servers = bootstrap_servers.clone();
     if let Some(name) = connection {
@@ -214,7 +224,7 @@ pub fn delta_location(project: &Project, def: &TableDef) -> Result<String> {
         Some(name) => delta_root(project, name)?,
         None => project.lake_root(),
     };
-    Ok(match table_path {
+    let location = match table_path {
         Some(path) if connection.is_some() => resolve_location(std::path::Path::new(&root), path),
         Some(path) => resolve_location(&project.dir, path),
         None => format!(
@@ -223,7 +233,8 @@ pub fn delta_location(project: &Project, def: &TableDef) -> Result<String> {
             def.name.space,
             def.name.name
         ),
-    })
+    };
+    crate::confine::delta_location(project, &def.name, &location)
 }
 
 fn wrong_kind(name: &TableName, expected: &str, kind: &TableKind) -> CatalogError {

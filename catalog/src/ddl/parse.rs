@@ -43,6 +43,11 @@ impl Dialect for FlinkDialect {
         true
     }
 
+    /// `COUNT(*) FILTER (WHERE …)`: Flink's aggregate filters.
+    fn supports_filter_during_aggregation(&self) -> bool {
+        true
+    }
+
     /// `SELECT /*+ LOOKUP('table'='d', …) */ …`: Flink's join hints.
     fn supports_comment_optimizer_hint(&self) -> bool {
         true

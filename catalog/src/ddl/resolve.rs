@@ -11,11 +11,17 @@ use crate::config::Connection;
 use crate::error::{CatalogError, Result, SourceLocation};
 use crate::model::{
     KafkaFormat, Layer, LookupOptions, StartupMode, TableDef, TableKind, TableName, Watermark,
-    is_identifier,
 };
 
 const CONNECTORS: &str = "'kafka', 'mysql' (also for TiDB; 'jdbc' is accepted as a synonym), 'delta', 'embedded' (a table in the catalog's own SQL store), 'nexmark' (Nexmark's event generator) and 'blackhole' (rows are counted and dropped)";
-const COMMON_OPTIONS: [&str; 5] = ["connector", "layer", "owner", "description", "tags"];
+const COMMON_OPTIONS: [&str; 6] = [
+    "connector",
+    "layer",
+    "owner",
+    "description",
+    "tags",
+    "scan.watermark.max-future-skew",
+];
 const KAFKA_OPTIONS: [&str; 7] = [
     "topic",
     "properties.bootstrap.servers",
@@ -55,7 +61,7 @@ pub fn resolve(
     let schema = schema(create)?;
     let primary_key = primary_key(create, &schema)?;
     let schema = Arc::new(mark_key_not_null(&schema, &primary_key));
-    let watermark = watermark(create, &schema)?;
+    let mut watermark = watermark(create, &schema)?;
     let processing_time = processing_time(create, &schema)?;
     let mut options = Options::new(create)?;
     let connector = options.require("connector", &create.location, || {
@@ -65,12 +71,7 @@ pub fn resolve(
         "kafka" => kafka_kind(&mut options, &create.location, connections)?,
         "mysql" | "jdbc" | "tidb" => mysql_kind(&mut options, &create.location, connections)?,
         "delta" => delta_kind(&mut options, connections)?,
-        "embedded" => TableKind::Embedded {
-            table: options
-                .take("table-name")
-                .map(|t| t.value)
-                .unwrap_or_else(|| format!("{}__{}", name.space, name.name)),
-        },
+        "embedded" => embedded_kind(&mut options, &name)?,
         "nexmark" => nexmark_kind(&mut options, &create.location)?,
         "blackhole" => TableKind::Blackhole,
         other => {
@@ -103,6 +104,24 @@ pub fn resolve(
                 "declare one column, e.g. (line STRING), or use format 'json'".to_string(),
             ));
         }
+    }
+    if let Some(skew) = options.take("scan.watermark.max-future-skew") {
+        let Some(watermark) = watermark.as_mut() else {
+            return Err(ddl_error(
+                &skew.location,
+                "'scan.watermark.max-future-skew' bounds the event time that moves a watermark, and this table has none".to_string(),
+                "declare WATERMARK FOR column AS column - INTERVAL '5' SECOND".to_string(),
+            ));
+        };
+        let compact: String = skew.value.split_whitespace().collect();
+        let millis = humantime::parse_duration(&compact).map_err(|err| {
+            ddl_error(
+                &skew.location,
+                format!("'{}' is not a duration ({err})", skew.value),
+                "write e.g. '1 h' or '10 min'".to_string(),
+            )
+        })?;
+        watermark.max_future_skew_ms = Some(millis.as_millis().min(i64::MAX as u128) as i64);
     }
     let layer_option = options.take("layer");
     let layer = match &layer_option {
@@ -241,14 +260,12 @@ fn lookup_options(options: &mut Options) -> Result<LookupOptions> {
 
 fn table_name(name: &Located<Vec<String>>) -> Result<TableName> {
     match name.value.as_slice() {
-        [space, table] if is_identifier(space) && is_identifier(table) => {
-            Ok(TableName::new(space, table))
-        }
-        [space, table] => Err(ddl_error(
-            &name.location,
-            format!("{space}.{table} is not a valid table name"),
-            "spaces and tables are named with letters, digits and underscores, starting with a letter or underscore".to_string(),
-        )),
+        [space, table] => match crate::model::name_refusal(space, true)
+            .or_else(|| crate::model::name_refusal(table, false))
+        {
+            None => Ok(TableName::new(space, table)),
+            Some((reason, hint)) => Err(ddl_error(&name.location, reason, hint)),
+        },
         parts => Err(ddl_error(
             &name.location,
             format!("table name {} must be SPACE.TABLE", parts.join(".")),
@@ -450,6 +467,18 @@ fn kafka_kind(
             }
         },
     };
+    if let Some((key, _)) = options.remaining.iter().find(|(key, _)| {
+        key.value
+            .strip_prefix("properties.")
+            .is_some_and(|property| crate::confine::kafka_property_refusal(property).is_some())
+    }) {
+        let property = &key.value["properties.".len()..];
+        return Err(ddl_error(
+            &key.location,
+            crate::confine::kafka_property_refusal(property).unwrap_or_default(),
+            crate::confine::KAFKA_PROPERTY_HINT.to_string(),
+        ));
+    }
     let properties = options.take_prefixed("properties.");
     Ok(TableKind::Kafka {
         topic: topic.value,
@@ -517,6 +546,21 @@ fn mysql_kind(
         username: options.take("username").map(|u| u.value),
         password: options.take("password").map(|p| p.value),
     })
+}
+
+/// An embedded table's store table: `<space>__<name>`, or a `'table-name'` of the same space.
+fn embedded_kind(options: &mut Options, name: &TableName) -> Result<TableKind> {
+    let Some(table) = options.take("table-name") else {
+        return Ok(TableKind::Embedded {
+            table: format!("{}__{}", name.space, name.name),
+        });
+    };
+    if let Err(CatalogError::Confined { message, hint, .. }) =
+        crate::confine::embedded_table(name, &table.value)
+    {
+        return Err(ddl_error(&table.location, message, hint));
+    }
+    Ok(TableKind::Embedded { table: table.value })
 }
 
 fn delta_kind(
@@ -670,6 +714,7 @@ fn watermark(create: &CreateTable, schema: &Schema) -> Result<Option<Watermark>>
         ));
     }
     Ok(Some(Watermark {
+        max_future_skew_ms: None,
         column: column.value.clone(),
         delay_ms: watermark.value.delay_ms,
         expression: watermark.value.expression.clone(),

@@ -21,6 +21,7 @@ fn connections() -> BTreeMap<String, Connection> {
                 url: Secret::new("mysql://root@127.0.0.1:3306/shop"),
                 username: None,
                 password: None,
+                databases: Vec::new(),
             },
         ),
         (
@@ -139,7 +140,7 @@ fn every_mistake_points_at_its_place_with_a_hint() {
             "a name that is a path",
             "CREATE TABLE shop.`../etc` (id BIGINT) WITH ('connector' = 'delta', 'layer' = 'dwd');",
             &[
-                "tables.sql:1:14: shop.../etc is not a valid table name",
+                "tables.sql:1:14: \"../etc\" cannot name a table",
                 "letters, digits and underscores",
             ],
         ),

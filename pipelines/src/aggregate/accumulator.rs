@@ -83,6 +83,21 @@ pub struct AggregateCall {
     distinct_buckets: u32,
 }
 
+impl AggregateCall {
+    /// The call as its state depends on it: function, argument, filter and types.
+    pub fn shape(&self) -> String {
+        let filter = self
+            .filter
+            .as_ref()
+            .map(|f| format!(" FILTER (WHERE {f})"))
+            .unwrap_or_default();
+        format!(
+            "{:?}({}){filter}: {} -> {} (distinct buckets {})",
+            self.function, self.arg, self.input_type, self.output, self.distinct_buckets
+        )
+    }
+}
+
 /// One batch's values of an aggregate's argument, ready to fold into groups.
 #[derive(Debug)]
 pub enum Input {

@@ -62,6 +62,27 @@ pub struct AggregatePlan {
 }
 
 impl AggregatePlan {
+    /// What this aggregation's checkpointed state is made of, a line per part:
+    /// restoring it under another shape would misread every group.
+    pub fn state_shape(&self) -> Vec<String> {
+        let groups: Vec<String> = self
+            .roles
+            .iter()
+            .zip(&self.group_exprs)
+            .map(|(role, expr)| format!("{role:?} {expr}"))
+            .collect();
+        let mut lines = vec![
+            format!("aggregation window: {:?}", self.window),
+            format!("aggregation groups: {}", groups.join(", ")),
+        ];
+        lines.extend(
+            self.calls
+                .iter()
+                .map(|call| format!("aggregate: {}", call.shape())),
+        );
+        lines
+    }
+
     pub fn new(
         window: Option<WindowKind>,
         allowed_lateness_ms: i64,

@@ -11,6 +11,7 @@
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow_json::ReaderBuilder;
+use strata_catalog::connectors::json_check::{Refusal, check_record};
 
 use crate::source::SourceRecord;
 
@@ -51,7 +52,16 @@ impl JsonDecoder {
         Self { schema }
     }
 
+    /// Decodes what fits; the rest is set aside, in the order it was read.
     pub fn decode(&self, records: &[SourceRecord]) -> Decoded {
+        let mut decoded = self.decode_unordered(records);
+        decoded
+            .rejected
+            .sort_by_key(|r| (r.record.partition, r.record.offset));
+        decoded
+    }
+
+    fn decode_unordered(&self, records: &[SourceRecord]) -> Decoded {
         let (with_payload, tombstones): (Numbered, Numbered) = records
             .iter()
             .enumerate()
@@ -65,6 +75,28 @@ impl JsonDecoder {
                 event_time_ms: None,
             })
             .collect();
+        // Lossy conversions and nesting that could exhaust the stack are refused
+        // before arrow-json, which would coerce or recurse, sees the record.
+        let mut with_payload = with_payload;
+        with_payload.retain(|(_, record)| {
+            let payload = record.payload.as_deref().unwrap_or_default();
+            match check_record(&self.schema, payload) {
+                Ok(()) => true,
+                Err(refusal) => {
+                    let error = match refusal {
+                        Refusal::Mismatch(message) => incompatible_drift(message),
+                        Refusal::Malformed(message) => message,
+                    };
+                    rejected.push(Rejected {
+                        record: (*record).clone(),
+                        error,
+                        rule: None,
+                        event_time_ms: None,
+                    });
+                    false
+                }
+            }
+        });
         let payloads: Vec<&SourceRecord> = with_payload.iter().map(|(_, r)| *r).collect();
         // Strict first, so that a field the catalog does not know is seen; then
         // leniently, ignoring it (additive drift is reported, not rejected).
@@ -165,7 +197,7 @@ fn unknown_field(error: &str) -> Option<String> {
 /// A value of the wrong type for its column is schema drift that cannot be
 /// coerced: the record goes to quarantine, and the reason says so.
 fn incompatible_drift(error: String) -> String {
-    if error.contains("whilst decoding field") {
+    if error.contains("whilst decoding field") || error.contains("values are not coerced") {
         format!(
             "incompatible schema drift (the catalog's type does not fit; the value is not coerced): {error}"
         )

@@ -652,30 +652,59 @@ impl LookupJoin {
 /// down or busy (retried with backoff), rather than the query being wrong.
 fn is_transient(err: &PipelineError) -> bool {
     use strata_catalog::CatalogError;
-    let sqlx_transient = |err: &sqlx::Error| match err {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        // Shutting down, connection killed, lock wait timeout, deadlock, lost connection.
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            ["1053", "1927", "1205", "1213", "2013", "57P01", "57P03"].contains(&code.as_ref())
-        }),
-        _ => false,
-    };
     match err {
         PipelineError::Catalog(err) => match err.as_ref() {
             CatalogError::Unreachable { .. } | CatalogError::Delta { .. } => true,
             CatalogError::Mysql { source, .. } | CatalogError::Store { source, .. } => {
-                sqlx_transient(source)
+                sqlx_error_is_transient(source)
             }
             _ => false,
         },
         PipelineError::Source { .. } => true,
         _ => false,
     }
+}
+
+/// Whether a database client's error may heal with time: the connection or
+/// its pool failed, or the database answered with a transient error.
+pub fn sqlx_error_is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => database_error_is_transient(db.as_ref()),
+        _ => false,
+    }
+}
+
+/// MySQL/TiDB error numbers that pass: too many connections (1040, 1203, 1226), the
+/// server shutting down (1053), a killed connection or query (1927, 1317),
+/// network timeouts (1159, 1161), lock wait timeout (1205), deadlock (1213),
+/// server gone or connection lost (2006, 2013), and TiDB's busy and
+/// retryable errors (8002, 8022, 8027, 9001 to 9007).
+const MYSQL_TRANSIENT: [u16; 22] = [
+    1040, 1053, 1159, 1161, 1203, 1205, 1213, 1226, 1317, 1927, 2006, 2013, 8002, 8022, 8027, 9001,
+    9002, 9003, 9004, 9005, 9006, 9007,
+];
+
+/// Whether a database's error may heal with time. MySQL and TiDB are judged
+/// by their numeric error code (their SQLSTATE is mostly the generic HY000),
+/// PostgreSQL by its SQLSTATE class: 08 connection, 40 rollback (deadlock,
+/// serialization), 53 insufficient resources, 57P0x shutdown. Everything else
+/// (a missing table, access denied, an unknown column) is permanent.
+pub fn database_error_is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return MYSQL_TRANSIENT.contains(&mysql.number())
+            || mysql.code().is_some_and(|state| state.starts_with("08"));
+    }
+    db.code().is_some_and(|state| {
+        ["08", "40", "53", "57P0"]
+            .iter()
+            .any(|class| state.starts_with(class))
+    })
 }
 
 /// Clears `keep` where `filter` is not true on `batch`.

@@ -53,6 +53,12 @@ use self::commit::SideTable;
 pub use self::emits::{EmitLog, Recorded};
 use self::task::Task;
 
+/// A watermark further ahead of the wall clock than this is reported.
+const WATERMARK_AHEAD_WARNING_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// How often a pipeline asks again for a source topic that does not exist yet.
+const TOPIC_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Live counters of one target table, for progress, the API and the summary.
 #[derive(Debug, Default)]
 pub struct TableStats {
@@ -77,6 +83,10 @@ pub struct TableStats {
     pub output: Arc<crate::sink::blackhole::OutputDigest>,
     /// When watermarks were reached and landed, if asked for.
     pub emits: EmitLog,
+    /// What the pipeline waits for before it can start (a topic not created yet).
+    pub waiting: std::sync::Mutex<Option<String>>,
+    /// Why the pipeline stopped with an error, once it did.
+    pub failure: std::sync::Mutex<Option<String>>,
 }
 
 /// What [`OnCommit`] calls, with the rows a commit wrote.
@@ -133,11 +143,29 @@ impl TableStats {
         self.on_commit.call(rows);
     }
 
-    /// Why the pipeline is held up, when a lookup join waits for its database.
+    /// Why the pipeline is held up: it waits for its source topic, or a
+    /// lookup join waits for its database.
     pub fn degraded(&self) -> Option<String> {
-        self.lookup_stats()
-            .iter()
-            .find_map(|lookup| lookup.degraded())
+        let waiting = self.waiting.lock().expect("not poisoned").clone();
+        waiting
+            .or_else(|| {
+                self.lookup_stats()
+                    .iter()
+                    .find_map(|lookup| lookup.degraded())
+            })
+            .or_else(|| self.watermark_far_ahead())
+    }
+
+    /// A warning when the watermark runs far ahead of the wall clock: one row
+    /// from the far future makes every later row late.
+    fn watermark_far_ahead(&self) -> Option<String> {
+        let ahead = self.watermark()?.saturating_sub(now_ms());
+        (ahead > WATERMARK_AHEAD_WARNING_MS).then(|| {
+            format!(
+                "the watermark is {} ahead of the wall clock, so rows with earlier event times are late; set 'scan.watermark.max-future-skew' on the source table to quarantine such rows",
+                humantime::format_duration(std::time::Duration::from_secs((ahead / 1000) as u64))
+            )
+        })
     }
 
     pub fn lookup_stats(&self) -> Vec<Arc<LookupStats>> {
@@ -148,6 +176,26 @@ impl TableStats {
     pub fn watermark(&self) -> Option<i64> {
         Some(self.watermark_ms.load(Ordering::Relaxed)).filter(|&w| w != i64::MIN)
     }
+}
+
+/// The text a panic carried, if it was text.
+pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+/// Where a reset pipeline reads its source from next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetFrom {
+    /// Where its last commit left off: the state starts empty, no record is read twice.
+    Committed,
+    /// The beginning of each partition: everything is read again.
+    Earliest,
+    /// The end of each partition: what was not read yet is skipped.
+    Latest,
 }
 
 /// When a pipeline stops.
@@ -377,9 +425,10 @@ impl PipelineRun {
                     ),
                     TableKind::Embedded { table } => Dimension::Embedded(EmbeddedTable::new(
                         self.catalog.store().clone(),
+                        &def.name,
                         table.clone(),
                         def.schema.clone(),
-                    )),
+                    )?),
                     TableKind::Delta { .. } => Dimension::delta(
                         connectors::delta_location(project, &def)?,
                         def.schema.clone(),
@@ -424,8 +473,11 @@ impl PipelineRun {
         *self.stats.lookups.lock().expect("not poisoned") =
             plan.lookups().map(|join| join.stats.clone()).collect();
         let prepared_ms = started.elapsed().as_millis() as u64;
+        if !self.wait_for_topic(source, &stop).await? {
+            return Ok(());
+        }
         let outcome = async {
-            let mut task = Task::open(&self, source, &target_location, plan).await?;
+            let mut task = Task::open(&self, source, &target_location, plan, true).await?;
             tracing::debug!(
                 pipeline = self.pipeline.pipeline.name,
                 prepared_ms,
@@ -438,6 +490,67 @@ impl PipelineRun {
         // Readers go to the storage again, whether the run ended or failed.
         self.stats.live.end();
         outcome
+    }
+
+    /// Drops the pipeline's operator state (open windows, groups, rows held
+    /// for joins) with one commit to its target, which also records where its
+    /// source is read from next. The rows it wrote stay.
+    pub async fn reset(self, from: ResetFrom) -> Result<()> {
+        let (source, target_location, plan) = self.prepare().await?;
+        if from != ResetFrom::Committed && !matches!(source.kind, TableKind::Kafka { .. }) {
+            return Err(unsupported(
+                &self.pipeline,
+                "reading a Delta or Nexmark source again from its earliest or latest position on reset",
+            ));
+        }
+        let mut task = Task::open(&self, source, &target_location, plan, false).await?;
+        task.reset(source, from).await
+    }
+
+    /// Waits while a Kafka source's topic does not exist yet, saying so in the
+    /// pipeline's status; false when told to stop first.
+    async fn wait_for_topic(
+        &self,
+        source: &TableDef,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<bool> {
+        if !matches!(source.kind, TableKind::Kafka { .. }) || self.replay.is_some() {
+            return Ok(true);
+        }
+        let kafka = connectors::kafka_target(self.catalog.project(), source)?;
+        let mut stop = stop.clone();
+        loop {
+            let probe = kafka.clone();
+            let exists = tokio::task::spawn_blocking(move || {
+                crate::source::kafka::KafkaSource::partitions_if_exists(&probe)
+            })
+            .await
+            .map_err(|err| PipelineError::Source {
+                what: format!("topic {}", kafka.topic),
+                cause: err.to_string(),
+            })??
+            .is_some();
+            if exists {
+                *self.stats.waiting.lock().expect("not poisoned") = None;
+                return Ok(true);
+            }
+            let reason = format!(
+                "waiting for topic {} at {} (it does not exist yet)",
+                kafka.topic, kafka.bootstrap_servers
+            );
+            if self.stats.waiting.lock().expect("not poisoned").as_ref() != Some(&reason) {
+                tracing::warn!(pipeline = self.pipeline.pipeline.name, "{reason}");
+                *self.stats.waiting.lock().expect("not poisoned") = Some(reason);
+            }
+            // A catch-up run has nothing to read from a topic that is not there.
+            if *stop.borrow() || self.mode == RunMode::UntilCaughtUp {
+                return Ok(false);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(TOPIC_POLL) => {}
+                _ = stop.changed() => return Ok(false),
+            }
+        }
     }
 
     async fn open_side_table(

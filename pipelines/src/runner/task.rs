@@ -33,6 +33,8 @@ use crate::source::reader::{NexmarkReader, Next, Reader, RecordDecoder, SourceBa
 use crate::state::{ByteReader, ByteWriter};
 use crate::transform::{CompiledPlan, Missed, Traced};
 use crate::validate::is_changelog;
+
+use super::ResetFrom;
 use crate::watermark::WatermarkTracker;
 use strata_catalog::connectors::nexmark::Generator;
 
@@ -40,7 +42,7 @@ use super::checks::Checking;
 use super::commit::{CommitBatch, CommitContext, Sinks, Target};
 use super::parked::{DueRows, ParkedRows};
 use super::versions::VersionFeed;
-use super::{PipelineRun, RunMode, now_ms};
+use super::{PipelineRun, RunMode, now_ms, panic_message};
 
 /// What has been read but not yet committed.
 #[derive(Debug, Default)]
@@ -76,7 +78,10 @@ struct Stateful {
     late_schema: Option<arrow::datatypes::SchemaRef>,
 }
 
-const CHECKPOINT_MAGIC: &[u8] = b"STRATA-STATE-1";
+/// Checkpoints before state shapes were recorded: restored without a check.
+const CHECKPOINT_MAGIC_V1: &[u8] = b"STRATA-STATE-1";
+/// Checkpoints that begin with the shape of the plan they were written for.
+const CHECKPOINT_MAGIC: &[u8] = b"STRATA-STATE-2";
 
 /// The second stream of an interval join, with its watermark.
 #[derive(Debug)]
@@ -134,6 +139,9 @@ pub(super) struct Task<'a> {
     /// The right stream of an interval join.
     right: Option<RightStream>,
     watermark: Option<(String, WatermarkTracker)>,
+    /// How far ahead of the wall clock an event time may be before its row goes
+    /// to quarantine rather than move the watermark (`'scan.watermark.max-future-skew'`).
+    max_future_skew_ms: Option<i64>,
     /// The watermark as of the last commit started; lateness is judged against it.
     committed_watermark: Option<i64>,
     /// The largest watermark a temporal join let through, so that it never goes back.
@@ -149,11 +157,14 @@ pub(super) struct Task<'a> {
 }
 
 impl<'a> Task<'a> {
+    /// Opens the pipeline's source, target and state; with `restore` false the
+    /// checkpointed state is left unread (a reset drops it).
     pub(super) async fn open(
         run: &'a PipelineRun,
         source: &TableDef,
         target_location: &str,
         plan: CompiledPlan,
+        restore: bool,
     ) -> Result<Task<'a>> {
         let name = run.pipeline.pipeline.name.clone();
         let target_def = &run.pipeline.target;
@@ -343,6 +354,7 @@ impl<'a> Task<'a> {
         let mut task = Task {
             run,
             plan,
+            max_future_skew_ms: source.watermark.as_ref().and_then(|w| w.max_future_skew_ms),
             reader,
             sinks: Some(Sinks {
                 target,
@@ -372,7 +384,7 @@ impl<'a> Task<'a> {
         let lags = task.plan.lags().next().is_some();
         let joins = task.versions.is_some() || task.right.is_some();
         if task.plan.holds_rows() || retries || lags || joins {
-            task.open_state(source, target_location, &partitions)
+            task.open_state(source, target_location, &partitions, restore)
                 .await?;
         }
         Ok(task)
@@ -384,6 +396,7 @@ impl<'a> Task<'a> {
         source: &TableDef,
         target_location: &str,
         partitions: &[i32],
+        restore: bool,
     ) -> Result<()> {
         let mut late = None;
         if self.plan.holds_rows() {
@@ -418,16 +431,41 @@ impl<'a> Task<'a> {
         let mut state = AggregateState::default();
         let mut aligned = AlignedState::default();
         let mut next_checkpoint = 0;
-        if let Some(id) = sinks.target.committed_state().await? {
+        let committed = sinks.target.committed_state().await?;
+        if let Some(id) = committed.filter(|_| !restore) {
+            next_checkpoint = id + 1;
+        }
+        if let Some(id) = committed.filter(|_| restore) {
             let bytes = store.read(id).await?;
             let mut input = ByteReader::new(&bytes);
-            let magic_ok = CHECKPOINT_MAGIC
-                .iter()
-                .map(|&b| input.u8().map(|got| got == b))
-                .collect::<Result<Vec<bool>>>()?
-                .into_iter()
-                .all(|ok| ok);
-            if !magic_ok {
+            let magic = (0..CHECKPOINT_MAGIC.len())
+                .map(|_| input.u8())
+                .collect::<Result<Vec<u8>>>()?;
+            if magic == CHECKPOINT_MAGIC {
+                let written: Vec<String> = (0..input.u64()?)
+                    .map(|_| {
+                        input
+                            .bytes()
+                            .map(|b| String::from_utf8_lossy(b).into_owned())
+                    })
+                    .collect::<Result<_>>()?;
+                let now = self.plan.state_shape();
+                if written != now {
+                    return Err(PipelineError::StateMismatch {
+                        pipeline: self.run.pipeline.pipeline.name.clone(),
+                        removed: written
+                            .iter()
+                            .filter(|l| !now.contains(l))
+                            .cloned()
+                            .collect(),
+                        added: now
+                            .iter()
+                            .filter(|l| !written.contains(l))
+                            .cloned()
+                            .collect(),
+                    });
+                }
+            } else if magic != CHECKPOINT_MAGIC_V1 {
                 return Err(input.corrupt("it is not a Strata state checkpoint"));
             }
             self.committed_watermark = input.option(|r| r.i64())?;
@@ -585,7 +623,10 @@ impl<'a> Task<'a> {
             }
             let watermark_moved = self.stateful.is_some() && current != self.committed_watermark;
             let landing = self.in_flight.as_ref().is_some_and(|c| !c.is_finished());
-            let due = caught_up || (last_commit.elapsed() >= self.interval && !landing);
+            // One commit per interval at most while running on (freshness comes
+            // from the live view); a catch-up run commits as soon as it is there.
+            let catching_up = caught_up && self.run.mode == RunMode::UntilCaughtUp;
+            let due = catching_up || (last_commit.elapsed() >= self.interval && !landing);
             let pending = self.has_pending();
             if due && (pending || watermark_moved) {
                 self.commit().await?;
@@ -609,6 +650,31 @@ impl<'a> Task<'a> {
         }
         self.settle().await?;
         Ok(())
+    }
+
+    /// Drops the state: one commit records the empty state of the plan as it
+    /// is now, and, unless the committed positions stay, the source positions
+    /// `from` names. The target's rows stay as they are.
+    pub(super) async fn reset(&mut self, source: &TableDef, from: ResetFrom) -> Result<()> {
+        let startup = match from {
+            ResetFrom::Committed => None,
+            ResetFrom::Earliest => Some(StartupMode::EarliestOffset),
+            ResetFrom::Latest => Some(StartupMode::LatestOffset),
+        };
+        if let Some(startup) = startup {
+            let kafka = connectors::kafka_target(self.run.catalog.project(), source)?;
+            let partitions = KafkaSource::partitions(&kafka)?;
+            let group = format!("strata-{}", self.run.pipeline.pipeline.name);
+            for (partition, start) in
+                KafkaSource::start_offsets(&kafka, &group, &startup, &partitions)?
+            {
+                self.pending
+                    .offsets
+                    .insert((kafka.topic.clone(), partition), start - 1);
+            }
+        }
+        self.commit().await?;
+        self.settle().await.map(|_| ())
     }
 
     /// Shows what has been read since the last commit to the table's live
@@ -640,9 +706,19 @@ impl<'a> Task<'a> {
     /// Waits for the commit in flight, if any, and takes the sinks back.
     async fn settle(&mut self) -> Result<&mut Sinks> {
         if let Some(in_flight) = self.in_flight.take() {
-            let sinks = in_flight.await.map_err(|err| PipelineError::Sink {
-                what: format!("pipeline {}", self.run.pipeline.pipeline.name),
-                cause: format!("the commit task failed: {err}"),
+            let sinks = in_flight.await.map_err(|err| {
+                let pipeline = self.run.pipeline.pipeline.name.clone();
+                if err.is_panic() {
+                    PipelineError::Panicked {
+                        pipeline,
+                        message: panic_message(err.into_panic()),
+                    }
+                } else {
+                    PipelineError::Sink {
+                        what: format!("pipeline {pipeline}"),
+                        cause: format!("the commit task failed: {err}"),
+                    }
+                }
             })??;
             self.sinks = Some(sinks);
         }
@@ -850,6 +926,7 @@ impl<'a> Task<'a> {
     /// unless all of it went through: a stop while waiting for a lookup's
     /// database leaves the batch to be read again.
     async fn process(&mut self, batch: SourceBatch, stop: &watch::Receiver<bool>) -> Result<()> {
+        let batch = self.set_aside_future_rows(batch)?;
         let pass = LookupPass {
             attempt: 0,
             stop: stop.clone(),
@@ -886,6 +963,49 @@ impl<'a> Task<'a> {
         }
         self.pending.rejected.extend(batch.rejected);
         Ok(())
+    }
+
+    /// Sends rows whose event time is further ahead of the wall clock than the
+    /// source allows to quarantine, before they can move the watermark.
+    fn set_aside_future_rows(&mut self, mut batch: SourceBatch) -> Result<SourceBatch> {
+        let (Some(skew), Some((column, _))) = (self.max_future_skew_ms, &self.watermark) else {
+            return Ok(batch);
+        };
+        let times = crate::window::event_times(&batch.rows, column)?;
+        let horizon = now_ms().saturating_add(skew);
+        let ahead: Vec<bool> = (0..batch.rows.num_rows())
+            .map(|row| times.is_valid(row) && times.value(row) > horizon)
+            .collect();
+        if !ahead.contains(&true) {
+            return Ok(batch);
+        }
+        for row in (0..ahead.len()).filter(|&row| ahead[row]) {
+            let at = humantime::format_rfc3339_millis(
+                std::time::UNIX_EPOCH + Duration::from_millis(times.value(row).max(0) as u64),
+            );
+            self.reject(
+                &batch.rows,
+                &batch.coordinates,
+                row,
+                format!(
+                    "its event time {at} is more than {} ahead of the wall clock ('scan.watermark.max-future-skew'); it would have moved the watermark past every other row",
+                    humantime::format_duration(Duration::from_millis(skew.max(0) as u64))
+                ),
+                false,
+                Side::Left,
+            );
+        }
+        let keep: arrow::array::BooleanArray = ahead.iter().map(|&a| Some(!a)).collect();
+        batch.rows = arrow::compute::filter_record_batch(&batch.rows, &keep)?;
+        let mut flags = ahead.iter();
+        batch
+            .coordinates
+            .retain(|_| !*flags.next().expect("one flag per row"));
+        if let Some(kinds) = &mut batch.kinds {
+            let mut flags = ahead.iter();
+            kinds.retain(|_| !*flags.next().expect("one flag per row"));
+        }
+        Ok(batch)
     }
 
     /// Runs the SELECT on decoded rows (read now, or set aside earlier).
@@ -979,6 +1099,9 @@ impl<'a> Task<'a> {
                                 cause: "stopped half-way through a batch while a lookup waited for its database".to_string(),
                             });
                         }
+                        // A database that refuses (a missing table, access denied) is
+                        // not the row's fault: the pipeline stops with the cause.
+                        Err(err) if !err.is_about_rows() => return Err(err),
                         Err(err) => {
                             // A row that reached an interval join still waits there for
                             // the other stream's rows to come.
@@ -1397,6 +1520,11 @@ impl<'a> Task<'a> {
         if let Some(stateful) = self.stateful.as_mut().filter(|_| self.checkpoints) {
             let mut out = ByteWriter::default();
             out.bytes.extend_from_slice(CHECKPOINT_MAGIC);
+            let shape = self.plan.state_shape();
+            out.u64(shape.len() as u64);
+            for line in &shape {
+                out.bytes(line.as_bytes());
+            }
             out.option(watermark.as_ref(), |out, w| out.i64(*w));
             match &self.watermark {
                 Some((_, tracker)) => {

@@ -67,20 +67,27 @@ pub struct KafkaSource {
 impl KafkaSource {
     /// The partitions of a topic.
     pub fn partitions(target: &KafkaTarget) -> Result<Vec<i32>> {
+        Self::partitions_if_exists(target)?
+            .ok_or_else(|| kafka_error(target, &format!("topic {} does not exist", target.topic)))
+    }
+
+    /// The partitions of a topic, or `None` while the topic does not exist (the
+    /// brokers answer, but without it).
+    pub fn partitions_if_exists(target: &KafkaTarget) -> Result<Option<Vec<i32>>> {
         let consumer = consumer(target, "strata-metadata")?;
         let metadata = consumer
             .fetch_metadata(Some(&target.topic), METADATA_TIMEOUT)
             .map_err(|err| kafka_error(target, &err.to_string()))?;
-        let topic = metadata
+        let Some(topic) = metadata
             .topics()
             .iter()
             .find(|t| t.name() == target.topic && t.error().is_none())
-            .ok_or_else(|| {
-                kafka_error(target, &format!("topic {} does not exist", target.topic))
-            })?;
+        else {
+            return Ok(None);
+        };
         let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
         partitions.sort_unstable();
-        Ok(partitions)
+        Ok((!partitions.is_empty()).then_some(partitions))
     }
 
     /// Where each partition starts for a pipeline that has never committed it:

@@ -668,3 +668,149 @@ async fn a_row_that_runs_out_of_retries_reaches_quarantine_after_later_commits()
     );
     drop_mysql_database(url).await;
 }
+
+/// The error a statement on `conn` gets, which must be one.
+async fn error_of(conn: &mut sqlx::MySqlConnection, sql: &str) -> sqlx::Error {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(conn)
+        .await
+        .expect_err(sql)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_errors_are_classified_by_their_numeric_code() {
+    use strata_pipelines::lookup::sqlx_error_is_transient as transient;
+    let url = mysql_database(Path::new("lookup_errors")).await;
+    users_table(&url, &[(1, "ann", "beijing", 0), (2, "bob", "shanghai", 0)]).await;
+    let mut a = sqlx::MySqlConnection::connect(&url).await.unwrap();
+    let mut b = sqlx::MySqlConnection::connect(&url).await.unwrap();
+
+    // Permanent: a missing table, access denied.
+    let missing = error_of(&mut a, "SELECT * FROM no_such_table").await;
+    assert!(!transient(&missing), "{missing}");
+    let (server, database) = url.rsplit_once('/').unwrap();
+    let stranger = server.replace("root@", "strata_nobody:wrong@");
+    let denied = sqlx::MySqlConnection::connect(&format!("{stranger}/{database}"))
+        .await
+        .expect_err("an unknown user is refused");
+    assert!(!transient(&denied), "{denied}");
+
+    // Transient: lock wait timeout.
+    mysql(&url, "SELECT 1").await;
+    sqlx::raw_sql("BEGIN; SELECT * FROM users WHERE id = 1 FOR UPDATE")
+        .execute(&mut a)
+        .await
+        .unwrap();
+    let lock_wait = error_of(
+        &mut b,
+        "SET SESSION innodb_lock_wait_timeout = 1; UPDATE users SET tier = 1 WHERE id = 1",
+    )
+    .await;
+    assert!(lock_wait.to_string().contains("1205"), "{lock_wait}");
+    assert!(transient(&lock_wait), "{lock_wait}");
+    sqlx::raw_sql("ROLLBACK").execute(&mut a).await.unwrap();
+
+    // Transient: a deadlock, one of two transactions chosen as its victim.
+    sqlx::raw_sql(
+        "SET SESSION innodb_lock_wait_timeout = 20; BEGIN; UPDATE users SET tier = 2 WHERE id = 1",
+    )
+    .execute(&mut a)
+    .await
+    .unwrap();
+    sqlx::raw_sql(
+        "SET SESSION innodb_lock_wait_timeout = 20; BEGIN; UPDATE users SET tier = 2 WHERE id = 2",
+    )
+    .execute(&mut b)
+    .await
+    .unwrap();
+    let (first, second) = tokio::join!(
+        sqlx::raw_sql("UPDATE users SET tier = 3 WHERE id = 2").execute(&mut a),
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            sqlx::raw_sql("UPDATE users SET tier = 3 WHERE id = 1")
+                .execute(&mut b)
+                .await
+        }
+    );
+    let deadlock = first
+        .err()
+        .or(second.err())
+        .expect("one of them is the victim");
+    assert!(deadlock.to_string().contains("1213"), "{deadlock}");
+    assert!(transient(&deadlock), "{deadlock}");
+    sqlx::raw_sql("ROLLBACK").execute(&mut a).await.unwrap();
+    sqlx::raw_sql("ROLLBACK").execute(&mut b).await.unwrap();
+
+    // Transient: a killed connection.
+    let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
+        .fetch_one(&mut a)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("KILL CONNECTION {id}")))
+        .execute(&mut b)
+        .await
+        .unwrap();
+    let killed = error_of(&mut a, "SELECT 1").await;
+    assert!(transient(&killed), "{killed}");
+
+    // Transient: too many connections for the user.
+    let user = format!("strata_limited_{}", std::process::id());
+    mysql(
+        &url,
+        &format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw' WITH MAX_USER_CONNECTIONS 1; GRANT SELECT ON `{database}`.* TO '{user}'@'%'"),
+    )
+    .await;
+    let limited = format!(
+        "{}/{database}",
+        server.replace("root@", &format!("{user}:pw@"))
+    );
+    let _only = sqlx::MySqlConnection::connect(&limited).await.unwrap();
+    let too_many = sqlx::MySqlConnection::connect(&limited)
+        .await
+        .expect_err("a second connection is over the user's limit");
+    assert!(too_many.to_string().contains("1226"), "{too_many}");
+    assert!(transient(&too_many), "{too_many}");
+    mysql(&url, &format!("DROP USER '{user}'@'%'")).await;
+    drop_mysql_database(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_dimension_table_stops_the_pipeline_instead_of_quarantining_rows() {
+    let fixture = fixture(
+        "lookup_missing_table",
+        &[(1, "ann", "beijing", 0)],
+        "",
+        "SELECT o.order_id, o.user_id, u.name, u.city
+         FROM shop.ods_orders AS o
+         LEFT JOIN shop.dim_users FOR SYSTEM_TIME AS OF o.proc_time AS u ON o.user_id = u.id",
+    )
+    .await;
+    mysql(&fixture.url, "DROP TABLE users").await;
+    produce(
+        &fixture.bootstrap,
+        &[(0, order(1, Some(1))), (0, order(2, Some(1)))],
+    )
+    .await;
+    let pipeline = load_project(&fixture.catalog).await.unwrap().remove(0);
+    let stats = Arc::new(TableStats::new());
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let run = PipelineRun {
+        catalog: fixture.catalog.clone(),
+        pipeline,
+        stats: stats.clone(),
+        mode: RunMode::UntilCaughtUp,
+        quality: Default::default(),
+        replay: None,
+    };
+    let err = tokio::time::timeout(Duration::from_secs(60), run.run(stop_rx))
+        .await
+        .expect("the pipeline stopped within a minute")
+        .expect_err("a missing dimension table stops the pipeline");
+    assert!(
+        err.to_string().contains("1146") || err.to_string().contains("doesn't exist"),
+        "{err}"
+    );
+    assert_eq!(stats.quarantined_rows.load(Ordering::Relaxed), 0);
+    assert_eq!(committed(&stats), 0);
+    drop_mysql_database(&fixture.url).await;
+}

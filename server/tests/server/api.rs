@@ -99,7 +99,16 @@ async fn the_api_registers_shows_queries_and_drops() {
     let dry_run = json!({"layer": "dim", "space": "found", "dry_run": true});
     let (status, body) = call(&router, "POST", "/api/v1/discover/shop_db", Some(dry_run)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["tables"][0]["name"], "found.users");
+    // users is registered as shop.dim_users: its data belongs to space shop.
+    assert_eq!(body["tables"], json!([]), "{body}");
+    assert_eq!(body["skipped"][0]["name"], "users", "{body}");
+    assert!(
+        body["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("shop.dim_users"),
+        "{body}"
+    );
     assert_eq!(body["registered"], Value::Null);
 
     let (status, _) = call(&router, "DELETE", "/api/v1/tables/shop/dim_users", None).await;
@@ -112,6 +121,12 @@ async fn the_api_registers_shows_queries_and_drops() {
             .unwrap()
             .contains("not in the catalog")
     );
+
+    // Dropped from shop, the table may be discovered into another space.
+    let dry_run = json!({"layer": "dim", "space": "found", "dry_run": true});
+    let (status, body) = call(&router, "POST", "/api/v1/discover/shop_db", Some(dry_run)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["tables"][0]["name"], "found.users");
 
     let (status, body) = call(&router, "POST", "/api/v1/discover/nowhere", Some(json!({}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

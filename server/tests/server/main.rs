@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod demo;
+mod failures;
 mod lineage;
 mod live;
 mod nexmark;
@@ -11,5 +12,6 @@ mod pg;
 mod quality;
 mod query;
 mod run;
+mod security;
 mod slt;
 mod support;

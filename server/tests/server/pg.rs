@@ -17,10 +17,16 @@ CREATE TABLE fin.dwd_ledger (id BIGINT, amount BIGINT) WITH ('connector' = 'delt
 ";
 
 /// `strata serve` on free ports; its addresses once it listens.
-struct Served {
+pub(crate) struct Served {
     child: std::process::Child,
-    http: String,
-    pg: String,
+    pub(crate) http: String,
+    pub(crate) pg: String,
+}
+
+impl Served {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Served {
@@ -30,7 +36,7 @@ impl Drop for Served {
     }
 }
 
-fn serve(dir: &Path) -> Served {
+pub(crate) fn serve(dir: &Path) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
         .arg("--project")
         .arg(dir)
@@ -61,11 +67,21 @@ fn serve(dir: &Path) -> Served {
 
 /// Runs `psql -c COMMAND` as `token`; exit status, stdout and stderr.
 fn psql(pg: &str, token: &str, command: &str) -> (bool, String, String) {
+    psql_with(pg, token, command, &[])
+}
+
+/// `psql` with errors in full, SQLSTATE included.
+pub(crate) fn psql_verbose(pg: &str, token: &str, command: &str) -> (bool, String, String) {
+    psql_with(pg, token, command, &["-v", "VERBOSITY=verbose"])
+}
+
+fn psql_with(pg: &str, token: &str, command: &str, extra: &[&str]) -> (bool, String, String) {
     let (host, port) = pg.rsplit_once(':').unwrap();
     let output = Command::new("psql")
         .args([
             "-h", host, "-p", port, "-U", "admin", "-d", "strata", "-X", "-c", command,
         ])
+        .args(extra)
         .env("PGPASSWORD", token)
         .env("PGCONNECT_TIMEOUT", "10")
         .stdin(Stdio::null())
