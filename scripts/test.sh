@@ -17,7 +17,10 @@ cargo nextest run --workspace --no-fail-fast "$@"
 # The web UI: rebuilt from ui/ (it must match the bundle the binary embeds),
 # then driven in headless Chromium against the strata binary just built.
 scripts/ui.sh check
-cargo build --quiet -p strata-server --bin strata
+# nextest built the strata binary for the server's tests, with the workspace's
+# feature set; building it alone would rebuild DataFusion and deltalake.
+STRATA_BIN="$CARGO_TARGET_DIR/debug/strata"
+[ -x "$STRATA_BIN" ] || { echo "test: $STRATA_BIN was not built by the test run" >&2; exit 1; }
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
     echo "test: installing chromium for the browser tests" >&2
@@ -27,4 +30,4 @@ if ! command -v chromium >/dev/null 2>&1; then
     exit 1
   fi
 fi
-STRATA_BIN="$CARGO_TARGET_DIR/debug/strata" CHROMIUM_BIN="$(command -v chromium)" node --test ui/tests/
+STRATA_BIN="$STRATA_BIN" CHROMIUM_BIN="$(command -v chromium)" node --test ui/tests/

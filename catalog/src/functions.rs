@@ -1,10 +1,19 @@
-//! Flink SQL functions DataFusion lacks under Flink's name, so that Flink
-//! jobs run as written: each is rewritten to DataFusion's own expression when
-//! the plan is simplified, and costs nothing at run time.
+//! Flink SQL functions DataFusion lacks under Flink's name, or has with
+//! another meaning, so that Flink jobs run as written and never compute
+//! something else silently: each is rewritten to DataFusion's own expression
+//! when the plan is simplified, and costs nothing at run time.
 //!
 //! ```text
-//!   MOD(a, b)  ──simplify──▶  a % b
+//!   MOD(a, b)                       ──simplify──▶  a % b
+//!   DATE_FORMAT(ts, 'yyyy-MM-dd')   ──simplify──▶  to_char(CAST(ts AS TIMESTAMP(3)), '%Y-%m-%d')
+//!   TO_TIMESTAMP(s [, 'Java fmt'])  ──simplify──▶  to_timestamp_millis(s, '%Y-%m-%d %H:%M:%S' | fmt)
+//!   FROM_UNIXTIME(n [, 'Java fmt']) ──simplify──▶  to_char(to_timestamp_seconds(n), …)
+//!   HOUR(ts), DAYOFMONTH(ts), …     ──simplify──▶  CAST(date_part('hour', ts) AS BIGINT)
 //! ```
+//!
+//! Flink's patterns are Java's `SimpleDateFormat` letters; they are translated
+//! to chrono's, and a letter without a translation is refused with its place.
+//! Times are UTC (Flink uses the session's time zone, UTC by default).
 
 use std::sync::Arc;
 
@@ -18,7 +27,314 @@ use datafusion::logical_expr::{
 
 /// The functions to register in every session that plans Flink SQL.
 pub fn flink_functions() -> Vec<Arc<ScalarUDF>> {
-    vec![Arc::new(ScalarUDF::new_from_impl(Mod::new()))]
+    let mut functions = vec![Arc::new(ScalarUDF::new_from_impl(Mod::new()))];
+    let rewritten = [
+        Rewritten::new("date_format", DataType::Utf8, date_format),
+        Rewritten::new("to_timestamp", timestamp_ms(), to_timestamp),
+        Rewritten::new("from_unixtime", DataType::Utf8, from_unixtime),
+    ];
+    functions.extend(
+        rewritten
+            .into_iter()
+            .chain(
+                DATE_PARTS
+                    .iter()
+                    .map(|(name, _)| Rewritten::new(name, DataType::Int64, date_part_of)),
+            )
+            .map(|f| Arc::new(ScalarUDF::new_from_impl(f))),
+    );
+    functions
+}
+
+/// Flink's `HOUR(ts)` and its kin, with the part `date_part` calls them by.
+const DATE_PARTS: [(&str, &str); 9] = [
+    ("year", "year"),
+    ("quarter", "quarter"),
+    ("month", "month"),
+    ("week", "week"),
+    ("dayofyear", "doy"),
+    ("dayofmonth", "day"),
+    ("hour", "hour"),
+    ("minute", "minute"),
+    ("second", "second"),
+];
+
+fn timestamp_ms() -> DataType {
+    DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None)
+}
+
+/// A Flink function planned as a DataFusion expression; its name is its identity.
+#[derive(Debug)]
+struct Rewritten {
+    name: &'static str,
+    signature: Signature,
+    output: DataType,
+    rewrite: fn(&str, Vec<Expr>) -> Result<Expr>,
+}
+
+impl PartialEq for Rewritten {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Rewritten {}
+
+impl std::hash::Hash for Rewritten {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl Rewritten {
+    fn new(
+        name: &'static str,
+        output: DataType,
+        rewrite: fn(&str, Vec<Expr>) -> Result<Expr>,
+    ) -> Self {
+        Self {
+            name,
+            signature: Signature::variadic_any(Volatility::Immutable),
+            output,
+            rewrite,
+        }
+    }
+}
+
+impl ScalarUDFImpl for Rewritten {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(self.output.clone())
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        datafusion::common::internal_err!("{} is rewritten before it runs", self.name)
+    }
+
+    fn simplify(&self, args: Vec<Expr>, _info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        (self.rewrite)(self.name, args).map(ExprSimplifyResult::Simplified)
+    }
+}
+
+/// The arguments of a call that takes `min` to `max` of them.
+fn arity(name: &str, args: Vec<Expr>, min: usize, max: usize, usage: &str) -> Result<Vec<Expr>> {
+    if (min..=max).contains(&args.len()) {
+        Ok(args)
+    } else {
+        datafusion::common::plan_err!(
+            "{} takes {usage}, not {} arguments",
+            name.to_ascii_uppercase(),
+            args.len()
+        )
+    }
+}
+
+/// A pattern argument, which must be a literal string, as chrono's.
+fn pattern(name: &str, expr: &Expr) -> Result<String> {
+    match expr {
+        Expr::Literal(datafusion::common::ScalarValue::Utf8(Some(text)), _)
+        | Expr::Literal(datafusion::common::ScalarValue::LargeUtf8(Some(text)), _)
+        | Expr::Literal(datafusion::common::ScalarValue::Utf8View(Some(text)), _) => {
+            java_to_chrono(text).map_err(|message| {
+                datafusion::error::DataFusionError::Plan(format!(
+                    "{}: {message}",
+                    name.to_ascii_uppercase()
+                ))
+            })
+        }
+        _ => datafusion::common::plan_err!(
+            "{}'s format must be a string literal such as 'yyyy-MM-dd HH:mm:ss'",
+            name.to_ascii_uppercase()
+        ),
+    }
+}
+
+/// `DATE_FORMAT(ts, 'pattern')`: the time as text, in a Java pattern.
+fn date_format(name: &str, args: Vec<Expr>) -> Result<Expr> {
+    let args = arity(name, args, 2, 2, "a timestamp (or its text) and a pattern")?;
+    let format = pattern(name, &args[1])?;
+    let time = args.into_iter().next().expect("two arguments");
+    Ok(datafusion::functions::expr_fn::to_char(
+        datafusion::logical_expr::cast(time, timestamp_ms()),
+        datafusion::logical_expr::lit(format),
+    ))
+}
+
+/// `TO_TIMESTAMP(text [, 'pattern'])`: text in `yyyy-MM-dd HH:mm:ss` (with an
+/// optional fraction), or in the pattern, as a TIMESTAMP(3).
+fn to_timestamp(name: &str, args: Vec<Expr>) -> Result<Expr> {
+    let mut args = arity(name, args, 1, 2, "a string and an optional pattern")?;
+    let formats = match args.get(1) {
+        Some(format) => vec![pattern(name, format)?],
+        None => vec![
+            "%Y-%m-%d %H:%M:%S%.f".to_string(),
+            "%Y-%m-%d %H:%M:%S".to_string(),
+        ],
+    };
+    args.truncate(1);
+    args.extend(formats.into_iter().map(datafusion::logical_expr::lit));
+    let parse = datafusion::functions::datetime::to_timestamp_millis(
+        &datafusion::config::ConfigOptions::default(),
+    );
+    Ok(datafusion::logical_expr::cast(
+        parse.call(args),
+        timestamp_ms(),
+    ))
+}
+
+/// `FROM_UNIXTIME(seconds [, 'pattern'])`: the time as text, `yyyy-MM-dd HH:mm:ss` by default.
+fn from_unixtime(name: &str, args: Vec<Expr>) -> Result<Expr> {
+    let args = arity(
+        name,
+        args,
+        1,
+        2,
+        "seconds since the epoch and an optional pattern",
+    )?;
+    let format = match args.get(1) {
+        Some(format) => pattern(name, format)?,
+        None => "%Y-%m-%d %H:%M:%S".to_string(),
+    };
+    let seconds = args.into_iter().next().expect("one argument");
+    let time = datafusion::functions::datetime::to_timestamp_seconds(
+        &datafusion::config::ConfigOptions::default(),
+    )
+    .call(vec![datafusion::logical_expr::cast(
+        seconds,
+        DataType::Int64,
+    )]);
+    Ok(datafusion::functions::expr_fn::to_char(
+        time,
+        datafusion::logical_expr::lit(format),
+    ))
+}
+
+/// `HOUR(ts)` and its kin: one field of a time, as a BIGINT.
+fn date_part_of(name: &str, args: Vec<Expr>) -> Result<Expr> {
+    let args = arity(name, args, 1, 1, "one date or timestamp")?;
+    let part = DATE_PARTS
+        .iter()
+        .find(|(flink, _)| *flink == name)
+        .map(|(_, part)| *part)
+        .expect("registered from DATE_PARTS");
+    let time = args.into_iter().next().expect("one argument");
+    Ok(datafusion::logical_expr::cast(
+        datafusion::functions::expr_fn::date_part(datafusion::logical_expr::lit(part), time),
+        DataType::Int64,
+    ))
+}
+
+/// Translates a Java `SimpleDateFormat` pattern (Flink's) into chrono's
+/// `strftime` one; a letter chrono has no equivalent for is refused.
+pub fn java_to_chrono(java: &str) -> std::result::Result<String, String> {
+    let chars: Vec<char> = java.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' {
+            // 'text' is literal; '' is a quote.
+            let mut j = i + 1;
+            if chars.get(j) == Some(&'\'') {
+                out.push('\'');
+                i += 2;
+                continue;
+            }
+            while j < chars.len() && chars[j] != '\'' {
+                push_literal(&mut out, chars[j]);
+                j += 1;
+            }
+            if j == chars.len() {
+                return Err(format!("pattern {java:?} has an unclosed quote"));
+            }
+            i = j + 1;
+            continue;
+        }
+        if !c.is_ascii_alphabetic() {
+            push_literal(&mut out, c);
+            i += 1;
+            continue;
+        }
+        let run = chars[i..].iter().take_while(|&&d| d == c).count();
+        let translated = match (c, run) {
+            ('y', 2) => "%y",
+            ('y', _) => "%Y",
+            ('M', 1) => "%-m",
+            ('M', 2) => "%m",
+            ('M', 3) => "%b",
+            ('M', _) => "%B",
+            ('d', 1) => "%-d",
+            ('d', _) => "%d",
+            ('D', _) => "%j",
+            ('H', 1) => "%-H",
+            ('H', _) => "%H",
+            ('h', 1) => "%-I",
+            ('h', _) => "%I",
+            ('m', 1) => "%-M",
+            ('m', _) => "%M",
+            ('s', 1) => "%-S",
+            ('s', _) => "%S",
+            ('S', 3) => "%3f",
+            ('S', 6) => "%6f",
+            ('S', 9) => "%9f",
+            ('a', _) => "%p",
+            ('E', 1..=3) => "%a",
+            ('E', _) => "%A",
+            ('u', _) => "%u",
+            ('Z', _) => "%z",
+            ('X', _) => "%:z",
+            _ => {
+                return Err(format!(
+                    "pattern letter '{}' (at {} in {java:?}) has no equivalent here; the supported letters are y M d D H h m s S (3, 6 or 9) a E u Z X",
+                    c.to_string().repeat(run),
+                    i + 1
+                ));
+            }
+        };
+        out.push_str(translated);
+        i += run;
+    }
+    Ok(out)
+}
+
+fn push_literal(out: &mut String, c: char) {
+    if c == '%' {
+        out.push_str("%%");
+    } else {
+        out.push(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_patterns_become_chrono_ones() {
+        assert_eq!(java_to_chrono("yyyy-MM-dd").unwrap(), "%Y-%m-%d");
+        assert_eq!(
+            java_to_chrono("yyyy-MM-dd HH:mm:ss.SSS").unwrap(),
+            "%Y-%m-%d %H:%M:%S.%3f"
+        );
+        assert_eq!(
+            java_to_chrono("yyyyMMdd'T'HH 100%").unwrap(),
+            "%Y%m%dT%H 100%%"
+        );
+        assert_eq!(
+            java_to_chrono("EEE, d MMM yy ''").unwrap(),
+            "%a, %-d %b %y '"
+        );
+        let refused = java_to_chrono("yyyy-ww").unwrap_err();
+        assert!(refused.contains("'ww' (at 6"), "{refused}");
+        assert!(java_to_chrono("'open").is_err());
+    }
 }
 
 /// `MOD(a, b)`: the remainder of `a / b`, as `a % b`.

@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use arrow::datatypes::{DataType, Schema};
+use arrow::datatypes::{DataType, Fields, Schema};
 use serde::de::{self, Deserialize, DeserializeSeed, MapAccess, Visitor};
 
 /// How deep objects and arrays may nest in a record: serde_json's recursion limit.
@@ -46,25 +46,28 @@ const MISMATCH: &str = "\u{1}mismatch ";
 /// Why `payload` cannot be decoded into `schema` without loss, or `Ok`.
 pub fn check_record(schema: &Schema, payload: &[u8]) -> Result<(), Refusal> {
     let mut deserializer = serde_json::Deserializer::from_slice(payload);
-    Record { schema }
-        .deserialize(&mut deserializer)
-        .and_then(|()| deserializer.end())
-        .map_err(|err| {
-            let text = err.to_string();
-            if let Some(mismatch) = text.strip_prefix(MISMATCH) {
-                Refusal::Mismatch(mismatch.to_string())
-            } else if text.starts_with("recursion limit exceeded") {
-                Refusal::Malformed(format!(
-                    "the record nests objects or arrays deeper than {MAX_DEPTH} levels"
-                ))
-            } else {
-                Refusal::Malformed(text)
-            }
-        })
+    Record {
+        fields: schema.fields(),
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|()| deserializer.end())
+    .map_err(|err| {
+        let text = err.to_string();
+        if let Some(mismatch) = text.strip_prefix(MISMATCH) {
+            Refusal::Mismatch(mismatch.to_string())
+        } else if text.starts_with("recursion limit exceeded") {
+            Refusal::Malformed(format!(
+                "the record nests objects or arrays deeper than {MAX_DEPTH} levels"
+            ))
+        } else {
+            Refusal::Malformed(text)
+        }
+    })
 }
 
+/// An object whose keys are `fields` (a record, or a STRUCT value in one).
 struct Record<'a> {
-    schema: &'a Schema,
+    fields: &'a Fields,
 }
 
 impl<'de> DeserializeSeed<'de> for Record<'_> {
@@ -90,12 +93,12 @@ impl<'de> Visitor<'de> for Record<'_> {
                     "key {key:?} is given twice in the record"
                 )));
             }
-            match self.schema.field_with_name(&key) {
-                Ok(field) => map.next_value_seed(Column {
+            match self.fields.find(&key) {
+                Some((_, field)) => map.next_value_seed(Column {
                     name: &key,
                     data_type: field.data_type(),
                 })?,
-                Err(_) => map.next_value::<Skip>().map(|_| ())?,
+                None => map.next_value::<Skip>().map(|_| ())?,
             }
             seen.push(key.into_owned());
         }
@@ -318,6 +321,11 @@ impl<'de> Visitor<'de> for Column<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // A STRUCT's fields are held to the same rules (a Debezium change's
+        // before and after images among them).
+        if let DataType::Struct(fields) = self.data_type {
+            return Record { fields }.visit_map(map);
+        }
         while map.next_entry::<Skip, Skip>()?.is_some() {}
         Ok(())
     }
@@ -338,6 +346,11 @@ mod tests {
             Field::new("price", DataType::Float64, true),
             Field::new("amount", DataType::Decimal128(10, 2), true),
             Field::new("name", DataType::Utf8, true),
+            Field::new(
+                "after",
+                DataType::Struct(Fields::from(vec![Field::new("qty", DataType::Int32, true)])),
+                true,
+            ),
         ]))
     }
 
@@ -379,6 +392,7 @@ mod tests {
                 "more than 8 digits before the point",
             ),
             (r#"{"id": 1, "id": 2}"#, "given twice"),
+            (r#"{"after": {"qty": 1.5}}"#, "not a whole number"),
         ] {
             let err = check_record(&schema(), record.as_bytes())
                 .unwrap_err()
