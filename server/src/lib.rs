@@ -4,9 +4,11 @@
 pub mod api;
 pub mod bench;
 pub mod demo;
+pub mod dev_kafka;
 pub mod lineage;
 pub mod openlineage;
 pub mod pg;
+pub mod produce;
 pub mod quality;
 pub mod quarantine;
 pub mod query;

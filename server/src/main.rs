@@ -125,6 +125,18 @@ enum Command {
     /// A pipeline's state: drop it when the pipeline changed in a way its state cannot follow.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
+    /// Produce JSON lines (a file, or standard input) to a Kafka table's topic. Every record is
+    /// checked against the table's schema first; if one does not fit, none is produced.
+    Produce {
+        /// The Kafka table (space.table).
+        table: String,
+        /// A file of JSON records, one per line (default: standard input).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Tools for trying Strata on one machine.
+    #[command(subcommand)]
+    Dev(DevCommand),
     /// Quality: the latest result of every declared rule (exit code 1 when one fails),
     /// or with --history the table's rules evaluated now over its Delta table's rows.
     Check {
@@ -200,6 +212,22 @@ enum TokenCommand {
     List,
     /// Revoke a token by id.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevCommand {
+    /// A development Kafka broker (librdkafka's mock cluster, in memory; not for production)
+    /// in a process of its own, so that it outlives the strata processes that use it.
+    Kafka {
+        /// The port clients bootstrap from; 0 picks a free one.
+        #[arg(long, default_value_t = 9092)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// A topic to create at start, NAME or NAME:PARTITIONS (repeatable).
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -667,6 +695,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::Produce { table, file } => {
+            let catalog = open_catalog(&cli.project).await?;
+            let name = parse_table(&table)?;
+            let report = match &file {
+                Some(path) => {
+                    let opened = std::fs::File::open(path)
+                        .with_context(|| format!("opening {}", path.display()))?;
+                    strata_server::produce::produce(
+                        &catalog,
+                        &name,
+                        std::io::BufReader::new(opened),
+                        &path.display().to_string(),
+                    )
+                    .await?
+                }
+                None => {
+                    strata_server::produce::produce(
+                        &catalog,
+                        &name,
+                        std::io::stdin().lock(),
+                        "stdin",
+                    )
+                    .await?
+                }
+            };
+            match format {
+                Format::Json => print_json(&report),
+                Format::Table | Format::Dot => println!(
+                    "{}: produced {} records to topic {}",
+                    report.table, report.records, report.topic
+                ),
+            }
+            Ok(())
+        }
+        Command::Dev(DevCommand::Kafka { port, host, topics }) => {
+            strata_server::dev_kafka::serve(&host, port, &topics).await
         }
         Command::Pipeline(PipelineCommand::Reset { name, from }) => {
             let catalog = open_catalog(&cli.project).await?;

@@ -9,6 +9,7 @@ mod lineage;
 mod live;
 mod nexmark;
 mod pg;
+mod produce;
 mod quality;
 mod query;
 mod run;
