@@ -360,6 +360,30 @@ mod tests {
     }
 
     #[test]
+    fn nonsense_engine_settings_are_refused_with_their_position() {
+        for (setting, line) in [
+            ("[engine]\nbatch-records = 0\n", 2),
+            ("[engine]\ncommit-interval-ms = 0\n", 2),
+            ("[engine]\nidle-timeout-ms = 0\n", 2),
+            ("[quality]\nmonitor-interval-ms = 1\n", 2),
+        ] {
+            let err = parse_config(Path::new("strata.toml"), setting)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("line {line}")) && err.contains("out of range"),
+                "{setting}: {err}"
+            );
+        }
+        let fine = parse_config(
+            Path::new("strata.toml"),
+            "[engine]\nbatch-records = 1\ncommit-interval-ms = 10\n",
+        )
+        .unwrap();
+        assert_eq!(fine.engine.batch_records, 1);
+    }
+
+    #[test]
     fn secrets_never_print() {
         let secret = Secret::new("hunter2");
         assert!(!format!("{secret:?}").contains("hunter2"));

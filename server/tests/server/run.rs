@@ -285,3 +285,51 @@ async fn each_pipeline_run_sends_openlineage_events_to_the_configured_file() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_pipeline_commits_at_most_once_per_interval_while_records_trickle_in() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 4, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &bootstrap);
+    let config = std::fs::read_to_string(dir.path().join("strata.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("strata.toml"),
+        config.replace("commit-interval-ms = 20", "commit-interval-ms = 1000"),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--project")
+        .arg(dir.path())
+        .args([
+            "run",
+            "--for",
+            "4s",
+            "--port",
+            "0",
+            "--pg-port",
+            "0",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A record every 50 ms: the pipelines catch up with their source about 70 times.
+    for id in 1..=70 {
+        produce_to(&bootstrap, "orders", &records(id..id + 1)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let summary = json(&String::from_utf8_lossy(&output.stdout));
+    for table in summary["tables"].as_array().unwrap() {
+        let commits = table["commits"].as_u64().unwrap();
+        // Four seconds at one commit a second, the one recording where the source
+        // starts, and the last one at the stop.
+        assert!((1..=7).contains(&commits), "{table}");
+        assert!(table["records_in"].as_u64().unwrap() > 0, "{table}");
+    }
+}
