@@ -148,6 +148,14 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
             "a pipeline is one INSERT INTO <table> SELECT …, after optional SET 'key' = 'value'; lines",
         )
     };
+    if let Some((line, column)) = table_hint(text) {
+        return Err(invalid(
+            line,
+            column,
+            "table hints (/*+ OPTIONS(…) */ after a table) are not supported yet, and are not ignored either".to_string(),
+            "set the option in the table's DDL (CREATE TABLE … WITH (…)), or declare a second table over the same topic with the options it needs",
+        ));
+    }
     let mut parser = Parser::new(&FlinkDialect)
         .try_with_sql(text)
         .map_err(syntax_error)?;
@@ -255,6 +263,31 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
         lookups,
         settings,
     })
+}
+
+/// Where a `/*+ … */` hint stands anywhere but right after SELECT (where the
+/// parser reads LOOKUP hints): Flink's dynamic table options, which would
+/// otherwise be read as a comment and ignored.
+fn table_hint(text: &str) -> Option<(u64, u64)> {
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::{Tokenizer, Whitespace};
+    let tokens = Tokenizer::new(&FlinkDialect, text)
+        .tokenize_with_location()
+        .ok()?;
+    let mut after_select = false;
+    for token in tokens {
+        match &token.token {
+            Token::Whitespace(Whitespace::MultiLineComment(comment))
+                if comment.starts_with('+') && !after_select =>
+            {
+                return Some((token.span.start.line, token.span.start.column));
+            }
+            Token::Whitespace(_) => {}
+            Token::Word(word) => after_select = word.keyword == Keyword::SELECT,
+            _ => after_select = false,
+        }
+    }
+    None
 }
 
 /// Applies one `SET 'key' = 'value'`, or says what is wrong with it.

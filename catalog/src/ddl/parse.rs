@@ -202,7 +202,14 @@ impl DdlParser<'_> {
                 Some("catalog files hold only CREATE TABLE statements; pipelines go in pipelines/<layer>/*.sql"),
             ));
         }
-        let _temporary = self.parser.parse_keyword(Keyword::TEMPORARY);
+        let temporary = self.parser.peek_token();
+        if self.parser.parse_keyword(Keyword::TEMPORARY) {
+            return Err(self.error_at(
+                &temporary,
+                "CREATE TEMPORARY TABLE is not supported: in Flink the table lives for one job, and a catalog file registers tables for good".to_string(),
+                Some("drop TEMPORARY to register the table; a table only one pipeline uses is registered like any other"),
+            ));
+        }
         self.expect_keyword(Keyword::TABLE, "TABLE")?;
         let if_not_exists =
             self.parser

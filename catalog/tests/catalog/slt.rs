@@ -44,7 +44,8 @@ impl AsyncDB for SltDatabase {
             return Ok(DBOutput::StatementComplete(0));
         }
         let upper = statement.to_ascii_uppercase();
-        if upper.starts_with("CREATE TABLE") {
+        // DDL, as catalog files hold it (TEMPORARY too, to see it refused there).
+        if upper.starts_with("CREATE TABLE") || upper.starts_with("CREATE TEMPORARY TABLE") {
             let registered = self
                 .catalog
                 .register_sql("slt", sql, RegisterMode::Create)

@@ -71,6 +71,14 @@ async fn mistakes_are_refused_with_their_place() {
             ],
         ),
         (
+            "table hint",
+            "INSERT INTO shop.dwd_orders\nSELECT * FROM shop.ods_orders /*+ OPTIONS('scan.startup.mode' = 'earliest-offset') */",
+            &[
+                "p.sql:2:31: table hints (/*+ OPTIONS(…) */ after a table) are not supported yet",
+                "the table's DDL",
+            ],
+        ),
+        (
             "unknown target",
             "INSERT INTO shop.dwd_nothing SELECT 1",
             &["p.sql:1:13: unknown table shop.dwd_nothing"],
