@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use strata_catalog::{Catalog, DiscoverOptions, Layer, Project, RegisterMode, TableName};
 use strata_server::query::{self, output::RowFormat};
-use strata_server::run::{Registry, RunOptions, run_project};
+use strata_server::run::{Registry, RunOptions, prepare_project};
 use strata_server::views::{
     self, DiscoveryView, SchemaVersionView, TableDetail, TableSummary, batches_to_json_rows,
 };
@@ -512,6 +512,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let catalog = open_catalog(dir.as_deref().unwrap_or(&cli.project)).await?;
             let registry = Registry::default();
+            let options = RunOptions {
+                duration,
+                until_idle,
+                progress: true,
+            };
+            // Every pipeline is checked before the servers start and anything says "running".
+            let prepared = prepare_project(&catalog, options, &registry).await?;
             let servers = start_servers(&catalog, &registry, &host, port, pg_port).await?;
             eprintln!(
                 "strata running; API on http://{0}/api/v1, lineage browser on http://{0}/, PostgreSQL on {1}; the admin token is in {2} (Ctrl-C stops)",
@@ -519,12 +526,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 servers.pg,
                 serve::admin_token_path(&catalog).display()
             );
-            let options = RunOptions {
-                duration,
-                until_idle,
-                progress: true,
-            };
-            let summary = run_project(&catalog, options, &registry).await;
+            let summary = prepared.run().await;
             drop(servers);
             let summary = summary?;
             match format {
@@ -1015,10 +1017,8 @@ async fn start_servers(
     pg_port: u16,
 ) -> anyhow::Result<serve::Servers> {
     serve::admin_token(catalog).await?;
-    let http = bind(host, port).await?;
-    let pg = bind(host, pg_port)
-        .await
-        .context("the PostgreSQL protocol's port: pass --pg-port (0 picks a free one)")?;
+    let http = bind(host, port, "the API", "--port").await?;
+    let pg = bind(host, pg_port, "the PostgreSQL protocol", "--pg-port").await?;
     Ok(serve::start(catalog, registry, http, pg)?)
 }
 
@@ -1160,13 +1160,19 @@ async fn remote_query(
     })
 }
 
-async fn bind(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+/// Listens on `host:port` for `what`; a taken port names the flag that moves it.
+async fn bind(
+    host: &str,
+    port: u16,
+    what: &str,
+    flag: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
     let address: SocketAddr = format!("{host}:{port}")
         .parse()
         .with_context(|| format!("{host}:{port} is not an address to listen on"))?;
-    tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen on {address}; is the port taken? try --port"))
+    tokio::net::TcpListener::bind(address).await.with_context(|| {
+        format!("{what} cannot listen on {address}; is the port taken? pass {flag} (0 picks a free one)")
+    })
 }
 
 fn run_table(summary: &strata_server::run::RunSummary) -> String {

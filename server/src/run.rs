@@ -251,6 +251,31 @@ pub async fn run_project(
     options: RunOptions,
     registry: &Registry,
 ) -> anyhow::Result<RunSummary> {
+    prepare_project(catalog, options, registry)
+        .await?
+        .run()
+        .await
+}
+
+/// A project's pipelines, loaded and checked, not started yet.
+pub struct PreparedRun<'a> {
+    catalog: &'a Catalog,
+    registry: &'a Registry,
+    options: RunOptions,
+    runs: Vec<(String, PipelineRun, Option<crate::openlineage::ObservedRun>)>,
+    emitter: Option<Arc<crate::openlineage::Emitter>>,
+    checks: Arc<Checks>,
+    results: ResultsLog,
+    observers: Observers,
+}
+
+/// Loads and checks every pipeline of the project (nothing runs when one
+/// cannot), and registers their counters in `registry`.
+pub async fn prepare_project<'a>(
+    catalog: &'a Catalog,
+    options: RunOptions,
+    registry: &'a Registry,
+) -> anyhow::Result<PreparedRun<'a>> {
     let pipelines = load_project(catalog).await?;
     if pipelines.is_empty() {
         anyhow::bail!(
@@ -258,14 +283,11 @@ pub async fn run_project(
             catalog.project().dir.display()
         );
     }
-    let started = Instant::now();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mode = if options.until_idle {
         RunMode::UntilCaughtUp
     } else {
         RunMode::Continuous
     };
-    let mut tasks = tokio::task::JoinSet::new();
     let mut runs = Vec::with_capacity(pipelines.len());
     let project = catalog.project();
     let emitter = project
@@ -330,95 +352,125 @@ pub async fn run_project(
             .await
             .with_context(|| format!("pipeline {label} cannot run"))?;
     }
-    // Each pipeline fails alone: an error or a panic in one is reported with
-    // its name and recorded in its status, and the others go on.
-    let mut labels = std::collections::HashMap::new();
-    if options.until_idle {
-        // Catching up runs each pipeline to the end in dependency order, so that a
-        // downstream pipeline sees everything its upstream wrote.
-        let stop = stop_rx.clone();
-        tasks.spawn(async move {
-            let mut failed = Vec::new();
-            for (label, run, observed) in runs {
-                let stats = run.stats.clone();
-                let ran = tokio::spawn(run_observed(run, stop.clone(), label.clone(), observed));
-                if let Err(err) = outcome_of(ran.await, &label) {
-                    report_failure(&stats, &err);
-                    failed.push(err);
-                }
-            }
-            combine_failures(failed)
-        });
-    } else {
-        for (label, run, observed) in runs {
-            let stop = stop_rx.clone();
-            let stats = run.stats.clone();
-            let handle = tasks.spawn(run_observed(run, stop, label.clone(), observed));
-            labels.insert(handle.id(), (label, stats));
-        }
-    }
-    let monitor = tokio::spawn(crate::quality::monitor(
-        catalog.clone(),
+    Ok(PreparedRun {
+        catalog,
+        registry,
+        options,
+        runs,
+        emitter,
         checks,
+        results,
         observers,
-        results.clone(),
-        stop_rx.clone(),
-    ));
-    let mut deadline = options.duration.map(|d| started + d);
-    let mut progress = tokio::time::interval(Duration::from_secs(2));
-    progress.tick().await;
-    let mut failures = Vec::new();
-    loop {
-        tokio::select! {
-            finished = tasks.join_next_with_id() => match finished {
-                None => break,
-                Some(finished) => {
-                    let id = match &finished {
-                        Ok((id, _)) => *id,
-                        Err(err) => err.id(),
-                    };
-                    match labels.remove(&id) {
-                        Some((label, stats)) => {
-                            if let Err(err) = outcome_of(finished.map(|(_, outcome)| outcome), &label) {
-                                report_failure(&stats, &err);
-                                failures.push(err);
+    })
+}
+
+impl PreparedRun<'_> {
+    /// Runs the pipelines until stopped, as `options` say.
+    pub async fn run(self) -> anyhow::Result<RunSummary> {
+        let PreparedRun {
+            catalog,
+            registry,
+            options,
+            runs,
+            emitter,
+            checks,
+            results,
+            observers,
+        } = self;
+        let started = Instant::now();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        // Each pipeline fails alone: an error or a panic in one is reported with
+        // its name and recorded in its status, and the others go on.
+        let mut labels = std::collections::HashMap::new();
+        if options.until_idle {
+            // Catching up runs each pipeline to the end in dependency order, so that a
+            // downstream pipeline sees everything its upstream wrote.
+            let stop = stop_rx.clone();
+            tasks.spawn(async move {
+                let mut failed = Vec::new();
+                for (label, run, observed) in runs {
+                    let stats = run.stats.clone();
+                    let ran =
+                        tokio::spawn(run_observed(run, stop.clone(), label.clone(), observed));
+                    if let Err(err) = outcome_of(ran.await, &label) {
+                        report_failure(&stats, &err);
+                        failed.push(err);
+                    }
+                }
+                combine_failures(failed)
+            });
+        } else {
+            for (label, run, observed) in runs {
+                let stop = stop_rx.clone();
+                let stats = run.stats.clone();
+                let handle = tasks.spawn(run_observed(run, stop, label.clone(), observed));
+                labels.insert(handle.id(), (label, stats));
+            }
+        }
+        let monitor = tokio::spawn(crate::quality::monitor(
+            catalog.clone(),
+            checks,
+            observers,
+            results.clone(),
+            stop_rx.clone(),
+        ));
+        let mut deadline = options.duration.map(|d| started + d);
+        let mut progress = tokio::time::interval(Duration::from_secs(2));
+        progress.tick().await;
+        let mut failures = Vec::new();
+        loop {
+            tokio::select! {
+                finished = tasks.join_next_with_id() => match finished {
+                    None => break,
+                    Some(finished) => {
+                        let id = match &finished {
+                            Ok((id, _)) => *id,
+                            Err(err) => err.id(),
+                        };
+                        match labels.remove(&id) {
+                            Some((label, stats)) => {
+                                if let Err(err) = outcome_of(finished.map(|(_, outcome)| outcome), &label) {
+                                    report_failure(&stats, &err);
+                                    failures.push(err);
+                                }
                             }
-                        }
-                        // A catch-up run reported each pipeline's failure as it came.
-                        None => {
-                            if let Err(err) = outcome_of(finished.map(|(_, outcome)| outcome), "catch-up") {
-                                failures.push(err);
+                            // A catch-up run reported each pipeline's failure as it came.
+                            None => {
+                                if let Err(err) = outcome_of(finished.map(|(_, outcome)| outcome), "catch-up") {
+                                    failures.push(err);
+                                }
                             }
                         }
                     }
+                },
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("stopping: committing what was read …");
+                    let _ = stop_tx.send(true);
                 }
-            },
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("stopping: committing what was read …");
-                let _ = stop_tx.send(true);
+                _ = sleep_until(deadline) => {
+                    deadline = None;
+                    let _ = stop_tx.send(true);
+                }
+                _ = progress.tick() => if options.progress { print_progress(registry, started) },
             }
-            _ = sleep_until(deadline) => {
-                deadline = None;
-                let _ = stop_tx.send(true);
-            }
-            _ = progress.tick() => if options.progress { print_progress(registry, started) },
         }
+        // The pipelines have stopped: what they sent is flushed before returning.
+        drop(tasks);
+        let _ = stop_tx.send(true);
+        let _ = monitor.await;
+        if let Err(err) = results.flush().await {
+            eprintln!("warning: the last quality results were not written: {err}");
+        }
+        if let Some(emitter) = emitter.and_then(Arc::into_inner) {
+            emitter.close().await;
+        }
+        combine_failures(failures)?;
+        Ok(RunSummary {
+            tables: registry.tables(),
+            duration_s: started.elapsed().as_secs_f64(),
+        })
     }
-    // The pipelines have stopped: what they sent is flushed before returning.
-    drop(tasks);
-    let _ = stop_tx.send(true);
-    let _ = monitor.await;
-    if let Err(err) = results.flush().await {
-        eprintln!("warning: the last quality results were not written: {err}");
-    }
-    if let Some(emitter) = emitter.and_then(Arc::into_inner) {
-        emitter.close().await;
-    }
-    combine_failures(failures)?;
-    Ok(RunSummary {
-        tables: registry.tables(),
-        duration_s: started.elapsed().as_secs_f64(),
-    })
 }
 
 /// A pipeline task's outcome, with a panic turned into that pipeline's error.

@@ -202,6 +202,14 @@ impl DdlParser<'_> {
                 Some("catalog files hold only CREATE TABLE statements; pipelines go in pipelines/<layer>/*.sql"),
             ));
         }
+        let view = self.parser.peek_token();
+        if self.parser.parse_keyword(Keyword::VIEW) {
+            return Err(self.error_at(
+                &view,
+                "CREATE VIEW is not supported yet: catalog files hold CREATE TABLE statements".to_string(),
+                Some("write the view's query as a pipeline (pipelines/<layer>/NAME.sql, INSERT INTO a table SELECT …), or query it ad hoc with strata query"),
+            ));
+        }
         let temporary = self.parser.peek_token();
         if self.parser.parse_keyword(Keyword::TEMPORARY) {
             return Err(self.error_at(

@@ -45,7 +45,10 @@ impl AsyncDB for SltDatabase {
         }
         let upper = statement.to_ascii_uppercase();
         // DDL, as catalog files hold it (TEMPORARY too, to see it refused there).
-        if upper.starts_with("CREATE TABLE") || upper.starts_with("CREATE TEMPORARY TABLE") {
+        if upper.starts_with("CREATE TABLE")
+            || upper.starts_with("CREATE TEMPORARY TABLE")
+            || upper.starts_with("CREATE VIEW")
+        {
             let registered = self
                 .catalog
                 .register_sql("slt", sql, RegisterMode::Create)

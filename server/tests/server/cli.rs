@@ -200,6 +200,40 @@ async fn bad_input_fails_with_location_and_a_hint() {
         "{}",
         stderr(&output)
     );
+
+    // A pipeline that cannot run is refused before anything says "running".
+    std::fs::write(
+        &file,
+        "CREATE TABLE shop.ods_a (id BIGINT) WITH ('connector' = 'delta');
+CREATE TABLE shop.dwd_a (id BIGINT) WITH ('connector' = 'delta');
+",
+    )
+    .unwrap();
+    strata_ok(dir.path(), &["catalog", "register", file.to_str().unwrap()]);
+    std::fs::create_dir_all(dir.path().join("pipelines/dwd")).unwrap();
+    std::fs::write(
+        dir.path().join("pipelines/dwd/dwd_a.sql"),
+        "INSERT INTO shop.dwd_a SELECT idd FROM shop.ods_a",
+    )
+    .unwrap();
+    let output = strata(dir.path(), &["run", "--port", "0", "--pg-port", "0"]);
+    let err = stderr(&output);
+    assert!(!output.status.success());
+    assert!(err.contains("dwd_a.sql:1:") && err.contains("idd"), "{err}");
+    assert!(!err.contains("strata running"), "{err}");
+
+    // A taken PostgreSQL port names the flag that moves it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let empty = tempfile::tempdir().unwrap();
+    write_project(empty.path(), &db, "");
+    let output = strata(empty.path(), &["serve", "--port", "0", "--pg-port", &port]);
+    let err = stderr(&output);
+    assert!(!output.status.success());
+    assert!(
+        err.contains("the PostgreSQL protocol cannot listen on") && err.contains("pass --pg-port"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
