@@ -17,9 +17,10 @@ use strata_server::{bench, demo, lineage, scaffold, serve};
 #[derive(Debug, Parser)]
 #[command(name = "strata", version, about = "A realtime layered data warehouse")]
 struct Cli {
-    /// The project directory, holding strata.toml.
-    #[arg(long, global = true, env = "STRATA_PROJECT", default_value = ".")]
-    project: PathBuf,
+    /// The project directory, holding strata.toml [default: the current directory; for
+    /// strata demo, ./strata-demo].
+    #[arg(long, global = true, env = "STRATA_PROJECT")]
+    project: Option<PathBuf>,
     /// Output for people (table) or for scripts (json); csv and arrow (IPC) for query results.
     #[arg(long, global = true, value_enum, default_value_t = FormatArg::Table)]
     format: FormatArg,
@@ -434,6 +435,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     {
         bail!("--format csv and arrow are for strata query; use table or json here");
     }
+    // The current directory, but strata demo keeps its project in ./strata-demo unless told otherwise.
+    let given_project = cli.project.clone();
+    let project = given_project.clone().unwrap_or_else(|| PathBuf::from("."));
     match cli.command {
         Command::Init { dir } => {
             let created = scaffold::init(&dir)?;
@@ -456,7 +460,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Catalog(command) => {
-            let catalog = open_catalog(&cli.project).await?;
+            let catalog = open_catalog(&project).await?;
             run_catalog(&catalog, command, format).await
         }
         Command::Query {
@@ -471,9 +475,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 timeout,
             };
             let result = match server {
-                Some(server) => remote_query(&cli.project, &server, token, &sql, options).await?,
+                Some(server) => remote_query(&project, &server, token, &sql, options).await?,
                 None => {
-                    let catalog = open_catalog(&cli.project).await?;
+                    let catalog = open_catalog(&project).await?;
                     let engine = query::QueryEngine::new(catalog, Registry::default());
                     engine
                         .run(&sql, &strata_catalog::Principal::admin(), options)
@@ -510,7 +514,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pg_port,
             host,
         } => {
-            let catalog = open_catalog(dir.as_deref().unwrap_or(&cli.project)).await?;
+            let catalog = open_catalog(dir.as_deref().unwrap_or(&project)).await?;
             let registry = Registry::default();
             let options = RunOptions {
                 duration,
@@ -543,12 +547,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             host,
             example,
         } => {
-            // The global --project defaults to "."; the demo's own default is ./strata-demo.
-            let dir = if cli.project == Path::new(".") {
-                PathBuf::from("strata-demo")
-            } else {
-                cli.project.clone()
-            };
+            let dir = given_project.unwrap_or_else(|| PathBuf::from("strata-demo"));
             let options = demo::DemoOptions {
                 example,
                 dir,
@@ -603,7 +602,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             to,
             at,
         } => {
-            let catalog = open_catalog(&cli.project).await?;
+            let catalog = open_catalog(&project).await?;
             let at = at.as_deref().map(lineage::parse_time).transpose()?;
             let snapshot = lineage::at(&catalog, at).await?;
             if impact {
@@ -645,7 +644,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             since,
             history,
         } => {
-            let catalog = open_catalog(&cli.project).await?;
+            let catalog = open_catalog(&project).await?;
             let table = table.as_deref().map(parse_table).transpose()?;
             let failed = if history {
                 let table = table.expect("clap requires a table with --history");
@@ -672,7 +671,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Quarantine(QuarantineCommand::Replay { table, rule }) => {
-            let catalog = open_catalog(&cli.project).await?;
+            let catalog = open_catalog(&project).await?;
             let name = parse_table(&table)?;
             let report =
                 strata_server::quarantine::replay(&catalog, &name, rule.as_deref()).await?;
@@ -699,7 +698,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Produce { table, file } => {
-            let catalog = open_catalog(&cli.project).await?;
+            let catalog = open_catalog(&project).await?;
             let name = parse_table(&table)?;
             let report = match &file {
                 Some(path) => {
@@ -736,7 +735,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             strata_server::dev_kafka::serve(&host, port, &topics).await
         }
         Command::Pipeline(PipelineCommand::Reset { name, from }) => {
-            let catalog = open_catalog(&cli.project).await?;
+            let catalog = open_catalog(&project).await?;
             let from = match from {
                 ResetFromArg::Committed => strata_pipelines::ResetFrom::Committed,
                 ResetFromArg::Earliest => strata_pipelines::ResetFrom::Earliest,
@@ -753,7 +752,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Optimize { table } => {
-            let catalog = open_catalog(&cli.project).await?;
+            let catalog = open_catalog(&project).await?;
             let name = parse_table(&table)?;
             let compaction = catalog.optimize(&name).await?;
             match format {
@@ -988,7 +987,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pg_port,
             host,
         } => {
-            let catalog = open_catalog(&cli.project).await?;
+            let catalog = open_catalog(&project).await?;
             let servers =
                 start_servers(&catalog, &Registry::default(), &host, port, pg_port).await?;
             eprintln!(
@@ -1002,7 +1001,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(command) => {
-            let catalog = open_catalog(&cli.project).await?;
+            let catalog = open_catalog(&project).await?;
             run_token(&catalog, command, format).await
         }
     }

@@ -59,9 +59,10 @@ pub fn init(dir: &Path) -> anyhow::Result<Vec<String>> {
             config.display()
         );
     }
-    let files: [(&str, &str); 7] = [
+    let files: [(&str, &str); 8] = [
         ("strata.toml", CONFIG_TEMPLATE),
         ("catalog/tables.sql", EXAMPLE_DDL),
+        ("checks/.gitkeep", ""),
         ("pipelines/ods/.gitkeep", ""),
         ("pipelines/dwd/.gitkeep", ""),
         ("pipelines/dws/.gitkeep", ""),

@@ -407,12 +407,43 @@ pub fn infer_schema(records: &[KafkaRecord]) -> (Option<Schema>, usize) {
                 .iter()
                 .map(|f| match f.data_type() {
                     DataType::Null => Field::new(f.name(), DataType::Utf8, true),
+                    DataType::Utf8 => match timestamp_type(&values, f.name()) {
+                        Some(data_type) => Field::new(f.name(), data_type, true),
+                        None => f.as_ref().clone(),
+                    },
                     _ => f.as_ref().clone(),
                 })
                 .collect();
             Schema::new(fields)
         });
     (schema, undecodable)
+}
+
+/// TIMESTAMP(3) when every sampled value of a text field is an ISO-8601 time
+/// (`2024-05-01T10:00:00`, or with a space, a fraction); TIMESTAMP_LTZ(3) when
+/// each also carries its offset (`Z`, `+08:00`).
+fn timestamp_type(values: &[Value], field: &str) -> Option<DataType> {
+    let texts: Vec<&str> = values
+        .iter()
+        .filter_map(|value| value.get(field).and_then(Value::as_str))
+        .collect();
+    if texts.is_empty() {
+        return None;
+    }
+    let naive = |text: &str| {
+        ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+            .iter()
+            .any(|format| chrono::NaiveDateTime::parse_from_str(text, format).is_ok())
+    };
+    let zoned = |text: &str| chrono::DateTime::parse_from_rfc3339(text).is_ok();
+    let millis = arrow::datatypes::TimeUnit::Millisecond;
+    if texts.iter().all(|text| naive(text)) {
+        Some(DataType::Timestamp(millis, None))
+    } else if texts.iter().all(|text| zoned(text)) {
+        Some(DataType::Timestamp(millis, Some("UTC".into())))
+    } else {
+        None
+    }
 }
 
 /// A topic as a bounded DataFusion table.

@@ -50,10 +50,13 @@ async fn topics_are_discovered_by_sampling_and_read_as_bounded_tables() {
         &[
             (
                 0,
-                r#"{"user_id": 1, "page": "/home", "price": 1.5, "tags": ["a"], "ref": null}"#,
+                r#"{"user_id": 1, "page": "/home", "price": 1.5, "tags": ["a"], "ref": null, "at": "2024-05-01T10:00:00", "seen": "2024-05-01T10:00:00Z"}"#,
             ),
-            (1, r#"{"user_id": 2, "page": "/cart", "price": 2}"#),
-            (0, r#"{"user_id": 3, "page": "/home"}"#),
+            (
+                1,
+                r#"{"user_id": 2, "page": "/cart", "price": 2, "at": "2024-05-01 10:00:05.250", "seen": "2024-05-01T18:00:00+08:00"}"#,
+            ),
+            (0, r#"{"user_id": 3, "page": "/home", "seen": "2024-05-01"}"#),
         ],
     )
     .await;
@@ -105,7 +108,9 @@ async fn topics_are_discovered_by_sampling_and_read_as_bounded_tables() {
             "page:Utf8",
             "price:Float64",
             "tags:List(Utf8)",
-            "ref:Utf8"
+            "ref:Utf8",
+            "at:Timestamp(ms)",
+            "seen:Utf8"
         ]
     );
 

@@ -15,11 +15,18 @@ async fn init_scaffolds_a_project_once() {
     for path in [
         "strata.toml",
         "catalog/tables.sql",
+        "checks/.gitkeep",
         "pipelines/dwd/.gitkeep",
         ".gitignore",
     ] {
         assert!(dir.join(path).exists(), "{path} missing");
     }
+    // The demo's help names the folder the demo uses.
+    let help = strata_ok(root.path(), &["demo", "--help"]);
+    assert!(
+        help.contains("./strata-demo") && !help.contains("[default: .]"),
+        "{help}"
+    );
     // The scaffold is a valid, empty project.
     assert!(strata_ok(&dir, &["catalog", "list"]).contains("no tables yet"));
     let again = strata(root.path(), &["init", dir.to_str().unwrap()]);
