@@ -425,6 +425,28 @@ impl Catalog {
         self.store.drop_table(name).await
     }
 
+    /// A Delta table's versions, newest first.
+    pub async fn history(
+        &self,
+        name: &TableName,
+        limit: usize,
+    ) -> Result<Vec<delta::TableVersion>> {
+        let entry = self.store.get(name).await?;
+        if !matches!(entry.def.kind, TableKind::Delta { .. }) {
+            return Err(CatalogError::Discovery {
+                message: format!(
+                    "{name} is a {} table; only Delta tables keep versions",
+                    entry.def.kind.connector()
+                ),
+                hint: Some(format!(
+                    "`strata catalog history {name}` lists its schema versions"
+                )),
+            });
+        }
+        let location = connectors::delta_location(&self.project, &entry.def)?;
+        delta::history(&location, limit).await
+    }
+
     /// Compacts a Delta table's small files and checkpoints its log.
     pub async fn optimize(&self, name: &TableName) -> Result<delta::Compaction> {
         let entry = self.store.get(name).await?;

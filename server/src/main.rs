@@ -120,6 +120,14 @@ enum Command {
     },
     /// Compact a Delta table's small files and checkpoint its log.
     Optimize { table: String },
+    /// A Delta table's versions, newest first, for time travel (VERSION AS OF n).
+    History {
+        /// The Delta table (space.table).
+        table: String,
+        /// At most this many versions.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// A table's quarantine: replay it through the table's pipeline after a fix.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
@@ -748,6 +756,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "pipeline {}: state dropped; it reads {} from {} on its next run",
                     report.pipeline, report.source, report.from
                 ),
+            }
+            Ok(())
+        }
+        Command::History { table, limit } => {
+            let catalog = open_catalog(&project).await?;
+            let name = parse_table(&table)?;
+            let versions = catalog.history(&name, limit).await?;
+            match format {
+                Format::Json => print_json(&versions),
+                Format::Table | Format::Dot => {
+                    let rows: Vec<Vec<String>> = versions
+                        .iter()
+                        .map(|v| {
+                            vec![
+                                v.version.to_string(),
+                                v.committed_ms
+                                    .and_then(chrono::DateTime::from_timestamp_millis)
+                                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                                    .unwrap_or_default(),
+                                v.operation.clone(),
+                                v.rows_added.map(|n| n.to_string()).unwrap_or_default(),
+                            ]
+                        })
+                        .collect();
+                    println!(
+                        "{}",
+                        views::human_table(
+                            &["version", "committed", "operation", "rows added"],
+                            rows
+                        )
+                    );
+                }
             }
             Ok(())
         }

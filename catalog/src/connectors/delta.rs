@@ -93,6 +93,51 @@ pub struct Compaction {
     pub version: i64,
 }
 
+/// One version of a Delta table, as its log records it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TableVersion {
+    pub version: i64,
+    /// When it was committed, in milliseconds since the epoch.
+    pub committed_ms: Option<i64>,
+    /// `CREATE TABLE`, `WRITE`, `MERGE`, `OPTIMIZE`, …
+    pub operation: String,
+    /// Rows the commit added, when its metrics say.
+    pub rows_added: Option<u64>,
+}
+
+/// The table's versions, newest first (at most `limit`), as far back as its
+/// log retention keeps them.
+pub async fn history(location: &str, limit: usize) -> Result<Vec<TableVersion>> {
+    use futures::TryStreamExt;
+    let table = open(location).await?;
+    let latest = table.version().map_or(-1, |v| v as i64);
+    let infos: Vec<_> = table
+        .history(Some(limit))
+        .try_collect()
+        .await
+        .map_err(|source| delta_error(location, source))?;
+    Ok(infos
+        .into_iter()
+        .enumerate()
+        .map(|(age, info)| {
+            let metrics = info.info.get("operationMetrics");
+            let rows_added = [
+                "num_added_rows",
+                "numOutputRows",
+                "num_target_rows_inserted",
+            ]
+            .iter()
+            .find_map(|key| metrics.and_then(|m| m.get(key)).and_then(|v| v.as_u64()));
+            TableVersion {
+                version: latest - age as i64,
+                committed_ms: info.timestamp,
+                operation: info.operation.unwrap_or_default(),
+                rows_added,
+            }
+        })
+        .collect())
+}
+
 /// Compacts small files into larger ones and writes a log checkpoint, so that
 /// readers open the table quickly however many commits it has had.
 pub async fn optimize(location: &str) -> Result<Compaction> {
@@ -238,7 +283,7 @@ pub async fn open_as_of(location: &str, as_of: AsOf) -> Result<DeltaTable> {
             Err(CatalogError::Discovery {
                 message: format!("the Delta table at {location} has no state at {as_of}: {source}"),
                 hint: Some(format!(
-                    "{have}; `strata catalog history` and the table's _delta_log show when each was committed"
+                    "{have}; `strata history SPACE.TABLE` lists them with when each was committed"
                 )),
             })
         }

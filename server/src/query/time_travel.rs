@@ -143,7 +143,7 @@ fn clause_at(tokens: &[Token], start: usize) -> Result<Option<(AsOf, usize)>, Qu
 fn bad_version(text: &str) -> QueryError {
     QueryError::TimeTravel {
         message: format!("VERSION AS OF needs a version number, not {text}"),
-        hint: "write VERSION AS OF 3; `strata catalog history` lists a table's versions"
+        hint: "write VERSION AS OF 3; `strata history SPACE.TABLE` lists a Delta table's versions (`strata catalog history` lists schema versions)"
             .to_string(),
     }
 }

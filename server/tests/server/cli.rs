@@ -158,6 +158,46 @@ async fn register_list_show_query_and_drop() {
     ));
     assert_eq!(v1["columns"].as_array().unwrap().len(), 3);
 
+    // Delta versions, newest first, for VERSION AS OF.
+    strata_ok(
+        dir.path(),
+        &[
+            "query",
+            "INSERT INTO shop.dwd_orders VALUES (1, 1, 2.50, 'a'), (2, 1, 3.00, 'b')",
+        ],
+    );
+    let history = json(&strata_ok(
+        dir.path(),
+        &["history", "shop.dwd_orders", "--format", "json"],
+    ));
+    let versions: Vec<(i64, String)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_i64().unwrap(),
+                v["operation"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let numbers: Vec<i64> = versions.iter().map(|(v, _)| *v).collect();
+    let expected: Vec<i64> = (0..versions.len() as i64).rev().collect();
+    assert_eq!(numbers, expected, "{history}");
+    assert_eq!(versions[0].1, "WRITE", "{history}");
+    assert_eq!(
+        versions.last().unwrap(),
+        &(0, "CREATE TABLE".to_string()),
+        "{history}"
+    );
+    let human = strata_ok(dir.path(), &["history", "shop.dwd_orders"]);
+    assert!(
+        human.contains("version") && human.contains("CREATE TABLE"),
+        "{human}"
+    );
+    let refused = strata(dir.path(), &["history", "shop.dim_users"]);
+    assert!(stderr(&refused).contains("only Delta tables keep versions"));
+
     let dropped = strata_ok(dir.path(), &["catalog", "drop", "shop.dim_users"]);
     assert!(dropped.contains("its data at"), "{dropped}");
     let missing = strata(dir.path(), &["catalog", "show", "shop.dim_users"]);
