@@ -275,9 +275,19 @@ impl std::fmt::Debug for Message {
 impl ResultsLog {
     /// Opens (creating it if needed) the results table at `location` and starts its writer.
     pub async fn open(location: &str) -> Result<Self> {
+        Self::open_compacting(location, COMPACT_EVERY).await
+    }
+
+    /// [`ResultsLog::open`], compacting the table's files after every
+    /// `compact_every` appends rather than [`COMPACT_EVERY`].
+    pub async fn open_compacting(location: &str, compact_every: u64) -> Result<Self> {
         lake::ensure_table(location, "quality_results", &schema(), true).await?;
         let (sender, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(write_results(location.to_string(), receiver));
+        tokio::spawn(write_results(
+            location.to_string(),
+            receiver,
+            compact_every.max(1),
+        ));
         Ok(Self {
             latest: Arc::default(),
             sender,
@@ -337,10 +347,30 @@ impl ResultsLog {
 /// Results kept for writing while the table cannot be written.
 const MAX_PENDING: usize = 100_000;
 
-/// The writer task: appends what came in, at most once a second, and on flush.
-async fn write_results(location: String, mut receiver: mpsc::UnboundedReceiver<Message>) {
+/// Appends between two compactions of the results table: about two minutes
+/// of a busy project's once-a-second appends.
+pub const COMPACT_EVERY: u64 = 120;
+
+/// The writer task: appends what came in, at most once a second, and on
+/// flush; every `compact_every` appends, it compacts the table's small files.
+async fn write_results(
+    location: String,
+    mut receiver: mpsc::UnboundedReceiver<Message>,
+    compact_every: u64,
+) {
     let mut pending: Vec<CheckResult> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut appends = 0u64;
+    let mut appended = |location: &str| {
+        appends += 1;
+        let due = appends.is_multiple_of(compact_every);
+        let location = location.to_string();
+        async move {
+            if due && let Err(err) = lake::optimize(&location).await {
+                tracing::warn!(%err, "could not compact the quality results; trying again later");
+            }
+        }
+    };
     loop {
         tokio::select! {
             message = receiver.recv() => match message {
@@ -354,9 +384,13 @@ async fn write_results(location: String, mut receiver: mpsc::UnboundedReceiver<M
                     }
                 }
                 Some(Message::Flush(done)) => {
+                    let wrote = !pending.is_empty();
                     let written = append(&location, pending.clone()).await;
                     if written.is_ok() {
                         pending.clear();
+                        if wrote {
+                            appended(&location).await;
+                        }
                     }
                     let _ = done.send(written);
                 }
@@ -369,8 +403,14 @@ async fn write_results(location: String, mut receiver: mpsc::UnboundedReceiver<M
             },
             _ = tick.tick() => {
                 // Kept on failure (a conflict with another writer), and tried again next second.
+                let wrote = !pending.is_empty();
                 match append(&location, pending.clone()).await {
-                    Ok(()) => pending.clear(),
+                    Ok(()) => {
+                        pending.clear();
+                        if wrote {
+                            appended(&location).await;
+                        }
+                    }
                     Err(err) => tracing::warn!(%err, waiting = pending.len(), "could not write quality results yet; retrying"),
                 }
             }

@@ -387,3 +387,51 @@ fn declaration_errors_name_the_file_line_and_column_and_how_to_fix_them() {
     assert_eq!(checks.rules[5].action, Action::Stop);
     assert!(matches!(checks.rules[0].kind, RuleKind::Row(_)));
 }
+
+#[tokio::test]
+async fn the_results_table_is_compacted_as_it_grows() {
+    use strata_quality::results::{CheckResult, ResultsLog, Taken};
+    let dir = tempfile::tempdir().unwrap();
+    let location = dir.path().join("quality_results").display().to_string();
+    let log = ResultsLog::open_compacting(&location, 3).await.unwrap();
+    for at_ms in 1..=7 {
+        log.record(vec![CheckResult {
+            at_ms,
+            table: "shop.dwd_orders".to_string(),
+            rule: "amount_positive".to_string(),
+            check: "range".to_string(),
+            pipeline: Some("dwd_orders".to_string()),
+            scope: "commit".to_string(),
+            window_start_ms: None,
+            window_end_ms: None,
+            commit_version: Some(at_ms),
+            passed: 10,
+            failed: 0,
+            observed: None,
+            bound: None,
+            action: Taken::None,
+            severity: "warn".to_string(),
+            detail: None,
+        }]);
+        log.flush().await.unwrap();
+    }
+    let history = strata_catalog::connectors::delta::history(&location, 100)
+        .await
+        .unwrap();
+    let compactions = history.iter().filter(|v| v.operation == "OPTIMIZE").count();
+    assert_eq!(compactions, 2, "{history:?}");
+    let rows = strata_catalog::connectors::delta::query(
+        &location,
+        "results",
+        "SELECT COUNT(*) AS n FROM results",
+    )
+    .await
+    .unwrap();
+    let n = rows[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(n, 7, "compaction keeps every result");
+}
