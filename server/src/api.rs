@@ -278,6 +278,12 @@ async fn metrics(
             text.push_str(&format!("{name}{{{}}} {}\n", labels(t), value(t)));
         }
     }
+    text.push_str("# HELP strata_table_files Data files the Delta table holds after its last commit.\n# TYPE strata_table_files gauge\n");
+    for t in &tables {
+        if let Some(files) = t.files {
+            text.push_str(&format!("strata_table_files{{{}}} {files}\n", labels(t)));
+        }
+    }
     let queries = &state.queries.counters;
     for (name, kind, help, value) in [
         (

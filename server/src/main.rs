@@ -1225,6 +1225,7 @@ fn run_table(summary: &strata_server::run::RunSummary) -> String {
             "quarantined",
             "late",
             "commits",
+            "files",
         ],
         summary
             .tables
@@ -1239,6 +1240,7 @@ fn run_table(summary: &strata_server::run::RunSummary) -> String {
                     t.quarantined_rows.to_string(),
                     t.late_rows.to_string(),
                     t.commits.to_string(),
+                    t.files.map(|f| f.to_string()).unwrap_or_default(),
                 ]
             })
             .collect(),

@@ -48,6 +48,8 @@ pub struct TableRun {
     pub last_commit_ms: Option<i64>,
     /// The Delta version of its last commit (a Delta target's).
     pub table_version: Option<i64>,
+    /// The data files the Delta target holds after its last commit.
+    pub files: Option<i64>,
     /// `running`; `degraded` while it waits for its source topic or a lookup
     /// join waits for its database; `failed` once it stopped with an error.
     pub status: &'static str,
@@ -144,6 +146,7 @@ impl Registry {
                     last_commit_ms: (last_commit > 0).then_some(last_commit),
                     table_version: Some(s.table_version.load(Ordering::Relaxed))
                         .filter(|&v| v >= 0),
+                    files: Some(s.files.load(Ordering::Relaxed)).filter(|&f| f >= 0),
                     status: if failure.is_some() {
                         "failed"
                     } else if degraded_reason.is_some() {

@@ -202,6 +202,9 @@ impl Sinks {
         if let (Some(store), Some(id)) = (&self.state_store, state_id) {
             store.forget_before(id).await;
         }
+        if let Some(files) = self.target.files() {
+            ctx.stats.files.store(files as i64, Ordering::Relaxed);
+        }
         ctx.stats.record_commit(count, version, watermark);
         if let Some(log) = &ctx.results {
             for result in &mut results {
@@ -302,6 +305,14 @@ impl Target {
             Target::Mysql(sink) => sink.commit(rows, offsets, state).await.map(|()| None),
             Target::Kafka(sink) => sink.commit(rows, offsets, state).map(|()| None),
             Target::Blackhole(sink) => sink.commit(rows).map(|()| None),
+        }
+    }
+
+    /// How many data files a Delta target holds now; `None` for other targets.
+    pub(super) fn files(&self) -> Option<u64> {
+        match self {
+            Target::Delta(sink) => sink.files(),
+            Target::Mysql(_) | Target::Kafka(_) | Target::Blackhole(_) => None,
         }
     }
 

@@ -71,6 +71,9 @@ pub struct TableStats {
     pub last_commit_ms: AtomicI64,
     /// The Delta version of the target's last commit, -1 before it (or for other targets).
     pub table_version: AtomicI64,
+    /// The data files the Delta target holds after its last commit, -1 before it
+    /// (or for other targets): what compaction keeps small.
+    pub files: AtomicI64,
     /// The source's watermark (ms since the epoch), `i64::MIN` before it has one.
     pub watermark_ms: AtomicI64,
     /// The pipeline's lookup joins, once it runs.
@@ -124,6 +127,7 @@ impl TableStats {
         Self {
             watermark_ms: AtomicI64::new(i64::MIN),
             table_version: AtomicI64::new(-1),
+            files: AtomicI64::new(-1),
             ..Self::default()
         }
     }

@@ -251,6 +251,14 @@ impl DeltaSink {
     /// Compacts the table's small files and checkpoints its log, then carries on
     /// from the compacted version. Rows do not change, so readers following the
     /// log skip the commit.
+    /// How many data files the table's current version holds.
+    pub fn files(&self) -> Option<u64> {
+        self.table
+            .snapshot()
+            .ok()
+            .map(|state| state.log_data().num_files() as u64)
+    }
+
     pub async fn compact(&mut self) -> Result<()> {
         lake::optimize(&self.location).await?;
         self.table

@@ -331,5 +331,8 @@ async fn a_pipeline_commits_at_most_once_per_interval_while_records_trickle_in()
         // starts, and the last one at the stop.
         assert!((1..=7).contains(&commits), "{table}");
         assert!(table["records_in"].as_u64().unwrap() > 0, "{table}");
+        // Each commit may add a file; the table holds no more than it made.
+        let files = table["files"].as_i64().unwrap();
+        assert!((1..=commits as i64 + 1).contains(&files), "{table}");
     }
 }
