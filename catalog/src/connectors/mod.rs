@@ -8,6 +8,7 @@ pub mod delta;
 pub mod embedded;
 pub mod json_check;
 pub mod kafka;
+pub mod kafka_sink;
 pub mod mysql;
 pub mod nexmark;
 

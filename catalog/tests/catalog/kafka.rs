@@ -224,3 +224,44 @@ async fn an_unreachable_broker_is_named() {
         .to_string();
     assert!(err.contains("cannot reach Kafka at 127.0.0.1:1"), "{err}");
 }
+
+#[tokio::test]
+async fn rows_inserted_into_a_kafka_table_are_produced_as_json_records() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 2, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let (_dir, catalog) = catalog_for(&bootstrap).await;
+    catalog
+        .register_sql(
+            "orders.sql",
+            "CREATE TABLE shop.ods_orders (order_id BIGINT NOT NULL, amount DECIMAL(10, 2), at TIMESTAMP(3))
+             WITH ('connector' = 'kafka', 'topic' = 'orders', 'format' = 'json', 'connection' = 'events');
+             CREATE TABLE shop.ods_raw (line STRING)
+             WITH ('connector' = 'kafka', 'topic' = 'orders', 'format' = 'raw', 'connection' = 'events');",
+            RegisterMode::Create,
+        )
+        .await
+        .unwrap();
+    catalog
+        .query("INSERT INTO shop.ods_orders VALUES (1, 12.50, TIMESTAMP '2024-05-01 10:00:00'), (2, NULL, NULL)")
+        .await
+        .unwrap();
+    // Read back as the table (every value round-trips) and as the raw records.
+    let result = catalog
+        .query("SELECT order_id, amount, at FROM shop.ods_orders ORDER BY order_id")
+        .await
+        .unwrap();
+    assert_eq!(
+        pretty_format_batches(&result.batches).unwrap().to_string(),
+        "+----------+--------+---------------------+\n| order_id | amount | at                  |\n+----------+--------+---------------------+\n| 1        | 12.50  | 2024-05-01T10:00:00 |\n| 2        |        |                     |\n+----------+--------+---------------------+"
+    );
+    let refused = catalog
+        .query("INSERT INTO shop.ods_raw VALUES ('x')")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("Strata produces JSON records"),
+        "{refused}"
+    );
+}
