@@ -1022,7 +1022,7 @@ impl Compiler<'_> {
             ));
         }
         let filter = join.filter.as_ref().ok_or_else(|| {
-            refuse("an interval join without a band of event time in its ON clause".to_string())
+            refuse("a regular join of two streams (ON keys only, without a band of event time) is not supported yet: it would keep every row of both streams as state. Bound it by event time to make it an interval join, or look the other table up as a dimension (FOR SYSTEM_TIME AS OF)".to_string())
         })?;
         let (lower_ms, upper_ms) = crate::interval::band(filter, left, right, &left_time, &right_time)
             .ok_or_else(|| {

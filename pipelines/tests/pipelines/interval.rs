@@ -170,7 +170,7 @@ async fn interval_joins_it_cannot_run_are_refused_with_the_reason() {
     let cases = [
         (
             format!("SELECT e.exposure_id, c.click_id {from}"),
-            "an interval join without a band of event time",
+            "a regular join of two streams (ON keys only, without a band of event time) is not supported yet",
         ),
         (
             format!("SELECT e.exposure_id, c.click_id {from} AND c.clicked_at >= e.shown_at"),
