@@ -351,26 +351,19 @@ const MAX_PENDING: usize = 100_000;
 /// of a busy project's once-a-second appends.
 pub const COMPACT_EVERY: u64 = 120;
 
-/// The writer task: appends what came in, at most once a second, and on
-/// flush; every `compact_every` appends, it compacts the table's small files.
+/// The writer task: appends what came in, at most once a second, and on flush.
 async fn write_results(
     location: String,
     mut receiver: mpsc::UnboundedReceiver<Message>,
     compact_every: u64,
 ) {
+    let mut writer = Writer {
+        location,
+        compact_every,
+        appends: 0,
+    };
     let mut pending: Vec<CheckResult> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut appends = 0u64;
-    let mut appended = |location: &str| {
-        appends += 1;
-        let due = appends.is_multiple_of(compact_every);
-        let location = location.to_string();
-        async move {
-            if due && let Err(err) = lake::optimize(&location).await {
-                tracing::warn!(%err, "could not compact the quality results; trying again later");
-            }
-        }
-    };
     loop {
         tokio::select! {
             message = receiver.recv() => match message {
@@ -384,18 +377,14 @@ async fn write_results(
                     }
                 }
                 Some(Message::Flush(done)) => {
-                    let wrote = !pending.is_empty();
-                    let written = append(&location, pending.clone()).await;
+                    let written = writer.write(&pending).await;
                     if written.is_ok() {
                         pending.clear();
-                        if wrote {
-                            appended(&location).await;
-                        }
                     }
                     let _ = done.send(written);
                 }
                 None => {
-                    if let Err(err) = append(&location, pending).await {
+                    if let Err(err) = writer.write(&pending).await {
                         tracing::warn!(%err, "could not write the last quality results");
                     }
                     return;
@@ -403,18 +392,36 @@ async fn write_results(
             },
             _ = tick.tick() => {
                 // Kept on failure (a conflict with another writer), and tried again next second.
-                let wrote = !pending.is_empty();
-                match append(&location, pending.clone()).await {
-                    Ok(()) => {
-                        pending.clear();
-                        if wrote {
-                            appended(&location).await;
-                        }
-                    }
+                match writer.write(&pending).await {
+                    Ok(()) => pending.clear(),
                     Err(err) => tracing::warn!(%err, waiting = pending.len(), "could not write quality results yet; retrying"),
                 }
             }
         }
+    }
+}
+
+/// Appends to the results table, compacting its small files every
+/// `compact_every` appends.
+struct Writer {
+    location: String,
+    compact_every: u64,
+    appends: u64,
+}
+
+impl Writer {
+    async fn write(&mut self, results: &[CheckResult]) -> Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        append(&self.location, results.to_vec()).await?;
+        self.appends += 1;
+        if self.appends.is_multiple_of(self.compact_every)
+            && let Err(err) = lake::optimize(&self.location).await
+        {
+            tracing::warn!(%err, "could not compact the quality results; trying again later");
+        }
+        Ok(())
     }
 }
 

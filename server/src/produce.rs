@@ -12,11 +12,8 @@
 //! is what the table says. Works against any broker the table reaches.
 
 use std::io::BufRead;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 use strata_catalog::{Catalog, KafkaFormat, TableKind, TableName, connectors};
 use strata_pipelines::decode::json::JsonDecoder;
@@ -89,28 +86,7 @@ pub async fn produce(
             refused[..refused.len().min(SHOWN_REFUSALS)].join("\n  ")
         );
     }
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &target.bootstrap_servers);
-    for (key, value) in &target.properties {
-        config.set(key, value);
-    }
-    let producer: FutureProducer = config
-        .set("enable.idempotence", "true")
-        .create()
-        .with_context(|| format!("connecting to Kafka at {}", target.bootstrap_servers))?;
-    let sends: Vec<_> = records
-        .iter()
-        .map(|payload| {
-            producer.send(
-                FutureRecord::<(), [u8]>::to(&target.topic).payload(payload),
-                Duration::from_secs(30),
-            )
-        })
-        .collect();
-    for (sent, number) in futures::future::join_all(sends).await.into_iter().zip(1..) {
-        sent.map_err(|(err, _)| err)
-            .with_context(|| format!("producing record {number} to topic {}", target.topic))?;
-    }
+    connectors::kafka_sink::produce_all(&target, &records).await?;
     Ok(ProduceReport {
         table: table.to_string(),
         topic: target.topic,

@@ -24,6 +24,7 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::kafka::KafkaTarget;
+use crate::error::{CatalogError, Result};
 
 /// How long one record may take to be delivered.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,15 +57,6 @@ impl DataSink for KafkaSink {
         mut data: SendableRecordBatchStream,
         _context: &Arc<TaskContext>,
     ) -> datafusion::error::Result<u64> {
-        let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.target.bootstrap_servers);
-        for (key, value) in &self.target.properties {
-            config.set(key, value);
-        }
-        let producer: FutureProducer = config
-            .set("enable.idempotence", "true")
-            .create()
-            .map_err(external)?;
         let mut lines = Vec::new();
         while let Some(batch) = data.next().await {
             let batch = batch?;
@@ -78,18 +70,41 @@ impl DataSink for KafkaSink {
                     .map(<[u8]>::to_vec),
             );
         }
-        let sends: Vec<_> = lines
-            .iter()
-            .map(|line| {
-                producer.send(
-                    FutureRecord::<(), [u8]>::to(&self.target.topic).payload(line),
-                    DELIVERY_TIMEOUT,
-                )
-            })
-            .collect();
-        for sent in futures::future::join_all(sends).await {
-            sent.map_err(|(err, _)| external(err))?;
-        }
+        produce_all(&self.target, &lines).await.map_err(external)?;
         Ok(lines.len() as u64)
     }
+}
+
+/// Produces `payloads` to the target's topic with an idempotent producer and
+/// waits for every delivery (`strata produce` and `INSERT INTO` share it).
+pub async fn produce_all(target: &KafkaTarget, payloads: &[Vec<u8>]) -> Result<()> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &target.bootstrap_servers);
+    for (key, value) in &target.properties {
+        config.set(key, value);
+    }
+    let producer: FutureProducer =
+        config
+            .set("enable.idempotence", "true")
+            .create()
+            .map_err(|source| CatalogError::Kafka {
+                context: format!("connecting to {}", target.bootstrap_servers),
+                source,
+            })?;
+    let sends: Vec<_> = payloads
+        .iter()
+        .map(|payload| {
+            producer.send(
+                FutureRecord::<(), [u8]>::to(&target.topic).payload(payload),
+                DELIVERY_TIMEOUT,
+            )
+        })
+        .collect();
+    for (sent, number) in futures::future::join_all(sends).await.into_iter().zip(1..) {
+        sent.map_err(|(source, _)| CatalogError::Kafka {
+            context: format!("producing record {number} to topic {}", target.topic),
+            source,
+        })?;
+    }
+    Ok(())
 }
