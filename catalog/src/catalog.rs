@@ -474,17 +474,15 @@ impl Catalog {
             _ => self.discover_kafka(connection, options).await,
         }?;
         let registered = self.definitions().await?;
-        let mut kept = Vec::with_capacity(discovery.tables.len());
-        for def in std::mem::take(&mut discovery.tables) {
-            match crate::confine::one_space_per_location(&self.project, &[&def], &registered) {
-                Ok(()) => kept.push(def),
-                Err(CatalogError::Confined { message, .. }) => {
-                    discovery.skipped.push((def.name.name.clone(), message));
-                }
-                Err(other) => return Err(other),
+        let found: Vec<&TableDef> = discovery.tables.iter().collect();
+        let conflicts = crate::confine::location_conflicts(&self.project, &found, &registered);
+        for conflict in conflicts {
+            if let CatalogError::Confined { table, message, .. } = conflict {
+                let name = table.rsplit('.').next().unwrap_or(&table).to_string();
+                discovery.tables.retain(|def| def.name.to_string() != table);
+                discovery.skipped.push((name, message));
             }
         }
-        discovery.tables = kept;
         Ok(discovery)
     }
 

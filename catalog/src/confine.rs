@@ -420,7 +420,24 @@ pub fn one_space_per_location(
     new: &[&TableDef],
     registered: &[TableDef],
 ) -> Result<()> {
-    let known: Vec<(&TableDef, Place)> = new
+    match location_conflicts(project, new, registered)
+        .into_iter()
+        .next()
+    {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
+    }
+}
+
+/// For each new definition whose location a table of another space has (new
+/// or registered), the refusal naming that table. Each location is worked
+/// out once.
+pub fn location_conflicts(
+    project: &Project,
+    new: &[&TableDef],
+    registered: &[TableDef],
+) -> Vec<CatalogError> {
+    let known: Vec<(&TableDef, Option<Place>)> = new
         .iter()
         .copied()
         .chain(
@@ -428,17 +445,17 @@ pub fn one_space_per_location(
                 .iter()
                 .filter(|r| !new.iter().any(|n| n.name == r.name)),
         )
-        .filter_map(|def| place(project, def).map(|place| (def, place)))
+        .map(|def| (def, place(project, def)))
         .collect();
-    for def in new {
-        let Some(mine) = place(project, def) else {
-            continue;
-        };
-        if let Some((other, _)) = known
-            .iter()
-            .find(|(other, theirs)| other.name.space != def.name.space && mine.collides(theirs))
-        {
-            return Err(confined(
+    known[..new.len()]
+        .iter()
+        .filter_map(|(def, mine)| {
+            let mine = mine.as_ref()?;
+            let (other, _) = known.iter().find(|(other, theirs)| {
+                other.name.space != def.name.space
+                    && theirs.as_ref().is_some_and(|theirs| mine.collides(theirs))
+            })?;
+            Some(confined(
                 &def.name,
                 format!(
                     "its {} is also where {} (space {}) keeps its data",
@@ -447,10 +464,9 @@ pub fn one_space_per_location(
                     other.name.space
                 ),
                 "a location belongs to one space: choose another location, or register the table in that space",
-            ));
-        }
-    }
-    Ok(())
+            ))
+        })
+        .collect()
 }
 
 fn confined(name: &TableName, message: String, hint: &str) -> CatalogError {
