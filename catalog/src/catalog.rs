@@ -275,10 +275,23 @@ impl Catalog {
                 ));
             }
         }
+        let registered = self.definitions().await?;
         let mut inserts = Vec::new();
         let mut updates = Vec::new();
         let mut results = Vec::new();
         for table in tables {
+            // Checked first: a MySQL store's collation would take the two for one.
+            let written = table.def.name.to_string();
+            if let Some(other) = registered.iter().find(|other| {
+                let other = other.name.to_string();
+                other != written && other.eq_ignore_ascii_case(&written)
+            }) {
+                return Err(CatalogError::CaseClash {
+                    written,
+                    registered: other.name.to_string(),
+                    location: table.location,
+                });
+            }
             if !self.store.contains(&table.def.name).await? {
                 inserts.push(table.def);
             } else if mode == RegisterMode::Update {
@@ -297,7 +310,6 @@ impl Catalog {
             }
         }
 
-        let registered = self.definitions().await?;
         let new: Vec<&TableDef> = inserts.iter().chain(&updates).collect();
         crate::confine::one_space_per_location(&self.project, &new, &registered)?;
         let mut created = Vec::new();

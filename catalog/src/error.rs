@@ -69,6 +69,23 @@ pub enum CatalogError {
     )]
     NotFound { table: String },
 
+    /// A name that matches a registered table only in another case.
+    #[error(
+        "table {written} is not in the catalog, but {registered} is\n  hint: names keep their case, as in Flink SQL: write {registered}"
+    )]
+    CaseMismatch { written: String, registered: String },
+
+    /// A new table whose name differs from a registered one only in case.
+    #[error(
+        "{}table {written} differs from the registered {registered} only in case\n  hint: names keep their case, as in Flink SQL, but two tables may not differ only by it (MySQL stores and some file systems would take them for one): name it {registered} or choose another name",
+        location.as_ref().map(|l| format!("{l}: ")).unwrap_or_default()
+    )]
+    CaseClash {
+        written: String,
+        registered: String,
+        location: Option<SourceLocation>,
+    },
+
     /// A schema version that was never recorded.
     #[error("table {table} has no schema version {version}; its versions are 1 to {latest}")]
     NoSuchVersion {
@@ -220,6 +237,8 @@ impl CatalogError {
                 | CatalogError::UnknownLayer { .. }
                 | CatalogError::AlreadyExists { .. }
                 | CatalogError::NotFound { .. }
+                | CatalogError::CaseMismatch { .. }
+                | CatalogError::CaseClash { .. }
                 | CatalogError::NoSuchVersion { .. }
                 | CatalogError::Config { .. }
                 | CatalogError::UnknownConnection { .. }

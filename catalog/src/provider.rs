@@ -39,6 +39,13 @@ pub trait LiveTables: std::fmt::Debug + Send + Sync {
 /// The name queries use for Strata's catalog; it is also the default one.
 pub const CATALOG_NAME: &str = "strata";
 
+/// Flink's reading of identifiers: an unquoted name keeps its case
+/// (`itemName`, `ods_NOC`) and matches only that case, as a quoted one does.
+/// Function names and keywords stay case-insensitive.
+pub fn flink_identifiers(config: SessionConfig) -> SessionConfig {
+    config.set_bool("datafusion.sql_parser.enable_ident_normalization", false)
+}
+
 /// Opens tables' storage, sharing one MySQL pool per server.
 #[derive(Debug)]
 pub struct TableOpener {
@@ -164,9 +171,11 @@ impl StrataCatalogProvider {
 
     /// A session whose default catalog is this one, with `information_schema` on.
     pub fn session(self) -> SessionContext {
-        let config = SessionConfig::new()
-            .with_default_catalog_and_schema(CATALOG_NAME, "public")
-            .with_information_schema(true);
+        let config = flink_identifiers(
+            SessionConfig::new()
+                .with_default_catalog_and_schema(CATALOG_NAME, "public")
+                .with_information_schema(true),
+        );
         let ctx = SessionContext::new_with_config(config);
         ctx.register_catalog(CATALOG_NAME, Arc::new(self));
         for function in crate::functions::flink_functions() {
@@ -245,10 +254,21 @@ impl SchemaProvider for SpaceProvider {
         &self,
         name: &str,
     ) -> std::result::Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        let Some(def) = self.tables.get(name) else {
-            return Ok(None);
-        };
         let external = |err: crate::error::CatalogError| DataFusionError::External(Box::new(err));
+        let Some(def) = self.tables.get(name) else {
+            // Flink's names keep their case; say so when only the case is wrong.
+            return match self
+                .tables
+                .values()
+                .find(|def| self.refusal.is_none() && def.name.name.eq_ignore_ascii_case(name))
+            {
+                Some(registered) => Err(external(crate::error::CatalogError::CaseMismatch {
+                    written: format!("{}.{name}", registered.name.space),
+                    registered: registered.name.to_string(),
+                })),
+                None => Ok(None),
+            };
+        };
         if let Some((message, hint)) = &self.refusal {
             return Err(external(crate::error::CatalogError::Forbidden {
                 message: message.clone(),

@@ -225,9 +225,11 @@ pub(crate) fn schema_session(tables: &[TableDef]) -> SessionContext {
     ctx
 }
 
-/// Flink's reading of SQL: `0.908` is a DECIMAL(3, 3), not a DOUBLE.
+/// Flink's reading of SQL: `0.908` is a DECIMAL(3, 3), not a DOUBLE, and
+/// identifiers keep their case.
 pub(crate) fn flink_sql(config: SessionConfig) -> SessionConfig {
-    config.set_bool("datafusion.sql_parser.parse_float_as_decimal", true)
+    strata_catalog::provider::flink_identifiers(config)
+        .set_bool("datafusion.sql_parser.parse_float_as_decimal", true)
 }
 
 /// A lookup join reads a MySQL/TiDB, Delta or embedded table (or a broadcast

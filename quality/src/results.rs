@@ -6,7 +6,8 @@
 //!   pipelines, freshness, reconciliation ──record──▶ ResultsLog ─┬─▶ latest status (memory)
 //!                                                                └─▶ writer task: one Delta append
 //!                                                                    per second with what came in
-//!   strata check ──────────────────────────── reads the Delta table (latest row per table, rule)
+//!   strata check ──────────────────────────── reads the Delta table: per table and rule, the
+//!                                              evaluations since a time, the latest and the latest failed
 //! ```
 //!
 //! Results are observations, appended by one writer per process; a crash can
@@ -243,7 +244,8 @@ pub fn from_batch(batch: &RecordBatch) -> Vec<CheckResult> {
         .collect()
 }
 
-/// The latest status of one table's rule, and what it has seen in this process.
+/// The latest result of one table's rule, and what its evaluations added up
+/// to over a span (this process, or since a time).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {
     pub last: CheckResult,
@@ -252,6 +254,35 @@ pub struct Status {
     pub failures: u64,
     /// Rows failed, summed over evaluations.
     pub failed_rows: u64,
+    /// The latest evaluation that failed, which may be older than `last`.
+    pub last_failure: Option<CheckResult>,
+}
+
+impl Status {
+    fn new(first: &CheckResult) -> Self {
+        Self {
+            last: first.clone(),
+            evaluations: 0,
+            failures: 0,
+            failed_rows: 0,
+            last_failure: None,
+        }
+    }
+
+    /// Counts one more evaluation, `result`, no older than those counted.
+    fn add(&mut self, result: &CheckResult) {
+        self.evaluations += 1;
+        if result.failed() {
+            self.failures += 1;
+            self.failed_rows += result.failed.max(0) as u64;
+            self.last_failure = Some(result.clone());
+        }
+        // Of one evaluation's results (windows of a commit), a failure shows.
+        let same_evaluation = self.last.at_ms == result.at_ms;
+        if !(same_evaluation && self.last.failed() && !result.failed()) {
+            self.last = result.clone();
+        }
+    }
 }
 
 enum Message {
@@ -302,22 +333,10 @@ impl ResultsLog {
         {
             let mut latest = self.latest.lock().expect("not poisoned");
             for result in &results {
-                let status = latest
+                latest
                     .entry((result.table.clone(), result.rule.clone()))
-                    .or_insert_with(|| Status {
-                        last: result.clone(),
-                        evaluations: 0,
-                        failures: 0,
-                        failed_rows: 0,
-                    });
-                status.evaluations += 1;
-                status.failures += u64::from(result.failed());
-                status.failed_rows += result.failed.max(0) as u64;
-                // Of one evaluation's results (windows of a commit), a failure shows.
-                let same_evaluation = status.last.at_ms == result.at_ms;
-                if !(same_evaluation && status.last.failed() && !result.failed()) {
-                    status.last = result.clone();
-                }
+                    .or_insert_with(|| Status::new(result))
+                    .add(result);
             }
         }
         // The writer only stops with the runtime; results after that are not written.
@@ -461,8 +480,39 @@ pub async fn read(location: &str, filter: &str) -> Result<Vec<CheckResult>> {
     Ok(batches.iter().flat_map(from_batch).collect())
 }
 
-/// The latest result of each (table, rule) since `since_ms`, optionally of one table.
-pub async fn latest(
+/// Each (table, rule)'s evaluations since `since_ms` added up, with the
+/// latest and the latest failed, optionally of one table.
+pub async fn summaries(
+    location: &str,
+    table: Option<&str>,
+    since_ms: Option<i64>,
+) -> Result<Vec<Status>> {
+    let mut results = since(location, table, since_ms).await?;
+    results.sort_by(|a, b| {
+        (&a.table, &a.rule, a.at_ms)
+            .cmp(&(&b.table, &b.rule, b.at_ms))
+            .then_with(|| a.failed().cmp(&b.failed()))
+    });
+    let mut summaries: Vec<Status> = Vec::new();
+    for result in &results {
+        match summaries.last_mut() {
+            Some(status)
+                if status.last.table == result.table && status.last.rule == result.rule =>
+            {
+                status.add(result)
+            }
+            _ => {
+                let mut status = Status::new(result);
+                status.add(result);
+                summaries.push(status);
+            }
+        }
+    }
+    Ok(summaries)
+}
+
+/// The results since `since_ms`, optionally of one table, in no order.
+async fn since(
     location: &str,
     table: Option<&str>,
     since_ms: Option<i64>,
@@ -479,17 +529,7 @@ pub async fn latest(
     } else {
         format!("WHERE {}", conditions.join(" AND "))
     };
-    let mut results = read(location, &filter).await?;
-    // Newest first; of one evaluation's results (the windows of a commit), a failure first.
-    results.sort_by(|a, b| {
-        a.table
-            .cmp(&b.table)
-            .then_with(|| a.rule.cmp(&b.rule))
-            .then_with(|| b.at_ms.cmp(&a.at_ms))
-            .then_with(|| b.failed().cmp(&a.failed()))
-    });
-    results.dedup_by(|later, earlier| later.table == earlier.table && later.rule == earlier.rule);
-    Ok(results)
+    read(location, &filter).await
 }
 
 /// The metric values a rule observed, oldest first, at most `count` of them (an anomaly rule's history).

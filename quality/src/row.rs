@@ -19,7 +19,8 @@ use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use strata_catalog::provider::flink_identifiers;
 
 use crate::checks::{RowCheck, Rule, RuleKind};
 use crate::error::{QualityError, Result};
@@ -57,7 +58,8 @@ impl RowRules {
                 message: err.to_string(),
             }
         })?;
-        let context = SessionContext::new();
+        // A rule names columns as Flink SQL does: case kept.
+        let context = SessionContext::new_with_config(flink_identifiers(SessionConfig::new()));
         let mut compiled = Vec::new();
         for rule in rules {
             let RuleKind::Row(check) = &rule.kind else {

@@ -773,20 +773,13 @@ async fn lineage_around(
 /// Per table in the view: how many rules it has, and which fail now (from the
 /// pipelines running here, or else from the results table).
 async fn quality_overlay(state: &AppState, view: &crate::lineage::LineageView) -> Value {
-    let (checks, latest) = match state.pipelines.quality() {
-        Some(quality) => (
-            (*quality.checks).clone(),
-            quality
-                .results
-                .latest()
-                .into_iter()
-                .map(|s| s.last)
-                .collect(),
-        ),
+    let (checks, summaries) = match state.pipelines.quality() {
+        Some(quality) => ((*quality.checks).clone(), quality.results.latest()),
         None => {
             let location = strata_quality::results::location(&state.catalog.project().lake_root());
             let checks = crate::quality::load_checks(&state.catalog).await;
-            let latest = strata_quality::results::latest(&location, None, None).await;
+            let since = crate::quality::last_run_start(&state.catalog);
+            let latest = strata_quality::results::summaries(&location, None, since).await;
             match (checks, latest) {
                 (Ok(checks), Ok(latest)) => (checks, latest),
                 (Err(err), _) => {
@@ -807,15 +800,27 @@ async fn quality_overlay(state: &AppState, view: &crate::lineage::LineageView) -
         };
         let rules = checks.of(&table);
         let name = table.to_string();
-        let results: Vec<&strata_quality::CheckResult> =
-            latest.iter().filter(|r| r.table == name).collect();
+        let results: Vec<&strata_quality::Status> =
+            summaries.iter().filter(|s| s.last.table == name).collect();
         if rules.is_empty() && results.is_empty() {
             continue;
         }
+        // A rule that failed since the pipelines started shows, even if its latest evaluation passed.
         let failing: Vec<Value> = results
             .iter()
-            .filter(|r| r.failed())
-            .map(|r| json!({"rule": r.rule, "check": r.check, "detail": r.detail, "action": r.action}))
+            .filter_map(|s| s.last_failure.as_ref().map(|failure| (s, failure)))
+            .map(|(s, r)| {
+                json!({
+                    "rule": r.rule,
+                    "check": r.check,
+                    "detail": r.detail,
+                    "action": r.action,
+                    "failing_now": s.last.failed(),
+                    "failures": s.failures,
+                    "failed_rows": s.failed_rows,
+                    "last_failure_ms": r.at_ms,
+                })
+            })
             .collect();
         overlay.insert(
             name,
@@ -838,11 +843,10 @@ async fn list_checks(
             .as_deref()
             .map(str::parse::<TableName>)
             .transpose()?;
-        let since_ms = query
-            .since
-            .as_deref()
-            .map(crate::lineage::parse_time)
-            .transpose()?;
+        let since_ms = match query.since.as_deref() {
+            Some(since) => Some(crate::lineage::parse_time(since)?),
+            None => crate::quality::last_run_start(&state.catalog),
+        };
         let mut statuses = crate::quality::status(&state.catalog, table.as_ref(), since_ms).await?;
         statuses.retain(|status| readable(&principal, &status.table));
         anyhow::Ok(statuses)

@@ -146,12 +146,13 @@ enum Command {
     /// Tools for trying Strata on one machine.
     #[command(subcommand)]
     Dev(DevCommand),
-    /// Quality: the latest result of every declared rule (exit code 1 when one fails),
+    /// Quality: every declared rule's evaluations since strata run last started (or --since),
+    /// with the latest and the latest failure (exit code 1 when one failed in that span),
     /// or with --history the table's rules evaluated now over its Delta table's rows.
     Check {
         /// Only this table (space.table).
         table: Option<String>,
-        /// Only results from this long ago on, e.g. 1h.
+        /// Only results from this long ago on, e.g. 1h (default: since strata run last started).
         #[arg(long, value_parser = humantime::parse_duration)]
         since: Option<std::time::Duration>,
         /// Evaluate the table's rules over its whole history, in batch.
@@ -663,15 +664,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 results.iter().any(|r| r.failed())
             } else {
-                let since_ms =
-                    since.map(|d| strata_pipelines::runner::now_ms() - d.as_millis() as i64);
+                let since_ms = match since {
+                    Some(span) => {
+                        Some(strata_pipelines::runner::now_ms() - span.as_millis() as i64)
+                    }
+                    None => strata_server::quality::last_run_start(&catalog),
+                };
                 let statuses =
                     strata_server::quality::status(&catalog, table.as_ref(), since_ms).await?;
                 match format {
                     Format::Json => print_json(&statuses),
-                    Format::Table | Format::Dot => print_statuses(&statuses),
+                    Format::Table | Format::Dot => {
+                        match (since_ms, since) {
+                            (Some(at), Some(_)) => {
+                                println!("results since {}", lineage::time_text(at))
+                            }
+                            (Some(at), None) => println!(
+                                "results since {}, when strata run last started (--since to choose)",
+                                lineage::time_text(at)
+                            ),
+                            (None, _) => println!("all results (the pipelines never ran here)"),
+                        }
+                        print_statuses(&statuses)
+                    }
                 }
-                statuses.iter().any(|s| s.status == "FAIL")
+                statuses.iter().any(|s| s.failed())
             };
             if failed {
                 std::process::exit(1);
@@ -1560,24 +1577,43 @@ fn print_statuses(statuses: &[strata_server::quality::RuleStatus]) {
         return;
     }
     let mut table = quality_table(&[
-        "table", "rule", "check", "action", "status", "passed", "failed", "observed", "bound",
-        "at", "detail",
+        "table",
+        "rule",
+        "check",
+        "action",
+        "status",
+        "evaluations",
+        "failed",
+        "failed rows",
+        "last failure",
+        "observed",
+        "bound",
+        "at",
+        "detail",
     ]);
     for status in statuses {
         let last = status.last.as_ref();
+        let failure = status.last_failure.as_ref();
         table.add_row(vec![
             status.table.clone(),
             status.rule.clone(),
             status.check.clone(),
             status.action.clone(),
             status.status.to_string(),
-            last.map(|r| r.passed.to_string()).unwrap_or_default(),
-            last.map(|r| r.failed.to_string()).unwrap_or_default(),
+            status.evaluations.to_string(),
+            status.failures.to_string(),
+            status.failed_rows.to_string(),
+            failure
+                .map(|r| lineage::time_text(r.at_ms))
+                .unwrap_or_default(),
             show_number(last.and_then(|r| r.observed)),
             last.and_then(|r| r.bound.clone()).unwrap_or_default(),
             last.map(|r| lineage::time_text(r.at_ms))
                 .unwrap_or_default(),
-            last.and_then(|r| r.detail.clone()).unwrap_or_default(),
+            failure
+                .or(last)
+                .and_then(|r| r.detail.clone())
+                .unwrap_or_default(),
         ]);
     }
     println!("{table}");

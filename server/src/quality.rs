@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use strata_catalog::{Catalog, TableName};
 use strata_pipelines::runner::now_ms;
 use strata_pipelines::{TableStats, ValidPipeline};
@@ -286,7 +288,7 @@ pub async fn quarantine_location(catalog: &Catalog, table: &TableName) -> Option
     strata_catalog::connectors::delta_location(catalog.project(), &entry.def).ok()
 }
 
-/// A declared rule with its latest result, if it has one.
+/// A declared rule with what its evaluations since a time added up to.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RuleStatus {
     pub table: String,
@@ -294,13 +296,55 @@ pub struct RuleStatus {
     pub check: String,
     pub action: String,
     pub severity: String,
-    /// `pass`, `FAIL` or `not evaluated`.
+    /// `FAIL` (the latest evaluation failed), `failed earlier` (it passed,
+    /// an earlier one since `since` did not), `pass` or `not evaluated`.
     pub status: &'static str,
+    /// Evaluations since `since`, those that failed, and the rows they failed.
+    pub evaluations: u64,
+    pub failures: u64,
+    pub failed_rows: u64,
     pub last: Option<strata_quality::CheckResult>,
+    pub last_failure: Option<strata_quality::CheckResult>,
 }
 
-/// Every declared rule (of one table, or all) with its latest result since
-/// `since_ms`, from the results table; plus schema drift results.
+impl RuleStatus {
+    /// Whether the rule failed since the start of the span, now or earlier.
+    pub fn failed(&self) -> bool {
+        self.failures > 0
+    }
+
+    fn new(
+        table: String,
+        rule: String,
+        check: String,
+        action: String,
+        severity: String,
+        summary: Option<strata_quality::Status>,
+    ) -> Self {
+        let status = match &summary {
+            None => "not evaluated",
+            Some(s) if s.last.failed() => "FAIL",
+            Some(s) if s.failures > 0 => "failed earlier",
+            Some(_) => "pass",
+        };
+        Self {
+            table,
+            rule,
+            check,
+            action,
+            severity,
+            status,
+            evaluations: summary.as_ref().map_or(0, |s| s.evaluations),
+            failures: summary.as_ref().map_or(0, |s| s.failures),
+            failed_rows: summary.as_ref().map_or(0, |s| s.failed_rows),
+            last_failure: summary.as_ref().and_then(|s| s.last_failure.clone()),
+            last: summary.map(|s| s.last),
+        }
+    }
+}
+
+/// Every declared rule (of one table, or all) with its evaluations since
+/// `since_ms` added up, from the results table; plus schema drift results.
 pub async fn status(
     catalog: &Catalog,
     table: Option<&TableName>,
@@ -309,49 +353,62 @@ pub async fn status(
     let checks = load_checks(catalog).await?;
     let location = results::location(&catalog.project().lake_root());
     let name = table.map(ToString::to_string);
-    let mut latest = results::latest(&location, name.as_deref(), since_ms).await?;
+    let mut summaries = results::summaries(&location, name.as_deref(), since_ms).await?;
     let mut statuses = Vec::new();
     for table_checks in &checks.tables {
         if table.is_some_and(|t| t != &table_checks.table) {
             continue;
         }
         for rule in &table_checks.rules {
-            let position = latest
-                .iter()
-                .position(|r| r.table == table_checks.table.to_string() && r.rule == rule.name);
-            let last = position.map(|p| latest.remove(p));
-            statuses.push(RuleStatus {
-                table: table_checks.table.to_string(),
-                rule: rule.name.clone(),
-                check: rule.kind.check_name().to_string(),
-                action: rule.action.as_str().to_string(),
-                severity: rule.severity.as_str().to_string(),
-                status: status_word(last.as_ref()),
-                last,
+            let position = summaries.iter().position(|s| {
+                s.last.table == table_checks.table.to_string() && s.last.rule == rule.name
             });
+            statuses.push(RuleStatus::new(
+                table_checks.table.to_string(),
+                rule.name.clone(),
+                rule.kind.check_name().to_string(),
+                rule.action.as_str().to_string(),
+                rule.severity.as_str().to_string(),
+                position.map(|p| summaries.remove(p)),
+            ));
         }
     }
     // Results of rules no file declares: schema drift, and rules since removed.
-    for result in latest {
-        statuses.push(RuleStatus {
-            table: result.table.clone(),
-            rule: result.rule.clone(),
-            check: result.check.clone(),
-            action: result.action.as_str().to_string(),
-            severity: result.severity.clone(),
-            status: status_word(Some(&result)),
-            last: Some(result),
-        });
+    for summary in summaries {
+        let last = &summary.last;
+        statuses.push(RuleStatus::new(
+            last.table.clone(),
+            last.rule.clone(),
+            last.check.clone(),
+            last.action.as_str().to_string(),
+            last.severity.clone(),
+            Some(summary),
+        ));
     }
     Ok(statuses)
 }
 
-fn status_word(result: Option<&strata_quality::CheckResult>) -> &'static str {
-    match result {
-        None => "not evaluated",
-        Some(result) if result.failed() => "FAIL",
-        Some(_) => "pass",
-    }
+/// Where `strata run` notes when it started, for `strata check`'s default span.
+fn run_start_file(catalog: &Catalog) -> std::path::PathBuf {
+    catalog.project().state_dir().join("last-run-start")
+}
+
+/// Notes that the project's pipelines start now.
+pub fn record_run_start(catalog: &Catalog) -> anyhow::Result<()> {
+    let file = run_start_file(catalog);
+    let written = file.with_extension("tmp");
+    std::fs::write(&written, now_ms().to_string())
+        .and_then(|()| std::fs::rename(&written, &file))
+        .with_context(|| format!("noting the run's start in {}", file.display()))
+}
+
+/// When the project's pipelines last started, ms since the epoch, if ever.
+pub fn last_run_start(catalog: &Catalog) -> Option<i64> {
+    std::fs::read_to_string(run_start_file(catalog))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// `strata check --history`: the table's rules over its Delta table's rows,

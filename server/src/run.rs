@@ -381,6 +381,7 @@ impl PreparedRun<'_> {
             observers,
         } = self;
         let started = Instant::now();
+        crate::quality::record_run_start(catalog)?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         // Each pipeline fails alone: an error or a panic in one is reported with

@@ -31,11 +31,12 @@ use arrow::datatypes::{DataType, SchemaRef};
 use axum::extract::ws::{Message, WebSocket};
 use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use roaring::RoaringBitmap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use strata_catalog::connectors::{self, delta as lake};
+use strata_catalog::provider::flink_identifiers;
 use strata_catalog::{Access, CatalogError, Principal, TableKind, TableName};
 use strata_pipelines::live::{LiveChange, PROVISIONAL};
 use strata_pipelines::sink::delete_markers;
@@ -280,13 +281,18 @@ struct Rows {
     batches: Vec<RecordBatch>,
 }
 
+/// A session that reads a filter's column names as Flink SQL does: case kept.
+fn flink_session() -> SessionContext {
+    SessionContext::new_with_config(flink_identifiers(SessionConfig::new()))
+}
+
 /// `SELECT * FROM table WHERE filter` over `provider`, in a session that holds nothing else.
 async fn select(
     provider: Arc<dyn datafusion::catalog::TableProvider>,
     subscription: &Subscription,
     limit: usize,
 ) -> Result<Rows, SubscribeError> {
-    let ctx = SessionContext::new();
+    let ctx = flink_session();
     ctx.register_table("subscribed", provider)?;
     let mut frame = ctx.table("subscribed").await?;
     if let Some(filter) = &subscription.filter {
@@ -355,7 +361,7 @@ impl Filter {
         let Some(filter) = filter else {
             return Ok(Self(None));
         };
-        let ctx = SessionContext::new();
+        let ctx = flink_session();
         let expr = condition(&ctx, filter, schema)?;
         let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
         Ok(Self(Some(ctx.create_physical_expr(expr, &df_schema)?)))

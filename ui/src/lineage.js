@@ -137,9 +137,16 @@ async function describe(node) {
 
 function quality(summary) {
   if (!summary || summary.rules === 0) return muted("no checks declared");
-  if (summary.failing.length > 0) {
-    const failing = summary.failing.map((f) => `${f.rule} (${f.detail || f.check}, ${f.action})`).join("; ");
-    return el("span", { className: "failing" }, `FAILING: ${failing}`);
+  // A rule that failed since the pipelines started shows until the span moves on, even once it passes again.
+  const now = summary.failing.filter((f) => f.failing_now);
+  const earlier = summary.failing.filter((f) => !f.failing_now);
+  const describe = (list) =>
+    list.map((f) => `${f.rule} (${f.detail || f.check}, ${f.action}; ${f.failed_rows} rows in ${f.failures} evaluations, last ${new Date(f.last_failure_ms).toLocaleTimeString()})`).join("; ");
+  if (now.length > 0 || earlier.length > 0) {
+    const parts = [];
+    if (now.length > 0) parts.push(`FAILING: ${describe(now)}`);
+    if (earlier.length > 0) parts.push(`FAILED EARLIER: ${describe(earlier)}`);
+    return el("span", { className: "failing" }, parts.join(" · "));
   }
   const pending = summary.rules - summary.evaluated;
   return `${summary.rules} rules, passing` + (pending > 0 ? ` (${pending} not evaluated yet)` : "");

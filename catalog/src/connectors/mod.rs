@@ -10,6 +10,7 @@ pub mod json_check;
 pub mod kafka;
 pub mod kafka_sink;
 pub mod mysql;
+pub mod mysql_sink;
 pub mod nexmark;
 
 use arrow::array::{ArrayRef, StringArray};

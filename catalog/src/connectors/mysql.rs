@@ -55,7 +55,8 @@ impl MysqlTarget {
         address_of(&self.url)
     }
 
-    fn quoted(&self) -> String {
+    /// `` `database`.`table` ``.
+    pub fn quoted(&self) -> String {
         format!("{}.{}", quote(&self.database), quote(&self.table))
     }
 }
@@ -106,7 +107,8 @@ pub async fn connect(url: &str) -> Result<MySqlPool> {
         .map_err(unreachable)
 }
 
-fn quote(identifier: &str) -> String {
+/// A MySQL identifier, quoted.
+pub fn quote(identifier: &str) -> String {
     format!("`{}`", identifier.replace('`', "``"))
 }
 
@@ -589,6 +591,30 @@ impl TableProvider for MysqlTable {
             projected,
             None,
         )?)
+    }
+
+    /// `INSERT INTO` the table: all rows in one transaction ([`super::mysql_sink`]).
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: datafusion::logical_expr::dml::InsertOp,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        if insert_op != datafusion::logical_expr::dml::InsertOp::Append {
+            return Err(DataFusionError::NotImplemented(format!(
+                "{insert_op} into a MySQL/TiDB table: use INSERT INTO (rows are added; a duplicate key fails the statement)"
+            )));
+        }
+        let sink = super::mysql_sink::MysqlSink {
+            pool: self.pool.clone(),
+            target: self.target.clone(),
+            schema: self.schema.clone(),
+        };
+        Ok(Arc::new(datafusion::datasource::sink::DataSinkExec::new(
+            input,
+            Arc::new(sink),
+            None,
+        )))
     }
 }
 

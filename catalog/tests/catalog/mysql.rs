@@ -315,3 +315,78 @@ async fn discovery_reads_columns_types_and_keys() {
         9
     );
 }
+
+#[tokio::test]
+async fn rows_inserted_into_a_mysql_table_land_in_one_transaction() {
+    let (db, _dir, catalog) = setup().await;
+    catalog
+        .register_sql("dim.sql", DIM_USERS, RegisterMode::Create)
+        .await
+        .unwrap();
+    let insert = |sql: String| {
+        let catalog = catalog.clone();
+        async move {
+            // A failed statement must come back at once, not hold a lock until a timeout.
+            tokio::time::timeout(std::time::Duration::from_secs(60), catalog.query(&sql))
+                .await
+                .expect("the INSERT returned")
+        }
+    };
+    let inserted = insert(
+        "INSERT INTO shop.dim_users VALUES
+           (10, 'Zhao Lei', 'Shenzhen', 4, 99.95, true, DATE '1999-09-09', TIMESTAMP '2024-06-01 08:00:00.250', X'00FF10'),
+           (11, 'Qian Li', NULL, NULL, NULL, false, NULL, NULL, NULL)"
+            .to_string(),
+    )
+    .await
+    .unwrap();
+    let count = inserted.batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::UInt64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(count, 2);
+    let result = catalog
+        .query("SELECT id, name, city, balance, active, born, signed_up, photo FROM shop.dim_users WHERE id >= 10 ORDER BY id")
+        .await
+        .unwrap();
+    let text = pretty_format_batches(&result.batches).unwrap().to_string();
+    let expected = "\
++----+----------+----------+---------+--------+------------+-------------------------+--------+
+| id | name     | city     | balance | active | born       | signed_up               | photo  |
++----+----------+----------+---------+--------+------------+-------------------------+--------+
+| 10 | Zhao Lei | Shenzhen | 99.95   | true   | 1999-09-09 | 2024-06-01T08:00:00.250 | 00ff10 |
+| 11 | Qian Li  |          |         | false  |            |                         |        |
++----+----------+----------+---------+--------+------------+-------------------------+--------+";
+    assert_eq!(text, expected);
+
+    // A duplicate key in the second row fails the statement and keeps none of its rows.
+    let err = insert(
+        "INSERT INTO shop.dim_users (id, name, active) VALUES (12, 'Sun Mei', true), (1, 'again', true)"
+            .to_string(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("Duplicate entry"), "{err}");
+    // A value the column cannot hold is refused, not cut (the server is strict).
+    let err = insert(format!(
+        "INSERT INTO shop.dim_users (id, name, active) VALUES (13, '{}', true)",
+        "x".repeat(80)
+    ))
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("too long"), "{err}");
+    let ids = catalog
+        .query("SELECT count(*) FROM shop.dim_users WHERE id IN (12, 13)")
+        .await
+        .unwrap();
+    let left = ids.batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(left, 0);
+    drop(db);
+}

@@ -16,21 +16,18 @@
 //! MySQL converts them to the columns' types; the table must have the primary
 //! key the catalog declares.
 
-use arrow::array::Array;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use sqlx::mysql::MySqlPool;
 use sqlx::{AssertSqlSafe, MySql, QueryBuilder, Row};
-use strata_catalog::connectors::mysql::{self as catalog_mysql, MysqlTarget};
+use strata_catalog::connectors::mysql::{self as catalog_mysql, MysqlTarget, quote};
+use strata_catalog::connectors::mysql_sink::{ROWS_PER_STATEMENT, insert_statement, text_values};
 
 use super::delta::Offsets;
 use crate::error::{PipelineError, Result};
 
 /// The app id under which a pipeline's state checkpoint id is recorded.
 const STATE_STREAM: &str = "_state";
-/// Rows per INSERT statement (well under MySQL's 65,535 placeholders).
-const ROWS_PER_STATEMENT: usize = 500;
 
 #[derive(Debug)]
 pub struct MysqlSink {
@@ -74,11 +71,7 @@ impl MysqlSink {
     }
 
     fn table(&self) -> String {
-        format!(
-            "{}.{}",
-            quote(&self.target.database),
-            quote(&self.target.table)
-        )
+        self.target.quoted()
     }
 
     fn error(&self, err: sqlx::Error) -> PipelineError {
@@ -133,7 +126,7 @@ impl MysqlSink {
                         PipelineError::Evaluation(format!("{message} of {}", self.target.table))
                     },
                 )?;
-            let text = texts(&rows)?;
+            let text = text_values(&rows)?;
             let (removed, kept): (Vec<usize>, Vec<usize>) =
                 (0..rows.num_rows()).partition(|&row| deletes.value(row));
             let key_indices: Vec<usize> = self
@@ -158,7 +151,14 @@ impl MysqlSink {
                         if position > 0 {
                             tuples.push_unseparated(", ");
                         }
-                        tuples.push_bind_unseparated(text[column][row].clone());
+                        let value = &text[column];
+                        if value.binary {
+                            tuples.push_unseparated("UNHEX(");
+                        }
+                        tuples.push_bind_unseparated(value.values[row].clone());
+                        if value.binary {
+                            tuples.push_unseparated(")");
+                        }
                     }
                     tuples.push_unseparated(")");
                 }
@@ -176,16 +176,7 @@ impl MysqlSink {
                 .map(|f| quote(f.name()))
                 .collect();
             for chunk in kept.chunks(ROWS_PER_STATEMENT) {
-                let mut query: QueryBuilder<MySql> = QueryBuilder::new(format!(
-                    "INSERT INTO {} ({}) ",
-                    self.table(),
-                    columns.join(", ")
-                ));
-                query.push_values(chunk, |mut values, &row| {
-                    for column in &text {
-                        values.push_bind(column[row].clone());
-                    }
-                });
+                let mut query = insert_statement(&self.target, &self.schema, &text, chunk);
                 query.push(format!(
                     " ON DUPLICATE KEY UPDATE {}",
                     columns
@@ -227,34 +218,4 @@ impl MysqlSink {
         }
         tx.commit().await.map_err(|err| self.error(err))
     }
-}
-
-fn quote(identifier: &str) -> String {
-    format!("`{}`", identifier.replace('`', "``"))
-}
-
-/// Every value as the text MySQL reads back as the column's type; `None` for NULL.
-fn texts(rows: &RecordBatch) -> Result<Vec<Vec<Option<String>>>> {
-    let options = FormatOptions::default()
-        .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"))
-        .with_datetime_format(Some("%Y-%m-%d %H:%M:%S%.f"));
-    rows.columns()
-        .iter()
-        .map(|column| {
-            let formatter = ArrayFormatter::try_new(column.as_ref(), &options)?;
-            Ok((0..column.len())
-                .map(|row| {
-                    column.is_valid(row).then(|| {
-                        let value = formatter.value(row).to_string();
-                        match column.data_type() {
-                            DataType::Boolean => {
-                                if value == "true" { "1" } else { "0" }.to_string()
-                            }
-                            _ => value,
-                        }
-                    })
-                })
-                .collect())
-        })
-        .collect()
 }

@@ -11,6 +11,7 @@
 //! The HTTP API, the CLI and the PostgreSQL server all go through [`QueryEngine`].
 
 pub mod output;
+pub mod own_tables;
 pub mod time_travel;
 
 use std::sync::Arc;
@@ -155,7 +156,15 @@ impl QueryEngine {
     pub async fn session(&self, principal: &Principal) -> Result<SessionContext, QueryError> {
         let live: Arc<dyn LiveTables> = Arc::new(self.pipelines.clone());
         let provider = self.catalog.provider(Some(principal), Some(live)).await?;
-        Ok(provider.session())
+        let ctx = provider.session();
+        let results = strata_quality::results::location(&self.catalog.project().lake_root());
+        ctx.catalog(CATALOG_NAME)
+            .expect("the session's catalog")
+            .register_schema(
+                own_tables::OWN_SPACE,
+                Arc::new(own_tables::OwnTables::new(results, principal)),
+            )?;
+        Ok(ctx)
     }
 
     /// Rewrites time travel and registers the past tables it names in `ctx`.
@@ -310,10 +319,21 @@ pub fn check_writes(
             })),
             LogicalPlan::Dml(dml) => {
                 let space = dml.table_name.schema().unwrap_or(default_schema);
-                principal
-                    .require(space, Access::Write)
-                    .err()
-                    .map(QueryError::from)
+                if space == own_tables::OWN_SPACE {
+                    Some(QueryError::from(CatalogError::Forbidden {
+                        message: format!(
+                            "{} is Strata's own table and is read-only",
+                            dml.table_name
+                        ),
+                        hint: "query it; quality results are recorded by the rules in checks/"
+                            .to_string(),
+                    }))
+                } else {
+                    principal
+                        .require(space, Access::Write)
+                        .err()
+                        .map(QueryError::from)
+                }
             }
             _ => None,
         };

@@ -487,3 +487,73 @@ async fn an_emitted_window_that_fails_a_rule_is_quarantined_once_even_across_a_c
     };
     assert_eq!(rows(crashed.path()), rows(clean.path()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_that_failed_earlier_in_the_run_is_not_reported_as_passing() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("orders", 2, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), &bootstrap);
+    std::fs::write(
+        dir.path().join("checks/dwd_orders.toml"),
+        "table = \"shop.dwd_orders\"\n[[rule]]\nname = \"amount_sane\"\ncheck = \"range\"\ncolumn = \"amount\"\nmax = 1000\naction = \"warn\"\n",
+    )
+    .unwrap();
+    let check = |args: &[&str]| {
+        let mut all = vec!["--format", "json", "check", "shop.dwd_orders"];
+        all.extend_from_slice(args);
+        let out = strata(dir.path(), &all);
+        let statuses = json(&stdout(&out));
+        (out.status.code(), statuses[0].clone())
+    };
+
+    // One order over the bound in the first run: its commit fails the rule.
+    let mut first = orders(1..5);
+    first.push((
+        0,
+        r#"{"order_id": 99, "amount": "5000.00", "order_time": "2024-05-01T10:00:00"}"#.to_string(),
+    ));
+    produce_to(&bootstrap, "orders", &first).await;
+    strata_ok(dir.path(), &["run", "--until-idle", "--port", "0"]);
+    let (code, status) = check(&[]);
+    assert_eq!(code, Some(1), "{status}");
+    assert_eq!(status["status"], "FAIL", "{status}");
+    assert_eq!(status["failed_rows"], 1, "{status}");
+
+    // The next commit passes: within the hour the failure still shows, and fails the script ...
+    std::thread::sleep(Duration::from_millis(20));
+    produce_to(&bootstrap, "orders", &orders(5..9)).await;
+    strata_ok(dir.path(), &["run", "--until-idle", "--port", "0"]);
+    let (code, status) = check(&["--since", "1h"]);
+    assert_eq!(code, Some(1), "{status}");
+    assert_eq!(status["status"], "failed earlier", "{status}");
+    assert!(status["evaluations"].as_u64().unwrap() >= 2, "{status}");
+    assert_eq!(status["failures"], 1, "{status}");
+    assert_eq!(status["failed_rows"], 1, "{status}");
+    assert_eq!(status["last"]["failed"], 0, "{status}");
+    assert_eq!(status["last_failure"]["failed"], 1, "{status}");
+    let table = stdout(&strata(
+        dir.path(),
+        &["check", "shop.dwd_orders", "--since", "1h"],
+    ));
+    assert!(table.contains("failed earlier"), "{table}");
+
+    // ... while by default the span starts with the latest run, which had no failure.
+    let (code, status) = check(&[]);
+    assert_eq!(code, Some(0), "{status}");
+    assert_eq!(status["status"], "pass", "{status}");
+    assert_eq!(status["failures"], 0, "{status}");
+
+    // Every evaluation is a row of the read-only catalog table _strata.quality_results.
+    let rows = json(&strata_ok(
+        dir.path(),
+        &[
+            "--format",
+            "json",
+            "query",
+            "SELECT failed FROM _strata.quality_results WHERE rule = 'amount_sane' ORDER BY at",
+        ],
+    ));
+    assert_eq!(rows, serde_json::json!([{"failed": 1}, {"failed": 0}]));
+}

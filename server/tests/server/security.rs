@@ -409,3 +409,95 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+#[tokio::test]
+async fn quality_results_show_a_token_its_own_spaces_only_and_cannot_be_written() {
+    let target = Target::new("").await;
+    let result = |table: &str, failed: i64| strata_quality::CheckResult {
+        at_ms: strata_pipelines::runner::now_ms(),
+        table: table.to_string(),
+        rule: "amount_sane".to_string(),
+        check: "range".to_string(),
+        pipeline: None,
+        scope: "commit".to_string(),
+        window_start_ms: None,
+        window_end_ms: None,
+        commit_version: None,
+        passed: 10,
+        failed,
+        observed: None,
+        bound: None,
+        action: strata_quality::results::Taken::Warned,
+        severity: "error".to_string(),
+        detail: Some("secret detail".to_string()),
+    };
+    let location = strata_quality::results::location(&target.catalog.project().lake_root());
+    strata_quality::results::append(
+        &location,
+        vec![result("alpha.dwd_mine", 0), result("beta.dwd_secret", 3)],
+    )
+    .await
+    .unwrap();
+    let query = |token: String, sql: &'static str| {
+        let router = target.router.clone();
+        async move {
+            let (status, _, body) = send(
+                &router,
+                "POST",
+                "/api/v1/query",
+                Some(&token),
+                Some(json!({ "sql": sql })),
+            )
+            .await;
+            (status, serde_json::from_slice::<Value>(&body).unwrap())
+        }
+    };
+    let admin = target
+        .catalog
+        .store()
+        .create_token(
+            "admin",
+            vec![strata_catalog::Grant {
+                space: "*".to_string(),
+                access: Access::Write,
+            }],
+        )
+        .await
+        .unwrap()
+        .secret;
+
+    // The alpha writer sees alpha's results, not beta's.
+    let (status, body) = query(
+        target.alpha.clone(),
+        "SELECT \"table\", failed FROM _strata.quality_results ORDER BY 1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["rows"],
+        json!([{"table": "alpha.dwd_mine", "failed": 0}]),
+        "{body}"
+    );
+    let (_, body) = query(
+        admin.clone(),
+        "SELECT count(*) AS n FROM _strata.quality_results",
+    )
+    .await;
+    assert_eq!(body["rows"], json!([{"n": 2}]), "{body}");
+
+    // Nobody writes them, not even a token that writes every space.
+    for token in [target.alpha.clone(), admin] {
+        let (status, body) = query(
+            token,
+            "INSERT INTO _strata.quality_results SELECT * FROM _strata.quality_results",
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("read-only"),
+            "{body}"
+        );
+    }
+    let rows = strata_quality::results::read(&location, "").await.unwrap();
+    assert_eq!(rows.len(), 2);
+}

@@ -9,7 +9,7 @@ CREATE TABLE nexmark.nexmark_q0 (
   auction  BIGINT,
   bidder  BIGINT,
   price  BIGINT,
-  `dateTime`  TIMESTAMP(3),
+  dateTime  TIMESTAMP(3),
   extra  VARCHAR
 ) WITH (
   'connector' = 'blackhole',
@@ -17,4 +17,4 @@ CREATE TABLE nexmark.nexmark_q0 (
 );
 
 INSERT INTO nexmark.nexmark_q0
-SELECT auction, bidder, price, `dateTime`, extra FROM nexmark.bid;
+SELECT auction, bidder, price, dateTime, extra FROM nexmark.bid;

@@ -8,7 +8,7 @@ CREATE TABLE nexmark.nexmark_q1 (
   auction  BIGINT,
   bidder  BIGINT,
   price  DECIMAL(23, 3),
-  `dateTime`  TIMESTAMP(3),
+  dateTime  TIMESTAMP(3),
   extra  VARCHAR
 ) WITH (
   'connector' = 'blackhole',
@@ -20,6 +20,6 @@ SELECT
     auction,
     bidder,
     0.908 * price as price, -- convert dollar to euro
-    `dateTime`,
+    dateTime,
     extra
 FROM nexmark.bid;

@@ -12,7 +12,7 @@ CREATE TABLE nexmark.nexmark_q7 (
   auction  BIGINT,
   bidder  BIGINT,
   price  BIGINT,
-  `dateTime`  TIMESTAMP(3),
+  dateTime  TIMESTAMP(3),
   extra  VARCHAR
 ) WITH (
   'connector' = 'blackhole',
@@ -20,13 +20,13 @@ CREATE TABLE nexmark.nexmark_q7 (
 );
 
 INSERT INTO nexmark.nexmark_q7
-SELECT B.auction, B.price, B.bidder, B.`dateTime`, B.extra
+SELECT B.auction, B.price, B.bidder, B.dateTime, B.extra
 from nexmark.bid B
 JOIN (
-  SELECT MAX(price) AS maxprice, window_end as `dateTime`
+  SELECT MAX(price) AS maxprice, window_end as dateTime
   FROM TABLE(
-          TUMBLE(TABLE nexmark.bid, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+          TUMBLE(TABLE nexmark.bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND))
   GROUP BY window_start, window_end
 ) B1
 ON B.price = B1.maxprice
-WHERE B.`dateTime` BETWEEN B1.`dateTime`  - INTERVAL '10' SECOND AND B1.`dateTime`;
+WHERE B.dateTime BETWEEN B1.dateTime  - INTERVAL '10' SECOND AND B1.dateTime;
