@@ -769,6 +769,14 @@ impl Catalog {
         Ok(discovery)
     }
 
+    /// A table's storage as a DataFusion table.
+    pub async fn open_table(
+        &self,
+        def: &TableDef,
+    ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        self.opener.open(def).await
+    }
+
     /// A DataFusion session over every registered table.
     pub async fn session(&self) -> Result<SessionContext> {
         Ok(self.provider(None, None).await?.session())

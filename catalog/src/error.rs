@@ -168,7 +168,7 @@ pub enum CatalogError {
 
     /// A Kafka record that does not decode into the table's schema.
     #[error(
-        "record at topic {topic}, partition {partition}, offset {offset} does not fit table {table}: {message}\n  hint: fix the producer or the table's schema; pipelines send such records to {table}__quarantine"
+        "record at topic {topic}, partition {partition}, offset {offset} does not fit table {table}: {message}\n  hint: fix the producer or the table's schema; a pipeline reading the topic sets such records aside in its own target's quarantine (TARGET__quarantine) and goes on"
     )]
     Decode {
         table: String,

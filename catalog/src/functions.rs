@@ -9,6 +9,7 @@
 //!   TO_TIMESTAMP(s [, 'Java fmt'])  ──simplify──▶  to_timestamp_millis(s, '%Y-%m-%d %H:%M:%S' | fmt)
 //!   FROM_UNIXTIME(n [, 'Java fmt']) ──simplify──▶  to_char(to_timestamp_seconds(n), …)
 //!   HOUR(ts), DAYOFMONTH(ts), …     ──simplify──▶  CAST(date_part('hour', ts) AS BIGINT)
+//!   PROCTIME()                      ──each batch──▶  the wall clock (never folded into a constant)
 //! ```
 //!
 //! Flink's patterns are Java's `SimpleDateFormat` letters; they are translated
@@ -27,7 +28,10 @@ use datafusion::logical_expr::{
 
 /// The functions to register in every session that plans Flink SQL.
 pub fn flink_functions() -> Vec<Arc<ScalarUDF>> {
-    let mut functions = vec![Arc::new(ScalarUDF::new_from_impl(Mod::new()))];
+    let mut functions = vec![
+        Arc::new(ScalarUDF::new_from_impl(Mod::new())),
+        Arc::new(ScalarUDF::new_from_impl(Proctime::new())),
+    ];
     let rewritten = [
         Rewritten::new("date_format", DataType::Utf8, date_format),
         Rewritten::new("to_timestamp", timestamp_ms(), to_timestamp),
@@ -376,5 +380,44 @@ impl ScalarUDFImpl for Mod {
             Operator::Modulo,
             divisor,
         )))
+    }
+}
+
+/// `PROCTIME()`: the time the row is processed, as Flink's processing-time
+/// attribute, to the millisecond. Volatile, so that planning never folds it
+/// into the moment the plan was made: every batch reads the clock.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Proctime {
+    signature: Signature,
+}
+
+impl Proctime {
+    fn new() -> Self {
+        Self {
+            signature: Signature::nullary(Volatility::Volatile),
+        }
+    }
+}
+
+impl ScalarUDFImpl for Proctime {
+    fn name(&self) -> &str {
+        "proctime"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(timestamp_ms())
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as i64);
+        Ok(ColumnarValue::Scalar(
+            datafusion::common::ScalarValue::TimestampMillisecond(Some(now), None),
+        ))
     }
 }

@@ -426,29 +426,51 @@ impl Subgraph {
         let mut out = String::from("digraph lineage {\n  rankdir=LR;\n");
         for node in &self.nodes {
             let (shape, label) = match node {
-                Node::Table { name, layer, .. } => ("box", format!("{name}\\n{layer}")),
+                Node::Table { name, layer, .. } => ("box", format!("{name}\n{layer}")),
                 Node::Column {
                     name, data_type, ..
                 } => ("plaintext", format!("{name} {data_type}")),
                 Node::Pipeline { name, .. } => ("ellipse", name.clone()),
             };
             out.push_str(&format!(
-                "  {:?} [shape={shape}, label={label:?}];\n",
-                node.id()
+                "  {} [shape={shape}, label={}];\n",
+                dot_quoted(&node.id()),
+                dot_quoted(&label)
             ));
         }
         for edge in &self.edges {
             let style = match &edge.kind {
                 EdgeKind::Column { kind, .. } if !kind.is_direct() => {
-                    format!(" [style=dashed, label={:?}]", kind.as_str())
+                    format!(" [style=dashed, label={}]", dot_quoted(kind.as_str()))
                 }
-                EdgeKind::Column { kind, .. } => format!(" [label={:?}]", kind.as_str()),
+                EdgeKind::Column { kind, .. } => format!(" [label={}]", dot_quoted(kind.as_str())),
                 EdgeKind::Has => " [style=dotted, arrowhead=none]".to_string(),
                 EdgeKind::Reads | EdgeKind::Writes => String::new(),
             };
-            out.push_str(&format!("  {:?} -> {:?}{style};\n", edge.from, edge.to));
+            out.push_str(&format!(
+                "  {} -> {}{style};\n",
+                dot_quoted(&edge.from),
+                dot_quoted(&edge.to)
+            ));
         }
         out.push_str("}\n");
         out
     }
+}
+
+/// `text` as a DOT string: quotes and backslashes escaped, a line break as
+/// DOT's `\n` (Rust's `{:?}` would escape that backslash, and more, again).
+fn dot_quoted(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }

@@ -486,6 +486,18 @@ impl TableProvider for LiveView {
             .collect())
     }
 
+    /// `INSERT INTO` goes to the table's storage, with the table's own columns
+    /// (not the view's `_provisional` flag); the pipeline's next commit
+    /// lands beside it, and the view shows it once committed.
+    async fn insert_into(
+        &self,
+        state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: datafusion::logical_expr::dml::InsertOp,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.committed.insert_into(state, input, insert_op).await
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,

@@ -104,7 +104,7 @@ pub async fn validate(pipelines: Vec<Pipeline>, tables: &[TableDef]) -> Result<V
     let by_name: HashMap<&TableName, &TableDef> = tables.iter().map(|t| (&t.name, t)).collect();
     let ctx = schema_session(tables);
     let mut valid = Vec::with_capacity(pipelines.len());
-    for pipeline in pipelines {
+    for mut pipeline in pipelines {
         let target = (*lookup(&by_name, &pipeline.target)?).clone();
         let sources = pipeline
             .sources
@@ -119,6 +119,8 @@ pub async fn validate(pipelines: Vec<Pipeline>, tables: &[TableDef]) -> Result<V
             check_event_time(tvf, &sources[0])?;
         }
         check_lookups(&pipeline, &sources)?;
+        refuse_unsupported_calls(&pipeline)?;
+        read_processing_time(&mut pipeline, &sources);
         let (output, aggregates) = plan_output(&ctx, &pipeline).await?;
         check_fits(&pipeline, &output, &target)?;
         let streams: Vec<TableDef> = sources
@@ -352,8 +354,140 @@ fn check_versioned(lookup: &LookupSpec, table: &TableDef, event_time: bool) -> R
     Ok(())
 }
 
+/// Calls Flink runs that pipelines do not, refused at their place with the
+/// way that works, before planning would fail on them with DataFusion's words
+/// (`Invalid function 'session_start'`, or a ROW_NUMBER rank as a DECIMAL).
+fn refuse_unsupported_calls(pipeline: &Pipeline) -> Result<()> {
+    let mut refusal = None;
+    let _ = visit_expressions(&pipeline.query, |expr| {
+        let Expr::Function(function) = expr else {
+            return ControlFlow::Continue(());
+        };
+        let name = function.name.to_string().to_ascii_lowercase();
+        let start = function.span().start;
+        let refuse = |message: String, hint: String| PipelineError::Invalid {
+            location: pipeline.location(start.line, start.column),
+            message,
+            hint: Some(hint),
+        };
+        let legacy_window = ["tumble", "hop", "session"].into_iter().find(|kind| {
+            name == *kind
+                || name
+                    .strip_prefix(kind)
+                    .is_some_and(|rest| ["_start", "_end", "_rowtime", "_proctime"].contains(&rest))
+        });
+        if let Some(kind) = legacy_window {
+            let tvf = match kind {
+                "tumble" => "TUMBLE(TABLE space.t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)",
+                "hop" => {
+                    "HOP(TABLE space.t, DESCRIPTOR(ts), INTERVAL '10' SECOND, INTERVAL '1' MINUTE)"
+                }
+                _ => "SESSION(TABLE space.t PARTITION BY key, DESCRIPTOR(ts), INTERVAL '5' MINUTE)",
+            };
+            refusal = Some(refuse(
+                format!(
+                    "{}(…) is Flink's legacy group window syntax, which pipelines do not run",
+                    name.to_ascii_uppercase()
+                ),
+                format!(
+                    "use the window table-valued function, as Flink recommends: FROM TABLE({tvf}) … GROUP BY window_start, window_end, …, selecting window_start and window_end"
+                ),
+            ));
+        } else if function.over.is_some()
+            && ["row_number", "rank", "dense_rank"].contains(&name.as_str())
+        {
+            refusal = Some(refuse(
+                format!(
+                    "{}() OVER (…), Flink's deduplication and Top-N, is not supported in pipelines yet",
+                    name.to_ascii_uppercase()
+                ),
+                "to keep one row per key, GROUP BY the key into a target with that PRIMARY KEY (it upserts); to rank, query the table with strata query, where ROW_NUMBER runs".to_string(),
+            ));
+        }
+        match refusal {
+            Some(_) => ControlFlow::Break(()),
+            None => ControlFlow::Continue(()),
+        }
+    });
+    refusal.map_or(Ok(()), Err)
+}
+
+/// A stream's `PROCTIME()` column named in the query (a lookup join's
+/// `FOR SYSTEM_TIME AS OF` is not in it any more) reads the clock, as in
+/// Flink: each reference becomes a `PROCTIME()` call, evaluated per batch,
+/// and a SELECT item keeps the column's name.
+fn read_processing_time(pipeline: &mut Pipeline, sources: &[TableDef]) {
+    use sqlparser::ast::{SelectItem, SetExpr, visit_expressions_mut};
+    let columns: Vec<&str> = sources
+        .iter()
+        .filter_map(|source| source.processing_time.as_deref())
+        .collect();
+    let names = |expr: &Expr| -> Option<String> {
+        let ident = match expr {
+            Expr::Identifier(ident) => ident,
+            Expr::CompoundIdentifier(parts) => parts.last()?,
+            _ => return None,
+        };
+        columns
+            .contains(&ident.value.as_str())
+            .then(|| ident.value.clone())
+    };
+    if let SetExpr::Select(select) = pipeline.query.body.as_mut() {
+        for item in &mut select.projection {
+            if let SelectItem::UnnamedExpr(expr) = item
+                && let Some(name) = names(expr)
+            {
+                *item = SelectItem::ExprWithAlias {
+                    expr: expr.clone(),
+                    alias: sqlparser::ast::Ident::new(name),
+                };
+            }
+        }
+    }
+    let _ = visit_expressions_mut(&mut pipeline.query, |expr| {
+        if names(expr).is_some() {
+            *expr = Expr::Function(sqlparser::ast::Function {
+                name: sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::new(
+                    "PROCTIME",
+                )]),
+                uses_odbc_syntax: false,
+                parameters: sqlparser::ast::FunctionArguments::None,
+                args: sqlparser::ast::FunctionArguments::List(
+                    sqlparser::ast::FunctionArgumentList {
+                        duplicate_treatment: None,
+                        args: Vec::new(),
+                        clauses: Vec::new(),
+                    },
+                ),
+                filter: None,
+                null_treatment: None,
+                over: None,
+                within_group: Vec::new(),
+            });
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
 /// The window TVF's DESCRIPTOR column must be a timestamp of the source.
 fn check_event_time(tvf: &WindowTvf, source: &TableDef) -> Result<()> {
+    if source.processing_time.as_deref() == Some(tvf.time_column.as_str()) {
+        return Err(PipelineError::Invalid {
+            location: tvf.time_location.clone(),
+            message: format!(
+                "{} is {}'s PROCTIME() column: windows over processing time are not supported yet",
+                tvf.time_column, source.name
+            ),
+            hint: Some(match &source.watermark {
+                Some(watermark) => format!(
+                    "window over its event time: DESCRIPTOR({})",
+                    watermark.column
+                ),
+                None => "declare a WATERMARK on the table's event-time column and window over it"
+                    .to_string(),
+            }),
+        });
+    }
     match source.schema.field_with_name(&tvf.time_column) {
         Ok(field) if matches!(field.data_type(), DataType::Timestamp(_, _)) => Ok(()),
         Ok(field) => Err(PipelineError::Invalid {
@@ -533,30 +667,66 @@ fn check_fits(pipeline: &Pipeline, output: &Schema, target: &TableDef) -> Result
             hint: Some(format!("select, in order: {}", names.join(", "))),
         });
     }
-    for (produced, wanted) in output.fields().iter().zip(target.schema.fields()) {
+    for (position, (produced, wanted)) in output
+        .fields()
+        .iter()
+        .zip(target.schema.fields())
+        .enumerate()
+    {
         if !assignable(produced.data_type(), wanted.data_type()) {
-            let at = find_identifier(pipeline, produced.name())
-                .map(|(line, column)| pipeline.location(line, column))
-                .unwrap_or_else(|| location.clone());
+            // Named as the SELECT writes it, not by the plan's internal name
+            // (`sum(__window.shop__ods_orders.amount)`).
+            let (name, at) =
+                select_item(pipeline, position, output.fields().len()).unwrap_or_else(|| {
+                    let at = find_identifier(pipeline, produced.name())
+                        .map(|(line, column)| pipeline.location(line, column))
+                        .unwrap_or_else(|| location.clone());
+                    (produced.name().clone(), at)
+                });
             return Err(PipelineError::Invalid {
                 location: at,
                 message: format!(
-                    "column {} is {}, but {}.{} is {}",
-                    produced.name(),
+                    "column {name} is {}, but {}.{} is {}",
                     flink_type_name(produced.data_type()),
                     target.name,
                     wanted.name(),
                     flink_type_name(wanted.data_type())
                 ),
                 hint: Some(format!(
-                    "CAST it: CAST({} AS {})",
-                    produced.name(),
+                    "CAST it: CAST({name} AS {})",
                     flink_type_name(wanted.data_type())
                 )),
             });
         }
     }
     Ok(())
+}
+
+/// The `position`th item of the pipeline's SELECT as written, and where, when
+/// its items are the output's columns one for one (no `*`).
+fn select_item(
+    pipeline: &Pipeline,
+    position: usize,
+    columns: usize,
+) -> Option<(String, SourceLocation)> {
+    use sqlparser::ast::{SelectItem, SetExpr};
+    let SetExpr::Select(select) = pipeline.query.body.as_ref() else {
+        return None;
+    };
+    if select.projection.len() != columns {
+        return None;
+    }
+    let expr = match &select.projection[position] {
+        SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => expr,
+        _ => return None,
+    };
+    let start = expr.span().start;
+    (start.line > 0).then(|| {
+        (
+            expr.to_string(),
+            pipeline.location(start.line, start.column),
+        )
+    })
 }
 
 /// Whether a value of `from` goes into a column of `to` without an explicit

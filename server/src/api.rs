@@ -70,10 +70,7 @@ pub fn router_for(queries: QueryEngine) -> Router {
     };
     let open = Router::new()
         .route("/api/v1/health", get(health))
-        .route(
-            "/",
-            get(|| async { axum::response::Redirect::temporary("/ui/lineage") }),
-        )
+        .route("/", get(home))
         .route("/ui/lineage", get(lineage_page))
         .route("/ui/lineage.js", get(lineage_script))
         .route("/ui/query", get(query_page))
@@ -100,6 +97,16 @@ pub fn router_for(queries: QueryEngine) -> Router {
         ))
         .merge(open)
         .with_state(state)
+}
+
+/// `/` is the lineage browser, with the address's query kept: `strata demo`
+/// prints `/?token=…`, which the page takes its token from.
+async fn home(axum::extract::RawQuery(query): axum::extract::RawQuery) -> Response {
+    let target = match query.filter(|q| !q.is_empty()) {
+        Some(query) => format!("/ui/lineage?{query}"),
+        None => "/ui/lineage".to_string(),
+    };
+    axum::response::Redirect::temporary(&target).into_response()
 }
 
 /// Browsers cannot set headers on a WebSocket: a subscription may carry its

@@ -397,9 +397,12 @@ async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
-                // deltalake warns about routine things (no statistics for binary columns).
+                // deltalake warns about routine things (no statistics for binary columns), and
+                // the Delta kernel logs as errors what deltalake returns, and Strata reports, anyway.
                 .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("warn,deltalake_core=error")
+                    tracing_subscriber::EnvFilter::new(
+                        "warn,deltalake_core=error,buoyant_kernel=off",
+                    )
                 }),
         )
         .with_writer(std::io::stderr)

@@ -14,8 +14,10 @@
 //!
 //! The snapshot and the changes come from the pipeline's live table under one
 //! lock ([`strata_pipelines::live::LiveTable::subscribe`]), so nothing is
-//! missed or counted twice between them. A table no pipeline here writes is
-//! followed through its Delta log: a new version sends a new snapshot.
+//! missed or counted twice between them. A Delta table no pipeline here
+//! writes is followed through its log: a new version sends a new snapshot. A
+//! MySQL/TiDB table is read every second, and a changed one sent as a new
+//! snapshot. The socket ends with an error message and a close frame.
 //!
 //! Distinct counts keep, per value of the `by` column, a roaring bitmap of
 //! the `distinct` column's values re-mapped to dense integers (1, 2, 3 … in
@@ -28,7 +30,7 @@ use std::time::Duration;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef};
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -120,19 +122,43 @@ pub async fn serve(mut socket: WebSocket, engine: QueryEngine, principal: Princi
         follow(&mut socket, &engine, &principal, subscription).await
     }
     .await;
-    if let Err(err) = outcome
-        && !matches!(err, SubscribeError::Gone)
-    {
-        let text = err.to_string();
-        let (message, hint) = match text.split_once("\n  hint: ") {
-            Some((m, h)) => (m.to_string(), Some(h.to_string())),
-            None => (text, None),
+    // The client is told why the socket ends: an error message first, then a close frame.
+    let close = match outcome {
+        Ok(()) => Some((
+            close_code::NORMAL,
+            "the table's pipeline stopped".to_string(),
+        )),
+        Err(SubscribeError::Gone) => None,
+        Err(err) => {
+            let code = match &err {
+                SubscribeError::Request { .. } => close_code::POLICY,
+                SubscribeError::Catalog(inner) if inner.is_user_error() => close_code::POLICY,
+                _ => close_code::ERROR,
+            };
+            let text = err.to_string();
+            let (message, hint) = match text.split_once("\n  hint: ") {
+                Some((m, h)) => (m.to_string(), Some(h.to_string())),
+                None => (text, None),
+            };
+            let _ = send(
+                &mut socket,
+                json!({"type": "error", "error": message, "hint": hint}),
+            )
+            .await;
+            Some((code, message))
+        }
+    };
+    if let Some((code, reason)) = close {
+        // A close frame's reason is at most 123 bytes.
+        let mut cut = reason.len().min(123);
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let frame = CloseFrame {
+            code,
+            reason: reason[..cut].into(),
         };
-        let _ = send(
-            &mut socket,
-            json!({"type": "error", "error": message, "hint": hint}),
-        )
-        .await;
+        let _ = socket.send(Message::Close(Some(frame))).await;
     }
 }
 
@@ -244,15 +270,22 @@ async fn follow_log(
     def: &strata_catalog::TableDef,
     subscription: &Subscription,
 ) -> Result<(), SubscribeError> {
-    if !matches!(def.kind, TableKind::Delta { .. }) {
-        return Err(request_error(
-            format!(
-                "{} is a {} table that no pipeline here writes; there is nothing to follow",
-                def.name,
-                def.kind.connector()
-            ),
-            "subscribe to a Delta table, or to a table a pipeline of this strata writes",
-        ));
+    match def.kind {
+        TableKind::Delta { .. } => {}
+        TableKind::Mysql { .. } => {
+            let provider = engine.catalog().open_table(def).await?;
+            return follow_rows(socket, provider, def, subscription).await;
+        }
+        _ => {
+            return Err(request_error(
+                format!(
+                    "{} is a {} table that no pipeline here writes; there is nothing to follow",
+                    def.name,
+                    def.kind.connector()
+                ),
+                "subscribe to a Delta or MySQL/TiDB table, or to a table a pipeline of this strata writes",
+            ));
+        }
     }
     let location = connectors::delta_location(engine.catalog().project(), def)?;
     let mut seen = None;
@@ -267,6 +300,33 @@ async fn follow_log(
                 None => snapshot_message(&rows, &def.primary_key, version.map(|v| v as i64))?,
             };
             send(socket, message).await?;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            text = next_text(socket) => { text?; }
+        }
+    }
+}
+
+/// A MySQL/TiDB table (an APP serving table, whoever writes it): read every
+/// [`POLL`], and a new snapshot sent whenever what the client sees changed.
+async fn follow_rows(
+    socket: &mut WebSocket,
+    provider: Arc<dyn datafusion::catalog::TableProvider>,
+    def: &strata_catalog::TableDef,
+    subscription: &Subscription,
+) -> Result<(), SubscribeError> {
+    let mut sent: Option<String> = None;
+    loop {
+        let rows = select(provider.clone(), subscription, SNAPSHOT_LIMIT).await?;
+        let message = match &subscription.distinct {
+            Some(_) => Distinct::new(subscription, &rows)?.message(),
+            None => snapshot_message(&rows, &def.primary_key, None)?,
+        };
+        let text = message.to_string();
+        if sent.as_ref() != Some(&text) {
+            send(socket, message).await?;
+            sent = Some(text);
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}

@@ -52,18 +52,44 @@ function liveRows() {
   return [...live.rows.values(), ...live.provisional];
 }
 
+// How a column's values of one label combine: averages, rates and extremes are
+// not added up across windows; amounts and counts are.
+function defaultCombine(column) {
+  if (/(^|_)(avg|average|mean|rate|ratio|pct|percent|share)(_|$)/i.test(column)) return "avg";
+  if (/(^|_)max(_|$)/i.test(column)) return "max";
+  if (/(^|_)min(_|$)/i.test(column)) return "min";
+  return "sum";
+}
+
+function combined(values, how) {
+  switch (how) {
+    case "avg":
+      return values.reduce((a, b) => a + b, 0) / values.length;
+    case "max":
+      return Math.max(...values);
+    case "min":
+      return Math.min(...values);
+    case "latest":
+      return values[values.length - 1];
+    default:
+      return values.reduce((a, b) => a + b, 0);
+  }
+}
+
 function chart() {
   const svg = $("chart");
   const label = $("label").value;
   const value = $("value").value;
-  const bars = new Map();
+  const how = $("combine").value;
+  const groups = new Map();
   for (const row of liveRows()) {
     const name = show(row[label]);
-    const entry = bars.get(name) || { value: 0, provisional: false };
-    entry.value += Number(row[value]) || 0;
-    entry.provisional ||= Boolean(row._provisional);
-    bars.set(name, entry);
+    const group = groups.get(name) || { values: [], provisional: false };
+    group.values.push(Number(row[value]) || 0);
+    group.provisional ||= Boolean(row._provisional);
+    groups.set(name, group);
   }
+  const bars = new Map([...groups].map(([name, g]) => [name, { value: combined(g.values, how), provisional: g.provisional }]));
   const entries = [...bars.entries()].sort((a, b) => b[1].value - a[1].value).slice(0, 12);
   const width = svg.clientWidth || 600;
   const max = Math.max(1, ...entries.map(([, e]) => e.value));
@@ -111,6 +137,7 @@ function snapshot(message) {
   const text = live.columns.filter((c) => /STRING|VARCHAR|CHAR/.test(c.type)).map((c) => c.name);
   choose($("label"), names, text[0]);
   choose($("value"), names, numeric[numeric.length - 1]);
+  $("combine").value = defaultCombine($("value").value);
 }
 
 function onMessage(message) {
@@ -165,7 +192,11 @@ $("sql").addEventListener("keydown", (event) => {
 });
 $("subscribe").addEventListener("click", subscribe);
 $("label").addEventListener("change", chart);
-$("value").addEventListener("change", chart);
+$("value").addEventListener("change", () => {
+  $("combine").value = defaultCombine($("value").value);
+  chart();
+});
+$("combine").addEventListener("change", chart);
 
 async function start() {
   const response = await api("/api/v1/tables");

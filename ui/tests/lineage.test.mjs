@@ -20,13 +20,13 @@ CREATE TABLE shop.dim_users (id BIGINT, city STRING, PRIMARY KEY (id) NOT ENFORC
 WITH ('connector' = 'embedded', 'owner' = 'user-team', 'description' = 'Who buys');
 CREATE TABLE shop.dwd_orders (order_id BIGINT, user_city STRING, amount DECIMAL(10, 2), order_time TIMESTAMP(3))
 WITH ('connector' = 'delta', 'owner' = 'trade-team');
-CREATE TABLE shop.dws_city_gmv (window_start TIMESTAMP(3), window_end TIMESTAMP(3), user_city STRING, gmv DECIMAL(20, 2))
+CREATE TABLE shop.dws_city_gmv (window_start TIMESTAMP(3), window_end TIMESTAMP(3), user_city STRING, gmv DECIMAL(20, 2), avg_amount DECIMAL(14, 6))
 WITH ('connector' = 'delta');
 `;
 const PIPELINES = {
   "dwd/dwd_orders.sql": `INSERT INTO shop.dwd_orders SELECT o.order_id, u.city, o.amount, o.order_time
 FROM shop.ods_orders AS o LEFT JOIN shop.dim_users FOR SYSTEM_TIME AS OF o.proc_time AS u ON o.user_id = u.id WHERE o.status = 1`,
-  "dws/dws_city_gmv.sql": `INSERT INTO shop.dws_city_gmv SELECT window_start, window_end, user_city, SUM(amount)
+  "dws/dws_city_gmv.sql": `INSERT INTO shop.dws_city_gmv SELECT window_start, window_end, user_city, SUM(amount), AVG(amount)
 FROM TABLE(TUMBLE(TABLE shop.dwd_orders, DESCRIPTOR(order_time), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end, user_city`,
 };
 
@@ -169,11 +169,22 @@ test("the live view follows a table and its chart moves when rows are committed"
   await page.fill("#live-table", "shop.dws_city_gmv");
   await page.click("#subscribe");
   await page.waitForFunction(() => document.body.dataset.liveRows === "0");
-  const window = "TIMESTAMP '2024-05-01 10:00:00', TIMESTAMP '2024-05-01 10:01:00'";
-  await page.fill("#sql", `INSERT INTO shop.dws_city_gmv VALUES (${window}, 'Beijing', 12.50), (${window}, 'Shanghai', 30.00)`);
+  const first = "TIMESTAMP '2024-05-01 10:00:00', TIMESTAMP '2024-05-01 10:01:00'";
+  const second = "TIMESTAMP '2024-05-01 10:01:00', TIMESTAMP '2024-05-01 10:02:00'";
+  await page.fill(
+    "#sql",
+    `INSERT INTO shop.dws_city_gmv VALUES (${first}, 'Beijing', 12.50, 10), (${first}, 'Shanghai', 30.00, 30), (${second}, 'Beijing', 7.50, 20)`,
+  );
   await page.click("#run");
-  await page.waitForFunction(() => document.body.dataset.liveRows === "2", null, { timeout: 15000 });
-  const bars = await page.$$eval("#chart g.bar", (groups) => groups.map((g) => [g.dataset.label, Number(g.dataset.value)]));
-  assert.deepEqual(bars, [["Shanghai", 30], ["Beijing", 12.5]]);
-  assert.match(await page.textContent("#live-status"), /2 rows · snapshot v1/);
+  await page.waitForFunction(() => document.body.dataset.liveRows === "3", null, { timeout: 15000 });
+  const bars = () => page.$$eval("#chart g.bar", (groups) => groups.map((g) => [g.dataset.label, Number(g.dataset.value)]));
+  // An average per window is averaged across windows by default, never summed.
+  assert.equal(await page.inputValue("#value"), "avg_amount");
+  assert.equal(await page.inputValue("#combine"), "avg");
+  assert.deepEqual(await bars(), [["Shanghai", 30], ["Beijing", 15]]);
+  // An amount is summed.
+  await page.selectOption("#value", "gmv");
+  assert.equal(await page.inputValue("#combine"), "sum");
+  assert.deepEqual(await bars(), [["Shanghai", 30], ["Beijing", 20]]);
+  assert.match(await page.textContent("#live-status"), /3 rows · snapshot v1/);
 });

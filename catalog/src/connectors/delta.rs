@@ -280,8 +280,17 @@ pub async fn open_as_of(location: &str, as_of: AsOf) -> Result<DeltaTable> {
                 Some(latest) => format!("it has versions 0 to {latest}"),
                 None => "it has no versions".to_string(),
             };
+            // Past the latest version the kernel's own words add nothing.
+            let cause = match (as_of, latest) {
+                (AsOf::Version(version), Some(latest))
+                    if u64::try_from(version).is_ok_and(|v| v > latest) =>
+                {
+                    String::new()
+                }
+                _ => format!(": {source}"),
+            };
             Err(CatalogError::Discovery {
-                message: format!("the Delta table at {location} has no state at {as_of}: {source}"),
+                message: format!("the Delta table at {location} has no state at {as_of}{cause}"),
                 hint: Some(format!(
                     "{have}; `strata history SPACE.TABLE` lists them with when each was committed"
                 )),

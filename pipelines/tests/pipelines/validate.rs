@@ -97,6 +97,14 @@ async fn mistakes_are_refused_with_their_place() {
             ],
         ),
         (
+            "type mismatch of a window aggregate, named as written",
+            "INSERT INTO shop.dws_city_1m\nSELECT window_start, SUM(amount), MAX(amount)\nFROM TABLE(TUMBLE(TABLE shop.ods_orders, DESCRIPTOR(order_time), INTERVAL '1' MINUTE))\nGROUP BY window_start, window_end",
+            &[
+                "p.sql:2:22: column SUM(amount) is DECIMAL(20, 2), but shop.dws_city_1m.city is STRING",
+                "CAST(SUM(amount) AS STRING)",
+            ],
+        ),
+        (
             "narrowing",
             "INSERT INTO shop.dwd_orders\nSELECT order_id, CAST(user_id AS STRING), CAST(amount AS DOUBLE), order_time FROM shop.ods_orders",
             &["is DOUBLE, but shop.dwd_orders.amount is DECIMAL(10, 2)"],
@@ -197,6 +205,30 @@ async fn mistakes_are_refused_with_their_place() {
             "a LOOKUP hint for no join",
             "INSERT INTO shop.dwd_orders\nSELECT /*+ LOOKUP('table'='x') */ o.order_id, u.city, o.amount, o.order_time FROM shop.ods_orders o\nJOIN shop.dim_users FOR SYSTEM_TIME AS OF o.proc_time AS u ON o.user_id = u.id",
             &["p.sql:2:1: the LOOKUP hint names 'x', which is not a lookup join of this query"],
+        ),
+        (
+            "legacy group window",
+            "INSERT INTO shop.dws_city_1m\nSELECT SESSION_START(order_time, INTERVAL '5' MINUTE), 'x', SUM(amount)\nFROM shop.ods_orders GROUP BY SESSION(order_time, INTERVAL '5' MINUTE)",
+            &[
+                "p.sql:2:8: SESSION_START(…) is Flink's legacy group window syntax",
+                "FROM TABLE(SESSION(TABLE space.t PARTITION BY key, DESCRIPTOR(ts)",
+            ],
+        ),
+        (
+            "Top-N",
+            "INSERT INTO shop.dwd_orders\nSELECT order_id, 'x', amount, order_time FROM (\n  SELECT *, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY amount DESC) AS rn FROM shop.ods_orders\n) WHERE rn <= 3",
+            &[
+                "p.sql:3:13: ROW_NUMBER() OVER (…), Flink's deduplication and Top-N, is not supported in pipelines yet",
+                "PRIMARY KEY",
+            ],
+        ),
+        (
+            "window over processing time",
+            "INSERT INTO shop.dws_city_1m\nSELECT window_start, 'x', SUM(amount)\nFROM TABLE(TUMBLE(TABLE shop.ods_orders, DESCRIPTOR(proc_time), INTERVAL '1' MINUTE))\nGROUP BY window_start, window_end",
+            &[
+                "p.sql:3:53: proc_time is shop.ods_orders's PROCTIME() column: windows over processing time are not supported yet",
+                "declare a WATERMARK",
+            ],
         ),
         (
             "NULLs for an inner lookup join",

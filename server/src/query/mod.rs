@@ -155,7 +155,22 @@ impl QueryEngine {
     /// pipelines' tables as live views.
     pub async fn session(&self, principal: &Principal) -> Result<SessionContext, QueryError> {
         let live: Arc<dyn LiveTables> = Arc::new(self.pipelines.clone());
-        let provider = self.catalog.provider(Some(principal), Some(live)).await?;
+        self.session_with(principal, Some(live)).await
+    }
+
+    /// A session that reads the tables' storage only: the one an `INSERT`
+    /// plans in, whose target has the table's own columns (a live view's
+    /// `_provisional` flag is not one to fill).
+    async fn storage_session(&self, principal: &Principal) -> Result<SessionContext, QueryError> {
+        self.session_with(principal, None).await
+    }
+
+    async fn session_with(
+        &self,
+        principal: &Principal,
+        live: Option<Arc<dyn LiveTables>>,
+    ) -> Result<SessionContext, QueryError> {
+        let provider = self.catalog.provider(Some(principal), live).await?;
         let ctx = provider.session();
         let results = strata_quality::results::location(&self.catalog.project().lake_root());
         ctx.catalog(CATALOG_NAME)
@@ -227,6 +242,13 @@ impl QueryEngine {
         sql: &str,
         principal: &Principal,
     ) -> Result<datafusion::dataframe::DataFrame, QueryError> {
+        let storage;
+        let ctx = if is_insert(sql) {
+            storage = self.storage_session(principal).await?;
+            &storage
+        } else {
+            ctx
+        };
         let sql = self.prepare(ctx, sql, principal).await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
@@ -302,6 +324,18 @@ impl QueryEngine {
 /// subqueries too) needs a write grant on its table's space, and `COPY` (which
 /// writes files on the server) is refused outright. Unqualified names resolve
 /// against the session's default schema.
+/// Whether `sql` is an `INSERT` (what does not parse here is planned as it is).
+fn is_insert(sql: &str) -> bool {
+    use datafusion::sql::parser::{DFParser, Statement};
+    DFParser::parse_sql(sql).is_ok_and(|statements| {
+        matches!(
+            statements.front(),
+            Some(Statement::Statement(statement))
+                if matches!(**statement, datafusion::sql::sqlparser::ast::Statement::Insert(_))
+        )
+    })
+}
+
 pub fn check_writes(
     plan: &LogicalPlan,
     principal: &Principal,

@@ -208,3 +208,109 @@ async fn strata_serve_answers_http() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains(r#"{"status":"ok"}"#), "{answer}");
 }
+
+#[tokio::test]
+async fn the_home_page_keeps_the_token_it_was_given() {
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("strata.toml"), "[lake]\nroot = \"lake\"\n").unwrap();
+    let catalog = Catalog::open(Project::load(dir.path()).unwrap())
+        .await
+        .unwrap();
+    let router = strata_server::api::router(catalog, Default::default());
+    for (asked, location) in [
+        ("/?token=strata_abc", "/ui/lineage?token=strata_abc"),
+        ("/", "/ui/lineage"),
+    ] {
+        let response = router
+            .clone()
+            .oneshot(
+                axum::http::Request::get(asked)
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(response.headers()["location"], location);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mysql_table_is_followed_and_a_refused_subscription_gets_a_close_frame() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let db = ShopDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_project(dir.path(), &db, "");
+    let catalog = Catalog::open(Project::load(dir.path()).unwrap())
+        .await
+        .unwrap();
+    catalog
+        .register_sql("shop.sql", DDL, strata_catalog::RegisterMode::Create)
+        .await
+        .unwrap();
+    let token = strata_server::serve::admin_token(&catalog).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = strata_server::api::router(catalog.clone(), Default::default());
+    tokio::spawn(axum::serve(listener, router).into_future());
+    let subscribe = |subscription: Value| {
+        let token = token.clone();
+        async move {
+            let url = format!("ws://{address}/api/v1/subscribe?token={token}");
+            let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            socket
+                .send(Message::Text(subscription.to_string().into()))
+                .await
+                .unwrap();
+            socket
+        }
+    };
+    let next_json = |message: Message| -> Value {
+        let Message::Text(text) = message else {
+            panic!("not a text message: {message:?}")
+        };
+        serde_json::from_str(&text).unwrap()
+    };
+
+    // A MySQL/TiDB table: a snapshot, and another once its rows change.
+    let mut socket =
+        subscribe(json!({"table": "shop.dim_users", "filter": "city = 'Beijing'"})).await;
+    let first = next_json(socket.next().await.unwrap().unwrap());
+    assert_eq!(first["type"], "snapshot", "{first}");
+    assert_eq!(first["key"], json!(["id"]), "{first}");
+    assert_eq!(first["rows"].as_array().unwrap().len(), 1, "{first}");
+    catalog
+        .query("INSERT INTO shop.dim_users VALUES (3, 'Wang Fang', 'Beijing')")
+        .await
+        .unwrap();
+    let second = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+        .await
+        .expect("a new snapshot within the poll")
+        .unwrap()
+        .unwrap();
+    let second = next_json(second);
+    assert_eq!(second["type"], "snapshot", "{second}");
+    assert_eq!(second["rows"].as_array().unwrap().len(), 2, "{second}");
+
+    // A refused subscription says why, then closes the socket properly.
+    let mut refused = subscribe(json!({"table": "shop.no_such_table"})).await;
+    let error = next_json(refused.next().await.unwrap().unwrap());
+    assert_eq!(error["type"], "error", "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("not in the catalog"),
+        "{error}"
+    );
+    match refused.next().await.unwrap().unwrap() {
+        Message::Close(Some(frame)) => {
+            assert_eq!(frame.code, CloseCode::Policy);
+            assert!(frame.reason.contains("not in the catalog"), "{frame:?}");
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}

@@ -197,6 +197,18 @@ async fn register_list_show_query_and_drop() {
     );
     let refused = strata(dir.path(), &["history", "shop.dim_users"]);
     assert!(stderr(&refused).contains("only Delta tables keep versions"));
+    // A version past the latest is named with the versions there are, and nothing else is logged first.
+    let past = strata(
+        dir.path(),
+        &["query", "SELECT * FROM shop.dwd_orders VERSION AS OF 9999"],
+    );
+    let text = stderr(&past);
+    assert!(
+        text.starts_with("error: ") && text.contains("has no state at version 9999\n"),
+        "{text}"
+    );
+    assert!(text.contains("strata history SPACE.TABLE"), "{text}");
+    assert!(!text.contains("kernel"), "{text}");
 
     let dropped = strata_ok(dir.path(), &["catalog", "drop", "shop.dim_users"]);
     assert!(dropped.contains("its data at"), "{dropped}");

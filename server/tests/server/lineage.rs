@@ -182,6 +182,9 @@ async fn column_lineage_follows_lookups_and_windows_and_is_versioned() {
         &["lineage", "shop.dwd_orders", "--columns", "--format", "dot"],
     );
     assert!(dot.starts_with("digraph lineage {"), "{dot}");
+    // A table's label breaks its line with DOT's \n, escaped once.
+    assert!(dot.contains(r#"label="shop.dwd_orders\n"#), "{dot}");
+    assert!(!dot.contains(r"\\n"), "{dot}");
     assert!(
         dot.contains("style=dashed"),
         "condition edges are dashed: {dot}"
