@@ -64,6 +64,8 @@ pub struct TableRun {
 pub struct LookupRun {
     /// `alias (space.table)`.
     pub join: String,
+    /// The dimension's rows are in memory: no cache, no queries.
+    pub in_memory: bool,
     pub rows: u64,
     pub keys: u64,
     pub cache_hits: u64,
@@ -161,6 +163,7 @@ impl Registry {
                         .iter()
                         .map(|l| LookupRun {
                             join: l.name.clone(),
+                            in_memory: l.in_memory,
                             rows: l.rows.load(Ordering::Relaxed),
                             keys: l.keys.load(Ordering::Relaxed),
                             cache_hits: l.cache_hits.load(Ordering::Relaxed),
@@ -539,12 +542,16 @@ fn print_progress(registry: &Registry, started: Instant) {
             .lookups
             .iter()
             .map(|l| {
-                format!(
-                    ", lookup {} {:.0} % cached, {:.1} queries/1k rows",
-                    l.join,
-                    l.cache_hit_rate * 100.0,
-                    l.queries_per_1k_rows
-                )
+                if l.in_memory {
+                    format!(", lookup {} in memory, {} misses", l.join, l.misses)
+                } else {
+                    format!(
+                        ", lookup {} {:.0} % cached, {:.1} queries/1k rows",
+                        l.join,
+                        l.cache_hit_rate * 100.0,
+                        l.queries_per_1k_rows
+                    )
+                }
             })
             .collect();
         eprintln!(

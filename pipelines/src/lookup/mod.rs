@@ -61,6 +61,10 @@ pub struct LookupStats {
     pub cache_hits: AtomicU64,
     /// Probe rows without a dimension row (each attempt counts).
     pub misses: AtomicU64,
+    /// The dimension's rows are in memory (a broadcast topic, a versioned
+    /// changelog, a Delta table): nothing is cached and no database is asked.
+    pub in_memory: bool,
+    /// Database queries (none for an in-memory dimension).
     pub queries: AtomicU64,
     /// Total time the queries took.
     pub query_micros: AtomicU64,
@@ -260,6 +264,7 @@ impl LookupJoin {
         Ok(Self {
             stats: Arc::new(LookupStats {
                 name: format!("{} ({})", spec.alias, spec.table.table),
+                in_memory: dimension.in_memory(),
                 ..LookupStats::default()
             }),
             table: spec.table.table.clone(),
@@ -473,10 +478,12 @@ impl LookupJoin {
                     .fetch(&self.key_columns, &self.key_types, &keys),
             )
             .await;
-            self.stats.queries.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .query_micros
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            if !self.stats.in_memory {
+                self.stats.queries.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .query_micros
+                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            }
             let failure = match outcome {
                 Ok(Ok(batch)) => break batch,
                 // A wrong column or type does not heal with time: stop, and say why.

@@ -142,6 +142,9 @@ pub(super) struct Task<'a> {
     /// How far ahead of the wall clock an event time may be before its row goes
     /// to quarantine rather than move the watermark (`'scan.watermark.max-future-skew'`).
     max_future_skew_ms: Option<i64>,
+    /// The records of the batch being processed, by (partition, offset): a row
+    /// sent to quarantine goes as the record it was decoded from, key and bytes.
+    originals: std::collections::HashMap<(i32, i64), SourceRecord>,
     /// The watermark as of the last commit started; lateness is judged against it.
     committed_watermark: Option<i64>,
     /// The largest watermark a temporal join let through, so that it never goes back.
@@ -355,6 +358,7 @@ impl<'a> Task<'a> {
             run,
             plan,
             max_future_skew_ms: source.watermark.as_ref().and_then(|w| w.max_future_skew_ms),
+            originals: std::collections::HashMap::new(),
             reader,
             sinks: Some(Sinks {
                 target,
@@ -859,7 +863,7 @@ impl<'a> Task<'a> {
     /// Runs a batch of an interval join's right stream through the join.
     async fn process_right(
         &mut self,
-        batch: SourceBatch,
+        mut batch: SourceBatch,
         stop: &watch::Receiver<bool>,
     ) -> Result<()> {
         let pass = LookupPass {
@@ -867,8 +871,12 @@ impl<'a> Task<'a> {
             stop: stop.clone(),
             from_state: false,
         };
-        self.run_rows(&batch.rows, &batch.coordinates, None, &pass, Side::Right)
-            .await?;
+        self.keep_originals(&mut batch);
+        let outcome = self
+            .run_rows(&batch.rows, &batch.coordinates, None, &pass, Side::Right)
+            .await;
+        self.originals.clear();
+        outcome?;
         let right = self.right.as_mut().expect("a right batch comes from it");
         let now = Instant::now();
         for (partition, max_event) in
@@ -925,7 +933,26 @@ impl<'a> Task<'a> {
     /// Folds a source batch into what is pending. Nothing is pending of it
     /// unless all of it went through: a stop while waiting for a lookup's
     /// database leaves the batch to be read again.
-    async fn process(&mut self, batch: SourceBatch, stop: &watch::Receiver<bool>) -> Result<()> {
+    async fn process(
+        &mut self,
+        mut batch: SourceBatch,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<()> {
+        self.keep_originals(&mut batch);
+        let outcome = self.run_batch(batch, stop).await;
+        self.originals.clear();
+        outcome
+    }
+
+    /// Keeps the batch's records until it is processed, for [`Task::reject`].
+    fn keep_originals(&mut self, batch: &mut SourceBatch) {
+        self.originals = std::mem::take(&mut batch.originals)
+            .into_iter()
+            .map(|record| ((record.partition, record.offset), record))
+            .collect();
+    }
+
+    async fn run_batch(&mut self, batch: SourceBatch, stop: &watch::Receiver<bool>) -> Result<()> {
         let batch = self.set_aside_future_rows(batch)?;
         let pass = LookupPass {
             attempt: 0,
@@ -1434,14 +1461,21 @@ impl<'a> Task<'a> {
             (Side::Left, true) => &mut self.pending.retried_rejected,
             (Side::Left, false) => &mut self.pending.rejected,
         };
-        rejected.push(Rejected {
-            record: SourceRecord {
+        // The record as read; a row without one (set aside in state, or of a
+        // source of rows) goes as JSON.
+        let record = self
+            .originals
+            .get(&(partition, offset))
+            .cloned()
+            .unwrap_or_else(|| SourceRecord {
                 partition,
                 offset,
                 timestamp_ms: None,
                 key: None,
                 payload: Some(row_as_json(rows, row)),
-            },
+            });
+        rejected.push(Rejected {
+            record,
             error: reason,
             rule: None,
             event_time_ms: match (side, &self.watermark) {

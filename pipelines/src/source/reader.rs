@@ -39,6 +39,10 @@ pub struct SourceBatch {
     pub records: u64,
     /// A field the records carry that the catalog's schema lacks.
     pub drift: Option<String>,
+    /// The records the rows were decoded from, so that a row sent to
+    /// quarantine later (by a rule, a lookup miss, …) keeps its key and bytes;
+    /// empty for sources of rows (Delta, Nexmark).
+    pub originals: Vec<SourceRecord>,
 }
 
 /// What waiting on a source produced.
@@ -128,6 +132,7 @@ impl NexmarkReader {
             rejected: Vec::new(),
             offsets: BTreeMap::from([(0, to as i64 - 1)]),
             drift: None,
+            originals: Vec::new(),
         }))
     }
 
@@ -200,7 +205,7 @@ impl Reader {
                     }
                 };
                 match event {
-                    SourceEvent::Records(records) => Ok(Next::Batch(decode(decoder, &records))),
+                    SourceEvent::Records(records) => Ok(Next::Batch(decode(decoder, records))),
                     SourceEvent::CaughtUp => Ok(Next::CaughtUp),
                     SourceEvent::Failed(cause) => Err(PipelineError::Source {
                         what: format!("Kafka topic {topic}"),
@@ -218,7 +223,7 @@ impl Reader {
                 if !records.is_empty() {
                     let take = records.len().min(*batch_records);
                     let batch: Vec<SourceRecord> = records.drain(..take).collect();
-                    return Ok(Next::Batch(decode(decoder, &batch)));
+                    return Ok(Next::Batch(decode(decoder, batch)));
                 }
                 if !*reported_end {
                     *reported_end = true;
@@ -266,15 +271,15 @@ impl Reader {
     }
 }
 
-fn decode(decoder: &RecordDecoder, records: &[SourceRecord]) -> SourceBatch {
+fn decode(decoder: &RecordDecoder, records: Vec<SourceRecord>) -> SourceBatch {
     let mut offsets = BTreeMap::new();
-    for record in records {
+    for record in &records {
         offsets.insert(record.partition, record.offset);
     }
     let coordinates = |index: usize| (records[index].partition, records[index].offset);
-    match decoder {
+    let batch = match decoder {
         RecordDecoder::Json(decoder) => {
-            let decoded = decoder.decode(records);
+            let decoded = decoder.decode(&records);
             SourceBatch {
                 coordinates: decoded
                     .rows
@@ -287,10 +292,11 @@ fn decode(decoder: &RecordDecoder, records: &[SourceRecord]) -> SourceBatch {
                 offsets,
                 records: records.len() as u64,
                 drift: decoded.drift,
+                originals: Vec::new(),
             }
         }
         RecordDecoder::Debezium(decoder) => {
-            let decoded = decoder.decode(records);
+            let decoded = decoder.decode(&records);
             SourceBatch {
                 coordinates: decoded
                     .rows
@@ -303,8 +309,13 @@ fn decode(decoder: &RecordDecoder, records: &[SourceRecord]) -> SourceBatch {
                 offsets,
                 records: records.len() as u64,
                 drift: None,
+                originals: Vec::new(),
             }
         }
+    };
+    SourceBatch {
+        originals: records,
+        ..batch
     }
 }
 
@@ -331,6 +342,7 @@ fn delta_batch(schema: &SchemaRef, version: i64, batches: &[RecordBatch]) -> Res
         rejected: Vec::new(),
         offsets: BTreeMap::from([(0, version)]),
         drift: None,
+        originals: Vec::new(),
     })
 }
 

@@ -172,6 +172,22 @@ action = "warn"
     ));
     records.extend([5, 6, 7].map(|id| order(id, "beijing")));
     produce(&bootstrap, &records).await;
+    // Order 83, with a key, fails the source rule too: quarantine keeps its key and bytes as sent.
+    let keyed = r#"{ "city": "Shang Hai", "order_id": 83, "amount": "31.50",  "order_time": "2024-05-01T10:00:23" }"#;
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to("orders")
+                .partition(2)
+                .key("user-83")
+                .payload(keyed),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
 
     let (quality, log) = quality(&catalog).await;
     let stats = run(&catalog, quality).await.unwrap();
@@ -181,8 +197,8 @@ action = "warn"
     let mut expected_rows = Vec::new();
     let mut expected_rules: BTreeMap<&str, usize> = BTreeMap::new();
     let mut seen = std::collections::HashSet::new();
-    for id in (1..=81).chain([5, 6, 7]) {
-        if id == 81 {
+    for id in (1..=81).chain([5, 6, 7, 83]) {
+        if id == 81 || id == 83 {
             *expected_rules.entry("city_lowercase").or_default() += 1;
         } else if id % 10 == 0 {
             // filtered by the WHERE
@@ -211,6 +227,18 @@ action = "warn"
     assert_eq!(
         stats.records_in.load(std::sync::atomic::Ordering::Relaxed) as usize,
         expected_rows.len() + quarantined.len() + filtered
+    );
+    let kept = strings(
+        &catalog,
+        "SELECT concat(coalesce(CAST(key AS VARCHAR), '-'), ' ', CAST(payload AS VARCHAR)) FROM shop.dwd_orders__quarantine WHERE rule = 'city_lowercase'",
+    )
+    .await;
+    assert_eq!(
+        kept,
+        [
+            format!("- {}", order(81, "Bei Jing").1),
+            format!("user-83 {keyed}"),
+        ]
     );
     let reasons = strings(
         &catalog,
@@ -246,7 +274,7 @@ action = "warn"
         "{drift:?}"
     );
     assert_eq!(failed("one_row_per_order"), 3);
-    assert_eq!(failed("city_lowercase"), 1);
+    assert_eq!(failed("city_lowercase"), 2);
     assert!(
         recorded
             .iter()
