@@ -9,6 +9,11 @@
 //!   TO_TIMESTAMP(s [, 'Java fmt'])  ──simplify──▶  to_timestamp_millis(s, '%Y-%m-%d %H:%M:%S' | fmt)
 //!   FROM_UNIXTIME(n [, 'Java fmt']) ──simplify──▶  to_char(to_timestamp_seconds(n), …)
 //!   HOUR(ts), DAYOFMONTH(ts), …     ──simplify──▶  CAST(date_part('hour', ts) AS BIGINT)
+//!   TO_DATE(s [, 'Java fmt'])       ──simplify──▶  to_date(s, '%Y-%m-%d' | fmt)
+//!   LOG(x), LOG(b, x)               ──simplify──▶  ln(x), log(b, x)          (DataFusion's log(x) is base 10)
+//!   CONCAT(a, b, …)                 ──simplify──▶  CASE WHEN a IS NULL OR … THEN NULL ELSE concat(…) END
+//!   REGEXP_REPLACE(s, re, r)        ──simplify──▶  regexp_replace(s, re, r, 'g')   (every match, as in Flink)
+//!   GREATEST(a, …), LEAST(a, …)     ──simplify──▶  CASE WHEN a IS NULL OR … THEN NULL ELSE greatest(…) END
 //!   PROCTIME()                      ──each batch──▶  the wall clock (never folded into a constant)
 //! ```
 //!
@@ -31,11 +36,21 @@ pub fn flink_functions() -> Vec<Arc<ScalarUDF>> {
     let mut functions = vec![
         Arc::new(ScalarUDF::new_from_impl(Mod::new())),
         Arc::new(ScalarUDF::new_from_impl(Proctime::new())),
+        Arc::new(ScalarUDF::new_from_impl(NullIfAnyNull {
+            own: datafusion::functions::core::greatest(),
+        })),
+        Arc::new(ScalarUDF::new_from_impl(NullIfAnyNull {
+            own: datafusion::functions::core::least(),
+        })),
     ];
     let rewritten = [
         Rewritten::new("date_format", DataType::Utf8, date_format),
         Rewritten::new("to_timestamp", timestamp_ms(), to_timestamp),
         Rewritten::new("from_unixtime", DataType::Utf8, from_unixtime),
+        Rewritten::new("to_date", DataType::Date32, to_date),
+        Rewritten::new("log", DataType::Float64, log),
+        Rewritten::new("concat", DataType::Utf8, concat),
+        Rewritten::new("regexp_replace", DataType::Utf8, regexp_replace),
     ];
     functions.extend(
         rewritten
@@ -217,6 +232,79 @@ fn from_unixtime(name: &str, args: Vec<Expr>) -> Result<Expr> {
     Ok(datafusion::functions::expr_fn::to_char(
         time,
         datafusion::logical_expr::lit(format),
+    ))
+}
+
+/// `TO_DATE(text [, 'pattern'])`: text in `yyyy-MM-dd`, or in the Java pattern, as a DATE.
+fn to_date(name: &str, args: Vec<Expr>) -> Result<Expr> {
+    let mut args = arity(name, args, 1, 2, "a string and an optional pattern")?;
+    let format = match args.get(1) {
+        Some(format) => pattern(name, format)?,
+        None => "%Y-%m-%d".to_string(),
+    };
+    args.truncate(1);
+    args.push(datafusion::logical_expr::lit(format));
+    Ok(datafusion::logical_expr::cast(
+        datafusion::functions::expr_fn::to_date(args),
+        DataType::Date32,
+    ))
+}
+
+/// `LOG(x)` is the natural logarithm in Flink (DataFusion's is base 10);
+/// `LOG(base, x)` is the same in both.
+fn log(name: &str, args: Vec<Expr>) -> Result<Expr> {
+    let mut args = arity(name, args, 1, 2, "a number, or a base and a number")?;
+    let double = |expr: Expr| datafusion::logical_expr::cast(expr, DataType::Float64);
+    Ok(match args.len() {
+        1 => datafusion::functions::expr_fn::ln(double(args.remove(0))),
+        _ => {
+            let x = args.remove(1);
+            datafusion::functions::expr_fn::log(double(args.remove(0)), double(x))
+        }
+    })
+}
+
+/// `CONCAT(a, b, …)` is NULL when any argument is, in Flink (DataFusion's
+/// skips NULLs, as `CONCAT_WS` does in both).
+fn concat(name: &str, args: Vec<Expr>) -> Result<Expr> {
+    let args = arity(name, args, 1, usize::MAX, "one or more strings")?;
+    let any_null = args
+        .iter()
+        .map(|arg| arg.clone().is_null())
+        .reduce(Expr::or)
+        .expect("at least one argument");
+    let joined = datafusion::logical_expr::cast(
+        datafusion::functions::expr_fn::concat(args),
+        DataType::Utf8,
+    );
+    datafusion::logical_expr::when(
+        any_null,
+        datafusion::logical_expr::lit(datafusion::common::ScalarValue::Utf8(None)),
+    )
+    .otherwise(joined)
+}
+
+/// `REGEXP_REPLACE(text, regex, replacement)` replaces every match in Flink
+/// (DataFusion's replaces the first unless told `'g'`).
+fn regexp_replace(name: &str, args: Vec<Expr>) -> Result<Expr> {
+    let mut args = arity(
+        name,
+        args,
+        3,
+        3,
+        "a string, a regular expression and a replacement",
+    )?;
+    let replacement = args.remove(2);
+    let regex = args.remove(1);
+    let text = args.remove(0);
+    Ok(datafusion::logical_expr::cast(
+        datafusion::functions::expr_fn::regexp_replace(
+            text,
+            regex,
+            replacement,
+            Some(datafusion::logical_expr::lit("g")),
+        ),
+        DataType::Utf8,
     ))
 }
 
@@ -418,6 +506,73 @@ impl ScalarUDFImpl for Proctime {
             .map_or(0, |since| since.as_millis() as i64);
         Ok(ColumnarValue::Scalar(
             datafusion::common::ScalarValue::TimestampMillisecond(Some(now), None),
+        ))
+    }
+}
+
+/// `GREATEST(a, b, …)` and `LEAST(a, b, …)`: NULL when any argument is, in
+/// Flink (DataFusion's skip NULLs). Typed and coerced as DataFusion's own,
+/// which the call becomes, behind a NULL check.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NullIfAnyNull {
+    own: Arc<ScalarUDF>,
+}
+
+impl ScalarUDFImpl for NullIfAnyNull {
+    fn name(&self) -> &str {
+        self.own.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.own.signature()
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.own.coerce_types(arg_types)
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.own.return_type(arg_types)
+    }
+
+    /// Run when planning folds a call of constants: DataFusion's result, NULL
+    /// wherever an argument is.
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let inputs = args
+            .args
+            .iter()
+            .map(|arg| arg.to_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        let result = self.own.invoke_with_args(args)?.to_array(rows)?;
+        let nulls = inputs.iter().fold(result.logical_nulls(), |nulls, input| {
+            datafusion::arrow::buffer::NullBuffer::union(
+                nulls.as_ref(),
+                input.logical_nulls().as_ref(),
+            )
+        });
+        let data = result.to_data().into_builder().nulls(nulls).build()?;
+        Ok(ColumnarValue::Array(datafusion::arrow::array::make_array(
+            data,
+        )))
+    }
+
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        let Some(first) = args.first() else {
+            return Ok(ExprSimplifyResult::Original(args));
+        };
+        let data_type = info.get_data_type(first)?;
+        let any_null = args
+            .iter()
+            .map(|arg| arg.clone().is_null())
+            .reduce(Expr::or)
+            .expect("at least one argument");
+        let null = datafusion::logical_expr::cast(
+            datafusion::logical_expr::lit(datafusion::common::ScalarValue::Null),
+            data_type,
+        );
+        Ok(ExprSimplifyResult::Simplified(
+            datafusion::logical_expr::when(any_null, null).otherwise(self.own.call(args))?,
         ))
     }
 }
