@@ -372,11 +372,17 @@ impl Catalog {
         let mut notes = Vec::new();
         for def in defs {
             match &def.kind {
-                TableKind::Delta { .. } => {
+                TableKind::Delta { partitioned_by, .. } => {
                     let location = connectors::delta_location(&self.project, def)?;
                     let evolve = updating.contains(&def.name);
-                    let outcome =
-                        delta::ensure_table(&location, &def.name.name, &def.schema, evolve).await?;
+                    let outcome = delta::ensure_table(
+                        &location,
+                        &def.name.name,
+                        &def.schema,
+                        partitioned_by,
+                        evolve,
+                    )
+                    .await?;
                     match outcome {
                         delta::Prepared::Created(table) => {
                             notes.push((
@@ -629,12 +635,14 @@ impl Catalog {
                 }
             };
             let schema = delta::read_schema(&location).await?;
+            let partitioned_by = delta::partition_columns(&location).await?;
             discovery.tables.push(TableDef {
                 name: TableName::new(&space, &name),
                 layer,
                 kind: TableKind::Delta {
                     table_path: Some(relative),
                     connection: Some(connection.to_string()),
+                    partitioned_by,
                 },
                 schema: normalize_view_types(&schema),
                 primary_key: Vec::new(),

@@ -284,6 +284,9 @@ pub enum TableKind {
         /// A URL or local path; `None` means `<lake root>/<space>/<name>`.
         table_path: Option<String>,
         connection: Option<String>,
+        /// `PARTITIONED BY`: the table's Delta partition columns, in order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        partitioned_by: Vec<String>,
     },
     /// A table in the catalog's own SQL store (SQLite by default): small
     /// dimension tables with nothing to install.
@@ -384,6 +387,7 @@ impl TableKind {
             TableKind::Delta {
                 table_path,
                 connection,
+                ..
             } => match (table_path, connection) {
                 (Some(path), Some(connection)) => format!("{path} via {connection}"),
                 (Some(path), None) => path.clone(),

@@ -144,6 +144,7 @@ fn defs() -> Vec<strata_catalog::TableDef> {
             kind: strata_catalog::TableKind::Delta {
                 table_path: None,
                 connection: None,
+                partitioned_by: Vec::new(),
             },
             schema: Arc::new(Schema::new(
                 columns

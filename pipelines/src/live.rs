@@ -300,12 +300,8 @@ impl LiveSnapshot {
     /// The cut as a DataFusion table: Delta at its version, with the
     /// uncommitted and provisional rows, and a `_provisional` column.
     pub async fn provider(self) -> Result<Arc<dyn TableProvider>> {
-        let committed = self
-            .committed_table()
-            .await?
-            .table_provider()
-            .await
-            .map_err(strata_catalog::CatalogError::Query)?;
+        let committed =
+            strata_catalog::connectors::delta::provider_of(&self.committed_table().await?).await?;
         let committed_schema = committed.schema();
         let (rows, deletes) = changes(self.rows, &committed_schema)?;
         let (provisional, provisional_deletes) = changes(self.provisional, &committed_schema)?;

@@ -209,9 +209,15 @@ impl CompiledPlan {
             .into_iter()
             .filter(|rule| rule.name() != "single_distinct_aggregation_to_group_by")
             .collect();
-        let state = SessionStateBuilder::new_from_existing(state.clone())
+        let mut state = SessionStateBuilder::new_from_existing(state.clone())
             .with_optimizer_rules(rules)
             .build();
+        // Rebuilding registers every function again, DataFusion's and Flink's in no set
+        // order: a built-in's alias (to_char's `date_format`) could take a Flink name back.
+        for function in strata_catalog::functions::flink_functions() {
+            datafusion::execution::FunctionRegistry::register_udf(&mut state, function)
+                .map_err(|err| unsupported(format!("registering {err}")))?;
+        }
         let plan = state
             .statement_to_plan(statement)
             .await

@@ -312,7 +312,7 @@ impl ResultsLog {
     /// [`ResultsLog::open`], compacting the table's files after every
     /// `compact_every` appends rather than [`COMPACT_EVERY`].
     pub async fn open_compacting(location: &str, compact_every: u64) -> Result<Self> {
-        lake::ensure_table(location, "quality_results", &schema(), true).await?;
+        lake::ensure_table(location, "quality_results", &schema(), &[], true).await?;
         let (sender, receiver) = mpsc::unbounded_channel();
         tokio::spawn(write_results(
             location.to_string(),
@@ -449,7 +449,7 @@ pub async fn append(location: &str, results: Vec<CheckResult>) -> Result<()> {
     if results.is_empty() {
         return Ok(());
     }
-    lake::ensure_table(location, "quality_results", &schema(), true).await?;
+    lake::ensure_table(location, "quality_results", &schema(), &[], true).await?;
     let table = lake::open(location).await?;
     table
         .write(vec![to_batch(&results)])

@@ -84,7 +84,7 @@ async fn record(
     pipeline: &str,
     entry: &Entry,
 ) -> anyhow::Result<()> {
-    lake::ensure_table(location, "replays", &journal_schema(), true).await?;
+    lake::ensure_table(location, "replays", &journal_schema(), &[], true).await?;
     let utc = |ms: i64| {
         Arc::new(arrow::array::TimestampMillisecondArray::from(vec![ms]).with_timezone("UTC"))
     };

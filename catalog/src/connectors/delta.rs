@@ -64,8 +64,23 @@ pub async fn read_schema(location: &str) -> Result<SchemaRef> {
     Ok(snapshot.snapshot().arrow_schema())
 }
 
-/// Creates an empty table with `schema` at `location`.
-pub async fn create(location: &str, table_name: &str, schema: &Schema) -> Result<DeltaTable> {
+/// The table's partition columns, in order (none for an unpartitioned table).
+pub async fn partition_columns(location: &str) -> Result<Vec<String>> {
+    let table = open(location).await?;
+    let snapshot = table
+        .snapshot()
+        .map_err(|source| delta_error(location, source))?;
+    Ok(snapshot.metadata().partition_columns().to_vec())
+}
+
+/// Creates an empty table with `schema` at `location`, partitioned by
+/// `partitioned_by` (Delta folders per value: `dt=2024-05-01/…`).
+pub async fn create(
+    location: &str,
+    table_name: &str,
+    schema: &Schema,
+    partitioned_by: &[String],
+) -> Result<DeltaTable> {
     let delta_schema: StructType =
         schema
             .try_into_kernel()
@@ -76,10 +91,14 @@ pub async fn create(location: &str, table_name: &str, schema: &Schema) -> Result
                         .to_string(),
                 ),
             })?;
-    CreateBuilder::new()
+    let mut builder = CreateBuilder::new()
         .with_location(location)
         .with_table_name(table_name)
-        .with_columns(delta_schema.fields().cloned())
+        .with_columns(delta_schema.fields().cloned());
+    if !partitioned_by.is_empty() {
+        builder = builder.with_partition_columns(partitioned_by.to_vec());
+    }
+    builder
         .await
         .map_err(|source| delta_error(location, source))
 }
@@ -167,23 +186,43 @@ pub enum Prepared {
     ColumnsAdded(Vec<String>),
 }
 
-/// Makes sure a Delta table with (at least) `schema`'s columns exists at
-/// `location`. Missing columns are added when `evolve` is set (they must be
-/// nullable: existing rows have no value for them); otherwise they are an error.
+/// Makes sure a Delta table with (at least) `schema`'s columns, partitioned
+/// by `partitioned_by`, exists at `location`. Missing columns are added when
+/// `evolve` is set (they must be nullable: existing rows have no value for
+/// them); otherwise they are an error. Partitioning is never changed.
 pub async fn ensure_table(
     location: &str,
     table_name: &str,
     schema: &Schema,
+    partitioned_by: &[String],
     evolve: bool,
 ) -> Result<Prepared> {
     // Checking for a table creates its directory, so look before.
     let directory_existed = local_path(location).is_some_and(|p| p.exists());
     if !exists(location).await? {
-        create(location, table_name, schema).await?;
+        create(location, table_name, schema, partitioned_by).await?;
         return Ok(Prepared::Created(CreatedTable {
             location: location.to_string(),
             directory_existed,
         }));
+    }
+    let partitions = partition_columns(location).await?;
+    if partitions != partitioned_by {
+        let shown = |columns: &[String]| match columns {
+            [] => "not partitioned".to_string(),
+            columns => format!("PARTITIONED BY ({})", columns.join(", ")),
+        };
+        return Err(CatalogError::Discovery {
+            message: format!(
+                "the Delta table at {location} is {}, but {table_name} is declared {}",
+                shown(&partitions),
+                shown(partitioned_by)
+            ),
+            hint: Some(format!(
+                "declare it as the table is ({}): a Delta table's partitioning is fixed when it is created",
+                shown(&partitions)
+            )),
+        });
     }
     let existing = read_schema(location).await?;
     let missing: Vec<&Field> = schema
@@ -242,8 +281,16 @@ pub async fn ensure_table(
 
 /// The table at `location` as a DataFusion table (a snapshot of its latest version).
 pub async fn table_provider(location: &str) -> Result<Arc<dyn TableProvider>> {
-    let table = open(location).await?;
-    table.table_provider().await.map_err(CatalogError::Query)
+    provider_of(&open(location).await?).await
+}
+
+/// `table` as a DataFusion table, each column of its declared type: a STRING
+/// partition column reads as text, not as the dictionary deltalake makes of it.
+pub async fn provider_of(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
+    let provider = table.table_provider().await.map_err(CatalogError::Query)?;
+    Ok(super::delta_partitions::PlainPartitionValues::wrap(
+        provider,
+    ))
 }
 
 /// A past state of a Delta table: `VERSION AS OF n`, or `FOR SYSTEM_TIME AS OF
@@ -301,8 +348,7 @@ pub async fn open_as_of(location: &str, as_of: AsOf) -> Result<DeltaTable> {
 
 /// The table at `location` as it was at `as_of`, as a DataFusion table.
 pub async fn table_provider_as_of(location: &str, as_of: AsOf) -> Result<Arc<dyn TableProvider>> {
-    let table = open_as_of(location, as_of).await?;
-    table.table_provider().await.map_err(CatalogError::Query)
+    provider_of(&open_as_of(location, as_of).await?).await
 }
 
 /// Runs `sql` over the table at `location`, which the query names `name`

@@ -5,6 +5,7 @@
 //! the project's named connections into a target a client can open.
 
 pub mod delta;
+pub mod delta_partitions;
 pub mod embedded;
 pub mod json_check;
 pub mod kafka;
@@ -218,6 +219,7 @@ pub fn delta_location(project: &Project, def: &TableDef) -> Result<String> {
     let TableKind::Delta {
         table_path,
         connection,
+        ..
     } = &def.kind
     else {
         return Err(wrong_kind(&def.name, "delta", &def.kind));

@@ -7,7 +7,7 @@
 //!   proc_time AS PROCTIME(),
 //!   WATERMARK FOR column AS column - INTERVAL 'n' UNIT,
 //!   PRIMARY KEY (column, …) NOT ENFORCED
-//! ) [COMMENT '…'] WITH ('key' = 'value', …);
+//! ) [COMMENT '…'] [PARTITIONED BY (column, …)] WITH ('key' = 'value', …);
 //! ```
 //!
 //! Every piece keeps its `file:line:column`, so later checks can point at it.
@@ -148,6 +148,8 @@ pub struct CreateTable {
     pub watermark: Option<Located<WatermarkDdl>>,
     pub primary_key: Option<Located<Vec<String>>>,
     pub comment: Option<String>,
+    /// `PARTITIONED BY (a, b)`, where it was written, with each column's place.
+    pub partitioned_by: Option<Located<Vec<Located<String>>>>,
     pub options: Vec<(Located<String>, Located<String>)>,
 }
 
@@ -247,6 +249,7 @@ impl DdlParser<'_> {
             watermark: None,
             primary_key: None,
             comment: None,
+            partitioned_by: None,
             options: Vec::new(),
         };
         self.expect_token(&Token::LParen, "'(' and the column list")?;
@@ -260,6 +263,26 @@ impl DdlParser<'_> {
         }
         if self.parser.parse_keyword(Keyword::COMMENT) {
             table.comment = Some(self.string_literal()?.value);
+        }
+        let partitioned = self.parser.peek_token();
+        if self
+            .parser
+            .parse_keywords(&[Keyword::PARTITIONED, Keyword::BY])
+        {
+            self.expect_token(&Token::LParen, "'(' and the partition columns")?;
+            let mut columns = Vec::new();
+            loop {
+                columns.push(self.identifier()?);
+                if self.parser.consume_token(&Token::Comma) {
+                    continue;
+                }
+                self.expect_token(&Token::RParen, "',' or ')' after a partition column")?;
+                break;
+            }
+            table.partitioned_by = Some(Located {
+                value: columns,
+                location: self.location_of(&partitioned),
+            });
         }
         if self.parser.parse_keyword(Keyword::WITH) {
             table.options = self.options()?;

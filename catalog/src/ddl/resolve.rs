@@ -82,6 +82,7 @@ pub fn resolve(
             ));
         }
     };
+    let kind = partitioning(create, kind, &schema)?;
     if let TableKind::Nexmark { stream, .. } = &kind
         && let Err(CatalogError::Nexmark { message, hint }) =
             crate::connectors::nexmark::check_columns(*stream, &schema)
@@ -563,6 +564,88 @@ fn embedded_kind(options: &mut Options, name: &TableName) -> Result<TableKind> {
     Ok(TableKind::Embedded { table: table.value })
 }
 
+/// `PARTITIONED BY (…)`: a Delta table's partition columns, each a column of
+/// the table of a type Delta partitions by, and not all of them.
+fn partitioning(create: &CreateTable, kind: TableKind, schema: &Schema) -> Result<TableKind> {
+    let Some(partitioned) = &create.partitioned_by else {
+        return Ok(kind);
+    };
+    let TableKind::Delta {
+        table_path,
+        connection,
+        ..
+    } = kind
+    else {
+        return Err(ddl_error(
+            &partitioned.location,
+            format!(
+                "PARTITIONED BY is for Delta tables; a {} table is not partitioned by columns",
+                kind.connector()
+            ),
+            "drop PARTITIONED BY: a Kafka topic is partitioned by its records' keys, a MySQL/TiDB table by its own DDL"
+                .to_string(),
+        ));
+    };
+    let mut columns: Vec<String> = Vec::new();
+    for column in &partitioned.value {
+        let Ok(field) = schema.field_with_name(&column.value) else {
+            return Err(ddl_error(
+                &column.location,
+                format!(
+                    "PARTITIONED BY names {}, which is not a column of the table",
+                    column.value
+                ),
+                "partition by columns declared in the column list".to_string(),
+            ));
+        };
+        if columns.contains(&column.value) {
+            return Err(ddl_error(
+                &column.location,
+                format!("PARTITIONED BY names {} twice", column.value),
+                "name each partition column once".to_string(),
+            ));
+        }
+        let partitionable = matches!(
+            field.data_type(),
+            DataType::Utf8
+                | DataType::Boolean
+                | DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::Date32
+                | DataType::Timestamp(_, _)
+                | DataType::Decimal128(_, _)
+        );
+        if !partitionable {
+            return Err(ddl_error(
+                &column.location,
+                format!(
+                    "partition column {} is {}; Delta partitions by STRING, BOOLEAN, integer, DECIMAL, DATE and TIMESTAMP values",
+                    column.value,
+                    crate::ddl::types::flink_type_name(field.data_type())
+                ),
+                "partition by a column of one of those types, e.g. a day as STRING or DATE"
+                    .to_string(),
+            ));
+        }
+        columns.push(column.value.clone());
+    }
+    if columns.len() == schema.fields().len() {
+        return Err(ddl_error(
+            &partitioned.location,
+            "every column is a partition column; a Delta table needs at least one other"
+                .to_string(),
+            "partition by fewer columns".to_string(),
+        ));
+    }
+    Ok(TableKind::Delta {
+        table_path,
+        connection,
+        partitioned_by: columns,
+    })
+}
+
 fn delta_kind(
     options: &mut Options,
     connections: &BTreeMap<String, Connection>,
@@ -571,6 +654,7 @@ fn delta_kind(
     Ok(TableKind::Delta {
         table_path: options.take("table-path").map(|p| p.value),
         connection,
+        partitioned_by: Vec::new(),
     })
 }
 

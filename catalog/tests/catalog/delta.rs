@@ -140,7 +140,7 @@ async fn an_existing_delta_table_must_have_the_declared_columns() {
         arrow::datatypes::DataType::Int64,
         false,
     )]);
-    delta::create(&location, "dwd_orders", &schema)
+    delta::create(&location, "dwd_orders", &schema, &[])
         .await
         .unwrap();
     let catalog = Catalog::open(project(dir.path(), "")).await.unwrap();
@@ -178,5 +178,90 @@ async fn a_failed_registration_removes_the_delta_tables_it_created() {
     assert!(
         !dir.path().join("lake/shop/dwd_orders").exists(),
         "an empty table was left behind"
+    );
+}
+
+#[tokio::test]
+async fn partitioned_by_makes_delta_partition_folders_that_discovery_and_registration_keep() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(project(dir.path(), "[lake]\nroot = \"lake\"\n"))
+        .await
+        .unwrap();
+    catalog
+        .register_sql(
+            "dwd.sql",
+            "CREATE TABLE shop.dwd_visits (user_id BIGINT, url STRING, dt STRING) PARTITIONED BY (dt) WITH ('connector' = 'delta');",
+            RegisterMode::Create,
+        )
+        .await
+        .unwrap();
+    catalog
+        .query(
+            "INSERT INTO shop.dwd_visits VALUES (1, '/a', '2024-05-01'), (2, '/b', '2024-05-02')",
+        )
+        .await
+        .unwrap();
+    let lake = dir.path().canonicalize().unwrap().join("lake");
+    let location = lake.join("shop/dwd_visits");
+    for day in ["2024-05-01", "2024-05-02"] {
+        assert!(
+            location.join(format!("dt={day}")).is_dir(),
+            "no folder for {day}"
+        );
+    }
+    assert_eq!(
+        delta::partition_columns(location.to_str().unwrap())
+            .await
+            .unwrap(),
+        ["dt"]
+    );
+
+    // Declared otherwise, the table is refused with its partitioning.
+    let err = catalog
+        .register_sql(
+            "dwd.sql",
+            "CREATE TABLE shop.dwd_visits (user_id BIGINT, url STRING, dt STRING) WITH ('connector' = 'delta');",
+            RegisterMode::Update,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is PARTITIONED BY (dt), but dwd_visits is declared not partitioned"),
+        "{err}"
+    );
+
+    // Discovery reads the partitioning from the log.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Catalog::open(project(
+        other_dir.path(),
+        &format!(
+            "[connections.lake]\nkind = \"delta\"\nroot = \"{}\"\n",
+            lake.display()
+        ),
+    ))
+    .await
+    .unwrap();
+    let discovery = other
+        .discover("lake", &DiscoverOptions::default())
+        .await
+        .unwrap();
+    let found = &discovery.tables[0];
+    assert!(
+        matches!(&found.kind, TableKind::Delta { partitioned_by, .. } if partitioned_by == &["dt"]),
+        "{:?}",
+        found.kind
+    );
+    other
+        .register(discovery.tables, RegisterMode::Create)
+        .await
+        .unwrap();
+    let rows = other
+        .query("SELECT dt, user_id FROM lake.dwd_visits WHERE dt = '2024-05-02'")
+        .await
+        .unwrap();
+    assert_eq!(
+        pretty_format_batches(&rows.batches).unwrap().to_string(),
+        "+------------+---------+\n| dt         | user_id |\n+------------+---------+\n| 2024-05-02 | 2       |\n+------------+---------+"
     );
 }

@@ -212,13 +212,7 @@ impl DeltaDimension {
         if self.memory.is_some() && version == self.version {
             return Ok(());
         }
-        let provider = table
-            .table_provider()
-            .await
-            .map_err(|err| PipelineError::Source {
-                what: format!("the Delta dimension at {}", self.location),
-                cause: err.to_string(),
-            })?;
+        let provider = lake::provider_of(&table).await?;
         let batches = datafusion::prelude::SessionContext::new()
             .read_table(provider)
             .map_err(|err| PipelineError::Evaluation(err.to_string()))?

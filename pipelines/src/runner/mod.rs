@@ -569,7 +569,7 @@ impl PipelineRun {
         let location = format!("{}{suffix}", target_location.trim_end_matches('/'));
         let name = TableName::new(&target.name.space, format!("{}{suffix}", target.name.name));
         // Side tables made by an earlier version gain the columns added since.
-        lake::ensure_table(&location, &name.name, schema, true).await?;
+        lake::ensure_table(&location, &name.name, schema, &[], true).await?;
         if !self.catalog.store().contains(&name).await? {
             let def = TableDef {
                 name,
@@ -577,6 +577,7 @@ impl PipelineRun {
                 kind: TableKind::Delta {
                     table_path: Some(location.clone()),
                     connection: None,
+                    partitioned_by: Vec::new(),
                 },
                 schema: schema.clone(),
                 primary_key: Vec::new(),
@@ -630,6 +631,7 @@ fn target_location(catalog: &Catalog, pipeline: &ValidPipeline) -> Result<String
                 kind: TableKind::Delta {
                     table_path: None,
                     connection: None,
+                    partitioned_by: Vec::new(),
                 },
                 ..pipeline.target.clone()
             };

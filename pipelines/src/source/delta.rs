@@ -9,7 +9,10 @@
 //! The downstream pipeline records the last version it read as its `txn`
 //! offset, so a restart continues with the next version: each upstream row is
 //! read once. Upstream tables must be append-only: a commit that removes rows
-//! as a data change (DELETE, MERGE) stops the pipeline with an error.
+//! as a data change (DELETE, MERGE) stops the pipeline with an error. A
+//! partitioned table's files lack their partition columns: each file's rows
+//! get them from its `add` action's `partitionValues` (as text, which the
+//! reader casts to the columns' types).
 
 use std::sync::Arc;
 
@@ -64,18 +67,21 @@ impl DeltaFollower {
             else {
                 continue;
             };
-            for path in self.added_files(version, &commit)? {
-                batches.extend(read_parquet(store.clone(), &path).await.map_err(|cause| {
+            for (path, partition_values) in self.added_files(version, &commit)? {
+                let read = read_parquet(store.clone(), &path).await.map_err(|cause| {
                     self.error(format!("reading {path} of version {version}: {cause}"))
-                })?);
+                })?;
+                for batch in read {
+                    batches.push(with_partition_values(batch, &partition_values)?);
+                }
             }
         }
         self.next_version = latest + 1;
         Ok(Some((latest, batches)))
     }
 
-    /// The data files a commit added as new rows.
-    fn added_files(&self, version: i64, commit: &[u8]) -> Result<Vec<String>> {
+    /// The data files a commit added as new rows, with their partition values.
+    fn added_files(&self, version: i64, commit: &[u8]) -> Result<Vec<(String, PartitionValues)>> {
         let mut files = Vec::new();
         for line in commit.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let action: serde_json::Value = serde_json::from_slice(line)
@@ -98,11 +104,24 @@ impl DeltaFollower {
                     .and_then(serde_json::Value::as_str)
             {
                 // Delta log paths are percent-encoded.
-                files.push(
+                let partition_values = action["add"]
+                    .get("partitionValues")
+                    .and_then(serde_json::Value::as_object)
+                    .map(|values| {
+                        values
+                            .iter()
+                            .map(|(column, value)| {
+                                (column.clone(), value.as_str().map(str::to_string))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                files.push((
                     percent_encoding::percent_decode_str(path)
                         .decode_utf8_lossy()
                         .into_owned(),
-                );
+                    partition_values,
+                ));
             }
         }
         Ok(files)
@@ -114,6 +133,40 @@ impl DeltaFollower {
             cause,
         }
     }
+}
+
+/// A file's partition values: column, and its value as text (`None`: NULL).
+type PartitionValues = Vec<(String, Option<String>)>;
+
+/// `batch` with its file's partition columns appended, as text.
+fn with_partition_values(batch: RecordBatch, values: &PartitionValues) -> Result<RecordBatch> {
+    if values.is_empty() {
+        return Ok(batch);
+    }
+    let mut fields: Vec<arrow::datatypes::FieldRef> = batch.schema().fields().to_vec();
+    let mut columns = batch.columns().to_vec();
+    for (column, value) in values {
+        if batch.schema().index_of(column).is_ok() {
+            continue;
+        }
+        fields.push(Arc::new(arrow::datatypes::Field::new(
+            column,
+            arrow::datatypes::DataType::Utf8,
+            true,
+        )));
+        columns.push(Arc::new(arrow::array::StringArray::from(vec![
+            value
+                .as_deref(
+                );
+            batch
+                .num_rows(
+                )
+        ])));
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns,
+    )?)
 }
 
 async fn read_parquet(
