@@ -86,9 +86,10 @@ impl<'de> Visitor<'de> for Record<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen: Vec<String> = Vec::new();
+        // Keys borrow from the record (unless escaped): no allocation per key.
+        let mut seen: Vec<std::borrow::Cow<'de, str>> = Vec::new();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if seen.iter().any(|k| *k == key) {
+            if seen.contains(&key) {
                 return Err(de::Error::custom(format!(
                     "key {key:?} is given twice in the record"
                 )));
@@ -100,7 +101,7 @@ impl<'de> Visitor<'de> for Record<'_> {
                 })?,
                 None => map.next_value::<Skip>().map(|_| ())?,
             }
-            seen.push(key.into_owned());
+            seen.push(key);
         }
         Ok(())
     }
@@ -142,6 +143,21 @@ impl Column<'_> {
             DataType::Decimal128(precision, scale) | DataType::Decimal256(precision, scale) => {
                 decimal_fits(text, *precision, *scale).map_err(|why| self.refuse(text, &why))
             }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks a JSON integer; only a DECIMAL needs its digits as text.
+    fn whole_number<E: de::Error>(&self, value: i128) -> Result<(), E> {
+        match self.data_type {
+            t if t.is_integer() => {
+                let (min, max) = integer_range(t);
+                if value < min || value > max {
+                    return Err(self.refuse(&value.to_string(), "out of range"));
+                }
+                Ok(())
+            }
+            DataType::Decimal128(..) | DataType::Decimal256(..) => self.number(&value.to_string()),
             _ => Ok(()),
         }
     }
@@ -284,11 +300,11 @@ impl<'de> Visitor<'de> for Column<'_> {
     }
 
     fn visit_i64<E: de::Error>(self, value: i64) -> Result<(), E> {
-        self.number(&value.to_string())
+        self.whole_number(i128::from(value))
     }
 
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<(), E> {
-        self.number(&value.to_string())
+        self.whole_number(i128::from(value))
     }
 
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<(), E> {

@@ -1,6 +1,5 @@
 //! The pipelines crate's integration tests, against the Kafka mock cluster and Delta on disk.
 
-mod hostile;
 mod ingest;
 mod interval;
 mod lookup;
