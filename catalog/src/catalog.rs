@@ -634,8 +634,7 @@ impl Catalog {
                     continue;
                 }
             };
-            let schema = delta::read_schema(&location).await?;
-            let partitioned_by = delta::partition_columns(&location).await?;
+            let (schema, partitioned_by) = delta::read_layout(&location).await?;
             discovery.tables.push(TableDef {
                 name: TableName::new(&space, &name),
                 layer,

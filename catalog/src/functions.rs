@@ -268,11 +268,7 @@ fn log(name: &str, args: Vec<Expr>) -> Result<Expr> {
 /// skips NULLs, as `CONCAT_WS` does in both).
 fn concat(name: &str, args: Vec<Expr>) -> Result<Expr> {
     let args = arity(name, args, 1, usize::MAX, "one or more strings")?;
-    let any_null = args
-        .iter()
-        .map(|arg| arg.clone().is_null())
-        .reduce(Expr::or)
-        .expect("at least one argument");
+    let any_null = any_is_null(&args);
     let joined = datafusion::logical_expr::cast(
         datafusion::functions::expr_fn::concat(args),
         DataType::Utf8,
@@ -282,6 +278,14 @@ fn concat(name: &str, args: Vec<Expr>) -> Result<Expr> {
         datafusion::logical_expr::lit(datafusion::common::ScalarValue::Utf8(None)),
     )
     .otherwise(joined)
+}
+
+/// `a IS NULL OR b IS NULL OR …`: when Flink's NULL-propagating functions are NULL.
+fn any_is_null(args: &[Expr]) -> Expr {
+    args.iter()
+        .map(|arg| arg.clone().is_null())
+        .reduce(Expr::or)
+        .expect("at least one argument")
 }
 
 /// `REGEXP_REPLACE(text, regex, replacement)` replaces every match in Flink
@@ -562,11 +566,7 @@ impl ScalarUDFImpl for NullIfAnyNull {
             return Ok(ExprSimplifyResult::Original(args));
         };
         let data_type = info.get_data_type(first)?;
-        let any_null = args
-            .iter()
-            .map(|arg| arg.clone().is_null())
-            .reduce(Expr::or)
-            .expect("at least one argument");
+        let any_null = any_is_null(&args);
         let null = datafusion::logical_expr::cast(
             datafusion::logical_expr::lit(datafusion::common::ScalarValue::Null),
             data_type,

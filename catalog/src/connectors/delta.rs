@@ -57,20 +57,23 @@ pub async fn open(location: &str) -> Result<DeltaTable> {
 
 /// The Arrow schema of the table at `location`.
 pub async fn read_schema(location: &str) -> Result<SchemaRef> {
-    let table = open(location).await?;
-    let snapshot = table
-        .snapshot()
-        .map_err(|source| delta_error(location, source))?;
-    Ok(snapshot.snapshot().arrow_schema())
+    Ok(read_layout(location).await?.0)
 }
 
-/// The table's partition columns, in order (none for an unpartitioned table).
-pub async fn partition_columns(location: &str) -> Result<Vec<String>> {
-    let table = open(location).await?;
+/// The table's schema and its partition columns, in order (none for an
+/// unpartitioned table), from one read of its log.
+pub async fn read_layout(location: &str) -> Result<(SchemaRef, Vec<String>)> {
+    layout(&open(location).await?, location)
+}
+
+fn layout(table: &DeltaTable, location: &str) -> Result<(SchemaRef, Vec<String>)> {
     let snapshot = table
         .snapshot()
         .map_err(|source| delta_error(location, source))?;
-    Ok(snapshot.metadata().partition_columns().to_vec())
+    Ok((
+        snapshot.snapshot().arrow_schema(),
+        snapshot.metadata().partition_columns().to_vec(),
+    ))
 }
 
 /// Creates an empty table with `schema` at `location`, partitioned by
@@ -206,7 +209,8 @@ pub async fn ensure_table(
             directory_existed,
         }));
     }
-    let partitions = partition_columns(location).await?;
+    let table = open(location).await?;
+    let (existing, partitions) = layout(&table, location)?;
     if partitions != partitioned_by {
         let shown = |columns: &[String]| match columns {
             [] => "not partitioned".to_string(),
@@ -224,7 +228,6 @@ pub async fn ensure_table(
             )),
         });
     }
-    let existing = read_schema(location).await?;
     let missing: Vec<&Field> = schema
         .fields()
         .iter()
@@ -268,8 +271,7 @@ pub async fn ensure_table(
                 message: format!("Delta cannot store the new columns of {table_name}: {err}"),
                 hint: None,
             })?;
-    open(location)
-        .await?
+    table
         .add_columns()
         .with_fields(fields.fields().cloned().collect::<Vec<_>>())
         .await

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::DataFusionError;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::datasource::sink::DataSink;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableType};
@@ -178,17 +178,18 @@ impl TableProvider for EmbeddedTable {
         input: Arc<dyn ExecutionPlan>,
         insert_op: InsertOp,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        if insert_op != InsertOp::Append {
-            return Err(DataFusionError::NotImplemented(format!(
-                "{insert_op} into an embedded table; use INSERT INTO"
-            )));
-        }
-        let sink = EmbeddedSink {
-            store: self.store.clone(),
-            table: self.table.clone(),
-            schema: self.schema.clone(),
-        };
-        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+        super::append_through(
+            input,
+            insert_op,
+            "an embedded table; use INSERT INTO",
+            || {
+                Ok(Arc::new(EmbeddedSink {
+                    store: self.store.clone(),
+                    table: self.table.clone(),
+                    schema: self.schema.clone(),
+                }))
+            },
+        )
     }
 }
 

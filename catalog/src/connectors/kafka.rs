@@ -501,26 +501,23 @@ impl TableProvider for KafkaTable {
         input: Arc<dyn ExecutionPlan>,
         insert_op: datafusion::logical_expr::dml::InsertOp,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        if insert_op != datafusion::logical_expr::dml::InsertOp::Append {
-            return Err(DataFusionError::NotImplemented(format!(
-                "{insert_op} into a Kafka table: a topic is appended to; use INSERT INTO"
-            )));
-        }
-        if self.format != KafkaFormat::Json {
-            return Err(DataFusionError::NotImplemented(format!(
-                "INSERT INTO {}, a '{}' topic: Strata produces JSON records; use your own producer for other formats",
-                self.name,
-                self.format.as_str()
-            )));
-        }
-        let sink = super::kafka_sink::KafkaSink {
-            target: self.target.clone(),
-            schema: self.schema.clone(),
-        };
-        Ok(Arc::new(datafusion::datasource::sink::DataSinkExec::new(
+        super::append_through(
             input,
-            Arc::new(sink),
-            None,
-        )))
+            insert_op,
+            "a Kafka table: a topic is appended to; use INSERT INTO",
+            || {
+                if self.format != KafkaFormat::Json {
+                    return Err(DataFusionError::NotImplemented(format!(
+                        "INSERT INTO {}, a '{}' topic: Strata produces JSON records; use your own producer for other formats",
+                        self.name,
+                        self.format.as_str()
+                    )));
+                }
+                Ok(Arc::new(super::kafka_sink::KafkaSink {
+                    target: self.target.clone(),
+                    schema: self.schema.clone(),
+                }))
+            },
+        )
     }
 }

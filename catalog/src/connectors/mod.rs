@@ -21,6 +21,27 @@ use crate::config::{Connection, Project, resolve_location};
 use crate::error::{CatalogError, Result};
 use crate::model::{TableDef, TableKind, TableName};
 
+/// The plan of an `INSERT INTO` a table that rows are appended to: `input`
+/// through the sink `open` makes. Other insert operations (`INSERT OVERWRITE`,
+/// `REPLACE INTO`) are refused as `"{op} into {refusal}"`.
+pub(crate) fn append_through(
+    input: std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    insert_op: datafusion::logical_expr::dml::InsertOp,
+    refusal: &str,
+    open: impl FnOnce() -> datafusion::error::Result<
+        std::sync::Arc<dyn datafusion::datasource::sink::DataSink>,
+    >,
+) -> datafusion::error::Result<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+    if insert_op != datafusion::logical_expr::dml::InsertOp::Append {
+        return Err(datafusion::error::DataFusionError::NotImplemented(format!(
+            "{insert_op} into {refusal}"
+        )));
+    }
+    Ok(std::sync::Arc::new(
+        datafusion::datasource::sink::DataSinkExec::new(input, open()?, None),
+    ))
+}
+
 /// One value of a lookup key, as it is bound into a `WHERE key IN (…)` query:
 /// integers and booleans as such, everything else as its text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

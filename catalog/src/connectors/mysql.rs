@@ -600,21 +600,18 @@ impl TableProvider for MysqlTable {
         input: Arc<dyn ExecutionPlan>,
         insert_op: datafusion::logical_expr::dml::InsertOp,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        if insert_op != datafusion::logical_expr::dml::InsertOp::Append {
-            return Err(DataFusionError::NotImplemented(format!(
-                "{insert_op} into a MySQL/TiDB table: use INSERT INTO (rows are added; a duplicate key fails the statement)"
-            )));
-        }
-        let sink = super::mysql_sink::MysqlSink {
-            pool: self.pool.clone(),
-            target: self.target.clone(),
-            schema: self.schema.clone(),
-        };
-        Ok(Arc::new(datafusion::datasource::sink::DataSinkExec::new(
+        super::append_through(
             input,
-            Arc::new(sink),
-            None,
-        )))
+            insert_op,
+            "a MySQL/TiDB table: use INSERT INTO (rows are added; a duplicate key fails the statement)",
+            || {
+                Ok(Arc::new(super::mysql_sink::MysqlSink {
+                    pool: self.pool.clone(),
+                    target: self.target.clone(),
+                    schema: self.schema.clone(),
+                }))
+            },
+        )
     }
 }
 

@@ -210,9 +210,10 @@ async fn partitioned_by_makes_delta_partition_folders_that_discovery_and_registr
         );
     }
     assert_eq!(
-        delta::partition_columns(location.to_str().unwrap())
+        delta::read_layout(location.to_str().unwrap())
             .await
-            .unwrap(),
+            .unwrap()
+            .1,
         ["dt"]
     );
 

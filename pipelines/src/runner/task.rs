@@ -29,7 +29,9 @@ use crate::sink::quarantine;
 use crate::source::SourceRecord;
 use crate::source::delta::DeltaFollower;
 use crate::source::kafka::KafkaSource;
-use crate::source::reader::{NexmarkReader, Next, Reader, RecordDecoder, SourceBatch, row_as_json};
+use crate::source::reader::{
+    NexmarkReader, Next, Originals, Reader, RecordDecoder, SourceBatch, row_as_json,
+};
 use crate::state::{ByteReader, ByteWriter};
 use crate::transform::{CompiledPlan, Missed, Traced};
 use crate::validate::is_changelog;
@@ -142,9 +144,8 @@ pub(super) struct Task<'a> {
     /// How far ahead of the wall clock an event time may be before its row goes
     /// to quarantine rather than move the watermark (`'scan.watermark.max-future-skew'`).
     max_future_skew_ms: Option<i64>,
-    /// The records of the batch being processed, by (partition, offset): a row
-    /// sent to quarantine goes as the record it was decoded from, key and bytes.
-    originals: std::collections::HashMap<(i32, i64), SourceRecord>,
+    /// The records of the batch being processed, for rows sent to quarantine.
+    originals: Originals,
     /// The watermark as of the last commit started; lateness is judged against it.
     committed_watermark: Option<i64>,
     /// The largest watermark a temporal join let through, so that it never goes back.
@@ -358,7 +359,7 @@ impl<'a> Task<'a> {
             run,
             plan,
             max_future_skew_ms: source.watermark.as_ref().and_then(|w| w.max_future_skew_ms),
-            originals: std::collections::HashMap::new(),
+            originals: Originals::default(),
             reader,
             sinks: Some(Sinks {
                 target,
@@ -871,7 +872,7 @@ impl<'a> Task<'a> {
             stop: stop.clone(),
             from_state: false,
         };
-        self.keep_originals(&mut batch);
+        self.originals.keep(&mut batch);
         let outcome = self
             .run_rows(&batch.rows, &batch.coordinates, None, &pass, Side::Right)
             .await;
@@ -938,18 +939,10 @@ impl<'a> Task<'a> {
         mut batch: SourceBatch,
         stop: &watch::Receiver<bool>,
     ) -> Result<()> {
-        self.keep_originals(&mut batch);
+        self.originals.keep(&mut batch);
         let outcome = self.run_batch(batch, stop).await;
         self.originals.clear();
         outcome
-    }
-
-    /// Keeps the batch's records until it is processed, for [`Task::reject`].
-    fn keep_originals(&mut self, batch: &mut SourceBatch) {
-        self.originals = std::mem::take(&mut batch.originals)
-            .into_iter()
-            .map(|record| ((record.partition, record.offset), record))
-            .collect();
     }
 
     async fn run_batch(&mut self, batch: SourceBatch, stop: &watch::Receiver<bool>) -> Result<()> {
@@ -1465,7 +1458,7 @@ impl<'a> Task<'a> {
         // source of rows) goes as JSON.
         let record = self
             .originals
-            .get(&(partition, offset))
+            .get((partition, offset))
             .cloned()
             .unwrap_or_else(|| SourceRecord {
                 partition,

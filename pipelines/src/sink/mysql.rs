@@ -136,7 +136,7 @@ impl MysqlSink {
                 .collect();
             for chunk in removed.chunks(ROWS_PER_STATEMENT) {
                 let mut query: QueryBuilder<MySql> = QueryBuilder::new(format!(
-                    "DELETE FROM {} WHERE ({}) IN (",
+                    "DELETE FROM {} WHERE ({}) IN",
                     self.table(),
                     self.keys
                         .iter()
@@ -144,25 +144,11 @@ impl MysqlSink {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
-                let mut tuples = query.separated(", ");
-                for &row in chunk {
-                    tuples.push("(");
-                    for (position, &column) in key_indices.iter().enumerate() {
-                        if position > 0 {
-                            tuples.push_unseparated(", ");
-                        }
-                        let value = &text[column];
-                        if value.binary {
-                            tuples.push_unseparated("UNHEX(");
-                        }
-                        tuples.push_bind_unseparated(value.values[row].clone());
-                        if value.binary {
-                            tuples.push_unseparated(")");
-                        }
+                query.push_tuples(chunk, |mut tuple, &row| {
+                    for &column in &key_indices {
+                        text[column].push(&mut tuple, row);
                     }
-                    tuples.push_unseparated(")");
-                }
-                query.push(")");
+                });
                 query
                     .build()
                     .execute(&mut *tx)

@@ -45,6 +45,45 @@ pub struct SourceBatch {
     pub originals: Vec<SourceRecord>,
 }
 
+/// The records of the batch a pipeline is processing, so that a row it sends
+/// to quarantine goes as the record it was decoded from, key and bytes. They
+/// are indexed by (partition, offset) at the first such row: most batches
+/// send none, and pay nothing for it.
+#[derive(Debug, Default)]
+pub struct Originals {
+    records: Vec<SourceRecord>,
+    index: Option<std::collections::HashMap<(i32, i64), usize>>,
+}
+
+impl Originals {
+    /// Keeps `batch`'s records (taking them out of it) until [`Originals::clear`].
+    pub fn keep(&mut self, batch: &mut SourceBatch) {
+        self.records = std::mem::take(&mut batch.originals);
+        self.index = None;
+    }
+
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.index = None;
+    }
+
+    /// The record at `coordinates`, if the batch being processed has it.
+    pub fn get(&mut self, coordinates: (i32, i64)) -> Option<&SourceRecord> {
+        if self.records.is_empty() {
+            return None;
+        }
+        let records = &self.records;
+        let index = self.index.get_or_insert_with(|| {
+            records
+                .iter()
+                .enumerate()
+                .map(|(at, record)| ((record.partition, record.offset), at))
+                .collect()
+        });
+        index.get(&coordinates).map(|&at| &records[at])
+    }
+}
+
 /// What waiting on a source produced.
 #[derive(Debug)]
 pub enum Next {
