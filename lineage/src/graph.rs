@@ -460,7 +460,7 @@ impl Subgraph {
 
 /// `text` as a DOT string: quotes and backslashes escaped, a line break as
 /// DOT's `\n` (Rust's `{:?}` would escape that backslash, and more, again).
-fn dot_quoted(text: &str) -> String {
+pub fn dot_quoted(text: &str) -> String {
     let mut quoted = String::with_capacity(text.len() + 2);
     quoted.push('"');
     for c in text.chars() {

@@ -249,6 +249,31 @@ impl AlignedQuery {
         })
     }
 
+    /// The query in plan terms: its window and how it is evaluated.
+    pub fn describe(&self) -> String {
+        format!(
+            "{:?} over {}, evaluated window by window once the watermark passes window_end{}: {}",
+            self.tvf.kind,
+            self.tvf.time_column,
+            if self.joins_stream {
+                ", with the stream's rows joined"
+            } else {
+                ""
+            },
+            self.plan.display()
+        )
+    }
+
+    /// What the held rows' bytes depend on: the window and the buffered columns.
+    pub fn state_fingerprint(&self) -> String {
+        format!(
+            "{:?} over {}; rows {}",
+            self.tvf.kind,
+            self.tvf.time_column,
+            crate::state::schema_fingerprint(&self.schema)
+        )
+    }
+
     /// The source's event-time column.
     pub fn time_column(&self) -> &str {
         &self.tvf.time_column

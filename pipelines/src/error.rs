@@ -75,14 +75,12 @@ pub enum PipelineError {
     /// The checkpointed state was written for a plan of another shape (an
     /// aggregate added, a GROUP BY key changed): restoring it would misread it.
     #[error(
-        "pipeline {pipeline}: its checkpointed state does not fit the pipeline as it is now{}{}\n  hint: undo the change to keep the state, or run `strata pipeline reset {pipeline}` to drop the state and start the pipeline again (--from committed, earliest or latest)",
-        shape_lines("in the state, no longer in the plan", removed),
-        shape_lines("in the plan, not in the state", added)
+        "pipeline {pipeline}: its checkpointed state does not fit the pipeline as it is now{}\n  hint: undo the change to keep the state, or run `strata pipeline reset {pipeline}` to drop the state and start the pipeline again (--from committed, earliest or latest)",
+        state_changes(changes)
     )]
     StateMismatch {
         pipeline: String,
-        removed: Vec<String>,
-        added: Vec<String>,
+        changes: Vec<StateChange>,
     },
 
     /// Operator state (open windows, groups) could not be saved or restored.
@@ -115,12 +113,43 @@ pub enum PipelineError {
 }
 
 /// The lines of a state shape, indented under a heading, or nothing.
-fn shape_lines(heading: &str, lines: &[String]) -> String {
-    if lines.is_empty() {
-        return String::new();
-    }
-    let listed: Vec<String> = lines.iter().map(|l| format!("\n    {l}")).collect();
-    format!("\n  {heading}:{}", listed.join(""))
+/// An operator whose checkpointed state no longer fits the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    /// The operator's id in the plan (`strata explain`).
+    pub operator: String,
+    pub kind: String,
+    /// The fingerprint the checkpoint holds, if it holds the operator.
+    pub written: Option<String>,
+    /// The fingerprint the plan declares, if the plan keeps the operator's state.
+    pub planned: Option<String>,
+}
+
+fn state_changes(changes: &[StateChange]) -> String {
+    let indented = |text: &str| -> String {
+        text.lines()
+            .map(|line| format!("\n        {line}"))
+            .collect()
+    };
+    changes
+        .iter()
+        .map(|change| {
+            let mut text = format!("\n  operator {} ({}):", change.operator, change.kind);
+            match &change.written {
+                Some(written) => {
+                    text.push_str(&format!("\n      state written for:{}", indented(written)))
+                }
+                None => text.push_str("\n      no state in the checkpoint"),
+            }
+            match &change.planned {
+                Some(planned) => {
+                    text.push_str(&format!("\n      the plan now needs:{}", indented(planned)))
+                }
+                None => text.push_str("\n      the plan keeps no state for it now"),
+            }
+            text
+        })
+        .collect()
 }
 
 impl PipelineError {

@@ -106,6 +106,50 @@ pub struct Probed {
 }
 
 impl IntervalJoin {
+    /// The joined rows' schema.
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.output
+    }
+
+    /// The join in SQL terms: its keys and its band of event time.
+    pub fn describe(&self) -> String {
+        let keys: Vec<String> = self
+            .left
+            .keys
+            .iter()
+            .zip(&self.right.keys)
+            .map(|(l, r)| format!("{l} = {r}"))
+            .collect();
+        format!(
+            "ON {} AND {} BETWEEN {} {:+} ms AND {} {:+} ms",
+            keys.join(" AND "),
+            self.right.time,
+            self.left.time,
+            self.lower_ms,
+            self.left.time,
+            self.upper_ms
+        )
+    }
+
+    /// What the held rows' bytes depend on: both sides' columns and the keys.
+    pub fn state_fingerprint(&self) -> String {
+        let side = |input: &SideInput| {
+            let keys: Vec<String> = input.keys.iter().map(|k| k.to_string()).collect();
+            format!(
+                "keys ({}) time {} rows {}",
+                keys.join(", "),
+                input.time,
+                crate::state::schema_fingerprint(&input.schema)
+            )
+        };
+        format!(
+            "interval join; left: {}; right: {}; key types {:?}",
+            side(&self.left),
+            side(&self.right),
+            self.key_types
+        )
+    }
+
     pub fn new(parts: IntervalJoinParts) -> Result<Self> {
         let held = |schema: &SchemaRef| -> Result<HeldRows> {
             Ok(HeldRows {

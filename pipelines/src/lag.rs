@@ -52,6 +52,11 @@ pub struct LagStep {
 }
 
 impl LagStep {
+    /// The type of the column it adds.
+    pub fn output_type(&self) -> &DataType {
+        &self.output_type
+    }
+
     pub fn new(
         partition: Vec<(Arc<dyn PhysicalExpr>, DataType)>,
         value: (Arc<dyn PhysicalExpr>, DataType),

@@ -11,12 +11,14 @@
 
 pub mod aggregate;
 pub mod aligned;
+pub mod checkpoint;
 pub mod decode;
 pub mod error;
 pub mod interval;
 pub mod lag;
 pub mod live;
 pub mod lookup;
+pub mod plan;
 pub mod project;
 pub mod runner;
 pub mod sink;
@@ -27,7 +29,7 @@ pub mod validate;
 pub mod watermark;
 pub mod window;
 
-pub use error::{PipelineError, Result};
+pub use error::{PipelineError, Result, StateChange};
 pub use project::{Pipeline, Settings, load_pipelines, parse_pipeline};
 pub use runner::{PipelineRun, Quality, Replay, ResetFrom, RunMode, TableStats};
 pub use validate::{ValidPipeline, validate};

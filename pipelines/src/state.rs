@@ -72,6 +72,16 @@ impl StateStore {
     }
 }
 
+/// `schema`'s columns and types: what rows kept in state as bytes depend on.
+pub fn schema_fingerprint(schema: &arrow::datatypes::Schema) -> String {
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect();
+    format!("({})", columns.join(", "))
+}
+
 /// A little-endian writer for checkpoint files.
 #[derive(Debug, Default)]
 pub struct ByteWriter {

@@ -37,7 +37,7 @@ use crate::window::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowTvf};
 
 /// One step of a compiled plan before or after its aggregation.
 #[derive(Debug)]
-enum Step {
+pub(crate) enum Step {
     /// Keep these columns, in this order.
     Select(Vec<usize>),
     /// Add a dimension's columns (an async, cached lookup).
@@ -58,11 +58,11 @@ enum Step {
 /// DataFusion's unnest, run on each batch, with a column of each row's
 /// position carried through so that output rows know their input row.
 #[derive(Debug)]
-struct UnnestStep {
+pub(crate) struct UnnestStep {
     lists: Vec<datafusion::physical_plan::unnest::ListUnnest>,
     structs: Vec<usize>,
     /// The output schema, with the position column last.
-    schema: SchemaRef,
+    pub(crate) schema: SchemaRef,
     options: datafusion::common::UnnestOptions,
 }
 
@@ -303,6 +303,26 @@ impl CompiledPlan {
             lines.push("window-aligned query".to_string());
         }
         lines
+    }
+
+    /// The window TVF rows are assigned to first, with the windowed rows' schema.
+    pub(crate) fn window(&self) -> Option<&(WindowTvf, SchemaRef)> {
+        self.window.as_ref()
+    }
+
+    /// The steps before the aggregation (all of them without one).
+    pub(crate) fn pre_steps(&self) -> &[Step] {
+        &self.pre
+    }
+
+    /// The steps an interval join's right stream takes before the join.
+    pub(crate) fn right_steps(&self) -> Option<&[Step]> {
+        self.right.as_deref()
+    }
+
+    /// The steps after the aggregation.
+    pub(crate) fn post_steps(&self) -> &[Step] {
+        &self.post
     }
 
     /// The plan's `LAG` steps, in order.

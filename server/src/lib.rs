@@ -5,6 +5,7 @@ pub mod api;
 pub mod bench;
 pub mod demo;
 pub mod dev_kafka;
+pub mod explain;
 pub mod lineage;
 pub mod openlineage;
 pub mod pg;

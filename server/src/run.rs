@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 use strata_catalog::Catalog;
-use strata_pipelines::{PipelineRun, Quality, RunMode, TableStats, load_project};
+use strata_pipelines::{PipelineRun, Quality, RunMode, TableStats, ValidPipeline, load_project};
 use strata_quality::{Checks, ResultsLog};
 
 use crate::quality::Observers;
@@ -199,6 +199,30 @@ pub struct ResetReport {
 }
 
 /// Drops a pipeline's operator state with one commit to its target.
+/// A run of one pipeline that reads no rows (to reset or explain it): no
+/// quality rule runs, so what the other pipelines write does not matter.
+pub async fn rowless_run(
+    catalog: &Catalog,
+    pipeline: ValidPipeline,
+) -> anyhow::Result<PipelineRun> {
+    let written = Arc::new(std::collections::BTreeSet::from([pipeline
+        .target
+        .name
+        .clone()]));
+    Ok(PipelineRun {
+        catalog: catalog.clone(),
+        pipeline,
+        stats: Arc::new(TableStats::new()),
+        mode: RunMode::UntilCaughtUp,
+        quality: Quality {
+            checks: Arc::new(crate::quality::load_checks(catalog).await?),
+            results: None,
+            written,
+        },
+        replay: None,
+    })
+}
+
 pub async fn reset_pipeline(
     catalog: &Catalog,
     name: &str,
@@ -220,23 +244,7 @@ pub async fn reset_pipeline(
         .next()
         .map(|s| s.name.to_string())
         .unwrap_or_default();
-    // A reset reads no rows: no rule runs, so what the others write does not matter.
-    let written = Arc::new(std::collections::BTreeSet::from([pipeline
-        .target
-        .name
-        .clone()]));
-    let run = PipelineRun {
-        catalog: catalog.clone(),
-        pipeline,
-        stats: Arc::new(TableStats::new()),
-        mode: RunMode::UntilCaughtUp,
-        quality: Quality {
-            checks: Arc::new(crate::quality::load_checks(catalog).await?),
-            results: None,
-            written,
-        },
-        replay: None,
-    };
+    let run = rowless_run(catalog, pipeline).await?;
     run.reset(from)
         .await
         .with_context(|| format!("pipeline {name} was not reset"))?;

@@ -84,16 +84,24 @@ pub struct AggregateCall {
 }
 
 impl AggregateCall {
-    /// The call as its state depends on it: function, argument, filter and types.
-    pub fn shape(&self) -> String {
+    /// The call in SQL terms: function, argument and filter.
+    pub fn describe(&self) -> String {
         let filter = self
             .filter
             .as_ref()
             .map(|f| format!(" FILTER (WHERE {f})"))
             .unwrap_or_default();
+        format!("{:?}({}){filter}", self.function, self.arg)
+    }
+
+    /// The call as its state depends on it: function, argument, filter and types.
+    pub fn shape(&self) -> String {
         format!(
-            "{:?}({}){filter}: {} -> {} (distinct buckets {})",
-            self.function, self.arg, self.input_type, self.output, self.distinct_buckets
+            "{}: {} -> {} (distinct buckets {})",
+            self.describe(),
+            self.input_type,
+            self.output,
+            self.distinct_buckets
         )
     }
 }

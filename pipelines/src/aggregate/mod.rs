@@ -107,6 +107,38 @@ impl AggregatePlan {
         })
     }
 
+    /// The aggregation's output: group columns, then aggregates.
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.output
+    }
+
+    /// The output columns of the GROUP BY keys (window bounds included).
+    pub fn group_columns(&self) -> Vec<String> {
+        self.output.fields()[..self.roles.len()]
+            .iter()
+            .map(|field| field.name().clone())
+            .collect()
+    }
+
+    /// The aggregation in SQL terms: its window, keys and aggregates.
+    pub fn describe(&self) -> String {
+        let window = match &self.window {
+            Some(kind) => format!("{kind:?} window, "),
+            None => String::new(),
+        };
+        let calls: Vec<String> = self
+            .calls
+            .iter()
+            .zip(&self.output.fields()[self.roles.len()..])
+            .map(|(call, field)| format!("{} AS {}", call.describe(), field.name()))
+            .collect();
+        format!(
+            "{window}GROUP BY {}: {}",
+            self.group_columns().join(", "),
+            calls.join(", ")
+        )
+    }
+
     /// Whether results can change after they were first emitted (the sink must upsert).
     pub fn updates(&self) -> bool {
         self.window.is_none() || self.allowed_lateness_ms > 0

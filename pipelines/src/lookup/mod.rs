@@ -290,6 +290,38 @@ impl LookupJoin {
         })
     }
 
+    /// The joined rows' schema.
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.output
+    }
+
+    /// The join in SQL terms: its table, keys, where its rows come from and what a miss does.
+    pub fn describe(&self) -> String {
+        let join = if self.left_join { "LEFT JOIN" } else { "JOIN" };
+        let store = match &self.dimension {
+            Dimension::Mysql { .. } => "MySQL/TiDB, cached",
+            Dimension::Embedded(_) => "embedded, cached",
+            Dimension::Delta(_) => "Delta, in memory",
+            Dimension::Broadcast(_) => "Kafka, broadcast in memory",
+            Dimension::Versioned(_) => "Kafka changelog, versions in state",
+        };
+        let miss = match self.miss {
+            MissPolicy::Null => "NULLs".to_string(),
+            MissPolicy::Quarantine => "quarantine".to_string(),
+            MissPolicy::Retry {
+                delay_ms,
+                max_attempts,
+            } => format!("retry every {delay_ms} ms, {max_attempts} attempts"),
+        };
+        let as_of = self.as_of.as_deref().unwrap_or("proctime");
+        format!(
+            "{join} {} AS {} FOR SYSTEM_TIME AS OF {as_of} ON ({}) [{store}; miss: {miss}]",
+            self.table,
+            self.alias,
+            self.key_columns.join(", ")
+        )
+    }
+
     /// True when misses may be set aside and retried (the rows then live in state).
     pub fn retries(&self) -> bool {
         matches!(self.miss, MissPolicy::Retry { .. })

@@ -28,6 +28,7 @@ mod checks;
 mod commit;
 mod emits;
 mod parked;
+mod snapshot;
 mod task;
 mod versions;
 
@@ -249,6 +250,12 @@ impl PipelineRun {
     /// SQL), without reading anything: run every check before starting any pipeline.
     pub async fn check(&self) -> Result<()> {
         self.prepare().await.map(|_| ())
+    }
+
+    /// The pipeline's operator graph, as it would run (or why it would not).
+    pub async fn explain(&self) -> Result<crate::plan::StreamPlan> {
+        let (_, _, plan) = self.prepare().await?;
+        Ok(crate::plan::build(&self.pipeline, &plan))
     }
 
     async fn prepare(&self) -> Result<(&TableDef, String, CompiledPlan)> {

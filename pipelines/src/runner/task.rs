@@ -14,12 +14,14 @@ use tokio::sync::watch;
 
 use crate::aggregate::AggregateState;
 use crate::aligned::AlignedState;
+use crate::checkpoint::{Checkpoint, RUNTIME};
 use crate::decode::debezium::{DebeziumDecoder, RowKind};
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
 use crate::interval::Side;
 use crate::lookup::versioned::VersionedTable;
 use crate::lookup::{LookupPass, MissAction};
+use crate::plan::{self, StreamPlan};
 use crate::sink::blackhole::BlackholeSink;
 use crate::sink::delta::{DELETE_MARKER, DeltaSink, Offsets, WriteMode};
 use crate::sink::kafka::KafkaSink;
@@ -43,6 +45,9 @@ use strata_catalog::connectors::nexmark::Generator;
 use super::checks::Checking;
 use super::commit::{CommitBatch, CommitContext, Sinks, Target};
 use super::parked::{DueRows, ParkedRows};
+use super::snapshot::{
+    IntervalState, LagState, LegacyParts, RuntimeState, Snapshot, TemporalState,
+};
 use super::versions::VersionFeed;
 use super::{PipelineRun, RunMode, now_ms, panic_message};
 
@@ -79,11 +84,6 @@ struct Stateful {
     /// The late-row table's schema, for an aggregation.
     late_schema: Option<arrow::datatypes::SchemaRef>,
 }
-
-/// Checkpoints before state shapes were recorded: restored without a check.
-const CHECKPOINT_MAGIC_V1: &[u8] = b"STRATA-STATE-1";
-/// Checkpoints that begin with the shape of the plan they were written for.
-const CHECKPOINT_MAGIC: &[u8] = b"STRATA-STATE-2";
 
 /// The second stream of an interval join, with its watermark.
 #[derive(Debug)]
@@ -130,6 +130,8 @@ const COMMIT_WAIT: Duration = Duration::from_millis(5);
 pub(super) struct Task<'a> {
     run: &'a PipelineRun,
     plan: CompiledPlan,
+    /// The plan's operators, the ids and fingerprints their checkpointed state goes under.
+    stream_plan: StreamPlan,
     reader: Reader,
     /// The sinks, unless a commit in flight holds them.
     sinks: Option<Sinks>,
@@ -357,6 +359,7 @@ impl<'a> Task<'a> {
         });
         let mut task = Task {
             run,
+            stream_plan: plan::build(&run.pipeline, &plan),
             plan,
             max_future_skew_ms: source.watermark.as_ref().and_then(|w| w.max_future_skew_ms),
             originals: Originals::default(),
@@ -422,8 +425,8 @@ impl<'a> Task<'a> {
             late_table.resume(self.reader.stream(), partitions).await?;
             late = Some((late_table, late_schema));
         }
-        let mut parked = ParkedRows::new(&source.schema)?;
-        let mut waiting = ParkedRows::new(&source.schema)?;
+        let parked = ParkedRows::new(&source.schema)?;
+        let waiting = ParkedRows::new(&source.schema)?;
         let sinks = self.sinks.as_mut().expect("nothing is in flight yet");
         // A Delta target keeps its checkpoints in its own folder; others in their quarantine's.
         let pipeline = &self.run.pipeline.pipeline.name;
@@ -433,106 +436,145 @@ impl<'a> Task<'a> {
                 sinks.quarantine.sink.state_store(pipeline)
             }
         };
-        let mut state = AggregateState::default();
-        let mut aligned = AlignedState::default();
-        let mut next_checkpoint = 0;
         let committed = sinks.target.committed_state().await?;
-        if let Some(id) = committed.filter(|_| !restore) {
-            next_checkpoint = id + 1;
-        }
+        let late_schema = late.as_ref().map(|(_, schema)| schema.clone());
+        sinks.late = late.map(|(table, _)| table);
+        sinks.state_store = Some(store.clone());
+        self.stateful = Some(Stateful {
+            state: AggregateState::default(),
+            aligned: AlignedState::default(),
+            parked,
+            waiting,
+            next_checkpoint: committed.map_or(0, |id| id + 1),
+            late_schema,
+        });
         if let Some(id) = committed.filter(|_| restore) {
-            let bytes = store.read(id).await?;
-            let mut input = ByteReader::new(&bytes);
-            let magic = (0..CHECKPOINT_MAGIC.len())
-                .map(|_| input.u8())
-                .collect::<Result<Vec<u8>>>()?;
-            if magic == CHECKPOINT_MAGIC {
-                let written: Vec<String> = (0..input.u64()?)
-                    .map(|_| {
-                        input
-                            .bytes()
-                            .map(|b| String::from_utf8_lossy(b).into_owned())
-                    })
-                    .collect::<Result<_>>()?;
-                let now = self.plan.state_shape();
-                if written != now {
-                    return Err(PipelineError::StateMismatch {
-                        pipeline: self.run.pipeline.pipeline.name.clone(),
-                        removed: written
-                            .iter()
-                            .filter(|l| !now.contains(l))
-                            .cloned()
-                            .collect(),
-                        added: now
-                            .iter()
-                            .filter(|l| !written.contains(l))
-                            .cloned()
-                            .collect(),
-                    });
-                }
-            } else if magic != CHECKPOINT_MAGIC_V1 {
-                return Err(input.corrupt("it is not a Strata state checkpoint"));
-            }
-            self.committed_watermark = input.option(|r| r.i64())?;
-            if input.u8()? == 1 {
-                let Some((_, tracker)) = &mut self.watermark else {
-                    return Err(input.corrupt("it has a watermark, but the source has none"));
-                };
-                tracker.restore(&mut input, Instant::now())?;
-            }
-            state = AggregateState::decode(&mut input)?;
-            if !input.is_done() {
-                parked.decode(&mut input)?;
-            }
-            if !input.is_done() {
-                for lag in self.plan.lags() {
-                    lag.decode(&mut input)?;
-                }
-            }
-            if !input.is_done() {
-                waiting.decode(&mut input)?;
-                let changed = "the pipeline's joins changed since it was written; start the pipeline afresh (drop its target) to rebuild its state";
-                match (input.u8()?, &mut self.versions) {
-                    (0, None) => {}
-                    (1, Some(feed)) => feed.restore(&mut input, Instant::now())?,
-                    _ => return Err(input.corrupt(changed)),
-                }
-                match (input.u8()?, self.plan.interval(), &mut self.right) {
-                    (0, None, _) => {}
-                    (1, Some(join), Some(right)) => {
-                        join.decode(&mut input)?;
-                        right.tracker.restore(&mut input, Instant::now())?;
-                    }
-                    _ => return Err(input.corrupt(changed)),
-                }
-                // Checkpoints written before window-aligned queries end here.
-                let aligned_flag = if input.is_done() { 0 } else { input.u8()? };
-                match (aligned_flag, &self.plan.aligned) {
-                    (0, None) => {}
-                    (1, Some(_)) => aligned = AlignedState::decode(&mut input)?,
-                    _ => return Err(input.corrupt(changed)),
-                }
-            }
-            if !input.is_done() {
-                return Err(input.corrupt("bytes left over"));
-            }
-            next_checkpoint = id + 1;
+            self.restore_checkpoint(&store.read(id).await?)?;
             if let Some(w) = self.committed_watermark {
                 self.run.stats.watermark_ms.store(w, Ordering::Relaxed);
             }
         }
-        let late_schema = late.as_ref().map(|(_, schema)| schema.clone());
-        sinks.late = late.map(|(table, _)| table);
-        sinks.state_store = Some(store);
-        self.stateful = Some(Stateful {
-            state,
-            aligned,
-            parked,
-            waiting,
-            next_checkpoint,
-            late_schema,
-        });
         Ok(())
+    }
+
+    /// Restores each stateful operator from its entry of the checkpoint, once
+    /// the checkpoint is known to fit the plan (or from an earlier version's blob).
+    fn restore_checkpoint(&mut self, bytes: &[u8]) -> Result<()> {
+        let Some(mut checkpoint) = Checkpoint::decode(bytes)? else {
+            let pipeline = self.run.pipeline.pipeline.name.clone();
+            let shape = self.plan.state_shape();
+            return self.legacy_parts().restore(bytes, &pipeline, &shape);
+        };
+        checkpoint.fit(&self.stream_plan)?;
+        for (id, mut part) in self.state_parts() {
+            let Some(entry) = checkpoint.take(&id) else {
+                continue;
+            };
+            let mut input = ByteReader::new(&entry.bytes);
+            part.restore(&mut input)?;
+            if !input.is_done() {
+                return Err(input.corrupt(&format!("bytes left over in the state of {id}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The state of each stateful operator, under its id in the plan; the runner's own first.
+    fn state_parts(&mut self) -> Vec<(String, Box<dyn Snapshot + '_>)> {
+        let Some(stateful) = self.stateful.as_mut() else {
+            return Vec::new();
+        };
+        let mut parts: Vec<(String, Box<dyn Snapshot + '_>)> = vec![(
+            RUNTIME.to_string(),
+            Box::new(RuntimeState {
+                committed_watermark: &mut self.committed_watermark,
+                source: self.watermark.as_mut().map(|(_, tracker)| tracker),
+            }),
+        )];
+        if self.plan.aggregate.is_some() {
+            parts.push((plan::AGGREGATE.to_string(), Box::new(&mut stateful.state)));
+        }
+        if self.plan.aligned.is_some() {
+            parts.push((
+                plan::WINDOW_ALIGNED.to_string(),
+                Box::new(&mut stateful.aligned),
+            ));
+        }
+        if let Some(join) = self.plan.lookups().find(|join| join.retries()) {
+            parts.push((
+                plan::lookup_id(&join.alias, false),
+                Box::new(&mut stateful.parked),
+            ));
+        }
+        for (index, lag) in self.plan.lags().enumerate() {
+            parts.push((plan::lag_id(index + 1), Box::new(LagState(lag))));
+        }
+        let temporal = self.plan.lookups().find(|join| join.versioned().is_some());
+        if let (Some(join), Some(feed)) = (temporal, self.versions.as_mut()) {
+            parts.push((
+                plan::lookup_id(&join.alias, true),
+                Box::new(TemporalState {
+                    waiting: &mut stateful.waiting,
+                    feed,
+                }),
+            ));
+        }
+        if let (Some(join), Some(right)) = (self.plan.interval(), self.right.as_mut()) {
+            parts.push((
+                plan::INTERVAL_JOIN.to_string(),
+                Box::new(IntervalState {
+                    join,
+                    right: &mut right.tracker,
+                }),
+            ));
+        }
+        parts
+    }
+
+    /// The state's parts where a checkpoint of an earlier version put them.
+    fn legacy_parts(&mut self) -> LegacyParts<'_> {
+        let stateful = self.stateful.as_mut().expect("opened with state");
+        LegacyParts {
+            runtime: RuntimeState {
+                committed_watermark: &mut self.committed_watermark,
+                source: self.watermark.as_mut().map(|(_, tracker)| tracker),
+            },
+            aggregate: &mut stateful.state,
+            parked: &mut stateful.parked,
+            lags: self.plan.lags().map(|lag| lag.as_ref()).collect(),
+            waiting: &mut stateful.waiting,
+            feed: self.versions.as_mut(),
+            interval: match (self.plan.interval(), self.right.as_mut()) {
+                (Some(join), Some(right)) => Some(IntervalState {
+                    join,
+                    right: &mut right.tracker,
+                }),
+                _ => None,
+            },
+            aligned: self.plan.aligned.as_ref().map(|_| &mut stateful.aligned),
+        }
+    }
+
+    /// Every stateful operator's state, each under its id and fingerprint.
+    fn checkpoint(&mut self) -> Checkpoint {
+        let fingerprints: std::collections::HashMap<String, String> = self
+            .stream_plan
+            .states()
+            .map(|(id, state)| (id.to_string(), state.fingerprint.clone()))
+            .collect();
+        let mut checkpoint = Checkpoint::default();
+        for (id, part) in self.state_parts() {
+            let mut out = ByteWriter::default();
+            part.snapshot(&mut out);
+            let fingerprint = match id.as_str() {
+                RUNTIME => "",
+                _ => fingerprints
+                    .get(&id)
+                    .expect("the plan declares every state the task keeps"),
+            };
+            checkpoint.put(&id, fingerprint, out.bytes);
+        }
+        checkpoint
     }
 
     pub(super) async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
@@ -1543,60 +1585,18 @@ impl<'a> Task<'a> {
                     .push(with_delete_marker(&deletes, marker)?);
             }
         }
+        // Rows read from now on belong to the next commit and are judged against this watermark.
+        self.committed_watermark = watermark;
         let mut checkpoint = None;
-        if let Some(stateful) = self.stateful.as_mut().filter(|_| self.checkpoints) {
-            let mut out = ByteWriter::default();
-            out.bytes.extend_from_slice(CHECKPOINT_MAGIC);
-            let shape = self.plan.state_shape();
-            out.u64(shape.len() as u64);
-            for line in &shape {
-                out.bytes(line.as_bytes());
-            }
-            out.option(watermark.as_ref(), |out, w| out.i64(*w));
-            match &self.watermark {
-                Some((_, tracker)) => {
-                    out.u8(1);
-                    tracker.encode(&mut out);
-                }
-                None => out.u8(0),
-            }
-            stateful.state.encode(&mut out);
-            stateful.parked.encode(&mut out);
-            for lag in self.plan.lags() {
-                lag.encode(&mut out);
-            }
-            stateful.waiting.encode(&mut out);
-            // Each join's state behind a flag, so that a checkpoint of other joins is told apart.
-            match &self.versions {
-                Some(feed) => {
-                    out.u8(1);
-                    feed.encode(&mut out);
-                }
-                None => out.u8(0),
-            }
-            match (self.plan.interval(), &self.right) {
-                (Some(join), Some(right)) => {
-                    out.u8(1);
-                    join.encode(&mut out);
-                    right.tracker.encode(&mut out);
-                }
-                _ => out.u8(0),
-            }
-            match &self.plan.aligned {
-                Some(_) => {
-                    out.u8(1);
-                    stateful.aligned.encode(&mut out);
-                }
-                None => out.u8(0),
-            }
-            checkpoint = Some((stateful.next_checkpoint, out.bytes));
+        if self.checkpoints && self.stateful.is_some() {
+            let bytes = self.checkpoint().encode();
+            let stateful = self.stateful.as_mut().expect("checked");
+            checkpoint = Some((stateful.next_checkpoint, bytes));
             stateful.next_checkpoint += 1;
         }
         let results = self
             .checking
             .results_of_commit(self.run, &self.pending.rows)?;
-        // Rows read from now on belong to the next commit and are judged against this watermark.
-        self.committed_watermark = watermark;
         let batch = CommitBatch {
             rows: std::mem::take(&mut self.pending.rows),
             rejected: std::mem::take(&mut self.pending.rejected),

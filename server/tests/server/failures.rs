@@ -193,6 +193,24 @@ async fn a_state_that_no_longer_fits_is_refused_until_the_pipeline_is_reset() {
     // Unchanged, the plan restores its state.
     strata_ok(dir.path(), &run);
 
+    // Another GROUP BY key: the groups' state was written for city.
+    std::fs::write(
+        dir.path().join("pipelines/dws/dws_city_totals.sql"),
+        TOTALS
+            .replace("GROUP BY city", "GROUP BY UPPER(city)")
+            .replace("SELECT city", "SELECT UPPER(city)"),
+    )
+    .unwrap();
+    let refused = strata(dir.path(), &run);
+    let err = stderr(&refused);
+    assert!(!refused.status.success());
+    assert!(
+        err.contains("operator aggregate (group aggregate)")
+            && err.contains("upper(city")
+            && !err.contains("operator source"),
+        "{err}"
+    );
+
     // SUM becomes MAX: the groups' state was written for SUM.
     std::fs::write(
         dir.path().join("pipelines/dws/dws_city_totals.sql"),
@@ -204,6 +222,7 @@ async fn a_state_that_no_longer_fits_is_refused_until_the_pipeline_is_reset() {
     assert!(!refused.status.success());
     assert!(
         err.contains("pipeline dws_city_totals: its checkpointed state does not fit")
+            && err.contains("operator aggregate (group aggregate)")
             && err.contains("Sum")
             && err.contains("Max")
             && err.contains("strata pipeline reset dws_city_totals"),

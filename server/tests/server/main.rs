@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod demo;
+mod explain;
 mod failures;
 mod lineage;
 mod live;
@@ -15,4 +16,5 @@ mod query;
 mod run;
 mod security;
 mod slt;
+mod state;
 mod support;

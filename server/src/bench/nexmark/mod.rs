@@ -145,27 +145,28 @@ pub struct NexmarkReport {
 }
 
 /// Runs `query` once, checks its output, and measures it.
-pub async fn nexmark(query: Query, options: NexmarkOptions) -> anyhow::Result<NexmarkReport> {
-    let dir = tempfile::tempdir()?;
-    let cluster = match options.source {
-        EventSource::Kafka => Some(MockCluster::new(1).context("starting the Kafka mock cluster")?),
-        EventSource::Gen => None,
-    };
+/// Writes a project that runs `query` over the Nexmark events into `dir`,
+/// reading them from the Kafka cluster at `bootstrap` if given, and registers its tables.
+pub async fn project(
+    dir: &std::path::Path,
+    query: Query,
+    options: NexmarkOptions,
+    bootstrap: Option<&str>,
+) -> anyhow::Result<Catalog> {
     let mut toml = String::from("[engine]\ncommit-interval-ms = 250\nbatch-records = 20000\n");
-    if let Some(cluster) = &cluster {
+    if let Some(bootstrap) = bootstrap {
         toml.push_str(&format!(
-            "[connections.nexmark]\nkind = \"kafka\"\nbootstrap-servers = \"{}\"\n",
-            cluster.bootstrap_servers()
+            "[connections.nexmark]\nkind = \"kafka\"\nbootstrap-servers = \"{bootstrap}\"\n"
         ));
     }
-    std::fs::write(dir.path().join("strata.toml"), toml)?;
+    std::fs::write(dir.join("strata.toml"), toml)?;
     let (sink_ddl, insert) = query.split();
-    std::fs::create_dir_all(dir.path().join("pipelines/app"))?;
+    std::fs::create_dir_all(dir.join("pipelines/app"))?;
     std::fs::write(
-        dir.path().join(format!("pipelines/app/{}.sql", query.name)),
+        dir.join(format!("pipelines/app/{}.sql", query.name)),
         insert,
     )?;
-    let catalog = Catalog::open(Project::load(dir.path())?).await?;
+    let catalog = Catalog::open(Project::load(dir)?).await?;
     let sources = source_ddl(options);
     catalog
         .register_sql("nexmark.sql", &sources, RegisterMode::Create)
@@ -177,6 +178,17 @@ pub async fn nexmark(query: Query, options: NexmarkOptions) -> anyhow::Result<Ne
             RegisterMode::Create,
         )
         .await?;
+    Ok(catalog)
+}
+
+pub async fn nexmark(query: Query, options: NexmarkOptions) -> anyhow::Result<NexmarkReport> {
+    let dir = tempfile::tempdir()?;
+    let cluster = match options.source {
+        EventSource::Kafka => Some(MockCluster::new(1).context("starting the Kafka mock cluster")?),
+        EventSource::Gen => None,
+    };
+    let bootstrap = cluster.as_ref().map(|cluster| cluster.bootstrap_servers());
+    let catalog = project(dir.path(), query, options, bootstrap.as_deref()).await?;
     let pipeline = load_project(&catalog).await?.remove(0);
     let streams: Vec<NexmarkStream> = pipeline
         .streams()

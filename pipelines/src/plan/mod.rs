@@ -1,0 +1,146 @@
+//! A pipeline as a graph of operators over changelog streams: the one
+//! description that `strata explain`, the state checkpoints and the run
+//! read, built once from the compiled SELECT.
+//!
+//! ```text
+//!   source ──▶ window ──▶ filter-1 ──▶ lookup-u ──▶ aggregate ──▶ project-1 ──▶ sink
+//!   append      append     append       append       upsert by     upsert by     upsert by
+//!   wm: ts      wm: ts     wm: ts       wm: ts       (city)        (city)        (city)
+//!                                                    state: groups, fingerprint
+//! ```
+//!
+//! Every edge carries its schema, its changelog kind (append-only, upsert by
+//! key, or retracting: Flink's insert / update-before / update-after /
+//! delete), its key and its watermark. An operator that keeps state declares
+//! it with the operator's stable id and a fingerprint of what the state is
+//! made of: a checkpoint restores an operator's state only under the same id
+//! and fingerprint (see [`crate::checkpoint`]).
+
+mod build;
+mod render;
+
+use serde::Serialize;
+
+pub use build::{AGGREGATE, INTERVAL_JOIN, WINDOW_ALIGNED, build, lag_id, lookup_id};
+
+/// A pipeline's operators, sources first, the sink last; each names its inputs.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamPlan {
+    pub pipeline: String,
+    pub target: String,
+    pub operators: Vec<PlanOperator>,
+}
+
+/// One operator of a [`StreamPlan`] and the stream it emits.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanOperator {
+    /// Stable across runs of the same SQL: its kind, and an ordinal or name.
+    pub id: String,
+    pub kind: OperatorKind,
+    /// What it does, in SQL terms.
+    pub detail: String,
+    /// The operators it reads, by id.
+    pub inputs: Vec<String>,
+    /// The changelog kind of the stream it emits.
+    pub changelog: Changelog,
+    /// The columns its changelog is keyed by (empty when append-only).
+    pub key: Vec<String>,
+    /// The event-time column its output's watermark follows, if any.
+    pub watermark: Option<String>,
+    pub schema: Vec<PlanColumn>,
+    /// The state it keeps across commits, if any.
+    pub state: Option<StateInfo>,
+}
+
+/// A column of an edge's schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanColumn {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+/// The state an operator checkpoints.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StateInfo {
+    /// What it holds, for people.
+    pub holds: String,
+    /// What the state's bytes depend on: a checkpoint written under another
+    /// fingerprint is refused, not misread.
+    pub fingerprint: String,
+}
+
+/// What an operator does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorKind {
+    Source,
+    WindowAssign,
+    Filter,
+    Project,
+    Unnest,
+    Lag,
+    LookupJoin,
+    TemporalJoin,
+    IntervalJoin,
+    GroupAggregate,
+    WindowAggregate,
+    WindowAligned,
+    Sink,
+}
+
+impl OperatorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperatorKind::Source => "source",
+            OperatorKind::WindowAssign => "window assign",
+            OperatorKind::Filter => "filter",
+            OperatorKind::Project => "project",
+            OperatorKind::Unnest => "unnest",
+            OperatorKind::Lag => "LAG",
+            OperatorKind::LookupJoin => "lookup join",
+            OperatorKind::TemporalJoin => "temporal join",
+            OperatorKind::IntervalJoin => "interval join",
+            OperatorKind::GroupAggregate => "group aggregate",
+            OperatorKind::WindowAggregate => "window aggregate",
+            OperatorKind::WindowAligned => "window-aligned query",
+            OperatorKind::Sink => "sink",
+        }
+    }
+}
+
+/// The kind of changes a stream carries, as Flink's changelog modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Changelog {
+    /// Inserts only.
+    AppendOnly,
+    /// Each row replaces the last row of its key (deletes as tombstones).
+    Upsert,
+    /// Inserts, update-before, update-after and deletes (Flink's RowKind).
+    Retracting,
+}
+
+impl Changelog {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Changelog::AppendOnly => "append-only",
+            Changelog::Upsert => "upsert",
+            Changelog::Retracting => "retracting",
+        }
+    }
+}
+
+impl StreamPlan {
+    pub fn operator(&self, id: &str) -> Option<&PlanOperator> {
+        self.operators.iter().find(|op| op.id == id)
+    }
+
+    /// The operators that keep state, with what they declare.
+    pub fn states(&self) -> impl Iterator<Item = (&str, &StateInfo)> {
+        self.operators
+            .iter()
+            .filter_map(|op| op.state.as_ref().map(|state| (op.id.as_str(), state)))
+    }
+}

@@ -1,0 +1,223 @@
+//! What each stateful operator writes into a checkpoint entry, and reads back.
+//!
+//! ```text
+//!   commit:  for (id, part) in task's state parts ─▶ part.snapshot() ─▶ Checkpoint[id] = (fingerprint, bytes)
+//!   restore: Checkpoint fits the plan ─▶ for (id, part) ─▶ part.restore(Checkpoint[id].bytes)
+//! ```
+
+use std::time::{Duration, Instant};
+
+use crate::aggregate::AggregateState;
+use crate::aligned::AlignedState;
+use crate::error::Result;
+use crate::interval::IntervalJoin;
+use crate::lag::LagStep;
+use crate::state::{ByteReader, ByteWriter};
+use crate::watermark::WatermarkTracker;
+
+use super::parked::ParkedRows;
+use super::versions::VersionFeed;
+
+/// State that goes into one checkpoint entry.
+pub(super) trait Snapshot {
+    fn snapshot(&self, out: &mut ByteWriter);
+    /// Reads what [`snapshot`](Self::snapshot) wrote into fresh state.
+    fn restore(&mut self, input: &mut ByteReader<'_>) -> Result<()>;
+}
+
+impl<T: Snapshot + ?Sized> Snapshot for &mut T {
+    fn snapshot(&self, out: &mut ByteWriter) {
+        (**self).snapshot(out);
+    }
+    fn restore(&mut self, input: &mut ByteReader<'_>) -> Result<()> {
+        (**self).restore(input)
+    }
+}
+
+impl Snapshot for AggregateState {
+    fn snapshot(&self, out: &mut ByteWriter) {
+        self.encode(out);
+    }
+    fn restore(&mut self, input: &mut ByteReader<'_>) -> Result<()> {
+        *self = AggregateState::decode(input)?;
+        Ok(())
+    }
+}
+
+impl Snapshot for AlignedState {
+    fn snapshot(&self, out: &mut ByteWriter) {
+        self.encode(out);
+    }
+    fn restore(&mut self, input: &mut ByteReader<'_>) -> Result<()> {
+        *self = AlignedState::decode(input)?;
+        Ok(())
+    }
+}
+
+impl Snapshot for ParkedRows {
+    fn snapshot(&self, out: &mut ByteWriter) {
+        self.encode(out);
+    }
+    fn restore(&mut self, input: &mut ByteReader<'_>) -> Result<()> {
+        self.decode(input)
+    }
+}
+
+/// A `LAG`'s last value per partition (kept inside the step).
+pub(super) struct LagState<'a>(pub &'a LagStep);
+
+impl Snapshot for LagState<'_> {
+    fn snapshot(&self, out: &mut ByteWriter) {
+        self.0.encode(out);
+    }
+    fn restore(&mut self, input: &mut ByteReader<'_>) -> Result<()> {
+        self.0.decode(input)
+    }
+}
+
+/// An event-time temporal join: the probe rows waiting for versions, and the
+/// versions with their changelog's watermark.
+pub(super) struct TemporalState<'a> {
+    pub waiting: &'a mut ParkedRows,
+    pub feed: &'a mut VersionFeed,
+}
+
+impl Snapshot for TemporalState<'_> {
+    fn snapshot(&self, out: &mut ByteWriter) {
+        self.waiting.encode(out);
+        self.feed.encode(out);
+    }
+    fn restore(&mut self, input: &mut ByteReader<'_>) -> Result<()> {
+        self.waiting.decode(input)?;
+        self.feed.restore(input, Instant::now())
+    }
+}
+
+/// An interval join: both streams' held rows, and the right stream's watermark.
+pub(super) struct IntervalState<'a> {
+    pub join: &'a IntervalJoin,
+    pub right: &'a mut WatermarkTracker,
+}
+
+impl Snapshot for IntervalState<'_> {
+    fn snapshot(&self, out: &mut ByteWriter) {
+        self.join.encode(out);
+        self.right.encode(out);
+    }
+    fn restore(&mut self, input: &mut ByteReader<'_>) -> Result<()> {
+        self.join.decode(input)?;
+        self.right.restore(input, Instant::now())
+    }
+}
+
+/// The runner's own entry: the watermark of the commit, and the source's
+/// watermark per partition. A source that no longer has a watermark ignores
+/// the one saved; one that has a new one starts it afresh.
+pub(super) struct RuntimeState<'a> {
+    pub committed_watermark: &'a mut Option<i64>,
+    pub source: Option<&'a mut WatermarkTracker>,
+}
+
+impl Snapshot for RuntimeState<'_> {
+    fn snapshot(&self, out: &mut ByteWriter) {
+        out.option(self.committed_watermark.as_ref(), |out, w| out.i64(*w));
+        out.option(self.source.as_deref(), |out, tracker| tracker.encode(out));
+    }
+    fn restore(&mut self, input: &mut ByteReader<'_>) -> Result<()> {
+        *self.committed_watermark = input.option(|r| r.i64())?;
+        if input.u8()? == 1 {
+            let now = Instant::now();
+            let mut unused = WatermarkTracker::new(&[], 0, Duration::ZERO, now);
+            let tracker = self.source.as_deref_mut().unwrap_or(&mut unused);
+            tracker.restore(input, now)?;
+        }
+        Ok(())
+    }
+}
+
+/// The parts of a task's state, for a checkpoint of an earlier version: one
+/// blob, each part where the plan of its day put it.
+pub(super) struct LegacyParts<'a> {
+    pub runtime: RuntimeState<'a>,
+    pub aggregate: &'a mut AggregateState,
+    pub parked: &'a mut ParkedRows,
+    pub lags: Vec<&'a LagStep>,
+    pub waiting: &'a mut ParkedRows,
+    pub feed: Option<&'a mut VersionFeed>,
+    pub interval: Option<IntervalState<'a>>,
+    pub aligned: Option<&'a mut AlignedState>,
+}
+
+/// Checkpoints before state shapes were recorded: restored without a check.
+const MAGIC_V1: &[u8] = b"STRATA-STATE-1";
+/// Checkpoints that begin with the shape lines of the plan they were written for.
+const MAGIC_V2: &[u8] = b"STRATA-STATE-2";
+
+impl LegacyParts<'_> {
+    /// Restores a checkpoint written by an earlier version, whose plan had
+    /// the shape `shape` (the lines [`crate::transform::CompiledPlan::state_shape`]
+    /// gives) if it recorded one.
+    pub fn restore(mut self, bytes: &[u8], pipeline: &str, shape: &[String]) -> Result<()> {
+        let mut input = ByteReader::new(bytes);
+        let magic = (0..MAGIC_V2.len())
+            .map(|_| input.u8())
+            .collect::<Result<Vec<u8>>>()?;
+        if magic == MAGIC_V2 {
+            let written: Vec<String> = (0..input.u64()?)
+                .map(|_| {
+                    input
+                        .bytes()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                })
+                .collect::<Result<_>>()?;
+            if written != shape {
+                return Err(crate::PipelineError::StateMismatch {
+                    pipeline: pipeline.to_string(),
+                    changes: vec![crate::StateChange {
+                        operator: "(all)".to_string(),
+                        kind: "a checkpoint of an earlier Strata".to_string(),
+                        written: Some(written.join("\n")),
+                        planned: Some(shape.join("\n")),
+                    }],
+                });
+            }
+        } else if magic != MAGIC_V1 {
+            return Err(input.corrupt("it is not a Strata state checkpoint"));
+        }
+        self.runtime.restore(&mut input)?;
+        self.aggregate.restore(&mut input)?;
+        if !input.is_done() {
+            self.parked.decode(&mut input)?;
+        }
+        if !input.is_done() {
+            for lag in &self.lags {
+                lag.decode(&mut input)?;
+            }
+        }
+        if !input.is_done() {
+            self.waiting.decode(&mut input)?;
+            let changed = "the pipeline's joins changed since it was written; start the pipeline afresh (drop its target) to rebuild its state";
+            match (input.u8()?, self.feed) {
+                (0, None) => {}
+                (1, Some(feed)) => feed.restore(&mut input, Instant::now())?,
+                _ => return Err(input.corrupt(changed)),
+            }
+            match (input.u8()?, &mut self.interval) {
+                (0, None) => {}
+                (1, Some(interval)) => interval.restore(&mut input)?,
+                _ => return Err(input.corrupt(changed)),
+            }
+            // Checkpoints written before window-aligned queries end here.
+            let aligned_flag = if input.is_done() { 0 } else { input.u8()? };
+            match (aligned_flag, self.aligned) {
+                (0, None) => {}
+                (1, Some(aligned)) => aligned.restore(&mut input)?,
+                _ => return Err(input.corrupt(changed)),
+            }
+        }
+        if !input.is_done() {
+            return Err(input.corrupt("bytes left over"));
+        }
+        Ok(())
+    }
+}
