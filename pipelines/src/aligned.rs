@@ -200,7 +200,7 @@ impl AlignedQuery {
                 "read an append-only table, or aggregate the changelog with one GROUP BY first",
             ));
         }
-        let full = Arc::new(Schema::new(crate::transform::nullable_fields(
+        let full = Arc::new(Schema::new(crate::batch::nullable_fields(
             &source.schema,
         )));
         // Planned twice: over all the source's columns to learn which the query
@@ -322,7 +322,7 @@ impl AlignedQuery {
 
     /// The source's columns the query reads.
     fn keep_read_columns(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let columns = crate::transform::columns_by_name(batch, &self.schema, |name| {
+        let columns = crate::batch::columns_by_name(batch, &self.schema, |name| {
             format!("the source has no column {name}")
         })?;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)

@@ -153,7 +153,7 @@ impl IntervalJoin {
     pub fn new(parts: IntervalJoinParts) -> Result<Self> {
         let held = |schema: &SchemaRef| -> Result<HeldRows> {
             Ok(HeldRows {
-                converter: crate::transform::row_converter(schema)?,
+                converter: crate::batch::row_converter(schema)?,
                 by_key: HashMap::new(),
                 late_below: i64::MIN,
             })
@@ -187,7 +187,7 @@ impl IntervalJoin {
 
     /// A batch's join keys, as the types both sides compare as.
     fn keys(&self, side: Side, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
-        crate::transform::key_columns(&self.input(side).keys, &self.key_types, batch)
+        crate::batch::key_columns(&self.input(side).keys, &self.key_types, batch)
     }
 
     /// Joins a batch of one side with the other side's held rows.
@@ -248,7 +248,7 @@ impl IntervalJoin {
             columns,
             &RecordBatchOptions::new().with_row_count(Some(probe_rows.len())),
         )?;
-        let mask = crate::transform::evaluate(&self.filter, &pairs)?;
+        let mask = crate::batch::evaluate(&self.filter, &pairs)?;
         let mask = mask
             .as_any()
             .downcast_ref::<BooleanArray>()

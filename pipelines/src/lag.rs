@@ -22,7 +22,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::Result;
 use crate::state::{ByteReader, ByteWriter};
-use crate::transform::evaluate;
+use crate::batch::evaluate;
 
 /// The last value of each partition, as the batch that is running left it.
 pub type LagWrites = Vec<(Box<[u8]>, OwnedRow)>;

@@ -11,12 +11,14 @@
 
 pub mod aggregate;
 pub mod aligned;
+pub mod batch;
 pub mod checkpoint;
 pub mod decode;
 pub mod error;
 pub mod interval;
 pub mod lag;
 pub mod live;
+pub mod mention;
 pub mod lookup;
 pub mod plan;
 pub mod project;

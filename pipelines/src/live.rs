@@ -40,7 +40,7 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use strata_catalog::connectors::delta::{self as lake, AsOf};
 
 use crate::error::Result;
-use crate::runner::now_ms;
+use crate::watermark::now_ms;
 use crate::sink::{changes, last_change_per_key};
 
 /// The column that tells rows of open windows from final rows.

@@ -12,22 +12,17 @@
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use sqlparser::ast::{ObjectName, Query, Spanned, Statement, TableObject, visit_relations};
+use sqlparser::ast::{Query, Spanned, Statement, TableObject, visit_relations};
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
 use strata_catalog::ddl::{FlinkDialect, split_parser_message};
-use strata_catalog::{SourceLocation, TableName};
+use strata_catalog::SourceLocation;
 
 use crate::error::{PipelineError, Result};
+pub use crate::mention::TableMention;
+use crate::mention::mention;
 use crate::lookup::spec::LookupSpec;
 use crate::window::{self, WindowTvf};
-
-/// A table named in a pipeline, with where it was written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableMention {
-    pub table: TableName,
-    pub location: SourceLocation,
-}
 
 /// One parsed pipeline file.
 #[derive(Debug, Clone)]
@@ -345,30 +340,3 @@ fn apply_setting(
     }
 }
 
-pub(crate) fn mention(file: &str, name: &ObjectName) -> Result<TableMention> {
-    let start = name.span().start;
-    let location = SourceLocation {
-        file: file.to_string(),
-        line: start.line.max(1),
-        column: start.column.max(1),
-    };
-    let parts: Vec<String> = name
-        .0
-        .iter()
-        .map(|part| match part.as_ident() {
-            Some(ident) => ident.value.clone(),
-            None => part.to_string(),
-        })
-        .collect();
-    match parts.as_slice() {
-        [space, table] => Ok(TableMention {
-            table: TableName::new(space, table),
-            location,
-        }),
-        _ => Err(PipelineError::Invalid {
-            location,
-            message: format!("table {name} must be named SPACE.TABLE"),
-            hint: Some("qualify it with its space, e.g. shop.ods_orders".to_string()),
-        }),
-    }
-}

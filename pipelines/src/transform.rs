@@ -26,6 +26,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::aggregate::accumulator::{AggFunction, AggregateCall};
 use crate::aggregate::{AggregatePlan, GroupRole};
 use crate::aligned::AlignedQuery;
+use crate::batch::{conform, evaluate, with_column};
 use crate::error::{PipelineError, Result};
 use crate::interval::{HeldWrites, IntervalJoin, IntervalJoinParts, Side, SideInput};
 use crate::lag::{LagStep, LagWrites};
@@ -565,41 +566,6 @@ impl CompiledPlan {
     }
 }
 
-/// Evaluates a physical expression on a batch, as a column.
-pub fn evaluate(
-    expr: &Arc<dyn PhysicalExpr>,
-    batch: &RecordBatch,
-) -> Result<arrow::array::ArrayRef> {
-    expr.evaluate(batch)
-        .and_then(|value| value.into_array(batch.num_rows()))
-        .map_err(|err| PipelineError::Evaluation(err.to_string()))
-}
-
-/// Evaluates a join's key expressions on a batch, each cast to the type the
-/// keys are compared as.
-pub fn key_columns(
-    exprs: &[Arc<dyn PhysicalExpr>],
-    types: &[DataType],
-    batch: &RecordBatch,
-) -> Result<Vec<arrow::array::ArrayRef>> {
-    exprs
-        .iter()
-        .zip(types)
-        .map(|(expr, key_type)| Ok(arrow::compute::cast(&evaluate(expr, batch)?, key_type)?))
-        .collect()
-}
-
-/// A converter to Arrow's row format for batches of `schema`.
-pub fn row_converter(schema: &arrow::datatypes::Schema) -> Result<arrow::row::RowConverter> {
-    Ok(arrow::row::RowConverter::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| arrow::row::SortField::new(f.data_type().clone()))
-            .collect(),
-    )?)
-}
-
 /// Whether the column `name` reaches the top of `plan` unchanged from its table.
 fn passes_through(plan: &LogicalPlan, name: &str) -> bool {
     use datafusion::logical_expr::Expr;
@@ -676,101 +642,6 @@ fn run_step(step: &Step, traced: Traced) -> Result<Traced> {
             }
         }
     })
-}
-
-/// `batch` with one more column at the end.
-pub fn with_column(
-    batch: &RecordBatch,
-    field: arrow::datatypes::Field,
-    column: arrow::array::ArrayRef,
-) -> Result<RecordBatch> {
-    let mut fields: Vec<arrow::datatypes::FieldRef> =
-        batch.schema().fields().iter().cloned().collect();
-    fields.push(Arc::new(field));
-    let mut columns = batch.columns().to_vec();
-    columns.push(column);
-    Ok(RecordBatch::try_new(
-        Arc::new(arrow::datatypes::Schema::new(fields)),
-        columns,
-    )?)
-}
-
-/// `schema`'s fields, every one nullable: for rows that may lack any value.
-pub fn nullable_fields(schema: &arrow::datatypes::Schema) -> Vec<arrow::datatypes::Field> {
-    schema
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone().with_nullable(true))
-        .collect()
-}
-
-/// Casts a column, failing on values that do not fit instead of making them NULL.
-pub fn strict_cast(
-    column: &arrow::array::ArrayRef,
-    to: &arrow::datatypes::DataType,
-) -> Result<arrow::array::ArrayRef> {
-    let options = arrow::compute::CastOptions {
-        safe: false,
-        format_options: Default::default(),
-    };
-    Ok(arrow::compute::cast_with_options(column, to, &options)?)
-}
-
-/// The columns of `schema`, taken from `batch` by name and cast (strictly) to
-/// the schema's types; `missing` explains a column the batch lacks.
-pub fn columns_by_name(
-    batch: &RecordBatch,
-    schema: &SchemaRef,
-    missing: impl Fn(&str) -> String,
-) -> Result<Vec<arrow::array::ArrayRef>> {
-    schema
-        .fields()
-        .iter()
-        .map(|field| {
-            let column = batch
-                .column_by_name(field.name())
-                .ok_or_else(|| PipelineError::Evaluation(missing(field.name())))?;
-            if column.data_type() == field.data_type() {
-                Ok(column.clone())
-            } else {
-                strict_cast(column, field.data_type())
-            }
-        })
-        .collect()
-}
-
-/// Casts and renames columns, by position, to the target's schema.
-pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(target.fields())
-        .map(|(column, field)| {
-            if column.data_type() == field.data_type() {
-                Ok(column.clone())
-            } else {
-                strict_cast(column, field.data_type())
-            }
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let nulls_in_required = target
-        .fields()
-        .iter()
-        .zip(&columns)
-        .find(|(field, column)| !field.is_nullable() && column.null_count() > 0);
-    if let Some((field, _)) = nulls_in_required {
-        return Err(PipelineError::Evaluation(format!(
-            "column {} is NOT NULL in the target, but the SELECT produced NULL for it",
-            field.name()
-        )));
-    }
-    let options =
-        arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    Ok(RecordBatch::try_new_with_options(
-        target.clone(),
-        columns,
-        &options,
-    )?)
 }
 
 /// Planning folds `NOW()` and friends into one constant, so every row would

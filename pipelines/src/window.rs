@@ -28,7 +28,7 @@ use strata_catalog::ddl::{FlinkDialect, TABLE_ARGUMENT, interval_millis};
 use strata_catalog::{SourceLocation, TableName};
 
 use crate::error::{PipelineError, Result};
-use crate::project::TableMention;
+use crate::mention::TableMention;
 
 /// The schema the rewritten query reads window TVF output from.
 pub const WINDOW_SCHEMA: &str = "__window";
@@ -68,7 +68,7 @@ impl WindowTvf {
 
     /// The source's columns followed by `window_start`, `window_end` and `window_time`.
     pub fn schema(source: &Schema) -> SchemaRef {
-        let mut fields = crate::transform::nullable_fields(source);
+        let mut fields = crate::batch::nullable_fields(source);
         for name in [WINDOW_START, WINDOW_END, WINDOW_TIME] {
             fields.push(Field::new(name, timestamp_ms(), false));
         }
@@ -147,7 +147,7 @@ impl WindowTvf {
         let columns = columns
             .into_iter()
             .zip(schema.fields())
-            .map(|(column, field)| crate::transform::strict_cast(&column, field.data_type()))
+            .map(|(column, field)| crate::batch::strict_cast(&column, field.data_type()))
             .collect::<Result<Vec<_>>>()?;
         Ok(Assigned {
             batch: RecordBatch::try_new_with_options(schema.clone(), columns, &options)?,

@@ -26,7 +26,7 @@ use super::distinct::DistinctSet;
 use super::hll::HyperLogLog;
 use crate::error::{PipelineError, Result};
 use crate::state::{ByteReader, ByteWriter};
-use crate::transform::strict_cast;
+use crate::batch::strict_cast;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AggFunction {
@@ -183,7 +183,7 @@ impl AggregateCall {
 
     /// Evaluates the argument (and FILTER) on a batch.
     pub fn input(&self, batch: &RecordBatch) -> Result<Input> {
-        let evaluate = |expr: &Arc<dyn PhysicalExpr>| crate::transform::evaluate(expr, batch);
+        let evaluate = |expr: &Arc<dyn PhysicalExpr>| crate::batch::evaluate(expr, batch);
         let values = evaluate(&self.arg)?;
         let included: Vec<bool> = match &self.filter {
             None => (0..values.len()).map(|row| values.is_valid(row)).collect(),

@@ -34,7 +34,7 @@ use self::accumulator::{Acc, AggregateCall};
 use crate::decode::debezium::RowKind;
 use crate::error::Result;
 use crate::state::{ByteReader, ByteWriter};
-use crate::transform::strict_cast;
+use crate::batch::strict_cast;
 use crate::window::WindowKind;
 
 /// What a GROUP BY expression is.
@@ -163,7 +163,7 @@ impl AggregatePlan {
         let mut ends = None;
         let mut keys = Vec::new();
         for (expr, role) in self.group_exprs.iter().zip(&self.roles) {
-            let values = crate::transform::evaluate(expr, batch)?;
+            let values = crate::batch::evaluate(expr, batch)?;
             match role {
                 GroupRole::WindowStart => starts = Some(millis(&values)?),
                 GroupRole::WindowEnd => ends = Some(millis(&values)?),
@@ -239,7 +239,7 @@ impl AggregatePlan {
 /// The output schema with every column nullable (aggregates of no values are NULL).
 fn relaxed(schema: &SchemaRef) -> SchemaRef {
     Arc::new(arrow::datatypes::Schema::new(
-        crate::transform::nullable_fields(schema),
+        crate::batch::nullable_fields(schema),
     ))
 }
 

@@ -18,7 +18,7 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
 use super::json::{JsonDecoder, Rejected};
-use crate::source::SourceRecord;
+use crate::decode::SourceRecord;
 
 /// What a changelog row does to the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub struct DebeziumDecoder {
 
 impl DebeziumDecoder {
     pub fn new(schema: SchemaRef) -> Self {
-        let image = Fields::from(crate::transform::nullable_fields(&schema));
+        let image = Fields::from(crate::batch::nullable_fields(&schema));
         let change = |name: &str| Field::new(name, DataType::Struct(image.clone()), true);
         let change_fields = Fields::from(vec![
             change("before"),

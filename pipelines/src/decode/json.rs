@@ -13,7 +13,7 @@ use arrow::record_batch::RecordBatch;
 use arrow_json::ReaderBuilder;
 use strata_catalog::connectors::json_check::{Refusal, check_record};
 
-use crate::source::SourceRecord;
+use crate::decode::SourceRecord;
 
 /// Records with their index in the input.
 type Numbered<'a> = Vec<(usize, &'a SourceRecord)>;

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use crate::decode::debezium::DebeziumDecoder;
 use crate::decode::json::JsonDecoder;
 use crate::error::{PipelineError, Result};
-use crate::source::SourceRecord;
+use crate::decode::SourceRecord;
 use crate::source::kafka::{KafkaSource, SourceEvent};
 
 /// The rows of a broadcast table as of now.
@@ -60,7 +60,7 @@ impl Drop for BroadcastTable {
 impl BroadcastTable {
     /// Starts following the table's topic from its earliest offsets.
     pub fn start(def: &TableDef, target: KafkaTarget, pipeline: &str) -> Result<Self> {
-        let schema = Arc::new(Schema::new(crate::transform::nullable_fields(&def.schema)));
+        let schema = Arc::new(Schema::new(crate::batch::nullable_fields(&def.schema)));
         let fields = |schema: &Schema| -> Vec<SortField> {
             schema
                 .fields()

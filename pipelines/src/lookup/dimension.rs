@@ -222,7 +222,7 @@ impl DeltaDimension {
         let batches = batches
             .iter()
             .map(|batch| {
-                let columns = crate::transform::columns_by_name(batch, &self.schema, |name| {
+                let columns = crate::batch::columns_by_name(batch, &self.schema, |name| {
                     format!(
                         "the Delta dimension at {} has no column {name}",
                         self.location

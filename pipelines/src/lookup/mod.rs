@@ -239,10 +239,10 @@ impl LookupJoin {
         let key_converter =
             RowConverter::new(key_types.iter().cloned().map(SortField::new).collect())?;
         // Rows read back may hold NULLs where the DDL says NOT NULL: the database decides.
-        let dimension_schema = Arc::new(Schema::new(crate::transform::nullable_fields(
+        let dimension_schema = Arc::new(Schema::new(crate::batch::nullable_fields(
             &dimension_schema,
         )));
-        let row_converter = crate::transform::row_converter(&dimension_schema)?;
+        let row_converter = crate::batch::row_converter(&dimension_schema)?;
         // Rows already in memory are looked up there: a cache would only delay updates.
         let cache_keys = if dimension.in_memory() {
             0
@@ -417,7 +417,7 @@ impl LookupJoin {
 
     /// The probe's key columns, as the types keys are compared as.
     fn probe_key_columns(&self, probe: &RecordBatch) -> Result<Vec<ArrayRef>> {
-        crate::transform::key_columns(&self.probe_keys, &self.key_types, probe)
+        crate::batch::key_columns(&self.probe_keys, &self.key_types, probe)
     }
 
     /// The dimension rows of each distinct key, from the cache or the database.
@@ -752,7 +752,7 @@ fn apply_mask(
     batch: &RecordBatch,
     keep: &mut [bool],
 ) -> Result<()> {
-    let mask = crate::transform::evaluate(filter, batch)?;
+    let mask = crate::batch::evaluate(filter, batch)?;
     let mask = mask
         .as_any()
         .downcast_ref::<arrow::array::BooleanArray>()
@@ -821,7 +821,7 @@ impl<'a> KeyBinder<'a> {
 pub fn output_schema(probe: &Schema, right: &Schema) -> SchemaRef {
     let mut fields: Vec<arrow::datatypes::Field> =
         probe.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.extend(crate::transform::nullable_fields(right));
+    fields.extend(crate::batch::nullable_fields(right));
     Arc::new(Schema::new(fields))
 }
 

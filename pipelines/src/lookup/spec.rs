@@ -20,7 +20,7 @@ use strata_catalog::SourceLocation;
 use strata_catalog::ddl::FlinkDialect;
 
 use crate::error::{PipelineError, Result};
-use crate::project::TableMention;
+use crate::mention::TableMention;
 
 /// What happens to a probe row whose key has no dimension row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +121,7 @@ pub fn extract(query: &mut Query, file: &str) -> Result<Vec<LookupSpec>> {
                     ));
                 }
             };
-            let table = crate::project::mention(file, name)?;
+            let table = crate::mention::mention(file, name)?;
             let alias = alias
                 .as_ref()
                 .map(|a| a.name.value.clone())

@@ -90,8 +90,8 @@ impl VersionedTable {
         time_column: String,
         primary_key: Vec<String>,
     ) -> Result<Self> {
-        let schema = Arc::new(Schema::new(crate::transform::nullable_fields(schema)));
-        let rows = crate::transform::row_converter(&schema)?;
+        let schema = Arc::new(Schema::new(crate::batch::nullable_fields(schema)));
+        let rows = crate::batch::row_converter(&schema)?;
         Ok(Self {
             name,
             schema,
@@ -126,7 +126,7 @@ impl VersionedTable {
         let keys = state.encode_keys(batch)?;
         let upserts = changes.contains(&Change::Upsert);
         let (rows, times) = if upserts {
-            let columns = crate::transform::columns_by_name(batch, &self.schema, |name| {
+            let columns = crate::batch::columns_by_name(batch, &self.schema, |name| {
                 format!("the changelog's rows have no column {name}")
             })?;
             (
@@ -382,7 +382,7 @@ mod tests {
         let keys: ArrayRef = Arc::new(Int64Array::from_iter_values(probes.iter().map(|p| p.0)));
         let keys = converter.convert_columns(&[keys]).unwrap();
         let times = TimestampMillisecondArray::from_iter_values(probes.iter().map(|p| p.1));
-        let rows = crate::transform::row_converter(&table.schema).unwrap();
+        let rows = crate::batch::row_converter(&table.schema).unwrap();
         let answers = table.versions_at(&keys, &vec![false; probes.len()], &times, &rows.parser());
         (0..probes.len())
             .map(|row| {

@@ -50,6 +50,7 @@ use crate::transform::{CompiledPlan, ResolvedLookup};
 use crate::validate::{ValidPipeline, is_changelog, schema_session};
 
 pub use self::checks::Quality;
+pub use crate::watermark::now_ms;
 use self::commit::SideTable;
 pub use self::emits::{EmitLog, Recorded};
 use self::task::Task;
@@ -605,13 +606,6 @@ impl PipelineRun {
     }
 }
 
-/// Milliseconds since the epoch, by the wall clock.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 fn unsupported(pipeline: &ValidPipeline, what: &str) -> PipelineError {
     PipelineError::Invalid {

@@ -50,8 +50,8 @@ pub struct ParkedRows {
 impl ParkedRows {
     /// For rows of the source's schema (every field nullable).
     pub fn new(source: &Schema) -> Result<Self> {
-        let schema = Arc::new(Schema::new(crate::transform::nullable_fields(source)));
-        let converter = crate::transform::row_converter(&schema)?;
+        let schema = Arc::new(Schema::new(crate::batch::nullable_fields(source)));
+        let converter = crate::batch::row_converter(&schema)?;
         Ok(Self {
             schema,
             converter,

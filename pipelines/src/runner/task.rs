@@ -1736,7 +1736,7 @@ struct Transformed {
 
 /// Marks rows that delete their key (the upsert sink reads the marker).
 fn with_delete_marker(batch: &RecordBatch, deletes: Vec<bool>) -> Result<RecordBatch> {
-    crate::transform::with_column(
+    crate::batch::with_column(
         batch,
         arrow::datatypes::Field::new(DELETE_MARKER, arrow::datatypes::DataType::Boolean, false),
         Arc::new(arrow::array::BooleanArray::from(deletes)),

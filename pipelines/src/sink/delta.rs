@@ -269,7 +269,7 @@ impl DeltaSink {
 
     /// Casts a batch to the table's own types (Delta keeps timestamps in µs, for example).
     fn to_table_schema(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let columns = crate::transform::columns_by_name(batch, &self.schema, |name| {
+        let columns = crate::batch::columns_by_name(batch, &self.schema, |name| {
             format!(
                 "the Delta table at {} has a column {name} the pipeline does not produce",
                 self.location

@@ -29,7 +29,7 @@ pub fn table_name(target: &str) -> String {
 /// The source's columns (all nullable), then where each row came from.
 pub fn schema(source: &Schema) -> SchemaRef {
     let utc = || Some("UTC".into());
-    let mut fields = crate::transform::nullable_fields(source);
+    let mut fields = crate::batch::nullable_fields(source);
     fields.extend([
         Field::new("_pipeline", DataType::Utf8, false),
         Field::new("_topic", DataType::Utf8, false),
@@ -92,7 +92,7 @@ pub fn rows(
     let columns = columns
         .iter()
         .zip(schema.fields())
-        .map(|(column, field)| crate::transform::strict_cast(column, field.data_type()))
+        .map(|(column, field)| crate::batch::strict_cast(column, field.data_type()))
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }

@@ -23,7 +23,7 @@ pub fn changes(
     let rows = batches
         .iter()
         .map(|batch| {
-            let columns = crate::transform::columns_by_name(batch, schema, |name| {
+            let columns = crate::batch::columns_by_name(batch, schema, |name| {
                 format!("the pipeline produces no column {name}")
             })?;
             Ok(RecordBatch::try_new(schema.clone(), columns)?)

@@ -361,12 +361,12 @@ fn decode(decoder: &RecordDecoder, records: Vec<SourceRecord>) -> SourceBatch {
 /// A Delta version's rows, by the source table's column names and types.
 fn delta_batch(schema: &SchemaRef, version: i64, batches: &[RecordBatch]) -> Result<SourceBatch> {
     let relaxed = std::sync::Arc::new(arrow::datatypes::Schema::new(
-        crate::transform::nullable_fields(schema),
+        crate::batch::nullable_fields(schema),
     ));
     let batches = batches
         .iter()
         .map(|batch| {
-            let columns = crate::transform::columns_by_name(batch, schema, |name| {
+            let columns = crate::batch::columns_by_name(batch, schema, |name| {
                 format!("the upstream table's files have no column {name}")
             })?;
             Ok(RecordBatch::try_new(relaxed.clone(), columns)?)

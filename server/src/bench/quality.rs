@@ -238,7 +238,7 @@ async fn rules_alone(catalog: &Catalog, checks: &strata_quality::Checks) -> anyh
         .batches;
     let schema = catalog.get(&table).await?.def.schema;
     let all = arrow::compute::concat_batches(&rows[0].schema(), &rows)?;
-    let all = strata_pipelines::transform::conform(&all, &schema)?;
+    let all = strata_pipelines::batch::conform(&all, &schema)?;
     let mut evaluator = strata_quality::Evaluator::open(strata_quality::EvaluatorSpec {
         table: table.clone(),
         pipeline: "bench".to_string(),

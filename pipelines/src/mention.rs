@@ -1,0 +1,42 @@
+//! A table as a pipeline names it (`space.table`), with where in the file.
+
+use sqlparser::ast::{ObjectName, Spanned};
+use strata_catalog::{SourceLocation, TableName};
+
+use crate::error::{PipelineError, Result};
+
+/// A table named in a pipeline, with where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableMention {
+    pub table: TableName,
+    pub location: SourceLocation,
+}
+
+/// The table `name` names, as `space.table`, with its place in `file`.
+pub(crate) fn mention(file: &str, name: &ObjectName) -> Result<TableMention> {
+    let start = name.span().start;
+    let location = SourceLocation {
+        file: file.to_string(),
+        line: start.line.max(1),
+        column: start.column.max(1),
+    };
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|part| match part.as_ident() {
+            Some(ident) => ident.value.clone(),
+            None => part.to_string(),
+        })
+        .collect();
+    match parts.as_slice() {
+        [space, table] => Ok(TableMention {
+            table: TableName::new(space, table),
+            location,
+        }),
+        _ => Err(PipelineError::Invalid {
+            location,
+            message: format!("table {name} must be named SPACE.TABLE"),
+            hint: Some("qualify it with its space, e.g. shop.ods_orders".to_string()),
+        }),
+    }
+}
