@@ -200,9 +200,7 @@ impl AlignedQuery {
                 "read an append-only table, or aggregate the changelog with one GROUP BY first",
             ));
         }
-        let full = Arc::new(Schema::new(crate::batch::nullable_fields(
-            &source.schema,
-        )));
+        let full = Arc::new(Schema::new(crate::batch::nullable_fields(&source.schema)));
         // Planned twice: over all the source's columns to learn which the query
         // reads, then over those alone, so that the buffer holds nothing else.
         let planned = Planned::new(valid, source, &tvf, full.clone())

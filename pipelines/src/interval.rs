@@ -26,14 +26,12 @@ use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::{PipelineError, Result};
+pub use crate::operator::Side;
+use crate::operator::{
+    BatchContext, Described, InputStream, KeepsState, MissAction, Missed, Operator, OperatorKind,
+    Processed, StateInfo, StateWrite, Traced,
+};
 use crate::state::{ByteReader, ByteWriter};
-
-/// Which input of the join a batch belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Left,
-    Right,
-}
 
 /// One side's inputs, as the join reads them.
 #[derive(Debug)]
@@ -106,13 +104,8 @@ pub struct Probed {
 }
 
 impl IntervalJoin {
-    /// The joined rows' schema.
-    pub fn output_schema(&self) -> &SchemaRef {
-        &self.output
-    }
-
     /// The join in SQL terms: its keys and its band of event time.
-    pub fn describe(&self) -> String {
+    pub fn describe_join(&self) -> String {
         let keys: Vec<String> = self
             .left
             .keys
@@ -471,5 +464,66 @@ fn interval_ms(expr: &datafusion::logical_expr::Expr) -> Option<i64> {
             Some(i64::from(v.days) * 86_400_000 + i64::from(v.milliseconds))
         }
         _ => None,
+    }
+}
+
+#[async_trait::async_trait]
+impl Operator for IntervalJoin {
+    fn kind(&self) -> OperatorKind {
+        OperatorKind::IntervalJoin
+    }
+
+    async fn process(self: Arc<Self>, input: Traced, ctx: &BatchContext<'_>) -> Result<Processed> {
+        let probed = self.probe(ctx.side, &input.batch)?;
+        let mut missed = Vec::new();
+        if !probed.late.is_empty() {
+            missed.push(Missed {
+                origins: probed.late.iter().map(|&r| input.origins[r]).collect(),
+                action: MissAction::Quarantine,
+                reason: "the interval join read this row too late: rows of the other stream it may have met were dropped from state once both watermarks passed them".to_string(),
+            });
+        }
+        let join = self.clone();
+        let writes = probed.writes;
+        Ok(Processed {
+            traced: Traced {
+                batch: probed.batch,
+                origins: probed.origins.iter().map(|&r| input.origins[r]).collect(),
+            },
+            missed,
+            writes: vec![StateWrite::new(move || join.hold(writes))],
+        })
+    }
+
+    fn describe(&self, input: &InputStream) -> Described {
+        Described {
+            detail: self.describe_join(),
+            schema: self.output.clone(),
+            watermark: input
+                .watermark
+                .as_ref()
+                .map(|left| format!("min({left}, {})", self.right.time)),
+            state: Some(StateInfo {
+                holds: "each stream's rows within the band of the other's watermark".to_string(),
+                fingerprint: self.state_fingerprint(),
+            }),
+        }
+    }
+
+    fn reads_second_stream(&self) -> bool {
+        true
+    }
+
+    fn state(&self) -> Option<&dyn KeepsState> {
+        Some(self)
+    }
+}
+
+impl KeepsState for IntervalJoin {
+    fn snapshot(&self, out: &mut ByteWriter) {
+        self.encode(out);
+    }
+    fn restore(&self, input: &mut ByteReader<'_>) -> Result<()> {
+        self.decode(input)
     }
 }

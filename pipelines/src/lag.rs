@@ -15,14 +15,21 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{ArrayRef, BooleanArray, UInt32Array};
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
+use crate::batch::{evaluate, with_column};
 use crate::error::Result;
+use crate::operator::{
+    BatchContext, Described, InputStream, KeepsState, Operator, OperatorKind, Processed, StateInfo,
+    StateWrite, Traced,
+};
 use crate::state::{ByteReader, ByteWriter};
-use crate::batch::evaluate;
+
+/// The column LAG's values are added as, before a projection names them.
+const LAG_COLUMN: &str = "__lag";
 
 /// The last value of each partition, as the batch that is running left it.
 pub type LagWrites = Vec<(Box<[u8]>, OwnedRow)>;
@@ -152,5 +159,157 @@ impl LagStep {
             last.insert(key, value);
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Operator for LagStep {
+    fn kind(&self) -> OperatorKind {
+        OperatorKind::Lag
+    }
+
+    async fn process(self: Arc<Self>, input: Traced, _ctx: &BatchContext<'_>) -> Result<Processed> {
+        let (previous, writes) = self.run(&input.batch)?;
+        let field = Field::new(LAG_COLUMN, previous.data_type().clone(), true);
+        let lag = self.clone();
+        Ok(Processed {
+            traced: Traced {
+                batch: with_column(&input.batch, field, previous)?,
+                origins: input.origins,
+            },
+            missed: Vec::new(),
+            writes: vec![StateWrite::new(move || {
+                lag.apply(writes);
+                Ok(())
+            })],
+        })
+    }
+
+    fn describe(&self, input: &InputStream) -> Described {
+        let mut fields: Vec<Field> = input
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(LAG_COLUMN, self.output_type.clone(), true));
+        Described {
+            detail: self.shape(),
+            schema: Arc::new(Schema::new(fields)),
+            watermark: input.watermark.clone(),
+            state: Some(StateInfo {
+                holds: "the last value of each partition".to_string(),
+                fingerprint: self.shape(),
+            }),
+        }
+    }
+
+    fn state(&self) -> Option<&dyn KeepsState> {
+        Some(self)
+    }
+}
+
+impl KeepsState for LagStep {
+    fn snapshot(&self, out: &mut ByteWriter) {
+        self.encode(out);
+    }
+    fn restore(&self, input: &mut ByteReader<'_>) -> Result<()> {
+        self.decode(input)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    use datafusion::physical_expr::expressions::col;
+
+    use super::LagStep;
+    use crate::operator::Operator;
+    use crate::operator::harness::Harness;
+
+    fn schema() -> Arc<Schema> {
+        Arc::new(Schema::new(vec![
+            Field::new("device", DataType::Utf8, true),
+            Field::new("value", DataType::Int64, true),
+        ]))
+    }
+
+    fn lag() -> Arc<dyn Operator> {
+        let schema = schema();
+        Arc::new(
+            LagStep::new(
+                vec![(col("device", &schema).unwrap(), DataType::Utf8)],
+                (col("value", &schema).unwrap(), DataType::Int64),
+                None,
+            )
+            .unwrap(),
+        )
+    }
+
+    fn batch(rows: &[(&str, i64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// The previous values LAG added to each row, NULL as `None`.
+    fn previous(rows: &RecordBatch) -> Vec<Option<i64>> {
+        let column = rows
+            .column(2)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        (0..column.len())
+            .map(|row| column.is_valid(row).then(|| column.value(row)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_row_gets_the_previous_value_of_its_partition_across_batches() {
+        let harness = Harness::new(lag());
+        let (first, _) = harness
+            .push(&batch(&[("a", 1), ("b", 10), ("a", 2)]))
+            .await
+            .unwrap();
+        assert_eq!(previous(&first.batch), [None, None, Some(1)]);
+        assert_eq!(first.origins, [0, 1, 2]);
+        let (second, _) = harness.push(&batch(&[("b", 11), ("a", 3)])).await.unwrap();
+        assert_eq!(previous(&second.batch), [Some(10), Some(2)]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_writes_are_dropped_leaves_no_trace() {
+        let harness = Harness::new(lag());
+        harness.push(&batch(&[("a", 1)])).await.unwrap();
+        let failed = harness.try_push(&batch(&[("a", 2)])).await.unwrap();
+        assert_eq!(previous(&failed.batch), [Some(1)]);
+        // Read again after the failure, the row meets the same state.
+        let (again, _) = harness.push(&batch(&[("a", 2)])).await.unwrap();
+        assert_eq!(previous(&again.batch), [Some(1)]);
+    }
+
+    #[tokio::test]
+    async fn a_restored_lag_goes_on_as_the_original_does() {
+        let original = Harness::new(lag());
+        original
+            .push(&batch(&[("a", 1), ("b", 10), ("c", 100)]))
+            .await
+            .unwrap();
+        let restored = Harness::restore_into(lag(), &original.snapshot()).unwrap();
+        assert_eq!(restored.snapshot().len(), original.snapshot().len());
+        let next = batch(&[("c", 101), ("a", 2), ("d", 7)]);
+        let (from_original, _) = original.push(&next).await.unwrap();
+        let (from_restored, _) = restored.push(&next).await.unwrap();
+        assert_eq!(previous(&from_restored.batch), [Some(100), Some(1), None]);
+        assert_eq!(from_restored.batch, from_original.batch);
     }
 }

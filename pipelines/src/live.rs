@@ -40,8 +40,8 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use strata_catalog::connectors::delta::{self as lake, AsOf};
 
 use crate::error::Result;
-use crate::watermark::now_ms;
 use crate::sink::{changes, last_change_per_key};
+use crate::watermark::now_ms;
 
 /// The column that tells rows of open windows from final rows.
 pub const PROVISIONAL: &str = "_provisional";

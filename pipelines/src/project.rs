@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 use sqlparser::ast::{Query, Spanned, Statement, TableObject, visit_relations};
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
-use strata_catalog::ddl::{FlinkDialect, split_parser_message};
 use strata_catalog::SourceLocation;
+use strata_catalog::ddl::{FlinkDialect, split_parser_message};
 
 use crate::error::{PipelineError, Result};
+use crate::lookup::spec::LookupSpec;
 pub use crate::mention::TableMention;
 use crate::mention::mention;
-use crate::lookup::spec::LookupSpec;
 use crate::window::{self, WindowTvf};
 
 /// One parsed pipeline file.
@@ -339,4 +339,3 @@ fn apply_setting(
         )),
     }
 }
-

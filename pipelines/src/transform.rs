@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, BooleanArray, UInt32Array};
+use arrow::array::{Array, BooleanArray};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -26,127 +26,35 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::aggregate::accumulator::{AggFunction, AggregateCall};
 use crate::aggregate::{AggregatePlan, GroupRole};
 use crate::aligned::AlignedQuery;
-use crate::batch::{conform, evaluate, with_column};
+use crate::batch::conform;
 use crate::error::{PipelineError, Result};
-use crate::interval::{HeldWrites, IntervalJoin, IntervalJoinParts, Side, SideInput};
-use crate::lag::{LagStep, LagWrites};
+use crate::interval::{IntervalJoin, IntervalJoinParts, SideInput};
+use crate::lag::LagStep;
 use crate::lookup::dimension::Dimension;
 use crate::lookup::spec::LookupSpec;
-use crate::lookup::{DimensionSide, LookupJoin, LookupJoinParts, LookupPass, MissAction, SideStep};
+use crate::lookup::{DimensionSide, LookupJoin, LookupJoinParts, SideStep};
+use crate::operator::{
+    BatchContext, KeepsState, LookupPass, Missed, Operator, OperatorIds, PlacedOperator, Side,
+    StateWrite, Traced,
+};
+use crate::steps::{Stateless, Unnest};
 use crate::validate::ValidPipeline;
 use crate::window::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowTvf};
 
-/// One step of a compiled plan before or after its aggregation.
-#[derive(Debug)]
-pub(crate) enum Step {
-    /// Keep these columns, in this order.
-    Select(Vec<usize>),
-    /// Add a dimension's columns (an async, cached lookup).
-    Lookup(Arc<LookupJoin>),
-    /// One row per element of list columns (`unnest(…)` in the SELECT list).
-    Unnest(UnnestStep),
-    /// The previous value of the row's partition (`LAG(…) OVER (PARTITION BY …)`), from state.
-    Lag(Arc<LagStep>),
-    /// A stream–stream join on a key and a band of event time, from state.
-    Interval(Arc<IntervalJoin>),
-    Filter(Arc<dyn PhysicalExpr>),
-    Project {
-        exprs: Vec<Arc<dyn PhysicalExpr>>,
-        schema: SchemaRef,
-    },
-}
-
-/// DataFusion's unnest, run on each batch, with a column of each row's
-/// position carried through so that output rows know their input row.
-#[derive(Debug)]
-pub(crate) struct UnnestStep {
-    lists: Vec<datafusion::physical_plan::unnest::ListUnnest>,
-    structs: Vec<usize>,
-    /// The output schema, with the position column last.
-    pub(crate) schema: SchemaRef,
-    options: datafusion::common::UnnestOptions,
-}
-
-/// The column an unnest step carries each row's position in.
-const POSITION: &str = "__strata_position";
-
-impl UnnestStep {
-    async fn run(&self, traced: Traced) -> Result<Traced> {
-        use datafusion::physical_plan::ExecutionPlan;
-        let Traced { batch, origins } = traced;
-        let positions = UInt32Array::from_iter_values(0..batch.num_rows() as u32);
-        let input = with_column(
-            &batch,
-            arrow::datatypes::Field::new(POSITION, arrow::datatypes::DataType::UInt32, false),
-            Arc::new(positions),
-        )?;
-        let evaluation =
-            |err: datafusion::error::DataFusionError| PipelineError::Evaluation(err.to_string());
-        let source = datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
-            &[vec![input.clone()]],
-            input.schema(),
-            None,
-        )
-        .map_err(evaluation)?;
-        let unnest = datafusion::physical_plan::unnest::UnnestExec::new(
-            source,
-            self.lists.clone(),
-            self.structs.clone(),
-            self.schema.clone(),
-            self.options.clone(),
-        )
-        .map_err(evaluation)?;
-        let context = Arc::new(datafusion::execution::TaskContext::default());
-        let out =
-            datafusion::physical_plan::collect(Arc::new(unnest) as Arc<dyn ExecutionPlan>, context)
-                .await
-                .map_err(evaluation)?;
-        let out = arrow::compute::concat_batches(&self.schema, &out)?;
-        let positions = out.num_columns() - 1;
-        let position = out
-            .column(positions)
-            .as_any()
-            .downcast_ref::<UInt32Array>()
-            .expect("positions are UInt32")
-            .clone();
-        let origins = position
-            .values()
-            .iter()
-            .map(|&p| origins[p as usize])
-            .collect();
-        let keep: Vec<usize> = (0..positions).collect();
-        Ok(Traced {
-            batch: out.project(&keep)?,
-            origins,
-        })
-    }
-}
-
-/// A batch on its way through the steps, with each row's position in the input.
-#[derive(Debug)]
-pub struct Traced {
-    pub batch: RecordBatch,
-    pub origins: Vec<usize>,
-}
-
-/// Input rows a lookup join did not match, and what becomes of them.
-#[derive(Debug)]
-pub struct Missed {
-    pub origins: Vec<usize>,
-    pub action: MissAction,
-    pub reason: String,
+/// A step as the compiler finds it: row by row, or an operator with more to it.
+enum Step {
+    Stateless(Stateless),
+    Operator(Arc<dyn Operator>),
 }
 
 /// The steps before the aggregation, run on a batch: the rows that came
-/// through, those lookup joins set aside, and the state `LAG` leaves (to apply
-/// once the rows have gone through).
+/// through, those operators set aside, and the state writes to make once the
+/// rows have gone through.
 #[derive(Debug)]
 pub struct Prepared {
     pub traced: Traced,
     pub missed: Vec<Missed>,
-    pub lag_writes: Vec<(Arc<LagStep>, LagWrites)>,
-    /// The rows an interval join holds once they have gone through.
-    pub held_writes: Option<(Arc<IntervalJoin>, HeldWrites)>,
+    pub writes: Vec<StateWrite>,
 }
 
 /// A lookup join's dimension, resolved against the catalog, waiting for the
@@ -162,13 +70,18 @@ pub struct ResolvedLookup {
 #[derive(Debug)]
 pub struct CompiledPlan {
     window: Option<(WindowTvf, SchemaRef)>,
-    /// Steps before the aggregation (all steps when there is none).
-    pre: Vec<Step>,
-    /// For an interval join, the steps its right stream's rows take before it.
-    right: Option<Vec<Step>>,
+    /// Operators before the aggregation (all of them when there is none).
+    pre: Vec<PlacedOperator>,
+    /// For an interval join, the operators its right stream's rows take before it.
+    right: Option<Vec<PlacedOperator>>,
     pub aggregate: Option<AggregatePlan>,
-    /// Steps after the aggregation.
-    post: Vec<Step>,
+    /// Steps after the aggregation, with their ids.
+    post: Vec<(String, Stateless)>,
+    /// The operators the runner still drives itself, by kind.
+    lags: Vec<Arc<LagStep>>,
+    lookups: Vec<Arc<LookupJoin>>,
+    /// The interval join, with its position in `pre`.
+    interval: Option<(usize, Arc<IntervalJoin>)>,
     target: SchemaRef,
     /// A query over window TVF results run window by window, instead of the steps.
     pub aligned: Option<AlignedQuery>,
@@ -202,6 +115,9 @@ impl CompiledPlan {
                 post: Vec::new(),
                 target: valid.target.schema.clone(),
                 aligned: Some(AlignedQuery::compile(valid).await?),
+                lags: Vec::new(),
+                lookups: Vec::new(),
+                interval: None,
             });
         }
         // Keep COUNT(DISTINCT) a single aggregation: its state is one set per group.
@@ -248,6 +164,9 @@ impl CompiledPlan {
                 })
                 .collect(),
             right: None,
+            lags: Vec::new(),
+            joins: Vec::new(),
+            interval: None,
         };
         let mut steps = Vec::new();
         compiler.compile(&plan, &mut steps)?;
@@ -268,14 +187,30 @@ impl CompiledPlan {
             Some(pre) => (pre, steps),
             None => (steps, Vec::new()),
         };
+        let mut ids = OperatorIds::default();
+        let right = compiler.right.map(|steps| place(steps, &mut ids));
+        let pre = place(pre, &mut ids);
+        let post = post
+            .into_iter()
+            .map(|step| match step {
+                Step::Stateless(step) => Ok((ids.next(step.kind(), None), step)),
+                Step::Operator(operator) => Err(unsupported(format!(
+                    "a {} after the aggregation",
+                    operator.kind().as_str()
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             window,
-            right: compiler.right,
+            right,
             pre,
             aggregate: compiler.aggregate,
             post,
             target: valid.target.schema.clone(),
             aligned: None,
+            lags: compiler.lags,
+            lookups: compiler.joins,
+            interval: compiler.interval,
         })
     }
 
@@ -311,42 +246,48 @@ impl CompiledPlan {
         self.window.as_ref()
     }
 
-    /// The steps before the aggregation (all of them without one).
-    pub(crate) fn pre_steps(&self) -> &[Step] {
+    /// The operators before the aggregation (all of them without one).
+    pub fn pre_operators(&self) -> &[PlacedOperator] {
         &self.pre
     }
 
-    /// The steps an interval join's right stream takes before the join.
-    pub(crate) fn right_steps(&self) -> Option<&[Step]> {
+    /// The operators an interval join's right stream takes before the join.
+    pub fn right_operators(&self) -> Option<&[PlacedOperator]> {
         self.right.as_deref()
     }
 
-    /// The steps after the aggregation.
-    pub(crate) fn post_steps(&self) -> &[Step] {
+    /// The steps after the aggregation, with their ids.
+    pub fn post_steps(&self) -> &[(String, Stateless)] {
         &self.post
+    }
+
+    /// The operators whose state they keep in themselves, with their ids.
+    pub fn stateful_operators(&self) -> impl Iterator<Item = (&str, &dyn KeepsState)> {
+        self.pre
+            .iter()
+            .filter_map(|placed| Some((placed.id.as_str(), placed.operator.state()?)))
     }
 
     /// The plan's `LAG` steps, in order.
     pub fn lags(&self) -> impl Iterator<Item = &Arc<LagStep>> {
-        self.pre.iter().filter_map(|step| match step {
-            Step::Lag(lag) => Some(lag),
-            _ => None,
-        })
+        self.lags.iter()
     }
 
     /// The plan's interval join, if any.
     pub fn interval(&self) -> Option<&Arc<IntervalJoin>> {
-        self.pre.iter().find_map(|step| match step {
-            Step::Interval(join) => Some(join),
-            _ => None,
-        })
+        self.interval.as_ref().map(|(_, join)| join)
     }
 
-    /// The plan's lookup joins.
+    /// The plan's lookup joins, in order.
     pub fn lookups(&self) -> impl Iterator<Item = &Arc<LookupJoin>> {
-        self.pre.iter().filter_map(|step| match step {
-            Step::Lookup(join) => Some(join),
-            _ => None,
+        self.lookups.iter()
+    }
+
+    /// The id the plan gives the lookup join `join`.
+    pub fn lookup_id(&self, join: &Arc<LookupJoin>) -> Option<&str> {
+        self.pre.iter().find_map(|placed| {
+            let same = Arc::as_ptr(&placed.operator) as *const () == Arc::as_ptr(join) as *const ();
+            same.then_some(placed.id.as_str())
         })
     }
 
@@ -374,19 +315,18 @@ impl CompiledPlan {
     /// Runs a batch of an interval join's right stream through its steps, the
     /// join, and the steps after it.
     pub async fn prepare_right(&self, batch: &RecordBatch, pass: &LookupPass) -> Result<Prepared> {
-        let mut traced = Traced {
-            batch: batch.clone(),
-            origins: (0..batch.num_rows()).collect(),
-        };
-        for step in self.right.iter().flatten() {
-            traced = run_step(step, traced)?;
-        }
-        let at = self
-            .pre
-            .iter()
-            .position(|step| matches!(step, Step::Interval(_)))
+        let (at, _) = self
+            .interval
+            .as_ref()
             .expect("a plan with a right stream has an interval join");
-        self.run_steps(&self.pre[at..], traced, batch, pass, Side::Right)
+        let steps: Vec<PlacedOperator> = self
+            .right
+            .iter()
+            .flatten()
+            .chain(&self.pre[*at..])
+            .cloned()
+            .collect();
+        self.run_steps(&steps, Traced::of(batch), batch, pass, Side::Right)
             .await
     }
 
@@ -398,116 +338,44 @@ impl CompiledPlan {
         pass: &LookupPass,
         side: Side,
     ) -> Result<()> {
-        let at = self
-            .pre
-            .iter()
-            .position(|step| matches!(step, Step::Interval(_)))
+        let (at, join) = self
+            .interval
+            .as_ref()
             .expect("a plan that holds rows has an interval join");
-        let Step::Interval(join) = &self.pre[at] else {
-            unreachable!("found above")
-        };
-        let traced = Traced {
-            batch: batch.clone(),
-            origins: (0..batch.num_rows()).collect(),
-        };
         let before = match side {
-            Side::Left => {
-                self.run_steps(&self.pre[..at], traced, batch, pass, side)
-                    .await?
-                    .traced
-            }
-            Side::Right => {
-                let mut traced = traced;
-                for step in self.right.iter().flatten() {
-                    traced = run_step(step, traced)?;
-                }
-                traced
-            }
+            Side::Left => &self.pre[..*at],
+            Side::Right => self.right.as_deref().unwrap_or_default(),
         };
+        let before = self
+            .run_steps(before, Traced::of(batch), batch, pass, side)
+            .await?
+            .traced;
         join.hold(join.probe(side, &before.batch)?.writes)
     }
 
-    /// Runs steps on a batch read from `side`'s stream (`source`, which `traced`'s origins point into).
+    /// Runs operators on a batch read from `side`'s stream (`source`, which `traced`'s origins point into).
     async fn run_steps(
         &self,
-        steps: &[Step],
+        steps: &[PlacedOperator],
         mut traced: Traced,
-        batch: &RecordBatch,
+        source: &RecordBatch,
         pass: &LookupPass,
         side: Side,
     ) -> Result<Prepared> {
+        let ctx = BatchContext { source, pass, side };
         let mut missed: Vec<Missed> = Vec::new();
-        let mut lag_writes = Vec::new();
-        let mut held_writes = None;
+        let mut writes = Vec::new();
         for step in steps {
-            traced = match step {
-                Step::Interval(join) => {
-                    let probed = join.probe(side, &traced.batch)?;
-                    if !probed.late.is_empty() {
-                        missed.push(Missed {
-                            origins: probed.late.iter().map(|&r| traced.origins[r]).collect(),
-                            action: MissAction::Quarantine,
-                            reason: "the interval join read this row too late: rows of the other stream it may have met were dropped from state once both watermarks passed them".to_string(),
-                        });
-                    }
-                    held_writes = Some((join.clone(), probed.writes));
-                    Traced {
-                        batch: probed.batch,
-                        origins: probed.origins.iter().map(|&r| traced.origins[r]).collect(),
-                    }
-                }
-                Step::Lag(lag) => {
-                    let (previous, writes) = lag.run(&traced.batch)?;
-                    lag_writes.push((lag.clone(), writes));
-                    let field =
-                        arrow::datatypes::Field::new("__lag", previous.data_type().clone(), true);
-                    Traced {
-                        batch: with_column(&traced.batch, field, previous)?,
-                        origins: traced.origins,
-                    }
-                }
-                Step::Lookup(join) => {
-                    // A temporal join's AS OF is the source's event time, wherever the row went since.
-                    let as_of = match &join.as_of {
-                        Some(column) => {
-                            let times = crate::window::event_times(batch, column)?;
-                            let positions = UInt32Array::from_iter_values(
-                                traced.origins.iter().map(|&o| o as u32),
-                            );
-                            let taken = arrow::compute::take(&times, &positions, None)?;
-                            Some(
-                                taken
-                                    .as_any()
-                                    .downcast_ref::<arrow::array::TimestampMillisecondArray>()
-                                    .expect("event times are milliseconds")
-                                    .clone(),
-                            )
-                        }
-                        None => None,
-                    };
-                    let (batch, rows, set_aside) =
-                        join.join(&traced.batch, as_of.as_ref(), pass).await?;
-                    for misses in set_aside {
-                        let mut origins: Vec<usize> =
-                            misses.rows.iter().map(|&r| traced.origins[r]).collect();
-                        origins.sort_unstable();
-                        origins.dedup();
-                        // A row an earlier join set aside is not set aside twice.
-                        origins.retain(|o| !missed.iter().any(|m| m.origins.contains(o)));
-                        missed.push(Missed {
-                            origins,
-                            action: misses.action,
-                            reason: misses.reason,
-                        });
-                    }
-                    Traced {
-                        batch,
-                        origins: rows.iter().map(|&r| traced.origins[r]).collect(),
-                    }
-                }
-                Step::Unnest(unnest) => unnest.run(traced).await?,
-                other => run_step(other, traced)?,
-            };
+            let processed = step.operator.clone().process(traced, &ctx).await?;
+            for mut set_aside in processed.missed {
+                // A row an earlier operator set aside is not set aside twice.
+                set_aside
+                    .origins
+                    .retain(|o| !missed.iter().any(|m| m.origins.contains(o)));
+                missed.push(set_aside);
+            }
+            writes.extend(processed.writes);
+            traced = processed.traced;
         }
         // An input row that missed is set aside (or quarantined) whole: rows it
         // yielded through other matches would come again when it is retried.
@@ -530,8 +398,7 @@ impl CompiledPlan {
         Ok(Prepared {
             traced,
             missed,
-            lag_writes,
-            held_writes,
+            writes,
         })
     }
 
@@ -559,8 +426,8 @@ impl CompiledPlan {
             origins: Vec::new(),
             batch,
         };
-        for step in &self.post {
-            traced = run_step(step, traced)?;
+        for (_, step) in &self.post {
+            traced = step.apply(traced)?;
         }
         conform(&traced.batch, &self.target)
     }
@@ -581,67 +448,6 @@ fn passes_through(plan: &LogicalPlan, name: &str) -> bool {
         }),
         _ => false,
     }
-}
-
-fn run_step(step: &Step, traced: Traced) -> Result<Traced> {
-    let Traced { batch, origins } = traced;
-    Ok(match step {
-        Step::Lookup(join) => {
-            return Err(PipelineError::Evaluation(format!(
-                "the lookup join {} runs before the aggregation only",
-                join.alias
-            )));
-        }
-        Step::Unnest(_) | Step::Lag(_) | Step::Interval(_) => {
-            return Err(PipelineError::Evaluation(
-                "unnest, LAG and interval joins run before the aggregation only".to_string(),
-            ));
-        }
-        Step::Select(indices) => Traced {
-            batch: batch.project(indices)?,
-            origins,
-        },
-        Step::Filter(predicate) => {
-            let mask = evaluate(predicate, &batch)?;
-            let mask = mask
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .ok_or_else(|| {
-                    PipelineError::Evaluation("a WHERE clause is not boolean".to_string())
-                })?;
-            let origins = if origins.is_empty() {
-                origins
-            } else {
-                let kept = arrow::compute::filter(
-                    &UInt32Array::from_iter_values(origins.iter().map(|&o| o as u32)),
-                    mask,
-                )?;
-                kept.as_any()
-                    .downcast_ref::<UInt32Array>()
-                    .expect("filtered u32")
-                    .values()
-                    .iter()
-                    .map(|&o| o as usize)
-                    .collect()
-            };
-            Traced {
-                batch: filter_record_batch(&batch, mask)?,
-                origins,
-            }
-        }
-        Step::Project { exprs, schema } => {
-            let columns = exprs
-                .iter()
-                .map(|expr| evaluate(expr, &batch))
-                .collect::<Result<Vec<_>>>()?;
-            let options = arrow::record_batch::RecordBatchOptions::new()
-                .with_row_count(Some(batch.num_rows()));
-            Traced {
-                batch: RecordBatch::try_new_with_options(schema.clone(), columns, &options)?,
-                origins,
-            }
-        }
-    })
 }
 
 /// Planning folds `NOW()` and friends into one constant, so every row would
@@ -694,6 +500,10 @@ struct Compiler<'a> {
     streams: Vec<(strata_catalog::TableName, Option<String>)>,
     /// The steps of an interval join's right stream, once compiled.
     right: Option<Vec<Step>>,
+    /// The operators the runner still drives itself, as they are compiled.
+    lags: Vec<Arc<LagStep>>,
+    joins: Vec<Arc<LookupJoin>>,
+    interval: Option<(usize, Arc<IntervalJoin>)>,
 }
 
 impl Compiler<'_> {
@@ -716,16 +526,16 @@ impl Compiler<'_> {
                     ));
                 }
                 if let Some(indices) = &scan.projection {
-                    steps.push(Step::Select(indices.clone()));
+                    steps.push(Step::Stateless(Stateless::Select(indices.clone())));
                 }
                 Ok(())
             }
             LogicalPlan::SubqueryAlias(alias) => self.compile(&alias.input, steps),
             LogicalPlan::Filter(filter) => {
                 self.compile(&filter.input, steps)?;
-                steps.push(Step::Filter(
+                steps.push(Step::Stateless(Stateless::Filter(
                     self.physical(&filter.predicate, filter.input.schema())?,
-                ));
+                )));
                 Ok(())
             }
             LogicalPlan::Projection(projection) => {
@@ -735,34 +545,36 @@ impl Compiler<'_> {
                     .iter()
                     .map(|expr| self.physical(expr, projection.input.schema()))
                     .collect::<Result<Vec<_>>>()?;
-                steps.push(Step::Project {
+                steps.push(Step::Stateless(Stateless::Project {
                     exprs,
                     schema: Arc::new(projection.schema.as_arrow().clone()),
-                });
+                }));
                 Ok(())
             }
             LogicalPlan::Window(window) if self.aggregate.is_none() => {
                 self.compile(&window.input, steps)?;
                 for expr in &window.window_expr {
-                    steps.push(Step::Lag(Arc::new(
-                        self.compile_lag(expr, window.input.schema())?,
-                    )));
+                    let lag = Arc::new(self.compile_lag(expr, window.input.schema())?);
+                    self.lags.push(lag.clone());
+                    steps.push(Step::Operator(lag));
                 }
                 Ok(())
             }
             LogicalPlan::Unnest(unnest) if self.aggregate.is_none() => {
                 self.compile(&unnest.input, steps)?;
-                steps.push(Step::Unnest(compile_unnest(unnest)));
+                steps.push(Step::Operator(Arc::new(Unnest::new(unnest))));
                 Ok(())
             }
             LogicalPlan::Join(join) if self.aggregate.is_none() && !self.is_lookup(join) => {
-                let interval = self.compile_interval(join, steps)?;
-                steps.push(Step::Interval(Arc::new(interval)));
+                let interval = Arc::new(self.compile_interval(join, steps)?);
+                self.interval = Some((steps.len(), interval.clone()));
+                steps.push(Step::Operator(interval));
                 Ok(())
             }
             LogicalPlan::Join(join) if self.aggregate.is_none() => {
-                let lookup = self.compile_lookup(join, steps)?;
-                steps.push(Step::Lookup(Arc::new(lookup)));
+                let lookup = Arc::new(self.compile_lookup(join, steps)?);
+                self.joins.push(lookup.clone());
+                steps.push(Step::Operator(lookup));
                 Ok(())
             }
             LogicalPlan::Aggregate(aggregate) if self.aggregate.is_none() => {
@@ -890,12 +702,10 @@ impl Compiler<'_> {
         self.compile(&join.left, steps)?;
         let mut right_steps = Vec::new();
         self.compile(&join.right, &mut right_steps)?;
-        if right_steps.iter().any(|step| {
-            !matches!(
-                step,
-                Step::Select(_) | Step::Filter(_) | Step::Project { .. }
-            )
-        }) {
+        if right_steps
+            .iter()
+            .any(|step| matches!(step, Step::Operator(_)))
+        {
             return Err(refuse(
                 "lookups, unnest or LAG on the right side of an interval join".to_string(),
             ));
@@ -1230,32 +1040,6 @@ fn dimension_side(
     }
 }
 
-/// An unnest node as a step, its output schema with the position column last.
-fn compile_unnest(unnest: &datafusion::logical_expr::Unnest) -> UnnestStep {
-    let mut fields: Vec<arrow::datatypes::FieldRef> =
-        unnest.schema.as_arrow().fields().iter().cloned().collect();
-    fields.push(Arc::new(arrow::datatypes::Field::new(
-        POSITION,
-        arrow::datatypes::DataType::UInt32,
-        false,
-    )));
-    UnnestStep {
-        lists: unnest
-            .list_type_columns
-            .iter()
-            .map(
-                |(index, list)| datafusion::physical_plan::unnest::ListUnnest {
-                    index_in_input_schema: *index,
-                    depth: list.depth,
-                },
-            )
-            .collect(),
-        structs: unnest.struct_type_columns.clone(),
-        schema: Arc::new(arrow::datatypes::Schema::new(fields)),
-        options: unnest.options.clone(),
-    }
-}
-
 /// Whether a LAG offset is the literal 1.
 fn is_one(expr: &datafusion::logical_expr::Expr) -> bool {
     use datafusion::common::ScalarValue;
@@ -1269,4 +1053,21 @@ fn is_one(expr: &datafusion::logical_expr::Expr) -> bool {
             _
         )
     )
+}
+
+/// Gives the compiled steps their ids, in order.
+fn place(steps: Vec<Step>, ids: &mut OperatorIds) -> Vec<PlacedOperator> {
+    steps
+        .into_iter()
+        .map(|step| {
+            let operator: Arc<dyn Operator> = match step {
+                Step::Stateless(step) => Arc::new(step),
+                Step::Operator(operator) => operator,
+            };
+            PlacedOperator {
+                id: ids.next(operator.kind(), operator.name().as_deref()),
+                operator,
+            }
+        })
+        .collect()
 }

@@ -24,9 +24,9 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::distinct::DistinctSet;
 use super::hll::HyperLogLog;
+use crate::batch::strict_cast;
 use crate::error::{PipelineError, Result};
 use crate::state::{ByteReader, ByteWriter};
-use crate::batch::strict_cast;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AggFunction {

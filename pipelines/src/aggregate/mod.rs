@@ -31,10 +31,10 @@ use arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use self::accumulator::{Acc, AggregateCall};
+use crate::batch::strict_cast;
 use crate::decode::debezium::RowKind;
 use crate::error::Result;
 use crate::state::{ByteReader, ByteWriter};
-use crate::batch::strict_cast;
 use crate::window::WindowKind;
 
 /// What a GROUP BY expression is.

@@ -23,10 +23,10 @@ use strata_catalog::connectors::kafka::KafkaTarget;
 use strata_catalog::{KafkaFormat, StartupMode, TableDef, TableKind};
 use tokio::sync::watch;
 
+use crate::decode::SourceRecord;
 use crate::decode::debezium::DebeziumDecoder;
 use crate::decode::json::JsonDecoder;
 use crate::error::{PipelineError, Result};
-use crate::decode::SourceRecord;
 use crate::source::kafka::{KafkaSource, SourceEvent};
 
 /// The rows of a broadcast table as of now.

@@ -35,13 +35,16 @@ use datafusion::physical_expr::PhysicalExpr;
 use futures::StreamExt;
 use strata_catalog::connectors::KeyValue;
 use strata_catalog::{LookupOptions, TableName};
-use tokio::sync::watch;
 
 use self::cache::LookupCache;
 use self::dimension::{Dimension, KeyBatch};
 use self::spec::MissPolicy;
 use self::versioned::VersionedTable;
 use crate::error::{PipelineError, Result};
+use crate::operator::{
+    BatchContext, Described, InputStream, Missed, Operator, OperatorKind, Processed, Traced,
+};
+pub use crate::operator::{LookupPass, MissAction};
 
 /// Keys with their dimension rows (none when a key has none).
 type KeyRows = (Box<[u8]>, Vec<OwnedRow>);
@@ -113,34 +116,6 @@ impl LookupStats {
     fn set_degraded(&self, reason: Option<String>) {
         *self.degraded.lock().expect("not poisoned") = reason;
     }
-}
-
-/// Which attempt at a row this is: the first, or a retry of a row set aside.
-#[derive(Debug, Clone)]
-pub struct LookupPass {
-    /// 0 for the first lookup of the rows, n for their n-th retry.
-    pub attempt: u32,
-    /// Stops waiting for a database that is down.
-    pub stop: watch::Receiver<bool>,
-    /// The rows come out of the pipeline's state (a temporal join held them
-    /// back): their offsets were committed with them long ago.
-    pub from_state: bool,
-}
-
-impl LookupPass {
-    /// Whether the rows were read before the last commit (retried or held back).
-    pub fn replayed(&self) -> bool {
-        self.attempt > 0 || self.from_state
-    }
-}
-
-/// What a miss leads to in this pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MissAction {
-    Quarantine,
-    Retry,
-    /// Held back until the versioned side's watermark passes the row's time.
-    Wait,
 }
 
 /// Probe rows one lookup join did not match, and what becomes of them.
@@ -290,13 +265,8 @@ impl LookupJoin {
         })
     }
 
-    /// The joined rows' schema.
-    pub fn output_schema(&self) -> &SchemaRef {
-        &self.output
-    }
-
     /// The join in SQL terms: its table, keys, where its rows come from and what a miss does.
-    pub fn describe(&self) -> String {
+    pub fn describe_join(&self) -> String {
         let join = if self.left_join { "LEFT JOIN" } else { "JOIN" };
         let store = match &self.dimension {
             Dimension::Mysql { .. } => "MySQL/TiDB, cached",
@@ -823,6 +793,79 @@ pub fn output_schema(probe: &Schema, right: &Schema) -> SchemaRef {
         probe.fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.extend(crate::batch::nullable_fields(right));
     Arc::new(Schema::new(fields))
+}
+
+#[async_trait::async_trait]
+impl Operator for LookupJoin {
+    fn kind(&self) -> OperatorKind {
+        match self.versioned() {
+            Some(_) => OperatorKind::TemporalJoin,
+            None => OperatorKind::LookupJoin,
+        }
+    }
+
+    fn name(&self) -> Option<String> {
+        Some(self.alias.clone())
+    }
+
+    async fn process(self: Arc<Self>, input: Traced, ctx: &BatchContext<'_>) -> Result<Processed> {
+        // A temporal join's AS OF is the source's event time, wherever the row went since.
+        let as_of = match &self.as_of {
+            Some(column) => {
+                let times = crate::window::event_times(ctx.source, column)?;
+                let positions =
+                    UInt32Array::from_iter_values(input.origins.iter().map(|&o| o as u32));
+                let taken = arrow::compute::take(&times, &positions, None)?;
+                Some(
+                    taken
+                        .as_any()
+                        .downcast_ref::<TimestampMillisecondArray>()
+                        .expect("event times are milliseconds")
+                        .clone(),
+                )
+            }
+            None => None,
+        };
+        let (batch, rows, set_aside) = self.join(&input.batch, as_of.as_ref(), ctx.pass).await?;
+        let missed = set_aside
+            .into_iter()
+            .map(|misses| {
+                let mut origins: Vec<usize> =
+                    misses.rows.iter().map(|&r| input.origins[r]).collect();
+                origins.sort_unstable();
+                origins.dedup();
+                Missed {
+                    origins,
+                    action: misses.action,
+                    reason: misses.reason,
+                }
+            })
+            .collect();
+        Ok(Processed {
+            traced: Traced {
+                batch,
+                origins: rows.iter().map(|&r| input.origins[r]).collect(),
+            },
+            missed,
+            writes: Vec::new(),
+        })
+    }
+
+    fn describe(&self, input: &InputStream) -> Described {
+        let watermark = match self.versioned() {
+            Some(table) => input
+                .watermark
+                .as_ref()
+                .map(|w| format!("min({w}, {}.{})", table.name, table.time_column)),
+            None => input.watermark.clone(),
+        };
+        Described {
+            detail: self.describe_join(),
+            schema: self.output.clone(),
+            watermark,
+            state: None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,33 +2,20 @@
 //! each with the stream it emits.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use strata_catalog::TableDef;
 
 use super::{Changelog, OperatorKind, PlanColumn, PlanOperator, StateInfo, StreamPlan};
+use crate::operator::{InputStream, Operator};
 use crate::state::schema_fingerprint;
-use crate::transform::{CompiledPlan, Step};
+use crate::transform::CompiledPlan;
 use crate::validate::{ValidPipeline, is_changelog};
 
 /// The id of the operator whose state is the aggregation's groups.
 pub const AGGREGATE: &str = "aggregate";
 /// The id of a window-aligned query's operator.
 pub const WINDOW_ALIGNED: &str = "window-aligned";
-/// The id of an interval join.
-pub const INTERVAL_JOIN: &str = "interval-join";
-
-/// The id of the `ordinal`th LAG (from 1).
-pub fn lag_id(ordinal: usize) -> String {
-    format!("lag-{ordinal}")
-}
-
-/// The id of the lookup join of the dimension the SELECT calls `alias`.
-pub fn lookup_id(alias: &str, temporal: bool) -> String {
-    let kind = if temporal { "temporal-join" } else { "lookup" };
-    format!("{kind}-{}", alias.to_ascii_lowercase())
-}
 
 /// The stream an operator emits, as the next one reads it.
 #[derive(Debug, Clone)]
@@ -43,10 +30,6 @@ struct Edge {
 #[derive(Default)]
 struct Builder {
     operators: Vec<PlanOperator>,
-    ordinals: HashMap<&'static str, usize>,
-    lags: usize,
-    /// Whether an operator already declared the rows lookup joins set aside.
-    retries_declared: bool,
 }
 
 /// The operator graph of a pipeline whose SELECT compiled to `compiled`.
@@ -55,11 +38,11 @@ pub fn build(valid: &ValidPipeline, compiled: &CompiledPlan) -> StreamPlan {
     let mut streams = valid.streams();
     let source = streams.next().expect("a valid pipeline reads a stream");
     let mut edge = builder.source(source, "source");
-    let right = match (compiled.right_steps(), streams.next()) {
+    let right = match (compiled.right_operators(), streams.next()) {
         (Some(steps), Some(right)) => {
             let mut right = builder.source(right, "source-right");
             for step in steps {
-                right = builder.step(step, right, None, source);
+                right = builder.operator(&step.id, step.operator.as_ref(), right, None, None);
             }
             Some(right)
         }
@@ -92,8 +75,16 @@ pub fn build(valid: &ValidPipeline, compiled: &CompiledPlan) -> StreamPlan {
             }),
         );
     }
-    for step in compiled.pre_steps() {
-        edge = builder.step(step, edge, right.as_ref(), source);
+    let held = held_by_the_runner(compiled, source);
+    for step in compiled.pre_operators() {
+        let state = held.get(&step.id).cloned();
+        edge = builder.operator(
+            &step.id,
+            step.operator.as_ref(),
+            edge,
+            right.as_ref(),
+            state,
+        );
     }
     if let Some(aggregate) = &compiled.aggregate {
         let updates = aggregate.updates() || edge.changelog != Changelog::AppendOnly;
@@ -135,8 +126,8 @@ pub fn build(valid: &ValidPipeline, compiled: &CompiledPlan) -> StreamPlan {
                 fingerprint: aggregate.state_shape().join("\n"),
             }),
         );
-        for step in compiled.post_steps() {
-            edge = builder.step(step, edge, None, source);
+        for (id, step) in compiled.post_steps() {
+            edge = builder.operator(id, step, edge, None, None);
         }
     }
     builder.sink(valid, edge);
@@ -148,12 +139,6 @@ pub fn build(valid: &ValidPipeline, compiled: &CompiledPlan) -> StreamPlan {
 }
 
 impl Builder {
-    fn ordinal(&mut self, prefix: &'static str) -> String {
-        let next = self.ordinals.entry(prefix).or_default();
-        *next += 1;
-        format!("{prefix}-{next}")
-    }
-
     fn add(
         &mut self,
         id: String,
@@ -212,154 +197,37 @@ impl Builder {
         )
     }
 
-    fn step(&mut self, step: &Step, input: Edge, right: Option<&Edge>, source: &TableDef) -> Edge {
-        let mut emits = input.clone();
-        let (id, kind, detail, state) = match step {
-            Step::Select(indices) => {
-                emits.schema = Arc::new(
-                    input
-                        .schema
-                        .project(indices)
-                        .expect("the compiler chose columns of its input"),
-                );
-                let names: Vec<&str> = emits
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect();
-                let detail = format!("columns {}", names.join(", "));
-                (self.ordinal("project"), OperatorKind::Project, detail, None)
-            }
-            Step::Filter(predicate) => (
-                self.ordinal("filter"),
-                OperatorKind::Filter,
-                format!("WHERE {predicate}"),
-                None,
-            ),
-            Step::Project { exprs, schema } => {
-                emits.schema = schema.clone();
-                let items: Vec<String> = exprs
-                    .iter()
-                    .zip(schema.fields())
-                    .map(|(expr, field)| {
-                        let expr = expr.to_string();
-                        match expr.strip_prefix(field.name().as_str()) {
-                            Some(rest) if rest.starts_with('@') => field.name().clone(),
-                            _ => format!("{expr} AS {}", field.name()),
-                        }
-                    })
-                    .collect();
-                (
-                    self.ordinal("project"),
-                    OperatorKind::Project,
-                    items.join(", "),
-                    None,
-                )
-            }
-            Step::Unnest(unnest) => {
-                let fields = unnest.schema.fields();
-                emits.schema = Arc::new(Schema::new(fields[..fields.len() - 1].to_vec()));
-                (
-                    self.ordinal("unnest"),
-                    OperatorKind::Unnest,
-                    "one row per element of the unnested lists".to_string(),
-                    None,
-                )
-            }
-            Step::Lag(lag) => {
-                let mut fields: Vec<Field> = input
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.as_ref().clone())
-                    .collect();
-                fields.push(Field::new("__lag", lag.output_type().clone(), true));
-                emits.schema = Arc::new(Schema::new(fields));
-                self.lags += 1;
-                let state = StateInfo {
-                    holds: "the last value of each partition".to_string(),
-                    fingerprint: lag.shape(),
-                };
-                (
-                    lag_id(self.lags),
-                    OperatorKind::Lag,
-                    lag.shape(),
-                    Some(state),
-                )
-            }
-            Step::Lookup(join) => {
-                emits.schema = join.output_schema().clone();
-                let temporal = join.versioned();
-                let state = match temporal {
-                    Some(table) => Some(StateInfo {
-                        holds: format!(
-                            "the versions of {} and the probe rows waiting for them",
-                            table.name
-                        ),
-                        fingerprint: format!(
-                            "versions of {} by ({}) at {}: {}; waiting rows {}",
-                            table.name,
-                            table.primary_key.join(", "),
-                            table.time_column,
-                            schema_fingerprint(&table.schema),
-                            schema_fingerprint(&source.schema)
-                        ),
-                    }),
-                    None if join.retries() && !self.retries_declared => {
-                        self.retries_declared = true;
-                        Some(StateInfo {
-                            holds: "the source rows set aside for a retry".to_string(),
-                            fingerprint: format!(
-                                "rows set aside {}",
-                                schema_fingerprint(&source.schema)
-                            ),
-                        })
-                    }
-                    None => None,
-                };
-                let (kind, watermark) = match temporal {
-                    Some(table) => (
-                        OperatorKind::TemporalJoin,
-                        input
-                            .watermark
-                            .as_ref()
-                            .map(|w| format!("min({w}, {}.{})", table.name, table.time_column)),
-                    ),
-                    None => (OperatorKind::LookupJoin, input.watermark.clone()),
-                };
-                emits.watermark = watermark;
-                (
-                    lookup_id(&join.alias, temporal.is_some()),
-                    kind,
-                    join.describe(),
-                    state,
-                )
-            }
-            Step::Interval(join) => {
-                emits.schema = join.output_schema().clone();
-                emits.watermark = match (&input.watermark, right.and_then(|r| r.watermark.as_ref()))
-                {
-                    (Some(left), Some(right)) => Some(format!("min({left}, {right})")),
-                    (left, _) => left.clone(),
-                };
-                let state = StateInfo {
-                    holds: "each stream's rows within the band of the other's watermark"
-                        .to_string(),
-                    fingerprint: join.state_fingerprint(),
-                };
-                let inputs: Vec<&Edge> = std::iter::once(&input).chain(right).collect();
-                return self.add(
-                    INTERVAL_JOIN.to_string(),
-                    OperatorKind::IntervalJoin,
-                    join.describe(),
-                    &inputs,
-                    emits,
-                    Some(state),
-                );
-            }
+    /// An operator of the compiled plan, reading `input` (and `right`, if it
+    /// reads a second stream); `held` is state the runner keeps for it.
+    fn operator(
+        &mut self,
+        id: &str,
+        operator: &dyn Operator,
+        input: Edge,
+        right: Option<&Edge>,
+        held: Option<StateInfo>,
+    ) -> Edge {
+        let described = operator.describe(&InputStream {
+            schema: input.schema.clone(),
+            watermark: input.watermark.clone(),
+        });
+        let emits = Edge {
+            schema: described.schema,
+            watermark: described.watermark,
+            ..input.clone()
         };
-        self.add(id, kind, detail, &[&input], emits, state)
+        let inputs: Vec<&Edge> = match operator.reads_second_stream() {
+            true => std::iter::once(&input).chain(right).collect(),
+            false => vec![&input],
+        };
+        self.add(
+            id.to_string(),
+            operator.kind(),
+            described.detail,
+            &inputs,
+            emits,
+            described.state.or(held),
+        )
     }
 
     fn sink(&mut self, valid: &ValidPipeline, input: Edge) {
@@ -397,4 +265,45 @@ impl Builder {
             None,
         );
     }
+}
+
+/// The state the runner keeps for lookup joins, by the join's id: a temporal
+/// join's versions and the probe rows waiting for them, and the source rows
+/// set aside for a retry (one buffer, under the first join that retries).
+fn held_by_the_runner(compiled: &CompiledPlan, source: &TableDef) -> HashMap<String, StateInfo> {
+    let mut held = HashMap::new();
+    let temporal = compiled
+        .lookups()
+        .find_map(|join| Some((join, join.versioned()?)));
+    if let Some((join, table)) = temporal {
+        let id = compiled.lookup_id(join).expect("the join is in the plan");
+        held.insert(
+            id.to_string(),
+            StateInfo {
+                holds: format!(
+                    "the versions of {} and the probe rows waiting for them",
+                    table.name
+                ),
+                fingerprint: format!(
+                    "versions of {} by ({}) at {}: {}; waiting rows {}",
+                    table.name,
+                    table.primary_key.join(", "),
+                    table.time_column,
+                    schema_fingerprint(&table.schema),
+                    schema_fingerprint(&source.schema)
+                ),
+            },
+        );
+    }
+    if let Some(join) = compiled.lookups().find(|join| join.retries()) {
+        let id = compiled.lookup_id(join).expect("the join is in the plan");
+        held.insert(
+            id.to_string(),
+            StateInfo {
+                holds: "the source rows set aside for a retry".to_string(),
+                fingerprint: format!("rows set aside {}", schema_fingerprint(&source.schema)),
+            },
+        );
+    }
+    held
 }

@@ -21,7 +21,8 @@ mod render;
 
 use serde::Serialize;
 
-pub use build::{AGGREGATE, INTERVAL_JOIN, WINDOW_ALIGNED, build, lag_id, lookup_id};
+pub use crate::operator::{OperatorKind, StateInfo};
+pub use build::{AGGREGATE, WINDOW_ALIGNED, build};
 
 /// A pipeline's operators, sources first, the sink last; each names its inputs.
 #[derive(Debug, Clone, Serialize)]
@@ -59,55 +60,6 @@ pub struct PlanColumn {
     #[serde(rename = "type")]
     pub data_type: String,
     pub nullable: bool,
-}
-
-/// The state an operator checkpoints.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct StateInfo {
-    /// What it holds, for people.
-    pub holds: String,
-    /// What the state's bytes depend on: a checkpoint written under another
-    /// fingerprint is refused, not misread.
-    pub fingerprint: String,
-}
-
-/// What an operator does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OperatorKind {
-    Source,
-    WindowAssign,
-    Filter,
-    Project,
-    Unnest,
-    Lag,
-    LookupJoin,
-    TemporalJoin,
-    IntervalJoin,
-    GroupAggregate,
-    WindowAggregate,
-    WindowAligned,
-    Sink,
-}
-
-impl OperatorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperatorKind::Source => "source",
-            OperatorKind::WindowAssign => "window assign",
-            OperatorKind::Filter => "filter",
-            OperatorKind::Project => "project",
-            OperatorKind::Unnest => "unnest",
-            OperatorKind::Lag => "LAG",
-            OperatorKind::LookupJoin => "lookup join",
-            OperatorKind::TemporalJoin => "temporal join",
-            OperatorKind::IntervalJoin => "interval join",
-            OperatorKind::GroupAggregate => "group aggregate",
-            OperatorKind::WindowAggregate => "window aggregate",
-            OperatorKind::WindowAligned => "window-aligned query",
-            OperatorKind::Sink => "sink",
-        }
-    }
 }
 
 /// The kind of changes a stream carries, as Flink's changelog modes.

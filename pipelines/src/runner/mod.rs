@@ -50,10 +50,10 @@ use crate::transform::{CompiledPlan, ResolvedLookup};
 use crate::validate::{ValidPipeline, is_changelog, schema_session};
 
 pub use self::checks::Quality;
-pub use crate::watermark::now_ms;
 use self::commit::SideTable;
 pub use self::emits::{EmitLog, Recorded};
 use self::task::Task;
+pub use crate::watermark::now_ms;
 
 /// A watermark further ahead of the wall clock than this is reported.
 const WATERMARK_AHEAD_WARNING_MS: i64 = 24 * 60 * 60 * 1000;
@@ -605,7 +605,6 @@ impl PipelineRun {
         })
     }
 }
-
 
 fn unsupported(pipeline: &ValidPipeline, what: &str) -> PipelineError {
     PipelineError::Invalid {

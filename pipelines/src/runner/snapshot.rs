@@ -12,6 +12,7 @@ use crate::aligned::AlignedState;
 use crate::error::Result;
 use crate::interval::IntervalJoin;
 use crate::lag::LagStep;
+use crate::operator::KeepsState;
 use crate::state::{ByteReader, ByteWriter};
 use crate::watermark::WatermarkTracker;
 
@@ -63,15 +64,15 @@ impl Snapshot for ParkedRows {
     }
 }
 
-/// A `LAG`'s last value per partition (kept inside the step).
-pub(super) struct LagState<'a>(pub &'a LagStep);
+/// The state an operator keeps in itself.
+pub(super) struct OperatorState<'a>(pub &'a dyn KeepsState);
 
-impl Snapshot for LagState<'_> {
+impl Snapshot for OperatorState<'_> {
     fn snapshot(&self, out: &mut ByteWriter) {
-        self.0.encode(out);
+        self.0.snapshot(out);
     }
     fn restore(&mut self, input: &mut ByteReader<'_>) -> Result<()> {
-        self.0.decode(input)
+        self.0.restore(input)
     }
 }
 
@@ -93,58 +94,55 @@ impl Snapshot for TemporalState<'_> {
     }
 }
 
-/// An interval join: both streams' held rows, and the right stream's watermark.
-pub(super) struct IntervalState<'a> {
-    pub join: &'a IntervalJoin,
-    pub right: &'a mut WatermarkTracker,
-}
-
-impl Snapshot for IntervalState<'_> {
-    fn snapshot(&self, out: &mut ByteWriter) {
-        self.join.encode(out);
-        self.right.encode(out);
-    }
-    fn restore(&mut self, input: &mut ByteReader<'_>) -> Result<()> {
-        self.join.decode(input)?;
-        self.right.restore(input, Instant::now())
-    }
-}
-
-/// The runner's own entry: the watermark of the commit, and the source's
-/// watermark per partition. A source that no longer has a watermark ignores
+/// The runner's own entry: the watermark of the commit, and each stream's
+/// watermark per partition. A stream that no longer has a watermark ignores
 /// the one saved; one that has a new one starts it afresh.
 pub(super) struct RuntimeState<'a> {
     pub committed_watermark: &'a mut Option<i64>,
     pub source: Option<&'a mut WatermarkTracker>,
+    /// An interval join's right stream.
+    pub right: Option<&'a mut WatermarkTracker>,
 }
 
 impl Snapshot for RuntimeState<'_> {
     fn snapshot(&self, out: &mut ByteWriter) {
         out.option(self.committed_watermark.as_ref(), |out, w| out.i64(*w));
         out.option(self.source.as_deref(), |out, tracker| tracker.encode(out));
+        out.option(self.right.as_deref(), |out, tracker| tracker.encode(out));
     }
     fn restore(&mut self, input: &mut ByteReader<'_>) -> Result<()> {
         *self.committed_watermark = input.option(|r| r.i64())?;
-        if input.u8()? == 1 {
-            let now = Instant::now();
-            let mut unused = WatermarkTracker::new(&[], 0, Duration::ZERO, now);
-            let tracker = self.source.as_deref_mut().unwrap_or(&mut unused);
-            tracker.restore(input, now)?;
-        }
-        Ok(())
+        restore_tracker(input, self.source.as_deref_mut())?;
+        restore_tracker(input, self.right.as_deref_mut())
     }
+}
+
+/// Reads a watermark tracker [`ByteWriter::option`] wrote into `tracker`, or
+/// past it when there is none to restore.
+fn restore_tracker(
+    input: &mut ByteReader<'_>,
+    tracker: Option<&mut WatermarkTracker>,
+) -> Result<()> {
+    if input.u8()? == 1 {
+        let now = Instant::now();
+        let mut unused = WatermarkTracker::new(&[], 0, Duration::ZERO, now);
+        tracker.unwrap_or(&mut unused).restore(input, now)?;
+    }
+    Ok(())
 }
 
 /// The parts of a task's state, for a checkpoint of an earlier version: one
 /// blob, each part where the plan of its day put it.
 pub(super) struct LegacyParts<'a> {
-    pub runtime: RuntimeState<'a>,
+    pub committed_watermark: &'a mut Option<i64>,
+    pub source: Option<&'a mut WatermarkTracker>,
     pub aggregate: &'a mut AggregateState,
     pub parked: &'a mut ParkedRows,
     pub lags: Vec<&'a LagStep>,
     pub waiting: &'a mut ParkedRows,
     pub feed: Option<&'a mut VersionFeed>,
-    pub interval: Option<IntervalState<'a>>,
+    /// An interval join, and its right stream's watermark.
+    pub interval: Option<(&'a IntervalJoin, &'a mut WatermarkTracker)>,
     pub aligned: Option<&'a mut AlignedState>,
 }
 
@@ -184,7 +182,8 @@ impl LegacyParts<'_> {
         } else if magic != MAGIC_V1 {
             return Err(input.corrupt("it is not a Strata state checkpoint"));
         }
-        self.runtime.restore(&mut input)?;
+        *self.committed_watermark = input.option(|r| r.i64())?;
+        restore_tracker(&mut input, self.source.as_deref_mut())?;
         self.aggregate.restore(&mut input)?;
         if !input.is_done() {
             self.parked.decode(&mut input)?;
@@ -204,7 +203,10 @@ impl LegacyParts<'_> {
             }
             match (input.u8()?, &mut self.interval) {
                 (0, None) => {}
-                (1, Some(interval)) => interval.restore(&mut input)?,
+                (1, Some((join, right))) => {
+                    join.decode(&mut input)?;
+                    right.restore(&mut input, Instant::now())?;
+                }
                 _ => return Err(input.corrupt(changed)),
             }
             // Checkpoints written before window-aligned queries end here.

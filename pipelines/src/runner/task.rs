@@ -21,6 +21,7 @@ use crate::error::{PipelineError, Result};
 use crate::interval::Side;
 use crate::lookup::versioned::VersionedTable;
 use crate::lookup::{LookupPass, MissAction};
+use crate::operator::{Missed, StateWrite, Traced};
 use crate::plan::{self, StreamPlan};
 use crate::sink::blackhole::BlackholeSink;
 use crate::sink::delta::{DELETE_MARKER, DeltaSink, Offsets, WriteMode};
@@ -35,7 +36,7 @@ use crate::source::reader::{
     NexmarkReader, Next, Originals, Reader, RecordDecoder, SourceBatch, row_as_json,
 };
 use crate::state::{ByteReader, ByteWriter};
-use crate::transform::{CompiledPlan, Missed, Traced};
+use crate::transform::CompiledPlan;
 use crate::validate::is_changelog;
 
 use super::ResetFrom;
@@ -45,9 +46,7 @@ use strata_catalog::connectors::nexmark::Generator;
 use super::checks::Checking;
 use super::commit::{CommitBatch, CommitContext, Sinks, Target};
 use super::parked::{DueRows, ParkedRows};
-use super::snapshot::{
-    IntervalState, LagState, LegacyParts, RuntimeState, Snapshot, TemporalState,
-};
+use super::snapshot::{LegacyParts, OperatorState, RuntimeState, Snapshot, TemporalState};
 use super::versions::VersionFeed;
 use super::{PipelineRun, RunMode, now_ms, panic_message};
 
@@ -489,8 +488,14 @@ impl<'a> Task<'a> {
             Box::new(RuntimeState {
                 committed_watermark: &mut self.committed_watermark,
                 source: self.watermark.as_mut().map(|(_, tracker)| tracker),
+                right: self.right.as_mut().map(|right| &mut right.tracker),
             }),
         )];
+        // Operators that keep their state in themselves.
+        for (id, state) in self.plan.stateful_operators() {
+            parts.push((id.to_string(), Box::new(OperatorState(state))));
+        }
+        // State the runner keeps for operators.
         if self.plan.aggregate.is_some() {
             parts.push((plan::AGGREGATE.to_string(), Box::new(&mut stateful.state)));
         }
@@ -500,31 +505,20 @@ impl<'a> Task<'a> {
                 Box::new(&mut stateful.aligned),
             ));
         }
-        if let Some(join) = self.plan.lookups().find(|join| join.retries()) {
-            parts.push((
-                plan::lookup_id(&join.alias, false),
-                Box::new(&mut stateful.parked),
-            ));
-        }
-        for (index, lag) in self.plan.lags().enumerate() {
-            parts.push((plan::lag_id(index + 1), Box::new(LagState(lag))));
+        let retrying = self.plan.lookups().find(|join| join.retries());
+        if let Some(id) = retrying.and_then(|join| self.plan.lookup_id(join)) {
+            parts.push((id.to_string(), Box::new(&mut stateful.parked)));
         }
         let temporal = self.plan.lookups().find(|join| join.versioned().is_some());
-        if let (Some(join), Some(feed)) = (temporal, self.versions.as_mut()) {
+        if let (Some(id), Some(feed)) = (
+            temporal.and_then(|join| self.plan.lookup_id(join)),
+            self.versions.as_mut(),
+        ) {
             parts.push((
-                plan::lookup_id(&join.alias, true),
+                id.to_string(),
                 Box::new(TemporalState {
                     waiting: &mut stateful.waiting,
                     feed,
-                }),
-            ));
-        }
-        if let (Some(join), Some(right)) = (self.plan.interval(), self.right.as_mut()) {
-            parts.push((
-                plan::INTERVAL_JOIN.to_string(),
-                Box::new(IntervalState {
-                    join,
-                    right: &mut right.tracker,
                 }),
             ));
         }
@@ -535,20 +529,15 @@ impl<'a> Task<'a> {
     fn legacy_parts(&mut self) -> LegacyParts<'_> {
         let stateful = self.stateful.as_mut().expect("opened with state");
         LegacyParts {
-            runtime: RuntimeState {
-                committed_watermark: &mut self.committed_watermark,
-                source: self.watermark.as_mut().map(|(_, tracker)| tracker),
-            },
+            committed_watermark: &mut self.committed_watermark,
+            source: self.watermark.as_mut().map(|(_, tracker)| tracker),
             aggregate: &mut stateful.state,
             parked: &mut stateful.parked,
             lags: self.plan.lags().map(|lag| lag.as_ref()).collect(),
             waiting: &mut stateful.waiting,
             feed: self.versions.as_mut(),
             interval: match (self.plan.interval(), self.right.as_mut()) {
-                (Some(join), Some(right)) => Some(IntervalState {
-                    join,
-                    right: &mut right.tracker,
-                }),
+                (Some(join), Some(right)) => Some((join.as_ref(), &mut right.tracker)),
                 _ => None,
             },
             aligned: self.plan.aligned.as_ref().map(|_| &mut stateful.aligned),
@@ -1229,8 +1218,7 @@ impl<'a> Task<'a> {
             traced: Traced { batch, origins },
             missed,
             aggregate,
-            lag_writes: prepared.lag_writes,
-            held_writes: prepared.held_writes,
+            writes: prepared.writes,
         })
     }
 
@@ -1244,11 +1232,8 @@ impl<'a> Task<'a> {
         side: Side,
     ) -> Result<()> {
         let attempt = pass.attempt;
-        for (lag, writes) in output.lag_writes {
-            lag.apply(writes);
-        }
-        if let Some((join, writes)) = output.held_writes {
-            join.hold(writes)?;
+        for write in output.writes {
+            write.apply()?;
         }
         for missed in output.missed {
             match missed.action {
@@ -1725,13 +1710,8 @@ struct Transformed {
     traced: Traced,
     missed: Vec<Missed>,
     aggregate: bool,
-    /// The state `LAG` leaves, applied once the rows are absorbed.
-    lag_writes: Vec<(Arc<crate::lag::LagStep>, crate::lag::LagWrites)>,
-    /// The rows an interval join holds, once absorbed.
-    held_writes: Option<(
-        Arc<crate::interval::IntervalJoin>,
-        crate::interval::HeldWrites,
-    )>,
+    /// The operators' state writes, applied once the rows are absorbed.
+    writes: Vec<StateWrite>,
 }
 
 /// Marks rows that delete their key (the upsert sink reads the marker).

@@ -1,0 +1,75 @@
+//! Runs one operator on batches, without a source, a sink or a runner: rows
+//! in; rows, set-aside rows and state out (as RisingWave's executor tests and
+//! DataFusion's `test/exec.rs` do).
+//!
+//! ```text
+//!   batch ──push──▶ operator ──▶ (rows, set aside)      writes applied, as the runner does
+//!   batch ──try_push──▶ operator ──▶ rows               writes dropped, as for a batch that failed
+//!   snapshot() ──bytes──▶ restore_into(fresh operator)
+//! ```
+
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+
+use super::{BatchContext, LookupPass, Missed, Operator, Side, Traced};
+use crate::error::Result;
+use crate::state::{ByteReader, ByteWriter};
+
+/// One operator under test.
+pub(crate) struct Harness {
+    operator: Arc<dyn Operator>,
+}
+
+impl Harness {
+    pub fn new(operator: Arc<dyn Operator>) -> Self {
+        Self { operator }
+    }
+
+    /// Runs a batch through and applies the state it leaves.
+    pub async fn push(&self, batch: &RecordBatch) -> Result<(Traced, Vec<Missed>)> {
+        let processed = self.run(batch).await?;
+        for write in processed.writes {
+            write.apply()?;
+        }
+        Ok((processed.traced, processed.missed))
+    }
+
+    /// Runs a batch through and drops the state it leaves, as when a later
+    /// operator fails on the batch.
+    pub async fn try_push(&self, batch: &RecordBatch) -> Result<Traced> {
+        Ok(self.run(batch).await?.traced)
+    }
+
+    async fn run(&self, batch: &RecordBatch) -> Result<super::Processed> {
+        let (_stop, stop) = tokio::sync::watch::channel(false);
+        let pass = LookupPass {
+            attempt: 0,
+            stop,
+            from_state: false,
+        };
+        let ctx = BatchContext {
+            source: batch,
+            pass: &pass,
+            side: Side::Left,
+        };
+        self.operator.clone().process(Traced::of(batch), &ctx).await
+    }
+
+    /// The operator's state, as a checkpoint holds it.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = ByteWriter::default();
+        let state = self.operator.state().expect("the operator keeps state");
+        state.snapshot(&mut out);
+        out.bytes
+    }
+
+    /// Restores `bytes` into `operator` (fresh), checking every byte is read.
+    pub fn restore_into(operator: Arc<dyn Operator>, bytes: &[u8]) -> Result<Self> {
+        let mut input = ByteReader::new(bytes);
+        let state = operator.state().expect("the operator keeps state");
+        state.restore(&mut input)?;
+        assert!(input.is_done(), "bytes left over after a restore");
+        Ok(Self::new(operator))
+    }
+}
