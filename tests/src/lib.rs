@@ -1,3 +1,7 @@
-//! End-to-end tests across Strata's crates, against real services: the local
-//! MariaDB, librdkafka's mock cluster and Delta tables on disk. The tests live
-//! in `e2e/`; this library is empty.
+//! What every crate's tests share: fresh MariaDB and PostgreSQL databases, records on Kafka
+//! topics, and one sqllogictest runner. The end-to-end tests across crates
+//! live in `e2e/`.
+
+pub mod databases;
+pub mod kafka;
+pub mod slt;

@@ -84,19 +84,9 @@ impl AsyncDB for SltDatabase {
     }
 }
 
-#[tokio::test]
-async fn sql_behaviour_matches_the_slt_files() {
-    let slt_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&slt_dir)
-        .expect("tests/slt")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no .slt files in {}", slt_dir.display());
-    // Each file runs on the embedded SQLite store and on a MariaDB-backed store.
-    for (file, store_on_mariadb) in files.iter().flat_map(|f| [(f, false), (f, true)]) {
+/// Runs one file on a fresh project whose store is SQLite, then MariaDB.
+async fn run_file(file: PathBuf) -> Result<(), String> {
+    for store_on_mariadb in [false, true] {
         let mysql = Arc::new(MysqlDatabase::create("slt").await);
         let dir = tempfile::tempdir().unwrap();
         let store = if store_on_mariadb {
@@ -113,17 +103,20 @@ async fn sql_behaviour_matches_the_slt_files() {
             let (catalog, mysql) = (catalog.clone(), mysql.clone());
             async move { Ok::<_, SltError>(SltDatabase { catalog, mysql }) }
         });
-        if let Err(err) = runner.run_file_async(file).await {
+        if let Err(err) = runner.run_file_async(&file).await {
             let store = if store_on_mariadb {
                 "MariaDB"
             } else {
                 "SQLite"
             };
-            panic!(
-                "{} (store on {store}): {}",
-                file.display(),
-                err.display(false)
-            );
+            return Err(format!("(store on {store}) {}", err.display(false)));
         }
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn sql_behaviour_matches_the_slt_files() {
+    let slt_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+    strata_tests::slt::run(&slt_dir, run_file).await;
 }

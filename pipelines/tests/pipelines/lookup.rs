@@ -5,7 +5,6 @@
 //! marks the pipeline degraded, and rows waiting for a retry survive a restart.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use strata_catalog::{Catalog, Project, RegisterMode};
 use strata_pipelines::{PipelineRun, RunMode, TableStats, load_project};
 
 use crate::ingest::{produce, run_to_end};
-use crate::slt::{drop_mysql_database, mysql_database};
+use strata_tests::databases::MysqlDatabase;
 
 const ORDERS: &str = "
 CREATE TABLE shop.ods_orders (order_id BIGINT, user_id BIGINT, proc_time AS PROCTIME())
@@ -71,6 +70,7 @@ async fn project(
 /// project over them running `select` (see [`project`]).
 struct Fixture {
     url: String,
+    _db: MysqlDatabase,
     bootstrap: String,
     catalog: Catalog,
     _dir: tempfile::TempDir,
@@ -83,7 +83,8 @@ async fn fixture(
     lookup_options: &str,
     select: &str,
 ) -> Fixture {
-    let url = mysql_database(Path::new(name)).await;
+    let db = MysqlDatabase::create(name).await;
+    let url = db.url.clone();
     users_table(&url, users).await;
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("orders", 1, 1).unwrap();
@@ -91,6 +92,7 @@ async fn fixture(
     let (dir, catalog) = project(&bootstrap, &url, lookup_options, select).await;
     Fixture {
         url,
+        _db: db,
         bootstrap,
         catalog,
         _dir: dir,
@@ -210,7 +212,8 @@ fn shuffled<T: Clone>(items: &[T], seed: u64) -> Vec<T> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lookup_join_equals_a_brute_force_join_in_every_arrival_order() {
-    let url = mysql_database(Path::new("lookup_reference")).await;
+    let db = MysqlDatabase::create("lookup_reference").await;
+    let url = db.url.clone();
     let names = ["ann", "bob", "cy", "dee", "eve"];
     let cities = ["beijing", "shanghai", "wuhan"];
     let users: Vec<(i64, &str, &str, i32)> = (1..=40)
@@ -292,7 +295,6 @@ async fn a_lookup_join_equals_a_brute_force_join_in_every_arrival_order() {
         );
         assert_eq!(lookup.rows.load(Ordering::Relaxed), 400);
     }
-    drop_mysql_database(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,7 +334,6 @@ async fn a_dimension_row_updated_mid_stream_is_read_after_the_cache_ttl() {
     assert_eq!(cities[0], "beijing");
     assert!(["beijing", "hangzhou"].contains(&cities[1]), "{cities:?}");
     assert_eq!(cities[2], "hangzhou");
-    drop_mysql_database(url).await;
 }
 
 /// A TCP proxy to MariaDB that can be cut and restored, to take the
@@ -395,7 +396,8 @@ impl Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_holds_rows_back_without_losing_or_nulling_them() {
-    let url = mysql_database(Path::new("lookup_outage")).await;
+    let db = MysqlDatabase::create("lookup_outage").await;
+    let url = db.url.clone();
     users_table(&url, &[(1, "ann", "beijing", 0), (2, "bob", "shanghai", 0)]).await;
     let proxy = Proxy::start();
     let database = url.rsplit('/').next().unwrap();
@@ -454,7 +456,6 @@ async fn a_database_outage_holds_rows_back_without_losing_or_nulling_them() {
         ]
     );
     assert!(stats.lookup_stats()[0].failures.load(Ordering::Relaxed) > 0);
-    drop_mysql_database(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -508,7 +509,6 @@ async fn a_row_waiting_for_a_retry_survives_a_restart() {
             vec!["2".to_string(), "ann".into()],
         ]
     );
-    drop_mysql_database(url).await;
 }
 
 /// Sends `(key, payload)` records to `topic` (a `None` payload is a tombstone).
@@ -628,7 +628,6 @@ async fn a_broadcast_table_follows_its_topic_while_the_pipeline_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_that_runs_out_of_retries_reaches_quarantine_after_later_commits() {
     let Fixture {
-        url,
         bootstrap,
         catalog,
         ..
@@ -668,7 +667,6 @@ async fn a_row_that_runs_out_of_retries_reaches_quarantine_after_later_commits()
         quarantined[1][1].contains("after 2 retries"),
         "{quarantined:?}"
     );
-    drop_mysql_database(url).await;
 }
 
 /// The error a statement on `conn` gets, which must be one.
@@ -682,7 +680,8 @@ async fn error_of(conn: &mut sqlx::MySqlConnection, sql: &str) -> sqlx::Error {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_errors_are_classified_by_their_numeric_code() {
     use strata_pipelines::lookup::sqlx_error_is_transient as transient;
-    let url = mysql_database(Path::new("lookup_errors")).await;
+    let db = MysqlDatabase::create("lookup_errors").await;
+    let url = db.url.clone();
     users_table(&url, &[(1, "ann", "beijing", 0), (2, "bob", "shanghai", 0)]).await;
     let mut a = sqlx::MySqlConnection::connect(&url).await.unwrap();
     let mut b = sqlx::MySqlConnection::connect(&url).await.unwrap();
@@ -773,7 +772,6 @@ async fn mariadb_errors_are_classified_by_their_numeric_code() {
     assert!(too_many.to_string().contains("1226"), "{too_many}");
     assert!(transient(&too_many), "{too_many}");
     mysql(&url, &format!("DROP USER '{user}'@'%'")).await;
-    drop_mysql_database(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -814,5 +812,4 @@ async fn a_missing_dimension_table_stops_the_pipeline_instead_of_quarantining_ro
     );
     assert_eq!(stats.quarantined_rows.load(Ordering::Relaxed), 0);
     assert_eq!(committed(&stats), 0);
-    drop_mysql_database(&fixture.url).await;
 }

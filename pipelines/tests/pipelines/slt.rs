@@ -13,16 +13,14 @@
 //!
 //! Everything else is a query on the catalog.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
-use rdkafka::ClientConfig;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, Runner};
 use strata_catalog::{Catalog, CatalogError, Project, RegisterMode};
 use strata_pipelines::{PipelineError, load_project};
+use strata_tests::databases::MysqlDatabase;
 
 use crate::ingest::run_to_end;
 
@@ -68,21 +66,9 @@ impl StreamingDatabase {
                 )));
             }
         };
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()
-            .map_err(|err| SltError::Harness(err.to_string()))?;
-        for payload in payloads {
-            producer
-                .send(
-                    FutureRecord::<(), str>::to(topic)
-                        .partition(partition)
-                        .payload(payload),
-                    Duration::from_secs(5),
-                )
-                .await
-                .map_err(|(err, _)| SltError::Harness(err.to_string()))?;
-        }
+        strata_tests::kafka::produce(&self.bootstrap, topic, Some(partition), payloads)
+            .await
+            .map_err(SltError::Harness)?;
         Ok(payloads.len() as u64)
     }
 
@@ -165,46 +151,11 @@ impl AsyncDB for StreamingDatabase {
     }
 }
 
-const MARIADB: &str = "mysql://root@127.0.0.1:3306";
-
-/// A fresh MariaDB database for one file; its URL.
-pub(crate) async fn mysql_database(file: &Path) -> String {
-    use sqlx::Connection;
-    let stem = file
-        .file_stem()
-        .unwrap()
-        .to_string_lossy()
-        .replace('-', "_");
-    let name = format!("strata_pslt_{}_{stem}", std::process::id());
-    let mut conn = sqlx::MySqlConnection::connect(MARIADB)
-        .await
-        .expect("MariaDB on 127.0.0.1:3306 (scripts/services.sh starts it)");
-    for sql in [
-        format!("DROP DATABASE IF EXISTS `{name}`"),
-        format!("CREATE DATABASE `{name}`"),
-    ] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-    format!("{MARIADB}/{name}")
-}
-
-pub(crate) async fn drop_mysql_database(url: &str) {
-    use sqlx::Connection;
-    let name = url.rsplit('/').next().unwrap();
-    let mut conn = sqlx::MySqlConnection::connect(MARIADB).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE `{name}`")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-}
-
-async fn run_file(file: &Path) {
+/// Runs one file on a fresh project, Kafka mock cluster and MariaDB database.
+async fn run_file(file: PathBuf) -> Result<(), String> {
     let cluster = MockCluster::new(1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
-    let text = std::fs::read_to_string(file).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
     for line in text
         .lines()
         .filter(|l| l.to_ascii_uppercase().starts_with("CREATE TOPIC"))
@@ -213,7 +164,8 @@ async fn run_file(file: &Path) {
         let partitions = words.get(4).and_then(|n| n.parse().ok()).unwrap_or(1);
         cluster.create_topic(words[2], partitions, 1).unwrap();
     }
-    let mysql_url = mysql_database(file).await;
+    let mysql = MysqlDatabase::create("pslt").await;
+    let mysql_url = mysql.url.clone();
     let project = tempfile::tempdir().unwrap();
     let dir = project.path().to_path_buf();
     std::fs::write(
@@ -243,25 +195,13 @@ async fn run_file(file: &Path) {
             })
         }
     });
-    if let Err(err) = runner.run_file_async(file).await {
-        panic!("{}: {}", file.display(), err.display(false));
-    }
-    drop((project, cluster));
-    drop_mysql_database(&mysql_url).await;
+    let outcome = runner.run_file_async(&file).await;
+    drop((project, cluster, mysql));
+    outcome.map_err(|err| err.display(false).to_string())
 }
 
 #[tokio::test]
 async fn streaming_semantics_match_the_slt_files() {
     let slt_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&slt_dir)
-        .expect("tests/slt")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no .slt files in {}", slt_dir.display());
-    for file in &files {
-        run_file(file).await;
-    }
+    strata_tests::slt::run(&slt_dir, run_file).await;
 }

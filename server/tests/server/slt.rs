@@ -127,35 +127,31 @@ impl AsyncDB for SltDatabase {
     }
 }
 
+/// Runs one file on a fresh project.
+async fn run_file(file: PathBuf) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("strata.toml"), "[lake]\nroot = \"lake\"\n").unwrap();
+    let catalog = Catalog::open(Project::load(dir.path()).unwrap())
+        .await
+        .unwrap();
+    let engine = QueryEngine::new(catalog, Default::default());
+    let mut runner = Runner::new(move || {
+        let engine = engine.clone();
+        async move {
+            Ok::<_, SltError>(SltDatabase {
+                engine,
+                tokens: HashMap::new(),
+            })
+        }
+    });
+    runner
+        .run_file_async(&file)
+        .await
+        .map_err(|err| err.display(false).to_string())
+}
+
 #[tokio::test]
 async fn queries_match_the_slt_files() {
     let slt_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&slt_dir)
-        .expect("tests/slt")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no .slt files in {}", slt_dir.display());
-    for file in &files {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("strata.toml"), "[lake]\nroot = \"lake\"\n").unwrap();
-        let catalog = Catalog::open(Project::load(dir.path()).unwrap())
-            .await
-            .unwrap();
-        let engine = QueryEngine::new(catalog, Default::default());
-        let mut runner = Runner::new(move || {
-            let engine = engine.clone();
-            async move {
-                Ok::<_, SltError>(SltDatabase {
-                    engine,
-                    tokens: HashMap::new(),
-                })
-            }
-        });
-        if let Err(err) = runner.run_file_async(file).await {
-            panic!("{}: {}", file.display(), err.display(false));
-        }
-    }
+    strata_tests::slt::run(&slt_dir, run_file).await;
 }

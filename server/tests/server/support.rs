@@ -2,68 +2,28 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sqlx::{AssertSqlSafe, Connection};
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-pub fn mysql_server_url() -> String {
-    std::env::var("STRATA_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_string())
-}
+use strata_tests::databases::MysqlDatabase;
 
 /// A MariaDB database holding a `users` table, dropped at the end.
 pub struct ShopDatabase {
-    pub name: String,
+    _database: MysqlDatabase,
     pub url: String,
 }
 
 impl ShopDatabase {
     pub async fn create() -> Self {
-        let name = format!(
-            "strata_s_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        let server = mysql_server_url();
-        let mut conn = sqlx::MySqlConnection::connect(&server).await.unwrap_or_else(|err| {
-            panic!("MariaDB is not reachable at {server}: {err}\n  run scripts/test.sh, which starts it")
-        });
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "CREATE DATABASE `{name}`; USE `{name}`;
-             CREATE TABLE users (id BIGINT PRIMARY KEY, name VARCHAR(32) NOT NULL, city VARCHAR(32));
-             INSERT INTO users VALUES (1, 'Li Lei', 'Beijing'), (2, 'Han Meimei', 'Shanghai');"
-        )))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
+        let database = MysqlDatabase::create("s").await;
+        database
+            .execute(
+                "CREATE TABLE users (id BIGINT PRIMARY KEY, name VARCHAR(32) NOT NULL, city VARCHAR(32));
+                 INSERT INTO users VALUES (1, 'Li Lei', 'Beijing'), (2, 'Han Meimei', 'Shanghai');",
+            )
+            .await;
         Self {
-            url: format!("{server}/{name}"),
-            name,
+            url: database.url.clone(),
+            _database: database,
         }
-    }
-}
-
-impl Drop for ShopDatabase {
-    fn drop(&mut self) {
-        let (server, name) = (mysql_server_url(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    if let Ok(mut conn) = sqlx::MySqlConnection::connect(&server).await {
-                        let _ = sqlx::raw_sql(AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS `{name}`"
-                        )))
-                        .execute(&mut conn)
-                        .await;
-                    }
-                })
-        })
-        .join();
     }
 }
 
@@ -151,36 +111,14 @@ pub fn json(text: &str) -> serde_json::Value {
 
 /// Writes JSON records to a topic of a mock cluster.
 pub async fn produce(bootstrap: &str, topic: &str, payloads: &[&str]) {
-    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("producer");
-    for payload in payloads {
-        producer
-            .send(
-                rdkafka::producer::FutureRecord::<(), str>::to(topic).payload(*payload),
-                std::time::Duration::from_secs(5),
-            )
-            .await
-            .expect("delivered");
-    }
+    strata_tests::kafka::produce(bootstrap, topic, None, payloads)
+        .await
+        .expect("delivered");
 }
 
 /// Writes payloads to chosen partitions of a topic.
 pub async fn produce_to(bootstrap: &str, topic: &str, records: &[(i32, String)]) {
-    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("producer");
-    for (partition, payload) in records {
-        producer
-            .send(
-                rdkafka::producer::FutureRecord::<(), str>::to(topic)
-                    .partition(*partition)
-                    .payload(payload.as_str()),
-                std::time::Duration::from_secs(5),
-            )
-            .await
-            .expect("delivered");
-    }
+    strata_tests::kafka::produce_to(bootstrap, topic, records)
+        .await
+        .expect("delivered");
 }
