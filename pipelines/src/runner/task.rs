@@ -30,11 +30,13 @@ use crate::sink::late::{self, Arrival};
 use crate::sink::mysql::MysqlSink;
 use crate::sink::quarantine;
 use crate::source::SourceRecord;
-use crate::source::delta::DeltaFollower;
-use crate::source::kafka::KafkaSource;
+use crate::source::delta::{DeltaFollower, DeltaReader};
+use crate::source::kafka::{KafkaReader, KafkaSource};
+use crate::source::nexmark::NexmarkReader;
 use crate::source::reader::{
-    NexmarkReader, Next, Originals, Reader, RecordDecoder, SourceBatch, row_as_json,
+    Next, Originals, RecordDecoder, SourceBatch, SourceReader, row_as_json,
 };
+use crate::source::replay::ReplayReader;
 use crate::state::{ByteReader, ByteWriter};
 use crate::transform::CompiledPlan;
 use crate::validate::is_changelog;
@@ -87,7 +89,7 @@ struct Stateful {
 /// The second stream of an interval join, with its watermark.
 #[derive(Debug)]
 struct RightStream {
-    reader: Reader,
+    reader: KafkaReader,
     tracker: WatermarkTracker,
     time_column: String,
 }
@@ -131,7 +133,7 @@ pub(super) struct Task<'a> {
     plan: CompiledPlan,
     /// The plan's operators, the ids and fingerprints their checkpointed state goes under.
     stream_plan: StreamPlan,
-    reader: Reader,
+    reader: Box<dyn SourceReader>,
     /// The sinks, unless a commit in flight holds them.
     sinks: Option<Sinks>,
     /// The commit in flight, which hands the sinks back when it has landed.
@@ -258,13 +260,13 @@ impl<'a> Task<'a> {
                     .filter(|r| done.get(&r.partition).is_none_or(|&d| r.offset > d))
                     .cloned()
                     .collect();
-                let reader = Reader::Replay {
+                let reader: Box<dyn SourceReader> = Box::new(ReplayReader {
                     records,
                     decoder: RecordDecoder::Json(JsonDecoder::new(source.schema.clone())),
                     stream,
                     batch_records: engine.batch_records,
                     reported_end: false,
-                };
+                });
                 (reader, partitions)
             }
             (TableKind::Kafka { startup_mode, .. }, None) => {
@@ -274,7 +276,7 @@ impl<'a> Task<'a> {
                 let partitions: Vec<i32> = resume.keys().copied().collect();
                 let source_reader =
                     KafkaSource::start(kafka, &group, &resume, engine.batch_records)?;
-                let reader = Reader::Kafka {
+                let reader: Box<dyn SourceReader> = Box::new(KafkaReader {
                     source: source_reader,
                     decoder: match source.kind {
                         TableKind::Kafka {
@@ -284,7 +286,7 @@ impl<'a> Task<'a> {
                         _ => RecordDecoder::Json(JsonDecoder::new(source.schema.clone())),
                     },
                     topic,
-                };
+                });
                 (reader, partitions)
             }
             (
@@ -300,7 +302,7 @@ impl<'a> Task<'a> {
                     Some(last) => last as u64 + 1,
                     None => 0,
                 };
-                let reader = Reader::Nexmark(NexmarkReader {
+                let reader: Box<dyn SourceReader> = Box::new(NexmarkReader {
                     generator: Generator::new(*stream, *rate),
                     schema: source.schema.clone(),
                     next,
@@ -316,14 +318,14 @@ impl<'a> Task<'a> {
                 let location = connectors::delta_location(run.catalog.project(), source)?;
                 let stream = format!("delta/{}", source.name);
                 let resume = target.committed_offset(&stream, 0).await?;
-                let reader = Reader::Delta {
+                let reader: Box<dyn SourceReader> = Box::new(DeltaReader {
                     follower: DeltaFollower::open(&location, resume).await?,
                     schema: source.schema.clone(),
                     stream,
                     poll_every: interval.min(Duration::from_millis(500)),
                     at_end: false,
                     polled_at: None,
-                };
+                });
                 (reader, vec![0])
             }
         };
@@ -998,7 +1000,7 @@ impl<'a> Task<'a> {
                 tracker.observe(partition, max_event, now);
             }
         }
-        if matches!(self.reader, Reader::Kafka { .. }) {
+        if self.reader.carries_messages() {
             let reasons: Vec<&str> = batch.rejected.iter().map(|r| r.error.as_str()).collect();
             self.checking.note_drift(batch.drift.as_deref(), &reasons);
         }
@@ -1838,7 +1840,7 @@ async fn open_right(run: &PipelineRun, target: &mut Target, group: &str) -> Resu
     let partitions: Vec<i32> = resume.keys().copied().collect();
     let engine = &project.config.engine;
     Ok(RightStream {
-        reader: Reader::Kafka {
+        reader: KafkaReader {
             source: KafkaSource::start(kafka, group, &resume, engine.batch_records)?,
             decoder: RecordDecoder::Json(JsonDecoder::new(def.schema.clone())),
             topic,

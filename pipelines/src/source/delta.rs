@@ -14,8 +14,11 @@
 //! get them from its `add` action's `partitionValues` (as text, which the
 //! reader casts to the columns' types).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use deltalake::DeltaTable;
 use deltalake::ObjectStore;
@@ -23,6 +26,7 @@ use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use strata_catalog::connectors::delta as lake;
 
+use super::reader::{Next, SourceBatch, SourceReader, stopped};
 use crate::error::{PipelineError, Result};
 
 /// New rows of a Delta table, version by version.
@@ -187,4 +191,85 @@ async fn read_parquet(
         .map_err(|err| err.to_string())?
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|err| err.to_string())
+}
+
+/// A pipeline's source that is an upstream Delta table: its new versions, as they come.
+#[derive(Debug)]
+pub struct DeltaReader {
+    pub follower: DeltaFollower,
+    pub schema: SchemaRef,
+    /// `delta/<space.table>`.
+    pub stream: String,
+    pub poll_every: Duration,
+    /// Whether the end of the log was reported since the last new version.
+    pub at_end: bool,
+    /// When the log was last read.
+    pub polled_at: Option<Instant>,
+}
+
+#[async_trait::async_trait]
+impl SourceReader for DeltaReader {
+    fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    async fn next(
+        &mut self,
+        deadline: Instant,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Next> {
+        if *stop.borrow() {
+            return Ok(Next::Stop);
+        }
+        // At the end of the log, it is read again every `poll_every`, however
+        // often the caller asks (a due commit asks every few milliseconds).
+        let poll_due = !self.at_end
+            || self
+                .polled_at
+                .is_none_or(|at| at.elapsed() >= self.poll_every);
+        if poll_due {
+            // Polling is not cancelled half-way: it moves the follower on.
+            self.polled_at = Some(Instant::now());
+            if let Some((version, batches)) = self.follower.poll().await? {
+                self.at_end = false;
+                return delta_batch(&self.schema, version, &batches).map(Next::Batch);
+            }
+            if !self.at_end {
+                self.at_end = true;
+                return Ok(Next::CaughtUp);
+            }
+        }
+        let next_poll = self.polled_at.unwrap_or_else(Instant::now) + self.poll_every;
+        Ok(tokio::select! {
+            _ = tokio::time::sleep_until(deadline.min(next_poll).into()) => Next::Idle,
+            changed = stop.changed() => stopped(changed.is_err() || *stop.borrow()),
+        })
+    }
+}
+
+/// A Delta version's rows, by the source table's column names and types.
+fn delta_batch(schema: &SchemaRef, version: i64, batches: &[RecordBatch]) -> Result<SourceBatch> {
+    let relaxed = Arc::new(arrow::datatypes::Schema::new(
+        crate::batch::nullable_fields(schema),
+    ));
+    let batches = batches
+        .iter()
+        .map(|batch| {
+            let columns = crate::batch::columns_by_name(batch, schema, |name| {
+                format!("the upstream table's files have no column {name}")
+            })?;
+            Ok(RecordBatch::try_new(relaxed.clone(), columns)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rows = arrow::compute::concat_batches(&relaxed, &batches)?;
+    Ok(SourceBatch {
+        coordinates: vec![(0, version); rows.num_rows()],
+        kinds: None,
+        records: rows.num_rows() as u64,
+        rows,
+        rejected: Vec::new(),
+        offsets: BTreeMap::from([(0, version)]),
+        drift: None,
+        originals: Vec::new(),
+    })
 }

@@ -23,6 +23,7 @@ use strata_catalog::connectors::kafka::KafkaTarget;
 use tokio::sync::mpsc;
 
 use super::SourceRecord;
+use super::reader::{Next, RecordDecoder, SourceReader, decode, stopped};
 use crate::error::{PipelineError, Result};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -348,4 +349,48 @@ fn is_fatal(err: &KafkaError) -> bool {
 
 fn assigned_count(consumer: &SourceConsumer) -> usize {
     consumer.assignment().map(|a| a.count()).unwrap_or(0)
+}
+
+/// A pipeline's source that is a Kafka topic: its records, decoded.
+#[derive(Debug)]
+pub struct KafkaReader {
+    pub source: KafkaSource,
+    pub decoder: RecordDecoder,
+    pub topic: String,
+}
+
+#[async_trait::async_trait]
+impl SourceReader for KafkaReader {
+    fn stream(&self) -> &str {
+        &self.topic
+    }
+
+    async fn next(
+        &mut self,
+        deadline: Instant,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Next> {
+        if *stop.borrow() {
+            return Ok(Next::Stop);
+        }
+        let event = tokio::select! {
+            event = self.source.events.recv() => event.unwrap_or_else(|| {
+                SourceEvent::Failed("the source thread stopped".to_string())
+            }),
+            _ = tokio::time::sleep_until(deadline.into()) => return Ok(Next::Idle),
+            changed = stop.changed() => return Ok(stopped(changed.is_err() || *stop.borrow())),
+        };
+        match event {
+            SourceEvent::Records(records) => Ok(Next::Batch(decode(&self.decoder, records))),
+            SourceEvent::CaughtUp => Ok(Next::CaughtUp),
+            SourceEvent::Failed(cause) => Err(PipelineError::Source {
+                what: format!("Kafka topic {}", self.topic),
+                cause,
+            }),
+        }
+    }
+
+    fn carries_messages(&self) -> bool {
+        true
+    }
 }

@@ -2,6 +2,8 @@
 
 pub mod delta;
 pub mod kafka;
+pub mod nexmark;
 pub mod reader;
+pub mod replay;
 
 pub use crate::decode::SourceRecord;

@@ -1,5 +1,6 @@
 //! One interface over a pipeline's source, whatever it is: a Kafka topic
-//! (records decoded from JSON) or an upstream Delta table (followed version by version).
+//! (records decoded from JSON), an upstream Delta table (followed version by
+//! version), Nexmark's generator, or quarantined records replayed.
 //!
 //! ```text
 //!   Kafka: records ──decode──▶ SourceBatch { rows, (partition, offset) per row, rejected, offsets }
@@ -8,19 +9,15 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use tokio::sync::watch;
 
 use super::SourceRecord;
-use super::delta::DeltaFollower;
-use super::kafka::{KafkaSource, SourceEvent};
 use crate::decode::debezium::{DebeziumDecoder, RowKind};
 use crate::decode::json::{JsonDecoder, Rejected};
-use crate::error::{PipelineError, Result};
-use strata_catalog::connectors::nexmark::Generator;
+use crate::error::Result;
 
 /// Rows a source handed over, with where each came from.
 #[derive(Debug)]
@@ -103,214 +100,39 @@ pub enum RecordDecoder {
     Debezium(DebeziumDecoder),
 }
 
-/// A pipeline's source.
-#[derive(Debug)]
-pub enum Reader {
-    Kafka {
-        source: KafkaSource,
-        decoder: RecordDecoder,
-        topic: String,
-    },
-    /// Records taken back from a quarantine, fed once (`strata quarantine replay`).
-    Replay {
-        records: std::collections::VecDeque<SourceRecord>,
-        decoder: RecordDecoder,
-        /// `replay-<id>/<topic>`: the replay's own offsets in the target's log.
-        stream: String,
-        batch_records: usize,
-        reported_end: bool,
-    },
-    Delta {
-        follower: DeltaFollower,
-        schema: SchemaRef,
-        stream: String,
-        poll_every: Duration,
-        /// Whether the end of the log was reported since the last new version.
-        at_end: bool,
-        /// When the log was last read.
-        polled_at: Option<Instant>,
-    },
-    /// Nexmark's generator, in process: event numbers are the offsets of partition 0.
-    Nexmark(NexmarkReader),
-}
-
-/// Generates a Nexmark stream batch by batch, from an event number on.
-#[derive(Debug)]
-pub struct NexmarkReader {
-    pub generator: Generator,
-    /// The table's declared columns.
-    pub schema: SchemaRef,
-    /// The next event number to generate.
-    pub next: u64,
-    /// The number of events of all streams; `None`: without end, paced at the rate.
-    pub end: Option<u64>,
-    /// Events per batch (of all streams, so a batch holds fewer rows of this one).
-    pub batch_events: u64,
-    /// `nexmark/<space.table>`: the offsets' name in the target's log.
-    pub stream: String,
-    pub reported_end: bool,
-    /// When the run started, and the event it started at (for pacing).
-    pub started: (Instant, u64),
-}
-
-impl NexmarkReader {
-    fn next_batch(&mut self) -> Result<Option<SourceBatch>> {
-        let to = match self.end {
-            Some(end) if self.next >= end => return Ok(None),
-            Some(end) => end.min(self.next + self.batch_events),
-            None => self.next + self.batch_events,
-        };
-        let (rows, numbers) = self.generator.rows(self.next, to);
-        let rows = strata_catalog::connectors::nexmark::conform(&rows, &self.schema)?;
-        self.next = to;
-        Ok(Some(SourceBatch {
-            coordinates: numbers.iter().map(|&n| (0, n as i64)).collect(),
-            kinds: None,
-            records: rows.num_rows() as u64,
-            rows,
-            rejected: Vec::new(),
-            offsets: BTreeMap::from([(0, to as i64 - 1)]),
-            drift: None,
-            originals: Vec::new(),
-        }))
-    }
-
-    /// When an unbounded stream may make its next batch: events keep to their rate.
-    fn due(&self) -> Instant {
-        let ahead = self.next.saturating_sub(self.started.1);
-        self.started.0 + Duration::from_secs_f64(ahead as f64 / self.generator.rate as f64)
-    }
-}
-
-impl Reader {
-    /// The name offsets are recorded under: the topic, or `delta/<space.table>`.
-    pub fn stream(&self) -> &str {
-        match self {
-            Reader::Kafka { topic, .. } => topic,
-            Reader::Delta { stream, .. } | Reader::Replay { stream, .. } => stream,
-            Reader::Nexmark(reader) => &reader.stream,
-        }
-    }
+/// A pipeline's source, whatever it reads: the runner asks it for batches and
+/// records their positions under [`SourceReader::stream`].
+#[async_trait::async_trait]
+pub trait SourceReader: std::fmt::Debug + Send + Sync {
+    /// The name positions are recorded under in the target's log: the topic,
+    /// `delta/<space.table>`, `nexmark/<space.table>` or `replay-<id>/<topic>`.
+    fn stream(&self) -> &str;
 
     /// Waits for the next batch until `deadline` or a stop request.
-    pub async fn next(
-        &mut self,
-        deadline: Instant,
-        stop: &mut watch::Receiver<bool>,
-    ) -> Result<Next> {
-        if *stop.borrow() {
-            return Ok(Next::Stop);
-        }
-        match self {
-            Reader::Nexmark(reader) => {
-                if reader.end.is_none() && reader.due() > Instant::now() {
-                    let due = reader.due().min(deadline);
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(due.into()) => {}
-                        changed = stop.changed() => {
-                            return Ok(if changed.is_err() || *stop.borrow() { Next::Stop } else { Next::Idle });
-                        }
-                    }
-                    if reader.due() > Instant::now() {
-                        return Ok(Next::Idle);
-                    }
-                }
-                match reader.next_batch()? {
-                    Some(batch) => Ok(Next::Batch(batch)),
-                    None if !reader.reported_end => {
-                        reader.reported_end = true;
-                        Ok(Next::CaughtUp)
-                    }
-                    None => tokio::select! {
-                        _ = tokio::time::sleep_until(deadline.into()) => Ok(Next::Idle),
-                        changed = stop.changed() => {
-                            Ok(if changed.is_err() || *stop.borrow() { Next::Stop } else { Next::Idle })
-                        }
-                    },
-                }
-            }
-            Reader::Kafka {
-                source,
-                decoder,
-                topic,
-            } => {
-                let event = tokio::select! {
-                    event = source.events.recv() => event.unwrap_or_else(|| {
-                        SourceEvent::Failed("the source thread stopped".to_string())
-                    }),
-                    _ = tokio::time::sleep_until(deadline.into()) => return Ok(Next::Idle),
-                    changed = stop.changed() => {
-                        return Ok(if changed.is_err() || *stop.borrow() { Next::Stop } else { Next::Idle });
-                    }
-                };
-                match event {
-                    SourceEvent::Records(records) => Ok(Next::Batch(decode(decoder, records))),
-                    SourceEvent::CaughtUp => Ok(Next::CaughtUp),
-                    SourceEvent::Failed(cause) => Err(PipelineError::Source {
-                        what: format!("Kafka topic {topic}"),
-                        cause,
-                    }),
-                }
-            }
-            Reader::Replay {
-                records,
-                decoder,
-                batch_records,
-                reported_end,
-                ..
-            } => {
-                if !records.is_empty() {
-                    let take = records.len().min(*batch_records);
-                    let batch: Vec<SourceRecord> = records.drain(..take).collect();
-                    return Ok(Next::Batch(decode(decoder, batch)));
-                }
-                if !*reported_end {
-                    *reported_end = true;
-                    return Ok(Next::CaughtUp);
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep_until(deadline.into()) => Ok(Next::Idle),
-                    changed = stop.changed() => {
-                        Ok(if changed.is_err() || *stop.borrow() { Next::Stop } else { Next::Idle })
-                    }
-                }
-            }
-            Reader::Delta {
-                follower,
-                schema,
-                poll_every,
-                at_end,
-                polled_at,
-                ..
-            } => {
-                // At the end of the log, it is read again every `poll_every`, however
-                // often the caller asks (a due commit asks every few milliseconds).
-                let poll_due = !*at_end || polled_at.is_none_or(|at| at.elapsed() >= *poll_every);
-                if poll_due {
-                    // Polling is not cancelled half-way: it moves the follower on.
-                    *polled_at = Some(Instant::now());
-                    if let Some((version, batches)) = follower.poll().await? {
-                        *at_end = false;
-                        return delta_batch(schema, version, &batches).map(Next::Batch);
-                    }
-                    if !*at_end {
-                        *at_end = true;
-                        return Ok(Next::CaughtUp);
-                    }
-                }
-                let next_poll = polled_at.unwrap_or_else(Instant::now) + *poll_every;
-                tokio::select! {
-                    _ = tokio::time::sleep_until(deadline.min(next_poll).into()) => Ok(Next::Idle),
-                    changed = stop.changed() => {
-                        Ok(if changed.is_err() || *stop.borrow() { Next::Stop } else { Next::Idle })
-                    }
-                }
-            }
-        }
+    async fn next(&mut self, deadline: Instant, stop: &mut watch::Receiver<bool>) -> Result<Next>;
+
+    /// Whether its records are messages whose fields may drift from the
+    /// catalog's schema (worth reporting), rather than rows of a table.
+    fn carries_messages(&self) -> bool {
+        false
     }
 }
 
-fn decode(decoder: &RecordDecoder, records: Vec<SourceRecord>) -> SourceBatch {
+/// Waits until `deadline` (nothing came: idle) or a stop request.
+pub async fn idle_until(deadline: Instant, stop: &mut watch::Receiver<bool>) -> Next {
+    tokio::select! {
+        _ = tokio::time::sleep_until(deadline.into()) => Next::Idle,
+        changed = stop.changed() => stopped(changed.is_err() || *stop.borrow()),
+    }
+}
+
+/// `Stop` when asked to stop, else `Idle`.
+pub fn stopped(asked: bool) -> Next {
+    if asked { Next::Stop } else { Next::Idle }
+}
+
+/// Decodes a batch of records into rows, with each row's coordinates.
+pub fn decode(decoder: &RecordDecoder, records: Vec<SourceRecord>) -> SourceBatch {
     let mut offsets = BTreeMap::new();
     for record in &records {
         offsets.insert(record.partition, record.offset);
@@ -356,33 +178,6 @@ fn decode(decoder: &RecordDecoder, records: Vec<SourceRecord>) -> SourceBatch {
         originals: records,
         ..batch
     }
-}
-
-/// A Delta version's rows, by the source table's column names and types.
-fn delta_batch(schema: &SchemaRef, version: i64, batches: &[RecordBatch]) -> Result<SourceBatch> {
-    let relaxed = std::sync::Arc::new(arrow::datatypes::Schema::new(
-        crate::batch::nullable_fields(schema),
-    ));
-    let batches = batches
-        .iter()
-        .map(|batch| {
-            let columns = crate::batch::columns_by_name(batch, schema, |name| {
-                format!("the upstream table's files have no column {name}")
-            })?;
-            Ok(RecordBatch::try_new(relaxed.clone(), columns)?)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let rows = arrow::compute::concat_batches(&relaxed, &batches)?;
-    Ok(SourceBatch {
-        coordinates: vec![(0, version); rows.num_rows()],
-        kinds: None,
-        records: rows.num_rows() as u64,
-        rows,
-        rejected: Vec::new(),
-        offsets: BTreeMap::from([(0, version)]),
-        drift: None,
-        originals: Vec::new(),
-    })
 }
 
 /// One row as a JSON object, for the quarantine's payload.

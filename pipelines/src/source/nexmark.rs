@@ -1,0 +1,94 @@
+//! Nexmark's generator as a pipeline's source, in process: event numbers are
+//! the offsets of partition 0, so a restart goes on from the next event.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use strata_catalog::connectors::nexmark::Generator;
+
+use super::reader::{Next, SourceBatch, SourceReader, idle_until, stopped};
+use crate::error::Result;
+
+/// Generates a Nexmark stream batch by batch, from an event number on.
+#[derive(Debug)]
+pub struct NexmarkReader {
+    pub generator: Generator,
+    /// The table's declared columns.
+    pub schema: SchemaRef,
+    /// The next event number to generate.
+    pub next: u64,
+    /// The number of events of all streams; `None`: without end, paced at the rate.
+    pub end: Option<u64>,
+    /// Events per batch (of all streams, so a batch holds fewer rows of this one).
+    pub batch_events: u64,
+    /// `nexmark/<space.table>`: the offsets' name in the target's log.
+    pub stream: String,
+    pub reported_end: bool,
+    /// When the run started, and the event it started at (for pacing).
+    pub started: (Instant, u64),
+}
+
+impl NexmarkReader {
+    fn next_batch(&mut self) -> Result<Option<SourceBatch>> {
+        let to = match self.end {
+            Some(end) if self.next >= end => return Ok(None),
+            Some(end) => end.min(self.next + self.batch_events),
+            None => self.next + self.batch_events,
+        };
+        let (rows, numbers) = self.generator.rows(self.next, to);
+        let rows = strata_catalog::connectors::nexmark::conform(&rows, &self.schema)?;
+        self.next = to;
+        Ok(Some(SourceBatch {
+            coordinates: numbers.iter().map(|&n| (0, n as i64)).collect(),
+            kinds: None,
+            records: rows.num_rows() as u64,
+            rows,
+            rejected: Vec::new(),
+            offsets: BTreeMap::from([(0, to as i64 - 1)]),
+            drift: None,
+            originals: Vec::new(),
+        }))
+    }
+
+    /// When an unbounded stream may make its next batch: events keep to their rate.
+    fn due(&self) -> Instant {
+        let ahead = self.next.saturating_sub(self.started.1);
+        self.started.0 + Duration::from_secs_f64(ahead as f64 / self.generator.rate as f64)
+    }
+}
+
+#[async_trait::async_trait]
+impl SourceReader for NexmarkReader {
+    fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    async fn next(
+        &mut self,
+        deadline: Instant,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Next> {
+        if *stop.borrow() {
+            return Ok(Next::Stop);
+        }
+        if self.end.is_none() && self.due() > Instant::now() {
+            let due = self.due().min(deadline);
+            tokio::select! {
+                _ = tokio::time::sleep_until(due.into()) => {}
+                changed = stop.changed() => return Ok(stopped(changed.is_err() || *stop.borrow())),
+            }
+            if self.due() > Instant::now() {
+                return Ok(Next::Idle);
+            }
+        }
+        match self.next_batch()? {
+            Some(batch) => Ok(Next::Batch(batch)),
+            None if !self.reported_end => {
+                self.reported_end = true;
+                Ok(Next::CaughtUp)
+            }
+            None => Ok(idle_until(deadline, stop).await),
+        }
+    }
+}
