@@ -324,3 +324,15 @@ impl Target {
         }
     }
 }
+
+#[async_trait::async_trait]
+impl crate::source::Positions for Target {
+    async fn committed(&mut self, stream: &str, partition: i32) -> Result<Option<i64>> {
+        self.committed_offset(stream, partition).await
+    }
+
+    async fn record_starts(&mut self, starts: &Offsets) -> Result<()> {
+        let state = self.committed_state().await?;
+        self.commit(Vec::new(), starts, state).await.map(|_| ())
+    }
+}

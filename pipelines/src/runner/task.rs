@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::aggregate::AggregateState;
 use crate::aligned::AlignedState;
 use crate::checkpoint::{Checkpoint, RUNTIME};
-use crate::decode::debezium::{DebeziumDecoder, RowKind};
+use crate::decode::debezium::RowKind;
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
 use crate::interval::Side;
@@ -29,10 +29,9 @@ use crate::sink::kafka::KafkaSink;
 use crate::sink::late::{self, Arrival};
 use crate::sink::mysql::MysqlSink;
 use crate::sink::quarantine;
+use crate::source::SourceOptions;
 use crate::source::SourceRecord;
-use crate::source::delta::{DeltaFollower, DeltaReader};
-use crate::source::kafka::{KafkaReader, KafkaSource};
-use crate::source::nexmark::NexmarkReader;
+use crate::source::kafka::{self, KafkaReader, KafkaSource};
 use crate::source::reader::{
     Next, Originals, RecordDecoder, SourceBatch, SourceReader, row_as_json,
 };
@@ -43,7 +42,6 @@ use crate::validate::is_changelog;
 
 use super::ResetFrom;
 use crate::watermark::WatermarkTracker;
-use strata_catalog::connectors::nexmark::Generator;
 
 use super::checks::Checking;
 use super::commit::{CommitBatch, CommitContext, Sinks, Target};
@@ -269,64 +267,14 @@ impl<'a> Task<'a> {
                 });
                 (reader, partitions)
             }
-            (TableKind::Kafka { startup_mode, .. }, None) => {
-                let kafka = connectors::kafka_target(run.catalog.project(), source)?;
-                let topic = kafka.topic.clone();
-                let resume = resume_offsets(&mut target, &kafka, &group, startup_mode).await?;
-                let partitions: Vec<i32> = resume.keys().copied().collect();
-                let source_reader =
-                    KafkaSource::start(kafka, &group, &resume, engine.batch_records)?;
-                let reader: Box<dyn SourceReader> = Box::new(KafkaReader {
-                    source: source_reader,
-                    decoder: match source.kind {
-                        TableKind::Kafka {
-                            format: KafkaFormat::DebeziumJson,
-                            ..
-                        } => RecordDecoder::Debezium(DebeziumDecoder::new(source.schema.clone())),
-                        _ => RecordDecoder::Json(JsonDecoder::new(source.schema.clone())),
-                    },
-                    topic,
-                });
-                (reader, partitions)
-            }
-            (
-                TableKind::Nexmark {
-                    stream,
-                    events,
-                    rate,
-                },
-                None,
-            ) => {
-                let stream_name = format!("nexmark/{}", source.name);
-                let next = match target.committed_offset(&stream_name, 0).await? {
-                    Some(last) => last as u64 + 1,
-                    None => 0,
-                };
-                let reader: Box<dyn SourceReader> = Box::new(NexmarkReader {
-                    generator: Generator::new(*stream, *rate),
-                    schema: source.schema.clone(),
-                    next,
-                    end: *events,
-                    batch_events: engine.batch_records as u64,
-                    stream: stream_name,
-                    reported_end: false,
-                    started: (Instant::now(), next),
-                });
-                (reader, vec![0])
-            }
             (_, None) => {
-                let location = connectors::delta_location(run.catalog.project(), source)?;
-                let stream = format!("delta/{}", source.name);
-                let resume = target.committed_offset(&stream, 0).await?;
-                let reader: Box<dyn SourceReader> = Box::new(DeltaReader {
-                    follower: DeltaFollower::open(&location, resume).await?,
-                    schema: source.schema.clone(),
-                    stream,
+                let options = SourceOptions {
+                    project: run.catalog.project(),
+                    group: &group,
+                    batch_records: engine.batch_records,
                     poll_every: interval.min(Duration::from_millis(500)),
-                    at_end: false,
-                    polled_at: None,
-                });
-                (reader, vec![0])
+                };
+                crate::source::open(source, &options, &mut target).await?
             }
         };
         quarantine.resume(reader.stream(), &partitions).await?;
@@ -1746,42 +1694,6 @@ fn max_event_times(
     Ok(maxima)
 }
 
-/// Where each partition of a Kafka stream resumes: right after the offset the
-/// target committed. Partitions never committed start where `startup` says,
-/// which is committed first, so that a restart resumes there and not wherever
-/// `startup` would point by then.
-async fn resume_offsets(
-    target: &mut Target,
-    kafka: &strata_catalog::connectors::kafka::KafkaTarget,
-    group: &str,
-    startup: &strata_catalog::StartupMode,
-) -> Result<BTreeMap<i32, i64>> {
-    let topic = &kafka.topic;
-    let partitions = KafkaSource::partitions(kafka)?;
-    let mut resume = BTreeMap::new();
-    for &partition in &partitions {
-        if let Some(offset) = target.committed_offset(topic, partition).await? {
-            resume.insert(partition, offset);
-        }
-    }
-    let fresh: Vec<i32> = partitions
-        .iter()
-        .copied()
-        .filter(|p| !resume.contains_key(p))
-        .collect();
-    if !fresh.is_empty() {
-        let starts = KafkaSource::start_offsets(kafka, group, startup, &fresh)?;
-        let offsets: Offsets = starts
-            .iter()
-            .map(|(&partition, &start)| ((topic.clone(), partition), start - 1))
-            .collect();
-        let state = target.committed_state().await?;
-        target.commit(Vec::new(), &offsets, state).await?;
-        resume.extend(starts.into_iter().map(|(p, start)| (p, start - 1)));
-    }
-    Ok(resume)
-}
-
 /// Starts reading a temporal join's changelog where the target's last commit left it.
 async fn open_versions(
     run: &PipelineRun,
@@ -1798,7 +1710,7 @@ async fn open_versions(
     let project = run.catalog.project();
     let kafka = connectors::kafka_target(project, def)?;
     // Versions are read from the start of the changelog, whatever the table's startup mode.
-    let resume = resume_offsets(target, &kafka, group, &StartupMode::EarliestOffset).await?;
+    let resume = kafka::resume(&kafka, group, &StartupMode::EarliestOffset, target).await?;
     let partitions: Vec<i32> = resume.keys().copied().collect();
     let engine = &project.config.engine;
     let delay_ms = def.watermark.as_ref().map_or(0, |w| w.delay_ms);
@@ -1836,7 +1748,7 @@ async fn open_right(run: &PipelineRun, target: &mut Target, group: &str) -> Resu
     let project = run.catalog.project();
     let kafka = connectors::kafka_target(project, def)?;
     let topic = kafka.topic.clone();
-    let resume = resume_offsets(target, &kafka, group, startup_mode).await?;
+    let resume = kafka::resume(&kafka, group, startup_mode, target).await?;
     let partitions: Vec<i32> = resume.keys().copied().collect();
     let engine = &project.config.engine;
     Ok(RightStream {

@@ -213,14 +213,11 @@ impl SourceReader for DeltaReader {
         &self.stream
     }
 
-    async fn next(
+    async fn read(
         &mut self,
         deadline: Instant,
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<Next> {
-        if *stop.borrow() {
-            return Ok(Next::Stop);
-        }
         // At the end of the log, it is read again every `poll_every`, however
         // often the caller asks (a due commit asks every few milliseconds).
         let poll_due = !self.at_end
@@ -272,4 +269,24 @@ fn delta_batch(schema: &SchemaRef, version: i64, batches: &[RecordBatch]) -> Res
         drift: None,
         originals: Vec::new(),
     })
+}
+
+/// Opens an upstream Delta table at the version after the one the target last committed.
+pub async fn open(
+    table: &strata_catalog::TableDef,
+    options: &super::SourceOptions<'_>,
+    positions: &mut dyn super::Positions,
+) -> Result<(Box<dyn SourceReader>, Vec<i32>)> {
+    let location = strata_catalog::connectors::delta_location(options.project, table)?;
+    let stream = format!("delta/{}", table.name);
+    let resume = positions.committed(&stream, 0).await?;
+    let reader = DeltaReader {
+        follower: DeltaFollower::open(&location, resume).await?,
+        schema: table.schema.clone(),
+        stream,
+        poll_every: options.poll_every,
+        at_end: false,
+        polled_at: None,
+    };
+    Ok((Box::new(reader), vec![0]))
 }

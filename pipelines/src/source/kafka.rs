@@ -365,14 +365,11 @@ impl SourceReader for KafkaReader {
         &self.topic
     }
 
-    async fn next(
+    async fn read(
         &mut self,
         deadline: Instant,
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<Next> {
-        if *stop.borrow() {
-            return Ok(Next::Stop);
-        }
         let event = tokio::select! {
             event = self.source.events.recv() => event.unwrap_or_else(|| {
                 SourceEvent::Failed("the source thread stopped".to_string())
@@ -393,4 +390,67 @@ impl SourceReader for KafkaReader {
     fn carries_messages(&self) -> bool {
         true
     }
+}
+
+/// Opens a Kafka table's topic where the target's last commit left each partition.
+pub async fn open(
+    table: &strata_catalog::TableDef,
+    startup: &StartupMode,
+    options: &super::SourceOptions<'_>,
+    positions: &mut dyn super::Positions,
+) -> Result<(Box<dyn SourceReader>, Vec<i32>)> {
+    let kafka = strata_catalog::connectors::kafka_target(options.project, table)?;
+    let topic = kafka.topic.clone();
+    let resume = resume(&kafka, options.group, startup, positions).await?;
+    let partitions: Vec<i32> = resume.keys().copied().collect();
+    let source = KafkaSource::start(kafka, options.group, &resume, options.batch_records)?;
+    let decoder = match table.kind {
+        strata_catalog::TableKind::Kafka {
+            format: strata_catalog::KafkaFormat::DebeziumJson,
+            ..
+        } => RecordDecoder::Debezium(crate::decode::debezium::DebeziumDecoder::new(
+            table.schema.clone(),
+        )),
+        _ => RecordDecoder::Json(crate::decode::json::JsonDecoder::new(table.schema.clone())),
+    };
+    let reader = KafkaReader {
+        source,
+        decoder,
+        topic,
+    };
+    Ok((Box::new(reader), partitions))
+}
+
+/// Where each partition of a topic resumes: right after the offset the target
+/// committed. Partitions never committed start where `startup` says, which is
+/// recorded first (see [`super::Positions::record_starts`]).
+pub async fn resume(
+    kafka: &KafkaTarget,
+    group: &str,
+    startup: &StartupMode,
+    positions: &mut dyn super::Positions,
+) -> Result<BTreeMap<i32, i64>> {
+    let topic = &kafka.topic;
+    let partitions = KafkaSource::partitions(kafka)?;
+    let mut resume = BTreeMap::new();
+    for &partition in &partitions {
+        if let Some(offset) = positions.committed(topic, partition).await? {
+            resume.insert(partition, offset);
+        }
+    }
+    let fresh: Vec<i32> = partitions
+        .iter()
+        .copied()
+        .filter(|p| !resume.contains_key(p))
+        .collect();
+    if !fresh.is_empty() {
+        let starts = KafkaSource::start_offsets(kafka, group, startup, &fresh)?;
+        let offsets = starts
+            .iter()
+            .map(|(&partition, &start)| ((topic.clone(), partition), start - 1))
+            .collect();
+        positions.record_starts(&offsets).await?;
+        resume.extend(starts.into_iter().map(|(p, start)| (p, start - 1)));
+    }
+    Ok(resume)
 }

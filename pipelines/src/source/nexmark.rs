@@ -64,14 +64,11 @@ impl SourceReader for NexmarkReader {
         &self.stream
     }
 
-    async fn next(
+    async fn read(
         &mut self,
         deadline: Instant,
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<Next> {
-        if *stop.borrow() {
-            return Ok(Next::Stop);
-        }
         if self.end.is_none() && self.due() > Instant::now() {
             let due = self.due().min(deadline);
             tokio::select! {
@@ -91,4 +88,31 @@ impl SourceReader for NexmarkReader {
             None => Ok(idle_until(deadline, stop).await),
         }
     }
+}
+
+/// Opens a Nexmark table at the event after the last one the target committed.
+pub async fn open(
+    table: &strata_catalog::TableDef,
+    stream: strata_catalog::NexmarkStream,
+    events: Option<u64>,
+    rate: u64,
+    options: &super::SourceOptions<'_>,
+    positions: &mut dyn super::Positions,
+) -> Result<(Box<dyn SourceReader>, Vec<i32>)> {
+    let stream_name = format!("nexmark/{}", table.name);
+    let next = match positions.committed(&stream_name, 0).await? {
+        Some(last) => last as u64 + 1,
+        None => 0,
+    };
+    let reader = NexmarkReader {
+        generator: Generator::new(stream, rate),
+        schema: table.schema.clone(),
+        next,
+        end: events,
+        batch_events: options.batch_records as u64,
+        stream: stream_name,
+        reported_end: false,
+        started: (Instant::now(), next),
+    };
+    Ok((Box::new(reader), vec![0]))
 }

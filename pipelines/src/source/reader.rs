@@ -109,7 +109,15 @@ pub trait SourceReader: std::fmt::Debug + Send + Sync {
     fn stream(&self) -> &str;
 
     /// Waits for the next batch until `deadline` or a stop request.
-    async fn next(&mut self, deadline: Instant, stop: &mut watch::Receiver<bool>) -> Result<Next>;
+    async fn next(&mut self, deadline: Instant, stop: &mut watch::Receiver<bool>) -> Result<Next> {
+        if *stop.borrow() {
+            return Ok(Next::Stop);
+        }
+        self.read(deadline, stop).await
+    }
+
+    /// Reads the next batch, unless `deadline` or a stop request comes first.
+    async fn read(&mut self, deadline: Instant, stop: &mut watch::Receiver<bool>) -> Result<Next>;
 
     /// Whether its records are messages whose fields may drift from the
     /// catalog's schema (worth reporting), rather than rows of a table.

@@ -25,14 +25,11 @@ impl SourceReader for ReplayReader {
         &self.stream
     }
 
-    async fn next(
+    async fn read(
         &mut self,
         deadline: Instant,
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<Next> {
-        if *stop.borrow() {
-            return Ok(Next::Stop);
-        }
         if !self.records.is_empty() {
             let take = self.records.len().min(self.batch_records);
             let batch: Vec<SourceRecord> = self.records.drain(..take).collect();
