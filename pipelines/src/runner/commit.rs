@@ -15,10 +15,8 @@ use arrow::record_batch::RecordBatch;
 use super::{TableStats, now_ms};
 use crate::decode::json::Rejected;
 use crate::error::Result;
-use crate::sink::blackhole::BlackholeSink;
+use crate::sink::TargetSink;
 use crate::sink::delta::{DeltaSink, Offsets};
-use crate::sink::kafka::KafkaSink;
-use crate::sink::mysql::MysqlSink;
 use crate::sink::quarantine;
 use crate::state::StateStore;
 use strata_quality::results::{CheckResult, ResultsLog};
@@ -263,70 +261,10 @@ pub(super) fn fresh_late_rows(
 /// A pipeline's target: a Delta table (append or upsert), a MySQL/TiDB serving
 /// table (upsert), a Kafka topic (JSON, in transactions), or a blackhole
 /// (which keeps no offsets: a run starts from the beginning).
-#[derive(Debug)]
-pub(super) enum Target {
-    Delta(DeltaSink),
-    Mysql(MysqlSink),
-    Kafka(Box<KafkaSink>),
-    Blackhole(BlackholeSink),
-}
-
-impl Target {
-    pub(super) async fn committed_offset(
-        &self,
-        stream: &str,
-        partition: i32,
-    ) -> Result<Option<i64>> {
-        match self {
-            Target::Delta(sink) => sink.committed_offset(stream, partition).await,
-            Target::Mysql(sink) => sink.committed_offset(stream, partition).await,
-            Target::Kafka(sink) => Ok(sink.committed_offset(stream, partition)),
-            Target::Blackhole(_) => Ok(None),
-        }
-    }
-
-    pub(super) async fn committed_state(&self) -> Result<Option<i64>> {
-        match self {
-            Target::Delta(sink) => sink.committed_state().await,
-            Target::Mysql(sink) => sink.committed_state().await,
-            Target::Kafka(sink) => Ok(sink.committed_state()),
-            Target::Blackhole(_) => Ok(None),
-        }
-    }
-
-    pub(super) async fn commit(
-        &mut self,
-        rows: Vec<RecordBatch>,
-        offsets: &Offsets,
-        state: Option<i64>,
-    ) -> Result<Option<i64>> {
-        match self {
-            Target::Delta(sink) => sink.commit(rows, offsets, state).await.map(Some),
-            Target::Mysql(sink) => sink.commit(rows, offsets, state).await.map(|()| None),
-            Target::Kafka(sink) => sink.commit(rows, offsets, state).map(|()| None),
-            Target::Blackhole(sink) => sink.commit(rows).map(|()| None),
-        }
-    }
-
-    /// How many data files a Delta target holds now; `None` for other targets.
-    pub(super) fn files(&self) -> Option<u64> {
-        match self {
-            Target::Delta(sink) => sink.files(),
-            Target::Mysql(_) | Target::Kafka(_) | Target::Blackhole(_) => None,
-        }
-    }
-
-    /// Compacts a Delta target; other targets need nothing.
-    pub(super) async fn compact(&mut self) -> Result<()> {
-        match self {
-            Target::Delta(sink) => sink.compact().await,
-            Target::Mysql(_) | Target::Kafka(_) | Target::Blackhole(_) => Ok(()),
-        }
-    }
-}
+pub(super) type Target = Box<dyn TargetSink>;
 
 #[async_trait::async_trait]
-impl crate::source::Positions for Target {
+impl crate::source::Positions for Box<dyn TargetSink> {
     async fn committed(&mut self, stream: &str, partition: i32) -> Result<Option<i64>> {
         self.committed_offset(stream, partition).await
     }

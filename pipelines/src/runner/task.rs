@@ -189,8 +189,8 @@ impl<'a> Task<'a> {
         .await?;
         let plan_aggregates = plan.aggregate.is_some();
         let task_holds_rows = plan.holds_rows();
-        let mut target = match &target_def.kind {
-            TableKind::Mysql { .. } => Target::Mysql(
+        let mut target: Target = match &target_def.kind {
+            TableKind::Mysql { .. } => Box::new(
                 MysqlSink::open(
                     connectors::mysql_target(run.catalog.project(), target_def)?,
                     target_def.schema.clone(),
@@ -199,17 +199,17 @@ impl<'a> Task<'a> {
                 )
                 .await?,
             ),
-            TableKind::Blackhole => Target::Blackhole(BlackholeSink {
+            TableKind::Blackhole => Box::new(BlackholeSink {
                 output: run.stats.output.clone(),
             }),
             TableKind::Kafka { .. } => {
                 let project = run.catalog.project();
-                Target::Kafka(Box::new(KafkaSink::open(
+                Box::new(KafkaSink::open(
                     connectors::kafka_target(project, target_def)?,
                     target_def.schema.clone(),
                     target_def.primary_key.clone(),
                     &name,
-                )?))
+                )?)
             }
             _ => {
                 let sink = DeltaSink::open(target_location, &name, mode.clone()).await?;
@@ -220,7 +220,7 @@ impl<'a> Task<'a> {
                 run.stats
                     .live
                     .begin(target_location, key, plan_aggregates, sink.version());
-                Target::Delta(sink)
+                Box::new(sink)
             }
         };
         let mut quarantine = run
@@ -379,12 +379,10 @@ impl<'a> Task<'a> {
         let sinks = self.sinks.as_mut().expect("nothing is in flight yet");
         // A Delta target keeps its checkpoints in its own folder; others in their quarantine's.
         let pipeline = &self.run.pipeline.pipeline.name;
-        let store = match &sinks.target {
-            Target::Delta(sink) => sink.state_store(pipeline),
-            Target::Mysql(_) | Target::Kafka(_) | Target::Blackhole(_) => {
-                sinks.quarantine.sink.state_store(pipeline)
-            }
-        };
+        let store = sinks
+            .target
+            .state_store(pipeline)
+            .unwrap_or_else(|| sinks.quarantine.sink.state_store(pipeline));
         let committed = sinks.target.committed_state().await?;
         let late_schema = late.as_ref().map(|(_, schema)| schema.clone());
         sinks.late = late.map(|(table, _)| table);

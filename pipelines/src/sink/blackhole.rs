@@ -91,3 +91,23 @@ impl BlackholeSink {
         Ok(())
     }
 }
+
+#[async_trait::async_trait]
+impl super::TargetSink for BlackholeSink {
+    async fn committed_offset(&self, _stream: &str, _partition: i32) -> Result<Option<i64>> {
+        Ok(None)
+    }
+
+    async fn committed_state(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+
+    async fn commit(
+        &mut self,
+        rows: Vec<RecordBatch>,
+        _offsets: &super::delta::Offsets,
+        _state: Option<i64>,
+    ) -> Result<Option<i64>> {
+        BlackholeSink::commit(self, rows).map(|()| None)
+    }
+}

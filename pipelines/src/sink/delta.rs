@@ -285,3 +285,37 @@ fn delta_error(location: &str, source: deltalake::DeltaTableError) -> PipelineEr
         source,
     }))
 }
+
+#[async_trait::async_trait]
+impl super::TargetSink for DeltaSink {
+    async fn committed_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>> {
+        DeltaSink::committed_offset(self, stream, partition).await
+    }
+
+    async fn committed_state(&self) -> Result<Option<i64>> {
+        DeltaSink::committed_state(self).await
+    }
+
+    async fn commit(
+        &mut self,
+        rows: Vec<RecordBatch>,
+        offsets: &Offsets,
+        state: Option<i64>,
+    ) -> Result<Option<i64>> {
+        DeltaSink::commit(self, rows, offsets, state)
+            .await
+            .map(Some)
+    }
+
+    fn files(&self) -> Option<u64> {
+        DeltaSink::files(self)
+    }
+
+    async fn compact(&mut self) -> Result<()> {
+        DeltaSink::compact(self).await
+    }
+
+    fn state_store(&self, pipeline: &str) -> Option<crate::state::StateStore> {
+        Some(DeltaSink::state_store(self, pipeline))
+    }
+}

@@ -1,4 +1,14 @@
-//! Sinks: where pipelines commit their rows.
+//! Sinks: where pipelines commit their rows. A pipeline's target implements
+//! [`TargetSink`]: its rows, the source positions they cover and the state
+//! checkpoint's id commit in one transaction, so that a restart resumes from
+//! what the target holds.
+//!
+//! ```text
+//!   commit(rows, offsets, checkpoint id) ──▶ Delta: one log version with txn actions
+//!                                        ──▶ MySQL/TiDB: one transaction with the progress table
+//!                                        ──▶ Kafka: one producer transaction with the progress topic
+//!                                        ──▶ blackhole: counted and digested
+//! ```
 
 pub mod blackhole;
 pub mod delta;
@@ -11,6 +21,44 @@ use arrow::array::{Array, BooleanArray, UInt32Array};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
+
+use crate::error::Result;
+use crate::state::StateStore;
+
+/// A pipeline's target.
+#[async_trait::async_trait]
+pub trait TargetSink: std::fmt::Debug + Send + Sync {
+    /// The last position of `partition` of `stream` committed with the rows, if any.
+    async fn committed_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>>;
+
+    /// The state checkpoint id the last commit carried.
+    async fn committed_state(&self) -> Result<Option<i64>>;
+
+    /// Commits rows with the positions they cover and the checkpoint id, in one
+    /// transaction; the table's new version, when it has versions.
+    async fn commit(
+        &mut self,
+        rows: Vec<RecordBatch>,
+        offsets: &delta::Offsets,
+        state: Option<i64>,
+    ) -> Result<Option<i64>>;
+
+    /// The data files it holds, when it has files to compact.
+    fn files(&self) -> Option<u64> {
+        None
+    }
+
+    /// Compacts its small files, when it has any.
+    async fn compact(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Where the pipeline's checkpoints live, when the target keeps them
+    /// itself (a Delta table's folder); else in the quarantine's.
+    fn state_store(&self, _pipeline: &str) -> Option<StateStore> {
+        None
+    }
+}
 
 /// The non-empty batches as rows of `schema` (by column name), with, per
 /// batch, which rows delete their key.

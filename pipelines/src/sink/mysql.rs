@@ -205,3 +205,25 @@ impl MysqlSink {
         tx.commit().await.map_err(|err| self.error(err))
     }
 }
+
+#[async_trait::async_trait]
+impl super::TargetSink for MysqlSink {
+    async fn committed_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>> {
+        MysqlSink::committed_offset(self, stream, partition).await
+    }
+
+    async fn committed_state(&self) -> Result<Option<i64>> {
+        MysqlSink::committed_state(self).await
+    }
+
+    async fn commit(
+        &mut self,
+        rows: Vec<RecordBatch>,
+        offsets: &Offsets,
+        state: Option<i64>,
+    ) -> Result<Option<i64>> {
+        MysqlSink::commit(self, rows, offsets, state)
+            .await
+            .map(|()| None)
+    }
+}
