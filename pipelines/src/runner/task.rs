@@ -23,11 +23,9 @@ use crate::lookup::versioned::VersionedTable;
 use crate::lookup::{LookupPass, MissAction};
 use crate::operator::{Missed, StateWrite, Traced};
 use crate::plan::{self, StreamPlan};
-use crate::sink::blackhole::BlackholeSink;
-use crate::sink::delta::{DELETE_MARKER, DeltaSink, Offsets, WriteMode};
-use crate::sink::kafka::KafkaSink;
+use crate::sink::TargetOptions;
+use crate::sink::delta::{DELETE_MARKER, Offsets, WriteMode};
 use crate::sink::late::{self, Arrival};
-use crate::sink::mysql::MysqlSink;
 use crate::sink::quarantine;
 use crate::source::SourceOptions;
 use crate::source::SourceRecord;
@@ -189,40 +187,27 @@ impl<'a> Task<'a> {
         .await?;
         let plan_aggregates = plan.aggregate.is_some();
         let task_holds_rows = plan.holds_rows();
-        let mut target: Target = match &target_def.kind {
-            TableKind::Mysql { .. } => Box::new(
-                MysqlSink::open(
-                    connectors::mysql_target(run.catalog.project(), target_def)?,
-                    target_def.schema.clone(),
-                    target_def.primary_key.clone(),
-                    &name,
-                )
-                .await?,
-            ),
-            TableKind::Blackhole => Box::new(BlackholeSink {
+        let mut target: Target = crate::sink::open_target(
+            target_def,
+            TargetOptions {
+                project: run.catalog.project(),
+                pipeline: &name,
+                location: target_location,
+                mode: mode.clone(),
                 output: run.stats.output.clone(),
-            }),
-            TableKind::Kafka { .. } => {
-                let project = run.catalog.project();
-                Box::new(KafkaSink::open(
-                    connectors::kafka_target(project, target_def)?,
-                    target_def.schema.clone(),
-                    target_def.primary_key.clone(),
-                    &name,
-                )?)
-            }
-            _ => {
-                let sink = DeltaSink::open(target_location, &name, mode.clone()).await?;
-                let key = match &mode {
-                    WriteMode::Upsert(key) => key.clone(),
-                    WriteMode::Append => Vec::new(),
-                };
-                run.stats
-                    .live
-                    .begin(target_location, key, plan_aggregates, sink.version());
-                Box::new(sink)
-            }
-        };
+            },
+        )
+        .await?;
+        // The realtime view of a table with versions: what is committed, and what is not yet.
+        if let Some(version) = target.version() {
+            let key = match &mode {
+                WriteMode::Upsert(key) => key.clone(),
+                WriteMode::Append => Vec::new(),
+            };
+            run.stats
+                .live
+                .begin(target_location, key, plan_aggregates, version);
+        }
         let mut quarantine = run
             .open_side_table(
                 target_location,

@@ -318,4 +318,8 @@ impl super::TargetSink for DeltaSink {
     fn state_store(&self, pipeline: &str) -> Option<crate::state::StateStore> {
         Some(DeltaSink::state_store(self, pipeline))
     }
+
+    fn version(&self) -> Option<i64> {
+        Some(DeltaSink::version(self))
+    }
 }

@@ -58,6 +58,56 @@ pub trait TargetSink: std::fmt::Debug + Send + Sync {
     fn state_store(&self, _pipeline: &str) -> Option<StateStore> {
         None
     }
+
+    /// The table's version now, when it has versions (a Delta table).
+    fn version(&self) -> Option<i64> {
+        None
+    }
+}
+
+/// What opening a pipeline's target needs beyond the table.
+#[derive(Debug)]
+pub struct TargetOptions<'a> {
+    pub project: &'a strata_catalog::Project,
+    pub pipeline: &'a str,
+    /// Where a lake table lives.
+    pub location: &'a str,
+    pub mode: delta::WriteMode,
+    /// What a blackhole keeps of the rows.
+    pub output: std::sync::Arc<blackhole::OutputDigest>,
+}
+
+/// Opens `table` as a pipeline's target.
+pub async fn open_target(
+    table: &strata_catalog::TableDef,
+    options: TargetOptions<'_>,
+) -> Result<Box<dyn TargetSink>> {
+    use strata_catalog::{TableKind, connectors};
+    Ok(match &table.kind {
+        TableKind::Mysql { .. } => Box::new(
+            mysql::MysqlSink::open(
+                connectors::mysql_target(options.project, table)?,
+                table.schema.clone(),
+                table.primary_key.clone(),
+                options.pipeline,
+            )
+            .await?,
+        ),
+        TableKind::Blackhole => Box::new(blackhole::BlackholeSink {
+            output: options.output,
+        }),
+        TableKind::Kafka { .. } => Box::new(kafka::KafkaSink::open(
+            connectors::kafka_target(options.project, table)?,
+            table.schema.clone(),
+            table.primary_key.clone(),
+            options.pipeline,
+        )?),
+        TableKind::Delta { .. } | TableKind::Embedded { .. } | TableKind::Nexmark { .. } => {
+            Box::new(
+                delta::DeltaSink::open(options.location, options.pipeline, options.mode).await?,
+            )
+        }
+    })
 }
 
 /// The non-empty batches as rows of `schema` (by column name), with, per
