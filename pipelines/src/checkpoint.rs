@@ -167,6 +167,7 @@ mod tests {
                         holds: "groups".to_string(),
                         fingerprint: fingerprint.to_string(),
                     }),
+                    refused: None,
                 })
                 .collect(),
         }

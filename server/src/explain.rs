@@ -60,6 +60,10 @@ pub async fn explain(catalog: &Catalog, name: &str) -> anyhow::Result<Explained>
     let run = crate::run::rowless_run(catalog, valid).await?;
     match run.explain().await {
         Ok(plan) => {
+            explained.refused = plan
+                .refusals()
+                .next()
+                .map(|(id, why)| format!("operator {id}: {why} is not supported yet"));
             explained.target = plan.target;
             explained.operators = plan.operators;
         }

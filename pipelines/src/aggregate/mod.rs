@@ -144,6 +144,24 @@ impl AggregatePlan {
         self.window.is_none() || self.allowed_lateness_ms > 0
     }
 
+    /// Why the aggregation cannot read a stream of `input`'s changelog kind, if it cannot.
+    pub fn accepts(&self, input: crate::operator::Changelog) -> std::result::Result<(), String> {
+        if input == crate::operator::Changelog::AppendOnly {
+            return Ok(());
+        }
+        let refused = self.unretractable();
+        if !refused.is_empty() {
+            return Err(format!(
+                "{} over a changelog (its updates and deletes must be taken back out; COUNT, SUM and AVG can be)",
+                refused.join(", ")
+            ));
+        }
+        if matches!(self.window, Some(WindowKind::Session { .. })) {
+            return Err("a SESSION window over a changelog".to_string());
+        }
+        Ok(())
+    }
+
     /// The aggregates that cannot take a changelog's retractions back out.
     pub fn unretractable(&self) -> Vec<String> {
         self.calls

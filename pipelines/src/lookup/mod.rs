@@ -42,7 +42,8 @@ use self::spec::MissPolicy;
 use self::versioned::VersionedTable;
 use crate::error::{PipelineError, Result};
 use crate::operator::{
-    BatchContext, Described, InputStream, Missed, Operator, OperatorKind, Processed, Traced,
+    BatchContext, Changelog, Described, InputStream, Missed, Operator, OperatorKind, Processed,
+    Traced,
 };
 pub use crate::operator::{LookupPass, MissAction};
 
@@ -849,6 +850,19 @@ impl Operator for LookupJoin {
             missed,
             writes: Vec::new(),
         })
+    }
+
+    fn accepts(&self, input: Changelog) -> std::result::Result<(), String> {
+        if input == Changelog::AppendOnly {
+            return Ok(());
+        }
+        if self.versioned().is_some() {
+            return Err("an event-time temporal join probed by a changelog (a change held back could land after a newer change of its key)".to_string());
+        }
+        if self.retries() {
+            return Err("'miss' = 'retry' over a changelog (a change set aside could land after a newer change of its key)".to_string());
+        }
+        Ok(())
     }
 
     fn describe(&self, input: &InputStream) -> Described {

@@ -125,6 +125,28 @@ impl From<Traced> for Processed {
     }
 }
 
+/// The kind of changes a stream carries, as Flink's changelog modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Changelog {
+    /// Inserts only.
+    AppendOnly,
+    /// Each row replaces the last row of its key (deletes as tombstones).
+    Upsert,
+    /// Inserts, update-before, update-after and deletes (Flink's RowKind).
+    Retracting,
+}
+
+impl Changelog {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Changelog::AppendOnly => "append-only",
+            Changelog::Upsert => "upsert",
+            Changelog::Retracting => "retracting",
+        }
+    }
+}
+
 /// What an operator does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -239,6 +261,11 @@ pub trait Operator: std::fmt::Debug + Send + Sync {
 
     /// How it shows in the plan, reading `input`.
     fn describe(&self, input: &InputStream) -> Described;
+
+    /// Why it cannot read a stream of `input`'s changelog kind, if it cannot.
+    fn accepts(&self, _input: Changelog) -> std::result::Result<(), String> {
+        Ok(())
+    }
 
     /// Whether a second stream enters the plan here (an interval join's right side).
     fn reads_second_stream(&self) -> bool {

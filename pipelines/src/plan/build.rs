@@ -115,6 +115,7 @@ pub fn build(valid: &ValidPipeline, compiled: &CompiledPlan) -> StreamPlan {
             },
             watermark,
         };
+        let refused = aggregate.accepts(edge.changelog).err();
         edge = builder.add(
             AGGREGATE.to_string(),
             kind,
@@ -126,6 +127,7 @@ pub fn build(valid: &ValidPipeline, compiled: &CompiledPlan) -> StreamPlan {
                 fingerprint: aggregate.state_shape().join("\n"),
             }),
         );
+        builder.refuse_last(refused);
         for (id, step) in compiled.post_steps() {
             edge = builder.operator(id, step, edge, None, None);
         }
@@ -167,8 +169,16 @@ impl Builder {
                 })
                 .collect(),
             state,
+            refused: None,
         });
         Edge { from: id, ..emits }
+    }
+
+    /// Marks the operator added last as unable to read its input, with why.
+    fn refuse_last(&mut self, refused: Option<String>) {
+        if let Some(last) = self.operators.last_mut() {
+            last.refused = refused;
+        }
     }
 
     fn source(&mut self, table: &TableDef, id: &str) -> Edge {
@@ -220,14 +230,19 @@ impl Builder {
             true => std::iter::once(&input).chain(right).collect(),
             false => vec![&input],
         };
-        self.add(
+        let refused = inputs
+            .iter()
+            .find_map(|edge| operator.accepts(edge.changelog).err());
+        let edge = self.add(
             id.to_string(),
             operator.kind(),
             described.detail,
             &inputs,
             emits,
             described.state.or(held),
-        )
+        );
+        self.refuse_last(refused);
+        edge
     }
 
     fn sink(&mut self, valid: &ValidPipeline, input: Edge) {

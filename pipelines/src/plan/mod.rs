@@ -21,7 +21,7 @@ mod render;
 
 use serde::Serialize;
 
-pub use crate::operator::{OperatorKind, StateInfo};
+pub use crate::operator::{Changelog, OperatorKind, StateInfo};
 pub use build::{AGGREGATE, WINDOW_ALIGNED, build};
 
 /// A pipeline's operators, sources first, the sink last; each names its inputs.
@@ -51,6 +51,8 @@ pub struct PlanOperator {
     pub schema: Vec<PlanColumn>,
     /// The state it keeps across commits, if any.
     pub state: Option<StateInfo>,
+    /// Why it cannot read the stream it is given, if it cannot.
+    pub refused: Option<String>,
 }
 
 /// A column of an edge's schema.
@@ -62,31 +64,16 @@ pub struct PlanColumn {
     pub nullable: bool,
 }
 
-/// The kind of changes a stream carries, as Flink's changelog modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Changelog {
-    /// Inserts only.
-    AppendOnly,
-    /// Each row replaces the last row of its key (deletes as tombstones).
-    Upsert,
-    /// Inserts, update-before, update-after and deletes (Flink's RowKind).
-    Retracting,
-}
-
-impl Changelog {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Changelog::AppendOnly => "append-only",
-            Changelog::Upsert => "upsert",
-            Changelog::Retracting => "retracting",
-        }
-    }
-}
-
 impl StreamPlan {
     pub fn operator(&self, id: &str) -> Option<&PlanOperator> {
         self.operators.iter().find(|op| op.id == id)
+    }
+
+    /// The operators that cannot read the stream they are given, with why.
+    pub fn refusals(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.operators
+            .iter()
+            .filter_map(|op| Some((op.id.as_str(), op.refused.as_deref()?)))
     }
 
     /// The operators that keep state, with what they declare.

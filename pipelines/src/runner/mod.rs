@@ -47,7 +47,7 @@ use crate::lookup::dimension::Dimension;
 use crate::lookup::versioned::VersionedTable;
 use crate::sink::delta::{DeltaSink, WriteMode};
 use crate::transform::{CompiledPlan, ResolvedLookup};
-use crate::validate::{ValidPipeline, is_changelog, schema_session};
+use crate::validate::{ValidPipeline, schema_session};
 
 pub use self::checks::Quality;
 use self::commit::SideTable;
@@ -253,10 +253,22 @@ impl PipelineRun {
         self.prepare().await.map(|_| ())
     }
 
-    /// The pipeline's operator graph, as it would run (or why it would not).
+    /// The pipeline's operator graph, as it would run (or why it would not):
+    /// operators that cannot read their input say why in the plan.
     pub async fn explain(&self) -> Result<crate::plan::StreamPlan> {
-        let (_, _, plan) = self.prepare().await?;
-        Ok(crate::plan::build(&self.pipeline, &plan))
+        match self.prepare().await {
+            Ok((_, _, plan)) => Ok(crate::plan::build(&self.pipeline, &plan)),
+            Err(refused) => {
+                let tables = self.catalog.definitions().await?;
+                let ctx = schema_session(&tables);
+                let lookups = self.resolve_lookups()?;
+                let plan = CompiledPlan::compile(&self.pipeline, &ctx.state(), lookups).await;
+                match plan.map(|plan| crate::plan::build(&self.pipeline, &plan)) {
+                    Ok(stream) if stream.refusals().next().is_some() => Ok(stream),
+                    _ => Err(refused),
+                }
+            }
+        }
     }
 
     async fn prepare(&self) -> Result<(&TableDef, String, CompiledPlan)> {
@@ -379,38 +391,13 @@ impl PipelineRun {
                     "'miss' = 'retry' beside an event-time temporal join (a row retried after both watermarks passed it would find its versions dropped)",
                 ));
             }
-            if is_changelog(source) {
-                return Err(unsupported(
-                    pipeline,
-                    "an event-time temporal join probed by a changelog (a change held back could land after a newer change of its key)",
-                ));
-            }
         }
-        if is_changelog(source) && plan.lookups().any(|join| join.retries()) {
+        // What operators cannot read (a changelog where rows must be append-only).
+        if let Some((id, reason)) = crate::plan::build(pipeline, &plan).refusals().next() {
             return Err(unsupported(
                 pipeline,
-                "'miss' = 'retry' over a changelog (a change set aside could land after a newer change of its key)",
+                &format!("{reason}, at operator {id},"),
             ));
-        }
-        if is_changelog(source)
-            && let Some(aggregate) = &plan.aggregate
-        {
-            let refused = aggregate.unretractable();
-            if !refused.is_empty() {
-                return Err(unsupported(
-                    pipeline,
-                    &format!(
-                        "{} over a changelog (its updates and deletes must be taken back out; COUNT, SUM and AVG can be)",
-                        refused.join(", ")
-                    ),
-                ));
-            }
-            if matches!(
-                aggregate.window,
-                Some(crate::window::WindowKind::Session { .. })
-            ) {
-                return Err(unsupported(pipeline, "a SESSION window over a changelog"));
-            }
         }
         Ok((source, target_location, plan))
     }

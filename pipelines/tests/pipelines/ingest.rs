@@ -353,15 +353,20 @@ async fn latest_offset_starts_are_recorded_so_a_restart_misses_nothing() {
 /// Writes `sql` as the project's pipeline and returns why its start-up check refuses it.
 pub(crate) async fn refusal(dir: &tempfile::TempDir, catalog: &Catalog, sql: &str) -> String {
     std::fs::write(dir.path().join("pipelines/dwd/dwd_orders.sql"), sql).unwrap();
+    check(catalog).await.unwrap_err().to_string()
+}
+
+/// Checks the project's one pipeline as a run would, without reading anything.
+pub(crate) async fn check(catalog: &Catalog) -> strata_pipelines::Result<()> {
     let run = PipelineRun {
         catalog: catalog.clone(),
-        pipeline: load_project(catalog).await.unwrap().remove(0),
+        pipeline: load_project(catalog).await?.remove(0),
         stats: Arc::new(TableStats::new()),
         mode: RunMode::UntilCaughtUp,
         quality: Default::default(),
         replay: None,
     };
-    run.check().await.unwrap_err().to_string()
+    run.check().await
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! The pipelines crate's integration tests, against the Kafka mock cluster and Delta on disk.
 
+mod changelog;
 mod ingest;
 mod interval;
 mod lookup;

@@ -44,7 +44,8 @@ fn print_explained(explained: &Explained) {
     }
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-    table.set_header(vec![
+    let refusals = explained.operators.iter().any(|op| op.refused.is_some());
+    let mut header = vec![
         "operator",
         "kind",
         "reads",
@@ -52,9 +53,13 @@ fn print_explained(explained: &Explained) {
         "key",
         "watermark",
         "state",
-    ]);
+    ];
+    if refusals {
+        header.push("refused");
+    }
+    table.set_header(header);
     for op in &explained.operators {
-        table.add_row(vec![
+        let mut row = vec![
             op.id.clone(),
             op.kind.as_str().to_string(),
             op.inputs.join(", "),
@@ -65,7 +70,11 @@ fn print_explained(explained: &Explained) {
                 .as_ref()
                 .map(|state| state.holds.clone())
                 .unwrap_or_default(),
-        ]);
+        ];
+        if refusals {
+            row.push(op.refused.clone().unwrap_or_default());
+        }
+        table.add_row(row);
     }
     println!("{table}");
     for op in &explained.operators {

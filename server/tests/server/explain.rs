@@ -211,3 +211,59 @@ async fn a_refused_pipeline_is_explained_with_its_reason_and_an_unknown_one_with
         "{err}"
     );
 }
+
+#[test]
+fn an_operator_that_cannot_read_a_changelog_is_named_in_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("strata.toml"),
+        "[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("catalog")).unwrap();
+    std::fs::write(
+        dir.path().join("catalog/shop.sql"),
+        "CREATE TABLE shop.ods_orders (order_id BIGINT, amount BIGINT, city STRING,
+           PRIMARY KEY (order_id) NOT ENFORCED)
+         WITH ('connector' = 'kafka', 'topic' = 'orders', 'format' = 'debezium-json', 'connection' = 'events');
+         CREATE TABLE shop.dws_city_amounts (city STRING, top BIGINT, PRIMARY KEY (city) NOT ENFORCED)
+         WITH ('connector' = 'delta');",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("pipelines/dws")).unwrap();
+    std::fs::write(
+        dir.path().join("pipelines/dws/dws_city_amounts.sql"),
+        "INSERT INTO shop.dws_city_amounts SELECT city, MAX(amount) FROM shop.ods_orders GROUP BY city",
+    )
+    .unwrap();
+    let catalog = dir.path().join("catalog");
+    strata_ok(
+        dir.path(),
+        &["catalog", "register", catalog.to_str().unwrap()],
+    );
+    let refused = strata(
+        dir.path(),
+        &["explain", "dws_city_amounts", "--format", "json"],
+    );
+    assert!(!refused.status.success());
+    let plan = json(&stdout(&refused));
+    assert_eq!(operator(&plan, "source")["changelog"], "retracting");
+    let aggregate = operator(&plan, "group_aggregate");
+    let why = aggregate["refused"].as_str().unwrap();
+    assert!(why.contains("MAX over a changelog"), "{plan}");
+    assert!(operator(&plan, "sink")["refused"].is_null(), "{plan}");
+    let reason = plan["refused"].as_str().unwrap();
+    assert!(reason.starts_with("operator aggregate: MAX"), "{reason}");
+    // The same SQL with SUM reads the changelog: every update is taken back out.
+    std::fs::write(
+        dir.path().join("pipelines/dws/dws_city_amounts.sql"),
+        "INSERT INTO shop.dws_city_amounts SELECT city, SUM(amount) FROM shop.ods_orders GROUP BY city",
+    )
+    .unwrap();
+    let plan = json(&strata_ok(
+        dir.path(),
+        &["explain", "dws_city_amounts", "--format", "json"],
+    ));
+    assert!(plan["refused"].is_null(), "{plan}");
+    assert_eq!(operator(&plan, "group_aggregate")["changelog"], "upsert");
+}
