@@ -30,6 +30,8 @@ use strata_server::views;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum FormatArg {
+    /// For people (also `text`).
+    #[value(alias = "text")]
     Table,
     Json,
     /// Graphviz, for `strata lineage` and `strata explain`.

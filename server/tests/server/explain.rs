@@ -71,7 +71,7 @@ fn explain(dir: &Path, name: &str) -> serde_json::Value {
     let operators = plan["operators"].as_array().unwrap();
     assert_eq!(operators.first().unwrap()["kind"], "source", "{plan}");
     assert_eq!(operators.last().unwrap()["kind"], "sink", "{plan}");
-    let text = strata_ok(dir, &["explain", name]);
+    let text = strata_ok(dir, &["explain", name, "--format", "text"]);
     let dot = strata_ok(dir, &["explain", name, "--format", "dot"]);
     assert!(dot.starts_with("digraph"), "{dot}");
     for op in operators {
