@@ -499,10 +499,8 @@ impl Operator for IntervalJoin {
         Described {
             detail: self.describe_join(),
             schema: self.output.clone(),
-            watermark: input
-                .watermark
-                .as_ref()
-                .map(|left| format!("min({left}, {})", self.right.time)),
+            // The pipeline's watermark follows the left stream; the right one's only cleans state.
+            watermark: input.watermark.clone(),
             state: Some(StateInfo {
                 holds: "each stream's rows within the band of the other's watermark".to_string(),
                 fingerprint: self.state_fingerprint(),

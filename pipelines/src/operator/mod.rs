@@ -294,7 +294,7 @@ impl OperatorIds {
     pub fn next(&mut self, kind: OperatorKind, name: Option<&str>) -> String {
         let prefix = kind.id_prefix();
         match name {
-            Some(name) => format!("{prefix}-{}", name.to_ascii_lowercase()),
+            Some(name) => format!("{prefix}-{name}"),
             None => {
                 let ordinal = self.0.entry(prefix).or_default();
                 *ordinal += 1;

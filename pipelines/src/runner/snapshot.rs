@@ -5,7 +5,7 @@
 //!   restore: Checkpoint fits the plan ─▶ for (id, part) ─▶ part.restore(Checkpoint[id].bytes)
 //! ```
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::aggregate::AggregateState;
 use crate::aligned::AlignedState;
@@ -95,8 +95,7 @@ impl Snapshot for TemporalState<'_> {
 }
 
 /// The runner's own entry: the watermark of the commit, and each stream's
-/// watermark per partition. A stream that no longer has a watermark ignores
-/// the one saved; one that has a new one starts it afresh.
+/// watermark per partition (see [`restore_tracker`]).
 pub(super) struct RuntimeState<'a> {
     pub committed_watermark: &'a mut Option<i64>,
     pub source: Option<&'a mut WatermarkTracker>,
@@ -117,16 +116,21 @@ impl Snapshot for RuntimeState<'_> {
     }
 }
 
-/// Reads a watermark tracker [`ByteWriter::option`] wrote into `tracker`, or
-/// past it when there is none to restore.
+/// Reads a watermark tracker [`ByteWriter::option`] wrote into `tracker`. A
+/// stream that has a watermark now but had none starts it afresh; one that had
+/// a watermark and has none now is refused (the lateness of rows already judged
+/// would change).
 fn restore_tracker(
     input: &mut ByteReader<'_>,
     tracker: Option<&mut WatermarkTracker>,
 ) -> Result<()> {
     if input.u8()? == 1 {
-        let now = Instant::now();
-        let mut unused = WatermarkTracker::new(&[], 0, Duration::ZERO, now);
-        tracker.unwrap_or(&mut unused).restore(input, now)?;
+        let Some(tracker) = tracker else {
+            return Err(input.corrupt(
+                "it has a watermark, but the stream has none now; undo the change, or reset the pipeline",
+            ));
+        };
+        tracker.restore(input, Instant::now())?;
     }
     Ok(())
 }

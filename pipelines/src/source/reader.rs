@@ -119,8 +119,9 @@ pub trait SourceReader: std::fmt::Debug + Send + Sync {
     /// Reads the next batch, unless `deadline` or a stop request comes first.
     async fn read(&mut self, deadline: Instant, stop: &mut watch::Receiver<bool>) -> Result<Next>;
 
-    /// Whether its records are messages whose fields may drift from the
-    /// catalog's schema (worth reporting), rather than rows of a table.
+    /// Whether its records are messages read for the first time whose fields
+    /// may drift from the catalog's schema (worth reporting): not rows of a
+    /// table, nor records replayed from a quarantine (reported when first read).
     fn carries_messages(&self) -> bool {
         false
     }

@@ -41,8 +41,4 @@ impl SourceReader for ReplayReader {
         }
         Ok(idle_until(deadline, stop).await)
     }
-
-    fn carries_messages(&self) -> bool {
-        true
-    }
 }
