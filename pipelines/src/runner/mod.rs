@@ -193,6 +193,15 @@ pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
+/// A pipeline checked and planned: its source, where its target's lake table
+/// (or side tables) live, the compiled SELECT and its operator graph.
+struct Planned<'a> {
+    source: &'a TableDef,
+    target_location: String,
+    plan: CompiledPlan,
+    stream: crate::plan::StreamPlan,
+}
+
 /// Where a reset pipeline reads its source from next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResetFrom {
@@ -253,25 +262,27 @@ impl PipelineRun {
         self.prepare().await.map(|_| ())
     }
 
-    /// The pipeline's operator graph, as it would run (or why it would not):
-    /// operators that cannot read their input say why in the plan.
+    /// The pipeline's operator graph, as it would run; an operator that
+    /// cannot read its input says why in the plan.
     pub async fn explain(&self) -> Result<crate::plan::StreamPlan> {
-        match self.prepare().await {
-            Ok((_, _, plan)) => Ok(crate::plan::build(&self.pipeline, &plan)),
-            Err(refused) => {
-                let tables = self.catalog.definitions().await?;
-                let ctx = schema_session(&tables);
-                let lookups = self.resolve_lookups()?;
-                let plan = CompiledPlan::compile(&self.pipeline, &ctx.state(), lookups).await;
-                match plan.map(|plan| crate::plan::build(&self.pipeline, &plan)) {
-                    Ok(stream) if stream.refusals().next().is_some() => Ok(stream),
-                    _ => Err(refused),
-                }
-            }
-        }
+        self.plan().await.map(|planned| planned.stream)
     }
 
-    async fn prepare(&self) -> Result<(&TableDef, String, CompiledPlan)> {
+    /// Plans the pipeline and refuses it if an operator cannot read its input.
+    async fn prepare(&self) -> Result<Planned<'_>> {
+        let planned = self.plan().await?;
+        // What operators cannot read (a changelog where rows must be append-only).
+        if let Some((id, reason)) = planned.stream.refusals().next() {
+            return Err(unsupported(
+                &self.pipeline,
+                &format!("{reason}, at operator {id},"),
+            ));
+        }
+        Ok(planned)
+    }
+
+    /// Checks the source, target and SQL, and plans the pipeline.
+    async fn plan(&self) -> Result<Planned<'_>> {
         let pipeline = &self.pipeline;
         let streams: Vec<&TableDef> = pipeline.streams().collect();
         let (source, right) = match streams.as_slice() {
@@ -392,14 +403,12 @@ impl PipelineRun {
                 ));
             }
         }
-        // What operators cannot read (a changelog where rows must be append-only).
-        if let Some((id, reason)) = crate::plan::build(pipeline, &plan).refusals().next() {
-            return Err(unsupported(
-                pipeline,
-                &format!("{reason}, at operator {id},"),
-            ));
-        }
-        Ok((source, target_location, plan))
+        Ok(Planned {
+            source,
+            target_location,
+            stream: crate::plan::build(pipeline, &plan),
+            plan,
+        })
     }
 
     /// Where each lookup join's dimension rows come from.
@@ -468,15 +477,19 @@ impl PipelineRun {
     /// Runs until stopped (or caught up), committing what it has read before returning.
     pub async fn run(self, stop: watch::Receiver<bool>) -> Result<()> {
         let started = std::time::Instant::now();
-        let (source, target_location, plan) = self.prepare().await?;
-        *self.stats.lookups.lock().expect("not poisoned") =
-            plan.lookups().map(|join| join.stats.clone()).collect();
+        let planned = self.prepare().await?;
+        let source = planned.source;
+        *self.stats.lookups.lock().expect("not poisoned") = planned
+            .plan
+            .lookups()
+            .map(|join| join.stats.clone())
+            .collect();
         let prepared_ms = started.elapsed().as_millis() as u64;
         if !self.wait_for_topic(source, &stop).await? {
             return Ok(());
         }
         let outcome = async {
-            let mut task = Task::open(&self, source, &target_location, plan, true).await?;
+            let mut task = Task::open(&self, planned, true).await?;
             tracing::debug!(
                 pipeline = self.pipeline.pipeline.name,
                 prepared_ms,
@@ -495,14 +508,15 @@ impl PipelineRun {
     /// for joins) with one commit to its target, which also records where its
     /// source is read from next. The rows it wrote stay.
     pub async fn reset(self, from: ResetFrom) -> Result<()> {
-        let (source, target_location, plan) = self.prepare().await?;
+        let planned = self.prepare().await?;
+        let source = planned.source;
         if from != ResetFrom::Committed && !matches!(source.kind, TableKind::Kafka { .. }) {
             return Err(unsupported(
                 &self.pipeline,
                 "reading a Delta or Nexmark source again from its earliest or latest position on reset",
             ));
         }
-        let mut task = Task::open(&self, source, &target_location, plan, false).await?;
+        let mut task = Task::open(&self, planned, false).await?;
         task.reset(source, from).await
     }
 

@@ -29,7 +29,7 @@ use crate::sink::late::{self, Arrival};
 use crate::sink::quarantine;
 use crate::source::SourceOptions;
 use crate::source::SourceRecord;
-use crate::source::kafka::{self, KafkaReader, KafkaSource};
+use crate::source::kafka::{self, KafkaSource};
 use crate::source::reader::{
     Next, Originals, RecordDecoder, SourceBatch, SourceReader, row_as_json,
 };
@@ -46,7 +46,7 @@ use super::commit::{CommitBatch, CommitContext, Sinks, Target};
 use super::parked::{DueRows, ParkedRows};
 use super::snapshot::{LegacyParts, OperatorState, RuntimeState, Snapshot, TemporalState};
 use super::versions::VersionFeed;
-use super::{PipelineRun, RunMode, now_ms, panic_message};
+use super::{PipelineRun, Planned, RunMode, now_ms, panic_message};
 
 /// What has been read but not yet committed.
 #[derive(Debug, Default)]
@@ -85,7 +85,7 @@ struct Stateful {
 /// The second stream of an interval join, with its watermark.
 #[derive(Debug)]
 struct RightStream {
-    reader: KafkaReader,
+    reader: Box<dyn SourceReader>,
     tracker: WatermarkTracker,
     time_column: String,
 }
@@ -164,11 +164,16 @@ impl<'a> Task<'a> {
     /// checkpointed state is left unread (a reset drops it).
     pub(super) async fn open(
         run: &'a PipelineRun,
-        source: &TableDef,
-        target_location: &str,
-        plan: CompiledPlan,
+        planned: Planned<'_>,
         restore: bool,
     ) -> Result<Task<'a>> {
+        let Planned {
+            source,
+            target_location,
+            plan,
+            stream: stream_plan,
+        } = planned;
+        let target_location = target_location.as_str();
         let name = run.pipeline.pipeline.name.clone();
         let target_def = &run.pipeline.target;
         let mode = match &plan.aggregate {
@@ -223,6 +228,12 @@ impl<'a> Task<'a> {
         let engine = &run.catalog.project().config.engine;
         let interval = Duration::from_millis(engine.commit_interval_ms);
         let group = format!("strata-{name}");
+        let options = SourceOptions {
+            project: run.catalog.project(),
+            group: &group,
+            batch_records: engine.batch_records,
+            poll_every: interval.min(Duration::from_millis(500)),
+        };
         let (reader, partitions) = match (&source.kind, &run.replay) {
             (_, Some(replay)) => {
                 refuse_replay(run, source, &plan)?;
@@ -252,15 +263,7 @@ impl<'a> Task<'a> {
                 });
                 (reader, partitions)
             }
-            (_, None) => {
-                let options = SourceOptions {
-                    project: run.catalog.project(),
-                    group: &group,
-                    batch_records: engine.batch_records,
-                    poll_every: interval.min(Duration::from_millis(500)),
-                };
-                crate::source::open(source, &options, &mut target).await?
-            }
+            (_, None) => crate::source::open(source, &options, &mut target).await?,
         };
         quarantine.resume(reader.stream(), &partitions).await?;
         let versions = match plan.lookups().find_map(|join| join.versioned()) {
@@ -273,7 +276,7 @@ impl<'a> Task<'a> {
         };
         let right = match plan.interval() {
             Some(_) => {
-                let right = open_right(run, &mut target, &group).await?;
+                let right = open_right(run, &options, &mut target).await?;
                 let partitions: Vec<i32> = right.tracker.partitions().collect();
                 quarantine
                     .resume(right.reader.stream(), &partitions)
@@ -293,7 +296,7 @@ impl<'a> Task<'a> {
         });
         let mut task = Task {
             run,
-            stream_plan: plan::build(&run.pipeline, &plan),
+            stream_plan,
             plan,
             max_future_skew_ms: source.watermark.as_ref().and_then(|w| w.max_future_skew_ms),
             originals: Originals::default(),
@@ -1715,35 +1718,27 @@ async fn open_versions(
 }
 
 /// Starts reading an interval join's right stream where the target's last commit left it.
-async fn open_right(run: &PipelineRun, target: &mut Target, group: &str) -> Result<RightStream> {
+async fn open_right(
+    run: &PipelineRun,
+    options: &SourceOptions<'_>,
+    target: &mut Target,
+) -> Result<RightStream> {
     let def = run
         .pipeline
         .streams()
         .nth(1)
         .expect("an interval join reads two streams");
-    let TableKind::Kafka { startup_mode, .. } = &def.kind else {
-        unreachable!("the run checked that both streams are Kafka topics")
-    };
     let watermark = def
         .watermark
         .as_ref()
         .expect("the plan found both streams' event times");
-    let project = run.catalog.project();
-    let kafka = connectors::kafka_target(project, def)?;
-    let topic = kafka.topic.clone();
-    let resume = kafka::resume(&kafka, group, startup_mode, target).await?;
-    let partitions: Vec<i32> = resume.keys().copied().collect();
-    let engine = &project.config.engine;
+    let (reader, partitions) = crate::source::open(def, options, target).await?;
     Ok(RightStream {
-        reader: KafkaReader {
-            source: KafkaSource::start(kafka, group, &resume, engine.batch_records)?,
-            decoder: RecordDecoder::Json(JsonDecoder::new(def.schema.clone())),
-            topic,
-        },
+        reader,
         tracker: WatermarkTracker::new(
             &partitions,
             watermark.delay_ms,
-            Duration::from_millis(engine.idle_timeout_ms),
+            Duration::from_millis(options.project.config.engine.idle_timeout_ms),
             Instant::now(),
         ),
         time_column: watermark.column.clone(),

@@ -114,19 +114,6 @@ impl KafkaSink {
         }
     }
 
-    /// The last offset of `topic`/`partition` written with the rows, if any.
-    pub fn committed_offset(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.progress
-            .offsets
-            .get(&format!("{topic}/{partition}"))
-            .copied()
-    }
-
-    /// The state checkpoint id the last transaction carried.
-    pub fn committed_state(&self) -> Option<i64> {
-        self.progress.state
-    }
-
     /// Produces the rows (tombstones for deleted keys) and commits the offsets
     /// and state id, in one transaction.
     pub fn commit(
@@ -275,12 +262,15 @@ fn json_lines(rows: &RecordBatch) -> Result<Vec<String>> {
 
 #[async_trait::async_trait]
 impl super::TargetSink for KafkaSink {
+    /// The last offset of `stream`/`partition` written with the rows, if any.
     async fn committed_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>> {
-        Ok(KafkaSink::committed_offset(self, stream, partition))
+        let key = format!("{stream}/{partition}");
+        Ok(self.progress.offsets.get(&key).copied())
     }
 
+    /// The state checkpoint id the last transaction carried.
     async fn committed_state(&self) -> Result<Option<i64>> {
-        Ok(KafkaSink::committed_state(self))
+        Ok(self.progress.state)
     }
 
     async fn commit(

@@ -86,29 +86,6 @@ impl MysqlSink {
         }
     }
 
-    /// The last offset of `stream`/`partition` this table has committed, if any.
-    pub async fn committed_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>> {
-        let sql = format!(
-            "SELECT `offset` FROM {} WHERE pipeline = ? AND stream = ? AND part = ?",
-            self.progress_table()
-        );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(&self.pipeline)
-            .bind(stream)
-            .bind(partition)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|err| self.error(err))?;
-        row.map(|row| row.try_get::<i64, _>(0))
-            .transpose()
-            .map_err(|err| self.error(err))
-    }
-
-    /// The id of the state checkpoint the last commit carried, if any.
-    pub async fn committed_state(&self) -> Result<Option<i64>> {
-        self.committed_offset(STATE_STREAM, 0).await
-    }
-
     /// Upserts and deletes `batches` (rows marked with [`super::delta::DELETE_MARKER`] delete
     /// their key) and records `offsets` and `state`, in one transaction.
     pub async fn commit(
@@ -208,12 +185,27 @@ impl MysqlSink {
 
 #[async_trait::async_trait]
 impl super::TargetSink for MysqlSink {
+    /// The last offset of `stream`/`partition` this table has committed, if any.
     async fn committed_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>> {
-        MysqlSink::committed_offset(self, stream, partition).await
+        let sql = format!(
+            "SELECT `offset` FROM {} WHERE pipeline = ? AND stream = ? AND part = ?",
+            self.progress_table()
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(&self.pipeline)
+            .bind(stream)
+            .bind(partition)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|err| self.error(err))?;
+        row.map(|row| row.try_get::<i64, _>(0))
+            .transpose()
+            .map_err(|err| self.error(err))
     }
 
+    /// The id of the state checkpoint the last commit carried, if any.
     async fn committed_state(&self) -> Result<Option<i64>> {
-        MysqlSink::committed_state(self).await
+        self.committed_offset(STATE_STREAM, 0).await
     }
 
     async fn commit(
