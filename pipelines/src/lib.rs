@@ -16,6 +16,7 @@ pub mod checkpoint;
 pub mod decode;
 pub mod error;
 pub mod interval;
+pub mod keyed;
 pub mod lag;
 pub mod live;
 pub mod lookup;

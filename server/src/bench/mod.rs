@@ -8,6 +8,7 @@
 //!   bench lineage: a generated warehouse ──▶ graph build, then queries around a node (ms)
 //!   bench quality: Kafka ──▶ 10 row rules ──▶ Delta against the same pipeline without them (overhead)
 //!   bench freshness: Kafka timestamp ──▶ a query that sees the row, live view and committed (ms)
+//!   bench state:   a keyed operator's commits over 1 M, then 10 M keys; a restore of them (ms, MB)
 //!   bench nexmark: Nexmark's Flink SQL queries, generated or through Kafka ──▶ blackhole (events/s per core)
 //! ```
 
@@ -17,6 +18,7 @@ mod lineage;
 mod lookup;
 pub mod nexmark;
 mod quality;
+mod state;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -33,6 +35,7 @@ pub use ingest::{IngestReport, ingest};
 pub use lineage::{LineageReport, lineage};
 pub use lookup::{LookupReport, lookup};
 pub use quality::{QualityReport, quality};
+pub use state::{Phase as StatePhase, StateOptions, StateReport, state};
 
 /// The mock cluster keeps at most 100,000 records or 5 MiB per partition, so
 /// 16 partitions hold about 600,000 small records: enough for a run of
@@ -102,4 +105,31 @@ async fn run_until_caught_up(
     run.run(stop_rx).await?;
     let last_commit_ms = stats.last_commit_ms.load(Ordering::Relaxed);
     Ok(((last_commit_ms - started_ms) as f64 / 1_000.0, stats))
+}
+
+/// Resets the process's peak resident memory, so that the peak is the run's.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident memory since the last reset, in MB.
+fn peak_rss_mb() -> anyhow::Result<f64> {
+    status_mb("VmHWM:")
+}
+
+/// The process's resident memory now, in MB.
+fn rss_mb() -> anyhow::Result<f64> {
+    status_mb("VmRSS:")
+}
+
+fn status_mb(field: &str) -> anyhow::Result<f64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .with_context(|| format!("no {field} in /proc/self/status"))?
+        .parse()?;
+    Ok(kb / 1024.0)
 }

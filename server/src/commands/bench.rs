@@ -64,6 +64,24 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 100_000)]
         rate: u64,
     },
+    /// A keyed operator's commit cost over 1 M and 10 M keys, its memory against the budget, and a restore.
+    State {
+        /// Keys of the first phase.
+        #[arg(long, default_value_t = 1_000_000)]
+        small_keys: u64,
+        /// Keys of the second phase.
+        #[arg(long, default_value_t = 10_000_000)]
+        large_keys: u64,
+        /// Keys read and written between two commits.
+        #[arg(long, default_value_t = 10_000)]
+        changed: u64,
+        /// Commits measured in each phase.
+        #[arg(long, default_value_t = 20)]
+        commits: u64,
+        /// The keyed state's memory budget (as `[engine] state-memory-mb`).
+        #[arg(long, default_value_t = 256)]
+        memory_mb: u64,
+    },
     /// The lineage API on a generated warehouse: building the graph, and queries around a node.
     Lineage {
         /// How many tables (in ODS → DWD → DWS → APP chains).
@@ -261,6 +279,71 @@ pub(crate) async fn run(command: BenchCommand, format: Format) -> anyhow::Result
                     );
                 }
             }
+            Ok(())
+        }
+        BenchCommand::State {
+            small_keys,
+            large_keys,
+            changed,
+            commits,
+            memory_mb,
+        } => {
+            let report = bench::state(bench::StateOptions {
+                small_keys,
+                large_keys,
+                changed,
+                commits,
+                memory_mb,
+                progress: format == Format::Table,
+            })
+            .await?;
+            let phase = |p: &bench::StatePhase| {
+                format!(
+                    "{:.1} ms ({} kB up; state {:.0} MB in {} files; updates {:.0} ms; peak RSS {:.0} MB)",
+                    p.commit_ms,
+                    p.commit_bytes / 1000,
+                    p.state_mb,
+                    p.state_files,
+                    p.update_ms,
+                    p.peak_rss_mb
+                )
+            };
+            print_measures(
+                format,
+                &report,
+                [
+                    ("memory budget", format!("{} MB", report.memory_budget_mb)),
+                    (
+                        "RSS before the store",
+                        format!("{:.0} MB", report.baseline_rss_mb),
+                    ),
+                    (
+                        "keys changed per commit",
+                        report.changed_per_commit.to_string(),
+                    ),
+                    (
+                        &format!("commit at {} keys", report.small.keys),
+                        phase(&report.small),
+                    ),
+                    (
+                        &format!("commit at {} keys", report.large.keys),
+                        phase(&report.large),
+                    ),
+                    ("commit cost ratio", format!("{:.2}", report.commit_ratio)),
+                    (
+                        "restore",
+                        format!(
+                            "{} keys in {:.1} s, peak RSS {:.0} MB",
+                            report.restored_keys, report.restore_s, report.restore_peak_rss_mb
+                        ),
+                    ),
+                    ("restored exactly", report.restored_exactly.to_string()),
+                ],
+            );
+            anyhow::ensure!(
+                report.restored_exactly,
+                "the restored state differs from the state that was checkpointed"
+            );
             Ok(())
         }
         BenchCommand::Lineage { tables, columns } => {

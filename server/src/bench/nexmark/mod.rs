@@ -14,6 +14,7 @@ mod reference;
 
 use std::time::Instant;
 
+use super::{peak_rss_mb, reset_peak_rss};
 use anyhow::{Context, bail};
 use arrow::record_batch::RecordBatch;
 use rdkafka::mocking::MockCluster;
@@ -513,21 +514,4 @@ fn cpu_seconds() -> anyhow::Result<f64> {
     let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
     // The kernel's USER_HZ, 100 on Linux.
     Ok(ticks / 100.0)
-}
-
-/// Resets the process's peak resident memory, so that the peak is the run's.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn peak_rss_mb() -> anyhow::Result<f64> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .context("no VmHWM in /proc/self/status")?
-        .parse()?;
-    Ok(kb / 1024.0)
 }

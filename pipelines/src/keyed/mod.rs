@@ -1,0 +1,471 @@
+//! Keyed state: operator state that grows with the number of keys (groups,
+//! join sides, dedup, Top-N), kept incrementally.
+//!
+//! ```text
+//!   operator ──get / put / delete(key)──▶ working store: an LSM tree on local disk (fjall), one per run
+//!                                           values:  key group ‖ key → value      memory: the budget,
+//!                                           changed: keys written since the last   the rest on disk
+//!                                                    checkpoint
+//!   checkpoint k ──seal──▶ delta-k: the changed keys, sorted (a deleted key: NULL) ──upload──▶ the
+//!                          manifest k = [base-j, delta-(j+1) … delta-k]: the operator's checkpoint entry
+//!   deltas outgrow half the base ──background──▶ base-k from a snapshot at k, uploaded; the next
+//!                                                 manifest starts from it, and older files are deleted
+//!   restart ──manifest of the landed commit──▶ download base, deltas in order ──▶ a fresh working store
+//! ```
+//!
+//! A commit costs what changed since the last one, not the whole state: the
+//! cost of a commit of 10 k keys is the same over 1 M or 10 M keys (`strata
+//! bench state`). The last landed checkpoint stays the only truth: the working
+//! store is a cache on local disk, rebuilt from the checkpoint's files on
+//! every start (written for one run, it is deleted when the run ends).
+//!
+//! Keys are laid out by key group (a hash of the key, [`KEY_GROUPS`] of them,
+//! as Flink's maximum parallelism): every file is sorted by group, so a range
+//! of groups, the unit a pipeline split across workers moves, is one range of
+//! every file and of the working store.
+
+mod file;
+mod manifest;
+mod remote;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
+
+pub use manifest::{FileKind, Manifest, StateFile};
+pub use remote::RemoteFiles;
+
+use crate::error::{PipelineError, Result};
+
+/// How many key groups keys are hashed into.
+pub const KEY_GROUPS: u16 = 128;
+
+/// The key group of a key: stable across versions and machines.
+pub fn key_group(key: &[u8]) -> u16 {
+    (twox_hash::XxHash64::oneshot(0, key) % u64::from(KEY_GROUPS)) as u16
+}
+
+fn stored_key(key: &[u8]) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(key.len() + 2);
+    stored.extend_from_slice(&key_group(key).to_be_bytes());
+    stored.extend_from_slice(key);
+    stored
+}
+
+fn split_stored(stored: &[u8]) -> (u16, &[u8]) {
+    (u16::from_be_bytes([stored[0], stored[1]]), &stored[2..])
+}
+
+fn with_group(group: u16, key: &[u8]) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(key.len() + 2);
+    stored.extend_from_slice(&group.to_be_bytes());
+    stored.extend_from_slice(key);
+    stored
+}
+
+impl From<fjall::Error> for PipelineError {
+    fn from(err: fjall::Error) -> Self {
+        PipelineError::State(format!("the working store of keyed state: {err}"))
+    }
+}
+
+/// What one pipeline run's keyed state may hold in memory (`[engine]
+/// state-memory-mb`); the rest is on local disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget {
+    pub bytes: u64,
+}
+
+impl MemoryBudget {
+    pub fn megabytes(mb: u64) -> Self {
+        Self {
+            bytes: mb * 1024 * 1024,
+        }
+    }
+}
+
+/// One run's working store: every keyed operator's state on local disk.
+#[derive(Clone)]
+pub struct StateBackend {
+    db: Database,
+    dir: PathBuf,
+    budget: MemoryBudget,
+    operators: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for StateBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateBackend")
+            .field("dir", &self.dir)
+            .field("budget", &self.budget)
+            .finish()
+    }
+}
+
+impl StateBackend {
+    /// Opens an empty working store in `dir`. Whatever is there is left over
+    /// from an earlier run and is removed: the checkpoint is the truth.
+    pub fn open(dir: &Path, budget: MemoryBudget) -> Result<Self> {
+        let io = |source| PipelineError::Io {
+            path: dir.display().to_string(),
+            source,
+        };
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(io)?;
+        }
+        std::fs::create_dir_all(dir.join("staging")).map_err(io)?;
+        // A quarter of the budget caches blocks; memtables take the rest (see `keyed`).
+        let db = Database::builder(dir.join("store"))
+            .cache_size(budget.bytes / 4)
+            .manual_journal_persist(true)
+            .temporary(true)
+            .open()?;
+        Ok(Self {
+            db,
+            dir: dir.to_path_buf(),
+            budget,
+            operators: Arc::default(),
+        })
+    }
+
+    /// The keyed state of one operator, empty, its files in `remote`.
+    pub fn keyed(&self, operator: &str, remote: RemoteFiles) -> Result<KeyedState> {
+        let ordinal = self.operators.fetch_add(1, Ordering::Relaxed);
+        // A memtable's limit counts keys and values, not the skip list's
+        // nodes (several times more for small entries), and a keyspace holds
+        // up to five before writes wait for flushes: 1/64 of the budget each.
+        let memtable = (self.budget.bytes / 64).max(1024 * 1024);
+        let values = self.db.keyspace(&format!("values-{ordinal}"), || {
+            KeyspaceCreateOptions::default()
+                .manual_journal_persist(true)
+                .max_memtable_size(memtable)
+        })?;
+        let changed = self.db.keyspace(&format!("changed-{ordinal}"), || {
+            KeyspaceCreateOptions::default()
+                .manual_journal_persist(true)
+                .max_memtable_size(memtable / 2)
+        })?;
+        let staging = self.dir.join("staging").join(ordinal.to_string());
+        std::fs::create_dir_all(&staging).map_err(|source| PipelineError::Io {
+            path: staging.display().to_string(),
+            source,
+        })?;
+        Ok(KeyedState {
+            operator: operator.to_string(),
+            db: self.db.clone(),
+            values,
+            changed,
+            staging,
+            remote,
+            manifest: Manifest::default(),
+            compaction: None,
+        })
+    }
+}
+
+/// A base written from a snapshot in the background: in flight, or done
+/// and waiting for the next seal to put it first in the manifest.
+enum Compaction {
+    Running(tokio::task::JoinHandle<Result<StateFile>>),
+    Done(StateFile),
+}
+
+/// One operator's keyed state: point reads and writes, sealed into a delta at
+/// every checkpoint.
+pub struct KeyedState {
+    operator: String,
+    db: Database,
+    values: Keyspace,
+    changed: Keyspace,
+    staging: PathBuf,
+    remote: RemoteFiles,
+    /// The files of the last sealed checkpoint.
+    manifest: Manifest,
+    compaction: Option<Compaction>,
+}
+
+impl std::fmt::Debug for KeyedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedState")
+            .field("operator", &self.operator)
+            .field("manifest", &self.manifest)
+            .finish()
+    }
+}
+
+/// A sealed checkpoint of one operator: the files to upload before the
+/// checkpoint is written, and the manifest that becomes its entry.
+#[derive(Debug)]
+pub struct Sealed {
+    pub manifest: Manifest,
+    uploads: Vec<(PathBuf, StateFile)>,
+    remote: RemoteFiles,
+}
+
+impl Sealed {
+    /// Uploads the new files; returns the entry's bytes for the checkpoint map.
+    pub async fn upload(self) -> Result<Vec<u8>> {
+        for (local, file) in &self.uploads {
+            self.remote.upload(local, file).await?;
+            let _ = tokio::fs::remove_file(local).await;
+        }
+        Ok(self.manifest.encode(KEY_GROUPS))
+    }
+
+    /// The bytes this checkpoint adds to the state's files.
+    pub fn new_bytes(&self) -> u64 {
+        self.uploads.iter().map(|(_, f)| f.bytes).sum()
+    }
+}
+
+impl KeyedState {
+    pub fn get(&self, key: &[u8]) -> Result<Option<fjall::Slice>> {
+        Ok(self.values.get(stored_key(key))?)
+    }
+
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let stored = stored_key(key);
+        let mut batch = self.db.batch();
+        batch.insert(&self.values, stored.clone(), value);
+        batch.insert(&self.changed, stored, []);
+        Ok(batch.commit()?)
+    }
+
+    pub fn delete(&mut self, key: &[u8]) -> Result<()> {
+        let stored = stored_key(key);
+        let mut batch = self.db.batch();
+        batch.remove(&self.values, stored.clone());
+        batch.insert(&self.changed, stored, []);
+        Ok(batch.commit()?)
+    }
+
+    /// Writes many keys at once: `(key, Some(value))` puts, `(key, None)` deletes.
+    pub fn write_all<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) -> Result<()> {
+        let mut batch = self.db.batch();
+        for (key, value) in entries {
+            let stored = stored_key(key);
+            match value {
+                Some(value) => batch.insert(&self.values, stored.clone(), value),
+                None => batch.remove(&self.values, stored.clone()),
+            }
+            batch.insert(&self.changed, stored, []);
+        }
+        Ok(batch.commit()?)
+    }
+
+    /// Every key and value of one key group, in key order.
+    pub fn group(&self, group: u16) -> impl Iterator<Item = Result<(Vec<u8>, fjall::Slice)>> + '_ {
+        self.values.prefix(group.to_be_bytes()).map(|guard| {
+            let (stored, value) = guard.into_inner()?;
+            Ok((split_stored(&stored).1.to_vec(), value))
+        })
+    }
+
+    /// The files of the last sealed checkpoint.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Seals the keys written since the last checkpoint into a delta file
+    /// (sorted by key group and key), and starts a compaction when the deltas
+    /// have outgrown half the base. Fast: its cost is the number of changed keys.
+    pub fn seal(&mut self, checkpoint: i64) -> Result<Sealed> {
+        let mut uploads = Vec::new();
+        if let Some(base) = self.finished_compaction()? {
+            self.manifest
+                .files
+                .retain(|f| f.kind == FileKind::Delta && f.checkpoint > base.checkpoint);
+            self.manifest.files.insert(0, base);
+        }
+        if !self.changed.is_empty()? {
+            let mut delta = StateFile {
+                kind: FileKind::Delta,
+                checkpoint,
+                entries: 0,
+                bytes: 0,
+            };
+            let local = self.staging.join(delta.name());
+            let mut sink = file::FileSink::create(&local)?;
+            for guard in self.changed.iter() {
+                let stored = guard.key()?;
+                let value = self.values.get(&stored)?;
+                let (group, key) = split_stored(&stored);
+                sink.push(group, key, value.as_deref())?;
+            }
+            delta.entries = sink.finish()?;
+            delta.bytes = file_size(&local)?;
+            self.changed.clear()?;
+            self.manifest.files.push(delta.clone());
+            uploads.push((local, delta));
+        }
+        let base_bytes = self.manifest.base().map_or(0, |b| b.bytes);
+        let delta_bytes: u64 = self.manifest.deltas().map(|d| d.bytes).sum();
+        if self.compaction.is_none() && delta_bytes > 0 && delta_bytes * 2 > base_bytes {
+            self.start_compaction(checkpoint);
+        }
+        Ok(Sealed {
+            manifest: self.manifest.clone(),
+            uploads,
+            remote: self.remote.clone(),
+        })
+    }
+
+    /// Writes base-`checkpoint` from a snapshot of the store as it is now (the
+    /// state at that checkpoint) and uploads it, in the background.
+    fn start_compaction(&mut self, checkpoint: i64) {
+        let snapshot = self.db.snapshot();
+        let values = self.values.clone();
+        let remote = self.remote.clone();
+        let mut base = StateFile {
+            kind: FileKind::Base,
+            checkpoint,
+            entries: 0,
+            bytes: 0,
+        };
+        let local = self.staging.join(base.name());
+        let task = tokio::spawn(async move {
+            let written = local.clone();
+            let (entries, bytes) = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
+                let mut sink = file::FileSink::create(&written)?;
+                for guard in snapshot.iter(&values) {
+                    let (stored, value) = guard.into_inner()?;
+                    let (group, key) = split_stored(&stored);
+                    sink.push(group, key, Some(&value))?;
+                }
+                let entries = sink.finish()?;
+                Ok((entries, file_size(&written)?))
+            })
+            .await
+            .map_err(compaction_failed)??;
+            base.entries = entries;
+            base.bytes = bytes;
+            remote.upload(&local, &base).await?;
+            let _ = tokio::fs::remove_file(&local).await;
+            Ok(base)
+        });
+        self.compaction = Some(Compaction::Running(task));
+    }
+
+    /// The base a finished compaction wrote, if one has finished.
+    fn finished_compaction(&mut self) -> Result<Option<StateFile>> {
+        match self.compaction.take() {
+            Some(Compaction::Done(base)) => Ok(Some(base)),
+            Some(Compaction::Running(task)) if task.is_finished() => {
+                let base = futures::FutureExt::now_or_never(task)
+                    .expect("the task has finished")
+                    .map_err(compaction_failed)??;
+                Ok(Some(base))
+            }
+            running => {
+                self.compaction = running;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Waits for a compaction in flight (a bench, a test, or a clean stop).
+    pub async fn settle(&mut self) -> Result<()> {
+        if let Some(Compaction::Running(task)) = self.compaction.take() {
+            let base = task.await.map_err(compaction_failed)??;
+            self.compaction = Some(Compaction::Done(base));
+        }
+        Ok(())
+    }
+
+    /// After the commit of `landed` has landed: deletes the files it no longer names.
+    pub async fn forget_unnamed(&self, landed: &Manifest) -> Result<usize> {
+        self.remote.forget_unnamed(landed, true).await
+    }
+
+    /// Restores the state a landed checkpoint's entry names into this empty
+    /// state, then deletes every file the entry does not name.
+    pub async fn restore(&mut self, entry: &[u8]) -> Result<u64> {
+        let manifest = Manifest::decode(entry, KEY_GROUPS)?;
+        for file in &manifest.files {
+            let local = self.staging.join(file.name());
+            self.remote.download(file, &local).await?;
+            let db = self.db.clone();
+            let values = self.values.clone();
+            let expected = file.entries;
+            let name = file.name();
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                let mut batch = db.batch();
+                let read = file::read(&local, |group, key, value| {
+                    let stored = with_group(group, key);
+                    match value {
+                        Some(value) => batch.insert(&values, stored, value),
+                        None => batch.remove(&values, stored),
+                    }
+                    if batch.len() >= 10_000 {
+                        std::mem::replace(&mut batch, db.batch()).commit()?;
+                    }
+                    Ok(())
+                })?;
+                batch.commit()?;
+                let _ = std::fs::remove_file(&local);
+                if read != expected {
+                    return Err(PipelineError::State(format!(
+                        "keyed state file {name} holds {read} entries; its manifest says {expected}"
+                    )));
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|err| PipelineError::State(format!("restoring keyed state: {err}")))??;
+        }
+        self.remote.forget_unnamed(&manifest, false).await?;
+        self.manifest = manifest;
+        Ok(self.values.len()? as u64)
+    }
+
+    /// Every key and value in order (each key after its key group).
+    pub fn entries(&self) -> impl Iterator<Item = Result<(Vec<u8>, fjall::Slice)>> + '_ {
+        self.values.iter().map(|guard| {
+            let (stored, value) = guard.into_inner()?;
+            Ok((split_stored(&stored).1.to_vec(), value))
+        })
+    }
+
+    /// How many keys there are, and a digest of every key and value in order:
+    /// two states are equal when both are.
+    pub fn digest(&self) -> Result<(u64, u64)> {
+        use std::hash::Hasher;
+        let mut hasher = twox_hash::XxHash64::with_seed(0);
+        let mut count = 0;
+        for entry in self.entries() {
+            let (key, value) = entry?;
+            hasher.write(&(key.len() as u64).to_le_bytes());
+            hasher.write(&key);
+            hasher.write(&(value.len() as u64).to_le_bytes());
+            hasher.write(&value);
+            count += 1;
+        }
+        Ok((count, hasher.finish()))
+    }
+
+    /// Bytes the working store holds on local disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.values.disk_space() + self.changed.disk_space()
+    }
+}
+
+fn compaction_failed(err: tokio::task::JoinError) -> PipelineError {
+    PipelineError::State(format!("compacting keyed state: {err}"))
+}
+
+fn file_size(path: &Path) -> Result<u64> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|source| PipelineError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,220 @@
+use std::sync::Arc;
+
+use deltalake::logstore::ObjectStoreRef;
+use deltalake::logstore::object_store::local::LocalFileSystem;
+
+use super::*;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    store: ObjectStoreRef,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    std::fs::create_dir_all(root.join("remote")).unwrap();
+    let store: ObjectStoreRef =
+        Arc::new(LocalFileSystem::new_with_prefix(root.join("remote")).unwrap());
+    Setup {
+        _dir: dir,
+        root,
+        store,
+    }
+}
+
+impl Setup {
+    fn state(&self, run: &str) -> KeyedState {
+        let backend = StateBackend::open(&self.root.join(run), MemoryBudget::megabytes(8)).unwrap();
+        backend
+            .keyed(
+                "aggregate",
+                RemoteFiles::new(self.store.clone(), "_strata_state/p", "aggregate"),
+            )
+            .unwrap()
+    }
+
+    fn remote(&self) -> RemoteFiles {
+        RemoteFiles::new(self.store.clone(), "_strata_state/p", "aggregate")
+    }
+}
+
+fn key(i: u32) -> Vec<u8> {
+    format!("key-{i}").into_bytes()
+}
+
+fn all(state: &KeyedState) -> Vec<(Vec<u8>, Vec<u8>)> {
+    state
+        .entries()
+        .map(|e| e.map(|(k, v)| (k, v.to_vec())))
+        .collect::<Result<_>>()
+        .unwrap()
+}
+
+/// Seals, uploads and "lands" a checkpoint; returns its entry.
+async fn checkpoint(state: &mut KeyedState, id: i64) -> (Vec<u8>, u64) {
+    let sealed = state.seal(id).unwrap();
+    let new_bytes = sealed.new_bytes();
+    let manifest = sealed.manifest.clone();
+    let entry = sealed.upload().await.unwrap();
+    state.forget_unnamed(&manifest).await.unwrap();
+    (entry, new_bytes)
+}
+
+#[tokio::test]
+async fn puts_and_deletes_restore_exactly_from_the_checkpoint_files() {
+    let setup = setup();
+    let mut state = setup.state("run-1");
+    for i in 0..1_000 {
+        state.put(&key(i), &i.to_le_bytes()).unwrap();
+    }
+    state.delete(&key(7)).unwrap();
+    assert_eq!(state.get(&key(7)).unwrap(), None);
+    assert_eq!(
+        state.get(&key(8)).unwrap().as_deref(),
+        Some(&8u32.to_le_bytes()[..])
+    );
+    checkpoint(&mut state, 1).await;
+    state.put(&key(8), b"changed").unwrap();
+    state.delete(&key(9)).unwrap();
+    let (entry_2, _) = checkpoint(&mut state, 2).await;
+
+    let mut restored = setup.state("run-2");
+    assert_eq!(restored.restore(&entry_2).await.unwrap(), 998);
+    assert_eq!(all(&restored), all(&state));
+    assert_eq!(
+        restored.get(&key(8)).unwrap().as_deref(),
+        Some(&b"changed"[..])
+    );
+}
+
+#[tokio::test]
+async fn a_commit_writes_only_the_keys_changed_since_the_last() {
+    let setup = setup();
+    let mut state = setup.state("run");
+    let loaded: Vec<(Vec<u8>, [u8; 4])> = (0..50_000).map(|i| (key(i), i.to_le_bytes())).collect();
+    state
+        .write_all(loaded.iter().map(|(k, v)| (k.as_slice(), Some(&v[..]))))
+        .unwrap();
+    let (_, loaded) = checkpoint(&mut state, 1).await;
+    for i in 0..10 {
+        state.put(&key(i * 1000), b"x").unwrap();
+    }
+    let sealed = state.seal(2).unwrap();
+    let delta = sealed.manifest.files.last().unwrap().clone();
+    assert_eq!(
+        (delta.kind, delta.checkpoint, delta.entries),
+        (FileKind::Delta, 2, 10)
+    );
+    assert!(
+        sealed.new_bytes() * 100 < loaded,
+        "{} vs {loaded}",
+        sealed.new_bytes()
+    );
+    // Nothing changed: nothing to write.
+    sealed.upload().await.unwrap();
+    assert_eq!(state.seal(3).unwrap().new_bytes(), 0);
+}
+
+#[tokio::test]
+async fn deltas_are_compacted_into_a_base_in_the_background_and_replaced_files_deleted() {
+    let setup = setup();
+    let mut state = setup.state("run");
+    let mut entry = Vec::new();
+    for id in 1..=6 {
+        for i in 0..2_000 {
+            state.put(&key(i), &(i * id as u32).to_le_bytes()).unwrap();
+        }
+        state.delete(&key(id as u32)).unwrap();
+        entry = checkpoint(&mut state, id).await.0;
+        state.settle().await.unwrap();
+    }
+    let manifest = Manifest::decode(&entry, KEY_GROUPS).unwrap();
+    let base = manifest.base().expect("a compaction wrote a base");
+    assert!(manifest.deltas().all(|d| d.checkpoint > base.checkpoint));
+    assert!(manifest.files.len() < 6, "{manifest:?}");
+    let mut names = setup.remote().names().await.unwrap();
+    names.retain(|name| !manifest.contains(name));
+    assert!(
+        names.iter().all(|n| n.starts_with("base-")),
+        "only a newer base may be unnamed: {names:?}"
+    );
+    let mut restored = setup.state("again");
+    restored.restore(&entry).await.unwrap();
+    assert_eq!(all(&restored), all(&state));
+}
+
+#[tokio::test]
+async fn state_beyond_the_memory_budget_lives_on_local_disk() {
+    let setup = setup();
+    let mut state = setup.state("run");
+    let value = vec![7u8; 200];
+    for chunk in 0..20u32 {
+        let keys: Vec<Vec<u8>> = (chunk * 10_000..(chunk + 1) * 10_000).map(key).collect();
+        state
+            .write_all(keys.iter().map(|k| (k.as_slice(), Some(value.as_slice()))))
+            .unwrap();
+    }
+    // 200 k keys of 200 bytes: five times the 8 MiB budget.
+    assert!(
+        state.disk_bytes() > 8 * 1024 * 1024,
+        "{}",
+        state.disk_bytes()
+    );
+    assert_eq!(
+        state.get(&key(123_456)).unwrap().as_deref(),
+        Some(value.as_slice())
+    );
+}
+
+#[tokio::test]
+async fn a_key_group_is_one_range_of_keys() {
+    let setup = setup();
+    let mut state = setup.state("run");
+    for i in 0..5_000 {
+        state.put(&key(i), b"v").unwrap();
+    }
+    let mut seen = 0;
+    for group in 0..KEY_GROUPS {
+        for entry in state.group(group) {
+            let (k, _) = entry.unwrap();
+            assert_eq!(key_group(&k), group);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 5_000);
+}
+
+#[tokio::test]
+async fn a_missing_or_damaged_file_is_an_error_naming_it() {
+    let setup = setup();
+    let mut state = setup.state("run");
+    state.put(b"a", b"1").unwrap();
+    let (entry, _) = checkpoint(&mut state, 1).await;
+    let manifest = Manifest::decode(&entry, KEY_GROUPS).unwrap();
+    let name = manifest.files[0].name();
+    let path = setup
+        .root
+        .join("remote/_strata_state/p/keyed/aggregate")
+        .join(&name);
+    std::fs::write(&path, b"not arrow").unwrap();
+    let err = setup
+        .state("again")
+        .restore(&entry)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&name) || err.contains("not a whole state file"),
+        "{err}"
+    );
+    std::fs::remove_file(&path).unwrap();
+    let err = setup
+        .state("third")
+        .restore(&entry)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&name), "{err}");
+}
