@@ -33,7 +33,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-fn io_error(path: &Path, source: std::io::Error) -> PipelineError {
+pub(super) fn io_error(path: &Path, source: std::io::Error) -> PipelineError {
     PipelineError::Io {
         path: path.display().to_string(),
         source,
@@ -42,6 +42,7 @@ fn io_error(path: &Path, source: std::io::Error) -> PipelineError {
 
 /// Writes a state file from entries given in key order.
 pub struct FileSink {
+    path: std::path::PathBuf,
     writer: FileWriter<BufWriter<File>>,
     groups: UInt16Builder,
     keys: BinaryBuilder,
@@ -54,6 +55,7 @@ impl FileSink {
     pub fn create(path: &Path) -> Result<Self> {
         let file = File::create(path).map_err(|err| io_error(path, err))?;
         Ok(Self {
+            path: path.to_path_buf(),
             writer: FileWriter::try_new(BufWriter::new(file), &SCHEMA)?,
             groups: UInt16Builder::with_capacity(ROWS_PER_BATCH),
             keys: BinaryBuilder::new(),
@@ -93,16 +95,22 @@ impl FileSink {
         Ok(())
     }
 
-    /// Writes the footer; returns how many entries the file holds.
-    pub fn finish(mut self) -> Result<u64> {
+    /// Writes the footer; returns how many entries the file holds and its
+    /// size. Not synced: the file is a staging copy, and the uploaded one is
+    /// what a checkpoint names.
+    pub fn finish(mut self) -> Result<(u64, u64)> {
         self.flush()?;
         self.writer.finish()?;
-        let file = self.writer.into_inner()?;
-        file.into_inner()
-            .map_err(|err| PipelineError::State(format!("writing a state file: {err}")))?
-            .sync_all()
-            .map_err(|err| PipelineError::State(format!("writing a state file: {err}")))?;
-        Ok(self.entries)
+        let file = self
+            .writer
+            .into_inner()?
+            .into_inner()
+            .map_err(|err| io_error(&self.path, err.into_error()))?;
+        let bytes = file
+            .metadata()
+            .map_err(|err| io_error(&self.path, err))?
+            .len();
+        Ok((self.entries, bytes))
     }
 }
 
@@ -166,7 +174,7 @@ mod tests {
         for (group, key, value) in &written {
             sink.push(*group, key, value.as_deref()).unwrap();
         }
-        assert_eq!(sink.finish().unwrap(), 20_000);
+        assert_eq!(sink.finish().unwrap().0, 20_000);
         let mut read_back = Vec::new();
         let count = read(&path, |group, key, value| {
             read_back.push((group, key.to_vec(), value.map(<[u8]>::to_vec)));

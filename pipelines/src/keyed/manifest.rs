@@ -51,6 +51,15 @@ impl StateFile {
     pub fn name(&self) -> String {
         format!("{}-{:020}.arrow", self.kind.prefix(), self.checkpoint)
     }
+
+    /// The checkpoint of a file named as [`Self::name`] names one of `kind`.
+    pub fn checkpoint_in(name: &str, kind: FileKind) -> Option<i64> {
+        name.strip_prefix(kind.prefix())?
+            .strip_prefix('-')?
+            .strip_suffix(".arrow")?
+            .parse()
+            .ok()
+    }
 }
 
 /// The files of one keyed operator's state at one checkpoint: a base (none
@@ -149,6 +158,9 @@ mod tests {
         assert!(err.contains("written for 128 key groups"), "{err}");
         assert!(manifest.files[1].name() < manifest.files[2].name());
         assert_eq!(manifest.files[2].name(), "delta-00000000000000000011.arrow");
+        let base = manifest.files[0].name();
+        assert_eq!(StateFile::checkpoint_in(&base, FileKind::Base), Some(9));
+        assert_eq!(StateFile::checkpoint_in(&base, FileKind::Delta), None);
         assert!(Manifest::decode(b"STRATA-STATE-3", 128).is_err());
     }
 }

@@ -48,10 +48,7 @@ pub fn key_group(key: &[u8]) -> u16 {
 }
 
 fn stored_key(key: &[u8]) -> Vec<u8> {
-    let mut stored = Vec::with_capacity(key.len() + 2);
-    stored.extend_from_slice(&key_group(key).to_be_bytes());
-    stored.extend_from_slice(key);
-    stored
+    with_group(key_group(key), key)
 }
 
 fn split_stored(stored: &[u8]) -> (u16, &[u8]) {
@@ -71,8 +68,9 @@ impl From<fjall::Error> for PipelineError {
     }
 }
 
-/// What one pipeline run's keyed state may hold in memory (`[engine]
-/// state-memory-mb`); the rest is on local disk.
+/// What one pipeline run's keyed state should hold in memory; the rest is on
+/// local disk. It sizes the block cache and the memtables (`strata bench
+/// state --memory-mb`); the process's peak is not bounded by it yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryBudget {
     pub bytes: u64,
@@ -108,10 +106,7 @@ impl StateBackend {
     /// Opens an empty working store in `dir`. Whatever is there is left over
     /// from an earlier run and is removed: the checkpoint is the truth.
     pub fn open(dir: &Path, budget: MemoryBudget) -> Result<Self> {
-        let io = |source| PipelineError::Io {
-            path: dir.display().to_string(),
-            source,
-        };
+        let io = |source| file::io_error(dir, source);
         if dir.exists() {
             std::fs::remove_dir_all(dir).map_err(io)?;
         }
@@ -148,10 +143,7 @@ impl StateBackend {
                 .max_memtable_size(memtable / 2)
         })?;
         let staging = self.dir.join("staging").join(ordinal.to_string());
-        std::fs::create_dir_all(&staging).map_err(|source| PipelineError::Io {
-            path: staging.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(&staging).map_err(|source| file::io_error(&staging, source))?;
         Ok(KeyedState {
             operator: operator.to_string(),
             db: self.db.clone(),
@@ -226,19 +218,11 @@ impl KeyedState {
     }
 
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        let stored = stored_key(key);
-        let mut batch = self.db.batch();
-        batch.insert(&self.values, stored.clone(), value);
-        batch.insert(&self.changed, stored, []);
-        Ok(batch.commit()?)
+        self.write_all([(key, Some(value))])
     }
 
     pub fn delete(&mut self, key: &[u8]) -> Result<()> {
-        let stored = stored_key(key);
-        let mut batch = self.db.batch();
-        batch.remove(&self.values, stored.clone());
-        batch.insert(&self.changed, stored, []);
-        Ok(batch.commit()?)
+        self.write_all([(key, None)])
     }
 
     /// Writes many keys at once: `(key, Some(value))` puts, `(key, None)` deletes.
@@ -297,8 +281,7 @@ impl KeyedState {
                 let (group, key) = split_stored(&stored);
                 sink.push(group, key, value.as_deref())?;
             }
-            delta.entries = sink.finish()?;
-            delta.bytes = file_size(&local)?;
+            (delta.entries, delta.bytes) = sink.finish()?;
             self.changed.clear()?;
             self.manifest.files.push(delta.clone());
             uploads.push((local, delta));
@@ -329,21 +312,17 @@ impl KeyedState {
         };
         let local = self.staging.join(base.name());
         let task = tokio::spawn(async move {
-            let written = local.clone();
-            let (entries, bytes) = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
-                let mut sink = file::FileSink::create(&written)?;
+            let mut sink = file::FileSink::create(&local)?;
+            (base.entries, base.bytes) = tokio::task::spawn_blocking(move || {
                 for guard in snapshot.iter(&values) {
                     let (stored, value) = guard.into_inner()?;
                     let (group, key) = split_stored(&stored);
                     sink.push(group, key, Some(&value))?;
                 }
-                let entries = sink.finish()?;
-                Ok((entries, file_size(&written)?))
+                sink.finish()
             })
             .await
             .map_err(compaction_failed)??;
-            base.entries = entries;
-            base.bytes = bytes;
             remote.upload(&local, &base).await?;
             let _ = tokio::fs::remove_file(&local).await;
             Ok(base)
@@ -370,7 +349,7 @@ impl KeyedState {
 
     /// Waits for a compaction in flight (a bench, a test, or a clean stop).
     pub async fn settle(&mut self) -> Result<()> {
-        if let Some(Compaction::Running(task)) = self.compaction.take() {
+        if let Some(Compaction::Running(task)) = &mut self.compaction {
             let base = task.await.map_err(compaction_failed)??;
             self.compaction = Some(Compaction::Done(base));
         }
@@ -456,15 +435,6 @@ impl KeyedState {
 
 fn compaction_failed(err: tokio::task::JoinError) -> PipelineError {
     PipelineError::State(format!("compacting keyed state: {err}"))
-}
-
-fn file_size(path: &Path) -> Result<u64> {
-    std::fs::metadata(path)
-        .map(|m| m.len())
-        .map_err(|source| PipelineError::Io {
-            path: path.display().to_string(),
-            source,
-        })
 }
 
 #[cfg(test)]

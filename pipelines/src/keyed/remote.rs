@@ -130,14 +130,7 @@ impl RemoteFiles {
         let newest_base = landed.base().map_or(i64::MIN, |base| base.checkpoint);
         let mut deleted = 0;
         for name in self.names().await? {
-            let newer_base = name
-                .strip_prefix(FileKind::Base.prefix())
-                .and_then(|rest| {
-                    rest.trim_start_matches('-')
-                        .trim_end_matches(".arrow")
-                        .parse::<i64>()
-                        .ok()
-                })
+            let newer_base = StateFile::checkpoint_in(&name, FileKind::Base)
                 .is_some_and(|checkpoint| checkpoint > newest_base);
             if landed.contains(&name) || (keep_newer_bases && newer_base) {
                 continue;

@@ -218,3 +218,20 @@ async fn a_missing_or_damaged_file_is_an_error_naming_it() {
         .to_string();
     assert!(err.contains(&name), "{err}");
 }
+
+#[tokio::test]
+async fn a_settled_compaction_is_kept_until_the_next_seal() {
+    let setup = setup();
+    let mut state = setup.state("run");
+    state.put(b"a", b"1").unwrap();
+    checkpoint(&mut state, 1).await;
+    state.settle().await.unwrap();
+    state.settle().await.unwrap();
+    let sealed = state.seal(2).unwrap();
+    assert_eq!(
+        sealed.manifest.base().map(|b| b.checkpoint),
+        Some(1),
+        "{:?}",
+        sealed.manifest
+    );
+}
