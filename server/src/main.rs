@@ -189,6 +189,19 @@ enum Command {
     },
 }
 
+/// jemalloc, as TiKV and RisingWave run their storage engines on: keyed
+/// state's memtables and blocks are allocated on one thread and freed on
+/// another, which glibc's per-thread arenas keep as resident memory; jemalloc
+/// hands it back to the system from a background thread.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options (`MALLOC_CONF` still overrides them): purge freed pages
+/// from a background thread, within a second.
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()

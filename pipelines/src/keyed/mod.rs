@@ -129,9 +129,9 @@ impl StateBackend {
     pub fn keyed(&self, operator: &str, remote: RemoteFiles) -> Result<KeyedState> {
         let ordinal = self.operators.fetch_add(1, Ordering::Relaxed);
         // A memtable's limit counts keys and values, not the skip list's
-        // nodes (several times more for small entries), and a keyspace holds
-        // up to five before writes wait for flushes: 1/64 of the budget each.
-        let memtable = (self.budget.bytes / 64).max(1024 * 1024);
+        // nodes (2.5 times more for small entries), and a keyspace holds up
+        // to five before writes wait for flushes: 1/128 of the budget each.
+        let memtable = (self.budget.bytes / 128).max(1024 * 1024);
         let values = self.db.keyspace(&format!("values-{ordinal}"), || {
             KeyspaceCreateOptions::default()
                 .manual_journal_persist(true)
@@ -368,24 +368,29 @@ impl KeyedState {
         for file in &manifest.files {
             let local = self.staging.join(file.name());
             self.remote.download(file, &local).await?;
-            let db = self.db.clone();
             let values = self.values.clone();
             let expected = file.entries;
             let name = file.name();
             tokio::task::spawn_blocking(move || -> Result<()> {
-                let mut batch = db.batch();
+                // A file is sorted: it is bulk-loaded into new tables, past
+                // the memtables, each file over the ones before it.
+                let mut ingestion = values.start_ingestion()?;
+                let mut previous: Option<Vec<u8>> = None;
                 let read = file::read(&local, |group, key, value| {
                     let stored = with_group(group, key);
+                    if previous.as_ref().is_some_and(|p| *p >= stored) {
+                        return Err(PipelineError::State(format!(
+                            "keyed state file {name} is not sorted by key group and key"
+                        )));
+                    }
                     match value {
-                        Some(value) => batch.insert(&values, stored, value),
-                        None => batch.remove(&values, stored),
+                        Some(value) => ingestion.write(stored.clone(), value)?,
+                        None => ingestion.write_tombstone(stored.clone())?,
                     }
-                    if batch.len() >= 10_000 {
-                        std::mem::replace(&mut batch, db.batch()).commit()?;
-                    }
+                    previous = Some(stored);
                     Ok(())
                 })?;
-                batch.commit()?;
+                ingestion.finish()?;
                 let _ = std::fs::remove_file(&local);
                 if read != expected {
                     return Err(PipelineError::State(format!(

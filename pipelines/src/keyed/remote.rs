@@ -16,7 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::manifest::{FileKind, Manifest, StateFile};
 use crate::error::{PipelineError, Result};
 
-const PART_BYTES: usize = 8 * 1024 * 1024;
+/// The smallest part S3 accepts, one in flight: an upload holds two parts.
+const PART_BYTES: usize = 5 * 1024 * 1024;
+const READ_BYTES: usize = 256 * 1024;
 
 /// The folder of one keyed operator's state files.
 #[derive(Debug, Clone)]
@@ -64,7 +66,7 @@ impl RemoteFiles {
         let mut reader = tokio::fs::File::open(local)
             .await
             .map_err(|err| self.error(&name, err))?;
-        let mut buffer = vec![0; PART_BYTES];
+        let mut buffer = vec![0; READ_BYTES];
         loop {
             let read = reader
                 .read(&mut buffer)
@@ -74,7 +76,7 @@ impl RemoteFiles {
                 break;
             }
             writer
-                .wait_for_capacity(2)
+                .wait_for_capacity(1)
                 .await
                 .map_err(|err| self.error(&name, err))?;
             writer.write(&buffer[..read]);

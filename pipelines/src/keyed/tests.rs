@@ -35,6 +35,28 @@ impl Setup {
             .unwrap()
     }
 
+    /// A state of one key, checkpointed: the entry, its one file's name and path.
+    async fn one_landed_file(&self) -> (Vec<u8>, String, PathBuf) {
+        let mut state = self.state("run");
+        state.put(b"a", b"1").unwrap();
+        let (entry, _) = checkpoint(&mut state, 1).await;
+        let name = Manifest::decode(&entry, KEY_GROUPS).unwrap().files[0].name();
+        let path = self
+            .root
+            .join("remote/_strata_state/p/keyed/aggregate")
+            .join(&name);
+        (entry, name, path)
+    }
+
+    /// Restores `entry` into a fresh run, which must fail: the error.
+    async fn restore_error(&self, run: &str, entry: &[u8]) -> String {
+        self.state(run)
+            .restore(entry)
+            .await
+            .unwrap_err()
+            .to_string()
+    }
+
     fn remote(&self) -> RemoteFiles {
         RemoteFiles::new(self.store.clone(), "_strata_state/p", "aggregate")
     }
@@ -189,33 +211,15 @@ async fn a_key_group_is_one_range_of_keys() {
 #[tokio::test]
 async fn a_missing_or_damaged_file_is_an_error_naming_it() {
     let setup = setup();
-    let mut state = setup.state("run");
-    state.put(b"a", b"1").unwrap();
-    let (entry, _) = checkpoint(&mut state, 1).await;
-    let manifest = Manifest::decode(&entry, KEY_GROUPS).unwrap();
-    let name = manifest.files[0].name();
-    let path = setup
-        .root
-        .join("remote/_strata_state/p/keyed/aggregate")
-        .join(&name);
+    let (entry, name, path) = setup.one_landed_file().await;
     std::fs::write(&path, b"not arrow").unwrap();
-    let err = setup
-        .state("again")
-        .restore(&entry)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = setup.restore_error("again", &entry).await;
     assert!(
         err.contains(&name) || err.contains("not a whole state file"),
         "{err}"
     );
     std::fs::remove_file(&path).unwrap();
-    let err = setup
-        .state("third")
-        .restore(&entry)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = setup.restore_error("third", &entry).await;
     assert!(err.contains(&name), "{err}");
 }
 
@@ -234,4 +238,16 @@ async fn a_settled_compaction_is_kept_until_the_next_seal() {
         "{:?}",
         sealed.manifest
     );
+}
+
+#[tokio::test]
+async fn a_file_out_of_key_order_is_refused_not_loaded() {
+    let setup = setup();
+    let (entry, name, path) = setup.one_landed_file().await;
+    let mut sink = file::FileSink::create(&path).unwrap();
+    sink.push(3, b"b", Some(b"2")).unwrap();
+    sink.push(3, b"a", Some(b"1")).unwrap();
+    sink.finish().unwrap();
+    let err = setup.restore_error("again", &entry).await;
+    assert!(err.contains(&name) && err.contains("not sorted"), "{err}");
 }

@@ -338,6 +338,10 @@ pub(crate) async fn run(command: BenchCommand, format: Format) -> anyhow::Result
                         ),
                     ),
                     ("restored exactly", report.restored_exactly.to_string()),
+                    (
+                        "peak over RSS before the store within budget",
+                        report.within_budget.to_string(),
+                    ),
                 ],
             );
             anyhow::ensure!(
