@@ -96,7 +96,7 @@ impl FileSink {
     }
 
     /// Writes the footer; returns how many entries the file holds and its
-    /// size. Not synced: the file is a staging copy, and the uploaded one is
+    /// size. Not synced: the file is a local copy, and the uploaded one is
     /// what a checkpoint names.
     pub fn finish(mut self) -> Result<(u64, u64)> {
         self.flush()?;
@@ -114,11 +114,13 @@ impl FileSink {
     }
 }
 
-/// Reads a state file's entries in order: `(key_group, key, value)`.
-pub fn read(
-    path: &Path,
-    mut each: impl FnMut(u16, &[u8], Option<&[u8]>) -> Result<()>,
-) -> Result<u64> {
+/// The columns of a state file.
+pub(super) fn schema() -> SchemaRef {
+    SCHEMA.clone()
+}
+
+/// Opens a state file for reading its batches in order, checking its columns.
+pub(super) fn open(path: &Path) -> Result<FileReader<BufReader<File>>> {
     let file = File::open(path).map_err(|err| io_error(path, err))?;
     let reader = FileReader::try_new(BufReader::new(file), None).map_err(|err| {
         PipelineError::State(format!(
@@ -133,6 +135,15 @@ pub fn read(
             reader.schema()
         )));
     }
+    Ok(reader)
+}
+
+/// Reads a state file's entries in order: `(key_group, key, value)`.
+pub fn read(
+    path: &Path,
+    mut each: impl FnMut(u16, &[u8], Option<&[u8]>) -> Result<()>,
+) -> Result<u64> {
+    let reader = open(path)?;
     let mut entries = 0;
     for batch in reader {
         let batch = batch?;
@@ -148,7 +159,7 @@ pub fn read(
     Ok(entries)
 }
 
-fn column<T: 'static>(batch: &RecordBatch, index: usize) -> &T {
+pub(super) fn column<T: 'static>(batch: &RecordBatch, index: usize) -> &T {
     batch
         .column(index)
         .as_any()

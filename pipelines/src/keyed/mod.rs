@@ -8,8 +8,9 @@
 //!                                                    checkpoint
 //!   checkpoint k ──seal──▶ delta-k: the changed keys, sorted (a deleted key: NULL) ──upload──▶ the
 //!                          manifest k = [base-j, delta-(j+1) … delta-k]: the operator's checkpoint entry
-//!   deltas outgrow half the base ──background──▶ base-k from a snapshot at k, uploaded; the next
-//!                                                 manifest starts from it, and older files are deleted
+//!   deltas outgrow half the base ──background──▶ base-k: the local copies of base-j and the deltas
+//!                                                 merged, uploaded; the next manifest starts from it,
+//!                                                 and the files it replaces are deleted
 //!   restart ──manifest of the landed commit──▶ download base, deltas in order ──▶ a fresh working store
 //! ```
 //!
@@ -17,7 +18,9 @@
 //! cost of a commit of 10 k keys is the same over 1 M or 10 M keys (`strata
 //! bench state`). The last landed checkpoint stays the only truth: the working
 //! store is a cache on local disk, rebuilt from the checkpoint's files on
-//! every start (written for one run, it is deleted when the run ends).
+//! every start (written for one run, it is deleted when the run ends). It
+//! keeps a local copy of every file the manifest names, which compaction
+//! merges without reading the store, so no snapshot of it stays open.
 //!
 //! Keys are laid out by key group (a hash of the key, [`KEY_GROUPS`] of them,
 //! as Flink's maximum parallelism): every file is sorted by group, so a range
@@ -26,13 +29,14 @@
 
 mod file;
 mod manifest;
+mod merge;
 mod remote;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
 pub use manifest::{FileKind, Manifest, StateFile};
 pub use remote::RemoteFiles;
@@ -110,7 +114,7 @@ impl StateBackend {
         if dir.exists() {
             std::fs::remove_dir_all(dir).map_err(io)?;
         }
-        std::fs::create_dir_all(dir.join("staging")).map_err(io)?;
+        std::fs::create_dir_all(dir.join("files")).map_err(io)?;
         // A quarter of the budget caches blocks; memtables take the rest (see `keyed`).
         let db = Database::builder(dir.join("store"))
             .cache_size(budget.bytes / 4)
@@ -142,14 +146,15 @@ impl StateBackend {
                 .manual_journal_persist(true)
                 .max_memtable_size(memtable / 2)
         })?;
-        let staging = self.dir.join("staging").join(ordinal.to_string());
-        std::fs::create_dir_all(&staging).map_err(|source| file::io_error(&staging, source))?;
+        let local_files = self.dir.join("files").join(ordinal.to_string());
+        std::fs::create_dir_all(&local_files)
+            .map_err(|source| file::io_error(&local_files, source))?;
         Ok(KeyedState {
             operator: operator.to_string(),
             db: self.db.clone(),
             values,
             changed,
-            staging,
+            local_files,
             remote,
             manifest: Manifest::default(),
             compaction: None,
@@ -157,7 +162,7 @@ impl StateBackend {
     }
 }
 
-/// A base written from a snapshot in the background: in flight, or done
+/// A base merged in the background: in flight, or done
 /// and waiting for the next seal to put it first in the manifest.
 enum Compaction {
     Running(tokio::task::JoinHandle<Result<StateFile>>),
@@ -171,7 +176,9 @@ pub struct KeyedState {
     db: Database,
     values: Keyspace,
     changed: Keyspace,
-    staging: PathBuf,
+    /// Local copies of the files the manifest names (and of a base being
+    /// compacted), which compaction merges.
+    local_files: PathBuf,
     remote: RemoteFiles,
     /// The files of the last sealed checkpoint.
     manifest: Manifest,
@@ -201,7 +208,6 @@ impl Sealed {
     pub async fn upload(self) -> Result<Vec<u8>> {
         for (local, file) in &self.uploads {
             self.remote.upload(local, file).await?;
-            let _ = tokio::fs::remove_file(local).await;
         }
         Ok(self.manifest.encode(KEY_GROUPS))
     }
@@ -261,10 +267,14 @@ impl KeyedState {
     pub fn seal(&mut self, checkpoint: i64) -> Result<Sealed> {
         let mut uploads = Vec::new();
         if let Some(base) = self.finished_compaction()? {
-            self.manifest
-                .files
-                .retain(|f| f.kind == FileKind::Delta && f.checkpoint > base.checkpoint);
+            let (kept, replaced) = std::mem::take(&mut self.manifest.files)
+                .into_iter()
+                .partition(|f| f.kind == FileKind::Delta && f.checkpoint > base.checkpoint);
+            self.manifest.files = kept;
             self.manifest.files.insert(0, base);
+            for file in replaced {
+                let _ = std::fs::remove_file(self.local_files.join(file.name()));
+            }
         }
         if !self.changed.is_empty()? {
             let mut delta = StateFile {
@@ -273,7 +283,7 @@ impl KeyedState {
                 entries: 0,
                 bytes: 0,
             };
-            let local = self.staging.join(delta.name());
+            let local = self.local_files.join(delta.name());
             let mut sink = file::FileSink::create(&local)?;
             for guard in self.changed.iter() {
                 let stored = guard.key()?;
@@ -298,11 +308,15 @@ impl KeyedState {
         })
     }
 
-    /// Writes base-`checkpoint` from a snapshot of the store as it is now (the
-    /// state at that checkpoint) and uploads it, in the background.
+    /// Writes base-`checkpoint` in the background: the local copies of the
+    /// files of the manifest just sealed, merged, then uploaded.
     fn start_compaction(&mut self, checkpoint: i64) {
-        let snapshot = self.db.snapshot();
-        let values = self.values.clone();
+        let inputs: Vec<PathBuf> = self
+            .manifest
+            .files
+            .iter()
+            .map(|f| self.local_files.join(f.name()))
+            .collect();
         let remote = self.remote.clone();
         let mut base = StateFile {
             kind: FileKind::Base,
@@ -310,21 +324,14 @@ impl KeyedState {
             entries: 0,
             bytes: 0,
         };
-        let local = self.staging.join(base.name());
+        let local = self.local_files.join(base.name());
         let task = tokio::spawn(async move {
-            let mut sink = file::FileSink::create(&local)?;
-            (base.entries, base.bytes) = tokio::task::spawn_blocking(move || {
-                for guard in snapshot.iter(&values) {
-                    let (stored, value) = guard.into_inner()?;
-                    let (group, key) = split_stored(&stored);
-                    sink.push(group, key, Some(&value))?;
-                }
-                sink.finish()
-            })
-            .await
-            .map_err(compaction_failed)??;
+            let out = local.clone();
+            (base.entries, base.bytes) =
+                tokio::task::spawn_blocking(move || merge::merge(&inputs, &out))
+                    .await
+                    .map_err(compaction_failed)??;
             remote.upload(&local, &base).await?;
-            let _ = tokio::fs::remove_file(&local).await;
             Ok(base)
         });
         self.compaction = Some(Compaction::Running(task));
@@ -366,7 +373,7 @@ impl KeyedState {
     pub async fn restore(&mut self, entry: &[u8]) -> Result<u64> {
         let manifest = Manifest::decode(entry, KEY_GROUPS)?;
         for file in &manifest.files {
-            let local = self.staging.join(file.name());
+            let local = self.local_files.join(file.name());
             self.remote.download(file, &local).await?;
             let values = self.values.clone();
             let expected = file.entries;
@@ -391,7 +398,6 @@ impl KeyedState {
                     Ok(())
                 })?;
                 ingestion.finish()?;
-                let _ = std::fs::remove_file(&local);
                 if read != expected {
                     return Err(PipelineError::State(format!(
                         "keyed state file {name} holds {read} entries; its manifest says {expected}"

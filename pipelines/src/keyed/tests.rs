@@ -162,6 +162,15 @@ async fn deltas_are_compacted_into_a_base_in_the_background_and_replaced_files_d
         names.iter().all(|n| n.starts_with("base-")),
         "only a newer base may be unnamed: {names:?}"
     );
+    let local_copies: Vec<String> = std::fs::read_dir(setup.root.join("run/files/0"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| !manifest.contains(name))
+        .collect();
+    assert!(
+        local_copies.iter().all(|n| n.starts_with("base-")),
+        "the local copies of replaced files are deleted: {local_copies:?}"
+    );
     let mut restored = setup.state("again");
     restored.restore(&entry).await.unwrap();
     assert_eq!(all(&restored), all(&state));
