@@ -138,21 +138,45 @@ pub(super) fn open(path: &Path) -> Result<FileReader<BufReader<File>>> {
     Ok(reader)
 }
 
-/// Reads a state file's entries in order: `(key_group, key, value)`.
+/// The error of a file whose entries are not in key order.
+pub(super) fn unsorted(path: &Path) -> PipelineError {
+    PipelineError::State(format!(
+        "keyed state file {} is not sorted by key group and key",
+        path.display()
+    ))
+}
+
+/// Reads a state file's entries in order: `(key_group, key, value)`. Each
+/// entry must follow the one before in key order, or the file is refused.
 pub fn read(
     path: &Path,
     mut each: impl FnMut(u16, &[u8], Option<&[u8]>) -> Result<()>,
 ) -> Result<u64> {
     let reader = open(path)?;
     let mut entries = 0;
+    let mut previous: Option<(u16, Vec<u8>)> = None;
     for batch in reader {
         let batch = batch?;
         let groups = column::<UInt16Array>(&batch, 0);
         let keys = column::<BinaryArray>(&batch, 1);
         let values = column::<BinaryArray>(&batch, 2);
         for row in 0..batch.num_rows() {
+            let (group, key) = (groups.value(row), keys.value(row));
+            match &mut previous {
+                Some((last_group, last_key))
+                    if (*last_group, last_key.as_slice()) >= (group, key) =>
+                {
+                    return Err(unsorted(path));
+                }
+                Some((last_group, last_key)) => {
+                    *last_group = group;
+                    last_key.clear();
+                    last_key.extend_from_slice(key);
+                }
+                None => previous = Some((group, key.to_vec())),
+            }
             let value = values.is_valid(row).then(|| values.value(row));
-            each(groups.value(row), keys.value(row), value)?;
+            each(group, key, value)?;
         }
         entries += batch.num_rows() as u64;
     }

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use arrow::array::{Array, BinaryArray, RecordBatch, UInt16Array};
 use arrow::ipc::reader::FileReader;
 
-use super::file::{FileSink, column, open};
+use super::file::{FileSink, column, open, unsorted};
 use super::with_group;
-use crate::error::{PipelineError, Result};
+use crate::error::Result;
 
 /// Reads one sorted file a batch at a time.
 struct Cursor {
@@ -74,10 +74,7 @@ impl Cursor {
         }
         let key = self.stored_key();
         if key.as_slice() <= last {
-            return Err(PipelineError::State(format!(
-                "keyed state file {} is not sorted by key group and key",
-                self.path.display()
-            )));
+            return Err(unsorted(&self.path));
         }
         Ok(Some(key))
     }
@@ -95,11 +92,12 @@ pub fn merge(files: &[PathBuf], out: &Path) -> Result<(u64, u64)> {
         }
     }
     let mut sink = FileSink::create(out)?;
+    let mut stepped = Vec::with_capacity(cursors.len());
     while let Some(Reverse((key, Reverse(newest)))) = heap.pop() {
         if let Some(value) = cursors[newest].value() {
             sink.push(u16::from_be_bytes([key[0], key[1]]), &key[2..], Some(value))?;
         }
-        let mut stepped = vec![newest];
+        stepped.push(newest);
         while let Some(Reverse((next, _))) = heap.peek()
             && *next == key
         {
@@ -108,7 +106,7 @@ pub fn merge(files: &[PathBuf], out: &Path) -> Result<(u64, u64)> {
             };
             stepped.push(older);
         }
-        for index in stepped {
+        for index in stepped.drain(..) {
             if let Some(next) = cursors[index].advance(&key)? {
                 heap.push(Reverse((next, Reverse(index))));
             }

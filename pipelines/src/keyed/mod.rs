@@ -379,22 +379,16 @@ impl KeyedState {
             let expected = file.entries;
             let name = file.name();
             tokio::task::spawn_blocking(move || -> Result<()> {
-                // A file is sorted: it is bulk-loaded into new tables, past
-                // the memtables, each file over the ones before it.
+                // A file is sorted (`file::read` refuses one that is not): it
+                // is bulk-loaded into new tables, past the memtables, each
+                // file over the ones before it.
                 let mut ingestion = values.start_ingestion()?;
-                let mut previous: Option<Vec<u8>> = None;
                 let read = file::read(&local, |group, key, value| {
                     let stored = with_group(group, key);
-                    if previous.as_ref().is_some_and(|p| *p >= stored) {
-                        return Err(PipelineError::State(format!(
-                            "keyed state file {name} is not sorted by key group and key"
-                        )));
-                    }
                     match value {
-                        Some(value) => ingestion.write(stored.clone(), value)?,
-                        None => ingestion.write_tombstone(stored.clone())?,
+                        Some(value) => ingestion.write(stored, value)?,
+                        None => ingestion.write_tombstone(stored)?,
                     }
-                    previous = Some(stored);
                     Ok(())
                 })?;
                 ingestion.finish()?;
