@@ -491,7 +491,9 @@ impl Operator for IntervalJoin {
                 origins: probed.origins.iter().map(|&r| input.origins[r]).collect(),
             },
             missed,
-            writes: vec![StateWrite::new(move || join.hold(writes))],
+            writes: vec![StateWrite::new(move || {
+                join.hold(writes).map(|()| Vec::new())
+            })],
         })
     }
 

@@ -180,7 +180,7 @@ impl Operator for LagStep {
             missed: Vec::new(),
             writes: vec![StateWrite::new(move || {
                 lag.apply(writes);
-                Ok(())
+                Ok(Vec::new())
             })],
         })
     }

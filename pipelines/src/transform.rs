@@ -7,8 +7,11 @@
 //!     compiled: [select columns, filter, project] ──cast──▶ target schema            (stateless)
 //!
 //!   SELECT window_start, k, SUM(x) FROM TABLE(TUMBLE(…)) WHERE … GROUP BY …
-//!     compiled: assign windows ▸ pre [filter, project] ▸ aggregate (state) ▸ post [project] ──▶ target
+//!     compiled: assign windows ▸ operators [filter, project, aggregate (state)] ▸ post [project] ──▶ target
 //! ```
+//!
+//! The aggregation is the last operator: it holds the rows it reads, and what a
+//! watermark makes it emit goes through the steps after it.
 
 use std::sync::Arc;
 
@@ -24,8 +27,8 @@ use datafusion::optimizer::Optimizer;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::aggregate::accumulator::{AggFunction, AggregateCall};
-use crate::aggregate::{AggregatePlan, GroupRole};
-use crate::aligned::AlignedQuery;
+use crate::aggregate::{AggregatePlan, Aggregation, GroupRole};
+use crate::aligned::{AlignedQuery, WindowAligned};
 use crate::batch::conform;
 use crate::error::{PipelineError, Result};
 use crate::interval::{IntervalJoin, IntervalJoinParts, SideInput};
@@ -34,8 +37,8 @@ use crate::lookup::dimension::Dimension;
 use crate::lookup::spec::LookupSpec;
 use crate::lookup::{DimensionSide, LookupJoin, LookupJoinParts, SideStep};
 use crate::operator::{
-    BatchContext, KeepsState, LookupPass, Missed, Operator, OperatorIds, PlacedOperator, Side,
-    StateWrite, Traced,
+    BatchContext, Emitted, KeepsState, LookupPass, Missed, Operator, OperatorIds, PlacedOperator,
+    Side, StateWrite, Traced,
 };
 use crate::steps::{Stateless, Unnest};
 use crate::validate::ValidPipeline;
@@ -70,12 +73,12 @@ pub struct ResolvedLookup {
 #[derive(Debug)]
 pub struct CompiledPlan {
     window: Option<(WindowTvf, SchemaRef)>,
-    /// Operators before the aggregation (all of them when there is none).
+    /// The operators, up to and with the one that holds rows (an aggregation),
+    /// if one does.
     pre: Vec<PlacedOperator>,
     /// For an interval join, the operators its right stream's rows take before it.
     right: Option<Vec<PlacedOperator>>,
-    pub aggregate: Option<AggregatePlan>,
-    /// Steps after the aggregation, with their ids.
+    /// Steps after the operator that holds rows, with their ids.
     post: Vec<(String, Stateless)>,
     /// The operators the runner still drives itself, by kind.
     lags: Vec<Arc<LagStep>>,
@@ -83,8 +86,10 @@ pub struct CompiledPlan {
     /// The interval join, with its position in `pre`.
     interval: Option<(usize, Arc<IntervalJoin>)>,
     target: SchemaRef,
+    /// The aggregation, for the state shape of checkpoints that predate operator ids.
+    aggregation: Option<Arc<Aggregation>>,
     /// A query over window TVF results run window by window, instead of the steps.
-    pub aligned: Option<AlignedQuery>,
+    aligned: Option<Arc<WindowAligned>>,
 }
 
 impl CompiledPlan {
@@ -107,14 +112,19 @@ impl CompiledPlan {
         };
         refuse_wall_clock_functions(valid)?;
         if pipeline.aligned {
+            let query = AlignedQuery::compile(valid).await?;
+            let aligned = Arc::new(WindowAligned::new(query, valid.target.schema.clone()));
             return Ok(Self {
                 window: None,
-                pre: Vec::new(),
+                pre: place(
+                    vec![Step::Operator(aligned.clone())],
+                    &mut OperatorIds::default(),
+                ),
                 right: None,
-                aggregate: None,
                 post: Vec::new(),
                 target: valid.target.schema.clone(),
-                aligned: Some(AlignedQuery::compile(valid).await?),
+                aggregation: None,
+                aligned: Some(aligned),
                 lags: Vec::new(),
                 lookups: Vec::new(),
                 interval: None,
@@ -183,9 +193,17 @@ impl CompiledPlan {
                 hint: Some("write the join to a DWD table, and aggregate that table in the next pipeline (the layered way)".to_string()),
             });
         }
-        let (pre, post) = match compiler.pre.take() {
-            Some(pre) => (pre, steps),
-            None => (steps, Vec::new()),
+        let aggregation = compiler
+            .aggregate
+            .take()
+            .map(Aggregation::new)
+            .map(Arc::new);
+        let (pre, post) = match (compiler.pre.take(), &aggregation) {
+            (Some(mut pre), Some(aggregation)) => {
+                pre.push(Step::Operator(aggregation.clone()));
+                (pre, steps)
+            }
+            _ => (steps, Vec::new()),
         };
         let mut ids = OperatorIds::default();
         let right = compiler.right.map(|steps| place(steps, &mut ids));
@@ -204,9 +222,9 @@ impl CompiledPlan {
             window,
             right,
             pre,
-            aggregate: compiler.aggregate,
             post,
             target: valid.target.schema.clone(),
+            aggregation,
             aligned: None,
             lags: compiler.lags,
             lookups: compiler.joins,
@@ -214,19 +232,49 @@ impl CompiledPlan {
         })
     }
 
-    /// Whether rows wait in state for the watermark (an aggregation, or a
-    /// window-aligned query) rather than going to the target as they come.
+    /// Whether rows wait in an operator's state for the watermark (an
+    /// aggregation, a window-aligned query) rather than going to the target as they come.
     pub fn holds_rows(&self) -> bool {
-        self.aggregate.is_some() || self.aligned.is_some()
+        self.pre.iter().any(|placed| placed.operator.holds_rows())
+    }
+
+    /// What the operators emit as the watermark reaches `watermark`, in plan order.
+    pub async fn on_watermark(&self, watermark: Option<i64>) -> Result<Emitted> {
+        let mut emitted = Emitted::default();
+        for placed in &self.pre {
+            emitted.extend(placed.operator.on_watermark(watermark).await?);
+        }
+        Ok(emitted)
+    }
+
+    /// What the operators would emit if the watermark passed everything now,
+    /// through the steps after them; none if no operator shows results early.
+    pub fn provisional(&self) -> Result<Option<RecordBatch>> {
+        for placed in &self.pre {
+            if let Some(rows) = placed.operator.provisional()? {
+                return self.finish(rows).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The aggregation's and the window-aligned query's state, where a
+    /// checkpoint from before operator ids put them.
+    pub fn legacy_held_state(&self) -> (Option<&dyn KeepsState>, Option<&dyn KeepsState>) {
+        (
+            self.aggregation.as_ref().and_then(|op| op.state()),
+            self.aligned.as_ref().and_then(|op| op.state()),
+        )
     }
 
     /// What the plan's checkpointed state is made of, a line per stateful
-    /// part; a checkpoint written under other lines is refused, not misread.
+    /// part, as checkpoints before operator ids recorded it; one written
+    /// under other lines is refused, not misread.
     pub fn state_shape(&self) -> Vec<String> {
         let mut lines = self
-            .aggregate
+            .aggregation
             .as_ref()
-            .map(AggregatePlan::state_shape)
+            .map(|aggregation| aggregation.plan().state_shape())
             .unwrap_or_default();
         lines.extend(self.lags().map(|lag| lag.shape()));
         if self.interval().is_some() {
@@ -246,7 +294,7 @@ impl CompiledPlan {
         self.window.as_ref()
     }
 
-    /// The operators before the aggregation (all of them without one).
+    /// The operators, up to and with the one that holds rows.
     pub fn pre_operators(&self) -> &[PlacedOperator] {
         &self.pre
     }
@@ -256,7 +304,7 @@ impl CompiledPlan {
         self.right.as_deref()
     }
 
-    /// The steps after the aggregation, with their ids.
+    /// The steps after the operator that holds rows, with their ids.
     pub fn post_steps(&self) -> &[(String, Stateless)] {
         &self.post
     }
@@ -291,10 +339,20 @@ impl CompiledPlan {
         })
     }
 
-    /// Assigns windows and runs the steps before the aggregation, keeping track of
-    /// which input row each output row came from. Rows without an event time are
-    /// left out; rows a lookup join did not match are set aside with what to do.
-    pub async fn prepare(&self, batch: &RecordBatch, pass: &LookupPass) -> Result<Prepared> {
+    /// Runs the operators on a batch of `ctx.source`, keeping track of which
+    /// input row each output row came from. A batch of the left stream is
+    /// assigned its windows first: rows without an event time are left out.
+    /// Rows an operator did not take (a lookup miss, a late row) are set aside
+    /// with what to do.
+    pub async fn prepare(&self, ctx: &BatchContext<'_>) -> Result<Prepared> {
+        match ctx.side {
+            Side::Left => self.prepare_left(ctx).await,
+            Side::Right => self.prepare_right(ctx).await,
+        }
+    }
+
+    async fn prepare_left(&self, ctx: &BatchContext<'_>) -> Result<Prepared> {
+        let batch = ctx.source;
         let traced = match &self.window {
             Some((tvf, schema)) => {
                 let assigned = tvf.assign(batch, schema)?;
@@ -308,13 +366,12 @@ impl CompiledPlan {
                 origins: (0..batch.num_rows()).collect(),
             },
         };
-        self.run_steps(&self.pre, traced, batch, pass, Side::Left)
-            .await
+        self.run_steps(&self.pre, traced, ctx).await
     }
 
     /// Runs a batch of an interval join's right stream through its steps, the
     /// join, and the steps after it.
-    pub async fn prepare_right(&self, batch: &RecordBatch, pass: &LookupPass) -> Result<Prepared> {
+    async fn prepare_right(&self, ctx: &BatchContext<'_>) -> Result<Prepared> {
         let (at, _) = self
             .interval
             .as_ref()
@@ -326,8 +383,7 @@ impl CompiledPlan {
             .chain(&self.pre[*at..])
             .cloned()
             .collect();
-        self.run_steps(&steps, Traced::of(batch), batch, pass, Side::Right)
-            .await
+        self.run_steps(&steps, Traced::of(ctx.source), ctx).await
     }
 
     /// Takes rows of `side` as far as the interval join and holds them there,
@@ -346,27 +402,32 @@ impl CompiledPlan {
             Side::Left => &self.pre[..*at],
             Side::Right => self.right.as_deref().unwrap_or_default(),
         };
+        let ctx = BatchContext {
+            source: batch,
+            pass,
+            side,
+            kinds: None,
+            watermark: None,
+        };
         let before = self
-            .run_steps(before, Traced::of(batch), batch, pass, side)
+            .run_steps(before, Traced::of(batch), &ctx)
             .await?
             .traced;
         join.hold(join.probe(side, &before.batch)?.writes)
     }
 
-    /// Runs operators on a batch read from `side`'s stream (`source`, which `traced`'s origins point into).
+    /// Runs operators on a batch read from `ctx.side`'s stream (`ctx.source`,
+    /// which `traced`'s origins point into).
     async fn run_steps(
         &self,
         steps: &[PlacedOperator],
         mut traced: Traced,
-        source: &RecordBatch,
-        pass: &LookupPass,
-        side: Side,
+        ctx: &BatchContext<'_>,
     ) -> Result<Prepared> {
-        let ctx = BatchContext { source, pass, side };
         let mut missed: Vec<Missed> = Vec::new();
         let mut writes = Vec::new();
         for step in steps {
-            let processed = step.operator.clone().process(traced, &ctx).await?;
+            let processed = step.operator.clone().process(traced, ctx).await?;
             for mut set_aside in processed.missed {
                 // A row an earlier operator set aside is not set aside twice.
                 set_aside
@@ -406,7 +467,7 @@ impl CompiledPlan {
     pub fn rows_without_time(&self, batch: &RecordBatch) -> Result<Vec<usize>> {
         let time_column = match (&self.window, &self.aligned) {
             (Some((tvf, _)), _) => Some(tvf.time_column.as_str()),
-            (None, Some(aligned)) => Some(aligned.time_column()),
+            (None, Some(aligned)) => Some(aligned.query().time_column()),
             (None, None) => None,
         };
         match time_column {
@@ -420,7 +481,7 @@ impl CompiledPlan {
         }
     }
 
-    /// Runs the steps after the aggregation, and casts to the target's schema.
+    /// Runs the steps after the operator that holds rows, and casts to the target's schema.
     pub fn finish(&self, batch: RecordBatch) -> Result<RecordBatch> {
         let mut traced = Traced {
             origins: Vec::new(),

@@ -20,6 +20,9 @@
 pub mod accumulator;
 pub mod distinct;
 pub mod hll;
+mod operator;
+
+pub use operator::Aggregation;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -32,8 +35,8 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use self::accumulator::{Acc, AggregateCall};
 use crate::batch::strict_cast;
-use crate::decode::debezium::RowKind;
 use crate::error::Result;
+use crate::operator::{Emitted, RowKind};
 use crate::state::{ByteReader, ByteWriter};
 use crate::window::WindowKind;
 
@@ -295,13 +298,6 @@ struct Group {
     fired: bool,
 }
 
-/// What a commit emits: rows to write, and keys to delete (groups a changelog emptied).
-#[derive(Debug)]
-pub struct Emitted {
-    pub upserts: RecordBatch,
-    pub deletes: RecordBatch,
-}
-
 /// A session window of one key.
 #[derive(Debug, Clone)]
 struct Session {
@@ -436,7 +432,8 @@ impl AggregateState {
         Ok(true)
     }
 
-    /// Emits what the watermark completed and what changed, and forgets windows past their lateness.
+    /// Emits what the watermark completed and what changed (keys a changelog
+    /// emptied as deletes), and forgets windows past their lateness.
     pub fn emit(&mut self, plan: &AggregatePlan, watermark: Option<i64>) -> Result<Emitted> {
         let lateness = plan.allowed_lateness_ms;
         if let Some(WindowKind::Session { .. }) = plan.window {
@@ -461,8 +458,8 @@ impl AggregateState {
                 .map(|(s, e, k, a)| (*s, *e, k.as_slice(), a.as_slice()))
                 .collect();
             return Ok(Emitted {
-                upserts: plan.finish(&rows)?,
-                deletes: plan.finish(&[])?,
+                upserts: vec![plan.finish(&rows)?],
+                deletes: Vec::new(),
             });
         }
         let mut emit: BTreeSet<GroupId> = std::mem::take(&mut self.dirty);
@@ -489,8 +486,8 @@ impl AggregateState {
                     .collect()
             };
             Emitted {
-                upserts: plan.finish(&rows(false))?,
-                deletes: plan.finish(&rows(true))?,
+                upserts: vec![plan.finish(&rows(false))?],
+                deletes: vec![plan.finish(&rows(true))?],
             }
         };
         self.groups.retain(|_, g| g.rows > 0);

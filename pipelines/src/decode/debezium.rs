@@ -19,22 +19,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::json::{JsonDecoder, Rejected};
 use crate::decode::SourceRecord;
-
-/// What a changelog row does to the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowKind {
-    Insert,
-    UpdateBefore,
-    UpdateAfter,
-    Delete,
-}
-
-impl RowKind {
-    /// Whether the row takes something away (the old image of an update, or a delete).
-    pub fn is_retraction(self) -> bool {
-        matches!(self, RowKind::UpdateBefore | RowKind::Delete)
-    }
-}
+use crate::operator::RowKind;
 
 /// What decoding a batch of Debezium records produced.
 #[derive(Debug)]

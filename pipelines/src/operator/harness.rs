@@ -4,7 +4,9 @@
 //!
 //! ```text
 //!   batch ──push──▶ operator ──▶ (rows, set aside)      writes applied, as the runner does
+//!   batch, row kinds ──push_changes──▶ operator         the same, for a changelog's rows
 //!   batch ──try_push──▶ operator ──▶ rows               writes dropped, as for a batch that failed
+//!   watermark(w) ──▶ operator.on_watermark ──▶ Emitted  and later batches are late against w
 //!   snapshot() ──bytes──▶ restore_into(fresh operator)
 //! ```
 
@@ -12,25 +14,47 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 
-use super::{BatchContext, LookupPass, Missed, Operator, Side, Traced};
+use super::{BatchContext, Emitted, LookupPass, Missed, Operator, RowKind, Side, Traced};
 use crate::error::Result;
 use crate::state::{ByteReader, ByteWriter};
 
 /// One operator under test.
 pub(crate) struct Harness {
     operator: Arc<dyn Operator>,
+    /// The last watermark given: rows pushed after it are judged against it.
+    watermark: Option<i64>,
 }
 
 impl Harness {
     pub fn new(operator: Arc<dyn Operator>) -> Self {
-        Self { operator }
+        Self {
+            operator,
+            watermark: None,
+        }
     }
 
     /// Runs a batch through and applies the state it leaves.
     pub async fn push(&self, batch: &RecordBatch) -> Result<(Traced, Vec<Missed>)> {
-        let processed = self.run(batch).await?;
+        self.push_with(batch, None).await
+    }
+
+    /// Runs a changelog's batch through, each row the change `kinds` says.
+    pub async fn push_changes(
+        &self,
+        batch: &RecordBatch,
+        kinds: &[RowKind],
+    ) -> Result<(Traced, Vec<Missed>)> {
+        self.push_with(batch, Some(kinds)).await
+    }
+
+    async fn push_with(
+        &self,
+        batch: &RecordBatch,
+        kinds: Option<&[RowKind]>,
+    ) -> Result<(Traced, Vec<Missed>)> {
+        let mut processed = self.run(batch, kinds).await?;
         for write in processed.writes {
-            write.apply()?;
+            processed.missed.extend(write.apply()?);
         }
         Ok((processed.traced, processed.missed))
     }
@@ -38,10 +62,25 @@ impl Harness {
     /// Runs a batch through and drops the state it leaves, as when a later
     /// operator fails on the batch.
     pub async fn try_push(&self, batch: &RecordBatch) -> Result<Traced> {
-        Ok(self.run(batch).await?.traced)
+        Ok(self.run(batch, None).await?.traced)
     }
 
-    async fn run(&self, batch: &RecordBatch) -> Result<super::Processed> {
+    /// Advances the watermark to `watermark`, as a commit does: what it emits.
+    pub async fn watermark(&mut self, watermark: i64) -> Result<Emitted> {
+        self.watermark = Some(watermark);
+        self.operator.on_watermark(Some(watermark)).await
+    }
+
+    /// The operator's provisional results.
+    pub fn provisional(&self) -> Result<Option<RecordBatch>> {
+        self.operator.provisional()
+    }
+
+    async fn run(
+        &self,
+        batch: &RecordBatch,
+        kinds: Option<&[RowKind]>,
+    ) -> Result<super::Processed> {
         let (_stop, stop) = tokio::sync::watch::channel(false);
         let pass = LookupPass {
             attempt: 0,
@@ -52,6 +91,8 @@ impl Harness {
             source: batch,
             pass: &pass,
             side: Side::Left,
+            kinds,
+            watermark: self.watermark,
         };
         self.operator.clone().process(Traced::of(batch), &ctx).await
     }

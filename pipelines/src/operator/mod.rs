@@ -3,13 +3,19 @@
 //!
 //! ```text
 //!   Traced rows ──process(ctx)──▶ Processed { rows for the next operator (each with its input row),
-//!                                              input rows set aside (with what becomes of them),
-//!                                              state writes }
-//!   the whole batch went through every operator ──▶ the writes are applied
+//!     ctx: the source rows, their       input rows set aside (with what becomes of them),
+//!     row kinds, the last commit's      state writes }
+//!     watermark
+//!   the whole batch went through every operator ──▶ the writes are applied; a write
+//!     may set rows aside too (an aggregation finds a row late as it folds it in)
 //!     (a batch that fails half-way, and is then run row by row to find the
 //!      culprit, leaves no trace in any operator's state)
-//!   commit ──▶ snapshot()        restart ──▶ restore()        both under the operator's id
+//!   commit ──▶ on_watermark(w) ──▶ Emitted { upserts, deletes } ──▶ the steps after it ──▶ sink
+//!          ──▶ snapshot()        restart ──▶ restore()        both under the operator's id
 //! ```
+//!
+//! Rows set aside go through one channel, [`Missed`], whatever the reason:
+//! quarantine, a retry, a wait for a versioned side, or lateness.
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -18,6 +24,22 @@ use tokio::sync::watch;
 
 use crate::error::Result;
 use crate::state::{ByteReader, ByteWriter};
+
+/// What a changelog row does to the table, as Flink's RowKind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKind {
+    Insert,
+    UpdateBefore,
+    UpdateAfter,
+    Delete,
+}
+
+impl RowKind {
+    /// Whether the row takes something away (the old image of an update, or a delete).
+    pub fn is_retraction(self) -> bool {
+        matches!(self, RowKind::UpdateBefore | RowKind::Delete)
+    }
+}
 
 /// A batch on its way through the operators, with each row's position in the input.
 #[derive(Debug)]
@@ -43,6 +65,9 @@ pub enum MissAction {
     Retry,
     /// Held back until the versioned side's watermark passes the row's time.
     Wait,
+    /// Came after the watermark had closed what it belongs to: it goes to the
+    /// late table, with the watermark it met.
+    Late,
 }
 
 /// Input rows an operator set aside, and what becomes of them.
@@ -86,18 +111,47 @@ pub struct BatchContext<'a> {
     pub source: &'a RecordBatch,
     pub pass: &'a LookupPass,
     pub side: Side,
+    /// The change each source row is (a changelog's insert, update or delete),
+    /// when the source is a changelog; none means every row is an insert.
+    pub kinds: Option<&'a [RowKind]>,
+    /// The watermark of the last commit: rows are late against it.
+    pub watermark: Option<i64>,
 }
 
-/// A change to an operator's state, made once the whole batch has gone through.
-pub struct StateWrite(Box<dyn FnOnce() -> Result<()> + Send + Sync>);
+impl BatchContext<'_> {
+    /// The row kinds of `traced`'s rows, by their origins.
+    pub fn kinds_of(&self, traced: &Traced) -> Option<Vec<RowKind>> {
+        self.kinds
+            .map(|kinds| traced.origins.iter().map(|&o| kinds[o]).collect())
+    }
+}
+
+type Write = Box<dyn FnOnce() -> Result<Vec<Missed>> + Send + Sync>;
+
+/// A change to an operator's state, made once the whole batch has gone through;
+/// it returns the input rows it set aside (rows found late as they were folded in).
+pub struct StateWrite(Write);
 
 impl StateWrite {
-    pub fn new(write: impl FnOnce() -> Result<()> + Send + Sync + 'static) -> Self {
+    pub fn new(write: impl FnOnce() -> Result<Vec<Missed>> + Send + Sync + 'static) -> Self {
         Self(Box::new(write))
     }
 
-    pub fn apply(self) -> Result<()> {
+    pub fn apply(self) -> Result<Vec<Missed>> {
         (self.0)()
+    }
+
+    /// The same write, with the origins of the rows it sets aside mapped through `map`.
+    pub fn map_origins(self, map: std::sync::Arc<[usize]>) -> Self {
+        Self::new(move || {
+            let mut missed = self.apply()?;
+            for set_aside in &mut missed {
+                for origin in &mut set_aside.origins {
+                    *origin = map[*origin];
+                }
+            }
+            Ok(missed)
+        })
     }
 }
 
@@ -115,6 +169,39 @@ pub struct Processed {
     pub writes: Vec<StateWrite>,
 }
 
+impl Processed {
+    /// Rows an operator takes into its state, where they stay until a
+    /// watermark: none go on (an empty batch of `output`), and `fold` folds
+    /// them in when the batch's writes are applied, returning the positions
+    /// of rows it found late, which are set aside as late with `reason`.
+    pub fn held(
+        output: SchemaRef,
+        input: Traced,
+        reason: &'static str,
+        fold: impl FnOnce(&RecordBatch) -> Result<Vec<usize>> + Send + Sync + 'static,
+    ) -> Self {
+        let write = StateWrite::new(move || {
+            let late = fold(&input.batch)?;
+            if late.is_empty() {
+                return Ok(Vec::new());
+            }
+            Ok(vec![Missed {
+                origins: late.iter().map(|&row| input.origins[row]).collect(),
+                action: MissAction::Late,
+                reason: reason.to_string(),
+            }])
+        });
+        Self {
+            traced: Traced {
+                batch: RecordBatch::new_empty(output),
+                origins: Vec::new(),
+            },
+            missed: Vec::new(),
+            writes: vec![write],
+        }
+    }
+}
+
 impl From<Traced> for Processed {
     fn from(traced: Traced) -> Self {
         Self {
@@ -122,6 +209,21 @@ impl From<Traced> for Processed {
             missed: Vec::new(),
             writes: Vec::new(),
         }
+    }
+}
+
+/// What an operator emits when the watermark advances: rows it inserts or
+/// updates (by the key of its changelog), and keys it deletes.
+#[derive(Debug, Default)]
+pub struct Emitted {
+    pub upserts: Vec<RecordBatch>,
+    pub deletes: Vec<RecordBatch>,
+}
+
+impl Emitted {
+    pub fn extend(&mut self, other: Emitted) {
+        self.upserts.extend(other.upserts);
+        self.deletes.extend(other.deletes);
     }
 }
 
@@ -202,6 +304,16 @@ impl OperatorKind {
             OperatorKind::Sink => "sink",
         }
     }
+
+    /// Whether a plan has one operator of this kind at most: its id is the prefix alone.
+    fn one_per_plan(self) -> bool {
+        matches!(
+            self,
+            OperatorKind::GroupAggregate
+                | OperatorKind::WindowAggregate
+                | OperatorKind::WindowAligned
+        )
+    }
 }
 
 /// The state an operator checkpoints, as the plan declares it.
@@ -267,6 +379,28 @@ pub trait Operator: std::fmt::Debug + Send + Sync {
         Ok(())
     }
 
+    /// The changelog kind and key of what it emits, reading `input` keyed by `key`.
+    fn emits(&self, input: Changelog, key: &[String]) -> (Changelog, Vec<String>) {
+        (input, key.to_vec())
+    }
+
+    /// Whether the rows it reads stay in its state until a watermark emits
+    /// what they make (an aggregation): nothing goes on as it processes.
+    fn holds_rows(&self) -> bool {
+        false
+    }
+
+    /// What the watermark `watermark` completes, as of a commit.
+    async fn on_watermark(&self, _watermark: Option<i64>) -> Result<Emitted> {
+        Ok(Emitted::default())
+    }
+
+    /// The values of what it has not emitted yet, as it would emit them, for
+    /// readers of the realtime view; none if it shows nothing before a watermark.
+    fn provisional(&self) -> Result<Option<RecordBatch>> {
+        Ok(None)
+    }
+
     /// Whether a second stream enters the plan here (an interval join's right side).
     fn reads_second_stream(&self) -> bool {
         false
@@ -293,6 +427,9 @@ pub struct OperatorIds(std::collections::HashMap<&'static str, usize>);
 impl OperatorIds {
     pub fn next(&mut self, kind: OperatorKind, name: Option<&str>) -> String {
         let prefix = kind.id_prefix();
+        if kind.one_per_plan() {
+            return prefix.to_string();
+        }
         match name {
             Some(name) => format!("{prefix}-{name}"),
             None => {

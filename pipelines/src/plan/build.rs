@@ -12,11 +12,6 @@ use crate::state::schema_fingerprint;
 use crate::transform::CompiledPlan;
 use crate::validate::{ValidPipeline, is_changelog};
 
-/// The id of the operator whose state is the aggregation's groups.
-pub const AGGREGATE: &str = "aggregate";
-/// The id of a window-aligned query's operator.
-pub const WINDOW_ALIGNED: &str = "window-aligned";
-
 /// The stream an operator emits, as the next one reads it.
 #[derive(Debug, Clone)]
 struct Edge {
@@ -60,21 +55,6 @@ pub fn build(valid: &ValidPipeline, compiled: &CompiledPlan) -> StreamPlan {
             None,
         );
     }
-    if let Some(aligned) = &compiled.aligned {
-        let mut emits = edge.clone();
-        emits.schema = valid.target.schema.clone();
-        edge = builder.add(
-            WINDOW_ALIGNED.to_string(),
-            OperatorKind::WindowAligned,
-            aligned.describe(),
-            &[&edge],
-            emits,
-            Some(StateInfo {
-                holds: "the rows of windows not evaluated yet".to_string(),
-                fingerprint: aligned.state_fingerprint(),
-            }),
-        );
-    }
     let held = held_by_the_runner(compiled, source);
     for step in compiled.pre_operators() {
         let state = held.get(&step.id).cloned();
@@ -86,51 +66,8 @@ pub fn build(valid: &ValidPipeline, compiled: &CompiledPlan) -> StreamPlan {
             state,
         );
     }
-    if let Some(aggregate) = &compiled.aggregate {
-        let updates = aggregate.updates() || edge.changelog != Changelog::AppendOnly;
-        let (kind, holds, watermark) = match aggregate.window {
-            Some(_) => (
-                OperatorKind::WindowAggregate,
-                "each open window's groups and their accumulators",
-                Some("window_time".to_string()),
-            ),
-            None => (
-                OperatorKind::GroupAggregate,
-                "every group's accumulators",
-                None,
-            ),
-        };
-        let emits = Edge {
-            from: String::new(),
-            schema: aggregate.output_schema().clone(),
-            changelog: if updates {
-                Changelog::Upsert
-            } else {
-                Changelog::AppendOnly
-            },
-            key: if updates {
-                aggregate.group_columns()
-            } else {
-                Vec::new()
-            },
-            watermark,
-        };
-        let refused = aggregate.accepts(edge.changelog).err();
-        edge = builder.add(
-            AGGREGATE.to_string(),
-            kind,
-            aggregate.describe(),
-            &[&edge],
-            emits,
-            Some(StateInfo {
-                holds: holds.to_string(),
-                fingerprint: aggregate.state_shape().join("\n"),
-            }),
-        );
-        builder.refuse_last(refused);
-        for (id, step) in compiled.post_steps() {
-            edge = builder.operator(id, step, edge, None, None);
-        }
+    for (id, step) in compiled.post_steps() {
+        edge = builder.operator(id, step, edge, None, None);
     }
     builder.sink(valid, edge);
     StreamPlan {
@@ -221,10 +158,13 @@ impl Builder {
             schema: input.schema.clone(),
             watermark: input.watermark.clone(),
         });
+        let (changelog, key) = operator.emits(input.changelog, &input.key);
         let emits = Edge {
+            from: input.from.clone(),
             schema: described.schema,
+            changelog,
+            key,
             watermark: described.watermark,
-            ..input.clone()
         };
         let inputs: Vec<&Edge> = match operator.reads_second_stream() {
             true => std::iter::once(&input).chain(right).collect(),

@@ -22,7 +22,7 @@ mod render;
 use serde::Serialize;
 
 pub use crate::operator::{Changelog, OperatorKind, StateInfo};
-pub use build::{AGGREGATE, WINDOW_ALIGNED, build};
+pub use build::build;
 
 /// A pipeline's operators, sources first, the sink last; each names its inputs.
 #[derive(Debug, Clone, Serialize)]
@@ -74,6 +74,15 @@ impl StreamPlan {
         self.operators
             .iter()
             .filter_map(|op| Some((op.id.as_str(), op.refused.as_deref()?)))
+    }
+
+    /// Whether the sink upserts by the target's key (its input is a changelog)
+    /// rather than appends.
+    pub fn sink_upserts(&self) -> bool {
+        self.operators
+            .iter()
+            .find(|op| op.kind == OperatorKind::Sink)
+            .is_some_and(|sink| sink.changelog != Changelog::AppendOnly)
     }
 
     /// The operators that keep state, with what they declare.

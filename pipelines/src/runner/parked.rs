@@ -16,8 +16,8 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, RowConverter};
 
-use crate::decode::debezium::RowKind;
 use crate::error::Result;
+use crate::operator::RowKind;
 use crate::state::{ByteReader, ByteWriter};
 
 #[derive(Debug)]

@@ -8,7 +8,6 @@
 use std::time::Instant;
 
 use crate::aggregate::AggregateState;
-use crate::aligned::AlignedState;
 use crate::error::Result;
 use crate::interval::IntervalJoin;
 use crate::lag::LagStep;
@@ -32,26 +31,6 @@ impl<T: Snapshot + ?Sized> Snapshot for &mut T {
     }
     fn restore(&mut self, input: &mut ByteReader<'_>) -> Result<()> {
         (**self).restore(input)
-    }
-}
-
-impl Snapshot for AggregateState {
-    fn snapshot(&self, out: &mut ByteWriter) {
-        self.encode(out);
-    }
-    fn restore(&mut self, input: &mut ByteReader<'_>) -> Result<()> {
-        *self = AggregateState::decode(input)?;
-        Ok(())
-    }
-}
-
-impl Snapshot for AlignedState {
-    fn snapshot(&self, out: &mut ByteWriter) {
-        self.encode(out);
-    }
-    fn restore(&mut self, input: &mut ByteReader<'_>) -> Result<()> {
-        *self = AlignedState::decode(input)?;
-        Ok(())
     }
 }
 
@@ -140,14 +119,15 @@ fn restore_tracker(
 pub(super) struct LegacyParts<'a> {
     pub committed_watermark: &'a mut Option<i64>,
     pub source: Option<&'a mut WatermarkTracker>,
-    pub aggregate: &'a mut AggregateState,
+    /// The aggregation's state; a blob of a plan without one holds empty groups.
+    pub aggregate: Option<&'a dyn KeepsState>,
     pub parked: &'a mut ParkedRows,
     pub lags: Vec<&'a LagStep>,
     pub waiting: &'a mut ParkedRows,
     pub feed: Option<&'a mut VersionFeed>,
     /// An interval join, and its right stream's watermark.
     pub interval: Option<(&'a IntervalJoin, &'a mut WatermarkTracker)>,
-    pub aligned: Option<&'a mut AlignedState>,
+    pub aligned: Option<&'a dyn KeepsState>,
 }
 
 /// Checkpoints before state shapes were recorded: restored without a check.
@@ -188,7 +168,12 @@ impl LegacyParts<'_> {
         }
         *self.committed_watermark = input.option(|r| r.i64())?;
         restore_tracker(&mut input, self.source.as_deref_mut())?;
-        self.aggregate.restore(&mut input)?;
+        match self.aggregate {
+            Some(aggregate) => aggregate.restore(&mut input)?,
+            None => {
+                AggregateState::decode(&mut input)?;
+            }
+        }
         if !input.is_done() {
             self.parked.decode(&mut input)?;
         }

@@ -12,17 +12,15 @@ use strata_catalog::connectors::{self};
 use strata_catalog::{KafkaFormat, StartupMode, TableDef, TableKind};
 use tokio::sync::watch;
 
-use crate::aggregate::AggregateState;
-use crate::aligned::AlignedState;
 use crate::checkpoint::{Checkpoint, RUNTIME};
-use crate::decode::debezium::RowKind;
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
 use crate::interval::Side;
 use crate::lookup::versioned::VersionedTable;
 use crate::lookup::{LookupPass, MissAction};
-use crate::operator::{Missed, StateWrite, Traced};
-use crate::plan::{self, StreamPlan};
+use crate::operator::RowKind;
+use crate::operator::{BatchContext, Missed, StateWrite, Traced};
+use crate::plan::StreamPlan;
 use crate::sink::TargetOptions;
 use crate::sink::delta::{DELETE_MARKER, Offsets, WriteMode};
 use crate::sink::late::{self, Arrival};
@@ -36,7 +34,6 @@ use crate::source::reader::{
 use crate::source::replay::ReplayReader;
 use crate::state::{ByteReader, ByteWriter};
 use crate::transform::CompiledPlan;
-use crate::validate::is_changelog;
 
 use super::ResetFrom;
 use crate::watermark::WatermarkTracker;
@@ -66,14 +63,11 @@ struct Pending {
     offsets: Offsets,
 }
 
-/// Operator state and where it is checkpointed: the aggregation's groups and
-/// windows, rows lookup joins set aside for a retry, and rows a temporal join
-/// holds back until the versioned side's watermark passes them.
+/// State the runner keeps for operators, and where it is checkpointed: rows
+/// lookup joins set aside for a retry, and rows a temporal join holds back
+/// until the versioned side's watermark passes them.
 #[derive(Debug)]
 struct Stateful {
-    state: AggregateState,
-    /// The rows a window-aligned query holds.
-    aligned: AlignedState,
     parked: ParkedRows,
     /// Held back by a temporal join; "due" is the row's event time.
     waiting: ParkedRows,
@@ -176,12 +170,9 @@ impl<'a> Task<'a> {
         let target_location = target_location.as_str();
         let name = run.pipeline.pipeline.name.clone();
         let target_def = &run.pipeline.target;
-        let mode = match &plan.aggregate {
-            _ if is_changelog(source) => WriteMode::Upsert(target_def.primary_key.clone()),
-            Some(aggregate) if aggregate.updates() => {
-                WriteMode::Upsert(target_def.primary_key.clone())
-            }
-            _ => WriteMode::Append,
+        let mode = match stream_plan.sink_upserts() {
+            true => WriteMode::Upsert(target_def.primary_key.clone()),
+            false => WriteMode::Append,
         };
         let checking = Checking::open(
             run,
@@ -190,7 +181,7 @@ impl<'a> Task<'a> {
             matches!(mode, WriteMode::Upsert(_)),
         )
         .await?;
-        let plan_aggregates = plan.aggregate.is_some();
+        let shows_provisional = plan.provisional()?.is_some();
         let task_holds_rows = plan.holds_rows();
         let mut target: Target = crate::sink::open_target(
             target_def,
@@ -211,7 +202,7 @@ impl<'a> Task<'a> {
             };
             run.stats
                 .live
-                .begin(target_location, key, plan_aggregates, version);
+                .begin(target_location, key, shows_provisional, version);
         }
         let mut quarantine = run
             .open_side_table(
@@ -376,8 +367,6 @@ impl<'a> Task<'a> {
         sinks.late = late.map(|(table, _)| table);
         sinks.state_store = Some(store.clone());
         self.stateful = Some(Stateful {
-            state: AggregateState::default(),
-            aligned: AlignedState::default(),
             parked,
             waiting,
             next_checkpoint: committed.map_or(0, |id| id + 1),
@@ -432,15 +421,6 @@ impl<'a> Task<'a> {
             parts.push((id.to_string(), Box::new(OperatorState(state))));
         }
         // State the runner keeps for operators.
-        if self.plan.aggregate.is_some() {
-            parts.push((plan::AGGREGATE.to_string(), Box::new(&mut stateful.state)));
-        }
-        if self.plan.aligned.is_some() {
-            parts.push((
-                plan::WINDOW_ALIGNED.to_string(),
-                Box::new(&mut stateful.aligned),
-            ));
-        }
         let retrying = self.plan.lookups().find(|join| join.retries());
         if let Some(id) = retrying.and_then(|join| self.plan.lookup_id(join)) {
             parts.push((id.to_string(), Box::new(&mut stateful.parked)));
@@ -464,10 +444,11 @@ impl<'a> Task<'a> {
     /// The state's parts where a checkpoint of an earlier version put them.
     fn legacy_parts(&mut self) -> LegacyParts<'_> {
         let stateful = self.stateful.as_mut().expect("opened with state");
+        let (aggregate, aligned) = self.plan.legacy_held_state();
         LegacyParts {
             committed_watermark: &mut self.committed_watermark,
             source: self.watermark.as_mut().map(|(_, tracker)| tracker),
-            aggregate: &mut stateful.state,
+            aggregate,
             parked: &mut stateful.parked,
             lags: self.plan.lags().map(|lag| lag.as_ref()).collect(),
             waiting: &mut stateful.waiting,
@@ -476,7 +457,7 @@ impl<'a> Task<'a> {
                 (Some(join), Some(right)) => Some((join.as_ref(), &mut right.tracker)),
                 _ => None,
             },
-            aligned: self.plan.aligned.as_ref().map(|_| &mut stateful.aligned),
+            aligned,
         }
     }
 
@@ -657,22 +638,14 @@ impl<'a> Task<'a> {
         let due = self
             .provisional_at
             .is_none_or(|at| at.elapsed() >= PROVISIONAL_EVERY);
-        if self.plan.aggregate.is_some() && live.wanted() && due {
-            live.set_provisional(self.provisional()?);
+        if live.wanted()
+            && due
+            && let Some(rows) = self.plan.provisional()?
+        {
+            live.set_provisional(vec![rows]);
             self.provisional_at = Some(Instant::now());
         }
         Ok(())
-    }
-
-    /// The current values of what the aggregation has not emitted yet.
-    fn provisional(&self) -> Result<Vec<RecordBatch>> {
-        match (&self.stateful, &self.plan.aggregate) {
-            (Some(stateful), Some(plan)) => {
-                let rows = stateful.state.provisional(plan)?;
-                Ok(vec![self.plan.finish(rows)?])
-            }
-            _ => Ok(Vec::new()),
-        }
     }
 
     /// Waits for the commit in flight, if any, and takes the sinks back.
@@ -1035,7 +1008,7 @@ impl<'a> Task<'a> {
         };
         // Nothing of the rows is pending until the SELECT has run on all of them:
         // a stop while a lookup waits for its database leaves them to be read again.
-        let outcome = self.transform(rows, &keep, pass, side).await;
+        let outcome = self.transform(rows, &keep, kinds, pass, side).await;
         if matches!(outcome, Err(PipelineError::Interrupted)) {
             return Err(PipelineError::Interrupted);
         }
@@ -1071,7 +1044,7 @@ impl<'a> Task<'a> {
             // Find the rows the SELECT fails on; they go to quarantine with the reason.
             Err(_) => {
                 for row in keep {
-                    match self.transform(rows, &[row], pass, side).await {
+                    match self.transform(rows, &[row], kinds, pass, side).await {
                         Ok(output) => {
                             let output = self
                                 .check_output(rows, coordinates, kinds, output, retried, side)
@@ -1115,25 +1088,33 @@ impl<'a> Task<'a> {
         }
     }
 
-    /// Runs the SELECT (up to the aggregation) on some rows of a batch.
+    /// Runs the SELECT (up to an operator that holds rows) on some rows of a batch.
     async fn transform(
         &self,
         rows: &RecordBatch,
         keep: &[usize],
+        kinds: Option<&[RowKind]>,
         pass: &LookupPass,
         side: Side,
     ) -> Result<Transformed> {
-        let input = if keep.len() == rows.num_rows() {
-            rows.clone()
+        let (input, kept_kinds) = if keep.len() == rows.num_rows() {
+            (rows.clone(), kinds.map(<[RowKind]>::to_vec))
         } else {
             let indices =
                 arrow::array::UInt32Array::from_iter_values(keep.iter().map(|&r| r as u32));
-            arrow::compute::take_record_batch(rows, &indices)?
+            (
+                arrow::compute::take_record_batch(rows, &indices)?,
+                kinds.map(|kinds| keep.iter().map(|&r| kinds[r]).collect()),
+            )
         };
-        let prepared = match side {
-            Side::Left => self.plan.prepare(&input, pass).await?,
-            Side::Right => self.plan.prepare_right(&input, pass).await?,
+        let ctx = BatchContext {
+            source: &input,
+            pass,
+            side,
+            kinds: kept_kinds.as_deref(),
+            watermark: self.committed_watermark,
         };
+        let prepared = self.plan.prepare(&ctx).await?;
         let traced = prepared.traced;
         let origins = traced.origins.iter().map(|&o| keep[o]).collect();
         let missed = prepared
@@ -1144,17 +1125,22 @@ impl<'a> Task<'a> {
                 missed
             })
             .collect();
-        let aggregate = self.plan.holds_rows();
-        let batch = if aggregate {
+        let holds = self.plan.holds_rows();
+        let batch = if holds {
             traced.batch
         } else {
             self.plan.finish(traced.batch)?
         };
+        let keep: Arc<[usize]> = keep.into();
         Ok(Transformed {
             traced: Traced { batch, origins },
             missed,
-            aggregate,
-            writes: prepared.writes,
+            holds,
+            writes: prepared
+                .writes
+                .into_iter()
+                .map(|write| write.map_origins(keep.clone()))
+                .collect(),
         })
     }
 
@@ -1168,10 +1154,12 @@ impl<'a> Task<'a> {
         side: Side,
     ) -> Result<()> {
         let attempt = pass.attempt;
+        let mut set_aside = output.missed;
         for write in output.writes {
-            write.apply()?;
+            set_aside.extend(write.apply()?);
         }
-        for missed in output.missed {
+        let mut late_rows = Vec::new();
+        for missed in set_aside {
             match missed.action {
                 MissAction::Quarantine => {
                     for row in missed.origins {
@@ -1206,74 +1194,71 @@ impl<'a> Task<'a> {
                         |_| now_ms() + delay,
                     )?;
                 }
+                MissAction::Late => late_rows.extend(missed.origins),
             }
         }
-        let kinds_of = |traced: &Traced| -> Option<Vec<RowKind>> {
-            kinds.map(|kinds| traced.origins.iter().map(|&o| kinds[o]).collect())
-        };
+        self.pend_late(rows, coordinates, late_rows, pass)?;
+        if output.holds {
+            // The rows are in an operator's state; what it makes of them comes at a watermark.
+            return Ok(());
+        }
         let traced = output.traced;
-        if !output.aggregate {
-            let batch = match kinds_of(&traced) {
-                // A changelog upserts the target: an update's old image and a delete
-                // remove their key; the sink keeps each key's last change.
-                Some(kinds) => with_delete_marker(
-                    &traced.batch,
-                    kinds.iter().map(|kind| kind.is_retraction()).collect(),
-                )?,
-                None => traced.batch,
-            };
-            self.pending.rows.push(batch);
+        let batch = match kinds {
+            // A changelog upserts the target: an update's old image and a delete
+            // remove their key; the sink keeps each key's last change.
+            Some(kinds) => with_delete_marker(
+                &traced.batch,
+                traced
+                    .origins
+                    .iter()
+                    .map(|&o| kinds[o].is_retraction())
+                    .collect(),
+            )?,
+            None => traced.batch,
+        };
+        self.pending.rows.push(batch);
+        Ok(())
+    }
+
+    /// Sends rows an operator found late to the late table, with the watermark they met.
+    fn pend_late(
+        &mut self,
+        rows: &RecordBatch,
+        coordinates: &[(i32, i64)],
+        mut late_rows: Vec<usize>,
+        pass: &LookupPass,
+    ) -> Result<()> {
+        if late_rows.is_empty() {
+            return Ok(());
+        }
+        late_rows.sort_unstable();
+        late_rows.dedup();
+        let arrivals: Vec<Arrival> = late_rows
+            .iter()
+            .map(|&row| Arrival {
+                partition: coordinates[row].0,
+                offset: coordinates[row].1,
+                watermark: self.committed_watermark,
+            })
+            .collect();
+        let late_schema = self
+            .stateful
+            .as_ref()
+            .and_then(|stateful| stateful.late_schema.as_ref())
+            .expect("a plan that holds rows has a late table");
+        let batch = late::rows(
+            late_schema,
+            &self.run.pipeline.pipeline.name,
+            self.reader.stream(),
+            rows,
+            &late_rows,
+            &arrivals,
+            now_ms(),
+        )?;
+        if pass.replayed() {
+            self.pending.retried_late.push(batch);
         } else {
-            let stateful = self
-                .stateful
-                .as_mut()
-                .expect("a plan that holds rows has state");
-            let late_positions = match (&self.plan.aggregate, &self.plan.aligned) {
-                (Some(plan), _) => {
-                    let row_kinds = kinds_of(&traced);
-                    stateful.state.update(
-                        plan,
-                        &traced.batch,
-                        row_kinds.as_deref(),
-                        self.committed_watermark,
-                    )?
-                }
-                (None, Some(aligned)) => aligned.update(&mut stateful.aligned, &traced.batch)?,
-                (None, None) => unreachable!("a plan that holds rows aggregates or is aligned"),
-            };
-            if late_positions.is_empty() {
-                return Ok(());
-            }
-            let mut late_rows: Vec<usize> =
-                late_positions.iter().map(|&p| traced.origins[p]).collect();
-            late_rows.sort_unstable();
-            late_rows.dedup();
-            let arrivals: Vec<Arrival> = late_rows
-                .iter()
-                .map(|&row| Arrival {
-                    partition: coordinates[row].0,
-                    offset: coordinates[row].1,
-                    watermark: self.committed_watermark,
-                })
-                .collect();
-            let late_schema = stateful
-                .late_schema
-                .as_ref()
-                .expect("an aggregation has a late table");
-            let batch = late::rows(
-                late_schema,
-                &self.run.pipeline.pipeline.name,
-                self.reader.stream(),
-                rows,
-                &late_rows,
-                &arrivals,
-                now_ms(),
-            )?;
-            if pass.replayed() {
-                self.pending.retried_late.push(batch);
-            } else {
-                self.pending.late.push(batch);
-            }
+            self.pending.late.push(batch);
         }
         Ok(())
     }
@@ -1291,7 +1276,7 @@ impl<'a> Task<'a> {
         retried: bool,
         side: Side,
     ) -> Result<Transformed> {
-        if output.aggregate || !self.checking.checks_target_rows() {
+        if output.holds || !self.checking.checks_target_rows() {
             return Ok(output);
         }
         let origins = &output.traced.origins;
@@ -1481,30 +1466,16 @@ impl<'a> Task<'a> {
                 join.clean(left, right);
             }
         }
-        let emitted = match (&mut self.stateful, &self.plan.aggregate) {
-            (Some(stateful), Some(plan)) => Some(stateful.state.emit(plan, watermark)?),
-            _ => None,
-        };
-        let aligned_rows = match (&mut self.stateful, &self.plan.aligned) {
-            (Some(stateful), Some(aligned)) => {
-                aligned.emit(&mut stateful.aligned, watermark).await?
-            }
-            _ => Vec::new(),
-        };
-        for batch in aligned_rows.into_iter().filter(|b| b.num_rows() > 0) {
+        let emitted = self.plan.on_watermark(watermark).await?;
+        for batch in emitted.upserts.into_iter().filter(|b| b.num_rows() > 0) {
             self.pend_emitted(batch).await?;
         }
-        if let Some(emitted) = emitted {
-            if emitted.upserts.num_rows() > 0 {
-                self.pend_emitted(emitted.upserts).await?;
-            }
-            if emitted.deletes.num_rows() > 0 {
-                let deletes = self.plan.finish(emitted.deletes)?;
-                let marker = vec![true; deletes.num_rows()];
-                self.pending
-                    .rows
-                    .push(with_delete_marker(&deletes, marker)?);
-            }
+        for batch in emitted.deletes.into_iter().filter(|b| b.num_rows() > 0) {
+            let deletes = self.plan.finish(batch)?;
+            let marker = vec![true; deletes.num_rows()];
+            self.pending
+                .rows
+                .push(with_delete_marker(&deletes, marker)?);
         }
         // Rows read from now on belong to the next commit and are judged against this watermark.
         self.committed_watermark = watermark;
@@ -1551,8 +1522,8 @@ impl<'a> Task<'a> {
         };
         self.settle().await?;
         // Windows this commit emits are no longer provisional.
-        let provisional = match self.plan.aggregate.is_some() && self.run.stats.live.wanted() {
-            true => Some(self.provisional()?),
+        let provisional = match self.run.stats.live.wanted() {
+            true => self.plan.provisional()?.map(|rows| vec![rows]),
             false => None,
         };
         self.run.stats.live.commit_started(&batch.rows, provisional);
@@ -1639,13 +1610,13 @@ fn event_time_ms(rows: &RecordBatch, column: &str, row: usize) -> Option<i64> {
     millis.is_valid(0).then(|| millis.value(0))
 }
 
-/// The SELECT's output for some rows: target rows, or rows for the aggregation
-/// (`aggregate`), each with the input row it came from; and the rows lookup
-/// joins did not match.
+/// The SELECT's output for some rows: target rows, each with the input row it
+/// came from, unless an operator holds the rows (`holds`); and the rows
+/// operators set aside.
 struct Transformed {
     traced: Traced,
     missed: Vec<Missed>,
-    aggregate: bool,
+    holds: bool,
     /// The operators' state writes, applied once the rows are absorbed.
     writes: Vec<StateWrite>,
 }

@@ -19,10 +19,11 @@ use arrow::record_batch::RecordBatch;
 use strata_catalog::connectors::kafka::KafkaTarget;
 use strata_catalog::{KafkaFormat, TableDef, TableKind};
 
-use crate::decode::debezium::{DebeziumDecoder, RowKind};
+use crate::decode::debezium::DebeziumDecoder;
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
 use crate::lookup::versioned::{Change, VersionedTable};
+use crate::operator::RowKind;
 use crate::source::SourceRecord;
 use crate::source::kafka::{KafkaSource, SourceEvent};
 use crate::state::{ByteReader, ByteWriter};

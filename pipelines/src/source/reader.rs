@@ -15,9 +15,10 @@ use arrow::record_batch::RecordBatch;
 use tokio::sync::watch;
 
 use super::SourceRecord;
-use crate::decode::debezium::{DebeziumDecoder, RowKind};
+use crate::decode::debezium::DebeziumDecoder;
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::Result;
+use crate::operator::RowKind;
 
 /// Rows a source handed over, with where each came from.
 #[derive(Debug)]

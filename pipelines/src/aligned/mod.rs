@@ -22,6 +22,10 @@
 //!
 //! Anything else is refused at validation with the rule it breaks.
 
+mod operator;
+
+pub use operator::WindowAligned;
+
 use std::sync::Arc;
 
 use arrow::array::{Array, TimestampMillisecondArray, UInt32Array};

@@ -1,0 +1,327 @@
+//! A GROUP BY (over a window TVF or not) as an operator of the plan.
+//!
+//! ```text
+//!   process(rows, their row kinds) ──▶ no rows go on; one state write that folds them in
+//!                                        └─ rows whose window the last commit's watermark
+//!                                           dropped ──▶ Missed(Late) ──▶ the late table
+//!   on_watermark(W) ──▶ Emitted { upserts: completed windows and changed groups,
+//!                                 deletes: groups a changelog emptied }
+//!   provisional()   ──▶ open windows and changed groups, for the realtime view
+//! ```
+
+use std::sync::Mutex;
+
+use arrow::record_batch::RecordBatch;
+
+use super::{AggregatePlan, AggregateState};
+use crate::error::Result;
+use crate::operator::{
+    BatchContext, Changelog, Described, Emitted, InputStream, KeepsState, Operator, OperatorKind,
+    Processed, StateInfo, Traced,
+};
+use crate::state::{ByteReader, ByteWriter};
+
+/// An aggregation and its open windows and groups.
+#[derive(Debug)]
+pub struct Aggregation {
+    plan: AggregatePlan,
+    state: Mutex<AggregateState>,
+}
+
+impl Aggregation {
+    pub fn new(plan: AggregatePlan) -> Self {
+        Self {
+            plan,
+            state: Mutex::new(AggregateState::default()),
+        }
+    }
+
+    pub fn plan(&self) -> &AggregatePlan {
+        &self.plan
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, AggregateState> {
+        self.state.lock().expect("not poisoned")
+    }
+}
+
+#[async_trait::async_trait]
+impl Operator for Aggregation {
+    fn kind(&self) -> OperatorKind {
+        match self.plan.window {
+            Some(_) => OperatorKind::WindowAggregate,
+            None => OperatorKind::GroupAggregate,
+        }
+    }
+
+    async fn process(
+        self: std::sync::Arc<Self>,
+        input: Traced,
+        ctx: &BatchContext<'_>,
+    ) -> Result<Processed> {
+        let kinds = ctx.kinds_of(&input);
+        let watermark = ctx.watermark;
+        let output = self.plan.output_schema().clone();
+        Ok(Processed::held(
+            output,
+            input,
+            "its window had closed: the watermark passed its end and the allowed lateness",
+            move |rows| {
+                self.state()
+                    .update(&self.plan, rows, kinds.as_deref(), watermark)
+            },
+        ))
+    }
+
+    fn describe(&self, _input: &InputStream) -> Described {
+        let (watermark, holds) = match self.plan.window {
+            Some(_) => (
+                Some("window_time".to_string()),
+                "each open window's groups and their accumulators",
+            ),
+            None => (None, "every group's accumulators"),
+        };
+        Described {
+            detail: self.plan.describe(),
+            schema: self.plan.output_schema().clone(),
+            watermark,
+            state: Some(StateInfo {
+                holds: holds.to_string(),
+                fingerprint: self.plan.state_shape().join("\n"),
+            }),
+        }
+    }
+
+    fn accepts(&self, input: Changelog) -> std::result::Result<(), String> {
+        self.plan.accepts(input)
+    }
+
+    /// Results that a late row or a changelog can change again upsert by the
+    /// GROUP BY's columns; windows emitted once and final are appended.
+    fn emits(&self, input: Changelog, _key: &[String]) -> (Changelog, Vec<String>) {
+        match self.plan.updates() || input != Changelog::AppendOnly {
+            true => (Changelog::Upsert, self.plan.group_columns()),
+            false => (Changelog::AppendOnly, Vec::new()),
+        }
+    }
+
+    fn holds_rows(&self) -> bool {
+        true
+    }
+
+    async fn on_watermark(&self, watermark: Option<i64>) -> Result<Emitted> {
+        self.state().emit(&self.plan, watermark)
+    }
+
+    fn provisional(&self) -> Result<Option<RecordBatch>> {
+        self.state().provisional(&self.plan).map(Some)
+    }
+
+    fn state(&self) -> Option<&dyn KeepsState> {
+        Some(self)
+    }
+}
+
+impl KeepsState for Aggregation {
+    fn snapshot(&self, out: &mut ByteWriter) {
+        self.state().encode(out);
+    }
+
+    fn restore(&self, input: &mut ByteReader<'_>) -> Result<()> {
+        *self.state() = AggregateState::decode(input)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, Int64Array, StringArray, TimestampMillisecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use arrow::record_batch::RecordBatch;
+    use datafusion::physical_expr::expressions::col;
+
+    use super::Aggregation;
+    use crate::aggregate::accumulator::{AggFunction, AggregateCall};
+    use crate::aggregate::{AggregatePlan, GroupRole};
+    use crate::operator::harness::Harness;
+    use crate::operator::{Changelog, MissAction, Operator, RowKind};
+    use crate::window::WindowKind;
+
+    fn input_schema() -> Arc<Schema> {
+        let time = DataType::Timestamp(TimeUnit::Millisecond, None);
+        Arc::new(Schema::new(vec![
+            Field::new("window_start", time.clone(), false),
+            Field::new("window_end", time, false),
+            Field::new("city", DataType::Utf8, true),
+            Field::new("amount", DataType::Int64, true),
+        ]))
+    }
+
+    /// `SUM(amount) … GROUP BY [window_start, window_end,] city`.
+    fn aggregation(window: Option<WindowKind>, allowed_lateness_ms: i64) -> Arc<Aggregation> {
+        let schema = input_schema();
+        let time = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let mut groups = Vec::new();
+        let mut fields = Vec::new();
+        if window.is_some() {
+            for (name, role) in [
+                ("window_start", GroupRole::WindowStart),
+                ("window_end", GroupRole::WindowEnd),
+            ] {
+                groups.push((col(name, &schema).unwrap(), role, time.clone()));
+                fields.push(Field::new(name, time.clone(), false));
+            }
+        }
+        groups.push((
+            col("city", &schema).unwrap(),
+            GroupRole::Key(0),
+            DataType::Utf8,
+        ));
+        fields.push(Field::new("city", DataType::Utf8, true));
+        fields.push(Field::new("total", DataType::Int64, true));
+        let sum = AggregateCall::new(
+            AggFunction::Sum,
+            col("amount", &schema).unwrap(),
+            None,
+            DataType::Int64,
+            DataType::Int64,
+            0,
+        )
+        .unwrap();
+        let plan = AggregatePlan::new(
+            window,
+            allowed_lateness_ms,
+            groups,
+            vec![sum],
+            Arc::new(Schema::new(fields)),
+        )
+        .unwrap();
+        Arc::new(Aggregation::new(plan))
+    }
+
+    /// Rows of ten-second windows: (window start in seconds, city, amount).
+    fn rows(rows: &[(i64, &str, i64)]) -> RecordBatch {
+        let starts: Vec<i64> = rows.iter().map(|r| r.0 * 1000).collect();
+        RecordBatch::try_new(
+            input_schema(),
+            vec![
+                Arc::new(TimestampMillisecondArray::from(starts.clone())),
+                Arc::new(TimestampMillisecondArray::from(
+                    starts.iter().map(|s| s + 10_000).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// The (city, total) pairs of emitted batches, sorted.
+    fn totals(batches: &[RecordBatch]) -> Vec<(String, i64)> {
+        let mut out = Vec::new();
+        for batch in batches {
+            let city = batch.column_by_name("city").unwrap();
+            let city = city.as_any().downcast_ref::<StringArray>().unwrap();
+            let total = batch.column_by_name("total").unwrap();
+            let total = total.as_any().downcast_ref::<Int64Array>().unwrap();
+            for row in 0..batch.num_rows() {
+                out.push((city.value(row).to_string(), total.value(row)));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn pairs(expected: &[(&str, i64)]) -> Vec<(String, i64)> {
+        expected.iter().map(|(c, t)| (c.to_string(), *t)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_window_emits_once_the_watermark_passes_its_end_and_later_rows_are_late() {
+        let mut harness = Harness::new(aggregation(Some(WindowKind::Tumble { size: 10_000 }), 0));
+        let (through, missed) = harness
+            .push(&rows(&[(0, "oslo", 5), (0, "oslo", 7), (10, "rome", 1)]))
+            .await
+            .unwrap();
+        assert_eq!(through.batch.num_rows(), 0, "an aggregation holds its rows");
+        assert!(missed.is_empty());
+        let open = harness.provisional().unwrap().unwrap();
+        assert_eq!(totals(&[open]), pairs(&[("oslo", 12), ("rome", 1)]));
+
+        let emitted = harness.watermark(9_999).await.unwrap();
+        assert_eq!(totals(&emitted.upserts), pairs(&[("oslo", 12)]));
+        // The first window is gone: a row of it is late, and goes nowhere else.
+        let (_, missed) = harness
+            .push(&rows(&[(10, "rome", 2), (0, "oslo", 100)]))
+            .await
+            .unwrap();
+        assert_eq!(missed.len(), 1);
+        assert_eq!(missed[0].action, MissAction::Late);
+        assert_eq!(missed[0].origins, vec![1]);
+        let emitted = harness.watermark(19_999).await.unwrap();
+        assert_eq!(totals(&emitted.upserts), pairs(&[("rome", 3)]));
+    }
+
+    #[tokio::test]
+    async fn a_changelog_takes_updates_back_out_and_deletes_emptied_groups() {
+        let aggregation = aggregation(None, 0);
+        assert_eq!(
+            aggregation.emits(Changelog::Retracting, &[]),
+            (Changelog::Upsert, vec!["city".to_string()])
+        );
+        let mut harness = Harness::new(aggregation);
+        harness
+            .push_changes(
+                &rows(&[(0, "oslo", 5), (0, "rome", 3)]),
+                &[RowKind::Insert, RowKind::Insert],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            totals(&harness.watermark(0).await.unwrap().upserts),
+            pairs(&[("oslo", 5), ("rome", 3)])
+        );
+        // oslo's 5 becomes 8; rome's only row is deleted.
+        harness
+            .push_changes(
+                &rows(&[(0, "oslo", 5), (0, "oslo", 8), (0, "rome", 3)]),
+                &[RowKind::UpdateBefore, RowKind::UpdateAfter, RowKind::Delete],
+            )
+            .await
+            .unwrap();
+        let emitted = harness.watermark(1).await.unwrap();
+        assert_eq!(totals(&emitted.upserts), pairs(&[("oslo", 8)]));
+        let deleted: usize = emitted.deletes.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(deleted, 1, "rome's group is deleted, not written as 0");
+    }
+
+    #[tokio::test]
+    async fn open_windows_survive_a_snapshot_and_restore() {
+        let make = || aggregation(Some(WindowKind::Tumble { size: 10_000 }), 0);
+        let harness = Harness::new(make());
+        harness
+            .push(&rows(&[(0, "oslo", 5), (0, "rome", 1)]))
+            .await
+            .unwrap();
+        let bytes = harness.snapshot();
+        let mut restored = Harness::restore_into(make(), &bytes).unwrap();
+        restored.push(&rows(&[(0, "oslo", 2)])).await.unwrap();
+        let emitted = restored.watermark(9_999).await.unwrap();
+        assert_eq!(totals(&emitted.upserts), pairs(&[("oslo", 7), ("rome", 1)]));
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_writes_are_dropped_leaves_no_trace() {
+        let harness = Harness::new(aggregation(None, 0));
+        harness.try_push(&rows(&[(0, "oslo", 5)])).await.unwrap();
+        harness.push(&rows(&[(0, "oslo", 1)])).await.unwrap();
+        let open = harness.provisional().unwrap().unwrap();
+        assert_eq!(totals(&[open]), pairs(&[("oslo", 1)]));
+    }
+}
