@@ -204,6 +204,10 @@ impl Operator for LagStep {
         }
     }
 
+    fn refuses_rows_run_again(&self) -> Option<String> {
+        Some("a row run again would move its partition's LAG on twice".to_string())
+    }
+
     fn state(&self) -> Option<&dyn KeepsState> {
         Some(self)
     }

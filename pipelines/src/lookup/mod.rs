@@ -298,14 +298,6 @@ impl LookupJoin {
         matches!(self.miss, MissPolicy::Retry { .. })
     }
 
-    /// The retry delay, for rows set aside.
-    pub fn retry_delay_ms(&self) -> i64 {
-        match self.miss {
-            MissPolicy::Retry { delay_ms, .. } => delay_ms,
-            _ => 0,
-        }
-    }
-
     /// The versioned table of an event-time temporal join.
     pub fn versioned(&self) -> Option<&Arc<VersionedTable>> {
         match &self.dimension {
@@ -345,7 +337,12 @@ impl LookupJoin {
             if !answers.waiting.is_empty() {
                 misses.push(Misses {
                     rows: answers.waiting,
-                    action: MissAction::Wait,
+                    action: MissAction::Wait {
+                        time_column: self
+                            .as_of
+                            .clone()
+                            .expect("an event-time temporal join has an AS OF column"),
+                    },
                     reason: String::new(),
                 });
             }
@@ -589,9 +586,10 @@ impl LookupJoin {
         let action = match self.miss {
             MissPolicy::Null => None,
             MissPolicy::Quarantine => Some(MissAction::Quarantine),
-            MissPolicy::Retry { max_attempts, .. } if pass.attempt < max_attempts => {
-                Some(MissAction::Retry)
-            }
+            MissPolicy::Retry {
+                max_attempts,
+                delay_ms,
+            } if pass.attempt < max_attempts => Some(MissAction::Retry { after_ms: delay_ms }),
             MissPolicy::Retry { .. } if self.left_join => None,
             MissPolicy::Retry { .. } => Some(MissAction::Quarantine),
         };
@@ -863,6 +861,24 @@ impl Operator for LookupJoin {
             return Err("'miss' = 'retry' over a changelog (a change set aside could land after a newer change of its key)".to_string());
         }
         Ok(())
+    }
+
+    fn runs_rows_again(&self) -> Option<String> {
+        if self.versioned().is_some() {
+            return Some(format!(
+                "the event-time temporal join {} (rows wait for its versions)",
+                self.alias
+            ));
+        }
+        self.retries()
+            .then(|| format!("'miss' = 'retry' on the lookup join {}", self.alias))
+    }
+
+    fn refuses_rows_run_again(&self) -> Option<String> {
+        self.versioned().map(|_| {
+            "a row run again after both watermarks passed it would find its versions dropped"
+                .to_string()
+        })
     }
 
     fn describe(&self, input: &InputStream) -> Described {

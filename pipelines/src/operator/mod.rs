@@ -59,12 +59,18 @@ impl Traced {
 }
 
 /// What becomes of input rows an operator set aside.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MissAction {
     Quarantine,
-    Retry,
-    /// Held back until the versioned side's watermark passes the row's time.
-    Wait,
+    /// Kept in state and run again `after_ms` from now.
+    Retry {
+        after_ms: i64,
+    },
+    /// Held back until the versioned side's watermark passes the row's time
+    /// in the source's column `time_column`.
+    Wait {
+        time_column: String,
+    },
     /// Came after the watermark had closed what it belongs to: it goes to the
     /// late table, with the watermark it met.
     Late,
@@ -399,6 +405,19 @@ pub trait Operator: std::fmt::Debug + Send + Sync {
     /// readers of the realtime view; none if it shows nothing before a watermark.
     fn provisional(&self) -> Result<Option<RecordBatch>> {
         Ok(None)
+    }
+
+    /// What in it runs input rows through the plan again later (a retry, a
+    /// wait for another stream), in SQL terms, if it does.
+    fn runs_rows_again(&self) -> Option<String> {
+        None
+    }
+
+    /// Why it cannot take rows that another operator runs through the plan
+    /// again (its state would move on twice for one row, or was cleaned
+    /// before the row came back), if it cannot.
+    fn refuses_rows_run_again(&self) -> Option<String> {
+        None
     }
 
     /// Whether a second stream enters the plan here (an interval join's right side).

@@ -367,12 +367,7 @@ impl PipelineRun {
                 "writing a Kafka topic from a table that is not a Kafka topic (its offsets commit in the topic's transaction)",
             ));
         }
-        if plan.lags().next().is_some() && plan.lookups().any(|join| join.retries()) {
-            return Err(unsupported(
-                pipeline,
-                "LAG together with 'miss' = 'retry' (a row set aside would move its partition's LAG on twice)",
-            ));
-        }
+        refuse_rows_run_again(pipeline, &plan)?;
         let temporal = plan
             .lookups()
             .filter(|join| join.versioned().is_some())
@@ -383,25 +378,11 @@ impl PipelineRun {
                 "more than one event-time temporal join in a pipeline (each reads a stream of its own)",
             ));
         }
-        if temporal == 1 {
-            if !matches!(source.kind, TableKind::Kafka { .. }) {
-                return Err(unsupported(
-                    pipeline,
-                    "an event-time temporal join probed by a Delta table (read the probe side from Kafka)",
-                ));
-            }
-            if plan.lags().next().is_some() {
-                return Err(unsupported(
-                    pipeline,
-                    "LAG together with an event-time temporal join (a row held back for the versioned side would move its partition's LAG on twice)",
-                ));
-            }
-            if plan.lookups().any(|join| join.retries()) {
-                return Err(unsupported(
-                    pipeline,
-                    "'miss' = 'retry' beside an event-time temporal join (a row retried after both watermarks passed it would find its versions dropped)",
-                ));
-            }
+        if temporal == 1 && !matches!(source.kind, TableKind::Kafka { .. }) {
+            return Err(unsupported(
+                pipeline,
+                "an event-time temporal join probed by a Delta table (read the probe side from Kafka)",
+            ));
         }
         Ok(Planned {
             source,
@@ -605,6 +586,30 @@ impl PipelineRun {
             up_to: BTreeMap::new(),
         })
     }
+}
+
+/// Refuses an operator that runs rows through the plan again beside one that
+/// cannot take them twice, as the operators declare.
+fn refuse_rows_run_again(pipeline: &ValidPipeline, plan: &CompiledPlan) -> Result<()> {
+    let operators = plan.pre_operators();
+    for again in operators {
+        let Some(what) = again.operator.runs_rows_again() else {
+            continue;
+        };
+        for other in operators.iter().filter(|other| other.id != again.id) {
+            if let Some(why) = other.operator.refuses_rows_run_again() {
+                return Err(unsupported(
+                    pipeline,
+                    &format!(
+                        "{what} beside {} {} ({why})",
+                        other.operator.kind().as_str(),
+                        other.id
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn unsupported(pipeline: &ValidPipeline, what: &str) -> PipelineError {

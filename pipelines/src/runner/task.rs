@@ -227,7 +227,7 @@ impl<'a> Task<'a> {
         };
         let (reader, partitions) = match (&source.kind, &run.replay) {
             (_, Some(replay)) => {
-                refuse_replay(run, source, &plan)?;
+                refuse_replay(run, source, &stream_plan)?;
                 let stream = replay.stream();
                 let mut partitions: Vec<i32> = replay.records.iter().map(|r| r.partition).collect();
                 partitions.sort_unstable();
@@ -316,10 +316,7 @@ impl<'a> Task<'a> {
             provisional_at: None,
             checkpoints: !matches!(target_def.kind, TableKind::Blackhole),
         };
-        let retries = task.plan.lookups().any(|join| join.retries());
-        let lags = task.plan.lags().next().is_some();
-        let joins = task.versions.is_some() || task.right.is_some();
-        if task.plan.holds_rows() || retries || lags || joins {
+        if task.stream_plan.states().next().is_some() {
             task.open_state(source, target_location, &partitions, restore)
                 .await?;
         }
@@ -724,9 +721,14 @@ impl<'a> Task<'a> {
         let horizon = feed.table.horizon();
         for due in stateful.waiting.take_due(horizon)? {
             if let Err(err) = self.rerun(&due, true, stop).await {
-                // Stopped while a lookup waited for its database: the rows wait on, in state.
+                // Stopped while a lookup waited for its database: the rows wait on, in
+                // state, due at once (the horizon has passed them and never goes back).
                 let all: Vec<usize> = (0..due.rows.num_rows()).collect();
-                self.hold_back(&due.rows, &due.coordinates, &all)?;
+                if let Some(stateful) = self.stateful.as_mut() {
+                    stateful
+                        .waiting
+                        .park(&due.rows, &due.coordinates, None, &all, 0, |_| horizon)?;
+                }
                 return Err(err);
             }
         }
@@ -762,19 +764,16 @@ impl<'a> Task<'a> {
         .await
     }
 
-    /// Sets rows aside until the versioned side's watermark passes their event time.
+    /// Sets rows aside until the versioned side's watermark passes their
+    /// event time in `time_column`.
     fn hold_back(
         &mut self,
         rows: &RecordBatch,
         coordinates: &[(i32, i64)],
         origins: &[usize],
+        time_column: &str,
     ) -> Result<()> {
-        let column = self
-            .plan
-            .lookups()
-            .find_map(|join| join.as_of.clone())
-            .expect("only a temporal join holds rows back");
-        let times = crate::window::event_times(rows, &column)?;
+        let times = crate::window::event_times(rows, time_column)?;
         let stateful = self
             .stateful
             .as_mut()
@@ -1173,25 +1172,21 @@ impl<'a> Task<'a> {
                         );
                     }
                 }
-                MissAction::Wait => self.hold_back(rows, coordinates, &missed.origins)?,
-                MissAction::Retry => {
-                    let delay = self
-                        .plan
-                        .lookups()
-                        .map(|join| join.retry_delay_ms())
-                        .max()
-                        .unwrap_or(0);
+                MissAction::Wait { time_column } => {
+                    self.hold_back(rows, coordinates, &missed.origins, &time_column)?
+                }
+                MissAction::Retry { after_ms } => {
                     let stateful = self
                         .stateful
                         .as_mut()
-                        .expect("a plan that retries lookups has state");
+                        .expect("a plan that retries rows has state");
                     stateful.parked.park(
                         rows,
                         coordinates,
                         kinds,
                         &missed.origins,
                         attempt + 1,
-                        |_| now_ms() + delay,
+                        |_| now_ms() + after_ms,
                     )?;
                 }
                 MissAction::Late => late_rows.extend(missed.origins),
@@ -1570,13 +1565,8 @@ async fn emitted_quarantined(
 
 /// Replays feed stateless pipelines that read a Kafka json topic: their
 /// records are rows again, with nothing held in operator state.
-fn refuse_replay(run: &PipelineRun, source: &TableDef, plan: &CompiledPlan) -> Result<()> {
-    let stateful = plan.holds_rows()
-        || plan.lags().next().is_some()
-        || plan.interval().is_some()
-        || plan
-            .lookups()
-            .any(|join| join.retries() || join.versioned().is_some());
+fn refuse_replay(run: &PipelineRun, source: &TableDef, plan: &StreamPlan) -> Result<()> {
+    let stateful = plan.states().next().is_some();
     let json = matches!(
         source.kind,
         TableKind::Kafka {
