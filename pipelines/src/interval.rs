@@ -29,7 +29,7 @@ use crate::error::{PipelineError, Result};
 pub use crate::operator::Side;
 use crate::operator::{
     BatchContext, Described, InputStream, KeepsState, MissAction, Missed, Operator, OperatorKind,
-    Processed, StateInfo, StateWrite, Traced,
+    Processed, StateInfo, StateWrite, Traced, Watermarks,
 };
 use crate::state::{ByteReader, ByteWriter};
 
@@ -512,6 +512,14 @@ impl Operator for IntervalJoin {
 
     fn reads_second_stream(&self) -> bool {
         true
+    }
+
+    /// Rows that no row to come of the other stream can meet leave the state.
+    async fn on_watermark(&self, watermarks: &Watermarks) -> Result<crate::operator::Emitted> {
+        if let (Some(left), Some(right)) = (watermarks.source, watermarks.second) {
+            self.clean(left, right);
+        }
+        Ok(crate::operator::Emitted::default())
     }
 
     fn state(&self) -> Option<&dyn KeepsState> {

@@ -38,7 +38,7 @@ use crate::lookup::spec::LookupSpec;
 use crate::lookup::{DimensionSide, LookupJoin, LookupJoinParts, SideStep};
 use crate::operator::{
     BatchContext, Emitted, KeepsState, LookupPass, Missed, Operator, OperatorIds, PlacedOperator,
-    Side, StateWrite, Traced,
+    Side, StateWrite, Traced, Watermarks,
 };
 use crate::steps::{Stateless, Unnest};
 use crate::validate::ValidPipeline;
@@ -238,11 +238,12 @@ impl CompiledPlan {
         self.pre.iter().any(|placed| placed.operator.holds_rows())
     }
 
-    /// What the operators emit as the watermark reaches `watermark`, in plan order.
-    pub async fn on_watermark(&self, watermark: Option<i64>) -> Result<Emitted> {
+    /// What the operators emit at a commit's watermarks, in plan order (an
+    /// interval join's right-side operators first).
+    pub async fn on_watermark(&self, watermarks: &Watermarks) -> Result<Emitted> {
         let mut emitted = Emitted::default();
-        for placed in &self.pre {
-            emitted.extend(placed.operator.on_watermark(watermark).await?);
+        for placed in self.right.iter().flatten().chain(&self.pre) {
+            emitted.extend(placed.operator.on_watermark(watermarks).await?);
         }
         Ok(emitted)
     }
@@ -386,18 +387,17 @@ impl CompiledPlan {
         self.run_steps(&steps, Traced::of(ctx.source), ctx).await
     }
 
-    /// Takes rows of `side` as far as the interval join and holds them there,
-    /// for rows the steps after the join failed on.
+    /// Takes rows of `side` as far as the interval join, if there is one, and
+    /// holds them there, for rows the steps after the join failed on.
     pub async fn hold_only(
         &self,
         batch: &RecordBatch,
         pass: &LookupPass,
         side: Side,
     ) -> Result<()> {
-        let (at, join) = self
-            .interval
-            .as_ref()
-            .expect("a plan that holds rows has an interval join");
+        let Some((at, join)) = self.interval.as_ref() else {
+            return Ok(());
+        };
         let before = match side {
             Side::Left => &self.pre[..*at],
             Side::Right => self.right.as_deref().unwrap_or_default(),

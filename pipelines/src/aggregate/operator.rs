@@ -17,7 +17,7 @@ use super::{AggregatePlan, AggregateState};
 use crate::error::Result;
 use crate::operator::{
     BatchContext, Changelog, Described, Emitted, InputStream, KeepsState, Operator, OperatorKind,
-    Processed, StateInfo, Traced,
+    Processed, StateInfo, Traced, Watermarks,
 };
 use crate::state::{ByteReader, ByteWriter};
 
@@ -109,8 +109,8 @@ impl Operator for Aggregation {
         true
     }
 
-    async fn on_watermark(&self, watermark: Option<i64>) -> Result<Emitted> {
-        self.state().emit(&self.plan, watermark)
+    async fn on_watermark(&self, watermarks: &Watermarks) -> Result<Emitted> {
+        self.state().emit(&self.plan, watermarks.pipeline)
     }
 
     fn provisional(&self) -> Result<Option<RecordBatch>> {

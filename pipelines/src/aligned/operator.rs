@@ -14,7 +14,7 @@ use super::{AlignedQuery, AlignedState};
 use crate::error::Result;
 use crate::operator::{
     BatchContext, Described, Emitted, InputStream, KeepsState, Operator, OperatorKind, Processed,
-    StateInfo, Traced,
+    StateInfo, Traced, Watermarks,
 };
 use crate::state::{ByteReader, ByteWriter};
 
@@ -81,10 +81,10 @@ impl Operator for WindowAligned {
         true
     }
 
-    async fn on_watermark(&self, watermark: Option<i64>) -> Result<Emitted> {
+    async fn on_watermark(&self, watermarks: &Watermarks) -> Result<Emitted> {
         // The state leaves its lock while DataFusion evaluates the windows.
         let mut state = std::mem::take(&mut *self.state());
-        let evaluated = self.query.emit(&mut state, watermark).await;
+        let evaluated = self.query.emit(&mut state, watermarks.pipeline).await;
         *self.state() = state;
         Ok(Emitted {
             upserts: evaluated?,

@@ -42,8 +42,8 @@ use self::spec::MissPolicy;
 use self::versioned::VersionedTable;
 use crate::error::{PipelineError, Result};
 use crate::operator::{
-    BatchContext, Changelog, Described, InputStream, Missed, Operator, OperatorKind, Processed,
-    Traced,
+    BatchContext, Changelog, Described, Emitted, InputStream, Missed, Operator, OperatorKind,
+    Processed, Traced, Watermarks,
 };
 pub use crate::operator::{LookupPass, MissAction};
 
@@ -861,6 +861,19 @@ impl Operator for LookupJoin {
             return Err("'miss' = 'retry' over a changelog (a change set aside could land after a newer change of its key)".to_string());
         }
         Ok(())
+    }
+
+    /// A temporal join forgets the versions no probe row to come can need:
+    /// those both its streams' watermarks have passed.
+    async fn on_watermark(&self, watermarks: &Watermarks) -> Result<Emitted> {
+        if let Some(table) = self.versioned() {
+            if let (Some(source), Some(versions)) = (watermarks.source, watermarks.second) {
+                table.clean(source.min(versions));
+            }
+            let versions = table.version_count() as u64;
+            self.stats.versions.store(versions, Ordering::Relaxed);
+        }
+        Ok(Emitted::default())
     }
 
     fn runs_rows_again(&self) -> Option<String> {

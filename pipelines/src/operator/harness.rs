@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 
-use super::{BatchContext, Emitted, LookupPass, Missed, Operator, RowKind, Side, Traced};
+use super::{
+    BatchContext, Emitted, LookupPass, Missed, Operator, RowKind, Side, Traced, Watermarks,
+};
 use crate::error::Result;
 use crate::state::{ByteReader, ByteWriter};
 
@@ -68,7 +70,12 @@ impl Harness {
     /// Advances the watermark to `watermark`, as a commit does: what it emits.
     pub async fn watermark(&mut self, watermark: i64) -> Result<Emitted> {
         self.watermark = Some(watermark);
-        self.operator.on_watermark(Some(watermark)).await
+        let watermarks = Watermarks {
+            pipeline: Some(watermark),
+            source: Some(watermark),
+            second: None,
+        };
+        self.operator.on_watermark(&watermarks).await
     }
 
     /// The operator's provisional results.

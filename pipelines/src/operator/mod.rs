@@ -10,7 +10,8 @@
 //!     may set rows aside too (an aggregation finds a row late as it folds it in)
 //!     (a batch that fails half-way, and is then run row by row to find the
 //!      culprit, leaves no trace in any operator's state)
-//!   commit ──▶ on_watermark(w) ──▶ Emitted { upserts, deletes } ──▶ the steps after it ──▶ sink
+//!   commit ──▶ on_watermark(watermarks) ──▶ Emitted { upserts, deletes } ──▶ the steps after it ──▶ sink
+//!                   └─ state no row to come can meet is forgotten (a join's old rows)
 //!          ──▶ snapshot()        restart ──▶ restore()        both under the operator's id
 //! ```
 //!
@@ -218,6 +219,18 @@ impl From<Traced> for Processed {
     }
 }
 
+/// The watermarks of a commit, as operators see them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Watermarks {
+    /// The pipeline's: what closes windows, held back by a versioned side.
+    pub pipeline: Option<i64>,
+    /// The source stream's own.
+    pub source: Option<i64>,
+    /// The second stream's own (an interval join's right side, a temporal
+    /// join's versioned changelog), if one is read.
+    pub second: Option<i64>,
+}
+
 /// What an operator emits when the watermark advances: rows it inserts or
 /// updates (by the key of its changelog), and keys it deletes.
 #[derive(Debug, Default)]
@@ -396,8 +409,9 @@ pub trait Operator: std::fmt::Debug + Send + Sync {
         false
     }
 
-    /// What the watermark `watermark` completes, as of a commit.
-    async fn on_watermark(&self, _watermark: Option<i64>) -> Result<Emitted> {
+    /// What the commit's watermarks complete, and the state no row to come
+    /// can need any more, which it forgets.
+    async fn on_watermark(&self, _watermarks: &Watermarks) -> Result<Emitted> {
         Ok(Emitted::default())
     }
 

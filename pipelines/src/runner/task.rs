@@ -19,7 +19,7 @@ use crate::interval::Side;
 use crate::lookup::versioned::VersionedTable;
 use crate::lookup::{LookupPass, MissAction};
 use crate::operator::RowKind;
-use crate::operator::{BatchContext, Missed, StateWrite, Traced};
+use crate::operator::{BatchContext, Missed, StateWrite, Traced, Watermarks};
 use crate::plan::StreamPlan;
 use crate::sink::TargetOptions;
 use crate::sink::delta::{DELETE_MARKER, Offsets, WriteMode};
@@ -1062,14 +1062,11 @@ impl<'a> Task<'a> {
                         // not the row's fault: the pipeline stops with the cause.
                         Err(err) if !err.is_about_rows() => return Err(err),
                         Err(err) => {
-                            // A row that reached an interval join still waits there for
-                            // the other stream's rows to come.
-                            if self.plan.interval().is_some() {
-                                let single = rows.slice(row, 1);
-                                if let Err(failed) = self.plan.hold_only(&single, pass, side).await
-                                {
-                                    tracing::debug!(%failed, "the row failed before the interval join");
-                                }
+                            // A row that reached an operator holding rows for another
+                            // stream (an interval join) still waits there for its rows.
+                            let single = rows.slice(row, 1);
+                            if let Err(failed) = self.plan.hold_only(&single, pass, side).await {
+                                tracing::debug!(%failed, "the row failed before the operator that holds it");
                             }
                             self.reject(
                                 rows,
@@ -1441,27 +1438,19 @@ impl<'a> Task<'a> {
     async fn commit(&mut self) -> Result<()> {
         let watermark = self.current_watermark();
         let now = Instant::now();
-        let source = self
-            .watermark
-            .as_mut()
-            .and_then(|(_, tracker)| tracker.current(now));
-        if let Some(feed) = &self.versions {
-            // No probe row to come can need a version both watermarks have passed.
-            if let (Some(source), Some(versions)) = (source, feed.watermark) {
-                feed.table.clean(source.min(versions));
-            }
-            if let Some(join) = self.plan.lookups().find(|join| join.versioned().is_some()) {
-                let versions = feed.table.version_count() as u64;
-                join.stats.versions.store(versions, Ordering::Relaxed);
-            }
-        }
-        if let (Some(join), Some(right)) = (self.plan.interval(), &mut self.right) {
-            // Rows that no row to come of the other stream can meet leave the state.
-            if let (Some(left), Some(right)) = (source, right.tracker.current(now)) {
-                join.clean(left, right);
-            }
-        }
-        let emitted = self.plan.on_watermark(watermark).await?;
+        let watermarks = Watermarks {
+            pipeline: watermark,
+            source: self
+                .watermark
+                .as_mut()
+                .and_then(|(_, tracker)| tracker.current(now)),
+            second: match (&self.versions, &mut self.right) {
+                (Some(feed), _) => feed.watermark,
+                (None, Some(right)) => right.tracker.current(now),
+                (None, None) => None,
+            },
+        };
+        let emitted = self.plan.on_watermark(&watermarks).await?;
         for batch in emitted.upserts.into_iter().filter(|b| b.num_rows() > 0) {
             self.pend_emitted(batch).await?;
         }
