@@ -24,6 +24,8 @@ pub mod mention;
 pub mod operator;
 pub mod plan;
 pub mod project;
+pub mod registry;
+pub mod row_number;
 pub mod runner;
 pub mod sink;
 pub mod source;

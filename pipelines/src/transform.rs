@@ -36,10 +36,12 @@ use crate::lag::LagStep;
 use crate::lookup::dimension::Dimension;
 use crate::lookup::spec::LookupSpec;
 use crate::lookup::{DimensionSide, LookupJoin, LookupJoinParts, SideStep};
+use crate::operator::planner::PlanContext;
 use crate::operator::{
     BatchContext, Emitted, KeepsState, LookupPass, Missed, Operator, OperatorIds, PlacedOperator,
     Side, StateWrite, Traced, Watermarks,
 };
+use crate::registry::planners;
 use crate::steps::{Stateless, Unnest};
 use crate::validate::ValidPipeline;
 use crate::window::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowTvf};
@@ -568,17 +570,32 @@ struct Compiler<'a> {
 }
 
 impl Compiler<'_> {
+    fn context(&self) -> PlanContext<'_> {
+        PlanContext {
+            state: self.state,
+            unsupported: self.unsupported,
+        }
+    }
+
     fn physical(
         &self,
         expr: &datafusion::logical_expr::Expr,
         schema: &DFSchema,
     ) -> Result<Arc<dyn PhysicalExpr>> {
-        self.state
-            .create_physical_expr(expr.clone(), schema)
-            .map_err(|err| (self.unsupported)(format!("the expression {expr} ({err})")))
+        self.context().physical(expr, schema)
     }
 
     fn compile(&mut self, plan: &LogicalPlan, steps: &mut Vec<Step>) -> Result<()> {
+        // Operators that register a planner come first; none runs after the aggregation.
+        if self.aggregate.is_none() {
+            for planner in planners() {
+                if let Some(input) = planner.input_of(plan) {
+                    self.compile(input, steps)?;
+                    steps.push(Step::Operator(planner.plan(plan, &self.context())?));
+                    return Ok(());
+                }
+            }
+        }
         match plan {
             LogicalPlan::TableScan(scan) => {
                 if !scan.filters.is_empty() {

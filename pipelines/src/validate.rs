@@ -356,7 +356,8 @@ fn check_versioned(lookup: &LookupSpec, table: &TableDef, event_time: bool) -> R
 
 /// Calls Flink runs that pipelines do not, refused at their place with the
 /// way that works, before planning would fail on them with DataFusion's words
-/// (`Invalid function 'session_start'`, or a ROW_NUMBER rank as a DECIMAL).
+/// (`Invalid function 'session_start'`, or a RANK as a DECIMAL). ROW_NUMBER
+/// runs (see [`crate::row_number`]), which refuses the orders it cannot keep.
 fn refuse_unsupported_calls(pipeline: &Pipeline) -> Result<()> {
     let mut refusal = None;
     let _ = visit_expressions(&pipeline.query, |expr| {
@@ -393,15 +394,13 @@ fn refuse_unsupported_calls(pipeline: &Pipeline) -> Result<()> {
                     "use the window table-valued function, as Flink recommends: FROM TABLE({tvf}) … GROUP BY window_start, window_end, …, selecting window_start and window_end"
                 ),
             ));
-        } else if function.over.is_some()
-            && ["row_number", "rank", "dense_rank"].contains(&name.as_str())
-        {
+        } else if function.over.is_some() && ["rank", "dense_rank"].contains(&name.as_str()) {
             refusal = Some(refuse(
                 format!(
-                    "{}() OVER (…), Flink's deduplication and Top-N, is not supported in pipelines yet",
+                    "{}() OVER (…), Flink's Top-N with ties, is not supported in pipelines yet",
                     name.to_ascii_uppercase()
                 ),
-                "to keep one row per key, GROUP BY the key into a target with that PRIMARY KEY (it upserts); to rank, query the table with strata query, where ROW_NUMBER runs".to_string(),
+                "to keep the first rows of each key, use ROW_NUMBER() OVER (PARTITION BY key ORDER BY proc_time) with WHERE rn <= N; to rank, query the table with strata query, where RANK runs".to_string(),
             ));
         }
         match refusal {

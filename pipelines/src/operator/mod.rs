@@ -278,6 +278,7 @@ pub enum OperatorKind {
     Project,
     Unnest,
     Lag,
+    RowNumber,
     LookupJoin,
     TemporalJoin,
     IntervalJoin,
@@ -296,6 +297,7 @@ impl OperatorKind {
             OperatorKind::Project => "project",
             OperatorKind::Unnest => "unnest",
             OperatorKind::Lag => "LAG",
+            OperatorKind::RowNumber => "ROW_NUMBER",
             OperatorKind::LookupJoin => "lookup join",
             OperatorKind::TemporalJoin => "temporal join",
             OperatorKind::IntervalJoin => "interval join",
@@ -315,6 +317,7 @@ impl OperatorKind {
             OperatorKind::Project => "project",
             OperatorKind::Unnest => "unnest",
             OperatorKind::Lag => "lag",
+            OperatorKind::RowNumber => "row-number",
             OperatorKind::LookupJoin => "lookup",
             OperatorKind::TemporalJoin => "temporal-join",
             OperatorKind::IntervalJoin => "interval-join",
@@ -476,3 +479,4 @@ impl OperatorIds {
 
 #[cfg(test)]
 pub(crate) mod harness;
+pub mod planner;

@@ -109,6 +109,14 @@ pub(crate) async fn run_to_end(
     catalog: &Catalog,
     pipeline: strata_pipelines::ValidPipeline,
 ) -> Arc<TableStats> {
+    try_run_to_end(catalog, pipeline).await.unwrap()
+}
+
+/// Runs one pipeline until it has read and committed everything, or it fails.
+pub(crate) async fn try_run_to_end(
+    catalog: &Catalog,
+    pipeline: strata_pipelines::ValidPipeline,
+) -> Result<Arc<TableStats>, strata_pipelines::PipelineError> {
     let stats = Arc::new(TableStats::new());
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let run = PipelineRun {
@@ -121,9 +129,8 @@ pub(crate) async fn run_to_end(
     };
     tokio::time::timeout(Duration::from_secs(60), run.run(stop_rx))
         .await
-        .expect("the pipeline caught up within a minute")
-        .unwrap();
-    stats
+        .expect("the pipeline caught up within a minute")?;
+    Ok(stats)
 }
 
 async fn scalar(catalog: &Catalog, sql: &str) -> String {

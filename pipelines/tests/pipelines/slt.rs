@@ -9,7 +9,8 @@
 //! - `mysql: …` runs the rest on the file's own MariaDB database, behind the connection `app_db`;
 //! - `catalog: …` runs the rest on the catalog (e.g. INSERT INTO an embedded table);
 //! - `RUN` runs every pipeline, in dependency order, until it has read and committed
-//!   everything (windows the watermark has not closed stay open, in checkpointed state).
+//!   everything (windows the watermark has not closed stay open, in checkpointed state);
+//!   a pipeline that is refused or fails fails the statement (`statement error` expects it).
 //!
 //! Everything else is a query on the catalog.
 
@@ -22,7 +23,7 @@ use strata_catalog::{Catalog, CatalogError, Project, RegisterMode};
 use strata_pipelines::{PipelineError, load_project};
 use strata_tests::databases::MysqlDatabase;
 
-use crate::ingest::run_to_end;
+use crate::ingest::try_run_to_end;
 
 struct StreamingDatabase {
     catalog: Catalog,
@@ -134,7 +135,7 @@ impl AsyncDB for StreamingDatabase {
         }
         if upper == "RUN" {
             for pipeline in load_project(&self.catalog).await? {
-                run_to_end(&self.catalog, pipeline).await;
+                try_run_to_end(&self.catalog, pipeline).await?;
             }
             return Ok(DBOutput::StatementComplete(self.pipelines as u64));
         }

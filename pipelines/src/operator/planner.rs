@@ -1,0 +1,51 @@
+//! Where operators come from: each kind of operator that a node of
+//! DataFusion's logical plan becomes has a planner, registered in
+//! [`crate::registry`], so that a new operator is its own module plus one line
+//! there.
+//!
+//! ```text
+//!   compiler, at a plan node ──▶ each registered planner: input_of(node)?
+//!        Some(input) ──▶ compile input first ──▶ planner.plan(node, ctx) ──▶ the operator, next in the plan
+//!        None for all ──▶ the compiler's own cases (scan, filter, project, joins, aggregation)
+//! ```
+
+use std::sync::Arc;
+
+use datafusion::common::DFSchema;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::Operator;
+use crate::error::{PipelineError, Result};
+
+/// What a planner may use of the compiler.
+pub struct PlanContext<'a> {
+    pub(crate) state: &'a SessionState,
+    pub(crate) unsupported: &'a dyn Fn(String) -> PipelineError,
+}
+
+impl PlanContext<'_> {
+    /// The physical expression of `expr` over rows of `schema`.
+    pub fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+        self.state
+            .create_physical_expr(expr.clone(), schema)
+            .map_err(|err| (self.unsupported)(format!("the expression {expr} ({err})")))
+    }
+
+    /// The error for a query that uses `what`, which streams do not run yet.
+    pub fn unsupported(&self, what: String) -> PipelineError {
+        (self.unsupported)(what)
+    }
+}
+
+/// Makes one kind of operator out of plan nodes.
+pub trait OperatorPlanner: Send + Sync {
+    /// The plan under `node` that is compiled first, if `node` is one this
+    /// planner makes an operator of.
+    fn input_of<'p>(&self, node: &'p LogicalPlan) -> Option<&'p LogicalPlan>;
+
+    /// The operator `node` becomes, reading what its input compiled to; an
+    /// error says why a query of this shape cannot run.
+    fn plan(&self, node: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Arc<dyn Operator>>;
+}

@@ -1,0 +1,372 @@
+//! `ROW_NUMBER() OVER (PARTITION BY k … ORDER BY proc_time)` on a stream:
+//! each row gets its number among its partition's rows in arrival order,
+//! from a count per partition that is checkpointed with the pipeline's
+//! commits. With `WHERE rn = 1` this is Flink's deduplication that keeps the
+//! first row of each key; with `WHERE rn <= N`, its Top-N of the first N rows.
+//!
+//! ```text
+//!   row (k, …) ──▶ n = count[k] + 1 ──▶ row + n        count[k] = n (applied once the batch has gone through)
+//!   WHERE rn = 1 ──▶ the first row of each k, once; later rows of k never pass
+//! ```
+//!
+//! Processing time orders rows as they arrive, so a number once given never
+//! changes and the output stays append-only. An order that can renumber rows
+//! already written (descending, or by event time, where a late row may come
+//! first) is refused, not approximated.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{ArrayRef, UInt64Array};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
+use datafusion::logical_expr::expr::WindowFunction;
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, WindowFunctionDefinition};
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::batch::evaluate;
+use crate::error::Result;
+use crate::operator::planner::{OperatorPlanner, PlanContext};
+use crate::operator::{
+    BatchContext, Changelog, Described, InputStream, KeepsState, Operator, OperatorKind, Processed,
+    StateInfo, StateWrite, Traced,
+};
+use crate::state::{ByteReader, ByteWriter};
+
+/// The number of rows of each partition so far, as the batch that is running left it.
+type Counts = HashMap<Box<[u8]>, u64>;
+
+/// Numbers each row among its partition's rows, in arrival order.
+#[derive(Debug)]
+pub struct RowNumber {
+    partition: Vec<Arc<dyn PhysicalExpr>>,
+    /// The partition keys as SQL, for the plan and the state's fingerprint.
+    described: String,
+    key_types: Vec<DataType>,
+    key_converter: RowConverter,
+    /// The input's columns and the number.
+    output: SchemaRef,
+    counts: Mutex<Counts>,
+}
+
+impl RowNumber {
+    pub fn new(
+        partition: Vec<(Arc<dyn PhysicalExpr>, DataType)>,
+        output: SchemaRef,
+    ) -> Result<Self> {
+        let key_types: Vec<DataType> = partition.iter().map(|(_, t)| t.clone()).collect();
+        let described = partition
+            .iter()
+            .map(|(e, _)| e.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(Self {
+            key_converter: RowConverter::new(
+                key_types.iter().cloned().map(SortField::new).collect(),
+            )?,
+            partition: partition.into_iter().map(|(e, _)| e).collect(),
+            described,
+            key_types,
+            output,
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn shape(&self) -> String {
+        format!(
+            "ROW_NUMBER() OVER (PARTITION BY {} ORDER BY PROCTIME()): {:?}",
+            self.described, self.key_types
+        )
+    }
+
+    /// Each row's partition key, as bytes.
+    fn keys(&self, batch: &RecordBatch) -> Result<Vec<Box<[u8]>>> {
+        if self.partition.is_empty() {
+            return Ok(vec![Box::default(); batch.num_rows()]);
+        }
+        let columns: Vec<ArrayRef> = self
+            .partition
+            .iter()
+            .map(|e| evaluate(e, batch))
+            .collect::<Result<_>>()?;
+        let rows = self.key_converter.convert_columns(&columns)?;
+        Ok(rows.iter().map(|row| row.data().into()).collect())
+    }
+
+    /// The numbers of a batch's rows, and the counts they leave.
+    fn number(&self, batch: &RecordBatch) -> Result<(UInt64Array, Counts)> {
+        let counts = self.counts.lock().expect("not poisoned");
+        let mut overlay: Counts = HashMap::new();
+        let numbers = self
+            .keys(batch)?
+            .into_iter()
+            .map(|key| {
+                let before = overlay
+                    .get(&key)
+                    .or_else(|| counts.get(&key))
+                    .copied()
+                    .unwrap_or(0);
+                overlay.insert(key, before + 1);
+                before + 1
+            })
+            .collect();
+        Ok((numbers, overlay))
+    }
+}
+
+#[async_trait::async_trait]
+impl Operator for RowNumber {
+    fn kind(&self) -> OperatorKind {
+        OperatorKind::RowNumber
+    }
+
+    async fn process(self: Arc<Self>, input: Traced, _ctx: &BatchContext<'_>) -> Result<Processed> {
+        let (numbers, overlay) = self.number(&input.batch)?;
+        let mut columns = input.batch.columns().to_vec();
+        columns.push(Arc::new(numbers));
+        let batch = RecordBatch::try_new(self.output.clone(), columns)?;
+        let operator = self.clone();
+        Ok(Processed {
+            traced: Traced {
+                batch,
+                origins: input.origins,
+            },
+            missed: Vec::new(),
+            writes: vec![StateWrite::new(move || {
+                operator
+                    .counts
+                    .lock()
+                    .expect("not poisoned")
+                    .extend(overlay);
+                Ok(Vec::new())
+            })],
+        })
+    }
+
+    fn describe(&self, input: &InputStream) -> Described {
+        Described {
+            detail: format!(
+                "ROW_NUMBER() OVER (PARTITION BY {} ORDER BY PROCTIME()), in arrival order",
+                self.described
+            ),
+            schema: self.output.clone(),
+            watermark: input.watermark.clone(),
+            state: Some(StateInfo {
+                holds: "the number of rows of each partition so far".to_string(),
+                fingerprint: self.shape(),
+            }),
+        }
+    }
+
+    fn accepts(&self, input: Changelog) -> std::result::Result<(), String> {
+        match input {
+            Changelog::AppendOnly => Ok(()),
+            _ => Err(
+                "ROW_NUMBER over a changelog (a delete would renumber rows already written)"
+                    .to_string(),
+            ),
+        }
+    }
+
+    fn refuses_rows_run_again(&self) -> Option<String> {
+        Some("a row run again would be numbered twice".to_string())
+    }
+
+    fn state(&self) -> Option<&dyn KeepsState> {
+        Some(self)
+    }
+}
+
+impl KeepsState for RowNumber {
+    fn snapshot(&self, out: &mut ByteWriter) {
+        let counts = self.counts.lock().expect("not poisoned");
+        out.u64(counts.len() as u64);
+        for (key, count) in counts.iter() {
+            out.bytes(key);
+            out.u64(*count);
+        }
+    }
+
+    fn restore(&self, input: &mut ByteReader<'_>) -> Result<()> {
+        let mut counts = self.counts.lock().expect("not poisoned");
+        for _ in 0..input.u64()? {
+            let key: Box<[u8]> = input.bytes()?.into();
+            counts.insert(key, input.u64()?);
+        }
+        Ok(())
+    }
+}
+
+/// Plans a window of `ROW_NUMBER()` calls (and nothing else) into [`RowNumber`].
+pub struct RowNumberPlanner;
+
+/// The `ROW_NUMBER()` call an expression of a window is, if it is one.
+fn row_number_call(expr: &Expr) -> Option<&WindowFunction> {
+    let inner = match expr {
+        Expr::Alias(alias) => alias.expr.as_ref(),
+        other => other,
+    };
+    match inner {
+        Expr::WindowFunction(function) => match &function.fun {
+            WindowFunctionDefinition::WindowUDF(udf) if udf.name() == "row_number" => {
+                Some(function)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether `expr` reads the processing-time clock (a table's `PROCTIME()` column).
+fn is_proctime(expr: &Expr) -> bool {
+    matches!(expr, Expr::ScalarFunction(call) if call.func.name().eq_ignore_ascii_case("proctime"))
+}
+
+impl OperatorPlanner for RowNumberPlanner {
+    fn input_of<'p>(&self, node: &'p LogicalPlan) -> Option<&'p LogicalPlan> {
+        match node {
+            LogicalPlan::Window(window)
+                if window
+                    .window_expr
+                    .iter()
+                    .all(|expr| row_number_call(expr).is_some()) =>
+            {
+                Some(&window.input)
+            }
+            _ => None,
+        }
+    }
+
+    fn plan(&self, node: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Arc<dyn Operator>> {
+        let LogicalPlan::Window(window) = node else {
+            unreachable!("input_of matched a window");
+        };
+        let [expr] = window.window_expr.as_slice() else {
+            return Err(ctx.unsupported(
+                "more than one ROW_NUMBER() in one SELECT (number the rows once)".to_string(),
+            ));
+        };
+        let function = row_number_call(expr).expect("input_of checked the call");
+        let params = &function.params;
+        if params.filter.is_some() || params.distinct {
+            return Err(ctx.unsupported(format!("{expr} with FILTER or DISTINCT")));
+        }
+        let in_arrival_order = match params.order_by.as_slice() {
+            [order] => order.asc && is_proctime(&order.expr),
+            _ => false,
+        };
+        if !in_arrival_order {
+            return Err(ctx.unsupported(format!(
+                "{expr} (streams number rows in arrival order: ORDER BY the table's PROCTIME() column, ascending, which keeps the first rows of each key; an order that renumbers rows already written, descending or by event time, is not supported yet)"
+            )));
+        }
+        let input = window.input.schema();
+        let partition = params
+            .partition_by
+            .iter()
+            .map(|expr| {
+                let data_type = expr
+                    .get_type(input)
+                    .map_err(|err| ctx.unsupported(format!("{expr} ({err})")))?;
+                Ok((ctx.physical(expr, input)?, data_type))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let output = Arc::new(window.schema.as_arrow().clone());
+        Ok(Arc::new(RowNumber::new(partition, output)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, StringArray, UInt64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    use datafusion::physical_expr::expressions::col;
+
+    use super::RowNumber;
+    use crate::operator::harness::Harness;
+    use crate::operator::{Changelog, Operator};
+
+    fn input_schema() -> Arc<Schema> {
+        Arc::new(Schema::new(vec![Field::new("user", DataType::Utf8, true)]))
+    }
+
+    fn row_number() -> Arc<RowNumber> {
+        let schema = input_schema();
+        let output = Arc::new(Schema::new(vec![
+            Field::new("user", DataType::Utf8, true),
+            Field::new("rn", DataType::UInt64, false),
+        ]));
+        Arc::new(
+            RowNumber::new(
+                vec![(col("user", &schema).unwrap(), DataType::Utf8)],
+                output,
+            )
+            .unwrap(),
+        )
+    }
+
+    fn batch(users: &[Option<&str>]) -> RecordBatch {
+        RecordBatch::try_new(
+            input_schema(),
+            vec![Arc::new(StringArray::from(users.to_vec()))],
+        )
+        .unwrap()
+    }
+
+    fn numbers(batch: &RecordBatch) -> Vec<u64> {
+        let column = batch.column_by_name("rn").unwrap();
+        let numbers = column.as_any().downcast_ref::<UInt64Array>().unwrap();
+        (0..numbers.len()).map(|row| numbers.value(row)).collect()
+    }
+
+    #[tokio::test]
+    async fn rows_are_numbered_per_key_in_arrival_order_across_batches() {
+        let harness = Harness::new(row_number());
+        let (first, _) = harness
+            .push(&batch(&[Some("a"), Some("b"), Some("a"), None, None]))
+            .await
+            .unwrap();
+        assert_eq!(numbers(&first.batch), [1, 1, 2, 1, 2], "NULL is a key too");
+        let (second, _) = harness
+            .push(&batch(&[Some("b"), Some("c"), Some("a")]))
+            .await
+            .unwrap();
+        assert_eq!(numbers(&second.batch), [2, 1, 3]);
+        assert_eq!(second.origins, [0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_writes_are_dropped_numbers_nothing() {
+        let harness = Harness::new(row_number());
+        harness.try_push(&batch(&[Some("a")])).await.unwrap();
+        let (again, _) = harness.push(&batch(&[Some("a")])).await.unwrap();
+        assert_eq!(numbers(&again.batch), [1]);
+    }
+
+    #[tokio::test]
+    async fn numbering_goes_on_after_a_snapshot_and_restore() {
+        let harness = Harness::new(row_number());
+        harness
+            .push(&batch(&[Some("a"), Some("a"), Some("b")]))
+            .await
+            .unwrap();
+        let restored = Harness::restore_into(row_number(), &harness.snapshot()).unwrap();
+        let (after, _) = restored
+            .push(&batch(&[Some("a"), Some("b"), Some("c")]))
+            .await
+            .unwrap();
+        assert_eq!(numbers(&after.batch), [3, 2, 1]);
+    }
+
+    #[test]
+    fn a_changelog_is_refused() {
+        let operator = row_number();
+        assert!(operator.accepts(Changelog::AppendOnly).is_ok());
+        let refused = operator.accepts(Changelog::Retracting).unwrap_err();
+        assert!(refused.contains("renumber"), "{refused}");
+    }
+}
