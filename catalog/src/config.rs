@@ -88,6 +88,11 @@ pub struct EngineConfig {
     /// Compact a target's small files (and checkpoint its log) after this many
     /// commits of its pipeline; 0 leaves compaction to `strata optimize`.
     pub compact_every_commits: u64,
+    /// What one pipeline's keyed state (ROW_NUMBER's counts, and the joins,
+    /// dedup and Top-N to come) holds in memory; the rest is on local disk
+    /// under `.strata/keyed/`, rebuilt from the checkpoint at every start.
+    #[serde(deserialize_with = "within::<_, 8, 1_048_576>")]
+    pub state_memory_mb: u64,
 }
 
 impl Default for EngineConfig {
@@ -97,6 +102,7 @@ impl Default for EngineConfig {
             batch_records: 20_000,
             idle_timeout_ms: 30_000,
             compact_every_commits: 600,
+            state_memory_mb: 256,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `ROW_NUMBER() OVER (PARTITION BY k … ORDER BY proc_time)` on a stream:
 //! each row gets its number among its partition's rows in arrival order,
-//! from a count per partition that is checkpointed with the pipeline's
-//! commits. With `WHERE rn = 1` this is Flink's deduplication that keeps the
+//! from a count per partition kept in keyed state ([`crate::keyed`]): it
+//! grows with the keys, spills to local disk beyond `[engine]
+//! state-memory-mb`, and a commit checkpoints only the counts that changed. With `WHERE rn = 1` this is Flink's deduplication that keeps the
 //! first row of each key; with `WHERE rn <= N`, its Top-N of the first N rows.
 //!
 //! ```text
@@ -15,7 +16,7 @@
 //! first) is refused, not approximated.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arrow::array::{ArrayRef, UInt64Array};
 use arrow::datatypes::{DataType, SchemaRef};
@@ -26,13 +27,13 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, WindowFunctionD
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::batch::evaluate;
-use crate::error::Result;
+use crate::error::{PipelineError, Result};
+use crate::keyed::Slot;
 use crate::operator::planner::{OperatorPlanner, PlanContext};
 use crate::operator::{
-    BatchContext, Changelog, Described, InputStream, KeepsState, Operator, OperatorKind, Processed,
-    StateInfo, StateWrite, Traced,
+    BatchContext, Changelog, Described, InputStream, Operator, OperatorKind, Processed, StateInfo,
+    StateWrite, Traced,
 };
-use crate::state::{ByteReader, ByteWriter};
 
 /// The number of rows of each partition so far, as the batch that is running left it.
 type Counts = HashMap<Box<[u8]>, u64>;
@@ -47,7 +48,8 @@ pub struct RowNumber {
     key_converter: RowConverter,
     /// The input's columns and the number.
     output: SchemaRef,
-    counts: Mutex<Counts>,
+    /// Partition key → its number of rows so far (8 bytes, big-endian).
+    counts: Slot,
 }
 
 impl RowNumber {
@@ -69,7 +71,7 @@ impl RowNumber {
             described,
             key_types,
             output,
-            counts: Mutex::new(HashMap::new()),
+            counts: Slot::default(),
         })
     }
 
@@ -96,23 +98,34 @@ impl RowNumber {
 
     /// The numbers of a batch's rows, and the counts they leave.
     fn number(&self, batch: &RecordBatch) -> Result<(UInt64Array, Counts)> {
-        let counts = self.counts.lock().expect("not poisoned");
-        let mut overlay: Counts = HashMap::new();
-        let numbers = self
-            .keys(batch)?
-            .into_iter()
-            .map(|key| {
-                let before = overlay
-                    .get(&key)
-                    .or_else(|| counts.get(&key))
-                    .copied()
-                    .unwrap_or(0);
+        let keys = self.keys(batch)?;
+        self.counts.with(|counts| {
+            let mut overlay: Counts = HashMap::new();
+            let mut numbers = Vec::with_capacity(keys.len());
+            for key in keys {
+                let before = match overlay.get(&key) {
+                    Some(&count) => count,
+                    None => match counts.get(&key)? {
+                        Some(stored) => decode_count(&stored)?,
+                        None => 0,
+                    },
+                };
                 overlay.insert(key, before + 1);
-                before + 1
-            })
-            .collect();
-        Ok((numbers, overlay))
+                numbers.push(before + 1);
+            }
+            Ok((UInt64Array::from(numbers), overlay))
+        })
     }
+}
+
+fn decode_count(stored: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] = stored.try_into().map_err(|_| {
+        PipelineError::State(format!(
+            "a ROW_NUMBER count of {} bytes in keyed state (8 expected)",
+            stored.len()
+        ))
+    })?;
+    Ok(u64::from_be_bytes(bytes))
 }
 
 #[async_trait::async_trait]
@@ -134,11 +147,17 @@ impl Operator for RowNumber {
             },
             missed: Vec::new(),
             writes: vec![StateWrite::new(move || {
-                operator
-                    .counts
-                    .lock()
-                    .expect("not poisoned")
-                    .extend(overlay);
+                let counts: Vec<(Box<[u8]>, [u8; 8])> = overlay
+                    .into_iter()
+                    .map(|(key, count)| (key, count.to_be_bytes()))
+                    .collect();
+                operator.counts.with(|state| {
+                    state.write_all(
+                        counts
+                            .iter()
+                            .map(|(key, count)| (key.as_ref(), Some(count.as_slice()))),
+                    )
+                })?;
                 Ok(Vec::new())
             })],
         })
@@ -173,28 +192,8 @@ impl Operator for RowNumber {
         Some("a row run again would be numbered twice".to_string())
     }
 
-    fn state(&self) -> Option<&dyn KeepsState> {
-        Some(self)
-    }
-}
-
-impl KeepsState for RowNumber {
-    fn snapshot(&self, out: &mut ByteWriter) {
-        let counts = self.counts.lock().expect("not poisoned");
-        out.u64(counts.len() as u64);
-        for (key, count) in counts.iter() {
-            out.bytes(key);
-            out.u64(*count);
-        }
-    }
-
-    fn restore(&self, input: &mut ByteReader<'_>) -> Result<()> {
-        let mut counts = self.counts.lock().expect("not poisoned");
-        for _ in 0..input.u64()? {
-            let key: Box<[u8]> = input.bytes()?.into();
-            counts.insert(key, input.u64()?);
-        }
-        Ok(())
+    fn keyed_state(&self) -> Option<&Slot> {
+        Some(&self.counts)
     }
 }
 
@@ -325,7 +324,8 @@ mod tests {
 
     #[tokio::test]
     async fn rows_are_numbered_per_key_in_arrival_order_across_batches() {
-        let harness = Harness::new(row_number());
+        let dir = tempfile::tempdir().unwrap();
+        let harness = Harness::keyed(row_number(), dir.path(), "run").unwrap();
         let (first, _) = harness
             .push(&batch(&[Some("a"), Some("b"), Some("a"), None, None]))
             .await
@@ -341,25 +341,33 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_whose_writes_are_dropped_numbers_nothing() {
-        let harness = Harness::new(row_number());
+        let dir = tempfile::tempdir().unwrap();
+        let harness = Harness::keyed(row_number(), dir.path(), "run").unwrap();
         harness.try_push(&batch(&[Some("a")])).await.unwrap();
         let (again, _) = harness.push(&batch(&[Some("a")])).await.unwrap();
         assert_eq!(numbers(&again.batch), [1]);
     }
 
     #[tokio::test]
-    async fn numbering_goes_on_after_a_snapshot_and_restore() {
-        let harness = Harness::new(row_number());
+    async fn numbering_goes_on_after_a_checkpoint_and_restore_in_another_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let harness = Harness::keyed(row_number(), dir.path(), "run-1").unwrap();
         harness
             .push(&batch(&[Some("a"), Some("a"), Some("b")]))
             .await
             .unwrap();
-        let restored = Harness::restore_into(row_number(), &harness.snapshot()).unwrap();
+        let first = harness.checkpoint_keyed(1).await.unwrap();
+        harness.push(&batch(&[Some("b")])).await.unwrap();
+        let second = harness.checkpoint_keyed(2).await.unwrap();
+        // The second checkpoint adds b's new count to the first's files.
+        let restored = Harness::keyed(row_number(), dir.path(), "run-2").unwrap();
+        restored.restore_keyed(&second).await.unwrap();
         let (after, _) = restored
             .push(&batch(&[Some("a"), Some("b"), Some("c")]))
             .await
             .unwrap();
-        assert_eq!(numbers(&after.batch), [3, 2, 1]);
+        assert_eq!(numbers(&after.batch), [3, 3, 1]);
+        assert_ne!(first, second);
     }
 
     #[test]

@@ -34,6 +34,16 @@ impl StateStore {
         }
     }
 
+    /// The object store the checkpoints are in.
+    pub fn object_store(&self) -> deltalake::logstore::ObjectStoreRef {
+        self.store.clone()
+    }
+
+    /// The pipeline's state folder in it (`_strata_state/<pipeline>`).
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
     fn path(&self, id: i64) -> Path {
         Path::from(format!("{}/{id:020}.bin", self.dir))
     }

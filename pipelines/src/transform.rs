@@ -319,6 +319,15 @@ impl CompiledPlan {
             .filter_map(|placed| Some((placed.id.as_str(), placed.operator.state()?)))
     }
 
+    /// The operators that keep keyed state, with their ids.
+    pub fn keyed_operators(&self) -> impl Iterator<Item = (&str, &crate::keyed::Slot)> {
+        self.right
+            .iter()
+            .flatten()
+            .chain(&self.pre)
+            .filter_map(|placed| Some((placed.id.as_str(), placed.operator.keyed_state()?)))
+    }
+
     /// The plan's `LAG` steps, in order.
     pub fn lags(&self) -> impl Iterator<Item = &Arc<LagStep>> {
         self.lags.iter()

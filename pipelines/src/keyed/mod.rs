@@ -205,11 +205,17 @@ pub struct Sealed {
 
 impl Sealed {
     /// Uploads the new files; returns the entry's bytes for the checkpoint map.
-    pub async fn upload(self) -> Result<Vec<u8>> {
+    pub async fn upload(&self) -> Result<Vec<u8>> {
         for (local, file) in &self.uploads {
             self.remote.upload(local, file).await?;
         }
         Ok(self.manifest.encode(KEY_GROUPS))
+    }
+
+    /// Once the commit that names this checkpoint has landed: deletes the
+    /// files its manifest no longer names.
+    pub async fn landed(&self) -> Result<usize> {
+        self.remote.forget_unnamed(&self.manifest, true).await
     }
 
     /// The bytes this checkpoint adds to the state's files.
@@ -435,6 +441,47 @@ impl KeyedState {
     /// Bytes the working store holds on local disk.
     pub fn disk_bytes(&self) -> u64 {
         self.values.disk_space() + self.changed.disk_space()
+    }
+}
+
+/// An operator's keyed state, attached when its run opens the working store.
+#[derive(Debug, Default)]
+pub struct Slot(std::sync::Mutex<Option<KeyedState>>);
+
+impl Slot {
+    /// Gives the operator its keyed state, empty.
+    pub fn attach(&self, state: KeyedState) {
+        *self.lock() = Some(state);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<KeyedState>> {
+        self.0.lock().expect("not poisoned")
+    }
+
+    /// Runs `use_state` on the state.
+    pub fn with<T>(&self, use_state: impl FnOnce(&mut KeyedState) -> Result<T>) -> Result<T> {
+        match self.lock().as_mut() {
+            Some(state) => use_state(state),
+            None => Err(PipelineError::State(
+                "an operator's keyed state was used before its run opened it".to_string(),
+            )),
+        }
+    }
+
+    /// Seals what changed since the last checkpoint (see [`KeyedState::seal`]).
+    pub fn seal(&self, checkpoint: i64) -> Result<Sealed> {
+        self.with(|state| state.seal(checkpoint))
+    }
+
+    /// Restores the state a landed checkpoint's entry names (see [`KeyedState::restore`]).
+    pub async fn restore(&self, entry: &[u8]) -> Result<u64> {
+        // The state leaves its lock while its files download.
+        let mut state = self.lock().take().ok_or_else(|| {
+            PipelineError::State("a keyed state was restored before it was opened".to_string())
+        })?;
+        let restored = state.restore(entry).await;
+        self.attach(state);
+        restored
     }
 }
 

@@ -8,16 +8,22 @@
 //!   batch ──try_push──▶ operator ──▶ rows               writes dropped, as for a batch that failed
 //!   watermark(w) ──▶ operator.on_watermark ──▶ Emitted  and later batches are late against w
 //!   snapshot() ──bytes──▶ restore_into(fresh operator)
+//!   keyed(operator, root, run) ──▶ its keyed state in a working store under root/run, files in root/remote
+//!   checkpoint_keyed(k) ──entry──▶ restore_keyed(entry), in a fresh operator of another run
 //! ```
 
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
+use deltalake::logstore::ObjectStoreRef;
+use deltalake::logstore::object_store::local::LocalFileSystem;
 
 use super::{
     BatchContext, Emitted, LookupPass, Missed, Operator, RowKind, Side, Traced, Watermarks,
 };
 use crate::error::Result;
+use crate::keyed::{MemoryBudget, RemoteFiles, StateBackend};
 use crate::state::{ByteReader, ByteWriter};
 
 /// One operator under test.
@@ -102,6 +108,39 @@ impl Harness {
             watermark: self.watermark,
         };
         self.operator.clone().process(Traced::of(batch), &ctx).await
+    }
+
+    /// The operator, with its keyed state in a working store of its own
+    /// under `root/run`, and its files in `root/remote` (shared by runs).
+    pub fn keyed(operator: Arc<dyn Operator>, root: &Path, run: &str) -> Result<Self> {
+        let remote = root.join("remote");
+        std::fs::create_dir_all(&remote).expect("a test folder can be made");
+        let store: ObjectStoreRef =
+            Arc::new(LocalFileSystem::new_with_prefix(remote).expect("a local object store"));
+        let backend = StateBackend::open(&root.join(run), MemoryBudget::megabytes(8))?;
+        let slot = operator
+            .keyed_state()
+            .expect("the operator keeps keyed state");
+        slot.attach(backend.keyed("op", RemoteFiles::new(store, "_strata_state/p", "op"))?);
+        Ok(Self::new(operator))
+    }
+
+    /// Seals and uploads the keyed state as checkpoint `checkpoint`: the entry.
+    pub async fn checkpoint_keyed(&self, checkpoint: i64) -> Result<Vec<u8>> {
+        let slot = self
+            .operator
+            .keyed_state()
+            .expect("the operator keeps keyed state");
+        slot.seal(checkpoint)?.upload().await
+    }
+
+    /// Restores the keyed state a checkpoint's entry names.
+    pub async fn restore_keyed(&self, entry: &[u8]) -> Result<()> {
+        let slot = self
+            .operator
+            .keyed_state()
+            .expect("the operator keeps keyed state");
+        slot.restore(entry).await.map(|_| ())
     }
 
     /// The operator's state, as a checkpoint holds it.

@@ -446,6 +446,12 @@ pub trait Operator: std::fmt::Debug + Send + Sync {
     fn state(&self) -> Option<&dyn KeepsState> {
         None
     }
+
+    /// Its keyed state, if it keeps state by key in the run's working store
+    /// (state that grows with the keys, checkpointed incrementally).
+    fn keyed_state(&self) -> Option<&crate::keyed::Slot> {
+        None
+    }
 }
 
 /// An operator of a compiled plan, under the id its state is checkpointed by.

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use arrow::array::Array;
 use arrow::record_batch::RecordBatch;
 
+use super::keyed::PendingCheckpoint;
 use super::{TableStats, now_ms};
 use crate::decode::json::Rejected;
 use crate::error::Result;
@@ -95,8 +96,8 @@ pub(super) struct CommitBatch {
     /// Emitted rows that failed a quarantine rule (no source offset to skip by).
     pub(super) emitted_rejected: Vec<Rejected>,
     pub(super) offsets: Offsets,
-    /// The state checkpoint's id and bytes.
-    pub(super) checkpoint: Option<(i64, Vec<u8>)>,
+    /// The state checkpoint, with the keyed state's files to upload first.
+    pub(super) checkpoint: Option<PendingCheckpoint>,
     /// Quality results of this commit, recorded once it has landed.
     pub(super) results: Vec<CheckResult>,
     /// The watermark the commit's windows were emitted at.
@@ -183,10 +184,12 @@ impl Sinks {
                     .fetch_add(count as u64, Ordering::Relaxed);
             }
         }
-        let state_id = match (&self.state_store, checkpoint) {
-            (Some(store), Some((id, bytes))) => {
-                store.write(id, bytes).await?;
-                Some(id)
+        let mut checkpoint = checkpoint;
+        let state_id = match (&self.state_store, checkpoint.as_mut()) {
+            (Some(store), Some(pending)) => {
+                let bytes = pending.upload().await?;
+                store.write(pending.id, bytes).await?;
+                Some(pending.id)
             }
             _ => None,
         };
@@ -199,6 +202,9 @@ impl Sinks {
         fail::fail_point!("commit-after-target", |_| std::process::abort());
         if let (Some(store), Some(id)) = (&self.state_store, state_id) {
             store.forget_before(id).await;
+        }
+        if let Some(pending) = &checkpoint {
+            pending.landed().await;
         }
         if let Some(files) = self.target.files() {
             ctx.stats.files.store(files as i64, Ordering::Relaxed);

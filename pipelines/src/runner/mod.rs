@@ -27,6 +27,7 @@
 mod checks;
 mod commit;
 mod emits;
+mod keyed;
 mod parked;
 mod snapshot;
 mod task;

@@ -40,6 +40,7 @@ use crate::watermark::WatermarkTracker;
 
 use super::checks::Checking;
 use super::commit::{CommitBatch, CommitContext, Sinks, Target};
+use super::keyed::PendingCheckpoint;
 use super::parked::{DueRows, ParkedRows};
 use super::snapshot::{LegacyParts, OperatorState, RuntimeState, Snapshot, TemporalState};
 use super::versions::VersionFeed;
@@ -151,6 +152,9 @@ pub(super) struct Task<'a> {
     /// Whether state is checkpointed: not for a blackhole target, which keeps no
     /// offsets to resume from.
     checkpoints: bool,
+    /// The working store of keyed operators' state; declared last, so that
+    /// it goes after the operators that hold the store.
+    keyed_dir: Option<super::keyed::RunDir>,
 }
 
 impl<'a> Task<'a> {
@@ -315,6 +319,7 @@ impl<'a> Task<'a> {
             checking,
             provisional_at: None,
             checkpoints: !matches!(target_def.kind, TableKind::Blackhole),
+            keyed_dir: None,
         };
         if task.stream_plan.states().next().is_some() {
             task.open_state(source, target_location, &partitions, restore)
@@ -369,8 +374,16 @@ impl<'a> Task<'a> {
             next_checkpoint: committed.map_or(0, |id| id + 1),
             late_schema,
         });
+        let project = self.run.catalog.project();
+        self.keyed_dir = super::keyed::open(
+            &self.plan,
+            &project.state_dir(),
+            pipeline,
+            project.config.engine.state_memory_mb,
+            &store,
+        )?;
         if let Some(id) = committed.filter(|_| restore) {
-            self.restore_checkpoint(&store.read(id).await?)?;
+            self.restore_checkpoint(&store.read(id).await?).await?;
             if let Some(w) = self.committed_watermark {
                 self.run.stats.watermark_ms.store(w, Ordering::Relaxed);
             }
@@ -380,7 +393,7 @@ impl<'a> Task<'a> {
 
     /// Restores each stateful operator from its entry of the checkpoint, once
     /// the checkpoint is known to fit the plan (or from an earlier version's blob).
-    fn restore_checkpoint(&mut self, bytes: &[u8]) -> Result<()> {
+    async fn restore_checkpoint(&mut self, bytes: &[u8]) -> Result<()> {
         let Some(mut checkpoint) = Checkpoint::decode(bytes)? else {
             let pipeline = self.run.pipeline.pipeline.name.clone();
             let shape = self.plan.state_shape();
@@ -397,7 +410,7 @@ impl<'a> Task<'a> {
                 return Err(input.corrupt(&format!("bytes left over in the state of {id}")));
             }
         }
-        Ok(())
+        super::keyed::restore(&self.plan, &mut checkpoint).await
     }
 
     /// The state of each stateful operator, under its id in the plan; the runner's own first.
@@ -1465,10 +1478,15 @@ impl<'a> Task<'a> {
         self.committed_watermark = watermark;
         let mut checkpoint = None;
         if self.checkpoints && self.stateful.is_some() {
-            let bytes = self.checkpoint().encode();
+            let map = self.checkpoint();
             let stateful = self.stateful.as_mut().expect("checked");
-            checkpoint = Some((stateful.next_checkpoint, bytes));
+            let id = stateful.next_checkpoint;
             stateful.next_checkpoint += 1;
+            checkpoint = Some(PendingCheckpoint {
+                id,
+                map,
+                keyed: super::keyed::seal(&self.plan, &self.stream_plan, id)?,
+            });
         }
         let results = self
             .checking
