@@ -1,6 +1,7 @@
 //! The pipelines crate's integration tests, against the Kafka mock cluster and Delta on disk.
 
 mod changelog;
+mod dedup;
 mod ingest;
 mod interval;
 mod lookup;
