@@ -438,6 +438,10 @@ impl CompiledPlan {
         let mut missed: Vec<Missed> = Vec::new();
         let mut writes = Vec::new();
         for step in steps {
+            // The rest of an input row set aside goes no further: an operator that
+            // keeps state (an aggregation's fold, an interval join's hold) must not
+            // take part of a row that comes back whole when it is retried.
+            traced = without_set_aside(traced, &missed)?;
             let processed = step.operator.clone().process(traced, ctx).await?;
             for mut set_aside in processed.missed {
                 // A row an earlier operator set aside is not set aside twice.
@@ -451,22 +455,7 @@ impl CompiledPlan {
         }
         // An input row that missed is set aside (or quarantined) whole: rows it
         // yielded through other matches would come again when it is retried.
-        if missed.iter().any(|m| !m.origins.is_empty()) {
-            let keep: BooleanArray = traced
-                .origins
-                .iter()
-                .map(|o| Some(!missed.iter().any(|m| m.origins.binary_search(o).is_ok())))
-                .collect();
-            traced = Traced {
-                batch: filter_record_batch(&traced.batch, &keep)?,
-                origins: traced
-                    .origins
-                    .iter()
-                    .zip(keep.values().iter())
-                    .filter_map(|(&o, kept)| kept.then_some(o))
-                    .collect(),
-            };
-        }
+        let traced = without_set_aside(traced, &missed)?;
         Ok(Prepared {
             traced,
             missed,
@@ -503,6 +492,31 @@ impl CompiledPlan {
         }
         conform(&traced.batch, &self.target)
     }
+}
+
+/// `traced` without the rows of input rows that `missed` set aside.
+fn without_set_aside(traced: Traced, missed: &[Missed]) -> Result<Traced> {
+    let set_aside: std::collections::HashSet<usize> = missed
+        .iter()
+        .flat_map(|m| m.origins.iter().copied())
+        .collect();
+    if !traced.origins.iter().any(|o| set_aside.contains(o)) {
+        return Ok(traced);
+    }
+    let keep: BooleanArray = traced
+        .origins
+        .iter()
+        .map(|o| Some(!set_aside.contains(o)))
+        .collect();
+    Ok(Traced {
+        batch: filter_record_batch(&traced.batch, &keep)?,
+        origins: traced
+            .origins
+            .iter()
+            .zip(keep.values().iter())
+            .filter_map(|(&o, kept)| kept.then_some(o))
+            .collect(),
+    })
 }
 
 /// Whether the column `name` reaches the top of `plan` unchanged from its table.
