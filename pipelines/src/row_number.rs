@@ -53,16 +53,14 @@ pub struct RowNumber {
 }
 
 impl RowNumber {
+    /// Numbers rows by `partition`, whose SQL is `described` (its names, not
+    /// column positions, which a source's new column would shift).
     pub fn new(
         partition: Vec<(Arc<dyn PhysicalExpr>, DataType)>,
+        described: String,
         output: SchemaRef,
     ) -> Result<Self> {
         let key_types: Vec<DataType> = partition.iter().map(|(_, t)| t.clone()).collect();
-        let described = partition
-            .iter()
-            .map(|(e, _)| e.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
         Ok(Self {
             key_converter: RowConverter::new(
                 key_types.iter().cloned().map(SortField::new).collect(),
@@ -271,8 +269,14 @@ impl OperatorPlanner for RowNumberPlanner {
                 Ok((ctx.physical(expr, input)?, data_type))
             })
             .collect::<Result<Vec<_>>>()?;
+        let described = params
+            .partition_by
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         let output = Arc::new(window.schema.as_arrow().clone());
-        Ok(Arc::new(RowNumber::new(partition, output)?))
+        Ok(Arc::new(RowNumber::new(partition, described, output)?))
     }
 }
 
@@ -302,6 +306,7 @@ mod tests {
         Arc::new(
             RowNumber::new(
                 vec![(col("user", &schema).unwrap(), DataType::Utf8)],
+                "user".to_string(),
                 output,
             )
             .unwrap(),

@@ -250,6 +250,13 @@ impl CompiledPlan {
         Ok(emitted)
     }
 
+    /// Whether an operator shows results before its watermark (for the realtime view).
+    pub fn shows_provisional(&self) -> bool {
+        self.pre
+            .iter()
+            .any(|placed| placed.operator.shows_provisional())
+    }
+
     /// What the operators would emit if the watermark passed everything now,
     /// through the steps after them; none if no operator shows results early.
     pub fn provisional(&self) -> Result<Option<RecordBatch>> {
@@ -609,14 +616,13 @@ impl Compiler<'_> {
     }
 
     fn compile(&mut self, plan: &LogicalPlan, steps: &mut Vec<Step>) -> Result<()> {
-        // Operators that register a planner come first; none runs after the aggregation.
-        if self.aggregate.is_none() {
-            for planner in planners() {
-                if let Some(input) = planner.input_of(plan) {
-                    self.compile(input, steps)?;
-                    steps.push(Step::Operator(planner.plan(plan, &self.context())?));
-                    return Ok(());
-                }
+        // Operators that register a planner come first. One above the aggregation
+        // lands among the steps after it, which refuse anything but stateless steps.
+        for planner in planners() {
+            if let Some(input) = planner.input_of(plan) {
+                self.compile(input, steps)?;
+                steps.push(Step::Operator(planner.plan(plan, &self.context())?));
+                return Ok(());
             }
         }
         match plan {
@@ -705,7 +711,7 @@ impl Compiler<'_> {
         };
         let refuse = || {
             (self.unsupported)(format!(
-                "the window function {expr} (streams run LAG(value [, 1 [, default]]) OVER (PARTITION BY …), in arrival order)"
+                "the window function {expr} (streams run LAG(value [, 1 [, default]]) OVER (PARTITION BY …) and ROW_NUMBER() OVER (PARTITION BY … ORDER BY proc_time), in arrival order, each in a SELECT of its own)"
             ))
         };
         let Expr::WindowFunction(function) = inner else {

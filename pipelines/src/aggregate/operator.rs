@@ -113,6 +113,10 @@ impl Operator for Aggregation {
         self.state().emit(&self.plan, watermarks.pipeline)
     }
 
+    fn shows_provisional(&self) -> bool {
+        true
+    }
+
     fn provisional(&self) -> Result<Option<RecordBatch>> {
         self.state().provisional(&self.plan).map(Some)
     }

@@ -254,6 +254,12 @@ impl KeyedState {
         Ok(batch.commit()?)
     }
 
+    /// Forgets which keys changed since the last checkpoint, for state that is
+    /// never checkpointed (a run that keeps no offsets).
+    pub fn forget_changes(&mut self) -> Result<()> {
+        Ok(self.changed.clear()?)
+    }
+
     /// Every key and value of one key group, in key order.
     pub fn group(&self, group: u16) -> impl Iterator<Item = Result<(Vec<u8>, fjall::Slice)>> + '_ {
         self.values.prefix(group.to_be_bytes()).map(|guard| {
@@ -473,6 +479,16 @@ impl Slot {
         self.with(|state| state.seal(checkpoint))
     }
 
+    /// Waits for a compaction in flight (see [`KeyedState::settle`]).
+    pub async fn settle(&self) -> Result<()> {
+        let Some(mut state) = self.lock().take() else {
+            return Ok(());
+        };
+        let settled = state.settle().await;
+        self.attach(state);
+        settled
+    }
+
     /// Restores the state a landed checkpoint's entry names (see [`KeyedState::restore`]).
     pub async fn restore(&self, entry: &[u8]) -> Result<u64> {
         // The state leaves its lock while its files download.
@@ -482,6 +498,16 @@ impl Slot {
         let restored = state.restore(entry).await;
         self.attach(state);
         restored
+    }
+}
+
+impl Drop for KeyedState {
+    /// A compaction still running belongs to a run that has ended: it must
+    /// not upload a base over one a later run writes.
+    fn drop(&mut self) {
+        if let Some(Compaction::Running(task)) = &self.compaction {
+            task.abort();
+        }
     }
 }
 

@@ -418,6 +418,11 @@ pub trait Operator: std::fmt::Debug + Send + Sync {
         Ok(Emitted::default())
     }
 
+    /// Whether it shows results before its watermark emits them ([`Self::provisional`]).
+    fn shows_provisional(&self) -> bool {
+        false
+    }
+
     /// The values of what it has not emitted yet, as it would emit them, for
     /// readers of the realtime view; none if it shows nothing before a watermark.
     fn provisional(&self) -> Result<Option<RecordBatch>> {

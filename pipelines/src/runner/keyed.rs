@@ -57,23 +57,47 @@ pub(super) fn open(
 
 /// A folder of its own for this run (`<pid>-<n>`): an earlier run of the same
 /// pipeline in this process may not have let go of its store yet. Folders of
-/// other processes' runs are left over from a stop or a crash, and go.
+/// processes that are gone are left over from a crash, and go; those of a
+/// process still running (another `strata` on the same project) stay.
 fn run_dir(state_dir: &Path, pipeline: &str) -> Result<PathBuf> {
     let pipeline_dir = state_dir.join("keyed").join(pipeline);
     let pid = std::process::id();
     if let Ok(entries) = std::fs::read_dir(&pipeline_dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let ours = name
+            let owner = name
                 .split_once('-')
-                .is_some_and(|(owner, _)| owner == pid.to_string());
-            if !ours {
+                .and_then(|(owner, _)| owner.parse().ok());
+            if owner.is_some_and(|owner: u32| owner != pid && !process_alive(owner)) {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }
     let run = RUNS.fetch_add(1, Ordering::Relaxed);
     Ok(pipeline_dir.join(format!("{pid}-{run}")))
+}
+
+/// Whether process `pid` is running; where that cannot be told (no /proc),
+/// it is taken to be, and its folder stays.
+fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
+}
+
+/// Waits for the keyed operators' compactions in flight, at a clean end of the run.
+pub(super) async fn settle(plan: &CompiledPlan) -> Result<()> {
+    for (_, slot) in plan.keyed_operators() {
+        slot.settle().await?;
+    }
+    Ok(())
+}
+
+/// Drops the keyed operators' record of what changed, for a run that keeps no checkpoints.
+pub(super) fn forget_changes(plan: &CompiledPlan) -> Result<()> {
+    for (_, slot) in plan.keyed_operators() {
+        slot.with(|state| state.forget_changes())?;
+    }
+    Ok(())
 }
 
 /// One keyed operator's sealed checkpoint, waiting to be uploaded.

@@ -185,7 +185,7 @@ impl<'a> Task<'a> {
             matches!(mode, WriteMode::Upsert(_)),
         )
         .await?;
-        let shows_provisional = plan.provisional()?.is_some();
+        let shows_provisional = plan.shows_provisional();
         let task_holds_rows = plan.holds_rows();
         let mut target: Target = crate::sink::open_target(
             target_def,
@@ -604,15 +604,20 @@ impl<'a> Task<'a> {
                 && self.next_retry_ms().is_none()
                 && !self.holds_rows_back()
             {
-                self.settle().await?;
-                return Ok(());
+                return self.finish().await;
             }
         }
         if self.has_pending() {
             self.commit().await?;
         }
+        self.finish().await
+    }
+
+    /// A clean end: the last commit has landed, and no compaction of keyed
+    /// state is left writing into the run's working store.
+    async fn finish(&mut self) -> Result<()> {
         self.settle().await?;
-        Ok(())
+        super::keyed::settle(&self.plan).await
     }
 
     /// Drops the state: one commit records the empty state of the plan as it
@@ -1477,6 +1482,12 @@ impl<'a> Task<'a> {
         // Rows read from now on belong to the next commit and are judged against this watermark.
         self.committed_watermark = watermark;
         let mut checkpoint = None;
+        let keyed = self.plan.keyed_operators().next().is_some();
+        if keyed {
+            // Sealing may put a compacted base first and drop the local copies of
+            // the files it replaces: the commit in flight must have uploaded them.
+            self.settle().await?;
+        }
         if self.checkpoints && self.stateful.is_some() {
             let map = self.checkpoint();
             let stateful = self.stateful.as_mut().expect("checked");
@@ -1487,6 +1498,9 @@ impl<'a> Task<'a> {
                 map,
                 keyed: super::keyed::seal(&self.plan, &self.stream_plan, id)?,
             });
+        } else if keyed {
+            // Nothing is checkpointed (a blackhole): the changes are not kept either.
+            super::keyed::forget_changes(&self.plan)?;
         }
         let results = self
             .checking
