@@ -503,6 +503,9 @@ impl CompiledPlan {
 
 /// `traced` without the rows of input rows that `missed` set aside.
 fn without_set_aside(traced: Traced, missed: &[Missed]) -> Result<Traced> {
+    if missed.iter().all(|m| m.origins.is_empty()) {
+        return Ok(traced);
+    }
     let set_aside: std::collections::HashSet<usize> = missed
         .iter()
         .flat_map(|m| m.origins.iter().copied())

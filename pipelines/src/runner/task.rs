@@ -18,8 +18,7 @@ use crate::error::{PipelineError, Result};
 use crate::interval::Side;
 use crate::lookup::versioned::VersionedTable;
 use crate::lookup::{LookupPass, MissAction};
-use crate::operator::RowKind;
-use crate::operator::{BatchContext, Missed, StateWrite, Traced, Watermarks};
+use crate::operator::{BatchContext, Missed, RowKind, StateWrite, Traced, Watermarks};
 use crate::plan::StreamPlan;
 use crate::sink::TargetOptions;
 use crate::sink::delta::{DELETE_MARKER, Offsets, WriteMode};
@@ -1111,8 +1110,10 @@ impl<'a> Task<'a> {
         pass: &LookupPass,
         side: Side,
     ) -> Result<Transformed> {
-        let (input, kept_kinds) = if keep.len() == rows.num_rows() {
-            (rows.clone(), kinds.map(<[RowKind]>::to_vec))
+        // The whole batch (the usual case) runs as it is: its positions are the rows'.
+        let whole = keep.len() == rows.num_rows();
+        let (input, kept_kinds) = if whole {
+            (rows.clone(), kinds.map(std::borrow::Cow::Borrowed))
         } else {
             let indices =
                 arrow::array::UInt32Array::from_iter_values(keep.iter().map(|&r| r as u32));
@@ -1128,33 +1129,39 @@ impl<'a> Task<'a> {
             kinds: kept_kinds.as_deref(),
             watermark: self.committed_watermark,
         };
-        let prepared = self.plan.prepare(&ctx).await?;
-        let traced = prepared.traced;
-        let origins = traced.origins.iter().map(|&o| keep[o]).collect();
-        let missed = prepared
-            .missed
-            .into_iter()
-            .map(|mut missed| {
-                missed.origins = missed.origins.iter().map(|&o| keep[o]).collect();
-                missed
-            })
-            .collect();
+        let mut prepared = self.plan.prepare(&ctx).await?;
+        if !whole {
+            let to_rows = |origins: &mut Vec<usize>| {
+                for origin in origins {
+                    *origin = keep[*origin];
+                }
+            };
+            to_rows(&mut prepared.traced.origins);
+            for missed in &mut prepared.missed {
+                to_rows(&mut missed.origins);
+            }
+            let keep: Arc<[usize]> = keep.into();
+            prepared.writes = prepared
+                .writes
+                .into_iter()
+                .map(|write| write.map_origins(keep.clone()))
+                .collect();
+        }
         let holds = self.plan.holds_rows();
+        let traced = prepared.traced;
         let batch = if holds {
             traced.batch
         } else {
             self.plan.finish(traced.batch)?
         };
-        let keep: Arc<[usize]> = keep.into();
         Ok(Transformed {
-            traced: Traced { batch, origins },
-            missed,
+            traced: Traced {
+                batch,
+                origins: traced.origins,
+            },
+            missed: prepared.missed,
             holds,
-            writes: prepared
-                .writes
-                .into_iter()
-                .map(|write| write.map_origins(keep.clone()))
-                .collect(),
+            writes: prepared.writes,
         })
     }
 
