@@ -13,6 +13,7 @@ pub mod aggregate;
 pub mod aligned;
 pub mod batch;
 pub mod checkpoint;
+pub mod connector;
 pub mod decode;
 pub mod error;
 pub mod interval;

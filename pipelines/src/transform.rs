@@ -981,15 +981,10 @@ impl Compiler<'_> {
             .transpose()?;
         let output = crate::lookup::output_schema(left.as_arrow(), join.right.schema().as_arrow());
         let filtered_by_where = resolved.spec.left_join && join.join_type == JoinType::Inner;
-        if matches!(resolved.dimension, Dimension::Embedded(_))
-            && key_types
-                .iter()
-                .any(|t| matches!(t, DataType::Timestamp(_, _)))
+        if let Dimension::Keyed(table) = &resolved.dimension
+            && let Some(why) = table.refuses_keys(&key_types)
         {
-            return Err((self.unsupported)(format!(
-                "a timestamp key for the embedded table {} (its timestamps are kept as text); keep the dimension in MySQL/TiDB or Delta, or look it up by another key",
-                resolved.def.name
-            )));
+            return Err((self.unsupported)(why));
         }
         LookupJoin::new(LookupJoinParts {
             options: resolved.def.lookup.clone(),

@@ -256,8 +256,7 @@ fn check_lookups(pipeline: &Pipeline, sources: &[TableDef]) -> Result<()> {
                 .as_ref()
                 .is_some_and(|w| w.column == lookup.time_column)
         });
-        let versioned = matches!(dimension.kind, strata_catalog::TableKind::Kafka { .. })
-            && !dimension.lookup.broadcast;
+        let versioned = crate::connector::of(dimension).versions(dimension);
         if versioned {
             check_versioned(lookup, dimension, event_time)?;
             continue;
@@ -325,13 +324,7 @@ fn check_versioned(lookup: &LookupSpec, table: &TableDef, event_time: bool) -> R
             "declare PRIMARY KEY (...) NOT ENFORCED and WATERMARK FOR <time column> AS <time column> - INTERVAL '5' SECOND on the versioned table",
         );
     }
-    if !matches!(
-        table.kind,
-        strata_catalog::TableKind::Kafka {
-            format: strata_catalog::KafkaFormat::Json | strata_catalog::KafkaFormat::DebeziumJson,
-            ..
-        }
-    ) {
+    if crate::connector::of(table).stream(table).is_err() {
         return refuse(
             &lookup.table.location,
             format!(
@@ -511,13 +504,9 @@ fn check_event_time(tvf: &WindowTvf, source: &TableDef) -> Result<()> {
 
 /// Whether a table is a changelog (inserts, updates and deletes) rather than append-only.
 pub fn is_changelog(table: &TableDef) -> bool {
-    matches!(
-        table.kind,
-        strata_catalog::TableKind::Kafka {
-            format: strata_catalog::KafkaFormat::DebeziumJson,
-            ..
-        }
-    )
+    crate::connector::of(table)
+        .stream(table)
+        .is_ok_and(|reads| reads.changelog)
 }
 
 /// Results that change after they were written (GROUP BY without a window,
@@ -530,7 +519,7 @@ fn check_upsert_target(
     target: &TableDef,
 ) -> Result<()> {
     let changelog = sources.iter().any(is_changelog);
-    let serving = matches!(target.kind, strata_catalog::TableKind::Mysql { .. });
+    let serving = crate::connector::of(target).upserts_only();
     let updates = changelog
         || serving
         || (aggregates && (pipeline.window.is_none() || pipeline.settings.allowed_lateness_ms > 0));

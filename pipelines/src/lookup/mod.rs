@@ -15,7 +15,6 @@
 //! neither dropped nor NULL-filled for it. Rows set aside for a retry are part
 //! of the pipeline's checkpointed state, so a restart loses none of them.
 
-pub mod broadcast;
 pub mod cache;
 pub mod dimension;
 pub mod spec;
@@ -269,13 +268,7 @@ impl LookupJoin {
     /// The join in SQL terms: its table, keys, where its rows come from and what a miss does.
     pub fn describe_join(&self) -> String {
         let join = if self.left_join { "LEFT JOIN" } else { "JOIN" };
-        let store = match &self.dimension {
-            Dimension::Mysql { .. } => "MySQL/TiDB, cached",
-            Dimension::Embedded(_) => "embedded, cached",
-            Dimension::Delta(_) => "Delta, in memory",
-            Dimension::Broadcast(_) => "Kafka, broadcast in memory",
-            Dimension::Versioned(_) => "Kafka changelog, versions in state",
-        };
+        let store = self.dimension.describe();
         let miss = match self.miss {
             MissPolicy::Null => "NULLs".to_string(),
             MissPolicy::Quarantine => "quarantine".to_string(),

@@ -62,12 +62,8 @@ async fn open_evaluator(
     if rules.is_empty() {
         return Ok(None);
     }
-    let target_location = match (&table.kind, scope) {
-        (strata_catalog::TableKind::Delta { .. }, Scope::Target) => {
-            Some(target_location.to_string())
-        }
-        _ => None,
-    };
+    let target_location = (scope == Scope::Target && crate::connector::of(table).reads_back())
+        .then(|| target_location.to_string());
     let unique = rules
         .iter()
         .find(|rule| matches!(rule.kind, RuleKind::Unique { .. }));
@@ -111,11 +107,7 @@ async fn open_evaluator(
 /// The rows of a batch that a commit writes: without a changelog's deletes
 /// and their marker column.
 fn written_rows(batch: &RecordBatch) -> Result<RecordBatch> {
-    let Some(index) = batch
-        .schema()
-        .index_of(crate::sink::delta::DELETE_MARKER)
-        .ok()
-    else {
+    let Some(index) = batch.schema().index_of(crate::sink::DELETE_MARKER).ok() else {
         return Ok(batch.clone());
     };
     let deletes = batch

@@ -14,10 +14,11 @@ use arrow::record_batch::RecordBatch;
 
 use super::keyed::PendingCheckpoint;
 use super::{TableStats, now_ms};
+use crate::connector::delta::sink::DeltaSink;
 use crate::decode::json::Rejected;
 use crate::error::Result;
+use crate::sink::Offsets;
 use crate::sink::TargetSink;
-use crate::sink::delta::{DeltaSink, Offsets};
 use crate::sink::quarantine;
 use crate::state::StateStore;
 use strata_quality::results::{CheckResult, ResultsLog};

@@ -37,16 +37,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use strata_catalog::connectors::embedded::EmbeddedTable;
-use strata_catalog::connectors::{self, delta as lake};
-use strata_catalog::{Catalog, KafkaFormat, TableDef, TableKind, TableName};
+use strata_catalog::connectors::delta as lake;
+use strata_catalog::{Catalog, TableDef, TableKind, TableName};
 use tokio::sync::watch;
 
+use crate::connector::delta::sink::DeltaSink;
+use crate::connector::{self, DimensionContext};
 use crate::error::{PipelineError, Result};
 use crate::lookup::LookupStats;
-use crate::lookup::dimension::Dimension;
-use crate::lookup::versioned::VersionedTable;
-use crate::sink::delta::{DeltaSink, WriteMode};
+use crate::sink::WriteMode;
 use crate::transform::{CompiledPlan, ResolvedLookup};
 use crate::validate::{ValidPipeline, schema_session};
 
@@ -86,7 +85,7 @@ pub struct TableStats {
     /// The realtime view of a Delta target: committed version and uncommitted rows.
     pub live: crate::live::LiveTable,
     /// What a blackhole target took: its rows and their digest.
-    pub output: Arc<crate::sink::blackhole::OutputDigest>,
+    pub output: Arc<crate::connector::blackhole::sink::OutputDigest>,
     /// When watermarks were reached and landed, if asked for.
     pub emits: EmitLog,
     /// What the pipeline waits for before it can start (a topic not created yet).
@@ -296,27 +295,14 @@ impl PipelineRun {
                 ));
             }
         };
-        match &source.kind {
-            TableKind::Kafka {
-                format: KafkaFormat::Json | KafkaFormat::DebeziumJson,
-                ..
-            }
-            | TableKind::Delta { .. }
-            | TableKind::Nexmark { .. } => {}
-            TableKind::Kafka { format, .. } => {
-                return Err(unsupported(
-                    pipeline,
-                    &format!("reading format '{}'", format.as_str()),
-                ));
-            }
-            other => {
-                return Err(unsupported(
-                    pipeline,
-                    &format!("reading a {} table as a stream", other.connector()),
-                ));
-            }
+        let reads = connector::of(source)
+            .stream(source)
+            .map_err(|what| unsupported(pipeline, &what))?;
+        let target = connector::of(&pipeline.target);
+        if let Some(why) = target.refuses_target() {
+            return Err(unsupported(pipeline, why));
         }
-        let target_location = target_location(&self.catalog, pipeline)?;
+        let target_location = target.target_location(self.catalog.project(), &pipeline.target)?;
         let tables: Vec<TableDef> = self
             .catalog
             .list()
@@ -328,22 +314,16 @@ impl PipelineRun {
         let lookups = self.resolve_lookups()?;
         let plan = CompiledPlan::compile(pipeline, &ctx.state(), lookups).await?;
         if let Some(right) = right {
-            let kafka_json = |table: &TableDef| {
-                matches!(
-                    table.kind,
-                    TableKind::Kafka {
-                        format: KafkaFormat::Json,
-                        ..
-                    }
-                )
-            };
+            let right_reads = connector::of(right)
+                .stream(right)
+                .map_err(|what| unsupported(pipeline, &what))?;
             if plan.interval().is_none() {
                 return Err(unsupported(
                     pipeline,
                     "reading two tables as streams without an interval join between them",
                 ));
             }
-            if !kafka_json(source) || !kafka_json(right) {
+            if !reads.appends_records || !right_reads.appends_records {
                 return Err(unsupported(
                     pipeline,
                     "an interval join of tables that are not both Kafka topics in format json (append-only streams)",
@@ -360,13 +340,10 @@ impl PipelineRun {
                 ));
             }
         }
-        if matches!(pipeline.target.kind, TableKind::Kafka { .. })
-            && !matches!(source.kind, TableKind::Kafka { .. })
+        if let Some((only, why)) = target.commits_positions_of()
+            && connector::of(source).name() != only
         {
-            return Err(unsupported(
-                pipeline,
-                "writing a Kafka topic from a table that is not a Kafka topic (its offsets commit in the topic's transaction)",
-            ));
+            return Err(unsupported(pipeline, why));
         }
         refuse_rows_run_again(pipeline, &plan)?;
         let temporal = plan
@@ -379,7 +356,7 @@ impl PipelineRun {
                 "more than one event-time temporal join in a pipeline (each reads a stream of its own)",
             ));
         }
-        if temporal == 1 && !matches!(source.kind, TableKind::Kafka { .. }) {
+        if temporal == 1 && !reads.probes_versions {
             return Err(unsupported(
                 pipeline,
                 "an event-time temporal join probed by a Delta table (read the probe side from Kafka)",
@@ -395,7 +372,11 @@ impl PipelineRun {
 
     /// Where each lookup join's dimension rows come from.
     fn resolve_lookups(&self) -> Result<Vec<ResolvedLookup>> {
-        let project = self.catalog.project();
+        let context = DimensionContext {
+            project: self.catalog.project(),
+            store: self.catalog.store(),
+            pipeline: &self.pipeline.pipeline.name,
+        };
         self.pipeline
             .pipeline
             .lookups
@@ -408,45 +389,15 @@ impl PipelineRun {
                     .find(|t| t.name == spec.table.table)
                     .expect("validation found every lookup table")
                     .clone();
-                let dimension = match &def.kind {
-                    TableKind::Mysql { .. } => Dimension::mysql(
-                        connectors::mysql_target(project, &def)?,
-                        def.schema.clone(),
-                    ),
-                    TableKind::Embedded { table } => Dimension::Embedded(EmbeddedTable::new(
-                        self.catalog.store().clone(),
-                        &def.name,
-                        table.clone(),
-                        def.schema.clone(),
-                    )?),
-                    TableKind::Delta { .. } => Dimension::delta(
-                        connectors::delta_location(project, &def)?,
-                        def.schema.clone(),
-                    ),
-                    TableKind::Kafka { .. } if def.lookup.broadcast => Dimension::broadcast(
-                        def.clone(),
-                        connectors::kafka_target(project, &def)?,
-                        self.pipeline.pipeline.name.clone(),
-                    ),
-                    TableKind::Kafka { .. } => {
-                        let time = def
-                            .watermark
-                            .as_ref()
-                            .expect("validation found a versioned table's watermark");
-                        Dimension::Versioned(Arc::new(VersionedTable::new(
-                            def.name.to_string(),
-                            &def.schema,
-                            time.column.clone(),
-                            def.primary_key.clone(),
-                        )?))
-                    }
-                    TableKind::Nexmark { .. } | TableKind::Blackhole => {
-                        return Err(unsupported(
-                            &self.pipeline,
-                            &format!("a lookup join against a {} table", def.kind.connector()),
-                        ));
-                    }
-                };
+                let dimension =
+                    connector::of(&def)
+                        .dimension(&def, &context)?
+                        .ok_or_else(|| {
+                            unsupported(
+                                &self.pipeline,
+                                &format!("a lookup join against a {} table", def.kind.connector()),
+                            )
+                        })?;
                 Ok(ResolvedLookup {
                     spec: spec.clone(),
                     def,
@@ -467,7 +418,7 @@ impl PipelineRun {
             .map(|join| join.stats.clone())
             .collect();
         let prepared_ms = started.elapsed().as_millis() as u64;
-        if !self.wait_for_topic(source, &stop).await? {
+        if !self.wait_until_ready(source, &stop).await? {
             return Ok(());
         }
         let outcome = async {
@@ -492,52 +443,47 @@ impl PipelineRun {
     pub async fn reset(self, from: ResetFrom) -> Result<()> {
         let planned = self.prepare().await?;
         let source = planned.source;
-        if from != ResetFrom::Committed && !matches!(source.kind, TableKind::Kafka { .. }) {
+        if from != ResetFrom::Committed
+            && !connector::of(source)
+                .stream(source)
+                .is_ok_and(|reads| reads.rewinds)
+        {
             return Err(unsupported(
                 &self.pipeline,
-                "reading a Delta or Nexmark source again from its earliest or latest position on reset",
+                &format!(
+                    "reading a {} source again from its earliest or latest position on reset",
+                    source.kind.connector()
+                ),
             ));
         }
         let mut task = Task::open(&self, planned, false).await?;
         task.reset(source, from).await
     }
 
-    /// Waits while a Kafka source's topic does not exist yet, saying so in the
-    /// pipeline's status; false when told to stop first.
-    async fn wait_for_topic(
+    /// Waits while the source cannot be read yet (a topic not created yet),
+    /// saying why in the pipeline's status; false when told to stop first.
+    async fn wait_until_ready(
         &self,
         source: &TableDef,
         stop: &watch::Receiver<bool>,
     ) -> Result<bool> {
-        if !matches!(source.kind, TableKind::Kafka { .. }) || self.replay.is_some() {
+        if self.replay.is_some() {
             return Ok(true);
         }
-        let kafka = connectors::kafka_target(self.catalog.project(), source)?;
         let mut stop = stop.clone();
         loop {
-            let probe = kafka.clone();
-            let exists = tokio::task::spawn_blocking(move || {
-                crate::source::kafka::KafkaSource::partitions_if_exists(&probe)
-            })
-            .await
-            .map_err(|err| PipelineError::Source {
-                what: format!("topic {}", kafka.topic),
-                cause: err.to_string(),
-            })??
-            .is_some();
-            if exists {
+            let Some(reason) = connector::of(source)
+                .not_ready(self.catalog.project(), source)
+                .await?
+            else {
                 *self.stats.waiting.lock().expect("not poisoned") = None;
                 return Ok(true);
-            }
-            let reason = format!(
-                "waiting for topic {} at {} (it does not exist yet)",
-                kafka.topic, kafka.bootstrap_servers
-            );
+            };
             if self.stats.waiting.lock().expect("not poisoned").as_ref() != Some(&reason) {
                 tracing::warn!(pipeline = self.pipeline.pipeline.name, "{reason}");
                 *self.stats.waiting.lock().expect("not poisoned") = Some(reason);
             }
-            // A catch-up run has nothing to read from a topic that is not there.
+            // A catch-up run has nothing to read from a source that is not there.
             if *stop.borrow() || self.mode == RunMode::UntilCaughtUp {
                 return Ok(false);
             }
@@ -621,36 +567,5 @@ fn unsupported(pipeline: &ValidPipeline, what: &str) -> PipelineError {
             "pipelines read one Kafka (json, debezium-json), Delta or Nexmark table (two Kafka json topics for an interval join) and write a Delta, MySQL/TiDB, Kafka or blackhole table"
                 .to_string(),
         ),
-    }
-}
-
-/// Where the target's Delta table is, or for a MySQL/TiDB or Kafka target, where its
-/// side tables (quarantine, late rows) and checkpoints go: the lake's
-/// `<root>/<space>/<name>`, as if it were a Delta table.
-fn target_location(catalog: &Catalog, pipeline: &ValidPipeline) -> Result<String> {
-    match &pipeline.target.kind {
-        TableKind::Delta { .. } => Ok(connectors::delta_location(
-            catalog.project(),
-            &pipeline.target,
-        )?),
-        TableKind::Mysql { .. } | TableKind::Kafka { .. } | TableKind::Blackhole => {
-            let in_lake = TableDef {
-                kind: TableKind::Delta {
-                    table_path: None,
-                    connection: None,
-                    partitioned_by: Vec::new(),
-                },
-                ..pipeline.target.clone()
-            };
-            Ok(connectors::delta_location(catalog.project(), &in_lake)?)
-        }
-        TableKind::Embedded { .. } => Err(unsupported(
-            pipeline,
-            "writing to an embedded table (it holds small dimension tables; write a Delta or MySQL table)",
-        )),
-        TableKind::Nexmark { .. } => Err(unsupported(
-            pipeline,
-            "writing to a Nexmark table (it generates events; write a Delta, MySQL, Kafka or blackhole table)",
-        )),
     }
 }

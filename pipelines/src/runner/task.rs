@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use arrow::array::Array;
 use arrow::record_batch::RecordBatch;
 use strata_catalog::connectors::{self};
-use strata_catalog::{KafkaFormat, StartupMode, TableDef, TableKind};
+use strata_catalog::{StartupMode, TableDef};
 use tokio::sync::watch;
 
 use crate::checkpoint::{Checkpoint, RUNTIME};
+use crate::connector::kafka::source::{self as kafka, KafkaSource};
+use crate::connector::{self};
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
 use crate::interval::Side;
@@ -20,13 +22,11 @@ use crate::lookup::versioned::VersionedTable;
 use crate::lookup::{LookupPass, MissAction};
 use crate::operator::{BatchContext, Missed, RowKind, StateWrite, Traced, Watermarks};
 use crate::plan::StreamPlan;
-use crate::sink::TargetOptions;
-use crate::sink::delta::{DELETE_MARKER, Offsets, WriteMode};
 use crate::sink::late::{self, Arrival};
 use crate::sink::quarantine;
+use crate::sink::{DELETE_MARKER, Offsets, TargetOptions, WriteMode};
 use crate::source::SourceOptions;
 use crate::source::SourceRecord;
-use crate::source::kafka::{self, KafkaSource};
 use crate::source::reader::{
     Next, Originals, RecordDecoder, SourceBatch, SourceReader, row_as_json,
 };
@@ -186,17 +186,18 @@ impl<'a> Task<'a> {
         .await?;
         let shows_provisional = plan.shows_provisional();
         let task_holds_rows = plan.holds_rows();
-        let mut target: Target = crate::sink::open_target(
-            target_def,
-            TargetOptions {
-                project: run.catalog.project(),
-                pipeline: &name,
-                location: target_location,
-                mode: mode.clone(),
-                output: run.stats.output.clone(),
-            },
-        )
-        .await?;
+        let mut target: Target = connector::of(target_def)
+            .open_target(
+                target_def,
+                TargetOptions {
+                    project: run.catalog.project(),
+                    pipeline: &name,
+                    location: target_location,
+                    mode: mode.clone(),
+                    output: run.stats.output.clone(),
+                },
+            )
+            .await?;
         // The realtime view of a table with versions: what is committed, and what is not yet.
         if let Some(version) = target.version() {
             let key = match &mode {
@@ -257,7 +258,11 @@ impl<'a> Task<'a> {
                 });
                 (reader, partitions)
             }
-            (_, None) => crate::source::open(source, &options, &mut target).await?,
+            (_, None) => {
+                connector::of(source)
+                    .open_source(source, &options, &mut target)
+                    .await?
+            }
         };
         quarantine.resume(reader.stream(), &partitions).await?;
         let versions = match plan.lookups().find_map(|join| join.versioned()) {
@@ -317,7 +322,7 @@ impl<'a> Task<'a> {
             interval,
             checking,
             provisional_at: None,
-            checkpoints: !matches!(target_def.kind, TableKind::Blackhole),
+            checkpoints: connector::of(target_def).commits_positions(),
             keyed_dir: None,
         };
         if task.stream_plan.states().next().is_some() {
@@ -1595,13 +1600,9 @@ async fn emitted_quarantined(
 /// records are rows again, with nothing held in operator state.
 fn refuse_replay(run: &PipelineRun, source: &TableDef, plan: &StreamPlan) -> Result<()> {
     let stateful = plan.states().next().is_some();
-    let json = matches!(
-        source.kind,
-        TableKind::Kafka {
-            format: KafkaFormat::Json,
-            ..
-        }
-    );
+    let json = connector::of(source)
+        .stream(source)
+        .is_ok_and(|reads| reads.appends_records);
     if stateful || !json {
         return Err(PipelineError::Invalid {
             location: run.pipeline.pipeline.target.location.clone(),
@@ -1721,7 +1722,7 @@ async fn open_right(
         .watermark
         .as_ref()
         .expect("the plan found both streams' event times");
-    let (reader, partitions) = crate::source::open(def, options, target).await?;
+    let (reader, partitions) = connector::of(def).open_source(def, options, target).await?;
     Ok(RightStream {
         reader,
         tracker: WatermarkTracker::new(

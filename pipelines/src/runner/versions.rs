@@ -16,16 +16,16 @@ use std::time::Instant;
 use arrow::array::{Array, UInt32Array};
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
+use strata_catalog::TableDef;
 use strata_catalog::connectors::kafka::KafkaTarget;
-use strata_catalog::{KafkaFormat, TableDef, TableKind};
 
+use crate::connector::kafka::source::{KafkaSource, SourceEvent};
 use crate::decode::debezium::DebeziumDecoder;
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
 use crate::lookup::versioned::{Change, VersionedTable};
 use crate::operator::RowKind;
 use crate::source::SourceRecord;
-use crate::source::kafka::{KafkaSource, SourceEvent};
 use crate::state::{ByteReader, ByteWriter};
 use crate::watermark::WatermarkTracker;
 
@@ -73,12 +73,9 @@ impl VersionFeed {
     ) -> Result<Self> {
         let topic = kafka.topic.clone();
         let partitions = resume.keys().copied().collect();
-        let decoder = match def.kind {
-            TableKind::Kafka {
-                format: KafkaFormat::DebeziumJson,
-                ..
-            } => ChangeDecoder::Debezium(DebeziumDecoder::new(table.schema.clone())),
-            _ => {
+        let decoder = match crate::validate::is_changelog(def) {
+            true => ChangeDecoder::Debezium(DebeziumDecoder::new(table.schema.clone())),
+            false => {
                 let key_fields: Vec<arrow::datatypes::Field> = table
                     .primary_key
                     .iter()

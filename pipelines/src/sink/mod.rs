@@ -1,7 +1,8 @@
 //! Sinks: where pipelines commit their rows. A pipeline's target implements
-//! [`TargetSink`]: its rows, the source positions they cover and the state
-//! checkpoint's id commit in one transaction, so that a restart resumes from
-//! what the target holds.
+//! [`TargetSink`] (each connector's in its folder under `crate::connector`):
+//! its rows, the source positions they cover and the state checkpoint's id
+//! commit in one transaction, so that a restart resumes from what the target
+//! holds. The quarantine and late tables beside every target live here.
 //!
 //! ```text
 //!   commit(rows, offsets, checkpoint id) ──▶ Delta: one log version with txn actions
@@ -10,20 +11,33 @@
 //!                                        ──▶ blackhole: counted and digested
 //! ```
 
-pub mod blackhole;
-pub mod delta;
-pub mod kafka;
 pub mod late;
-pub mod mysql;
 pub mod quarantine;
+
+use std::collections::BTreeMap;
 
 use arrow::array::{Array, BooleanArray, UInt32Array};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 
+use crate::connector::blackhole::sink::OutputDigest;
 use crate::error::Result;
 use crate::state::StateStore;
+
+/// The source coordinates a commit covers: (stream, partition) → last position.
+pub type Offsets = BTreeMap<(String, i32), i64>;
+
+/// A boolean column an upserting pipeline adds to rows that delete their key.
+pub const DELETE_MARKER: &str = "__strata_delete";
+
+/// How rows reach a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteMode {
+    Append,
+    /// By these key columns: update the row with the same key, or insert.
+    Upsert(Vec<String>),
+}
 
 /// A pipeline's target.
 #[async_trait::async_trait]
@@ -39,7 +53,7 @@ pub trait TargetSink: std::fmt::Debug + Send + Sync {
     async fn commit(
         &mut self,
         rows: Vec<RecordBatch>,
-        offsets: &delta::Offsets,
+        offsets: &Offsets,
         state: Option<i64>,
     ) -> Result<Option<i64>>;
 
@@ -72,42 +86,9 @@ pub struct TargetOptions<'a> {
     pub pipeline: &'a str,
     /// Where a lake table lives.
     pub location: &'a str,
-    pub mode: delta::WriteMode,
+    pub mode: WriteMode,
     /// What a blackhole keeps of the rows.
-    pub output: std::sync::Arc<blackhole::OutputDigest>,
-}
-
-/// Opens `table` as a pipeline's target.
-pub async fn open_target(
-    table: &strata_catalog::TableDef,
-    options: TargetOptions<'_>,
-) -> Result<Box<dyn TargetSink>> {
-    use strata_catalog::{TableKind, connectors};
-    Ok(match &table.kind {
-        TableKind::Mysql { .. } => Box::new(
-            mysql::MysqlSink::open(
-                connectors::mysql_target(options.project, table)?,
-                table.schema.clone(),
-                table.primary_key.clone(),
-                options.pipeline,
-            )
-            .await?,
-        ),
-        TableKind::Blackhole => Box::new(blackhole::BlackholeSink {
-            output: options.output,
-        }),
-        TableKind::Kafka { .. } => Box::new(kafka::KafkaSink::open(
-            connectors::kafka_target(options.project, table)?,
-            table.schema.clone(),
-            table.primary_key.clone(),
-            options.pipeline,
-        )?),
-        TableKind::Delta { .. } | TableKind::Embedded { .. } | TableKind::Nexmark { .. } => {
-            Box::new(
-                delta::DeltaSink::open(options.location, options.pipeline, options.mode).await?,
-            )
-        }
-    })
+    pub output: std::sync::Arc<OutputDigest>,
 }
 
 /// The non-empty batches as rows of `schema` (by column name), with, per
@@ -130,14 +111,14 @@ pub fn changes(
     Ok((rows, deletes))
 }
 
-/// Per batch, which rows delete their key: the [`delta::DELETE_MARKER`]
+/// Per batch, which rows delete their key: the [`DELETE_MARKER`]
 /// column, or none of them when a batch has no such column.
 pub fn delete_markers(batches: &[RecordBatch]) -> Vec<BooleanArray> {
     batches
         .iter()
         .map(|batch| {
             batch
-                .column_by_name(delta::DELETE_MARKER)
+                .column_by_name(DELETE_MARKER)
                 .and_then(|c| c.as_any().downcast_ref::<BooleanArray>().cloned())
                 .unwrap_or_else(|| BooleanArray::from(vec![false; batch.num_rows()]))
         })

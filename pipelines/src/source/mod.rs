@@ -1,15 +1,11 @@
-//! Sources: where pipelines read records from, each connector in its own
-//! module behind [`reader::SourceReader`], opened by [`open`] where the
-//! target's last commit left it.
+//! Sources: where pipelines read records from. Each connector's source (in
+//! its folder under `crate::connector`) implements [`reader::SourceReader`]
+//! and is opened by its connector where the target's last commit left it.
 //!
 //! ```text
-//!   TableDef ──open(options, target's Positions)──▶ kafka::open / delta::open / nexmark::open
-//!                                                      └▶ (Box<dyn SourceReader>, partitions)
+//!   TableDef ──connector::of(table).open_source(options, target's Positions)──▶ (Box<dyn SourceReader>, partitions)
 //! ```
 
-pub mod delta;
-pub mod kafka;
-pub mod nexmark;
 pub mod reader;
 pub mod replay;
 
@@ -18,10 +14,9 @@ pub use crate::decode::SourceRecord;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use strata_catalog::{Project, TableDef, TableKind};
+use strata_catalog::Project;
 
-use crate::error::{PipelineError, Result};
-use reader::SourceReader;
+use crate::error::Result;
 
 /// Where a pipeline's target says its sources stand.
 #[async_trait::async_trait]
@@ -44,27 +39,4 @@ pub struct SourceOptions<'a> {
     pub batch_records: usize,
     /// How often the end of a Delta log is read again.
     pub poll_every: Duration,
-}
-
-/// Opens `table` as a stream where `positions` say the pipeline stands, with the partitions it reads.
-pub async fn open(
-    table: &TableDef,
-    options: &SourceOptions<'_>,
-    positions: &mut dyn Positions,
-) -> Result<(Box<dyn SourceReader>, Vec<i32>)> {
-    match &table.kind {
-        TableKind::Kafka { startup_mode, .. } => {
-            kafka::open(table, startup_mode, options, positions).await
-        }
-        TableKind::Nexmark {
-            stream,
-            events,
-            rate,
-        } => nexmark::open(table, *stream, *events, *rate, options, positions).await,
-        TableKind::Delta { .. } => delta::open(table, options, positions).await,
-        other => Err(PipelineError::Source {
-            what: format!("table {}", table.name),
-            cause: format!("a {} table cannot be read as a stream", other.connector()),
-        }),
-    }
 }

@@ -16,9 +16,9 @@ use rdkafka::mocking::MockCluster;
 use serde::Serialize;
 use strata_catalog::connectors::kafka::KafkaTarget;
 use strata_catalog::{Catalog, Project, RegisterMode, StartupMode};
+use strata_pipelines::connector::kafka::source::{KafkaSource, SourceEvent};
 use strata_pipelines::decode::json::JsonDecoder;
 use strata_pipelines::load_project;
-use strata_pipelines::source::kafka::{KafkaSource, SourceEvent};
 
 use super::{PARTITIONS, produce, run_until_caught_up};
 

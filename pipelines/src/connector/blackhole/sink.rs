@@ -93,7 +93,7 @@ impl BlackholeSink {
 }
 
 #[async_trait::async_trait]
-impl super::TargetSink for BlackholeSink {
+impl crate::sink::TargetSink for BlackholeSink {
     async fn committed_offset(&self, _stream: &str, _partition: i32) -> Result<Option<i64>> {
         Ok(None)
     }
@@ -105,7 +105,7 @@ impl super::TargetSink for BlackholeSink {
     async fn commit(
         &mut self,
         rows: Vec<RecordBatch>,
-        _offsets: &super::delta::Offsets,
+        _offsets: &crate::sink::Offsets,
         _state: Option<i64>,
     ) -> Result<Option<i64>> {
         BlackholeSink::commit(self, rows).map(|()| None)

@@ -27,8 +27,8 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use strata_catalog::connectors::kafka::KafkaTarget;
 
-use super::delta::Offsets;
 use crate::error::{PipelineError, Result};
+use crate::sink::Offsets;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -122,7 +122,7 @@ impl KafkaSink {
         offsets: &Offsets,
         state: Option<i64>,
     ) -> Result<()> {
-        let (batches, deletes) = super::changes(batches, &self.schema)?;
+        let (batches, deletes) = crate::sink::changes(batches, &self.schema)?;
         self.producer
             .begin_transaction()
             .map_err(|err| self.error("beginning a transaction", err))?;
@@ -261,7 +261,7 @@ fn json_lines(rows: &RecordBatch) -> Result<Vec<String>> {
 }
 
 #[async_trait::async_trait]
-impl super::TargetSink for KafkaSink {
+impl crate::sink::TargetSink for KafkaSink {
     /// The last offset of `stream`/`partition` written with the rows, if any.
     async fn committed_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>> {
         let key = format!("{stream}/{partition}");

@@ -17,7 +17,6 @@
 //! Commits are batched by the pipeline (one per commit interval), and
 //! deltalake writes a log checkpoint every 100 commits so the log stays quick to open.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::BooleanArray;
@@ -30,20 +29,7 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use strata_catalog::connectors::delta as lake;
 
 use crate::error::{PipelineError, Result};
-
-/// The source coordinates a commit covers: (topic, partition) → last offset.
-pub type Offsets = BTreeMap<(String, i32), i64>;
-
-/// A boolean column an upserting pipeline adds to rows that delete their key.
-pub const DELETE_MARKER: &str = "__strata_delete";
-
-/// How rows reach the table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteMode {
-    Append,
-    /// MERGE by these key columns: update the row with the same key, or insert.
-    Upsert(Vec<String>),
-}
+use crate::sink::{DELETE_MARKER, Offsets, WriteMode};
 
 #[derive(Debug)]
 pub struct DeltaSink {
@@ -126,7 +112,7 @@ impl DeltaSink {
         state: Option<i64>,
     ) -> Result<i64> {
         let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
-        let deletes = super::delete_markers(&batches);
+        let deletes = crate::sink::delete_markers(&batches);
         let batches = batches
             .iter()
             .map(|batch| self.to_table_schema(batch))
@@ -185,10 +171,10 @@ impl DeltaSink {
         keys: &[String],
         properties: CommitProperties,
     ) -> Result<DeltaTable> {
-        let (rows, deletes) = super::last_change_per_key(&self.schema, &batches, &deletes, keys)
-            .map_err(|message| {
-                PipelineError::Evaluation(format!("{message} of {}", self.location))
-            })?;
+        let (rows, deletes) =
+            crate::sink::last_change_per_key(&self.schema, &batches, &deletes, keys).map_err(
+                |message| PipelineError::Evaluation(format!("{message} of {}", self.location)),
+            )?;
         let mut columns = rows.columns().to_vec();
         columns.push(Arc::new(deletes));
         let mut fields: Vec<arrow::datatypes::FieldRef> =
@@ -287,7 +273,7 @@ fn delta_error(location: &str, source: deltalake::DeltaTableError) -> PipelineEr
 }
 
 #[async_trait::async_trait]
-impl super::TargetSink for DeltaSink {
+impl crate::sink::TargetSink for DeltaSink {
     async fn committed_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>> {
         DeltaSink::committed_offset(self, stream, partition).await
     }

@@ -23,8 +23,8 @@ use sqlx::{AssertSqlSafe, MySql, QueryBuilder, Row};
 use strata_catalog::connectors::mysql::{self as catalog_mysql, MysqlTarget, quote};
 use strata_catalog::connectors::mysql_sink::{ROWS_PER_STATEMENT, insert_statement, text_values};
 
-use super::delta::Offsets;
 use crate::error::{PipelineError, Result};
+use crate::sink::Offsets;
 
 /// The app id under which a pipeline's state checkpoint id is recorded.
 const STATE_STREAM: &str = "_state";
@@ -86,7 +86,7 @@ impl MysqlSink {
         }
     }
 
-    /// Upserts and deletes `batches` (rows marked with [`super::delta::DELETE_MARKER`] delete
+    /// Upserts and deletes `batches` (rows marked with [`crate::sink::DELETE_MARKER`] delete
     /// their key) and records `offsets` and `state`, in one transaction.
     pub async fn commit(
         &mut self,
@@ -94,15 +94,14 @@ impl MysqlSink {
         offsets: &Offsets,
         state: Option<i64>,
     ) -> Result<()> {
-        let (batches, deletes) = super::changes(batches, &self.schema)?;
+        let (batches, deletes) = crate::sink::changes(batches, &self.schema)?;
         let mut tx = self.pool.begin().await.map_err(|err| self.error(err))?;
         if !batches.is_empty() {
             let (rows, deletes) =
-                super::last_change_per_key(&self.schema, &batches, &deletes, &self.keys).map_err(
-                    |message| {
+                crate::sink::last_change_per_key(&self.schema, &batches, &deletes, &self.keys)
+                    .map_err(|message| {
                         PipelineError::Evaluation(format!("{message} of {}", self.target.table))
-                    },
-                )?;
+                    })?;
             let text = text_values(&rows)?;
             let (removed, kept): (Vec<usize>, Vec<usize>) =
                 (0..rows.num_rows()).partition(|&row| deletes.value(row));
@@ -184,7 +183,7 @@ impl MysqlSink {
 }
 
 #[async_trait::async_trait]
-impl super::TargetSink for MysqlSink {
+impl crate::sink::TargetSink for MysqlSink {
     /// The last offset of `stream`/`partition` this table has committed, if any.
     async fn committed_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>> {
         let sql = format!(

@@ -22,9 +22,9 @@ use strata_catalog::StartupMode;
 use strata_catalog::connectors::kafka::KafkaTarget;
 use tokio::sync::mpsc;
 
-use super::SourceRecord;
-use super::reader::{Next, RecordDecoder, SourceReader, decode, stopped};
 use crate::error::{PipelineError, Result};
+use crate::source::SourceRecord;
+use crate::source::reader::{Next, RecordDecoder, SourceReader, decode, stopped};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -396,8 +396,8 @@ impl SourceReader for KafkaReader {
 pub async fn open(
     table: &strata_catalog::TableDef,
     startup: &StartupMode,
-    options: &super::SourceOptions<'_>,
-    positions: &mut dyn super::Positions,
+    options: &crate::source::SourceOptions<'_>,
+    positions: &mut dyn crate::source::Positions,
 ) -> Result<(Box<dyn SourceReader>, Vec<i32>)> {
     let kafka = strata_catalog::connectors::kafka_target(options.project, table)?;
     let topic = kafka.topic.clone();
@@ -423,12 +423,12 @@ pub async fn open(
 
 /// Where each partition of a topic resumes: right after the offset the target
 /// committed. Partitions never committed start where `startup` says, which is
-/// recorded first (see [`super::Positions::record_starts`]).
+/// recorded first (see [`crate::source::Positions::record_starts`]).
 pub async fn resume(
     kafka: &KafkaTarget,
     group: &str,
     startup: &StartupMode,
-    positions: &mut dyn super::Positions,
+    positions: &mut dyn crate::source::Positions,
 ) -> Result<BTreeMap<i32, i64>> {
     let topic = &kafka.topic;
     let partitions = KafkaSource::partitions(kafka)?;

@@ -16,18 +16,19 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use strata_catalog::connectors::kafka::KafkaTarget;
 use strata_catalog::{KafkaFormat, StartupMode, TableDef, TableKind};
 use tokio::sync::watch;
 
+use super::source::{KafkaSource, SourceEvent};
 use crate::decode::SourceRecord;
 use crate::decode::debezium::DebeziumDecoder;
 use crate::decode::json::JsonDecoder;
 use crate::error::{PipelineError, Result};
-use crate::source::kafka::{KafkaSource, SourceEvent};
+use crate::lookup::dimension::{DimensionTable, KeyBatch, MemoryTable};
 
 /// The rows of a broadcast table as of now.
 #[derive(Debug)]
@@ -265,6 +266,93 @@ impl Applier {
                 .convert_columns(decoded.batch.columns())?;
             rows.by_key.remove(encoded.row(0).data());
         }
+        Ok(())
+    }
+}
+
+/// A broadcast Kafka table looked up in memory, followed from the first
+/// lookup on, with an index rebuilt when the topic changed.
+#[derive(Debug)]
+pub struct BroadcastDimension {
+    followed: tokio::sync::Mutex<Followed>,
+}
+
+#[derive(Debug)]
+struct Followed {
+    def: TableDef,
+    target: KafkaTarget,
+    pipeline: String,
+    table: Option<BroadcastTable>,
+    /// The index, and the table version it was built from.
+    memory: Option<(u64, MemoryTable)>,
+}
+
+impl BroadcastDimension {
+    pub fn new(def: TableDef, target: KafkaTarget, pipeline: String) -> Self {
+        Self {
+            followed: tokio::sync::Mutex::new(Followed {
+                def,
+                target,
+                pipeline,
+                table: None,
+                memory: None,
+            }),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl DimensionTable for BroadcastDimension {
+    async fn fetch(
+        &self,
+        key_columns: &[String],
+        key_types: &[DataType],
+        keys: &KeyBatch,
+    ) -> Result<RecordBatch> {
+        let mut followed = self.followed.lock().await;
+        followed.refresh(key_columns, key_types).await?;
+        let (_, memory) = followed.memory.as_ref().expect("refreshed");
+        memory.fetch(&keys.bytes)
+    }
+
+    fn in_memory(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> &'static str {
+        "Kafka, broadcast in memory"
+    }
+}
+
+impl Followed {
+    async fn refresh(&mut self, key_columns: &[String], key_types: &[DataType]) -> Result<()> {
+        if self.table.is_none() {
+            // Reading the topic's partitions and offsets blocks on the network.
+            let (def, target, pipeline) =
+                (self.def.clone(), self.target.clone(), self.pipeline.clone());
+            let started =
+                tokio::task::spawn_blocking(move || BroadcastTable::start(&def, target, &pipeline))
+                    .await
+                    .map_err(|err| PipelineError::Source {
+                        what: format!("the broadcast table {}", self.def.name),
+                        cause: err.to_string(),
+                    })??;
+            self.table = Some(started);
+        }
+        let table = self.table.as_ref().expect("started");
+        let version = match table.version().await {
+            Ok(version) => version,
+            Err(err) => {
+                // Started again at the next lookup.
+                self.table = None;
+                return Err(err);
+            }
+        };
+        if self.memory.as_ref().is_some_and(|(v, _)| *v == version) {
+            return Ok(());
+        }
+        let (version, rows) = table.snapshot()?;
+        self.memory = Some((version, MemoryTable::new(rows, key_columns, key_types)?));
         Ok(())
     }
 }

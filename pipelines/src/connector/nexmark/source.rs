@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use arrow::datatypes::SchemaRef;
 use strata_catalog::connectors::nexmark::Generator;
 
-use super::reader::{Next, SourceBatch, SourceReader, idle_until, stopped};
 use crate::error::Result;
+use crate::source::reader::{Next, SourceBatch, SourceReader, idle_until, stopped};
 
 /// Generates a Nexmark stream batch by batch, from an event number on.
 #[derive(Debug)]
@@ -96,8 +96,8 @@ pub async fn open(
     stream: strata_catalog::NexmarkStream,
     events: Option<u64>,
     rate: u64,
-    options: &super::SourceOptions<'_>,
-    positions: &mut dyn super::Positions,
+    options: &crate::source::SourceOptions<'_>,
+    positions: &mut dyn crate::source::Positions,
 ) -> Result<(Box<dyn SourceReader>, Vec<i32>)> {
     let stream_name = format!("nexmark/{}", table.name);
     let next = match positions.committed(&stream_name, 0).await? {

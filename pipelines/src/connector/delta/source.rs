@@ -26,8 +26,8 @@ use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use strata_catalog::connectors::delta as lake;
 
-use super::reader::{Next, SourceBatch, SourceReader, stopped};
 use crate::error::{PipelineError, Result};
+use crate::source::reader::{Next, SourceBatch, SourceReader, stopped};
 
 /// New rows of a Delta table, version by version.
 #[derive(Debug)]
@@ -274,8 +274,8 @@ fn delta_batch(schema: &SchemaRef, version: i64, batches: &[RecordBatch]) -> Res
 /// Opens an upstream Delta table at the version after the one the target last committed.
 pub async fn open(
     table: &strata_catalog::TableDef,
-    options: &super::SourceOptions<'_>,
-    positions: &mut dyn super::Positions,
+    options: &crate::source::SourceOptions<'_>,
+    positions: &mut dyn crate::source::Positions,
 ) -> Result<(Box<dyn SourceReader>, Vec<i32>)> {
     let location = strata_catalog::connectors::delta_location(options.project, table)?;
     let stream = format!("delta/{}", table.name);
