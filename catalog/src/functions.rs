@@ -15,6 +15,7 @@
 //!   REGEXP_REPLACE(s, re, r)        ──simplify──▶  regexp_replace(s, re, r, 'g')   (every match, as in Flink)
 //!   GREATEST(a, …), LEAST(a, …)     ──simplify──▶  CASE WHEN a IS NULL OR … THEN NULL ELSE greatest(…) END
 //!   PROCTIME()                      ──each batch──▶  the wall clock (never folded into a constant)
+//!   ROW_NUMBER() OVER (…)           ──window──▶  1, 2, … as BIGINT             (DataFusion's is unsigned)
 //! ```
 //!
 //! Flink's patterns are Java's `SimpleDateFormat` letters; they are translated
@@ -27,12 +28,115 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    Volatility, binary_expr,
+    ColumnarValue, Expr, LimitEffect, Operator, PartitionEvaluator, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility, WindowUDF, WindowUDFImpl, binary_expr,
 };
 
-/// The functions to register in every session that plans Flink SQL.
-pub fn flink_functions() -> Vec<Arc<ScalarUDF>> {
+/// Registers Flink's functions in `registry`, over DataFusion's of the same name.
+pub fn register_flink_functions(
+    registry: &mut dyn datafusion::execution::FunctionRegistry,
+) -> Result<()> {
+    for function in flink_functions() {
+        registry.register_udf(function)?;
+    }
+    registry.register_udwf(Arc::new(WindowUDF::new_from_impl(RowNumber::new())))?;
+    Ok(())
+}
+
+/// Flink's `ROW_NUMBER()`: the number of each row in its partition from 1,
+/// typed BIGINT as Flink types it (DataFusion's is an unsigned 64-bit number,
+/// which a BIGINT column would only take with a CAST).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct RowNumber {
+    signature: Signature,
+}
+
+impl RowNumber {
+    fn new() -> Self {
+        Self {
+            signature: Signature::nullary(Volatility::Immutable),
+        }
+    }
+}
+
+impl WindowUDFImpl for RowNumber {
+    fn name(&self) -> &str {
+        "row_number"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn partition_evaluator(
+        &self,
+        _args: datafusion::logical_expr::function::PartitionEvaluatorArgs,
+    ) -> Result<Box<dyn PartitionEvaluator>> {
+        Ok(Box::<Numbering>::default())
+    }
+
+    fn field(
+        &self,
+        field_args: datafusion::logical_expr::function::WindowUDFFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        Ok(
+            datafusion::arrow::datatypes::Field::new(field_args.name(), DataType::Int64, false)
+                .into(),
+        )
+    }
+
+    fn sort_options(&self) -> Option<datafusion::arrow::compute::SortOptions> {
+        Some(datafusion::arrow::compute::SortOptions {
+            descending: false,
+            nulls_first: false,
+        })
+    }
+
+    fn limit_effect(
+        &self,
+        _args: &[Arc<dyn datafusion::physical_expr::PhysicalExpr>],
+    ) -> LimitEffect {
+        LimitEffect::None
+    }
+}
+
+/// Numbers the rows of one partition, in order.
+#[derive(Debug, Default)]
+struct Numbering {
+    numbered: i64,
+}
+
+impl PartitionEvaluator for Numbering {
+    fn is_causal(&self) -> bool {
+        true
+    }
+
+    fn evaluate_all(
+        &mut self,
+        _values: &[datafusion::arrow::array::ArrayRef],
+        num_rows: usize,
+    ) -> Result<datafusion::arrow::array::ArrayRef> {
+        Ok(Arc::new(
+            datafusion::arrow::array::Int64Array::from_iter_values(1..=num_rows as i64),
+        ))
+    }
+
+    fn evaluate(
+        &mut self,
+        _values: &[datafusion::arrow::array::ArrayRef],
+        _range: &std::ops::Range<usize>,
+    ) -> Result<datafusion::common::ScalarValue> {
+        self.numbered += 1;
+        Ok(datafusion::common::ScalarValue::Int64(Some(self.numbered)))
+    }
+
+    fn supports_bounded_execution(&self) -> bool {
+        true
+    }
+}
+
+/// The scalar functions to register in every session that plans Flink SQL.
+fn flink_functions() -> Vec<Arc<ScalarUDF>> {
     let mut functions = vec![
         Arc::new(ScalarUDF::new_from_impl(Mod::new())),
         Arc::new(ScalarUDF::new_from_impl(Proctime::new())),

@@ -176,11 +176,10 @@ impl StrataCatalogProvider {
                 .with_default_catalog_and_schema(CATALOG_NAME, "public")
                 .with_information_schema(true),
         );
-        let ctx = SessionContext::new_with_config(config);
+        let mut ctx = SessionContext::new_with_config(config);
         ctx.register_catalog(CATALOG_NAME, Arc::new(self));
-        for function in crate::functions::flink_functions() {
-            ctx.register_udf(function.as_ref().clone());
-        }
+        crate::functions::register_flink_functions(&mut ctx)
+            .expect("a session context takes every function");
         ctx
     }
 }

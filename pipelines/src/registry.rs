@@ -4,13 +4,15 @@
 //!
 //! ```text
 //!   registry::planners()   ──▶ [row_number::RowNumberPlanner, …] ──asked at every plan node──▶ transform
-//!   registry::connectors() ──▶ [Kafka, Delta, MySQL, embedded, Nexmark, blackhole] ──by 'connector'──▶ connector::of
+//!   registry::connectors() ──▶ [Kafka, Delta, MySQL, embedded, Nexmark, blackhole] ──by 'connector'──▶ registry::connector(table)
 //! ```
 
 use crate::connector::{
     Connector, blackhole::Blackhole, delta::Delta, embedded::Embedded, kafka::Kafka, mysql::Mysql,
     nexmark::Nexmark,
 };
+use strata_catalog::TableDef;
+
 use crate::operator::planner::OperatorPlanner;
 
 /// The registered planners, asked in order.
@@ -21,4 +23,96 @@ pub fn planners() -> &'static [&'static dyn OperatorPlanner] {
 /// The registered connectors, one per `'connector'` option value.
 pub fn connectors() -> &'static [&'static dyn Connector] {
     &[&Kafka, &Delta, &Mysql, &Embedded, &Nexmark, &Blackhole]
+}
+
+/// The connector of `table`.
+pub fn connector(table: &TableDef) -> &'static dyn Connector {
+    let name = table.kind.connector();
+    *connectors()
+        .iter()
+        .find(|connector| connector.name() == name)
+        .unwrap_or_else(|| panic!("connector {name} is registered"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    const TABLES: &str = "
+CREATE TABLE s.ods_clicks (id BIGINT) WITH ('connector' = 'kafka', 'topic' = 'clicks', 'format' = 'json', 'properties.bootstrap.servers' = 'k:9092');
+CREATE TABLE s.ods_users_cdc (id BIGINT, PRIMARY KEY (id) NOT ENFORCED) WITH ('connector' = 'kafka', 'topic' = 'users', 'format' = 'debezium-json', 'properties.bootstrap.servers' = 'k:9092');
+CREATE TABLE s.ods_lines (line STRING) WITH ('connector' = 'kafka', 'topic' = 'lines', 'format' = 'raw', 'properties.bootstrap.servers' = 'k:9092');
+CREATE TABLE s.dwd_lake (id BIGINT) WITH ('connector' = 'delta');
+CREATE TABLE s.app_serving (id BIGINT, PRIMARY KEY (id) NOT ENFORCED) WITH ('connector' = 'mysql', 'url' = 'mysql://db/app', 'table-name' = 'serving');
+CREATE TABLE s.dim_cities (id BIGINT) WITH ('connector' = 'embedded');
+CREATE TABLE s.ods_bids (auction BIGINT) WITH ('connector' = 'nexmark', 'stream' = 'bid');
+CREATE TABLE s.app_sink (id BIGINT) WITH ('connector' = 'blackhole');
+";
+
+    fn table(name: &str) -> TableDef {
+        strata_catalog::ddl::table_defs("tables.sql", TABLES, &BTreeMap::new())
+            .unwrap()
+            .into_iter()
+            .find(|t| t.name.name.ends_with(&format!("_{name}")))
+            .unwrap()
+    }
+
+    #[test]
+    fn every_kind_of_table_has_one_registered_connector() {
+        let names: Vec<&str> = connectors().iter().map(|c| c.name()).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        for name in ["clicks", "lake", "serving", "cities", "bids", "sink"] {
+            let table = table(name);
+            assert_eq!(connector(&table).name(), table.kind.connector());
+        }
+        assert_eq!(
+            names.len(),
+            6,
+            "a connector without a table above: {names:?}"
+        );
+    }
+
+    #[test]
+    fn streams_say_what_they_carry_or_why_they_cannot_be_read() {
+        let reads = |name: &str| {
+            let table = table(name);
+            connector(&table).stream(&table)
+        };
+        let clicks = reads("clicks").unwrap();
+        assert!(clicks.appends_records && !clicks.changelog && clicks.rewinds);
+        let users = reads("users_cdc").unwrap();
+        assert!(users.changelog && !users.appends_records);
+        assert_eq!(reads("lines").unwrap_err(), "reading format 'raw'");
+        let lake = reads("lake").unwrap();
+        assert!(!lake.rewinds && !lake.probes_versions && !lake.appends_records);
+        assert!(reads("bids").is_ok());
+        assert_eq!(
+            reads("serving").unwrap_err(),
+            "reading a mysql table as a stream"
+        );
+        assert!(reads("cities").is_err() && reads("sink").is_err());
+    }
+
+    #[test]
+    fn targets_say_what_they_keep_and_which_they_refuse() {
+        let named = |name: &str| connector(&table(name));
+        assert!(named("cities").refuses_target().is_some());
+        assert!(named("bids").refuses_target().is_some());
+        assert!(named("lake").refuses_target().is_none() && named("lake").reads_back());
+        assert!(named("serving").upserts_only());
+        assert!(!named("sink").commits_positions() && named("lake").commits_positions());
+        assert_eq!(
+            named("clicks").commits_positions_of().map(|(only, _)| only),
+            Some("kafka")
+        );
+        let mut versioned = table("users_cdc");
+        assert!(connector(&versioned).versions(&versioned));
+        versioned.lookup.broadcast = true;
+        assert!(!connector(&versioned).versions(&versioned));
+    }
 }

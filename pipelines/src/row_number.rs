@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, UInt64Array};
+use arrow::array::{ArrayRef, Int64Array};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
@@ -95,7 +95,7 @@ impl RowNumber {
     }
 
     /// The numbers of a batch's rows, and the counts they leave.
-    fn number(&self, batch: &RecordBatch) -> Result<(UInt64Array, Counts)> {
+    fn number(&self, batch: &RecordBatch) -> Result<(Int64Array, Counts)> {
         let keys = self.keys(batch)?;
         self.counts.with(|counts| {
             let mut overlay: Counts = HashMap::new();
@@ -109,9 +109,10 @@ impl RowNumber {
                     },
                 };
                 overlay.insert(key, before + 1);
-                numbers.push(before + 1);
+                // BIGINT, as Flink types ROW_NUMBER; a key never counts 2^63 rows.
+                numbers.push((before + 1) as i64);
             }
-            Ok((UInt64Array::from(numbers), overlay))
+            Ok((Int64Array::from(numbers), overlay))
         })
     }
 }
@@ -284,7 +285,7 @@ impl OperatorPlanner for RowNumberPlanner {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{Array, StringArray, UInt64Array};
+    use arrow::array::{Array, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
     use arrow::record_batch::RecordBatch;
     use datafusion::physical_expr::expressions::col;
@@ -301,7 +302,7 @@ mod tests {
         let schema = input_schema();
         let output = Arc::new(Schema::new(vec![
             Field::new("user", DataType::Utf8, true),
-            Field::new("rn", DataType::UInt64, false),
+            Field::new("rn", DataType::Int64, false),
         ]));
         Arc::new(
             RowNumber::new(
@@ -321,9 +322,9 @@ mod tests {
         .unwrap()
     }
 
-    fn numbers(batch: &RecordBatch) -> Vec<u64> {
+    fn numbers(batch: &RecordBatch) -> Vec<i64> {
         let column = batch.column_by_name("rn").unwrap();
-        let numbers = column.as_any().downcast_ref::<UInt64Array>().unwrap();
+        let numbers = column.as_any().downcast_ref::<Int64Array>().unwrap();
         (0..numbers.len()).map(|row| numbers.value(row)).collect()
     }
 

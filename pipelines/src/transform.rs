@@ -143,10 +143,8 @@ impl CompiledPlan {
             .build();
         // Rebuilding registers every function again, DataFusion's and Flink's in no set
         // order: a built-in's alias (to_char's `date_format`) could take a Flink name back.
-        for function in strata_catalog::functions::flink_functions() {
-            datafusion::execution::FunctionRegistry::register_udf(&mut state, function)
-                .map_err(|err| unsupported(format!("registering {err}")))?;
-        }
+        strata_catalog::functions::register_flink_functions(&mut state)
+            .map_err(|err| unsupported(format!("registering {err}")))?;
         let plan = state
             .statement_to_plan(statement)
             .await

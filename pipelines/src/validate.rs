@@ -219,11 +219,10 @@ pub(crate) fn schema_session(tables: &[TableDef]) -> SessionContext {
     }
     let config =
         flink_sql(SessionConfig::new().with_default_catalog_and_schema(CATALOG_NAME, "public"));
-    let ctx = SessionContext::new_with_config(config);
+    let mut ctx = SessionContext::new_with_config(config);
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
-    for function in strata_catalog::functions::flink_functions() {
-        ctx.register_udf(function.as_ref().clone());
-    }
+    strata_catalog::functions::register_flink_functions(&mut ctx)
+        .expect("a session context takes every function");
     ctx
 }
 
@@ -256,7 +255,7 @@ fn check_lookups(pipeline: &Pipeline, sources: &[TableDef]) -> Result<()> {
                 .as_ref()
                 .is_some_and(|w| w.column == lookup.time_column)
         });
-        let versioned = crate::connector::of(dimension).versions(dimension);
+        let versioned = crate::registry::connector(dimension).versions(dimension);
         if versioned {
             check_versioned(lookup, dimension, event_time)?;
             continue;
@@ -324,7 +323,7 @@ fn check_versioned(lookup: &LookupSpec, table: &TableDef, event_time: bool) -> R
             "declare PRIMARY KEY (...) NOT ENFORCED and WATERMARK FOR <time column> AS <time column> - INTERVAL '5' SECOND on the versioned table",
         );
     }
-    if crate::connector::of(table).stream(table).is_err() {
+    if crate::registry::connector(table).stream(table).is_err() {
         return refuse(
             &lookup.table.location,
             format!(
@@ -504,7 +503,7 @@ fn check_event_time(tvf: &WindowTvf, source: &TableDef) -> Result<()> {
 
 /// Whether a table is a changelog (inserts, updates and deletes) rather than append-only.
 pub fn is_changelog(table: &TableDef) -> bool {
-    crate::connector::of(table)
+    crate::registry::connector(table)
         .stream(table)
         .is_ok_and(|reads| reads.changelog)
 }
@@ -519,7 +518,7 @@ fn check_upsert_target(
     target: &TableDef,
 ) -> Result<()> {
     let changelog = sources.iter().any(is_changelog);
-    let serving = crate::connector::of(target).upserts_only();
+    let serving = crate::registry::connector(target).upserts_only();
     let updates = changelog
         || serving
         || (aggregates && (pipeline.window.is_none() || pipeline.settings.allowed_lateness_ms > 0));

@@ -112,11 +112,10 @@ impl Planned {
                 .with_default_catalog_and_schema(CATALOG_NAME, "public")
                 .with_target_partitions(1),
         );
-        let ctx = SessionContext::new_with_config(config);
+        let mut ctx = SessionContext::new_with_config(config);
         ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
-        for function in strata_catalog::functions::flink_functions() {
-            ctx.register_udf(function.as_ref().clone());
-        }
+        strata_catalog::functions::register_flink_functions(&mut ctx)
+            .map_err(|err| err.strip_backtrace())?;
         let state = ctx.state();
         let statement = datafusion::sql::parser::Statement::Statement(Box::new(
             sqlparser::ast::Statement::Query(valid.pipeline.query.clone()),

@@ -1,17 +1,20 @@
 //! Connectors: the kinds of table a pipeline reads, writes and looks up, each
 //! in a folder of its own behind [`Connector`], found by its `'connector'`
-//! option in [`crate::registry::connectors`].
+//! option in the registry (`crate::registry::connector`).
 //!
 //! ```text
-//!   TableDef ──of(table)──▶ &dyn Connector ──open_source──▶ Box<dyn SourceReader>   (a pipeline's stream)
+//!   TableDef ──registry::connector(table)──▶ &dyn Connector ──open_source──▶ Box<dyn SourceReader>   (a pipeline's stream)
 //!                                          ──open_target──▶ Box<dyn TargetSink>     (rows + positions + checkpoint id)
 //!                                          ──dimension────▶ Dimension               (a lookup join's rows)
 //!                                          ──stream / refuses_target / upserts_only / …: what it can do,
 //!                                            asked by validation and the runner instead of matching kinds
 //! ```
 //!
-//! A new connector is a folder here and one line in the registry: nothing
-//! else in the engine names a connector.
+//! A new connector is a folder here and one line in the registry. The one
+//! place outside these folders that still names a connector is the runner's
+//! feed of an event-time temporal join's versions, read from Kafka
+//! (`runner/versions.rs`). A table's options are still parsed by the catalog
+//! into its `TableKind`.
 
 pub mod blackhole;
 pub mod delta;
@@ -157,102 +160,5 @@ pub trait Connector: Send + Sync {
         _context: &DimensionContext<'_>,
     ) -> Result<Option<Dimension>> {
         Ok(None)
-    }
-}
-
-/// The connector of `table`.
-pub fn of(table: &TableDef) -> &'static dyn Connector {
-    let name = table.kind.connector();
-    *crate::registry::connectors()
-        .iter()
-        .find(|connector| connector.name() == name)
-        .unwrap_or_else(|| panic!("connector {name} is registered"))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::*;
-
-    const TABLES: &str = "
-CREATE TABLE s.ods_clicks (id BIGINT) WITH ('connector' = 'kafka', 'topic' = 'clicks', 'format' = 'json', 'properties.bootstrap.servers' = 'k:9092');
-CREATE TABLE s.ods_users_cdc (id BIGINT, PRIMARY KEY (id) NOT ENFORCED) WITH ('connector' = 'kafka', 'topic' = 'users', 'format' = 'debezium-json', 'properties.bootstrap.servers' = 'k:9092');
-CREATE TABLE s.ods_lines (line STRING) WITH ('connector' = 'kafka', 'topic' = 'lines', 'format' = 'raw', 'properties.bootstrap.servers' = 'k:9092');
-CREATE TABLE s.dwd_lake (id BIGINT) WITH ('connector' = 'delta');
-CREATE TABLE s.app_serving (id BIGINT, PRIMARY KEY (id) NOT ENFORCED) WITH ('connector' = 'mysql', 'url' = 'mysql://db/app', 'table-name' = 'serving');
-CREATE TABLE s.dim_cities (id BIGINT) WITH ('connector' = 'embedded');
-CREATE TABLE s.ods_bids (auction BIGINT) WITH ('connector' = 'nexmark', 'stream' = 'bid');
-CREATE TABLE s.app_sink (id BIGINT) WITH ('connector' = 'blackhole');
-";
-
-    fn table(name: &str) -> TableDef {
-        strata_catalog::ddl::table_defs("tables.sql", TABLES, &BTreeMap::new())
-            .unwrap()
-            .into_iter()
-            .find(|t| t.name.name.ends_with(&format!("_{name}")))
-            .unwrap()
-    }
-
-    #[test]
-    fn every_kind_of_table_has_one_registered_connector() {
-        let names: Vec<&str> = crate::registry::connectors()
-            .iter()
-            .map(|c| c.name())
-            .collect();
-        let mut unique = names.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), names.len(), "{names:?}");
-        for name in ["clicks", "lake", "serving", "cities", "bids", "sink"] {
-            let table = table(name);
-            assert_eq!(of(&table).name(), table.kind.connector());
-        }
-        assert_eq!(
-            names.len(),
-            6,
-            "a connector without a table above: {names:?}"
-        );
-    }
-
-    #[test]
-    fn streams_say_what_they_carry_or_why_they_cannot_be_read() {
-        let reads = |name: &str| {
-            let table = table(name);
-            of(&table).stream(&table)
-        };
-        let clicks = reads("clicks").unwrap();
-        assert!(clicks.appends_records && !clicks.changelog && clicks.rewinds);
-        let users = reads("users_cdc").unwrap();
-        assert!(users.changelog && !users.appends_records);
-        assert_eq!(reads("lines").unwrap_err(), "reading format 'raw'");
-        let lake = reads("lake").unwrap();
-        assert!(!lake.rewinds && !lake.probes_versions && !lake.appends_records);
-        assert!(reads("bids").is_ok());
-        assert_eq!(
-            reads("serving").unwrap_err(),
-            "reading a mysql table as a stream"
-        );
-        assert!(reads("cities").is_err() && reads("sink").is_err());
-    }
-
-    #[test]
-    fn targets_say_what_they_keep_and_which_they_refuse() {
-        let connector = |name: &str| of(&table(name));
-        assert!(connector("cities").refuses_target().is_some());
-        assert!(connector("bids").refuses_target().is_some());
-        assert!(connector("lake").refuses_target().is_none() && connector("lake").reads_back());
-        assert!(connector("serving").upserts_only());
-        assert!(!connector("sink").commits_positions() && connector("lake").commits_positions());
-        assert_eq!(
-            connector("clicks")
-                .commits_positions_of()
-                .map(|(only, _)| only),
-            Some("kafka")
-        );
-        let mut versioned = table("users_cdc");
-        assert!(of(&versioned).versions(&versioned));
-        versioned.lookup.broadcast = true;
-        assert!(!of(&versioned).versions(&versioned));
     }
 }

@@ -62,8 +62,9 @@ async fn open_evaluator(
     if rules.is_empty() {
         return Ok(None);
     }
-    let target_location = (scope == Scope::Target && crate::connector::of(table).reads_back())
-        .then(|| target_location.to_string());
+    let target_location = (scope == Scope::Target
+        && crate::registry::connector(table).reads_back())
+    .then(|| target_location.to_string());
     let unique = rules
         .iter()
         .find(|rule| matches!(rule.kind, RuleKind::Unique { .. }));

@@ -41,10 +41,11 @@ use strata_catalog::connectors::delta as lake;
 use strata_catalog::{Catalog, TableDef, TableKind, TableName};
 use tokio::sync::watch;
 
+use crate::connector::DimensionContext;
 use crate::connector::delta::sink::DeltaSink;
-use crate::connector::{self, DimensionContext};
 use crate::error::{PipelineError, Result};
 use crate::lookup::LookupStats;
+use crate::registry;
 use crate::sink::WriteMode;
 use crate::transform::{CompiledPlan, ResolvedLookup};
 use crate::validate::{ValidPipeline, schema_session};
@@ -85,7 +86,7 @@ pub struct TableStats {
     /// The realtime view of a Delta target: committed version and uncommitted rows.
     pub live: crate::live::LiveTable,
     /// What a blackhole target took: its rows and their digest.
-    pub output: Arc<crate::connector::blackhole::sink::OutputDigest>,
+    pub output: Arc<crate::sink::digest::OutputDigest>,
     /// When watermarks were reached and landed, if asked for.
     pub emits: EmitLog,
     /// What the pipeline waits for before it can start (a topic not created yet).
@@ -295,10 +296,10 @@ impl PipelineRun {
                 ));
             }
         };
-        let reads = connector::of(source)
+        let reads = registry::connector(source)
             .stream(source)
             .map_err(|what| unsupported(pipeline, &what))?;
-        let target = connector::of(&pipeline.target);
+        let target = registry::connector(&pipeline.target);
         if let Some(why) = target.refuses_target() {
             return Err(unsupported(pipeline, why));
         }
@@ -314,7 +315,7 @@ impl PipelineRun {
         let lookups = self.resolve_lookups()?;
         let plan = CompiledPlan::compile(pipeline, &ctx.state(), lookups).await?;
         if let Some(right) = right {
-            let right_reads = connector::of(right)
+            let right_reads = registry::connector(right)
                 .stream(right)
                 .map_err(|what| unsupported(pipeline, &what))?;
             if plan.interval().is_none() {
@@ -341,7 +342,7 @@ impl PipelineRun {
             }
         }
         if let Some((only, why)) = target.commits_positions_of()
-            && connector::of(source).name() != only
+            && registry::connector(source).name() != only
         {
             return Err(unsupported(pipeline, why));
         }
@@ -389,15 +390,14 @@ impl PipelineRun {
                     .find(|t| t.name == spec.table.table)
                     .expect("validation found every lookup table")
                     .clone();
-                let dimension =
-                    connector::of(&def)
-                        .dimension(&def, &context)?
-                        .ok_or_else(|| {
-                            unsupported(
-                                &self.pipeline,
-                                &format!("a lookup join against a {} table", def.kind.connector()),
-                            )
-                        })?;
+                let dimension = registry::connector(&def)
+                    .dimension(&def, &context)?
+                    .ok_or_else(|| {
+                        unsupported(
+                            &self.pipeline,
+                            &format!("a lookup join against a {} table", def.kind.connector()),
+                        )
+                    })?;
                 Ok(ResolvedLookup {
                     spec: spec.clone(),
                     def,
@@ -444,7 +444,7 @@ impl PipelineRun {
         let planned = self.prepare().await?;
         let source = planned.source;
         if from != ResetFrom::Committed
-            && !connector::of(source)
+            && !registry::connector(source)
                 .stream(source)
                 .is_ok_and(|reads| reads.rewinds)
         {
@@ -472,7 +472,7 @@ impl PipelineRun {
         }
         let mut stop = stop.clone();
         loop {
-            let Some(reason) = connector::of(source)
+            let Some(reason) = registry::connector(source)
                 .not_ready(self.catalog.project(), source)
                 .await?
             else {

@@ -14,7 +14,6 @@ use tokio::sync::watch;
 
 use crate::checkpoint::{Checkpoint, RUNTIME};
 use crate::connector::kafka::source::{self as kafka, KafkaSource};
-use crate::connector::{self};
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
 use crate::interval::Side;
@@ -22,6 +21,7 @@ use crate::lookup::versioned::VersionedTable;
 use crate::lookup::{LookupPass, MissAction};
 use crate::operator::{BatchContext, Missed, RowKind, StateWrite, Traced, Watermarks};
 use crate::plan::StreamPlan;
+use crate::registry;
 use crate::sink::late::{self, Arrival};
 use crate::sink::quarantine;
 use crate::sink::{DELETE_MARKER, Offsets, TargetOptions, WriteMode};
@@ -186,7 +186,7 @@ impl<'a> Task<'a> {
         .await?;
         let shows_provisional = plan.shows_provisional();
         let task_holds_rows = plan.holds_rows();
-        let mut target: Target = connector::of(target_def)
+        let mut target: Target = registry::connector(target_def)
             .open_target(
                 target_def,
                 TargetOptions {
@@ -259,7 +259,7 @@ impl<'a> Task<'a> {
                 (reader, partitions)
             }
             (_, None) => {
-                connector::of(source)
+                registry::connector(source)
                     .open_source(source, &options, &mut target)
                     .await?
             }
@@ -322,7 +322,7 @@ impl<'a> Task<'a> {
             interval,
             checking,
             provisional_at: None,
-            checkpoints: connector::of(target_def).commits_positions(),
+            checkpoints: registry::connector(target_def).commits_positions(),
             keyed_dir: None,
         };
         if task.stream_plan.states().next().is_some() {
@@ -1600,7 +1600,7 @@ async fn emitted_quarantined(
 /// records are rows again, with nothing held in operator state.
 fn refuse_replay(run: &PipelineRun, source: &TableDef, plan: &StreamPlan) -> Result<()> {
     let stateful = plan.states().next().is_some();
-    let json = connector::of(source)
+    let json = registry::connector(source)
         .stream(source)
         .is_ok_and(|reads| reads.appends_records);
     if stateful || !json {
@@ -1722,7 +1722,9 @@ async fn open_right(
         .watermark
         .as_ref()
         .expect("the plan found both streams' event times");
-    let (reader, partitions) = connector::of(def).open_source(def, options, target).await?;
+    let (reader, partitions) = registry::connector(def)
+        .open_source(def, options, target)
+        .await?;
     Ok(RightStream {
         reader,
         tracker: WatermarkTracker::new(

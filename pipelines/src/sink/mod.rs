@@ -11,6 +11,7 @@
 //!                                        ──▶ blackhole: counted and digested
 //! ```
 
+pub mod digest;
 pub mod late;
 pub mod quarantine;
 
@@ -21,7 +22,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 
-use crate::connector::blackhole::sink::OutputDigest;
+use self::digest::OutputDigest;
 use crate::error::Result;
 use crate::state::StateStore;
 

@@ -3,7 +3,7 @@
 //! and is opened by its connector where the target's last commit left it.
 //!
 //! ```text
-//!   TableDef ──connector::of(table).open_source(options, target's Positions)──▶ (Box<dyn SourceReader>, partitions)
+//!   TableDef ──registry::connector(table).open_source(options, target's Positions)──▶ (Box<dyn SourceReader>, partitions)
 //! ```
 
 pub mod reader;

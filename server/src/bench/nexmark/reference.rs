@@ -21,7 +21,7 @@ use arrow::array::{
 use arrow::record_batch::RecordBatch;
 use strata_catalog::NexmarkStream;
 use strata_catalog::connectors::nexmark::{Generator, kind_of, timestamp_ms};
-use strata_pipelines::connector::blackhole::sink::digest;
+use strata_pipelines::sink::digest::digest;
 
 use super::{EventSource, KAFKA_PARTITIONS, NexmarkOptions, ROW_CHECK_EVENTS};
 
