@@ -6,15 +6,13 @@
 //!   TableDef ──registry::connector(table)──▶ &dyn Connector ──open_source──▶ Box<dyn SourceReader>   (a pipeline's stream)
 //!                                          ──open_target──▶ Box<dyn TargetSink>     (rows + positions + checkpoint id)
 //!                                          ──dimension────▶ Dimension               (a lookup join's rows)
+//!                                          ──open_versions─▶ Box<dyn VersionFeed>   (a temporal join's changelog)
 //!                                          ──stream / refuses_target / upserts_only / …: what it can do,
 //!                                            asked by validation and the runner instead of matching kinds
 //! ```
 //!
-//! A new connector is a folder here and one line in the registry. The one
-//! place outside these folders that still names a connector is the runner's
-//! feed of an event-time temporal join's versions, read from Kafka
-//! (`runner/versions.rs`). A table's options are still parsed by the catalog
-//! into its `TableKind`.
+//! A new connector is a folder here and one line in the registry; a table's
+//! options are still parsed by the catalog into its `TableKind`.
 
 pub mod blackhole;
 pub mod delta;
@@ -23,13 +21,21 @@ pub mod kafka;
 pub mod mysql;
 pub mod nexmark;
 
-use strata_catalog::{CatalogStore, Project, TableDef, connectors};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
 
+use strata_catalog::{CatalogStore, Project, StartupMode, TableDef, connectors};
+
+use crate::decode::json::Rejected;
 use crate::error::{PipelineError, Result};
 use crate::lookup::dimension::Dimension;
-use crate::sink::{TargetOptions, TargetSink};
+use crate::lookup::versioned::VersionedTable;
+use crate::sink::{Offsets, TargetOptions, TargetSink};
+use crate::source::SourceRecord;
 use crate::source::reader::SourceReader;
 use crate::source::{Positions, SourceOptions};
+use crate::state::{ByteReader, ByteWriter};
 
 /// What reading a table as a pipeline's stream gives.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,6 +61,49 @@ pub struct DimensionContext<'a> {
     pub pipeline: &'a str,
 }
 
+/// What applying a batch of changelog records left to commit.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Records that are no version, for the quarantine.
+    pub rejected: Vec<Rejected>,
+    /// The last position applied, per partition.
+    pub offsets: BTreeMap<i32, i64>,
+}
+
+/// A table's changelog, read by the pipeline beside its probe stream and
+/// applied to an event-time temporal join's versions, with a watermark of
+/// its own; its positions commit with the target's, as the probe's do.
+#[async_trait::async_trait]
+pub trait VersionFeed: std::fmt::Debug + Send + Sync {
+    /// The versions it keeps.
+    fn table(&self) -> &Arc<VersionedTable>;
+
+    /// The stream its positions are committed under.
+    fn stream(&self) -> &str;
+
+    /// The partitions it reads.
+    fn partitions(&self) -> &[i32];
+
+    /// The changelog's watermark, as of the last [`Self::advance`].
+    fn watermark(&self) -> Option<i64>;
+
+    /// The next records of the changelog; `None` when it has been read to its end.
+    async fn next(&mut self) -> Result<Option<Vec<SourceRecord>>>;
+
+    /// Applies records to the versions, in the order they were written.
+    fn apply(&mut self, records: &[SourceRecord], now: Instant) -> Result<Applied>;
+
+    /// Moves the versions' horizon: the changelog's watermark, or +∞ while
+    /// every partition has been idle.
+    fn advance(&mut self, now: Instant);
+
+    /// The versions and the watermark's progress, for a checkpoint.
+    fn encode(&self, out: &mut ByteWriter);
+
+    /// Restores what [`Self::encode`] wrote.
+    fn restore(&mut self, input: &mut ByteReader, now: Instant) -> Result<()>;
+}
+
 /// One kind of table, as its `'connector'` option names it.
 #[async_trait::async_trait]
 pub trait Connector: Send + Sync {
@@ -78,6 +127,25 @@ pub trait Connector: Send + Sync {
         Err(PipelineError::Source {
             what: format!("table {}", table.name),
             cause: format!("a {} table cannot be read as a stream", self.name()),
+        })
+    }
+
+    /// The positions that read `table` again from where `to` points (its
+    /// earliest or latest records): per partition, the position before the
+    /// first record to read. Only for streams that rewind.
+    async fn rewound(
+        &self,
+        _project: &Project,
+        table: &TableDef,
+        _group: &str,
+        _to: &StartupMode,
+    ) -> Result<Offsets> {
+        Err(PipelineError::Source {
+            what: format!("table {}", table.name),
+            cause: format!(
+                "a {} table cannot be read again from another position",
+                self.name()
+            ),
         })
     }
 
@@ -150,6 +218,24 @@ pub trait Connector: Send + Sync {
     /// valid at its event time (read from the table's changelog).
     fn versions(&self, _table: &TableDef) -> bool {
         false
+    }
+
+    /// Starts reading `table`'s changelog into `versions` (an event-time
+    /// temporal join's), from its start or where `positions` say.
+    async fn open_versions(
+        &self,
+        table: &TableDef,
+        _versions: Arc<VersionedTable>,
+        _options: &SourceOptions<'_>,
+        _positions: &mut dyn Positions,
+    ) -> Result<Box<dyn VersionFeed>> {
+        Err(PipelineError::Source {
+            what: format!("table {}", table.name),
+            cause: format!(
+                "a {} table keeps no changelog to join by versions",
+                self.name()
+            ),
+        })
     }
 
     /// Where a lookup join's rows of `table` come from; `None` when it cannot

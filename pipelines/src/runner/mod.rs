@@ -31,7 +31,6 @@ mod keyed;
 mod parked;
 mod snapshot;
 mod task;
-mod versions;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -360,7 +359,10 @@ impl PipelineRun {
         if temporal == 1 && !reads.probes_versions {
             return Err(unsupported(
                 pipeline,
-                "an event-time temporal join probed by a Delta table (read the probe side from Kafka)",
+                &format!(
+                    "an event-time temporal join probed by a {} table (read the probe side from Kafka)",
+                    source.kind.connector()
+                ),
             ));
         }
         Ok(Planned {

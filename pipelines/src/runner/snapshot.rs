@@ -16,7 +16,7 @@ use crate::state::{ByteReader, ByteWriter};
 use crate::watermark::WatermarkTracker;
 
 use super::parked::ParkedRows;
-use super::versions::VersionFeed;
+use crate::connector::VersionFeed;
 
 /// State that goes into one checkpoint entry.
 pub(super) trait Snapshot {
@@ -59,7 +59,7 @@ impl Snapshot for OperatorState<'_> {
 /// versions with their changelog's watermark.
 pub(super) struct TemporalState<'a> {
     pub waiting: &'a mut ParkedRows,
-    pub feed: &'a mut VersionFeed,
+    pub feed: &'a mut Box<dyn VersionFeed>,
 }
 
 impl Snapshot for TemporalState<'_> {
@@ -124,7 +124,7 @@ pub(super) struct LegacyParts<'a> {
     pub parked: &'a mut ParkedRows,
     pub lags: Vec<&'a LagStep>,
     pub waiting: &'a mut ParkedRows,
-    pub feed: Option<&'a mut VersionFeed>,
+    pub feed: Option<&'a mut Box<dyn VersionFeed>>,
     /// An interval join, and its right stream's watermark.
     pub interval: Option<(&'a IntervalJoin, &'a mut WatermarkTracker)>,
     pub aligned: Option<&'a dyn KeepsState>,

@@ -13,11 +13,10 @@ use strata_catalog::{StartupMode, TableDef};
 use tokio::sync::watch;
 
 use crate::checkpoint::{Checkpoint, RUNTIME};
-use crate::connector::kafka::source::{self as kafka, KafkaSource};
+use crate::connector::VersionFeed;
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
 use crate::interval::Side;
-use crate::lookup::versioned::VersionedTable;
 use crate::lookup::{LookupPass, MissAction};
 use crate::operator::{BatchContext, Missed, RowKind, StateWrite, Traced, Watermarks};
 use crate::plan::StreamPlan;
@@ -42,7 +41,6 @@ use super::commit::{CommitBatch, CommitContext, Sinks, Target};
 use super::keyed::PendingCheckpoint;
 use super::parked::{DueRows, ParkedRows};
 use super::snapshot::{LegacyParts, OperatorState, RuntimeState, Snapshot, TemporalState};
-use super::versions::VersionFeed;
 use super::{PipelineRun, Planned, RunMode, now_ms, panic_message};
 
 /// What has been read but not yet committed.
@@ -92,7 +90,7 @@ enum Event {
 }
 
 /// The next records of a temporal join's changelog; never, without one.
-async fn next_versions(feed: Option<&mut VersionFeed>) -> Result<Option<Vec<SourceRecord>>> {
+async fn next_versions(feed: Option<&mut Box<dyn VersionFeed>>) -> Result<Option<Vec<SourceRecord>>> {
     match feed {
         Some(feed) => feed.next().await,
         None => std::future::pending().await,
@@ -130,7 +128,7 @@ pub(super) struct Task<'a> {
     in_flight: Option<tokio::task::JoinHandle<Result<Sinks>>>,
     stateful: Option<Stateful>,
     /// The changelog of an event-time temporal join's versioned table.
-    versions: Option<VersionFeed>,
+    versions: Option<Box<dyn VersionFeed>>,
     /// The right stream of an interval join.
     right: Option<RightStream>,
     watermark: Option<(String, WatermarkTracker)>,
@@ -267,8 +265,16 @@ impl<'a> Task<'a> {
         quarantine.resume(reader.stream(), &partitions).await?;
         let versions = match plan.lookups().find_map(|join| join.versioned()) {
             Some(table) => {
-                let feed = open_versions(run, table.clone(), &mut target, &group).await?;
-                quarantine.resume(&feed.topic, &feed.partitions).await?;
+                let def = run
+                    .pipeline
+                    .sources
+                    .iter()
+                    .find(|t| t.name.to_string() == table.name)
+                    .expect("the versioned table is one of the pipeline's tables");
+                let feed = registry::connector(def)
+                    .open_versions(def, table.clone(), &options, &mut target)
+                    .await?;
+                quarantine.resume(feed.stream(), feed.partitions()).await?;
                 Some(feed)
             }
             None => None,
@@ -634,16 +640,11 @@ impl<'a> Task<'a> {
             ResetFrom::Latest => Some(StartupMode::LatestOffset),
         };
         if let Some(startup) = startup {
-            let kafka = connectors::kafka_target(self.run.catalog.project(), source)?;
-            let partitions = KafkaSource::partitions(&kafka)?;
             let group = format!("strata-{}", self.run.pipeline.pipeline.name);
-            for (partition, start) in
-                KafkaSource::start_offsets(&kafka, &group, &startup, &partitions)?
-            {
-                self.pending
-                    .offsets
-                    .insert((kafka.topic.clone(), partition), start - 1);
-            }
+            let rewound = registry::connector(source)
+                .rewound(self.run.catalog.project(), source, &group, &startup)
+                .await?;
+            self.pending.offsets.extend(rewound);
         }
         self.commit().await?;
         self.settle().await.map(|_| ())
@@ -713,7 +714,7 @@ impl<'a> Task<'a> {
             return source;
         };
         // Before the versioned side has a watermark, nothing is joined and nothing closes.
-        let horizon = feed.table.horizon();
+        let horizon = feed.table().horizon();
         let combined = source
             .filter(|_| horizon != i64::MIN)
             .map(|w| w.min(horizon));
@@ -740,7 +741,7 @@ impl<'a> Task<'a> {
             return Ok(());
         };
         feed.advance(Instant::now());
-        let horizon = feed.table.horizon();
+        let horizon = feed.table().horizon();
         for due in stateful.waiting.take_due(horizon)? {
             if let Err(err) = self.rerun(&due, true, stop).await {
                 // Stopped while a lookup waited for its database: the rows wait on, in
@@ -816,7 +817,7 @@ impl<'a> Task<'a> {
         for (partition, offset) in applied.offsets {
             self.pending
                 .offsets
-                .insert((feed.topic.clone(), partition), offset);
+                .insert((feed.stream().to_string(), partition), offset);
         }
         self.pending.side_rejected.extend(applied.rejected);
         Ok(())
@@ -1475,7 +1476,7 @@ impl<'a> Task<'a> {
                 .as_mut()
                 .and_then(|(_, tracker)| tracker.current(now)),
             second: match (&self.versions, &mut self.right) {
-                (Some(feed), _) => feed.watermark,
+                (Some(feed), _) => feed.watermark(),
                 (None, Some(right)) => right.tracker.current(now),
                 (None, None) => None,
             },
@@ -1534,7 +1535,7 @@ impl<'a> Task<'a> {
             pipeline: self.run.pipeline.pipeline.name.clone(),
             stream: self.reader.stream().to_string(),
             side_stream: match (&self.versions, &self.right) {
-                (Some(feed), _) => Some(feed.topic.clone()),
+                (Some(feed), _) => Some(feed.stream().to_string()),
                 (None, Some(right)) => Some(right.reader.stream().to_string()),
                 (None, None) => None,
             },
@@ -1668,43 +1669,6 @@ fn max_event_times(
         }
     }
     Ok(maxima)
-}
-
-/// Starts reading a temporal join's changelog where the target's last commit left it.
-async fn open_versions(
-    run: &PipelineRun,
-    table: Arc<VersionedTable>,
-    target: &mut Target,
-    group: &str,
-) -> Result<VersionFeed> {
-    let def = run
-        .pipeline
-        .sources
-        .iter()
-        .find(|t| t.name.to_string() == table.name)
-        .expect("the versioned table is one of the pipeline's tables");
-    let project = run.catalog.project();
-    let kafka = connectors::kafka_target(project, def)?;
-    // Versions are read from the start of the changelog, whatever the table's startup mode.
-    let resume = kafka::resume(&kafka, group, &StartupMode::EarliestOffset, target).await?;
-    let partitions: Vec<i32> = resume.keys().copied().collect();
-    let engine = &project.config.engine;
-    let delay_ms = def.watermark.as_ref().map_or(0, |w| w.delay_ms);
-    let tracker = WatermarkTracker::new(
-        &partitions,
-        delay_ms,
-        Duration::from_millis(engine.idle_timeout_ms),
-        Instant::now(),
-    );
-    VersionFeed::start(
-        table,
-        def,
-        kafka,
-        group,
-        &resume,
-        tracker,
-        engine.batch_records,
-    )
 }
 
 /// Starts reading an interval join's right stream where the target's last commit left it.

@@ -13,18 +13,21 @@
 pub mod broadcast;
 pub mod sink;
 pub mod source;
+pub mod versions;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use strata_catalog::{KafkaFormat, Project, TableDef, TableKind, connectors};
+use strata_catalog::{KafkaFormat, Project, StartupMode, TableDef, TableKind, connectors};
 
-use super::{Connector, DimensionContext, StreamTraits};
+use super::{Connector, DimensionContext, StreamTraits, VersionFeed};
 use crate::error::{PipelineError, Result};
 use crate::lookup::dimension::Dimension;
 use crate::lookup::versioned::VersionedTable;
-use crate::sink::{TargetOptions, TargetSink};
+use crate::sink::{Offsets, TargetOptions, TargetSink};
 use crate::source::reader::SourceReader;
 use crate::source::{Positions, SourceOptions};
+use crate::watermark::WatermarkTracker;
 
 /// The `'connector' = 'kafka'` tables.
 pub struct Kafka;
@@ -76,6 +79,23 @@ impl Connector for Kafka {
         }
     }
 
+    async fn rewound(
+        &self,
+        project: &Project,
+        table: &TableDef,
+        group: &str,
+        to: &StartupMode,
+    ) -> Result<Offsets> {
+        let kafka = connectors::kafka_target(project, table)?;
+        let partitions = source::KafkaSource::partitions(&kafka)?;
+        Ok(
+            source::KafkaSource::start_offsets(&kafka, group, to, &partitions)?
+                .into_iter()
+                .map(|(partition, start)| ((kafka.topic.clone(), partition), start - 1))
+                .collect(),
+        )
+    }
+
     async fn not_ready(&self, project: &Project, table: &TableDef) -> Result<Option<String>> {
         let kafka = connectors::kafka_target(project, table)?;
         let probe = kafka.clone();
@@ -117,6 +137,41 @@ impl Connector for Kafka {
 
     fn versions(&self, table: &TableDef) -> bool {
         !table.lookup.broadcast
+    }
+
+    async fn open_versions(
+        &self,
+        table: &TableDef,
+        versions: Arc<VersionedTable>,
+        options: &SourceOptions<'_>,
+        positions: &mut dyn Positions,
+    ) -> Result<Box<dyn VersionFeed>> {
+        let kafka = connectors::kafka_target(options.project, table)?;
+        // Versions are read from the start of the changelog, whatever the table's startup mode.
+        let resume = source::resume(
+            &kafka,
+            options.group,
+            &StartupMode::EarliestOffset,
+            positions,
+        )
+        .await?;
+        let partitions: Vec<i32> = resume.keys().copied().collect();
+        let engine = &options.project.config.engine;
+        let tracker = WatermarkTracker::new(
+            &partitions,
+            table.watermark.as_ref().map_or(0, |w| w.delay_ms),
+            Duration::from_millis(engine.idle_timeout_ms),
+            Instant::now(),
+        );
+        Ok(Box::new(versions::KafkaVersions::start(
+            versions,
+            table,
+            kafka,
+            options.group,
+            &resume,
+            tracker,
+            options.batch_records,
+        )?))
     }
 
     fn dimension(

@@ -1,6 +1,6 @@
-//! The versioned side of an event-time temporal join: its changelog topic,
-//! read by the pipeline beside the probe stream and applied to the versioned
-//! table, with a watermark of its own.
+//! The versioned side of an event-time temporal join over a Kafka table: its
+//! changelog topic, read by the pipeline beside the probe stream and applied
+//! to the versioned table, with a watermark of its own.
 //!
 //! ```text
 //!   changelog topic ──records──▶ decode (json rows + tombstones, or debezium) ──▶ VersionedTable::apply
@@ -19,7 +19,8 @@ use arrow::record_batch::RecordBatch;
 use strata_catalog::TableDef;
 use strata_catalog::connectors::kafka::KafkaTarget;
 
-use crate::connector::kafka::source::{KafkaSource, SourceEvent};
+use super::source::{KafkaSource, SourceEvent};
+use crate::connector::{Applied, VersionFeed};
 use crate::decode::debezium::DebeziumDecoder;
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
@@ -40,27 +41,20 @@ enum ChangeDecoder {
     Debezium(DebeziumDecoder),
 }
 
-/// What applying a batch of changelog records left to commit.
-#[derive(Debug, Default)]
-pub(super) struct Applied {
-    pub(super) rejected: Vec<Rejected>,
-    pub(super) offsets: BTreeMap<i32, i64>,
-}
-
-/// The changelog of a temporal join's versioned table, being read.
+/// The changelog topic of a temporal join's versioned table, being read.
 #[derive(Debug)]
-pub(super) struct VersionFeed {
-    pub(super) table: Arc<VersionedTable>,
-    pub(super) topic: String,
-    pub(super) partitions: Vec<i32>,
+pub struct KafkaVersions {
+    table: Arc<VersionedTable>,
+    topic: String,
+    partitions: Vec<i32>,
     /// The changelog's watermark, as of the last `advance`.
-    pub(super) watermark: Option<i64>,
+    watermark: Option<i64>,
     source: KafkaSource,
     decoder: ChangeDecoder,
     tracker: WatermarkTracker,
 }
 
-impl VersionFeed {
+impl KafkaVersions {
     /// Starts reading the changelog right after the offsets in `resume`.
     pub(super) fn start(
         table: Arc<VersionedTable>,
@@ -99,16 +93,6 @@ impl VersionFeed {
         })
     }
 
-    /// The next records of the changelog; `None` when it has been read to its end.
-    pub(super) async fn next(&mut self) -> Result<Option<Vec<SourceRecord>>> {
-        match self.source.events.recv().await {
-            Some(SourceEvent::Records(records)) => Ok(Some(records)),
-            Some(SourceEvent::CaughtUp) => Ok(None),
-            Some(SourceEvent::Failed(cause)) => Err(self.failed(cause)),
-            None => Err(self.failed("the source thread stopped".to_string())),
-        }
-    }
-
     fn failed(&self, cause: String) -> PipelineError {
         PipelineError::Source {
             what: format!(
@@ -118,9 +102,38 @@ impl VersionFeed {
             cause,
         }
     }
+}
+
+#[async_trait::async_trait]
+impl VersionFeed for KafkaVersions {
+    fn table(&self) -> &Arc<VersionedTable> {
+        &self.table
+    }
+
+    fn stream(&self) -> &str {
+        &self.topic
+    }
+
+    fn partitions(&self) -> &[i32] {
+        &self.partitions
+    }
+
+    fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
+    /// The next records of the changelog; `None` when it has been read to its end.
+    async fn next(&mut self) -> Result<Option<Vec<SourceRecord>>> {
+        match self.source.events.recv().await {
+            Some(SourceEvent::Records(records)) => Ok(Some(records)),
+            Some(SourceEvent::CaughtUp) => Ok(None),
+            Some(SourceEvent::Failed(cause)) => Err(self.failed(cause)),
+            None => Err(self.failed("the source thread stopped".to_string())),
+        }
+    }
 
     /// Applies records to the versioned table, in the order they were written.
-    pub(super) fn apply(&mut self, records: &[SourceRecord], now: Instant) -> Result<Applied> {
+    fn apply(&mut self, records: &[SourceRecord], now: Instant) -> Result<Applied> {
         let mut applied = Applied::default();
         let mut maxima: BTreeMap<i32, Option<i64>> = BTreeMap::new();
         for record in records {
@@ -246,7 +259,7 @@ impl VersionFeed {
 
     /// Moves the table's horizon: the changelog's watermark, or +∞ while every
     /// partition has been idle.
-    pub(super) fn advance(&mut self, now: Instant) {
+    fn advance(&mut self, now: Instant) {
         let watermark = self.tracker.current(now);
         self.watermark = watermark;
         let horizon = if self.tracker.all_idle(now) {
@@ -257,12 +270,12 @@ impl VersionFeed {
         self.table.set_horizon(horizon);
     }
 
-    pub(super) fn encode(&self, out: &mut ByteWriter) {
+    fn encode(&self, out: &mut ByteWriter) {
         self.table.encode(out);
         self.tracker.encode(out);
     }
 
-    pub(super) fn restore(&mut self, input: &mut ByteReader, now: Instant) -> Result<()> {
+    fn restore(&mut self, input: &mut ByteReader, now: Instant) -> Result<()> {
         self.table.decode(input)?;
         self.tracker.restore(input, now)
     }
