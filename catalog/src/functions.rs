@@ -49,12 +49,17 @@ pub fn register_flink_functions(
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct RowNumber {
     signature: Signature,
+    /// DataFusion's, for `information_schema.routines`.
+    documentation: Option<datafusion::logical_expr::Documentation>,
 }
 
 impl RowNumber {
     fn new() -> Self {
         Self {
             signature: Signature::nullary(Volatility::Immutable),
+            documentation: datafusion::functions_window::row_number::row_number_udwf()
+                .documentation()
+                .cloned(),
         }
     }
 }
@@ -83,6 +88,10 @@ impl WindowUDFImpl for RowNumber {
             datafusion::arrow::datatypes::Field::new(field_args.name(), DataType::Int64, false)
                 .into(),
         )
+    }
+
+    fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
+        self.documentation.as_ref()
     }
 
     fn sort_options(&self) -> Option<datafusion::arrow::compute::SortOptions> {

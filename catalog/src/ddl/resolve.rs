@@ -13,7 +13,6 @@ use crate::model::{
     KafkaFormat, Layer, LookupOptions, StartupMode, TableDef, TableKind, TableName, Watermark,
 };
 
-const CONNECTORS: &str = "'kafka', 'mysql' (also for TiDB; 'jdbc' is accepted as a synonym), 'delta', 'embedded' (a table in the catalog's own SQL store), 'nexmark' (Nexmark's event generator) and 'blackhole' (rows are counted and dropped)";
 const COMMON_OPTIONS: [&str; 6] = [
     "connector",
     "layer",
@@ -51,6 +50,100 @@ const LOOKUP_OPTIONS: [&str; 5] = [
     "lookup.max-concurrency",
 ];
 
+/// What a connector's options are read against.
+struct Context<'a> {
+    /// The `CREATE TABLE` statement's place, for errors about missing options.
+    statement: &'a SourceLocation,
+    connections: &'a BTreeMap<String, Connection>,
+    name: &'a TableName,
+}
+
+/// Which `lookup.*` options a connector's tables take.
+enum Lookups {
+    /// None: its tables are not looked up.
+    Not,
+    /// `'lookup.broadcast'`: held in memory by the pipelines that look it up.
+    Broadcast,
+    /// The cache and fetch options of tables queried by key.
+    Cached,
+}
+
+/// A connector as the DDL knows it: the `'connector'` values that name it,
+/// the options it declares, and how they make a table's kind. A connector
+/// added to Strata declares its options here.
+struct ConnectorOptions {
+    names: &'static [&'static str],
+    /// How the list of connectors in messages describes it.
+    described: &'static str,
+    own: &'static [&'static str],
+    lookups: Lookups,
+    /// Options taken by prefix (Kafka's client `'properties.*'`).
+    prefixed: Option<&'static str>,
+    kind: fn(&mut Options, &Context) -> Result<TableKind>,
+}
+
+/// Every connector's options, in the order messages list them.
+const CONNECTORS: [ConnectorOptions; 6] = [
+    ConnectorOptions {
+        names: &["kafka"],
+        described: "'kafka'",
+        own: &KAFKA_OPTIONS,
+        lookups: Lookups::Broadcast,
+        prefixed: Some("properties.*"),
+        kind: kafka_kind,
+    },
+    ConnectorOptions {
+        names: &["mysql", "jdbc", "tidb"],
+        described: "'mysql' (also for TiDB; 'jdbc' is accepted as a synonym)",
+        own: &MYSQL_OPTIONS,
+        lookups: Lookups::Cached,
+        prefixed: None,
+        kind: mysql_kind,
+    },
+    ConnectorOptions {
+        names: &["delta"],
+        described: "'delta'",
+        own: &DELTA_OPTIONS,
+        lookups: Lookups::Cached,
+        prefixed: None,
+        kind: delta_kind,
+    },
+    ConnectorOptions {
+        names: &["embedded"],
+        described: "'embedded' (a table in the catalog's own SQL store)",
+        own: &EMBEDDED_OPTIONS,
+        lookups: Lookups::Cached,
+        prefixed: None,
+        kind: embedded_kind,
+    },
+    ConnectorOptions {
+        names: &["nexmark"],
+        described: "'nexmark' (Nexmark's event generator)",
+        own: &NEXMARK_OPTIONS,
+        lookups: Lookups::Not,
+        prefixed: None,
+        kind: nexmark_kind,
+    },
+    ConnectorOptions {
+        names: &["blackhole"],
+        described: "'blackhole' (rows are counted and dropped)",
+        own: &[],
+        lookups: Lookups::Not,
+        prefixed: None,
+        kind: blackhole_kind,
+    },
+];
+
+/// The connectors, as messages list them.
+fn connectors_described() -> String {
+    let described: Vec<&str> = CONNECTORS.iter().map(|c| c.described).collect();
+    match described.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
 /// Turns a parsed statement into a table definition, checking it against the
 /// project's named connections.
 pub fn resolve(
@@ -65,23 +158,27 @@ pub fn resolve(
     let processing_time = processing_time(create, &schema)?;
     let mut options = Options::new(create)?;
     let connector = options.require("connector", &create.location, || {
-        format!("add 'connector' = ... to the WITH clause; connectors are {CONNECTORS}")
+        format!(
+            "add 'connector' = ... to the WITH clause; connectors are {}",
+            connectors_described()
+        )
     })?;
-    let kind = match connector.value.as_str() {
-        "kafka" => kafka_kind(&mut options, &create.location, connections)?,
-        "mysql" | "jdbc" | "tidb" => mysql_kind(&mut options, &create.location, connections)?,
-        "delta" => delta_kind(&mut options, connections)?,
-        "embedded" => embedded_kind(&mut options, &name)?,
-        "nexmark" => nexmark_kind(&mut options, &create.location)?,
-        "blackhole" => TableKind::Blackhole,
-        other => {
-            return Err(ddl_error(
-                &connector.location,
-                format!("unknown connector {other:?}"),
-                format!("the connectors are {CONNECTORS}"),
-            ));
-        }
+    let Some(declared) = CONNECTORS
+        .iter()
+        .find(|c| c.names.contains(&connector.value.as_str()))
+    else {
+        return Err(ddl_error(
+            &connector.location,
+            format!("unknown connector {:?}", connector.value),
+            format!("the connectors are {}", connectors_described()),
+        ));
     };
+    let context = Context {
+        statement: &create.location,
+        connections,
+        name: &name,
+    };
+    let kind = (declared.kind)(&mut options, &context)?;
     let kind = partitioning(create, kind, &schema)?;
     if let TableKind::Nexmark { stream, .. } = &kind
         && let Err(CatalogError::Nexmark { message, hint }) =
@@ -158,11 +255,12 @@ pub fn resolve(
                 .collect()
         })
         .unwrap_or_default();
-    let lookup = match &kind {
-        TableKind::Kafka { .. } => broadcast_option(&mut options, &primary_key, &create.location)?,
-        _ => lookup_options(&mut options)?,
+    let lookup = match declared.lookups {
+        Lookups::Broadcast => broadcast_option(&mut options, &primary_key, &create.location)?,
+        Lookups::Cached => lookup_options(&mut options)?,
+        Lookups::Not => LookupOptions::default(),
     };
-    options.refuse_leftovers(connector.value.as_str())?;
+    options.refuse_leftovers(declared, connector.value.as_str())?;
 
     Ok(TableDef {
         name,
@@ -325,32 +423,24 @@ impl Options {
             .collect()
     }
 
-    fn refuse_leftovers(&self, connector: &str) -> Result<()> {
+    /// Refuses an option left over: one `declared` (named `connector`) does not take.
+    fn refuse_leftovers(&self, declared: &ConnectorOptions, connector: &str) -> Result<()> {
         let Some((key, _)) = self.remaining.first() else {
             return Ok(());
         };
-        let own: &[&str] = match connector {
-            "kafka" => &KAFKA_OPTIONS,
-            "delta" => &DELTA_OPTIONS,
-            "embedded" => &EMBEDDED_OPTIONS,
-            "nexmark" => &NEXMARK_OPTIONS,
-            "blackhole" => &[],
-            _ => &MYSQL_OPTIONS,
+        let lookup: &[&str] = match declared.lookups {
+            Lookups::Broadcast => &["lookup.broadcast"],
+            Lookups::Cached => &LOOKUP_OPTIONS,
+            Lookups::Not => &[],
         };
-        let lookup: &[&str] = match connector {
-            "kafka" => &["lookup.broadcast"],
-            "nexmark" | "blackhole" => &[],
-            _ => &LOOKUP_OPTIONS,
-        };
-        let mut valid: Vec<String> = own
+        let valid: Vec<String> = declared
+            .own
             .iter()
             .chain(lookup)
             .chain(COMMON_OPTIONS.iter())
+            .chain(declared.prefixed.iter())
             .map(|o| format!("'{o}'"))
             .collect();
-        if connector == "kafka" {
-            valid.push("'properties.*'".to_string());
-        }
         let hint = if key.value == "json.ignore-parse-errors" {
             "Strata never drops records: undecodable ones go to the target's __quarantine table, so this option is not needed".to_string()
         } else {
@@ -401,11 +491,8 @@ fn named_connection<'a>(
     Ok(Some((name.value, connection)))
 }
 
-fn kafka_kind(
-    options: &mut Options,
-    statement: &SourceLocation,
-    connections: &BTreeMap<String, Connection>,
-) -> Result<TableKind> {
+fn kafka_kind(options: &mut Options, context: &Context) -> Result<TableKind> {
+    let (statement, connections) = (context.statement, context.connections);
     let topic = options.require("topic", statement, || {
         "add 'topic' = 'NAME' to the WITH clause".to_string()
     })?;
@@ -492,11 +579,8 @@ fn kafka_kind(
     })
 }
 
-fn mysql_kind(
-    options: &mut Options,
-    statement: &SourceLocation,
-    connections: &BTreeMap<String, Connection>,
-) -> Result<TableKind> {
+fn mysql_kind(options: &mut Options, context: &Context) -> Result<TableKind> {
+    let (statement, connections) = (context.statement, context.connections);
     let connection = named_connection(options, connections, "mysql")?;
     let table = options.require("table-name", statement, || {
         "add 'table-name' = 'TABLE' (or 'DATABASE.TABLE') to the WITH clause".to_string()
@@ -550,7 +634,8 @@ fn mysql_kind(
 }
 
 /// An embedded table's store table: `<space>__<name>`, or a `'table-name'` of the same space.
-fn embedded_kind(options: &mut Options, name: &TableName) -> Result<TableKind> {
+fn embedded_kind(options: &mut Options, context: &Context) -> Result<TableKind> {
+    let name = context.name;
     let Some(table) = options.take("table-name") else {
         return Ok(TableKind::Embedded {
             table: format!("{}__{}", name.space, name.name),
@@ -646,11 +731,8 @@ fn partitioning(create: &CreateTable, kind: TableKind, schema: &Schema) -> Resul
     })
 }
 
-fn delta_kind(
-    options: &mut Options,
-    connections: &BTreeMap<String, Connection>,
-) -> Result<TableKind> {
-    let connection = named_connection(options, connections, "delta")?.map(|(name, _)| name);
+fn delta_kind(options: &mut Options, context: &Context) -> Result<TableKind> {
+    let connection = named_connection(options, context.connections, "delta")?.map(|(name, _)| name);
     Ok(TableKind::Delta {
         table_path: options.take("table-path").map(|p| p.value),
         connection,
@@ -661,7 +743,8 @@ fn delta_kind(
 /// `'stream'` (person, auction or bid), `'events.num'` (without end if not
 /// given) and `'first-event.rate'` (events per second of event time; Flink's
 /// `'next-event.rate'` may be given if it is the same: the rate does not change).
-fn nexmark_kind(options: &mut Options, statement: &SourceLocation) -> Result<TableKind> {
+fn nexmark_kind(options: &mut Options, context: &Context) -> Result<TableKind> {
+    let statement = context.statement;
     let stream = options.require("stream", statement, || {
         "add 'stream' = 'person' | 'auction' | 'bid': each Nexmark stream is a table of its own"
             .to_string()
@@ -709,6 +792,11 @@ fn nexmark_kind(options: &mut Options, statement: &SourceLocation) -> Result<Tab
         events,
         rate,
     })
+}
+
+/// A blackhole table has no options of its own.
+fn blackhole_kind(_options: &mut Options, _context: &Context) -> Result<TableKind> {
+    Ok(TableKind::Blackhole)
 }
 
 /// The database named by a MySQL URL's path, if any.

@@ -56,6 +56,14 @@ fn every_mistake_points_at_its_place_with_a_hint() {
             ],
         ),
         (
+            "a lookup option on a table nobody looks up",
+            "CREATE TABLE shop.ods_bids (auction BIGINT) WITH ('connector' = 'nexmark', 'stream' = 'bid',\n  'lookup.cache.ttl' = '1 s');",
+            &[
+                "tables.sql:2:3: unknown option 'lookup.cache.ttl' for connector 'nexmark'",
+                "'stream', 'events.num'",
+            ],
+        ),
+        (
             "unmappable type",
             "CREATE TABLE shop.ods_a (\n  id BIGINT,\n  shape GEOMETRY\n) WITH ('connector' = 'delta');",
             &[

@@ -48,7 +48,7 @@ pub struct StreamTraits {
     /// A reset can start reading again from its earliest or latest position.
     pub rewinds: bool,
     /// Its rows can probe an event-time temporal join, whose versions are
-    /// read beside them in step.
+    /// read beside them in step (the join itself refuses a changelog probe).
     pub probes_versions: bool,
 }
 
@@ -109,6 +109,9 @@ pub trait VersionFeed: std::fmt::Debug + Send + Sync {
 pub trait Connector: Send + Sync {
     /// The `'connector'` option's value.
     fn name(&self) -> &'static str;
+
+    /// Its name in messages ("Delta", "MySQL/TiDB").
+    fn label(&self) -> &'static str;
 
     /// What reading `table` as a stream gives, or why it cannot be read as
     /// one (completing "… is not supported yet").

@@ -314,16 +314,16 @@ impl PipelineRun {
         let lookups = self.resolve_lookups()?;
         let plan = CompiledPlan::compile(pipeline, &ctx.state(), lookups).await?;
         if let Some(right) = right {
-            let right_reads = registry::connector(right)
-                .stream(right)
-                .map_err(|what| unsupported(pipeline, &what))?;
             if plan.interval().is_none() {
                 return Err(unsupported(
                     pipeline,
                     "reading two tables as streams without an interval join between them",
                 ));
             }
-            if !reads.appends_records || !right_reads.appends_records {
+            let right_appends = registry::connector(right)
+                .stream(right)
+                .is_ok_and(|reads| reads.appends_records);
+            if !reads.appends_records || !right_appends {
                 return Err(unsupported(
                     pipeline,
                     "an interval join of tables that are not both Kafka topics in format json (append-only streams)",
@@ -361,7 +361,7 @@ impl PipelineRun {
                 pipeline,
                 &format!(
                     "an event-time temporal join probed by a {} table (read the probe side from Kafka)",
-                    source.kind.connector()
+                    registry::connector(source).label()
                 ),
             ));
         }
@@ -454,7 +454,7 @@ impl PipelineRun {
                 &self.pipeline,
                 &format!(
                     "reading a {} source again from its earliest or latest position on reset",
-                    source.kind.connector()
+                    registry::connector(source).label()
                 ),
             ));
         }

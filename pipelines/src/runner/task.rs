@@ -90,7 +90,9 @@ enum Event {
 }
 
 /// The next records of a temporal join's changelog; never, without one.
-async fn next_versions(feed: Option<&mut Box<dyn VersionFeed>>) -> Result<Option<Vec<SourceRecord>>> {
+async fn next_versions(
+    feed: Option<&mut Box<dyn VersionFeed>>,
+) -> Result<Option<Vec<SourceRecord>>> {
     match feed {
         Some(feed) => feed.next().await,
         None => std::future::pending().await,

@@ -23,6 +23,10 @@ impl Connector for Blackhole {
         "blackhole"
     }
 
+    fn label(&self) -> &'static str {
+        "blackhole"
+    }
+
     async fn open_target(
         &self,
         _table: &TableDef,

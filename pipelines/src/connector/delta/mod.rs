@@ -30,6 +30,10 @@ impl Connector for Delta {
         "delta"
     }
 
+    fn label(&self) -> &'static str {
+        "Delta"
+    }
+
     fn stream(&self, _table: &TableDef) -> std::result::Result<StreamTraits, String> {
         Ok(StreamTraits::default())
     }

@@ -23,6 +23,10 @@ impl Connector for Embedded {
         "embedded"
     }
 
+    fn label(&self) -> &'static str {
+        "embedded"
+    }
+
     fn refuses_target(&self) -> Option<&'static str> {
         Some(
             "writing to an embedded table (it holds small dimension tables; write a Delta or MySQL table)",

@@ -45,6 +45,10 @@ impl Connector for Kafka {
         "kafka"
     }
 
+    fn label(&self) -> &'static str {
+        "Kafka"
+    }
+
     fn stream(&self, table: &TableDef) -> std::result::Result<StreamTraits, String> {
         let traits = StreamTraits {
             rewinds: true,

@@ -16,8 +16,8 @@ use std::time::Instant;
 use arrow::array::{Array, UInt32Array};
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
-use strata_catalog::TableDef;
 use strata_catalog::connectors::kafka::KafkaTarget;
+use strata_catalog::{KafkaFormat, TableDef, TableKind};
 
 use super::source::{KafkaSource, SourceEvent};
 use crate::connector::{Applied, VersionFeed};
@@ -67,7 +67,14 @@ impl KafkaVersions {
     ) -> Result<Self> {
         let topic = kafka.topic.clone();
         let partitions = resume.keys().copied().collect();
-        let decoder = match crate::validate::is_changelog(def) {
+        let debezium = matches!(
+            def.kind,
+            TableKind::Kafka {
+                format: KafkaFormat::DebeziumJson,
+                ..
+            }
+        );
+        let decoder = match debezium {
             true => ChangeDecoder::Debezium(DebeziumDecoder::new(table.schema.clone())),
             false => {
                 let key_fields: Vec<arrow::datatypes::Field> = table

@@ -25,6 +25,10 @@ impl Connector for Mysql {
         "mysql"
     }
 
+    fn label(&self) -> &'static str {
+        "MySQL/TiDB"
+    }
+
     async fn open_target(
         &self,
         table: &TableDef,

@@ -24,6 +24,10 @@ impl Connector for Nexmark {
         "nexmark"
     }
 
+    fn label(&self) -> &'static str {
+        "Nexmark"
+    }
+
     fn stream(&self, _table: &TableDef) -> std::result::Result<StreamTraits, String> {
         Ok(StreamTraits::default())
     }
