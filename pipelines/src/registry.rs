@@ -8,8 +8,8 @@
 //! ```
 
 use crate::connector::{
-    Connector, blackhole::Blackhole, delta::Delta, embedded::Embedded, kafka::Kafka, mysql::Mysql,
-    nexmark::Nexmark,
+    Connector, StreamTraits, blackhole::Blackhole, delta::Delta, embedded::Embedded, kafka::Kafka,
+    mysql::Mysql, nexmark::Nexmark,
 };
 use strata_catalog::TableDef;
 
@@ -23,6 +23,11 @@ pub fn planners() -> &'static [&'static dyn OperatorPlanner] {
 /// The registered connectors, one per `'connector'` option value.
 pub fn connectors() -> &'static [&'static dyn Connector] {
     &[&Kafka, &Delta, &Mysql, &Embedded, &Nexmark, &Blackhole]
+}
+
+/// What reading `table` as a stream gives, or why it cannot be read as one.
+pub fn stream_of(table: &TableDef) -> std::result::Result<StreamTraits, String> {
+    connector(table).stream(table)
 }
 
 /// The connector of `table`.

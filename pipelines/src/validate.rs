@@ -323,7 +323,7 @@ fn check_versioned(lookup: &LookupSpec, table: &TableDef, event_time: bool) -> R
             "declare PRIMARY KEY (...) NOT ENFORCED and WATERMARK FOR <time column> AS <time column> - INTERVAL '5' SECOND on the versioned table",
         );
     }
-    if crate::registry::connector(table).stream(table).is_err() {
+    if crate::registry::stream_of(table).is_err() {
         return refuse(
             &lookup.table.location,
             format!(
@@ -503,9 +503,7 @@ fn check_event_time(tvf: &WindowTvf, source: &TableDef) -> Result<()> {
 
 /// Whether a table is a changelog (inserts, updates and deletes) rather than append-only.
 pub fn is_changelog(table: &TableDef) -> bool {
-    crate::registry::connector(table)
-        .stream(table)
-        .is_ok_and(|reads| reads.changelog)
+    crate::registry::stream_of(table).is_ok_and(|reads| reads.changelog)
 }
 
 /// Results that change after they were written (GROUP BY without a window,

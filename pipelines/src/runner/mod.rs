@@ -295,9 +295,7 @@ impl PipelineRun {
                 ));
             }
         };
-        let reads = registry::connector(source)
-            .stream(source)
-            .map_err(|what| unsupported(pipeline, &what))?;
+        let reads = registry::stream_of(source).map_err(|what| unsupported(pipeline, &what))?;
         let target = registry::connector(&pipeline.target);
         if let Some(why) = target.refuses_target() {
             return Err(unsupported(pipeline, why));
@@ -320,9 +318,7 @@ impl PipelineRun {
                     "reading two tables as streams without an interval join between them",
                 ));
             }
-            let right_appends = registry::connector(right)
-                .stream(right)
-                .is_ok_and(|reads| reads.appends_records);
+            let right_appends = registry::stream_of(right).is_ok_and(|reads| reads.appends_records);
             if !reads.appends_records || !right_appends {
                 return Err(unsupported(
                     pipeline,
@@ -446,9 +442,7 @@ impl PipelineRun {
         let planned = self.prepare().await?;
         let source = planned.source;
         if from != ResetFrom::Committed
-            && !registry::connector(source)
-                .stream(source)
-                .is_ok_and(|reads| reads.rewinds)
+            && !registry::stream_of(source).is_ok_and(|reads| reads.rewinds)
         {
             return Err(unsupported(
                 &self.pipeline,
@@ -559,6 +553,11 @@ fn refuse_rows_run_again(pipeline: &ValidPipeline, plan: &CompiledPlan) -> Resul
         }
     }
     Ok(())
+}
+
+/// The Kafka consumer group a pipeline's sources read under.
+fn consumer_group(pipeline: &str) -> String {
+    format!("strata-{pipeline}")
 }
 
 fn unsupported(pipeline: &ValidPipeline, what: &str) -> PipelineError {

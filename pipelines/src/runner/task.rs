@@ -222,7 +222,7 @@ impl<'a> Task<'a> {
             .await?;
         let engine = &run.catalog.project().config.engine;
         let interval = Duration::from_millis(engine.commit_interval_ms);
-        let group = format!("strata-{name}");
+        let group = super::consumer_group(&name);
         let options = SourceOptions {
             project: run.catalog.project(),
             group: &group,
@@ -642,7 +642,7 @@ impl<'a> Task<'a> {
             ResetFrom::Latest => Some(StartupMode::LatestOffset),
         };
         if let Some(startup) = startup {
-            let group = format!("strata-{}", self.run.pipeline.pipeline.name);
+            let group = super::consumer_group(&self.run.pipeline.pipeline.name);
             let rewound = registry::connector(source)
                 .rewound(self.run.catalog.project(), source, &group, &startup)
                 .await?;
@@ -1603,9 +1603,7 @@ async fn emitted_quarantined(
 /// records are rows again, with nothing held in operator state.
 fn refuse_replay(run: &PipelineRun, source: &TableDef, plan: &StreamPlan) -> Result<()> {
     let stateful = plan.states().next().is_some();
-    let json = registry::connector(source)
-        .stream(source)
-        .is_ok_and(|reads| reads.appends_records);
+    let json = registry::stream_of(source).is_ok_and(|reads| reads.appends_records);
     if stateful || !json {
         return Err(PipelineError::Invalid {
             location: run.pipeline.pipeline.target.location.clone(),

@@ -13,14 +13,14 @@
 //! Records that do not decode are counted and logged, and skipped (a
 //! dimension has no quarantine of its own).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use strata_catalog::connectors::kafka::KafkaTarget;
-use strata_catalog::{KafkaFormat, StartupMode, TableDef, TableKind};
+use strata_catalog::{KafkaFormat, StartupMode, TableDef};
 use tokio::sync::watch;
 
 use super::source::{KafkaSource, SourceEvent};
@@ -78,24 +78,13 @@ impl BroadcastTable {
         let applier = Applier {
             json: JsonDecoder::new(schema.clone()),
             key_json: JsonDecoder::new(key_schema.clone()),
-            debezium: matches!(
-                def.kind,
-                TableKind::Kafka {
-                    format: KafkaFormat::DebeziumJson,
-                    ..
-                }
-            )
-            .then(|| DebeziumDecoder::new(schema.clone())),
+            debezium: (super::format(def) == Some(KafkaFormat::DebeziumJson))
+                .then(|| DebeziumDecoder::new(schema.clone())),
             key_indices,
             key_converter: RowConverter::new(fields(&key_schema))?,
         };
         let group = format!("strata-{pipeline}-broadcast");
-        let partitions = KafkaSource::partitions(&target)?;
-        let resume: BTreeMap<i32, i64> =
-            KafkaSource::start_offsets(&target, &group, &StartupMode::EarliestOffset, &partitions)?
-                .into_iter()
-                .map(|(partition, start)| (partition, start - 1))
-                .collect();
+        let resume = KafkaSource::positions_before(&target, &group, &StartupMode::EarliestOffset)?;
         let mut source = KafkaSource::start(target, &group, &resume, 10_000)?;
         // The follower reads the events; the table keeps the source, so that dropping
         // the table stops the consumer at once (before whatever owns the brokers goes).

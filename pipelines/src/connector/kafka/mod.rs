@@ -91,13 +91,10 @@ impl Connector for Kafka {
         to: &StartupMode,
     ) -> Result<Offsets> {
         let kafka = connectors::kafka_target(project, table)?;
-        let partitions = source::KafkaSource::partitions(&kafka)?;
-        Ok(
-            source::KafkaSource::start_offsets(&kafka, group, to, &partitions)?
-                .into_iter()
-                .map(|(partition, start)| ((kafka.topic.clone(), partition), start - 1))
-                .collect(),
-        )
+        Ok(source::KafkaSource::positions_before(&kafka, group, to)?
+            .into_iter()
+            .map(|(partition, before)| ((kafka.topic.clone(), partition), before))
+            .collect())
     }
 
     async fn not_ready(&self, project: &Project, table: &TableDef) -> Result<Option<String>> {

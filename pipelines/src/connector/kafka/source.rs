@@ -91,6 +91,20 @@ impl KafkaSource {
         Ok((!partitions.is_empty()).then_some(partitions))
     }
 
+    /// Per partition of the topic, the position before the first record
+    /// `startup` points at: where a reader that starts there stands.
+    pub fn positions_before(
+        target: &KafkaTarget,
+        group: &str,
+        startup: &StartupMode,
+    ) -> Result<BTreeMap<i32, i64>> {
+        let partitions = Self::partitions(target)?;
+        Ok(Self::start_offsets(target, group, startup, &partitions)?
+            .into_iter()
+            .map(|(partition, start)| (partition, start - 1))
+            .collect())
+    }
+
     /// Where each partition starts for a pipeline that has never committed it:
     /// the next offset to read, as `startup` says, made concrete now so that it
     /// can be recorded before anything is read.
@@ -404,14 +418,11 @@ pub async fn open(
     let resume = resume(&kafka, options.group, startup, positions).await?;
     let partitions: Vec<i32> = resume.keys().copied().collect();
     let source = KafkaSource::start(kafka, options.group, &resume, options.batch_records)?;
-    let decoder = match table.kind {
-        strata_catalog::TableKind::Kafka {
-            format: strata_catalog::KafkaFormat::DebeziumJson,
-            ..
-        } => RecordDecoder::Debezium(crate::decode::debezium::DebeziumDecoder::new(
+    let decoder = match super::format(table) == Some(strata_catalog::KafkaFormat::DebeziumJson) {
+        true => RecordDecoder::Debezium(crate::decode::debezium::DebeziumDecoder::new(
             table.schema.clone(),
         )),
-        _ => RecordDecoder::Json(crate::decode::json::JsonDecoder::new(table.schema.clone())),
+        false => RecordDecoder::Json(crate::decode::json::JsonDecoder::new(table.schema.clone())),
     };
     let reader = KafkaReader {
         source,

@@ -17,7 +17,7 @@ use arrow::array::{Array, UInt32Array};
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use strata_catalog::connectors::kafka::KafkaTarget;
-use strata_catalog::{KafkaFormat, TableDef, TableKind};
+use strata_catalog::{KafkaFormat, TableDef};
 
 use super::source::{KafkaSource, SourceEvent};
 use crate::connector::{Applied, VersionFeed};
@@ -67,14 +67,7 @@ impl KafkaVersions {
     ) -> Result<Self> {
         let topic = kafka.topic.clone();
         let partitions = resume.keys().copied().collect();
-        let debezium = matches!(
-            def.kind,
-            TableKind::Kafka {
-                format: KafkaFormat::DebeziumJson,
-                ..
-            }
-        );
-        let decoder = match debezium {
+        let decoder = match super::format(def) == Some(KafkaFormat::DebeziumJson) {
             true => ChangeDecoder::Debezium(DebeziumDecoder::new(table.schema.clone())),
             false => {
                 let key_fields: Vec<arrow::datatypes::Field> = table
