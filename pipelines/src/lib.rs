@@ -24,6 +24,7 @@ pub mod lookup;
 pub mod mention;
 pub mod operator;
 pub mod plan;
+pub mod position;
 pub mod project;
 pub mod registry;
 pub mod row_number;

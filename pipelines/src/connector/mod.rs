@@ -31,10 +31,11 @@ use crate::decode::json::Rejected;
 use crate::error::{PipelineError, Result};
 use crate::lookup::dimension::Dimension;
 use crate::lookup::versioned::VersionedTable;
-use crate::sink::{Offsets, TargetOptions, TargetSink};
+use crate::position::{Position, Positions};
+use crate::sink::{TargetOptions, TargetSink};
 use crate::source::SourceRecord;
 use crate::source::reader::SourceReader;
-use crate::source::{Positions, SourceOptions};
+use crate::source::{CommittedPositions, SourceOptions};
 use crate::state::{ByteReader, ByteWriter};
 
 /// What reading a table as a pipeline's stream gives.
@@ -66,8 +67,8 @@ pub struct DimensionContext<'a> {
 pub struct Applied {
     /// Records that are no version, for the quarantine.
     pub rejected: Vec<Rejected>,
-    /// The last position applied, per partition.
-    pub offsets: BTreeMap<i32, i64>,
+    /// Where each split applied from stands.
+    pub positions: BTreeMap<i32, Position>,
 }
 
 /// A table's changelog, read by the pipeline beside its probe stream and
@@ -125,7 +126,7 @@ pub trait Connector: Send + Sync {
         &self,
         table: &TableDef,
         _options: &SourceOptions<'_>,
-        _positions: &mut dyn Positions,
+        _positions: &mut dyn CommittedPositions,
     ) -> Result<(Box<dyn SourceReader>, Vec<i32>)> {
         Err(PipelineError::Source {
             what: format!("table {}", table.name),
@@ -142,7 +143,7 @@ pub trait Connector: Send + Sync {
         table: &TableDef,
         _group: &str,
         _to: &StartupMode,
-    ) -> Result<Offsets> {
+    ) -> Result<Positions> {
         Err(PipelineError::Source {
             what: format!("table {}", table.name),
             cause: format!(
@@ -230,7 +231,7 @@ pub trait Connector: Send + Sync {
         table: &TableDef,
         _versions: Arc<VersionedTable>,
         _options: &SourceOptions<'_>,
-        _positions: &mut dyn Positions,
+        _positions: &mut dyn CommittedPositions,
     ) -> Result<Box<dyn VersionFeed>> {
         Err(PipelineError::Source {
             what: format!("table {}", table.name),

@@ -2,7 +2,7 @@
 //! committed before it (quarantine, late rows), and the order a commit follows.
 //!
 //! ```text
-//!   Sinks::commit:  quarantine (+ txn) ─▶ late rows (+ txn) ─▶ state file k ─▶ target (+ offsets, + state k)
+//!   Sinks::commit:  quarantine (+ txn) ─▶ late rows (+ txn) ─▶ state file k ─▶ target (+ positions, + state k)
 //! ```
 
 use std::collections::{BTreeMap, HashSet};
@@ -17,7 +17,7 @@ use super::{TableStats, now_ms};
 use crate::connector::delta::sink::DeltaSink;
 use crate::decode::json::Rejected;
 use crate::error::Result;
-use crate::sink::Offsets;
+use crate::position::{Position, Positions, Split};
 use crate::sink::TargetSink;
 use crate::sink::quarantine;
 use crate::state::StateStore;
@@ -28,35 +28,45 @@ use strata_quality::results::{CheckResult, ResultsLog};
 #[derive(Debug)]
 pub(super) struct SideTable {
     pub(super) sink: DeltaSink,
-    /// Per stream and partition, the last offset this table has committed.
-    pub(super) up_to: BTreeMap<(String, i32), i64>,
+    /// Per split, the number of the last position this table has committed.
+    pub(super) up_to: BTreeMap<Split, i64>,
 }
 
 impl SideTable {
-    pub(super) async fn resume(&mut self, stream: &str, partitions: &[i32]) -> Result<()> {
-        for &partition in partitions {
-            if let Some(offset) = self.sink.committed_offset(stream, partition).await? {
-                self.up_to.insert((stream.to_string(), partition), offset);
+    pub(super) async fn resume(&mut self, stream: &str, splits: &[i32]) -> Result<()> {
+        for &split in splits {
+            if let Some(position) = self.sink.committed_position(stream, split).await? {
+                self.up_to
+                    .insert((stream.to_string(), split), position.order);
             }
         }
         Ok(())
     }
 
-    pub(super) fn is_new(&self, stream: &str, partition: i32, offset: i64) -> bool {
+    pub(super) fn is_new(&self, stream: &str, split: i32, order: i64) -> bool {
         self.up_to
-            .get(&(stream.to_string(), partition))
-            .is_none_or(|&done| offset > done)
+            .get(&(stream.to_string(), split))
+            .is_none_or(|&done| order > done)
     }
 
-    /// Commits `rows` with the offsets; its offsets only ever move forward.
-    pub(super) async fn commit(&mut self, rows: Vec<RecordBatch>, offsets: &Offsets) -> Result<()> {
-        let mut offsets = offsets.clone();
-        for (key, &done) in &self.up_to {
-            let offset = offsets.entry(key.clone()).or_insert(done);
-            *offset = (*offset).max(done);
+    /// Commits `rows` with the positions' numbers, which only ever move
+    /// forward; it skips records by them, and needs no token.
+    pub(super) async fn commit(
+        &mut self,
+        rows: Vec<RecordBatch>,
+        positions: &Positions,
+    ) -> Result<()> {
+        let mut orders = self.up_to.clone();
+        for (split, position) in positions {
+            let order = orders.entry(split.clone()).or_insert(position.order);
+            *order = (*order).max(position.order);
         }
-        self.sink.commit(rows, &offsets, None).await?;
-        self.up_to = offsets.into_iter().collect();
+        let numbers: Positions = orders
+            .iter()
+            .map(|(split, &order)| (split.clone(), Position::at(order)))
+            .collect();
+        self.sink.commit(rows, &numbers, None).await?;
+        self.up_to = orders;
         Ok(())
     }
 }
@@ -96,7 +106,7 @@ pub(super) struct CommitBatch {
     pub(super) side_rejected: Vec<Rejected>,
     /// Emitted rows that failed a quarantine rule (no source offset to skip by).
     pub(super) emitted_rejected: Vec<Rejected>,
-    pub(super) offsets: Offsets,
+    pub(super) positions: Positions,
     /// The state checkpoint, with the keyed state's files to upload first.
     pub(super) checkpoint: Option<PendingCheckpoint>,
     /// Quality results of this commit, recorded once it has landed.
@@ -118,7 +128,7 @@ pub(super) struct CommitContext {
 }
 
 impl Sinks {
-    /// Quarantine, late rows, state checkpoint, then the target with every offset.
+    /// Quarantine, late rows, state checkpoint, then the target with every position.
     pub(super) async fn commit(&mut self, batch: CommitBatch, ctx: &CommitContext) -> Result<()> {
         let started = std::time::Instant::now();
         let CommitBatch {
@@ -129,7 +139,7 @@ impl Sinks {
             retried_late,
             side_rejected,
             emitted_rejected,
-            offsets,
+            positions,
             checkpoint,
             mut results,
             watermark,
@@ -168,7 +178,7 @@ impl Sinks {
             quarantined.push(quarantine::rows(&ctx.pipeline, side, &side_fresh, now_ms()));
         }
         if !quarantined.is_empty() {
-            self.quarantine.commit(quarantined, &offsets).await?;
+            self.quarantine.commit(quarantined, &positions).await?;
             self.emitted_quarantined.extend(emitted_hashes);
             ctx.stats
                 .quarantined_rows
@@ -179,7 +189,7 @@ impl Sinks {
             late_rows.extend(retried_late);
             let count: usize = late_rows.iter().map(RecordBatch::num_rows).sum();
             if count > 0 {
-                late_table.commit(late_rows, &offsets).await?;
+                late_table.commit(late_rows, &positions).await?;
                 ctx.stats
                     .late_rows
                     .fetch_add(count as u64, Ordering::Relaxed);
@@ -199,7 +209,7 @@ impl Sinks {
             std::process::abort()
         });
         let count: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
-        let version = self.target.commit(rows, &offsets, state_id).await?;
+        let version = self.target.commit(rows, &positions, state_id).await?;
         fail::fail_point!("commit-after-target", |_| std::process::abort());
         if let (Some(store), Some(id)) = (&self.state_store, state_id) {
             store.forget_before(id).await;
@@ -271,12 +281,12 @@ pub(super) fn fresh_late_rows(
 pub(super) type Target = Box<dyn TargetSink>;
 
 #[async_trait::async_trait]
-impl crate::source::Positions for Box<dyn TargetSink> {
-    async fn committed(&mut self, stream: &str, partition: i32) -> Result<Option<i64>> {
-        self.committed_offset(stream, partition).await
+impl crate::source::CommittedPositions for Box<dyn TargetSink> {
+    async fn committed(&mut self, stream: &str, split: i32) -> Result<Option<Position>> {
+        self.committed_position(stream, split).await
     }
 
-    async fn record_starts(&mut self, starts: &Offsets) -> Result<()> {
+    async fn record_starts(&mut self, starts: &Positions) -> Result<()> {
         let state = self.committed_state().await?;
         self.commit(Vec::new(), starts, state).await.map(|_| ())
     }

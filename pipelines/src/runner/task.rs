@@ -20,10 +20,11 @@ use crate::interval::Side;
 use crate::lookup::{LookupPass, MissAction};
 use crate::operator::{BatchContext, Missed, RowKind, StateWrite, Traced, Watermarks};
 use crate::plan::StreamPlan;
+use crate::position::{self, Positions};
 use crate::registry;
 use crate::sink::late::{self, Arrival};
 use crate::sink::quarantine;
-use crate::sink::{DELETE_MARKER, Offsets, TargetOptions, WriteMode};
+use crate::sink::{DELETE_MARKER, TargetOptions, WriteMode};
 use crate::source::SourceOptions;
 use crate::source::SourceRecord;
 use crate::source::reader::{
@@ -58,7 +59,7 @@ struct Pending {
     /// Rows an aggregation emitted that failed a quarantine rule: they have no
     /// source offset, so the quarantine must not skip them as replays.
     emitted_rejected: Vec<Rejected>,
-    offsets: Offsets,
+    positions: Positions,
 }
 
 /// State the runner keeps for operators, and where it is checkpointed: rows
@@ -238,8 +239,8 @@ impl<'a> Task<'a> {
                 partitions.dedup();
                 let mut done = BTreeMap::new();
                 for &partition in &partitions {
-                    if let Some(offset) = target.committed_offset(&stream, partition).await? {
-                        done.insert(partition, offset);
+                    if let Some(position) = target.committed_position(&stream, partition).await? {
+                        done.insert(partition, position.order);
                     }
                 }
                 // An interrupted replay run again skips what it committed.
@@ -646,7 +647,7 @@ impl<'a> Task<'a> {
             let rewound = registry::connector(source)
                 .rewound(self.run.catalog.project(), source, &group, &startup)
                 .await?;
-            self.pending.offsets.extend(rewound);
+            self.pending.positions.extend(rewound);
         }
         self.commit().await?;
         self.settle().await.map(|_| ())
@@ -695,7 +696,7 @@ impl<'a> Task<'a> {
     /// Whether anything waits for a commit (retried rows that went through
     /// are pending without new offsets).
     fn has_pending(&self) -> bool {
-        !self.pending.offsets.is_empty()
+        !self.pending.positions.is_empty()
             || !self.pending.rows.is_empty()
             || !self.pending.rejected.is_empty()
             || !self.pending.retried_rejected.is_empty()
@@ -816,11 +817,8 @@ impl<'a> Task<'a> {
             return Ok(());
         };
         let applied = feed.apply(&records, Instant::now())?;
-        for (partition, offset) in applied.offsets {
-            self.pending
-                .offsets
-                .insert((feed.stream().to_string(), partition), offset);
-        }
+        let stream = feed.stream().to_string();
+        position::advance(&mut self.pending.positions, &stream, applied.positions);
         self.pending.side_rejected.extend(applied.rejected);
         Ok(())
     }
@@ -850,11 +848,7 @@ impl<'a> Task<'a> {
             right.tracker.observe(partition, max_event, now);
         }
         let stream = right.reader.stream().to_string();
-        for (&partition, &offset) in &batch.offsets {
-            self.pending
-                .offsets
-                .insert((stream.clone(), partition), offset);
-        }
+        position::advance(&mut self.pending.positions, &stream, batch.positions);
         self.run
             .stats
             .records_in
@@ -940,11 +934,7 @@ impl<'a> Task<'a> {
             .stats
             .records_in
             .fetch_add(batch.records, Ordering::Relaxed);
-        for (&partition, &offset) in &batch.offsets {
-            self.pending
-                .offsets
-                .insert((stream.clone(), partition), offset);
-        }
+        position::advance(&mut self.pending.positions, &stream, batch.positions);
         self.pending.rejected.extend(batch.rejected);
         Ok(())
     }
@@ -1528,7 +1518,7 @@ impl<'a> Task<'a> {
             retried_late: std::mem::take(&mut self.pending.retried_late),
             side_rejected: std::mem::take(&mut self.pending.side_rejected),
             emitted_rejected: std::mem::take(&mut self.pending.emitted_rejected),
-            offsets: std::mem::take(&mut self.pending.offsets),
+            positions: std::mem::take(&mut self.pending.positions),
             checkpoint,
             results,
             watermark,

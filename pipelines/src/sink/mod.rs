@@ -5,17 +5,17 @@
 //! holds. The quarantine and late tables beside every target live here.
 //!
 //! ```text
-//!   commit(rows, offsets, checkpoint id) ──▶ Delta: one log version with txn actions
+//!   commit(rows, positions, checkpoint id) ──▶ Delta: one log version with txn actions
 //!                                        ──▶ MySQL/TiDB: one transaction with the progress table
 //!                                        ──▶ Kafka: one producer transaction with the progress topic
 //!                                        ──▶ blackhole: counted and digested
 //! ```
 
+#[cfg(test)]
+pub(crate) mod contract;
 pub mod digest;
 pub mod late;
 pub mod quarantine;
-
-use std::collections::BTreeMap;
 
 use arrow::array::{Array, BooleanArray, UInt32Array};
 use arrow::datatypes::SchemaRef;
@@ -24,10 +24,8 @@ use arrow::row::{RowConverter, SortField};
 
 use self::digest::OutputDigest;
 use crate::error::Result;
+use crate::position::{Position, Positions};
 use crate::state::StateStore;
-
-/// The source coordinates a commit covers: (stream, partition) → last position.
-pub type Offsets = BTreeMap<(String, i32), i64>;
 
 /// A boolean column an upserting pipeline adds to rows that delete their key.
 pub const DELETE_MARKER: &str = "__strata_delete";
@@ -43,18 +41,18 @@ pub enum WriteMode {
 /// A pipeline's target.
 #[async_trait::async_trait]
 pub trait TargetSink: std::fmt::Debug + Send + Sync {
-    /// The last position of `partition` of `stream` committed with the rows, if any.
-    async fn committed_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>>;
+    /// The last position of `split` of `stream` committed with the rows, if any.
+    async fn committed_position(&self, stream: &str, split: i32) -> Result<Option<Position>>;
 
     /// The state checkpoint id the last commit carried.
     async fn committed_state(&self) -> Result<Option<i64>>;
 
-    /// Commits rows with the positions they cover and the checkpoint id, in one
+    /// Commits rows with the positions they cover (numbers and tokens) and the checkpoint id, in one
     /// transaction; the table's new version, when it has versions.
     async fn commit(
         &mut self,
         rows: Vec<RecordBatch>,
-        offsets: &Offsets,
+        positions: &Positions,
         state: Option<i64>,
     ) -> Result<Option<i64>>;
 

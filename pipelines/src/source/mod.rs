@@ -3,7 +3,7 @@
 //! and is opened by its connector where the target's last commit left it.
 //!
 //! ```text
-//!   TableDef ──registry::connector(table).open_source(options, target's Positions)──▶ (Box<dyn SourceReader>, partitions)
+//!   TableDef ──registry::connector(table).open_source(options, target's CommittedPositions)──▶ (Box<dyn SourceReader>, partitions)
 //! ```
 
 pub mod reader;
@@ -11,23 +11,23 @@ pub mod replay;
 
 pub use crate::decode::SourceRecord;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use strata_catalog::Project;
 
 use crate::error::Result;
+use crate::position::{Position, Positions};
 
 /// Where a pipeline's target says its sources stand.
 #[async_trait::async_trait]
-pub trait Positions: Send {
-    /// The last position committed for `partition` of `stream`, if any.
-    async fn committed(&mut self, stream: &str, partition: i32) -> Result<Option<i64>>;
+pub trait CommittedPositions: Send {
+    /// The last position committed for `split` of `stream`, if any.
+    async fn committed(&mut self, stream: &str, split: i32) -> Result<Option<Position>>;
 
-    /// Records where partitions never committed start (the position before
+    /// Records where splits never committed start (the position before
     /// their first record), so that a restart resumes there and not wherever
     /// the startup mode would point by then.
-    async fn record_starts(&mut self, starts: &BTreeMap<(String, i32), i64>) -> Result<()>;
+    async fn record_starts(&mut self, starts: &Positions) -> Result<()>;
 }
 
 /// What opening a pipeline's source needs beyond the table.

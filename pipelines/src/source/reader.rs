@@ -3,9 +3,9 @@
 //! version), Nexmark's generator, or quarantined records replayed.
 //!
 //! ```text
-//!   Kafka: records ──decode──▶ SourceBatch { rows, (partition, offset) per row, rejected, offsets }
-//!   Delta: version v's new files ──▶ SourceBatch { rows, (0, v) per row, offsets {0: v} }
-//!   Nexmark: events a..b generated ──▶ SourceBatch { this stream's rows, (0, n) per row, offsets {0: b - 1} }
+//!   Kafka: records ──decode──▶ SourceBatch { rows, (partition, offset) per row, rejected, positions }
+//!   Delta: version v's new files ──▶ SourceBatch { rows, (0, v) per row, positions {0: v} }
+//!   Nexmark: events a..b generated ──▶ SourceBatch { this stream's rows, (0, n) per row, positions {0: b - 1} }
 //! ```
 
 use std::collections::BTreeMap;
@@ -19,20 +19,21 @@ use crate::decode::debezium::DebeziumDecoder;
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::Result;
 use crate::operator::RowKind;
+use crate::position::Position;
 
 /// Rows a source handed over, with where each came from.
 #[derive(Debug)]
 pub struct SourceBatch {
     /// Rows in the source table's schema.
     pub rows: RecordBatch,
-    /// Each row's (partition, offset).
+    /// Each row's (split, number of its position): a Kafka record's (partition, offset).
     pub coordinates: Vec<(i32, i64)>,
     /// For a changelog source, each row's kind; `None` when every row is an insert.
     pub kinds: Option<Vec<RowKind>>,
     /// Records that could not be decoded.
     pub rejected: Vec<Rejected>,
-    /// The last offset read, per partition.
-    pub offsets: BTreeMap<i32, i64>,
+    /// Where each split read from stands after the batch.
+    pub positions: BTreeMap<i32, Position>,
     /// How many records were read (rows and rejected ones).
     pub records: u64,
     /// A field the records carry that the catalog's schema lacks.
@@ -143,9 +144,9 @@ pub fn stopped(asked: bool) -> Next {
 
 /// Decodes a batch of records into rows, with each row's coordinates.
 pub fn decode(decoder: &RecordDecoder, records: Vec<SourceRecord>) -> SourceBatch {
-    let mut offsets = BTreeMap::new();
+    let mut positions = BTreeMap::new();
     for record in &records {
-        offsets.insert(record.partition, record.offset);
+        positions.insert(record.partition, Position::at(record.offset));
     }
     let coordinates = |index: usize| (records[index].partition, records[index].offset);
     let batch = match decoder {
@@ -160,7 +161,7 @@ pub fn decode(decoder: &RecordDecoder, records: Vec<SourceRecord>) -> SourceBatc
                 kinds: None,
                 rows: decoded.batch,
                 rejected: decoded.rejected,
-                offsets,
+                positions,
                 records: records.len() as u64,
                 drift: decoded.drift,
                 originals: Vec::new(),
@@ -177,7 +178,7 @@ pub fn decode(decoder: &RecordDecoder, records: Vec<SourceRecord>) -> SourceBatc
                 kinds: Some(decoded.rows.iter().map(|&(_, kind)| kind).collect()),
                 rows: decoded.batch,
                 rejected: decoded.rejected,
-                offsets,
+                positions,
                 records: records.len() as u64,
                 drift: None,
                 originals: Vec::new(),

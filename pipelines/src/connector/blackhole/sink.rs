@@ -27,7 +27,11 @@ impl BlackholeSink {
 
 #[async_trait::async_trait]
 impl crate::sink::TargetSink for BlackholeSink {
-    async fn committed_offset(&self, _stream: &str, _partition: i32) -> Result<Option<i64>> {
+    async fn committed_position(
+        &self,
+        _stream: &str,
+        _split: i32,
+    ) -> Result<Option<crate::position::Position>> {
         Ok(None)
     }
 
@@ -38,7 +42,7 @@ impl crate::sink::TargetSink for BlackholeSink {
     async fn commit(
         &mut self,
         rows: Vec<RecordBatch>,
-        _offsets: &crate::sink::Offsets,
+        _positions: &crate::position::Positions,
         _state: Option<i64>,
     ) -> Result<Option<i64>> {
         BlackholeSink::commit(self, rows).map(|()| None)

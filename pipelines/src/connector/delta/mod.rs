@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::lookup::dimension::Dimension;
 use crate::sink::{TargetOptions, TargetSink};
 use crate::source::reader::SourceReader;
-use crate::source::{Positions, SourceOptions};
+use crate::source::{CommittedPositions, SourceOptions};
 
 /// The `'connector' = 'delta'` tables.
 pub struct Delta;
@@ -42,7 +42,7 @@ impl Connector for Delta {
         &self,
         table: &TableDef,
         options: &SourceOptions<'_>,
-        positions: &mut dyn Positions,
+        positions: &mut dyn CommittedPositions,
     ) -> Result<(Box<dyn SourceReader>, Vec<i32>)> {
         source::open(table, options, positions).await
     }

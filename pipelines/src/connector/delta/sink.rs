@@ -10,6 +10,12 @@
 //!   crash, restart:  read txn versions ──▶ resume p0 @ 42, p1 @ 18
 //! ```
 //!
+//! A position's token (see [`crate::position`]), when a source has one, cannot
+//! live in a `txn` action, which holds a number: the commit's `commitInfo`
+//! carries every split's token under `strata.positions`, with a sequence number
+//! that a `txn(strata/p/_tokens, n)` of the same commit names, so that a restart
+//! reads back the one commit whose tokens go with the committed numbers.
+//!
 //! Keyed results (a GROUP BY without a window, windows with allowed lateness)
 //! are upserted with a Delta MERGE on the target's primary key, in the same
 //! single commit as the `txn` actions; replaying a merge is harmless.
@@ -29,7 +35,16 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use strata_catalog::connectors::delta as lake;
 
 use crate::error::{PipelineError, Result};
-use crate::sink::{DELETE_MARKER, Offsets, WriteMode};
+use crate::position::{Position, Positions, token_from_hex, token_hex};
+use crate::sink::{DELETE_MARKER, WriteMode};
+
+/// The `commitInfo` field a commit's tokens go under.
+const TOKENS_FIELD: &str = "strata.positions";
+
+/// How many commits back from the latest a restart looks for the commit that
+/// carries the tokens: the pipeline's own commits carry them all, so only
+/// commits of others (a compaction) lie between.
+const TOKENS_LOOKBACK: i64 = 1000;
 
 #[derive(Debug)]
 pub struct DeltaSink {
@@ -38,6 +53,9 @@ pub struct DeltaSink {
     app_prefix: String,
     schema: SchemaRef,
     mode: WriteMode,
+    /// Every split's token as of the last commit, by its `txn` app id, and
+    /// the sequence number the commit carried them under.
+    tokens: Option<(i64, std::collections::BTreeMap<String, Vec<u8>>)>,
 }
 
 impl DeltaSink {
@@ -49,13 +67,93 @@ impl DeltaSink {
             .map_err(|source| delta_error(location, source))?
             .snapshot()
             .arrow_schema();
-        Ok(Self {
+        let mut sink = Self {
             table,
             location: location.to_string(),
             app_prefix: format!("strata/{pipeline}"),
             schema,
             mode,
-        })
+            tokens: None,
+        };
+        sink.tokens = sink.committed_tokens().await?;
+        Ok(sink)
+    }
+
+    fn tokens_app_id(&self) -> String {
+        format!("{}/_tokens", self.app_prefix)
+    }
+
+    /// The tokens the last commit carried: the commit whose sequence number
+    /// `txn(…/_tokens)` names, found from the latest version back.
+    async fn committed_tokens(
+        &self,
+    ) -> Result<Option<(i64, std::collections::BTreeMap<String, Vec<u8>>)>> {
+        let Some(sequence) = self.transaction_version(self.tokens_app_id()).await? else {
+            return Ok(None);
+        };
+        let latest = self.version();
+        for version in (0..=latest).rev().take(TOKENS_LOOKBACK as usize) {
+            let Some(commit) = self
+                .table
+                .log_store()
+                .read_commit_entry(version as u64)
+                .await
+                .map_err(|source| delta_error(&self.location, source))?
+            else {
+                continue;
+            };
+            if let Some(tokens) = self.tokens_in(&commit, sequence, version)? {
+                return Ok(Some((sequence, tokens)));
+            }
+        }
+        Err(self.tokens_error(format!(
+            "no commit among the last {TOKENS_LOOKBACK} carries the source positions' tokens of sequence {sequence}"
+        )))
+    }
+
+    /// The tokens a commit's `commitInfo` carries for this pipeline under `sequence`.
+    fn tokens_in(
+        &self,
+        commit: &[u8],
+        sequence: i64,
+        version: i64,
+    ) -> Result<Option<std::collections::BTreeMap<String, Vec<u8>>>> {
+        for line in commit.split(|&b| b == b'\n') {
+            let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
+                continue;
+            };
+            let Some(carried) = action.pointer(&format!("/commitInfo/{TOKENS_FIELD}")) else {
+                continue;
+            };
+            if carried["app"] != self.app_prefix.as_str() || carried["sequence"] != sequence {
+                continue;
+            }
+            let unreadable = |what: &str| {
+                self.tokens_error(format!(
+                    "version {version} carries {what} under {TOKENS_FIELD}"
+                ))
+            };
+            let entries = carried["tokens"]
+                .as_object()
+                .ok_or_else(|| unreadable("no token map"))?;
+            let mut tokens = std::collections::BTreeMap::new();
+            for (app_id, hex) in entries {
+                let hex = hex
+                    .as_str()
+                    .ok_or_else(|| unreadable("a token that is not text"))?;
+                let token = token_from_hex(hex).map_err(|cause| unreadable(&cause))?;
+                tokens.insert(app_id.clone(), token);
+            }
+            return Ok(Some(tokens));
+        }
+        Ok(None)
+    }
+
+    fn tokens_error(&self, cause: String) -> PipelineError {
+        PipelineError::Sink {
+            what: format!("the Delta table at {}", self.location),
+            cause,
+        }
     }
 
     /// Where the pipeline's operator state is checkpointed.
@@ -85,10 +183,19 @@ impl DeltaSink {
         format!("{}/{topic}/{partition}", self.app_prefix)
     }
 
-    /// The last offset of `topic`/`partition` this table has committed, if any.
-    pub async fn committed_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>> {
-        self.transaction_version(self.app_id(topic, partition))
-            .await
+    /// The last position of `stream`/`split` this table has committed, if any.
+    pub async fn committed_position(&self, stream: &str, split: i32) -> Result<Option<Position>> {
+        let app_id = self.app_id(stream, split);
+        let Some(order) = self.transaction_version(app_id.clone()).await? else {
+            return Ok(None);
+        };
+        let token = self
+            .tokens
+            .as_ref()
+            .and_then(|(_, tokens)| tokens.get(&app_id))
+            .cloned()
+            .unwrap_or_default();
+        Ok(Some(Position { order, token }))
     }
 
     async fn transaction_version(&self, app_id: String) -> Result<Option<i64>> {
@@ -102,13 +209,13 @@ impl DeltaSink {
             .map_err(|source| delta_error(&self.location, source))
     }
 
-    /// Writes `batches` (appended or upserted) with the offsets they cover and
-    /// the state checkpoint id, in one Delta commit (a commit of the offsets
+    /// Writes `batches` (appended or upserted) with the positions they cover and
+    /// the state checkpoint id, in one Delta commit (a commit of the positions
     /// alone when there are no rows). Returns the table version written.
     pub async fn commit(
         &mut self,
         batches: Vec<RecordBatch>,
-        offsets: &Offsets,
+        positions: &Positions,
         state: Option<i64>,
     ) -> Result<i64> {
         let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
@@ -117,14 +224,58 @@ impl DeltaSink {
             .iter()
             .map(|batch| self.to_table_schema(batch))
             .collect::<Result<Vec<_>>>()?;
-        let transactions = offsets
+        let mut transactions: Vec<Transaction> = positions
             .iter()
-            .map(|((topic, partition), offset)| {
-                Transaction::new(self.app_id(topic, *partition), *offset)
+            .map(|((stream, split), position)| {
+                Transaction::new(self.app_id(stream, *split), position.order)
             })
             .chain(state.map(|id| Transaction::new(self.state_app_id(), id)))
             .collect();
-        let properties = CommitProperties::default().with_application_transactions(transactions);
+        let tokens = self.tokens_after(positions);
+        let mut properties = CommitProperties::default();
+        if let Some((sequence, tokens)) = &tokens {
+            transactions.push(Transaction::new(self.tokens_app_id(), *sequence));
+            let hex: serde_json::Map<String, serde_json::Value> = tokens
+                .iter()
+                .map(|(app_id, token)| (app_id.clone(), token_hex(token).into()))
+                .collect();
+            properties = properties.with_metadata([(
+                TOKENS_FIELD.to_string(),
+                serde_json::json!({"app": self.app_prefix, "sequence": sequence, "tokens": hex}),
+            )]);
+        }
+        let properties = properties.with_application_transactions(transactions);
+        let version = self.write(batches, deletes, properties).await?;
+        if tokens.is_some() {
+            self.tokens = tokens;
+        }
+        Ok(version)
+    }
+
+    /// Every split's token after a commit of `positions`, under the next
+    /// sequence number; `None` while no split has had a token. Every commit
+    /// carries them all, so that the latest of the pipeline's commits has them.
+    fn tokens_after(
+        &self,
+        positions: &Positions,
+    ) -> Option<(i64, std::collections::BTreeMap<String, Vec<u8>>)> {
+        let (sequence, mut tokens) = self.tokens.clone().unwrap_or_default();
+        for ((stream, split), position) in positions {
+            let app_id = self.app_id(stream, *split);
+            if !position.token.is_empty() || tokens.contains_key(&app_id) {
+                tokens.insert(app_id, position.token.clone());
+            }
+        }
+        (!tokens.is_empty()).then_some((sequence + 1, tokens))
+    }
+
+    /// One Delta commit of `batches` with `properties`; the version written.
+    async fn write(
+        &mut self,
+        batches: Vec<RecordBatch>,
+        deletes: Vec<BooleanArray>,
+        properties: CommitProperties,
+    ) -> Result<i64> {
         if batches.is_empty() {
             // No rows (all filtered out or quarantined): record the progress alone.
             let snapshot = self
@@ -274,8 +425,8 @@ fn delta_error(location: &str, source: deltalake::DeltaTableError) -> PipelineEr
 
 #[async_trait::async_trait]
 impl crate::sink::TargetSink for DeltaSink {
-    async fn committed_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>> {
-        DeltaSink::committed_offset(self, stream, partition).await
+    async fn committed_position(&self, stream: &str, split: i32) -> Result<Option<Position>> {
+        DeltaSink::committed_position(self, stream, split).await
     }
 
     async fn committed_state(&self) -> Result<Option<i64>> {
@@ -285,10 +436,10 @@ impl crate::sink::TargetSink for DeltaSink {
     async fn commit(
         &mut self,
         rows: Vec<RecordBatch>,
-        offsets: &Offsets,
+        positions: &Positions,
         state: Option<i64>,
     ) -> Result<Option<i64>> {
-        DeltaSink::commit(self, rows, offsets, state)
+        DeltaSink::commit(self, rows, positions, state)
             .await
             .map(Some)
     }
@@ -307,5 +458,96 @@ impl crate::sink::TargetSink for DeltaSink {
 
     fn version(&self) -> Option<i64> {
         Some(DeltaSink::version(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+
+    use super::*;
+    use crate::sink::TargetSink;
+
+    fn ids(values: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap()
+    }
+
+    async fn open(location: &str) -> Box<dyn TargetSink> {
+        Box::new(
+            DeltaSink::open(location, "p", WriteMode::Append)
+                .await
+                .unwrap(),
+        )
+    }
+
+    async fn created(dir: &tempfile::TempDir) -> String {
+        let location = dir.path().join("t").to_str().unwrap().to_string();
+        lake::create(&location, "t", &ids(&[]).schema(), &[])
+            .await
+            .unwrap();
+        location
+    }
+
+    #[tokio::test]
+    async fn a_delta_target_keeps_positions_and_their_tokens_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = created(&dir).await;
+        crate::sink::contract::keeps_positions(|| open(&location), vec![ids(&[1, 2])]).await;
+    }
+
+    #[tokio::test]
+    async fn tokens_outlive_a_compaction_and_positions_without_tokens_write_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = created(&dir).await;
+        let mut sink = open(&location).await;
+        let split = ("orders".to_string(), 0);
+        sink.commit(
+            vec![ids(&[1])],
+            &Positions::from([(split.clone(), Position::at(5))]),
+            None,
+        )
+        .await
+        .unwrap();
+        let mut log = std::fs::read_dir(dir.path().join("t/_delta_log"))
+            .unwrap()
+            .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(log.contains("strata/p/orders/0"), "{log}");
+        assert!(!log.contains(TOKENS_FIELD), "{log}");
+        let binlog = ("binlog/shop.orders".to_string(), 0);
+        let at = Position {
+            order: 3,
+            token: b"gtid:1-100".to_vec(),
+        };
+        sink.commit(
+            vec![ids(&[2])],
+            &Positions::from([(binlog.clone(), at.clone())]),
+            None,
+        )
+        .await
+        .unwrap();
+        drop(sink);
+        lake::optimize(&location).await.unwrap();
+        let sink = open(&location).await;
+        assert_eq!(
+            sink.committed_position(&binlog.0, binlog.1).await.unwrap(),
+            Some(at)
+        );
+        assert_eq!(
+            sink.committed_position(&split.0, split.1).await.unwrap(),
+            Some(Position::at(5))
+        );
+        log = std::fs::read_dir(dir.path().join("t/_delta_log"))
+            .unwrap()
+            .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(log.contains(&token_hex(b"gtid:1-100")), "{log}");
     }
 }

@@ -27,6 +27,7 @@ use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use strata_catalog::connectors::delta as lake;
 
 use crate::error::{PipelineError, Result};
+use crate::position::Position;
 use crate::source::reader::{Next, SourceBatch, SourceReader, stopped};
 
 /// New rows of a Delta table, version by version.
@@ -265,7 +266,7 @@ fn delta_batch(schema: &SchemaRef, version: i64, batches: &[RecordBatch]) -> Res
         records: rows.num_rows() as u64,
         rows,
         rejected: Vec::new(),
-        offsets: BTreeMap::from([(0, version)]),
+        positions: BTreeMap::from([(0, Position::at(version))]),
         drift: None,
         originals: Vec::new(),
     })
@@ -275,11 +276,14 @@ fn delta_batch(schema: &SchemaRef, version: i64, batches: &[RecordBatch]) -> Res
 pub async fn open(
     table: &strata_catalog::TableDef,
     options: &crate::source::SourceOptions<'_>,
-    positions: &mut dyn crate::source::Positions,
+    positions: &mut dyn crate::source::CommittedPositions,
 ) -> Result<(Box<dyn SourceReader>, Vec<i32>)> {
     let location = strata_catalog::connectors::delta_location(options.project, table)?;
     let stream = format!("delta/{}", table.name);
-    let resume = positions.committed(&stream, 0).await?;
+    let resume = positions
+        .committed(&stream, 0)
+        .await?
+        .map(|position| position.order);
     let reader = DeltaReader {
         follower: DeltaFollower::open(&location, resume).await?,
         schema: table.schema.clone(),

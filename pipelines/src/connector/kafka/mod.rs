@@ -24,9 +24,10 @@ use super::{Connector, DimensionContext, StreamTraits, VersionFeed};
 use crate::error::{PipelineError, Result};
 use crate::lookup::dimension::Dimension;
 use crate::lookup::versioned::VersionedTable;
-use crate::sink::{Offsets, TargetOptions, TargetSink};
+use crate::position::{Position, Positions};
+use crate::sink::{TargetOptions, TargetSink};
 use crate::source::reader::SourceReader;
-use crate::source::{Positions, SourceOptions};
+use crate::source::{CommittedPositions, SourceOptions};
 use crate::watermark::WatermarkTracker;
 
 /// The `'connector' = 'kafka'` tables.
@@ -73,7 +74,7 @@ impl Connector for Kafka {
         &self,
         table: &TableDef,
         options: &SourceOptions<'_>,
-        positions: &mut dyn Positions,
+        positions: &mut dyn CommittedPositions,
     ) -> Result<(Box<dyn SourceReader>, Vec<i32>)> {
         match &table.kind {
             TableKind::Kafka { startup_mode, .. } => {
@@ -89,11 +90,11 @@ impl Connector for Kafka {
         table: &TableDef,
         group: &str,
         to: &StartupMode,
-    ) -> Result<Offsets> {
+    ) -> Result<Positions> {
         let kafka = connectors::kafka_target(project, table)?;
         Ok(source::KafkaSource::positions_before(&kafka, group, to)?
             .into_iter()
-            .map(|(partition, before)| ((kafka.topic.clone(), partition), before))
+            .map(|(partition, before)| ((kafka.topic.clone(), partition), Position::at(before)))
             .collect())
     }
 
@@ -145,7 +146,7 @@ impl Connector for Kafka {
         table: &TableDef,
         versions: Arc<VersionedTable>,
         options: &SourceOptions<'_>,
-        positions: &mut dyn Positions,
+        positions: &mut dyn CommittedPositions,
     ) -> Result<Box<dyn VersionFeed>> {
         let kafka = connectors::kafka_target(options.project, table)?;
         // Versions are read from the start of the changelog, whatever the table's startup mode.

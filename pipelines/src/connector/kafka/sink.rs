@@ -5,7 +5,7 @@
 //!     produce one JSON record per row to the target topic
 //!       (key: the primary key as JSON; a deleted key: a tombstone)
 //!     produce one progress record to _strata_progress, key strata-<pipeline>:
-//!       {"offsets": {"<topic>/<partition>": offset, …}, "state": k}
+//!       {"offsets": {"<stream>/<split>": offset, …}, "tokens": {"<stream>/<split>": "<hex>", …}, "state": k}
 //!   commit_transaction
 //!   restart: init_transactions fences and aborts the last run's open transaction;
 //!            the last committed progress record of strata-<pipeline> says where to resume
@@ -28,7 +28,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use strata_catalog::connectors::kafka::KafkaTarget;
 
 use crate::error::{PipelineError, Result};
-use crate::sink::Offsets;
+use crate::position::{Position, Positions, token_from_hex, token_hex};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -38,8 +38,11 @@ pub const PROGRESS_TOPIC: &str = "_strata_progress";
 /// What a progress record holds.
 #[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Progress {
-    /// `<topic>/<partition>` → the last offset written.
+    /// `<stream>/<split>` → the number of the last position written.
     offsets: std::collections::BTreeMap<String, i64>,
+    /// `<stream>/<split>` → its token in hex, for splits whose source has one.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    tokens: std::collections::BTreeMap<String, String>,
     state: Option<i64>,
 }
 
@@ -114,12 +117,12 @@ impl KafkaSink {
         }
     }
 
-    /// Produces the rows (tombstones for deleted keys) and commits the offsets
+    /// Produces the rows (tombstones for deleted keys) and commits the positions
     /// and state id, in one transaction.
     pub fn commit(
         &mut self,
         batches: Vec<RecordBatch>,
-        offsets: &Offsets,
+        positions: &Positions,
         state: Option<i64>,
     ) -> Result<()> {
         let (batches, deletes) = crate::sink::changes(batches, &self.schema)?;
@@ -155,10 +158,15 @@ impl KafkaSink {
             }
         }
         let mut progress = self.progress.clone();
-        for ((topic, partition), offset) in offsets {
-            progress
-                .offsets
-                .insert(format!("{topic}/{partition}"), *offset);
+        for ((stream, split), position) in positions {
+            let key = format!("{stream}/{split}");
+            match position.token.is_empty() {
+                true => progress.tokens.remove(&key),
+                false => progress
+                    .tokens
+                    .insert(key.clone(), token_hex(&position.token)),
+            };
+            progress.offsets.insert(key, position.order);
         }
         progress.state = state.or(progress.state);
         let value = serde_json::to_string(&progress)
@@ -262,10 +270,19 @@ fn json_lines(rows: &RecordBatch) -> Result<Vec<String>> {
 
 #[async_trait::async_trait]
 impl crate::sink::TargetSink for KafkaSink {
-    /// The last offset of `stream`/`partition` written with the rows, if any.
-    async fn committed_offset(&self, stream: &str, partition: i32) -> Result<Option<i64>> {
-        let key = format!("{stream}/{partition}");
-        Ok(self.progress.offsets.get(&key).copied())
+    /// The last position of `stream`/`split` written with the rows, if any.
+    async fn committed_position(&self, stream: &str, split: i32) -> Result<Option<Position>> {
+        let key = format!("{stream}/{split}");
+        let Some(&order) = self.progress.offsets.get(&key) else {
+            return Ok(None);
+        };
+        let token = match self.progress.tokens.get(&key) {
+            Some(hex) => token_from_hex(hex).map_err(|cause| {
+                self.error(&format!("the token of {key} in {PROGRESS_TOPIC}"), cause)
+            })?,
+            None => Vec::new(),
+        };
+        Ok(Some(Position { order, token }))
     }
 
     /// The state checkpoint id the last transaction carried.
@@ -276,9 +293,47 @@ impl crate::sink::TargetSink for KafkaSink {
     async fn commit(
         &mut self,
         rows: Vec<RecordBatch>,
-        offsets: &Offsets,
+        positions: &Positions,
         state: Option<i64>,
     ) -> Result<Option<i64>> {
-        KafkaSink::commit(self, rows, offsets, state).map(|()| None)
+        KafkaSink::commit(self, rows, positions, state).map(|()| None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use rdkafka::mocking::MockCluster;
+
+    use super::*;
+    use crate::sink::TargetSink;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]))
+    }
+
+    #[tokio::test]
+    async fn a_kafka_target_keeps_positions_and_their_tokens_across_a_restart() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("app_orders", 1, 1).unwrap();
+        cluster.create_topic(PROGRESS_TOPIC, 1, 1).unwrap();
+        let target = KafkaTarget {
+            bootstrap_servers: cluster.bootstrap_servers(),
+            properties: Default::default(),
+            topic: "app_orders".to_string(),
+        };
+        let open = || {
+            let target = target.clone();
+            async move {
+                Box::new(KafkaSink::open(target, schema(), Vec::new(), "p").unwrap())
+                    as Box<dyn TargetSink>
+            }
+        };
+        let rows =
+            RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
+        crate::sink::contract::keeps_positions(open, vec![rows]).await;
     }
 }

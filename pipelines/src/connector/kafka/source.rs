@@ -23,6 +23,7 @@ use strata_catalog::connectors::kafka::KafkaTarget;
 use tokio::sync::mpsc;
 
 use crate::error::{PipelineError, Result};
+use crate::position::Position;
 use crate::source::SourceRecord;
 use crate::source::reader::{Next, RecordDecoder, SourceReader, decode, stopped};
 
@@ -411,7 +412,7 @@ pub async fn open(
     table: &strata_catalog::TableDef,
     startup: &StartupMode,
     options: &crate::source::SourceOptions<'_>,
-    positions: &mut dyn crate::source::Positions,
+    positions: &mut dyn crate::source::CommittedPositions,
 ) -> Result<(Box<dyn SourceReader>, Vec<i32>)> {
     let kafka = strata_catalog::connectors::kafka_target(options.project, table)?;
     let topic = kafka.topic.clone();
@@ -434,19 +435,19 @@ pub async fn open(
 
 /// Where each partition of a topic resumes: right after the offset the target
 /// committed. Partitions never committed start where `startup` says, which is
-/// recorded first (see [`crate::source::Positions::record_starts`]).
+/// recorded first (see [`crate::source::CommittedPositions::record_starts`]).
 pub async fn resume(
     kafka: &KafkaTarget,
     group: &str,
     startup: &StartupMode,
-    positions: &mut dyn crate::source::Positions,
+    positions: &mut dyn crate::source::CommittedPositions,
 ) -> Result<BTreeMap<i32, i64>> {
     let topic = &kafka.topic;
     let partitions = KafkaSource::partitions(kafka)?;
     let mut resume = BTreeMap::new();
     for &partition in &partitions {
-        if let Some(offset) = positions.committed(topic, partition).await? {
-            resume.insert(partition, offset);
+        if let Some(position) = positions.committed(topic, partition).await? {
+            resume.insert(partition, position.order);
         }
     }
     let fresh: Vec<i32> = partitions
@@ -458,7 +459,7 @@ pub async fn resume(
         let starts = KafkaSource::start_offsets(kafka, group, startup, &fresh)?;
         let offsets = starts
             .iter()
-            .map(|(&partition, &start)| ((topic.clone(), partition), start - 1))
+            .map(|(&partition, &start)| ((topic.clone(), partition), Position::at(start - 1)))
             .collect();
         positions.record_starts(&offsets).await?;
         resume.extend(starts.into_iter().map(|(p, start)| (p, start - 1)));

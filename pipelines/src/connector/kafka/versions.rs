@@ -26,6 +26,7 @@ use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
 use crate::lookup::versioned::{Change, VersionedTable};
 use crate::operator::RowKind;
+use crate::position::Position;
 use crate::source::SourceRecord;
 use crate::state::{ByteReader, ByteWriter};
 use crate::watermark::WatermarkTracker;
@@ -137,7 +138,9 @@ impl VersionFeed for KafkaVersions {
         let mut applied = Applied::default();
         let mut maxima: BTreeMap<i32, Option<i64>> = BTreeMap::new();
         for record in records {
-            applied.offsets.insert(record.partition, record.offset);
+            applied
+                .positions
+                .insert(record.partition, Position::at(record.offset));
             maxima.entry(record.partition).or_insert(None);
         }
         let mut changes: Vec<(RecordBatch, Vec<usize>, Vec<Change>)> = Vec::new();

@@ -13,7 +13,7 @@ use strata_catalog::{TableDef, TableKind};
 use super::{Connector, StreamTraits};
 use crate::error::Result;
 use crate::source::reader::SourceReader;
-use crate::source::{Positions, SourceOptions};
+use crate::source::{CommittedPositions, SourceOptions};
 
 /// The `'connector' = 'nexmark'` tables.
 pub struct Nexmark;
@@ -36,7 +36,7 @@ impl Connector for Nexmark {
         &self,
         table: &TableDef,
         options: &SourceOptions<'_>,
-        positions: &mut dyn Positions,
+        positions: &mut dyn CommittedPositions,
     ) -> Result<(Box<dyn SourceReader>, Vec<i32>)> {
         match &table.kind {
             TableKind::Nexmark {

@@ -8,6 +8,7 @@ use arrow::datatypes::SchemaRef;
 use strata_catalog::connectors::nexmark::Generator;
 
 use crate::error::Result;
+use crate::position::Position;
 use crate::source::reader::{Next, SourceBatch, SourceReader, idle_until, stopped};
 
 /// Generates a Nexmark stream batch by batch, from an event number on.
@@ -45,7 +46,7 @@ impl NexmarkReader {
             records: rows.num_rows() as u64,
             rows,
             rejected: Vec::new(),
-            offsets: BTreeMap::from([(0, to as i64 - 1)]),
+            positions: BTreeMap::from([(0, Position::at(to as i64 - 1))]),
             drift: None,
             originals: Vec::new(),
         }))
@@ -97,11 +98,11 @@ pub async fn open(
     events: Option<u64>,
     rate: u64,
     options: &crate::source::SourceOptions<'_>,
-    positions: &mut dyn crate::source::Positions,
+    positions: &mut dyn crate::source::CommittedPositions,
 ) -> Result<(Box<dyn SourceReader>, Vec<i32>)> {
     let stream_name = format!("nexmark/{}", table.name);
     let next = match positions.committed(&stream_name, 0).await? {
-        Some(last) => last as u64 + 1,
+        Some(last) => last.order as u64 + 1,
         None => 0,
     };
     let reader = NexmarkReader {
