@@ -403,7 +403,10 @@ impl Catalog {
                     let pool = opener.mysql_pool(&target.url).await?;
                     mysql::verify_table(&pool, &target, &def.schema).await?;
                 }
-                TableKind::Kafka { .. } | TableKind::Nexmark { .. } | TableKind::Blackhole => {}
+                TableKind::Kafka { .. }
+                | TableKind::Nexmark { .. }
+                | TableKind::Blackhole
+                | TableKind::Declared { .. } => {}
                 TableKind::Embedded { table } => {
                     crate::confine::embedded_table(&def.name, table)?;
                     if embedded::ensure_table(&self.store, table, &def.schema, &def.primary_key)

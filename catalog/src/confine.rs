@@ -387,6 +387,9 @@ fn place(project: &Project, def: &TableDef) -> Option<Place> {
             .ok()
             .map(|target| Place::Named(format!("topic {topic} at {}", target.bootstrap_servers))),
         TableKind::Nexmark { .. } | TableKind::Blackhole => None,
+        TableKind::Declared { name, options } => crate::ddl::declared::declared(name)
+            .and_then(|declared| (declared.place)(options))
+            .map(Place::Named),
     }
 }
 

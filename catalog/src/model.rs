@@ -3,7 +3,8 @@
 //! ```text
 //!   TableDef ─┬─ TableName (space.name)
 //!             ├─ Layer      (ods | dwd | dws | app | dim; from the name prefix or 'layer')
-//!             ├─ TableKind  (Kafka | Mysql | Delta | Embedded, with the options that kind needs)
+//!             ├─ TableKind  (Kafka | Mysql | Delta | Embedded | Nexmark | Blackhole, with the options that
+//!             │              kind needs; or Declared: a connector that declared itself, with its options)
 //!             ├─ SchemaRef  (Arrow; versioned by the store)
 //!             ├─ primary key, watermark, processing-time attribute
 //!             └─ owner, description, tags
@@ -305,6 +306,14 @@ pub enum TableKind {
     },
     /// Rows written are counted and digested, then dropped (`'connector' = 'blackhole'`).
     Blackhole,
+    /// A table of a connector that declared itself to the DDL
+    /// ([`crate::ddl::ConnectorDeclaration`]): its options as the DDL gave them,
+    /// checked by the connector, which reads them.
+    Declared {
+        /// The connector's name.
+        name: String,
+        options: BTreeMap<String, String>,
+    },
 }
 
 /// Nexmark's three event streams.
@@ -340,7 +349,7 @@ impl std::str::FromStr for NexmarkStream {
 }
 
 impl TableKind {
-    pub fn connector(&self) -> &'static str {
+    pub fn connector(&self) -> &str {
         match self {
             TableKind::Kafka { .. } => "kafka",
             TableKind::Mysql { .. } => "mysql",
@@ -348,6 +357,7 @@ impl TableKind {
             TableKind::Embedded { .. } => "embedded",
             TableKind::Nexmark { .. } => "nexmark",
             TableKind::Blackhole => "blackhole",
+            TableKind::Declared { name, .. } => name,
         }
     }
 
@@ -407,8 +417,27 @@ impl TableKind {
                 None => format!("nexmark {} stream at {rate} events/s", stream.as_str()),
             },
             TableKind::Blackhole => "blackhole (rows are counted, then dropped)".to_string(),
+            TableKind::Declared { name, options } => {
+                let options: Vec<String> = options
+                    .iter()
+                    .map(|(key, value)| match is_secret(key) {
+                        true => format!("{key}=***"),
+                        false => format!("{key}={value}"),
+                    })
+                    .collect();
+                format!("{name} ({})", options.join(", "))
+            }
         }
     }
+}
+
+/// Whether an option (or a client property) holds a secret, never shown: a
+/// password, secret, token, credential or JAAS config.
+pub fn is_secret(option: &str) -> bool {
+    let option = option.to_ascii_lowercase();
+    ["password", "secret", "token", "jaas", "credential"]
+        .iter()
+        .any(|word| option.contains(word))
 }
 
 /// Event time: the column and how far the watermark trails the largest seen value.

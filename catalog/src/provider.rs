@@ -104,6 +104,13 @@ impl TableOpener {
             TableKind::Blackhole => Ok(Arc::new(datafusion::datasource::empty::EmptyTable::new(
                 def.schema.clone(),
             ))),
+            TableKind::Declared { name, .. } => Err(crate::error::CatalogError::Forbidden {
+                message: format!(
+                    "{} is a {name} table: the pipelines that read it get its rows from its connector, and queries cannot",
+                    def.name
+                ),
+                hint: "query a table a pipeline writes from it".to_string(),
+            }),
             TableKind::Kafka { format, .. } => Ok(Arc::new(kafka::KafkaTable {
                 name: def.name.clone(),
                 target: connectors::kafka_target(&self.project, def)?,

@@ -4,14 +4,16 @@
 //!
 //! ```text
 //!   registry::planners()   ──▶ [row_number::RowNumberPlanner, …] ──asked at every plan node──▶ transform
-//!   registry::connectors() ──▶ [Kafka, Delta, MySQL, embedded, Nexmark, blackhole] ──by 'connector'──▶ registry::connector(table)
+//!   registry::connectors() ──▶ [Kafka, Delta, MySQL, embedded, Nexmark, blackhole, datagen] ──by 'connector'──▶ registry::connector(table)
+//!   registry::declare_connectors() ──▶ the DDL learns the options of connectors the catalog does not know (datagen)
 //! ```
 
 use crate::connector::{
-    Connector, StreamTraits, blackhole::Blackhole, delta::Delta, embedded::Embedded, kafka::Kafka,
-    mysql::Mysql, nexmark::Nexmark,
+    Connector, StreamTraits, blackhole::Blackhole, datagen, datagen::Datagen, delta::Delta,
+    embedded::Embedded, kafka::Kafka, mysql::Mysql, nexmark::Nexmark,
 };
 use strata_catalog::TableDef;
+use strata_catalog::ddl::ConnectorDeclaration;
 
 use crate::operator::planner::OperatorPlanner;
 
@@ -22,7 +24,22 @@ pub fn planners() -> &'static [&'static dyn OperatorPlanner] {
 
 /// The registered connectors, one per `'connector'` option value.
 pub fn connectors() -> &'static [&'static dyn Connector] {
-    &[&Kafka, &Delta, &Mysql, &Embedded, &Nexmark, &Blackhole]
+    &[
+        &Kafka, &Delta, &Mysql, &Embedded, &Nexmark, &Blackhole, &Datagen,
+    ]
+}
+
+/// The DDL's declarations of the registered connectors the catalog does not
+/// know itself.
+pub fn declarations() -> &'static [&'static ConnectorDeclaration] {
+    static DECLARATIONS: [&ConnectorDeclaration; 1] = [&datagen::DECLARATION];
+    &DECLARATIONS
+}
+
+/// Declares [`declarations`] to the DDL of every catalog in the process;
+/// done before the first catalog opens.
+pub fn declare_connectors() {
+    strata_catalog::ddl::declare(declarations());
 }
 
 /// What reading `table` as a stream gives, or why it cannot be read as one.
@@ -54,9 +71,11 @@ CREATE TABLE s.app_serving (id BIGINT, PRIMARY KEY (id) NOT ENFORCED) WITH ('con
 CREATE TABLE s.dim_cities (id BIGINT) WITH ('connector' = 'embedded');
 CREATE TABLE s.ods_bids (auction BIGINT) WITH ('connector' = 'nexmark', 'stream' = 'bid');
 CREATE TABLE s.app_sink (id BIGINT) WITH ('connector' = 'blackhole');
+CREATE TABLE s.ods_generated (id BIGINT) WITH ('connector' = 'datagen', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '10');
 ";
 
     fn table(name: &str) -> TableDef {
+        declare_connectors();
         strata_catalog::ddl::table_defs("tables.sql", TABLES, &BTreeMap::new())
             .unwrap()
             .into_iter()
@@ -70,7 +89,7 @@ CREATE TABLE s.app_sink (id BIGINT) WITH ('connector' = 'blackhole');
         use strata_catalog::TableKind::*;
         match kind {
             Kafka { .. } | Mysql { .. } | Delta { .. } | Embedded { .. } | Nexmark { .. } => true,
-            Blackhole => true,
+            Blackhole | Declared { .. } => true,
         }
     }
 
@@ -81,6 +100,7 @@ CREATE TABLE s.app_sink (id BIGINT) WITH ('connector' = 'blackhole');
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "{names:?}");
+        declare_connectors();
         let tables =
             strata_catalog::ddl::table_defs("tables.sql", TABLES, &BTreeMap::new()).unwrap();
         let mut kinds: Vec<&str> = tables
@@ -112,7 +132,7 @@ CREATE TABLE s.app_sink (id BIGINT) WITH ('connector' = 'blackhole');
         assert_eq!(reads("lines").unwrap_err(), "reading format 'raw'");
         let lake = reads("lake").unwrap();
         assert!(!lake.rewinds && !lake.probes_versions && !lake.appends_records);
-        assert!(reads("bids").is_ok());
+        assert!(reads("bids").is_ok() && reads("generated").is_ok());
         assert_eq!(
             reads("serving").unwrap_err(),
             "reading a mysql table as a stream"
@@ -125,6 +145,7 @@ CREATE TABLE s.app_sink (id BIGINT) WITH ('connector' = 'blackhole');
         let named = |name: &str| connector(&table(name));
         assert!(named("cities").refuses_target().is_some());
         assert!(named("bids").refuses_target().is_some());
+        assert!(named("generated").refuses_target().is_some());
         assert!(named("lake").refuses_target().is_none() && named("lake").reads_back());
         assert!(named("serving").upserts_only());
         assert!(!named("sink").commits_positions() && named("lake").commits_positions());

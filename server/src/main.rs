@@ -219,6 +219,8 @@ async fn main() {
         .init();
     // Named crash points, armed only by the FAILPOINTS environment variable (tests).
     let _failpoints = fail::FailScenario::setup();
+    // The DDL learns the connectors the engine brings (datagen) before any catalog opens.
+    strata_pipelines::registry::declare_connectors();
     let cli = Cli::parse();
     if let Err(err) = run(cli).await {
         eprintln!("error: {}", error_report(&err));

@@ -120,18 +120,11 @@ fn redacted_options(kind: &TableKind) -> Value {
     value
 }
 
-fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    ["password", "secret", "token", "jaas", "credential"]
-        .iter()
-        .any(|word| key.contains(word))
-}
-
 fn redact(value: &mut Value) {
     match value {
         Value::Object(object) => {
             for (key, inner) in object.iter_mut() {
-                if is_secret_key(key) && !inner.is_null() {
+                if strata_catalog::model::is_secret(key) && !inner.is_null() {
                     *inner = Value::String("***".to_string());
                 } else if key == "url" {
                     if let Value::String(url) = inner {

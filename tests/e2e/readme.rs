@@ -75,10 +75,8 @@ async fn the_readme_walk_through_works_on_the_shop_example() {
         .register_files(&files, RegisterMode::Create)
         .await
         .unwrap();
-    let kinds: Vec<(String, &str)> = catalog
-        .list()
-        .await
-        .unwrap()
+    let listed = catalog.list().await.unwrap();
+    let kinds: Vec<(String, &str)> = listed
         .iter()
         .map(|e| (e.def.name.to_string(), e.def.kind.connector()))
         .collect();

@@ -4,10 +4,12 @@
 //!   file.sql ──parse──▶ CreateTable (with file:line:col) ──resolve──▶ TableDef
 //! ```
 
+pub mod declared;
 mod parse;
 mod resolve;
 pub mod types;
 
+pub use declared::{ConnectorDeclaration, OptionProblem, declare};
 pub use parse::{
     CreateTable, FlinkDialect, TABLE_ARGUMENT, interval_millis, parse_ddl, split_parser_message,
 };

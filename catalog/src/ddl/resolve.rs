@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema};
 
+use super::declared::ConnectorDeclaration;
 use super::parse::{CreateTable, Located};
 use crate::config::Connection;
 use crate::error::{CatalogError, Result, SourceLocation};
@@ -68,9 +69,10 @@ enum Lookups {
     Cached,
 }
 
-/// A connector as the DDL knows it: the `'connector'` values that name it,
-/// the options it declares, and how they make a table's kind. A connector
-/// added to Strata declares its options here.
+/// A connector the catalog reads itself, as the DDL knows it: the
+/// `'connector'` values that name it, the options it declares, and how they
+/// make a table's typed kind. Other connectors declare themselves
+/// ([`super::declared`]).
 struct ConnectorOptions {
     names: &'static [&'static str],
     /// How the list of connectors in messages describes it.
@@ -136,7 +138,11 @@ const CONNECTORS: [ConnectorOptions; 6] = [
 
 /// The connectors, as messages list them.
 fn connectors_described() -> String {
-    let described: Vec<&str> = CONNECTORS.iter().map(|c| c.described).collect();
+    let described: Vec<&str> = CONNECTORS
+        .iter()
+        .map(|c| c.described)
+        .chain(super::declared::described())
+        .collect();
     match described.split_last() {
         Some((last, [])) => last.to_string(),
         Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
@@ -163,22 +169,28 @@ pub fn resolve(
             connectors_described()
         )
     })?;
-    let Some(declared) = CONNECTORS
+    let builtin = CONNECTORS
         .iter()
-        .find(|c| c.names.contains(&connector.value.as_str()))
-    else {
-        return Err(ddl_error(
-            &connector.location,
-            format!("unknown connector {:?}", connector.value),
-            format!("the connectors are {}", connectors_described()),
-        ));
+        .find(|c| c.names.contains(&connector.value.as_str()));
+    let declared = super::declared::declared(&connector.value);
+    let kind = match (builtin, declared) {
+        (Some(builtin), _) => {
+            let context = Context {
+                statement: &create.location,
+                connections,
+                name: &name,
+            };
+            (builtin.kind)(&mut options, &context)?
+        }
+        (None, Some(declared)) => declared_kind(declared, &mut options, &schema, create)?,
+        (None, None) => {
+            return Err(ddl_error(
+                &connector.location,
+                format!("unknown connector {:?}", connector.value),
+                format!("the connectors are {}", connectors_described()),
+            ));
+        }
     };
-    let context = Context {
-        statement: &create.location,
-        connections,
-        name: &name,
-    };
-    let kind = (declared.kind)(&mut options, &context)?;
     let kind = partitioning(create, kind, &schema)?;
     if let TableKind::Nexmark { stream, .. } = &kind
         && let Err(CatalogError::Nexmark { message, hint }) =
@@ -255,12 +267,20 @@ pub fn resolve(
                 .collect()
         })
         .unwrap_or_default();
-    let lookup = match declared.lookups {
+    let lookups = builtin.map_or(&Lookups::Not, |builtin| &builtin.lookups);
+    let lookup = match lookups {
         Lookups::Broadcast => broadcast_option(&mut options, &primary_key, &create.location)?,
         Lookups::Cached => lookup_options(&mut options)?,
         Lookups::Not => LookupOptions::default(),
     };
-    options.refuse_leftovers(declared, connector.value.as_str())?;
+    let (own, prefixed) = match (builtin, declared) {
+        (Some(builtin), _) => (builtin.own, builtin.prefixed),
+        (None, declared) => (
+            declared.map_or(&[][..], |d| d.options),
+            declared.and_then(|d| d.prefix),
+        ),
+    };
+    options.refuse_leftovers(own, lookups, prefixed, connector.value.as_str())?;
 
     Ok(TableDef {
         name,
@@ -423,23 +443,33 @@ impl Options {
             .collect()
     }
 
-    /// Refuses an option left over: one `declared` (named `connector`) does not take.
-    fn refuse_leftovers(&self, declared: &ConnectorOptions, connector: &str) -> Result<()> {
+    /// Refuses an option left over: one the connector (its `own` options, the
+    /// `lookups` it takes, options starting with `prefixed`) does not take.
+    fn refuse_leftovers(
+        &self,
+        own: &[&str],
+        lookups: &Lookups,
+        prefixed: Option<&str>,
+        connector: &str,
+    ) -> Result<()> {
         let Some((key, _)) = self.remaining.first() else {
             return Ok(());
         };
-        let lookup: &[&str] = match declared.lookups {
+        let lookup: &[&str] = match lookups {
             Lookups::Broadcast => &["lookup.broadcast"],
             Lookups::Cached => &LOOKUP_OPTIONS,
             Lookups::Not => &[],
         };
-        let valid: Vec<String> = declared
-            .own
+        let prefixed = prefixed.map(|prefix| match prefix.ends_with('.') {
+            true => format!("{prefix}*"),
+            false => prefix.to_string(),
+        });
+        let valid: Vec<String> = own
             .iter()
             .chain(lookup)
             .chain(COMMON_OPTIONS.iter())
-            .chain(declared.prefixed.iter())
             .map(|o| format!("'{o}'"))
+            .chain(prefixed.map(|p| format!("'{p}'")))
             .collect();
         let hint = if key.value == "json.ignore-parse-errors" {
             "Strata never drops records: undecodable ones go to the target's __quarantine table, so this option is not needed".to_string()
@@ -797,6 +827,39 @@ fn nexmark_kind(options: &mut Options, context: &Context) -> Result<TableKind> {
 /// A blackhole table has no options of its own.
 fn blackhole_kind(_options: &mut Options, _context: &Context) -> Result<TableKind> {
     Ok(TableKind::Blackhole)
+}
+
+/// The kind of a table of a declared connector: its own options (and the
+/// ones its prefix takes), as given, once the connector has checked them.
+fn declared_kind(
+    declared: &ConnectorDeclaration,
+    options: &mut Options,
+    schema: &Schema,
+    create: &CreateTable,
+) -> Result<TableKind> {
+    let (taken, kept): (Vec<_>, Vec<_>) = options.remaining.drain(..).partition(|(key, _)| {
+        declared.options.contains(&key.value.as_str())
+            || declared
+                .prefix
+                .is_some_and(|prefix| key.value.starts_with(prefix))
+    });
+    options.remaining = kept;
+    let given: BTreeMap<String, String> = taken
+        .iter()
+        .map(|(key, value)| (key.value.clone(), value.value.clone()))
+        .collect();
+    (declared.check)(&given, schema).map_err(|problem| {
+        let location = problem
+            .option
+            .as_ref()
+            .and_then(|option| taken.iter().find(|(key, _)| key.value == *option))
+            .map_or(&create.location, |(_, value)| &value.location);
+        ddl_error(location, problem.message, problem.hint)
+    })?;
+    Ok(TableKind::Declared {
+        name: declared.names[0].to_string(),
+        options: given,
+    })
 }
 
 /// The database named by a MySQL URL's path, if any.

@@ -15,6 +15,7 @@
 //! options are still parsed by the catalog into its `TableKind`.
 
 pub mod blackhole;
+pub mod datagen;
 pub mod delta;
 pub mod embedded;
 pub mod kafka;

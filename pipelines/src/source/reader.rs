@@ -137,6 +137,70 @@ pub async fn idle_until(deadline: Instant, stop: &mut watch::Receiver<bool>) -> 
     }
 }
 
+/// The pace of a source that generates rows at a rate (Nexmark, datagen),
+/// counted from the row it started at.
+#[derive(Debug)]
+pub struct Pace {
+    started: Instant,
+    first: u64,
+    /// Rows per second.
+    rate: u64,
+    reported_end: bool,
+}
+
+impl Pace {
+    pub fn new(first: u64, rate: u64) -> Self {
+        Self {
+            started: Instant::now(),
+            first,
+            rate: rate.max(1),
+            reported_end: false,
+        }
+    }
+
+    /// When row `next` may be generated.
+    pub fn due(&self, next: u64) -> Instant {
+        let ahead = next.saturating_sub(self.first);
+        self.started + std::time::Duration::from_secs_f64(ahead as f64 / self.rate as f64)
+    }
+
+    /// Waits until row `next` is due (`None`: nothing to wait for, the source
+    /// being bounded or done); what to answer instead of a batch, if anything.
+    pub async fn wait(
+        &self,
+        next: Option<u64>,
+        deadline: Instant,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<Next> {
+        let due = next
+            .map(|next| self.due(next))
+            .filter(|&due| due > Instant::now())?;
+        tokio::select! {
+            _ = tokio::time::sleep_until(due.min(deadline).into()) => {}
+            changed = stop.changed() => return Some(stopped(changed.is_err() || *stop.borrow())),
+        }
+        (due > Instant::now()).then_some(Next::Idle)
+    }
+
+    /// What a read answers with the batch the source made, if it made one:
+    /// without one, that the source is done, once.
+    pub async fn answer(
+        &mut self,
+        batch: Option<SourceBatch>,
+        deadline: Instant,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Next {
+        match batch {
+            Some(batch) => Next::Batch(batch),
+            None if !self.reported_end => {
+                self.reported_end = true;
+                Next::CaughtUp
+            }
+            None => idle_until(deadline, stop).await,
+        }
+    }
+}
+
 /// `Stop` when asked to stop, else `Idle`.
 pub fn stopped(asked: bool) -> Next {
     if asked { Next::Stop } else { Next::Idle }

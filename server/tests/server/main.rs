@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod datagen;
 mod demo;
 mod explain;
 mod failures;

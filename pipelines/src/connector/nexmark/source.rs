@@ -2,14 +2,14 @@
 //! the offsets of partition 0, so a restart goes on from the next event.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
 use strata_catalog::connectors::nexmark::Generator;
 
 use crate::error::Result;
 use crate::position::Position;
-use crate::source::reader::{Next, SourceBatch, SourceReader, idle_until, stopped};
+use crate::source::reader::{Next, Pace, SourceBatch, SourceReader};
 
 /// Generates a Nexmark stream batch by batch, from an event number on.
 #[derive(Debug)]
@@ -25,9 +25,7 @@ pub struct NexmarkReader {
     pub batch_events: u64,
     /// `nexmark/<space.table>`: the offsets' name in the target's log.
     pub stream: String,
-    pub reported_end: bool,
-    /// When the run started, and the event it started at (for pacing).
-    pub started: (Instant, u64),
+    pub pace: Pace,
 }
 
 impl NexmarkReader {
@@ -51,12 +49,6 @@ impl NexmarkReader {
             originals: Vec::new(),
         }))
     }
-
-    /// When an unbounded stream may make its next batch: events keep to their rate.
-    fn due(&self) -> Instant {
-        let ahead = self.next.saturating_sub(self.started.1);
-        self.started.0 + Duration::from_secs_f64(ahead as f64 / self.generator.rate as f64)
-    }
 }
 
 #[async_trait::async_trait]
@@ -70,24 +62,12 @@ impl SourceReader for NexmarkReader {
         deadline: Instant,
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<Next> {
-        if self.end.is_none() && self.due() > Instant::now() {
-            let due = self.due().min(deadline);
-            tokio::select! {
-                _ = tokio::time::sleep_until(due.into()) => {}
-                changed = stop.changed() => return Ok(stopped(changed.is_err() || *stop.borrow())),
-            }
-            if self.due() > Instant::now() {
-                return Ok(Next::Idle);
-            }
+        let paced = self.end.is_none().then_some(self.next);
+        if let Some(early) = self.pace.wait(paced, deadline, stop).await {
+            return Ok(early);
         }
-        match self.next_batch()? {
-            Some(batch) => Ok(Next::Batch(batch)),
-            None if !self.reported_end => {
-                self.reported_end = true;
-                Ok(Next::CaughtUp)
-            }
-            None => Ok(idle_until(deadline, stop).await),
-        }
+        let batch = self.next_batch()?;
+        Ok(self.pace.answer(batch, deadline, stop).await)
     }
 }
 
@@ -112,8 +92,7 @@ pub async fn open(
         end: events,
         batch_events: options.batch_records as u64,
         stream: stream_name,
-        reported_end: false,
-        started: (Instant::now(), next),
+        pace: Pace::new(next, rate),
     };
     Ok((Box::new(reader), vec![0]))
 }

@@ -1,0 +1,751 @@
+//! A datagen table's options, read and checked against its columns, and the
+//! rows they generate. Row `n`'s values depend only on `n` (and, for times,
+//! on when it is generated), so a restart generates the rows after the last
+//! one committed exactly as an uninterrupted run would have.
+//!
+//! ```text
+//!   'rows-per-second', 'number-of-rows', 'fields.<column>.<option>' ──parse──▶ Spec { columns: [Column { values, null_rate }] }
+//!   Spec::rows(from, to, now) ──▶ rows from..to: random values hashed from (column, row), or start + row for a sequence
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder,
+    Int8Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMillisecondBuilder,
+};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use strata_catalog::ddl::OptionProblem;
+use strata_catalog::ddl::types::flink_type_name;
+
+use crate::error::Result;
+
+/// Flink's default `'rows-per-second'`.
+const DEFAULT_RATE: u64 = 10_000;
+/// Flink's default length of a random string.
+const DEFAULT_LENGTH: usize = 100;
+/// The longest random string or byte string a row may get.
+const MAX_LENGTH: usize = 1 << 20;
+/// The options a column takes (`'fields.<column>.<option>'`).
+const FIELD_OPTIONS: [&str; 8] = [
+    "kind",
+    "min",
+    "max",
+    "max-past",
+    "length",
+    "start",
+    "end",
+    "null-rate",
+];
+
+/// What a datagen table generates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    /// Rows per second of wall-clock time.
+    pub rate: u64,
+    /// How many rows in all: the smaller of `'number-of-rows'` and the
+    /// shortest sequence; `None`: without end.
+    pub rows: Option<u64>,
+    pub columns: Vec<Column>,
+}
+
+/// How one column's values are made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub values: Values,
+    /// The share of rows whose value is NULL.
+    pub null_rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Values {
+    /// Whole numbers from `min` to `max`, both included.
+    Integers {
+        min: i64,
+        max: i64,
+    },
+    /// Numbers from `min` to `max`.
+    Reals {
+        min: f64,
+        max: f64,
+    },
+    Booleans,
+    /// Random letters and digits (or bytes) of this length.
+    Text {
+        length: usize,
+    },
+    /// `start`, `start + 1`, … up to `end`: row `n` gets `start + n`.
+    Sequence {
+        start: i64,
+        end: i64,
+    },
+    /// A time up to `max_past_ms` before the row is generated.
+    Timestamps {
+        max_past_ms: i64,
+    },
+    /// The date the row is generated on.
+    Today,
+}
+
+impl Spec {
+    /// Reads a table's options against its columns.
+    pub fn parse(
+        options: &BTreeMap<String, String>,
+        schema: &Schema,
+    ) -> std::result::Result<Self, OptionProblem> {
+        let rate = match options.get("rows-per-second") {
+            Some(value) => whole(value, "rows-per-second", 1)?,
+            None => DEFAULT_RATE,
+        };
+        let number = match options.get("number-of-rows") {
+            Some(value) => Some(whole(value, "number-of-rows", 0)?),
+            None => None,
+        };
+        let mut fields: BTreeMap<&str, BTreeMap<&str, (&str, &str)>> = BTreeMap::new();
+        for (key, value) in options {
+            let Some(rest) = key.strip_prefix("fields.") else {
+                continue;
+            };
+            let Some((column, option)) = rest.rsplit_once('.') else {
+                return Err(OptionProblem::with(
+                    key,
+                    format!("'{key}' names no column option"),
+                    "write 'fields.<column>.<option>', e.g. 'fields.id.kind' = 'sequence'",
+                ));
+            };
+            if schema.field_with_name(column).is_err() {
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                return Err(OptionProblem::with(
+                    key,
+                    format!("'{key}' names column {column}, which the table does not have"),
+                    &format!("the columns are {}", names.join(", ")),
+                ));
+            }
+            if !FIELD_OPTIONS.contains(&option) {
+                return Err(OptionProblem::with(
+                    key,
+                    format!("unknown column option '{option}' in '{key}'"),
+                    &format!("a column's options are {}", FIELD_OPTIONS.join(", ")),
+                ));
+            }
+            fields
+                .entry(column)
+                .or_default()
+                .insert(option, (key.as_str(), value.as_str()));
+        }
+        let mut columns = Vec::new();
+        for field in schema.fields() {
+            let given = fields.remove(field.name().as_str()).unwrap_or_default();
+            columns.push(column(field.name(), field.data_type(), &given)?);
+        }
+        let shortest_sequence = columns
+            .iter()
+            .filter_map(|column| match column.values {
+                Values::Sequence { start, end } => {
+                    Some(u64::try_from(end as i128 - start as i128 + 1).unwrap_or(u64::MAX))
+                }
+                _ => None,
+            })
+            .min();
+        let rows = match (number, shortest_sequence) {
+            (Some(number), Some(sequence)) => Some(number.min(sequence)),
+            (number, sequence) => number.or(sequence),
+        };
+        Ok(Self {
+            rate,
+            rows,
+            columns,
+        })
+    }
+
+    /// Rows `from` to `to` (excluded), in `schema`, generated at `now_ms`.
+    pub fn rows(&self, schema: &SchemaRef, from: u64, to: u64, now_ms: i64) -> Result<RecordBatch> {
+        let columns = self
+            .columns
+            .iter()
+            .zip(schema.fields())
+            .enumerate()
+            .map(|(index, (column, field))| {
+                column.generate(index as u64, field.data_type(), from, to, now_ms)
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let options = arrow::record_batch::RecordBatchOptions::new()
+            .with_row_count(Some((to - from) as usize));
+        Ok(RecordBatch::try_new_with_options(
+            schema.clone(),
+            columns,
+            &options,
+        )?)
+    }
+}
+
+/// How a column of `data_type` is made from its `'fields.<column>.*'` options.
+fn column(
+    name: &str,
+    data_type: &DataType,
+    given: &BTreeMap<&str, (&str, &str)>,
+) -> std::result::Result<Column, OptionProblem> {
+    let option = |key: &str| given.get(key).copied();
+    let null_rate = match option("null-rate") {
+        Some((key, value)) => value
+            .parse::<f64>()
+            .ok()
+            .filter(|rate| (0.0..=1.0).contains(rate))
+            .ok_or_else(|| {
+                OptionProblem::with(
+                    key,
+                    format!("'{value}' is not a share from 0 to 1"),
+                    "write e.g. '0.1' for one row in ten",
+                )
+            })?,
+        None => 0.0,
+    };
+    let sequence = match option("kind") {
+        None => false,
+        Some((_, "random")) => false,
+        Some((_, "sequence")) => true,
+        Some((key, other)) => {
+            return Err(OptionProblem::with(
+                key,
+                format!("unknown kind '{other}'"),
+                "the kinds are 'random' and 'sequence'",
+            ));
+        }
+    };
+    let type_name = flink_type_name(data_type);
+    let refuse_others = |allowed: &[&str], what: &str| match given
+        .iter()
+        .find(|(option, _)| !allowed.contains(option))
+    {
+        Some((option, (key, _))) => Err(OptionProblem::with(
+            key,
+            format!("'{option}' does not apply to column {name}, {what} of type {type_name}"),
+            &format!("its options are {}", allowed.join(", ")),
+        )),
+        None => Ok(()),
+    };
+    let values = if sequence {
+        refuse_others(&["kind", "start", "end", "null-rate"], "a sequence")?;
+        if !(integer_bounds(data_type).is_some() || is_text(data_type)) {
+            return Err(OptionProblem::with(
+                given["kind"].0,
+                format!("column {name} of type {type_name} cannot be a sequence"),
+                "sequences are whole numbers or text; use 'random' for other columns",
+            ));
+        }
+        let bound = |which: &str| -> std::result::Result<i64, OptionProblem> {
+            let (key, value) = option(which).ok_or_else(|| {
+                OptionProblem::with(
+                    given["kind"].0,
+                    format!("the sequence of column {name} has no '{which}'"),
+                    &format!("add 'fields.{name}.start' and 'fields.{name}.end'"),
+                )
+            })?;
+            value.trim().parse::<i64>().map_err(|_| {
+                OptionProblem::with(
+                    key,
+                    format!("'{value}' is not a whole number"),
+                    "write e.g. '1'",
+                )
+            })
+        };
+        let (start, end) = (bound("start")?, bound("end")?);
+        if start > end {
+            return Err(OptionProblem::with(
+                given["end"].0,
+                format!("the sequence of column {name} ends ({end}) before it starts ({start})"),
+                "give an end at or after the start",
+            ));
+        }
+        if let Some((low, high)) = integer_bounds(data_type)
+            && (start < low || end > high)
+        {
+            return Err(OptionProblem::with(
+                given["end"].0,
+                format!(
+                    "the sequence {start}..{end} does not fit column {name} of type {type_name}"
+                ),
+                &format!("keep it within {low}..{high}"),
+            ));
+        }
+        Values::Sequence { start, end }
+    } else if let Some((low, high)) = integer_bounds(data_type) {
+        refuse_others(&["kind", "min", "max", "null-rate"], "random")?;
+        let bound = |which: &str, default: i64| match option(which) {
+            Some((key, value)) => value
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|v| (low..=high).contains(v))
+                .ok_or_else(|| {
+                    OptionProblem::with(
+                        key,
+                        format!("'{value}' is not a whole number that fits {type_name}"),
+                        &format!("write a number from {low} to {high}"),
+                    )
+                }),
+            None => Ok(default),
+        };
+        let (min, max) = (bound("min", low)?, bound("max", high)?);
+        if min > max {
+            return Err(min_above_max(given, name));
+        }
+        Values::Integers { min, max }
+    } else if matches!(data_type, DataType::Float32 | DataType::Float64) {
+        refuse_others(&["kind", "min", "max", "null-rate"], "random")?;
+        let (low, high) = match data_type {
+            DataType::Float32 => (f32::MIN as f64, f32::MAX as f64),
+            _ => (f64::MIN / 2.0, f64::MAX / 2.0),
+        };
+        let bound = |which: &str, default: f64| match option(which) {
+            Some((key, value)) => value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && (low..=high).contains(v))
+                .ok_or_else(|| {
+                    OptionProblem::with(
+                        key,
+                        format!("'{value}' is not a number that fits {type_name}"),
+                        "write e.g. '0.5'",
+                    )
+                }),
+            None => Ok(default),
+        };
+        let (min, max) = (bound("min", 0.0)?, bound("max", 1.0)?);
+        if min > max {
+            return Err(min_above_max(given, name));
+        }
+        Values::Reals { min, max }
+    } else if is_text(data_type) || matches!(data_type, DataType::Binary) {
+        refuse_others(&["kind", "length", "null-rate"], "random")?;
+        let length = match option("length") {
+            Some((key, value)) => value
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n <= MAX_LENGTH)
+                .ok_or_else(|| {
+                    OptionProblem::with(
+                        key,
+                        format!("'{value}' is not a length from 0 to {MAX_LENGTH}"),
+                        "write e.g. '10'",
+                    )
+                })?,
+            None => DEFAULT_LENGTH,
+        };
+        Values::Text { length }
+    } else if matches!(data_type, DataType::Boolean) {
+        refuse_others(&["kind", "null-rate"], "random")?;
+        Values::Booleans
+    } else if matches!(data_type, DataType::Timestamp(..)) {
+        refuse_others(&["kind", "max-past", "null-rate"], "random")?;
+        let max_past_ms = match option("max-past") {
+            Some((key, value)) => {
+                let compact: String = value.split_whitespace().collect();
+                humantime::parse_duration(&compact)
+                    .map(|past| past.as_millis().min(i64::MAX as u128) as i64)
+                    .map_err(|err| {
+                        OptionProblem::with(
+                            key,
+                            format!("'{value}' is not a duration ({err})"),
+                            "write e.g. '10 min'",
+                        )
+                    })?
+            }
+            None => 0,
+        };
+        Values::Timestamps { max_past_ms }
+    } else if matches!(data_type, DataType::Date32) {
+        refuse_others(&["kind", "null-rate"], "random")?;
+        Values::Today
+    } else {
+        return Err(OptionProblem::table(
+            format!("datagen cannot generate column {name} of type {type_name}"),
+            "datagen generates BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, STRING, BYTES, DATE and TIMESTAMP columns; compute others in a pipeline's SELECT",
+        ));
+    };
+    Ok(Column { values, null_rate })
+}
+
+fn min_above_max(given: &BTreeMap<&str, (&str, &str)>, name: &str) -> OptionProblem {
+    OptionProblem::with(
+        given
+            .get("max")
+            .or(given.get("min"))
+            .map_or("", |(key, _)| key),
+        format!("column {name}'s 'min' is above its 'max'"),
+        "give a 'min' at or below the 'max'",
+    )
+}
+
+fn whole(value: &str, option: &str, min: u64) -> std::result::Result<u64, OptionProblem> {
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|&n| n >= min)
+        .ok_or_else(|| {
+            OptionProblem::with(
+                option,
+                format!("'{value}' is not a whole number of at least {min}"),
+                "write e.g. '1000'",
+            )
+        })
+}
+
+fn is_text(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Utf8 | DataType::LargeUtf8)
+}
+
+/// The values a column of whole numbers holds.
+fn integer_bounds(data_type: &DataType) -> Option<(i64, i64)> {
+    match data_type {
+        DataType::Int8 => Some((i8::MIN as i64, i8::MAX as i64)),
+        DataType::Int16 => Some((i16::MIN as i64, i16::MAX as i64)),
+        DataType::Int32 => Some((i32::MIN as i64, i32::MAX as i64)),
+        DataType::Int64 => Some((i64::MIN, i64::MAX)),
+        _ => None,
+    }
+}
+
+/// A number that looks random and depends only on the column, the row and `salt`.
+fn hashed(column: u64, row: u64, salt: u64) -> u64 {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&row.to_le_bytes());
+    bytes[8..].copy_from_slice(&salt.to_le_bytes());
+    twox_hash::XxHash64::oneshot(column, &bytes)
+}
+
+/// The letters and digits random text is made of.
+const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+impl Column {
+    fn is_null(&self, column: u64, row: u64) -> bool {
+        self.null_rate > 0.0
+            && (hashed(column, row, u64::MAX) as f64 / u64::MAX as f64) < self.null_rate
+    }
+
+    fn generate(
+        &self,
+        column: u64,
+        data_type: &DataType,
+        from: u64,
+        to: u64,
+        now_ms: i64,
+    ) -> Result<ArrayRef> {
+        let rows = from..to;
+        let null = |row: u64| self.is_null(column, row);
+        let array: ArrayRef = match &self.values {
+            Values::Integers { min, max } => {
+                let span = (*max as i128 - *min as i128 + 1) as u128;
+                let value = |row: u64| {
+                    (*min as i128 + (hashed(column, row, 0) as u128 % span) as i128) as i64
+                };
+                integers(data_type, rows.map(|row| (!null(row)).then(|| value(row))))?
+            }
+            Values::Sequence { start, .. } => {
+                let value = |row: u64| start + row as i64;
+                match is_text(data_type) {
+                    true => {
+                        let mut builder = StringBuilder::new();
+                        for row in rows {
+                            builder.append_option((!null(row)).then(|| value(row).to_string()));
+                        }
+                        Arc::new(builder.finish())
+                    }
+                    false => integers(data_type, rows.map(|row| (!null(row)).then(|| value(row))))?,
+                }
+            }
+            Values::Reals { min, max } => {
+                let value = |row: u64| {
+                    min + (hashed(column, row, 0) as f64 / u64::MAX as f64) * (max - min)
+                };
+                match data_type {
+                    DataType::Float32 => {
+                        let mut builder = Float32Builder::new();
+                        for row in rows {
+                            builder.append_option((!null(row)).then(|| value(row) as f32));
+                        }
+                        Arc::new(builder.finish())
+                    }
+                    _ => {
+                        let mut builder = Float64Builder::new();
+                        for row in rows {
+                            builder.append_option((!null(row)).then(|| value(row)));
+                        }
+                        Arc::new(builder.finish())
+                    }
+                }
+            }
+            Values::Booleans => {
+                let mut builder = BooleanBuilder::new();
+                for row in rows {
+                    builder.append_option((!null(row)).then(|| hashed(column, row, 0) & 1 == 1));
+                }
+                Arc::new(builder.finish())
+            }
+            Values::Text { length } => {
+                let text = |row: u64| -> Vec<u8> {
+                    (0..*length as u64)
+                        .map(|at| {
+                            let hash = hashed(column, row, 1 + at / 8);
+                            let byte = (hash >> ((at % 8) * 8)) as usize;
+                            ALPHABET[byte % ALPHABET.len()]
+                        })
+                        .collect()
+                };
+                match data_type {
+                    DataType::Binary => {
+                        let mut builder = BinaryBuilder::new();
+                        for row in rows {
+                            builder.append_option((!null(row)).then(|| text(row)));
+                        }
+                        Arc::new(builder.finish())
+                    }
+                    _ => {
+                        let mut builder = StringBuilder::new();
+                        for row in rows {
+                            builder.append_option((!null(row)).then(|| {
+                                String::from_utf8(text(row)).expect("letters and digits")
+                            }));
+                        }
+                        Arc::new(builder.finish())
+                    }
+                }
+            }
+            Values::Timestamps { max_past_ms } => {
+                let mut builder = TimestampMillisecondBuilder::new();
+                for row in rows {
+                    let past = (hashed(column, row, 0) % (*max_past_ms as u64 + 1)) as i64;
+                    builder.append_option((!null(row)).then(|| now_ms - past));
+                }
+                arrow::compute::cast(&builder.finish(), data_type)?
+            }
+            Values::Today => {
+                let mut builder = Date32Builder::new();
+                let today = now_ms.div_euclid(86_400_000) as i32;
+                for row in rows {
+                    builder.append_option((!null(row)).then_some(today));
+                }
+                Arc::new(builder.finish())
+            }
+        };
+        Ok(array)
+    }
+}
+
+/// Whole numbers as a column of `data_type` (whose bounds they keep).
+fn integers(data_type: &DataType, values: impl Iterator<Item = Option<i64>>) -> Result<ArrayRef> {
+    let array: ArrayRef = match data_type {
+        DataType::Int8 => {
+            let mut builder = Int8Builder::new();
+            values.for_each(|v| builder.append_option(v.map(|v| v as i8)));
+            Arc::new(builder.finish())
+        }
+        DataType::Int16 => {
+            let mut builder = Int16Builder::new();
+            values.for_each(|v| builder.append_option(v.map(|v| v as i16)));
+            Arc::new(builder.finish())
+        }
+        DataType::Int32 => {
+            let mut builder = Int32Builder::new();
+            values.for_each(|v| builder.append_option(v.map(|v| v as i32)));
+            Arc::new(builder.finish())
+        }
+        _ => {
+            let mut builder = Int64Builder::new();
+            values.for_each(|v| builder.append_option(v));
+            Arc::new(builder.finish())
+        }
+    };
+    Ok(array)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Field, Int64Type, TimeUnit};
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("amount", DataType::Int32, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+        ]))
+    }
+
+    fn options(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn problem(pairs: &[(&str, &str)]) -> OptionProblem {
+        Spec::parse(&options(pairs), &schema()).unwrap_err()
+    }
+
+    #[test]
+    fn options_are_read_with_flinks_defaults_and_the_shortest_bound_ends_the_table() {
+        let spec = Spec::parse(&options(&[]), &schema()).unwrap();
+        assert_eq!((spec.rate, spec.rows), (10_000, None));
+        assert_eq!(spec.columns[2].values, Values::Text { length: 100 });
+        let spec = Spec::parse(
+            &options(&[
+                ("rows-per-second", "5"),
+                ("number-of-rows", "100"),
+                ("fields.id.kind", "sequence"),
+                ("fields.id.start", "1"),
+                ("fields.id.end", "10"),
+                ("fields.amount.min", "1"),
+                ("fields.amount.max", "9"),
+                ("fields.name.length", "4"),
+                ("fields.name.null-rate", "0.5"),
+                ("fields.ts.max-past", "5 s"),
+            ]),
+            &schema(),
+        )
+        .unwrap();
+        assert_eq!((spec.rate, spec.rows), (5, Some(10)));
+        assert_eq!(spec.columns[1].values, Values::Integers { min: 1, max: 9 });
+        assert_eq!(
+            spec.columns[3].values,
+            Values::Timestamps { max_past_ms: 5000 }
+        );
+    }
+
+    #[test]
+    fn bad_options_are_refused_naming_the_option() {
+        // The options given, the option refused, and what the refusal says.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: [Case; 9] = [
+            (&[("rows-per-second", "0")], "rows-per-second", "at least 1"),
+            (
+                &[("fields.nope.kind", "random")],
+                "fields.nope.kind",
+                "does not have",
+            ),
+            (
+                &[("fields.id.colour", "red")],
+                "fields.id.colour",
+                "unknown column option",
+            ),
+            (
+                &[("fields.id.kind", "shuffle")],
+                "fields.id.kind",
+                "unknown kind",
+            ),
+            (
+                &[("fields.id.kind", "sequence"), ("fields.id.start", "1")],
+                "fields.id.kind",
+                "no 'end'",
+            ),
+            (
+                &[
+                    ("fields.id.kind", "sequence"),
+                    ("fields.id.start", "5"),
+                    ("fields.id.end", "1"),
+                ],
+                "fields.id.end",
+                "before it starts",
+            ),
+            (
+                &[("fields.amount.max", "99999999999")],
+                "fields.amount.max",
+                "fits INT",
+            ),
+            (
+                &[("fields.name.min", "1")],
+                "fields.name.min",
+                "does not apply",
+            ),
+            (
+                &[("fields.name.null-rate", "2")],
+                "fields.name.null-rate",
+                "from 0 to 1",
+            ),
+        ];
+        for (given, option, says) in cases {
+            let problem = problem(given);
+            assert_eq!(
+                problem.option.as_deref(),
+                Some(option),
+                "{given:?}: {problem:?}"
+            );
+            assert!(
+                problem.message.contains(says),
+                "{given:?}: {}",
+                problem.message
+            );
+        }
+        let decimal = Schema::new(vec![Field::new("d", DataType::Decimal128(10, 2), true)]);
+        let problem = Spec::parse(&options(&[]), &decimal).unwrap_err();
+        assert_eq!(problem.option, None);
+        assert!(problem.message.contains("DECIMAL"), "{}", problem.message);
+    }
+
+    #[test]
+    fn a_row_is_the_same_whenever_it_is_generated_and_values_keep_their_bounds() {
+        let spec = Spec::parse(
+            &options(&[
+                ("fields.id.kind", "sequence"),
+                ("fields.id.start", "100"),
+                ("fields.id.end", "1099"),
+                ("fields.amount.min", "-3"),
+                ("fields.amount.max", "3"),
+                ("fields.name.length", "6"),
+                ("fields.name.null-rate", "0.25"),
+                ("fields.ts.max-past", "1 min"),
+            ]),
+            &schema(),
+        )
+        .unwrap();
+        let now = 1_700_000_000_000;
+        let whole = spec.rows(&schema(), 0, 1000, now).unwrap();
+        let tail = spec.rows(&schema(), 600, 1000, now).unwrap();
+        assert_eq!(whole.slice(600, 400), tail);
+        let ids = whole.column(0).as_primitive::<Int64Type>();
+        assert_eq!((ids.value(0), ids.value(999)), (100, 1099));
+        let amounts = whole
+            .column(1)
+            .as_primitive::<arrow::datatypes::Int32Type>();
+        let seen: std::collections::BTreeSet<i32> = amounts.iter().flatten().collect();
+        assert_eq!(seen, (-3..=3).collect());
+        let names = whole.column(2).as_string::<i32>();
+        let nulls = names.null_count();
+        assert!(
+            (150..350).contains(&nulls),
+            "{nulls} of 1000 NULL names at a rate of 0.25"
+        );
+        assert!(
+            names
+                .iter()
+                .flatten()
+                .all(|n| n.len() == 6 && n.bytes().all(|b| ALPHABET.contains(&b)))
+        );
+        let times = whole
+            .column(3)
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        assert!(
+            times
+                .iter()
+                .flatten()
+                .all(|t| (now - 60_000..=now).contains(&t))
+        );
+        assert!(
+            times
+                .iter()
+                .flatten()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                > 900
+        );
+    }
+}
