@@ -47,13 +47,33 @@ pub fn stream_of(table: &TableDef) -> std::result::Result<StreamTraits, String> 
     connector(table).stream(table)
 }
 
-/// The connector of `table`.
+/// The connector of `table`; for a connector this build does not have (a
+/// catalog store written by another build), one that refuses every use.
 pub fn connector(table: &TableDef) -> &'static dyn Connector {
     let name = table.kind.connector();
-    *connectors()
+    connectors()
         .iter()
         .find(|connector| connector.name() == name)
-        .unwrap_or_else(|| panic!("connector {name} is registered"))
+        .copied()
+        .unwrap_or(&Unregistered)
+}
+
+/// A connector this build does not have: its tables are neither read, nor
+/// written, nor looked up.
+struct Unregistered;
+
+impl Connector for Unregistered {
+    fn name(&self) -> &'static str {
+        "unregistered"
+    }
+
+    fn label(&self) -> &'static str {
+        "unregistered connector"
+    }
+
+    fn refuses_target(&self) -> Option<&'static str> {
+        Some("writing a table of a connector this build of Strata does not have")
+    }
 }
 
 #[cfg(test)]
@@ -138,6 +158,19 @@ CREATE TABLE s.ods_generated (id BIGINT) WITH ('connector' = 'datagen', 'fields.
             "reading a mysql table as a stream"
         );
         assert!(reads("cities").is_err() && reads("sink").is_err());
+    }
+
+    #[test]
+    fn a_table_of_a_connector_this_build_lacks_is_refused_not_a_crash() {
+        let mut table = table("generated");
+        table.kind = strata_catalog::TableKind::Declared {
+            name: "binlog-of-a-later-build".to_string(),
+            options: BTreeMap::new(),
+        };
+        let unknown = connector(&table);
+        assert_eq!(unknown.name(), "unregistered");
+        assert!(unknown.stream(&table).is_err());
+        assert!(unknown.refuses_target().is_some());
     }
 
     #[test]

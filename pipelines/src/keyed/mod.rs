@@ -165,8 +165,19 @@ impl StateBackend {
 /// A base merged in the background: in flight, or done
 /// and waiting for the next seal to put it first in the manifest.
 enum Compaction {
-    Running(tokio::task::JoinHandle<Result<StateFile>>),
+    /// Writing the base of this checkpoint.
+    Running(i64, tokio::task::JoinHandle<Result<StateFile>>),
     Done(StateFile),
+}
+
+impl Compaction {
+    /// The checkpoint whose base it writes or wrote.
+    fn checkpoint(&self) -> i64 {
+        match self {
+            Compaction::Running(checkpoint, _) => *checkpoint,
+            Compaction::Done(base) => base.checkpoint,
+        }
+    }
 }
 
 /// One operator's keyed state: point reads and writes, sealed into a delta at
@@ -201,6 +212,9 @@ pub struct Sealed {
     pub manifest: Manifest,
     uploads: Vec<(PathBuf, StateFile)>,
     remote: RemoteFiles,
+    /// The checkpoint of the base a compaction in flight writes, which no
+    /// manifest names yet.
+    compacting: Option<i64>,
 }
 
 impl Sealed {
@@ -215,7 +229,9 @@ impl Sealed {
     /// Once the commit that names this checkpoint has landed: deletes the
     /// files its manifest no longer names.
     pub async fn landed(&self) -> Result<usize> {
-        self.remote.forget_unnamed(&self.manifest, true).await
+        self.remote
+            .forget_unnamed(&self.manifest, self.compacting)
+            .await
     }
 
     /// The bytes this checkpoint adds to the state's files.
@@ -317,6 +333,7 @@ impl KeyedState {
             manifest: self.manifest.clone(),
             uploads,
             remote: self.remote.clone(),
+            compacting: self.compaction.as_ref().map(Compaction::checkpoint),
         })
     }
 
@@ -346,14 +363,14 @@ impl KeyedState {
             remote.upload(&local, &base).await?;
             Ok(base)
         });
-        self.compaction = Some(Compaction::Running(task));
+        self.compaction = Some(Compaction::Running(checkpoint, task));
     }
 
     /// The base a finished compaction wrote, if one has finished.
     fn finished_compaction(&mut self) -> Result<Option<StateFile>> {
         match self.compaction.take() {
             Some(Compaction::Done(base)) => Ok(Some(base)),
-            Some(Compaction::Running(task)) if task.is_finished() => {
+            Some(Compaction::Running(_, task)) if task.is_finished() => {
                 let base = futures::FutureExt::now_or_never(task)
                     .expect("the task has finished")
                     .map_err(compaction_failed)??;
@@ -368,7 +385,7 @@ impl KeyedState {
 
     /// Waits for a compaction in flight (a bench, a test, or a clean stop).
     pub async fn settle(&mut self) -> Result<()> {
-        if let Some(Compaction::Running(task)) = &mut self.compaction {
+        if let Some(Compaction::Running(_, task)) = &mut self.compaction {
             let base = task.await.map_err(compaction_failed)??;
             self.compaction = Some(Compaction::Done(base));
         }
@@ -377,7 +394,8 @@ impl KeyedState {
 
     /// After the commit of `landed` has landed: deletes the files it no longer names.
     pub async fn forget_unnamed(&self, landed: &Manifest) -> Result<usize> {
-        self.remote.forget_unnamed(landed, true).await
+        let compacting = self.compaction.as_ref().map(Compaction::checkpoint);
+        self.remote.forget_unnamed(landed, compacting).await
     }
 
     /// Restores the state a landed checkpoint's entry names into this empty
@@ -414,7 +432,7 @@ impl KeyedState {
             .await
             .map_err(|err| PipelineError::State(format!("restoring keyed state: {err}")))??;
         }
-        self.remote.forget_unnamed(&manifest, false).await?;
+        self.remote.forget_unnamed(&manifest, None).await?;
         self.manifest = manifest;
         Ok(self.values.len()? as u64)
     }
@@ -505,7 +523,7 @@ impl Drop for KeyedState {
     /// A compaction still running belongs to a run that has ended: it must
     /// not upload a base over one a later run writes.
     fn drop(&mut self) {
-        if let Some(Compaction::Running(task)) = &self.compaction {
+        if let Some(Compaction::Running(_, task)) = &self.compaction {
             task.abort();
         }
     }

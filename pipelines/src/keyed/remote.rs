@@ -126,15 +126,19 @@ impl RemoteFiles {
     }
 
     /// Deletes the files `landed` (the manifest of the last landed commit) no
-    /// longer names, keeping bases newer than its own: a compaction in flight
-    /// uploads one before a manifest names it.
-    pub async fn forget_unnamed(&self, landed: &Manifest, keep_newer_bases: bool) -> Result<usize> {
-        let newest_base = landed.base().map_or(i64::MIN, |base| base.checkpoint);
+    /// longer names, but for the base of checkpoint `compacting`, which a
+    /// compaction in flight uploads before a manifest names it. Older bases go
+    /// too: those of a state a reset dropped, or of a run that died compacting.
+    pub async fn forget_unnamed(
+        &self,
+        landed: &Manifest,
+        compacting: Option<i64>,
+    ) -> Result<usize> {
         let mut deleted = 0;
         for name in self.names().await? {
-            let newer_base = StateFile::checkpoint_in(&name, FileKind::Base)
-                .is_some_and(|checkpoint| checkpoint > newest_base);
-            if landed.contains(&name) || (keep_newer_bases && newer_base) {
+            let in_flight = compacting.is_some()
+                && StateFile::checkpoint_in(&name, FileKind::Base) == compacting;
+            if landed.contains(&name) || in_flight {
                 continue;
             }
             self.store

@@ -160,7 +160,7 @@ async fn deltas_are_compacted_into_a_base_in_the_background_and_replaced_files_d
     names.retain(|name| !manifest.contains(name));
     assert!(
         names.iter().all(|n| n.starts_with("base-")),
-        "only a newer base may be unnamed: {names:?}"
+        "only the base of a compaction in flight may be unnamed: {names:?}"
     );
     let local_copies: Vec<String> = std::fs::read_dir(setup.root.join("run/files/0"))
         .unwrap()
@@ -174,6 +174,35 @@ async fn deltas_are_compacted_into_a_base_in_the_background_and_replaced_files_d
     let mut restored = setup.state("again");
     restored.restore(&entry).await.unwrap();
     assert_eq!(all(&restored), all(&state));
+}
+
+#[tokio::test]
+async fn a_reset_state_deletes_the_files_of_the_state_it_dropped_when_its_first_checkpoint_lands() {
+    let setup = setup();
+    let mut dropped = setup.state("run-1");
+    for id in 1..=4 {
+        for i in 0..2_000 {
+            dropped
+                .put(&key(i), &(i * id as u32).to_le_bytes())
+                .unwrap();
+        }
+        checkpoint(&mut dropped, id).await;
+        dropped.settle().await.unwrap();
+    }
+    let before = setup.remote().names().await.unwrap();
+    assert!(before.iter().any(|n| n.starts_with("base-")), "{before:?}");
+    drop(dropped);
+    // A reset: the operator starts empty, not restored, and its checkpoints go on from 5.
+    let mut fresh = setup.state("run-2");
+    fresh.put(b"a", b"1").unwrap();
+    let (entry, _) = checkpoint(&mut fresh, 5).await;
+    let manifest = Manifest::decode(&entry, KEY_GROUPS).unwrap();
+    let names = setup.remote().names().await.unwrap();
+    let in_flight = |name: &str| StateFile::checkpoint_in(name, FileKind::Base) == Some(5);
+    assert!(
+        names.iter().all(|n| manifest.contains(n) || in_flight(n)),
+        "files of the dropped state remain: {names:?} beside {manifest:?}"
+    );
 }
 
 #[tokio::test]

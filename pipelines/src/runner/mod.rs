@@ -565,7 +565,7 @@ fn unsupported(pipeline: &ValidPipeline, what: &str) -> PipelineError {
         location: pipeline.pipeline.target.location.clone(),
         message: format!("{what} is not supported in streaming pipelines yet"),
         hint: Some(
-            "pipelines read one Kafka (json, debezium-json), Delta or Nexmark table (two Kafka json topics for an interval join) and write a Delta, MySQL/TiDB, Kafka or blackhole table"
+            "pipelines read one Kafka (json, debezium-json), Delta, Nexmark or datagen table (two Kafka json topics for an interval join) and write a Delta, MySQL/TiDB, Kafka or blackhole table"
                 .to_string(),
         ),
     }

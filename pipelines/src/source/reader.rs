@@ -149,9 +149,16 @@ pub struct Pace {
 }
 
 impl Pace {
+    /// Row `first` due now.
     pub fn new(first: u64, rate: u64) -> Self {
+        Self::since(first, rate, Instant::now())
+    }
+
+    /// Row `first` due at `started` (in the past for a source that is behind:
+    /// it catches up as fast as it can).
+    pub fn since(first: u64, rate: u64, started: Instant) -> Self {
         Self {
-            started: Instant::now(),
+            started,
             first,
             rate: rate.max(1),
             reported_end: false,

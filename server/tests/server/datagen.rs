@@ -24,10 +24,9 @@ CREATE TABLE shop.ods_generated_orders (
   'fields.order_id.end' = '1000000',
   'fields.amount.min' = '0',
   'fields.amount.max' = '9',
-  'fields.code.length' = '5',
-  'fields.created_at.max-past' = '10 s'
+  'fields.code.length' = '5'
 );
-CREATE TABLE shop.dwd_generated_orders (order_id BIGINT, amount INT, code STRING)
+CREATE TABLE shop.dwd_generated_orders (order_id BIGINT, amount INT, code STRING, created_at TIMESTAMP(3))
 WITH ('connector' = 'delta');
 ";
 
@@ -42,7 +41,7 @@ fn project(dir: &Path) {
     std::fs::write(dir.join("catalog/shop.sql"), CATALOG).unwrap();
     std::fs::write(
         dir.join("pipelines/dwd/dwd_generated_orders.sql"),
-        "INSERT INTO shop.dwd_generated_orders SELECT order_id, amount, code FROM shop.ods_generated_orders WHERE amount > 0",
+        "INSERT INTO shop.dwd_generated_orders SELECT order_id, amount, code, created_at FROM shop.ods_generated_orders WHERE amount > 0",
     )
     .unwrap();
     let catalog = dir.join("catalog");
@@ -103,6 +102,14 @@ async fn a_killed_datagen_run_resumes_to_the_rows_of_an_uninterrupted_one() {
     // Amounts are 0 to 9 and the pipeline drops the zeros: about a tenth of the rows.
     let kept = rows_written.len();
     assert!((2500..3000).contains(&kept), "{kept} of 3,000 rows kept");
+    // Row n is stamped when it is due at 2,000 a second from row 0: the killed run's
+    // second start went on with the first start's times.
+    let stamps = dump(
+        killed.path(),
+        // Delta keeps timestamps in microseconds.
+        "SELECT DISTINCT CAST(created_at AS BIGINT) / 1000 - (order_id - 1) / 2 AS base FROM shop.dwd_generated_orders",
+    );
+    assert_eq!(stamps.as_array().unwrap().len(), 1, "{stamps}");
     assert!(rows_written.iter().all(|row| {
         let amount = row["amount"].as_i64().unwrap();
         let code = row["code"].as_str().unwrap();

@@ -1,11 +1,14 @@
 //! A datagen table's options, read and checked against its columns, and the
-//! rows they generate. Row `n`'s values depend only on `n` (and, for times,
-//! on when it is generated), so a restart generates the rows after the last
-//! one committed exactly as an uninterrupted run would have.
+//! rows they generate. Row `n`'s values depend only on the table, the column
+//! and `n`, and its times on when row 0 was generated (`base_ms`, kept in the
+//! position's token) and the rate: row `n` is generated at
+//! `base_ms + n / rate`. So a restart generates the rows after the last one
+//! committed exactly as an uninterrupted run would have, times included, and
+//! the tables committed before the target skip what they hold by row number.
 //!
 //! ```text
 //!   'rows-per-second', 'number-of-rows', 'fields.<column>.<option>' ──parse──▶ Spec { columns: [Column { values, null_rate }] }
-//!   Spec::rows(from, to, now) ──▶ rows from..to: random values hashed from (column, row), or start + row for a sequence
+//!   Spec::rows(table, from, to, base_ms) ──▶ rows from..to: values hashed from (table, column, row), or start + row for a sequence
 //! ```
 
 use std::collections::BTreeMap;
@@ -29,6 +32,10 @@ const DEFAULT_RATE: u64 = 10_000;
 const DEFAULT_LENGTH: usize = 100;
 /// The longest random string or byte string a row may get.
 const MAX_LENGTH: usize = 1 << 20;
+/// The most bytes of random text a row may hold, all its columns together.
+const MAX_ROW_BYTES: usize = 16 << 20;
+/// How far back a random time may go: a hundred years.
+const MAX_PAST_MS: i64 = 100 * 366 * 86_400_000;
 /// The options a column takes (`'fields.<column>.<option>'`).
 const FIELD_OPTIONS: [&str; 8] = [
     "kind",
@@ -86,7 +93,7 @@ pub enum Values {
     Timestamps {
         max_past_ms: i64,
     },
-    /// The date the row is generated on.
+    /// The date (UTC) the row is generated on.
     Today,
 }
 
@@ -141,6 +148,19 @@ impl Spec {
             let given = fields.remove(field.name().as_str()).unwrap_or_default();
             columns.push(column(field.name(), field.data_type(), &given)?);
         }
+        let text: usize = columns
+            .iter()
+            .map(|column| match column.values {
+                Values::Text { length } => length,
+                _ => 0,
+            })
+            .sum();
+        if text > MAX_ROW_BYTES {
+            return Err(OptionProblem::table(
+                format!("a row would hold {text} bytes of random text, more than {MAX_ROW_BYTES}"),
+                "give the STRING and BYTES columns shorter 'fields.<column>.length'",
+            ));
+        }
         let shortest_sequence = columns
             .iter()
             .filter_map(|column| match column.values {
@@ -161,15 +181,43 @@ impl Spec {
         })
     }
 
-    /// Rows `from` to `to` (excluded), in `schema`, generated at `now_ms`.
-    pub fn rows(&self, schema: &SchemaRef, from: u64, to: u64, now_ms: i64) -> Result<RecordBatch> {
+    /// About how many bytes a row takes.
+    pub fn row_bytes(&self) -> usize {
+        self.columns
+            .iter()
+            .map(|column| match column.values {
+                Values::Text { length } => length + 4,
+                _ => 8,
+            })
+            .sum()
+    }
+
+    /// When row `row` is generated: `base_ms`, when row 0 was, plus its
+    /// share of the rate.
+    pub fn generated_ms(&self, base_ms: i64, row: u64) -> i64 {
+        base_ms
+            .saturating_add((row as i128 * 1000 / self.rate as i128).min(i64::MAX as i128) as i64)
+    }
+
+    /// Rows `from` to `to` (excluded) of the table `table`, in `schema`,
+    /// row 0 having been generated at `base_ms`.
+    pub fn rows(
+        &self,
+        table: &str,
+        schema: &SchemaRef,
+        from: u64,
+        to: u64,
+        base_ms: i64,
+    ) -> Result<RecordBatch> {
+        let table_seed = twox_hash::XxHash64::oneshot(0, table.as_bytes());
         let columns = self
             .columns
             .iter()
             .zip(schema.fields())
-            .enumerate()
-            .map(|(index, (column, field))| {
-                column.generate(index as u64, field.data_type(), from, to, now_ms)
+            .map(|(column, field)| {
+                let seed = twox_hash::XxHash64::oneshot(table_seed, field.name().as_bytes());
+                let at = |row| self.generated_ms(base_ms, row);
+                column.generate(seed, field.data_type(), from, to, at)
             })
             .collect::<Result<Vec<ArrayRef>>>()?;
         let options = arrow::record_batch::RecordBatchOptions::new()
@@ -346,15 +394,20 @@ fn column(
         let max_past_ms = match option("max-past") {
             Some((key, value)) => {
                 let compact: String = value.split_whitespace().collect();
-                humantime::parse_duration(&compact)
-                    .map(|past| past.as_millis().min(i64::MAX as u128) as i64)
-                    .map_err(|err| {
-                        OptionProblem::with(
-                            key,
-                            format!("'{value}' is not a duration ({err})"),
-                            "write e.g. '10 min'",
-                        )
-                    })?
+                // A bare number is milliseconds, as Flink reads a duration.
+                let millis = match compact.parse::<u64>() {
+                    Ok(millis) => Ok(millis as u128),
+                    Err(_) => humantime::parse_duration(&compact)
+                        .map(|past| past.as_millis())
+                        .map_err(|err| err.to_string()),
+                };
+                millis
+                    .map_err(|err| format!("'{value}' is not a duration ({err})"))
+                    .and_then(|millis| match millis <= MAX_PAST_MS as u128 {
+                        true => Ok(millis as i64),
+                        false => Err(format!("'{value}' goes back more than a hundred years")),
+                    })
+                    .map_err(|message| OptionProblem::with(key, message, "write e.g. '10 min'"))?
             }
             None => 0,
         };
@@ -429,13 +482,15 @@ impl Column {
             && (hashed(column, row, u64::MAX) as f64 / u64::MAX as f64) < self.null_rate
     }
 
+    /// Rows `from` to `to` of the column whose seed is `column`, row `n`
+    /// generated at `at(n)`.
     fn generate(
         &self,
         column: u64,
         data_type: &DataType,
         from: u64,
         to: u64,
-        now_ms: i64,
+        at: impl Fn(u64) -> i64,
     ) -> Result<ArrayRef> {
         let rows = from..to;
         let null = |row: u64| self.is_null(column, row);
@@ -521,15 +576,15 @@ impl Column {
                 let mut builder = TimestampMillisecondBuilder::new();
                 for row in rows {
                     let past = (hashed(column, row, 0) % (*max_past_ms as u64 + 1)) as i64;
-                    builder.append_option((!null(row)).then(|| now_ms - past));
+                    builder.append_option((!null(row)).then(|| at(row).saturating_sub(past)));
                 }
                 arrow::compute::cast(&builder.finish(), data_type)?
             }
             Values::Today => {
                 let mut builder = Date32Builder::new();
-                let today = now_ms.div_euclid(86_400_000) as i32;
                 for row in rows {
-                    builder.append_option((!null(row)).then_some(today));
+                    let day = at(row).div_euclid(86_400_000) as i32;
+                    builder.append_option((!null(row)).then_some(day));
                 }
                 Arc::new(builder.finish())
             }
@@ -707,10 +762,19 @@ mod tests {
             &schema(),
         )
         .unwrap();
-        let now = 1_700_000_000_000;
-        let whole = spec.rows(&schema(), 0, 1000, now).unwrap();
-        let tail = spec.rows(&schema(), 600, 1000, now).unwrap();
+        // 1,000 rows at 10,000 a second: generated over 100 ms after the base.
+        let base = 1_700_000_000_000;
+        let whole = spec.rows("shop.orders", &schema(), 0, 1000, base).unwrap();
+        let tail = spec
+            .rows("shop.orders", &schema(), 600, 1000, base)
+            .unwrap();
         assert_eq!(whole.slice(600, 400), tail);
+        let other = spec.rows("shop.users", &schema(), 0, 1000, base).unwrap();
+        assert_ne!(
+            whole.column(1),
+            other.column(1),
+            "another table, other values"
+        );
         let ids = whole.column(0).as_primitive::<Int64Type>();
         assert_eq!((ids.value(0), ids.value(999)), (100, 1099));
         let amounts = whole
@@ -737,7 +801,7 @@ mod tests {
             times
                 .iter()
                 .flatten()
-                .all(|t| (now - 60_000..=now).contains(&t))
+                .all(|t| (base - 60_000..=base + 100).contains(&t))
         );
         assert!(
             times

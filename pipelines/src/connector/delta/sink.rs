@@ -11,10 +11,11 @@
 //! ```
 //!
 //! A position's token (see [`crate::position`]), when a source has one, cannot
-//! live in a `txn` action, which holds a number: the commit's `commitInfo`
-//! carries every split's token under `strata.positions`, with a sequence number
-//! that a `txn(strata/p/_tokens, n)` of the same commit names, so that a restart
-//! reads back the one commit whose tokens go with the committed numbers.
+//! live in a `txn` action, which holds a number: every split's token is written
+//! to `_strata_state/<pipeline>/_positions/<n>.bin` before the commit, whose
+//! `txn(strata/p/_tokens, n)` names the file, so that a restart reads the
+//! tokens that go with the committed numbers (and a log's clean-up cannot take
+//! them away).
 //!
 //! Keyed results (a GROUP BY without a window, windows with allowed lateness)
 //! are upserted with a Delta MERGE on the target's primary key, in the same
@@ -35,16 +36,9 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use strata_catalog::connectors::delta as lake;
 
 use crate::error::{PipelineError, Result};
-use crate::position::{Position, Positions, token_from_hex, token_hex};
+use crate::position::{Position, Positions};
 use crate::sink::{DELETE_MARKER, WriteMode};
-
-/// The `commitInfo` field a commit's tokens go under.
-const TOKENS_FIELD: &str = "strata.positions";
-
-/// How many commits back from the latest a restart looks for the commit that
-/// carries the tokens: the pipeline's own commits carry them all, so only
-/// commits of others (a compaction) lie between.
-const TOKENS_LOOKBACK: i64 = 1000;
+use crate::state::{ByteReader, ByteWriter};
 
 #[derive(Debug)]
 pub struct DeltaSink {
@@ -54,9 +48,14 @@ pub struct DeltaSink {
     schema: SchemaRef,
     mode: WriteMode,
     /// Every split's token as of the last commit, by its `txn` app id, and
-    /// the sequence number the commit carried them under.
-    tokens: Option<(i64, std::collections::BTreeMap<String, Vec<u8>>)>,
+    /// the sequence number of the file that holds them.
+    tokens: Option<(i64, Tokens)>,
+    /// Where the files of tokens go.
+    token_files: crate::state::StateStore,
 }
+
+/// Tokens by the `txn` app id of their split.
+type Tokens = std::collections::BTreeMap<String, Vec<u8>>;
 
 impl DeltaSink {
     /// Opens the table at `location`, for the pipeline `pipeline`.
@@ -68,12 +67,17 @@ impl DeltaSink {
             .snapshot()
             .arrow_schema();
         let mut sink = Self {
-            table,
             location: location.to_string(),
             app_prefix: format!("strata/{pipeline}"),
             schema,
             mode,
             tokens: None,
+            token_files: crate::state::StateStore::new(
+                table.object_store(),
+                location,
+                &format!("{pipeline}/_positions"),
+            ),
+            table,
         };
         sink.tokens = sink.committed_tokens().await?;
         Ok(sink)
@@ -83,77 +87,23 @@ impl DeltaSink {
         format!("{}/_tokens", self.app_prefix)
     }
 
-    /// The tokens the last commit carried: the commit whose sequence number
-    /// `txn(…/_tokens)` names, found from the latest version back.
-    async fn committed_tokens(
-        &self,
-    ) -> Result<Option<(i64, std::collections::BTreeMap<String, Vec<u8>>)>> {
+    /// The tokens the last commit named: the file of the sequence number
+    /// `txn(…/_tokens)` holds.
+    async fn committed_tokens(&self) -> Result<Option<(i64, Tokens)>> {
         let Some(sequence) = self.transaction_version(self.tokens_app_id()).await? else {
             return Ok(None);
         };
-        let latest = self.version();
-        for version in (0..=latest).rev().take(TOKENS_LOOKBACK as usize) {
-            let Some(commit) = self
-                .table
-                .log_store()
-                .read_commit_entry(version as u64)
-                .await
-                .map_err(|source| delta_error(&self.location, source))?
-            else {
-                continue;
-            };
-            if let Some(tokens) = self.tokens_in(&commit, sequence, version)? {
-                return Ok(Some((sequence, tokens)));
-            }
+        let bytes = self.token_files.read(sequence).await?;
+        let mut input = ByteReader::new(&bytes);
+        let mut tokens = Tokens::new();
+        for _ in 0..input.u64()? {
+            let app_id = String::from_utf8_lossy(input.bytes()?).into_owned();
+            tokens.insert(app_id, input.bytes()?.to_vec());
         }
-        Err(self.tokens_error(format!(
-            "no commit among the last {TOKENS_LOOKBACK} carries the source positions' tokens of sequence {sequence}"
-        )))
-    }
-
-    /// The tokens a commit's `commitInfo` carries for this pipeline under `sequence`.
-    fn tokens_in(
-        &self,
-        commit: &[u8],
-        sequence: i64,
-        version: i64,
-    ) -> Result<Option<std::collections::BTreeMap<String, Vec<u8>>>> {
-        for line in commit.split(|&b| b == b'\n') {
-            let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
-                continue;
-            };
-            let Some(carried) = action.pointer(&format!("/commitInfo/{TOKENS_FIELD}")) else {
-                continue;
-            };
-            if carried["app"] != self.app_prefix.as_str() || carried["sequence"] != sequence {
-                continue;
-            }
-            let unreadable = |what: &str| {
-                self.tokens_error(format!(
-                    "version {version} carries {what} under {TOKENS_FIELD}"
-                ))
-            };
-            let entries = carried["tokens"]
-                .as_object()
-                .ok_or_else(|| unreadable("no token map"))?;
-            let mut tokens = std::collections::BTreeMap::new();
-            for (app_id, hex) in entries {
-                let hex = hex
-                    .as_str()
-                    .ok_or_else(|| unreadable("a token that is not text"))?;
-                let token = token_from_hex(hex).map_err(|cause| unreadable(&cause))?;
-                tokens.insert(app_id.clone(), token);
-            }
-            return Ok(Some(tokens));
+        if !input.is_done() {
+            return Err(input.corrupt("bytes left over after the tokens"));
         }
-        Ok(None)
-    }
-
-    fn tokens_error(&self, cause: String) -> PipelineError {
-        PipelineError::Sink {
-            what: format!("the Delta table at {}", self.location),
-            cause,
-        }
+        Ok(Some((sequence, tokens)))
     }
 
     /// Where the pipeline's operator state is checkpointed.
@@ -232,33 +182,28 @@ impl DeltaSink {
             .chain(state.map(|id| Transaction::new(self.state_app_id(), id)))
             .collect();
         let tokens = self.tokens_after(positions);
-        let mut properties = CommitProperties::default();
         if let Some((sequence, tokens)) = &tokens {
+            let mut out = ByteWriter::default();
+            out.u64(tokens.len() as u64);
+            for (app_id, token) in tokens {
+                out.bytes(app_id.as_bytes());
+                out.bytes(token);
+            }
+            self.token_files.write(*sequence, out.bytes).await?;
             transactions.push(Transaction::new(self.tokens_app_id(), *sequence));
-            let hex: serde_json::Map<String, serde_json::Value> = tokens
-                .iter()
-                .map(|(app_id, token)| (app_id.clone(), token_hex(token).into()))
-                .collect();
-            properties = properties.with_metadata([(
-                TOKENS_FIELD.to_string(),
-                serde_json::json!({"app": self.app_prefix, "sequence": sequence, "tokens": hex}),
-            )]);
         }
-        let properties = properties.with_application_transactions(transactions);
+        let properties = CommitProperties::default().with_application_transactions(transactions);
         let version = self.write(batches, deletes, properties).await?;
-        if tokens.is_some() {
+        if let Some((sequence, _)) = &tokens {
+            self.token_files.forget_before(*sequence).await;
             self.tokens = tokens;
         }
         Ok(version)
     }
 
     /// Every split's token after a commit of `positions`, under the next
-    /// sequence number; `None` while no split has had a token. Every commit
-    /// carries them all, so that the latest of the pipeline's commits has them.
-    fn tokens_after(
-        &self,
-        positions: &Positions,
-    ) -> Option<(i64, std::collections::BTreeMap<String, Vec<u8>>)> {
+    /// sequence number; `None` while no split has had a token.
+    fn tokens_after(&self, positions: &Positions) -> Option<(i64, Tokens)> {
         let (sequence, mut tokens) = self.tokens.clone().unwrap_or_default();
         for ((stream, split), position) in positions {
             let app_id = self.app_id(stream, *split);
@@ -501,7 +446,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tokens_outlive_a_compaction_and_positions_without_tokens_write_none() {
+    async fn tokens_outlive_a_compaction_and_a_log_clean_up_and_positions_without_tokens_write_none()
+     {
         let dir = tempfile::tempdir().unwrap();
         let location = created(&dir).await;
         let mut sink = open(&location).await;
@@ -513,13 +459,13 @@ mod tests {
         )
         .await
         .unwrap();
-        let mut log = std::fs::read_dir(dir.path().join("t/_delta_log"))
+        let log = std::fs::read_dir(dir.path().join("t/_delta_log"))
             .unwrap()
             .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default())
             .collect::<Vec<_>>()
             .join("\n");
         assert!(log.contains("strata/p/orders/0"), "{log}");
-        assert!(!log.contains(TOKENS_FIELD), "{log}");
+        assert!(!log.contains("strata/p/_tokens"), "{log}");
         let binlog = ("binlog/shop.orders".to_string(), 0);
         let at = Position {
             order: 3,
@@ -532,22 +478,43 @@ mod tests {
         )
         .await
         .unwrap();
+        let later = Position {
+            order: 4,
+            token: b"gtid:1-101".to_vec(),
+        };
+        sink.commit(
+            Vec::new(),
+            &Positions::from([(binlog.clone(), later.clone())]),
+            None,
+        )
+        .await
+        .unwrap();
         drop(sink);
         lake::optimize(&location).await.unwrap();
+        // The log is checkpointed and its commits cleaned up: the tokens stay.
+        let table = lake::open(&location).await.unwrap();
+        deltalake::checkpoints::create_checkpoint(&table, None)
+            .await
+            .unwrap();
+        for entry in std::fs::read_dir(dir.path().join("t/_delta_log")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
         let sink = open(&location).await;
         assert_eq!(
             sink.committed_position(&binlog.0, binlog.1).await.unwrap(),
-            Some(at)
+            Some(later)
         );
         assert_eq!(
             sink.committed_position(&split.0, split.1).await.unwrap(),
             Some(Position::at(5))
         );
-        log = std::fs::read_dir(dir.path().join("t/_delta_log"))
+        let files: Vec<String> = std::fs::read_dir(dir.path().join("t/_strata_state/p/_positions"))
             .unwrap()
-            .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert!(log.contains(&token_hex(b"gtid:1-100")), "{log}");
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(files.len(), 1, "one file of tokens, the last: {files:?}");
     }
 }

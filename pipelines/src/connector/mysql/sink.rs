@@ -58,7 +58,7 @@ impl MysqlSink {
             pipeline: pipeline.to_string(),
         };
         let create = format!(
-            "CREATE TABLE IF NOT EXISTS {} (pipeline VARCHAR(255) NOT NULL, stream VARCHAR(255) NOT NULL, part INT NOT NULL, `offset` BIGINT NOT NULL, token BLOB NULL, PRIMARY KEY (pipeline, stream, part))",
+            "CREATE TABLE IF NOT EXISTS {} (pipeline VARCHAR(255) NOT NULL, stream VARCHAR(255) NOT NULL, part INT NOT NULL, `offset` BIGINT NOT NULL, token MEDIUMBLOB NULL, PRIMARY KEY (pipeline, stream, part))",
             sink.progress_table()
         );
         sqlx::query(AssertSqlSafe(create))
@@ -81,13 +81,15 @@ impl MysqlSink {
         .is_some();
         if !has_token {
             let alter = format!(
-                "ALTER TABLE {} ADD COLUMN token BLOB NULL",
+                "ALTER TABLE {} ADD COLUMN token MEDIUMBLOB NULL",
                 self.progress_table()
             );
-            sqlx::query(AssertSqlSafe(alter))
-                .execute(&self.pool)
-                .await
-                .map_err(|err| self.error(err))?;
+            match sqlx::query(AssertSqlSafe(alter)).execute(&self.pool).await {
+                Ok(_) => {}
+                // Another pipeline of the database added it first (ER_DUP_FIELDNAME).
+                Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some("42S21") => {}
+                Err(err) => return Err(self.error(err)),
+            }
         }
         Ok(())
     }
