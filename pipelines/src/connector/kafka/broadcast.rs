@@ -24,6 +24,7 @@ use strata_catalog::{KafkaFormat, StartupMode, TableDef};
 use tokio::sync::watch;
 
 use super::source::{KafkaSource, SourceEvent};
+use super::upserts::Upsert;
 use crate::decode::SourceRecord;
 use crate::decode::debezium::DebeziumDecoder;
 use crate::decode::json::JsonDecoder;
@@ -186,24 +187,19 @@ impl Applier {
                 self.upsert(&decoded.batch, &removes, rows)
                     .map(|()| decoded.rejected.len())
             }
-            // Runs of rows between tombstones, in the order they were written.
-            None => records
-                .split_inclusive(|record| record.payload.is_none())
-                .try_fold(0, |skipped, run| {
-                    let (values, tombstone) = match run.split_last() {
-                        Some((last, values)) if last.payload.is_none() => (values, Some(last)),
-                        _ => (run, None),
-                    };
-                    let decoded = self.json.decode(values);
-                    let keep = vec![false; decoded.batch.num_rows()];
-                    self.upsert(&decoded.batch, &keep, rows)?;
-                    let mut skipped = skipped + decoded.rejected.len();
-                    match tombstone {
-                        Some(record) if record.key.is_some() => self.remove_key(record, rows)?,
-                        Some(_) => skipped += 1,
-                        None => {}
+            None => super::upserts::upserts(&self.json, &self.key_json, records)
+                .into_iter()
+                .try_fold(0, |skipped, change| match change {
+                    Upsert::Rows { decoded, .. } => {
+                        let keep = vec![false; decoded.batch.num_rows()];
+                        self.upsert(&decoded.batch, &keep, rows)?;
+                        Ok(skipped + decoded.rejected.len())
                     }
-                    Ok(skipped)
+                    Upsert::Tombstone { key: Some(key), .. } => {
+                        self.remove_key(&key, rows)?;
+                        Ok(skipped)
+                    }
+                    Upsert::Tombstone { key: None, .. } => Ok(skipped + 1),
                 }),
         };
         match outcome {
@@ -243,18 +239,9 @@ impl Applier {
     }
 
     /// A tombstone removes the key its record key names (the primary key as JSON).
-    fn remove_key(&self, record: &SourceRecord, rows: &mut Rows) -> Result<()> {
-        let as_record = SourceRecord {
-            payload: record.key.clone(),
-            ..record.clone()
-        };
-        let decoded = self.key_json.decode(&[as_record]);
-        if decoded.batch.num_rows() == 1 {
-            let encoded = self
-                .key_converter
-                .convert_columns(decoded.batch.columns())?;
-            rows.by_key.remove(encoded.row(0).data());
-        }
+    fn remove_key(&self, key: &RecordBatch, rows: &mut Rows) -> Result<()> {
+        let encoded = self.key_converter.convert_columns(key.columns())?;
+        rows.by_key.remove(encoded.row(0).data());
         Ok(())
     }
 }

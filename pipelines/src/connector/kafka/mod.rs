@@ -13,6 +13,7 @@
 pub mod broadcast;
 pub mod sink;
 pub mod source;
+mod upserts;
 pub mod versions;
 
 use std::sync::Arc;

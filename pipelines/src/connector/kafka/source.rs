@@ -100,7 +100,17 @@ impl KafkaSource {
         startup: &StartupMode,
     ) -> Result<BTreeMap<i32, i64>> {
         let partitions = Self::partitions(target)?;
-        Ok(Self::start_offsets(target, group, startup, &partitions)?
+        Self::positions_before_of(target, group, startup, &partitions)
+    }
+
+    /// [`KafkaSource::positions_before`], for some of the partitions.
+    fn positions_before_of(
+        target: &KafkaTarget,
+        group: &str,
+        startup: &StartupMode,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, i64>> {
+        Ok(Self::start_offsets(target, group, startup, partitions)?
             .into_iter()
             .map(|(partition, start)| (partition, start - 1))
             .collect())
@@ -456,13 +466,13 @@ pub async fn resume(
         .filter(|p| !resume.contains_key(p))
         .collect();
     if !fresh.is_empty() {
-        let starts = KafkaSource::start_offsets(kafka, group, startup, &fresh)?;
-        let offsets = starts
+        let before = KafkaSource::positions_before_of(kafka, group, startup, &fresh)?;
+        let starts = before
             .iter()
-            .map(|(&partition, &start)| ((topic.clone(), partition), Position::at(start - 1)))
+            .map(|(&partition, &before)| ((topic.clone(), partition), Position::at(before)))
             .collect();
-        positions.record_starts(&offsets).await?;
-        resume.extend(starts.into_iter().map(|(p, start)| (p, start - 1)));
+        positions.record_starts(&starts).await?;
+        resume.extend(before);
     }
     Ok(resume)
 }

@@ -20,6 +20,7 @@ use strata_catalog::connectors::kafka::KafkaTarget;
 use strata_catalog::{KafkaFormat, TableDef};
 
 use super::source::{KafkaSource, SourceEvent};
+use super::upserts::Upsert;
 use crate::connector::{Applied, VersionFeed};
 use crate::decode::debezium::DebeziumDecoder;
 use crate::decode::json::{JsonDecoder, Rejected};
@@ -183,43 +184,31 @@ impl VersionFeed for KafkaVersions {
                 changes.push((batch, origins, kinds));
             }
             ChangeDecoder::Json { rows, keys } => {
-                let mut start = 0;
-                // Runs of rows between tombstones, in the order they were written.
-                for run in records.split_inclusive(|record| record.payload.is_none()) {
-                    let (values, tombstone) = match run.split_last() {
-                        Some((last, values)) if last.payload.is_none() => (values, Some(last)),
-                        _ => (run, None),
-                    };
-                    let decoded = rows.decode(values);
-                    applied.rejected.extend(decoded.rejected);
-                    let origins = decoded.rows.iter().map(|&r| start + r).collect();
-                    let upserts = vec![Change::Upsert; decoded.batch.num_rows()];
-                    changes.push((decoded.batch, origins, upserts));
-                    if let Some(record) = tombstone {
-                        let as_key = SourceRecord {
-                            payload: record.key.clone(),
-                            ..record.clone()
-                        };
-                        let key = keys.decode(&[as_key]);
-                        match (key.batch.num_rows(), record.timestamp_ms) {
-                            (1, Some(at_ms)) => changes.push((
-                                key.batch,
-                                vec![start + values.len()],
-                                vec![Change::Delete { at_ms }],
-                            )),
-                            _ => applied.rejected.push(Rejected {
-                                record: record.clone(),
-                                error: format!(
-                                    "a tombstone of {} whose record key is not its primary key ({}) as JSON, or that has no timestamp, so it deletes nothing",
-                                    self.table.name,
-                                    self.table.primary_key.join(", ")
-                                ),
-                                rule: None,
-                                event_time_ms: None,
-                            }),
+                for change in super::upserts::upserts(rows, keys, records) {
+                    match change {
+                        Upsert::Rows { decoded, origins } => {
+                            applied.rejected.extend(decoded.rejected);
+                            let upserts = vec![Change::Upsert; decoded.batch.num_rows()];
+                            changes.push((decoded.batch, origins, upserts));
+                        }
+                        Upsert::Tombstone { record, at, key } => {
+                            match (key, record.timestamp_ms) {
+                                (Some(key), Some(at_ms)) => {
+                                    changes.push((key, vec![at], vec![Change::Delete { at_ms }]))
+                                }
+                                _ => applied.rejected.push(Rejected {
+                                    record: record.clone(),
+                                    error: format!(
+                                        "a tombstone of {} whose record key is not its primary key ({}) as JSON, or that has no timestamp, so it deletes nothing",
+                                        self.table.name,
+                                        self.table.primary_key.join(", ")
+                                    ),
+                                    rule: None,
+                                    event_time_ms: None,
+                                }),
+                            }
                         }
                     }
-                    start += run.len();
                 }
             }
         }
