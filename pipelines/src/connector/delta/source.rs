@@ -37,20 +37,27 @@ pub struct DeltaFollower {
     table: DeltaTable,
     /// The next version to read.
     next_version: i64,
+    /// A poll stops after the version that brings its rows to this many: a
+    /// backlog of versions is read a few at a time, not all at once.
+    max_rows: usize,
 }
 
 impl DeltaFollower {
-    /// Follows the table at `location`, starting after `after_version` (or from version 0).
-    pub async fn open(location: &str, after_version: Option<i64>) -> Result<Self> {
+    /// Follows the table at `location`, starting after `after_version` (or
+    /// from version 0), reading versions until a poll holds `max_rows` rows.
+    pub async fn open(location: &str, after_version: Option<i64>, max_rows: usize) -> Result<Self> {
         Ok(Self {
             location: location.to_string(),
             table: lake::open(location).await?,
             next_version: after_version.map_or(0, |v| v + 1),
+            max_rows: max_rows.max(1),
         })
     }
 
-    /// The rows that versions from the next unread one to the latest added,
-    /// and the last version read; `None` when there is no new version.
+    /// The rows that versions from the next unread one on added, up to the
+    /// version that brings them to `max_rows` (or the latest), and the last
+    /// version read; `None` when there is no new version. A version is never
+    /// split: its rows commit with its number.
     pub async fn poll(&mut self) -> Result<Option<(i64, Vec<RecordBatch>)>> {
         self.table
             .update_state()
@@ -62,27 +69,34 @@ impl DeltaFollower {
         }
         let store = self.table.log_store().object_store(None);
         let mut batches = Vec::new();
+        let mut rows = 0;
+        let mut read_to = latest;
         for version in self.next_version..=latest {
-            let Some(commit) = self
+            let commit = self
                 .table
                 .log_store()
                 .read_commit_entry(version as u64)
                 .await
-                .map_err(|source| self.error(source.to_string()))?
-            else {
-                continue;
-            };
-            for (path, partition_values) in self.added_files(version, &commit)? {
+                .map_err(|source| self.error(source.to_string()))?;
+            for (path, partition_values) in match commit {
+                Some(commit) => self.added_files(version, &commit)?,
+                None => Vec::new(),
+            } {
                 let read = read_parquet(store.clone(), &path).await.map_err(|cause| {
                     self.error(format!("reading {path} of version {version}: {cause}"))
                 })?;
                 for batch in read {
+                    rows += batch.num_rows();
                     batches.push(with_partition_values(batch, &partition_values)?);
                 }
             }
+            if rows >= self.max_rows {
+                read_to = version;
+                break;
+            }
         }
-        self.next_version = latest + 1;
-        Ok(Some((latest, batches)))
+        self.next_version = read_to + 1;
+        Ok(Some((read_to, batches)))
     }
 
     /// The data files a commit added as new rows, with their partition values.
@@ -285,7 +299,7 @@ pub async fn open(
         .await?
         .map(|position| position.order);
     let reader = DeltaReader {
-        follower: DeltaFollower::open(&location, resume).await?,
+        follower: DeltaFollower::open(&location, resume, options.batch_records).await?,
         schema: table.schema.clone(),
         stream,
         poll_every: options.poll_every,
@@ -293,4 +307,78 @@ pub async fn open(
         polled_at: None,
     };
     Ok((Box::new(reader), vec![0]))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::connector::delta::sink::DeltaSink;
+    use crate::position::Positions;
+    use crate::sink::WriteMode;
+
+    fn ids(values: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap()
+    }
+
+    fn read(polled: &Option<(i64, Vec<RecordBatch>)>) -> (i64, Vec<i64>) {
+        let (version, batches) = polled.as_ref().expect("a new version");
+        let values = batches
+            .iter()
+            .flat_map(|batch| {
+                let column = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap();
+                column.values().to_vec()
+            })
+            .collect();
+        (*version, values)
+    }
+
+    #[tokio::test]
+    async fn a_backlog_of_versions_is_read_a_few_at_a_time_and_rewrites_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = dir.path().join("t").to_str().unwrap().to_string();
+        lake::create(&location, "t", &ids(&[]).schema(), &[])
+            .await
+            .unwrap();
+        let mut sink = DeltaSink::open(&location, "up", WriteMode::Append)
+            .await
+            .unwrap();
+        for version in 0..3 {
+            let rows = ids(&[version * 10, version * 10 + 1]);
+            sink.commit(vec![rows], &Positions::new(), None)
+                .await
+                .unwrap();
+        }
+        // Versions 1 to 3 hold two rows each; a poll stops once it holds three.
+        let mut follower = DeltaFollower::open(&location, None, 3).await.unwrap();
+        assert_eq!(
+            read(&follower.poll().await.unwrap()),
+            (2, vec![0, 1, 10, 11])
+        );
+        assert_eq!(read(&follower.poll().await.unwrap()), (3, vec![20, 21]));
+        assert!(follower.poll().await.unwrap().is_none());
+        // A compaction rewrites the same rows: the follower moves past it with none.
+        lake::optimize(&location).await.unwrap();
+        assert_eq!(read(&follower.poll().await.unwrap()), (4, vec![]));
+        // A follower resumed after version 2 reads the rest, once.
+        let mut resumed = DeltaFollower::open(&location, Some(2), 100).await.unwrap();
+        assert_eq!(read(&resumed.poll().await.unwrap()), (4, vec![20, 21]));
+        // A delete changes rows the stream has passed on: following stops, naming the version.
+        let table = lake::open(&location).await.unwrap();
+        table.delete().with_predicate("id = 0").await.unwrap();
+        let refused = follower.poll().await.unwrap_err().to_string();
+        assert!(
+            refused.contains("version 5 deletes or rewrites rows"),
+            "{refused}"
+        );
+    }
 }
