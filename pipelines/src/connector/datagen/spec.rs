@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder,
-    Int8Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Array, Float32Builder,
+    Float64Builder, Int8Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
     TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{DataType, Schema, SchemaRef};
@@ -78,6 +78,11 @@ pub enum Values {
     Reals {
         min: f64,
         max: f64,
+    },
+    /// Decimals from `min` to `max`, both unscaled (`12.34` of scale 2 is 1234).
+    Decimals {
+        min: i128,
+        max: i128,
     },
     Booleans,
     /// Random letters and digits (or bytes) of this length.
@@ -368,6 +373,30 @@ fn column(
             return Err(min_above_max(given, name));
         }
         Values::Reals { min, max }
+    } else if let DataType::Decimal128(precision, scale) = *data_type {
+        refuse_others(&["kind", "min", "max", "null-rate"], "random")?;
+        // The type's bounds, as Flink's: all the digits the precision allows.
+        let high = 10i128.pow(u32::from(precision)) - 1;
+        let bound = |which: &str, default: i128| match option(which) {
+            Some((key, value)) => arrow::compute::kernels::cast_utils::parse_decimal::<
+                arrow::datatypes::Decimal128Type,
+            >(value.trim(), precision, scale)
+            .ok()
+            .filter(|v| (-high..=high).contains(v))
+            .ok_or_else(|| {
+                OptionProblem::with(
+                    key,
+                    format!("'{value}' is not a number that fits {type_name}"),
+                    "write e.g. '9.99'",
+                )
+            }),
+            None => Ok(default),
+        };
+        let (min, max) = (bound("min", -high)?, bound("max", high)?);
+        if min > max {
+            return Err(min_above_max(given, name));
+        }
+        Values::Decimals { min, max }
     } else if is_text(data_type) || matches!(data_type, DataType::Binary) {
         refuse_others(&["kind", "length", "null-rate"], "random")?;
         let length = match option("length") {
@@ -418,7 +447,7 @@ fn column(
     } else {
         return Err(OptionProblem::table(
             format!("datagen cannot generate column {name} of type {type_name}"),
-            "datagen generates BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, STRING, BYTES, DATE and TIMESTAMP columns; compute others in a pipeline's SELECT",
+            "datagen generates BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, DECIMAL, STRING, BYTES, DATE and TIMESTAMP columns; compute others in a pipeline's SELECT",
         ));
     };
     Ok(Column { values, null_rate })
@@ -535,6 +564,21 @@ impl Column {
                         Arc::new(builder.finish())
                     }
                 }
+            }
+            Values::Decimals { min, max } => {
+                // DECIMAL(38)'s span is wider than an i128: count it unsigned.
+                let span = max.wrapping_sub(*min) as u128 + 1;
+                let value = |row: u64| {
+                    let wide = (u128::from(hashed(column, row, 0)) << 64)
+                        | u128::from(hashed(column, row, 1));
+                    min.wrapping_add((wide % span) as i128)
+                };
+                let values: Decimal128Array =
+                    rows.map(|row| (!null(row)).then(|| value(row))).collect();
+                let DataType::Decimal128(precision, scale) = *data_type else {
+                    unreachable!("decimals are made for DECIMAL columns")
+                };
+                Arc::new(values.with_precision_and_scale(precision, scale)?)
             }
             Values::Booleans => {
                 let mut builder = BooleanBuilder::new();
@@ -740,10 +784,56 @@ mod tests {
                 problem.message
             );
         }
-        let decimal = Schema::new(vec![Field::new("d", DataType::Decimal128(10, 2), true)]);
-        let problem = Spec::parse(&options(&[]), &decimal).unwrap_err();
+        let times = Schema::new(vec![Field::new(
+            "t",
+            DataType::Time64(arrow::datatypes::TimeUnit::Microsecond),
+            true,
+        )]);
+        let problem = Spec::parse(&options(&[]), &times).unwrap_err();
         assert_eq!(problem.option, None);
-        assert!(problem.message.contains("DECIMAL"), "{}", problem.message);
+        assert!(problem.message.contains("TIME"), "{}", problem.message);
+        let price = Schema::new(vec![Field::new("price", DataType::Decimal128(6, 2), true)]);
+        let problem =
+            Spec::parse(&options(&[("fields.price.max", "10000.00")]), &price).unwrap_err();
+        assert_eq!(problem.option.as_deref(), Some("fields.price.max"));
+    }
+
+    #[test]
+    fn decimals_keep_their_bounds_and_scale() {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "price",
+            DataType::Decimal128(10, 2),
+            false,
+        )]));
+        let spec = Spec::parse(
+            &options(&[("fields.price.min", "9.95"), ("fields.price.max", "10.05")]),
+            &schema,
+        )
+        .unwrap();
+        let rows = spec.rows("shop.items", &schema, 0, 500, 0).unwrap();
+        let prices = rows
+            .column(0)
+            .as_primitive::<arrow::datatypes::Decimal128Type>();
+        assert_eq!(prices.data_type(), &DataType::Decimal128(10, 2));
+        let seen: std::collections::BTreeSet<i128> = prices.iter().flatten().collect();
+        assert_eq!(
+            seen,
+            (995..=1005).collect(),
+            "every cent from 9.95 to 10.05"
+        );
+        let widest = Arc::new(Schema::new(vec![Field::new(
+            "d",
+            DataType::Decimal128(38, 0),
+            false,
+        )]));
+        let spec = Spec::parse(&options(&[]), &widest).unwrap();
+        let rows = spec.rows("shop.items", &widest, 0, 100, 0).unwrap();
+        let values = rows
+            .column(0)
+            .as_primitive::<arrow::datatypes::Decimal128Type>();
+        let high = 10i128.pow(38) - 1;
+        assert!(values.iter().flatten().all(|v| (-high..=high).contains(&v)));
+        assert!(values.iter().flatten().any(|v| v < 0) && values.iter().flatten().any(|v| v > 0));
     }
 
     #[test]
