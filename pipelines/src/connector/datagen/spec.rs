@@ -17,7 +17,7 @@ use std::sync::Arc;
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Array, Float32Builder,
     Float64Builder, Int8Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
-    TimestampMillisecondBuilder,
+    Time32MillisecondBuilder, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -100,6 +100,8 @@ pub enum Values {
     },
     /// The date (UTC) the row is generated on.
     Today,
+    /// The time of day (UTC) the row is generated at.
+    Now,
 }
 
 impl Spec {
@@ -444,10 +446,13 @@ fn column(
     } else if matches!(data_type, DataType::Date32) {
         refuse_others(&["kind", "null-rate"], "random")?;
         Values::Today
+    } else if matches!(data_type, DataType::Time32(_) | DataType::Time64(_)) {
+        refuse_others(&["kind", "null-rate"], "random")?;
+        Values::Now
     } else {
         return Err(OptionProblem::table(
             format!("datagen cannot generate column {name} of type {type_name}"),
-            "datagen generates BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, DECIMAL, STRING, BYTES, DATE and TIMESTAMP columns; compute others in a pipeline's SELECT",
+            "datagen generates BOOLEAN, TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, DECIMAL, STRING, BYTES, DATE, TIME and TIMESTAMP columns; compute others in a pipeline's SELECT",
         ));
     };
     Ok(Column { values, null_rate })
@@ -632,6 +637,14 @@ impl Column {
                 }
                 Arc::new(builder.finish())
             }
+            Values::Now => {
+                let mut builder = Time32MillisecondBuilder::new();
+                for row in rows {
+                    let of_day = at(row).rem_euclid(86_400_000) as i32;
+                    builder.append_option((!null(row)).then_some(of_day));
+                }
+                arrow::compute::cast(&builder.finish(), data_type)?
+            }
         };
         Ok(array)
     }
@@ -784,18 +797,43 @@ mod tests {
                 problem.message
             );
         }
-        let times = Schema::new(vec![Field::new(
-            "t",
-            DataType::Time64(arrow::datatypes::TimeUnit::Microsecond),
+        let lists = Schema::new(vec![Field::new(
+            "tags",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
             true,
         )]);
-        let problem = Spec::parse(&options(&[]), &times).unwrap_err();
+        let problem = Spec::parse(&options(&[]), &lists).unwrap_err();
         assert_eq!(problem.option, None);
-        assert!(problem.message.contains("TIME"), "{}", problem.message);
+        assert!(problem.message.contains("ARRAY"), "{}", problem.message);
         let price = Schema::new(vec![Field::new("price", DataType::Decimal128(6, 2), true)]);
         let problem =
             Spec::parse(&options(&[("fields.price.max", "10000.00")]), &price).unwrap_err();
         assert_eq!(problem.option.as_deref(), Some("fields.price.max"));
+    }
+
+    #[test]
+    fn dates_and_times_are_those_of_the_rows_generation() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("day", DataType::Date32, false),
+            Field::new(
+                "at",
+                DataType::Time64(arrow::datatypes::TimeUnit::Microsecond),
+                false,
+            ),
+        ]));
+        let spec = Spec::parse(&options(&[("rows-per-second", "1")]), &schema).unwrap();
+        // 2023-11-14T22:13:20Z, then a row a second: row 9,999 comes after midnight.
+        let base = 1_700_000_000_000;
+        let rows = spec.rows("shop.clock", &schema, 0, 10_000, base).unwrap();
+        let days = rows
+            .column(0)
+            .as_primitive::<arrow::datatypes::Date32Type>();
+        assert_eq!((days.value(0), days.value(9_999)), (19_675, 19_676));
+        let times = rows
+            .column(1)
+            .as_primitive::<arrow::datatypes::Time64MicrosecondType>();
+        assert_eq!(times.value(0), 80_000_000_000);
+        assert_eq!(times.value(1), 80_001_000_000);
     }
 
     #[test]
