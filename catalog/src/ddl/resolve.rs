@@ -84,6 +84,14 @@ struct ConnectorOptions {
     kind: fn(&mut Options, &Context) -> Result<TableKind>,
 }
 
+/// The options a table's connector takes, whichever kind of connector it is.
+struct Accepted<'a> {
+    own: &'a [&'a str],
+    lookups: &'a Lookups,
+    /// Options taken by prefix, as messages write them (`'properties.*'`).
+    prefixed: Option<String>,
+}
+
 /// Every connector's options, in the order messages list them.
 const CONNECTORS: [ConnectorOptions; 6] = [
     ConnectorOptions {
@@ -172,17 +180,29 @@ pub fn resolve(
     let builtin = CONNECTORS
         .iter()
         .find(|c| c.names.contains(&connector.value.as_str()));
-    let declared = super::declared::declared(&connector.value);
-    let kind = match (builtin, declared) {
+    let (kind, accepted) = match (builtin, super::declared::declared(&connector.value)) {
         (Some(builtin), _) => {
             let context = Context {
                 statement: &create.location,
                 connections,
                 name: &name,
             };
-            (builtin.kind)(&mut options, &context)?
+            let accepted = Accepted {
+                own: builtin.own,
+                lookups: &builtin.lookups,
+                prefixed: builtin.prefixed.map(str::to_string),
+            };
+            ((builtin.kind)(&mut options, &context)?, accepted)
         }
-        (None, Some(declared)) => declared_kind(declared, &mut options, &schema, create)?,
+        (None, Some(declared)) => {
+            let accepted = Accepted {
+                own: declared.options,
+                lookups: &Lookups::Not,
+                prefixed: declared.prefix.map(|prefix| format!("{prefix}*")),
+            };
+            let kind = declared_kind(declared, &mut options, &schema, create)?;
+            (kind, accepted)
+        }
         (None, None) => {
             return Err(ddl_error(
                 &connector.location,
@@ -267,20 +287,12 @@ pub fn resolve(
                 .collect()
         })
         .unwrap_or_default();
-    let lookups = builtin.map_or(&Lookups::Not, |builtin| &builtin.lookups);
-    let lookup = match lookups {
+    let lookup = match accepted.lookups {
         Lookups::Broadcast => broadcast_option(&mut options, &primary_key, &create.location)?,
         Lookups::Cached => lookup_options(&mut options)?,
         Lookups::Not => LookupOptions::default(),
     };
-    let (own, prefixed) = match (builtin, declared) {
-        (Some(builtin), _) => (builtin.own, builtin.prefixed),
-        (None, declared) => (
-            declared.map_or(&[][..], |d| d.options),
-            declared.and_then(|d| d.prefix),
-        ),
-    };
-    options.refuse_leftovers(own, lookups, prefixed, connector.value.as_str())?;
+    options.refuse_leftovers(&accepted, connector.value.as_str())?;
 
     Ok(TableDef {
         name,
@@ -443,33 +455,23 @@ impl Options {
             .collect()
     }
 
-    /// Refuses an option left over: one the connector (its `own` options, the
-    /// `lookups` it takes, options starting with `prefixed`) does not take.
-    fn refuse_leftovers(
-        &self,
-        own: &[&str],
-        lookups: &Lookups,
-        prefixed: Option<&str>,
-        connector: &str,
-    ) -> Result<()> {
+    /// Refuses an option left over: one the connector does not take.
+    fn refuse_leftovers(&self, accepted: &Accepted, connector: &str) -> Result<()> {
         let Some((key, _)) = self.remaining.first() else {
             return Ok(());
         };
-        let lookup: &[&str] = match lookups {
+        let lookup: &[&str] = match accepted.lookups {
             Lookups::Broadcast => &["lookup.broadcast"],
             Lookups::Cached => &LOOKUP_OPTIONS,
             Lookups::Not => &[],
         };
-        let prefixed = prefixed.map(|prefix| match prefix.ends_with('.') {
-            true => format!("{prefix}*"),
-            false => prefix.to_string(),
-        });
-        let valid: Vec<String> = own
+        let valid: Vec<String> = accepted
+            .own
             .iter()
             .chain(lookup)
             .chain(COMMON_OPTIONS.iter())
             .map(|o| format!("'{o}'"))
-            .chain(prefixed.map(|p| format!("'{p}'")))
+            .chain(accepted.prefixed.iter().map(|p| format!("'{p}'")))
             .collect();
         let hint = if key.value == "json.ignore-parse-errors" {
             "Strata never drops records: undecodable ones go to the target's __quarantine table, so this option is not needed".to_string()

@@ -136,8 +136,9 @@ impl RemoteFiles {
     ) -> Result<usize> {
         let mut deleted = 0;
         for name in self.names().await? {
-            let in_flight = compacting.is_some()
-                && StateFile::checkpoint_in(&name, FileKind::Base) == compacting;
+            let in_flight = compacting.is_some_and(|checkpoint| {
+                StateFile::checkpoint_in(&name, FileKind::Base) == Some(checkpoint)
+            });
             if landed.contains(&name) || in_flight {
                 continue;
             }

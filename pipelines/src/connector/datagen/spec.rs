@@ -329,25 +329,19 @@ fn column(
         Values::Sequence { start, end }
     } else if let Some((low, high)) = integer_bounds(data_type) {
         refuse_others(&["kind", "min", "max", "null-rate"], "random")?;
-        let bound = |which: &str, default: i64| match option(which) {
-            Some((key, value)) => value
-                .trim()
-                .parse::<i64>()
-                .ok()
-                .filter(|v| (low..=high).contains(v))
-                .ok_or_else(|| {
-                    OptionProblem::with(
-                        key,
-                        format!("'{value}' is not a whole number that fits {type_name}"),
-                        &format!("write a number from {low} to {high}"),
-                    )
-                }),
-            None => Ok(default),
-        };
-        let (min, max) = (bound("min", low)?, bound("max", high)?);
-        if min > max {
-            return Err(min_above_max(given, name));
-        }
+        let (min, max) = min_max(
+            given,
+            name,
+            (low, high),
+            |value| {
+                value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|v| (low..=high).contains(v))
+            },
+            &format!("a whole number that fits {type_name}"),
+            &format!("write a number from {low} to {high}"),
+        )?;
         Values::Integers { min, max }
     } else if matches!(data_type, DataType::Float32 | DataType::Float64) {
         refuse_others(&["kind", "min", "max", "null-rate"], "random")?;
@@ -355,49 +349,38 @@ fn column(
             DataType::Float32 => (f32::MIN as f64, f32::MAX as f64),
             _ => (f64::MIN / 2.0, f64::MAX / 2.0),
         };
-        let bound = |which: &str, default: f64| match option(which) {
-            Some((key, value)) => value
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite() && (low..=high).contains(v))
-                .ok_or_else(|| {
-                    OptionProblem::with(
-                        key,
-                        format!("'{value}' is not a number that fits {type_name}"),
-                        "write e.g. '0.5'",
-                    )
-                }),
-            None => Ok(default),
-        };
-        let (min, max) = (bound("min", 0.0)?, bound("max", 1.0)?);
-        if min > max {
-            return Err(min_above_max(given, name));
-        }
+        let (min, max) = min_max(
+            given,
+            name,
+            (0.0, 1.0),
+            |value| {
+                value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && (low..=high).contains(v))
+            },
+            &format!("a number that fits {type_name}"),
+            "write e.g. '0.5'",
+        )?;
         Values::Reals { min, max }
     } else if let DataType::Decimal128(precision, scale) = *data_type {
         refuse_others(&["kind", "min", "max", "null-rate"], "random")?;
         // The type's bounds, as Flink's: all the digits the precision allows.
         let high = 10i128.pow(u32::from(precision)) - 1;
-        let bound = |which: &str, default: i128| match option(which) {
-            Some((key, value)) => arrow::compute::kernels::cast_utils::parse_decimal::<
-                arrow::datatypes::Decimal128Type,
-            >(value.trim(), precision, scale)
-            .ok()
-            .filter(|v| (-high..=high).contains(v))
-            .ok_or_else(|| {
-                OptionProblem::with(
-                    key,
-                    format!("'{value}' is not a number that fits {type_name}"),
-                    "write e.g. '9.99'",
-                )
-            }),
-            None => Ok(default),
-        };
-        let (min, max) = (bound("min", -high)?, bound("max", high)?);
-        if min > max {
-            return Err(min_above_max(given, name));
-        }
+        let (min, max) = min_max(
+            given,
+            name,
+            (-high, high),
+            |value| {
+                arrow::compute::kernels::cast_utils::parse_decimal::<
+                    arrow::datatypes::Decimal128Type,
+                >(value, precision, scale)
+                .ok()
+                .filter(|v| (-high..=high).contains(v))
+            },
+            &format!("a number that fits {type_name}"),
+            "write e.g. '9.99'",
+        )?;
         Values::Decimals { min, max }
     } else if is_text(data_type) || matches!(data_type, DataType::Binary) {
         refuse_others(&["kind", "length", "null-rate"], "random")?;
@@ -458,15 +441,33 @@ fn column(
     Ok(Column { values, null_rate })
 }
 
-fn min_above_max(given: &BTreeMap<&str, (&str, &str)>, name: &str) -> OptionProblem {
-    OptionProblem::with(
-        given
-            .get("max")
-            .or(given.get("min"))
-            .map_or("", |(key, _)| key),
-        format!("column {name}'s 'min' is above its 'max'"),
-        "give a 'min' at or below the 'max'",
-    )
+/// A random column's `'min'` and `'max'`, each read by `parse` (`None`: not
+/// `what`), or `defaults` when not given; the min no larger than the max.
+fn min_max<T: PartialOrd + Copy>(
+    given: &BTreeMap<&str, (&str, &str)>,
+    name: &str,
+    defaults: (T, T),
+    parse: impl Fn(&str) -> Option<T>,
+    what: &str,
+    hint: &str,
+) -> std::result::Result<(T, T), OptionProblem> {
+    let bound = |which: &str, default: T| match given.get(which) {
+        Some(&(key, value)) => parse(value.trim())
+            .ok_or_else(|| OptionProblem::with(key, format!("'{value}' is not {what}"), hint)),
+        None => Ok(default),
+    };
+    let (min, max) = (bound("min", defaults.0)?, bound("max", defaults.1)?);
+    if min > max {
+        return Err(OptionProblem::with(
+            given
+                .get("max")
+                .or(given.get("min"))
+                .map_or("", |(key, _)| key),
+            format!("column {name}'s 'min' is above its 'max'"),
+            "give a 'min' at or below the 'max'",
+        ));
+    }
+    Ok((min, max))
 }
 
 fn whole(value: &str, option: &str, min: u64) -> std::result::Result<u64, OptionProblem> {

@@ -78,10 +78,11 @@ impl DeltaFollower {
                 .read_commit_entry(version as u64)
                 .await
                 .map_err(|source| self.error(source.to_string()))?;
-            for (path, partition_values) in match commit {
+            let added = match commit {
                 Some(commit) => self.added_files(version, &commit)?,
                 None => Vec::new(),
-            } {
+            };
+            for (path, partition_values) in added {
                 let read = read_parquet(store.clone(), &path).await.map_err(|cause| {
                     self.error(format!("reading {path} of version {version}: {cause}"))
                 })?;

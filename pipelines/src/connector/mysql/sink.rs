@@ -182,15 +182,12 @@ impl MysqlSink {
                     .map_err(|err| self.error(err))?;
             }
         }
+        let state = state.map(Position::at);
         let progress: Vec<(&str, i32, &Position)> = positions
             .iter()
             .map(|((stream, split), position)| (stream.as_str(), *split, position))
-            .collect();
-        let state = state.map(Position::at);
-        let progress = progress
-            .into_iter()
             .chain(state.as_ref().map(|id| (STATE_STREAM, 0, id)))
-            .collect::<Vec<_>>();
+            .collect();
         if !progress.is_empty() {
             let mut query: QueryBuilder<MySql> = QueryBuilder::new(format!(
                 "INSERT INTO {} (pipeline, stream, part, `offset`, token) ",
