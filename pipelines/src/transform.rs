@@ -35,11 +35,12 @@ use crate::interval::{IntervalJoin, IntervalJoinParts, SideInput};
 use crate::lag::LagStep;
 use crate::lookup::dimension::Dimension;
 use crate::lookup::spec::LookupSpec;
+use crate::lookup::versioned::VersionedTable;
 use crate::lookup::{DimensionSide, LookupJoin, LookupJoinParts, SideStep};
 use crate::operator::planner::PlanContext;
 use crate::operator::{
     BatchContext, Emitted, KeepsState, LookupPass, Missed, Operator, OperatorIds, PlacedOperator,
-    Side, StateWrite, Traced, Watermarks,
+    RunAgain, Side, StateWrite, Traced, Watermarks,
 };
 use crate::registry::planners;
 use crate::steps::{Stateless, Unnest};
@@ -60,6 +61,17 @@ pub struct Prepared {
     pub traced: Traced,
     pub missed: Vec<Missed>,
     pub writes: Vec<StateWrite>,
+}
+
+/// Where a checkpoint from before operator ids put each operator's state:
+/// one blob, in the order of the plan of its day.
+pub struct LegacyState<'a> {
+    /// The aggregation's; a blob of a plan without one holds empty groups.
+    pub aggregate: Option<&'a dyn KeepsState>,
+    pub lags: Vec<&'a dyn KeepsState>,
+    /// The operator that read a second stream (an interval join).
+    pub interval: Option<&'a dyn KeepsState>,
+    pub aligned: Option<&'a dyn KeepsState>,
 }
 
 /// A lookup join's dimension, resolved against the catalog, waiting for the
@@ -266,13 +278,53 @@ impl CompiledPlan {
         Ok(None)
     }
 
-    /// The aggregation's and the window-aligned query's state, where a
-    /// checkpoint from before operator ids put them.
-    pub fn legacy_held_state(&self) -> (Option<&dyn KeepsState>, Option<&dyn KeepsState>) {
-        (
-            self.aggregation.as_ref().and_then(|op| op.state()),
-            self.aligned.as_ref().and_then(|op| op.state()),
-        )
+    /// The operators' state, where a checkpoint from before operator ids put it.
+    pub fn legacy_state(&self) -> LegacyState<'_> {
+        LegacyState {
+            aggregate: self.aggregation.as_ref().and_then(|op| op.state()),
+            lags: self
+                .lags
+                .iter()
+                .map(|lag| lag.as_ref() as &dyn KeepsState)
+                .collect(),
+            interval: self.interval().map(|join| join.as_ref() as &dyn KeepsState),
+            aligned: self.aligned.as_ref().and_then(|op| op.state()),
+        }
+    }
+
+    /// The id of the first operator that runs rows it set aside through the
+    /// plan again `when` says: the runner keeps all such rows under it.
+    pub fn rerun_by(&self, when: RunAgain) -> Option<&str> {
+        self.pre.iter().find_map(|placed| {
+            let again = placed.operator.runs_rows_again()?;
+            (again.when == when).then_some(placed.id.as_str())
+        })
+    }
+
+    /// Tells the operators whose rows wait for the second input's watermark how many wait.
+    pub fn note_waiting(&self, count: usize) {
+        for placed in &self.pre {
+            if placed
+                .operator
+                .runs_rows_again()
+                .is_some_and(|again| again.when == RunAgain::AtSecondWatermark)
+            {
+                placed.operator.rows_waiting(count);
+            }
+        }
+    }
+
+    /// The versions an operator reads from a table's changelog, read beside
+    /// the source as the plan's second input (an event-time temporal join's).
+    pub fn versions_read(&self) -> Option<&Arc<VersionedTable>> {
+        self.lookups.iter().find_map(|join| join.versioned())
+    }
+
+    /// Whether a second stream's rows enter the plan (an interval join's right side).
+    pub fn reads_second_stream(&self) -> bool {
+        self.pre
+            .iter()
+            .any(|placed| placed.operator.reads_second_stream())
     }
 
     /// What the plan's checkpointed state is made of, a line per stateful
@@ -339,21 +391,13 @@ impl CompiledPlan {
     }
 
     /// The plan's interval join, if any.
-    pub fn interval(&self) -> Option<&Arc<IntervalJoin>> {
+    fn interval(&self) -> Option<&Arc<IntervalJoin>> {
         self.interval.as_ref().map(|(_, join)| join)
     }
 
     /// The plan's lookup joins, in order.
     pub fn lookups(&self) -> impl Iterator<Item = &Arc<LookupJoin>> {
         self.lookups.iter()
-    }
-
-    /// The id the plan gives the lookup join `join`.
-    pub fn lookup_id(&self, join: &Arc<LookupJoin>) -> Option<&str> {
-        self.pre.iter().find_map(|placed| {
-            let same = Arc::as_ptr(&placed.operator) as *const () == Arc::as_ptr(join) as *const ();
-            same.then_some(placed.id.as_str())
-        })
     }
 
     /// Runs the operators on a batch of `ctx.source`, keeping track of which

@@ -42,7 +42,7 @@ use self::versioned::VersionedTable;
 use crate::error::{PipelineError, Result};
 use crate::operator::{
     BatchContext, Changelog, Described, Emitted, InputStream, Missed, Operator, OperatorKind,
-    Processed, Traced, Watermarks,
+    Processed, RunAgain, RunsRowsAgain, Traced, Watermarks,
 };
 pub use crate::operator::{LookupPass, MissAction};
 
@@ -869,15 +869,24 @@ impl Operator for LookupJoin {
         Ok(Emitted::default())
     }
 
-    fn runs_rows_again(&self) -> Option<String> {
+    fn runs_rows_again(&self) -> Option<RunsRowsAgain> {
         if self.versioned().is_some() {
-            return Some(format!(
-                "the event-time temporal join {} (rows wait for its versions)",
-                self.alias
-            ));
+            return Some(RunsRowsAgain {
+                when: RunAgain::AtSecondWatermark,
+                what: format!(
+                    "the event-time temporal join {} (rows wait for its versions)",
+                    self.alias
+                ),
+            });
         }
-        self.retries()
-            .then(|| format!("'miss' = 'retry' on the lookup join {}", self.alias))
+        self.retries().then(|| RunsRowsAgain {
+            when: RunAgain::AfterDelay,
+            what: format!("'miss' = 'retry' on the lookup join {}", self.alias),
+        })
+    }
+
+    fn rows_waiting(&self, count: usize) {
+        self.stats.held_back.store(count as u64, Ordering::Relaxed);
     }
 
     fn refuses_rows_run_again(&self) -> Option<String> {

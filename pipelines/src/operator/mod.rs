@@ -168,6 +168,23 @@ impl std::fmt::Debug for StateWrite {
     }
 }
 
+/// When the rows an operator set aside run through the plan again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunAgain {
+    /// After a delay on the wall clock ([`MissAction::Retry`]).
+    AfterDelay,
+    /// Once the second input's watermark has passed their event time ([`MissAction::Wait`]).
+    AtSecondWatermark,
+}
+
+/// An operator that runs input rows through the plan again later.
+#[derive(Debug, Clone)]
+pub struct RunsRowsAgain {
+    pub when: RunAgain,
+    /// What in it does so, in SQL terms.
+    pub what: String,
+}
+
 /// What an operator made of a batch.
 #[derive(Debug)]
 pub struct Processed {
@@ -429,11 +446,14 @@ pub trait Operator: std::fmt::Debug + Send + Sync {
         Ok(None)
     }
 
-    /// What in it runs input rows through the plan again later (a retry, a
-    /// wait for another stream), in SQL terms, if it does.
-    fn runs_rows_again(&self) -> Option<String> {
+    /// Whether it sets input rows aside to run them through the plan again
+    /// later (a retry, a wait for another stream), and when.
+    fn runs_rows_again(&self) -> Option<RunsRowsAgain> {
         None
     }
+
+    /// How many of the rows it set aside wait in the runner's state now.
+    fn rows_waiting(&self, _count: usize) {}
 
     /// Why it cannot take rows that another operator runs through the plan
     /// again (its state would move on twice for one row, or was cleaned

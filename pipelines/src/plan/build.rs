@@ -7,7 +7,7 @@ use arrow::datatypes::SchemaRef;
 use strata_catalog::TableDef;
 
 use super::{Changelog, OperatorKind, PlanColumn, PlanOperator, StateInfo, StreamPlan};
-use crate::operator::{InputStream, Operator};
+use crate::operator::{InputStream, Operator, RunAgain};
 use crate::state::schema_fingerprint;
 use crate::transform::CompiledPlan;
 use crate::validate::{ValidPipeline, is_changelog};
@@ -222,16 +222,14 @@ impl Builder {
     }
 }
 
-/// The state the runner keeps for lookup joins, by the join's id: a temporal
-/// join's versions and the probe rows waiting for them, and the source rows
-/// set aside for a retry (one buffer, under the first join that retries).
+/// The state the runner keeps for operators, under the ids it checkpoints
+/// it by: the source rows set aside to run again (one buffer for each moment
+/// they run again, under the first operator that declares it), with the
+/// versions of the plan's changelog input beside the rows that wait for them.
 fn held_by_the_runner(compiled: &CompiledPlan, source: &TableDef) -> HashMap<String, StateInfo> {
     let mut held = HashMap::new();
-    let temporal = compiled
-        .lookups()
-        .find_map(|join| Some((join, join.versioned()?)));
-    if let Some((join, table)) = temporal {
-        let id = compiled.lookup_id(join).expect("the join is in the plan");
+    let waiting = compiled.rerun_by(RunAgain::AtSecondWatermark);
+    if let (Some(id), Some(table)) = (waiting, compiled.versions_read()) {
         held.insert(
             id.to_string(),
             StateInfo {
@@ -250,8 +248,7 @@ fn held_by_the_runner(compiled: &CompiledPlan, source: &TableDef) -> HashMap<Str
             },
         );
     }
-    if let Some(join) = compiled.lookups().find(|join| join.retries()) {
-        let id = compiled.lookup_id(join).expect("the join is in the plan");
+    if let Some(id) = compiled.rerun_by(RunAgain::AfterDelay) {
         held.insert(
             id.to_string(),
             StateInfo {

@@ -44,6 +44,7 @@ use crate::connector::DimensionContext;
 use crate::connector::delta::sink::DeltaSink;
 use crate::error::{PipelineError, Result};
 use crate::lookup::LookupStats;
+use crate::operator::RunsRowsAgain;
 use crate::registry;
 use crate::sink::WriteMode;
 use crate::transform::{CompiledPlan, ResolvedLookup};
@@ -312,7 +313,7 @@ impl PipelineRun {
         let lookups = self.resolve_lookups()?;
         let plan = CompiledPlan::compile(pipeline, &ctx.state(), lookups).await?;
         if let Some(right) = right {
-            if plan.interval().is_none() {
+            if !plan.reads_second_stream() {
                 return Err(unsupported(
                     pipeline,
                     "reading two tables as streams without an interval join between them",
@@ -536,7 +537,7 @@ impl PipelineRun {
 fn refuse_rows_run_again(pipeline: &ValidPipeline, plan: &CompiledPlan) -> Result<()> {
     let operators = plan.pre_operators();
     for again in operators {
-        let Some(what) = again.operator.runs_rows_again() else {
+        let Some(RunsRowsAgain { what, .. }) = again.operator.runs_rows_again() else {
             continue;
         };
         for other in operators.iter().filter(|other| other.id != again.id) {

@@ -9,10 +9,9 @@ use std::time::Instant;
 
 use crate::aggregate::AggregateState;
 use crate::error::Result;
-use crate::interval::IntervalJoin;
-use crate::lag::LagStep;
 use crate::operator::KeepsState;
 use crate::state::{ByteReader, ByteWriter};
+use crate::transform::LegacyState;
 use crate::watermark::WatermarkTracker;
 
 use super::parked::ParkedRows;
@@ -55,14 +54,14 @@ impl Snapshot for OperatorState<'_> {
     }
 }
 
-/// An event-time temporal join: the probe rows waiting for versions, and the
-/// versions with their changelog's watermark.
-pub(super) struct TemporalState<'a> {
+/// Rows waiting for the second input's watermark, and the versions that
+/// input keeps with its changelog's watermark (an event-time temporal join's).
+pub(super) struct WaitingState<'a> {
     pub waiting: &'a mut ParkedRows,
     pub feed: &'a mut Box<dyn VersionFeed>,
 }
 
-impl Snapshot for TemporalState<'_> {
+impl Snapshot for WaitingState<'_> {
     fn snapshot(&self, out: &mut ByteWriter) {
         self.waiting.encode(out);
         self.feed.encode(out);
@@ -119,15 +118,12 @@ fn restore_tracker(
 pub(super) struct LegacyParts<'a> {
     pub committed_watermark: &'a mut Option<i64>,
     pub source: Option<&'a mut WatermarkTracker>,
-    /// The aggregation's state; a blob of a plan without one holds empty groups.
-    pub aggregate: Option<&'a dyn KeepsState>,
+    pub operators: LegacyState<'a>,
     pub parked: &'a mut ParkedRows,
-    pub lags: Vec<&'a LagStep>,
     pub waiting: &'a mut ParkedRows,
     pub feed: Option<&'a mut Box<dyn VersionFeed>>,
-    /// An interval join, and its right stream's watermark.
-    pub interval: Option<(&'a IntervalJoin, &'a mut WatermarkTracker)>,
-    pub aligned: Option<&'a dyn KeepsState>,
+    /// The second stream's watermark.
+    pub second: Option<&'a mut WatermarkTracker>,
 }
 
 /// Checkpoints before state shapes were recorded: restored without a check.
@@ -168,7 +164,8 @@ impl LegacyParts<'_> {
         }
         *self.committed_watermark = input.option(|r| r.i64())?;
         restore_tracker(&mut input, self.source.as_deref_mut())?;
-        match self.aggregate {
+        let operators = self.operators;
+        match operators.aggregate {
             Some(aggregate) => aggregate.restore(&mut input)?,
             None => {
                 AggregateState::decode(&mut input)?;
@@ -178,8 +175,8 @@ impl LegacyParts<'_> {
             self.parked.decode(&mut input)?;
         }
         if !input.is_done() {
-            for lag in &self.lags {
-                lag.decode(&mut input)?;
+            for lag in &operators.lags {
+                lag.restore(&mut input)?;
             }
         }
         if !input.is_done() {
@@ -190,17 +187,17 @@ impl LegacyParts<'_> {
                 (1, Some(feed)) => feed.restore(&mut input, Instant::now())?,
                 _ => return Err(input.corrupt(changed)),
             }
-            match (input.u8()?, &mut self.interval) {
-                (0, None) => {}
-                (1, Some((join, right))) => {
-                    join.decode(&mut input)?;
+            match (input.u8()?, operators.interval, &mut self.second) {
+                (0, None, _) => {}
+                (1, Some(join), Some(right)) => {
+                    join.restore(&mut input)?;
                     right.restore(&mut input, Instant::now())?;
                 }
                 _ => return Err(input.corrupt(changed)),
             }
             // Checkpoints written before window-aligned queries end here.
             let aligned_flag = if input.is_done() { 0 } else { input.u8()? };
-            match (aligned_flag, self.aligned) {
+            match (aligned_flag, operators.aligned) {
                 (0, None) => {}
                 (1, Some(aligned)) => aligned.restore(&mut input)?,
                 _ => return Err(input.corrupt(changed)),

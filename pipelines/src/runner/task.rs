@@ -16,9 +16,10 @@ use crate::checkpoint::{Checkpoint, RUNTIME};
 use crate::connector::VersionFeed;
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
-use crate::interval::Side;
 use crate::lookup::{LookupPass, MissAction};
-use crate::operator::{BatchContext, Missed, RowKind, StateWrite, Traced, Watermarks};
+use crate::operator::{
+    BatchContext, Missed, RowKind, RunAgain, Side, StateWrite, Traced, Watermarks,
+};
 use crate::plan::StreamPlan;
 use crate::position::{self, Positions};
 use crate::registry;
@@ -41,7 +42,7 @@ use super::checks::Checking;
 use super::commit::{CommitBatch, CommitContext, Sinks, Target};
 use super::keyed::PendingCheckpoint;
 use super::parked::{DueRows, ParkedRows};
-use super::snapshot::{LegacyParts, OperatorState, RuntimeState, Snapshot, TemporalState};
+use super::snapshot::{LegacyParts, OperatorState, RuntimeState, Snapshot, WaitingState};
 use super::{PipelineRun, Planned, RunMode, now_ms, panic_message};
 
 /// What has been read but not yet committed.
@@ -54,7 +55,7 @@ struct Pending {
     /// were committed long ago, so the side tables must not skip them as replays.
     retried_rejected: Vec<Rejected>,
     retried_late: Vec<RecordBatch>,
-    /// Records of a temporal join's changelog that are no version.
+    /// Records of the versions input's changelog that are no version.
     side_rejected: Vec<Rejected>,
     /// Rows an aggregation emitted that failed a quarantine rule: they have no
     /// source offset, so the quarantine must not skip them as replays.
@@ -62,20 +63,23 @@ struct Pending {
     positions: Positions,
 }
 
-/// State the runner keeps for operators, and where it is checkpointed: rows
-/// lookup joins set aside for a retry, and rows a temporal join holds back
-/// until the versioned side's watermark passes them.
+/// State the runner keeps for operators, and where it is checkpointed: the
+/// rows operators set aside to run through the plan again, under the id of
+/// the first operator that does so at that moment (the rows run through the
+/// whole plan again, whichever operator set them aside).
 #[derive(Debug)]
 struct Stateful {
+    /// To run again after a delay ([`RunAgain::AfterDelay`]); "due" is a wall-clock time.
     parked: ParkedRows,
-    /// Held back by a temporal join; "due" is the row's event time.
+    /// To run again once the second input's watermark passes them
+    /// ([`RunAgain::AtSecondWatermark`]); "due" is the row's event time.
     waiting: ParkedRows,
     next_checkpoint: i64,
     /// The late-row table's schema, for an aggregation.
     late_schema: Option<arrow::datatypes::SchemaRef>,
 }
 
-/// The second stream of an interval join, with its watermark.
+/// A second stream whose rows enter the plan (an interval join's right side), with its watermark.
 #[derive(Debug)]
 struct RightStream {
     reader: Box<dyn SourceReader>,
@@ -90,7 +94,7 @@ enum Event {
     Right(Next),
 }
 
-/// The next records of a temporal join's changelog; never, without one.
+/// The next records of the versions input's changelog; never, without one.
 async fn next_versions(
     feed: Option<&mut Box<dyn VersionFeed>>,
 ) -> Result<Option<Vec<SourceRecord>>> {
@@ -100,7 +104,7 @@ async fn next_versions(
     }
 }
 
-/// The next batch of an interval join's right stream; never, without one.
+/// The next batch of the second stream; never, without one.
 async fn next_right(
     right: Option<&mut RightStream>,
     deadline: Instant,
@@ -130,9 +134,9 @@ pub(super) struct Task<'a> {
     /// The commit in flight, which hands the sinks back when it has landed.
     in_flight: Option<tokio::task::JoinHandle<Result<Sinks>>>,
     stateful: Option<Stateful>,
-    /// The changelog of an event-time temporal join's versioned table.
+    /// A table's changelog read into versions an operator probes (an event-time temporal join's).
     versions: Option<Box<dyn VersionFeed>>,
-    /// The right stream of an interval join.
+    /// A second stream whose rows enter the plan.
     right: Option<RightStream>,
     watermark: Option<(String, WatermarkTracker)>,
     /// How far ahead of the wall clock an event time may be before its row goes
@@ -142,7 +146,7 @@ pub(super) struct Task<'a> {
     originals: Originals,
     /// The watermark as of the last commit started; lateness is judged against it.
     committed_watermark: Option<i64>,
-    /// The largest watermark a temporal join let through, so that it never goes back.
+    /// The largest watermark the versions input let through, so that it never goes back.
     joined_watermark: Option<i64>,
     pending: Pending,
     interval: Duration,
@@ -266,7 +270,7 @@ impl<'a> Task<'a> {
             }
         };
         quarantine.resume(reader.stream(), &partitions).await?;
-        let versions = match plan.lookups().find_map(|join| join.versioned()) {
+        let versions = match plan.versions_read() {
             Some(table) => {
                 let def = run
                     .pipeline
@@ -282,8 +286,8 @@ impl<'a> Task<'a> {
             }
             None => None,
         };
-        let right = match plan.interval() {
-            Some(_) => {
+        let right = match plan.reads_second_stream() {
+            true => {
                 let right = open_right(run, &options, &mut target).await?;
                 let partitions: Vec<i32> = right.tracker.partitions().collect();
                 quarantine
@@ -291,7 +295,7 @@ impl<'a> Task<'a> {
                     .await?;
                 Some(right)
             }
-            None => None,
+            false => None,
         };
         let watermark = source.watermark.as_ref().map(|w| {
             let tracker = WatermarkTracker::new(
@@ -443,19 +447,17 @@ impl<'a> Task<'a> {
         for (id, state) in self.plan.stateful_operators() {
             parts.push((id.to_string(), Box::new(OperatorState(state))));
         }
-        // State the runner keeps for operators.
-        let retrying = self.plan.lookups().find(|join| join.retries());
-        if let Some(id) = retrying.and_then(|join| self.plan.lookup_id(join)) {
+        // Rows the runner keeps for operators, with the second input's versions.
+        if let Some(id) = self.plan.rerun_by(RunAgain::AfterDelay) {
             parts.push((id.to_string(), Box::new(&mut stateful.parked)));
         }
-        let temporal = self.plan.lookups().find(|join| join.versioned().is_some());
         if let (Some(id), Some(feed)) = (
-            temporal.and_then(|join| self.plan.lookup_id(join)),
+            self.plan.rerun_by(RunAgain::AtSecondWatermark),
             self.versions.as_mut(),
         ) {
             parts.push((
                 id.to_string(),
-                Box::new(TemporalState {
+                Box::new(WaitingState {
                     waiting: &mut stateful.waiting,
                     feed,
                 }),
@@ -467,20 +469,14 @@ impl<'a> Task<'a> {
     /// The state's parts where a checkpoint of an earlier version put them.
     fn legacy_parts(&mut self) -> LegacyParts<'_> {
         let stateful = self.stateful.as_mut().expect("opened with state");
-        let (aggregate, aligned) = self.plan.legacy_held_state();
         LegacyParts {
             committed_watermark: &mut self.committed_watermark,
             source: self.watermark.as_mut().map(|(_, tracker)| tracker),
-            aggregate,
+            operators: self.plan.legacy_state(),
             parked: &mut stateful.parked,
-            lags: self.plan.lags().map(|lag| lag.as_ref()).collect(),
             waiting: &mut stateful.waiting,
             feed: self.versions.as_mut(),
-            interval: match (self.plan.interval(), self.right.as_mut()) {
-                (Some(join), Some(right)) => Some((join.as_ref(), &mut right.tracker)),
-                _ => None,
-            },
-            aligned,
+            second: self.right.as_mut().map(|right| &mut right.tracker),
         }
     }
 
@@ -704,8 +700,8 @@ impl<'a> Task<'a> {
             || !self.pending.side_rejected.is_empty()
     }
 
-    /// The pipeline's watermark: the source's, held back by a temporal join's
-    /// versioned side (whose rows it waits for), unless that side is idle.
+    /// The pipeline's watermark: the source's, held back by the versions
+    /// input (whose rows it waits for), unless that side is idle.
     /// It never goes back.
     fn current_watermark(&mut self) -> Option<i64> {
         let now = Instant::now();
@@ -730,14 +726,14 @@ impl<'a> Task<'a> {
         current
     }
 
-    /// Whether a temporal join holds rows back for its versioned side.
+    /// Whether rows wait for the versions input's watermark.
     fn holds_rows_back(&self) -> bool {
         self.stateful
             .as_ref()
             .is_some_and(|stateful| !stateful.waiting.is_empty())
     }
 
-    /// Runs the SELECT again on the rows a temporal join held back whose time
+    /// Runs the SELECT again on the waiting rows whose time
     /// the versioned side's watermark (or its idleness) has passed.
     async fn release_waiting(&mut self, stop: &watch::Receiver<bool>) -> Result<()> {
         let (Some(feed), Some(stateful)) = (&mut self.versions, &mut self.stateful) else {
@@ -758,12 +754,8 @@ impl<'a> Task<'a> {
                 return Err(err);
             }
         }
-        let held_back = self.stateful.as_ref().map_or(0, |s| s.waiting.len());
-        if let Some(join) = self.plan.lookups().find(|join| join.versioned().is_some()) {
-            join.stats
-                .held_back
-                .store(held_back as u64, Ordering::Relaxed);
-        }
+        let waiting = self.stateful.as_ref().map_or(0, |s| s.waiting.len());
+        self.plan.note_waiting(waiting);
         Ok(())
     }
 
@@ -803,7 +795,7 @@ impl<'a> Task<'a> {
         let stateful = self
             .stateful
             .as_mut()
-            .expect("a plan with a temporal join has state");
+            .expect("a plan whose rows wait has state");
         stateful
             .waiting
             .park(rows, coordinates, None, origins, 0, |origin| {
@@ -811,7 +803,7 @@ impl<'a> Task<'a> {
             })
     }
 
-    /// Applies records of a temporal join's changelog to its versions.
+    /// Applies records of the versions input's changelog to its versions.
     fn apply_versions(&mut self, records: Option<Vec<SourceRecord>>) -> Result<()> {
         let (Some(feed), Some(records)) = (&mut self.versions, records) else {
             return Ok(());
@@ -823,7 +815,7 @@ impl<'a> Task<'a> {
         Ok(())
     }
 
-    /// Runs a batch of an interval join's right stream through the join.
+    /// Runs a batch of the second stream through the plan.
     async fn process_right(
         &mut self,
         mut batch: SourceBatch,
@@ -857,7 +849,7 @@ impl<'a> Task<'a> {
         Ok(())
     }
 
-    /// When the next row set aside by a lookup join is due, if any.
+    /// When the next row set aside to run again after a delay is due, if any.
     fn next_retry_ms(&self) -> Option<i64> {
         self.stateful.as_ref()?.parked.next_due_ms()
     }
