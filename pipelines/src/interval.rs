@@ -309,7 +309,7 @@ impl IntervalJoin {
         left.late_below = left.late_below.max(left_watermark);
     }
 
-    pub fn encode(&self, out: &mut ByteWriter) {
+    fn encode(&self, out: &mut ByteWriter) {
         let state = self.state.lock().expect("not poisoned");
         for held in state.iter() {
             out.i64(held.late_below);
@@ -325,7 +325,7 @@ impl IntervalJoin {
         }
     }
 
-    pub fn decode(&self, input: &mut ByteReader) -> Result<()> {
+    fn decode(&self, input: &mut ByteReader) -> Result<()> {
         let mut state = self.state.lock().expect("not poisoned");
         for held in state.iter_mut() {
             held.late_below = input.i64()?;

@@ -141,7 +141,7 @@ impl LagStep {
         self.last.lock().expect("not poisoned").extend(writes);
     }
 
-    pub fn encode(&self, out: &mut ByteWriter) {
+    fn encode(&self, out: &mut ByteWriter) {
         let last = self.last.lock().expect("not poisoned");
         out.u64(last.len() as u64);
         for (key, value) in last.iter() {
@@ -150,7 +150,7 @@ impl LagStep {
         }
     }
 
-    pub fn decode(&self, input: &mut ByteReader) -> Result<()> {
+    fn decode(&self, input: &mut ByteReader) -> Result<()> {
         let mut last = self.last.lock().expect("not poisoned");
         let parser = self.value_converter.parser();
         for _ in 0..input.u64()? {
@@ -206,6 +206,10 @@ impl Operator for LagStep {
 
     fn refuses_rows_run_again(&self) -> Option<String> {
         Some("a row run again would move its partition's LAG on twice".to_string())
+    }
+
+    fn refuses_second_stream(&self) -> Option<String> {
+        Some("LAG".to_string())
     }
 
     fn state(&self) -> Option<&dyn KeepsState> {

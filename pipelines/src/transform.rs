@@ -39,7 +39,7 @@ use crate::lookup::versioned::VersionedTable;
 use crate::lookup::{DimensionSide, LookupJoin, LookupJoinParts, SideStep};
 use crate::operator::planner::PlanContext;
 use crate::operator::{
-    BatchContext, Emitted, KeepsState, LookupPass, Missed, Operator, OperatorIds, PlacedOperator,
+    BatchContext, Emitted, KeepsState, Missed, Operator, OperatorIds, Pass, PlacedOperator,
     RunAgain, Side, StateWrite, Traced, Watermarks,
 };
 use crate::registry::planners;
@@ -65,7 +65,7 @@ pub struct Prepared {
 
 /// Where a checkpoint from before operator ids put each operator's state:
 /// one blob, in the order of the plan of its day.
-pub struct LegacyState<'a> {
+pub(crate) struct LegacyState<'a> {
     /// The aggregation's; a blob of a plan without one holds empty groups.
     pub aggregate: Option<&'a dyn KeepsState>,
     pub lags: Vec<&'a dyn KeepsState>,
@@ -279,7 +279,7 @@ impl CompiledPlan {
     }
 
     /// The operators' state, where a checkpoint from before operator ids put it.
-    pub fn legacy_state(&self) -> LegacyState<'_> {
+    pub(crate) fn legacy_state(&self) -> LegacyState<'_> {
         LegacyState {
             aggregate: self.aggregation.as_ref().and_then(|op| op.state()),
             lags: self
@@ -301,13 +301,13 @@ impl CompiledPlan {
         })
     }
 
-    /// Tells the operators whose rows wait for the second input's watermark how many wait.
+    /// Tells the operators whose rows wait for the versions input's watermark how many wait.
     pub fn note_waiting(&self, count: usize) {
         for placed in &self.pre {
             if placed
                 .operator
                 .runs_rows_again()
-                .is_some_and(|again| again.when == RunAgain::AtSecondWatermark)
+                .is_some_and(|again| again.when == RunAgain::AtVersionsWatermark)
             {
                 placed.operator.rows_waiting(count);
             }
@@ -315,9 +315,14 @@ impl CompiledPlan {
     }
 
     /// The versions an operator reads from a table's changelog, read beside
-    /// the source as the plan's second input (an event-time temporal join's).
+    /// the source (an event-time temporal join's): found among the plan's lookup joins.
     pub fn versions_read(&self) -> Option<&Arc<VersionedTable>> {
-        self.lookups.iter().find_map(|join| join.versioned())
+        self.versions_inputs().next()
+    }
+
+    /// Every table changelog the plan's operators read into versions.
+    fn versions_inputs(&self) -> impl Iterator<Item = &Arc<VersionedTable>> {
+        self.lookups.iter().filter_map(|join| join.versioned())
     }
 
     /// Whether a second stream's rows enter the plan (an interval join's right side).
@@ -325,6 +330,20 @@ impl CompiledPlan {
         self.pre
             .iter()
             .any(|placed| placed.operator.reads_second_stream())
+    }
+
+    /// How many inputs the plan reads beside its source: a second stream, and
+    /// each changelog read into versions.
+    pub fn second_inputs(&self) -> usize {
+        usize::from(self.reads_second_stream()) + self.versions_inputs().count()
+    }
+
+    /// The first operator that cannot run beside a second stream, with what it is.
+    pub fn refusing_second_stream(&self) -> Option<(&str, String)> {
+        self.pre.iter().find_map(|placed| {
+            let what = placed.operator.refuses_second_stream()?;
+            Some((placed.id.as_str(), what))
+        })
     }
 
     /// What the plan's checkpointed state is made of, a line per stateful
@@ -386,7 +405,7 @@ impl CompiledPlan {
     }
 
     /// The plan's `LAG` steps, in order.
-    pub fn lags(&self) -> impl Iterator<Item = &Arc<LagStep>> {
+    fn lags(&self) -> impl Iterator<Item = &Arc<LagStep>> {
         self.lags.iter()
     }
 
@@ -449,12 +468,7 @@ impl CompiledPlan {
 
     /// Takes rows of `side` as far as the interval join, if there is one, and
     /// holds them there, for rows the steps after the join failed on.
-    pub async fn hold_only(
-        &self,
-        batch: &RecordBatch,
-        pass: &LookupPass,
-        side: Side,
-    ) -> Result<()> {
+    pub async fn hold_only(&self, batch: &RecordBatch, pass: &Pass, side: Side) -> Result<()> {
         let Some((at, join)) = self.interval.as_ref() else {
             return Ok(());
         };

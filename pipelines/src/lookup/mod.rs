@@ -44,7 +44,7 @@ use crate::operator::{
     BatchContext, Changelog, Described, Emitted, InputStream, Missed, Operator, OperatorKind,
     Processed, RunAgain, RunsRowsAgain, Traced, Watermarks,
 };
-pub use crate::operator::{LookupPass, MissAction};
+pub use crate::operator::{MissAction, Pass};
 
 /// Keys with their dimension rows (none when a key has none).
 type KeyRows = (Box<[u8]>, Vec<OwnedRow>);
@@ -308,7 +308,7 @@ impl LookupJoin {
         &self,
         probe: &RecordBatch,
         as_of: Option<&TimestampMillisecondArray>,
-        pass: &LookupPass,
+        pass: &Pass,
     ) -> Result<(RecordBatch, Vec<usize>, Vec<Misses>)> {
         let rows = probe.num_rows();
         self.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
@@ -386,7 +386,7 @@ impl LookupJoin {
         &self,
         distinct: &HashMap<&[u8], usize>,
         keys: &[ArrayRef],
-        pass: &LookupPass,
+        pass: &Pass,
     ) -> Result<HashMap<Box<[u8]>, Vec<OwnedRow>>> {
         self.stats
             .keys
@@ -432,7 +432,7 @@ impl LookupJoin {
 
     /// Fetches keys in chunks, a few queries at a time; every key asked for is
     /// in the answer (with no rows when the dimension has none).
-    async fn fetch_all(&self, wanted: KeyBatch, pass: &LookupPass) -> Result<Vec<KeyRows>> {
+    async fn fetch_all(&self, wanted: KeyBatch, pass: &Pass) -> Result<Vec<KeyRows>> {
         let chunk = self.options.batch_keys.max(1);
         let mut chunks = Vec::new();
         let mut bytes = wanted.bytes.into_iter();
@@ -460,7 +460,7 @@ impl LookupJoin {
     }
 
     /// One query, retried with backoff while the database fails.
-    async fn fetch_chunk(&self, keys: KeyBatch, pass: &LookupPass) -> Result<Vec<KeyRows>> {
+    async fn fetch_chunk(&self, keys: KeyBatch, pass: &Pass) -> Result<Vec<KeyRows>> {
         let mut backoff = Duration::from_millis(100);
         let mut stop = pass.stop.clone();
         let batch = loop {
@@ -532,7 +532,7 @@ impl LookupJoin {
         probe: &RecordBatch,
         per_row: &[&[OwnedRow]],
         set_aside: &[bool],
-        pass: &LookupPass,
+        pass: &Pass,
     ) -> Result<(RecordBatch, Vec<usize>, Option<Misses>)> {
         let mut pair_probe: Vec<u32> = Vec::new();
         let mut candidates = Vec::new();
@@ -606,7 +606,7 @@ impl LookupJoin {
         Ok((output, origins, misses))
     }
 
-    fn miss_reason(&self, pass: &LookupPass) -> String {
+    fn miss_reason(&self, pass: &Pass) -> String {
         let looked = format!(
             "the lookup join {} found no row of {} for this record's key ({})",
             self.alias,
@@ -872,7 +872,7 @@ impl Operator for LookupJoin {
     fn runs_rows_again(&self) -> Option<RunsRowsAgain> {
         if self.versioned().is_some() {
             return Some(RunsRowsAgain {
-                when: RunAgain::AtSecondWatermark,
+                when: RunAgain::AtVersionsWatermark,
                 what: format!(
                     "the event-time temporal join {} (rows wait for its versions)",
                     self.alias
@@ -883,6 +883,10 @@ impl Operator for LookupJoin {
             when: RunAgain::AfterDelay,
             what: format!("'miss' = 'retry' on the lookup join {}", self.alias),
         })
+    }
+
+    fn refuses_second_stream(&self) -> Option<String> {
+        self.runs_rows_again().map(|again| again.what)
     }
 
     fn rows_waiting(&self, count: usize) {

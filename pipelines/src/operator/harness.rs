@@ -19,9 +19,7 @@ use arrow::record_batch::RecordBatch;
 use deltalake::logstore::ObjectStoreRef;
 use deltalake::logstore::object_store::local::LocalFileSystem;
 
-use super::{
-    BatchContext, Emitted, LookupPass, Missed, Operator, RowKind, Side, Traced, Watermarks,
-};
+use super::{BatchContext, Emitted, Missed, Operator, Pass, RowKind, Side, Traced, Watermarks};
 use crate::error::Result;
 use crate::keyed::{MemoryBudget, RemoteFiles, StateBackend};
 use crate::state::{ByteReader, ByteWriter};
@@ -95,7 +93,7 @@ impl Harness {
         kinds: Option<&[RowKind]>,
     ) -> Result<super::Processed> {
         let (_stop, stop) = tokio::sync::watch::channel(false);
-        let pass = LookupPass {
+        let pass = Pass {
             attempt: 0,
             stop,
             from_state: false,

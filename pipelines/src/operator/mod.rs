@@ -85,9 +85,10 @@ pub struct Missed {
     pub reason: String,
 }
 
-/// Which attempt at a row this is: the first, or a retry of a row set aside.
+/// Which pass over rows this is: their first, a retry of rows set aside, or
+/// rows released from waiting.
 #[derive(Debug, Clone)]
-pub struct LookupPass {
+pub struct Pass {
     /// 0 for the first lookup of the rows, n for their n-th retry.
     pub attempt: u32,
     /// Stops waiting for a database that is down.
@@ -97,7 +98,7 @@ pub struct LookupPass {
     pub from_state: bool,
 }
 
-impl LookupPass {
+impl Pass {
     /// Whether the rows were read before the last commit (retried or held back).
     pub fn replayed(&self) -> bool {
         self.attempt > 0 || self.from_state
@@ -116,7 +117,7 @@ pub enum Side {
 pub struct BatchContext<'a> {
     /// The rows as read from the source, which the input's origins point into.
     pub source: &'a RecordBatch,
-    pub pass: &'a LookupPass,
+    pub pass: &'a Pass,
     pub side: Side,
     /// The change each source row is (a changelog's insert, update or delete),
     /// when the source is a changelog; none means every row is an insert.
@@ -173,8 +174,8 @@ impl std::fmt::Debug for StateWrite {
 pub enum RunAgain {
     /// After a delay on the wall clock ([`MissAction::Retry`]).
     AfterDelay,
-    /// Once the second input's watermark has passed their event time ([`MissAction::Wait`]).
-    AtSecondWatermark,
+    /// Once the versions input's watermark has passed their event time ([`MissAction::Wait`]).
+    AtVersionsWatermark,
 }
 
 /// An operator that runs input rows through the plan again later.
@@ -447,12 +448,15 @@ pub trait Operator: std::fmt::Debug + Send + Sync {
     }
 
     /// Whether it sets input rows aside to run them through the plan again
-    /// later (a retry, a wait for another stream), and when.
+    /// later (a retry, a wait for versions), and when. An operator that sets
+    /// rows aside with [`MissAction::Retry`] or [`MissAction::Wait`] must say
+    /// so here: the runner checkpoints such rows under the operator that declares it.
     fn runs_rows_again(&self) -> Option<RunsRowsAgain> {
         None
     }
 
-    /// How many of the rows it set aside wait in the runner's state now.
+    /// How many rows wait for the versions input's watermark now, for an
+    /// operator that sets them aside to wait.
     fn rows_waiting(&self, _count: usize) {}
 
     /// Why it cannot take rows that another operator runs through the plan
@@ -465,6 +469,11 @@ pub trait Operator: std::fmt::Debug + Send + Sync {
     /// Whether a second stream enters the plan here (an interval join's right side).
     fn reads_second_stream(&self) -> bool {
         false
+    }
+
+    /// Why it cannot run in a plan that reads a second stream, if it cannot.
+    fn refuses_second_stream(&self) -> Option<String> {
+        None
     }
 
     /// Its state, if it keeps one in itself.

@@ -228,7 +228,7 @@ impl Builder {
 /// versions of the plan's changelog input beside the rows that wait for them.
 fn held_by_the_runner(compiled: &CompiledPlan, source: &TableDef) -> HashMap<String, StateInfo> {
     let mut held = HashMap::new();
-    let waiting = compiled.rerun_by(RunAgain::AtSecondWatermark);
+    let waiting = compiled.rerun_by(RunAgain::AtVersionsWatermark);
     if let (Some(id), Some(table)) = (waiting, compiled.versions_read()) {
         held.insert(
             id.to_string(),

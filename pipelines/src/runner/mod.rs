@@ -326,14 +326,10 @@ impl PipelineRun {
                     "an interval join of tables that are not both Kafka topics in format json (append-only streams)",
                 ));
             }
-            if plan.lags().next().is_some()
-                || plan
-                    .lookups()
-                    .any(|j| j.retries() || j.versioned().is_some())
-            {
+            if let Some((id, what)) = plan.refusing_second_stream() {
                 return Err(unsupported(
                     pipeline,
-                    "LAG, 'miss' = 'retry' or a temporal join beside an interval join",
+                    &format!("{what} (operator {id}) beside a second stream"),
                 ));
             }
         }
@@ -343,17 +339,13 @@ impl PipelineRun {
             return Err(unsupported(pipeline, why));
         }
         refuse_rows_run_again(pipeline, &plan)?;
-        let temporal = plan
-            .lookups()
-            .filter(|join| join.versioned().is_some())
-            .count();
-        if temporal > 1 {
+        if plan.second_inputs() > 1 {
             return Err(unsupported(
                 pipeline,
-                "more than one event-time temporal join in a pipeline (each reads a stream of its own)",
+                "reading more than one input beside the source (an interval join's second stream, each event-time temporal join's changelog)",
             ));
         }
-        if temporal == 1 && !reads.probes_versions {
+        if plan.versions_read().is_some() && !reads.probes_versions {
             return Err(unsupported(
                 pipeline,
                 &format!(

@@ -54,7 +54,7 @@ impl Snapshot for OperatorState<'_> {
     }
 }
 
-/// Rows waiting for the second input's watermark, and the versions that
+/// Rows waiting for the versions input's watermark, and the versions that
 /// input keeps with its changelog's watermark (an event-time temporal join's).
 pub(super) struct WaitingState<'a> {
     pub waiting: &'a mut ParkedRows,
@@ -123,7 +123,7 @@ pub(super) struct LegacyParts<'a> {
     pub waiting: &'a mut ParkedRows,
     pub feed: Option<&'a mut Box<dyn VersionFeed>>,
     /// The second stream's watermark.
-    pub second: Option<&'a mut WatermarkTracker>,
+    pub right: Option<&'a mut WatermarkTracker>,
 }
 
 /// Checkpoints before state shapes were recorded: restored without a check.
@@ -187,7 +187,7 @@ impl LegacyParts<'_> {
                 (1, Some(feed)) => feed.restore(&mut input, Instant::now())?,
                 _ => return Err(input.corrupt(changed)),
             }
-            match (input.u8()?, operators.interval, &mut self.second) {
+            match (input.u8()?, operators.interval, &mut self.right) {
                 (0, None, _) => {}
                 (1, Some(join), Some(right)) => {
                     join.restore(&mut input)?;

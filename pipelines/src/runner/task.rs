@@ -16,9 +16,8 @@ use crate::checkpoint::{Checkpoint, RUNTIME};
 use crate::connector::VersionFeed;
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
-use crate::lookup::{LookupPass, MissAction};
 use crate::operator::{
-    BatchContext, Missed, RowKind, RunAgain, Side, StateWrite, Traced, Watermarks,
+    BatchContext, MissAction, Missed, Pass, RowKind, RunAgain, Side, StateWrite, Traced, Watermarks,
 };
 use crate::plan::StreamPlan;
 use crate::position::{self, Positions};
@@ -71,8 +70,8 @@ struct Pending {
 struct Stateful {
     /// To run again after a delay ([`RunAgain::AfterDelay`]); "due" is a wall-clock time.
     parked: ParkedRows,
-    /// To run again once the second input's watermark passes them
-    /// ([`RunAgain::AtSecondWatermark`]); "due" is the row's event time.
+    /// To run again once the versions input's watermark passes them
+    /// ([`RunAgain::AtVersionsWatermark`]); "due" is the row's event time.
     waiting: ParkedRows,
     next_checkpoint: i64,
     /// The late-row table's schema, for an aggregation.
@@ -447,12 +446,12 @@ impl<'a> Task<'a> {
         for (id, state) in self.plan.stateful_operators() {
             parts.push((id.to_string(), Box::new(OperatorState(state))));
         }
-        // Rows the runner keeps for operators, with the second input's versions.
+        // Rows the runner keeps for operators, with the versions input's versions.
         if let Some(id) = self.plan.rerun_by(RunAgain::AfterDelay) {
             parts.push((id.to_string(), Box::new(&mut stateful.parked)));
         }
         if let (Some(id), Some(feed)) = (
-            self.plan.rerun_by(RunAgain::AtSecondWatermark),
+            self.plan.rerun_by(RunAgain::AtVersionsWatermark),
             self.versions.as_mut(),
         ) {
             parts.push((
@@ -476,7 +475,7 @@ impl<'a> Task<'a> {
             parked: &mut stateful.parked,
             waiting: &mut stateful.waiting,
             feed: self.versions.as_mut(),
-            second: self.right.as_mut().map(|right| &mut right.tracker),
+            right: self.right.as_mut().map(|right| &mut right.tracker),
         }
     }
 
@@ -767,7 +766,7 @@ impl<'a> Task<'a> {
         held_back: bool,
         stop: &watch::Receiver<bool>,
     ) -> Result<()> {
-        let pass = LookupPass {
+        let pass = Pass {
             attempt: due.attempt,
             stop: stop.clone(),
             from_state: held_back,
@@ -821,7 +820,7 @@ impl<'a> Task<'a> {
         mut batch: SourceBatch,
         stop: &watch::Receiver<bool>,
     ) -> Result<()> {
-        let pass = LookupPass {
+        let pass = Pass {
             attempt: 0,
             stop: stop.clone(),
             from_state: false,
@@ -897,7 +896,7 @@ impl<'a> Task<'a> {
 
     async fn run_batch(&mut self, batch: SourceBatch, stop: &watch::Receiver<bool>) -> Result<()> {
         let batch = self.set_aside_future_rows(batch)?;
-        let pass = LookupPass {
+        let pass = Pass {
             attempt: 0,
             stop: stop.clone(),
             from_state: false,
@@ -980,7 +979,7 @@ impl<'a> Task<'a> {
         rows: &RecordBatch,
         coordinates: &[(i32, i64)],
         kinds: Option<&[RowKind]>,
-        pass: &LookupPass,
+        pass: &Pass,
         side: Side,
     ) -> Result<()> {
         let without_time = match side {
@@ -1097,7 +1096,7 @@ impl<'a> Task<'a> {
         rows: &RecordBatch,
         keep: &[usize],
         kinds: Option<&[RowKind]>,
-        pass: &LookupPass,
+        pass: &Pass,
         side: Side,
     ) -> Result<Transformed> {
         // The whole batch (the usual case) runs as it is: its positions are the rows'.
@@ -1161,7 +1160,7 @@ impl<'a> Task<'a> {
         coordinates: &[(i32, i64)],
         kinds: Option<&[RowKind]>,
         output: Transformed,
-        pass: &LookupPass,
+        pass: &Pass,
         side: Side,
     ) -> Result<()> {
         let attempt = pass.attempt;
@@ -1233,7 +1232,7 @@ impl<'a> Task<'a> {
         rows: &RecordBatch,
         coordinates: &[(i32, i64)],
         mut late_rows: Vec<usize>,
-        pass: &LookupPass,
+        pass: &Pass,
     ) -> Result<()> {
         if late_rows.is_empty() {
             return Ok(());
@@ -1653,7 +1652,7 @@ fn max_event_times(
     Ok(maxima)
 }
 
-/// Starts reading an interval join's right stream where the target's last commit left it.
+/// Starts reading the plan's second stream where the target's last commit left it.
 async fn open_right(
     run: &PipelineRun,
     options: &SourceOptions<'_>,
@@ -1663,7 +1662,7 @@ async fn open_right(
         .pipeline
         .streams()
         .nth(1)
-        .expect("an interval join reads two streams");
+        .expect("a plan that reads a second stream has two");
     let watermark = def
         .watermark
         .as_ref()

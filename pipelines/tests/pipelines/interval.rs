@@ -190,6 +190,10 @@ async fn interval_joins_it_cannot_run_are_refused_with_the_reason() {
             "SELECT e.exposure_id, c.click_id FROM (SELECT exposure_id, user_id, shown_at + INTERVAL '1' HOUR AS shown_at FROM shop.ods_exposures) AS e JOIN shop.ods_clicks AS c ON e.user_id = c.user_id AND c.clicked_at BETWEEN e.shown_at AND e.shown_at + INTERVAL '1' MINUTE".to_string(),
             "an interval join over a shown_at that is computed before the join",
         ),
+        (
+            "SELECT exposure_id, LAG(click_id) OVER (PARTITION BY user_id ORDER BY shown_at) FROM (SELECT e.exposure_id, e.user_id, e.shown_at, c.click_id FROM shop.ods_exposures AS e JOIN shop.ods_clicks AS c ON e.user_id = c.user_id AND c.clicked_at BETWEEN e.shown_at AND e.shown_at + INTERVAL '1' MINUTE)".to_string(),
+            "LAG (operator lag-1) beside a second stream",
+        ),
     ];
     for (select, expected) in cases {
         let refused = crate::ingest::refusal(
