@@ -3,8 +3,11 @@
 //!
 //! ```text
 //!   STRATA-KEYED-1 │ key groups │ n │ (name │ kind │ checkpoint │ entries │ bytes) × n
-//!   files:  base-j, delta-(j+1) … delta-k     restore reads them in this order
+//!   files:  base-j, run-m …, delta-(m+1) … delta-k     restore reads them in this order
 //! ```
+//!
+//! A run is deltas merged: the keys written over several checkpoints, deleted
+//! keys kept, so that it stands where its deltas stood.
 
 use crate::error::Result;
 use crate::state::{ByteReader, ByteWriter};
@@ -17,6 +20,9 @@ pub enum FileKind {
     Base,
     /// The keys written since the checkpoint before.
     Delta,
+    /// The keys written since the file before it, up to this checkpoint:
+    /// deltas merged, deleted keys kept.
+    Run,
 }
 
 impl FileKind {
@@ -24,6 +30,7 @@ impl FileKind {
         match self {
             FileKind::Base => 0,
             FileKind::Delta => 1,
+            FileKind::Run => 2,
         }
     }
 
@@ -31,6 +38,7 @@ impl FileKind {
         match self {
             FileKind::Base => "base",
             FileKind::Delta => "delta",
+            FileKind::Run => "run",
         }
     }
 }
@@ -39,7 +47,7 @@ impl FileKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateFile {
     pub kind: FileKind,
-    /// The checkpoint whose state it holds (a base) or ends (a delta).
+    /// The checkpoint whose state it holds (a base) or ends (a delta, a run).
     pub checkpoint: i64,
     pub entries: u64,
     pub bytes: u64,
@@ -47,7 +55,7 @@ pub struct StateFile {
 
 impl StateFile {
     /// Its name in the operator's folder: the kind and the checkpoint, so that
-    /// names sort as the files were written.
+    /// names of one kind sort as the files were written.
     pub fn name(&self) -> String {
         format!("{}-{:020}.arrow", self.kind.prefix(), self.checkpoint)
     }
@@ -63,7 +71,7 @@ impl StateFile {
 }
 
 /// The files of one keyed operator's state at one checkpoint: a base (none
-/// before the first compaction), then deltas in checkpoint order.
+/// before the first compaction), then runs and deltas in checkpoint order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
     pub files: Vec<StateFile>,
@@ -74,8 +82,17 @@ impl Manifest {
         self.files.iter().find(|f| f.kind == FileKind::Base)
     }
 
+    /// The files after the base: runs and deltas.
     pub fn deltas(&self) -> impl Iterator<Item = &StateFile> {
-        self.files.iter().filter(|f| f.kind == FileKind::Delta)
+        self.files.iter().filter(|f| f.kind != FileKind::Base)
+    }
+
+    /// The deltas after the last run (or the base): what a run merges.
+    pub fn deltas_in_a_row(&self) -> Vec<&StateFile> {
+        self.files
+            .iter()
+            .filter(|f| f.kind == FileKind::Delta)
+            .collect()
     }
 
     pub fn bytes(&self) -> u64 {
@@ -117,6 +134,7 @@ impl Manifest {
             let kind = match input.u8()? {
                 0 => FileKind::Base,
                 1 => FileKind::Delta,
+                2 => FileKind::Run,
                 other => return Err(input.corrupt(&format!("a file kind is {other}"))),
             };
             files.push(StateFile {
@@ -138,7 +156,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_manifest_round_trips_and_names_sort_in_writing_order() {
+    fn a_manifest_round_trips_and_names_of_a_kind_sort_in_writing_order() {
         let file = |kind, checkpoint| StateFile {
             kind,
             checkpoint,
@@ -148,16 +166,18 @@ mod tests {
         let manifest = Manifest {
             files: vec![
                 file(FileKind::Base, 9),
-                file(FileKind::Delta, 10),
+                file(FileKind::Run, 10),
                 file(FileKind::Delta, 11),
+                file(FileKind::Delta, 12),
             ],
         };
         let bytes = manifest.encode(128);
         assert_eq!(Manifest::decode(&bytes, 128).unwrap(), manifest);
         let err = Manifest::decode(&bytes, 64).unwrap_err().to_string();
         assert!(err.contains("written for 128 key groups"), "{err}");
-        assert!(manifest.files[1].name() < manifest.files[2].name());
+        assert!(manifest.files[2].name() < manifest.files[3].name());
         assert_eq!(manifest.files[2].name(), "delta-00000000000000000011.arrow");
+        assert_eq!(manifest.files[1].name(), "run-00000000000000000010.arrow");
         let base = manifest.files[0].name();
         assert_eq!(StateFile::checkpoint_in(&base, FileKind::Base), Some(9));
         assert_eq!(StateFile::checkpoint_in(&base, FileKind::Delta), None);

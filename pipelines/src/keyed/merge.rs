@@ -1,11 +1,15 @@
-//! Compaction as a merge: a base and the deltas after it, sorted files on
-//! local disk, merged into the next base. It reads no working store, so it
-//! holds no snapshot open (which would keep every memtable sealed meanwhile).
+//! Compaction as a merge: a base and the files after it, sorted files on
+//! local disk, merged into the next base; or deltas alone merged into a run,
+//! which keeps deleted keys (an older file under it may still hold them). It
+//! reads no working store, so it holds no snapshot open (which would keep
+//! every memtable sealed meanwhile).
 //!
 //! ```text
 //!   base-j  ─┐
+//!   run-m   ─┤
 //!   delta-a ─┼─ one batch per file in memory ─▶ smallest key first; of equal keys the
 //!   delta-k ─┘                                  newest file's value; a deleted key dropped ─▶ base-k
+//!   delta-a … delta-k ─▶ the same, a deleted key kept ─▶ run-k
 //! ```
 
 use std::cmp::Reverse;
@@ -80,8 +84,17 @@ impl Cursor {
     }
 }
 
-/// Merges `files` (oldest first) into a base at `out`; returns its entries and bytes.
-pub fn merge(files: &[PathBuf], out: &Path) -> Result<(u64, u64)> {
+/// What a merge writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merged {
+    /// Every key: deleted keys are dropped.
+    Base,
+    /// The keys the files changed: deleted keys are kept, as deletes.
+    Run,
+}
+
+/// Merges `files` (oldest first) into a file at `out`; returns its entries and bytes.
+pub fn merge(files: &[PathBuf], out: &Path, merged: Merged) -> Result<(u64, u64)> {
     let mut cursors = Vec::with_capacity(files.len());
     // Smallest key first; of equal keys, the newest file (highest index) first.
     let mut heap = BinaryHeap::new();
@@ -94,8 +107,9 @@ pub fn merge(files: &[PathBuf], out: &Path) -> Result<(u64, u64)> {
     let mut sink = FileSink::create(out)?;
     let mut stepped = Vec::with_capacity(cursors.len());
     while let Some(Reverse((key, Reverse(newest)))) = heap.pop() {
-        if let Some(value) = cursors[newest].value() {
-            sink.push(u16::from_be_bytes([key[0], key[1]]), &key[2..], Some(value))?;
+        let value = cursors[newest].value();
+        if value.is_some() || merged == Merged::Run {
+            sink.push(u16::from_be_bytes([key[0], key[1]]), &key[2..], value)?;
         }
         stepped.push(newest);
         while let Some(Reverse((next, _))) = heap.peek()
@@ -131,7 +145,7 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_value_of_a_key_wins_and_deleted_keys_are_dropped() {
+    fn the_newest_value_of_a_key_wins_and_deleted_keys_are_dropped_from_a_base_only() {
         let dir = tempfile::tempdir().unwrap();
         let [base, first, second, out] = ["base", "d1", "d2", "out"].map(|n| dir.path().join(n));
         write(
@@ -151,21 +165,37 @@ mod tests {
             ],
         );
         write(&second, &[(0, b"b", Some(b"3")), (2, b"z", Some(b"3"))]);
-        let (entries, _) = merge(&[base, first, second], &out).unwrap();
-        let mut merged = Vec::new();
-        super::super::file::read(&out, |group, key, value| {
-            merged.push((group, key.to_vec(), value.map(<[u8]>::to_vec)));
-            Ok(())
-        })
-        .unwrap();
+        let (entries, _) =
+            merge(&[base, first.clone(), second.clone()], &out, Merged::Base).unwrap();
         let expected: Vec<(u16, Vec<u8>, Option<Vec<u8>>)> = vec![
             (0, b"a".to_vec(), Some(b"1".to_vec())),
             (0, b"b".to_vec(), Some(b"3".to_vec())),
             (0, b"c".to_vec(), Some(b"2".to_vec())),
             (2, b"z".to_vec(), Some(b"3".to_vec())),
         ];
-        assert_eq!(merged, expected);
+        assert_eq!(read(&out), expected);
         assert_eq!(entries, 4);
+        // Deltas merged into a run keep the delete, which must still hide the base's key.
+        let run = dir.path().join("run");
+        let (entries, _) = merge(&[first, second], &run, Merged::Run).unwrap();
+        let expected: Vec<(u16, Vec<u8>, Option<Vec<u8>>)> = vec![
+            (0, b"b".to_vec(), Some(b"3".to_vec())),
+            (0, b"c".to_vec(), Some(b"2".to_vec())),
+            (1, b"a".to_vec(), None),
+            (2, b"z".to_vec(), Some(b"3".to_vec())),
+        ];
+        assert_eq!(read(&run), expected);
+        assert_eq!(entries, 4);
+    }
+
+    fn read(path: &Path) -> Vec<(u16, Vec<u8>, Option<Vec<u8>>)> {
+        let mut rows = Vec::new();
+        super::super::file::read(path, |group, key, value| {
+            rows.push((group, key.to_vec(), value.map(<[u8]>::to_vec)));
+            Ok(())
+        })
+        .unwrap();
+        rows
     }
 
     #[test]
@@ -173,7 +203,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let [base, out] = ["base", "out"].map(|n| dir.path().join(n));
         write(&base, &[(0, b"b", Some(b"1")), (0, b"a", Some(b"1"))]);
-        let err = merge(std::slice::from_ref(&base), &out)
+        let err = merge(std::slice::from_ref(&base), &out, Merged::Base)
             .unwrap_err()
             .to_string();
         assert!(err.contains("base") && err.contains("not sorted"), "{err}");

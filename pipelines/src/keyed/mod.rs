@@ -11,6 +11,7 @@
 //!   deltas outgrow half the base ──background──▶ base-k: the local copies of base-j and the deltas
 //!                                                 merged, uploaded; the next manifest starts from it,
 //!                                                 and the files it replaces are deleted
+//!   16 deltas in a row ──background──▶ run-k: those deltas merged, deleted keys kept, in their place
 //!   restart ──manifest of the landed commit──▶ download base, deltas in order ──▶ a fresh working store
 //! ```
 //!
@@ -162,20 +163,24 @@ impl StateBackend {
     }
 }
 
-/// A base merged in the background: in flight, or done
-/// and waiting for the next seal to put it first in the manifest.
+/// How many deltas in a row are merged into a run: the files a restart reads,
+/// and a compaction merges at once, stay few while the base is much larger
+/// than what changes between compactions.
+const DELTAS_PER_RUN: usize = 16;
+
+/// A base or a run merged in the background: in flight (with the name of the
+/// file it writes), or done and waiting for the next seal to put it in the manifest.
 enum Compaction {
-    /// Writing the base of this checkpoint.
-    Running(i64, tokio::task::JoinHandle<Result<StateFile>>),
+    Running(String, tokio::task::JoinHandle<Result<StateFile>>),
     Done(StateFile),
 }
 
 impl Compaction {
-    /// The checkpoint whose base it writes or wrote.
-    fn checkpoint(&self) -> i64 {
+    /// The name of the file it writes or wrote.
+    fn file_name(&self) -> String {
         match self {
-            Compaction::Running(checkpoint, _) => *checkpoint,
-            Compaction::Done(base) => base.checkpoint,
+            Compaction::Running(name, _) => name.clone(),
+            Compaction::Done(file) => file.name(),
         }
     }
 }
@@ -212,9 +217,8 @@ pub struct Sealed {
     pub manifest: Manifest,
     uploads: Vec<(PathBuf, StateFile)>,
     remote: RemoteFiles,
-    /// The checkpoint of the base a compaction in flight writes, which no
-    /// manifest names yet.
-    compacting: Option<i64>,
+    /// The file a compaction in flight writes, which no manifest names yet.
+    compacting: Option<String>,
 }
 
 impl Sealed {
@@ -230,7 +234,7 @@ impl Sealed {
     /// files its manifest no longer names.
     pub async fn landed(&self) -> Result<usize> {
         self.remote
-            .forget_unnamed(&self.manifest, self.compacting)
+            .forget_unnamed(&self.manifest, self.compacting.as_deref())
             .await
     }
 
@@ -291,15 +295,29 @@ impl KeyedState {
 
     /// Seals the keys written since the last checkpoint into a delta file
     /// (sorted by key group and key), and starts a compaction when the deltas
-    /// have outgrown half the base. Fast: its cost is the number of changed keys.
+    /// have outgrown half the base (into a base), or when [`DELTAS_PER_RUN`]
+    /// deltas follow one another (into a run). Fast: its cost is the number of
+    /// changed keys.
     pub fn seal(&mut self, checkpoint: i64) -> Result<Sealed> {
         let mut uploads = Vec::new();
-        if let Some(base) = self.finished_compaction()? {
-            let (kept, replaced) = std::mem::take(&mut self.manifest.files)
-                .into_iter()
-                .partition(|f| f.kind == FileKind::Delta && f.checkpoint > base.checkpoint);
+        if let Some(merged) = self.finished_compaction()? {
+            // A base replaces every file up to its checkpoint; a run, the deltas it merged:
+            // those up to its checkpoint, as every delta before them is in a run or the base.
+            let (replaced, kept): (Vec<StateFile>, Vec<StateFile>) =
+                std::mem::take(&mut self.manifest.files)
+                    .into_iter()
+                    .partition(|f| {
+                        f.checkpoint <= merged.checkpoint
+                            && (merged.kind == FileKind::Base || f.kind == FileKind::Delta)
+                    });
             self.manifest.files = kept;
-            self.manifest.files.insert(0, base);
+            let at = self
+                .manifest
+                .files
+                .iter()
+                .position(|f| f.checkpoint > merged.checkpoint)
+                .unwrap_or(self.manifest.files.len());
+            self.manifest.files.insert(at, merged);
             for file in replaced {
                 let _ = std::fs::remove_file(self.local_files.join(file.name()));
             }
@@ -326,44 +344,58 @@ impl KeyedState {
         }
         let base_bytes = self.manifest.base().map_or(0, |b| b.bytes);
         let delta_bytes: u64 = self.manifest.deltas().map(|d| d.bytes).sum();
-        if self.compaction.is_none() && delta_bytes > 0 && delta_bytes * 2 > base_bytes {
-            self.start_compaction(checkpoint);
+        let deltas_in_a_row = self
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.kind == FileKind::Delta)
+            .count();
+        if self.compaction.is_none() {
+            if delta_bytes > 0 && delta_bytes * 2 > base_bytes {
+                self.start_compaction(FileKind::Base, checkpoint);
+            } else if deltas_in_a_row >= DELTAS_PER_RUN {
+                self.start_compaction(FileKind::Run, checkpoint);
+            }
         }
         Ok(Sealed {
             manifest: self.manifest.clone(),
             uploads,
             remote: self.remote.clone(),
-            compacting: self.compaction.as_ref().map(Compaction::checkpoint),
+            compacting: self.compaction.as_ref().map(Compaction::file_name),
         })
     }
 
-    /// Writes base-`checkpoint` in the background: the local copies of the
-    /// files of the manifest just sealed, merged, then uploaded.
-    fn start_compaction(&mut self, checkpoint: i64) {
-        let inputs: Vec<PathBuf> = self
-            .manifest
-            .files
-            .iter()
+    /// Writes a base or a run of `checkpoint` in the background, then uploads
+    /// it: for a base, the local copies of every file of the manifest just
+    /// sealed merged; for a run, those of its deltas.
+    fn start_compaction(&mut self, kind: FileKind, checkpoint: i64) {
+        let (merged, inputs) = match kind {
+            FileKind::Run => (merge::Merged::Run, self.manifest.deltas_in_a_row()),
+            _ => (merge::Merged::Base, self.manifest.files.iter().collect()),
+        };
+        let inputs: Vec<PathBuf> = inputs
+            .into_iter()
             .map(|f| self.local_files.join(f.name()))
             .collect();
         let remote = self.remote.clone();
-        let mut base = StateFile {
-            kind: FileKind::Base,
+        let mut file = StateFile {
+            kind,
             checkpoint,
             entries: 0,
             bytes: 0,
         };
-        let local = self.local_files.join(base.name());
+        let name = file.name();
+        let local = self.local_files.join(&name);
         let task = tokio::spawn(async move {
             let out = local.clone();
-            (base.entries, base.bytes) =
-                tokio::task::spawn_blocking(move || merge::merge(&inputs, &out))
+            (file.entries, file.bytes) =
+                tokio::task::spawn_blocking(move || merge::merge(&inputs, &out, merged))
                     .await
                     .map_err(compaction_failed)??;
-            remote.upload(&local, &base).await?;
-            Ok(base)
+            remote.upload(&local, &file).await?;
+            Ok(file)
         });
-        self.compaction = Some(Compaction::Running(checkpoint, task));
+        self.compaction = Some(Compaction::Running(name, task));
     }
 
     /// The base a finished compaction wrote, if one has finished.
@@ -394,8 +426,10 @@ impl KeyedState {
 
     /// After the commit of `landed` has landed: deletes the files it no longer names.
     pub async fn forget_unnamed(&self, landed: &Manifest) -> Result<usize> {
-        let compacting = self.compaction.as_ref().map(Compaction::checkpoint);
-        self.remote.forget_unnamed(landed, compacting).await
+        let compacting = self.compaction.as_ref().map(Compaction::file_name);
+        self.remote
+            .forget_unnamed(landed, compacting.as_deref())
+            .await
     }
 
     /// Restores the state a landed checkpoint's entry names into this empty

@@ -13,7 +13,7 @@ use deltalake::logstore::object_store::{ObjectStoreExt, WriteMultipart, path::Pa
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::manifest::{FileKind, Manifest, StateFile};
+use super::manifest::{Manifest, StateFile};
 use crate::error::{PipelineError, Result};
 
 /// The smallest part S3 accepts, one in flight: an upload holds two parts.
@@ -126,20 +126,17 @@ impl RemoteFiles {
     }
 
     /// Deletes the files `landed` (the manifest of the last landed commit) no
-    /// longer names, but for the base of checkpoint `compacting`, which a
-    /// compaction in flight uploads before a manifest names it. Older bases go
+    /// longer names, but for the file `compacting`, which a compaction in
+    /// flight uploads before a manifest names it. Older bases and runs go
     /// too: those of a state a reset dropped, or of a run that died compacting.
     pub async fn forget_unnamed(
         &self,
         landed: &Manifest,
-        compacting: Option<i64>,
+        compacting: Option<&str>,
     ) -> Result<usize> {
         let mut deleted = 0;
         for name in self.names().await? {
-            let in_flight = compacting.is_some_and(|checkpoint| {
-                StateFile::checkpoint_in(&name, FileKind::Base) == Some(checkpoint)
-            });
-            if landed.contains(&name) || in_flight {
+            if landed.contains(&name) || compacting == Some(name.as_str()) {
                 continue;
             }
             self.store

@@ -66,6 +66,14 @@ fn key(i: u32) -> Vec<u8> {
     format!("key-{i}").into_bytes()
 }
 
+/// Writes keys 0..`count`, each with its number as its value.
+fn load(state: &mut KeyedState, count: u32) {
+    let loaded: Vec<(Vec<u8>, [u8; 4])> = (0..count).map(|i| (key(i), i.to_le_bytes())).collect();
+    state
+        .write_all(loaded.iter().map(|(k, v)| (k.as_slice(), Some(&v[..]))))
+        .unwrap();
+}
+
 fn all(state: &KeyedState) -> Vec<(Vec<u8>, Vec<u8>)> {
     state
         .entries()
@@ -115,10 +123,7 @@ async fn puts_and_deletes_restore_exactly_from_the_checkpoint_files() {
 async fn a_commit_writes_only_the_keys_changed_since_the_last() {
     let setup = setup();
     let mut state = setup.state("run");
-    let loaded: Vec<(Vec<u8>, [u8; 4])> = (0..50_000).map(|i| (key(i), i.to_le_bytes())).collect();
-    state
-        .write_all(loaded.iter().map(|(k, v)| (k.as_slice(), Some(&v[..]))))
-        .unwrap();
+    load(&mut state, 50_000);
     let (_, loaded) = checkpoint(&mut state, 1).await;
     for i in 0..10 {
         state.put(&key(i * 1000), b"x").unwrap();
@@ -174,6 +179,54 @@ async fn deltas_are_compacted_into_a_base_in_the_background_and_replaced_files_d
     let mut restored = setup.state("again");
     restored.restore(&entry).await.unwrap();
     assert_eq!(all(&restored), all(&state));
+}
+
+#[tokio::test]
+async fn deltas_in_a_row_are_merged_into_a_run_that_keeps_their_deletes() {
+    let setup = setup();
+    let mut state = setup.state("run");
+    load(&mut state, 50_000);
+    checkpoint(&mut state, 1).await;
+    state.settle().await.unwrap();
+    // Small changes, far from half the base: runs, not a new base.
+    let mut entry = Vec::new();
+    for id in 2..=40 {
+        for i in 0..10 {
+            state.put(&key(id as u32 * 100 + i), b"changed").unwrap();
+        }
+        state.delete(&key(id as u32)).unwrap();
+        entry = checkpoint(&mut state, id).await.0;
+        state.settle().await.unwrap();
+    }
+    let manifest = Manifest::decode(&entry, KEY_GROUPS).unwrap();
+    let kinds: Vec<FileKind> = manifest.files.iter().map(|f| f.kind).collect();
+    assert_eq!(kinds[0], FileKind::Base, "{manifest:?}");
+    assert_eq!(manifest.base().unwrap().checkpoint, 1, "{manifest:?}");
+    assert!(
+        kinds.iter().filter(|&&k| k == FileKind::Run).count() >= 2,
+        "{manifest:?}"
+    );
+    assert!(
+        kinds.iter().filter(|&&k| k == FileKind::Delta).count() < DELTAS_PER_RUN,
+        "{manifest:?}"
+    );
+    let checkpoints: Vec<i64> = manifest.files.iter().map(|f| f.checkpoint).collect();
+    assert!(checkpoints.is_sorted(), "{manifest:?}");
+    // Only the run of a compaction in flight may be unnamed; replaced deltas are gone.
+    let mut names = setup.remote().names().await.unwrap();
+    names.retain(|name| !manifest.contains(name));
+    assert!(names.iter().all(|n| n.starts_with("run-")), "{names:?}");
+    // The base still holds the deleted keys: the runs' deletes hide them on restore.
+    let mut restored = setup.state("again");
+    restored.restore(&entry).await.unwrap();
+    assert_eq!(all(&restored), all(&state));
+    for id in 2..=40 {
+        assert_eq!(restored.get(&key(id)).unwrap(), None);
+    }
+    assert_eq!(
+        restored.get(&key(4_000)).unwrap().as_deref(),
+        Some(&b"changed"[..])
+    );
 }
 
 #[tokio::test]
