@@ -143,3 +143,13 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
         &options,
     )?)
 }
+
+/// Key equalities of a join, `l1 = r1 AND l2 = r2`, for people.
+pub fn equalities(left: &[Arc<dyn PhysicalExpr>], right: &[Arc<dyn PhysicalExpr>]) -> String {
+    let pairs: Vec<String> = left
+        .iter()
+        .zip(right)
+        .map(|(l, r)| format!("{l} = {r}"))
+        .collect();
+    pairs.join(" AND ")
+}

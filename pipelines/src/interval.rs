@@ -106,16 +106,9 @@ pub struct Probed {
 impl IntervalJoin {
     /// The join in SQL terms: its keys and its band of event time.
     pub fn describe_join(&self) -> String {
-        let keys: Vec<String> = self
-            .left
-            .keys
-            .iter()
-            .zip(&self.right.keys)
-            .map(|(l, r)| format!("{l} = {r}"))
-            .collect();
         format!(
             "ON {} AND {} BETWEEN {} {:+} ms AND {} {:+} ms",
-            keys.join(" AND "),
+            crate::batch::equalities(&self.left.keys, &self.right.keys),
             self.right.time,
             self.left.time,
             self.lower_ms,

@@ -27,6 +27,7 @@ pub mod plan;
 pub mod position;
 pub mod project;
 pub mod registry;
+pub mod regular_join;
 pub mod row_number;
 pub mod runner;
 pub mod sink;

@@ -27,8 +27,8 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, WindowFunctionD
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::batch::evaluate;
-use crate::error::{PipelineError, Result};
-use crate::keyed::Slot;
+use crate::error::Result;
+use crate::keyed::{Slot, decode_count};
 use crate::operator::planner::{OperatorPlanner, PlanContext};
 use crate::operator::{
     BatchContext, Changelog, Described, InputStream, Operator, OperatorKind, Processed, StateInfo,
@@ -104,7 +104,7 @@ impl RowNumber {
                 let before = match overlay.get(&key) {
                     Some(&count) => count,
                     None => match counts.get(&key)? {
-                        Some(stored) => decode_count(&stored)?,
+                        Some(stored) => decode_count(&stored, "a ROW_NUMBER count")?,
                         None => 0,
                     },
                 };
@@ -115,16 +115,6 @@ impl RowNumber {
             Ok((Int64Array::from(numbers), overlay))
         })
     }
-}
-
-fn decode_count(stored: &[u8]) -> Result<u64> {
-    let bytes: [u8; 8] = stored.try_into().map_err(|_| {
-        PipelineError::State(format!(
-            "a ROW_NUMBER count of {} bytes in keyed state (8 expected)",
-            stored.len()
-        ))
-    })?;
-    Ok(u64::from_be_bytes(bytes))
 }
 
 #[async_trait::async_trait]

@@ -43,6 +43,7 @@ use crate::operator::{
     RunAgain, Side, StateWrite, Traced, Watermarks,
 };
 use crate::registry::planners;
+use crate::regular_join::{JoinSide, RegularJoin};
 use crate::steps::{Stateless, Unnest};
 use crate::validate::ValidPipeline;
 use crate::window::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowTvf};
@@ -90,15 +91,17 @@ pub struct CompiledPlan {
     /// The operators, up to and with the one that holds rows (an aggregation),
     /// if one does.
     pre: Vec<PlacedOperator>,
-    /// For an interval join, the operators its right stream's rows take before it.
+    /// For a join of two streams, the operators its right stream's rows take before it.
     right: Option<Vec<PlacedOperator>>,
     /// Steps after the operator that holds rows, with their ids.
     post: Vec<(String, Stateless)>,
     /// The operators the runner still drives itself, by kind.
     lags: Vec<Arc<LagStep>>,
     lookups: Vec<Arc<LookupJoin>>,
-    /// The interval join, with its position in `pre`.
-    interval: Option<(usize, Arc<IntervalJoin>)>,
+    /// The position in `pre` of the join the second stream enters at.
+    second_at: Option<usize>,
+    /// The interval join, for the state shape of checkpoints that predate operator ids.
+    interval: Option<Arc<IntervalJoin>>,
     target: SchemaRef,
     /// The aggregation, for the state shape of checkpoints that predate operator ids.
     aggregation: Option<Arc<Aggregation>>,
@@ -141,6 +144,7 @@ impl CompiledPlan {
                 aligned: Some(aligned),
                 lags: Vec::new(),
                 lookups: Vec::new(),
+                second_at: None,
                 interval: None,
             });
         }
@@ -188,6 +192,7 @@ impl CompiledPlan {
             right: None,
             lags: Vec::new(),
             joins: Vec::new(),
+            second_at: None,
             interval: None,
         };
         let mut steps = Vec::new();
@@ -201,7 +206,7 @@ impl CompiledPlan {
         if compiler.right.is_some() && (compiler.aggregate.is_some() || window.is_some()) {
             return Err(PipelineError::Invalid {
                 location: pipeline.target.location.clone(),
-                message: "an aggregation over an interval join is not supported in one pipeline yet".to_string(),
+                message: "an aggregation over a join of two streams is not supported in one pipeline yet".to_string(),
                 hint: Some("write the join to a DWD table, and aggregate that table in the next pipeline (the layered way)".to_string()),
             });
         }
@@ -240,6 +245,7 @@ impl CompiledPlan {
             aligned: None,
             lags: compiler.lags,
             lookups: compiler.joins,
+            second_at: compiler.second_at,
             interval: compiler.interval,
         })
     }
@@ -411,7 +417,7 @@ impl CompiledPlan {
 
     /// The plan's interval join, if any.
     fn interval(&self) -> Option<&Arc<IntervalJoin>> {
-        self.interval.as_ref().map(|(_, join)| join)
+        self.interval.as_ref()
     }
 
     /// The plan's lookup joins, in order.
@@ -449,31 +455,30 @@ impl CompiledPlan {
         self.run_steps(&self.pre, traced, ctx).await
     }
 
-    /// Runs a batch of an interval join's right stream through its steps, the
-    /// join, and the steps after it.
+    /// Runs a batch of the second stream through its steps, the join it
+    /// enters at, and the steps after it.
     async fn prepare_right(&self, ctx: &BatchContext<'_>) -> Result<Prepared> {
-        let (at, _) = self
-            .interval
-            .as_ref()
-            .expect("a plan with a right stream has an interval join");
+        let at = self
+            .second_at
+            .expect("a plan with a right stream has a join it enters at");
         let steps: Vec<PlacedOperator> = self
             .right
             .iter()
             .flatten()
-            .chain(&self.pre[*at..])
+            .chain(&self.pre[at..])
             .cloned()
             .collect();
         self.run_steps(&steps, Traced::of(ctx.source), ctx).await
     }
 
-    /// Takes rows of `side` as far as the interval join, if there is one, and
-    /// holds them there, for rows the steps after the join failed on.
+    /// Takes rows of `side` as far as the join of two streams, if there is
+    /// one, and keeps them in its state, for rows the steps after the join failed on.
     pub async fn hold_only(&self, batch: &RecordBatch, pass: &Pass, side: Side) -> Result<()> {
-        let Some((at, join)) = self.interval.as_ref() else {
+        let Some(at) = self.second_at else {
             return Ok(());
         };
         let before = match side {
-            Side::Left => &self.pre[..*at],
+            Side::Left => &self.pre[..at],
             Side::Right => self.right.as_deref().unwrap_or_default(),
         };
         let ctx = BatchContext {
@@ -487,7 +492,11 @@ impl CompiledPlan {
             .run_steps(before, Traced::of(batch), &ctx)
             .await?
             .traced;
-        join.hold(join.probe(side, &before.batch)?.writes)
+        let join = self.pre[at].operator.clone();
+        for write in join.process(before, &ctx).await?.writes {
+            write.apply()?;
+        }
+        Ok(())
     }
 
     /// Runs operators on a batch read from `ctx.side`'s stream (`ctx.source`,
@@ -650,12 +659,13 @@ struct Compiler<'a> {
     location: strata_catalog::SourceLocation,
     /// The tables read as streams, with their event-time columns.
     streams: Vec<(strata_catalog::TableName, Option<String>)>,
-    /// The steps of an interval join's right stream, once compiled.
+    /// The steps of the second stream, once compiled.
     right: Option<Vec<Step>>,
     /// The operators the runner still drives itself, as they are compiled.
     lags: Vec<Arc<LagStep>>,
     joins: Vec<Arc<LookupJoin>>,
-    interval: Option<(usize, Arc<IntervalJoin>)>,
+    second_at: Option<usize>,
+    interval: Option<Arc<IntervalJoin>>,
 }
 
 impl Compiler<'_> {
@@ -732,9 +742,9 @@ impl Compiler<'_> {
                 Ok(())
             }
             LogicalPlan::Join(join) if self.aggregate.is_none() && !self.is_lookup(join) => {
-                let interval = Arc::new(self.compile_interval(join, steps)?);
-                self.interval = Some((steps.len(), interval.clone()));
-                steps.push(Step::Operator(interval));
+                let operator = self.compile_stream_join(join, steps)?;
+                self.second_at = Some(steps.len());
+                steps.push(Step::Operator(operator));
                 Ok(())
             }
             LogicalPlan::Join(join) if self.aggregate.is_none() => {
@@ -824,44 +834,49 @@ impl Compiler<'_> {
         })
     }
 
-    /// A join of the pipeline's two streams on keys and a band of their event times.
-    fn compile_interval(
+    /// A join of the pipeline's two streams on equal keys: a regular join when
+    /// that is all of its ON clause, an interval join when the rest bounds one
+    /// stream's event time by the other's.
+    fn compile_stream_join(
         &mut self,
         join: &datafusion::logical_expr::Join,
         steps: &mut Vec<Step>,
-    ) -> Result<IntervalJoin> {
+    ) -> Result<Arc<dyn Operator>> {
         use datafusion::logical_expr::{ExprSchemable, JoinType};
-        let hint = "join two streams ON equal keys AND b.ts BETWEEN a.ts - INTERVAL '30' MINUTE AND a.ts, over both tables' WATERMARK FOR columns";
+        let hint = "join two streams ON equal keys (a regular join, which keeps every row of both), or ON equal keys AND b.ts BETWEEN a.ts - INTERVAL '30' MINUTE AND a.ts over both tables' WATERMARK FOR columns (an interval join, which forgets rows the watermarks passed)";
         let location = self.location.clone();
         let refuse = |message: String| PipelineError::Invalid {
             location: location.clone(),
             message,
             hint: Some(hint.to_string()),
         };
-        let [(_, Some(left_time)), (right_table, Some(right_time))] = self.streams.as_slice()
-        else {
+        let [(_, left_time), (right_table, right_time)] = self.streams.as_slice() else {
             return Err(refuse(
-                "a join of two tables that is neither a lookup join (FOR SYSTEM_TIME AS OF) nor an interval join of two streams that both have a WATERMARK".to_string(),
+                "a join of two tables that is neither a lookup join (FOR SYSTEM_TIME AS OF) nor a join of two streams".to_string(),
             ));
         };
         let (left_time, right_table, right_time) =
             (left_time.clone(), right_table.clone(), right_time.clone());
+        let what = match join.filter {
+            Some(_) => "interval",
+            None => "regular",
+        };
         if join.join_type != JoinType::Inner {
             return Err(refuse(format!(
-                "a {} interval join (only inner interval joins run yet)",
+                "a {} {what} join (only inner {what} joins run yet)",
                 join.join_type
             )));
         }
         if self.right.is_some() {
             return Err(refuse(
-                "more than one interval join in a pipeline".to_string(),
+                "more than one join of two streams in a pipeline".to_string(),
             ));
         }
         match dimension_side(&join.right) {
             Some((_, scan, _)) if scan.table_name.table() == right_table.name => {}
             _ => {
                 return Err(refuse(format!(
-                    "an interval join whose right side is not the table {right_table} itself"
+                    "a join of two streams whose right side is not the table {right_table} itself"
                 )));
             }
         }
@@ -873,7 +888,7 @@ impl Compiler<'_> {
             .any(|step| matches!(step, Step::Operator(_)))
         {
             return Err(refuse(
-                "lookups, unnest or LAG on the right side of an interval join".to_string(),
+                "lookups, unnest or LAG on the right side of a join of two streams".to_string(),
             ));
         }
         self.right = Some(right_steps);
@@ -891,12 +906,25 @@ impl Compiler<'_> {
         }
         if key_types.is_empty() {
             return Err(refuse(
-                "an interval join without an equality between the two streams' columns".to_string(),
+                "a join of two streams without an equality between their columns".to_string(),
             ));
         }
-        let filter = join.filter.as_ref().ok_or_else(|| {
-            refuse("a regular join of two streams (ON keys only, without a band of event time) is not supported yet: it would keep every row of both streams as state. Bound it by event time to make it an interval join, or look the other table up as a dimension (FOR SYSTEM_TIME AS OF)".to_string())
-        })?;
+        let output = Arc::new(join.schema.as_arrow().clone());
+        let arrow_schema = |schema: &DFSchema| Arc::new(schema.as_arrow().clone());
+        let Some(filter) = &join.filter else {
+            let side = |schema, keys| JoinSide { schema, keys };
+            return Ok(Arc::new(RegularJoin::new(
+                side(arrow_schema(left), left_keys),
+                side(arrow_schema(right), right_keys),
+                key_types,
+                output,
+            )?));
+        };
+        let (Some(left_time), Some(right_time)) = (left_time, right_time) else {
+            return Err(refuse(format!(
+                "a join of two streams ON equal keys AND {filter}, which runs as an interval join only over two streams that both have a WATERMARK"
+            )));
+        };
         let (lower_ms, upper_ms) = crate::interval::band(filter, left, right, &left_time, &right_time)
             .ok_or_else(|| {
                 refuse(format!(
@@ -910,21 +938,22 @@ impl Compiler<'_> {
                 )));
             }
         }
-        let side_input =
-            |schema: &DFSchema, keys: Vec<Arc<dyn PhysicalExpr>>, time: String| SideInput {
-                schema: Arc::new(schema.as_arrow().clone()),
-                keys,
-                time,
-            };
-        IntervalJoin::new(IntervalJoinParts {
+        let side_input = |schema: &DFSchema, keys, time| SideInput {
+            schema: arrow_schema(schema),
+            keys,
+            time,
+        };
+        let interval = Arc::new(IntervalJoin::new(IntervalJoinParts {
             left: side_input(left, left_keys, left_time),
             right: side_input(right, right_keys, right_time),
             key_types,
             filter: self.physical(filter, &join.schema)?,
             lower_ms,
             upper_ms,
-            output: Arc::new(join.schema.as_arrow().clone()),
-        })
+            output,
+        })?);
+        self.interval = Some(interval.clone());
+        Ok(interval)
     }
 
     fn compile_lookup(

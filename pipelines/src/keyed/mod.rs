@@ -47,6 +47,17 @@ use crate::error::{PipelineError, Result};
 /// How many key groups keys are hashed into.
 pub const KEY_GROUPS: u16 = 128;
 
+/// A count kept as a key's value (8 bytes, big-endian); `what` names it in errors.
+pub fn decode_count(stored: &[u8], what: &str) -> Result<u64> {
+    let bytes: [u8; 8] = stored.try_into().map_err(|_| {
+        PipelineError::State(format!(
+            "{what} of {} bytes in keyed state (8 expected)",
+            stored.len()
+        ))
+    })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
 /// The key group of a key: stable across versions and machines.
 pub fn key_group(key: &[u8]) -> u16 {
     (twox_hash::XxHash64::oneshot(0, key) % u64::from(KEY_GROUPS)) as u16
@@ -262,9 +273,23 @@ impl KeyedState {
         &mut self,
         entries: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
     ) -> Result<()> {
+        self.write_grouped(
+            entries
+                .into_iter()
+                .map(|(key, value)| (key_group(key), key, value)),
+        )
+    }
+
+    /// Writes keys into the key groups given, `(group, key, value)`: keys
+    /// whose group is that of a part they share (a join's rows, grouped by
+    /// their join key), so that [`Self::scan`] finds them together.
+    pub fn write_grouped<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = (u16, &'a [u8], Option<&'a [u8]>)>,
+    ) -> Result<()> {
         let mut batch = self.db.batch();
-        for (key, value) in entries {
-            let stored = stored_key(key);
+        for (group, key, value) in entries {
+            let stored = with_group(group, key);
             match value {
                 Some(value) => batch.insert(&self.values, stored.clone(), value),
                 None => batch.remove(&self.values, stored.clone()),
@@ -280,12 +305,26 @@ impl KeyedState {
         Ok(self.changed.clear()?)
     }
 
-    /// Every key and value of one key group, in key order.
-    pub fn group(&self, group: u16) -> impl Iterator<Item = Result<(Vec<u8>, fjall::Slice)>> + '_ {
-        self.values.prefix(group.to_be_bytes()).map(|guard| {
+    /// The value of a key written into `group` (see [`Self::write_grouped`]).
+    pub fn get_grouped(&self, group: u16, key: &[u8]) -> Result<Option<fjall::Slice>> {
+        Ok(self.values.get(with_group(group, key))?)
+    }
+
+    /// The keys of `group` that begin with `prefix`, with their values, in key order.
+    pub fn scan(
+        &self,
+        group: u16,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<(Vec<u8>, fjall::Slice)>> + '_ {
+        self.values.prefix(with_group(group, prefix)).map(|guard| {
             let (stored, value) = guard.into_inner()?;
             Ok((split_stored(&stored).1.to_vec(), value))
         })
+    }
+
+    /// Every key and value of one key group, in key order.
+    pub fn group(&self, group: u16) -> impl Iterator<Item = Result<(Vec<u8>, fjall::Slice)>> + '_ {
+        self.scan(group, &[])
     }
 
     /// The files of the last sealed checkpoint.

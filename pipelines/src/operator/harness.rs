@@ -5,6 +5,7 @@
 //! ```text
 //!   batch ──push──▶ operator ──▶ (rows, set aside)      writes applied, as the runner does
 //!   batch, row kinds ──push_changes──▶ operator         the same, for a changelog's rows
+//!   batch, side ──push_side──▶ operator                 the same, for a batch of the second stream
 //!   batch ──try_push──▶ operator ──▶ rows               writes dropped, as for a batch that failed
 //!   watermark(w) ──▶ operator.on_watermark ──▶ Emitted  and later batches are late against w
 //!   snapshot() ──bytes──▶ restore_into(fresh operator)
@@ -41,7 +42,16 @@ impl Harness {
 
     /// Runs a batch through and applies the state it leaves.
     pub async fn push(&self, batch: &RecordBatch) -> Result<(Traced, Vec<Missed>)> {
-        self.push_with(batch, None).await
+        self.push_with(batch, None, Side::Left).await
+    }
+
+    /// Runs a batch of the second stream through, as [`Self::push`].
+    pub async fn push_side(
+        &self,
+        batch: &RecordBatch,
+        side: Side,
+    ) -> Result<(Traced, Vec<Missed>)> {
+        self.push_with(batch, None, side).await
     }
 
     /// Runs a changelog's batch through, each row the change `kinds` says.
@@ -50,15 +60,16 @@ impl Harness {
         batch: &RecordBatch,
         kinds: &[RowKind],
     ) -> Result<(Traced, Vec<Missed>)> {
-        self.push_with(batch, Some(kinds)).await
+        self.push_with(batch, Some(kinds), Side::Left).await
     }
 
     async fn push_with(
         &self,
         batch: &RecordBatch,
         kinds: Option<&[RowKind]>,
+        side: Side,
     ) -> Result<(Traced, Vec<Missed>)> {
-        let mut processed = self.run(batch, kinds).await?;
+        let mut processed = self.run(batch, kinds, side).await?;
         for write in processed.writes {
             processed.missed.extend(write.apply()?);
         }
@@ -68,7 +79,7 @@ impl Harness {
     /// Runs a batch through and drops the state it leaves, as when a later
     /// operator fails on the batch.
     pub async fn try_push(&self, batch: &RecordBatch) -> Result<Traced> {
-        Ok(self.run(batch, None).await?.traced)
+        Ok(self.run(batch, None, Side::Left).await?.traced)
     }
 
     /// Advances the watermark to `watermark`, as a commit does: what it emits.
@@ -91,6 +102,7 @@ impl Harness {
         &self,
         batch: &RecordBatch,
         kinds: Option<&[RowKind]>,
+        side: Side,
     ) -> Result<super::Processed> {
         let (_stop, stop) = tokio::sync::watch::channel(false);
         let pass = Pass {
@@ -101,7 +113,7 @@ impl Harness {
         let ctx = BatchContext {
             source: batch,
             pass: &pass,
-            side: Side::Left,
+            side,
             kinds,
             watermark: self.watermark,
         };

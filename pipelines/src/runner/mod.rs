@@ -316,14 +316,14 @@ impl PipelineRun {
             if !plan.reads_second_stream() {
                 return Err(unsupported(
                     pipeline,
-                    "reading two tables as streams without an interval join between them",
+                    "reading two tables as streams without a join between them",
                 ));
             }
             let right_appends = registry::stream_of(right).is_ok_and(|reads| reads.appends_records);
             if !reads.appends_records || !right_appends {
                 return Err(unsupported(
                     pipeline,
-                    "an interval join of tables that are not both Kafka topics in format json (append-only streams)",
+                    "a join of two streams that are not both Kafka topics in format json (append-only streams)",
                 ));
             }
             if let Some((id, what)) = plan.refusing_second_stream() {
@@ -558,7 +558,7 @@ fn unsupported(pipeline: &ValidPipeline, what: &str) -> PipelineError {
         location: pipeline.pipeline.target.location.clone(),
         message: format!("{what} is not supported in streaming pipelines yet"),
         hint: Some(
-            "pipelines read one Kafka (json, debezium-json), Delta, Nexmark or datagen table (two Kafka json topics for an interval join) and write a Delta, MySQL/TiDB, Kafka or blackhole table"
+            "pipelines read one Kafka (json, debezium-json), Delta, Nexmark or datagen table (two Kafka json topics for a join of two streams) and write a Delta, MySQL/TiDB, Kafka or blackhole table"
                 .to_string(),
         ),
     }

@@ -78,12 +78,20 @@ struct Stateful {
     late_schema: Option<arrow::datatypes::SchemaRef>,
 }
 
-/// A second stream whose rows enter the plan (an interval join's right side), with its watermark.
+/// A second stream whose rows enter the plan (the right side of a join of
+/// two streams), with its watermark when its table declares one.
 #[derive(Debug)]
 struct RightStream {
     reader: Box<dyn SourceReader>,
-    tracker: WatermarkTracker,
-    time_column: String,
+    partitions: Vec<i32>,
+    /// The event-time column, and the watermark over it.
+    watermark: Option<(String, WatermarkTracker)>,
+}
+
+impl RightStream {
+    fn tracker(&mut self) -> Option<&mut WatermarkTracker> {
+        self.watermark.as_mut().map(|(_, tracker)| tracker)
+    }
 }
 
 /// What waiting on the sources produced.
@@ -288,9 +296,8 @@ impl<'a> Task<'a> {
         let right = match plan.reads_second_stream() {
             true => {
                 let right = open_right(run, &options, &mut target).await?;
-                let partitions: Vec<i32> = right.tracker.partitions().collect();
                 quarantine
-                    .resume(right.reader.stream(), &partitions)
+                    .resume(right.reader.stream(), &right.partitions)
                     .await?;
                 Some(right)
             }
@@ -439,7 +446,7 @@ impl<'a> Task<'a> {
             Box::new(RuntimeState {
                 committed_watermark: &mut self.committed_watermark,
                 source: self.watermark.as_mut().map(|(_, tracker)| tracker),
-                right: self.right.as_mut().map(|right| &mut right.tracker),
+                right: self.right.as_mut().and_then(RightStream::tracker),
             }),
         )];
         // Operators that keep their state in themselves.
@@ -475,7 +482,7 @@ impl<'a> Task<'a> {
             parked: &mut stateful.parked,
             waiting: &mut stateful.waiting,
             feed: self.versions.as_mut(),
-            right: self.right.as_mut().map(|right| &mut right.tracker),
+            right: self.right.as_mut().and_then(RightStream::tracker),
         }
     }
 
@@ -832,11 +839,12 @@ impl<'a> Task<'a> {
         self.originals.clear();
         outcome?;
         let right = self.right.as_mut().expect("a right batch comes from it");
-        let now = Instant::now();
-        for (partition, max_event) in
-            max_event_times(&batch.rows, &batch.coordinates, &right.time_column)?
-        {
-            right.tracker.observe(partition, max_event, now);
+        if let Some((column, tracker)) = &mut right.watermark {
+            let now = Instant::now();
+            for (partition, max_event) in max_event_times(&batch.rows, &batch.coordinates, column)?
+            {
+                tracker.observe(partition, max_event, now);
+            }
         }
         let stream = right.reader.stream().to_string();
         position::advance(&mut self.pending.positions, &stream, batch.positions);
@@ -1460,7 +1468,7 @@ impl<'a> Task<'a> {
                 .and_then(|(_, tracker)| tracker.current(now)),
             second: match (&self.versions, &mut self.right) {
                 (Some(feed), _) => feed.watermark(),
-                (None, Some(right)) => right.tracker.current(now),
+                (None, Some(right)) => right.tracker().and_then(|t| t.current(now)),
                 (None, None) => None,
             },
         };
@@ -1663,21 +1671,21 @@ async fn open_right(
         .streams()
         .nth(1)
         .expect("a plan that reads a second stream has two");
-    let watermark = def
-        .watermark
-        .as_ref()
-        .expect("the plan found both streams' event times");
     let (reader, partitions) = registry::connector(def)
         .open_source(def, options, target)
         .await?;
-    Ok(RightStream {
-        reader,
-        tracker: WatermarkTracker::new(
+    let watermark = def.watermark.as_ref().map(|watermark| {
+        let tracker = WatermarkTracker::new(
             &partitions,
             watermark.delay_ms,
             Duration::from_millis(options.project.config.engine.idle_timeout_ms),
             Instant::now(),
-        ),
-        time_column: watermark.column.clone(),
+        );
+        (watermark.column.clone(), tracker)
+    });
+    Ok(RightStream {
+        reader,
+        partitions,
+        watermark,
     })
 }

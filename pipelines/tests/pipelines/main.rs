@@ -4,6 +4,7 @@ mod changelog;
 mod dedup;
 mod ingest;
 mod interval;
+mod join;
 mod lookup;
 mod quality;
 mod slt;
