@@ -153,3 +153,21 @@ pub fn equalities(left: &[Arc<dyn PhysicalExpr>], right: &[Arc<dyn PhysicalExpr>
         .collect();
     pairs.join(" AND ")
 }
+
+/// Which rows of `batch` a condition keeps: those it is true for (not false, not NULL).
+pub fn condition_mask(
+    condition: &Arc<dyn PhysicalExpr>,
+    batch: &RecordBatch,
+) -> Result<arrow::array::BooleanArray> {
+    let mask = evaluate(condition, batch)?;
+    let mask = mask
+        .as_any()
+        .downcast_ref::<arrow::array::BooleanArray>()
+        .ok_or_else(|| {
+            PipelineError::Evaluation(format!("the condition {condition} is not a BOOLEAN"))
+        })?;
+    Ok(match arrow::array::Array::null_count(mask) {
+        0 => mask.clone(),
+        _ => arrow::compute::prep_null_mask_filter(mask),
+    })
+}

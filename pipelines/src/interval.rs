@@ -19,13 +19,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array};
+use arrow::array::{Array, ArrayRef, UInt32Array};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::error::{PipelineError, Result};
+use crate::error::Result;
 pub use crate::operator::Side;
 use crate::operator::{
     BatchContext, Described, InputStream, KeepsState, MissAction, Missed, Operator, OperatorKind,
@@ -234,16 +234,8 @@ impl IntervalJoin {
             columns,
             &RecordBatchOptions::new().with_row_count(Some(probe_rows.len())),
         )?;
-        let mask = crate::batch::evaluate(&self.filter, &pairs)?;
-        let mask = mask
-            .as_any()
-            .downcast_ref::<BooleanArray>()
-            .ok_or_else(|| PipelineError::Evaluation("a join condition is not boolean".into()))?;
         // A NULL condition keeps no pair.
-        let mask = match mask.null_count() {
-            0 => mask.clone(),
-            _ => arrow::compute::prep_null_mask_filter(mask),
-        };
+        let mask = crate::batch::condition_mask(&self.filter, &pairs)?;
         let origins = probe_rows
             .values()
             .iter()

@@ -6,13 +6,14 @@
 //! ```text
 //!   a row (key k) ──▶ the b rows of k in state ──▶ (a ‖ b) once per b row   then a[k ‖ row] += 1
 //!   b row (key k) ──▶ the a rows of k in state ──▶ (a ‖ b) once per a row   then b[k ‖ row] += 1
-//!   state: key group of k │ len k ‖ k ‖ side ‖ row → how many such rows came
+//!   state: key group of k │ len k ‖ k ‖ side ‖ hash of the row → how many such rows came ‖ the row
 //!          (the writes are applied once the batch has gone through the plan)
 //! ```
 //!
 //! Each pair is emitted once, by the later of its two rows: a batch holds rows
 //! of one stream, so rows of one batch never meet each other. A row with a
-//! NULL in its key joins nothing, as in SQL, and is not kept. The state is
+//! NULL in its key joins nothing, as in SQL, and is not kept; one whose key
+//! takes more than 16 KiB goes to quarantine with the reason. The state is
 //! keyed ([`crate::keyed`]): it grows with the rows, spills to local disk
 //! beyond `[engine] state-memory-mb`, and a commit checkpoints only the rows
 //! that came since the last one. Both sides of a key share its key group, so
@@ -26,13 +27,14 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
+use twox_hash::XxHash64;
 
-use crate::batch::{equalities, evaluate};
-use crate::error::Result;
+use crate::batch::{condition_mask, equalities, key_columns, row_converter};
+use crate::error::{PipelineError, Result};
 use crate::keyed::{Slot, decode_count, key_group};
 use crate::operator::{
-    BatchContext, Changelog, Described, InputStream, Operator, OperatorKind, Processed, Side,
-    StateInfo, StateWrite, Traced,
+    BatchContext, Changelog, Described, InputStream, MissAction, Missed, Operator, OperatorKind,
+    Processed, Side, StateInfo, StateWrite, Traced,
 };
 use crate::state::schema_fingerprint;
 
@@ -54,6 +56,8 @@ pub struct RegularJoin {
     key_converter: RowConverter,
     /// Each side's rows as bytes, to keep and to bring back.
     rows: [RowConverter; 2],
+    /// The ON clause beyond the key equalities, over `output`.
+    filter: Option<Arc<dyn PhysicalExpr>>,
     /// The left stream's columns, then the right's.
     output: SchemaRef,
     /// Row counts by join key, side and row.
@@ -62,6 +66,9 @@ pub struct RegularJoin {
 
 /// What the state's values are, in errors.
 const ROW_COUNT: &str = "a regular join's row count";
+
+/// The longest join key a join keeps rows under: the state's keys hold it.
+const MAX_KEY_BYTES: usize = 16 * 1024;
 
 /// A side's tag in the state's keys.
 fn tag(side: Side) -> u8 {
@@ -80,39 +87,80 @@ fn other(side: Side) -> Side {
 
 /// The start of the state's keys of a join key's rows of one side.
 fn scope(key: &[u8], side: Side) -> Vec<u8> {
-    let mut scope = Vec::with_capacity(key.len() + 5);
+    let mut scope = Vec::with_capacity(key.len() + 5 + 16);
     scope.extend_from_slice(&(key.len() as u32).to_be_bytes());
     scope.extend_from_slice(key);
     scope.push(tag(side));
     scope
 }
 
+/// A row's place under its scope: a 128-bit hash of its bytes (the row
+/// itself, which may be long, is in the value).
+fn row_id(row: &[u8]) -> [u8; 16] {
+    let mut id = [0; 16];
+    id[..8].copy_from_slice(&XxHash64::oneshot(0, row).to_be_bytes());
+    id[8..].copy_from_slice(&XxHash64::oneshot(1, row).to_be_bytes());
+    id
+}
+
+/// A stored value: how many such rows came, then the row's bytes.
+fn value(count: u64, row: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(8 + row.len());
+    value.extend_from_slice(&count.to_be_bytes());
+    value.extend_from_slice(row);
+    value
+}
+
+fn split_value(value: &[u8]) -> Result<(u64, &[u8])> {
+    if value.len() < 8 {
+        return Err(PipelineError::State(format!(
+            "{ROW_COUNT} of {} bytes in keyed state (8 and the row expected)",
+            value.len()
+        )));
+    }
+    let (count, row) = value.split_at(8);
+    Ok((decode_count(count, ROW_COUNT)?, row))
+}
+
+/// The join keys of a batch's rows.
+struct Keys {
+    /// Each row's key as bytes; `None` for a row with a NULL in its key, or one too long.
+    of_rows: Vec<Option<Vec<u8>>>,
+    /// The rows whose key is too long to keep.
+    too_long: Vec<usize>,
+}
+
+/// The rows of the other stream a batch's rows meet.
+#[derive(Default)]
+struct Met {
+    /// For each pair, the probing row's position.
+    probing: Vec<u32>,
+    /// For each pair, which of `rows` it met.
+    met: Vec<usize>,
+    /// The other stream's rows met, as bytes, each once.
+    rows: Vec<Vec<u8>>,
+}
+
 impl RegularJoin {
-    /// Joins `left` and `right` on their keys, compared as `key_types`,
-    /// into rows of `output` (the left columns, then the right ones).
+    /// Joins `left` and `right` on their keys, compared as `key_types`, into
+    /// rows of `output` (the left columns, then the right ones) that `filter`,
+    /// the rest of the ON clause, keeps.
     pub fn new(
         left: JoinSide,
         right: JoinSide,
         key_types: Vec<DataType>,
+        filter: Option<Arc<dyn PhysicalExpr>>,
         output: SchemaRef,
     ) -> Result<Self> {
-        let converter = |schema: &SchemaRef| {
-            RowConverter::new(
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| SortField::new(f.data_type().clone()))
-                    .collect(),
-            )
-        };
         Ok(Self {
             key_converter: RowConverter::new(
                 key_types.iter().cloned().map(SortField::new).collect(),
             )?,
             key_types,
-            rows: [converter(&left.schema)?, converter(&right.schema)?],
+            rows: [row_converter(&left.schema)?, row_converter(&right.schema)?],
             left,
             right,
+            filter,
             output,
             state: Slot::default(),
         })
@@ -131,60 +179,70 @@ impl RegularJoin {
 
     /// The join in SQL terms.
     fn describe_join(&self) -> String {
-        format!(
-            "INNER JOIN ON {}",
-            equalities(&self.left.keys, &self.right.keys)
-        )
+        let keys = equalities(&self.left.keys, &self.right.keys);
+        match &self.filter {
+            Some(filter) => format!("INNER JOIN ON {keys} AND {filter}"),
+            None => format!("INNER JOIN ON {keys}"),
+        }
     }
 
-    /// Each row's join key as bytes; `None` for a row with a NULL in its key.
-    fn keys(&self, side: Side, batch: &RecordBatch) -> Result<Vec<Option<Vec<u8>>>> {
-        let columns: Vec<ArrayRef> = self
-            .side(side)
-            .keys
-            .iter()
-            .map(|e| evaluate(e, batch))
-            .collect::<Result<_>>()?;
+    /// Each row's join key as bytes, and the rows whose key is too long to keep.
+    fn keys(&self, side: Side, batch: &RecordBatch) -> Result<Keys> {
+        let columns = key_columns(&self.side(side).keys, &self.key_types, batch)?;
         let rows = self.key_converter.convert_columns(&columns)?;
-        Ok((0..batch.num_rows())
+        let mut too_long = Vec::new();
+        let keys = (0..batch.num_rows())
             .map(|row| {
-                let null = columns.iter().any(|c| c.is_null(row));
-                (!null).then(|| rows.row(row).as_ref().to_vec())
+                let key = rows.row(row);
+                if columns.iter().any(|c| c.is_null(row)) {
+                    None
+                } else if key.as_ref().len() > MAX_KEY_BYTES {
+                    too_long.push(row);
+                    None
+                } else {
+                    Some(key.as_ref().to_vec())
+                }
             })
-            .collect())
+            .collect();
+        Ok(Keys {
+            of_rows: keys,
+            too_long,
+        })
     }
 
-    /// The rows of the other stream each row meets: for each pair, the row's
-    /// position and the other row's bytes.
-    fn matches(&self, side: Side, keys: &[Option<Vec<u8>>]) -> Result<(Vec<u32>, Vec<Vec<u8>>)> {
-        let mut probing = Vec::new();
-        let mut met = Vec::new();
+    /// The rows of the other stream each row meets (each key's rows read once).
+    fn matches(&self, side: Side, keys: &[Option<Vec<u8>>]) -> Result<Met> {
+        let mut found = Met::default();
+        // A key's rows of the other stream: where they are in `found.rows`, and their counts.
+        let mut by_key: HashMap<&[u8], Vec<(usize, u64)>> = HashMap::new();
         self.state.with(|state| {
             for (row, key) in keys.iter().enumerate() {
                 let Some(key) = key else { continue };
-                let prefix = scope(key, other(side));
-                for entry in state.scan(key_group(key), &prefix) {
-                    let (stored, count) = entry?;
-                    for _ in 0..decode_count(&count, ROW_COUNT)? {
-                        probing.push(row as u32);
-                        met.push(stored[prefix.len()..].to_vec());
+                if !by_key.contains_key(key.as_slice()) {
+                    let mut rows = Vec::new();
+                    for entry in state.scan(key_group(key), &scope(key, other(side))) {
+                        let (_, stored) = entry?;
+                        let (count, bytes) = split_value(&stored)?;
+                        rows.push((found.rows.len(), count));
+                        found.rows.push(bytes.to_vec());
+                    }
+                    by_key.insert(key, rows);
+                }
+                for &(at, count) in &by_key[key.as_slice()] {
+                    for _ in 0..count {
+                        found.probing.push(row as u32);
+                        found.met.push(at);
                     }
                 }
             }
             Ok(())
         })?;
-        Ok((probing, met))
+        Ok(found)
     }
 
     /// The joined rows: the probing rows' columns and the met rows', left first.
-    fn joined(
-        &self,
-        side: Side,
-        batch: &RecordBatch,
-        probing: &[u32],
-        met: &[Vec<u8>],
-    ) -> Result<RecordBatch> {
-        let indices = UInt32Array::from(probing.to_vec());
+    fn joined(&self, side: Side, batch: &RecordBatch, found: &Met) -> Result<RecordBatch> {
+        let indices = UInt32Array::from(found.probing.clone());
         let own: Vec<ArrayRef> = batch
             .columns()
             .iter()
@@ -192,7 +250,8 @@ impl RegularJoin {
             .collect::<std::result::Result<_, _>>()?;
         let converter = self.converter(other(side));
         let parser = converter.parser();
-        let theirs = converter.convert_rows(met.iter().map(|bytes| parser.parse(bytes)))?;
+        let theirs =
+            converter.convert_rows(found.met.iter().map(|&at| parser.parse(&found.rows[at])))?;
         let columns = match side {
             Side::Left => own.into_iter().chain(theirs).collect(),
             Side::Right => theirs.into_iter().chain(own).collect(),
@@ -203,44 +262,62 @@ impl RegularJoin {
     /// Adds the batch's rows (those with a key) to their side's state.
     fn keep(&self, side: Side, batch: &RecordBatch, keys: &[Option<Vec<u8>>]) -> Result<()> {
         let rows = self.converter(side).convert_columns(batch.columns())?;
-        let mut counts: HashMap<Vec<u8>, (u16, u64)> = HashMap::new();
+        // Each stored key's group, count so far and row.
+        let mut counts: HashMap<Vec<u8>, (u16, u64, &[u8])> = HashMap::new();
         self.state.with(|state| {
             for (row, key) in keys.iter().enumerate() {
                 let Some(key) = key else { continue };
+                let bytes = rows.row(row);
                 let mut stored = scope(key, side);
-                stored.extend_from_slice(rows.row(row).as_ref());
+                stored.extend_from_slice(&row_id(bytes.as_ref()));
                 let group = key_group(key);
                 let count = match counts.get(&stored) {
-                    Some(&(_, count)) => count,
+                    Some(&(_, count, _)) => count,
                     None => match state.get_grouped(group, &stored)? {
-                        Some(count) => decode_count(&count, ROW_COUNT)?,
+                        Some(value) => split_value(&value)?.0,
                         None => 0,
                     },
                 };
-                counts.insert(stored, (group, count + 1));
+                counts.insert(stored, (group, count + 1, rows.row(row).data()));
             }
-            let encoded: Vec<(u16, Vec<u8>, [u8; 8])> = counts
+            let encoded: Vec<(u16, Vec<u8>, Vec<u8>)> = counts
                 .into_iter()
-                .map(|(stored, (group, count))| (group, stored, count.to_be_bytes()))
+                .map(|(stored, (group, count, row))| (group, stored, value(count, row)))
                 .collect();
             state.write_grouped(
-                encoded
-                    .iter()
-                    .map(|(group, stored, count)| (*group, stored.as_slice(), Some(&count[..]))),
+                encoded.iter().map(|(group, stored, value)| {
+                    (*group, stored.as_slice(), Some(value.as_slice()))
+                }),
             )
         })
     }
 
+    /// What the state's bytes depend on: the keys' types and both streams'
+    /// columns (not the rest of the ON clause, which only filters pairs).
     fn fingerprint(&self) -> String {
         let key_types: Vec<String> = self.key_types.iter().map(DataType::to_string).collect();
         format!(
-            "regular join {} ({}): left {}, right {}",
-            self.describe_join(),
+            "regular join on ({}) by ({}): left {}, right {}",
+            equalities(&self.left.keys, &self.right.keys),
             key_types.join(", "),
             schema_fingerprint(&self.left.schema),
             schema_fingerprint(&self.right.schema)
         )
     }
+}
+
+/// The joined rows the rest of the ON clause keeps (not those it finds NULL for).
+fn kept_by(filter: &Arc<dyn PhysicalExpr>, joined: Traced) -> Result<Traced> {
+    let kept = condition_mask(filter, &joined.batch)?;
+    Ok(Traced {
+        batch: arrow::compute::filter_record_batch(&joined.batch, &kept)?,
+        origins: joined
+            .origins
+            .iter()
+            .zip(kept.values().iter())
+            .filter_map(|(&origin, keep)| keep.then_some(origin))
+            .collect(),
+    })
 }
 
 #[async_trait::async_trait]
@@ -251,18 +328,37 @@ impl Operator for RegularJoin {
 
     async fn process(self: Arc<Self>, input: Traced, ctx: &BatchContext<'_>) -> Result<Processed> {
         let side = ctx.side;
-        let keys = self.keys(side, &input.batch)?;
-        let (probing, met) = self.matches(side, &keys)?;
-        let batch = self.joined(side, &input.batch, &probing, &met)?;
-        let origins = probing
+        let Keys {
+            of_rows: keys,
+            too_long,
+        } = self.keys(side, &input.batch)?;
+        let found = self.matches(side, &keys)?;
+        let batch = self.joined(side, &input.batch, &found)?;
+        let origins: Vec<usize> = found
+            .probing
             .iter()
             .map(|&row| input.origins[row as usize])
             .collect();
+        let missed = match too_long.is_empty() {
+            true => Vec::new(),
+            false => vec![Missed {
+                origins: too_long.iter().map(|&row| input.origins[row]).collect(),
+                action: MissAction::Quarantine,
+                reason: format!(
+                    "its join key takes more than the {} KiB a regular join keeps rows under",
+                    MAX_KEY_BYTES / 1024
+                ),
+            }],
+        };
+        let Traced { batch, origins } = match &self.filter {
+            Some(filter) => kept_by(filter, Traced { batch, origins })?,
+            None => Traced { batch, origins },
+        };
         let join = self.clone();
         let rows = input.batch;
         Ok(Processed {
             traced: Traced { batch, origins },
-            missed: Vec::new(),
+            missed,
             writes: vec![StateWrite::new(move || {
                 join.keep(side, &rows, &keys).map(|()| Vec::new())
             })],
@@ -309,11 +405,13 @@ mod tests {
     use arrow::array::{Array, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
     use arrow::record_batch::RecordBatch;
-    use datafusion::physical_expr::expressions::col;
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::PhysicalExpr;
+    use datafusion::physical_expr::expressions::{binary, col, lit};
 
     use super::{JoinSide, RegularJoin};
     use crate::operator::harness::Harness;
-    use crate::operator::{Changelog, Operator, Side};
+    use crate::operator::{Changelog, Operator as _, Side};
 
     fn orders() -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -330,6 +428,14 @@ mod tests {
     }
 
     fn join() -> Arc<RegularJoin> {
+        join_where(None)
+    }
+
+    /// The rest of an ON clause, made for the joined columns.
+    type Condition = fn(&Schema) -> Arc<dyn PhysicalExpr>;
+
+    /// The join, with `filter` (over the joined columns) as the rest of its ON clause.
+    fn join_where(filter: Option<Condition>) -> Arc<RegularJoin> {
         let (left, right) = (orders(), users());
         let output = Arc::new(Schema::new(
             left.fields()
@@ -349,6 +455,7 @@ mod tests {
                     schema: right,
                 },
                 vec![DataType::Int64],
+                filter.map(|filter| filter(&output)),
                 output,
             )
             .unwrap(),
@@ -371,6 +478,12 @@ mod tests {
     }
 
     fn user_rows(rows: &[(i64, &str)]) -> RecordBatch {
+        let named: Vec<(i64, Option<&str>)> =
+            rows.iter().map(|&(id, name)| (id, Some(name))).collect();
+        maybe_named(&named)
+    }
+
+    fn maybe_named(rows: &[(i64, Option<&str>)]) -> RecordBatch {
         RecordBatch::try_new(
             users(),
             vec![
@@ -483,6 +596,77 @@ mod tests {
         assert_eq!(pairs(&users.batch), [(1, "ann".to_string())]);
         let (orders, _) = restored.push(&order_rows(&[(2, Some(8))])).await.unwrap();
         assert_eq!(pairs(&orders.batch), [(2, "bo".to_string())]);
+    }
+
+    #[tokio::test]
+    async fn the_rest_of_the_on_clause_keeps_the_pairs_it_is_true_for_not_null() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_bob: Condition = |schema| {
+            binary(
+                col("name", schema).unwrap(),
+                Operator::NotEq,
+                lit("bob"),
+                schema,
+            )
+            .unwrap()
+        };
+        let harness = Harness::keyed(join_where(Some(not_bob)), dir.path(), "run").unwrap();
+        harness
+            .push_side(
+                &maybe_named(&[(7, Some("ann")), (7, Some("bob")), (7, None)]),
+                Side::Right,
+            )
+            .await
+            .unwrap();
+        let (joined, _) = harness.push(&order_rows(&[(1, Some(7))])).await.unwrap();
+        assert_eq!(pairs(&joined.batch), [(1, "ann".to_string())]);
+        assert_eq!(joined.origins, [0]);
+    }
+
+    #[tokio::test]
+    async fn a_row_whose_key_is_too_long_to_keep_goes_to_quarantine() {
+        let dir = tempfile::tempdir().unwrap();
+        let by_name = |schema: &SchemaRef| col("name", schema).unwrap();
+        let (left, right) = (users(), users());
+        let output = Arc::new(Schema::new(
+            left.fields()
+                .iter()
+                .chain(right.fields().iter())
+                .map(|f| f.as_ref().clone())
+                .collect::<Vec<_>>(),
+        ));
+        let join = RegularJoin::new(
+            JoinSide {
+                keys: vec![by_name(&left)],
+                schema: left,
+            },
+            JoinSide {
+                keys: vec![by_name(&right)],
+                schema: right,
+            },
+            vec![DataType::Utf8],
+            None,
+            output,
+        )
+        .unwrap();
+        let harness = Harness::keyed(Arc::new(join), dir.path(), "run").unwrap();
+        let long = "x".repeat(70_000);
+        let (_, missed) = harness
+            .push(&user_rows(&[(1, "short"), (2, long.as_str())]))
+            .await
+            .unwrap();
+        assert_eq!(missed.len(), 1);
+        assert_eq!(missed[0].origins, [1]);
+        assert!(missed[0].reason.contains("16 KiB"), "{}", missed[0].reason);
+        let (joined, _) = harness
+            .push_side(&user_rows(&[(3, "short"), (4, long.as_str())]), Side::Right)
+            .await
+            .unwrap();
+        assert_eq!(
+            joined.batch.num_rows(),
+            1,
+            "the short key joins; the long one is not kept"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use arrow::array::{Array, BooleanArray};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use datafusion::common::DFSchema;
+use datafusion::common::{DFSchema, NullEquality};
 use datafusion::execution::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{ExprSchemable, LogicalPlan};
@@ -471,8 +471,9 @@ impl CompiledPlan {
         self.run_steps(&steps, Traced::of(ctx.source), ctx).await
     }
 
-    /// Takes rows of `side` as far as the join of two streams, if there is
-    /// one, and keeps them in its state, for rows the steps after the join failed on.
+    /// Takes rows of `side` through the join of two streams, if there is
+    /// one, and keeps them in its state (and in the state of the operators
+    /// before it), for rows the steps after the join failed on.
     pub async fn hold_only(&self, batch: &RecordBatch, pass: &Pass, side: Side) -> Result<()> {
         let Some(at) = self.second_at else {
             return Ok(());
@@ -481,6 +482,8 @@ impl CompiledPlan {
             Side::Left => &self.pre[..at],
             Side::Right => self.right.as_deref().unwrap_or_default(),
         };
+        let through_join: Vec<PlacedOperator> =
+            before.iter().chain([&self.pre[at]]).cloned().collect();
         let ctx = BatchContext {
             source: batch,
             pass,
@@ -488,12 +491,11 @@ impl CompiledPlan {
             kinds: None,
             watermark: None,
         };
-        let before = self
-            .run_steps(before, Traced::of(batch), &ctx)
-            .await?
-            .traced;
-        let join = self.pre[at].operator.clone();
-        for write in join.process(before, &ctx).await?.writes {
+        // Every operator the row went through keeps it, as when its batch goes through whole.
+        let prepared = self
+            .run_steps(&through_join, Traced::of(batch), &ctx)
+            .await?;
+        for write in prepared.writes {
             write.apply()?;
         }
         Ok(())
@@ -511,7 +513,7 @@ impl CompiledPlan {
         let mut writes = Vec::new();
         for step in steps {
             // The rest of an input row set aside goes no further: an operator that
-            // keeps state (an aggregation's fold, an interval join's hold) must not
+            // keeps state (an aggregation's fold, a join's hold) must not
             // take part of a row that comes back whole when it is retried.
             traced = without_set_aside(traced, &missed)?;
             let processed = step.operator.clone().process(traced, ctx).await?;
@@ -592,6 +594,22 @@ fn without_set_aside(traced: Traced, missed: &[Missed]) -> Result<Traced> {
             .filter_map(|(&o, kept)| kept.then_some(o))
             .collect(),
     })
+}
+
+/// Whether `condition` refers to both streams' event-time columns, each
+/// given with the schema of its side.
+fn compares(
+    condition: &datafusion::logical_expr::Expr,
+    left: (&DFSchema, &str),
+    right: (&DFSchema, &str),
+) -> bool {
+    let columns = condition.column_refs();
+    let refers = |(schema, time): (&DFSchema, &str)| {
+        columns
+            .iter()
+            .any(|column| column.name == time && schema.has_column(column))
+    };
+    refers(left) && refers(right)
 }
 
 /// Whether the column `name` reaches the top of `plan` unchanged from its table.
@@ -834,9 +852,9 @@ impl Compiler<'_> {
         })
     }
 
-    /// A join of the pipeline's two streams on equal keys: a regular join when
-    /// that is all of its ON clause, an interval join when the rest bounds one
-    /// stream's event time by the other's.
+    /// A join of the pipeline's two streams on equal keys: an interval join
+    /// when the rest of its ON clause bounds one stream's event time by the
+    /// other's from below and above, a regular join otherwise (as in Flink).
     fn compile_stream_join(
         &mut self,
         join: &datafusion::logical_expr::Join,
@@ -857,11 +875,35 @@ impl Compiler<'_> {
         };
         let (left_time, right_table, right_time) =
             (left_time.clone(), right_table.clone(), right_time.clone());
-        let what = match join.filter {
-            Some(_) => "interval",
-            None => "regular",
+        let (left, right) = (join.left.schema(), join.right.schema());
+        let band = match (&join.filter, &left_time, &right_time) {
+            (Some(filter), Some(left_time), Some(right_time)) => {
+                crate::interval::band(filter, left, right, left_time, right_time)
+            }
+            _ => None,
         };
+        if join.null_equality == NullEquality::NullEqualsNull {
+            return Err(refuse(
+                "keys compared with IS NOT DISTINCT FROM in a join of two streams (their NULL keys join nothing)".to_string(),
+            ));
+        }
+        if let (None, Some(filter), Some(left_time), Some(right_time)) =
+            (band, &join.filter, &left_time, &right_time)
+            && compares(
+                filter,
+                (left, left_time.as_str()),
+                (right, right_time.as_str()),
+            )
+        {
+            return Err(refuse(format!(
+                "the ON clause {filter}, which compares {right_time} with {left_time} but does not bound it from below and above plus or minus an interval: as a regular join it would keep every row of both streams for good (Flink runs it so)"
+            )));
+        }
         if join.join_type != JoinType::Inner {
+            let what = match band {
+                Some(_) => "interval",
+                None => "regular",
+            };
             return Err(refuse(format!(
                 "a {} {what} join (only inner {what} joins run yet)",
                 join.join_type
@@ -892,7 +934,6 @@ impl Compiler<'_> {
             ));
         }
         self.right = Some(right_steps);
-        let (left, right) = (join.left.schema(), join.right.schema());
         let mut left_keys = Vec::new();
         let mut right_keys = Vec::new();
         let mut key_types = Vec::new();
@@ -911,26 +952,22 @@ impl Compiler<'_> {
         }
         let output = Arc::new(join.schema.as_arrow().clone());
         let arrow_schema = |schema: &DFSchema| Arc::new(schema.as_arrow().clone());
-        let Some(filter) = &join.filter else {
+        let (Some((lower_ms, upper_ms)), Some(filter), Some(left_time), Some(right_time)) =
+            (band, &join.filter, left_time, right_time)
+        else {
+            let filter = match &join.filter {
+                Some(filter) => Some(self.physical(filter, &join.schema)?),
+                None => None,
+            };
             let side = |schema, keys| JoinSide { schema, keys };
             return Ok(Arc::new(RegularJoin::new(
                 side(arrow_schema(left), left_keys),
                 side(arrow_schema(right), right_keys),
                 key_types,
+                filter,
                 output,
             )?));
         };
-        let (Some(left_time), Some(right_time)) = (left_time, right_time) else {
-            return Err(refuse(format!(
-                "a join of two streams ON equal keys AND {filter}, which runs as an interval join only over two streams that both have a WATERMARK"
-            )));
-        };
-        let (lower_ms, upper_ms) = crate::interval::band(filter, left, right, &left_time, &right_time)
-            .ok_or_else(|| {
-                refuse(format!(
-                    "the ON clause {filter}, which does not bound {right_time} from below and above by {left_time} plus or minus an interval"
-                ))
-            })?;
         for (input, time) in [(&join.left, &left_time), (&join.right, &right_time)] {
             if !passes_through(input, time) {
                 return Err(refuse(format!(

@@ -1076,11 +1076,11 @@ impl<'a> Task<'a> {
                         // not the row's fault: the pipeline stops with the cause.
                         Err(err) if !err.is_about_rows() => return Err(err),
                         Err(err) => {
-                            // A row that reached an operator holding rows for another
-                            // stream (an interval join) still waits there for its rows.
+                            // A row that reached a join of two streams still waits
+                            // there for the other stream's rows.
                             let single = rows.slice(row, 1);
                             if let Err(failed) = self.plan.hold_only(&single, pass, side).await {
-                                tracing::debug!(%failed, "the row failed before the operator that holds it");
+                                tracing::debug!(%failed, "the row failed before the join could keep it");
                             }
                             self.reject(
                                 rows,
@@ -1600,7 +1600,7 @@ fn refuse_replay(run: &PipelineRun, source: &TableDef, plan: &StreamPlan) -> Res
                 "pipeline {} cannot replay its quarantine: it {}",
                 run.pipeline.pipeline.name,
                 if json {
-                    "keeps operator state (an aggregation, LAG, a lookup retry or an event-time join), which replayed rows would disturb"
+                    "keeps operator state (an aggregation, LAG, a lookup retry, an event-time join or a join of two streams), which replayed rows would disturb"
                 } else {
                     "does not read a Kafka json topic"
                 }

@@ -1,7 +1,8 @@
 //! Regular joins of two streams end to end, against the Kafka mock cluster:
-//! orders ⋈ users on the user's id equal a brute-force join of the same
-//! records, each pair once (and a pair twice where a user came twice), with
-//! both streams' rows kept in keyed state across restarts.
+//! orders ⋈ users on the user's id (and a condition beyond it) equal a
+//! brute-force join of the same records, each pair once (and a pair twice
+//! where a user came twice), with both streams' rows kept in keyed state
+//! across restarts.
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::FutureProducer;
@@ -24,7 +25,7 @@ CREATE TABLE shop.dwd_order_users (order_id BIGINT, name STRING) WITH ('connecto
 const PIPELINE: &str = "INSERT INTO shop.dwd_order_users
 SELECT o.order_id, u.name
 FROM shop.ods_orders AS o
-JOIN shop.ods_users AS u ON o.user_id = u.id";
+JOIN shop.ods_users AS u ON o.user_id = u.id AND o.order_id > u.id * 3";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_regular_join_equals_a_brute_force_join_across_restarts() {
@@ -50,12 +51,12 @@ async fn a_regular_join_equals_a_brute_force_join_across_restarts() {
         .flat_map(|&(order, user)| {
             users
                 .iter()
-                .filter(move |(id, _)| Some(*id) == user)
+                .filter(move |(id, _)| Some(*id) == user && order > id * 3)
                 .map(move |(_, name)| (order, name.clone()))
         })
         .collect();
     expected.sort();
-    assert!(expected.len() > 80, "the data has pairs to find");
+    assert!(expected.len() > 50, "the data has pairs to find");
 
     // Three runs, each reading what was sent since the last: half the users
     // alone (kept); every order (joined with the kept users, and kept); the
