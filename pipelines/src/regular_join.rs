@@ -431,19 +431,24 @@ mod tests {
         join_where(None)
     }
 
+    /// The left stream's columns, then the right's.
+    fn joined_schema(left: &Schema, right: &Schema) -> SchemaRef {
+        Arc::new(Schema::new(
+            left.fields()
+                .iter()
+                .chain(right.fields().iter())
+                .map(|f| f.as_ref().clone())
+                .collect::<Vec<_>>(),
+        ))
+    }
+
     /// The rest of an ON clause, made for the joined columns.
     type Condition = fn(&Schema) -> Arc<dyn PhysicalExpr>;
 
     /// The join, with `filter` (over the joined columns) as the rest of its ON clause.
     fn join_where(filter: Option<Condition>) -> Arc<RegularJoin> {
         let (left, right) = (orders(), users());
-        let output = Arc::new(Schema::new(
-            left.fields()
-                .iter()
-                .chain(right.fields().iter())
-                .map(|f| f.as_ref().clone())
-                .collect::<Vec<_>>(),
-        ));
+        let output = joined_schema(&left, &right);
         Arc::new(
             RegularJoin::new(
                 JoinSide {
@@ -628,13 +633,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let by_name = |schema: &SchemaRef| col("name", schema).unwrap();
         let (left, right) = (users(), users());
-        let output = Arc::new(Schema::new(
-            left.fields()
-                .iter()
-                .chain(right.fields().iter())
-                .map(|f| f.as_ref().clone())
-                .collect::<Vec<_>>(),
-        ));
+        let output = joined_schema(&left, &right);
         let join = RegularJoin::new(
             JoinSide {
                 keys: vec![by_name(&left)],

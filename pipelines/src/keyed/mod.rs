@@ -5,7 +5,7 @@
 //!   operator ──get / put / delete(key)──▶ working store: an LSM tree on local disk (fjall), one per run
 //!                                           values:  key group ‖ key → value      memory: the budget,
 //!                                           changed: keys written since the last   the rest on disk
-//!                                                    checkpoint
+//!                                                    checkpoint, with what was written
 //!   checkpoint k ──seal──▶ delta-k: the changed keys, sorted (a deleted key: NULL) ──upload──▶ the
 //!                          manifest k = [base-j, delta-(j+1) … delta-k]: the operator's checkpoint entry
 //!   deltas outgrow half the base ──background──▶ base-k: the local copies of base-j and the deltas
@@ -76,6 +76,22 @@ fn with_group(group: u16, key: &[u8]) -> Vec<u8> {
     stored.extend_from_slice(&group.to_be_bytes());
     stored.extend_from_slice(key);
     stored
+}
+
+/// A change as the changed keys keep it: `1 ‖ value` for a put, `0` for a delete.
+fn changed_value(value: Option<&[u8]>) -> Vec<u8> {
+    match value {
+        Some(value) => [&[1][..], value].concat(),
+        None => vec![0],
+    }
+}
+
+/// The value a change wrote (`None`: the key was deleted).
+fn written(change: &[u8]) -> Option<&[u8]> {
+    match change.split_first() {
+        Some((1, value)) => Some(value),
+        _ => None,
+    }
 }
 
 impl From<fjall::Error> for PipelineError {
@@ -294,7 +310,7 @@ impl KeyedState {
                 Some(value) => batch.insert(&self.values, stored.clone(), value),
                 None => batch.remove(&self.values, stored.clone()),
             }
-            batch.insert(&self.changed, stored, []);
+            batch.insert(&self.changed, stored, changed_value(value));
         }
         Ok(batch.commit()?)
     }
@@ -370,11 +386,12 @@ impl KeyedState {
             };
             let local = self.local_files.join(delta.name());
             let mut sink = file::FileSink::create(&local)?;
+            // The changed keys carry their last value: sealing reads nothing
+            // from the values, whose size would make it slower.
             for guard in self.changed.iter() {
-                let stored = guard.key()?;
-                let value = self.values.get(&stored)?;
+                let (stored, change) = guard.into_inner()?;
                 let (group, key) = split_stored(&stored);
-                sink.push(group, key, value.as_deref())?;
+                sink.push(group, key, written(&change))?;
             }
             (delta.entries, delta.bytes) = sink.finish()?;
             self.changed.clear()?;
