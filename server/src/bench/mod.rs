@@ -112,6 +112,20 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// CPU time of the whole process so far (every thread), from /proc/self/stat.
+pub(crate) fn cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    // Fields after the command name (which is in parentheses): utime and stime are the 12th and 13th.
+    let after = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest)
+        .context("parsing /proc/self/stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    // The kernel's USER_HZ, 100 on Linux.
+    Ok(ticks / 100.0)
+}
+
 /// The process's peak resident memory since the last reset, in MB.
 fn peak_rss_mb() -> anyhow::Result<f64> {
     status_mb("VmHWM:")

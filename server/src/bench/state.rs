@@ -3,15 +3,18 @@
 //! path a pipeline's commit takes, over 1 M and then 10 M keys.
 //!
 //! ```text
-//!   load 1 M keys ─▶ commits of `changed` random keys (get + put) ─▶ commit cost at 1 M
-//!   load to 10 M  ─▶ the same commits                              ─▶ commit cost at 10 M   (ratio)
+//!   load 1 M keys ─▶ quiet ─▶ commits of `changed` random keys (get + put) ─▶ commit cost at 1 M
+//!   load to 10 M  ─▶ quiet ─▶ the same commits                              ─▶ commit cost at 10 M   (ratio)
 //!   a fresh store ─▶ restore from the last checkpoint ─▶ every key and value compared (digest)
 //! ```
 //!
 //! A commit is what the runner does at each commit: seal the changed keys
 //! into a delta file, upload it, write the checkpoint map naming it, delete
 //! files no landed checkpoint names. The store is a local folder, as a
-//! target on local disk.
+//! target on local disk. Before the commits are timed, the working store's
+//! own compactions of the keys just loaded are left to finish ("quiet": the
+//! process uses under a tenth of a core for a second), so that each phase
+//! measures a running pipeline's commits, not the aftermath of a bulk load.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,7 +27,7 @@ use strata_pipelines::checkpoint::Checkpoint;
 use strata_pipelines::keyed::{KeyedState, MemoryBudget, RemoteFiles, StateBackend};
 use strata_pipelines::state::StateStore;
 
-use super::{peak_rss_mb, reset_peak_rss, rss_mb};
+use super::{cpu_seconds, peak_rss_mb, reset_peak_rss, rss_mb};
 
 const OPERATOR: &str = "aggregate";
 const PIPELINE: &str = "bench_state";
@@ -58,6 +61,8 @@ pub struct Phase {
     pub state_mb: f64,
     /// Peak resident memory while the phase's keys were loaded and changed.
     pub peak_rss_mb: f64,
+    /// Seconds the store took to go quiet after the load.
+    pub quiet_after_s: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -162,6 +167,22 @@ impl Bench {
         Ok(())
     }
 
+    /// Waits until the process uses under a tenth of a core for a second (the
+    /// working store's compactions of loaded keys are done), at most a minute;
+    /// returns the seconds waited.
+    async fn quiet() -> anyhow::Result<f64> {
+        const WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+        let started = Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(60) {
+            let before = cpu_seconds()?;
+            tokio::time::sleep(WINDOW).await;
+            if cpu_seconds()? - before < 0.1 * WINDOW.as_secs_f64() {
+                break;
+            }
+        }
+        Ok(started.elapsed().as_secs_f64())
+    }
+
     /// `commits` commits of `changed` random keys each, read and written.
     async fn measure(
         &mut self,
@@ -169,6 +190,7 @@ impl Bench {
         keys: u64,
         seed: &mut u64,
     ) -> anyhow::Result<Phase> {
+        let quiet_after_s = Self::quiet().await?;
         let mut commit_times = Vec::new();
         let mut update_times = Vec::new();
         let mut commit_bytes = Vec::new();
@@ -195,6 +217,7 @@ impl Bench {
             state_files: manifest.files.len(),
             state_mb: manifest.bytes() as f64 / 1e6,
             peak_rss_mb: peak_rss_mb()?,
+            quiet_after_s,
         })
     }
 }

@@ -14,7 +14,7 @@ mod reference;
 
 use std::time::Instant;
 
-use super::{peak_rss_mb, reset_peak_rss};
+use super::{cpu_seconds, peak_rss_mb, reset_peak_rss};
 use anyhow::{Context, bail};
 use arrow::record_batch::RecordBatch;
 use rdkafka::mocking::MockCluster;
@@ -500,18 +500,4 @@ fn latencies(
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
     (Some(samples.len()), Some(at(0.5)), Some(at(0.99)))
-}
-
-/// CPU time of the whole process so far (every thread), from /proc/self/stat.
-fn cpu_seconds() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
-    // Fields after the command name (which is in parentheses): utime and stime are the 12th and 13th.
-    let after = stat
-        .rsplit_once(") ")
-        .map(|(_, rest)| rest)
-        .context("parsing /proc/self/stat")?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    // The kernel's USER_HZ, 100 on Linux.
-    Ok(ticks / 100.0)
 }
