@@ -31,7 +31,7 @@ use twox_hash::XxHash64;
 
 use crate::batch::{condition_mask, equalities, key_columns, row_converter};
 use crate::error::{PipelineError, Result};
-use crate::keyed::{Slot, decode_count, key_group};
+use crate::keyed::{MAX_KEY_BYTES, Slot, decode_count, key_group};
 use crate::operator::{
     BatchContext, Changelog, Described, InputStream, MissAction, Missed, Operator, OperatorKind,
     Processed, Side, StateInfo, StateWrite, Traced,
@@ -66,9 +66,6 @@ pub struct RegularJoin {
 
 /// What the state's values are, in errors.
 const ROW_COUNT: &str = "a regular join's row count";
-
-/// The longest join key a join keeps rows under: the state's keys hold it.
-const MAX_KEY_BYTES: usize = 16 * 1024;
 
 /// A side's tag in the state's keys.
 fn tag(side: Side) -> u8 {

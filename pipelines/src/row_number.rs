@@ -28,11 +28,11 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::batch::evaluate;
 use crate::error::Result;
-use crate::keyed::{Slot, decode_count};
+use crate::keyed::{MAX_KEY_BYTES, Slot, decode_count};
 use crate::operator::planner::{OperatorPlanner, PlanContext};
 use crate::operator::{
-    BatchContext, Changelog, Described, InputStream, Operator, OperatorKind, Processed, StateInfo,
-    StateWrite, Traced,
+    BatchContext, Changelog, Described, InputStream, MissAction, Missed, Operator, OperatorKind,
+    Processed, StateInfo, StateWrite, Traced,
 };
 
 /// The number of rows of each partition so far, as the batch that is running left it.
@@ -94,13 +94,20 @@ impl RowNumber {
         Ok(rows.iter().map(|row| row.data().into()).collect())
     }
 
-    /// The numbers of a batch's rows, and the counts they leave.
-    fn number(&self, batch: &RecordBatch) -> Result<(Int64Array, Counts)> {
+    /// The numbers of a batch's rows, the counts they leave, and the rows
+    /// whose key is too long to count (numbered 0; they go to quarantine).
+    fn number(&self, batch: &RecordBatch) -> Result<(Int64Array, Counts, Vec<usize>)> {
         let keys = self.keys(batch)?;
         self.counts.with(|counts| {
             let mut overlay: Counts = HashMap::new();
             let mut numbers = Vec::with_capacity(keys.len());
-            for key in keys {
+            let mut too_long = Vec::new();
+            for (row, key) in keys.into_iter().enumerate() {
+                if key.len() > MAX_KEY_BYTES {
+                    too_long.push(row);
+                    numbers.push(0);
+                    continue;
+                }
                 let before = match overlay.get(&key) {
                     Some(&count) => count,
                     None => match counts.get(&key)? {
@@ -112,7 +119,7 @@ impl RowNumber {
                 // BIGINT, as Flink types ROW_NUMBER; a key never counts 2^63 rows.
                 numbers.push((before + 1) as i64);
             }
-            Ok((Int64Array::from(numbers), overlay))
+            Ok((Int64Array::from(numbers), overlay, too_long))
         })
     }
 }
@@ -124,7 +131,18 @@ impl Operator for RowNumber {
     }
 
     async fn process(self: Arc<Self>, input: Traced, _ctx: &BatchContext<'_>) -> Result<Processed> {
-        let (numbers, overlay) = self.number(&input.batch)?;
+        let (numbers, overlay, too_long) = self.number(&input.batch)?;
+        let missed = match too_long.is_empty() {
+            true => Vec::new(),
+            false => vec![Missed {
+                origins: too_long.iter().map(|&row| input.origins[row]).collect(),
+                action: MissAction::Quarantine,
+                reason: format!(
+                    "its PARTITION BY key takes more than the {} KiB ROW_NUMBER counts rows under",
+                    MAX_KEY_BYTES / 1024
+                ),
+            }],
+        };
         let mut columns = input.batch.columns().to_vec();
         columns.push(Arc::new(numbers));
         let batch = RecordBatch::try_new(self.output.clone(), columns)?;
@@ -134,7 +152,7 @@ impl Operator for RowNumber {
                 batch,
                 origins: input.origins,
             },
-            missed: Vec::new(),
+            missed,
             writes: vec![StateWrite::new(move || {
                 let counts: Vec<(Box<[u8]>, [u8; 8])> = overlay
                     .into_iter()
@@ -333,6 +351,27 @@ mod tests {
             .unwrap();
         assert_eq!(numbers(&second.batch), [2, 1, 3]);
         assert_eq!(second.origins, [0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_row_whose_key_is_too_long_to_count_goes_to_quarantine() {
+        let dir = tempfile::tempdir().unwrap();
+        let harness = Harness::keyed(row_number(), dir.path(), "run").unwrap();
+        let long = "x".repeat(70_000);
+        let (numbered, missed) = harness
+            .push(&batch(&[Some("a"), Some(long.as_str()), Some("a")]))
+            .await
+            .unwrap();
+        assert_eq!(missed.len(), 1);
+        assert_eq!(missed[0].origins, [1]);
+        assert!(missed[0].reason.contains("16 KiB"), "{}", missed[0].reason);
+        assert_eq!(
+            numbers(&numbered.batch)[..],
+            [1, 0, 2],
+            "the long key counts nothing"
+        );
+        let (again, _) = harness.push(&batch(&[Some("a")])).await.unwrap();
+        assert_eq!(numbers(&again.batch), [3]);
     }
 
     #[tokio::test]

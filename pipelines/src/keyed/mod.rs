@@ -47,6 +47,10 @@ use crate::error::{PipelineError, Result};
 /// How many key groups keys are hashed into.
 pub const KEY_GROUPS: u16 = 128;
 
+/// The longest key an operator keeps state under: the store refuses keys
+/// over 64 KiB, and a key this long is a row's mistake, not a key.
+pub const MAX_KEY_BYTES: usize = 16 * 1024;
+
 /// A count kept as a key's value (8 bytes, big-endian); `what` names it in errors.
 pub fn decode_count(stored: &[u8], what: &str) -> Result<u64> {
     let bytes: [u8; 8] = stored.try_into().map_err(|_| {
