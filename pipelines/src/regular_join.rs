@@ -33,8 +33,8 @@ use crate::batch::{condition_mask, equalities, key_columns, row_converter};
 use crate::error::{PipelineError, Result};
 use crate::keyed::{MAX_KEY_BYTES, Slot, decode_count, key_group};
 use crate::operator::{
-    BatchContext, Changelog, Described, InputStream, MissAction, Missed, Operator, OperatorKind,
-    Processed, Side, StateInfo, StateWrite, Traced,
+    BatchContext, Changelog, Described, InputStream, Missed, Operator, OperatorKind, Processed,
+    Side, StateInfo, StateWrite, Traced,
 };
 use crate::state::schema_fingerprint;
 
@@ -336,17 +336,14 @@ impl Operator for RegularJoin {
             .iter()
             .map(|&row| input.origins[row as usize])
             .collect();
-        let missed = match too_long.is_empty() {
-            true => Vec::new(),
-            false => vec![Missed {
-                origins: too_long.iter().map(|&row| input.origins[row]).collect(),
-                action: MissAction::Quarantine,
-                reason: format!(
-                    "its join key takes more than the {} KiB a regular join keeps rows under",
-                    MAX_KEY_BYTES / 1024
-                ),
-            }],
-        };
+        let missed = Missed::quarantine(
+            &too_long,
+            &input,
+            format!(
+                "its join key takes more than the {} KiB a regular join keeps rows under",
+                MAX_KEY_BYTES / 1024
+            ),
+        );
         let Traced { batch, origins } = match &self.filter {
             Some(filter) => kept_by(filter, Traced { batch, origins })?,
             None => Traced { batch, origins },

@@ -31,8 +31,8 @@ use crate::error::Result;
 use crate::keyed::{MAX_KEY_BYTES, Slot, decode_count};
 use crate::operator::planner::{OperatorPlanner, PlanContext};
 use crate::operator::{
-    BatchContext, Changelog, Described, InputStream, MissAction, Missed, Operator, OperatorKind,
-    Processed, StateInfo, StateWrite, Traced,
+    BatchContext, Changelog, Described, InputStream, Missed, Operator, OperatorKind, Processed,
+    StateInfo, StateWrite, Traced,
 };
 
 /// The number of rows of each partition so far, as the batch that is running left it.
@@ -132,17 +132,14 @@ impl Operator for RowNumber {
 
     async fn process(self: Arc<Self>, input: Traced, _ctx: &BatchContext<'_>) -> Result<Processed> {
         let (numbers, overlay, too_long) = self.number(&input.batch)?;
-        let missed = match too_long.is_empty() {
-            true => Vec::new(),
-            false => vec![Missed {
-                origins: too_long.iter().map(|&row| input.origins[row]).collect(),
-                action: MissAction::Quarantine,
-                reason: format!(
-                    "its PARTITION BY key takes more than the {} KiB ROW_NUMBER counts rows under",
-                    MAX_KEY_BYTES / 1024
-                ),
-            }],
-        };
+        let missed = Missed::quarantine(
+            &too_long,
+            &input,
+            format!(
+                "its PARTITION BY key takes more than the {} KiB ROW_NUMBER counts rows under",
+                MAX_KEY_BYTES / 1024
+            ),
+        );
         let mut columns = input.batch.columns().to_vec();
         columns.push(Arc::new(numbers));
         let batch = RecordBatch::try_new(self.output.clone(), columns)?;

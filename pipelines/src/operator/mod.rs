@@ -85,6 +85,20 @@ pub struct Missed {
     pub reason: String,
 }
 
+impl Missed {
+    /// `rows` of `input` sent to quarantine with `reason`; nothing when there are none.
+    pub fn quarantine(rows: &[usize], input: &Traced, reason: String) -> Vec<Missed> {
+        if rows.is_empty() {
+            return Vec::new();
+        }
+        vec![Missed {
+            origins: rows.iter().map(|&row| input.origins[row]).collect(),
+            action: MissAction::Quarantine,
+            reason,
+        }]
+    }
+}
+
 /// Which pass over rows this is: their first, a retry of rows set aside, or
 /// rows released from waiting.
 #[derive(Debug, Clone)]
