@@ -57,6 +57,10 @@ pub struct Settings {
     /// `…split.bucket-num`): COUNT(DISTINCT) sets are split into this many
     /// buckets, merged on every core, for hot keys; 1 when not split.
     pub distinct_buckets: u32,
+    /// `SET 'table.exec.state.ttl' = '1 d'`: how long a regular join keeps a
+    /// row after it was last written (Flink's idle state retention, by
+    /// processing time); `None` (the default, or '0'): for good.
+    pub state_ttl_ms: Option<i64>,
 }
 
 impl Default for Settings {
@@ -64,6 +68,7 @@ impl Default for Settings {
         Self {
             allowed_lateness_ms: 0,
             distinct_buckets: 1,
+            state_ttl_ms: None,
         }
     }
 }
@@ -71,9 +76,11 @@ impl Default for Settings {
 /// Flink's default number of split-distinct buckets.
 const DEFAULT_DISTINCT_BUCKETS: u32 = 1024;
 
-/// The `SET` keys a pipeline file may use.
-pub const SETTINGS: [&str; 3] = [
+/// The `SET` keys a pipeline file may use (`table.exec.state.ttl` bounds a
+/// regular join's state; other operators keep theirs for good yet).
+pub const SETTINGS: [&str; 4] = [
     "table.exec.emit.allow-lateness",
+    "table.exec.state.ttl",
     "table.optimizer.distinct-agg.split.enabled",
     "table.optimizer.distinct-agg.split.bucket-num",
 ];
@@ -303,6 +310,20 @@ fn apply_setting(
             settings.allowed_lateness_ms = duration.as_millis() as i64;
             Ok(())
         }
+        "table.exec.state.ttl" => {
+            let compact: String = value.split_whitespace().collect();
+            let ttl = match compact.as_str() {
+                "0" => std::time::Duration::ZERO,
+                _ => humantime::parse_duration(&compact).map_err(|err| {
+                    (
+                        format!("'{value}' is not a duration ({err})"),
+                        "write e.g. '1 h' or '1 d', or '0' to keep state for good".to_string(),
+                    )
+                })?,
+            };
+            settings.state_ttl_ms = (!ttl.is_zero()).then_some(ttl.as_millis() as i64);
+            Ok(())
+        }
         "table.optimizer.distinct-agg.split.enabled" => match value {
             "true" => {
                 if settings.distinct_buckets == 1 {
@@ -337,5 +358,23 @@ fn apply_setting(
             format!("unknown setting '{other}'"),
             format!("pipelines accept: {}", SETTINGS.join(", ")),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Settings, apply_setting};
+
+    #[test]
+    fn a_state_ttl_is_a_duration_and_zero_keeps_state_for_good() {
+        let mut settings = Settings::default();
+        apply_setting(&mut settings, "table.exec.state.ttl", "1 d").unwrap();
+        assert_eq!(settings.state_ttl_ms, Some(86_400_000));
+        apply_setting(&mut settings, "table.exec.state.ttl", "0").unwrap();
+        assert_eq!(settings.state_ttl_ms, None);
+        let (problem, hint) =
+            apply_setting(&mut settings, "table.exec.state.ttl", "soon").unwrap_err();
+        assert!(problem.contains("'soon' is not a duration"), "{problem}");
+        assert!(hint.contains("'0'"), "{hint}");
     }
 }

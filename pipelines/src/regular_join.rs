@@ -6,7 +6,9 @@
 //! ```text
 //!   a row (key k) ──▶ the b rows of k in state ──▶ (a ‖ b) once per b row   then a[k ‖ row] += 1
 //!   b row (key k) ──▶ the a rows of k in state ──▶ (a ‖ b) once per a row   then b[k ‖ row] += 1
-//!   state: key group of k │ len k ‖ k ‖ side ‖ hash of the row → how many such rows came ‖ the row
+//!   state: key group of k │ len k ‖ k ‖ side ‖ hash of the row → how many such rows came ‖ when last ‖ the row
+//!   with SET 'table.exec.state.ttl': a row not written for that long is no longer met, and each commit
+//!   deletes such rows from one key group in turn (all of them every 128 commits)
 //!          (the writes are applied once the batch has gone through the plan)
 //! ```
 //!
@@ -21,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use arrow::array::{Array, ArrayRef, UInt32Array};
 use arrow::datatypes::{DataType, SchemaRef};
@@ -31,10 +34,10 @@ use twox_hash::XxHash64;
 
 use crate::batch::{condition_mask, equalities, key_columns, row_converter};
 use crate::error::{PipelineError, Result};
-use crate::keyed::{MAX_KEY_BYTES, Slot, decode_count, key_group};
+use crate::keyed::{KEY_GROUPS, MAX_KEY_BYTES, Slot, decode_count, key_group};
 use crate::operator::{
-    BatchContext, Changelog, Described, InputStream, Missed, Operator, OperatorKind, Processed,
-    Side, StateInfo, StateWrite, Traced,
+    BatchContext, Changelog, Described, Emitted, InputStream, Missed, Operator, OperatorKind,
+    Processed, Side, StateInfo, StateWrite, Traced, Watermarks,
 };
 use crate::state::schema_fingerprint;
 
@@ -62,6 +65,19 @@ pub struct RegularJoin {
     output: SchemaRef,
     /// Row counts by join key, side and row.
     state: Slot,
+    /// How long a row is kept after its last write, if not for good.
+    ttl_ms: Option<i64>,
+    /// The key group the next commit cleans of expired rows.
+    next_clean: AtomicU16,
+    /// The wall clock, in ms since the epoch (a test's own clock).
+    clock: fn() -> i64,
+}
+
+/// The wall clock, in ms since the epoch.
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
 }
 
 /// What the state's values are, in errors.
@@ -100,23 +116,37 @@ fn row_id(row: &[u8]) -> [u8; 16] {
     id
 }
 
-/// A stored value: how many such rows came, then the row's bytes.
-fn value(count: u64, row: &[u8]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(8 + row.len());
+/// A stored value: how many such rows came, when the last came (ms since the
+/// epoch), then the row's bytes.
+fn value(count: u64, written_ms: i64, row: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(16 + row.len());
     value.extend_from_slice(&count.to_be_bytes());
+    value.extend_from_slice(&written_ms.to_be_bytes());
     value.extend_from_slice(row);
     value
 }
 
-fn split_value(value: &[u8]) -> Result<(u64, &[u8])> {
-    if value.len() < 8 {
+/// A stored value's parts.
+struct Stored<'a> {
+    count: u64,
+    written_ms: i64,
+    row: &'a [u8],
+}
+
+fn split_value(value: &[u8]) -> Result<Stored<'_>> {
+    if value.len() < 16 {
         return Err(PipelineError::State(format!(
-            "{ROW_COUNT} of {} bytes in keyed state (8 and the row expected)",
+            "{ROW_COUNT} of {} bytes in keyed state (16 and the row expected)",
             value.len()
         )));
     }
-    let (count, row) = value.split_at(8);
-    Ok((decode_count(count, ROW_COUNT)?, row))
+    let (count, rest) = value.split_at(8);
+    let (written, row) = rest.split_at(8);
+    Ok(Stored {
+        count: decode_count(count, ROW_COUNT)?,
+        written_ms: decode_count(written, ROW_COUNT)? as i64,
+        row,
+    })
 }
 
 /// The join keys of a batch's rows.
@@ -160,6 +190,47 @@ impl RegularJoin {
             filter,
             output,
             state: Slot::default(),
+            ttl_ms: None,
+            next_clean: AtomicU16::new(0),
+            clock: wall_clock_ms,
+        })
+    }
+
+    /// The join, keeping a row `ttl_ms` after its last write (`None`: for good).
+    pub fn keeping_rows_for(mut self, ttl_ms: Option<i64>) -> Self {
+        self.ttl_ms = ttl_ms;
+        self
+    }
+
+    /// The join, reading the time from `clock` (ms since the epoch).
+    #[cfg(test)]
+    fn with_clock(mut self, clock: fn() -> i64) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Whether a row last written at `written_ms` has expired at `now_ms`.
+    fn expired(&self, written_ms: i64, now_ms: i64) -> bool {
+        self.ttl_ms
+            .is_some_and(|ttl| written_ms.saturating_add(ttl) <= now_ms)
+    }
+
+    /// Deletes the expired rows of the next key group in turn.
+    fn clean_expired(&self) -> Result<()> {
+        if self.ttl_ms.is_none() {
+            return Ok(());
+        }
+        let group = self.next_clean.fetch_add(1, Ordering::Relaxed) % KEY_GROUPS;
+        let now = (self.clock)();
+        self.state.with(|state| {
+            let mut expired = Vec::new();
+            for entry in state.group(group) {
+                let (key, stored) = entry?;
+                if self.expired(split_value(&stored)?.written_ms, now) {
+                    expired.push(key);
+                }
+            }
+            state.write_grouped(expired.iter().map(|key| (group, key.as_slice(), None)))
         })
     }
 
@@ -177,9 +248,16 @@ impl RegularJoin {
     /// The join in SQL terms.
     fn describe_join(&self) -> String {
         let keys = equalities(&self.left.keys, &self.right.keys);
-        match &self.filter {
+        let on = match &self.filter {
             Some(filter) => format!("INNER JOIN ON {keys} AND {filter}"),
             None => format!("INNER JOIN ON {keys}"),
+        };
+        match self.ttl_ms {
+            Some(ttl) => format!(
+                "{on}; rows kept {} after their last write",
+                humantime::format_duration(std::time::Duration::from_millis(ttl.max(0) as u64))
+            ),
+            None => on,
         }
     }
 
@@ -207,8 +285,10 @@ impl RegularJoin {
         })
     }
 
-    /// The rows of the other stream each row meets (each key's rows read once).
+    /// The rows of the other stream each row meets (each key's rows read
+    /// once), but for rows whose time to be kept is over.
     fn matches(&self, side: Side, keys: &[Option<Vec<u8>>]) -> Result<Met> {
+        let now = (self.clock)();
         let mut found = Met::default();
         // A key's rows of the other stream: where they are in `found.rows`, and their counts.
         let mut by_key: HashMap<&[u8], Vec<(usize, u64)>> = HashMap::new();
@@ -219,9 +299,12 @@ impl RegularJoin {
                     let mut rows = Vec::new();
                     for entry in state.scan(key_group(key), &scope(key, other(side))) {
                         let (_, stored) = entry?;
-                        let (count, bytes) = split_value(&stored)?;
-                        rows.push((found.rows.len(), count));
-                        found.rows.push(bytes.to_vec());
+                        let stored = split_value(&stored)?;
+                        if self.expired(stored.written_ms, now) {
+                            continue;
+                        }
+                        rows.push((found.rows.len(), stored.count));
+                        found.rows.push(stored.row.to_vec());
                     }
                     by_key.insert(key, rows);
                 }
@@ -256,8 +339,10 @@ impl RegularJoin {
         Ok(RecordBatch::try_new(self.output.clone(), columns)?)
     }
 
-    /// Adds the batch's rows (those with a key) to their side's state.
+    /// Adds the batch's rows (those with a key) to their side's state; an
+    /// expired row counts from nothing again.
     fn keep(&self, side: Side, batch: &RecordBatch, keys: &[Option<Vec<u8>>]) -> Result<()> {
+        let now = (self.clock)();
         let rows = self.converter(side).convert_columns(batch.columns())?;
         // Each stored key's group, count so far and row.
         let mut counts: HashMap<Vec<u8>, (u16, u64, &[u8])> = HashMap::new();
@@ -271,7 +356,13 @@ impl RegularJoin {
                 let count = match counts.get(&stored) {
                     Some(&(_, count, _)) => count,
                     None => match state.get_grouped(group, &stored)? {
-                        Some(value) => split_value(&value)?.0,
+                        Some(value) => {
+                            let kept = split_value(&value)?;
+                            match self.expired(kept.written_ms, now) {
+                                true => 0,
+                                false => kept.count,
+                            }
+                        }
                         None => 0,
                     },
                 };
@@ -279,7 +370,7 @@ impl RegularJoin {
             }
             let encoded: Vec<(u16, Vec<u8>, Vec<u8>)> = counts
                 .into_iter()
-                .map(|(stored, (group, count, row))| (group, stored, value(count, row)))
+                .map(|(stored, (group, count, row))| (group, stored, value(count, now, row)))
                 .collect();
             state.write_grouped(
                 encoded.iter().map(|(group, stored, value)| {
@@ -385,6 +476,12 @@ impl Operator for RegularJoin {
 
     fn refuses_rows_run_again(&self) -> Option<String> {
         Some("a row run again would be joined and kept twice".to_string())
+    }
+
+    /// A commit cleans one key group of the rows whose time to be kept is over.
+    async fn on_watermark(&self, _watermarks: &Watermarks) -> Result<Emitted> {
+        self.clean_expired()?;
+        Ok(Emitted::default())
     }
 
     fn keyed_state(&self) -> Option<&Slot> {
@@ -659,6 +756,62 @@ mod tests {
             joined.batch.num_rows(),
             1,
             "the short key joins; the long one is not kept"
+        );
+    }
+
+    /// The test's own wall clock, in ms.
+    static NOW_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1_000);
+
+    fn test_clock() -> i64 {
+        NOW_MS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn with_a_ttl_a_row_not_written_for_that_long_is_no_longer_met_and_is_cleaned() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let join = Arc::into_inner(join())
+            .unwrap()
+            .keeping_rows_for(Some(1_000))
+            .with_clock(test_clock);
+        let join = Arc::new(join);
+        let mut harness = Harness::keyed(join.clone(), dir.path(), "run").unwrap();
+        harness
+            .push_side(&user_rows(&[(7, "ann"), (8, "bo")]), Side::Right)
+            .await
+            .unwrap();
+        NOW_MS.store(1_500, Ordering::Relaxed);
+        // ann is written again: her time to be kept starts over; bo's does not.
+        harness
+            .push_side(&user_rows(&[(7, "ann")]), Side::Right)
+            .await
+            .unwrap();
+        NOW_MS.store(2_200, Ordering::Relaxed);
+        let (joined, _) = harness
+            .push(&order_rows(&[(1, Some(7)), (2, Some(8))]))
+            .await
+            .unwrap();
+        assert_eq!(
+            pairs(&joined.batch),
+            [(1, "ann".to_string()), (1, "ann".to_string())],
+            "ann came twice and is kept; bo expired at 2,000"
+        );
+        // Every key group is cleaned in turn, one per commit: bo's row is deleted.
+        let before = join
+            .state
+            .with(|state| Ok(state.entries().count()))
+            .unwrap();
+        for _ in 0..crate::keyed::KEY_GROUPS {
+            harness.watermark(0).await.unwrap();
+        }
+        let after = join
+            .state
+            .with(|state| Ok(state.entries().count()))
+            .unwrap();
+        assert_eq!(
+            before - after,
+            1,
+            "bo's row is gone, ann's and the orders stay"
         );
     }
 

@@ -176,6 +176,7 @@ impl CompiledPlan {
             window: pipeline.window.as_ref(),
             allowed_lateness_ms: pipeline.settings.allowed_lateness_ms,
             distinct_buckets: pipeline.settings.distinct_buckets,
+            state_ttl_ms: pipeline.settings.state_ttl_ms,
             pre: None,
             aggregate: None,
             lookups,
@@ -225,6 +226,7 @@ impl CompiledPlan {
         let mut ids = OperatorIds::default();
         let right = compiler.right.map(|steps| place(steps, &mut ids));
         let pre = place(pre, &mut ids);
+        refuse_state_ttl_beside(pipeline, &pre)?;
         let post = post
             .into_iter()
             .map(|step| match step {
@@ -596,6 +598,37 @@ fn without_set_aside(traced: Traced, missed: &[Missed]) -> Result<Traced> {
     })
 }
 
+/// Flink's `table.exec.state.ttl` expires the state of deduplication, GROUP BY
+/// and OVER aggregations too; here only a regular join honours it, so a TTL
+/// beside one of the others is refused rather than silently kept for good.
+fn refuse_state_ttl_beside(
+    pipeline: &crate::project::Pipeline,
+    operators: &[PlacedOperator],
+) -> Result<()> {
+    use crate::operator::OperatorKind;
+    if pipeline.settings.state_ttl_ms.is_none() {
+        return Ok(());
+    }
+    let kept_for_good = operators.iter().find(|placed| {
+        matches!(
+            placed.operator.kind(),
+            OperatorKind::RowNumber | OperatorKind::GroupAggregate | OperatorKind::Lag
+        )
+    });
+    match kept_for_good {
+        None => Ok(()),
+        Some(placed) => Err(PipelineError::Invalid {
+            location: pipeline.target.location.clone(),
+            message: format!(
+                "SET 'table.exec.state.ttl' beside {} {}, whose state does not expire yet (Flink would expire it)",
+                placed.operator.kind().as_str(),
+                placed.id
+            ),
+            hint: Some("the TTL bounds a regular join's state; run the other operator in a pipeline of its own, without the setting".to_string()),
+        }),
+    }
+}
+
 /// Whether `condition` refers to both streams' event-time columns, each
 /// given with the schema of its side.
 fn compares(
@@ -668,6 +701,8 @@ struct Compiler<'a> {
     window: Option<&'a WindowTvf>,
     allowed_lateness_ms: i64,
     distinct_buckets: u32,
+    /// How long a regular join keeps a row after its last write, if not for good.
+    state_ttl_ms: Option<i64>,
     /// The steps before the aggregation, once it has been found.
     pre: Option<Vec<Step>>,
     aggregate: Option<AggregatePlan>,
@@ -960,13 +995,16 @@ impl Compiler<'_> {
                 None => None,
             };
             let side = |schema, keys| JoinSide { schema, keys };
-            return Ok(Arc::new(RegularJoin::new(
-                side(arrow_schema(left), left_keys),
-                side(arrow_schema(right), right_keys),
-                key_types,
-                filter,
-                output,
-            )?));
+            return Ok(Arc::new(
+                RegularJoin::new(
+                    side(arrow_schema(left), left_keys),
+                    side(arrow_schema(right), right_keys),
+                    key_types,
+                    filter,
+                    output,
+                )?
+                .keeping_rows_for(self.state_ttl_ms),
+            ));
         };
         for (input, time) in [(&join.left, &left_time), (&join.right, &right_time)] {
             if !passes_through(input, time) {

@@ -8,7 +8,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::FutureProducer;
 use strata_pipelines::load_project;
 
-use crate::ingest::{kafka_project, run_to_end};
+use crate::ingest::{check, kafka_project, refusal, run_to_end};
 use crate::interval::send;
 use crate::lookup::rows;
 
@@ -105,5 +105,37 @@ async fn a_regular_join_equals_a_brute_force_join_across_restarts() {
     assert_eq!(
         got, expected,
         "every pair once, and a user's second row a second time"
+    );
+}
+
+#[tokio::test]
+async fn a_state_ttl_bounds_a_regular_join_and_is_refused_beside_state_kept_for_good() {
+    let (dir, catalog) = kafka_project(
+        "127.0.0.1:9",
+        "",
+        ("dwd_orders", "SELECT 1"),
+        &format!(
+            "{CATALOG}CREATE TABLE shop.dws_user_orders (user_id BIGINT, orders BIGINT, PRIMARY KEY (user_id) NOT ENFORCED) WITH ('connector' = 'delta');"
+        ),
+    )
+    .await;
+    let ttl = "SET 'table.exec.state.ttl' = '1 h';\n";
+    std::fs::write(
+        dir.path().join("pipelines/dwd/dwd_orders.sql"),
+        format!("{ttl}{PIPELINE}"),
+    )
+    .unwrap();
+    check(&catalog).await.unwrap();
+    let refused = refusal(
+        &dir,
+        &catalog,
+        &format!(
+            "{ttl}INSERT INTO shop.dws_user_orders SELECT user_id, COUNT(*) FROM shop.ods_orders GROUP BY user_id"
+        ),
+    )
+    .await;
+    assert!(
+        refused.contains("SET 'table.exec.state.ttl' beside group aggregate aggregate"),
+        "{refused}"
     );
 }

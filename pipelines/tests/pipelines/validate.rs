@@ -176,6 +176,14 @@ async fn mistakes_are_refused_with_their_place() {
             ],
         ),
         (
+            "a state TTL that is not a duration",
+            "SET 'table.exec.state.ttl' = 'a day';\nINSERT INTO shop.dws_city_gmv SELECT user_city, SUM(amount) FROM shop.dwd_orders GROUP BY user_city",
+            &[
+                "p.sql:1:5: 'a day' is not a duration",
+                "'0' to keep state for good",
+            ],
+        ),
+        (
             "not an insert",
             "SELECT * FROM shop.ods_orders",
             &["p.sql:1:1: a pipeline must be INSERT INTO"],
