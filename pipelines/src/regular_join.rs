@@ -23,7 +23,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
 
 use arrow::array::{Array, ArrayRef, UInt32Array};
 use arrow::datatypes::{DataType, SchemaRef};
@@ -34,7 +33,7 @@ use twox_hash::XxHash64;
 
 use crate::batch::{condition_mask, equalities, key_columns, row_converter};
 use crate::error::{PipelineError, Result};
-use crate::keyed::{KEY_GROUPS, MAX_KEY_BYTES, Slot, decode_count, key_group};
+use crate::keyed::{Expiry, MAX_KEY_BYTES, Slot, decode_count, key_group};
 use crate::operator::{
     BatchContext, Changelog, Described, Emitted, InputStream, Missed, Operator, OperatorKind,
     Processed, Side, StateInfo, StateWrite, Traced, Watermarks,
@@ -65,19 +64,8 @@ pub struct RegularJoin {
     output: SchemaRef,
     /// Row counts by join key, side and row.
     state: Slot,
-    /// How long a row is kept after its last write, if not for good.
-    ttl_ms: Option<i64>,
-    /// The key group the next commit cleans of expired rows.
-    next_clean: AtomicU16,
-    /// The wall clock, in ms since the epoch (a test's own clock).
-    clock: fn() -> i64,
-}
-
-/// The wall clock, in ms since the epoch.
-fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as i64)
+    /// When a row not written again is forgotten (`SET 'table.exec.state.ttl'`).
+    expiry: Expiry,
 }
 
 /// What the state's values are, in errors.
@@ -190,47 +178,21 @@ impl RegularJoin {
             filter,
             output,
             state: Slot::default(),
-            ttl_ms: None,
-            next_clean: AtomicU16::new(0),
-            clock: wall_clock_ms,
+            expiry: Expiry::default(),
         })
     }
 
-    /// The join, keeping a row `ttl_ms` after its last write (`None`: for good).
-    pub fn keeping_rows_for(mut self, ttl_ms: Option<i64>) -> Self {
-        self.ttl_ms = ttl_ms;
+    /// The join, forgetting a row as `expiry` says (after `SET 'table.exec.state.ttl'`).
+    pub fn expiring(mut self, expiry: Expiry) -> Self {
+        self.expiry = expiry;
         self
-    }
-
-    /// The join, reading the time from `clock` (ms since the epoch).
-    #[cfg(test)]
-    fn with_clock(mut self, clock: fn() -> i64) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Whether a row last written at `written_ms` has expired at `now_ms`.
-    fn expired(&self, written_ms: i64, now_ms: i64) -> bool {
-        self.ttl_ms
-            .is_some_and(|ttl| written_ms.saturating_add(ttl) <= now_ms)
     }
 
     /// Deletes the expired rows of the next key group in turn.
     fn clean_expired(&self) -> Result<()> {
-        if self.ttl_ms.is_none() {
-            return Ok(());
-        }
-        let group = self.next_clean.fetch_add(1, Ordering::Relaxed) % KEY_GROUPS;
-        let now = (self.clock)();
         self.state.with(|state| {
-            let mut expired = Vec::new();
-            for entry in state.group(group) {
-                let (key, stored) = entry?;
-                if self.expired(split_value(&stored)?.written_ms, now) {
-                    expired.push(key);
-                }
-            }
-            state.write_grouped(expired.iter().map(|key| (group, key.as_slice(), None)))
+            self.expiry
+                .clean(state, |value| Ok(Some(split_value(value)?.written_ms)))
         })
     }
 
@@ -252,7 +214,7 @@ impl RegularJoin {
             Some(filter) => format!("INNER JOIN ON {keys} AND {filter}"),
             None => format!("INNER JOIN ON {keys}"),
         };
-        match self.ttl_ms {
+        match self.expiry.ttl_ms() {
             Some(ttl) => format!(
                 "{on}; rows kept {} after their last write",
                 humantime::format_duration(std::time::Duration::from_millis(ttl.max(0) as u64))
@@ -288,7 +250,7 @@ impl RegularJoin {
     /// The rows of the other stream each row meets (each key's rows read
     /// once), but for rows whose time to be kept is over.
     fn matches(&self, side: Side, keys: &[Option<Vec<u8>>]) -> Result<Met> {
-        let now = (self.clock)();
+        let now = self.expiry.now();
         let mut found = Met::default();
         // A key's rows of the other stream: where they are in `found.rows`, and their counts.
         let mut by_key: HashMap<&[u8], Vec<(usize, u64)>> = HashMap::new();
@@ -300,7 +262,7 @@ impl RegularJoin {
                     for entry in state.scan(key_group(key), &scope(key, other(side))) {
                         let (_, stored) = entry?;
                         let stored = split_value(&stored)?;
-                        if self.expired(stored.written_ms, now) {
+                        if self.expiry.expired(stored.written_ms, now) {
                             continue;
                         }
                         rows.push((found.rows.len(), stored.count));
@@ -342,7 +304,7 @@ impl RegularJoin {
     /// Adds the batch's rows (those with a key) to their side's state; an
     /// expired row counts from nothing again.
     fn keep(&self, side: Side, batch: &RecordBatch, keys: &[Option<Vec<u8>>]) -> Result<()> {
-        let now = (self.clock)();
+        let now = self.expiry.now();
         let rows = self.converter(side).convert_columns(batch.columns())?;
         // Each stored key's group, count so far and row.
         let mut counts: HashMap<Vec<u8>, (u16, u64, &[u8])> = HashMap::new();
@@ -358,7 +320,7 @@ impl RegularJoin {
                     None => match state.get_grouped(group, &stored)? {
                         Some(value) => {
                             let kept = split_value(&value)?;
-                            match self.expired(kept.written_ms, now) {
+                            match self.expiry.expired(kept.written_ms, now) {
                                 true => 0,
                                 false => kept.count,
                             }
@@ -501,6 +463,7 @@ mod tests {
     use datafusion::physical_expr::expressions::{binary, col, lit};
 
     use super::{JoinSide, RegularJoin};
+    use crate::keyed::Expiry;
     use crate::operator::harness::Harness;
     use crate::operator::{Changelog, Operator as _, Side};
 
@@ -772,8 +735,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let join = Arc::into_inner(join())
             .unwrap()
-            .keeping_rows_for(Some(1_000))
-            .with_clock(test_clock);
+            .expiring(Expiry::after(Some(1_000)).with_clock(test_clock));
         let join = Arc::new(join);
         let mut harness = Harness::keyed(join.clone(), dir.path(), "run").unwrap();
         harness

@@ -32,6 +32,7 @@ use crate::aligned::{AlignedQuery, WindowAligned};
 use crate::batch::conform;
 use crate::error::{PipelineError, Result};
 use crate::interval::{IntervalJoin, IntervalJoinParts, SideInput};
+use crate::keyed::Expiry;
 use crate::lag::LagStep;
 use crate::lookup::dimension::Dimension;
 use crate::lookup::spec::LookupSpec;
@@ -598,9 +599,9 @@ fn without_set_aside(traced: Traced, missed: &[Missed]) -> Result<Traced> {
     })
 }
 
-/// Flink's `table.exec.state.ttl` expires the state of deduplication, GROUP BY
-/// and OVER aggregations too; here only a regular join honours it, so a TTL
-/// beside one of the others is refused rather than silently kept for good.
+/// Flink's `table.exec.state.ttl` expires the state of GROUP BY and OVER
+/// aggregations too; here only regular joins and ROW_NUMBER honour it, so a
+/// TTL beside one of the others is refused rather than silently kept for good.
 fn refuse_state_ttl_beside(
     pipeline: &crate::project::Pipeline,
     operators: &[PlacedOperator],
@@ -612,7 +613,7 @@ fn refuse_state_ttl_beside(
     let kept_for_good = operators.iter().find(|placed| {
         matches!(
             placed.operator.kind(),
-            OperatorKind::RowNumber | OperatorKind::GroupAggregate | OperatorKind::Lag
+            OperatorKind::GroupAggregate | OperatorKind::Lag
         )
     });
     match kept_for_good {
@@ -726,6 +727,7 @@ impl Compiler<'_> {
         PlanContext {
             state: self.state,
             unsupported: self.unsupported,
+            state_ttl_ms: self.state_ttl_ms,
         }
     }
 
@@ -1003,7 +1005,7 @@ impl Compiler<'_> {
                     filter,
                     output,
                 )?
-                .keeping_rows_for(self.state_ttl_ms),
+                .expiring(Expiry::after(self.state_ttl_ms)),
             ));
         };
         for (input, time) in [(&join.left, &left_time), (&join.right, &right_time)] {

@@ -28,6 +28,7 @@
 //! of groups, the unit a pipeline split across workers moves, is one range of
 //! every file and of the working store.
 
+mod expiry;
 mod file;
 mod manifest;
 mod merge;
@@ -39,6 +40,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
+pub use expiry::Expiry;
 pub use manifest::{FileKind, Manifest, StateFile};
 pub use remote::RemoteFiles;
 

@@ -1,0 +1,94 @@
+//! Flink's state TTL (`SET 'table.exec.state.ttl'`) for an operator's keyed
+//! state, by processing time: an entry not written for the TTL is treated as
+//! gone when read, and each commit deletes such entries from one key group
+//! in turn.
+//!
+//! ```text
+//!   read:   written_ms + ttl <= now ─▶ as if not there (Flink's NeverReturnExpired)
+//!   write:  written_ms = now (a key written again starts its time over)
+//!   commit: key group g = next in turn ─▶ delete its expired entries   (every group within 128 commits)
+//! ```
+
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use super::{KEY_GROUPS, KeyedState};
+use crate::error::Result;
+
+/// When an operator's keyed entries expire, if ever.
+#[derive(Debug)]
+pub struct Expiry {
+    ttl_ms: Option<i64>,
+    /// The key group the next clean-up goes through.
+    next_group: AtomicU16,
+    /// The wall clock, in ms since the epoch (a test's own clock).
+    clock: fn() -> i64,
+}
+
+impl Default for Expiry {
+    fn default() -> Self {
+        Self::after(None)
+    }
+}
+
+/// The wall clock, in ms since the epoch.
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
+}
+
+impl Expiry {
+    /// Entries expire `ttl_ms` after their last write; `None`: never.
+    pub fn after(ttl_ms: Option<i64>) -> Self {
+        Self {
+            ttl_ms,
+            next_group: AtomicU16::new(0),
+            clock: wall_clock_ms,
+        }
+    }
+
+    /// The same, reading the time from `clock` (ms since the epoch).
+    #[cfg(test)]
+    pub fn with_clock(mut self, clock: fn() -> i64) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn ttl_ms(&self) -> Option<i64> {
+        self.ttl_ms
+    }
+
+    /// Now, in ms since the epoch.
+    pub fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// Whether an entry last written at `written_ms` has expired at `now_ms`.
+    pub fn expired(&self, written_ms: i64, now_ms: i64) -> bool {
+        self.ttl_ms
+            .is_some_and(|ttl| written_ms.saturating_add(ttl) <= now_ms)
+    }
+
+    /// Deletes the expired entries of the next key group in turn;
+    /// `written_of` reads an entry's last write from its value (`None`: unknown,
+    /// kept).
+    pub fn clean(
+        &self,
+        state: &mut KeyedState,
+        written_of: impl Fn(&[u8]) -> Result<Option<i64>>,
+    ) -> Result<()> {
+        if self.ttl_ms.is_none() {
+            return Ok(());
+        }
+        let group = self.next_group.fetch_add(1, Ordering::Relaxed) % KEY_GROUPS;
+        let now = self.now();
+        let mut expired = Vec::new();
+        for entry in state.group(group) {
+            let (key, value) = entry?;
+            if written_of(&value)?.is_some_and(|written| self.expired(written, now)) {
+                expired.push(key);
+            }
+        }
+        state.write_grouped(expired.iter().map(|key| (group, key.as_slice(), None)))
+    }
+}
