@@ -474,6 +474,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_count_an_earlier_version_wrote_alone_goes_on_and_never_expires_unseen() {
+        let dir = tempfile::tempdir().unwrap();
+        let numbering = Arc::into_inner(row_number())
+            .unwrap()
+            .expiring(Expiry::after(Some(1)).with_clock(test_clock));
+        let numbering = Arc::new(numbering);
+        let mut harness = Harness::keyed(numbering.clone(), dir.path(), "run").unwrap();
+        let key = numbering.keys(&batch(&[Some("a")])).unwrap().remove(0);
+        numbering
+            .counts
+            .with(|state| state.put(&key, &5u64.to_be_bytes()))
+            .unwrap();
+        for _ in 0..crate::keyed::KEY_GROUPS {
+            harness.watermark(0).await.unwrap();
+        }
+        let (numbered, _) = harness.push(&batch(&[Some("a")])).await.unwrap();
+        assert_eq!(numbers(&numbered.batch), [6]);
+    }
+
+    #[tokio::test]
     async fn a_batch_whose_writes_are_dropped_numbers_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let harness = Harness::keyed(row_number(), dir.path(), "run").unwrap();
