@@ -32,8 +32,8 @@ use datafusion::physical_expr::PhysicalExpr;
 use twox_hash::XxHash64;
 
 use crate::batch::{condition_mask, equalities, key_columns, row_converter};
-use crate::error::{PipelineError, Result};
-use crate::keyed::{Expiry, MAX_KEY_BYTES, Slot, decode_count, key_group};
+use crate::error::Result;
+use crate::keyed::{Expiry, MAX_KEY_BYTES, Slot, counted, key_group, read_counted};
 use crate::operator::{
     BatchContext, Changelog, Described, Emitted, InputStream, Missed, Operator, OperatorKind,
     Processed, Side, StateInfo, StateWrite, Traced, Watermarks,
@@ -104,39 +104,6 @@ fn row_id(row: &[u8]) -> [u8; 16] {
     id
 }
 
-/// A stored value: how many such rows came, when the last came (ms since the
-/// epoch), then the row's bytes.
-fn value(count: u64, written_ms: i64, row: &[u8]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(16 + row.len());
-    value.extend_from_slice(&count.to_be_bytes());
-    value.extend_from_slice(&written_ms.to_be_bytes());
-    value.extend_from_slice(row);
-    value
-}
-
-/// A stored value's parts.
-struct Stored<'a> {
-    count: u64,
-    written_ms: i64,
-    row: &'a [u8],
-}
-
-fn split_value(value: &[u8]) -> Result<Stored<'_>> {
-    if value.len() < 16 {
-        return Err(PipelineError::State(format!(
-            "{ROW_COUNT} of {} bytes in keyed state (16 and the row expected)",
-            value.len()
-        )));
-    }
-    let (count, rest) = value.split_at(8);
-    let (written, row) = rest.split_at(8);
-    Ok(Stored {
-        count: decode_count(count, ROW_COUNT)?,
-        written_ms: decode_count(written, ROW_COUNT)? as i64,
-        row,
-    })
-}
-
 /// The join keys of a batch's rows.
 struct Keys {
     /// Each row's key as bytes; `None` for a row with a NULL in its key, or one too long.
@@ -191,8 +158,9 @@ impl RegularJoin {
     /// Deletes the expired rows of the next key group in turn.
     fn clean_expired(&self) -> Result<()> {
         self.state.with(|state| {
-            self.expiry
-                .clean(state, |value| Ok(Some(split_value(value)?.written_ms)))
+            self.expiry.clean(state, |value| {
+                Ok(Some(read_counted(value, ROW_COUNT)?.written_ms))
+            })
         })
     }
 
@@ -261,12 +229,12 @@ impl RegularJoin {
                     let mut rows = Vec::new();
                     for entry in state.scan(key_group(key), &scope(key, other(side))) {
                         let (_, stored) = entry?;
-                        let stored = split_value(&stored)?;
+                        let stored = read_counted(&stored, ROW_COUNT)?;
                         if self.expiry.expired(stored.written_ms, now) {
                             continue;
                         }
                         rows.push((found.rows.len(), stored.count));
-                        found.rows.push(stored.row.to_vec());
+                        found.rows.push(stored.rest.to_vec());
                     }
                     by_key.insert(key, rows);
                 }
@@ -319,7 +287,7 @@ impl RegularJoin {
                     Some(&(_, count, _)) => count,
                     None => match state.get_grouped(group, &stored)? {
                         Some(value) => {
-                            let kept = split_value(&value)?;
+                            let kept = read_counted(&value, ROW_COUNT)?;
                             match self.expiry.expired(kept.written_ms, now) {
                                 true => 0,
                                 false => kept.count,
@@ -332,7 +300,7 @@ impl RegularJoin {
             }
             let encoded: Vec<(u16, Vec<u8>, Vec<u8>)> = counts
                 .into_iter()
-                .map(|(stored, (group, count, row))| (group, stored, value(count, now, row)))
+                .map(|(stored, (group, count, row))| (group, stored, counted(count, now, row)))
                 .collect();
             state.write_grouped(
                 encoded.iter().map(|(group, stored, value)| {

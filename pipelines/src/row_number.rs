@@ -28,7 +28,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::batch::evaluate;
 use crate::error::Result;
-use crate::keyed::{Expiry, MAX_KEY_BYTES, Slot, decode_count};
+use crate::keyed::{Expiry, MAX_KEY_BYTES, Slot, counted, decode_count, read_counted};
 use crate::operator::planner::{OperatorPlanner, PlanContext};
 use crate::operator::{
     BatchContext, Changelog, Described, Emitted, InputStream, Missed, Operator, OperatorKind,
@@ -142,23 +142,15 @@ impl RowNumber {
     }
 }
 
-/// A key's stored count and when its last row came.
-fn count_value(count: u64, written_ms: i64) -> [u8; 16] {
-    let mut value = [0; 16];
-    value[..8].copy_from_slice(&count.to_be_bytes());
-    value[8..].copy_from_slice(&written_ms.to_be_bytes());
-    value
-}
-
 /// A stored count, and when its last row came (unknown for a count an
 /// earlier version wrote alone, which then never expires until written again).
 fn split_count(stored: &[u8]) -> Result<(u64, Option<i64>)> {
     match stored.len() {
-        16 => Ok((
-            decode_count(&stored[..8], COUNT)?,
-            Some(decode_count(&stored[8..], COUNT)? as i64),
-        )),
-        _ => Ok((decode_count(stored, COUNT)?, None)),
+        8 => Ok((decode_count(stored, COUNT)?, None)),
+        _ => {
+            let counted = read_counted(stored, COUNT)?;
+            Ok((counted.count, Some(counted.written_ms)))
+        }
     }
 }
 
@@ -193,9 +185,9 @@ impl Operator for RowNumber {
             missed,
             writes: vec![StateWrite::new(move || {
                 let now = operator.expiry.now();
-                let counts: Vec<(Box<[u8]>, [u8; 16])> = overlay
+                let counts: Vec<(Box<[u8]>, Vec<u8>)> = overlay
                     .into_iter()
-                    .map(|(key, count)| (key, count_value(count, now)))
+                    .map(|(key, count)| (key, counted(count, now, &[])))
                     .collect();
                 operator.counts.with(|state| {
                     state.write_all(

@@ -96,8 +96,9 @@ pub struct CompiledPlan {
     right: Option<Vec<PlacedOperator>>,
     /// Steps after the operator that holds rows, with their ids.
     post: Vec<(String, Stateless)>,
-    /// The operators the runner still drives itself, by kind.
+    /// The LAG steps, where checkpoints that predate operator ids put their state.
     lags: Vec<Arc<LagStep>>,
+    /// The lookup joins: their statistics, and the versions they read.
     lookups: Vec<Arc<LookupJoin>>,
     /// The position in `pre` of the join the second stream enters at.
     second_at: Option<usize>,
@@ -310,16 +311,10 @@ impl CompiledPlan {
         })
     }
 
-    /// Tells the operators whose rows wait for the versions input's watermark how many wait.
+    /// Tells the operators how many rows wait for the versions input's watermark.
     pub fn note_waiting(&self, count: usize) {
         for placed in &self.pre {
-            if placed
-                .operator
-                .runs_rows_again()
-                .is_some_and(|again| again.when == RunAgain::AtVersionsWatermark)
-            {
-                placed.operator.rows_waiting(count);
-            }
+            placed.operator.rows_waiting(count);
         }
     }
 
@@ -625,7 +620,7 @@ fn refuse_state_ttl_beside(
                 placed.operator.kind().as_str(),
                 placed.id
             ),
-            hint: Some("the TTL bounds a regular join's state; run the other operator in a pipeline of its own, without the setting".to_string()),
+            hint: Some("the TTL bounds the state of regular joins and ROW_NUMBER; run the other operator in a pipeline of its own, without the setting".to_string()),
         }),
     }
 }
@@ -715,7 +710,7 @@ struct Compiler<'a> {
     streams: Vec<(strata_catalog::TableName, Option<String>)>,
     /// The steps of the second stream, once compiled.
     right: Option<Vec<Step>>,
-    /// The operators the runner still drives itself, as they are compiled.
+    /// The LAG steps and lookup joins, as they are compiled.
     lags: Vec<Arc<LagStep>>,
     joins: Vec<Arc<LookupJoin>>,
     second_at: Option<usize>,

@@ -93,11 +93,6 @@ impl WatermarkTracker {
         self.emitted
     }
 
-    /// The partitions it tracks.
-    pub fn partitions(&self) -> impl Iterator<Item = i32> + '_ {
-        self.partitions.keys().copied()
-    }
-
     /// Whether every partition has been quiet for the idle timeout.
     pub fn all_idle(&self, now: Instant) -> bool {
         self.partitions

@@ -11,8 +11,42 @@
 
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use super::{KEY_GROUPS, KeyedState};
-use crate::error::Result;
+use super::{KEY_GROUPS, KeyedState, decode_count};
+use crate::error::{PipelineError, Result};
+
+/// A counted entry as keyed state keeps it, stamped for expiry: how many came,
+/// when the last came (ms since the epoch), then the entry's own bytes.
+pub fn counted(count: u64, written_ms: i64, rest: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(16 + rest.len());
+    value.extend_from_slice(&count.to_be_bytes());
+    value.extend_from_slice(&written_ms.to_be_bytes());
+    value.extend_from_slice(rest);
+    value
+}
+
+/// A value [`counted`] wrote, read back.
+pub struct Counted<'a> {
+    pub count: u64,
+    pub written_ms: i64,
+    pub rest: &'a [u8],
+}
+
+/// Reads a value [`counted`] wrote; `what` names it in errors.
+pub fn read_counted<'a>(value: &'a [u8], what: &str) -> Result<Counted<'a>> {
+    if value.len() < 16 {
+        return Err(PipelineError::State(format!(
+            "{what} of {} bytes in keyed state (16 or more expected)",
+            value.len()
+        )));
+    }
+    let (count, rest) = value.split_at(8);
+    let (written, rest) = rest.split_at(8);
+    Ok(Counted {
+        count: decode_count(count, what)?,
+        written_ms: i64::from_be_bytes(written.try_into().expect("8 bytes")),
+        rest,
+    })
+}
 
 /// When an operator's keyed entries expire, if ever.
 #[derive(Debug)]

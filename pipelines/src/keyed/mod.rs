@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
-pub use expiry::Expiry;
+pub use expiry::{Counted, Expiry, counted, read_counted};
 pub use manifest::{FileKind, Manifest, StateFile};
 pub use remote::RemoteFiles;
 
@@ -406,16 +406,10 @@ impl KeyedState {
         }
         let base_bytes = self.manifest.base().map_or(0, |b| b.bytes);
         let delta_bytes: u64 = self.manifest.deltas().map(|d| d.bytes).sum();
-        let deltas_in_a_row = self
-            .manifest
-            .files
-            .iter()
-            .filter(|f| f.kind == FileKind::Delta)
-            .count();
         if self.compaction.is_none() {
             if delta_bytes > 0 && delta_bytes * 2 > base_bytes {
                 self.start_compaction(FileKind::Base, checkpoint);
-            } else if deltas_in_a_row >= DELTAS_PER_RUN {
+            } else if self.manifest.deltas_in_a_row().len() >= DELTAS_PER_RUN {
                 self.start_compaction(FileKind::Run, checkpoint);
             }
         }

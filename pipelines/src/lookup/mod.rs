@@ -890,7 +890,9 @@ impl Operator for LookupJoin {
     }
 
     fn rows_waiting(&self, count: usize) {
-        self.stats.held_back.store(count as u64, Ordering::Relaxed);
+        if self.versioned().is_some() {
+            self.stats.held_back.store(count as u64, Ordering::Relaxed);
+        }
     }
 
     fn refuses_rows_run_again(&self) -> Option<String> {

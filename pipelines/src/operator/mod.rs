@@ -472,8 +472,8 @@ pub trait Operator: std::fmt::Debug + Send + Sync {
         None
     }
 
-    /// How many rows wait for the versions input's watermark now, for an
-    /// operator that sets them aside to wait.
+    /// How many rows wait for the versions input's watermark now; an
+    /// operator that sets rows aside to wait notes it, the others ignore it.
     fn rows_waiting(&self, _count: usize) {}
 
     /// Why it cannot take rows that another operator runs through the plan
