@@ -292,6 +292,24 @@ fn table_hint(text: &str) -> Option<(u64, u64)> {
     None
 }
 
+/// A setting's duration (`'1 min'`, `'2h'`) in milliseconds, or what is wrong
+/// with it, with `hint`.
+fn duration_ms(value: &str, hint: &str) -> std::result::Result<i64, (String, String)> {
+    let compact: String = value.split_whitespace().collect();
+    let duration = humantime::parse_duration(&compact).map_err(|err| {
+        (
+            format!("'{value}' is not a duration ({err})"),
+            hint.to_string(),
+        )
+    })?;
+    i64::try_from(duration.as_millis()).map_err(|_| {
+        (
+            format!("'{value}' is longer than a duration in milliseconds can be"),
+            hint.to_string(),
+        )
+    })
+}
+
 /// Applies one `SET 'key' = 'value'`, or says what is wrong with it.
 fn apply_setting(
     settings: &mut Settings,
@@ -300,28 +318,19 @@ fn apply_setting(
 ) -> std::result::Result<(), (String, String)> {
     match key {
         "table.exec.emit.allow-lateness" => {
-            let compact: String = value.split_whitespace().collect();
-            let duration = humantime::parse_duration(&compact).map_err(|err| {
-                (
-                    format!("'{value}' is not a duration ({err})"),
-                    "write e.g. '30 s', '1 min' or '2h'".to_string(),
-                )
-            })?;
-            settings.allowed_lateness_ms = duration.as_millis() as i64;
+            settings.allowed_lateness_ms =
+                duration_ms(value, "write e.g. '30 s', '1 min' or '2h'")?;
             Ok(())
         }
         "table.exec.state.ttl" => {
-            let compact: String = value.split_whitespace().collect();
-            let ttl = match compact.as_str() {
-                "0" => std::time::Duration::ZERO,
-                _ => humantime::parse_duration(&compact).map_err(|err| {
-                    (
-                        format!("'{value}' is not a duration ({err})"),
-                        "write e.g. '1 h' or '1 d', or '0' to keep state for good".to_string(),
-                    )
-                })?,
+            let ttl_ms = match value.trim() {
+                "0" => 0,
+                _ => duration_ms(
+                    value,
+                    "write e.g. '1 h' or '1 d', or '0' to keep state for good",
+                )?,
             };
-            settings.state_ttl_ms = (!ttl.is_zero()).then_some(ttl.as_millis() as i64);
+            settings.state_ttl_ms = (ttl_ms > 0).then_some(ttl_ms);
             Ok(())
         }
         "table.optimizer.distinct-agg.split.enabled" => match value {
@@ -376,5 +385,8 @@ mod tests {
             apply_setting(&mut settings, "table.exec.state.ttl", "soon").unwrap_err();
         assert!(problem.contains("'soon' is not a duration"), "{problem}");
         assert!(hint.contains("'0'"), "{hint}");
+        let (problem, _) =
+            apply_setting(&mut settings, "table.exec.state.ttl", "500000000000 years").unwrap_err();
+        assert!(problem.contains("longer than"), "{problem}");
     }
 }
