@@ -28,11 +28,11 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::batch::evaluate;
 use crate::error::Result;
-use crate::keyed::{Expiry, MAX_KEY_BYTES, Slot, counted, decode_count, read_counted};
+use crate::keyed::{MAX_KEY_BYTES, Slot, decode_count};
 use crate::operator::planner::{OperatorPlanner, PlanContext};
 use crate::operator::{
-    BatchContext, Changelog, Described, Emitted, InputStream, Missed, Operator, OperatorKind,
-    Processed, StateInfo, StateWrite, Traced, Watermarks,
+    BatchContext, Changelog, Described, InputStream, Missed, Operator, OperatorKind, Processed,
+    StateInfo, StateWrite, Traced,
 };
 
 /// The number of rows of each partition so far, as the batch that is running left it.
@@ -48,11 +48,8 @@ pub struct RowNumber {
     key_converter: RowConverter,
     /// The input's columns and the number.
     output: SchemaRef,
-    /// Partition key → its number of rows so far and when the last came (8
-    /// bytes each, big-endian; a checkpoint of an earlier version holds the count alone).
+    /// Partition key → its number of rows so far (8 bytes, big-endian).
     counts: Slot,
-    /// When a key not seen again is forgotten (`SET 'table.exec.state.ttl'`).
-    expiry: Expiry,
 }
 
 impl RowNumber {
@@ -73,15 +70,7 @@ impl RowNumber {
             key_types,
             output,
             counts: Slot::default(),
-            expiry: Expiry::default(),
         })
-    }
-
-    /// The numbering, forgetting a key as `expiry` says: a row of a key
-    /// forgotten is its first again, as in Flink's deduplication with a TTL.
-    pub fn expiring(mut self, expiry: Expiry) -> Self {
-        self.expiry = expiry;
-        self
     }
 
     fn shape(&self) -> String {
@@ -109,7 +98,6 @@ impl RowNumber {
     /// whose key is too long to count (numbered 0; they go to quarantine).
     fn number(&self, batch: &RecordBatch) -> Result<(Int64Array, Counts, Vec<usize>)> {
         let keys = self.keys(batch)?;
-        let now = self.expiry.now();
         self.counts.with(|counts| {
             let mut overlay: Counts = HashMap::new();
             let mut numbers = Vec::with_capacity(keys.len());
@@ -123,13 +111,7 @@ impl RowNumber {
                 let before = match overlay.get(&key) {
                     Some(&count) => count,
                     None => match counts.get(&key)? {
-                        Some(stored) => {
-                            let (count, written_ms) = split_count(&stored)?;
-                            match written_ms.is_some_and(|at| self.expiry.expired(at, now)) {
-                                true => 0,
-                                false => count,
-                            }
-                        }
+                        Some(stored) => decode_count(&stored, "a ROW_NUMBER count")?,
                         None => 0,
                     },
                 };
@@ -141,21 +123,6 @@ impl RowNumber {
         })
     }
 }
-
-/// A stored count, and when its last row came (unknown for a count an
-/// earlier version wrote alone, which then never expires until written again).
-fn split_count(stored: &[u8]) -> Result<(u64, Option<i64>)> {
-    match stored.len() {
-        8 => Ok((decode_count(stored, COUNT)?, None)),
-        _ => {
-            let counted = read_counted(stored, COUNT)?;
-            Ok((counted.count, Some(counted.written_ms)))
-        }
-    }
-}
-
-/// What the state's values are, in errors.
-const COUNT: &str = "a ROW_NUMBER count";
 
 #[async_trait::async_trait]
 impl Operator for RowNumber {
@@ -184,10 +151,9 @@ impl Operator for RowNumber {
             },
             missed,
             writes: vec![StateWrite::new(move || {
-                let now = operator.expiry.now();
-                let counts: Vec<(Box<[u8]>, Vec<u8>)> = overlay
+                let counts: Vec<(Box<[u8]>, [u8; 8])> = overlay
                     .into_iter()
-                    .map(|(key, count)| (key, counted(count, now, &[])))
+                    .map(|(key, count)| (key, count.to_be_bytes()))
                     .collect();
                 operator.counts.with(|state| {
                     state.write_all(
@@ -202,16 +168,9 @@ impl Operator for RowNumber {
     }
 
     fn describe(&self, input: &InputStream) -> Described {
-        let kept = match self.expiry.ttl_ms() {
-            Some(ttl) => format!(
-                "; a key not seen for {} is forgotten",
-                humantime::format_duration(std::time::Duration::from_millis(ttl.max(0) as u64))
-            ),
-            None => String::new(),
-        };
         Described {
             detail: format!(
-                "ROW_NUMBER() OVER (PARTITION BY {} ORDER BY PROCTIME()), in arrival order{kept}",
+                "ROW_NUMBER() OVER (PARTITION BY {} ORDER BY PROCTIME()), in arrival order",
                 self.described
             ),
             schema: self.output.clone(),
@@ -239,15 +198,6 @@ impl Operator for RowNumber {
 
     fn keyed_state(&self) -> Option<&Slot> {
         Some(&self.counts)
-    }
-
-    /// A commit forgets the expired keys of one key group.
-    async fn on_watermark(&self, _watermarks: &Watermarks) -> Result<Emitted> {
-        self.counts.with(|state| {
-            self.expiry
-                .clean(state, |value| split_count(value).map(|(_, at)| at))
-        })?;
-        Ok(Emitted::default())
     }
 }
 
@@ -332,9 +282,7 @@ impl OperatorPlanner for RowNumberPlanner {
             .collect::<Vec<_>>()
             .join(", ");
         let output = Arc::new(window.schema.as_arrow().clone());
-        Ok(Arc::new(
-            RowNumber::new(partition, described, output)?.expiring(ctx.expiry()),
-        ))
+        Ok(Arc::new(RowNumber::new(partition, described, output)?))
     }
 }
 
@@ -348,7 +296,6 @@ mod tests {
     use datafusion::physical_expr::expressions::col;
 
     use super::RowNumber;
-    use crate::keyed::Expiry;
     use crate::operator::harness::Harness;
     use crate::operator::{Changelog, Operator};
 
@@ -422,67 +369,6 @@ mod tests {
         );
         let (again, _) = harness.push(&batch(&[Some("a")])).await.unwrap();
         assert_eq!(numbers(&again.batch), [3]);
-    }
-
-    /// The test's own wall clock, in ms.
-    static NOW_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1_000);
-
-    fn test_clock() -> i64 {
-        NOW_MS.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    #[tokio::test]
-    async fn with_a_ttl_a_key_not_seen_for_that_long_starts_again_at_one() {
-        use std::sync::atomic::Ordering;
-        let dir = tempfile::tempdir().unwrap();
-        let numbering = Arc::into_inner(row_number())
-            .unwrap()
-            .expiring(Expiry::after(Some(1_000)).with_clock(test_clock));
-        let numbering = Arc::new(numbering);
-        let mut harness = Harness::keyed(numbering.clone(), dir.path(), "run").unwrap();
-        harness.push(&batch(&[Some("a"), Some("b")])).await.unwrap();
-        NOW_MS.store(1_600, Ordering::Relaxed);
-        let (seen, _) = harness.push(&batch(&[Some("a")])).await.unwrap();
-        assert_eq!(numbers(&seen.batch), [2], "a came again within the TTL");
-        NOW_MS.store(2_300, Ordering::Relaxed);
-        let (again, _) = harness.push(&batch(&[Some("a"), Some("b")])).await.unwrap();
-        assert_eq!(
-            numbers(&again.batch),
-            [3, 1],
-            "a's time started over at 1,600; b was forgotten at 2,000"
-        );
-        // Commits clean every key group in turn: nothing is expired now.
-        let before = numbering.counts.with(|s| Ok(s.entries().count())).unwrap();
-        NOW_MS.store(10_000, Ordering::Relaxed);
-        for _ in 0..crate::keyed::KEY_GROUPS {
-            harness.watermark(0).await.unwrap();
-        }
-        let after = numbering.counts.with(|s| Ok(s.entries().count())).unwrap();
-        assert_eq!(
-            (before, after),
-            (2, 0),
-            "both keys expire by 10,000 and are deleted"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_count_an_earlier_version_wrote_alone_goes_on_and_never_expires_unseen() {
-        let dir = tempfile::tempdir().unwrap();
-        let numbering = Arc::into_inner(row_number())
-            .unwrap()
-            .expiring(Expiry::after(Some(1)).with_clock(test_clock));
-        let numbering = Arc::new(numbering);
-        let mut harness = Harness::keyed(numbering.clone(), dir.path(), "run").unwrap();
-        let key = numbering.keys(&batch(&[Some("a")])).unwrap().remove(0);
-        numbering
-            .counts
-            .with(|state| state.put(&key, &5u64.to_be_bytes()))
-            .unwrap();
-        for _ in 0..crate::keyed::KEY_GROUPS {
-            harness.watermark(0).await.unwrap();
-        }
-        let (numbered, _) = harness.push(&batch(&[Some("a")])).await.unwrap();
-        assert_eq!(numbers(&numbered.batch), [6]);
     }
 
     #[tokio::test]

@@ -594,9 +594,9 @@ fn without_set_aside(traced: Traced, missed: &[Missed]) -> Result<Traced> {
     })
 }
 
-/// Flink's `table.exec.state.ttl` expires the state of GROUP BY and OVER
-/// aggregations too; here only regular joins and ROW_NUMBER honour it, so a
-/// TTL beside one of the others is refused rather than silently kept for good.
+/// Flink's `table.exec.state.ttl` expires the state of deduplication, Top-N,
+/// GROUP BY and OVER aggregations too; here only a regular join honours it, so
+/// a TTL beside one of the others is refused rather than silently kept for good.
 fn refuse_state_ttl_beside(
     pipeline: &crate::project::Pipeline,
     operators: &[PlacedOperator],
@@ -608,7 +608,7 @@ fn refuse_state_ttl_beside(
     let kept_for_good = operators.iter().find(|placed| {
         matches!(
             placed.operator.kind(),
-            OperatorKind::GroupAggregate | OperatorKind::Lag
+            OperatorKind::RowNumber | OperatorKind::GroupAggregate | OperatorKind::Lag
         )
     });
     match kept_for_good {
@@ -620,7 +620,7 @@ fn refuse_state_ttl_beside(
                 placed.operator.kind().as_str(),
                 placed.id
             ),
-            hint: Some("the TTL bounds the state of regular joins and ROW_NUMBER; run the other operator in a pipeline of its own, without the setting".to_string()),
+            hint: Some("the TTL bounds a regular join's state; run the other operator in a pipeline of its own, without the setting".to_string()),
         }),
     }
 }
@@ -722,7 +722,6 @@ impl Compiler<'_> {
         PlanContext {
             state: self.state,
             unsupported: self.unsupported,
-            state_ttl_ms: self.state_ttl_ms,
         }
     }
 

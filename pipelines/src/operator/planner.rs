@@ -23,8 +23,6 @@ use crate::error::{PipelineError, Result};
 pub struct PlanContext<'a> {
     pub(crate) state: &'a SessionState,
     pub(crate) unsupported: &'a dyn Fn(String) -> PipelineError,
-    /// `SET 'table.exec.state.ttl'`: how long keyed state not written again is kept, if not for good.
-    pub(crate) state_ttl_ms: Option<i64>,
 }
 
 impl PlanContext<'_> {
@@ -33,11 +31,6 @@ impl PlanContext<'_> {
         self.state
             .create_physical_expr(expr.clone(), schema)
             .map_err(|err| (self.unsupported)(format!("the expression {expr} ({err})")))
-    }
-
-    /// When the keyed state of the operator planned expires (`SET 'table.exec.state.ttl'`).
-    pub fn expiry(&self) -> crate::keyed::Expiry {
-        crate::keyed::Expiry::after(self.state_ttl_ms)
     }
 
     /// The error for a query that uses `what`, which streams do not run yet.
