@@ -28,8 +28,8 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::error::Result;
 pub use crate::operator::Side;
 use crate::operator::{
-    BatchContext, Described, InputStream, KeepsState, MissAction, Missed, Operator, OperatorKind,
-    Processed, StateInfo, StateWrite, Traced, Watermarks,
+    BatchContext, Changelog, Described, InputStream, KeepsState, MissAction, Missed, Operator,
+    OperatorKind, Processed, StateInfo, StateWrite, Traced, Watermarks,
 };
 use crate::state::{ByteReader, ByteWriter};
 
@@ -471,10 +471,7 @@ impl Operator for IntervalJoin {
         let join = self.clone();
         let writes = probed.writes;
         Ok(Processed {
-            traced: Traced {
-                batch: probed.batch,
-                origins: probed.origins.iter().map(|&r| input.origins[r]).collect(),
-            },
+            traced: input.rows_from(probed.batch, &probed.origins),
             missed,
             writes: vec![StateWrite::new(move || {
                 join.hold(writes).map(|()| Vec::new())
@@ -497,6 +494,16 @@ impl Operator for IntervalJoin {
 
     fn reads_second_stream(&self) -> bool {
         true
+    }
+
+    fn accepts(&self, input: Changelog) -> std::result::Result<(), String> {
+        match input {
+            Changelog::AppendOnly => Ok(()),
+            _ => Err(format!(
+                "an interval join of a {} stream (Flink's interval join reads append-only streams; join a changelog with a regular join, without the band of time)",
+                input.as_str()
+            )),
+        }
     }
 
     /// Rows that no row to come of the other stream can meet leave the state.

@@ -173,9 +173,9 @@ impl Operator for LagStep {
         let field = Field::new(LAG_COLUMN, previous.data_type().clone(), true);
         let lag = self.clone();
         Ok(Processed {
-            traced: Traced {
-                batch: with_column(&input.batch, field, previous)?,
-                origins: input.origins,
+            traced: {
+                let batch = with_column(&input.batch, field, previous)?;
+                input.with_batch(batch)
             },
             missed: Vec::new(),
             writes: vec![StateWrite::new(move || {

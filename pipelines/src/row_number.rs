@@ -145,10 +145,7 @@ impl Operator for RowNumber {
         let batch = RecordBatch::try_new(self.output.clone(), columns)?;
         let operator = self.clone();
         Ok(Processed {
-            traced: Traced {
-                batch,
-                origins: input.origins,
-            },
+            traced: input.with_batch(batch),
             missed,
             writes: vec![StateWrite::new(move || {
                 let counts: Vec<(Box<[u8]>, [u8; 8])> = overlay

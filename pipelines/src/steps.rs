@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, UInt32Array};
-use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
@@ -35,51 +34,30 @@ pub enum Stateless {
 impl Stateless {
     /// Runs the step; output rows keep their input rows' origins.
     pub fn apply(&self, traced: Traced) -> Result<Traced> {
-        let Traced { batch, origins } = traced;
         Ok(match self {
-            Stateless::Select(indices) => Traced {
-                batch: batch.project(indices)?,
-                origins,
-            },
+            Stateless::Select(indices) => {
+                let batch = traced.batch.project(indices)?;
+                traced.with_batch(batch)
+            }
             Stateless::Filter(predicate) => {
-                let mask = evaluate(predicate, &batch)?;
+                let mask = evaluate(predicate, &traced.batch)?;
                 let mask = mask
                     .as_any()
                     .downcast_ref::<BooleanArray>()
                     .ok_or_else(|| {
                         PipelineError::Evaluation("a WHERE clause is not boolean".to_string())
                     })?;
-                let origins = if origins.is_empty() {
-                    origins
-                } else {
-                    let kept = arrow::compute::filter(
-                        &UInt32Array::from_iter_values(origins.iter().map(|&o| o as u32)),
-                        mask,
-                    )?;
-                    kept.as_any()
-                        .downcast_ref::<UInt32Array>()
-                        .expect("filtered u32")
-                        .values()
-                        .iter()
-                        .map(|&o| o as usize)
-                        .collect()
-                };
-                Traced {
-                    batch: filter_record_batch(&batch, mask)?,
-                    origins,
-                }
+                traced.filter(mask)?
             }
             Stateless::Project { exprs, schema } => {
                 let columns = exprs
                     .iter()
-                    .map(|expr| evaluate(expr, &batch))
+                    .map(|expr| evaluate(expr, &traced.batch))
                     .collect::<Result<Vec<_>>>()?;
                 let options = arrow::record_batch::RecordBatchOptions::new()
-                    .with_row_count(Some(batch.num_rows()));
-                Traced {
-                    batch: RecordBatch::try_new_with_options(schema.clone(), columns, &options)?,
-                    origins,
-                }
+                    .with_row_count(Some(traced.batch.num_rows()));
+                let batch = RecordBatch::try_new_with_options(schema.clone(), columns, &options)?;
+                traced.with_batch(batch)
             }
         })
     }
@@ -185,18 +163,18 @@ impl Operator for Unnest {
 
     async fn process(self: Arc<Self>, input: Traced, _ctx: &BatchContext<'_>) -> Result<Processed> {
         use datafusion::physical_plan::ExecutionPlan;
-        let Traced { batch, origins } = input;
+        let batch = &input.batch;
         let positions = UInt32Array::from_iter_values(0..batch.num_rows() as u32);
-        let input = with_column(
-            &batch,
+        let numbered = with_column(
+            batch,
             arrow::datatypes::Field::new(POSITION, arrow::datatypes::DataType::UInt32, false),
             Arc::new(positions),
         )?;
         let evaluation =
             |err: datafusion::error::DataFusionError| PipelineError::Evaluation(err.to_string());
         let source = datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
-            &[vec![input.clone()]],
-            input.schema(),
+            &[vec![numbered.clone()]],
+            numbered.schema(),
             None,
         )
         .map_err(evaluation)?;
@@ -221,16 +199,9 @@ impl Operator for Unnest {
             .downcast_ref::<UInt32Array>()
             .expect("positions are UInt32")
             .clone();
-        let origins = position
-            .values()
-            .iter()
-            .map(|&p| origins[p as usize])
-            .collect();
+        let rows: Vec<usize> = position.values().iter().map(|&p| p as usize).collect();
         let keep: Vec<usize> = (0..positions).collect();
-        Ok(Processed::from(Traced {
-            batch: out.project(&keep)?,
-            origins,
-        }))
+        Ok(Processed::from(input.rows_from(out.project(&keep)?, &rows)))
     }
 
     fn describe(&self, input: &InputStream) -> Described {

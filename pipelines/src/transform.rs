@@ -16,7 +16,6 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray};
-use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::{DFSchema, NullEquality};
@@ -41,10 +40,10 @@ use crate::lookup::{DimensionSide, LookupJoin, LookupJoinParts, SideStep};
 use crate::operator::planner::PlanContext;
 use crate::operator::{
     BatchContext, Emitted, KeepsState, Missed, Operator, OperatorIds, Pass, PlacedOperator,
-    RunAgain, Side, StateWrite, Traced, Watermarks,
+    RowKind, RunAgain, Side, StateWrite, Traced, Watermarks,
 };
 use crate::registry::planners;
-use crate::regular_join::{JoinSide, RegularJoin};
+use crate::regular_join::{JoinKind, JoinSide, RegularJoin};
 use crate::steps::{Stateless, Unnest};
 use crate::validate::ValidPipeline;
 use crate::window::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowTvf};
@@ -206,10 +205,12 @@ impl CompiledPlan {
                 unused.spec.alias
             )));
         }
-        if compiler.right.is_some() && (compiler.aggregate.is_some() || window.is_some()) {
+        // A GROUP BY over a join of two streams reads the join's changes; a
+        // window over one would need the join's rows to carry an event time.
+        if compiler.right.is_some() && window.is_some() {
             return Err(PipelineError::Invalid {
                 location: pipeline.target.location.clone(),
-                message: "an aggregation over a join of two streams is not supported in one pipeline yet".to_string(),
+                message: "a window over a join of two streams is not supported in one pipeline yet".to_string(),
                 hint: Some("write the join to a DWD table, and aggregate that table in the next pipeline (the layered way)".to_string()),
             });
         }
@@ -440,15 +441,9 @@ impl CompiledPlan {
         let traced = match &self.window {
             Some((tvf, schema)) => {
                 let assigned = tvf.assign(batch, schema)?;
-                Traced {
-                    batch: assigned.batch,
-                    origins: assigned.origins,
-                }
+                ctx.traced(assigned.batch, assigned.origins)
             }
-            None => Traced {
-                batch: batch.clone(),
-                origins: (0..batch.num_rows()).collect(),
-            },
+            None => ctx.traced(batch.clone(), (0..batch.num_rows()).collect()),
         };
         self.run_steps(&self.pre, traced, ctx).await
     }
@@ -466,13 +461,21 @@ impl CompiledPlan {
             .chain(&self.pre[at..])
             .cloned()
             .collect();
-        self.run_steps(&steps, Traced::of(ctx.source), ctx).await
+        let batch = ctx.source;
+        let traced = ctx.traced(batch.clone(), (0..batch.num_rows()).collect());
+        self.run_steps(&steps, traced, ctx).await
     }
 
     /// Takes rows of `side` through the join of two streams, if there is
     /// one, and keeps them in its state (and in the state of the operators
     /// before it), for rows the steps after the join failed on.
-    pub async fn hold_only(&self, batch: &RecordBatch, pass: &Pass, side: Side) -> Result<()> {
+    pub async fn hold_only(
+        &self,
+        batch: &RecordBatch,
+        kinds: Option<&[RowKind]>,
+        pass: &Pass,
+        side: Side,
+    ) -> Result<()> {
         let Some(at) = self.second_at else {
             return Ok(());
         };
@@ -486,13 +489,12 @@ impl CompiledPlan {
             source: batch,
             pass,
             side,
-            kinds: None,
+            kinds,
             watermark: None,
         };
         // Every operator the row went through keeps it, as when its batch goes through whole.
-        let prepared = self
-            .run_steps(&through_join, Traced::of(batch), &ctx)
-            .await?;
+        let traced = ctx.traced(batch.clone(), (0..batch.num_rows()).collect());
+        let prepared = self.run_steps(&through_join, traced, &ctx).await?;
         for write in prepared.writes {
             write.apply()?;
         }
@@ -555,14 +557,21 @@ impl CompiledPlan {
 
     /// Runs the steps after the operator that holds rows, and casts to the target's schema.
     pub fn finish(&self, batch: RecordBatch) -> Result<RecordBatch> {
-        let mut traced = Traced {
+        let traced = Traced {
             origins: Vec::new(),
             batch,
+            kinds: None,
         };
+        Ok(self.finish_traced(traced)?.batch)
+    }
+
+    /// [`Self::finish`], keeping each row's origin and kind.
+    pub fn finish_traced(&self, mut traced: Traced) -> Result<Traced> {
         for (_, step) in &self.post {
             traced = step.apply(traced)?;
         }
-        conform(&traced.batch, &self.target)
+        let batch = conform(&traced.batch, &self.target)?;
+        Ok(traced.with_batch(batch))
     }
 }
 
@@ -583,15 +592,7 @@ fn without_set_aside(traced: Traced, missed: &[Missed]) -> Result<Traced> {
         .iter()
         .map(|o| Some(!set_aside.contains(o)))
         .collect();
-    Ok(Traced {
-        batch: filter_record_batch(&traced.batch, &keep)?,
-        origins: traced
-            .origins
-            .iter()
-            .zip(keep.values().iter())
-            .filter_map(|(&o, kept)| kept.then_some(o))
-            .collect(),
-    })
+    traced.filter(&keep)
 }
 
 /// Flink's `table.exec.state.ttl` expires the state of deduplication, Top-N,
@@ -930,16 +931,22 @@ impl Compiler<'_> {
                 "the ON clause {filter}, which compares {right_time} with {left_time} but does not bound it from below and above plus or minus an interval: as a regular join it would keep every row of both streams for good (Flink runs it so)"
             )));
         }
-        if join.join_type != JoinType::Inner {
-            let what = match band {
-                Some(_) => "interval",
-                None => "regular",
-            };
-            return Err(refuse(format!(
-                "a {} {what} join (only inner {what} joins run yet)",
-                join.join_type
-            )));
-        }
+        let kind = match (join.join_type, band) {
+            (JoinType::Inner, _) => JoinKind::Inner,
+            (JoinType::Left, None) => JoinKind::Left,
+            (JoinType::Right, None) => JoinKind::Right,
+            (JoinType::Full, None) => JoinKind::Full,
+            (other, Some(_)) => {
+                return Err(refuse(format!(
+                    "a {other} interval join (only inner interval joins run yet; a regular join of the two streams, without the band of time, may be outer)"
+                )));
+            }
+            (other, None) => {
+                return Err(refuse(format!(
+                    "a {other} join of two streams (regular joins run as INNER, LEFT, RIGHT or FULL joins; IN and EXISTS over a stream are not supported yet)"
+                )));
+            }
+        };
         if self.right.is_some() {
             return Err(refuse(
                 "more than one join of two streams in a pipeline".to_string(),
@@ -993,6 +1000,7 @@ impl Compiler<'_> {
             let side = |schema, keys| JoinSide { schema, keys };
             return Ok(Arc::new(
                 RegularJoin::new(
+                    kind,
                     side(arrow_schema(left), left_keys),
                     side(arrow_schema(right), right_keys),
                     key_types,

@@ -59,7 +59,6 @@ impl Operator for Aggregation {
         input: Traced,
         ctx: &BatchContext<'_>,
     ) -> Result<Processed> {
-        let kinds = ctx.kinds_of(&input);
         let watermark = ctx.watermark;
         let output = self.plan.output_schema().clone();
         Ok(Processed::held(
@@ -68,7 +67,7 @@ impl Operator for Aggregation {
             "its window had closed: the watermark passed its end and the allowed lateness",
             move |rows| {
                 self.state()
-                    .update(&self.plan, rows, kinds.as_deref(), watermark)
+                    .update(&self.plan, &rows.batch, rows.kinds.as_deref(), watermark)
             },
         ))
     }

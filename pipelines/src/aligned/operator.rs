@@ -61,7 +61,7 @@ impl Operator for WindowAligned {
             output,
             input,
             "every window of the row had been evaluated",
-            move |rows| self.query.update(&mut self.state(), rows),
+            move |rows| self.query.update(&mut self.state(), &rows.batch),
         ))
     }
 

@@ -834,10 +834,7 @@ impl Operator for LookupJoin {
             })
             .collect();
         Ok(Processed {
-            traced: Traced {
-                batch,
-                origins: rows.iter().map(|&r| input.origins[r]).collect(),
-            },
+            traced: input.rows_from(batch, &rows),
             missed,
             writes: Vec::new(),
         })

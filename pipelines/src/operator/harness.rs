@@ -6,6 +6,7 @@
 //!   batch ──push──▶ operator ──▶ (rows, set aside)      writes applied, as the runner does
 //!   batch, row kinds ──push_changes──▶ operator         the same, for a changelog's rows
 //!   batch, side ──push_side──▶ operator                 the same, for a batch of the second stream
+//!   batch, kinds, side ──push_side_changes──▶ operator  the same, for a changelog's batch of either stream
 //!   batch ──try_push──▶ operator ──▶ rows               writes dropped, as for a batch that failed
 //!   watermark(w) ──▶ operator.on_watermark ──▶ Emitted  and later batches are late against w
 //!   snapshot() ──bytes──▶ restore_into(fresh operator)
@@ -63,6 +64,16 @@ impl Harness {
         self.push_with(batch, Some(kinds), Side::Left).await
     }
 
+    /// Runs a changelog's batch of `side`'s stream through, each row the change `kinds` says.
+    pub async fn push_side_changes(
+        &self,
+        batch: &RecordBatch,
+        kinds: &[RowKind],
+        side: Side,
+    ) -> Result<(Traced, Vec<Missed>)> {
+        self.push_with(batch, Some(kinds), side).await
+    }
+
     async fn push_with(
         &self,
         batch: &RecordBatch,
@@ -117,7 +128,8 @@ impl Harness {
             kinds,
             watermark: self.watermark,
         };
-        self.operator.clone().process(Traced::of(batch), &ctx).await
+        let traced = ctx.traced(batch.clone(), (0..batch.num_rows()).collect());
+        self.operator.clone().process(traced, &ctx).await
     }
 
     /// The operator, with its keyed state in a working store of its own

@@ -18,6 +18,8 @@
 //! Rows set aside go through one channel, [`Missed`], whatever the reason:
 //! quarantine, a retry, a wait for a versioned side, or lateness.
 
+use arrow::array::{Array, BooleanArray};
+use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use serde::Serialize;
@@ -42,20 +44,77 @@ impl RowKind {
     }
 }
 
-/// A batch on its way through the operators, with each row's position in the input.
+/// A batch on its way through the operators, with each row's position in
+/// the input and the change it makes.
 #[derive(Debug)]
 pub struct Traced {
     pub batch: RecordBatch,
     pub origins: Vec<usize>,
+    /// What each row does to the table (a changelog's insert, update or
+    /// delete, a join's retraction of a row it emitted); none means every row
+    /// is an insert.
+    pub kinds: Option<Vec<RowKind>>,
 }
 
 impl Traced {
-    /// The rows of `batch`, each its own origin.
+    /// The rows of `batch`, each its own origin, all inserts.
     pub fn of(batch: &RecordBatch) -> Self {
         Self {
             batch: batch.clone(),
             origins: (0..batch.num_rows()).collect(),
+            kinds: None,
         }
+    }
+
+    /// `batch`, whose rows are these rows in order (a projection, a column added).
+    pub fn with_batch(self, batch: RecordBatch) -> Self {
+        Self { batch, ..self }
+    }
+
+    /// `batch`, whose rows come each from one of these rows (`rows`, by
+    /// position), with that row's origin and kind.
+    pub fn rows_from(&self, batch: RecordBatch, rows: &[usize]) -> Self {
+        Self {
+            batch,
+            origins: match self.origins.is_empty() {
+                true => Vec::new(),
+                false => rows.iter().map(|&row| self.origins[row]).collect(),
+            },
+            kinds: self
+                .kinds
+                .as_ref()
+                .map(|kinds| rows.iter().map(|&row| kinds[row]).collect()),
+        }
+    }
+
+    /// The rows `keep` is true for (not NULL).
+    pub fn filter(self, keep: &BooleanArray) -> Result<Self> {
+        let kept = |row: usize| keep.is_valid(row) && keep.value(row);
+        let origins = match self.origins.is_empty() {
+            true => self.origins,
+            false => (0..self.origins.len())
+                .filter(|&row| kept(row))
+                .map(|row| self.origins[row])
+                .collect(),
+        };
+        let kinds = self.kinds.map(|kinds| {
+            (0..kinds.len())
+                .filter(|&row| kept(row))
+                .map(|row| kinds[row])
+                .collect()
+        });
+        Ok(Self {
+            batch: filter_record_batch(&self.batch, keep)?,
+            origins,
+            kinds,
+        })
+    }
+
+    /// Whether the row at `row` takes something away (an update's old image, a delete).
+    pub fn retracts(&self, row: usize) -> bool {
+        self.kinds
+            .as_ref()
+            .is_some_and(|kinds| kinds[row].is_retraction())
     }
 }
 
@@ -134,17 +193,25 @@ pub struct BatchContext<'a> {
     pub pass: &'a Pass,
     pub side: Side,
     /// The change each source row is (a changelog's insert, update or delete),
-    /// when the source is a changelog; none means every row is an insert.
+    /// when the source is a changelog; none means every row is an insert. The
+    /// plan gives each row its kind as it enters ([`Traced::kinds`]), which is
+    /// what operators read.
     pub kinds: Option<&'a [RowKind]>,
     /// The watermark of the last commit: rows are late against it.
     pub watermark: Option<i64>,
 }
 
 impl BatchContext<'_> {
-    /// The row kinds of `traced`'s rows, by their origins.
-    pub fn kinds_of(&self, traced: &Traced) -> Option<Vec<RowKind>> {
-        self.kinds
-            .map(|kinds| traced.origins.iter().map(|&o| kinds[o]).collect())
+    /// The rows of `batch`, each from the source row at its origin, with that row's kind.
+    pub fn traced(&self, batch: RecordBatch, origins: Vec<usize>) -> Traced {
+        let kinds = self
+            .kinds
+            .map(|kinds| origins.iter().map(|&origin| kinds[origin]).collect());
+        Traced {
+            batch,
+            origins,
+            kinds,
+        }
     }
 }
 
@@ -217,10 +284,10 @@ impl Processed {
         output: SchemaRef,
         input: Traced,
         reason: &'static str,
-        fold: impl FnOnce(&RecordBatch) -> Result<Vec<usize>> + Send + Sync + 'static,
+        fold: impl FnOnce(&Traced) -> Result<Vec<usize>> + Send + Sync + 'static,
     ) -> Self {
         let write = StateWrite::new(move || {
-            let late = fold(&input.batch)?;
+            let late = fold(&input)?;
             if late.is_empty() {
                 return Ok(Vec::new());
             }
@@ -234,6 +301,7 @@ impl Processed {
             traced: Traced {
                 batch: RecordBatch::new_empty(output),
                 origins: Vec::new(),
+                kinds: None,
             },
             missed: Vec::new(),
             writes: vec![write],
@@ -278,8 +346,9 @@ impl Emitted {
     }
 }
 
-/// The kind of changes a stream carries, as Flink's changelog modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The kind of changes a stream carries, as Flink's changelog modes, from
+/// the fewest kinds of change to the most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Changelog {
     /// Inserts only.

@@ -158,7 +158,13 @@ impl Builder {
             schema: input.schema.clone(),
             watermark: input.watermark.clone(),
         });
-        let (changelog, key) = operator.emits(input.changelog, &input.key);
+        // An operator that reads two streams emits the changes of both.
+        let reads = right
+            .filter(|_| operator.reads_second_stream())
+            .map_or(input.changelog, |right| {
+                input.changelog.max(right.changelog)
+            });
+        let (changelog, key) = operator.emits(reads, &input.key);
         let emits = Edge {
             from: input.from.clone(),
             schema: described.schema,

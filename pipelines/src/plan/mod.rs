@@ -85,6 +85,14 @@ impl StreamPlan {
             .is_some_and(|sink| sink.changelog != Changelog::AppendOnly)
     }
 
+    /// The first operator whose output changes rows it emitted before (a
+    /// changelog source, an outer join, a GROUP BY), if any.
+    pub fn first_changing(&self) -> Option<&PlanOperator> {
+        self.operators
+            .iter()
+            .find(|op| op.changelog != Changelog::AppendOnly)
+    }
+
     /// The operators that keep state, with what they declare.
     pub fn states(&self) -> impl Iterator<Item = (&str, &StateInfo)> {
         self.operators

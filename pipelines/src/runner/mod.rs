@@ -279,6 +279,23 @@ impl PipelineRun {
                 &format!("{reason}, at operator {id},"),
             ));
         }
+        let target = &self.pipeline.target;
+        if let Some(changing) = planned.stream.first_changing()
+            && target.primary_key.is_empty()
+        {
+            return Err(PipelineError::Invalid {
+                location: self.pipeline.pipeline.target.location.clone(),
+                message: format!(
+                    "the {} {} ({}) emits a {} changelog: rows it emitted are taken back or updated later, and {} has no PRIMARY KEY to upsert them by",
+                    changing.kind.as_str(),
+                    changing.id,
+                    changing.detail,
+                    changing.changelog.as_str(),
+                    target.name
+                ),
+                hint: Some("declare PRIMARY KEY (<the columns that identify a result row>) NOT ENFORCED on the target table; the target then holds each key's last row".to_string()),
+            });
+        }
         Ok(planned)
     }
 
@@ -319,11 +336,11 @@ impl PipelineRun {
                     "reading two tables as streams without a join between them",
                 ));
             }
-            let right_appends = registry::stream_of(right).is_ok_and(|reads| reads.appends_records);
-            if !reads.appends_records || !right_appends {
+            let right_rewinds = registry::stream_of(right).is_ok_and(|reads| reads.rewinds);
+            if !reads.rewinds || !right_rewinds {
                 return Err(unsupported(
                     pipeline,
-                    "a join of two streams that are not both Kafka topics in format json (append-only streams)",
+                    "a join of two streams that are not both Kafka topics (json or debezium-json)",
                 ));
             }
             if let Some((id, what)) = plan.refusing_second_stream() {

@@ -834,7 +834,13 @@ impl<'a> Task<'a> {
         };
         self.originals.keep(&mut batch);
         let outcome = self
-            .run_rows(&batch.rows, &batch.coordinates, None, &pass, Side::Right)
+            .run_rows(
+                &batch.rows,
+                &batch.coordinates,
+                batch.kinds.as_deref(),
+                &pass,
+                Side::Right,
+            )
             .await;
         self.originals.clear();
         outcome?;
@@ -1050,7 +1056,7 @@ impl<'a> Task<'a> {
         match outcome {
             Ok(output) => {
                 let output = self
-                    .check_output(rows, coordinates, kinds, output, retried, side)
+                    .check_output(rows, coordinates, output, retried, side)
                     .await?;
                 self.absorb(rows, coordinates, kinds, output, pass, side)
             }
@@ -1060,7 +1066,7 @@ impl<'a> Task<'a> {
                     match self.transform(rows, &[row], kinds, pass, side).await {
                         Ok(output) => {
                             let output = self
-                                .check_output(rows, coordinates, kinds, output, retried, side)
+                                .check_output(rows, coordinates, output, retried, side)
                                 .await?;
                             self.absorb(rows, coordinates, kinds, output, pass, side)?
                         }
@@ -1079,7 +1085,10 @@ impl<'a> Task<'a> {
                             // A row that reached a join of two streams still waits
                             // there for the other stream's rows.
                             let single = rows.slice(row, 1);
-                            if let Err(failed) = self.plan.hold_only(&single, pass, side).await {
+                            let kind = kinds.map(|kinds| &kinds[row..=row]);
+                            if let Err(failed) =
+                                self.plan.hold_only(&single, kind, pass, side).await
+                            {
                                 tracing::debug!(%failed, "the row failed before the join could keep it");
                             }
                             self.reject(
@@ -1145,17 +1154,12 @@ impl<'a> Task<'a> {
                 .collect();
         }
         let holds = self.plan.holds_rows();
-        let traced = prepared.traced;
-        let batch = if holds {
-            traced.batch
-        } else {
-            self.plan.finish(traced.batch)?
+        let traced = match holds {
+            true => prepared.traced,
+            false => self.plan.finish_traced(prepared.traced)?,
         };
         Ok(Transformed {
-            traced: Traced {
-                batch,
-                origins: traced.origins,
-            },
+            traced,
             missed: prepared.missed,
             holds,
             writes: prepared.writes,
@@ -1217,16 +1221,12 @@ impl<'a> Task<'a> {
             return Ok(());
         }
         let traced = output.traced;
-        let batch = match kinds {
+        let batch = match &traced.kinds {
             // A changelog upserts the target: an update's old image and a delete
             // remove their key; the sink keeps each key's last change.
             Some(kinds) => with_delete_marker(
                 &traced.batch,
-                traced
-                    .origins
-                    .iter()
-                    .map(|&o| kinds[o].is_retraction())
-                    .collect(),
+                kinds.iter().map(|kind| kind.is_retraction()).collect(),
             )?,
             None => traced.batch,
         };
@@ -1280,12 +1280,10 @@ impl<'a> Task<'a> {
     /// Runs the target's row rules on the SELECT's output (before an
     /// aggregation, the rows are checked when its windows are emitted).
     /// Failing rows leave; their source records go to quarantine.
-    #[allow(clippy::too_many_arguments)]
     async fn check_output(
         &mut self,
         rows: &RecordBatch,
         coordinates: &[(i32, i64)],
-        kinds: Option<&[RowKind]>,
         output: Transformed,
         retried: bool,
         side: Side,
@@ -1293,12 +1291,12 @@ impl<'a> Task<'a> {
         if output.holds || !self.checking.checks_target_rows() {
             return Ok(output);
         }
-        let origins = &output.traced.origins;
+        let traced = &output.traced;
         // A changelog's old images and deletes remove a key: rules judge what is written.
-        let judged: Vec<u32> = (0..origins.len() as u32)
-            .filter(|&row| !kinds.is_some_and(|kinds| kinds[origins[row as usize]].is_retraction()))
+        let judged: Vec<u32> = (0..traced.origins.len() as u32)
+            .filter(|&row| !traced.retracts(row as usize))
             .collect();
-        let verdict = if judged.len() == origins.len() {
+        let verdict = if judged.len() == traced.origins.len() {
             self.checking.check_target(&output.traced.batch).await?
         } else {
             let indices = arrow::array::UInt32Array::from(judged.clone());
@@ -1321,6 +1319,7 @@ impl<'a> Task<'a> {
         let mut rejected_origins = std::collections::BTreeSet::new();
         let failing: std::collections::BTreeSet<u32> =
             verdict.quarantine.iter().map(|failed| failed.row).collect();
+        let origins = &output.traced.origins;
         for failed in verdict.quarantine {
             let origin = origins[failed.row as usize];
             if rejected_origins.insert(origin) {
@@ -1342,17 +1341,8 @@ impl<'a> Task<'a> {
         }
         let staying: arrow::array::BooleanArray =
             leaving.iter().map(|&leaves| Some(!leaves)).collect();
-        let batch = arrow::compute::filter_record_batch(&output.traced.batch, &staying)?;
-        let origins = output
-            .traced
-            .origins
-            .iter()
-            .zip(&leaving)
-            .filter(|(_, leaves)| !**leaves)
-            .map(|(&origin, _)| origin)
-            .collect();
         Ok(Transformed {
-            traced: Traced { batch, origins },
+            traced: output.traced.filter(&staying)?,
             ..output
         })
     }
