@@ -204,6 +204,10 @@ impl Operator for LagStep {
         }
     }
 
+    fn keeps_state_past_ttl(&self) -> bool {
+        true
+    }
+
     fn refuses_rows_run_again(&self) -> Option<String> {
         Some("a row run again would move its partition's LAG on twice".to_string())
     }

@@ -21,6 +21,7 @@ pub mod keyed;
 pub mod lag;
 pub mod live;
 pub mod lookup;
+pub mod materialize;
 pub mod mention;
 pub mod operator;
 pub mod plan;

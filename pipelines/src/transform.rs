@@ -178,6 +178,7 @@ impl CompiledPlan {
             allowed_lateness_ms: pipeline.settings.allowed_lateness_ms,
             distinct_buckets: pipeline.settings.distinct_buckets,
             state_ttl_ms: pipeline.settings.state_ttl_ms,
+            rank_limits: Vec::new(),
             pre: None,
             aggregate: None,
             lookups,
@@ -226,6 +227,12 @@ impl CompiledPlan {
             }
             _ => (steps, Vec::new()),
         };
+        let mut pre = pre;
+        if aggregation.is_none()
+            && let Some(materializer) = materializer(valid, &pre, plan.schema())?
+        {
+            pre.push(Step::Operator(materializer));
+        }
         let mut ids = OperatorIds::default();
         let right = compiler.right.map(|steps| place(steps, &mut ids));
         let pre = place(pre, &mut ids);
@@ -595,23 +602,78 @@ fn without_set_aside(traced: Traced, missed: &[Missed]) -> Result<Traced> {
     traced.filter(&keep)
 }
 
-/// Flink's `table.exec.state.ttl` expires the state of deduplication, Top-N,
-/// GROUP BY and OVER aggregations too; here only a regular join honours it, so
-/// a TTL beside one of the others is refused rather than silently kept for good.
+/// The upsert materializer before the target, if the steps' rows are taken
+/// back whole (by a join or a Top-N) without a key, and the target is
+/// upserted by its own (Flink adds its `SinkUpsertMaterializer` there).
+fn materializer(
+    valid: &ValidPipeline,
+    steps: &[Step],
+    output: &DFSchema,
+) -> Result<Option<Arc<dyn Operator>>> {
+    use crate::operator::Changelog;
+    let target = &valid.target;
+    if target.primary_key.is_empty() {
+        return Ok(None);
+    }
+    let changelog_of = |table: &strata_catalog::TableDef| match crate::validate::is_changelog(table)
+    {
+        true => (Changelog::Retracting, table.primary_key.clone()),
+        false => (Changelog::AppendOnly, Vec::new()),
+    };
+    let (mut changelog, mut key) = changelog_of(&valid.sources[0]);
+    let right = valid.sources.get(1).map(|table| changelog_of(table).0);
+    for step in steps {
+        let operator: &dyn Operator = match step {
+            Step::Stateless(stateless) => stateless,
+            Step::Operator(operator) => operator.as_ref(),
+        };
+        let reads = match (operator.reads_second_stream(), right) {
+            (true, Some(right)) => changelog.max(right),
+            _ => changelog,
+        };
+        (changelog, key) = operator.emits(reads, &key);
+    }
+    if changelog != Changelog::Retracting || !key.is_empty() {
+        return Ok(None);
+    }
+    // The SELECT's columns are the target's, by position.
+    let key_columns = target
+        .primary_key
+        .iter()
+        .map(|name| {
+            target
+                .schema
+                .index_of(name)
+                .map_err(|_| PipelineError::Invalid {
+                    location: valid.pipeline.target.location.clone(),
+                    message: format!(
+                        "the primary key column {name} is not a column of {}",
+                        target.name
+                    ),
+                    hint: None,
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(Arc::new(crate::materialize::UpsertMaterializer::new(
+        Arc::new(output.as_arrow().clone()),
+        key_columns,
+        target.primary_key.clone(),
+    )?)))
+}
+
+/// Flink's `table.exec.state.ttl` expires the state of every stateful
+/// operator; one that keeps its state for good here yet (an unbounded
+/// ROW_NUMBER, a GROUP BY, LAG) refuses the TTL rather than silently keep it.
 fn refuse_state_ttl_beside(
     pipeline: &crate::project::Pipeline,
     operators: &[PlacedOperator],
 ) -> Result<()> {
-    use crate::operator::OperatorKind;
     if pipeline.settings.state_ttl_ms.is_none() {
         return Ok(());
     }
-    let kept_for_good = operators.iter().find(|placed| {
-        matches!(
-            placed.operator.kind(),
-            OperatorKind::RowNumber | OperatorKind::GroupAggregate | OperatorKind::Lag
-        )
-    });
+    let kept_for_good = operators
+        .iter()
+        .find(|placed| placed.operator.keeps_state_past_ttl());
     match kept_for_good {
         None => Ok(()),
         Some(placed) => Err(PipelineError::Invalid {
@@ -700,6 +762,8 @@ struct Compiler<'a> {
     distinct_buckets: u32,
     /// How long a regular join keeps a row after its last write, if not for good.
     state_ttl_ms: Option<i64>,
+    /// The row-numbering windows that a filter bounds, found as the filter is compiled.
+    rank_limits: Vec<(usize, u64)>,
     /// The steps before the aggregation, once it has been found.
     pre: Option<Vec<Step>>,
     aggregate: Option<AggregatePlan>,
@@ -723,6 +787,8 @@ impl Compiler<'_> {
         PlanContext {
             state: self.state,
             unsupported: self.unsupported,
+            rank_limits: &self.rank_limits,
+            state_ttl_ms: self.state_ttl_ms,
         }
     }
 
@@ -758,6 +824,10 @@ impl Compiler<'_> {
             }
             LogicalPlan::SubqueryAlias(alias) => self.compile(&alias.input, steps),
             LogicalPlan::Filter(filter) => {
+                if let Some((window, limit)) = crate::row_number::rank_limit(filter) {
+                    self.rank_limits
+                        .push((window as *const LogicalPlan as usize, limit));
+                }
                 self.compile(&filter.input, steps)?;
                 steps.push(Step::Stateless(Stateless::Filter(
                     self.physical(&filter.predicate, filter.input.schema())?,

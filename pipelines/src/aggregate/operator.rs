@@ -91,6 +91,12 @@ impl Operator for Aggregation {
         }
     }
 
+    /// A GROUP BY without a window keeps its groups for good; windows are
+    /// forgotten as the watermark closes them.
+    fn keeps_state_past_ttl(&self) -> bool {
+        self.plan.window.is_none()
+    }
+
     fn accepts(&self, input: Changelog) -> std::result::Result<(), String> {
         self.plan.accepts(input)
     }

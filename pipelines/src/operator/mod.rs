@@ -230,6 +230,26 @@ impl StateWrite {
         (self.0)()
     }
 
+    /// Puts entries into `operator`'s keyed state (deletes those whose value is `None`).
+    pub fn keyed<O: Operator + 'static>(
+        operator: std::sync::Arc<O>,
+        entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Self {
+        Self::new(move || {
+            let slot = operator
+                .keyed_state()
+                .expect("an operator that writes keyed state keeps it");
+            slot.with(|state| {
+                state.write_all(
+                    entries
+                        .iter()
+                        .map(|(key, value)| (key.as_slice(), value.as_deref())),
+                )
+            })?;
+            Ok(Vec::new())
+        })
+    }
+
     /// The same write, with the origins of the rows it sets aside mapped through `map`.
     pub fn map_origins(self, map: std::sync::Arc<[usize]>) -> Self {
         Self::new(move || {
@@ -380,6 +400,7 @@ pub enum OperatorKind {
     Unnest,
     Lag,
     RowNumber,
+    TopN,
     LookupJoin,
     TemporalJoin,
     IntervalJoin,
@@ -387,6 +408,7 @@ pub enum OperatorKind {
     GroupAggregate,
     WindowAggregate,
     WindowAligned,
+    Materialize,
     Sink,
 }
 
@@ -400,6 +422,7 @@ impl OperatorKind {
             OperatorKind::Unnest => "unnest",
             OperatorKind::Lag => "LAG",
             OperatorKind::RowNumber => "ROW_NUMBER",
+            OperatorKind::TopN => "Top-N",
             OperatorKind::LookupJoin => "lookup join",
             OperatorKind::TemporalJoin => "temporal join",
             OperatorKind::IntervalJoin => "interval join",
@@ -407,6 +430,7 @@ impl OperatorKind {
             OperatorKind::GroupAggregate => "group aggregate",
             OperatorKind::WindowAggregate => "window aggregate",
             OperatorKind::WindowAligned => "window-aligned query",
+            OperatorKind::Materialize => "upsert materializer",
             OperatorKind::Sink => "sink",
         }
     }
@@ -421,12 +445,14 @@ impl OperatorKind {
             OperatorKind::Unnest => "unnest",
             OperatorKind::Lag => "lag",
             OperatorKind::RowNumber => "row-number",
+            OperatorKind::TopN => "top-n",
             OperatorKind::LookupJoin => "lookup",
             OperatorKind::TemporalJoin => "temporal-join",
             OperatorKind::IntervalJoin => "interval-join",
             OperatorKind::RegularJoin => "join",
             OperatorKind::GroupAggregate | OperatorKind::WindowAggregate => "aggregate",
             OperatorKind::WindowAligned => "window-aligned",
+            OperatorKind::Materialize => "materialize",
             OperatorKind::Sink => "sink",
         }
     }
@@ -438,6 +464,7 @@ impl OperatorKind {
             OperatorKind::GroupAggregate
                 | OperatorKind::WindowAggregate
                 | OperatorKind::WindowAligned
+                | OperatorKind::Materialize
         )
     }
 }
@@ -550,6 +577,12 @@ pub trait Operator: std::fmt::Debug + Send + Sync {
     /// before the row came back), if it cannot.
     fn refuses_rows_run_again(&self) -> Option<String> {
         None
+    }
+
+    /// Whether it keeps state for good that Flink's `table.exec.state.ttl`
+    /// would expire (it does not honour the TTL yet).
+    fn keeps_state_past_ttl(&self) -> bool {
+        false
     }
 
     /// Whether a second stream enters the plan here (an interval join's right side).

@@ -23,9 +23,28 @@ use crate::error::{PipelineError, Result};
 pub struct PlanContext<'a> {
     pub(crate) state: &'a SessionState,
     pub(crate) unsupported: &'a dyn Fn(String) -> PipelineError,
+    /// The windows a filter above bounds the row number of (by the node's
+    /// address in the plan being compiled), with the bound.
+    pub(crate) rank_limits: &'a [(usize, u64)],
+    /// `SET 'table.exec.state.ttl'`, if the pipeline sets it.
+    pub(crate) state_ttl_ms: Option<i64>,
 }
 
 impl PlanContext<'_> {
+    /// The N of a `WHERE rn <= N` above `node`, a window numbering rows, if there is one.
+    pub fn rank_limit(&self, node: &LogicalPlan) -> Option<u64> {
+        let at = node as *const LogicalPlan as usize;
+        self.rank_limits
+            .iter()
+            .find(|(window, _)| *window == at)
+            .map(|(_, limit)| *limit)
+    }
+
+    /// How long state not written is kept (`SET 'table.exec.state.ttl'`), if the pipeline bounds it.
+    pub fn state_ttl_ms(&self) -> Option<i64> {
+        self.state_ttl_ms
+    }
+
     /// The physical expression of `expr` over rows of `schema`.
     pub fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
         self.state

@@ -409,7 +409,11 @@ impl RegularJoin {
                 let Some(key) = key else {
                     // A NULL key matches nothing (a key too long has gone to quarantine).
                     if pads_own && !keys.too_long.contains(&row) {
-                        pairs.push(kind, Some(row), None, row);
+                        let padded = match kind.is_retraction() {
+                            true => RowKind::Delete,
+                            false => RowKind::Insert,
+                        };
+                        pairs.push(padded, Some(row), None, row);
                     }
                     continue;
                 };
@@ -439,39 +443,32 @@ impl RegularJoin {
                 }
                 let entry = &mut own.get_mut(&stored_key).expect("just looked up").row;
                 let matches = &matched[row];
-                if matches.is_empty() && pads_own {
-                    pairs.push(kind, Some(row), None, row);
-                }
-                if !kind.is_retraction() {
-                    for &at in matches {
-                        let their = &mut theirs.rows[at].2;
-                        if pads_theirs {
-                            if their.matches == 0 {
-                                pairs.push_times(their.count, RowKind::Delete, None, Some(at), row);
-                            }
-                            their.matches += 1;
-                            theirs.touched[at] = true;
+                match kind.is_retraction() {
+                    false => {
+                        entry.count += 1;
+                        if pads_own {
+                            entry.matches = matches.iter().map(|&at| theirs.rows[at].2.count).sum();
                         }
-                        pairs.push_times(their.count, kind, Some(row), Some(at), row);
+                        accumulate(
+                            row,
+                            kind,
+                            matches,
+                            theirs,
+                            (pads_own, pads_theirs),
+                            &mut pairs,
+                        );
                     }
-                    entry.count += 1;
-                    entry.matches = matches.iter().map(|&at| theirs.rows[at].2.count).sum();
-                } else {
-                    // A retraction takes back what its row made, as Flink does
-                    // even for a row this join does not hold (its time to be kept was over).
-                    let held = entry.count > 0;
-                    for &at in matches {
-                        let their = &mut theirs.rows[at].2;
-                        pairs.push_times(their.count, kind, Some(row), Some(at), row);
-                        if pads_theirs && held && their.matches > 0 {
-                            their.matches -= 1;
-                            theirs.touched[at] = true;
-                            if their.matches == 0 {
-                                pairs.push_times(their.count, RowKind::Insert, None, Some(at), row);
-                            }
-                        }
+                    true => {
+                        entry.count = entry.count.saturating_sub(1);
+                        retract(
+                            row,
+                            kind,
+                            matches,
+                            theirs,
+                            (pads_own, pads_theirs),
+                            &mut pairs,
+                        );
                     }
-                    entry.count = entry.count.saturating_sub(1);
                 }
             }
             Ok(())
@@ -494,6 +491,95 @@ impl RegularJoin {
             schema_fingerprint(&self.left.schema),
             schema_fingerprint(&self.right.schema)
         )
+    }
+}
+
+/// What an inserted row (`+I` or `+U`) of this stream at `row` makes, with
+/// the kinds and in the order of Flink's `StreamingJoinOperator`; the other
+/// stream's rows it matches count one more match. `pads` says whether this
+/// stream's and the other's rows are padded with NULLs.
+fn accumulate(
+    row: usize,
+    kind: RowKind,
+    matches: &[usize],
+    theirs: &mut Theirs,
+    (pads_own, pads_theirs): (bool, bool),
+    pairs: &mut Pairs,
+) {
+    if matches.is_empty() {
+        if pads_own {
+            pairs.push(RowKind::Insert, Some(row), None, row);
+        }
+        return;
+    }
+    if pads_own {
+        // Every padded row of the other stream it ends goes first, then its pairs.
+        if pads_theirs {
+            for &at in matches {
+                let their = &mut theirs.rows[at].2;
+                if their.matches == 0 {
+                    pairs.push_times(their.count, RowKind::Delete, None, Some(at), row);
+                }
+                their.matches += 1;
+                theirs.touched[at] = true;
+            }
+        }
+        for &at in matches {
+            let count = theirs.rows[at].2.count;
+            pairs.push_times(count, RowKind::Insert, Some(row), Some(at), row);
+        }
+        return;
+    }
+    for &at in matches {
+        let their = &mut theirs.rows[at].2;
+        let mut pair_kind = kind;
+        if pads_theirs {
+            if their.matches == 0 {
+                pairs.push_times(their.count, RowKind::Delete, None, Some(at), row);
+                pair_kind = RowKind::Insert;
+            }
+            their.matches += 1;
+            theirs.touched[at] = true;
+        }
+        pairs.push_times(their.count, pair_kind, Some(row), Some(at), row);
+    }
+}
+
+/// What a retraction (`-U` or `-D`) of this stream's row at `row` makes, as
+/// Flink's `StreamingJoinOperator` does, even for a row the join no longer
+/// holds (its TTL ran out): its pairs are taken back, then the other stream's
+/// rows it was the last match of come out padded again.
+fn retract(
+    row: usize,
+    kind: RowKind,
+    matches: &[usize],
+    theirs: &mut Theirs,
+    (pads_own, pads_theirs): (bool, bool),
+    pairs: &mut Pairs,
+) {
+    if matches.is_empty() {
+        if pads_own {
+            pairs.push(RowKind::Delete, Some(row), None, row);
+        }
+        return;
+    }
+    let pair_kind = match pads_own {
+        true => RowKind::Delete,
+        false => kind,
+    };
+    for &at in matches {
+        let count = theirs.rows[at].2.count;
+        pairs.push_times(count, pair_kind, Some(row), Some(at), row);
+    }
+    if pads_theirs {
+        for &at in matches {
+            let their = &mut theirs.rows[at].2;
+            if their.matches == 1 {
+                pairs.push_times(their.count, RowKind::Insert, None, Some(at), row);
+            }
+            their.matches = their.matches.saturating_sub(1);
+            theirs.touched[at] = true;
+        }
     }
 }
 

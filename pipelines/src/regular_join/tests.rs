@@ -654,3 +654,41 @@ async fn every_kind_of_join_ends_where_joining_what_is_left_of_both_streams_does
         }
     }
 }
+
+#[tokio::test]
+async fn an_update_keeps_its_kinds_through_an_inner_join_and_a_left_join_pads_between_them() {
+    use RowKind::{Delete, Insert, UpdateAfter, UpdateBefore};
+    let update = [UpdateBefore, UpdateAfter];
+    let users = user_rows(&[(7, "ann"), (7, "anna")]);
+    for (kind, expected) in [
+        (
+            JoinKind::Inner,
+            vec![
+                change(UpdateBefore, Some(1), Some("ann")),
+                change(UpdateAfter, Some(1), Some("anna")),
+            ],
+        ),
+        (
+            JoinKind::Left,
+            vec![
+                change(UpdateBefore, Some(1), Some("ann")),
+                change(Insert, Some(1), None),
+                change(Delete, Some(1), None),
+                change(Insert, Some(1), Some("anna")),
+            ],
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let harness = Harness::keyed(join_of(kind, None), dir.path(), "run").unwrap();
+        harness
+            .push_side(&user_rows(&[(7, "ann")]), Side::Right)
+            .await
+            .unwrap();
+        harness.push(&order_rows(&[(1, Some(7))])).await.unwrap();
+        let (out, _) = harness
+            .push_side_changes(&users, &update, Side::Right)
+            .await
+            .unwrap();
+        assert_eq!(changes(&out), expected, "{kind:?}");
+    }
+}

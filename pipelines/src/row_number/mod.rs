@@ -11,9 +11,17 @@
 //! ```
 //!
 //! Processing time orders rows as they arrive, so a number once given never
-//! changes and the output stays append-only. An order that can renumber rows
-//! already written (descending, or by event time, where a late row may come
-//! first) is refused, not approximated.
+//! changes and the output stays append-only. Without a bound on the number,
+//! an order that can renumber rows already written (descending, or by event
+//! time, where a late row may come first) is refused, not approximated; under
+//! `WHERE rn <= N` any order runs as a [`TopN`], which keeps only N rows of
+//! each partition and takes back the rows a new one pushes out.
+
+mod limit;
+mod top_n;
+
+pub use limit::rank_limit;
+pub use top_n::{RankOrder, TopN, TopNParts};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,7 +44,7 @@ use crate::operator::{
 };
 
 /// The number of rows of each partition so far, as the batch that is running left it.
-type Counts = HashMap<Box<[u8]>, u64>;
+type Counts = HashMap<Vec<u8>, u64>;
 
 /// Numbers each row among its partition's rows, in arrival order.
 #[derive(Debug)]
@@ -80,24 +88,10 @@ impl RowNumber {
         )
     }
 
-    /// Each row's partition key, as bytes.
-    fn keys(&self, batch: &RecordBatch) -> Result<Vec<Box<[u8]>>> {
-        if self.partition.is_empty() {
-            return Ok(vec![Box::default(); batch.num_rows()]);
-        }
-        let columns: Vec<ArrayRef> = self
-            .partition
-            .iter()
-            .map(|e| evaluate(e, batch))
-            .collect::<Result<_>>()?;
-        let rows = self.key_converter.convert_columns(&columns)?;
-        Ok(rows.iter().map(|row| row.data().into()).collect())
-    }
-
     /// The numbers of a batch's rows, the counts they leave, and the rows
     /// whose key is too long to count (numbered 0; they go to quarantine).
     fn number(&self, batch: &RecordBatch) -> Result<(Int64Array, Counts, Vec<usize>)> {
-        let keys = self.keys(batch)?;
+        let keys = partition_keys_of(&self.partition, &self.key_converter, batch)?;
         self.counts.with(|counts| {
             let mut overlay: Counts = HashMap::new();
             let mut numbers = Vec::with_capacity(keys.len());
@@ -143,24 +137,14 @@ impl Operator for RowNumber {
         let mut columns = input.batch.columns().to_vec();
         columns.push(Arc::new(numbers));
         let batch = RecordBatch::try_new(self.output.clone(), columns)?;
-        let operator = self.clone();
+        let counts = overlay
+            .into_iter()
+            .map(|(key, count)| (key, Some(count.to_be_bytes().to_vec())))
+            .collect();
         Ok(Processed {
             traced: input.with_batch(batch),
             missed,
-            writes: vec![StateWrite::new(move || {
-                let counts: Vec<(Box<[u8]>, [u8; 8])> = overlay
-                    .into_iter()
-                    .map(|(key, count)| (key, count.to_be_bytes()))
-                    .collect();
-                operator.counts.with(|state| {
-                    state.write_all(
-                        counts
-                            .iter()
-                            .map(|(key, count)| (key.as_ref(), Some(count.as_slice()))),
-                    )
-                })?;
-                Ok(Vec::new())
-            })],
+            writes: vec![StateWrite::keyed(self, counts)],
         })
     }
 
@@ -189,6 +173,10 @@ impl Operator for RowNumber {
         }
     }
 
+    fn keeps_state_past_ttl(&self) -> bool {
+        true
+    }
+
     fn refuses_rows_run_again(&self) -> Option<String> {
         Some("a row run again would be numbered twice".to_string())
     }
@@ -196,6 +184,23 @@ impl Operator for RowNumber {
     fn keyed_state(&self) -> Option<&Slot> {
         Some(&self.counts)
     }
+}
+
+/// Each row's partition key, as bytes (empty without PARTITION BY: one partition).
+fn partition_keys_of(
+    partition: &[Arc<dyn PhysicalExpr>],
+    converter: &RowConverter,
+    batch: &RecordBatch,
+) -> Result<Vec<Vec<u8>>> {
+    if partition.is_empty() {
+        return Ok(vec![Vec::new(); batch.num_rows()]);
+    }
+    let columns: Vec<ArrayRef> = partition
+        .iter()
+        .map(|e| evaluate(e, batch))
+        .collect::<Result<_>>()?;
+    let rows = converter.convert_columns(&columns)?;
+    Ok(rows.iter().map(|row| row.data().to_vec()).collect())
 }
 
 /// Plans a window of `ROW_NUMBER()` calls (and nothing else) into [`RowNumber`].
@@ -252,26 +257,19 @@ impl OperatorPlanner for RowNumberPlanner {
         if params.filter.is_some() || params.distinct {
             return Err(ctx.unsupported(format!("{expr} with FILTER or DISTINCT")));
         }
+        if let Some(limit) = ctx.rank_limit(node) {
+            return plan_top_n(window, params, limit, ctx);
+        }
         let in_arrival_order = match params.order_by.as_slice() {
             [order] => order.asc && is_proctime(&order.expr),
             _ => false,
         };
         if !in_arrival_order {
             return Err(ctx.unsupported(format!(
-                "{expr} (streams number rows in arrival order: ORDER BY the table's PROCTIME() column, ascending, which keeps the first rows of each key; an order that renumbers rows already written, descending or by event time, is not supported yet)"
+                "{expr} without WHERE rn <= N (streams number every row in arrival order: ORDER BY the table's PROCTIME() column, ascending; another order renumbers rows already written, so it needs the bound of a Top-N or deduplication)"
             )));
         }
-        let input = window.input.schema();
-        let partition = params
-            .partition_by
-            .iter()
-            .map(|expr| {
-                let data_type = expr
-                    .get_type(input)
-                    .map_err(|err| ctx.unsupported(format!("{expr} ({err})")))?;
-                Ok((ctx.physical(expr, input)?, data_type))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let partition = partition_keys(window, params, ctx)?;
         let described = params
             .partition_by
             .iter()
@@ -281,6 +279,102 @@ impl OperatorPlanner for RowNumberPlanner {
         let output = Arc::new(window.schema.as_arrow().clone());
         Ok(Arc::new(RowNumber::new(partition, described, output)?))
     }
+}
+
+/// The PARTITION BY expressions, with their types.
+fn partition_keys(
+    window: &datafusion::logical_expr::Window,
+    params: &datafusion::logical_expr::expr::WindowFunctionParams,
+    ctx: &PlanContext<'_>,
+) -> Result<Vec<(Arc<dyn PhysicalExpr>, DataType)>> {
+    let input = window.input.schema();
+    params
+        .partition_by
+        .iter()
+        .map(|expr| {
+            let data_type = expr
+                .get_type(input)
+                .map_err(|err| ctx.unsupported(format!("{expr} ({err})")))?;
+            Ok((ctx.physical(expr, input)?, data_type))
+        })
+        .collect()
+}
+
+/// `ROW_NUMBER() OVER (…)` bounded by `WHERE rn <= limit`: a [`TopN`].
+fn plan_top_n(
+    window: &datafusion::logical_expr::Window,
+    params: &datafusion::logical_expr::expr::WindowFunctionParams,
+    limit: u64,
+    ctx: &PlanContext<'_>,
+) -> Result<Arc<dyn Operator>> {
+    let input = window.input.schema();
+    let order = match params.order_by.as_slice() {
+        [] => {
+            return Err(ctx.unsupported(
+                "a Top-N without ORDER BY in its OVER clause (Flink needs the order too: ORDER BY PROCTIME() keeps the first rows, DESC the last ones)".to_string(),
+            ));
+        }
+        [only] if is_proctime(&only.expr) => RankOrder::Arrival {
+            descending: !only.asc,
+        },
+        sorts => {
+            if let Some(proctime) = sorts.iter().find(|sort| is_proctime(&sort.expr)) {
+                return Err(ctx.unsupported(format!(
+                    "a Top-N ordered by {} beside other columns (order by the processing time alone, or by columns)",
+                    proctime.expr
+                )));
+            }
+            let mut exprs = Vec::new();
+            let mut fields = Vec::new();
+            for sort in sorts {
+                let data_type = sort
+                    .expr
+                    .get_type(input)
+                    .map_err(|err| ctx.unsupported(format!("{} ({err})", sort.expr)))?;
+                exprs.push(ctx.physical(&sort.expr, input)?);
+                fields.push(SortField::new_with_options(
+                    data_type,
+                    arrow::compute::SortOptions {
+                        descending: !sort.asc,
+                        nulls_first: sort.nulls_first,
+                    },
+                ));
+            }
+            RankOrder::Values { exprs, fields }
+        }
+    };
+    let join = |exprs: Vec<String>| exprs.join(", ");
+    let partition_by = join(
+        params
+            .partition_by
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    );
+    let order_by = join(params.order_by.iter().map(ToString::to_string).collect());
+    let what = match (&order, limit) {
+        (RankOrder::Arrival { descending: false }, 1) => "deduplication keeping the first row",
+        (RankOrder::Arrival { descending: true }, 1) => "deduplication keeping the last row",
+        (RankOrder::Arrival { descending: false }, _) => "the first N rows",
+        (RankOrder::Arrival { descending: true }, _) => "the last N rows",
+        (RankOrder::Values { .. }, _) => "Top-N",
+    };
+    // Flink's deduplication keeping the last row by a time: the later of two equal times wins.
+    let ties_first = matches!(params.order_by.as_slice(), [only] if !only.asc) && limit == 1;
+    let topn = TopN::new(TopNParts {
+        ties_first,
+        partition: partition_keys(window, params, ctx)?,
+        order,
+        described: format!(
+            "ROW_NUMBER() OVER (PARTITION BY {partition_by} ORDER BY {order_by}) <= {limit}: {what}"
+        ),
+        partition_sql: partition_by.clone(),
+        limit,
+        input: Arc::new(input.as_arrow().clone()),
+        output: Arc::new(window.schema.as_arrow().clone()),
+    })?
+    .expiring(crate::keyed::Expiry::after(ctx.state_ttl_ms()));
+    Ok(Arc::new(topn))
 }
 
 #[cfg(test)]

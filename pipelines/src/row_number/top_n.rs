@@ -1,0 +1,708 @@
+//! Flink's deduplication and Top-N: `ROW_NUMBER() OVER (PARTITION BY k
+//! ORDER BY …)` under `WHERE rn <= N` (or `rn = 1`), keeping each
+//! partition's first N rows by the order, and taking back a row that a new
+//! one pushes out of them.
+//!
+//! ```text
+//!   ORDER BY PROCTIME() ASC (keep first):  row ──▶ count[k] < N ? +I (row, count[k] + 1) : nothing   (append-only)
+//!   any other order (keep last, top N by a column, by event time):
+//!     row ──▶ its place p among k's ranked rows ──▶ p >= N: nothing
+//!             otherwise: -U each row at p.. (-D the one pushed past N), then +I (row, p + 1), +U the rest one rank lower
+//!   state: partition key → how many ‖ when last written ‖ [the ranked rows: order key, row]
+//!          written only when a row enters the first N, so with SET 'table.exec.state.ttl' a partition is
+//!          forgotten that long after its last such row, as in Flink
+//! ```
+//!
+//! Rows of one batch are taken in order. Rows that tie on the order keep their
+//! arrival order (the earlier ranks first), but for a `rn = 1` on a descending
+//! order, Flink's deduplication keeping the last row, where the later row wins.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::batch::{evaluate, row_converter};
+use crate::error::{PipelineError, Result};
+use crate::keyed::{Expiry, MAX_KEY_BYTES, Slot, counted, decode_count, read_counted};
+use crate::operator::{
+    BatchContext, Changelog, Described, Emitted, InputStream, Missed, Operator, OperatorKind,
+    Processed, RowKind, StateInfo, StateWrite, Traced, Watermarks,
+};
+
+/// What the state's values are, in errors.
+const RANKED: &str = "a Top-N partition's ranked rows";
+
+/// The order rows are ranked by.
+#[derive(Debug)]
+pub enum RankOrder {
+    /// Arrival (processing time): ascending keeps the first rows, descending the last.
+    Arrival { descending: bool },
+    /// The values of the ORDER BY expressions, sorted as `fields` say.
+    Values {
+        exprs: Vec<Arc<dyn PhysicalExpr>>,
+        fields: Vec<SortField>,
+    },
+}
+
+/// The parts of a [`TopN`].
+#[derive(Debug)]
+pub struct TopNParts {
+    pub partition: Vec<(Arc<dyn PhysicalExpr>, DataType)>,
+    pub order: RankOrder,
+    /// The OVER clause and bound as SQL, for the plan and the fingerprint.
+    pub described: String,
+    /// The PARTITION BY expressions as SQL (keeping the first rows, the
+    /// fingerprint is that of the unbounded numbering it replaced, whose
+    /// checkpointed counts it reads).
+    pub partition_sql: String,
+    /// The N: how many rows of each partition are kept.
+    pub limit: u64,
+    /// Whether a row that ties with ranked rows goes before them (Flink's
+    /// deduplication keeping the last row by a descending time).
+    pub ties_first: bool,
+    /// The input's columns.
+    pub input: SchemaRef,
+    /// The input's columns and the number.
+    pub output: SchemaRef,
+}
+
+/// Keeps each partition's first N rows by an order, numbered.
+#[derive(Debug)]
+pub struct TopN {
+    partition: Vec<Arc<dyn PhysicalExpr>>,
+    key_converter: RowConverter,
+    order: RankOrder,
+    /// The order's values as bytes that compare as the order does.
+    order_converter: Option<RowConverter>,
+    /// Whether a row that ties with ranked rows goes before them.
+    ties_first: bool,
+    described: String,
+    partition_sql: String,
+    limit: u64,
+    rows: RowConverter,
+    key_types: Vec<DataType>,
+    output: SchemaRef,
+    state: Slot,
+    expiry: Expiry,
+}
+
+/// One ranked row as kept: its order key and the row.
+#[derive(Debug, Clone)]
+struct Ranked {
+    order: Vec<u8>,
+    row: Vec<u8>,
+}
+
+/// A partition's state while a batch is taken in.
+#[derive(Debug, Default)]
+struct Partition {
+    /// Rows numbered so far, at most N (what keep-first keeps).
+    count: u64,
+    /// The ranked rows, first rank first (for every other order).
+    ranked: Vec<Ranked>,
+    changed: bool,
+}
+
+/// The rows a batch makes: each as bytes, its number, its kind and the input row it comes from.
+#[derive(Default)]
+struct Emits {
+    rows: Vec<Vec<u8>>,
+    numbers: Vec<i64>,
+    kinds: Vec<RowKind>,
+    origins: Vec<usize>,
+}
+
+impl Emits {
+    fn push(&mut self, row: &[u8], number: usize, kind: RowKind, from: usize) {
+        self.rows.push(row.to_vec());
+        self.numbers.push(number as i64);
+        self.kinds.push(kind);
+        self.origins.push(from);
+    }
+}
+
+fn encode(partition: &Partition, now: i64) -> Vec<u8> {
+    let mut rest = Vec::new();
+    for ranked in &partition.ranked {
+        for part in [&ranked.order, &ranked.row] {
+            rest.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            rest.extend_from_slice(part);
+        }
+    }
+    counted(partition.count, now, &rest)
+}
+
+/// The next length-prefixed part of `rest`, which moves past it.
+fn take_part(rest: &mut &[u8]) -> Result<Vec<u8>> {
+    let truncated = || PipelineError::State(format!("{RANKED} cut short in keyed state"));
+    let (len, after) = rest.split_first_chunk::<4>().ok_or_else(truncated)?;
+    let len = u32::from_be_bytes(*len) as usize;
+    let part = after.get(..len).ok_or_else(truncated)?.to_vec();
+    *rest = &after[len..];
+    Ok(part)
+}
+
+/// A partition's state as [`encode`] wrote it, or as the unbounded ROW_NUMBER
+/// of earlier versions did (a count of 8 bytes, kept as if written now).
+fn decode(value: &[u8], now: i64) -> Result<(Partition, i64)> {
+    if value.len() == 8 {
+        let partition = Partition {
+            count: decode_count(value, RANKED)?,
+            ..Partition::default()
+        };
+        return Ok((partition, now));
+    }
+    let kept = read_counted(value, RANKED)?;
+    let mut rest = kept.rest;
+    let mut ranked = Vec::new();
+    while !rest.is_empty() {
+        let order = take_part(&mut rest)?;
+        let row = take_part(&mut rest)?;
+        ranked.push(Ranked { order, row });
+    }
+    let partition = Partition {
+        count: kept.count,
+        ranked,
+        changed: false,
+    };
+    Ok((partition, kept.written_ms))
+}
+
+impl TopN {
+    pub fn new(parts: TopNParts) -> Result<Self> {
+        let key_types: Vec<DataType> = parts.partition.iter().map(|(_, t)| t.clone()).collect();
+        let order_converter = match &parts.order {
+            RankOrder::Arrival { .. } => None,
+            RankOrder::Values { fields, .. } => Some(RowConverter::new(fields.clone())?),
+        };
+        Ok(Self {
+            key_converter: RowConverter::new(
+                key_types.iter().cloned().map(SortField::new).collect(),
+            )?,
+            partition: parts.partition.into_iter().map(|(e, _)| e).collect(),
+            order: parts.order,
+            order_converter,
+            ties_first: parts.ties_first,
+            described: parts.described,
+            partition_sql: parts.partition_sql,
+            limit: parts.limit,
+            rows: row_converter(&parts.input)?,
+            key_types,
+            output: parts.output,
+            state: Slot::default(),
+            expiry: Expiry::default(),
+        })
+    }
+
+    /// The operator, forgetting a partition as `expiry` says (after `SET 'table.exec.state.ttl'`).
+    pub fn expiring(mut self, expiry: Expiry) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// Whether it keeps each partition's first rows in arrival order: it
+    /// never takes a row back.
+    fn keeps_first_arrivals(&self) -> bool {
+        matches!(self.order, RankOrder::Arrival { descending: false })
+    }
+
+    /// Each row's order key, as bytes that compare as the order does (none for arrival order).
+    fn order_keys(&self, batch: &RecordBatch) -> Result<Option<arrow::row::Rows>> {
+        let (RankOrder::Values { exprs, .. }, Some(converter)) =
+            (&self.order, &self.order_converter)
+        else {
+            return Ok(None);
+        };
+        let columns: Vec<ArrayRef> = exprs
+            .iter()
+            .map(|e| evaluate(e, batch))
+            .collect::<Result<_>>()?;
+        Ok(Some(converter.convert_columns(&columns)?))
+    }
+
+    /// Where a row with order key `order` goes among `ranked`.
+    fn place(&self, ranked: &[Ranked], order: &[u8]) -> usize {
+        match (&self.order, self.ties_first) {
+            (RankOrder::Arrival { .. }, _) => 0,
+            (RankOrder::Values { .. }, true) => {
+                ranked.partition_point(|r| r.order.as_slice() < order)
+            }
+            (RankOrder::Values { .. }, false) => {
+                ranked.partition_point(|r| r.order.as_slice() <= order)
+            }
+        }
+    }
+
+    /// Takes `row` (as bytes, with its order key) into `partition`: what it emits.
+    fn take_row(
+        &self,
+        partition: &mut Partition,
+        row: &[u8],
+        order: &[u8],
+        from: usize,
+        out: &mut Emits,
+    ) {
+        let limit = self.limit as usize;
+        if self.keeps_first_arrivals() {
+            if partition.count < self.limit {
+                partition.count += 1;
+                partition.changed = true;
+                out.push(row, partition.count as usize, RowKind::Insert, from);
+            }
+            return;
+        }
+        let at = self.place(&partition.ranked, order);
+        if at >= limit {
+            return;
+        }
+        let before = partition.ranked.len();
+        for (i, ranked) in partition.ranked.iter().enumerate().skip(at) {
+            let kind = match i + 1 >= limit {
+                true => RowKind::Delete,
+                false => RowKind::UpdateBefore,
+            };
+            out.push(&ranked.row, i + 1, kind, from);
+        }
+        out.push(row, at + 1, RowKind::Insert, from);
+        for (i, ranked) in partition
+            .ranked
+            .iter()
+            .enumerate()
+            .take(before.min(limit - 1))
+            .skip(at)
+        {
+            out.push(&ranked.row, i + 2, RowKind::UpdateAfter, from);
+        }
+        partition.ranked.insert(
+            at,
+            Ranked {
+                order: order.to_vec(),
+                row: row.to_vec(),
+            },
+        );
+        partition.ranked.truncate(limit);
+        partition.count = partition.ranked.len() as u64;
+        partition.changed = true;
+    }
+
+    fn fingerprint(&self) -> String {
+        match self.keeps_first_arrivals() {
+            true => format!(
+                "ROW_NUMBER() OVER (PARTITION BY {} ORDER BY PROCTIME()): {:?}",
+                self.partition_sql, self.key_types
+            ),
+            false => format!("{}: {:?}", self.described, self.key_types),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Operator for TopN {
+    /// Keeping the first rows by arrival, it takes the place (the id and the
+    /// counts) of the unbounded ROW_NUMBER that earlier versions ran.
+    fn kind(&self) -> OperatorKind {
+        match self.keeps_first_arrivals() {
+            true => OperatorKind::RowNumber,
+            false => OperatorKind::TopN,
+        }
+    }
+
+    async fn process(self: Arc<Self>, input: Traced, _ctx: &BatchContext<'_>) -> Result<Processed> {
+        let keys = super::partition_keys_of(&self.partition, &self.key_converter, &input.batch)?;
+        let orders = self.order_keys(&input.batch)?;
+        let rows = self.rows.convert_columns(input.batch.columns())?;
+        let now = self.expiry.now();
+        let mut partitions: HashMap<Vec<u8>, Partition> = HashMap::new();
+        let mut out = Emits::default();
+        let mut too_long = Vec::new();
+        self.state.with(|state| {
+            for (row, key) in keys.into_iter().enumerate() {
+                if key.len() > MAX_KEY_BYTES {
+                    too_long.push(row);
+                    continue;
+                }
+                if !partitions.contains_key(&key) {
+                    let partition = match state.get(&key)? {
+                        Some(value) => {
+                            let (partition, written) = decode(&value, now)?;
+                            match self.expiry.expired(written, now) {
+                                true => Partition::default(),
+                                false => partition,
+                            }
+                        }
+                        None => Partition::default(),
+                    };
+                    partitions.insert(key.clone(), partition);
+                }
+                let partition = partitions.get_mut(&key).expect("just loaded");
+                let order = orders.as_ref().map_or(&[][..], |o| o.row(row).data());
+                self.take_row(partition, rows.row(row).data(), order, row, &mut out);
+            }
+            Ok(())
+        })?;
+        let parser = self.rows.parser();
+        let mut columns = self
+            .rows
+            .convert_rows(out.rows.iter().map(|row| parser.parse(row)))?;
+        columns.push(Arc::new(Int64Array::from(out.numbers)));
+        let options =
+            arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(out.origins.len()));
+        let batch = RecordBatch::try_new_with_options(self.output.clone(), columns, &options)?;
+        let traced = Traced {
+            batch,
+            origins: out.origins.iter().map(|&row| input.origins[row]).collect(),
+            kinds: (!self.keeps_first_arrivals()).then_some(out.kinds),
+        };
+        let missed = Missed::quarantine(
+            &too_long,
+            &input,
+            format!(
+                "its PARTITION BY key takes more than the {} KiB a Top-N keeps rows under",
+                MAX_KEY_BYTES / 1024
+            ),
+        );
+        let changes = partitions
+            .into_iter()
+            .filter(|(_, partition)| partition.changed)
+            .map(|(key, partition)| {
+                let value = encode(&partition, now);
+                (key, Some(value))
+            })
+            .collect();
+        Ok(Processed {
+            traced,
+            missed,
+            writes: vec![StateWrite::keyed(self, changes)],
+        })
+    }
+
+    fn describe(&self, input: &InputStream) -> Described {
+        let ttl = match self.expiry.ttl_ms() {
+            Some(ttl) => format!(
+                "; partitions kept {} after their last ranked row",
+                humantime::format_duration(std::time::Duration::from_millis(ttl.max(0) as u64))
+            ),
+            None => String::new(),
+        };
+        let holds = match self.keeps_first_arrivals() {
+            true => "how many rows of each partition were numbered, up to N",
+            false => "each partition's ranked rows, up to N",
+        };
+        Described {
+            detail: format!("{}{ttl}", self.described),
+            schema: self.output.clone(),
+            // Keeping the first rows by arrival passes rows on as they come, with their times.
+            watermark: match self.keeps_first_arrivals() {
+                true => input.watermark.clone(),
+                false => None,
+            },
+            state: Some(StateInfo {
+                holds: holds.to_string(),
+                fingerprint: self.fingerprint(),
+            }),
+        }
+    }
+
+    fn accepts(&self, input: Changelog) -> std::result::Result<(), String> {
+        match input {
+            Changelog::AppendOnly => Ok(()),
+            _ => Err(format!(
+                "a Top-N over a {} stream (a retraction would re-rank rows already written; only append-only input is ranked yet)",
+                input.as_str()
+            )),
+        }
+    }
+
+    /// Keeping the first rows by arrival appends; any other order takes rows back.
+    fn emits(&self, _input: Changelog, _key: &[String]) -> (Changelog, Vec<String>) {
+        match self.keeps_first_arrivals() {
+            true => (Changelog::AppendOnly, Vec::new()),
+            false => (Changelog::Retracting, Vec::new()),
+        }
+    }
+
+    fn refuses_rows_run_again(&self) -> Option<String> {
+        Some("a row run again would be ranked twice".to_string())
+    }
+
+    /// A commit cleans one key group of the partitions whose time to be kept is over.
+    async fn on_watermark(&self, _watermarks: &Watermarks) -> Result<Emitted> {
+        self.state.with(|state| {
+            self.expiry.clean(state, |value| match value.len() {
+                // An earlier version's count: when it was written is not known.
+                8 => Ok(None),
+                _ => Ok(Some(read_counted(value, RANKED)?.written_ms)),
+            })
+        })?;
+        Ok(Emitted::default())
+    }
+
+    fn keyed_state(&self) -> Option<&Slot> {
+        Some(&self.state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use arrow::array::{Array, Int64Array, StringArray};
+    use arrow::compute::SortOptions;
+    use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+    use arrow::record_batch::RecordBatch;
+    use arrow::row::SortField;
+    use datafusion::physical_expr::expressions::col;
+
+    use super::{RankOrder, TopN, TopNParts};
+    use crate::operator::harness::Harness;
+    use crate::operator::{Changelog, Operator, RowKind, Traced};
+
+    fn input() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("category", DataType::Utf8, true),
+            Field::new("item", DataType::Int64, true),
+            Field::new("amount", DataType::Int64, true),
+        ]))
+    }
+
+    fn top_n(order: RankOrder, limit: u64, ties_first: bool) -> Arc<TopN> {
+        let schema = input();
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("rn", DataType::Int64, false));
+        Arc::new(
+            TopN::new(TopNParts {
+                partition: vec![(col("category", &schema).unwrap(), DataType::Utf8)],
+                order,
+                described: "test".to_string(),
+                partition_sql: "category".to_string(),
+                limit,
+                ties_first,
+                input: schema,
+                output: Arc::new(Schema::new(fields)),
+            })
+            .unwrap(),
+        )
+    }
+
+    fn by_amount_descending() -> RankOrder {
+        let schema = input();
+        RankOrder::Values {
+            exprs: vec![col("amount", &schema).unwrap()],
+            fields: vec![SortField::new_with_options(
+                DataType::Int64,
+                SortOptions {
+                    descending: true,
+                    nulls_first: true,
+                },
+            )],
+        }
+    }
+
+    fn rows(rows: &[(&str, i64, i64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            input(),
+            vec![
+                Arc::new(StringArray::from(
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// The rows as (kind, category, item, rank), in order.
+    fn changes(traced: &Traced) -> Vec<(RowKind, String, i64, i64)> {
+        let batch = &traced.batch;
+        let text = |c: usize| {
+            batch
+                .column(c)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .clone()
+        };
+        let int = |c: usize| {
+            batch
+                .column(c)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .clone()
+        };
+        let (categories, items, ranks) = (text(0), int(1), int(3));
+        (0..batch.num_rows())
+            .map(|row| {
+                let kind = traced.kinds.as_ref().map_or(RowKind::Insert, |k| k[row]);
+                (
+                    kind,
+                    categories.value(row).to_string(),
+                    items.value(row),
+                    ranks.value(row),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn keeping_the_first_rows_appends_and_stops_writing_once_n_rows_came() {
+        let dir = tempfile::tempdir().unwrap();
+        let operator = top_n(RankOrder::Arrival { descending: false }, 2, false);
+        let harness = Harness::keyed(operator.clone(), dir.path(), "run").unwrap();
+        let (out, _) = harness
+            .push(&rows(&[("a", 1, 0), ("b", 2, 0), ("a", 3, 0), ("a", 4, 0)]))
+            .await
+            .unwrap();
+        assert!(out.kinds.is_none(), "append-only");
+        let got: Vec<(String, i64, i64)> = changes(&out)
+            .into_iter()
+            .map(|(_, c, i, r)| (c, i, r))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a".to_string(), 1, 1),
+                ("b".to_string(), 2, 1),
+                ("a".to_string(), 3, 2)
+            ]
+        );
+        let entries = || {
+            operator
+                .state
+                .with(|state| Ok(state.entries().count()))
+                .unwrap()
+        };
+        let before = operator.state.with(|state| state.digest()).unwrap();
+        let (out, _) = harness.push(&rows(&[("a", 5, 0)])).await.unwrap();
+        assert_eq!(out.batch.num_rows(), 0);
+        assert_eq!(
+            operator.state.with(|state| state.digest()).unwrap(),
+            before,
+            "a row past the first N writes nothing (so a TTL runs from the N-th row, as in Flink)"
+        );
+        assert_eq!(entries(), 2);
+    }
+
+    #[test]
+    fn an_earlier_versions_count_reads_as_a_partition_that_numbered_that_many_rows() {
+        let (partition, written) = super::decode(&5u64.to_be_bytes(), 42).unwrap();
+        assert_eq!(
+            (partition.count, partition.ranked.len(), written),
+            (5, 0, 42)
+        );
+        let operator = top_n(RankOrder::Arrival { descending: false }, 1, false);
+        assert_eq!(operator.kind(), crate::operator::OperatorKind::RowNumber);
+        assert!(
+            operator
+                .fingerprint()
+                .starts_with("ROW_NUMBER() OVER (PARTITION BY category ORDER BY PROCTIME())")
+        );
+    }
+
+    #[tokio::test]
+    async fn keeping_the_last_row_replaces_it_and_takes_the_old_one_back_first() {
+        use RowKind::{Delete, Insert};
+        let dir = tempfile::tempdir().unwrap();
+        let operator = top_n(RankOrder::Arrival { descending: true }, 1, false);
+        let harness = Harness::keyed(operator, dir.path(), "run").unwrap();
+        let (out, _) = harness
+            .push(&rows(&[("a", 1, 0), ("a", 2, 0)]))
+            .await
+            .unwrap();
+        let a = |item| ("a".to_string(), item, 1);
+        let change = |kind, (c, i, r): (String, i64, i64)| (kind, c, i, r);
+        assert_eq!(
+            changes(&out),
+            [
+                change(Insert, a(1)),
+                change(Delete, a(1)),
+                change(Insert, a(2))
+            ]
+        );
+        assert_eq!(operator_emits(Changelog::Retracting), Changelog::Retracting);
+    }
+
+    fn operator_emits(input: Changelog) -> Changelog {
+        top_n(RankOrder::Arrival { descending: true }, 1, false)
+            .emits(input, &[])
+            .0
+    }
+
+    /// A small random generator, the same run after run.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    #[tokio::test]
+    async fn a_top_n_by_a_column_always_holds_what_sorting_every_row_gives_across_restarts() {
+        for (limit, ties_first) in [(1, false), (1, true), (3, false)] {
+            let dir = tempfile::tempdir().unwrap();
+            let make = || top_n(by_amount_descending(), limit, ties_first);
+            let mut harness = Harness::keyed(make(), dir.path(), "run-0").unwrap();
+            let mut random = Lcg(limit * 2 + ties_first as u64);
+            // Every row so far, by category, in arrival order.
+            let mut seen: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+            let mut net: BTreeMap<(String, i64, i64), i64> = BTreeMap::new();
+            let mut item = 0;
+            for step in 0..80 {
+                if step % 30 == 29 {
+                    let entry = harness.checkpoint_keyed(step).await.unwrap();
+                    harness = Harness::keyed(make(), dir.path(), &format!("run-{step}")).unwrap();
+                    harness.restore_keyed(&entry).await.unwrap();
+                }
+                let mut batch = Vec::new();
+                for _ in 0..1 + random.below(4) {
+                    let category = ["a", "b"][random.below(2) as usize];
+                    item += 1;
+                    let amount = random.below(5) as i64;
+                    batch.push((category, item, amount));
+                    seen.entry(category.to_string())
+                        .or_default()
+                        .push((item, amount));
+                }
+                let (out, _) = harness.push(&rows(&batch)).await.unwrap();
+                for (kind, category, item, rank) in changes(&out) {
+                    let count = net.entry((category, item, rank)).or_insert(0);
+                    *count += if kind.is_retraction() { -1 } else { 1 };
+                }
+                net.retain(|_, count| *count != 0);
+                let mut expected = BTreeMap::new();
+                for (category, items) in &seen {
+                    let mut sorted: Vec<(usize, &(i64, i64))> = items.iter().enumerate().collect();
+                    // By amount, highest first; equal amounts by arrival (the latest first when ties go first).
+                    sorted.sort_by(|(i, (_, a)), (j, (_, b))| {
+                        b.cmp(a).then(if ties_first { j.cmp(i) } else { i.cmp(j) })
+                    });
+                    for (rank, (_, (item, _))) in
+                        sorted.into_iter().take(limit as usize).enumerate()
+                    {
+                        expected.insert((category.clone(), *item, rank as i64 + 1), 1);
+                    }
+                }
+                assert_eq!(
+                    net, expected,
+                    "limit {limit}, ties first {ties_first}, step {step}"
+                );
+            }
+        }
+    }
+}
