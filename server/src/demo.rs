@@ -1,9 +1,9 @@
 //! `strata demo`: the shop example, end to end, with nothing to install.
 //!
 //! ```text
-//!   generator ──▶ Kafka mock cluster (in process): orders, page_views, price_changes
+//!   generator ──▶ Kafka mock cluster (in process): orders, page_views, price_changes, payments
 //!                   │   (slightly out of order, a few malformed records, a few very late orders,
-//!                   │    one hot page)
+//!                   │    one hot page, payments the gateway reports twice)
 //!                   ▼
 //!   examples/shop:  ODS (Kafka) ──▶ DWD (Delta) ──▶ DWS (Delta, per-minute windows) ──▶ APP (Delta, upserts)
 //!                   DIM (cities, products) in the catalog's embedded SQL store
@@ -33,7 +33,7 @@ use strata_catalog::{Catalog, Project, RegisterMode};
 use crate::run::{Registry, RunOptions, RunSummary, run_project};
 
 /// The example project, as shipped in `examples/shop`.
-const PROJECT_FILES: [(&str, &str); 17] = [
+const PROJECT_FILES: [(&str, &str); 18] = [
     (
         "strata.toml",
         include_str!("../../examples/shop/strata.toml"),
@@ -73,6 +73,10 @@ const PROJECT_FILES: [(&str, &str); 17] = [
     (
         "pipelines/dwd/dwd_price_changes.sql",
         include_str!("../../examples/shop/pipelines/dwd/dwd_price_changes.sql"),
+    ),
+    (
+        "pipelines/dwd/dwd_paid_orders.sql",
+        include_str!("../../examples/shop/pipelines/dwd/dwd_paid_orders.sql"),
     ),
     (
         "pipelines/dws/dws_city_gmv_1m.sql",
@@ -158,8 +162,12 @@ pub async fn prepare(options: &DemoOptions) -> anyhow::Result<(Catalog, Generato
     }
     let dir = &options.dir;
     reset_dir(dir)?;
-    let (cluster, bootstrap) =
-        start_cluster(&[("orders", 3), ("page_views", 3), ("price_changes", 1)])?;
+    let (cluster, bootstrap) = start_cluster(&[
+        ("orders", 3),
+        ("page_views", 3),
+        ("price_changes", 1),
+        ("payments", 3),
+    ])?;
     write_project(dir, &PROJECT_FILES, &bootstrap)?;
     let catalog = Catalog::open(Project::load(dir)?).await?;
     let files: Vec<PathBuf> = DEMO_CATALOG.iter().map(|f| dir.join(f)).collect();
@@ -343,8 +351,8 @@ fn generate(
     stop: &AtomicBool,
     speed: u32,
 ) -> EventsProduced {
-    // orders, page views, price changes, malformed, late orders
-    let mut counts = [0u64; 5];
+    // orders, page views, price changes, malformed, late orders, payments, payments reported twice
+    let mut counts = [0u64; 7];
     let mut random = Random::new(strata_pipelines::runner::now_ms() as u64);
     let wall_start = Instant::now();
     let event_start = strata_pipelines::runner::now_ms() - if speed > 1 { 3_600_000 } else { 0 };
@@ -387,6 +395,20 @@ fn generate(
             };
             send("orders", order_id.to_string(), payload);
             counts[0] += 1;
+            // Four orders in five are paid; the gateway reports one payment in twenty twice.
+            if random.below(5) > 0 {
+                let method = ["alipay", "wechat", "card"][random.below(3) as usize];
+                let payment = format!(
+                    r#"{{"order_id": {order_id}, "method": "{method}", "paid_at": "{}"}}"#,
+                    time(0, 1_000, &mut random)
+                );
+                let reports = if random.below(20) == 0 { 2 } else { 1 };
+                for _ in 0..reports {
+                    send("payments", order_id.to_string(), payment.clone());
+                }
+                counts[5] += 1;
+                counts[6] += reports - 1;
+            }
         }
         for _ in 0..30 {
             let user = random.below(5_000);
@@ -420,12 +442,22 @@ fn generate(
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = producer.flush(Duration::from_secs(5));
-    let [orders, page_views, price_changes, malformed, late_orders] = counts;
+    let [
+        orders,
+        page_views,
+        price_changes,
+        malformed,
+        late_orders,
+        payments,
+        payments_reported_twice,
+    ] = counts;
     EventsProduced::from([
         ("orders", orders),
         ("page_views", page_views),
         ("price_changes", price_changes),
         ("malformed", malformed),
         ("late_orders", late_orders),
+        ("payments", payments),
+        ("payments_reported_twice", payments_reported_twice),
     ])
 }

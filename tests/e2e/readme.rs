@@ -89,11 +89,13 @@ async fn the_readme_walk_through_works_on_the_shop_example() {
             ("shop.dim_users", "mysql"),
             ("shop.dwd_orders", "delta"),
             ("shop.dwd_page_views", "delta"),
+            ("shop.dwd_paid_orders", "delta"),
             ("shop.dwd_price_changes", "delta"),
             ("shop.dws_city_gmv_1m", "delta"),
             ("shop.dws_page_pv_uv_1m", "delta"),
             ("shop.ods_orders", "kafka"),
             ("shop.ods_page_views", "kafka"),
+            ("shop.ods_payments", "kafka"),
             ("shop.ods_price_changes", "kafka"),
         ]
         .map(|(name, kind)| (name.to_string(), kind))

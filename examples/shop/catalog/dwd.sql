@@ -34,3 +34,15 @@ CREATE TABLE shop.dwd_price_changes (
   'connector' = 'delta',
   'owner' = 'trade-team'
 );
+
+CREATE TABLE shop.dwd_paid_orders (
+  order_id BIGINT,
+  user_id BIGINT,
+  amount DECIMAL(10, 2),
+  method STRING,
+  paid_at TIMESTAMP(3),
+  PRIMARY KEY (order_id) NOT ENFORCED
+) COMMENT 'Paid orders, one row per order, with how and when it was paid' WITH (
+  'connector' = 'delta',
+  'owner' = 'trade-team'
+);

@@ -47,3 +47,17 @@ CREATE TABLE shop.ods_price_changes (
   'connection' = 'events',
   'owner' = 'trade-team'
 );
+
+CREATE TABLE shop.ods_payments (
+  order_id BIGINT,
+  method STRING,
+  paid_at TIMESTAMP(3),
+  proc_time AS PROCTIME()
+) COMMENT 'Payment gateway callbacks; the gateway retries them, so a payment may be reported twice' WITH (
+  'connector' = 'kafka',
+  'topic' = 'payments',
+  'format' = 'json',
+  'scan.startup.mode' = 'earliest-offset',
+  'connection' = 'events',
+  'owner' = 'trade-team'
+);

@@ -87,7 +87,7 @@ fn the_demo_builds_every_layer_and_keeps_its_tables() {
     );
     let pipelines = json(&http_get(&dir, port, "/api/v1/pipelines").unwrap());
     let pipelines = pipelines.as_array().unwrap();
-    assert_eq!(pipelines.len(), 6, "{pipelines:?}");
+    assert_eq!(pipelines.len(), 7, "{pipelines:?}");
     // The DWD orders look their city and product up in the embedded DIM tables.
     let dwd_orders = pipelines
         .iter()
@@ -171,6 +171,31 @@ fn the_demo_builds_every_layer_and_keeps_its_tables() {
             &dir,
             "SELECT COUNT(*) AS n FROM shop.dwd_orders__quarantine WHERE reason <> '' AND \"offset\" >= 0"
         ) > 0
+    );
+
+    // The gateway's retried callbacks are dropped (deduplication), and each
+    // payment found its order (a regular join of two streams).
+    assert!(
+        events["payments_reported_twice"].as_u64().unwrap() > 0,
+        "{events}"
+    );
+    let paid = count(&dir, "SELECT COUNT(*) AS n FROM shop.dwd_paid_orders");
+    assert!(paid > 100, "{paid} paid orders");
+    assert_eq!(
+        count(
+            &dir,
+            "SELECT COUNT(DISTINCT order_id) AS n FROM shop.dwd_paid_orders"
+        ),
+        paid,
+        "one row per paid order"
+    );
+    assert_eq!(
+        count(
+            &dir,
+            "SELECT COUNT(*) AS n FROM shop.dwd_paid_orders p LEFT JOIN shop.dwd_orders o ON p.order_id = o.order_id WHERE o.order_id IS NOT NULL AND o.amount <> p.amount"
+        ),
+        0,
+        "each payment joined its own order"
     );
 
     // Every order found its city and product in the embedded DIM tables (lookup joins).
