@@ -1006,6 +1006,13 @@ impl Compiler<'_> {
             (JoinType::Left, None) => JoinKind::Left,
             (JoinType::Right, None) => JoinKind::Right,
             (JoinType::Full, None) => JoinKind::Full,
+            (JoinType::LeftSemi, None) => JoinKind::Semi,
+            (JoinType::LeftAnti, None) if join.null_aware => {
+                return Err(refuse(
+                    "NOT IN over a stream (a NULL among its values would keep every row out; write NOT EXISTS, which Strata runs as an anti join)".to_string(),
+                ));
+            }
+            (JoinType::LeftAnti, None) => JoinKind::Anti,
             (other, Some(_)) => {
                 return Err(refuse(format!(
                     "a {other} interval join (only inner interval joins run yet; a regular join of the two streams, without the band of time, may be outer)"
@@ -1013,7 +1020,7 @@ impl Compiler<'_> {
             }
             (other, None) => {
                 return Err(refuse(format!(
-                    "a {other} join of two streams (regular joins run as INNER, LEFT, RIGHT or FULL joins; IN and EXISTS over a stream are not supported yet)"
+                    "a {other} join of two streams (regular joins run as INNER, LEFT, RIGHT or FULL joins, and as semi and anti joins of IN, EXISTS and NOT EXISTS)"
                 )));
             }
         };
@@ -1063,8 +1070,12 @@ impl Compiler<'_> {
         let (Some((lower_ms, upper_ms)), Some(filter), Some(left_time), Some(right_time)) =
             (band, &join.filter, left_time, right_time)
         else {
+            // The rest of the ON clause judges pairs: the left columns, then the right ones.
+            let pairs = left
+                .join(right)
+                .map_err(|err| refuse(format!("the join's columns ({err})")))?;
             let filter = match &join.filter {
-                Some(filter) => Some(self.physical(filter, &join.schema)?),
+                Some(filter) => Some(self.physical(filter, &pairs)?),
                 None => None,
             };
             let side = |schema, keys| JoinSide { schema, keys };

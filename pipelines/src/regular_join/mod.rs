@@ -64,6 +64,10 @@ pub enum JoinKind {
     Left,
     Right,
     Full,
+    /// The left rows that match a right row, each once (`IN`, `EXISTS`).
+    Semi,
+    /// The left rows that match no right row (`NOT EXISTS`).
+    Anti,
 }
 
 impl JoinKind {
@@ -76,12 +80,25 @@ impl JoinKind {
         )
     }
 
+    /// Whether `side`'s rows keep how many rows of the other stream they
+    /// match: a padded side's, and a semi or anti join's left rows.
+    fn keeps_matches(self, side: Side) -> bool {
+        self.pads(side) || (self.filters_left() && side == Side::Left)
+    }
+
+    /// Whether it emits left rows alone, as they match or not (a semi or anti join).
+    fn filters_left(self) -> bool {
+        matches!(self, JoinKind::Semi | JoinKind::Anti)
+    }
+
     pub fn as_sql(self) -> &'static str {
         match self {
             JoinKind::Inner => "INNER JOIN",
             JoinKind::Left => "LEFT JOIN",
             JoinKind::Right => "RIGHT JOIN",
             JoinKind::Full => "FULL JOIN",
+            JoinKind::Semi => "LEFT SEMI JOIN (IN, EXISTS)",
+            JoinKind::Anti => "LEFT ANTI JOIN (NOT EXISTS)",
         }
     }
 }
@@ -96,9 +113,12 @@ pub struct RegularJoin {
     key_converter: RowConverter,
     /// Each side's rows as bytes, to keep and to bring back.
     rows: [RowConverter; 2],
-    /// The ON clause beyond the key equalities, over `output`.
+    /// The ON clause beyond the key equalities, over `pairs`.
     filter: Option<Arc<dyn PhysicalExpr>>,
-    /// The left stream's columns, then the right's.
+    /// The left stream's columns, then the right's (all nullable): the pairs
+    /// the rest of the ON clause judges.
+    pairs: SchemaRef,
+    /// What it emits: the pairs' columns, or a semi or anti join's left columns.
     output: SchemaRef,
     /// Row counts by join key, side and row.
     state: Slot,
@@ -176,7 +196,8 @@ struct OwnRow {
 impl RegularJoin {
     /// Joins `left` and `right` as `kind` on their keys, compared as
     /// `key_types`, into rows of `output` (the left columns, then the right
-    /// ones) that `filter`, the rest of the ON clause, keeps.
+    /// ones; a semi or anti join's left columns) that `filter`, the rest of
+    /// the ON clause over the left columns then the right ones, keeps.
     pub fn new(
         kind: JoinKind,
         left: JoinSide,
@@ -185,8 +206,17 @@ impl RegularJoin {
         filter: Option<Arc<dyn PhysicalExpr>>,
         output: SchemaRef,
     ) -> Result<Self> {
+        let pairs = Arc::new(arrow::datatypes::Schema::new(
+            left.schema
+                .fields()
+                .iter()
+                .chain(right.schema.fields().iter())
+                .map(|field| field.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
         Ok(Self {
             kind,
+            pairs,
             key_converter: RowConverter::new(
                 key_types.iter().cloned().map(SortField::new).collect(),
             )?,
@@ -269,7 +299,7 @@ impl RegularJoin {
     /// for rows whose time to be kept is over.
     fn theirs(&self, side: Side, keys: &[Option<Vec<u8>>]) -> Result<Theirs> {
         let now = self.expiry.now();
-        let padded = self.kind.pads(other(side));
+        let padded = self.kind.keeps_matches(other(side));
         let mut theirs = Theirs {
             rows: Vec::new(),
             by_key: HashMap::new(),
@@ -306,8 +336,9 @@ impl RegularJoin {
         Ok(converter.convert_rows(theirs.rows.iter().map(|(_, _, row)| parser.parse(&row.row)))?)
     }
 
-    /// Rows of the output made of this stream's rows at `own` (of `batch`)
-    /// and the other's at `theirs` (of `their_columns`), NULLs where none.
+    /// Rows made of this stream's rows at `own` (of `batch`) and the other's
+    /// at `theirs` (of `their_columns`), NULLs where none: whole pairs, for
+    /// the rest of the ON clause, or the output's columns.
     fn assemble(
         &self,
         side: Side,
@@ -315,6 +346,7 @@ impl RegularJoin {
         their_columns: &[ArrayRef],
         own: &[Option<u32>],
         theirs: &[Option<u32>],
+        whole_pairs: bool,
     ) -> Result<RecordBatch> {
         let take = |columns: &[ArrayRef], at: &[Option<u32>]| -> Result<Vec<ArrayRef>> {
             if at.iter().all(Option::is_none) {
@@ -331,14 +363,19 @@ impl RegularJoin {
         };
         let mine = take(batch.columns(), own)?;
         let theirs = take(their_columns, theirs)?;
-        let columns = match side {
-            Side::Left => mine.into_iter().chain(theirs).collect(),
-            Side::Right => theirs.into_iter().chain(mine).collect(),
+        let (left, right) = match side {
+            Side::Left => (mine, theirs),
+            Side::Right => (theirs, mine),
+        };
+        let (schema, columns) = match whole_pairs {
+            true => (&self.pairs, left.into_iter().chain(right).collect()),
+            false if self.kind.filters_left() => (&self.output, left),
+            false => (&self.output, left.into_iter().chain(right).collect()),
         };
         let options =
             arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(own.len()));
         Ok(RecordBatch::try_new_with_options(
-            self.output.clone(),
+            schema.clone(),
             columns,
             &options,
         )?)
@@ -373,7 +410,7 @@ impl RegularJoin {
                     .map(move |&at| (Some(row as u32), Some(at as u32)))
             })
             .unzip();
-        let pairs = self.assemble(side, batch, their_columns, &own, &their)?;
+        let pairs = self.assemble(side, batch, their_columns, &own, &their, true)?;
         let kept = condition_mask(filter, &pairs)?;
         let mut kept = kept.values().iter();
         Ok(candidates
@@ -397,6 +434,7 @@ impl RegularJoin {
         theirs: &mut Theirs,
     ) -> Result<(Pairs, HashMap<Vec<u8>, OwnRow>)> {
         let (pads_own, pads_theirs) = (self.kind.pads(side), self.kind.pads(other(side)));
+        let keeps_matches = self.kind.keeps_matches(side);
         let now = self.expiry.now();
         let bytes = self
             .converter(side)
@@ -408,7 +446,10 @@ impl RegularJoin {
                 let kind = input.kinds.as_ref().map_or(RowKind::Insert, |k| k[row]);
                 let Some(key) = key else {
                     // A NULL key matches nothing (a key too long has gone to quarantine).
-                    if pads_own && !keys.too_long.contains(&row) {
+                    if self.kind.filters_left() && !keys.too_long.contains(&row) {
+                        let anti = self.kind == JoinKind::Anti;
+                        semi_anti(side, row, kind, &[], theirs, anti, &mut pairs);
+                    } else if pads_own && !keys.too_long.contains(&row) {
                         let padded = match kind.is_retraction() {
                             true => RowKind::Delete,
                             false => RowKind::Insert,
@@ -421,7 +462,7 @@ impl RegularJoin {
                 if !own.contains_key(&stored_key) {
                     let group = key_group(key);
                     let kept = match state.get_grouped(group, &stored_key)? {
-                        Some(value) => Some(StoredRow::decode(&value, pads_own)?)
+                        Some(value) => Some(StoredRow::decode(&value, keeps_matches)?)
                             .filter(|kept| !self.expiry.expired(kept.written_ms, now)),
                         None => None,
                     };
@@ -443,10 +484,22 @@ impl RegularJoin {
                 }
                 let entry = &mut own.get_mut(&stored_key).expect("just looked up").row;
                 let matches = &matched[row];
+                if self.kind.filters_left() {
+                    match kind.is_retraction() {
+                        false => entry.count += 1,
+                        true => entry.count = entry.count.saturating_sub(1),
+                    }
+                    if keeps_matches && !kind.is_retraction() {
+                        entry.matches = matches.iter().map(|&at| theirs.rows[at].2.count).sum();
+                    }
+                    let anti = self.kind == JoinKind::Anti;
+                    semi_anti(side, row, kind, matches, theirs, anti, &mut pairs);
+                    continue;
+                }
                 match kind.is_retraction() {
                     false => {
                         entry.count += 1;
-                        if pads_own {
+                        if keeps_matches {
                             entry.matches = matches.iter().map(|&at| theirs.rows[at].2.count).sum();
                         }
                         accumulate(
@@ -583,6 +636,49 @@ fn retract(
     }
 }
 
+/// What a row makes in a semi or anti join, as Flink's `SemiAntiJoinOperator`
+/// does: a left row comes out (with its own kind) if it matches (semi) or
+/// does not (anti); a right row's first match of a left row lets it out
+/// (semi) or takes it back (anti), and its last match taken back does the opposite.
+fn semi_anti(
+    side: Side,
+    row: usize,
+    kind: RowKind,
+    matches: &[usize],
+    theirs: &mut Theirs,
+    anti: bool,
+    pairs: &mut Pairs,
+) {
+    if side == Side::Left {
+        if matches.is_empty() == anti {
+            pairs.push(kind, Some(row), None, row);
+        }
+        return;
+    }
+    let (first, last) = match anti {
+        false => (RowKind::Insert, RowKind::Delete),
+        true => (RowKind::Delete, RowKind::Insert),
+    };
+    for &at in matches {
+        let left = &mut theirs.rows[at].2;
+        match kind.is_retraction() {
+            false => {
+                if left.matches == 0 {
+                    pairs.push_times(left.count, first, None, Some(at), row);
+                }
+                left.matches += 1;
+            }
+            true => {
+                if left.matches == 1 {
+                    pairs.push_times(left.count, last, None, Some(at), row);
+                }
+                left.matches = left.matches.saturating_sub(1);
+            }
+        }
+        theirs.touched[at] = true;
+    }
+}
+
 /// The state writes a batch leaves: this stream's rows as they now stand
 /// (gone when none is left), and the other stream's rows whose match count changed.
 fn state_changes(
@@ -626,6 +722,7 @@ impl Operator for RegularJoin {
             &their_columns,
             &pairs.own,
             &pairs.theirs,
+            false,
         )?;
         let all_inserts = pairs.kinds.iter().all(|&kind| kind == RowKind::Insert);
         let traced = Traced {
@@ -645,7 +742,12 @@ impl Operator for RegularJoin {
                 MAX_KEY_BYTES / 1024
             ),
         );
-        let changes = state_changes(own, theirs, self.kind.pads(side), self.expiry.now());
+        let changes = state_changes(
+            own,
+            theirs,
+            self.kind.keeps_matches(side),
+            self.expiry.now(),
+        );
         let join = self.clone();
         Ok(Processed {
             traced,
@@ -687,7 +789,9 @@ impl Operator for RegularJoin {
     /// comes, and a changelog's retractions take back what they joined.
     fn emits(&self, input: Changelog, _key: &[String]) -> (Changelog, Vec<String>) {
         match (self.kind, input) {
-            (JoinKind::Inner, Changelog::AppendOnly) => (Changelog::AppendOnly, Vec::new()),
+            (JoinKind::Inner | JoinKind::Semi, Changelog::AppendOnly) => {
+                (Changelog::AppendOnly, Vec::new())
+            }
             _ => (Changelog::Retracting, Vec::new()),
         }
     }

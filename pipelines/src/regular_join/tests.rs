@@ -52,7 +52,11 @@ fn join_where(filter: Option<Condition>) -> Arc<RegularJoin> {
 /// The join of `kind`, with `filter` as the rest of its ON clause.
 fn join_of(kind: JoinKind, filter: Option<Condition>) -> Arc<RegularJoin> {
     let (left, right) = (orders(), users());
-    let output = joined_schema(&left, &right);
+    let pairs = joined_schema(&left, &right);
+    let output = match kind {
+        JoinKind::Semi | JoinKind::Anti => orders(),
+        _ => pairs.clone(),
+    };
     Arc::new(
         RegularJoin::new(
             kind,
@@ -65,7 +69,7 @@ fn join_of(kind: JoinKind, filter: Option<Condition>) -> Arc<RegularJoin> {
                 schema: right,
             },
             vec![DataType::Int64],
-            filter.map(|filter| filter(&output)),
+            filter.map(|filter| filter(&pairs)),
             output,
         )
         .unwrap(),
@@ -519,9 +523,14 @@ fn expected(
     let meets = |o: &Order, u: &User| o.1 == Some(u.0) && (!filtered || o.0 >= u.0);
     let mut rows = std::collections::BTreeMap::new();
     for order in orders {
-        let mut matched = false;
+        let matched = users.iter().any(|u| meets(order, u));
+        if matches!(kind, JoinKind::Semi | JoinKind::Anti) {
+            if matched == (kind == JoinKind::Semi) {
+                *rows.entry(text(Some(order), None)).or_insert(0) += 1;
+            }
+            continue;
+        }
         for user in users.iter().filter(|u| meets(order, u)) {
-            matched = true;
             *rows.entry(text(Some(order), Some(user))).or_insert(0) += 1;
         }
         if !matched && kind.pads(Side::Left) {
@@ -547,20 +556,26 @@ fn apply(net: &mut std::collections::BTreeMap<String, i64>, out: &Traced) {
             .unwrap()
             .clone()
     };
-    let (order_ids, user_ids, ids) = (int(0), int(1), int(2));
-    let names = batch
-        .column(3)
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .unwrap();
+    let (order_ids, user_ids) = (int(0), int(1));
+    // A semi or anti join emits the orders' columns alone.
+    let users = (batch.num_columns() == 4).then(|| {
+        let names = batch
+            .column(3)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .clone();
+        (int(2), names)
+    });
     for row in 0..batch.num_rows() {
         let order = order_ids.is_valid(row).then(|| {
             let user = user_ids.is_valid(row).then(|| user_ids.value(row));
             (order_ids.value(row), user)
         });
-        let user = ids
-            .is_valid(row)
-            .then(|| (ids.value(row), names.value(row).to_string()));
+        let user = users.as_ref().and_then(|(ids, names)| {
+            ids.is_valid(row)
+                .then(|| (ids.value(row), names.value(row).to_string()))
+        });
         let count = net.entry(text(order.as_ref(), user.as_ref())).or_insert(0);
         *count += if out.retracts(row) { -1 } else { 1 };
     }
@@ -584,6 +599,8 @@ async fn every_kind_of_join_ends_where_joining_what_is_left_of_both_streams_does
         JoinKind::Left,
         JoinKind::Right,
         JoinKind::Full,
+        JoinKind::Semi,
+        JoinKind::Anti,
     ] {
         for filtered in [false, true] {
             let dir = tempfile::tempdir().unwrap();
@@ -690,5 +707,51 @@ async fn an_update_keeps_its_kinds_through_an_inner_join_and_a_left_join_pads_be
             .await
             .unwrap();
         assert_eq!(changes(&out), expected, "{kind:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_semi_join_lets_an_order_out_once_and_an_anti_join_takes_it_back_when_its_user_comes() {
+    use RowKind::{Delete, Insert};
+    for (kind, on_user, on_user_gone) in [
+        (JoinKind::Semi, Insert, Delete),
+        (JoinKind::Anti, Delete, Insert),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let harness = Harness::keyed(join_of(kind, None), dir.path(), "run").unwrap();
+        let (out, _) = harness
+            .push(&order_rows(&[(1, Some(7)), (2, None)]))
+            .await
+            .unwrap();
+        let waiting: Vec<Option<i64>> = match kind {
+            JoinKind::Semi => vec![],
+            _ => vec![Some(1), Some(2)],
+        };
+        assert_eq!(out.batch.num_rows(), waiting.len(), "{kind:?}");
+        assert_eq!(out.batch.num_columns(), 2, "the orders' columns alone");
+        // Two users of key 7: the order comes out (or goes) once.
+        let (out, _) = harness
+            .push_side(&user_rows(&[(7, "ann"), (7, "al")]), Side::Right)
+            .await
+            .unwrap();
+        let kinds = out
+            .kinds
+            .clone()
+            .unwrap_or_else(|| vec![Insert; out.batch.num_rows()]);
+        assert_eq!(
+            (out.batch.num_rows(), kinds),
+            (1, vec![on_user]),
+            "{kind:?}"
+        );
+        let (out, _) = harness
+            .push_side_changes(&user_rows(&[(7, "ann")]), &[Delete], Side::Right)
+            .await
+            .unwrap();
+        assert_eq!(out.batch.num_rows(), 0, "{kind:?}: al still matches");
+        let (out, _) = harness
+            .push_side_changes(&user_rows(&[(7, "al")]), &[Delete], Side::Right)
+            .await
+            .unwrap();
+        assert_eq!(out.kinds, Some(vec![on_user_gone]), "{kind:?}");
     }
 }
