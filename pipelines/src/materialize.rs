@@ -25,11 +25,11 @@ use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 
 use crate::batch::row_converter;
-use crate::error::{PipelineError, Result};
-use crate::keyed::{MAX_KEY_BYTES, Slot, counted, read_counted};
+use crate::error::Result;
+use crate::keyed::{Expiry, MAX_KEY_BYTES, Slot, counted, push_part, read_counted, take_part};
 use crate::operator::{
-    BatchContext, Changelog, Described, InputStream, Missed, Operator, OperatorKind, Processed,
-    RowKind, StateInfo, StateWrite, Traced,
+    BatchContext, Changelog, Described, Emitted, InputStream, Missed, Operator, OperatorKind,
+    Processed, RowKind, StateInfo, StateWrite, Traced, Watermarks,
 };
 use crate::state::schema_fingerprint;
 
@@ -46,6 +46,8 @@ pub struct UpsertMaterializer {
     rows: RowConverter,
     schema: SchemaRef,
     state: Slot,
+    /// When a key not written again is forgotten (`SET 'table.exec.state.ttl'`).
+    expiry: Expiry,
 }
 
 impl UpsertMaterializer {
@@ -63,32 +65,34 @@ impl UpsertMaterializer {
             key_names,
             schema,
             state: Slot::default(),
+            expiry: Expiry::default(),
         })
     }
+
+    /// The materializer, forgetting a key as `expiry` says (after `SET 'table.exec.state.ttl'`).
+    pub fn expiring(mut self, expiry: Expiry) -> Self {
+        self.expiry = expiry;
+        self
+    }
 }
 
-fn encode(rows: &[Vec<u8>]) -> Vec<u8> {
+fn encode(rows: &[Vec<u8>], now: i64) -> Vec<u8> {
     let mut rest = Vec::new();
     for row in rows {
-        rest.extend_from_slice(&(row.len() as u32).to_be_bytes());
-        rest.extend_from_slice(row);
+        push_part(&mut rest, row);
     }
-    counted(rows.len() as u64, 0, &rest)
+    counted(rows.len() as u64, now, &rest)
 }
 
-fn decode(value: &[u8]) -> Result<Vec<Vec<u8>>> {
+/// The rows under a key, and when they were last written.
+fn decode(value: &[u8]) -> Result<(Vec<Vec<u8>>, i64)> {
     let kept = read_counted(value, ROWS)?;
     let mut rest = kept.rest;
     let mut rows = Vec::with_capacity(kept.count as usize);
-    while let Some((len, after)) = rest.split_first_chunk::<4>() {
-        let len = u32::from_be_bytes(*len) as usize;
-        let row = after
-            .get(..len)
-            .ok_or_else(|| PipelineError::State(format!("{ROWS} cut short in keyed state")))?;
-        rows.push(row.to_vec());
-        rest = &after[len..];
+    while !rest.is_empty() {
+        rows.push(take_part(&mut rest, ROWS)?);
     }
-    Ok(rows)
+    Ok((rows, kept.written_ms))
 }
 
 /// What a batch makes: each row as bytes, its kind and the input row it comes from.
@@ -107,14 +111,15 @@ impl Upserts {
     }
 }
 
-/// Takes one row into the rows under its key: what it makes.
+/// Takes one row into the rows under its key: what it makes. Whether the
+/// rows under the key changed.
 fn take_row(
     under_key: &mut Vec<Vec<u8>>,
     row: &[u8],
     kind: RowKind,
     from: usize,
     out: &mut Upserts,
-) {
+) -> bool {
     if !kind.is_retraction() {
         under_key.push(row.to_vec());
         let kind = match under_key.len() {
@@ -122,11 +127,11 @@ fn take_row(
             _ => RowKind::UpdateAfter,
         };
         out.push(row, kind, from);
-        return;
+        return true;
     }
     let newest = under_key.len().saturating_sub(1);
     let Some(at) = under_key.iter().position(|kept| kept.as_slice() == row) else {
-        return;
+        return false;
     };
     under_key.remove(at);
     match under_key.last() {
@@ -136,6 +141,7 @@ fn take_row(
         }
         Some(_) => {}
     }
+    true
 }
 
 #[async_trait::async_trait]
@@ -153,7 +159,9 @@ impl Operator for UpsertMaterializer {
             .collect();
         let keys = self.key_converter.convert_columns(&key_columns)?;
         let rows = self.rows.convert_columns(batch.columns())?;
-        let mut under: HashMap<Vec<u8>, Vec<Vec<u8>>> = HashMap::new();
+        let now = self.expiry.now();
+        // The rows under each key the batch touches, and whether they changed.
+        let mut under: HashMap<Vec<u8>, (Vec<Vec<u8>>, bool)> = HashMap::new();
         let mut out = Upserts::default();
         let mut too_long = Vec::new();
         self.state.with(|state| {
@@ -165,14 +173,20 @@ impl Operator for UpsertMaterializer {
                 }
                 if !under.contains_key(key) {
                     let kept = match state.get(key)? {
-                        Some(value) => decode(&value)?,
+                        Some(value) => {
+                            let (rows, written) = decode(&value)?;
+                            match self.expiry.expired(written, now) {
+                                true => Vec::new(),
+                                false => rows,
+                            }
+                        }
                         None => Vec::new(),
                     };
-                    under.insert(key.to_vec(), kept);
+                    under.insert(key.to_vec(), (kept, false));
                 }
                 let kind = input.kinds.as_ref().map_or(RowKind::Insert, |k| k[row]);
-                let under_key = under.get_mut(key).expect("just loaded");
-                take_row(under_key, rows.row(row).data(), kind, row, &mut out);
+                let (under_key, changed) = under.get_mut(key).expect("just loaded");
+                *changed |= take_row(under_key, rows.row(row).data(), kind, row, &mut out);
             }
             Ok(())
         })?;
@@ -197,8 +211,9 @@ impl Operator for UpsertMaterializer {
         );
         let changes = under
             .into_iter()
-            .map(|(key, rows)| {
-                let value = (!rows.is_empty()).then(|| encode(&rows));
+            .filter(|(_, (_, changed))| *changed)
+            .map(|(key, (rows, _))| {
+                let value = (!rows.is_empty()).then(|| encode(&rows, now));
                 (key, value)
             })
             .collect();
@@ -235,6 +250,16 @@ impl Operator for UpsertMaterializer {
 
     fn refuses_rows_run_again(&self) -> Option<String> {
         Some("a row run again would be kept under its key twice".to_string())
+    }
+
+    /// A commit cleans one key group of the keys whose time to be kept is over.
+    async fn on_watermark(&self, _watermarks: &Watermarks) -> Result<Emitted> {
+        self.state.with(|state| {
+            self.expiry.clean(state, |value| {
+                Ok(Some(read_counted(value, ROWS)?.written_ms))
+            })
+        })?;
+        Ok(Emitted::default())
     }
 
     fn keyed_state(&self) -> Option<&Slot> {

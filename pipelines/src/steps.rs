@@ -16,7 +16,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::batch::{evaluate, with_column};
 use crate::error::{PipelineError, Result};
 use crate::operator::{
-    BatchContext, Described, InputStream, Operator, OperatorKind, Processed, Traced,
+    BatchContext, Changelog, Described, InputStream, Operator, OperatorKind, Processed, Traced,
 };
 
 /// A step that maps a batch to a batch, row by row.
@@ -63,6 +63,28 @@ impl Stateless {
     }
 }
 
+impl Stateless {
+    /// The names `key` (columns of the input) has in the output, if every
+    /// key column is passed on; none otherwise.
+    fn key_after(&self, key: &[String]) -> Vec<String> {
+        match self {
+            Stateless::Filter(_) | Stateless::Select(_) => key.to_vec(),
+            Stateless::Project { exprs, schema } => key
+                .iter()
+                .map(|name| {
+                    exprs.iter().position(|expr| {
+                        (expr.as_ref() as &dyn std::any::Any)
+                            .downcast_ref::<datafusion::physical_expr::expressions::Column>()
+                            .is_some_and(|column| column.name() == name)
+                    })
+                })
+                .map(|at| at.map(|at| schema.field(at).name().clone()))
+                .collect::<Option<Vec<String>>>()
+                .unwrap_or_default(),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Operator for Stateless {
     fn kind(&self) -> OperatorKind {
@@ -74,6 +96,12 @@ impl Operator for Stateless {
 
     async fn process(self: Arc<Self>, input: Traced, _ctx: &BatchContext<'_>) -> Result<Processed> {
         self.apply(input).map(Processed::from)
+    }
+
+    /// The same changes, under the key's names in the output (no key if a
+    /// projection does not pass every key column on as it is).
+    fn emits(&self, input: Changelog, key: &[String]) -> (Changelog, Vec<String>) {
+        (input, self.key_after(key))
     }
 
     fn describe(&self, input: &InputStream) -> Described {

@@ -158,6 +158,13 @@ impl CompiledPlan {
         let mut state = SessionStateBuilder::new_from_existing(state.clone())
             .with_optimizer_rules(rules)
             .build();
+        // NULLs sort as the lowest values, as in Flink: first when ascending, last when
+        // descending, unless the ORDER BY says otherwise (a Top-N ranks by it).
+        state
+            .config_mut()
+            .options_mut()
+            .sql_parser
+            .default_null_ordering = "nulls_min".to_string();
         // Rebuilding registers every function again, DataFusion's and Flink's in no set
         // order: a built-in's alias (to_char's `date_format`) could take a Flink name back.
         strata_catalog::functions::register_flink_functions(&mut state)
@@ -602,9 +609,10 @@ fn without_set_aside(traced: Traced, missed: &[Missed]) -> Result<Traced> {
     traced.filter(&keep)
 }
 
-/// The upsert materializer before the target, if the steps' rows are taken
-/// back whole (by a join or a Top-N) without a key, and the target is
-/// upserted by its own (Flink adds its `SinkUpsertMaterializer` there).
+/// The upsert materializer before the target, if the steps' rows change
+/// under a key the target's does not contain (a join's rows have none, a
+/// Top-N's are its partition), and the target is upserted by its own (Flink
+/// adds its `SinkUpsertMaterializer` there).
 fn materializer(
     valid: &ValidPipeline,
     steps: &[Step],
@@ -633,10 +641,18 @@ fn materializer(
         };
         (changelog, key) = operator.emits(reads, &key);
     }
-    if changelog != Changelog::Retracting || !key.is_empty() {
+    // The SELECT's columns are the target's, by position: rows keyed by
+    // columns among the target's key each stand alone under a target key.
+    let under_target_key = |name: &String| {
+        output
+            .fields()
+            .iter()
+            .position(|field| field.name() == name)
+            .is_some_and(|at| target.primary_key.contains(target.schema.field(at).name()))
+    };
+    if changelog == Changelog::AppendOnly || (!key.is_empty() && key.iter().all(under_target_key)) {
         return Ok(None);
     }
-    // The SELECT's columns are the target's, by position.
     let key_columns = target
         .primary_key
         .iter()
@@ -654,11 +670,13 @@ fn materializer(
                 })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Some(Arc::new(crate::materialize::UpsertMaterializer::new(
+    let materializer = crate::materialize::UpsertMaterializer::new(
         Arc::new(output.as_arrow().clone()),
         key_columns,
         target.primary_key.clone(),
-    )?)))
+    )?
+    .expiring(Expiry::after(valid.pipeline.settings.state_ttl_ms));
+    Ok(Some(Arc::new(materializer)))
 }
 
 /// Flink's `table.exec.state.ttl` expires the state of every stateful
@@ -789,6 +807,7 @@ impl Compiler<'_> {
             unsupported: self.unsupported,
             rank_limits: &self.rank_limits,
             state_ttl_ms: self.state_ttl_ms,
+            event_times: &self.streams,
         }
     }
 

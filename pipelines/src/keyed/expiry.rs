@@ -24,6 +24,23 @@ pub fn counted(count: u64, written_ms: i64, rest: &[u8]) -> Vec<u8> {
     value
 }
 
+/// Appends `part` to `out` behind its length, for [`take_part`] to read back.
+pub fn push_part(out: &mut Vec<u8>, part: &[u8]) {
+    out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+    out.extend_from_slice(part);
+}
+
+/// The next part [`push_part`] wrote at the start of `rest`, which moves past
+/// it; `what` names the value in errors.
+pub fn take_part(rest: &mut &[u8], what: &str) -> Result<Vec<u8>> {
+    let truncated = || PipelineError::State(format!("{what} cut short in keyed state"));
+    let (len, after) = rest.split_first_chunk::<4>().ok_or_else(truncated)?;
+    let len = u32::from_be_bytes(*len) as usize;
+    let part = after.get(..len).ok_or_else(truncated)?.to_vec();
+    *rest = &after[len..];
+    Ok(part)
+}
+
 /// A value [`counted`] wrote, read back.
 pub struct Counted<'a> {
     pub count: u64,

@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
-pub use expiry::{Counted, Expiry, counted, read_counted};
+pub use expiry::{Counted, Expiry, counted, push_part, read_counted, take_part};
 pub use manifest::{FileKind, Manifest, StateFile};
 pub use remote::RemoteFiles;
 

@@ -28,6 +28,8 @@ pub struct PlanContext<'a> {
     pub(crate) rank_limits: &'a [(usize, u64)],
     /// `SET 'table.exec.state.ttl'`, if the pipeline sets it.
     pub(crate) state_ttl_ms: Option<i64>,
+    /// The streams' event-time columns (their `WATERMARK FOR` columns).
+    pub(crate) event_times: &'a [(strata_catalog::TableName, Option<String>)],
 }
 
 impl PlanContext<'_> {
@@ -38,6 +40,13 @@ impl PlanContext<'_> {
             .iter()
             .find(|(window, _)| *window == at)
             .map(|(_, limit)| *limit)
+    }
+
+    /// Whether `column` is a stream's event-time column (Flink's rowtime attribute).
+    pub fn is_event_time(&self, column: &str) -> bool {
+        self.event_times
+            .iter()
+            .any(|(_, time)| time.as_deref() == Some(column))
     }
 
     /// How long state not written is kept (`SET 'table.exec.state.ttl'`), if the pipeline bounds it.

@@ -36,29 +36,34 @@ fn upper_bound(condition: &Expr) -> Option<(Column, u64)> {
     };
     let limit = match op {
         Operator::LtEq => number,
-        Operator::Lt => number - 1,
+        Operator::Lt => number.checked_sub(1)?,
         Operator::Eq if number == 1 => 1,
         _ => return None,
     };
     (limit >= 1).then_some((column, limit as u64))
 }
 
+/// The column `expr` is, through casts to other integer types (a cast to a
+/// float or a string would compare otherwise).
 fn column_of(expr: &Expr) -> Option<Column> {
     match expr {
         Expr::Column(column) => Some(column.clone()),
-        Expr::Cast(cast) => column_of(&cast.expr),
-        Expr::TryCast(cast) => column_of(&cast.expr),
+        Expr::Cast(cast) if cast.field.data_type().is_integer() => column_of(&cast.expr),
+        Expr::TryCast(cast) if cast.field.data_type().is_integer() => column_of(&cast.expr),
         _ => None,
     }
 }
 
+/// The integer `expr` is, if it is an integer literal (maybe cast to another integer type).
 fn whole_number(expr: &Expr) -> Option<i64> {
     match expr {
-        Expr::Literal(value, _) => match value.cast_to(&arrow::datatypes::DataType::Int64) {
-            Ok(ScalarValue::Int64(Some(number))) => Some(number),
-            _ => None,
-        },
-        Expr::Cast(cast) => whole_number(&cast.expr),
+        Expr::Literal(value, _) if value.data_type().is_integer() => {
+            match value.cast_to(&arrow::datatypes::DataType::Int64) {
+                Ok(ScalarValue::Int64(Some(number))) => Some(number),
+                _ => None,
+            }
+        }
+        Expr::Cast(cast) if cast.field.data_type().is_integer() => whole_number(&cast.expr),
         _ => None,
     }
 }
@@ -88,5 +93,33 @@ fn numbering_window<'p>(plan: &'p LogicalPlan, column: &Column) -> Option<&'p Lo
             (fields[fields.len() - 1].name() == &column.name).then_some(plan)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::datatypes::DataType;
+    use datafusion::logical_expr::{cast, col, lit};
+
+    use super::upper_bound;
+
+    #[test]
+    fn only_an_integer_bound_on_the_number_itself_is_read() {
+        let bound = |expr| upper_bound(&expr).map(|(column, limit)| (column.name, limit));
+        let rn = || col("rn");
+        assert_eq!(bound(rn().lt_eq(lit(3i64))), Some(("rn".to_string(), 3)));
+        assert_eq!(bound(rn().lt(lit(3i64))), Some(("rn".to_string(), 2)));
+        assert_eq!(bound(lit(3i64).gt_eq(rn())), Some(("rn".to_string(), 3)));
+        assert_eq!(bound(rn().eq(lit(1i64))), Some(("rn".to_string(), 1)));
+        assert_eq!(
+            bound(cast(rn(), DataType::Int32).lt_eq(lit(2i32))),
+            Some(("rn".to_string(), 2))
+        );
+        // rn = 2 keeps one rank, not the first two; a float or text comparison lets other ranks through.
+        assert_eq!(bound(rn().eq(lit(2i64))), None);
+        assert_eq!(bound(cast(rn(), DataType::Float64).lt(lit(3.5f64))), None);
+        assert_eq!(bound(cast(rn(), DataType::Utf8).lt_eq(lit("3"))), None);
+        assert_eq!(bound(rn().lt(lit(i64::MIN))), None);
+        assert_eq!(bound(rn().lt_eq(lit(0i64))), None);
     }
 }

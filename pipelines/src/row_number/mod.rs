@@ -35,7 +35,7 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, WindowFunctionD
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::batch::evaluate;
-use crate::error::Result;
+use crate::error::{PipelineError, Result};
 use crate::keyed::{MAX_KEY_BYTES, Slot, decode_count};
 use crate::operator::planner::{OperatorPlanner, PlanContext};
 use crate::operator::{
@@ -105,6 +105,11 @@ impl RowNumber {
                 let before = match overlay.get(&key) {
                     Some(&count) => count,
                     None => match counts.get(&key)? {
+                        Some(stored) if stored.len() != 8 => {
+                            return Err(PipelineError::State(
+                                "the ROW_NUMBER counts were kept by a deduplication bounded by WHERE rn <= N, which stops counting at N, so they cannot number every row; run `strata pipeline reset` to number the rows from the start".to_string(),
+                            ));
+                        }
                         Some(stored) => decode_count(&stored, "a ROW_NUMBER count")?,
                         None => 0,
                     },
@@ -359,10 +364,33 @@ fn plan_top_n(
         (RankOrder::Arrival { descending: true }, _) => "the last N rows",
         (RankOrder::Values { .. }, _) => "Top-N",
     };
-    // Flink's deduplication keeping the last row by a time: the later of two equal times wins.
-    let ties_first = matches!(params.order_by.as_slice(), [only] if !only.asc) && limit == 1;
+    // Flink's deduplication keeping the last row by an event time: the later of
+    // two equal times wins (its Rank keeps the earlier of equal values otherwise).
+    let ties_first = limit == 1
+        && matches!(params.order_by.as_slice(), [only]
+            if !only.asc && matches!(&only.expr, Expr::Column(column) if ctx.is_event_time(&column.name)));
+    // Its rows are keyed by the partition (and the number, beside N - 1 others).
+    let partition_columns: Option<Vec<String>> = params
+        .partition_by
+        .iter()
+        .map(|expr| match expr {
+            Expr::Column(column) => Some(column.name.clone()),
+            _ => None,
+        })
+        .collect();
+    let key = match partition_columns {
+        Some(mut columns) => {
+            if limit > 1 {
+                let fields = window.schema.fields();
+                columns.push(fields[fields.len() - 1].name().clone());
+            }
+            columns
+        }
+        None => Vec::new(),
+    };
     let topn = TopN::new(TopNParts {
         ties_first,
+        key,
         partition: partition_keys(window, params, ctx)?,
         order,
         described: format!(

@@ -27,8 +27,10 @@ use arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::batch::{evaluate, row_converter};
-use crate::error::{PipelineError, Result};
-use crate::keyed::{Expiry, MAX_KEY_BYTES, Slot, counted, decode_count, read_counted};
+use crate::error::Result;
+use crate::keyed::{
+    Expiry, MAX_KEY_BYTES, Slot, counted, decode_count, push_part, read_counted, take_part,
+};
 use crate::operator::{
     BatchContext, Changelog, Described, Emitted, InputStream, Missed, Operator, OperatorKind,
     Processed, RowKind, StateInfo, StateWrite, Traced, Watermarks,
@@ -65,6 +67,9 @@ pub struct TopNParts {
     /// Whether a row that ties with ranked rows goes before them (Flink's
     /// deduplication keeping the last row by a descending time).
     pub ties_first: bool,
+    /// What keys its rows: the partition's columns (and the number, when N > 1),
+    /// if the partition is by columns; none otherwise.
+    pub key: Vec<String>,
     /// The input's columns.
     pub input: SchemaRef,
     /// The input's columns and the number.
@@ -81,6 +86,7 @@ pub struct TopN {
     order_converter: Option<RowConverter>,
     /// Whether a row that ties with ranked rows goes before them.
     ties_first: bool,
+    key: Vec<String>,
     described: String,
     partition_sql: String,
     limit: u64,
@@ -129,30 +135,20 @@ impl Emits {
 fn encode(partition: &Partition, now: i64) -> Vec<u8> {
     let mut rest = Vec::new();
     for ranked in &partition.ranked {
-        for part in [&ranked.order, &ranked.row] {
-            rest.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            rest.extend_from_slice(part);
-        }
+        push_part(&mut rest, &ranked.order);
+        push_part(&mut rest, &ranked.row);
     }
     counted(partition.count, now, &rest)
-}
-
-/// The next length-prefixed part of `rest`, which moves past it.
-fn take_part(rest: &mut &[u8]) -> Result<Vec<u8>> {
-    let truncated = || PipelineError::State(format!("{RANKED} cut short in keyed state"));
-    let (len, after) = rest.split_first_chunk::<4>().ok_or_else(truncated)?;
-    let len = u32::from_be_bytes(*len) as usize;
-    let part = after.get(..len).ok_or_else(truncated)?.to_vec();
-    *rest = &after[len..];
-    Ok(part)
 }
 
 /// A partition's state as [`encode`] wrote it, or as the unbounded ROW_NUMBER
 /// of earlier versions did (a count of 8 bytes, kept as if written now).
 fn decode(value: &[u8], now: i64) -> Result<(Partition, i64)> {
     if value.len() == 8 {
+        // Written again in this version's form, with a time for the TTL to run from.
         let partition = Partition {
             count: decode_count(value, RANKED)?,
+            changed: true,
             ..Partition::default()
         };
         return Ok((partition, now));
@@ -161,8 +157,8 @@ fn decode(value: &[u8], now: i64) -> Result<(Partition, i64)> {
     let mut rest = kept.rest;
     let mut ranked = Vec::new();
     while !rest.is_empty() {
-        let order = take_part(&mut rest)?;
-        let row = take_part(&mut rest)?;
+        let order = take_part(&mut rest, RANKED)?;
+        let row = take_part(&mut rest, RANKED)?;
         ranked.push(Ranked { order, row });
     }
     let partition = Partition {
@@ -188,6 +184,7 @@ impl TopN {
             order: parts.order,
             order_converter,
             ties_first: parts.ties_first,
+            key: parts.key,
             described: parts.described,
             partition_sql: parts.partition_sql,
             limit: parts.limit,
@@ -418,11 +415,12 @@ impl Operator for TopN {
         }
     }
 
-    /// Keeping the first rows by arrival appends; any other order takes rows back.
+    /// Keeping the first rows by arrival appends; any other order takes rows
+    /// back, under the partition (and the number).
     fn emits(&self, _input: Changelog, _key: &[String]) -> (Changelog, Vec<String>) {
         match self.keeps_first_arrivals() {
             true => (Changelog::AppendOnly, Vec::new()),
-            false => (Changelog::Retracting, Vec::new()),
+            false => (Changelog::Retracting, self.key.clone()),
         }
     }
 
@@ -483,6 +481,7 @@ mod tests {
                 partition_sql: "category".to_string(),
                 limit,
                 ties_first,
+                key: Vec::new(),
                 input: schema,
                 output: Arc::new(Schema::new(fields)),
             })
