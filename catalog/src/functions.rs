@@ -164,6 +164,8 @@ fn flink_functions() -> Vec<Arc<ScalarUDF>> {
         Rewritten::new("log", DataType::Float64, log),
         Rewritten::new("concat", DataType::Utf8, concat),
         Rewritten::new("regexp_replace", DataType::Utf8, regexp_replace),
+        Rewritten::new("split_index", DataType::Utf8, split_index),
+        Rewritten::new("regexp_extract", DataType::Utf8, regexp_extract),
     ];
     functions.extend(
         rewritten
@@ -421,6 +423,66 @@ fn regexp_replace(name: &str, args: Vec<Expr>) -> Result<Expr> {
             replacement,
             Some(datafusion::logical_expr::lit("g")),
         ),
+        DataType::Utf8,
+    ))
+}
+
+/// `SPLIT_INDEX(text, delimiter, index)`: the `index`-th (from 0) part of
+/// `text` split at `delimiter`, NULL when there is no such part (DataFusion's
+/// `split_part` counts from 1, gives '' past the end and counts negative
+/// indexes from the end).
+fn split_index(name: &str, args: Vec<Expr>) -> Result<Expr> {
+    use datafusion::functions::expr_fn::{character_length, replace, split_part};
+    use datafusion::logical_expr::{cast, lit, when};
+    let mut args = arity(name, args, 3, 3, "a string, a delimiter and an index")?;
+    let index = cast(args.remove(2), DataType::Int64);
+    let delimiter = cast(args.remove(1), DataType::Utf8);
+    let text = cast(args.remove(0), DataType::Utf8);
+    // Rewritten after type coercion: every length is made a BIGINT here.
+    let length = |text: Expr| cast(character_length(text), DataType::Int64);
+    // How many parts there are: one more than the delimiters in the text.
+    let delimiters = (length(text.clone())
+        - length(replace(text.clone(), delimiter.clone(), lit(""))))
+        / length(delimiter.clone());
+    let parts = delimiters + lit(1i64);
+    when(
+        index
+            .clone()
+            .gt_eq(lit(0i64))
+            .and(index.clone().lt(parts))
+            .and(length(delimiter.clone()).gt(lit(0i64))),
+        cast(
+            split_part(text, delimiter, index + lit(1i64)),
+            DataType::Utf8,
+        ),
+    )
+    .end()
+}
+
+/// `REGEXP_EXTRACT(text, regex [, group])`: the text the group (1 unless
+/// given; 0 for the whole match) of the first match captured, NULL without a
+/// match or such a group.
+fn regexp_extract(name: &str, args: Vec<Expr>) -> Result<Expr> {
+    use datafusion::functions::expr_fn::{concat, regexp_match};
+    use datafusion::logical_expr::{cast, lit};
+    let mut args = arity(
+        name,
+        args,
+        2,
+        3,
+        "a string, a regular expression and maybe a group",
+    )?;
+    let group = match args.len() {
+        3 => cast(args.remove(2), DataType::Int64),
+        _ => lit(1i64),
+    };
+    let regex = cast(args.remove(1), DataType::Utf8);
+    let text = cast(args.remove(0), DataType::Utf8);
+    // The whole match becomes group 1 of the regex in a group, and group n becomes n + 1.
+    let whole = concat(vec![lit("("), regex, lit(")")]);
+    let groups = regexp_match(text, whole, None);
+    Ok(cast(
+        datafusion::functions_nested::expr_fn::array_element(groups, group + lit(1i64)),
         DataType::Utf8,
     ))
 }

@@ -158,6 +158,14 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
             "set the option in the table's DDL (CREATE TABLE … WITH (…)), or declare a second table over the same topic with the options it needs",
         ));
     }
+    if let Some((line, column)) = match_recognize(text) {
+        return Err(invalid(
+            line,
+            column,
+            "MATCH_RECOGNIZE (Flink's pattern recognition over a stream) is not supported: Strata does not run it in this release".to_string(),
+            "detect the pattern with LAG over the stream (a state and its previous value), or keep this job in Flink",
+        ));
+    }
     let mut parser = Parser::new(&FlinkDialect)
         .try_with_sql(text)
         .map_err(syntax_error)?;
@@ -290,6 +298,23 @@ fn table_hint(text: &str) -> Option<(u64, u64)> {
         }
     }
     None
+}
+
+/// Where the query says `MATCH_RECOGNIZE`, which the parser would otherwise
+/// take for a table's alias.
+fn match_recognize(text: &str) -> Option<(u64, u64)> {
+    use sqlparser::tokenizer::Tokenizer;
+    let tokens = Tokenizer::new(&FlinkDialect, text)
+        .tokenize_with_location()
+        .ok()?;
+    tokens.iter().find_map(|token| match &token.token {
+        Token::Word(word)
+            if word.quote_style.is_none() && word.value.eq_ignore_ascii_case("MATCH_RECOGNIZE") =>
+        {
+            Some((token.span.start.line, token.span.start.column))
+        }
+        _ => None,
+    })
 }
 
 /// A setting's duration (`'1 min'`, `'2h'`) in milliseconds, or what is wrong

@@ -919,7 +919,7 @@ impl Compiler<'_> {
         };
         let refuse = || {
             (self.unsupported)(format!(
-                "the window function {expr} (streams run LAG(value [, 1 [, default]]) OVER (PARTITION BY …) and ROW_NUMBER() OVER (PARTITION BY … ORDER BY proc_time), in arrival order, each in a SELECT of its own)"
+                "the window function {expr} (streams run LAG(value [, 1 [, default]]) OVER (PARTITION BY …) in arrival order, and ROW_NUMBER() OVER (PARTITION BY … ORDER BY …) under WHERE rn <= N, each in a SELECT of its own)"
             ))
         };
         let Expr::WindowFunction(function) = inner else {

@@ -79,6 +79,14 @@ async fn mistakes_are_refused_with_their_place() {
             ],
         ),
         (
+            "MATCH_RECOGNIZE",
+            "INSERT INTO shop.dwd_orders\nSELECT * FROM shop.ods_orders MATCH_RECOGNIZE (PARTITION BY city ORDER BY order_time MEASURES A.amount AS amount PATTERN (A) DEFINE A AS A.amount > 0)",
+            &[
+                "p.sql:2:31: MATCH_RECOGNIZE (Flink's pattern recognition over a stream) is not supported",
+                "LAG",
+            ],
+        ),
+        (
             "unknown target",
             "INSERT INTO shop.dwd_nothing SELECT 1",
             &["p.sql:1:13: unknown table shop.dwd_nothing"],
