@@ -30,6 +30,8 @@ use strata_catalog::{SourceLocation, TableName};
 use crate::error::{PipelineError, Result};
 use crate::mention::TableMention;
 
+mod legacy;
+
 /// The schema the rewritten query reads window TVF output from.
 pub const WINDOW_SCHEMA: &str = "__window";
 pub const WINDOW_START: &str = "window_start";
@@ -197,6 +199,14 @@ pub struct Extracted {
 /// reference to [`WindowTvf::relation`]. Returns `None` when there is none.
 /// Several TVFs must be the same window over the same table.
 pub fn extract(query: &mut Query, file: &str) -> Result<Option<Extracted>> {
+    if let SetExpr::Select(select) = query.body.as_mut()
+        && let Some(tvf) = legacy::extract_group_window(select, file)?
+    {
+        return Ok(Some(Extracted {
+            tvf,
+            aligned: false,
+        }));
+    }
     if let SetExpr::Select(select) = query.body.as_mut()
         && let [table] = select.from.as_mut_slice()
         && table.joins.is_empty()
