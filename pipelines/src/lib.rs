@@ -36,6 +36,7 @@ pub mod source;
 pub mod state;
 pub mod steps;
 pub mod transform;
+pub mod union;
 pub mod validate;
 pub mod watermark;
 pub mod window;

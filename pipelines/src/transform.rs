@@ -18,6 +18,7 @@ use std::sync::Arc;
 use arrow::array::{Array, BooleanArray};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{DFSchema, NullEquality};
 use datafusion::execution::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -218,7 +219,7 @@ impl CompiledPlan {
         if compiler.right.is_some() && window.is_some() {
             return Err(PipelineError::Invalid {
                 location: pipeline.target.location.clone(),
-                message: "a window over a join of two streams is not supported in one pipeline yet".to_string(),
+                message: "a window over a join or UNION ALL of two streams is not supported in one pipeline yet".to_string(),
                 hint: Some("write the join to a DWD table, and aggregate that table in the next pipeline (the layered way)".to_string()),
             });
         }
@@ -880,6 +881,12 @@ impl Compiler<'_> {
                 steps.push(Step::Operator(Arc::new(Unnest::new(unnest))));
                 Ok(())
             }
+            LogicalPlan::Union(union) => {
+                let operator = self.compile_union(union, steps)?;
+                self.second_at = Some(steps.len());
+                steps.push(Step::Operator(operator));
+                Ok(())
+            }
             LogicalPlan::Join(join) if self.aggregate.is_none() && !self.is_lookup(join) => {
                 let operator = self.compile_stream_join(join, steps)?;
                 self.second_at = Some(steps.len());
@@ -1135,6 +1142,60 @@ impl Compiler<'_> {
         Ok(interval)
     }
 
+    /// `UNION ALL` of the pipeline's two streams, each through stateless steps
+    /// of its own.
+    fn compile_union(
+        &mut self,
+        union: &datafusion::logical_expr::Union,
+        steps: &mut Vec<Step>,
+    ) -> Result<Arc<dyn Operator>> {
+        let location = self.location.clone();
+        let refuse = |message: String| {
+            PipelineError::Invalid {
+            location: location.clone(),
+            message,
+            hint: Some("UNION ALL two streams, each SELECTed from one Kafka table (with filters and projections): SELECT … FROM a UNION ALL SELECT … FROM b".to_string()),
+        }
+        };
+        let [left, right] = union.inputs.as_slice() else {
+            return Err(refuse(format!(
+                "a UNION ALL of {} inputs (two streams, each a table of its own, for now)",
+                union.inputs.len()
+            )));
+        };
+        let [_, (right_table, _)] = self.streams.as_slice() else {
+            return Err(refuse(
+                "a UNION ALL that does not read two different tables as streams".to_string(),
+            ));
+        };
+        let right_table = right_table.clone();
+        if self.right.is_some() {
+            return Err(refuse(
+                "more than one join or UNION ALL of two streams in a pipeline".to_string(),
+            ));
+        }
+        if !reads_only(right, &right_table) {
+            return Err(refuse(format!(
+                "a UNION ALL whose second input does not read {right_table} alone"
+            )));
+        }
+        self.compile(left, steps)?;
+        let mut right_steps = Vec::new();
+        self.compile(right, &mut right_steps)?;
+        if right_steps
+            .iter()
+            .any(|step| matches!(step, Step::Operator(_)))
+        {
+            return Err(refuse(
+                "lookups, unnest or LAG in the second input of a UNION ALL".to_string(),
+            ));
+        }
+        self.right = Some(right_steps);
+        Ok(Arc::new(crate::union::UnionAll::new(Arc::new(
+            union.schema.as_arrow().clone(),
+        ))))
+    }
+
     fn compile_lookup(
         &mut self,
         join: &datafusion::logical_expr::Join,
@@ -1367,6 +1428,21 @@ enum SideNode {
 
 /// The dimension side of a join: its alias (or table name), its scan, and the
 /// nodes above the scan, top first; `None` when the side is not one table.
+/// Whether every table `plan` scans is `table`.
+fn reads_only(plan: &LogicalPlan, table: &strata_catalog::TableName) -> bool {
+    let mut only = true;
+    let mut any = false;
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            any = true;
+            only &= scan.table_name.table() == table.name
+                && scan.table_name.schema() == Some(table.space.as_str());
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    any && only
+}
+
 fn dimension_side(
     plan: &LogicalPlan,
 ) -> Option<(String, &datafusion::logical_expr::TableScan, Vec<SideNode>)> {
