@@ -10,6 +10,7 @@
 //!        none left         ──▶ -D row                             (the key is deleted)
 //!        it was the newest ──▶ +U the row now newest              (the target goes back to it)
 //!        otherwise, or no equal row (taken back twice) ──▶ nothing
+//!        nothing kept under the key (a row from before it held the key, or its TTL ran out) ──▶ -D row
 //! ```
 //!
 //! A retraction thus deletes a key only once every row under it is taken
@@ -129,7 +130,13 @@ fn take_row(
         out.push(row, kind, from);
         return true;
     }
-    let newest = under_key.len().saturating_sub(1);
+    if under_key.is_empty() {
+        // Nothing kept under the key (written before the materializer held it,
+        // or forgotten by the TTL): the target's row under it goes.
+        out.push(row, RowKind::Delete, from);
+        return false;
+    }
+    let newest = under_key.len() - 1;
     let Some(at) = under_key.iter().position(|kept| kept.as_slice() == row) else {
         return false;
     };
@@ -248,10 +255,6 @@ impl Operator for UpsertMaterializer {
         (Changelog::Retracting, self.key_names.clone())
     }
 
-    fn refuses_rows_run_again(&self) -> Option<String> {
-        Some("a row run again would be kept under its key twice".to_string())
-    }
-
     /// A commit cleans one key group of the keys whose time to be kept is over.
     async fn on_watermark(&self, _watermarks: &Watermarks) -> Result<Emitted> {
         self.state.with(|state| {
@@ -303,9 +306,19 @@ mod tests {
             "taking back an older row changes nothing the target holds"
         );
         assert_eq!(
-            run(&[("p1", Insert), ("p1", Delete), ("p1", Delete)]),
-            rows(&[("p1", Insert), ("p1", Delete)]),
-            "a row taken back twice is deleted once"
+            run(&[
+                ("p1", Insert),
+                ("p2", Insert),
+                ("p1", Delete),
+                ("p1", Delete)
+            ]),
+            rows(&[("p1", Insert), ("p2", UpdateAfter)]),
+            "a row taken back twice changes nothing the second time"
+        );
+        assert_eq!(
+            run(&[("p0", Delete)]),
+            rows(&[("p0", Delete)]),
+            "a key it holds nothing of is deleted: the target's row is from before"
         );
     }
 }

@@ -22,8 +22,11 @@ use crate::operator::{
 /// A step that maps a batch to a batch, row by row.
 #[derive(Debug)]
 pub enum Stateless {
-    /// Keep these columns, in this order.
-    Select(Vec<usize>),
+    /// Keep these columns (by position, with their names), in this order.
+    Select {
+        indices: Vec<usize>,
+        names: Vec<String>,
+    },
     Filter(Arc<dyn PhysicalExpr>),
     Project {
         exprs: Vec<Arc<dyn PhysicalExpr>>,
@@ -35,7 +38,7 @@ impl Stateless {
     /// Runs the step; output rows keep their input rows' origins.
     pub fn apply(&self, traced: Traced) -> Result<Traced> {
         Ok(match self {
-            Stateless::Select(indices) => {
+            Stateless::Select { indices, .. } => {
                 let batch = traced.batch.project(indices)?;
                 traced.with_batch(batch)
             }
@@ -68,17 +71,30 @@ impl Stateless {
     /// key column is passed on; none otherwise.
     fn key_after(&self, key: &[String]) -> Vec<String> {
         match self {
-            Stateless::Filter(_) | Stateless::Select(_) => key.to_vec(),
+            Stateless::Filter(_) => key.to_vec(),
+            Stateless::Select { names, .. } => match key.iter().all(|k| names.contains(k)) {
+                true => key.to_vec(),
+                false => Vec::new(),
+            },
             Stateless::Project { exprs, schema } => key
                 .iter()
                 .map(|name| {
-                    exprs.iter().position(|expr| {
-                        (expr.as_ref() as &dyn std::any::Any)
-                            .downcast_ref::<datafusion::physical_expr::expressions::Column>()
-                            .is_some_and(|column| column.name() == name)
-                    })
+                    let passing: Vec<usize> = exprs
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, expr)| {
+                            (expr.as_ref() as &dyn std::any::Any)
+                                .downcast_ref::<datafusion::physical_expr::expressions::Column>()
+                                .is_some_and(|column| column.name() == name)
+                        })
+                        .map(|(at, _)| at)
+                        .collect();
+                    // Two columns of the name (a dimension's beside the source's): unknown.
+                    match passing.as_slice() {
+                        [at] => Some(schema.field(*at).name().clone()),
+                        _ => None,
+                    }
                 })
-                .map(|at| at.map(|at| schema.field(at).name().clone()))
                 .collect::<Option<Vec<String>>>()
                 .unwrap_or_default(),
         }
@@ -90,7 +106,7 @@ impl Operator for Stateless {
     fn kind(&self) -> OperatorKind {
         match self {
             Stateless::Filter(_) => OperatorKind::Filter,
-            Stateless::Select(_) | Stateless::Project { .. } => OperatorKind::Project,
+            Stateless::Select { .. } | Stateless::Project { .. } => OperatorKind::Project,
         }
     }
 
@@ -106,7 +122,7 @@ impl Operator for Stateless {
 
     fn describe(&self, input: &InputStream) -> Described {
         let (detail, schema) = match self {
-            Stateless::Select(indices) => {
+            Stateless::Select { indices, .. } => {
                 let schema = Arc::new(
                     input
                         .schema

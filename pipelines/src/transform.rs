@@ -640,7 +640,14 @@ fn materializer(
             (true, Some(right)) => changelog.max(right),
             _ => changelog,
         };
-        (changelog, key) = operator.emits(reads, &key);
+        let (emitted, emitted_key) = operator.emits(reads, &key);
+        // A key passed through an operator that adds columns (a lookup's,
+        // which may share its names) is no longer known for sure.
+        key = match step {
+            Step::Operator(_) if emitted_key == key => Vec::new(),
+            _ => emitted_key,
+        };
+        changelog = emitted;
     }
     // The SELECT's columns are the target's, by position: rows keyed by
     // columns among the target's key each stand alone under a target key.
@@ -838,7 +845,16 @@ impl Compiler<'_> {
                     ));
                 }
                 if let Some(indices) = &scan.projection {
-                    steps.push(Step::Stateless(Stateless::Select(indices.clone())));
+                    let names = scan
+                        .projected_schema
+                        .fields()
+                        .iter()
+                        .map(|field| field.name().clone())
+                        .collect();
+                    steps.push(Step::Stateless(Stateless::Select {
+                        indices: indices.clone(),
+                        names,
+                    }));
                 }
                 Ok(())
             }
@@ -1041,7 +1057,7 @@ impl Compiler<'_> {
             (JoinType::LeftAnti, None) => JoinKind::Anti,
             (other, Some(_)) => {
                 return Err(refuse(format!(
-                    "a {other} interval join (only inner interval joins run yet; a regular join of the two streams, without the band of time, may be outer)"
+                    "a {other} interval join (only inner interval joins run yet; a regular join of the two streams, without the band of time, may be outer, semi or anti)"
                 )));
             }
             (other, None) => {

@@ -379,7 +379,7 @@ fn refuse_unsupported_calls(pipeline: &Pipeline) -> Result<()> {
             };
             refusal = Some(refuse(
                 format!(
-                    "{}(…) is Flink's legacy group window syntax, which pipelines do not run",
+                    "{}(…), Flink's older group-window syntax, runs in the pipeline's outer SELECT over one table, not here",
                     name.to_ascii_uppercase()
                 ),
                 format!(
@@ -392,7 +392,7 @@ fn refuse_unsupported_calls(pipeline: &Pipeline) -> Result<()> {
                     "{}() OVER (…), Flink's Top-N with ties, is not supported in pipelines yet",
                     name.to_ascii_uppercase()
                 ),
-                "to keep the first rows of each key, use ROW_NUMBER() OVER (PARTITION BY key ORDER BY proc_time) with WHERE rn <= N; to rank, query the table with strata query, where RANK runs".to_string(),
+                "for a Top-N without ties, use ROW_NUMBER() OVER (PARTITION BY key ORDER BY …) with WHERE rn <= N; to rank, query the table with strata query, where RANK runs".to_string(),
             ));
         }
         match refusal {

@@ -6,6 +6,7 @@
 //! ```text
 //!   a row (key k) of one stream ──▶ the other stream's rows of k in state ──▶ a pair with each it matches
 //!     an insert: +pairs; a retraction (a changelog's update-before or delete): -pairs
+//!     semi / anti join (IN, EXISTS / NOT EXISTS): a left row comes out alone while it matches (does not match)
 //!     outer join: a row that matches nothing comes out padded with NULLs ──▶ +(a, NULL)
 //!                 when its first match comes, -(a, NULL) then +(a, b); when its last goes, -(a, b) then +(a, NULL)
 //!   state: key group of k │ len k ‖ k ‖ side ‖ hash of the row → how many such rows ‖ when last ‖ [matches] ‖ the row
@@ -57,7 +58,8 @@ pub struct JoinSide {
     pub keys: Vec<Arc<dyn PhysicalExpr>>,
 }
 
-/// Which rows come out of the join without a match, padded with NULLs.
+/// Which rows come out of the join: pairs, and rows padded with NULLs while
+/// they match nothing (outer joins), or left rows alone (semi and anti joins).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinKind {
     Inner,
@@ -684,14 +686,14 @@ fn semi_anti(
 fn state_changes(
     own: HashMap<Vec<u8>, OwnRow>,
     theirs: Theirs,
-    pads_own: bool,
+    keeps_matches: bool,
     now: i64,
 ) -> Vec<(u16, Vec<u8>, Option<Vec<u8>>)> {
     let own = own
         .into_iter()
         .filter(|(_, own)| own.was_kept || own.row.count > 0)
         .map(|(key, own)| {
-            let value = (own.row.count > 0).then(|| own.row.encode(pads_own, now));
+            let value = (own.row.count > 0).then(|| own.row.encode(keeps_matches, now));
             (own.group, key, value)
         });
     let theirs = theirs

@@ -139,6 +139,7 @@ pub(super) fn extract_group_window(select: &mut Select, file: &str) -> Result<Op
     );
     let arguments = call_arguments(&call);
     let mut refused = None;
+    let mut reads_time = false;
     let mut rewrite = |expr: &mut Expr| {
         let Some((function, part)) = auxiliary(expr) else {
             return;
@@ -168,6 +169,7 @@ pub(super) fn extract_group_window(select: &mut Select, file: &str) -> Result<Op
             });
             return;
         }
+        reads_time |= column == WINDOW_TIME;
         *expr = Expr::Identifier(Ident::new(column));
     };
     for item in &mut select.projection {
@@ -184,10 +186,14 @@ pub(super) fn extract_group_window(select: &mut Select, file: &str) -> Result<Op
             std::ops::ControlFlow::<()>::Continue(())
         });
     }
-    match refused {
-        Some(err) => Err(err),
-        None => Ok(Some(tvf)),
+    if let Some(err) = refused {
+        return Err(err);
     }
+    // <W>_ROWTIME reads window_time, which the aggregation then groups by too.
+    if reads_time && let GroupByExpr::Expressions(keys, _) = &mut select.group_by {
+        keys.push(Expr::Identifier(Ident::new(WINDOW_TIME)));
+    }
+    Ok(Some(tvf))
 }
 
 /// The group window `expr` calls (TUMBLE, HOP or SESSION), if it is one.
@@ -217,15 +223,25 @@ fn auxiliary(expr: &Expr) -> Option<(&'static str, &'static str)> {
     Some((window, part))
 }
 
-/// A call's arguments as SQL, to compare an auxiliary function's window with the GROUP BY's.
+/// A call's window, to compare an auxiliary function's with the GROUP BY's:
+/// the time column's name and the intervals in milliseconds.
 fn call_arguments(expr: &Expr) -> Vec<String> {
-    match expr {
-        Expr::Function(function) => function_args(&function.args)
-            .iter()
-            .map(|arg| arg.to_string().to_ascii_lowercase())
-            .collect(),
-        _ => Vec::new(),
-    }
+    let Expr::Function(function) = expr else {
+        return Vec::new();
+    };
+    function_args(&function.args)
+        .iter()
+        .map(|arg| match arg {
+            Expr::Identifier(column) => column.value.to_ascii_lowercase(),
+            Expr::CompoundIdentifier(parts) => parts
+                .last()
+                .map_or_else(String::new, |p| p.value.to_ascii_lowercase()),
+            Expr::Interval(interval) => {
+                interval_millis(interval).map_or_else(|| arg.to_string(), |ms| format!("{ms} ms"))
+            }
+            other => other.to_string(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -281,6 +297,19 @@ mod tests {
                 .unwrap()
                 .0
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn the_same_window_written_otherwise_is_the_same_and_rowtime_groups_by_window_time() {
+        let (_, select) = rewrite(
+            "SELECT TUMBLE_ROWTIME(ts, INTERVAL '60' SECOND), COUNT(*) FROM shop.orders AS o GROUP BY TUMBLE(o.ts, INTERVAL '1' MINUTE)",
+        )
+        .unwrap();
+        assert!(
+            select.contains("SELECT window_time, COUNT(*)")
+                && select.ends_with("GROUP BY window_start, window_end, window_time"),
+            "{select}"
         );
     }
 

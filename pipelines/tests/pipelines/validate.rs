@@ -224,10 +224,10 @@ async fn mistakes_are_refused_with_their_place() {
         ),
         (
             "legacy group window",
-            "INSERT INTO shop.dws_city_1m\nSELECT SESSION_START(order_time, INTERVAL '5' MINUTE), 'x', SUM(amount)\nFROM shop.ods_orders GROUP BY SESSION(order_time, INTERVAL '5' MINUTE)",
+            "INSERT INTO shop.dws_city_1m\nSELECT TUMBLE_PROCTIME(order_time, INTERVAL '5' MINUTE), 'x', SUM(amount)\nFROM shop.ods_orders GROUP BY TUMBLE(order_time, INTERVAL '5' MINUTE)",
             &[
-                "p.sql:2:8: SESSION_START(…) is Flink's legacy group window syntax",
-                "FROM TABLE(SESSION(TABLE space.t PARTITION BY key, DESCRIPTOR(ts)",
+                "p.sql:2:8: TUMBLE_PROCTIME: a group window's processing time",
+                "_ROWTIME",
             ],
         ),
         (
@@ -235,7 +235,7 @@ async fn mistakes_are_refused_with_their_place() {
             "INSERT INTO shop.dwd_orders\nSELECT order_id, 'x', amount, order_time FROM (\n  SELECT *, RANK() OVER (PARTITION BY user_id ORDER BY amount DESC) AS rn FROM shop.ods_orders\n) WHERE rn <= 3",
             &[
                 "p.sql:3:13: RANK() OVER (…), Flink's Top-N with ties, is not supported in pipelines yet",
-                "ROW_NUMBER() OVER (PARTITION BY key ORDER BY proc_time)",
+                "ROW_NUMBER() OVER (PARTITION BY key ORDER BY …) with WHERE rn <= N",
             ],
         ),
         (

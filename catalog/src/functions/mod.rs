@@ -22,6 +22,8 @@
 //! to chrono's, and a letter without a translation is refused with its place.
 //! Times are UTC (Flink uses the session's time zone, UTC by default).
 
+mod regexp_extract;
+
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
@@ -149,6 +151,9 @@ fn flink_functions() -> Vec<Arc<ScalarUDF>> {
     let mut functions = vec![
         Arc::new(ScalarUDF::new_from_impl(Mod::new())),
         Arc::new(ScalarUDF::new_from_impl(Proctime::new())),
+        Arc::new(ScalarUDF::new_from_impl(
+            regexp_extract::RegexpExtract::new(),
+        )),
         Arc::new(ScalarUDF::new_from_impl(NullIfAnyNull {
             own: datafusion::functions::core::greatest(),
         })),
@@ -165,7 +170,6 @@ fn flink_functions() -> Vec<Arc<ScalarUDF>> {
         Rewritten::new("concat", DataType::Utf8, concat),
         Rewritten::new("regexp_replace", DataType::Utf8, regexp_replace),
         Rewritten::new("split_index", DataType::Utf8, split_index),
-        Rewritten::new("regexp_extract", DataType::Utf8, regexp_extract),
     ];
     functions.extend(
         rewritten
@@ -450,41 +454,14 @@ fn split_index(name: &str, args: Vec<Expr>) -> Result<Expr> {
             .clone()
             .gt_eq(lit(0i64))
             .and(index.clone().lt(parts))
-            .and(length(delimiter.clone()).gt(lit(0i64))),
+            .and(length(delimiter.clone()).gt(lit(0i64)))
+            .and(length(text.clone()).gt(lit(0i64))),
         cast(
             split_part(text, delimiter, index + lit(1i64)),
             DataType::Utf8,
         ),
     )
     .end()
-}
-
-/// `REGEXP_EXTRACT(text, regex [, group])`: the text the group (1 unless
-/// given; 0 for the whole match) of the first match captured, NULL without a
-/// match or such a group.
-fn regexp_extract(name: &str, args: Vec<Expr>) -> Result<Expr> {
-    use datafusion::functions::expr_fn::{concat, regexp_match};
-    use datafusion::logical_expr::{cast, lit};
-    let mut args = arity(
-        name,
-        args,
-        2,
-        3,
-        "a string, a regular expression and maybe a group",
-    )?;
-    let group = match args.len() {
-        3 => cast(args.remove(2), DataType::Int64),
-        _ => lit(1i64),
-    };
-    let regex = cast(args.remove(1), DataType::Utf8);
-    let text = cast(args.remove(0), DataType::Utf8);
-    // The whole match becomes group 1 of the regex in a group, and group n becomes n + 1.
-    let whole = concat(vec![lit("("), regex, lit(")")]);
-    let groups = regexp_match(text, whole, None);
-    Ok(cast(
-        datafusion::functions_nested::expr_fn::array_element(groups, group + lit(1i64)),
-        DataType::Utf8,
-    ))
 }
 
 /// `HOUR(ts)` and its kin: one field of a time, as a BIGINT.

@@ -1,0 +1,114 @@
+//! Flink's `REGEXP_EXTRACT(text, regex [, group])`: the text a group of the
+//! first match captured.
+//!
+//! ```text
+//!   ('foothebar', 'foo(.*?)(bar)')     ──▶ 'the'         group 1 unless given
+//!   ('foothebar', 'foo(.*?)(bar)', 0)  ──▶ 'foothebar'   group 0 is the whole match
+//!   no match, no such group, a group that took no part, a negative group, a NULL ──▶ NULL
+//! ```
+//!
+//! Patterns are Rust's `regex` syntax (no look-around or back-references,
+//! which Java's has); one that does not compile fails the row with the reason.
+
+use std::collections::HashMap;
+
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, StringArray, StringBuilder};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, exec_err, plan_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+use regex::Regex;
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(super) struct RegexpExtract {
+    signature: Signature,
+}
+
+impl RegexpExtract {
+    pub(super) fn new() -> Self {
+        Self {
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+}
+
+fn as_strings(array: &ArrayRef) -> Result<StringArray> {
+    let cast = datafusion::arrow::compute::cast(array, &DataType::Utf8)?;
+    Ok(cast
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to Utf8")
+        .clone())
+}
+
+impl ScalarUDFImpl for RegexpExtract {
+    fn name(&self) -> &str {
+        "regexp_extract"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match arg_types.len() {
+            2 => Ok(vec![DataType::Utf8, DataType::Utf8]),
+            3 => Ok(vec![DataType::Utf8, DataType::Utf8, DataType::Int64]),
+            n => plan_err!(
+                "REGEXP_EXTRACT takes a string, a regular expression and maybe a group, not {n} arguments"
+            ),
+        }
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let texts = as_strings(&arrays[0])?;
+        let patterns = as_strings(&arrays[1])?;
+        let groups = match arrays.get(2) {
+            Some(groups) => {
+                let cast = datafusion::arrow::compute::cast(groups, &DataType::Int64)?;
+                Some(
+                    cast.as_any()
+                        .downcast_ref::<Int64Array>()
+                        .expect("cast to Int64")
+                        .clone(),
+                )
+            }
+            None => None,
+        };
+        let mut compiled: HashMap<String, Regex> = HashMap::new();
+        let mut out = StringBuilder::with_capacity(rows, rows * 8);
+        for row in 0..rows {
+            if texts.is_null(row)
+                || patterns.is_null(row)
+                || groups.as_ref().is_some_and(|g| g.is_null(row))
+            {
+                out.append_null();
+                continue;
+            }
+            let group = groups.as_ref().map_or(1, |g| g.value(row));
+            let pattern = patterns.value(row);
+            if !compiled.contains_key(pattern) {
+                let regex = match Regex::new(pattern) {
+                    Ok(regex) => regex,
+                    Err(err) => return exec_err!("REGEXP_EXTRACT's pattern {pattern:?}: {err}"),
+                };
+                compiled.insert(pattern.to_string(), regex);
+            }
+            let extracted = usize::try_from(group).ok().and_then(|group| {
+                compiled[pattern]
+                    .captures(texts.value(row))
+                    .and_then(|captures| captures.get(group))
+                    .map(|found| found.as_str())
+            });
+            out.append_option(extracted);
+        }
+        Ok(ColumnarValue::Array(std::sync::Arc::new(out.finish())))
+    }
+}
