@@ -19,6 +19,7 @@ pub mod error;
 pub mod interval;
 pub mod keyed;
 pub mod lag;
+pub mod lateral;
 pub mod live;
 pub mod lookup;
 pub mod materialize;

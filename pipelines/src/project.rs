@@ -219,6 +219,7 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
         ));
     };
     let target = mention(&label, target_name)?;
+    crate::lateral::cross_join_unnest(&mut query, &label)?;
     let extracted = window::extract(&mut query, &label)?;
     let aligned = extracted.as_ref().is_some_and(|e| e.aligned);
     let window = extracted.map(|e| e.tvf);

@@ -79,6 +79,14 @@ async fn mistakes_are_refused_with_their_place() {
             ],
         ),
         (
+            "UNNEST of rows",
+            "INSERT INTO shop.dwd_orders\nSELECT o.order_id, t.a, t.b, o.order_time FROM shop.ods_orders AS o CROSS JOIN UNNEST(o.items) AS t(a, b)",
+            &[
+                "p.sql:2:80: UNNEST into several columns",
+                "UNNEST(o.array_column) AS u(element)",
+            ],
+        ),
+        (
             "MATCH_RECOGNIZE",
             "INSERT INTO shop.dwd_orders\nSELECT * FROM shop.ods_orders MATCH_RECOGNIZE (PARTITION BY city ORDER BY order_time MEASURES A.amount AS amount PATTERN (A) DEFINE A AS A.amount > 0)",
             &[
