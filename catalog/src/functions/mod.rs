@@ -23,6 +23,7 @@
 //! Times are UTC (Flink uses the session's time zone, UTC by default).
 
 mod regexp_extract;
+mod str_to_map;
 
 use std::sync::Arc;
 
@@ -154,6 +155,7 @@ fn flink_functions() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::new_from_impl(
             regexp_extract::RegexpExtract::new(),
         )),
+        Arc::new(ScalarUDF::new_from_impl(str_to_map::StrToMap::new())),
         Arc::new(ScalarUDF::new_from_impl(NullIfAnyNull {
             own: datafusion::functions::core::greatest(),
         })),
