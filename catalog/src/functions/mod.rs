@@ -147,6 +147,35 @@ impl PartitionEvaluator for Numbering {
     }
 }
 
+/// `array` as strings (a UDF's argument coerced to Utf8).
+fn utf8_strings(
+    array: &datafusion::arrow::array::ArrayRef,
+) -> Result<datafusion::arrow::array::StringArray> {
+    let cast = datafusion::arrow::compute::cast(array, &DataType::Utf8)?;
+    Ok(cast
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::StringArray>()
+        .expect("cast to Utf8")
+        .clone())
+}
+
+/// Regular expressions compiled once per batch, by pattern.
+#[derive(Default)]
+struct Regexes(std::collections::HashMap<String, regex::Regex>);
+
+impl Regexes {
+    /// `pattern` compiled; `what` names it in the error if it does not compile.
+    fn get(&mut self, pattern: &str, what: &str) -> Result<&regex::Regex> {
+        if !self.0.contains_key(pattern) {
+            match regex::Regex::new(pattern) {
+                Ok(regex) => self.0.insert(pattern.to_string(), regex),
+                Err(err) => return datafusion::common::exec_err!("{what} {pattern:?}: {err}"),
+            };
+        }
+        Ok(&self.0[pattern])
+    }
+}
+
 /// The scalar functions to register in every session that plans Flink SQL.
 fn flink_functions() -> Vec<Arc<ScalarUDF>> {
     let mut functions = vec![

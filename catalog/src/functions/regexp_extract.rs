@@ -10,15 +10,12 @@
 //! Patterns are Rust's `regex` syntax (no look-around or back-references,
 //! which Java's has); one that does not compile fails the row with the reason.
 
-use std::collections::HashMap;
-
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array, StringArray, StringBuilder};
+use datafusion::arrow::array::{Array, Int64Array, StringBuilder};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Result, exec_err, plan_err};
+use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
-use regex::Regex;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub(super) struct RegexpExtract {
@@ -31,15 +28,6 @@ impl RegexpExtract {
             signature: Signature::user_defined(Volatility::Immutable),
         }
     }
-}
-
-fn as_strings(array: &ArrayRef) -> Result<StringArray> {
-    let cast = datafusion::arrow::compute::cast(array, &DataType::Utf8)?;
-    Ok(cast
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("cast to Utf8")
-        .clone())
 }
 
 impl ScalarUDFImpl for RegexpExtract {
@@ -68,8 +56,8 @@ impl ScalarUDFImpl for RegexpExtract {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let texts = as_strings(&arrays[0])?;
-        let patterns = as_strings(&arrays[1])?;
+        let texts = super::utf8_strings(&arrays[0])?;
+        let patterns = super::utf8_strings(&arrays[1])?;
         let groups = match arrays.get(2) {
             Some(groups) => {
                 let cast = datafusion::arrow::compute::cast(groups, &DataType::Int64)?;
@@ -82,7 +70,7 @@ impl ScalarUDFImpl for RegexpExtract {
             }
             None => None,
         };
-        let mut compiled: HashMap<String, Regex> = HashMap::new();
+        let mut regexes = super::Regexes::default();
         let mut out = StringBuilder::with_capacity(rows, rows * 8);
         for row in 0..rows {
             if texts.is_null(row)
@@ -93,16 +81,9 @@ impl ScalarUDFImpl for RegexpExtract {
                 continue;
             }
             let group = groups.as_ref().map_or(1, |g| g.value(row));
-            let pattern = patterns.value(row);
-            if !compiled.contains_key(pattern) {
-                let regex = match Regex::new(pattern) {
-                    Ok(regex) => regex,
-                    Err(err) => return exec_err!("REGEXP_EXTRACT's pattern {pattern:?}: {err}"),
-                };
-                compiled.insert(pattern.to_string(), regex);
-            }
+            let regex = regexes.get(patterns.value(row), "REGEXP_EXTRACT's pattern")?;
             let extracted = usize::try_from(group).ok().and_then(|group| {
-                compiled[pattern]
+                regex
                     .captures(texts.value(row))
                     .and_then(|captures| captures.get(group))
                     .map(|found| found.as_str())

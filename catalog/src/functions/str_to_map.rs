@@ -8,18 +8,14 @@
 //!   NULL text or delimiter ──▶ NULL
 //! ```
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, MapBuilder, MapFieldNames, StringArray, StringBuilder,
-};
+use datafusion::arrow::array::{Array, MapBuilder, MapFieldNames, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
-use datafusion::common::{Result, exec_err, plan_err};
+use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
-use regex::Regex;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub(super) struct StrToMap {
@@ -54,15 +50,6 @@ fn map_type() -> DataType {
     )
 }
 
-fn strings(array: &ArrayRef) -> Result<StringArray> {
-    let cast = datafusion::arrow::compute::cast(array, &DataType::Utf8)?;
-    Ok(cast
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("cast to Utf8")
-        .clone())
-}
-
 impl ScalarUDFImpl for StrToMap {
     fn name(&self) -> &str {
         "str_to_map"
@@ -88,24 +75,15 @@ impl ScalarUDFImpl for StrToMap {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let texts = strings(&arrays[0])?;
+        let texts = super::utf8_strings(&arrays[0])?;
         let delimiters = match arrays.len() {
-            3 => Some((strings(&arrays[1])?, strings(&arrays[2])?)),
+            3 => Some((
+                super::utf8_strings(&arrays[1])?,
+                super::utf8_strings(&arrays[2])?,
+            )),
             _ => None,
         };
-        let mut compiled: HashMap<String, Regex> = HashMap::new();
-        let mut regex = |pattern: &str| -> Result<Regex> {
-            if let Some(regex) = compiled.get(pattern) {
-                return Ok(regex.clone());
-            }
-            match Regex::new(pattern) {
-                Ok(regex) => {
-                    compiled.insert(pattern.to_string(), regex.clone());
-                    Ok(regex)
-                }
-                Err(err) => exec_err!("STR_TO_MAP's delimiter {pattern:?}: {err}"),
-            }
-        };
+        let mut regexes = super::Regexes::default();
         let mut out = MapBuilder::new(
             Some(field_names()),
             StringBuilder::new(),
@@ -124,7 +102,8 @@ impl ScalarUDFImpl for StrToMap {
                 out.append(false)?;
                 continue;
             }
-            let (pairs, key_value) = (regex(pairs)?, regex(key_value)?);
+            let pairs = regexes.get(pairs, "STR_TO_MAP's pair delimiter")?.clone();
+            let key_value = regexes.get(key_value, "STR_TO_MAP's key-value delimiter")?;
             // Each key once, with its last value, in the order keys first came.
             let mut entries: Vec<(String, Option<String>)> = Vec::new();
             for pair in pairs
