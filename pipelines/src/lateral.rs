@@ -3,9 +3,9 @@
 //! of a SELECT that pipelines run.
 //!
 //! ```text
-//!   SELECT o.id, t.tag                              SELECT o.id, o.tag
-//!   FROM space.orders AS o               ──▶        FROM (SELECT o.*, unnest(o.tags) AS tag FROM space.orders AS o) AS o
-//!   CROSS JOIN UNNEST(o.tags) AS t(tag)
+//!   SELECT o.id, t.tag                              SELECT o.id, o.__unnest_tag
+//!   FROM space.orders AS o               ──▶        FROM (SELECT o.*, unnest(o.tags) AS __unnest_tag FROM space.orders AS o) AS o
+//!   CROSS JOIN UNNEST(o.tags) AS t(tag)             (t.tag and a bare tag both read the element)
 //! ```
 //!
 //! One array of scalars, after one table; an array of rows into several
@@ -13,8 +13,8 @@
 //! their place.
 
 use sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, Ident, JoinOperator, Query, SetExpr, Spanned, TableAlias,
-    TableFactor, TableWithJoins, visit_expressions_mut,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, JoinOperator, Query, SelectItem,
+    SetExpr, Spanned, TableAlias, TableFactor, TableWithJoins, visit_expressions_mut,
 };
 use sqlparser::parser::Parser;
 use strata_catalog::SourceLocation;
@@ -88,16 +88,28 @@ pub fn cross_join_unnest(query: &mut Query, file: &str) -> Result<()> {
             .cloned()
             .ok_or_else(|| refuse("UNNEST after a table whose name has no last part"))?,
     };
-    let inner = format!(
-        "SELECT {table_alias}.*, unnest({array}) AS {} FROM {}",
-        element.name, from.relation
-    );
-    let subquery = Parser::new(&FlinkDialect)
-        .try_with_sql(&inner)
+    // The element gets a name of its own, so that it never collides with the
+    // table's columns; the table and the array keep their places in the file.
+    let internal = Ident::new(format!("__unnest_{}", element.name.value));
+    let template = format!("SELECT {table_alias}.*, unnest(NULL) AS {internal} FROM unnested");
+    let mut subquery = Parser::new(&FlinkDialect)
+        .try_with_sql(&template)
         .and_then(|mut parser| parser.parse_query())
         .map_err(|err| refuse(&format!("UNNEST of {array} ({err})")))?;
-    let unnested = unnested.value.clone();
-    *from = TableWithJoins {
+    if let SetExpr::Select(inner) = subquery.body.as_mut() {
+        inner.from[0].relation = from.relation.clone();
+        if let Some(SelectItem::ExprWithAlias {
+            expr: Expr::Function(unnest),
+            ..
+        }) = inner.projection.get_mut(1)
+            && let FunctionArguments::List(list) = &mut unnest.args
+            && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(argument))) =
+                list.args.first_mut()
+        {
+            *argument = (*array).clone();
+        }
+    }
+    let rewritten = TableWithJoins {
         relation: TableFactor::Derived {
             lateral: false,
             subquery,
@@ -111,16 +123,28 @@ pub fn cross_join_unnest(query: &mut Query, file: &str) -> Result<()> {
         },
         joins: Vec::new(),
     };
-    // The element is a column of the rewritten table now: t.tag reads o.tag.
+    let (unnested, element) = (unnested.value.clone(), element.name.value.clone());
+    // The element is a column of the rewritten table now: t.tag (and a bare
+    // tag) read o.__unnest_tag.
     let _ = visit_expressions_mut(select, |expr| {
-        if let Expr::CompoundIdentifier(parts) = expr
-            && let [qualifier, _] = parts.as_mut_slice()
-            && qualifier.value.eq_ignore_ascii_case(&unnested)
-        {
-            *qualifier = Ident::new(table_alias.value.clone());
+        match expr {
+            Expr::CompoundIdentifier(parts) => {
+                if let [qualifier, column] = parts.as_mut_slice()
+                    && qualifier.value.eq_ignore_ascii_case(&unnested)
+                    && column.value.eq_ignore_ascii_case(&element)
+                {
+                    *qualifier = table_alias.clone();
+                    *column = internal.clone();
+                }
+            }
+            Expr::Identifier(column) if column.value.eq_ignore_ascii_case(&element) => {
+                *column = internal.clone();
+            }
+            _ => {}
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+    select.from[0] = rewritten;
     Ok(())
 }
 

@@ -159,21 +159,27 @@ fn utf8_strings(
         .clone())
 }
 
-/// Regular expressions compiled once per batch, by pattern.
+/// Regular expressions compiled once per batch, by pattern (or why one does not compile).
 #[derive(Default)]
-struct Regexes(std::collections::HashMap<String, regex::Regex>);
+struct Regexes(std::collections::HashMap<String, std::result::Result<regex::Regex, String>>);
 
 impl Regexes {
-    /// `pattern` compiled; `what` names it in the error if it does not compile.
-    fn get(&mut self, pattern: &str, what: &str) -> Result<&regex::Regex> {
-        if !self.0.contains_key(pattern) {
-            match regex::Regex::new(pattern) {
-                Ok(regex) => self.0.insert(pattern.to_string(), regex),
-                Err(err) => return datafusion::common::exec_err!("{what} {pattern:?}: {err}"),
-            };
-        }
-        Ok(&self.0[pattern])
+    /// `pattern` compiled, or why it does not compile.
+    fn get(&mut self, pattern: &str) -> std::result::Result<&regex::Regex, &str> {
+        self.0
+            .entry(pattern.to_string())
+            .or_insert_with(|| regex::Regex::new(pattern).map_err(|err| err.to_string()))
+            .as_ref()
+            .map_err(String::as_str)
     }
+}
+
+/// A UDF's arguments as arrays of `rows` rows each (a constant repeated).
+fn argument_arrays(args: &ScalarFunctionArgs) -> Result<Vec<datafusion::arrow::array::ArrayRef>> {
+    args.args
+        .iter()
+        .map(|arg| arg.to_array(args.number_rows))
+        .collect()
 }
 
 /// The scalar functions to register in every session that plans Flink SQL.

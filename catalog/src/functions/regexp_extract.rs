@@ -2,13 +2,14 @@
 //! first match captured.
 //!
 //! ```text
-//!   ('foothebar', 'foo(.*?)(bar)')     ──▶ 'the'         group 1 unless given
-//!   ('foothebar', 'foo(.*?)(bar)', 0)  ──▶ 'foothebar'   group 0 is the whole match
-//!   no match, no such group, a group that took no part, a negative group, a NULL ──▶ NULL
+//!   ('foothebar', 'foo(.*?)(bar)', 1)  ──▶ 'the'
+//!   ('foothebar', 'foo(.*?)(bar)')     ──▶ 'foothebar'   group 0, the whole match, unless given
+//!   no match, no such group, a group that took no part, a negative group, a NULL,
+//!   a pattern that does not compile ──▶ NULL
 //! ```
 //!
 //! Patterns are Rust's `regex` syntax (no look-around or back-references,
-//! which Java's has); one that does not compile fails the row with the reason.
+//! which Java's has).
 
 use datafusion::arrow::array::{Array, Int64Array, StringBuilder};
 use datafusion::arrow::datatypes::DataType;
@@ -55,7 +56,7 @@ impl ScalarUDFImpl for RegexpExtract {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let arrays = super::argument_arrays(&args)?;
         let texts = super::utf8_strings(&arrays[0])?;
         let patterns = super::utf8_strings(&arrays[1])?;
         let groups = match arrays.get(2) {
@@ -80,8 +81,12 @@ impl ScalarUDFImpl for RegexpExtract {
                 out.append_null();
                 continue;
             }
-            let group = groups.as_ref().map_or(1, |g| g.value(row));
-            let regex = regexes.get(patterns.value(row), "REGEXP_EXTRACT's pattern")?;
+            let group = groups.as_ref().map_or(0, |g| g.value(row));
+            // A pattern that does not compile gives NULL, as Flink's does.
+            let Ok(regex) = regexes.get(patterns.value(row)) else {
+                out.append_null();
+                continue;
+            };
             let extracted = usize::try_from(group).ok().and_then(|group| {
                 regex
                     .captures(texts.value(row))

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, MapBuilder, MapFieldNames, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
-use datafusion::common::{Result, plan_err};
+use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
@@ -74,7 +74,7 @@ impl ScalarUDFImpl for StrToMap {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let arrays = super::argument_arrays(&args)?;
         let texts = super::utf8_strings(&arrays[0])?;
         let delimiters = match arrays.len() {
             3 => Some((
@@ -102,14 +102,22 @@ impl ScalarUDFImpl for StrToMap {
                 out.append(false)?;
                 continue;
             }
-            let pairs = regexes.get(pairs, "STR_TO_MAP's pair delimiter")?.clone();
-            let key_value = regexes.get(key_value, "STR_TO_MAP's key-value delimiter")?;
+            let compiled = |regexes: &mut super::Regexes, pattern: &str, what: &str| {
+                regexes
+                    .get(pattern)
+                    .cloned()
+                    .or_else(|err| exec_err!("STR_TO_MAP's {what} {pattern:?}: {err}"))
+            };
+            let pairs = compiled(&mut regexes, pairs, "pair delimiter")?;
+            let key_value = compiled(&mut regexes, key_value, "key-value delimiter")?;
             // Each key once, with its last value, in the order keys first came.
             let mut entries: Vec<(String, Option<String>)> = Vec::new();
-            for pair in pairs
-                .split(texts.value(row))
-                .filter(|pair| !pair.is_empty())
-            {
+            // As Java's String.split: empty pairs at the end are dropped, others kept.
+            let mut split: Vec<&str> = pairs.split(texts.value(row)).collect();
+            while split.last().is_some_and(|pair| pair.is_empty()) {
+                split.pop();
+            }
+            for pair in split {
                 let mut parts = key_value.splitn(pair, 2);
                 let key = parts.next().unwrap_or_default().to_string();
                 let value = parts.next().map(str::to_string);
