@@ -17,10 +17,10 @@ use sqlparser::ast::{
     SetExpr, Spanned, TableAlias, TableFactor, TableWithJoins, visit_expressions_mut,
 };
 use sqlparser::parser::Parser;
-use strata_catalog::SourceLocation;
 use strata_catalog::ddl::FlinkDialect;
 
 use crate::error::{PipelineError, Result};
+use crate::mention::place;
 
 const HINT: &str = "write FROM space.t AS o CROSS JOIN UNNEST(o.array_column) AS u(element), one array after one table, or SELECT …, unnest(o.array_column) FROM space.t AS o";
 
@@ -41,7 +41,7 @@ pub fn cross_join_unnest(query: &mut Query, file: &str) -> Result<()> {
     };
     let join = &from.joins[at];
     let refuse = |message: &str| PipelineError::Invalid {
-        location: location(file, join.relation.span().start),
+        location: place(file, join.relation.span().start),
         message: message.to_string(),
         hint: Some(HINT.to_string()),
     };
@@ -189,13 +189,5 @@ fn unnest_of(factor: &TableFactor) -> Option<Unnest<'_>> {
             ordinality: *with_ordinality,
         }),
         _ => None,
-    }
-}
-
-fn location(file: &str, start: sqlparser::tokenizer::Location) -> SourceLocation {
-    SourceLocation {
-        file: file.to_string(),
-        line: start.line.max(1),
-        column: start.column.max(1),
     }
 }

@@ -257,10 +257,8 @@ impl Operator for UpsertMaterializer {
 
     /// A commit cleans one key group of the keys whose time to be kept is over.
     async fn on_watermark(&self, _watermarks: &Watermarks) -> Result<Emitted> {
-        self.state.with(|state| {
-            self.expiry.clean(state, |value| {
-                Ok(Some(read_counted(value, ROWS)?.written_ms))
-            })
+        self.expiry.clean(&self.state, |value| {
+            Ok(Some(read_counted(value, ROWS)?.written_ms))
         })?;
         Ok(Emitted::default())
     }

@@ -12,14 +12,18 @@ pub struct TableMention {
     pub location: SourceLocation,
 }
 
-/// The table `name` names, as `space.table`, with its place in `file`.
-pub(crate) fn mention(file: &str, name: &ObjectName) -> Result<TableMention> {
-    let start = name.span().start;
-    let location = SourceLocation {
+/// The place in `file` of what the parser found starting at `start`.
+pub(crate) fn place(file: &str, start: sqlparser::tokenizer::Location) -> SourceLocation {
+    SourceLocation {
         file: file.to_string(),
         line: start.line.max(1),
         column: start.column.max(1),
-    };
+    }
+}
+
+/// The table `name` names, as `space.table`, with its place in `file`.
+pub(crate) fn mention(file: &str, name: &ObjectName) -> Result<TableMention> {
+    let location = place(file, name.span().start);
     let parts: Vec<String> = name
         .0
         .iter()

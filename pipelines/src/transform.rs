@@ -458,7 +458,7 @@ impl CompiledPlan {
                 let assigned = tvf.assign(batch, schema)?;
                 ctx.traced(assigned.batch, assigned.origins)
             }
-            None => ctx.traced(batch.clone(), (0..batch.num_rows()).collect()),
+            None => ctx.source_rows(),
         };
         self.run_steps(&self.pre, traced, ctx).await
     }
@@ -476,9 +476,7 @@ impl CompiledPlan {
             .chain(&self.pre[at..])
             .cloned()
             .collect();
-        let batch = ctx.source;
-        let traced = ctx.traced(batch.clone(), (0..batch.num_rows()).collect());
-        self.run_steps(&steps, traced, ctx).await
+        self.run_steps(&steps, ctx.source_rows(), ctx).await
     }
 
     /// Takes rows of `side` through the join of two streams, if there is
@@ -508,8 +506,9 @@ impl CompiledPlan {
             watermark: None,
         };
         // Every operator the row went through keeps it, as when its batch goes through whole.
-        let traced = ctx.traced(batch.clone(), (0..batch.num_rows()).collect());
-        let prepared = self.run_steps(&through_join, traced, &ctx).await?;
+        let prepared = self
+            .run_steps(&through_join, ctx.source_rows(), &ctx)
+            .await?;
         for write in prepared.writes {
             write.apply()?;
         }

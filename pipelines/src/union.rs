@@ -13,7 +13,8 @@
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
+
+use crate::batch::conform;
 
 use crate::error::Result;
 use crate::operator::{
@@ -39,21 +40,7 @@ impl Operator for UnionAll {
     }
 
     async fn process(self: Arc<Self>, input: Traced, _ctx: &BatchContext<'_>) -> Result<Processed> {
-        let columns = input
-            .batch
-            .columns()
-            .iter()
-            .zip(self.output.fields())
-            .map(
-                |(column, field)| match column.data_type() == field.data_type() {
-                    true => Ok(column.clone()),
-                    false => arrow::compute::cast(column, field.data_type()),
-                },
-            )
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let options = arrow::record_batch::RecordBatchOptions::new()
-            .with_row_count(Some(input.batch.num_rows()));
-        let batch = RecordBatch::try_new_with_options(self.output.clone(), columns, &options)?;
+        let batch = conform(&input.batch, &self.output)?;
         Ok(Processed::from(input.with_batch(batch)))
     }
 

@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use super::{KEY_GROUPS, KeyedState, decode_count};
+use super::{KEY_GROUPS, Slot, decode_count};
 use crate::error::{PipelineError, Result};
 
 /// A counted entry as keyed state keeps it, stamped for expiry: how many came,
@@ -120,12 +120,12 @@ impl Expiry {
             .is_some_and(|ttl| written_ms.saturating_add(ttl) <= now_ms)
     }
 
-    /// Deletes the expired entries of the next key group in turn;
-    /// `written_of` reads an entry's last write from its value (`None`: unknown,
-    /// kept).
+    /// Deletes the expired entries of the next key group in turn from an
+    /// operator's keyed state; `written_of` reads an entry's last write from
+    /// its value (`None`: unknown, kept).
     pub fn clean(
         &self,
-        state: &mut KeyedState,
+        slot: &Slot,
         written_of: impl Fn(&[u8]) -> Result<Option<i64>>,
     ) -> Result<()> {
         if self.ttl_ms.is_none() {
@@ -133,13 +133,15 @@ impl Expiry {
         }
         let group = self.next_group.fetch_add(1, Ordering::Relaxed) % KEY_GROUPS;
         let now = self.now();
-        let mut expired = Vec::new();
-        for entry in state.group(group) {
-            let (key, value) = entry?;
-            if written_of(&value)?.is_some_and(|written| self.expired(written, now)) {
-                expired.push(key);
+        slot.with(|state| {
+            let mut expired = Vec::new();
+            for entry in state.group(group) {
+                let (key, value) = entry?;
+                if written_of(&value)?.is_some_and(|written| self.expired(written, now)) {
+                    expired.push(key);
+                }
             }
-        }
-        state.write_grouped(expired.iter().map(|key| (group, key.as_slice(), None)))
+            state.write_grouped(expired.iter().map(|key| (group, key.as_slice(), None)))
+        })
     }
 }

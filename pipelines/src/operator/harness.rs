@@ -128,8 +128,7 @@ impl Harness {
             kinds,
             watermark: self.watermark,
         };
-        let traced = ctx.traced(batch.clone(), (0..batch.num_rows()).collect());
-        self.operator.clone().process(traced, &ctx).await
+        self.operator.clone().process(ctx.source_rows(), &ctx).await
     }
 
     /// The operator, with its keyed state in a working store of its own

@@ -202,6 +202,11 @@ pub struct BatchContext<'a> {
 }
 
 impl BatchContext<'_> {
+    /// The source's rows, each its own origin, with its kind.
+    pub fn source_rows(&self) -> Traced {
+        self.traced(self.source.clone(), (0..self.source.num_rows()).collect())
+    }
+
     /// The rows of `batch`, each from the source row at its origin, with that row's kind.
     pub fn traced(&self, batch: RecordBatch, origins: Vec<usize>) -> Traced {
         let kinds = self

@@ -239,12 +239,6 @@ impl RegularJoin {
         self
     }
 
-    /// Deletes the expired rows of the next key group in turn.
-    fn clean_expired(&self) -> Result<()> {
-        self.state
-            .with(|state| self.expiry.clean(state, stored::written_ms))
-    }
-
     fn side(&self, side: Side) -> &JoinSide {
         match side {
             Side::Left => &self.left,
@@ -808,7 +802,7 @@ impl Operator for RegularJoin {
 
     /// A commit cleans one key group of the rows whose time to be kept is over.
     async fn on_watermark(&self, _watermarks: &Watermarks) -> Result<Emitted> {
-        self.clean_expired()?;
+        self.expiry.clean(&self.state, stored::written_ms)?;
         Ok(Emitted::default())
     }
 

@@ -430,12 +430,10 @@ impl Operator for TopN {
 
     /// A commit cleans one key group of the partitions whose time to be kept is over.
     async fn on_watermark(&self, _watermarks: &Watermarks) -> Result<Emitted> {
-        self.state.with(|state| {
-            self.expiry.clean(state, |value| match value.len() {
-                // An earlier version's count: when it was written is not known.
-                8 => Ok(None),
-                _ => Ok(Some(read_counted(value, RANKED)?.written_ms)),
-            })
+        self.expiry.clean(&self.state, |value| match value.len() {
+            // An earlier version's count: when it was written is not known.
+            8 => Ok(None),
+            _ => Ok(Some(read_counted(value, RANKED)?.written_ms)),
         })?;
         Ok(Emitted::default())
     }

@@ -28,7 +28,7 @@ use strata_catalog::ddl::{FlinkDialect, TABLE_ARGUMENT, interval_millis};
 use strata_catalog::{SourceLocation, TableName};
 
 use crate::error::{PipelineError, Result};
-use crate::mention::TableMention;
+use crate::mention::{TableMention, place};
 
 mod legacy;
 
@@ -422,7 +422,7 @@ fn parse_tvf(expr: &Expr, file: &str) -> Result<WindowTvf> {
         Some(Expr::Function(d)) if d.name.to_string().eq_ignore_ascii_case("DESCRIPTOR") => {
             match function_args(&d.args).as_slice() {
                 [Expr::Identifier(column)] => {
-                    (column.value.clone(), span_location(file, column.span.start))
+                    (column.value.clone(), place(file, column.span.start))
                 }
                 _ => {
                     return Err(invalid(
@@ -472,7 +472,7 @@ fn table_argument(
     let start = parts
         .first()
         .map_or(sqlparser::tokenizer::Location::new(1, 1), |p| p.span.start);
-    let mention_at = span_location(file, start);
+    let mention_at = place(file, start);
     let table = match parts.as_slice() {
         [space, table] => TableName::new(&space.value, &table.value),
         _ => {
@@ -521,15 +521,7 @@ fn function_args(args: &FunctionArguments) -> Vec<&Expr> {
 }
 
 fn location(file: &str, expr: &Expr) -> SourceLocation {
-    span_location(file, expr.span().start)
-}
-
-fn span_location(file: &str, start: sqlparser::tokenizer::Location) -> SourceLocation {
-    SourceLocation {
-        file: file.to_string(),
-        line: start.line.max(1),
-        column: start.column.max(1),
-    }
+    place(file, expr.span().start)
 }
 
 fn invalid(location: SourceLocation, message: String, hint: &str) -> PipelineError {
@@ -549,10 +541,10 @@ mod tests {
             kind,
             source: TableMention {
                 table: TableName::new("s", "t"),
-                location: span_location("f", sqlparser::tokenizer::Location::new(1, 1)),
+                location: place("f", sqlparser::tokenizer::Location::new(1, 1)),
             },
             time_column: "ts".to_string(),
-            time_location: span_location("f", sqlparser::tokenizer::Location::new(1, 1)),
+            time_location: place("f", sqlparser::tokenizer::Location::new(1, 1)),
             partition_by: Vec::new(),
         }
     }
