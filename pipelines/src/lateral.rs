@@ -90,8 +90,11 @@ pub fn cross_join_unnest(query: &mut Query, file: &str) -> Result<()> {
     };
     // The element gets a name of its own, so that it never collides with the
     // table's columns; the table and the array keep their places in the file.
-    let internal = Ident::new(format!("__unnest_{}", element.name.value));
-    let template = format!("SELECT {table_alias}.*, unnest(NULL) AS {internal} FROM unnested");
+    let internal = Ident {
+        value: format!("__unnest_{}", element.name.value),
+        ..element.name.clone()
+    };
+    let template = format!("SELECT {table_alias}.*, unnest(NULL) AS element FROM unnested");
     let mut subquery = Parser::new(&FlinkDialect)
         .try_with_sql(&template)
         .and_then(|mut parser| parser.parse_query())
@@ -100,13 +103,14 @@ pub fn cross_join_unnest(query: &mut Query, file: &str) -> Result<()> {
         inner.from[0].relation = from.relation.clone();
         if let Some(SelectItem::ExprWithAlias {
             expr: Expr::Function(unnest),
-            ..
+            alias,
         }) = inner.projection.get_mut(1)
             && let FunctionArguments::List(list) = &mut unnest.args
             && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(argument))) =
                 list.args.first_mut()
         {
             *argument = (*array).clone();
+            *alias = internal.clone();
         }
     }
     let rewritten = TableWithJoins {
