@@ -395,8 +395,10 @@ impl AggregateState {
         Ok(late)
     }
 
-    /// Merges `[start, end)` into the key's overlapping sessions; false when the
-    /// merged session has already closed (the row is late).
+    /// Merges `[start, end)` into the key's sessions it overlaps or touches
+    /// (Flink's `TimeWindow.intersects`: a row exactly the gap after a
+    /// session's last row joins it); false when the merged session has
+    /// already closed (the row is late).
     fn add_to_session(
         &mut self,
         key: Vec<u8>,
@@ -408,7 +410,7 @@ impl AggregateState {
         let sessions = self.sessions.entry(key).or_default();
         let (overlapping, rest): (Vec<Session>, Vec<Session>) = std::mem::take(sessions)
             .into_iter()
-            .partition(|s| s.start < end && start < s.end);
+            .partition(|s| s.start <= end && start <= s.end);
         let merged_end = overlapping
             .iter()
             .map(|s| s.end)

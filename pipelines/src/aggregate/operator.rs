@@ -311,6 +311,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_row_exactly_the_gap_after_a_session_joins_it_as_in_flink() {
+        let session = Some(WindowKind::Session { gap: 10_000 });
+        let mut harness = Harness::new(aggregation(session, 0));
+        // oslo at 0 s and 10 s: [0, 10) and [10, 20) touch and merge; rome's
+        // rows 10.001 s apart stay two sessions.
+        harness
+            .push(&rows(&[(0, "oslo", 5), (10, "oslo", 7), (0, "rome", 1)]))
+            .await
+            .unwrap();
+        let mut late_rome = rows(&[(0, "rome", 2)]);
+        let later = TimestampMillisecondArray::from(vec![10_001]);
+        late_rome = RecordBatch::try_new(
+            late_rome.schema(),
+            vec![
+                Arc::new(later.clone()),
+                Arc::new(later),
+                late_rome.column(2).clone(),
+                late_rome.column(3).clone(),
+            ],
+        )
+        .unwrap();
+        harness.push(&late_rome).await.unwrap();
+        let emitted = harness.watermark(19_999).await.unwrap();
+        assert_eq!(
+            totals(&emitted.upserts),
+            pairs(&[("oslo", 12), ("rome", 1)])
+        );
+        let emitted = harness.watermark(20_000).await.unwrap();
+        assert_eq!(totals(&emitted.upserts), pairs(&[("rome", 2)]));
+    }
+
+    #[tokio::test]
     async fn open_windows_survive_a_snapshot_and_restore() {
         let make = || aggregation(Some(WindowKind::Tumble { size: 10_000 }), 0);
         let harness = Harness::new(make());

@@ -209,6 +209,14 @@ pub trait Connector: Send + Sync {
         true
     }
 
+    /// Whether a target without a primary key can take a retracting
+    /// changelog: each update's old image and each delete take back an equal
+    /// row written before (a blackhole, whose digest subtracts them). Other
+    /// targets need a key to upsert by.
+    fn takes_retractions_unkeyed(&self) -> bool {
+        false
+    }
+
     /// Whether checks can read a target's rows back (for uniqueness across commits).
     fn reads_back(&self) -> bool {
         false

@@ -193,25 +193,27 @@ impl Builder {
 
     fn sink(&mut self, valid: &ValidPipeline, input: Edge) {
         let target = &valid.target;
-        let upserts = input.changelog != Changelog::AppendOnly;
+        // A target with a key upserts every change by it; one without takes
+        // an equal row back for each retraction (if its connector can).
+        let (changelog, key, mode) = match input.changelog {
+            Changelog::AppendOnly => (Changelog::AppendOnly, Vec::new(), "append".to_string()),
+            changes if target.primary_key.is_empty() => (
+                changes,
+                Vec::new(),
+                "rows taken back by retractions".to_string(),
+            ),
+            _ => (
+                Changelog::Upsert,
+                target.primary_key.clone(),
+                format!("upsert by ({})", target.primary_key.join(", ")),
+            ),
+        };
         let emits = Edge {
             from: String::new(),
             schema: target.schema.clone(),
-            changelog: if upserts {
-                Changelog::Upsert
-            } else {
-                Changelog::AppendOnly
-            },
-            key: if upserts {
-                target.primary_key.clone()
-            } else {
-                Vec::new()
-            },
+            changelog,
+            key,
             watermark: None,
-        };
-        let mode = match upserts {
-            true => format!("upsert by ({})", target.primary_key.join(", ")),
-            false => "append".to_string(),
         };
         self.add(
             "sink".to_string(),

@@ -79,10 +79,15 @@ impl StreamPlan {
     /// Whether the sink upserts by the target's key (its input is a changelog)
     /// rather than appends.
     pub fn sink_upserts(&self) -> bool {
+        self.sink_changelog() != Changelog::AppendOnly
+    }
+
+    /// The changes the sink is given.
+    pub fn sink_changelog(&self) -> Changelog {
         self.operators
             .iter()
             .find(|op| op.kind == OperatorKind::Sink)
-            .is_some_and(|sink| sink.changelog != Changelog::AppendOnly)
+            .map_or(Changelog::AppendOnly, |sink| sink.changelog)
     }
 
     /// The first operator whose output changes rows it emitted before (a

@@ -44,7 +44,7 @@ use crate::connector::DimensionContext;
 use crate::connector::delta::sink::DeltaSink;
 use crate::error::{PipelineError, Result};
 use crate::lookup::LookupStats;
-use crate::operator::RunsRowsAgain;
+use crate::operator::{Changelog, RunsRowsAgain};
 use crate::registry;
 use crate::sink::WriteMode;
 use crate::transform::{CompiledPlan, ResolvedLookup};
@@ -280,8 +280,10 @@ impl PipelineRun {
             ));
         }
         let target = &self.pipeline.target;
+        let takes_retractions = registry::connector(target).takes_retractions_unkeyed();
         if let Some(changing) = planned.stream.first_changing()
             && target.primary_key.is_empty()
+            && !(takes_retractions && planned.stream.sink_changelog() == Changelog::Retracting)
         {
             return Err(PipelineError::Invalid {
                 location: self.pipeline.pipeline.target.location.clone(),
@@ -336,11 +338,10 @@ impl PipelineRun {
                     "reading two tables as streams without a join between them",
                 ));
             }
-            let right_rewinds = registry::stream_of(right).is_ok_and(|reads| reads.rewinds);
-            if !reads.rewinds || !right_rewinds {
+            if let Err(what) = registry::stream_of(right) {
                 return Err(unsupported(
                     pipeline,
-                    "a join of two streams that are not both Kafka topics (json or debezium-json)",
+                    &format!("{what}, as a join's second stream"),
                 ));
             }
             if let Some((id, what)) = plan.refusing_second_stream() {

@@ -177,7 +177,7 @@ async fn every_nexmark_query_is_explained() {
             .unwrap()
             .iter()
             .any(|op| op["kind"] == "window_assign" || op["kind"] == "window_aligned");
-        assert_eq!(windowed, query.window_slide_ms.is_some(), "{plan}");
+        assert_eq!(windowed, query.is_windowed(), "{plan}");
     }
 }
 

@@ -40,4 +40,8 @@ impl Connector for Blackhole {
     fn commits_positions(&self) -> bool {
         false
     }
+
+    fn takes_retractions_unkeyed(&self) -> bool {
+        true
+    }
 }

@@ -26,13 +26,66 @@ use strata_pipelines::{PipelineRun, RunMode, TableStats, load_project};
 pub use reference::Expected;
 
 /// The queries Strata runs, with their published per-core anchor (Flink 1.13,
-/// events/s per core) and, for windowed ones, the windows' slide in ms.
-pub const QUERIES: [Query; 5] = [
-    Query::new("q0", include_str!("queries/q0.sql"), 155_000, None),
-    Query::new("q1", include_str!("queries/q1.sql"), 158_000, None),
-    Query::new("q2", include_str!("queries/q2.sql"), 175_000, None),
-    Query::new("q5", include_str!("queries/q5.sql"), 22_000, Some(2_000)),
-    Query::new("q7", include_str!("queries/q7.sql"), 12_000, Some(10_000)),
+/// events/s per core) and, for windowed ones, how their windows end.
+pub const QUERIES: [Query; 13] = [
+    Query::new("q0", include_str!("queries/q0.sql"), 155_000, Windows::None),
+    Query::new("q1", include_str!("queries/q1.sql"), 158_000, Windows::None),
+    Query::new("q2", include_str!("queries/q2.sql"), 175_000, Windows::None),
+    Query::new("q3", include_str!("queries/q3.sql"), 152_000, Windows::None),
+    Query::new(
+        "q5",
+        include_str!("queries/q5.sql"),
+        22_000,
+        Windows::Every(2_000),
+    ),
+    Query::new(
+        "q7",
+        include_str!("queries/q7.sql"),
+        12_000,
+        Windows::Every(10_000),
+    ),
+    Query::new(
+        "q11",
+        include_str!("queries/q11.sql"),
+        40_000,
+        Windows::Sessions,
+    ),
+    Query::new(
+        "q14",
+        include_str!("queries/q14.sql"),
+        161_000,
+        Windows::None,
+    ),
+    Query::new(
+        "q18",
+        include_str!("queries/q18.sql"),
+        54_000,
+        Windows::None,
+    ),
+    Query::new(
+        "q19",
+        include_str!("queries/q19.sql"),
+        44_000,
+        Windows::None,
+    ),
+    Query::new(
+        "q20",
+        include_str!("queries/q20.sql"),
+        19_000,
+        Windows::None,
+    ),
+    Query::new(
+        "q21",
+        include_str!("queries/q21.sql"),
+        98_000,
+        Windows::None,
+    ),
+    Query::new(
+        "q22",
+        include_str!("queries/q22.sql"),
+        130_000,
+        Windows::None,
+    ),
 ];
 
 /// A Nexmark query as Strata runs it.
@@ -42,8 +95,18 @@ pub struct Query {
     /// The sink's DDL, then the INSERT.
     pub text: &'static str,
     pub flink_per_core: u64,
-    /// The slide of its windows, for the latency of each window's results.
-    pub window_slide_ms: Option<i64>,
+    /// Its windows, for the latency of each window's results.
+    pub windows: Windows,
+}
+
+/// How a query's windows end, to time each one's results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Windows {
+    None,
+    /// Every slide (ms), as TUMBLE and HOP windows do.
+    Every(i64),
+    /// When each key's session does (the reference lists them).
+    Sessions,
 }
 
 impl Query {
@@ -51,14 +114,18 @@ impl Query {
         name: &'static str,
         text: &'static str,
         flink_per_core: u64,
-        window_slide_ms: Option<i64>,
+        windows: Windows,
     ) -> Self {
         Self {
             name,
             text,
             flink_per_core,
-            window_slide_ms,
+            windows,
         }
+    }
+
+    pub fn is_windowed(&self) -> bool {
+        self.windows != Windows::None
     }
 
     /// The query named `name` (`q5`, or `5`).
@@ -259,9 +326,16 @@ pub async fn nexmark(query: Query, options: NexmarkOptions) -> anyhow::Result<Ne
             expected.digest
         );
     }
-    let (windows, p50, p99) = match query.window_slide_ms {
-        Some(slide) => latencies(&stats, slide, &expected),
-        None => (None, None, None),
+    let (windows, p50, p99) = match query.windows {
+        Windows::Every(slide) => {
+            let first = expected.first_time.div_euclid(slide) * slide + slide;
+            let ends = (0..)
+                .map(|k| first + k * slide)
+                .take_while(|&end| end <= expected.watermark);
+            latencies(&stats, ends)
+        }
+        Windows::Sessions => latencies(&stats, expected.window_ends.iter().copied()),
+        Windows::None => (None, None, None),
     };
     let rows_in = stats.records_in.load(std::sync::atomic::Ordering::Relaxed);
     let floor_cpu = floor_cpu_seconds(&catalog, &streams, cluster.as_ref(), options).await?;
@@ -440,23 +514,44 @@ pub fn json_lines(rows: &RecordBatch) -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 /// Compares two row sets, in any order; the error shows the first difference.
+/// Rows of a changelog that take back a row (marked with the sink's delete
+/// marker) remove an equal row: what is compared is what stands at the end.
 fn compare_rows(query: &str, got: &[RecordBatch], expected: &[RecordBatch]) -> anyhow::Result<()> {
     let render = |batches: &[RecordBatch]| -> anyhow::Result<Vec<String>> {
-        let mut lines = Vec::new();
-        for batch in batches {
+        let mut standing: std::collections::HashMap<String, i64> = Default::default();
+        let retracts = strata_pipelines::sink::delete_markers(batches);
+        for (batch, retracts) in batches.iter().zip(retracts) {
+            let mut values = batch.clone();
+            if let Ok(marker) = batch
+                .schema()
+                .index_of(strata_pipelines::sink::DELETE_MARKER)
+            {
+                values.remove_column(marker);
+            }
             let options = arrow::util::display::FormatOptions::default();
-            let formatters = batch
+            let formatters = values
                 .columns()
                 .iter()
                 .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options))
                 .collect::<Result<Vec<_>, _>>()?;
-            for row in 0..batch.num_rows() {
+            for row in 0..values.num_rows() {
                 let cells: Vec<String> = formatters
                     .iter()
                     .map(|f| f.value(row).to_string())
                     .collect();
-                lines.push(cells.join(" | "));
+                let count = standing.entry(cells.join(" | ")).or_default();
+                *count += if retracts.value(row) { -1 } else { 1 };
             }
+        }
+        let mut lines = Vec::new();
+        for (line, count) in standing {
+            if count < 0 {
+                bail!(
+                    "{query}: the row {line} was taken back {} times more than written",
+                    -count
+                );
+            }
+            lines.extend(std::iter::repeat_n(line, count as usize));
         }
         lines.sort();
         Ok(lines)
@@ -480,20 +575,14 @@ fn compare_rows(query: &str, got: &[RecordBatch], expected: &[RecordBatch]) -> a
     )
 }
 
-/// Window latencies (count, p50, p99): from the watermark reaching each closed
-/// window's end to the landing of the commit that carried its results.
+/// Window latencies (count, p50, p99): from the watermark reaching each
+/// closed window's end to the landing of the commit that carried its results.
 fn latencies(
     stats: &TableStats,
-    slide: i64,
-    expected: &Expected,
+    ends: impl Iterator<Item = i64>,
 ) -> (Option<usize>, Option<i64>, Option<i64>) {
     let recorded = stats.emits.recorded();
-    let first = expected.first_time.div_euclid(slide) * slide + slide;
-    let mut samples: Vec<i64> = (0..)
-        .map(|k| first + k * slide)
-        .take_while(|&end| end <= expected.watermark)
-        .filter_map(|end| recorded.latency_ms(end))
-        .collect();
+    let mut samples: Vec<i64> = ends.filter_map(|end| recorded.latency_ms(end)).collect();
     if samples.is_empty() {
         return (Some(0), None, None);
     }

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use arrow::array::{
     Array, ArrayRef, Decimal128Array, Int64Array, StringArray, TimestampMillisecondArray,
 };
@@ -24,6 +24,11 @@ use strata_catalog::connectors::nexmark::{Generator, kind_of, timestamp_ms};
 use strata_pipelines::sink::digest::digest;
 
 use super::{EventSource, KAFKA_PARTITIONS, NexmarkOptions, ROW_CHECK_EVENTS};
+
+mod joins;
+mod ranks;
+mod rows;
+mod sessions;
 
 /// Events generated at a time.
 pub const CHUNK: u64 = 100_000;
@@ -42,6 +47,8 @@ pub struct Expected {
     pub watermark: i64,
     /// The first bid's event time.
     pub first_time: i64,
+    /// The ends of the sessions the run closed, for session windows.
+    pub window_ends: Vec<i64>,
 }
 
 impl Expected {
@@ -96,11 +103,53 @@ fn downcast<T: Array + Clone + 'static>(array: &ArrayRef) -> T {
         .clone()
 }
 
-/// The final watermark and the first bid's time, from the bids' event numbers:
-/// over one partition (the generator), or the smallest over the Kafka
-/// partitions the bids went to round robin (the earliest of the last bids, one
-/// per partition).
-fn final_watermark(options: NexmarkOptions) -> anyhow::Result<(i64, i64)> {
+/// The rows of `stream`, chunk by chunk, with each row's event number.
+fn stream_rows(
+    stream: NexmarkStream,
+    options: NexmarkOptions,
+    mut each: impl FnMut(&RecordBatch, &[u64]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let generator = Generator::new(stream, options.rate);
+    let mut from = 0;
+    while from < options.events {
+        let to = (from + CHUNK).min(options.events);
+        let (rows, numbers) = generator.rows(from, to);
+        each(&rows, &numbers)?;
+        from = to;
+    }
+    Ok(())
+}
+
+/// The column `name` of `rows`, as the generator types it.
+fn column<T: Array + Clone + 'static>(rows: &RecordBatch, name: &str) -> T {
+    downcast(rows.column_by_name(name).expect("a column of the stream"))
+}
+
+/// The columns `names` of the rows at `at`, in that order.
+fn pick(rows: &RecordBatch, at: &[u32], names: &[&str]) -> anyhow::Result<Vec<ArrayRef>> {
+    let at = arrow::array::UInt32Array::from(at.to_vec());
+    names
+        .iter()
+        .map(|name| {
+            let column = rows.column_by_name(name).expect("a column of the stream");
+            Ok(arrow::compute::take(column.as_ref(), &at, None)?)
+        })
+        .collect()
+}
+
+/// The stream a query reads first, whose watermark the run reports.
+fn source_stream(query: &str) -> NexmarkStream {
+    match query {
+        "q3" => NexmarkStream::Auction,
+        _ => NexmarkStream::Bid,
+    }
+}
+
+/// The final watermark of `stream` and the first bid's time, from the
+/// events' numbers: over one partition (the generator), or the smallest over
+/// the Kafka partitions the rows went to round robin (the earliest of the
+/// last rows, one per partition).
+fn final_watermark(options: NexmarkOptions, stream: NexmarkStream) -> anyhow::Result<(i64, i64)> {
     let is_bid = |n: &u64| kind_of(*n) == NexmarkStream::Bid;
     let Some(first) = (0..options.events).find(is_bid) else {
         bail!("{} events hold no bid", options.events);
@@ -111,10 +160,10 @@ fn final_watermark(options: NexmarkOptions) -> anyhow::Result<(i64, i64)> {
     };
     let earliest_last = (0..options.events)
         .rev()
-        .filter(is_bid)
+        .filter(|&n| kind_of(n) == stream)
         .take(partitions)
         .last()
-        .expect("there is a bid");
+        .with_context(|| format!("{} events hold no {}", options.events, stream.as_str()))?;
     Ok((
         timestamp_ms(earliest_last, options.rate) - WATERMARK_DELAY_MS,
         timestamp_ms(first, options.rate),
@@ -124,7 +173,7 @@ fn final_watermark(options: NexmarkOptions) -> anyhow::Result<(i64, i64)> {
 /// The expected output of query `name` over the run's events.
 pub fn expected(name: &str, options: NexmarkOptions) -> anyhow::Result<Expected> {
     let keep = options.events <= ROW_CHECK_EVENTS;
-    let (watermark, first_time) = final_watermark(options)?;
+    let (watermark, first_time) = final_watermark(options, source_stream(name))?;
     let mut out = Expected {
         watermark,
         first_time,
@@ -248,6 +297,18 @@ pub fn expected(name: &str, options: NexmarkOptions) -> anyhow::Result<Expected>
                 out.add(keep, batch)
             })?;
         }
+        "q3" => joins::q3(options, |batch| out.add(keep, batch))?,
+        "q11" => {
+            let (rows, ends) = sessions::q11(options, watermark)?;
+            out.add(keep, rows)?;
+            out.window_ends = ends;
+        }
+        "q14" => rows::q14(options, |batch| out.add(keep, batch))?,
+        "q18" => ranks::q18(options, |batch| out.add(keep, batch))?,
+        "q19" => ranks::q19(options, |batch| out.add(keep, batch))?,
+        "q20" => joins::q20(options, |batch| out.add(keep, batch))?,
+        "q21" => rows::q21(options, |batch| out.add(keep, batch))?,
+        "q22" => rows::q22(options, |batch| out.add(keep, batch))?,
         other => bail!("no reference computation for {other}"),
     }
     Ok(out)
