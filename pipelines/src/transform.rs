@@ -168,7 +168,7 @@ impl CompiledPlan {
             .default_null_ordering = "nulls_min".to_string();
         // Rebuilding registers every function again, DataFusion's and Flink's in no set
         // order: a built-in's alias (to_char's `date_format`) could take a Flink name back.
-        strata_catalog::functions::register_flink_functions(&mut state)
+        strata_catalog::functions::register_flink_pipeline_functions(&mut state)
             .map_err(|err| unsupported(format!("registering {err}")))?;
         let plan = state
             .statement_to_plan(statement)
@@ -223,9 +223,16 @@ impl CompiledPlan {
                 hint: Some("write the join to a DWD table, and aggregate that table in the next pipeline (the layered way)".to_string()),
             });
         }
+        // A target without a key cannot upsert a GROUP BY's changing results:
+        // each change then takes back the row emitted before (Flink's retract mode).
+        let keyless_target = valid.target.primary_key.is_empty();
         let aggregation = compiler
             .aggregate
             .take()
+            .map(|plan| match keyless_target && plan.updates() {
+                true => plan.with_update_before(),
+                false => plan,
+            })
             .map(Aggregation::new)
             .map(Arc::new);
         let (pre, post) = match (compiler.pre.take(), &aggregation) {

@@ -221,7 +221,7 @@ pub(crate) fn schema_session(tables: &[TableDef]) -> SessionContext {
         flink_sql(SessionConfig::new().with_default_catalog_and_schema(CATALOG_NAME, "public"));
     let mut ctx = SessionContext::new_with_config(config);
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
-    strata_catalog::functions::register_flink_functions(&mut ctx)
+    strata_catalog::functions::register_flink_pipeline_functions(&mut ctx)
         .expect("a session context takes every function");
     ctx
 }
@@ -520,7 +520,10 @@ fn check_upsert_target(
     let updates = changelog
         || serving
         || (aggregates && (pipeline.window.is_none() || pipeline.settings.allowed_lateness_ms > 0));
-    if !updates || !target.primary_key.is_empty() {
+    // A target that takes retractions without a key (a blackhole) gets a
+    // retracting changelog instead (the plan checks that it is one).
+    let takes_retractions = crate::registry::connector(target).takes_retractions_unkeyed();
+    if !updates || !target.primary_key.is_empty() || takes_retractions {
         return Ok(());
     }
     let why = if serving {

@@ -16,12 +16,14 @@
 //!   GREATEST(a, …), LEAST(a, …)     ──simplify──▶  CASE WHEN a IS NULL OR … THEN NULL ELSE greatest(…) END
 //!   PROCTIME()                      ──each batch──▶  the wall clock (never folded into a constant)
 //!   ROW_NUMBER() OVER (…)           ──window──▶  1, 2, … as BIGINT             (DataFusion's is unsigned)
+//!   AVG(BIGINT), AVG(FLOAT)         ──aggregate──▶  BIGINT, FLOAT (in pipelines; see `avg`)
 //! ```
 //!
 //! Flink's patterns are Java's `SimpleDateFormat` letters; they are translated
 //! to chrono's, and a letter without a translation is refused with its place.
 //! Times are UTC (Flink uses the session's time zone, UTC by default).
 
+mod avg;
 mod regexp_extract;
 mod str_to_map;
 
@@ -34,6 +36,16 @@ use datafusion::logical_expr::{
     ColumnarValue, Expr, LimitEffect, Operator, PartitionEvaluator, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature, Volatility, WindowUDF, WindowUDFImpl, binary_expr,
 };
+
+/// Registers Flink's functions and aggregates in a pipeline's `registry`:
+/// [`register_flink_functions`], and AVG typed as Flink types it.
+pub fn register_flink_pipeline_functions(
+    registry: &mut dyn datafusion::execution::FunctionRegistry,
+) -> Result<()> {
+    register_flink_functions(registry)?;
+    registry.register_udaf(Arc::new(avg::FlinkAvg::udaf()))?;
+    Ok(())
+}
 
 /// Registers Flink's functions in `registry`, over DataFusion's of the same name.
 pub fn register_flink_functions(

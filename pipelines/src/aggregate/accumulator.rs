@@ -319,6 +319,15 @@ impl AggregateCall {
                         .with_precision_and_scale(*precision, *out_scale)?,
                 ))
             }
+            // Flink's AVG of integers: an integer, truncated toward zero (Java's division).
+            (Holding::Exact { scale: 0 }, output) if output.is_integer() => Ok(Arc::new(
+                arrow::array::Int64Array::from_iter(accs.iter().map(|acc| match acc {
+                    Acc::AvgExact { sum, count } if *count > 0 => {
+                        Some((*sum / i128::from(*count)) as i64)
+                    }
+                    _ => None,
+                })),
+            )),
             _ => Ok(Arc::new(Float64Array::from_iter(accs.iter().map(
                 |acc| match acc {
                     Acc::AvgExact { sum, count } if *count > 0 => Some(*sum as f64 / *count as f64),

@@ -9,6 +9,10 @@
 //!     fired windows a late row updated           ──▶ emitted again (the sink upserts them)
 //!     windows with end - 1 + lateness ≤ W        ──▶ dropped from state
 //!     GROUP BY without a window: changed groups  ──▶ emitted (upsert by key)
+//!   asked for update-before rows (a target without a key: Flink's retract mode),
+//!   each group keeps the values it last emitted:
+//!     changed group ──▶ -U (the values emitted before) +U (its values now), or +I the first time
+//!     unchanged     ──▶ nothing;   emptied ──▶ -D (the values emitted before)
 //!   a row whose window has been dropped is late: it goes to <target>__late, never into a window
 //! ```
 //!
@@ -62,6 +66,11 @@ pub struct AggregatePlan {
     calls: Vec<AggregateCall>,
     /// The aggregation's output: group columns, then aggregates.
     output: SchemaRef,
+    /// Whether a change takes back the row emitted before (Flink's
+    /// UPDATE_BEFORE), for a target that cannot upsert by the groups.
+    pub update_before: bool,
+    /// The aggregates' output values of one group, as bytes (what a group last emitted).
+    values: RowConverter,
 }
 
 impl AggregatePlan {
@@ -83,6 +92,9 @@ impl AggregatePlan {
                 .iter()
                 .map(|call| format!("aggregate: {}", call.shape())),
         );
+        if self.update_before {
+            lines.push("aggregation keeps each group's last emitted values".to_string());
+        }
         lines
     }
 
@@ -98,7 +110,12 @@ impl AggregatePlan {
             .filter(|(_, role, _)| matches!(role, GroupRole::Key(_)))
             .map(|(_, _, data_type)| SortField::new(data_type.clone()))
             .collect();
-        let (group_exprs, roles) = groups.into_iter().map(|(e, r, _)| (e, r)).unzip();
+        let (group_exprs, roles): (Vec<_>, Vec<GroupRole>) =
+            groups.into_iter().map(|(e, r, _)| (e, r)).unzip();
+        let value_fields = output.fields()[roles.len()..]
+            .iter()
+            .map(|field| SortField::new(field.data_type().clone()))
+            .collect();
         Ok(Self {
             window,
             allowed_lateness_ms,
@@ -107,7 +124,16 @@ impl AggregatePlan {
             key_converter: RowConverter::new(key_fields)?,
             calls,
             output,
+            update_before: false,
+            values: RowConverter::new(value_fields)?,
         })
+    }
+
+    /// The aggregation, taking back the row it emitted before with each
+    /// change of a group (for a target without a key to upsert by).
+    pub fn with_update_before(mut self) -> Self {
+        self.update_before = true;
+        self
     }
 
     /// The aggregation's output: group columns, then aggregates.
@@ -211,10 +237,34 @@ impl AggregatePlan {
 
     /// Builds output rows for these groups.
     fn finish(&self, groups: &[(i64, i64, &[u8], &[Acc])]) -> Result<RecordBatch> {
+        let mut values = Vec::with_capacity(self.calls.len());
+        for (index, call) in self.calls.iter().enumerate() {
+            let accs: Vec<&Acc> = groups.iter().map(|g| &g.3[index]).collect();
+            values.push(call.finish(&accs)?);
+        }
+        let ids: Vec<(i64, i64, &[u8])> = groups.iter().map(|g| (g.0, g.1, g.2)).collect();
+        self.rows(&ids, values)
+    }
+
+    /// Output rows of groups (start, end, key) whose values were emitted as `emitted`.
+    fn emitted_rows(&self, emitted: &[(&GroupId, Vec<u8>)]) -> Result<RecordBatch> {
+        let parser = self.values.parser();
+        let values = self
+            .values
+            .convert_rows(emitted.iter().map(|(_, bytes)| parser.parse(bytes)))?;
+        let ids: Vec<(i64, i64, &[u8])> = emitted
+            .iter()
+            .map(|(id, _)| (id.1, id.0, id.2.as_slice()))
+            .collect();
+        self.rows(&ids, values)
+    }
+
+    /// Output rows of groups (start, end, key) with their aggregates' `values`.
+    fn rows(&self, groups: &[(i64, i64, &[u8])], values: Vec<ArrayRef>) -> Result<RecordBatch> {
         let parser = self.key_converter.parser();
         let key_columns = if self.has_keys() {
             self.key_converter
-                .convert_rows(groups.iter().map(|(_, _, key, _)| parser.parse(key)))?
+                .convert_rows(groups.iter().map(|(_, _, key)| parser.parse(key)))?
         } else {
             Vec::new()
         };
@@ -234,10 +284,7 @@ impl AggregatePlan {
             };
             columns.push(column);
         }
-        for (index, call) in self.calls.iter().enumerate() {
-            let accs: Vec<&Acc> = groups.iter().map(|g| &g.3[index]).collect();
-            columns.push(call.finish(&accs)?);
-        }
+        columns.extend(values);
         let columns = columns
             .iter()
             .zip(self.output.fields())
@@ -296,6 +343,8 @@ struct Group {
     /// Rows in, less rows retracted: a group a changelog emptied is deleted.
     rows: i64,
     fired: bool,
+    /// The values it last emitted, when changes take them back (update-before).
+    emitted: Option<Vec<u8>>,
 }
 
 /// A session window of one key.
@@ -383,6 +432,7 @@ impl AggregateState {
                 accs: plan.empty_accs(),
                 rows: 0,
                 fired: false,
+                emitted: None,
             });
             group.rows += rows;
             for (acc, partial) in group.accs.iter_mut().zip(accs) {
@@ -460,6 +510,7 @@ impl AggregateState {
                 .map(|(s, e, k, a)| (*s, *e, k.as_slice(), a.as_slice()))
                 .collect();
             return Ok(Emitted {
+                retracts: Vec::new(),
                 upserts: vec![plan.finish(&rows)?],
                 deletes: Vec::new(),
             });
@@ -476,7 +527,9 @@ impl AggregateState {
                 }
             }
         }
-        let emitted = {
+        let emitted = if plan.update_before {
+            self.changes(plan, &emit)?
+        } else {
             let rows = |emptied: bool| -> Vec<(i64, i64, &[u8], &[Acc])> {
                 emit.iter()
                     .filter_map(|id| {
@@ -488,6 +541,7 @@ impl AggregateState {
                     .collect()
             };
             Emitted {
+                retracts: Vec::new(),
                 upserts: vec![plan.finish(&rows(false))?],
                 deletes: vec![plan.finish(&rows(true))?],
             }
@@ -502,6 +556,59 @@ impl AggregateState {
             self.groups = self.groups.split_off(&keep_from);
         }
         Ok(emitted)
+    }
+
+    /// The changes of the groups `emit`, each taking back what its group
+    /// emitted before: -U the old values and +U the new ones (+I the first
+    /// time), nothing for values that did not change, -D the old values of a
+    /// group emptied.
+    fn changes(&mut self, plan: &AggregatePlan, emit: &BTreeSet<GroupId>) -> Result<Emitted> {
+        let standing: Vec<&GroupId> = emit
+            .iter()
+            .filter(|id| self.groups.get(*id).is_some_and(|g| g.rows > 0))
+            .collect();
+        let current = {
+            let rows: Vec<(i64, i64, &[u8], &[Acc])> = standing
+                .iter()
+                .map(|id| {
+                    (
+                        id.1,
+                        id.0,
+                        id.2.as_slice(),
+                        self.groups[*id].accs.as_slice(),
+                    )
+                })
+                .collect();
+            plan.finish(&rows)?
+        };
+        let values = plan
+            .values
+            .convert_columns(&current.columns()[plan.roles.len()..])?;
+        let (mut taken_back, mut changed) = (Vec::new(), Vec::new());
+        for (row, id) in standing.iter().enumerate() {
+            let now = values.row(row).data();
+            let group = self.groups.get_mut(*id).expect("a standing group");
+            if group.emitted.as_deref() == Some(now) {
+                continue;
+            }
+            if let Some(before) = group.emitted.replace(now.to_vec()) {
+                taken_back.push((*id, before));
+            }
+            changed.push(row as u32);
+        }
+        let deleted: Vec<(&GroupId, Vec<u8>)> = emit
+            .iter()
+            .filter_map(|id| {
+                let group = self.groups.get(id).filter(|g| g.rows <= 0)?;
+                Some((id, group.emitted.clone()?))
+            })
+            .collect();
+        let changed = arrow::array::UInt32Array::from(changed);
+        Ok(Emitted {
+            retracts: vec![plan.emitted_rows(&taken_back)?],
+            upserts: vec![arrow::compute::take_record_batch(&current, &changed)?],
+            deletes: vec![plan.emitted_rows(&deleted)?],
+        })
     }
 
     /// The current values of what [`Self::emit`] has not written: open windows
@@ -537,7 +644,9 @@ impl AggregateState {
         self.groups.len() + self.sessions.values().map(Vec::len).sum::<usize>()
     }
 
-    pub fn encode(&self, out: &mut ByteWriter) {
+    /// Writes the state; `update_before` says whether groups keep what they
+    /// last emitted (the plan's [`AggregatePlan::update_before`]).
+    pub fn encode(&self, out: &mut ByteWriter, update_before: bool) {
         out.u64(self.groups.len() as u64);
         for ((end, start, key), group) in &self.groups {
             out.i64(*end);
@@ -546,6 +655,9 @@ impl AggregateState {
             out.i64(group.rows);
             out.u8(u8::from(group.fired));
             encode_accs(&group.accs, out);
+            if update_before {
+                out.option(group.emitted.as_ref(), |out, bytes| out.bytes(bytes));
+            }
         }
         let mut keys: Vec<&Vec<u8>> = self.sessions.keys().collect();
         keys.sort();
@@ -562,7 +674,7 @@ impl AggregateState {
         }
     }
 
-    pub fn decode(input: &mut ByteReader<'_>) -> Result<Self> {
+    pub fn decode(input: &mut ByteReader<'_>, update_before: bool) -> Result<Self> {
         let mut state = Self::default();
         for _ in 0..input.u64()? {
             let end = input.i64()?;
@@ -571,9 +683,17 @@ impl AggregateState {
             let rows = input.i64()?;
             let fired = input.u8()? == 1;
             let accs = decode_accs(input)?;
-            state
-                .groups
-                .insert((end, start, key), Group { accs, rows, fired });
+            let emitted = match update_before {
+                true => input.option(|input| Ok(input.bytes()?.to_vec()))?,
+                false => None,
+            };
+            let group = Group {
+                accs,
+                rows,
+                fired,
+                emitted,
+            };
+            state.groups.insert((end, start, key), group);
         }
         for _ in 0..input.u64()? {
             let key = input.bytes()?.to_vec();

@@ -102,10 +102,16 @@ impl Operator for Aggregation {
     }
 
     /// Results that a late row or a changelog can change again upsert by the
-    /// GROUP BY's columns; windows emitted once and final are appended.
+    /// GROUP BY's columns (or, asked for update-before rows, retract: each
+    /// change takes back the row emitted before); windows emitted once and
+    /// final are appended.
     fn emits(&self, input: Changelog, _key: &[String]) -> (Changelog, Vec<String>) {
+        let changes = match self.plan.update_before {
+            true => Changelog::Retracting,
+            false => Changelog::Upsert,
+        };
         match self.plan.updates() || input != Changelog::AppendOnly {
-            true => (Changelog::Upsert, self.plan.group_columns()),
+            true => (changes, self.plan.group_columns()),
             false => (Changelog::AppendOnly, Vec::new()),
         }
     }
@@ -133,11 +139,11 @@ impl Operator for Aggregation {
 
 impl KeepsState for Aggregation {
     fn snapshot(&self, out: &mut ByteWriter) {
-        self.state().encode(out);
+        self.state().encode(out, self.plan.update_before);
     }
 
     fn restore(&self, input: &mut ByteReader<'_>) -> Result<()> {
-        *self.state() = AggregateState::decode(input)?;
+        *self.state() = AggregateState::decode(input, self.plan.update_before)?;
         Ok(())
     }
 }
@@ -170,6 +176,10 @@ mod tests {
 
     /// `SUM(amount) … GROUP BY [window_start, window_end,] city`.
     fn aggregation(window: Option<WindowKind>, allowed_lateness_ms: i64) -> Arc<Aggregation> {
+        Arc::new(Aggregation::new(plan(window, allowed_lateness_ms)))
+    }
+
+    fn plan(window: Option<WindowKind>, allowed_lateness_ms: i64) -> AggregatePlan {
         let schema = input_schema();
         let time = DataType::Timestamp(TimeUnit::Millisecond, None);
         let mut groups = Vec::new();
@@ -199,15 +209,14 @@ mod tests {
             0,
         )
         .unwrap();
-        let plan = AggregatePlan::new(
+        AggregatePlan::new(
             window,
             allowed_lateness_ms,
             groups,
             vec![sum],
             Arc::new(Schema::new(fields)),
         )
-        .unwrap();
-        Arc::new(Aggregation::new(plan))
+        .unwrap()
     }
 
     /// Rows of ten-second windows: (window start in seconds, city, amount).
@@ -340,6 +349,47 @@ mod tests {
         );
         let emitted = harness.watermark(20_000).await.unwrap();
         assert_eq!(totals(&emitted.upserts), pairs(&[("rome", 2)]));
+    }
+
+    #[tokio::test]
+    async fn asked_for_update_before_a_change_takes_back_what_its_group_emitted() {
+        let make = || Arc::new(Aggregation::new(plan(None, 0).with_update_before()));
+        assert_eq!(
+            make().emits(Changelog::AppendOnly, &[]),
+            (Changelog::Retracting, vec!["city".to_string()])
+        );
+        let mut harness = Harness::new(make());
+        harness
+            .push(&rows(&[(0, "oslo", 5), (0, "rome", 3)]))
+            .await
+            .unwrap();
+        let first = harness.watermark(0).await.unwrap();
+        assert_eq!(totals(&first.upserts), pairs(&[("oslo", 5), ("rome", 3)]));
+        assert_eq!(totals(&first.retracts), pairs(&[]));
+
+        // oslo changes, rome gets a row of 0 (its total does not change).
+        harness
+            .push(&rows(&[(0, "oslo", 2), (0, "rome", 0)]))
+            .await
+            .unwrap();
+        let second = harness.watermark(1).await.unwrap();
+        assert_eq!(totals(&second.retracts), pairs(&[("oslo", 5)]));
+        assert_eq!(totals(&second.upserts), pairs(&[("oslo", 7)]));
+
+        // What each group emitted survives a restore: rome's rows taken back
+        // delete the 3 it emitted.
+        let mut restored = Harness::restore_into(make(), &harness.snapshot()).unwrap();
+        restored
+            .push_changes(
+                &rows(&[(0, "rome", 3), (0, "rome", 0)]),
+                &[RowKind::Delete, RowKind::Delete],
+            )
+            .await
+            .unwrap();
+        let third = restored.watermark(2).await.unwrap();
+        assert_eq!(totals(&third.deletes), pairs(&[("rome", 3)]));
+        assert_eq!(totals(&third.upserts), pairs(&[]));
+        assert_eq!(totals(&third.retracts), pairs(&[]));
     }
 
     #[tokio::test]

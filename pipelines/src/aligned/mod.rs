@@ -114,7 +114,7 @@ impl Planned {
         );
         let mut ctx = SessionContext::new_with_config(config);
         ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
-        strata_catalog::functions::register_flink_functions(&mut ctx)
+        strata_catalog::functions::register_flink_pipeline_functions(&mut ctx)
             .map_err(|err| err.strip_backtrace())?;
         let state = ctx.state();
         let statement = datafusion::sql::parser::Statement::Statement(Box::new(

@@ -88,7 +88,7 @@ impl Operator for WindowAligned {
         *self.state() = state;
         Ok(Emitted {
             upserts: evaluated?,
-            deletes: Vec::new(),
+            ..Emitted::default()
         })
     }
 

@@ -357,15 +357,19 @@ pub struct Watermarks {
 }
 
 /// What an operator emits when the watermark advances: rows it inserts or
-/// updates (by the key of its changelog), and keys it deletes.
+/// updates (by the key of its changelog), and keys it deletes; an operator
+/// asked for update-before rows also takes back the rows it emitted before
+/// (`retracts`, Flink's `-U`, which go first).
 #[derive(Debug, Default)]
 pub struct Emitted {
+    pub retracts: Vec<RecordBatch>,
     pub upserts: Vec<RecordBatch>,
     pub deletes: Vec<RecordBatch>,
 }
 
 impl Emitted {
     pub fn extend(&mut self, other: Emitted) {
+        self.retracts.extend(other.retracts);
         self.upserts.extend(other.upserts);
         self.deletes.extend(other.deletes);
     }

@@ -168,7 +168,7 @@ impl LegacyParts<'_> {
         match operators.aggregate {
             Some(aggregate) => aggregate.restore(&mut input)?,
             None => {
-                AggregateState::decode(&mut input)?;
+                AggregateState::decode(&mut input, false)?;
             }
         }
         if !input.is_done() {

@@ -1447,6 +1447,17 @@ impl<'a> Task<'a> {
         Ok(())
     }
 
+    /// Rows the state takes back (update-before rows, deletes): through the
+    /// steps after it, then pending, marked as taking their row back.
+    fn pend_taken_back(&mut self, batch: RecordBatch) -> Result<()> {
+        let taken_back = self.plan.finish(batch)?;
+        let marker = vec![true; taken_back.num_rows()];
+        self.pending
+            .rows
+            .push(with_delete_marker(&taken_back, marker)?);
+        Ok(())
+    }
+
     async fn commit(&mut self) -> Result<()> {
         let watermark = self.current_watermark();
         let now = Instant::now();
@@ -1463,15 +1474,15 @@ impl<'a> Task<'a> {
             },
         };
         let emitted = self.plan.on_watermark(&watermarks).await?;
+        // Rows taken back come before the rows that replace them.
+        for batch in emitted.retracts.into_iter().filter(|b| b.num_rows() > 0) {
+            self.pend_taken_back(batch)?;
+        }
         for batch in emitted.upserts.into_iter().filter(|b| b.num_rows() > 0) {
             self.pend_emitted(batch).await?;
         }
         for batch in emitted.deletes.into_iter().filter(|b| b.num_rows() > 0) {
-            let deletes = self.plan.finish(batch)?;
-            let marker = vec![true; deletes.num_rows()];
-            self.pending
-                .rows
-                .push(with_delete_marker(&deletes, marker)?);
+            self.pend_taken_back(batch)?;
         }
         // Rows read from now on belong to the next commit and are judged against this watermark.
         self.committed_watermark = watermark;

@@ -51,7 +51,9 @@ macro_rules! generated {
     };
 }
 
-generated!(q0, q1, q2, q3, q5, q7, q11, q14, q18, q19, q20, q21, q22);
+generated!(
+    q0, q1, q2, q3, q5, q7, q11, q14, q15, q16, q17, q18, q19, q20, q21, q22
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_read_from_kafka_json_match_the_reference() {

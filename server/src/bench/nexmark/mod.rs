@@ -27,7 +27,7 @@ pub use reference::Expected;
 
 /// The queries Strata runs, with their published per-core anchor (Flink 1.13,
 /// events/s per core) and, for windowed ones, how their windows end.
-pub const QUERIES: [Query; 13] = [
+pub const QUERIES: [Query; 16] = [
     Query::new("q0", include_str!("queries/q0.sql"), 155_000, Windows::None),
     Query::new("q1", include_str!("queries/q1.sql"), 158_000, Windows::None),
     Query::new("q2", include_str!("queries/q2.sql"), 175_000, Windows::None),
@@ -54,6 +54,24 @@ pub const QUERIES: [Query; 13] = [
         "q14",
         include_str!("queries/q14.sql"),
         161_000,
+        Windows::None,
+    ),
+    Query::new(
+        "q15",
+        include_str!("queries/q15.sql"),
+        72_000,
+        Windows::None,
+    ),
+    Query::new(
+        "q16",
+        include_str!("queries/q16.sql"),
+        19_000,
+        Windows::None,
+    ),
+    Query::new(
+        "q17",
+        include_str!("queries/q17.sql"),
+        117_000,
         Windows::None,
     ),
     Query::new(

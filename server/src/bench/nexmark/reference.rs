@@ -25,6 +25,7 @@ use strata_pipelines::sink::digest::digest;
 
 use super::{EventSource, KAFKA_PARTITIONS, NexmarkOptions, ROW_CHECK_EVENTS};
 
+mod groups;
 mod joins;
 mod ranks;
 mod rows;
@@ -304,6 +305,9 @@ pub fn expected(name: &str, options: NexmarkOptions) -> anyhow::Result<Expected>
             out.window_ends = ends;
         }
         "q14" => rows::q14(options, |batch| out.add(keep, batch))?,
+        "q15" => out.add(keep, groups::q15(options)?)?,
+        "q16" => out.add(keep, groups::q16(options)?)?,
+        "q17" => out.add(keep, groups::q17(options)?)?,
         "q18" => ranks::q18(options, |batch| out.add(keep, batch))?,
         "q19" => ranks::q19(options, |batch| out.add(keep, batch))?,
         "q20" => joins::q20(options, |batch| out.add(keep, batch))?,
