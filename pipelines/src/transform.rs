@@ -720,22 +720,6 @@ fn refuse_state_ttl_beside(
     }
 }
 
-/// Whether `condition` refers to both streams' event-time columns, each
-/// given with the schema of its side.
-fn compares(
-    condition: &datafusion::logical_expr::Expr,
-    left: (&DFSchema, &str),
-    right: (&DFSchema, &str),
-) -> bool {
-    let columns = condition.column_refs();
-    let refers = |(schema, time): (&DFSchema, &str)| {
-        columns
-            .iter()
-            .any(|column| column.name == time && schema.has_column(column))
-    };
-    refers(left) && refers(right)
-}
-
 /// Whether the column `name` reaches the top of `plan` unchanged from its table.
 fn passes_through(plan: &LogicalPlan, name: &str) -> bool {
     use datafusion::logical_expr::Expr;
@@ -1004,7 +988,9 @@ impl Compiler<'_> {
 
     /// A join of the pipeline's two streams on equal keys: an interval join
     /// when the rest of its ON clause bounds one stream's event time by the
-    /// other's from below and above, a regular join otherwise (as in Flink).
+    /// other's from below and above, a regular join otherwise (as in Flink,
+    /// which runs `b.ts BETWEEN a.ts AND a.expires` as a regular join whose
+    /// condition filters the pairs, keeping every row).
     fn compile_stream_join(
         &mut self,
         join: &datafusion::logical_expr::Join,
@@ -1036,18 +1022,6 @@ impl Compiler<'_> {
             return Err(refuse(
                 "keys compared with IS NOT DISTINCT FROM in a join of two streams (their NULL keys join nothing)".to_string(),
             ));
-        }
-        if let (None, Some(filter), Some(left_time), Some(right_time)) =
-            (band, &join.filter, &left_time, &right_time)
-            && compares(
-                filter,
-                (left, left_time.as_str()),
-                (right, right_time.as_str()),
-            )
-        {
-            return Err(refuse(format!(
-                "the ON clause {filter}, which compares {right_time} with {left_time} but does not bound it from below and above plus or minus an interval: as a regular join it would keep every row of both streams for good (Flink runs it so)"
-            )));
         }
         let kind = match (join.join_type, band) {
             (JoinType::Inner, _) => JoinKind::Inner,

@@ -261,7 +261,8 @@ fn check_lookups(pipeline: &Pipeline, sources: &[TableDef]) -> Result<()> {
             continue;
         }
         let processing_time = probes.iter().find_map(|p| p.processing_time.as_deref());
-        if processing_time != Some(lookup.time_column.as_str()) {
+        let derived = names_proctime(&pipeline.query, &lookup.time_column);
+        if processing_time != Some(lookup.time_column.as_str()) && !derived {
             let message = if event_time {
                 format!(
                     "FOR SYSTEM_TIME AS OF {} (an event time) joins a versioned table, but {} is a {} table, looked up as of processing time",
@@ -286,6 +287,32 @@ fn check_lookups(pipeline: &Pipeline, sources: &[TableDef]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether a SELECT in `query` names `PROCTIME()` `column`, as Flink's
+/// `(SELECT *, PROCTIME() AS p_time FROM bid) B JOIN … AS OF B.p_time` does.
+fn names_proctime(query: &sqlparser::ast::Query, column: &str) -> bool {
+    use sqlparser::ast::{Expr, SelectItem, SetExpr, Visit, Visitor};
+    use std::ops::ControlFlow;
+    struct Finder<'a>(&'a str);
+    impl Visitor for Finder<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &sqlparser::ast::Query) -> ControlFlow<()> {
+            let SetExpr::Select(select) = query.body.as_ref() else {
+                return ControlFlow::Continue(());
+            };
+            let names = select.projection.iter().any(|item| {
+                matches!(item, SelectItem::ExprWithAlias { expr: Expr::Function(function), alias }
+                    if alias.value.eq_ignore_ascii_case(self.0)
+                        && function.name.to_string().eq_ignore_ascii_case("proctime"))
+            });
+            match names {
+                true => ControlFlow::Break(()),
+                false => ControlFlow::Continue(()),
+            }
+        }
+    }
+    query.visit(&mut Finder(column)).is_break()
 }
 
 /// An event-time temporal join: AS OF the probe's event time, against a Kafka

@@ -141,7 +141,7 @@ fn pick(rows: &RecordBatch, at: &[u32], names: &[&str]) -> anyhow::Result<Vec<Ar
 /// The stream a query reads first, whose watermark the run reports.
 fn source_stream(query: &str) -> NexmarkStream {
     match query {
-        "q3" => NexmarkStream::Auction,
+        "q3" | "q9" => NexmarkStream::Auction,
         _ => NexmarkStream::Bid,
     }
 }
@@ -299,11 +299,14 @@ pub fn expected(name: &str, options: NexmarkOptions) -> anyhow::Result<Expected>
             })?;
         }
         "q3" => joins::q3(options, |batch| out.add(keep, batch))?,
+        "q9" => joins::q9(options, |batch| out.add(keep, batch))?,
+        "q10" => rows::q10(options, |batch| out.add(keep, batch))?,
         "q11" => {
             let (rows, ends) = sessions::q11(options, watermark)?;
             out.add(keep, rows)?;
             out.window_ends = ends;
         }
+        "q13" => rows::q13(options, |batch| out.add(keep, batch))?,
         "q14" => rows::q14(options, |batch| out.add(keep, batch))?,
         "q15" => out.add(keep, groups::q15(options)?)?,
         "q16" => out.add(keep, groups::q16(options)?)?,

@@ -63,8 +63,9 @@ pub(super) fn q3(
     })
 }
 
-/// The auction columns q20 writes, in its order.
-const AUCTION_COLUMNS: [&str; 9] = [
+/// The auction columns q9 and q20 write, in their order (q20 without the id).
+const AUCTION_COLUMNS: [&str; 10] = [
+    "id",
     "itemName",
     "description",
     "initialBid",
@@ -76,24 +77,29 @@ const AUCTION_COLUMNS: [&str; 9] = [
     "extra",
 ];
 
+/// The auctions of the categories `keep` takes, in [`AUCTION_COLUMNS`].
+fn auctions(options: NexmarkOptions, keep: impl Fn(i64) -> bool) -> anyhow::Result<RecordBatch> {
+    let mut auctions: Vec<RecordBatch> = Vec::new();
+    stream_rows(NexmarkStream::Auction, options, |rows, _| {
+        let category: Int64Array = column(rows, "category");
+        let at: Vec<u32> = (0..rows.num_rows() as u32)
+            .filter(|&row| keep(category.value(row as usize)))
+            .collect();
+        auctions.push(batch(pick(rows, &at, &AUCTION_COLUMNS)?));
+        Ok(())
+    })?;
+    Ok(arrow::compute::concat_batches(
+        &auctions[0].schema(),
+        &auctions,
+    )?)
+}
+
 /// q20: each bid with its auction, for auctions of category 10.
 pub(super) fn q20(
     options: NexmarkOptions,
     mut add: impl FnMut(RecordBatch) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    // The auctions of category 10, and each one's row among them by id.
-    let mut auctions: Vec<RecordBatch> = Vec::new();
-    stream_rows(NexmarkStream::Auction, options, |rows, _| {
-        let category: Int64Array = column(rows, "category");
-        let at: Vec<u32> = (0..rows.num_rows() as u32)
-            .filter(|&row| category.value(row as usize) == 10)
-            .collect();
-        let mut names = vec!["id"];
-        names.extend(AUCTION_COLUMNS);
-        auctions.push(batch(pick(rows, &at, &names)?));
-        Ok(())
-    })?;
-    let auctions = arrow::compute::concat_batches(&auctions[0].schema(), &auctions)?;
+    let auctions = auctions(options, |category| category == 10)?;
     let ids: Int64Array = super::downcast(auctions.column(0));
     let row_of: HashMap<i64, u32> = (0..ids.len())
         .map(|row| (ids.value(row), row as u32))
@@ -118,6 +124,70 @@ pub(super) fn q20(
         for column in auctions.columns().iter().skip(1) {
             columns.push(arrow::compute::take(column.as_ref(), &matched, None)?);
         }
+        add(batch(columns))
+    })
+}
+
+/// q9: each auction with its winning bid, among the bids made between its
+/// start and its expiry (both included): the highest price, then the
+/// earliest time, then the first to arrive.
+pub(super) fn q9(
+    options: NexmarkOptions,
+    mut add: impl FnMut(RecordBatch) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use arrow::array::TimestampMillisecondArray;
+    let auctions = auctions(options, |_| true)?;
+    let ids: Int64Array = super::downcast(auctions.column(0));
+    let starts: TimestampMillisecondArray = super::downcast(auctions.column(5));
+    let expiries: TimestampMillisecondArray = super::downcast(auctions.column(6));
+    let row_of: HashMap<i64, usize> = (0..ids.len()).map(|row| (ids.value(row), row)).collect();
+    // auction row → (price, time, event number) of its best bid so far
+    let mut best: HashMap<usize, (i64, i64, u64)> = HashMap::new();
+    stream_rows(NexmarkStream::Bid, options, |rows, numbers| {
+        let auction: Int64Array = column(rows, "auction");
+        let price: Int64Array = column(rows, "price");
+        let time: TimestampMillisecondArray = column(rows, "dateTime");
+        for (row, &number) in numbers.iter().enumerate() {
+            let Some(&at) = row_of.get(&auction.value(row)) else {
+                continue;
+            };
+            let time = time.value(row);
+            if time < starts.value(at) || time > expiries.value(at) {
+                continue;
+            }
+            let bid = (price.value(row), time, number);
+            let kept = best.entry(at).or_insert(bid);
+            let better = (bid.0, std::cmp::Reverse(bid.1), std::cmp::Reverse(bid.2))
+                > (kept.0, std::cmp::Reverse(kept.1), std::cmp::Reverse(kept.2));
+            if better {
+                *kept = bid;
+            }
+        }
+        Ok(())
+    })?;
+    let winner_of: HashMap<u64, u32> = best
+        .into_iter()
+        .map(|(at, (_, _, number))| (number, at as u32))
+        .collect();
+    stream_rows(NexmarkStream::Bid, options, |rows, numbers| {
+        let (mut bids, mut won) = (vec![], vec![]);
+        for (row, number) in numbers.iter().enumerate() {
+            if let Some(&at) = winner_of.get(number) {
+                bids.push(row as u32);
+                won.push(at);
+            }
+        }
+        let won = arrow::array::UInt32Array::from(won);
+        let mut columns = auctions
+            .columns()
+            .iter()
+            .map(|column| Ok(arrow::compute::take(column.as_ref(), &won, None)?))
+            .collect::<anyhow::Result<Vec<ArrayRef>>>()?;
+        columns.extend(pick(
+            rows,
+            &bids,
+            &["auction", "bidder", "price", "dateTime", "extra"],
+        )?);
         add(batch(columns))
     })
 }

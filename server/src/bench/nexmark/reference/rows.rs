@@ -1,4 +1,4 @@
-//! Queries that map or filter each bid alone (q14, q21, q22), with string
+//! Queries that map, filter or enrich each bid alone (q10, q13, q14, q21, q22), with string
 //! functions and arithmetic written out by hand.
 
 use std::sync::Arc;
@@ -48,6 +48,54 @@ pub(super) fn q14(
             picked[3].clone(),
             Arc::new(Int64Array::from(counts)),
         ];
+        add(batch(columns))
+    })
+}
+
+/// q10: every bid with its day (`yyyy-MM-dd`) and minute (`HH:mm`), in UTC.
+pub(super) fn q10(
+    options: NexmarkOptions,
+    mut add: impl FnMut(RecordBatch) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    stream_rows(NexmarkStream::Bid, options, |rows, _| {
+        let time: TimestampMillisecondArray = column(rows, "dateTime");
+        let all: Vec<u32> = (0..rows.num_rows() as u32).collect();
+        let mut columns = pick(
+            rows,
+            &all,
+            &["auction", "bidder", "price", "dateTime", "extra"],
+        )?;
+        for pattern in ["%Y-%m-%d", "%H:%M"] {
+            let formatted: StringArray = time
+                .values()
+                .iter()
+                .map(|&ms| {
+                    chrono::DateTime::from_timestamp_millis(ms)
+                        .map(|at| at.format(pattern).to_string())
+                })
+                .collect();
+            columns.push(Arc::new(formatted));
+        }
+        add(batch(columns))
+    })
+}
+
+/// q13: each bid with the side input's value of its auction mod 10,000
+/// (`side-<key>`, for keys 0–9,999: every bid matches).
+pub(super) fn q13(
+    options: NexmarkOptions,
+    mut add: impl FnMut(RecordBatch) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    stream_rows(NexmarkStream::Bid, options, |rows, _| {
+        let auction: Int64Array = column(rows, "auction");
+        let all: Vec<u32> = (0..rows.num_rows() as u32).collect();
+        let mut columns = pick(rows, &all, &["auction", "bidder", "price", "dateTime"])?;
+        let values: StringArray = auction
+            .values()
+            .iter()
+            .map(|auction| Some(format!("side-{}", auction.rem_euclid(10_000))))
+            .collect();
+        columns.push(Arc::new(values));
         add(batch(columns))
     })
 }
