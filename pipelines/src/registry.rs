@@ -152,7 +152,8 @@ CREATE TABLE s.ods_generated (id BIGINT) WITH ('connector' = 'datagen', 'fields.
         assert_eq!(reads("lines").unwrap_err(), "reading format 'raw'");
         let lake = reads("lake").unwrap();
         assert!(!lake.rewinds && !lake.probes_versions && !lake.appends_records);
-        assert!(reads("bids").is_ok() && reads("generated").is_ok());
+        assert!(clicks.joins_another && users.joins_another && !lake.joins_another);
+        assert!(reads("bids").unwrap().joins_another && !reads("generated").unwrap().joins_another);
         assert_eq!(
             reads("serving").unwrap_err(),
             "reading a mysql table as a stream"

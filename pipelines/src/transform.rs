@@ -189,6 +189,7 @@ impl CompiledPlan {
             rank_limits: Vec::new(),
             pre: None,
             aggregate: None,
+            outer: None,
             lookups,
             location: pipeline.target.location.clone(),
             streams: valid
@@ -223,21 +224,42 @@ impl CompiledPlan {
                 hint: Some("write the join to a DWD table, and aggregate that table in the next pipeline (the layered way)".to_string()),
             });
         }
-        // A target without a key cannot upsert a GROUP BY's changing results:
-        // each change then takes back the row emitted before (Flink's retract mode).
-        let keyless_target = valid.target.primary_key.is_empty();
+        // A target without a key that takes retractions (a blackhole) cannot
+        // upsert a GROUP BY's changing results: each change then takes back
+        // the row emitted before (Flink's retract mode).
+        let retracting_target = valid.target.primary_key.is_empty()
+            && crate::registry::connector(&valid.target).takes_retractions_unkeyed();
+        let outer = compiler.outer.take();
         let aggregation = compiler
             .aggregate
             .take()
-            .map(|plan| match keyless_target && plan.updates() {
-                true => plan.with_update_before(),
-                false => plan,
+            .map(|plan| {
+                // An aggregation read by another takes its changes back, as
+                // Flink's does for the aggregation after it.
+                let read_again = outer.is_some();
+                let retracts = (retracting_target || read_again) && plan.updates();
+                match (retracts, plan.takes_back_updates()) {
+                    (true, true) => Ok(plan.with_update_before()),
+                    (false, _) => Ok(plan),
+                    (true, false) => Err(unsupported(
+                        "a SESSION window's results updated by late rows, into a target without a PRIMARY KEY or read by another aggregation,".to_string(),
+                    )),
+                }
             })
+            .transpose()?
             .map(Aggregation::new)
             .map(Arc::new);
         let (pre, post) = match (compiler.pre.take(), &aggregation) {
             (Some(mut pre), Some(aggregation)) => {
                 pre.push(Step::Operator(aggregation.clone()));
+                if let Some((between, plan)) = outer {
+                    let plan = match retracting_target && plan.takes_back_updates() {
+                        true => plan.with_update_before(),
+                        false => plan,
+                    };
+                    pre.extend(between);
+                    pre.push(Step::Operator(Arc::new(Aggregation::new(plan))));
+                }
                 (pre, steps)
             }
             _ => (steps, Vec::new()),
@@ -284,11 +306,52 @@ impl CompiledPlan {
     }
 
     /// What the operators emit at a commit's watermarks, in plan order (an
-    /// interval join's right-side operators first).
+    /// interval join's right-side operators first). What an operator emits
+    /// goes on to the target, unless an operator after it holds rows (an
+    /// aggregation of its results): then its changes enter the steps after
+    /// it, in the order they take effect, and fold into that operator's
+    /// state before it is asked in turn.
     pub async fn on_watermark(&self, watermarks: &Watermarks) -> Result<Emitted> {
         let mut emitted = Emitted::default();
-        for placed in self.right.iter().flatten().chain(&self.pre) {
+        for placed in self.right.iter().flatten() {
             emitted.extend(placed.operator.on_watermark(watermarks).await?);
+        }
+        for (at, placed) in self.pre.iter().enumerate() {
+            let own = placed.operator.on_watermark(watermarks).await?;
+            let rest = &self.pre[at + 1..];
+            if !rest.iter().any(|later| later.operator.holds_rows()) {
+                emitted.extend(own);
+                continue;
+            }
+            let Some(changes) = own.into_changes()? else {
+                continue;
+            };
+            let (_stop, stop) = tokio::sync::watch::channel(false);
+            let pass = Pass {
+                attempt: 0,
+                stop,
+                from_state: true,
+            };
+            let source = changes.batch.clone();
+            let kinds = changes.kinds.clone();
+            let ctx = BatchContext {
+                source: &source,
+                pass: &pass,
+                side: Side::Left,
+                kinds: kinds.as_deref(),
+                watermark: watermarks.pipeline,
+            };
+            let prepared = self.run_steps(rest, changes, &ctx).await?;
+            let mut late = prepared.missed;
+            for write in prepared.writes {
+                late.extend(write.apply()?);
+            }
+            if let Some(missed) = late.iter().find(|missed| !missed.origins.is_empty()) {
+                return Err(PipelineError::Evaluation(format!(
+                    "the results of {} were set aside by the operators after it ({}); an aggregation of its results must take every change",
+                    placed.id, missed.reason
+                )));
+            }
         }
         Ok(emitted)
     }
@@ -303,7 +366,9 @@ impl CompiledPlan {
     /// What the operators would emit if the watermark passed everything now,
     /// through the steps after them; none if no operator shows results early.
     pub fn provisional(&self) -> Result<Option<RecordBatch>> {
-        for placed in &self.pre {
+        // The last such operator's, whose rows the steps after it take (an
+        // aggregation of an aggregation shows its own groups).
+        for placed in self.pre.iter().rev() {
             if let Some(rows) = placed.operator.provisional()? {
                 return self.finish(rows).map(Some);
             }
@@ -783,6 +848,9 @@ struct Compiler<'a> {
     /// The steps before the aggregation, once it has been found.
     pre: Option<Vec<Step>>,
     aggregate: Option<AggregatePlan>,
+    /// An aggregation of the aggregation's results (Nexmark q4's AVG of
+    /// MAXes), with the steps between the two.
+    outer: Option<(Vec<Step>, AggregatePlan)>,
     /// Dimensions of lookup joins not compiled yet.
     lookups: Vec<ResolvedLookup>,
     /// Where the pipeline is, for errors.
@@ -905,10 +973,20 @@ impl Compiler<'_> {
                 steps.push(Step::Operator(lookup));
                 Ok(())
             }
-            LogicalPlan::Aggregate(aggregate) if self.aggregate.is_none() => {
+            LogicalPlan::Aggregate(aggregate) => {
                 self.compile(&aggregate.input, steps)?;
-                self.pre = Some(std::mem::take(steps));
-                self.aggregate = Some(self.compile_aggregate(aggregate)?);
+                if self.aggregate.is_none() {
+                    self.pre = Some(std::mem::take(steps));
+                    self.aggregate = Some(self.compile_aggregate(aggregate)?);
+                    return Ok(());
+                }
+                if self.window.is_some() || self.outer.is_some() {
+                    return Err((self.unsupported)(
+                        "an aggregation of a window's results, or a third aggregation,".to_string(),
+                    ));
+                }
+                let outer = self.compile_aggregate(aggregate)?;
+                self.outer = Some((std::mem::take(steps), outer));
                 Ok(())
             }
             other => Err((self.unsupported)(format!(

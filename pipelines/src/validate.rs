@@ -289,30 +289,32 @@ fn check_lookups(pipeline: &Pipeline, sources: &[TableDef]) -> Result<()> {
     Ok(())
 }
 
-/// Whether a SELECT in `query` names `PROCTIME()` `column`, as Flink's
-/// `(SELECT *, PROCTIME() AS p_time FROM bid) B JOIN … AS OF B.p_time` does.
+/// Whether the pipeline's probe relation (the first of its SELECT's FROM) is
+/// a subquery naming `PROCTIME()` `column`, as Flink's
+/// `FROM (SELECT *, PROCTIME() AS p_time FROM bid) B JOIN … AS OF B.p_time` does.
 fn names_proctime(query: &sqlparser::ast::Query, column: &str) -> bool {
-    use sqlparser::ast::{Expr, SelectItem, SetExpr, Visit, Visitor};
-    use std::ops::ControlFlow;
-    struct Finder<'a>(&'a str);
-    impl Visitor for Finder<'_> {
-        type Break = ();
-        fn pre_visit_query(&mut self, query: &sqlparser::ast::Query) -> ControlFlow<()> {
-            let SetExpr::Select(select) = query.body.as_ref() else {
-                return ControlFlow::Continue(());
-            };
-            let names = select.projection.iter().any(|item| {
-                matches!(item, SelectItem::ExprWithAlias { expr: Expr::Function(function), alias }
-                    if alias.value.eq_ignore_ascii_case(self.0)
-                        && function.name.to_string().eq_ignore_ascii_case("proctime"))
-            });
-            match names {
-                true => ControlFlow::Break(()),
-                false => ControlFlow::Continue(()),
-            }
+    use sqlparser::ast::{Expr, Select, SelectItem, SetExpr, TableFactor};
+    fn select_of(query: &sqlparser::ast::Query) -> Option<&Select> {
+        match query.body.as_ref() {
+            SetExpr::Select(select) => Some(select),
+            _ => None,
         }
     }
-    query.visit(&mut Finder(column)).is_break()
+    let Some(select) = select_of(query) else {
+        return false;
+    };
+    let Some(TableFactor::Derived { subquery, .. }) =
+        select.from.first().map(|from| &from.relation)
+    else {
+        return false;
+    };
+    select_of(subquery).is_some_and(|probe| {
+        probe.projection.iter().any(|item| {
+            matches!(item, SelectItem::ExprWithAlias { expr: Expr::Function(function), alias }
+                if alias.value.eq_ignore_ascii_case(column)
+                    && function.name.to_string().eq_ignore_ascii_case("proctime"))
+        })
+    })
 }
 
 /// An event-time temporal join: AS OF the probe's event time, against a Kafka

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, UInt64Array};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef, Float64Type};
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
@@ -122,9 +122,10 @@ impl Average {
     /// `values` as 64-bit integers or doubles, by how they are summed.
     fn add(&mut self, values: &ArrayRef, sign: i8) -> Result<()> {
         if self.exact {
-            let values = datafusion::arrow::compute::cast(values, &DataType::Int64)?;
-            for value in values.as_primitive::<Int64Type>().iter().flatten() {
-                self.sum += i128::from(sign) * i128::from(value);
+            // Every integer type, unsigned 64-bit ones too, fits a DECIMAL(38, 0) exactly.
+            let values = datafusion::arrow::compute::cast(values, &DataType::Decimal128(38, 0))?;
+            for value in values.as_primitive::<Decimal128Type>().iter().flatten() {
+                self.sum += i128::from(sign) * value;
                 self.count = self.count.wrapping_add_signed(i64::from(sign));
             }
         } else {
@@ -156,8 +157,9 @@ impl Accumulator for Average {
             return ScalarValue::try_from(&self.output);
         }
         let average = match self.exact {
-            // i128 division truncates toward zero, as Java's long division.
-            true => ScalarValue::Int64(Some((self.sum / i128::from(self.count)) as i64)),
+            // i128 division truncates toward zero, as Java's long division; the
+            // average of values of a type fits that type.
+            true => ScalarValue::Decimal128(Some(self.sum / i128::from(self.count)), 38, 0),
             false => ScalarValue::Float64(Some(self.float_sum / self.count as f64)),
         };
         average.cast_to(&self.output)

@@ -319,14 +319,14 @@ impl AggregateCall {
                         .with_precision_and_scale(*precision, *out_scale)?,
                 ))
             }
-            // Flink's AVG of integers: an integer, truncated toward zero (Java's division).
+            // Flink's AVG of integers: an integer, truncated toward zero (Java's
+            // division), which fits the integers' type (the caller casts it there).
             (Holding::Exact { scale: 0 }, output) if output.is_integer() => Ok(Arc::new(
-                arrow::array::Int64Array::from_iter(accs.iter().map(|acc| match acc {
-                    Acc::AvgExact { sum, count } if *count > 0 => {
-                        Some((*sum / i128::from(*count)) as i64)
-                    }
+                Decimal128Array::from_iter(accs.iter().map(|acc| match acc {
+                    Acc::AvgExact { sum, count } if *count > 0 => Some(*sum / i128::from(*count)),
                     _ => None,
-                })),
+                }))
+                .with_precision_and_scale(38, 0)?,
             )),
             _ => Ok(Arc::new(Float64Array::from_iter(accs.iter().map(
                 |acc| match acc {

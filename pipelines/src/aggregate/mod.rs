@@ -173,6 +173,14 @@ impl AggregatePlan {
         self.window.is_none() || self.allowed_lateness_ms > 0
     }
 
+    /// Whether its changing results can each take back what was emitted
+    /// before ([`Self::with_update_before`]): groups and windows keep their
+    /// last emitted values; a session re-emitted after a late row does not
+    /// (its merged sessions were dropped when they fired).
+    pub fn takes_back_updates(&self) -> bool {
+        self.updates() && !matches!(self.window, Some(WindowKind::Session { .. }))
+    }
+
     /// Why the aggregation cannot read a stream of `input`'s changelog kind, if it cannot.
     pub fn accepts(&self, input: crate::operator::Changelog) -> std::result::Result<(), String> {
         if input == crate::operator::Changelog::AppendOnly {

@@ -368,6 +368,33 @@ pub struct Emitted {
 }
 
 impl Emitted {
+    /// Its rows as one changelog, in the order they take effect: the rows
+    /// taken back (`-U`), the new rows (`+U`), the deletes (`-D`); none if empty.
+    pub fn into_changes(self) -> crate::error::Result<Option<Traced>> {
+        let parts = [
+            (self.retracts, RowKind::UpdateBefore),
+            (self.upserts, RowKind::UpdateAfter),
+            (self.deletes, RowKind::Delete),
+        ];
+        let mut batches = Vec::new();
+        let mut kinds = Vec::new();
+        for (part, kind) in parts {
+            for batch in part.into_iter().filter(|b| b.num_rows() > 0) {
+                kinds.extend(std::iter::repeat_n(kind, batch.num_rows()));
+                batches.push(batch);
+            }
+        }
+        let Some(first) = batches.first() else {
+            return Ok(None);
+        };
+        let batch = arrow::compute::concat_batches(&first.schema(), &batches)?;
+        Ok(Some(Traced {
+            origins: (0..batch.num_rows()).collect(),
+            batch,
+            kinds: Some(kinds),
+        }))
+    }
+
     pub fn extend(&mut self, other: Emitted) {
         self.retracts.extend(other.retracts);
         self.upserts.extend(other.upserts);
@@ -469,7 +496,8 @@ impl OperatorKind {
         }
     }
 
-    /// Whether a plan has one operator of this kind at most: its id is the prefix alone.
+    /// Whether a plan's first operator of this kind is named by the prefix
+    /// alone (a plan mostly has one; an aggregation of an aggregation has two).
     fn one_per_plan(self) -> bool {
         matches!(
             self,
@@ -635,7 +663,14 @@ impl OperatorIds {
     pub fn next(&mut self, kind: OperatorKind, name: Option<&str>) -> String {
         let prefix = kind.id_prefix();
         if kind.one_per_plan() {
-            return prefix.to_string();
+            // The first keeps the bare id its checkpoints were written under;
+            // a second one (an aggregation of an aggregation) is numbered.
+            let seen = self.0.entry(prefix).or_default();
+            *seen += 1;
+            return match *seen {
+                1 => prefix.to_string(),
+                n => format!("{prefix}-{n}"),
+            };
         }
         match name {
             Some(name) => format!("{prefix}-{name}"),

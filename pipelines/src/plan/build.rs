@@ -197,8 +197,8 @@ impl Builder {
         // an equal row back for each retraction (if its connector can).
         let (changelog, key, mode) = match input.changelog {
             Changelog::AppendOnly => (Changelog::AppendOnly, Vec::new(), "append".to_string()),
-            changes if target.primary_key.is_empty() => (
-                changes,
+            Changelog::Retracting if target.primary_key.is_empty() => (
+                Changelog::Retracting,
                 Vec::new(),
                 "rows taken back by retractions".to_string(),
             ),

@@ -338,10 +338,11 @@ impl PipelineRun {
                     "reading two tables as streams without a join between them",
                 ));
             }
-            if let Err(what) = registry::stream_of(right) {
+            let right_joins = registry::stream_of(right).is_ok_and(|reads| reads.joins_another);
+            if !reads.joins_another || !right_joins {
                 return Err(unsupported(
                     pipeline,
-                    &format!("{what}, as a join's second stream"),
+                    "a join of two streams that are not both Kafka topics (json or debezium-json) or Nexmark tables",
                 ));
             }
             if let Some((id, what)) = plan.refusing_second_stream() {

@@ -55,6 +55,7 @@ impl Connector for Kafka {
         let traits = StreamTraits {
             rewinds: true,
             probes_versions: true,
+            joins_another: true,
             ..StreamTraits::default()
         };
         match format(table) {

@@ -141,7 +141,7 @@ fn pick(rows: &RecordBatch, at: &[u32], names: &[&str]) -> anyhow::Result<Vec<Ar
 /// The stream a query reads first, whose watermark the run reports.
 fn source_stream(query: &str) -> NexmarkStream {
     match query {
-        "q3" | "q9" => NexmarkStream::Auction,
+        "q3" | "q4" | "q9" => NexmarkStream::Auction,
         _ => NexmarkStream::Bid,
     }
 }
@@ -299,6 +299,7 @@ pub fn expected(name: &str, options: NexmarkOptions) -> anyhow::Result<Expected>
             })?;
         }
         "q3" => joins::q3(options, |batch| out.add(keep, batch))?,
+        "q4" => out.add(keep, joins::q4(options)?)?,
         "q9" => joins::q9(options, |batch| out.add(keep, batch))?,
         "q10" => rows::q10(options, |batch| out.add(keep, batch))?,
         "q11" => {

@@ -191,3 +191,52 @@ pub(super) fn q9(
         add(batch(columns))
     })
 }
+
+/// q4: per category, the average (truncated, as Flink's AVG of BIGINT) of
+/// its auctions' highest bids, among the bids made between each auction's
+/// start and its expiry (both included); auctions without such a bid count
+/// in no average.
+pub(super) fn q4(options: NexmarkOptions) -> anyhow::Result<RecordBatch> {
+    use arrow::array::TimestampMillisecondArray;
+    let auctions = auctions(options, |_| true)?;
+    let ids: Int64Array = super::downcast(auctions.column(0));
+    let starts: TimestampMillisecondArray = super::downcast(auctions.column(5));
+    let expiries: TimestampMillisecondArray = super::downcast(auctions.column(6));
+    let categories: Int64Array = super::downcast(auctions.column(8));
+    let row_of: HashMap<i64, usize> = (0..ids.len()).map(|row| (ids.value(row), row)).collect();
+    // auction row → its highest bid in time
+    let mut highest: HashMap<usize, i64> = HashMap::new();
+    stream_rows(NexmarkStream::Bid, options, |rows, _| {
+        let auction: Int64Array = column(rows, "auction");
+        let price: Int64Array = column(rows, "price");
+        let time: TimestampMillisecondArray = column(rows, "dateTime");
+        for row in 0..rows.num_rows() {
+            let Some(&at) = row_of.get(&auction.value(row)) else {
+                continue;
+            };
+            let time = time.value(row);
+            if time < starts.value(at) || time > expiries.value(at) {
+                continue;
+            }
+            let max = highest.entry(at).or_insert(i64::MIN);
+            *max = (*max).max(price.value(row));
+        }
+        Ok(())
+    })?;
+    // category → (sum of the highest bids, auctions)
+    let mut per_category: HashMap<i64, (i128, i128)> = HashMap::new();
+    for (at, max) in highest {
+        let (sum, count) = per_category.entry(categories.value(at)).or_default();
+        *sum += i128::from(max);
+        *count += 1;
+    }
+    let (mut ids, mut averages) = (vec![], vec![]);
+    for (category, (sum, count)) in per_category {
+        ids.push(category);
+        averages.push((sum / count) as i64);
+    }
+    Ok(batch(vec![
+        Arc::new(Int64Array::from(ids)),
+        Arc::new(Int64Array::from(averages)),
+    ]))
+}
