@@ -70,8 +70,7 @@ impl DistinctSet {
             return;
         }
         let incoming = other.len();
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        if incoming < PARALLEL_MERGE_MIN || threads < 2 || other.buckets.len() < 2 {
+        if incoming < PARALLEL_MERGE_MIN || available_threads() < 2 || other.buckets.len() < 2 {
             for (bucket, values) in other.buckets {
                 union(self.buckets.entry(bucket).or_default(), values);
             }
@@ -87,7 +86,7 @@ impl DistinctSet {
                 pairs.push((set, values));
             }
         }
-        let chunk = pairs.len().div_ceil(threads);
+        let chunk = pairs.len().div_ceil(available_threads());
         std::thread::scope(|scope| {
             for part in pairs.chunks_mut(chunk) {
                 scope.spawn(move || {
@@ -127,6 +126,15 @@ fn union(set: &mut Bucket, values: Bucket) {
     } else {
         set.extend(values);
     }
+}
+
+/// The threads a large merge may use, asked once: the standard library reads
+/// the cgroup's quota files on every call, which cost more than a small merge
+/// (one per group, distinct aggregate and batch: Nexmark q16 spent most of its
+/// time there).
+fn available_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ pub(crate) enum BenchCommand {
     },
     /// Nexmark's queries, as Flink SQL: events/s per core, peak memory and window latency, each run checked.
     Nexmark {
-        /// The queries: q0, q1, q2, q5, q7, a comma-separated list of them, or all.
+        /// The queries: a query Strata runs (q0–q5, q7, q9–q11, q13–q22), a comma-separated list of them, or all.
         #[arg(long, default_value = "all")]
         query: String,
         /// How many Nexmark events (of all three streams); default 10,000,000 generated, 1,000,000 through Kafka.
