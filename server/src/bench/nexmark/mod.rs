@@ -355,14 +355,12 @@ pub async fn nexmark(query: Query, options: NexmarkOptions) -> anyhow::Result<Ne
     // A blackhole digests what it takes; a Delta target (q10) is read back.
     let (rows_out, digest, written) = match target.kind {
         TableKind::Delta { .. } => {
-            let written = read_back(&catalog, &target).await?;
-            let (mut rows, mut digest) = (0u64, 0u64);
-            for batch in &written {
-                let (count, sum) = strata_pipelines::sink::digest::digest(batch)?;
-                rows += count;
-                digest = digest.wrapping_add(sum);
+            let read = strata_pipelines::sink::digest::OutputDigest::default();
+            read.keep_rows();
+            for batch in read_back(&catalog, &target).await? {
+                read.add(&batch)?;
             }
-            (rows, digest, written)
+            (read.rows(), read.digest(), read.kept_rows())
         }
         _ => (
             stats.output.rows(),

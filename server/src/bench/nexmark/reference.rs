@@ -126,6 +126,18 @@ fn column<T: Array + Clone + 'static>(rows: &RecordBatch, name: &str) -> T {
     downcast(rows.column_by_name(name).expect("a column of the stream"))
 }
 
+/// The columns `names` of every row, in that order.
+fn columns(rows: &RecordBatch, names: &[&str]) -> Vec<ArrayRef> {
+    names
+        .iter()
+        .map(|name| {
+            rows.column_by_name(name)
+                .expect("a column of the stream")
+                .clone()
+        })
+        .collect()
+}
+
 /// The columns `names` of the rows at `at`, in that order.
 fn pick(rows: &RecordBatch, at: &[u32], names: &[&str]) -> anyhow::Result<Vec<ArrayRef>> {
     let at = arrow::array::UInt32Array::from(at.to_vec());

@@ -7,7 +7,7 @@ use arrow::array::{ArrayRef, Decimal128Array, Int64Array, StringArray, Timestamp
 use arrow::record_batch::RecordBatch;
 use strata_catalog::NexmarkStream;
 
-use super::{batch, column, pick, stream_rows};
+use super::{batch, column, columns, pick, stream_rows};
 use crate::bench::nexmark::NexmarkOptions;
 
 /// q14: bids whose price in euros (× 0.908) lies strictly between 1,000,000
@@ -59,12 +59,7 @@ pub(super) fn q10(
 ) -> anyhow::Result<()> {
     stream_rows(NexmarkStream::Bid, options, |rows, _| {
         let time: TimestampMillisecondArray = column(rows, "dateTime");
-        let all: Vec<u32> = (0..rows.num_rows() as u32).collect();
-        let mut columns = pick(
-            rows,
-            &all,
-            &["auction", "bidder", "price", "dateTime", "extra"],
-        )?;
+        let mut columns = columns(rows, &["auction", "bidder", "price", "dateTime", "extra"]);
         for pattern in ["%Y-%m-%d", "%H:%M"] {
             let formatted: StringArray = time
                 .values()
@@ -88,8 +83,7 @@ pub(super) fn q13(
 ) -> anyhow::Result<()> {
     stream_rows(NexmarkStream::Bid, options, |rows, _| {
         let auction: Int64Array = column(rows, "auction");
-        let all: Vec<u32> = (0..rows.num_rows() as u32).collect();
-        let mut columns = pick(rows, &all, &["auction", "bidder", "price", "dateTime"])?;
+        let mut columns = columns(rows, &["auction", "bidder", "price", "dateTime"]);
         let values: StringArray = auction
             .values()
             .iter()
@@ -153,8 +147,7 @@ pub(super) fn q22(
 ) -> anyhow::Result<()> {
     stream_rows(NexmarkStream::Bid, options, |rows, _| {
         let url: StringArray = column(rows, "url");
-        let all: Vec<u32> = (0..rows.num_rows() as u32).collect();
-        let mut columns = pick(rows, &all, &["auction", "bidder", "price", "channel"])?;
+        let mut columns = columns(rows, &["auction", "bidder", "price", "channel"]);
         for part in 3..=5 {
             let parts: StringArray = (0..rows.num_rows())
                 .map(|row| url.value(row).split('/').nth(part))
