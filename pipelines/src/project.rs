@@ -39,6 +39,9 @@ pub struct Pipeline {
     pub sources: Vec<TableMention>,
     /// The window TVF in its FROM clause; `query` then reads [`WindowTvf::relation`].
     pub window: Option<WindowTvf>,
+    /// The same window over a second table, joined with the first's windows
+    /// (a window join; then `aligned`).
+    pub second_window: Option<WindowTvf>,
     /// The window TVF is joined or in a subquery: the query runs window by
     /// window ([`crate::aligned`]) rather than as one aggregation.
     pub aligned: bool,
@@ -222,7 +225,10 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
     crate::lateral::cross_join_unnest(&mut query, &label)?;
     let extracted = window::extract(&mut query, &label)?;
     let aligned = extracted.as_ref().is_some_and(|e| e.aligned);
-    let window = extracted.map(|e| e.tvf);
+    let (window, second_window) = match extracted {
+        Some(extracted) => (Some(extracted.tvf), extracted.second),
+        None => (None, None),
+    };
     let lookups = crate::lookup::spec::extract(&mut query, &label)?;
     let cte_names: Vec<String> = query
         .with
@@ -234,12 +240,11 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
                 .collect()
         })
         .unwrap_or_default();
-    let mut sources: Vec<TableMention> = window.iter().map(|w| w.source.clone()).collect();
+    let windows = || window.iter().chain(&second_window);
+    let mut sources: Vec<TableMention> = windows().map(|w| w.source.clone()).collect();
     let mut failure = None;
     let _ = visit_relations(&query, |name| {
-        let is_window_relation = window
-            .as_ref()
-            .is_some_and(|w| name.to_string() == w.relation().to_string());
+        let is_window_relation = windows().any(|w| name.to_string() == w.relation().to_string());
         if is_window_relation || (name.0.len() == 1 && cte_names.contains(&name.to_string())) {
             return ControlFlow::Continue(());
         }
@@ -270,10 +275,18 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
         query,
         sources,
         window,
+        second_window,
         aligned,
         lookups,
         settings,
     })
+}
+
+impl Pipeline {
+    /// Its window TVFs: the first, and the same window over a second table.
+    pub fn windows(&self) -> impl Iterator<Item = &WindowTvf> {
+        self.window.iter().chain(&self.second_window)
+    }
 }
 
 /// Where a `/*+ … */` hint stands anywhere but right after SELECT (where the

@@ -132,6 +132,8 @@ impl CompiledPlan {
         refuse_wall_clock_functions(valid)?;
         if pipeline.aligned {
             let query = AlignedQuery::compile(valid).await?;
+            // A window join's second stream enters the query's operator too.
+            let second_at = (query.inputs() > 1).then_some(0);
             let aligned = Arc::new(WindowAligned::new(query, valid.target.schema.clone()));
             return Ok(Self {
                 window: None,
@@ -139,14 +141,14 @@ impl CompiledPlan {
                     vec![Step::Operator(aligned.clone())],
                     &mut OperatorIds::default(),
                 ),
-                right: None,
+                right: second_at.map(|_| Vec::new()),
                 post: Vec::new(),
                 target: valid.target.schema.clone(),
                 aggregation: None,
                 aligned: Some(aligned),
                 lags: Vec::new(),
                 lookups: Vec::new(),
-                second_at: None,
+                second_at,
                 interval: None,
             });
         }
@@ -623,12 +625,12 @@ impl CompiledPlan {
         })
     }
 
-    /// The input rows that have no event time for the window TVF.
-    pub fn rows_without_time(&self, batch: &RecordBatch) -> Result<Vec<usize>> {
-        let time_column = match (&self.window, &self.aligned) {
-            (Some((tvf, _)), _) => Some(tvf.time_column.as_str()),
-            (None, Some(aligned)) => Some(aligned.query().time_column()),
-            (None, None) => None,
+    /// The input rows of `side`'s stream that have no event time for its window TVF.
+    pub fn rows_without_time(&self, batch: &RecordBatch, side: Side) -> Result<Vec<usize>> {
+        let time_column = match (&self.window, &self.aligned, side) {
+            (Some((tvf, _)), _, Side::Left) => Some(tvf.time_column.as_str()),
+            (None, Some(aligned), side) => aligned.query().time_column(side),
+            _ => None,
         };
         match time_column {
             Some(time_column) => {

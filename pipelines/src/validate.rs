@@ -54,12 +54,14 @@ impl ValidPipeline {
             .statement_to_plan(statement)
             .await
             .map_err(|err| planning_error(&self.pipeline, &err.strip_backtrace()))?;
-        let window = self.pipeline.window.as_ref();
         let resolve = |table: &datafusion::common::TableReference, column: &str| {
             let space = table.schema()?;
             if space == WINDOW_SCHEMA {
                 // The window TVF's scan: its bounds come from its event time.
-                let window = window?;
+                let window = self
+                    .pipeline
+                    .windows()
+                    .find(|w| w.relation().name == table.table())?;
                 let column = match column {
                     WINDOW_START | WINDOW_END | crate::window::WINDOW_TIME => {
                         window.time_column.clone()
@@ -115,8 +117,12 @@ pub async fn validate(pipelines: Vec<Pipeline>, tables: &[TableDef]) -> Result<V
                 Ok((*source).clone())
             })
             .collect::<Result<Vec<_>>>()?;
-        if let Some(tvf) = &pipeline.window {
-            check_event_time(tvf, &sources[0])?;
+        for tvf in pipeline.windows() {
+            let source = sources
+                .iter()
+                .find(|t| t.name == tvf.source.table)
+                .expect("a window's table is among the sources");
+            check_event_time(tvf, source)?;
         }
         check_lookups(&pipeline, &sources)?;
         refuse_unsupported_calls(&pipeline)?;

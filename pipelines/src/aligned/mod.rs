@@ -46,6 +46,7 @@ use strata_catalog::TableDef;
 use strata_catalog::provider::CATALOG_NAME;
 
 use crate::error::{PipelineError, Result};
+use crate::operator::{Side, Watermarks};
 use crate::state::{ByteReader, ByteWriter};
 use crate::validate::ValidPipeline;
 use crate::window::{WINDOW_END, WINDOW_SCHEMA, WINDOW_START, WINDOW_TIME, WindowKind, WindowTvf};
@@ -73,262 +74,21 @@ enum Bound {
 const UNTIED: &str =
     "some result rows come from no window: they would be written again at every window";
 
-/// The query planned over two swappable tables: the stream's rows and the windowed rows.
-struct Planned {
-    state: SessionState,
-    plan: LogicalPlan,
-    raw: Arc<MemTable>,
-    windowed: Arc<MemTable>,
-}
-
-impl Planned {
-    async fn new(
-        valid: &ValidPipeline,
-        source: &TableDef,
-        tvf: &WindowTvf,
-        schema: SchemaRef,
-    ) -> std::result::Result<Self, String> {
-        let raw = empty_table(schema.clone())?;
-        let windowed = empty_table(WindowTvf::schema(&schema))?;
-        let catalog = MemoryCatalogProvider::new();
-        let space = Arc::new(MemorySchemaProvider::new());
-        let windows = Arc::new(MemorySchemaProvider::new());
-        let registered = space
-            .register_table(
-                source.name.name.clone(),
-                raw.clone() as Arc<dyn TableProvider>,
-            )
-            .and_then(|_| {
-                windows.register_table(
-                    tvf.relation().name,
-                    windowed.clone() as Arc<dyn TableProvider>,
-                )
-            })
-            .and_then(|_| catalog.register_schema(&source.name.space, space))
-            .and_then(|_| catalog.register_schema(WINDOW_SCHEMA, windows));
-        registered.map_err(|err| err.strip_backtrace())?;
-        let config = crate::validate::flink_sql(
-            SessionConfig::new()
-                .with_default_catalog_and_schema(CATALOG_NAME, "public")
-                .with_target_partitions(1),
-        );
-        let mut ctx = SessionContext::new_with_config(config);
-        ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
-        strata_catalog::functions::register_flink_pipeline_functions(&mut ctx)
-            .map_err(|err| err.strip_backtrace())?;
-        let state = ctx.state();
-        let statement = datafusion::sql::parser::Statement::Statement(Box::new(
-            sqlparser::ast::Statement::Query(valid.pipeline.query.clone()),
-        ));
-        let plan = state
-            .statement_to_plan(statement)
-            .await
-            .and_then(|plan| state.optimize(&plan))
-            .map_err(|err| format!("planning failed: {}", err.strip_backtrace()))?;
-        Ok(Self {
-            state,
-            plan,
-            raw,
-            windowed,
-        })
-    }
-}
-
-/// A compiled window-aligned query.
+/// One stream the query windows: its window, and the two tables the query
+/// reads its rows from.
 #[derive(Debug)]
-pub struct AlignedQuery {
+struct Input {
     tvf: WindowTvf,
-    state: SessionState,
-    plan: LogicalPlan,
+    /// Every buffered row (a stream joined to the windows).
     raw: Arc<MemTable>,
+    /// Buffered rows × their closing windows, with the windows' bounds.
     windowed: Arc<MemTable>,
-    /// The source's columns the query reads (the time column among them), all
-    /// nullable: what the buffer holds.
+    /// The source's columns the query reads (the time column among them),
+    /// all nullable: what the buffer holds.
     schema: SchemaRef,
-    /// How long behind the watermark rows are kept for a stream joined to the windows.
-    retention_ms: i64,
-    /// How far past `window_end - 1` the watermark must be before the window is evaluated.
-    delay_ms: i64,
-    /// Whether a stream is joined to the windowed rows (its rows are late once
-    /// the watermark of an evaluation has passed them).
-    joins_stream: bool,
 }
 
-/// The rows an aligned query holds, and how far its windows were evaluated.
-#[derive(Debug, Default)]
-pub struct AlignedState {
-    batches: Vec<RecordBatch>,
-    /// Windows with `end - 1` at or before this were evaluated.
-    closed_up_to: Option<i64>,
-}
-
-impl AlignedQuery {
-    /// Plans the pipeline's query over the windowed rows and the stream, and
-    /// checks that it is window-aligned.
-    pub async fn compile(valid: &ValidPipeline) -> Result<Self> {
-        let pipeline = &valid.pipeline;
-        let tvf = pipeline
-            .window
-            .clone()
-            .expect("an aligned pipeline has a window TVF");
-        let invalid = |message: String, hint: &str| PipelineError::Invalid {
-            location: tvf.time_location.clone(),
-            message,
-            hint: Some(hint.to_string()),
-        };
-        if matches!(
-            tvf.kind,
-            WindowKind::Session { .. } | WindowKind::Cumulate { .. }
-        ) {
-            return Err(invalid(
-                "a SESSION or CUMULATE window joined or aggregated twice is not supported yet (their window_start does not tell windows apart)".to_string(),
-                "aggregate the windows into a table, and join that table in the next pipeline",
-            ));
-        }
-        if !pipeline.lookups.is_empty() || valid.streams().count() != 1 {
-            return Err(invalid(
-                "a window-aligned query reads one stream, with no lookup joins, for now"
-                    .to_string(),
-                "enrich the stream in an earlier pipeline (the layered way), then window it here",
-            ));
-        }
-        let source: &TableDef = valid
-            .sources
-            .iter()
-            .find(|t| t.name == tvf.source.table)
-            .expect("validation found the window's table");
-        if crate::validate::is_changelog(source) {
-            return Err(invalid(
-                "a window-aligned query over a changelog is not supported yet (its updates and deletes would count as rows)".to_string(),
-                "read an append-only table, or aggregate the changelog with one GROUP BY first",
-            ));
-        }
-        let full = Arc::new(Schema::new(crate::batch::nullable_fields(&source.schema)));
-        // Planned twice: over all the source's columns to learn which the query
-        // reads, then over those alone, so that the buffer holds nothing else.
-        let planned = Planned::new(valid, source, &tvf, full.clone())
-            .await
-            .map_err(|err| invalid(err, "check the query's names and types"))?;
-        let time_index = full.index_of(&tvf.time_column).map_err(|_| {
-            invalid(
-                format!("no column {}", tvf.time_column),
-                "name the event-time column in DESCRIPTOR(…)",
-            )
-        })?;
-        let mut checker = Checker::new(&tvf, source, time_index);
-        if !checker
-            .tied(&planned.plan)
-            .map_err(|rule| invalid(rule, HINT))?
-        {
-            return Err(invalid(UNTIED.to_string(), HINT));
-        }
-        let mut read = checker.read;
-        read.sort_unstable();
-        read.dedup();
-        let schema = Arc::new(full.project(&read)?);
-        let planned = Planned::new(valid, source, &tvf, schema.clone())
-            .await
-            .map_err(|err| invalid(err, "check the query's names and types"))?;
-        let time_index = schema.index_of(&tvf.time_column)?;
-        let mut checker = Checker::new(&tvf, source, time_index);
-        if !checker
-            .tied(&planned.plan)
-            .map_err(|rule| invalid(rule, HINT))?
-        {
-            return Err(invalid(UNTIED.to_string(), HINT));
-        }
-        Ok(Self {
-            retention_ms: checker.retention_ms,
-            delay_ms: checker.delay_ms,
-            joins_stream: checker.joins_stream,
-            tvf,
-            state: planned.state,
-            plan: planned.plan,
-            raw: planned.raw,
-            windowed: planned.windowed,
-            schema,
-        })
-    }
-
-    /// The query in plan terms: its window and how it is evaluated.
-    pub fn describe(&self) -> String {
-        format!(
-            "{:?} over {}, evaluated window by window once the watermark passes window_end{}: {}",
-            self.tvf.kind,
-            self.tvf.time_column,
-            if self.joins_stream {
-                ", with the stream's rows joined"
-            } else {
-                ""
-            },
-            self.plan.display()
-        )
-    }
-
-    /// What the held rows' bytes depend on: the window and the buffered columns.
-    pub fn state_fingerprint(&self) -> String {
-        format!(
-            "{:?} over {}; rows {}",
-            self.tvf.kind,
-            self.tvf.time_column,
-            crate::state::schema_fingerprint(&self.schema)
-        )
-    }
-
-    /// The source's event-time column.
-    pub fn time_column(&self) -> &str {
-        &self.tvf.time_column
-    }
-
-    /// Takes a batch of source rows in. A row is late when a window it belongs
-    /// to was already evaluated, or, for a stream joined to the windows, when it
-    /// is not past the watermark of the last evaluation (windows it would have
-    /// met were evaluated without it): its position is returned, for the late
-    /// table. It is still kept while an open window or the band can use it.
-    pub fn update(&self, state: &mut AlignedState, batch: &RecordBatch) -> Result<Vec<usize>> {
-        if batch.num_rows() == 0 {
-            return Ok(Vec::new());
-        }
-        let kept = self.keep_read_columns(batch)?;
-        let times = crate::window::event_times(&kept, &self.tvf.time_column)?;
-        let Some(closed) = state.closed_up_to else {
-            state.batches.push(kept);
-            return Ok(Vec::new());
-        };
-        let late: Vec<usize> = (0..kept.num_rows())
-            .filter(|&row| {
-                let time = times.value(row);
-                self.first_end(time) - 1 <= closed
-                    || (self.joins_stream && time <= closed.saturating_add(self.delay_ms))
-            })
-            .collect();
-        if late.is_empty() {
-            state.batches.push(kept);
-            return Ok(late);
-        }
-        let keep_after = closed.saturating_sub(self.retention_ms);
-        let needed: arrow::array::BooleanArray = (0..kept.num_rows())
-            .map(|row| {
-                let time = times.value(row);
-                Some(self.last_end(time) - 1 > closed || time >= keep_after)
-            })
-            .collect();
-        if needed.true_count() > 0 {
-            state
-                .batches
-                .push(arrow::compute::filter_record_batch(&kept, &needed)?);
-        }
-        Ok(late)
-    }
-
-    /// The source's columns the query reads.
-    fn keep_read_columns(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let columns = crate::batch::columns_by_name(batch, &self.schema, |name| {
-            format!("the source has no column {name}")
-        })?;
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
-    }
-
+impl Input {
     /// The end of the first window `time` belongs to.
     fn first_end(&self, time: i64) -> i64 {
         match self.tvf.kind {
@@ -350,49 +110,17 @@ impl AlignedQuery {
         }
     }
 
-    /// Evaluates the windows the watermark closed, and forgets rows no window
-    /// to come needs. The rows are in the query's output schema.
-    pub async fn emit(
-        &self,
-        state: &mut AlignedState,
-        watermark: Option<i64>,
-    ) -> Result<Vec<RecordBatch>> {
-        let Some(watermark) = watermark else {
-            return Ok(Vec::new());
-        };
-        let up_to = watermark.saturating_sub(self.delay_ms);
-        let closed = state.closed_up_to.unwrap_or(i64::MIN);
-        if up_to <= closed {
-            return Ok(Vec::new());
-        }
-        let windowed = self.closing_rows(&state.batches, closed, up_to)?;
-        let output = if windowed.is_empty() {
-            Vec::new()
-        } else {
-            set_rows(&self.raw, state.batches.clone()).await;
-            set_rows(&self.windowed, windowed).await;
-            let evaluated = self.evaluate().await;
-            set_rows(&self.raw, Vec::new()).await;
-            set_rows(&self.windowed, Vec::new()).await;
-            evaluated?
-        };
-        state.closed_up_to = Some(up_to);
-        self.forget(state, up_to)?;
-        Ok(output)
+    /// The event times of buffered rows, in milliseconds.
+    fn times_of(&self, batch: &RecordBatch) -> Result<TimestampMillisecondArray> {
+        crate::window::event_times(batch, &self.tvf.time_column)
     }
 
-    async fn evaluate(&self) -> Result<Vec<RecordBatch>> {
-        let evaluation = |err: datafusion::error::DataFusionError| {
-            PipelineError::Evaluation(err.strip_backtrace())
-        };
-        let physical = self
-            .state
-            .create_physical_plan(&self.plan)
-            .await
-            .map_err(evaluation)?;
-        datafusion::physical_plan::collect(physical, self.state.task_ctx())
-            .await
-            .map_err(evaluation)
+    /// The source's columns the query reads.
+    fn keep_read_columns(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let columns = crate::batch::columns_by_name(batch, &self.schema, |name| {
+            format!("the source has no column {name}")
+        })?;
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 
     /// Each buffered row once per window of it that closes in `(closed, up_to]`
@@ -438,16 +166,17 @@ impl AlignedQuery {
         Ok(out)
     }
 
-    /// The event times of buffered rows, in milliseconds.
-    fn times_of(&self, batch: &RecordBatch) -> Result<TimestampMillisecondArray> {
-        crate::window::event_times(batch, &self.tvf.time_column)
-    }
-
-    /// Drops rows whose windows are all evaluated and that are older than the retention.
-    fn forget(&self, state: &mut AlignedState, up_to: i64) -> Result<()> {
-        let keep_after = up_to.saturating_sub(self.retention_ms);
-        let mut kept = Vec::with_capacity(state.batches.len());
-        for batch in std::mem::take(&mut state.batches) {
+    /// The rows to keep: those with a window after `up_to`, or within the
+    /// retention of it.
+    fn forget(
+        &self,
+        batches: Vec<RecordBatch>,
+        up_to: i64,
+        retention_ms: i64,
+    ) -> Result<Vec<RecordBatch>> {
+        let keep_after = up_to.saturating_sub(retention_ms);
+        let mut kept = Vec::with_capacity(batches.len());
+        for batch in batches {
             let times = self.times_of(&batch)?;
             let keep: arrow::array::BooleanArray = times
                 .values()
@@ -460,42 +189,417 @@ impl AlignedQuery {
                 _ => kept.push(arrow::compute::filter_record_batch(&batch, &keep)?),
             }
         }
-        state.batches = kept;
-        Ok(())
+        Ok(kept)
+    }
+}
+
+/// The query planned over each input's two swappable tables.
+struct Planned {
+    state: SessionState,
+    plan: LogicalPlan,
+    inputs: Vec<Input>,
+}
+
+impl Planned {
+    /// Plans the query with each window's table holding `schema`'s columns.
+    async fn new(
+        valid: &ValidPipeline,
+        windows: &[(&TableDef, &WindowTvf, SchemaRef)],
+    ) -> std::result::Result<Self, String> {
+        let catalog = MemoryCatalogProvider::new();
+        let window_tables = Arc::new(MemorySchemaProvider::new());
+        let mut spaces: Vec<(String, Arc<MemorySchemaProvider>)> = Vec::new();
+        let mut inputs = Vec::with_capacity(windows.len());
+        for (source, tvf, schema) in windows {
+            let input = Input {
+                tvf: (*tvf).clone(),
+                raw: empty_table(schema.clone())?,
+                windowed: empty_table(WindowTvf::schema(schema))?,
+                schema: schema.clone(),
+            };
+            let space = match spaces.iter().find(|(name, _)| *name == source.name.space) {
+                Some((_, space)) => space.clone(),
+                None => {
+                    let space = Arc::new(MemorySchemaProvider::new());
+                    spaces.push((source.name.space.clone(), space.clone()));
+                    space
+                }
+            };
+            space
+                .register_table(
+                    source.name.name.clone(),
+                    input.raw.clone() as Arc<dyn TableProvider>,
+                )
+                .and_then(|_| {
+                    window_tables.register_table(
+                        tvf.relation().name,
+                        input.windowed.clone() as Arc<dyn TableProvider>,
+                    )
+                })
+                .map_err(|err| err.strip_backtrace())?;
+            inputs.push(input);
+        }
+        for (name, space) in spaces {
+            catalog
+                .register_schema(&name, space)
+                .map_err(|err| err.strip_backtrace())?;
+        }
+        catalog
+            .register_schema(WINDOW_SCHEMA, window_tables)
+            .map_err(|err| err.strip_backtrace())?;
+        let config = crate::validate::flink_sql(
+            SessionConfig::new()
+                .with_default_catalog_and_schema(CATALOG_NAME, "public")
+                .with_target_partitions(1),
+        );
+        let mut ctx = SessionContext::new_with_config(config);
+        ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
+        strata_catalog::functions::register_flink_pipeline_functions(&mut ctx)
+            .map_err(|err| err.strip_backtrace())?;
+        let state = ctx.state();
+        let statement = datafusion::sql::parser::Statement::Statement(Box::new(
+            sqlparser::ast::Statement::Query(valid.pipeline.query.clone()),
+        ));
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .and_then(|plan| state.optimize(&plan))
+            .map_err(|err| format!("planning failed: {}", err.strip_backtrace()))?;
+        Ok(Self {
+            state,
+            plan,
+            inputs,
+        })
+    }
+}
+
+/// A compiled window-aligned query.
+#[derive(Debug)]
+pub struct AlignedQuery {
+    state: SessionState,
+    plan: LogicalPlan,
+    /// The windowed streams, the pipeline's source first (a window join reads two).
+    inputs: Vec<Input>,
+    /// How long behind the watermark rows are kept for a stream joined to the windows.
+    retention_ms: i64,
+    /// How far past `window_end - 1` the watermark must be before the window is evaluated.
+    delay_ms: i64,
+    /// Whether a stream is joined to the windowed rows (its rows are late once
+    /// the watermark of an evaluation has passed them).
+    joins_stream: bool,
+}
+
+/// The rows an aligned query holds, and how far its windows were evaluated.
+#[derive(Debug, Default)]
+pub struct AlignedState {
+    /// The rows of each input, in the order of the query's inputs.
+    buffers: Vec<Vec<RecordBatch>>,
+    /// Windows with `end - 1` at or before this were evaluated.
+    closed_up_to: Option<i64>,
+}
+
+impl AlignedState {
+    fn buffer(&mut self, input: usize) -> &mut Vec<RecordBatch> {
+        if self.buffers.len() <= input {
+            self.buffers.resize_with(input + 1, Vec::new);
+        }
+        &mut self.buffers[input]
+    }
+}
+
+impl AlignedQuery {
+    /// Plans the pipeline's query over the windowed rows and the streams, and
+    /// checks that it is window-aligned.
+    pub async fn compile(valid: &ValidPipeline) -> Result<Self> {
+        let pipeline = &valid.pipeline;
+        let tvfs: Vec<&WindowTvf> = pipeline.windows().collect();
+        let tvf = tvfs[0];
+        let invalid = |message: String, hint: &str| PipelineError::Invalid {
+            location: tvf.time_location.clone(),
+            message,
+            hint: Some(hint.to_string()),
+        };
+        if matches!(
+            tvf.kind,
+            WindowKind::Session { .. } | WindowKind::Cumulate { .. }
+        ) {
+            return Err(invalid(
+                "a SESSION or CUMULATE window joined or aggregated twice is not supported yet (their window_start does not tell windows apart)".to_string(),
+                "aggregate the windows into a table, and join that table in the next pipeline",
+            ));
+        }
+        if !pipeline.lookups.is_empty() || valid.streams().count() != tvfs.len() {
+            return Err(invalid(
+                "a window-aligned query reads the streams it windows, with no lookup joins, for now"
+                    .to_string(),
+                "enrich the stream in an earlier pipeline (the layered way), then window it here",
+            ));
+        }
+        let mut windows = Vec::with_capacity(tvfs.len());
+        for tvf in &tvfs {
+            let source: &TableDef = valid
+                .sources
+                .iter()
+                .find(|t| t.name == tvf.source.table)
+                .expect("validation found the window's table");
+            if crate::validate::is_changelog(source) {
+                return Err(invalid(
+                    "a window-aligned query over a changelog is not supported yet (its updates and deletes would count as rows)".to_string(),
+                    "read an append-only table, or aggregate the changelog with one GROUP BY first",
+                ));
+            }
+            let full = Arc::new(Schema::new(crate::batch::nullable_fields(&source.schema)));
+            if full.index_of(&tvf.time_column).is_err() {
+                return Err(invalid(
+                    format!("no column {}", tvf.time_column),
+                    "name the event-time column in DESCRIPTOR(…)",
+                ));
+            }
+            windows.push((source, *tvf, full));
+        }
+        // Planned twice: over all the sources' columns to learn which the query
+        // reads, then over those alone, so that the buffers hold nothing else.
+        let planned = Planned::new(valid, &windows)
+            .await
+            .map_err(|err| invalid(err, "check the query's names and types"))?;
+        let mut checker = Checker::new(&planned.inputs);
+        if !checker
+            .tied(&planned.plan)
+            .map_err(|rule| invalid(rule, HINT))?
+        {
+            return Err(invalid(UNTIED.to_string(), HINT));
+        }
+        for (window, mut read) in windows.iter_mut().zip(checker.reads) {
+            read.sort_unstable();
+            read.dedup();
+            window.2 = Arc::new(window.2.project(&read)?);
+        }
+        let planned = Planned::new(valid, &windows)
+            .await
+            .map_err(|err| invalid(err, "check the query's names and types"))?;
+        let mut checker = Checker::new(&planned.inputs);
+        if !checker
+            .tied(&planned.plan)
+            .map_err(|rule| invalid(rule, HINT))?
+        {
+            return Err(invalid(UNTIED.to_string(), HINT));
+        }
+        Ok(Self {
+            retention_ms: checker.retention_ms,
+            delay_ms: checker.delay_ms,
+            joins_stream: checker.joins_stream,
+            state: planned.state,
+            plan: planned.plan,
+            inputs: planned.inputs,
+        })
+    }
+
+    /// The windows, one per input: `Tumble { size: 10000 } over dateTime`.
+    fn windows(&self) -> String {
+        self.inputs
+            .iter()
+            .map(|input| format!("{:?} over {}", input.tvf.kind, input.tvf.time_column))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    }
+
+    /// The query in plan terms: its window and how it is evaluated.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}, evaluated window by window once the watermark passes window_end{}: {}",
+            self.windows(),
+            if self.joins_stream {
+                ", with the stream's rows joined"
+            } else {
+                ""
+            },
+            self.plan.display()
+        )
+    }
+
+    /// What the held rows' bytes depend on: the windows and the buffered columns.
+    pub fn state_fingerprint(&self) -> String {
+        let rows: Vec<String> = self
+            .inputs
+            .iter()
+            .map(|input| crate::state::schema_fingerprint(&input.schema))
+            .collect();
+        format!("{}; rows {}", self.windows(), rows.join(" and "))
+    }
+
+    /// How many streams it windows: two for a window join.
+    pub fn inputs(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// The event-time column of the stream read on `side`, if it windows that stream.
+    pub fn time_column(&self, side: Side) -> Option<&str> {
+        let index = match side {
+            Side::Left => 0,
+            Side::Right => 1,
+        };
+        Some(self.inputs.get(index)?.tvf.time_column.as_str())
+    }
+
+    /// Takes a batch of `side`'s rows in. A row is late when a window it
+    /// belongs to was already evaluated, or, for a stream joined to the
+    /// windows, when it is not past the watermark of the last evaluation
+    /// (windows it would have met were evaluated without it): its position is
+    /// returned, for the late table. It is still kept while an open window or
+    /// the band can use it.
+    pub fn update(
+        &self,
+        state: &mut AlignedState,
+        side: Side,
+        batch: &RecordBatch,
+    ) -> Result<Vec<usize>> {
+        if batch.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let index = match side {
+            Side::Left => 0,
+            Side::Right => 1,
+        };
+        let input = &self.inputs[index];
+        let kept = input.keep_read_columns(batch)?;
+        let times = input.times_of(&kept)?;
+        let Some(closed) = state.closed_up_to else {
+            state.buffer(index).push(kept);
+            return Ok(Vec::new());
+        };
+        let late: Vec<usize> = (0..kept.num_rows())
+            .filter(|&row| {
+                let time = times.value(row);
+                input.first_end(time) - 1 <= closed
+                    || (self.joins_stream && time <= closed.saturating_add(self.delay_ms))
+            })
+            .collect();
+        if late.is_empty() {
+            state.buffer(index).push(kept);
+            return Ok(late);
+        }
+        let keep_after = closed.saturating_sub(self.retention_ms);
+        let needed: arrow::array::BooleanArray = (0..kept.num_rows())
+            .map(|row| {
+                let time = times.value(row);
+                Some(input.last_end(time) - 1 > closed || time >= keep_after)
+            })
+            .collect();
+        if needed.true_count() > 0 {
+            state
+                .buffer(index)
+                .push(arrow::compute::filter_record_batch(&kept, &needed)?);
+        }
+        Ok(late)
+    }
+
+    /// The watermark that closes windows: the stream's, or for a window join
+    /// the lower of the two streams' (none until both have one).
+    pub fn watermark(&self, watermarks: &Watermarks) -> Option<i64> {
+        match self.inputs.len() {
+            1 => watermarks.pipeline,
+            _ => Some(watermarks.source?.min(watermarks.second?)),
+        }
+    }
+
+    /// Evaluates the windows the watermark closed, and forgets rows no window
+    /// to come needs. The rows are in the query's output schema.
+    pub async fn emit(
+        &self,
+        state: &mut AlignedState,
+        watermark: Option<i64>,
+    ) -> Result<Vec<RecordBatch>> {
+        let Some(watermark) = watermark else {
+            return Ok(Vec::new());
+        };
+        let up_to = watermark.saturating_sub(self.delay_ms);
+        let closed = state.closed_up_to.unwrap_or(i64::MIN);
+        if up_to <= closed {
+            return Ok(Vec::new());
+        }
+        let mut closing = Vec::with_capacity(self.inputs.len());
+        for (index, input) in self.inputs.iter().enumerate() {
+            closing.push(input.closing_rows(state.buffer(index), closed, up_to)?);
+        }
+        let output = if closing.iter().all(Vec::is_empty) {
+            Vec::new()
+        } else {
+            for ((index, input), windowed) in self.inputs.iter().enumerate().zip(closing) {
+                set_rows(&input.raw, state.buffer(index).clone()).await;
+                set_rows(&input.windowed, windowed).await;
+            }
+            let evaluated = self.evaluate().await;
+            for input in &self.inputs {
+                set_rows(&input.raw, Vec::new()).await;
+                set_rows(&input.windowed, Vec::new()).await;
+            }
+            evaluated?
+        };
+        state.closed_up_to = Some(up_to);
+        for (index, input) in self.inputs.iter().enumerate() {
+            let held = std::mem::take(state.buffer(index));
+            *state.buffer(index) = input.forget(held, up_to, self.retention_ms)?;
+        }
+        Ok(output)
+    }
+
+    async fn evaluate(&self) -> Result<Vec<RecordBatch>> {
+        let evaluation = |err: datafusion::error::DataFusionError| {
+            PipelineError::Evaluation(err.strip_backtrace())
+        };
+        let physical = self
+            .state
+            .create_physical_plan(&self.plan)
+            .await
+            .map_err(evaluation)?;
+        datafusion::physical_plan::collect(physical, self.state.task_ctx())
+            .await
+            .map_err(evaluation)
     }
 }
 
 impl AlignedState {
     /// How many rows are held.
     pub fn rows(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
+        self.buffers
+            .iter()
+            .flatten()
+            .map(RecordBatch::num_rows)
+            .sum()
     }
 
+    /// The watermark of the last evaluation, then each input's rows as an
+    /// Arrow IPC stream (empty bytes for none).
     pub fn encode(&self, out: &mut ByteWriter) {
         out.option(self.closed_up_to.as_ref(), |out, w| out.i64(*w));
-        let mut bytes = Vec::new();
-        if let Some(first) = self.batches.first() {
-            let mut writer = StreamWriter::try_new(&mut bytes, &first.schema())
-                .expect("an IPC writer over memory opens");
-            for batch in &self.batches {
-                writer.write(batch).expect("writing IPC to memory succeeds");
+        for batches in &self.buffers {
+            let mut bytes = Vec::new();
+            if let Some(first) = batches.first() {
+                let mut writer = StreamWriter::try_new(&mut bytes, &first.schema())
+                    .expect("an IPC writer over memory opens");
+                for batch in batches {
+                    writer.write(batch).expect("writing IPC to memory succeeds");
+                }
+                writer.finish().expect("finishing IPC in memory succeeds");
             }
-            writer.finish().expect("finishing IPC in memory succeeds");
+            out.bytes(&bytes);
         }
-        out.bytes(&bytes);
     }
 
     pub fn decode(input: &mut ByteReader<'_>) -> Result<Self> {
         let closed_up_to = input.option(|r| r.i64())?;
-        let bytes = input.bytes()?;
-        let batches = if bytes.is_empty() {
-            Vec::new()
-        } else {
-            StreamReader::try_new(std::io::Cursor::new(bytes), None)?
-                .collect::<std::result::Result<Vec<_>, _>>()?
-        };
+        let mut buffers = Vec::new();
+        while !input.is_done() {
+            let bytes = input.bytes()?;
+            buffers.push(if bytes.is_empty() {
+                Vec::new()
+            } else {
+                StreamReader::try_new(std::io::Cursor::new(bytes), None)?
+                    .collect::<std::result::Result<Vec<_>, _>>()?
+            });
+        }
         Ok(Self {
-            batches,
+            buffers,
             closed_up_to,
         })
     }
@@ -506,46 +610,70 @@ const HINT: &str = "a query over window TVFs must give each result row one windo
 /// Walks a plan: whether each node's rows come from windows, and what the
 /// stream joined to them needs.
 struct Checker<'a> {
-    tvf: &'a WindowTvf,
-    source: &'a str,
+    inputs: &'a [Input],
     retention_ms: i64,
     delay_ms: i64,
     joins_stream: bool,
-    /// Source columns read.
-    read: Vec<usize>,
+    /// Each input's source columns read.
+    reads: Vec<Vec<usize>>,
 }
 
 impl<'a> Checker<'a> {
-    fn new(tvf: &'a WindowTvf, source: &'a TableDef, time_index: usize) -> Self {
+    fn new(inputs: &'a [Input]) -> Self {
+        let reads = inputs
+            .iter()
+            .map(|input| {
+                let time = input
+                    .schema
+                    .index_of(&input.tvf.time_column)
+                    .expect("the buffered columns hold the event time");
+                vec![time]
+            })
+            .collect();
         Self {
-            tvf,
-            source: source.name.name.as_str(),
+            inputs,
             retention_ms: 0,
             delay_ms: 0,
             joins_stream: false,
-            read: vec![time_index],
+            reads,
         }
     }
 
-    fn is_window_scan(&self, scan: &datafusion::logical_expr::TableScan) -> bool {
-        scan.table_name.schema() == Some(WINDOW_SCHEMA)
+    /// The input a scan reads, and whether it reads its windowed rows.
+    fn input_of(&self, scan: &datafusion::logical_expr::TableScan) -> Option<(usize, bool)> {
+        let windowed = scan.table_name.schema() == Some(WINDOW_SCHEMA);
+        let table = scan.table_name.table();
+        let index = self.inputs.iter().position(|input| {
+            let name = &input.tvf.source.table;
+            match windowed {
+                true => table == input.tvf.relation().name,
+                false => {
+                    table == name.name
+                        && scan
+                            .table_name
+                            .schema()
+                            .is_none_or(|space| space == name.space)
+                }
+            }
+        })?;
+        Some((index, windowed))
     }
 
     /// Whether every row of `plan` belongs to one window; an error names a rule broken.
     fn tied(&mut self, plan: &LogicalPlan) -> std::result::Result<bool, String> {
         match plan {
             LogicalPlan::TableScan(scan) => {
-                let windowed = self.is_window_scan(scan);
-                if !windowed && scan.table_name.table() != self.source {
-                    return Err(format!("{} is not the window's table", scan.table_name));
-                }
+                let Some((index, windowed)) = self.input_of(scan) else {
+                    return Err(format!("{} is not a windowed table", scan.table_name));
+                };
                 let columns = scan.source.schema().fields().len();
-                let source_columns = self.tvf_source_columns(windowed, columns);
+                let source_columns = if windowed { columns - 3 } else { columns };
+                let read = &mut self.reads[index];
                 match &scan.projection {
-                    Some(projection) => self
-                        .read
-                        .extend(projection.iter().filter(|&&i| i < source_columns)),
-                    None => self.read.extend(0..source_columns),
+                    Some(projection) => {
+                        read.extend(projection.iter().filter(|&&i| i < source_columns))
+                    }
+                    None => read.extend(0..source_columns),
                 }
                 Ok(windowed)
             }
@@ -628,11 +756,6 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// How many of a scanned table's columns are the source's.
-    fn tvf_source_columns(&self, windowed: bool, columns: usize) -> usize {
-        if windowed { columns - 3 } else { columns }
-    }
-
     /// Finds the event-time band that bounds `stream`'s rows by `windows`' bounds,
     /// and widens the retention and delay to it.
     fn band(
@@ -641,7 +764,7 @@ impl<'a> Checker<'a> {
         stream: &LogicalPlan,
         windows: &LogicalPlan,
     ) -> std::result::Result<(), String> {
-        let size = match self.tvf.kind {
+        let size = match self.inputs[0].tvf.kind {
             WindowKind::Tumble { size }
             | WindowKind::Hop { size, .. }
             | WindowKind::Cumulate { size, .. } => size,
@@ -698,14 +821,17 @@ impl<'a> Checker<'a> {
             }
             _ => Err(format!(
                 "a stream joined to windowed rows is not bounded on both sides by the window ({} BETWEEN window_end - INTERVAL … AND window_end)",
-                self.tvf.time_column
+                self.inputs[0].tvf.time_column
             )),
         }
     }
 
+    /// Whether `column` is the event time of a stream's rows (not of windowed rows).
     fn is_stream_time(&self, plan: &LogicalPlan, column: &Column) -> bool {
-        origin_of(plan, column)
-            .is_some_and(|(scan, name)| !self.is_window_scan(scan) && name == self.tvf.time_column)
+        origin_of(plan, column).is_some_and(|(scan, name)| match self.input_of(scan) {
+            Some((index, false)) => name == self.inputs[index].tvf.time_column,
+            _ => false,
+        })
     }
 }
 

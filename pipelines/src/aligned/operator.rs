@@ -1,9 +1,11 @@
 //! A window-aligned query as an operator of the plan.
 //!
 //! ```text
-//!   process(rows) ──▶ no rows go on; one state write that buffers them
+//!   process(rows of a side) ──▶ no rows go on; one state write that buffers them
+//!                                 with that side's stream (a window join reads two)
 //!                       └─ rows whose windows were all evaluated ──▶ Missed(Late)
 //!   on_watermark(W) ──▶ Emitted { upserts: the query's rows for the windows W closed }
+//!                       W: the stream's watermark, the lower of the two for a window join
 //! ```
 
 use std::sync::Mutex;
@@ -54,15 +56,20 @@ impl Operator for WindowAligned {
     async fn process(
         self: std::sync::Arc<Self>,
         input: Traced,
-        _ctx: &BatchContext<'_>,
+        ctx: &BatchContext<'_>,
     ) -> Result<Processed> {
         let output = self.output.clone();
+        let side = ctx.side;
         Ok(Processed::held(
             output,
             input,
             "every window of the row had been evaluated",
-            move |rows| self.query.update(&mut self.state(), &rows.batch),
+            move |rows| self.query.update(&mut self.state(), side, &rows.batch),
         ))
+    }
+
+    fn reads_second_stream(&self) -> bool {
+        self.query.inputs() > 1
     }
 
     fn describe(&self, input: &InputStream) -> Described {
@@ -84,7 +91,8 @@ impl Operator for WindowAligned {
     async fn on_watermark(&self, watermarks: &Watermarks) -> Result<Emitted> {
         // The state leaves its lock while DataFusion evaluates the windows.
         let mut state = std::mem::take(&mut *self.state());
-        let evaluated = self.query.emit(&mut state, watermarks.pipeline).await;
+        let watermark = self.query.watermark(watermarks);
+        let evaluated = self.query.emit(&mut state, watermark).await;
         *self.state() = state;
         Ok(Emitted {
             upserts: evaluated?,

@@ -79,6 +79,8 @@ pub(super) struct Sinks {
     pub(super) quarantine: SideTable,
     /// Late rows and state checkpoints, for an aggregation.
     pub(super) late: Option<SideTable>,
+    /// The second stream's late rows, when they can be late (a window join).
+    pub(super) late_second: Option<SideTable>,
     pub(super) state_store: Option<StateStore>,
     /// Commits since the target was last compacted.
     pub(super) commits_since_compaction: u64,
@@ -102,6 +104,8 @@ pub(super) struct CommitBatch {
     /// Rows of retried rows, whose offsets the side tables hold already.
     pub(super) retried_rejected: Vec<Rejected>,
     pub(super) retried_late: Vec<RecordBatch>,
+    /// Late rows of the second stream.
+    pub(super) late_second: Vec<RecordBatch>,
     /// Records of a temporal join's changelog that are no version.
     pub(super) side_rejected: Vec<Rejected>,
     /// Emitted rows that failed a quarantine rule (no source offset to skip by).
@@ -137,6 +141,7 @@ impl Sinks {
             late,
             retried_rejected,
             retried_late,
+            late_second,
             side_rejected,
             emitted_rejected,
             positions,
@@ -187,13 +192,11 @@ impl Sinks {
         if let Some(late_table) = &mut self.late {
             let mut late_rows = fresh_late_rows(late_table, stream, late)?;
             late_rows.extend(retried_late);
-            let count: usize = late_rows.iter().map(RecordBatch::num_rows).sum();
-            if count > 0 {
-                late_table.commit(late_rows, &positions).await?;
-                ctx.stats
-                    .late_rows
-                    .fetch_add(count as u64, Ordering::Relaxed);
-            }
+            commit_late(late_table, late_rows, &positions, &ctx.stats).await?;
+        }
+        if let (Some(late_table), Some(side)) = (&mut self.late_second, &ctx.side_stream) {
+            let late_rows = fresh_late_rows(late_table, side, late_second)?;
+            commit_late(late_table, late_rows, &positions, &ctx.stats).await?;
         }
         let mut checkpoint = checkpoint;
         let state_id = match (&self.state_store, checkpoint.as_mut()) {
@@ -240,6 +243,21 @@ impl Sinks {
         }
         Ok(())
     }
+}
+
+/// Commits late rows, if there are any, with the commit's positions.
+async fn commit_late(
+    table: &mut SideTable,
+    rows: Vec<RecordBatch>,
+    positions: &Positions,
+    stats: &TableStats,
+) -> Result<()> {
+    let count: usize = rows.iter().map(RecordBatch::num_rows).sum();
+    if count > 0 {
+        table.commit(rows, positions).await?;
+        stats.late_rows.fetch_add(count as u64, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// Late rows the late table does not hold yet (it may be ahead after a crash).

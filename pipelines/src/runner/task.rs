@@ -54,6 +54,8 @@ struct Pending {
     /// were committed long ago, so the side tables must not skip them as replays.
     retried_rejected: Vec<Rejected>,
     retried_late: Vec<RecordBatch>,
+    /// Late rows of the second stream (a window join's).
+    late_second: Vec<RecordBatch>,
     /// Records of the versions input's changelog that are no version.
     side_rejected: Vec<Rejected>,
     /// Rows an aggregation emitted that failed a quarantine rule: they have no
@@ -76,6 +78,8 @@ struct Stateful {
     next_checkpoint: i64,
     /// The late-row table's schema, for an aggregation.
     late_schema: Option<arrow::datatypes::SchemaRef>,
+    /// The second stream's late table's, when its rows can be late (a window join).
+    late_second_schema: Option<arrow::datatypes::SchemaRef>,
 }
 
 /// A second stream whose rows enter the plan (the right side of a join of
@@ -323,6 +327,7 @@ impl<'a> Task<'a> {
                 target,
                 quarantine,
                 late: None,
+                late_second: None,
                 state_store: None,
                 commits_since_compaction: 0,
                 emitted_quarantined: match task_holds_rows {
@@ -378,6 +383,33 @@ impl<'a> Task<'a> {
             late_table.resume(self.reader.stream(), partitions).await?;
             late = Some((late_table, late_schema));
         }
+        // A second stream's rows can be late too (a window join's): they keep
+        // their own columns, in a late table of their own.
+        let mut late_second = None;
+        if let (true, Some(right), Some(table)) = (
+            self.plan.holds_rows(),
+            &self.right,
+            self.run.pipeline.sources.get(1),
+        ) {
+            let schema = late::schema(&table.schema);
+            let mut late_table = self
+                .run
+                .open_side_table(
+                    target_location,
+                    &late::second_suffix(&table.name.name),
+                    &schema,
+                    format!(
+                        "Rows of {} that arrived after their window in {} had closed, with where they came from and the watermark they met",
+                        table.name, self.run.pipeline.target.name
+                    ),
+                    "late",
+                )
+                .await?;
+            late_table
+                .resume(right.reader.stream(), &right.partitions)
+                .await?;
+            late_second = Some((late_table, schema));
+        }
         let parked = ParkedRows::new(&source.schema)?;
         let waiting = ParkedRows::new(&source.schema)?;
         let sinks = self.sinks.as_mut().expect("nothing is in flight yet");
@@ -389,13 +421,16 @@ impl<'a> Task<'a> {
             .unwrap_or_else(|| sinks.quarantine.sink.state_store(pipeline));
         let committed = sinks.target.committed_state().await?;
         let late_schema = late.as_ref().map(|(_, schema)| schema.clone());
+        let late_second_schema = late_second.as_ref().map(|(_, schema)| schema.clone());
         sinks.late = late.map(|(table, _)| table);
+        sinks.late_second = late_second.map(|(table, _)| table);
         sinks.state_store = Some(store.clone());
         self.stateful = Some(Stateful {
             parked,
             waiting,
             next_checkpoint: committed.map_or(0, |id| id + 1),
             late_schema,
+            late_second_schema,
         });
         let project = self.run.catalog.project();
         self.keyed_dir = super::keyed::open(
@@ -703,6 +738,7 @@ impl<'a> Task<'a> {
             || !self.pending.rejected.is_empty()
             || !self.pending.retried_rejected.is_empty()
             || !self.pending.retried_late.is_empty()
+            || !self.pending.late_second.is_empty()
             || !self.pending.side_rejected.is_empty()
     }
 
@@ -996,10 +1032,7 @@ impl<'a> Task<'a> {
         pass: &Pass,
         side: Side,
     ) -> Result<()> {
-        let without_time = match side {
-            Side::Left => self.plan.rows_without_time(rows)?,
-            Side::Right => Vec::new(),
-        };
+        let without_time = self.plan.rows_without_time(rows, side)?;
         let retried = pass.replayed();
         let mut leaving = without_time.clone();
         // Rows the source's rules send to quarantine, once the SELECT has run on the rest.
@@ -1215,7 +1248,7 @@ impl<'a> Task<'a> {
                 MissAction::Late => late_rows.extend(missed.origins),
             }
         }
-        self.pend_late(rows, coordinates, late_rows, pass)?;
+        self.pend_late(rows, coordinates, late_rows, pass, side)?;
         if output.holds {
             // The rows are in an operator's state; what it makes of them comes at a watermark.
             return Ok(());
@@ -1241,6 +1274,7 @@ impl<'a> Task<'a> {
         coordinates: &[(i32, i64)],
         mut late_rows: Vec<usize>,
         pass: &Pass,
+        side: Side,
     ) -> Result<()> {
         if late_rows.is_empty() {
             return Ok(());
@@ -1255,21 +1289,30 @@ impl<'a> Task<'a> {
                 watermark: self.committed_watermark,
             })
             .collect();
-        let late_schema = self
+        let stateful = self
             .stateful
             .as_ref()
-            .and_then(|stateful| stateful.late_schema.as_ref())
             .expect("a plan that holds rows has a late table");
+        let (late_schema, stream) = match (side, &self.right) {
+            (Side::Left, _) => (stateful.late_schema.as_ref(), self.reader.stream()),
+            (Side::Right, Some(right)) => {
+                (stateful.late_second_schema.as_ref(), right.reader.stream())
+            }
+            (Side::Right, None) => (None, ""),
+        };
+        let late_schema = late_schema.expect("a stream whose rows can be late has a late table");
         let batch = late::rows(
             late_schema,
             &self.run.pipeline.pipeline.name,
-            self.reader.stream(),
+            stream,
             rows,
             &late_rows,
             &arrivals,
             now_ms(),
         )?;
-        if pass.replayed() {
+        if side == Side::Right {
+            self.pending.late_second.push(batch);
+        } else if pass.replayed() {
             self.pending.retried_late.push(batch);
         } else {
             self.pending.late.push(batch);
@@ -1516,6 +1559,7 @@ impl<'a> Task<'a> {
             late: std::mem::take(&mut self.pending.late),
             retried_rejected: std::mem::take(&mut self.pending.retried_rejected),
             retried_late: std::mem::take(&mut self.pending.retried_late),
+            late_second: std::mem::take(&mut self.pending.late_second),
             side_rejected: std::mem::take(&mut self.pending.side_rejected),
             emitted_rejected: std::mem::take(&mut self.pending.emitted_rejected),
             positions: std::mem::take(&mut self.pending.positions),

@@ -26,6 +26,12 @@ pub fn table_name(target: &str) -> String {
     format!("{target}__late")
 }
 
+/// What a target's name is followed by in the name of the late table of a
+/// second stream (a window join's): `<target>__late_<table>`.
+pub fn second_suffix(table: &str) -> String {
+    format!("__late_{table}")
+}
+
 /// The source's columns (all nullable), then where each row came from.
 pub fn schema(source: &Schema) -> SchemaRef {
     let utc = || Some("UTC".into());

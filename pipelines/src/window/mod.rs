@@ -190,20 +190,25 @@ pub fn event_times(batch: &RecordBatch, column: &str) -> Result<TimestampMillise
 #[derive(Debug, Clone, PartialEq)]
 pub struct Extracted {
     pub tvf: WindowTvf,
+    /// The same window over a second table, whose results the query joins
+    /// with the first's (a window join, Nexmark's q8).
+    pub second: Option<WindowTvf>,
     /// The TVF is not the only table of the outer FROM: it is joined, or in a
     /// subquery, and the query runs window by window (see [`crate::aligned`]).
     pub aligned: bool,
 }
 
-/// Finds the window TVFs in the query and replaces each with a plain table
-/// reference to [`WindowTvf::relation`]. Returns `None` when there is none.
-/// Several TVFs must be the same window over the same table.
+/// Finds the window TVFs (and older group windows) in the query and replaces
+/// each with a plain table reference to [`WindowTvf::relation`]. Returns
+/// `None` when there is none. Several TVFs must be the same window, over one
+/// table or two (a window join).
 pub fn extract(query: &mut Query, file: &str) -> Result<Option<Extracted>> {
     if let SetExpr::Select(select) = query.body.as_mut()
         && let Some(tvf) = legacy::extract_group_window(select, file)?
     {
         return Ok(Some(Extracted {
             tvf,
+            second: None,
             aligned: false,
         }));
     }
@@ -216,6 +221,7 @@ pub fn extract(query: &mut Query, file: &str) -> Result<Option<Extracted>> {
         table.relation = plain_table(&tvf.relation(), alias.clone());
         return Ok(Some(Extracted {
             tvf,
+            second: None,
             aligned: false,
         }));
     }
@@ -224,14 +230,32 @@ pub fn extract(query: &mut Query, file: &str) -> Result<Option<Extracted>> {
     let Some((first, _)) = found.first().cloned() else {
         return Ok(None);
     };
+    let mut second: Option<WindowTvf> = None;
     for (other, at) in &found[1..] {
+        let same_table = other.source.table == first.source.table;
+        let seen = match &second {
+            _ if same_table => &first,
+            Some(second) if second.source.table == other.source.table => second,
+            Some(_) => {
+                return Err(invalid(
+                    at.clone(),
+                    "a pipeline windows at most two tables (a window join of two streams)"
+                        .to_string(),
+                    "window each table in a pipeline of its own, and join their results in the next",
+                ));
+            }
+            None => {
+                second = Some(other.clone());
+                other
+            }
+        };
         if other.kind != first.kind
-            || other.source.table != first.source.table
-            || other.time_column != first.time_column
+            || other.time_column != seen.time_column
+            || other.partition_by != seen.partition_by
         {
             return Err(invalid(
                 at.clone(),
-                "the window TVFs of one pipeline must be the same window over the same table"
+                "the windows of one pipeline must be the same window (a window join joins equal windows of two tables)"
                     .to_string(),
                 "window each table in a pipeline of its own, and join their results in the next",
             ));
@@ -239,6 +263,7 @@ pub fn extract(query: &mut Query, file: &str) -> Result<Option<Extracted>> {
     }
     Ok(Some(Extracted {
         tvf: first,
+        second,
         aligned: true,
     }))
 }
@@ -263,6 +288,11 @@ fn replace_in_set(
 ) -> Result<()> {
     match body {
         SetExpr::Select(select) => {
+            if let Some(tvf) = legacy::extract_group_window(select, file)? {
+                let at = tvf.time_location.clone();
+                found.push((tvf, at));
+                return Ok(());
+            }
             for table in &mut select.from {
                 replace_in_factor(&mut table.relation, file, found)?;
                 for join in &mut table.joins {

@@ -177,7 +177,7 @@ async fn interval_joins_it_cannot_run_are_refused_with_the_reason() {
         ),
         (
             "SELECT COUNT(*) AS a, COUNT(*) AS b FROM TABLE(TUMBLE(TABLE shop.ods_exposures, DESCRIPTOR(shown_at), INTERVAL '1' MINUTE)) AS e JOIN shop.ods_clicks AS c ON e.user_id = c.user_id GROUP BY e.window_start".to_string(),
-            "a window-aligned query reads one stream",
+            "a window-aligned query reads the streams it windows",
         ),
         (
             "SELECT e.exposure_id, c.click_id FROM shop.ods_exposures AS e LEFT JOIN shop.ods_clicks AS c ON e.user_id = c.user_id AND c.clicked_at BETWEEN e.shown_at AND e.shown_at + INTERVAL '1' MINUTE".to_string(),

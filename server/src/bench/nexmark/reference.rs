@@ -154,6 +154,7 @@ fn pick(rows: &RecordBatch, at: &[u32], names: &[&str]) -> anyhow::Result<Vec<Ar
 fn source_stream(query: &str) -> NexmarkStream {
     match query {
         "q3" | "q4" | "q9" => NexmarkStream::Auction,
+        "q8" => NexmarkStream::Person,
         _ => NexmarkStream::Bid,
     }
 }
@@ -312,6 +313,12 @@ pub fn expected(name: &str, options: NexmarkOptions) -> anyhow::Result<Expected>
         }
         "q3" => joins::q3(options, |batch| out.add(keep, batch))?,
         "q4" => out.add(keep, joins::q4(options)?)?,
+        "q8" => {
+            // Windows close when both streams' watermarks pass them.
+            let (auctions, _) = final_watermark(options, NexmarkStream::Auction)?;
+            let closing = watermark.min(auctions);
+            joins::q8(options, closing, |batch| out.add(keep, batch))?
+        }
         "q9" => joins::q9(options, |batch| out.add(keep, batch))?,
         "q10" => rows::q10(options, |batch| out.add(keep, batch))?,
         "q11" => {

@@ -1,12 +1,12 @@
-//! Regular joins of two streams (q3, q20): the whole of one side kept in a
+//! Regular joins of two streams (q3, q20) and a window join (q8): the whole of one side kept in a
 //! map by its key, the other side's rows matched against it. An inner join
 //! of two append-only streams emits every matching pair once, whichever
 //! side arrives first, so the order of arrival does not enter.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, StringArray};
+use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
 use arrow::record_batch::RecordBatch;
 use strata_catalog::NexmarkStream;
 
@@ -61,6 +61,53 @@ pub(super) fn q3(
         ];
         add(batch(columns))
     })
+}
+
+/// q8: the people who created an auction in the 10-second window they
+/// entered the system in, once per window that closed by `closing` (the
+/// lower of the two streams' watermarks).
+pub(super) fn q8(
+    options: NexmarkOptions,
+    closing: i64,
+    mut add: impl FnMut(RecordBatch) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let size = 10_000i64;
+    let start_of = |time: i64| time.div_euclid(size) * size;
+    // (seller, window start) of every auction
+    let mut selling: HashSet<(i64, i64)> = HashSet::new();
+    stream_rows(NexmarkStream::Auction, options, |rows, _| {
+        let seller: Int64Array = column(rows, "seller");
+        let time: TimestampMillisecondArray = column(rows, "dateTime");
+        for row in 0..rows.num_rows() {
+            selling.insert((seller.value(row), start_of(time.value(row))));
+        }
+        Ok(())
+    })?;
+    // GROUP BY id, name, window: each (id, name, window) once
+    let mut people: HashSet<(i64, String, i64)> = HashSet::new();
+    stream_rows(NexmarkStream::Person, options, |rows, _| {
+        let id: Int64Array = column(rows, "id");
+        let name: StringArray = column(rows, "name");
+        let time: TimestampMillisecondArray = column(rows, "dateTime");
+        for row in 0..rows.num_rows() {
+            let start = start_of(time.value(row));
+            if start + size - 1 <= closing && selling.contains(&(id.value(row), start)) {
+                people.insert((id.value(row), name.value(row).to_string(), start));
+            }
+        }
+        Ok(())
+    })?;
+    let (mut ids, mut names, mut starts) = (vec![], vec![], vec![]);
+    for (id, name, start) in people {
+        ids.push(id);
+        names.push(name);
+        starts.push(start);
+    }
+    add(batch(vec![
+        Arc::new(Int64Array::from(ids)),
+        Arc::new(StringArray::from(names)),
+        Arc::new(TimestampMillisecondArray::from(starts)),
+    ]))
 }
 
 /// The auction columns q9 and q20 write, in their order (q20 without the id).
