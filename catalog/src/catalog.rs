@@ -814,7 +814,8 @@ impl Catalog {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_statements(false);
-        let frame = ctx.sql_with_options(sql, options).await?;
+        let sql = crate::functions::quote_time_units_in(sql);
+        let frame = ctx.sql_with_options(&sql, options).await?;
         if matches!(frame.logical_plan(), LogicalPlan::Copy(_)) {
             return Err(CatalogError::Discovery {
                 message:

@@ -150,7 +150,7 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
             line,
             column,
             message,
-            "a pipeline is one INSERT INTO <table> SELECT …, after optional SET 'key' = 'value'; lines",
+            "a pipeline is one INSERT INTO <table> SELECT …, after optional SET 'key' = 'value'; lines and CREATE TEMPORARY VIEW v AS SELECT …; views",
         )
     };
     if let Some((line, column)) = table_hint(text) {
@@ -169,9 +169,11 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
             "detect the pattern with LAG over the stream (a state and its previous value), or keep this job in Flink",
         ));
     }
-    let mut parser = Parser::new(&FlinkDialect)
-        .try_with_sql(text)
-        .map_err(syntax_error)?;
+    let mut tokens = sqlparser::tokenizer::Tokenizer::new(&FlinkDialect, text)
+        .tokenize_with_location()
+        .map_err(|err| syntax_error(err.into()))?;
+    strata_catalog::functions::quote_time_units(&mut tokens);
+    let mut parser = Parser::new(&FlinkDialect).with_tokens_with_locations(tokens);
     let mut settings = Settings::default();
     while parser.parse_keyword(sqlparser::keywords::Keyword::SET) {
         let at = parser.peek_token_ref().span.start;
@@ -182,18 +184,41 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
         apply_setting(&mut settings, &key, &value)
             .map_err(|(message, hint)| invalid(at.line, at.column, message, &hint))?;
     }
-    let statements = parser.parse_statements().map_err(syntax_error)?;
-    let [statement] = statements.as_slice() else {
+    let mut statements = parser.parse_statements().map_err(syntax_error)?;
+    let Some(statement) = statements.pop() else {
         return Err(invalid(
             1,
             1,
-            format!(
-                "a pipeline file holds one statement, this one holds {}",
-                statements.len()
-            ),
-            "put each INSERT INTO … SELECT … in a file of its own",
+            "a pipeline file holds no statement".to_string(),
+            "write INSERT INTO space.table SELECT …",
         ));
     };
+    let mut views = Vec::with_capacity(statements.len());
+    for before in statements {
+        match before {
+            Statement::CreateView(view) => views.push(view),
+            other => {
+                let start = other.span().start;
+                let what = match other {
+                    Statement::Insert(_) => "a second INSERT".to_string(),
+                    other => other
+                        .to_string()
+                        .split_whitespace()
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                };
+                return Err(invalid(
+                    start.line,
+                    start.column,
+                    format!(
+                        "a pipeline file holds its views and then one INSERT INTO … SELECT …, not {what} (several INSERTs in one pipeline, Flink's STATEMENT SET, are not supported yet)"
+                    ),
+                    "put each INSERT INTO … SELECT … in a file of its own; name steps with CREATE TEMPORARY VIEW v AS SELECT … before the INSERT",
+                ));
+            }
+        }
+    }
     let Statement::Insert(insert) = statement else {
         let start = statement.span().start;
         return Err(invalid(
@@ -222,6 +247,7 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
         ));
     };
     let target = mention(&label, target_name)?;
+    crate::views::inline(views, &mut query, &label)?;
     crate::lateral::cross_join_unnest(&mut query, &label)?;
     let extracted = window::extract(&mut query, &label)?;
     let aligned = extracted.as_ref().is_some_and(|e| e.aligned);

@@ -19,7 +19,11 @@ use crate::operator::planner::OperatorPlanner;
 
 /// The registered planners, asked in order.
 pub fn planners() -> &'static [&'static dyn OperatorPlanner] {
-    &[&crate::row_number::RowNumberPlanner]
+    &[
+        &crate::row_number::RowNumberPlanner,
+        &crate::over::OverPlanner,
+        &crate::sort::SortPlanner,
+    ]
 }
 
 /// The registered connectors, one per `'connector'` option value.

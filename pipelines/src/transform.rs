@@ -230,7 +230,7 @@ impl CompiledPlan {
         // upsert a GROUP BY's changing results: each change then takes back
         // the row emitted before (Flink's retract mode).
         let retracting_target = valid.target.primary_key.is_empty()
-            && crate::registry::connector(&valid.target).takes_retractions_unkeyed();
+            && crate::registry::connector(&valid.target).takes_retractions_unkeyed(&valid.target);
         let outer = compiler.outer.take();
         let aggregation = compiler
             .aggregate
@@ -264,7 +264,18 @@ impl CompiledPlan {
                 }
                 (pre, steps)
             }
-            _ => (steps, Vec::new()),
+            // An operator that holds rows until the watermark (an OVER
+            // aggregation): the steps after it run on what it emits.
+            _ => match steps.iter().rposition(|step| match step {
+                Step::Operator(operator) => operator.holds_rows(),
+                Step::Stateless(_) => false,
+            }) {
+                Some(at) => {
+                    let post = steps.split_off(at + 1);
+                    (steps, post)
+                }
+                None => (steps, Vec::new()),
+            },
         };
         let mut pre = pre;
         if aggregation.is_none()
@@ -977,6 +988,16 @@ impl Compiler<'_> {
             }
             LogicalPlan::Aggregate(aggregate) => {
                 self.compile(&aggregate.input, steps)?;
+                let held = steps.iter().find_map(|step| match step {
+                    Step::Operator(operator) if operator.holds_rows() => Some(operator.kind()),
+                    _ => None,
+                });
+                if let Some(kind) = held {
+                    return Err((self.unsupported)(format!(
+                        "a GROUP BY over the rows of an {} (they wait for the watermark)",
+                        kind.as_str()
+                    )));
+                }
                 if self.aggregate.is_none() {
                     self.pre = Some(std::mem::take(steps));
                     self.aggregate = Some(self.compile_aggregate(aggregate)?);
@@ -1012,7 +1033,7 @@ impl Compiler<'_> {
         };
         let refuse = || {
             (self.unsupported)(format!(
-                "the window function {expr} (streams run LAG(value [, 1 [, default]]) OVER (PARTITION BY …) in arrival order, and ROW_NUMBER() OVER (PARTITION BY … ORDER BY …) under WHERE rn <= N, each in a SELECT of its own)"
+                "the window function {expr} (streams run LAG(value [, 1 [, default]]) OVER (PARTITION BY …) in arrival order, aggregates OVER (PARTITION BY … ORDER BY the event time ROWS or RANGE … PRECEDING), and ROW_NUMBER() OVER (PARTITION BY … ORDER BY …) under WHERE rn <= N, each in a SELECT of its own)"
             ))
         };
         let Expr::WindowFunction(function) = inner else {

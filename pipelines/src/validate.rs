@@ -7,7 +7,7 @@
 //!   all pipelines  ──▶ no cycles ──▶ dependency order (from the SQL, not the folders)
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -53,7 +53,7 @@ impl ValidPipeline {
             .state()
             .statement_to_plan(statement)
             .await
-            .map_err(|err| planning_error(&self.pipeline, &err.strip_backtrace()))?;
+            .map_err(|err| planning_error(&self.pipeline, &err.strip_backtrace(), &ctx))?;
         let resolve = |table: &datafusion::common::TableReference, column: &str| {
             let space = table.schema()?;
             if space == WINDOW_SCHEMA {
@@ -557,7 +557,7 @@ fn check_upsert_target(
         || (aggregates && (pipeline.window.is_none() || pipeline.settings.allowed_lateness_ms > 0));
     // A target that takes retractions without a key (a blackhole) gets a
     // retracting changelog instead (the plan checks that it is one).
-    let takes_retractions = crate::registry::connector(target).takes_retractions_unkeyed();
+    let takes_retractions = crate::registry::connector(target).takes_retractions_unkeyed(target);
     if !updates || !target.primary_key.is_empty() || takes_retractions {
         return Ok(());
     }
@@ -589,7 +589,7 @@ async fn plan_output(ctx: &SessionContext, pipeline: &Pipeline) -> Result<(Arc<S
         .state()
         .statement_to_plan(statement)
         .await
-        .map_err(|err| planning_error(pipeline, &err.strip_backtrace()))?;
+        .map_err(|err| planning_error(pipeline, &err.strip_backtrace(), ctx))?;
     let mut aggregates = false;
     let mut window_bounds_grouped = true;
     let _ = plan.apply(|node| {
@@ -622,10 +622,17 @@ async fn plan_output(ctx: &SessionContext, pipeline: &Pipeline) -> Result<(Arc<S
 }
 
 /// Points a planning error at the name it is about, when it names one.
-fn planning_error(pipeline: &Pipeline, message: &str) -> PipelineError {
+fn planning_error(pipeline: &Pipeline, message: &str, ctx: &SessionContext) -> PipelineError {
     let query_start = pipeline.query.span().start;
     let mut location = pipeline.location(query_start.line, query_start.column);
     let mut hint = None;
+    if let Some(unknown) = message
+        .split("Invalid function '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+    {
+        return unknown_function(pipeline, unknown, ctx);
+    }
     if let Some(rest) = message.split("No field named ").nth(1) {
         let column = rest
             .split_whitespace()
@@ -647,6 +654,54 @@ fn planning_error(pipeline: &Pipeline, message: &str) -> PipelineError {
         location,
         message: message.lines().next().unwrap_or(message).to_string(),
         hint,
+    }
+}
+
+/// A call of a function no session knows: pointed at the call, with the
+/// known functions whose names are nearest.
+fn unknown_function(pipeline: &Pipeline, name: &str, ctx: &SessionContext) -> PipelineError {
+    use datafusion::common::utils::datafusion_strsim::levenshtein;
+    let state = ctx.state();
+    let known: BTreeSet<&String> = state
+        .scalar_functions()
+        .keys()
+        .chain(state.aggregate_functions().keys())
+        .chain(state.window_functions().keys())
+        .collect();
+    let wanted = name.to_ascii_lowercase();
+    let mut nearest: Vec<(usize, &String)> = known
+        .into_iter()
+        .map(|known| (levenshtein(&wanted, known), known))
+        .filter(|(distance, known)| *distance <= (wanted.len().max(known.len()) / 2).max(1))
+        .collect();
+    nearest.sort();
+    let nearest: Vec<String> = nearest
+        .iter()
+        .take(3)
+        .map(|(_, name)| name.to_ascii_uppercase())
+        .collect();
+    let mut call = None;
+    let _ = visit_expressions(&pipeline.query, |expr| {
+        if let Expr::Function(function) = expr
+            && function.name.to_string().eq_ignore_ascii_case(name)
+        {
+            call = Some(function.name.span().start);
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    let start = call.unwrap_or(pipeline.query.span().start);
+    PipelineError::Invalid {
+        location: pipeline.location(start.line, start.column),
+        message: match nearest.as_slice() {
+            [] => format!("unknown function {}", name.to_ascii_uppercase()),
+            near => format!(
+                "unknown function {}; the nearest known: {}",
+                name.to_ascii_uppercase(),
+                near.join(", ")
+            ),
+        },
+        hint: Some("pipelines run DataFusion's functions and the Flink functions docs/pipelines.md lists (Flink's functions)".to_string()),
     }
 }
 

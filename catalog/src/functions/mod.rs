@@ -17,6 +17,7 @@
 //!   PROCTIME()                      ──each batch──▶  the wall clock (never folded into a constant)
 //!   ROW_NUMBER() OVER (…)           ──window──▶  1, 2, … as BIGINT             (DataFusion's is unsigned)
 //!   AVG(BIGINT), AVG(FLOAT)         ──aggregate──▶  BIGINT, FLOAT (in pipelines; see `avg`)
+//!   TIMESTAMPADD(DAY, n, ts), TIMESTAMPDIFF, CONVERT_TZ ──UDF──▶ see `timestamp`
 //! ```
 //!
 //! Flink's patterns are Java's `SimpleDateFormat` letters; they are translated
@@ -26,6 +27,9 @@
 mod avg;
 mod regexp_extract;
 mod str_to_map;
+mod timestamp;
+
+pub use timestamp::{quote_time_units, quote_time_units_in};
 
 use std::sync::Arc;
 
@@ -203,6 +207,9 @@ fn flink_functions() -> Vec<Arc<ScalarUDF>> {
             regexp_extract::RegexpExtract::new(),
         )),
         Arc::new(ScalarUDF::new_from_impl(str_to_map::StrToMap::new())),
+        Arc::new(ScalarUDF::new_from_impl(timestamp::TimestampAdd::new())),
+        Arc::new(ScalarUDF::new_from_impl(timestamp::TimestampDiff::new())),
+        Arc::new(ScalarUDF::new_from_impl(timestamp::ConvertTz::new())),
         Arc::new(ScalarUDF::new_from_impl(NullIfAnyNull {
             own: datafusion::functions::core::greatest(),
         })),

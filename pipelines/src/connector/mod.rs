@@ -212,11 +212,12 @@ pub trait Connector: Send + Sync {
         true
     }
 
-    /// Whether a target without a primary key can take a retracting
-    /// changelog: each update's old image and each delete take back an equal
-    /// row written before (a blackhole, whose digest subtracts them). Other
+    /// Whether `table`, a target without a primary key, can take a
+    /// retracting changelog: each update's old image and each delete take
+    /// back an equal row written before (a blackhole, whose digest subtracts
+    /// them; a `debezium-json` topic, which writes them as deletes). Other
     /// targets need a key to upsert by.
-    fn takes_retractions_unkeyed(&self) -> bool {
+    fn takes_retractions_unkeyed(&self, _table: &TableDef) -> bool {
         false
     }
 

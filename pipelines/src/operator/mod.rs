@@ -368,6 +368,14 @@ pub struct Emitted {
 }
 
 impl Emitted {
+    /// Rows it emits once, appended to what it emitted before.
+    pub fn appended(rows: Vec<RecordBatch>) -> Self {
+        Self {
+            upserts: rows,
+            ..Self::default()
+        }
+    }
+
     /// Its rows as one changelog, in the order they take effect: the rows
     /// taken back (`-U`), the new rows (`+U`), the deletes (`-D`); none if empty.
     pub fn into_changes(self) -> crate::error::Result<Option<Traced>> {
@@ -445,6 +453,8 @@ pub enum OperatorKind {
     GroupAggregate,
     WindowAggregate,
     WindowAligned,
+    OverAggregate,
+    Sort,
     Materialize,
     Sink,
 }
@@ -468,6 +478,8 @@ impl OperatorKind {
             OperatorKind::GroupAggregate => "group aggregate",
             OperatorKind::WindowAggregate => "window aggregate",
             OperatorKind::WindowAligned => "window-aligned query",
+            OperatorKind::OverAggregate => "OVER aggregation",
+            OperatorKind::Sort => "ORDER BY",
             OperatorKind::Materialize => "upsert materializer",
             OperatorKind::Sink => "sink",
         }
@@ -491,6 +503,8 @@ impl OperatorKind {
             OperatorKind::Union => "union",
             OperatorKind::GroupAggregate | OperatorKind::WindowAggregate => "aggregate",
             OperatorKind::WindowAligned => "window-aligned",
+            OperatorKind::OverAggregate => "over",
+            OperatorKind::Sort => "sort",
             OperatorKind::Materialize => "materialize",
             OperatorKind::Sink => "sink",
         }
@@ -504,6 +518,8 @@ impl OperatorKind {
             OperatorKind::GroupAggregate
                 | OperatorKind::WindowAggregate
                 | OperatorKind::WindowAligned
+                | OperatorKind::OverAggregate
+                | OperatorKind::Sort
                 | OperatorKind::Materialize
         )
     }

@@ -67,6 +67,17 @@ impl PlanContext<'_> {
     }
 }
 
+/// `node`, if it is a window node each of whose expressions `each` takes.
+pub fn window_of(
+    node: &LogicalPlan,
+    each: impl Fn(&Expr) -> bool,
+) -> Option<&datafusion::logical_expr::Window> {
+    match node {
+        LogicalPlan::Window(window) if window.window_expr.iter().all(each) => Some(window),
+        _ => None,
+    }
+}
+
 /// Makes one kind of operator out of plan nodes.
 pub trait OperatorPlanner: Send + Sync {
     /// The plan under `node` that is compiled first, if `node` is one this

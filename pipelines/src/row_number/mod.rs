@@ -37,7 +37,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::batch::evaluate;
 use crate::error::{PipelineError, Result};
 use crate::keyed::{MAX_KEY_BYTES, Slot, decode_count};
-use crate::operator::planner::{OperatorPlanner, PlanContext};
+use crate::operator::planner::{OperatorPlanner, PlanContext, window_of};
 use crate::operator::{
     BatchContext, Changelog, Described, InputStream, Missed, Operator, OperatorKind, Processed,
     StateInfo, StateWrite, Traced,
@@ -235,23 +235,12 @@ fn is_proctime(expr: &Expr) -> bool {
 
 impl OperatorPlanner for RowNumberPlanner {
     fn input_of<'p>(&self, node: &'p LogicalPlan) -> Option<&'p LogicalPlan> {
-        match node {
-            LogicalPlan::Window(window)
-                if window
-                    .window_expr
-                    .iter()
-                    .all(|expr| row_number_call(expr).is_some()) =>
-            {
-                Some(&window.input)
-            }
-            _ => None,
-        }
+        window_of(node, |expr| row_number_call(expr).is_some()).map(|window| window.input.as_ref())
     }
 
     fn plan(&self, node: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Arc<dyn Operator>> {
-        let LogicalPlan::Window(window) = node else {
-            unreachable!("input_of matched a window");
-        };
+        let window = window_of(node, |expr| row_number_call(expr).is_some())
+            .expect("input_of matched a window");
         let [expr] = window.window_expr.as_slice() else {
             return Err(ctx.unsupported(
                 "more than one ROW_NUMBER() in one SELECT (number the rows once)".to_string(),

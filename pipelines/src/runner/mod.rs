@@ -280,7 +280,7 @@ impl PipelineRun {
             ));
         }
         let target = &self.pipeline.target;
-        let takes_retractions = registry::connector(target).takes_retractions_unkeyed();
+        let takes_retractions = registry::connector(target).takes_retractions_unkeyed(target);
         if let Some(changing) = planned.stream.first_changing()
             && target.primary_key.is_empty()
             && !(takes_retractions && planned.stream.sink_changelog() == Changelog::Retracting)

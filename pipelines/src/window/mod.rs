@@ -509,10 +509,10 @@ fn table_argument(
             return Err(invalid(
                 mention_at,
                 format!(
-                    "table {} must be named SPACE.TABLE",
+                    "table {} must be named SPACE.TABLE (a window TVF reads a catalog table, not a view or WITH table)",
                     ObjectName::from(parts.clone())
                 ),
-                "qualify it with its space, e.g. shop.dwd_orders",
+                "qualify it with its space, e.g. shop.dwd_orders; over a view, window the table the view reads",
             ));
         }
     };

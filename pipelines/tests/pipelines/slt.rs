@@ -4,7 +4,7 @@
 //! Statements:
 //! - `CREATE TABLE …` registers tables (Kafka tables use the connection `events`);
 //! - `CREATE TOPIC name PARTITIONS n` creates a topic on the mock cluster (before the file runs);
-//! - `[SET …;] INSERT INTO space.target SELECT …` saves a pipeline file;
+//! - `[SET …;] [CREATE [TEMPORARY] VIEW …;] INSERT INTO space.target SELECT …` saves a pipeline file;
 //! - `PRODUCE topic [PARTITION n]`, then one record payload per line, writes records;
 //! - `mysql: …` runs the rest on the file's own MariaDB database, behind the connection `app_db`;
 //! - `catalog: …` runs the rest on the catalog (e.g. INSERT INTO an embedded table);
@@ -121,7 +121,10 @@ impl AsyncDB for StreamingDatabase {
                 .await?;
             return Ok(DBOutput::StatementComplete(registered.len() as u64));
         }
-        if upper.starts_with("SET ") || upper.starts_with("INSERT INTO") {
+        let view = ["CREATE VIEW", "CREATE TEMPORARY VIEW", "CREATE TEMP VIEW"]
+            .iter()
+            .any(|start| upper.starts_with(start));
+        if upper.starts_with("SET ") || upper.starts_with("INSERT INTO") || view {
             self.save_pipeline(sql)?;
             return Ok(DBOutput::StatementComplete(0));
         }

@@ -255,6 +255,19 @@ async fn mistakes_are_refused_with_their_place() {
             ],
         ),
         (
+            "an unknown function",
+            "INSERT INTO shop.dwd_orders\nSELECT order_id, DATE_FORMATT(order_time, 'yyyy'), amount, order_time\nFROM shop.ods_orders",
+            &[
+                "p.sql:2:18: unknown function DATE_FORMATT; the nearest known: DATE_FORMAT",
+                "Flink's functions",
+            ],
+        ),
+        (
+            "TIMESTAMPADD's unit is a keyword, not a column",
+            "INSERT INTO shop.dwd_orders\nSELECT order_id, 'x', amount, TIMESTAMPADD(HOUR, 8, order_time), 1 FROM shop.ods_orders",
+            &["the SELECT produces 5 columns"],
+        ),
+        (
             "NULLs for an inner lookup join",
             "INSERT INTO shop.dwd_orders\nSELECT /*+ LOOKUP('table'='u', 'miss'='null') */ o.order_id, u.city, o.amount, o.order_time FROM shop.ods_orders o\nJOIN shop.dim_users FOR SYSTEM_TIME AS OF o.proc_time AS u ON o.user_id = u.id",
             &[

@@ -189,7 +189,8 @@ impl QueryEngine {
         sql: &str,
         principal: &Principal,
     ) -> Result<String, QueryError> {
-        let (sql, past) = time_travel::rewrite(sql)?;
+        let sql = strata_catalog::functions::quote_time_units_in(sql);
+        let (sql, past) = time_travel::rewrite(&sql)?;
         if past.is_empty() {
             return Ok(sql);
         }

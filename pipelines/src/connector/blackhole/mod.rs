@@ -41,7 +41,7 @@ impl Connector for Blackhole {
         false
     }
 
-    fn takes_retractions_unkeyed(&self) -> bool {
+    fn takes_retractions_unkeyed(&self, _table: &TableDef) -> bool {
         true
     }
 }

@@ -124,12 +124,31 @@ impl Connector for Kafka {
         table: &TableDef,
         options: TargetOptions<'_>,
     ) -> Result<Box<dyn TargetSink>> {
+        let envelope = match format(table) {
+            Some(KafkaFormat::Json) => sink::Envelope::Row,
+            Some(KafkaFormat::DebeziumJson) => sink::Envelope::Debezium,
+            other => {
+                return Err(PipelineError::Sink {
+                    what: format!("Kafka table {}", table.name),
+                    cause: format!(
+                        "it is a '{}' topic: pipelines write 'json' and 'debezium-json' topics",
+                        other.map_or("?", |f| f.as_str())
+                    ),
+                });
+            }
+        };
         Ok(Box::new(sink::KafkaSink::open(
             connectors::kafka_target(options.project, table)?,
             table.schema.clone(),
             table.primary_key.clone(),
             options.pipeline,
+            envelope,
         )?))
+    }
+
+    /// A `debezium-json` topic writes a retraction as a delete (`"op": "d"`), as Flink's format does.
+    fn takes_retractions_unkeyed(&self, table: &TableDef) -> bool {
+        format(table) == Some(KafkaFormat::DebeziumJson)
     }
 
     fn commits_positions_of(&self) -> Option<(&'static str, &'static str)> {

@@ -3,7 +3,10 @@
 //! ```text
 //!   one Kafka transaction per commit (transactional.id = strata-<pipeline>):
 //!     produce one JSON record per row to the target topic
-//!       (key: the primary key as JSON; a deleted key: a tombstone)
+//!       'json':          the row; key: the primary key as JSON; a deleted key: a tombstone
+//!       'debezium-json': {"before": null, "after": row, "op": "c"} for an insert or an update's new row,
+//!                        {"before": row, "after": null, "op": "d"} for a delete or an update's old row
+//!                        (Flink's encoding of a changelog)
 //!     produce one progress record to _strata_progress, key strata-<pipeline>:
 //!       {"offsets": {"<stream>/<split>": offset, …}, "tokens": {"<stream>/<split>": "<hex>", …}, "state": k}
 //!   commit_transaction
@@ -46,11 +49,21 @@ struct Progress {
     state: Option<i64>,
 }
 
+/// How a row is written as a record's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Envelope {
+    /// The row as a JSON object; a deleted key is a tombstone.
+    Row,
+    /// Debezium's `before`/`after`/`op` envelope, as Flink's `debezium-json` writes it.
+    Debezium,
+}
+
 pub struct KafkaSink {
     producer: ThreadedProducer<DefaultProducerContext>,
     target: KafkaTarget,
     schema: SchemaRef,
     keys: Vec<String>,
+    envelope: Envelope,
     /// This pipeline's key in the progress topic.
     id: String,
     /// The last committed progress.
@@ -72,6 +85,7 @@ impl KafkaSink {
         schema: SchemaRef,
         keys: Vec<String>,
         pipeline: &str,
+        envelope: Envelope,
     ) -> Result<Self> {
         let id = format!("strata-{pipeline}");
         let error = |what: &str, err: &dyn std::fmt::Display| PipelineError::Sink {
@@ -102,6 +116,7 @@ impl KafkaSink {
             target,
             schema,
             keys,
+            envelope,
             id,
             progress,
         })
@@ -151,8 +166,14 @@ impl KafkaSink {
                 if let Some(key) = key {
                     record = record.key(key);
                 }
-                if !deleted {
-                    record = record.payload(value.as_str());
+                let enveloped;
+                match (self.envelope, deleted) {
+                    (Envelope::Row, true) => {}
+                    (Envelope::Row, false) => record = record.payload(value.as_str()),
+                    (Envelope::Debezium, deleted) => {
+                        enveloped = debezium(value, deleted);
+                        record = record.payload(enveloped.as_str());
+                    }
                 }
                 self.send(record)?;
             }
@@ -258,6 +279,14 @@ fn read_progress(target: &KafkaTarget, id: &str) -> std::result::Result<Progress
     }
 }
 
+/// A row's JSON object in Debezium's envelope: a delete's `before`, or an insert's `after`.
+fn debezium(row: &str, deleted: bool) -> String {
+    match deleted {
+        true => format!(r#"{{"before":{row},"after":null,"op":"d"}}"#),
+        false => format!(r#"{{"before":null,"after":{row},"op":"c"}}"#),
+    }
+}
+
 /// Each row as one JSON object.
 fn json_lines(rows: &RecordBatch) -> Result<Vec<String>> {
     let mut writer = arrow_json::LineDelimitedWriter::new(Vec::new());
@@ -328,7 +357,7 @@ mod tests {
         let open = || {
             let target = target.clone();
             async move {
-                Box::new(KafkaSink::open(target, schema(), Vec::new(), "p").unwrap())
+                Box::new(KafkaSink::open(target, schema(), Vec::new(), "p", Envelope::Row).unwrap())
                     as Box<dyn TargetSink>
             }
         };

@@ -1,0 +1,681 @@
+//! OVER aggregations ordered by event time, as Flink runs them:
+//! `SUM(x) OVER (PARTITION BY k ORDER BY rowtime ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)`,
+//! `RANGE BETWEEN INTERVAL '1' HOUR PRECEDING AND CURRENT ROW`, or from
+//! `UNBOUNDED PRECEDING`. Every row comes out once, with the aggregates of its
+//! frame, when the watermark has passed its time (so that no earlier row of
+//! its partition can still come).
+//!
+//! ```text
+//!   row (k, t) ──▶ held (crate::held), unless t is not past the watermark rows were last emitted at (late)
+//!   watermark W ──▶ held rows with t ≤ W, per key in time order (ties in arrival order),
+//!                   each with its frame's aggregates:
+//!                     ROWS n      the n rows before it and itself
+//!                     RANGE d     the rows of [t − d, t], its peers (rows of time t) included
+//!                     UNBOUNDED   every row before it (RANGE: and its peers)
+//!                 ──▶ the rows a later frame reaches stay (bounded frames), or each key's
+//!                     running aggregates (unbounded)
+//! ```
+//!
+//! COUNT, SUM and AVG slide (a row leaving the frame is taken back out);
+//! MIN, MAX and the distinct counts fold their frame afresh for each row.
+
+mod planner;
+
+pub use planner::OverPlanner;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{ArrayRef, UInt32Array};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, Rows, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::aggregate::accumulator::{Acc, AggregateCall, Input};
+use crate::error::Result;
+use crate::held::{HeldRows, decode_batches, encode_batches};
+use crate::operator::{
+    BatchContext, Changelog, Described, Emitted, InputStream, KeepsState, Operator, OperatorKind,
+    Processed, StateInfo, Traced, Watermarks,
+};
+use crate::state::{ByteReader, ByteWriter};
+
+/// Which rows before a row its aggregates cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame {
+    /// `ROWS BETWEEN n PRECEDING AND CURRENT ROW`.
+    Rows(u64),
+    /// `RANGE BETWEEN INTERVAL … PRECEDING AND CURRENT ROW`, in milliseconds.
+    Range(i64),
+    /// `… UNBOUNDED PRECEDING AND CURRENT ROW`; `peers`: RANGE, where rows of
+    /// equal time share their result.
+    Unbounded { peers: bool },
+}
+
+impl std::fmt::Display for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Frame::Rows(n) => write!(f, "ROWS BETWEEN {n} PRECEDING AND CURRENT ROW"),
+            Frame::Range(ms) => write!(
+                f,
+                "RANGE BETWEEN {} PRECEDING AND CURRENT ROW",
+                humantime::format_duration(std::time::Duration::from_millis(*ms as u64))
+            ),
+            Frame::Unbounded { peers: true } => {
+                write!(f, "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW")
+            }
+            Frame::Unbounded { peers: false } => {
+                write!(f, "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW")
+            }
+        }
+    }
+}
+
+/// The rows an OVER aggregation holds.
+#[derive(Debug)]
+struct OverState {
+    /// Rows not emitted yet.
+    held: HeldRows,
+    /// Emitted rows a later row's bounded frame reaches.
+    history: Vec<RecordBatch>,
+    /// Each key's running aggregates, for unbounded frames.
+    running: HashMap<Box<[u8]>, Vec<Acc>>,
+}
+
+/// An OVER aggregation of a stream by its event time.
+#[derive(Debug)]
+pub struct OverAggregate {
+    partition: Vec<Arc<dyn PhysicalExpr>>,
+    key_converter: RowConverter,
+    frame: Frame,
+    calls: Vec<AggregateCall>,
+    /// The rows it takes in.
+    input: SchemaRef,
+    /// Its rows: the input's columns, then one per aggregate.
+    output: SchemaRef,
+    state: Mutex<OverState>,
+}
+
+/// One emission's rows, history first, each with its key and time.
+struct Emission {
+    rows: RecordBatch,
+    keys: Rows,
+    times: Vec<i64>,
+    /// Rows before this index were emitted before; the others are due now.
+    history: usize,
+    inputs: Vec<Input>,
+}
+
+impl OverAggregate {
+    pub fn new(
+        partition: Vec<(Arc<dyn PhysicalExpr>, arrow::datatypes::DataType)>,
+        time_column: String,
+        frame: Frame,
+        calls: Vec<AggregateCall>,
+        input: SchemaRef,
+        output: SchemaRef,
+    ) -> Result<Self> {
+        // Without PARTITION BY, every row is of one partition: a constant key.
+        let key_types = match partition.is_empty() {
+            true => vec![arrow::datatypes::DataType::Boolean],
+            false => partition.iter().map(|(_, t)| t.clone()).collect(),
+        };
+        let key_converter = RowConverter::new(key_types.into_iter().map(SortField::new).collect())?;
+        Ok(Self {
+            partition: partition.into_iter().map(|(expr, _)| expr).collect(),
+            key_converter,
+            frame,
+            calls,
+            state: Mutex::new(OverState {
+                held: HeldRows::new(time_column, input.clone()),
+                history: Vec::new(),
+                running: HashMap::new(),
+            }),
+            input,
+            output,
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, OverState> {
+        self.state.lock().expect("not poisoned")
+    }
+
+    /// The aggregates, PARTITION BY and frame, as SQL reads them.
+    fn describe_window(&self) -> String {
+        let calls: Vec<String> = self.calls.iter().map(AggregateCall::describe).collect();
+        let partition: Vec<String> = self.partition.iter().map(|e| e.to_string()).collect();
+        format!(
+            "{} OVER (PARTITION BY {} ORDER BY {} {})",
+            calls.join(", "),
+            partition.join(", "),
+            self.state().held.time_column(),
+            self.frame
+        )
+    }
+
+    /// The history and the due rows as one batch, with keys, times and inputs.
+    fn emission(&self, state: &OverState, due: &RecordBatch) -> Result<Emission> {
+        let history: usize = state.history.iter().map(RecordBatch::num_rows).sum();
+        let rows = arrow::compute::concat_batches(&self.input, state.history.iter().chain([due]))?;
+        let key_columns: Vec<ArrayRef> = match self.partition.is_empty() {
+            true => vec![Arc::new(arrow::array::BooleanArray::from(vec![
+                true;
+                rows.num_rows()
+            ]))],
+            false => self
+                .partition
+                .iter()
+                .map(|expr| crate::batch::evaluate(expr, &rows))
+                .collect::<Result<_>>()?,
+        };
+        let keys = self.key_converter.convert_columns(&key_columns)?;
+        let times = crate::window::event_times(&rows, state.held.time_column())?
+            .values()
+            .to_vec();
+        let inputs = self
+            .calls
+            .iter()
+            .map(|call| call.input(&rows))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Emission {
+            rows,
+            keys,
+            times,
+            history,
+            inputs,
+        })
+    }
+
+    /// Emits the held rows the watermark `w` passed, with their aggregates.
+    fn emit(&self, w: i64) -> Result<Vec<RecordBatch>> {
+        let mut state = self.state();
+        let due = match state.held.due(w)? {
+            Some(due) if due.num_rows() > 0 => due,
+            _ => return Ok(Vec::new()),
+        };
+        let emission = self.emission(&state, &due)?;
+        let mut order: Vec<u32> = (0..emission.rows.num_rows() as u32).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (a as usize, b as usize);
+            emission
+                .keys
+                .row(a)
+                .cmp(&emission.keys.row(b))
+                .then(emission.times[a].cmp(&emission.times[b]))
+                .then(a.cmp(&b))
+        });
+        let mut out = Out::default();
+        let mut start = 0;
+        while start < order.len() {
+            let key = emission.keys.row(order[start] as usize);
+            let end = start
+                + order[start..]
+                    .iter()
+                    .take_while(|&&i| emission.keys.row(i as usize) == key)
+                    .count();
+            let group = &order[start..end];
+            match self.frame {
+                Frame::Unbounded { peers } => {
+                    let running = state
+                        .running
+                        .entry(key.as_ref().into())
+                        .or_insert_with(|| self.calls.iter().map(AggregateCall::empty).collect());
+                    self.running(&emission, group, peers, running, &mut out)?;
+                }
+                frame => self.sliding(&emission, group, frame, w, &mut out)?,
+            }
+            start = end;
+        }
+        let take = |rows: &[u32]| {
+            arrow::compute::take_record_batch(&emission.rows, &UInt32Array::from(rows.to_vec()))
+        };
+        state.history = match out.history.is_empty() {
+            true => Vec::new(),
+            false => vec![take(&out.history)?],
+        };
+        if out.emitted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut columns = take(&out.emitted)?.columns().to_vec();
+        for (call, accs) in self.calls.iter().zip(&out.results) {
+            let accs: Vec<&Acc> = accs.iter().collect();
+            columns.push(call.finish(&accs)?);
+        }
+        Ok(vec![RecordBatch::try_new(self.output.clone(), columns)?])
+    }
+
+    /// An unbounded frame: each key's running aggregates take its rows in order.
+    fn running(
+        &self,
+        emission: &Emission,
+        due: &[u32],
+        peers: bool,
+        running: &mut [Acc],
+        out: &mut Out,
+    ) -> Result<()> {
+        for run in runs(due, |i| emission.times[i], peers) {
+            for &i in run {
+                for (acc, input) in running.iter_mut().zip(&emission.inputs) {
+                    acc.update(input, i as usize)?;
+                }
+            }
+            for &i in run {
+                out.emit(i, running.to_vec());
+            }
+        }
+        Ok(())
+    }
+
+    /// A bounded frame over the key's rows in order (those emitted before
+    /// first): sliding aggregates take rows in and out, the others fold
+    /// each frame afresh.
+    fn sliding(
+        &self,
+        emission: &Emission,
+        group: &[u32],
+        frame: Frame,
+        w: i64,
+        out: &mut Out,
+    ) -> Result<()> {
+        let time = |at: usize| emission.times[group[at] as usize];
+        let mut slid: Vec<Acc> = self.calls.iter().map(AggregateCall::empty).collect();
+        let (mut added, mut low) = (0, 0);
+        let mut at = 0;
+        let peers = matches!(frame, Frame::Range(_));
+        for run in runs(group, |i| emission.times[i], peers) {
+            let high = at + run.len();
+            while added < high {
+                self.slide(&mut slid, emission, group[added], false)?;
+                added += 1;
+            }
+            let first = match frame {
+                Frame::Rows(n) => (high - 1).saturating_sub(n as usize),
+                Frame::Range(ms) => {
+                    let since = time(at).saturating_sub(ms);
+                    let mut first = low;
+                    while time(first) < since {
+                        first += 1;
+                    }
+                    first
+                }
+                Frame::Unbounded { .. } => unreachable!("unbounded frames run apart"),
+            };
+            while low < first {
+                self.slide(&mut slid, emission, group[low], true)?;
+                low += 1;
+            }
+            let fresh = self.folded(emission, &group[low..high], &slid)?;
+            for &i in run {
+                if (i as usize) >= emission.history {
+                    out.emit(i, fresh.clone());
+                }
+            }
+            at = high;
+        }
+        // What a later row's frame reaches: the last n rows, or those within the range of w.
+        let keep = match frame {
+            Frame::Rows(n) => group.len().saturating_sub(n as usize),
+            Frame::Range(ms) => (0..group.len())
+                .find(|&at| time(at) >= w.saturating_sub(ms))
+                .unwrap_or(group.len()),
+            Frame::Unbounded { .. } => group.len(),
+        };
+        out.history.extend(&group[keep..]);
+        Ok(())
+    }
+
+    /// Takes row `row` into the sliding aggregates, or (`out`) back out of them.
+    fn slide(&self, slid: &mut [Acc], emission: &Emission, row: u32, out: bool) -> Result<()> {
+        let sliding = self.calls.iter().zip(slid).zip(&emission.inputs);
+        for ((_, acc), input) in sliding.filter(|((call, _), _)| call.retractable()) {
+            match out {
+                true => acc.retract(input, row as usize)?,
+                false => acc.update(input, row as usize)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The frame's aggregates: the slid ones as they are, the others folded over `frame`.
+    fn folded(&self, emission: &Emission, frame: &[u32], slid: &[Acc]) -> Result<Vec<Acc>> {
+        self.calls
+            .iter()
+            .zip(slid)
+            .zip(&emission.inputs)
+            .map(|((call, acc), input)| {
+                if call.retractable() {
+                    return Ok(acc.clone());
+                }
+                let mut fresh = call.empty();
+                for &i in frame {
+                    fresh.update(input, i as usize)?;
+                }
+                Ok(fresh)
+            })
+            .collect()
+    }
+}
+
+/// The rows an emission puts where.
+#[derive(Default)]
+struct Out {
+    emitted: Vec<u32>,
+    /// Per aggregate, each emitted row's accumulator.
+    results: Vec<Vec<Acc>>,
+    history: Vec<u32>,
+}
+
+impl Out {
+    fn emit(&mut self, row: u32, accs: Vec<Acc>) {
+        self.emitted.push(row);
+        if self.results.len() < accs.len() {
+            self.results.resize_with(accs.len(), Vec::new);
+        }
+        for (results, acc) in self.results.iter_mut().zip(accs) {
+            results.push(acc);
+        }
+    }
+}
+
+/// `rows` in runs of equal time when `peers`, else one row at a time.
+fn runs(rows: &[u32], time: impl Fn(usize) -> i64, peers: bool) -> Vec<&[u32]> {
+    match peers {
+        false => rows.chunks(1).collect(),
+        true => rows
+            .chunk_by(|&a, &b| time(a as usize) == time(b as usize))
+            .collect(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Operator for OverAggregate {
+    fn kind(&self) -> OperatorKind {
+        OperatorKind::OverAggregate
+    }
+
+    async fn process(self: Arc<Self>, input: Traced, _ctx: &BatchContext<'_>) -> Result<Processed> {
+        let output = self.output.clone();
+        Ok(Processed::held(
+            output,
+            input,
+            "its event time was NULL, or not past the watermark the rows of its partition were emitted at",
+            move |rows| self.state().held.take_in(&rows.batch),
+        ))
+    }
+
+    fn describe(&self, input: &InputStream) -> Described {
+        Described {
+            detail: format!(
+                "{}, each row emitted in time order once the watermark passes it",
+                self.describe_window()
+            ),
+            schema: self.output.clone(),
+            watermark: input.watermark.clone(),
+            state: Some(StateInfo {
+                holds: match self.frame {
+                    Frame::Unbounded { .. } => {
+                        "rows not emitted yet, and each key's running aggregates".to_string()
+                    }
+                    _ => {
+                        "rows not emitted yet, and the emitted rows later frames reach".to_string()
+                    }
+                },
+                fingerprint: format!(
+                    "{}; rows {}",
+                    self.calls
+                        .iter()
+                        .map(AggregateCall::shape)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    crate::state::schema_fingerprint(&self.input)
+                ) + &format!("; {}", self.frame),
+            }),
+        }
+    }
+
+    fn accepts(&self, input: Changelog) -> std::result::Result<(), String> {
+        match input {
+            Changelog::AppendOnly => Ok(()),
+            _ => Err("an OVER aggregation reads an append-only stream (each row is emitted once, when the watermark passes it; Flink refuses a changelog here too)".to_string()),
+        }
+    }
+
+    fn emits(&self, _input: Changelog, _key: &[String]) -> (Changelog, Vec<String>) {
+        (Changelog::AppendOnly, Vec::new())
+    }
+
+    fn holds_rows(&self) -> bool {
+        true
+    }
+
+    /// Each key's running aggregates are kept for good (Flink's TTL would expire them).
+    fn keeps_state_past_ttl(&self) -> bool {
+        matches!(self.frame, Frame::Unbounded { .. })
+    }
+
+    async fn on_watermark(&self, watermarks: &Watermarks) -> Result<Emitted> {
+        let rows = watermarks.pipeline.map(|w| self.emit(w)).transpose()?;
+        Ok(Emitted::appended(rows.unwrap_or_default()))
+    }
+
+    fn state(&self) -> Option<&dyn KeepsState> {
+        Some(self)
+    }
+}
+
+impl KeepsState for OverAggregate {
+    /// The held rows, the history rows (Arrow IPC), then each key's running aggregates.
+    fn snapshot(&self, out: &mut ByteWriter) {
+        let state = self.state();
+        state.held.encode(out);
+        encode_batches(out, &state.history, &self.input);
+        let mut keys: Vec<&Box<[u8]>> = state.running.keys().collect();
+        keys.sort();
+        out.u64(keys.len() as u64);
+        for key in keys {
+            out.bytes(key);
+            for acc in &state.running[key] {
+                acc.encode(out);
+            }
+        }
+    }
+
+    fn restore(&self, input: &mut ByteReader<'_>) -> Result<()> {
+        let mut state = self.state();
+        state.held.decode(input)?;
+        state.history = decode_batches(input, &self.input)?;
+        state.running.clear();
+        for _ in 0..input.u64()? {
+            let key: Box<[u8]> = input.bytes()?.into();
+            let accs = (0..self.calls.len())
+                .map(|_| Acc::decode(input))
+                .collect::<Result<Vec<_>>>()?;
+            state.running.insert(key, accs);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+    use crate::aggregate::accumulator::AggFunction;
+    use crate::operator::MissAction;
+    use crate::operator::harness::Harness;
+
+    fn input() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("v", DataType::Int64, true),
+            Field::new(
+                "t",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+                true,
+            ),
+        ]))
+    }
+
+    /// SUM(v) and MIN(v) over `frame`, partitioned by k, ordered by t.
+    fn over(frame: Frame) -> Arc<dyn Operator> {
+        let column =
+            |name: &str, at: usize| -> Arc<dyn PhysicalExpr> { Arc::new(Column::new(name, at)) };
+        let call = |function| {
+            AggregateCall::new(
+                function,
+                column("v", 1),
+                None,
+                DataType::Int64,
+                DataType::Int64,
+                1,
+            )
+            .unwrap()
+        };
+        let mut fields = input().fields().to_vec();
+        fields.push(Arc::new(Field::new("sum", DataType::Int64, true)));
+        fields.push(Arc::new(Field::new("min", DataType::Int64, true)));
+        Arc::new(
+            OverAggregate::new(
+                vec![(column("k", 0), DataType::Utf8)],
+                "t".to_string(),
+                frame,
+                vec![call(AggFunction::Sum), call(AggFunction::Min)],
+                input(),
+                Arc::new(Schema::new(fields)),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn rows(rows: &[(&str, i64, i64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            input(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|r| r.2),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// (k, v, t, sum, min) of what a watermark emitted, in emission order.
+    fn emitted(emitted: Emitted) -> Vec<(String, i64, i64, i64, i64)> {
+        let mut out = Vec::new();
+        for batch in emitted.upserts {
+            let int = |at: usize| {
+                batch
+                    .column(at)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .clone()
+            };
+            let keys = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            let times = batch
+                .column(2)
+                .as_any()
+                .downcast_ref::<TimestampMillisecondArray>()
+                .unwrap();
+            let (values, sums, mins) = (int(1), int(3), int(4));
+            for row in 0..batch.num_rows() {
+                out.push((
+                    keys.value(row).to_string(),
+                    values.value(row),
+                    times.value(row),
+                    sums.value(row),
+                    mins.value(row),
+                ));
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn rows_frames_slide_in_time_order_and_wait_for_the_watermark() {
+        let mut harness = Harness::new(over(Frame::Rows(1)));
+        harness
+            .push(&rows(&[
+                ("a", 5, 20),
+                ("a", 3, 10),
+                ("b", 7, 15),
+                ("a", 9, 40),
+            ]))
+            .await
+            .unwrap();
+        let first = emitted(harness.watermark(20).await.unwrap());
+        let expected = [("a", 3, 10, 3, 3), ("a", 5, 20, 8, 3), ("b", 7, 15, 7, 7)];
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|&(k, v, t, s, m)| (k.to_string(), v, t, s, m))
+            .collect();
+        assert_eq!(first, expected);
+        // The row at 40 waited; its frame reaches the row at 20, emitted before.
+        let restored = Harness::restore_into(over(Frame::Rows(1)), &harness.snapshot()).unwrap();
+        let mut restored = restored;
+        for harness in [&mut harness, &mut restored] {
+            assert_eq!(
+                emitted(harness.watermark(40).await.unwrap()),
+                [("a".to_string(), 9, 40, 14, 5)]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn range_frames_share_peers_and_late_rows_are_set_aside() {
+        let mut harness = Harness::new(over(Frame::Range(10)));
+        harness
+            .push(&rows(&[
+                ("a", 1, 0),
+                ("a", 2, 5),
+                ("a", 4, 5),
+                ("a", 8, 16),
+            ]))
+            .await
+            .unwrap();
+        let out = emitted(harness.watermark(16).await.unwrap());
+        let sums: Vec<(i64, i64, i64)> = out.iter().map(|r| (r.1, r.3, r.4)).collect();
+        // [-10, 0] holds 1; [-5, 5] holds 1, 2, 4 for both peers; [6, 16] holds 8.
+        assert_eq!(sums, [(1, 1, 1), (2, 7, 1), (4, 7, 1), (8, 8, 8)]);
+        let (_, missed) = harness
+            .push(&rows(&[("a", 16, 16), ("a", 3, 17)]))
+            .await
+            .unwrap();
+        let late: Vec<_> = missed
+            .iter()
+            .filter(|m| m.action == MissAction::Late)
+            .flat_map(|m| m.origins.clone())
+            .collect();
+        assert_eq!(late, [0]);
+        // [7, 17] holds 8 (16) and 3 (17).
+        let out = emitted(harness.watermark(17).await.unwrap());
+        assert_eq!(out, [("a".to_string(), 3, 17, 11, 3)]);
+    }
+
+    #[tokio::test]
+    async fn unbounded_frames_keep_running_aggregates_per_key() {
+        let mut harness = Harness::new(over(Frame::Unbounded { peers: false }));
+        harness
+            .push(&rows(&[("a", 4, 1), ("a", 2, 2)]))
+            .await
+            .unwrap();
+        harness.watermark(2).await.unwrap();
+        let restored =
+            Harness::restore_into(over(Frame::Unbounded { peers: false }), &harness.snapshot())
+                .unwrap();
+        restored.push(&rows(&[("a", 1, 3)])).await.unwrap();
+        let mut restored = restored;
+        let out = emitted(restored.watermark(3).await.unwrap());
+        assert_eq!(out, [("a".to_string(), 1, 3, 7, 1)]);
+    }
+}

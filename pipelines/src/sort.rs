@@ -1,0 +1,194 @@
+//! `ORDER BY` on a stream, where Flink accepts it: by the stream's event time
+//! ascending first (then any columns). Rows wait until the watermark has
+//! passed their time, and come out in that order.
+//!
+//! ```text
+//!   row (t) ──▶ held, unless t is not past the watermark rows were last emitted at (late)
+//!   watermark W ──▶ held rows with t ≤ W, sorted by t, then the other ORDER BY keys ──▶ next
+//!   ORDER BY another column first, DESC, or with LIMIT ──▶ refused, with Flink's reason
+//! ```
+
+use std::sync::{Arc, Mutex};
+
+use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::error::Result;
+use crate::held::HeldRows;
+use crate::operator::planner::{OperatorPlanner, PlanContext};
+use crate::operator::{
+    BatchContext, Changelog, Described, Emitted, InputStream, KeepsState, Operator, OperatorKind,
+    Processed, StateInfo, Traced, Watermarks,
+};
+use crate::state::{ByteReader, ByteWriter};
+
+/// Rows held until the watermark, then emitted in time order.
+#[derive(Debug)]
+pub struct TemporalSort {
+    /// The ORDER BY keys after the time, with their directions.
+    then_by: Vec<(Arc<dyn PhysicalExpr>, SortOptions)>,
+    schema: SchemaRef,
+    held: Mutex<HeldRows>,
+}
+
+impl TemporalSort {
+    fn held(&self) -> std::sync::MutexGuard<'_, HeldRows> {
+        self.held.lock().expect("not poisoned")
+    }
+
+    /// The held rows the watermark `w` passed, in ORDER BY order.
+    fn emit(&self, w: i64) -> Result<Vec<RecordBatch>> {
+        let mut held = self.held();
+        let Some(due) = held.due(w)? else {
+            return Ok(Vec::new());
+        };
+        if due.num_rows() == 0 {
+            return Ok(Vec::new());
+        }
+        let mut keys = vec![SortColumn {
+            values: Arc::new(crate::window::event_times(&due, held.time_column())?),
+            options: Some(SortOptions::default()),
+        }];
+        for (expr, options) in &self.then_by {
+            keys.push(SortColumn {
+                values: crate::batch::evaluate(expr, &due)?,
+                options: Some(*options),
+            });
+        }
+        let order = lexsort_to_indices(&keys, None)?;
+        Ok(vec![arrow::compute::take_record_batch(&due, &order)?])
+    }
+}
+
+#[async_trait::async_trait]
+impl Operator for TemporalSort {
+    fn kind(&self) -> OperatorKind {
+        OperatorKind::Sort
+    }
+
+    async fn process(self: Arc<Self>, input: Traced, _ctx: &BatchContext<'_>) -> Result<Processed> {
+        let output = self.schema.clone();
+        Ok(Processed::held(
+            output,
+            input,
+            "its event time was NULL, or not past the watermark the rows before it were emitted at",
+            move |rows| self.held().take_in(&rows.batch),
+        ))
+    }
+
+    fn describe(&self, input: &InputStream) -> Described {
+        let then: Vec<String> = self
+            .then_by
+            .iter()
+            .map(|(expr, options)| {
+                format!("{expr}{}", if options.descending { " DESC" } else { "" })
+            })
+            .collect();
+        Described {
+            detail: format!(
+                "ORDER BY {}{}, emitted in that order once the watermark passes each row",
+                self.held().time_column(),
+                then.iter()
+                    .map(|key| format!(", {key}"))
+                    .collect::<String>()
+            ),
+            schema: self.schema.clone(),
+            watermark: input.watermark.clone(),
+            state: Some(StateInfo {
+                holds: "rows the watermark has not passed yet".to_string(),
+                fingerprint: format!("rows {}", crate::state::schema_fingerprint(&self.schema)),
+            }),
+        }
+    }
+
+    fn accepts(&self, input: Changelog) -> std::result::Result<(), String> {
+        match input {
+            Changelog::AppendOnly => Ok(()),
+            _ => Err("ORDER BY over a changelog (Flink sorts append-only streams by their time attribute)".to_string()),
+        }
+    }
+
+    fn holds_rows(&self) -> bool {
+        true
+    }
+
+    async fn on_watermark(&self, watermarks: &Watermarks) -> Result<Emitted> {
+        let rows = watermarks.pipeline.map(|w| self.emit(w)).transpose()?;
+        Ok(Emitted::appended(rows.unwrap_or_default()))
+    }
+
+    fn state(&self) -> Option<&dyn KeepsState> {
+        Some(self)
+    }
+}
+
+impl KeepsState for TemporalSort {
+    fn snapshot(&self, out: &mut ByteWriter) {
+        self.held().encode(out);
+    }
+
+    fn restore(&self, input: &mut ByteReader<'_>) -> Result<()> {
+        self.held().decode(input)
+    }
+}
+
+/// Plans `ORDER BY` over a stream.
+pub struct SortPlanner;
+
+impl OperatorPlanner for SortPlanner {
+    fn input_of<'p>(&self, node: &'p LogicalPlan) -> Option<&'p LogicalPlan> {
+        match node {
+            LogicalPlan::Sort(sort) => Some(&sort.input),
+            _ => None,
+        }
+    }
+
+    fn plan(&self, node: &LogicalPlan, ctx: &PlanContext<'_>) -> Result<Arc<dyn Operator>> {
+        let LogicalPlan::Sort(sort) = node else {
+            unreachable!("input_of matched a sort");
+        };
+        if sort.fetch.is_some() {
+            return Err(ctx.unsupported(
+                "ORDER BY … LIMIT over a stream (a global Top-N: write ROW_NUMBER() OVER (ORDER BY …) AS rn … WHERE rn <= N, as Flink does)".to_string(),
+            ));
+        }
+        let Some((first, rest)) = sort.expr.split_first() else {
+            unreachable!("a sort has keys");
+        };
+        let time = match &first.expr {
+            Expr::Column(column) if first.asc && ctx.is_event_time(&column.name) => {
+                column.name.clone()
+            }
+            other => {
+                let other = match other {
+                    Expr::Column(column) => column.name.clone(),
+                    other => other.to_string(),
+                };
+                return Err(ctx.unsupported(format!(
+                    "ORDER BY {other}{} over a stream (Flink sorts a stream by its time attribute ascending first, its WATERMARK FOR column, then any columns: sort on a non-time-attribute field is not supported)",
+                    if first.asc { "" } else { " DESC" }
+                )));
+            }
+        };
+        let input = sort.input.schema();
+        let then_by = rest
+            .iter()
+            .map(|key| {
+                let options = SortOptions {
+                    descending: !key.asc,
+                    nulls_first: key.nulls_first,
+                };
+                Ok((ctx.physical(&key.expr, input)?, options))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let schema = Arc::new(input.as_arrow().clone());
+        Ok(Arc::new(TemporalSort {
+            then_by,
+            held: Mutex::new(HeldRows::new(time, schema.clone())),
+            schema,
+        }))
+    }
+}
