@@ -3,10 +3,14 @@
 //! event-time buffers.
 //!
 //! ```text
-//!   take_in(rows) ──▶ held, but rows whose time is NULL or not past the last
-//!                     watermark given back at ──▶ late (their positions)
-//!   due(W) ──▶ the held rows with time ≤ W (the rest stay); later rows are late against W
-//!   encode / decode ──▶ the last watermark and the rows, as Arrow IPC
+//!   take_in(rows, late) ──▶ held, but rows whose time is NULL or that the
+//!                           operator's rule finds late ──▶ late (their positions)
+//!   due(W) ──▶ the held rows with time ≤ W (the rest stay)
+//!   encode / decode ──▶ the last watermark, the latest time given back, and the rows (Arrow IPC)
+//!
+//! What is late is the operator's to say, as Flink's operators differ: a sort
+//! takes a row later than the last row it emitted, an unbounded OVER one past
+//! the watermark, a bounded OVER one later than its partition's last row.
 //! ```
 
 use arrow::array::{Array, BooleanArray};
@@ -26,6 +30,8 @@ pub struct HeldRows {
     batches: Vec<RecordBatch>,
     /// The watermark rows were last given back at.
     due_up_to: Option<i64>,
+    /// The latest event time of the rows given back.
+    last_due: Option<i64>,
 }
 
 impl HeldRows {
@@ -35,7 +41,18 @@ impl HeldRows {
             schema,
             batches: Vec::new(),
             due_up_to: None,
+            last_due: None,
         }
+    }
+
+    /// The watermark rows were last given back at.
+    pub fn due_up_to(&self) -> Option<i64> {
+        self.due_up_to
+    }
+
+    /// The latest event time of the rows given back.
+    pub fn last_due(&self) -> Option<i64> {
+        self.last_due
     }
 
     /// The event-time column rows wait by.
@@ -43,17 +60,19 @@ impl HeldRows {
         &self.time_column
     }
 
-    /// Holds `batch`'s rows, but for those whose time is NULL or not past the
-    /// watermark rows were last given back at: their positions are returned, as late.
-    pub fn take_in(&mut self, batch: &RecordBatch) -> Result<Vec<usize>> {
+    /// Holds `batch`'s rows, but for those whose time is NULL or that `late`
+    /// (given the row and its time) finds late: their positions are returned.
+    pub fn take_in(
+        &mut self,
+        batch: &RecordBatch,
+        late: impl Fn(usize, i64) -> bool,
+    ) -> Result<Vec<usize>> {
         if batch.num_rows() == 0 {
             return Ok(Vec::new());
         }
         let times = crate::window::event_times(batch, &self.time_column)?;
         let late: Vec<usize> = (0..batch.num_rows())
-            .filter(|&row| {
-                times.is_null(row) || self.due_up_to.is_some_and(|w| times.value(row) <= w)
-            })
+            .filter(|&row| times.is_null(row) || late(row, times.value(row)))
             .collect();
         let kept = match late.is_empty() {
             true => batch.clone(),
@@ -86,18 +105,27 @@ impl HeldRows {
             0 => Vec::new(),
             _ => vec![later],
         };
-        Ok(Some(arrow::compute::filter_record_batch(&rows, &due)?))
+        let due = arrow::compute::filter_record_batch(&rows, &due)?;
+        let latest = crate::window::event_times(&due, &self.time_column)?
+            .values()
+            .iter()
+            .copied()
+            .max();
+        self.last_due = latest.max(self.last_due);
+        Ok(Some(due))
     }
 
     /// The last watermark, then the rows as an Arrow IPC stream.
     pub fn encode(&self, out: &mut ByteWriter) {
         out.option(self.due_up_to.as_ref(), |out, w| out.i64(*w));
+        out.option(self.last_due.as_ref(), |out, t| out.i64(*t));
         encode_batches(out, &self.batches, &self.schema);
     }
 
     /// Restores what [`Self::encode`] wrote.
     pub fn decode(&mut self, input: &mut ByteReader<'_>) -> Result<()> {
         self.due_up_to = input.option(|r| r.i64())?;
+        self.last_due = input.option(|r| r.i64())?;
         self.batches = decode_batches(input, &self.schema)?;
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! passed their time, and come out in that order.
 //!
 //! ```text
-//!   row (t) ──▶ held, unless t is not past the watermark rows were last emitted at (late)
+//!   row (t) ──▶ held, unless t is not after the last row emitted (late, as Flink's sort drops it)
 //!   watermark W ──▶ held rows with t ≤ W, sorted by t, then the other ORDER BY keys ──▶ next
 //!   ORDER BY another column first, DESC, or with LIMIT ──▶ refused, with Flink's reason
 //! ```
@@ -58,6 +58,13 @@ impl TemporalSort {
                 options: Some(*options),
             });
         }
+        // Ties keep their arrival order (Arrow's sort is not stable).
+        keys.push(SortColumn {
+            values: Arc::new(arrow::array::UInt32Array::from_iter_values(
+                0..due.num_rows() as u32,
+            )),
+            options: Some(SortOptions::default()),
+        });
         let order = lexsort_to_indices(&keys, None)?;
         Ok(vec![arrow::compute::take_record_batch(&due, &order)?])
     }
@@ -74,8 +81,13 @@ impl Operator for TemporalSort {
         Ok(Processed::held(
             output,
             input,
-            "its event time was NULL, or not past the watermark the rows before it were emitted at",
-            move |rows| self.held().take_in(&rows.batch),
+            "its event time was NULL, or not after the last row the sort emitted",
+            move |rows| {
+                let mut held = self.held();
+                // Flink's sort takes a row later than the last one it emitted.
+                let last = held.last_due();
+                held.take_in(&rows.batch, |_, time| last.is_some_and(|t| time <= t))
+            },
         ))
     }
 

@@ -226,11 +226,12 @@ impl CompiledPlan {
                 hint: Some("write the join to a DWD table, and aggregate that table in the next pipeline (the layered way)".to_string()),
             });
         }
-        // A target without a key that takes retractions (a blackhole) cannot
-        // upsert a GROUP BY's changing results: each change then takes back
-        // the row emitted before (Flink's retract mode).
-        let retracting_target = valid.target.primary_key.is_empty()
-            && crate::registry::connector(&valid.target).takes_retractions_unkeyed(&valid.target);
+        // A target without a key that takes retractions (a blackhole), or one
+        // that writes every change (a debezium-json topic), gets a GROUP BY's
+        // changing results as retractions: each change takes back the row
+        // emitted before (Flink's retract mode).
+        let retracting_target =
+            crate::registry::connector(&valid.target).retracts_into(&valid.target);
         let outer = compiler.outer.take();
         let aggregation = compiler
             .aggregate

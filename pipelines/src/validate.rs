@@ -88,6 +88,51 @@ impl ValidPipeline {
         )?)
     }
 
+    /// The target's columns that carry the pipeline's event time forward, so
+    /// that a pipeline reading the target as a stream may continue its
+    /// watermark: its one stream's WATERMARK FOR column passed through
+    /// unchanged (not beside window-aligned joins, which write rows the
+    /// watermark passed), or the ends of its windows (`window_end`,
+    /// `window_time`). A later commit writes no value of them at or below the
+    /// watermark of an earlier one, but for rows the stream itself brought late.
+    pub async fn event_time_columns(&self) -> Result<Vec<String>> {
+        let streams: Vec<&TableDef> = self.streams().collect();
+        let [stream] = streams.as_slice() else {
+            return Ok(Vec::new());
+        };
+        let Some(watermark) = &stream.watermark else {
+            return Ok(Vec::new());
+        };
+        let ctx = schema_session(&self.sources);
+        let statement = datafusion::sql::parser::Statement::Statement(Box::new(Statement::Query(
+            self.pipeline.query.clone(),
+        )));
+        let plan = ctx
+            .state()
+            .statement_to_plan(statement)
+            .await
+            .map_err(|err| planning_error(&self.pipeline, &err.strip_backtrace(), &ctx))?;
+        let output = plan.schema();
+        let mut columns = Vec::new();
+        for (at, target) in self.target.schema.fields().iter().enumerate() {
+            if at >= output.fields().len() {
+                break;
+            }
+            let (qualifier, field) = output.qualified_field(at);
+            let column = datafusion::common::Column::new(qualifier.cloned(), field.name());
+            let carries = crate::aligned::origin_of(&plan, &column).is_some_and(|(scan, name)| {
+                match scan.table_name.schema() == Some(WINDOW_SCHEMA) {
+                    true => name == WINDOW_END || name == crate::window::WINDOW_TIME,
+                    false => !self.pipeline.aligned && name == watermark.column,
+                }
+            });
+            if carries {
+                columns.push(target.name().clone());
+            }
+        }
+        Ok(columns)
+    }
+
     /// The tables it reads as streams (not through lookup joins).
     pub fn streams(&self) -> impl Iterator<Item = &TableDef> {
         self.sources.iter().filter(|table| {

@@ -93,6 +93,12 @@ impl WatermarkTracker {
         self.emitted
     }
 
+    /// Continues a watermark the rows came with (an upstream pipeline's, which
+    /// wrote them): the watermark is at least `watermark` from now on.
+    pub fn carry(&mut self, watermark: i64) {
+        self.emitted = Some(self.emitted.map_or(watermark, |w| w.max(watermark)));
+    }
+
     /// Whether every partition has been quiet for the idle timeout.
     pub fn all_idle(&self, now: Instant) -> bool {
         self.partitions

@@ -442,8 +442,9 @@ impl Zone {
         chrono_tz::Tz::from_str(name).ok().map(Zone::Region)
     }
 
-    /// The instant `local` names in this zone: the earlier of two in a
-    /// fold, and in a gap as if the offset before it still held (Java's choices).
+    /// The instant `local` names in this zone: the later of two in a fold
+    /// (standard time), and in a gap as if the offset before it still held
+    /// (the choices of Java's parser, which Flink's CONVERT_TZ uses).
     fn instant(self, local: NaiveDateTime) -> Option<i64> {
         let at = |offset: chrono::FixedOffset| {
             (local - chrono::TimeDelta::seconds(i64::from(offset.local_minus_utc()))).and_utc()
@@ -453,7 +454,7 @@ impl Zone {
                 Zone::Fixed(offset) => at(offset),
                 Zone::Region(tz) => match tz.from_local_datetime(&local) {
                     chrono::LocalResult::Single(time) => time.to_utc(),
-                    chrono::LocalResult::Ambiguous(earlier, _) => earlier.to_utc(),
+                    chrono::LocalResult::Ambiguous(_, later) => later.to_utc(),
                     chrono::LocalResult::None => {
                         let before =
                             tz.offset_from_utc_datetime(&(local - chrono::TimeDelta::days(1)));

@@ -900,7 +900,7 @@ fn bound_of(plan: &LogicalPlan, column: &Column) -> Option<Bound> {
 }
 
 /// The scanned column `column` of `plan`'s output passes through unchanged, if any.
-fn origin_of<'a>(
+pub(crate) fn origin_of<'a>(
     plan: &'a LogicalPlan,
     column: &Column,
 ) -> Option<(&'a datafusion::logical_expr::TableScan, String)> {

@@ -221,6 +221,14 @@ pub trait Connector: Send + Sync {
         false
     }
 
+    /// Whether a GROUP BY's changing results reach `table` as retractions
+    /// (the old row taken back, then the new one) rather than as upserts by
+    /// key: a target without a key that takes retractions (a blackhole), or
+    /// one that writes every change as it comes (a `debezium-json` topic).
+    fn retracts_into(&self, table: &TableDef) -> bool {
+        table.primary_key.is_empty() && self.takes_retractions_unkeyed(table)
+    }
+
     /// Whether checks can read a target's rows back (for uniqueness across commits).
     fn reads_back(&self) -> bool {
         false

@@ -6,7 +6,8 @@
 //! its partition can still come).
 //!
 //! ```text
-//!   row (k, t) ──▶ held (crate::held), unless t is not past the watermark rows were last emitted at (late)
+//!   row (k, t) ──▶ held (crate::held), unless late: t not after k's last emitted row (bounded
+//!                  frames), or not past the watermark (unbounded), as Flink's functions judge
 //!   watermark W ──▶ held rows with t ≤ W, per key in time order (ties in arrival order),
 //!                   each with its frame's aggregates:
 //!                     ROWS n      the n rows before it and itself
@@ -32,7 +33,7 @@ use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::aggregate::accumulator::{Acc, AggregateCall, Input};
+use crate::aggregate::accumulator::{Acc, AggFunction, AggregateCall, Input};
 use crate::error::Result;
 use crate::held::{HeldRows, decode_batches, encode_batches};
 use crate::operator::{
@@ -81,6 +82,10 @@ struct OverState {
     history: Vec<RecordBatch>,
     /// Each key's running aggregates, for unbounded frames.
     running: HashMap<Box<[u8]>, Vec<Acc>>,
+    /// Each key's latest emitted time, for bounded frames: a later row of the
+    /// key is taken even behind the watermark, an earlier one is late (as
+    /// Flink's bounded OVER functions do).
+    last_emitted: HashMap<Box<[u8]>, i64>,
 }
 
 /// An OVER aggregation of a stream by its event time.
@@ -131,6 +136,7 @@ impl OverAggregate {
                 held: HeldRows::new(time_column, input.clone()),
                 history: Vec::new(),
                 running: HashMap::new(),
+                last_emitted: HashMap::new(),
             }),
             input,
             output,
@@ -154,10 +160,8 @@ impl OverAggregate {
         )
     }
 
-    /// The history and the due rows as one batch, with keys, times and inputs.
-    fn emission(&self, state: &OverState, due: &RecordBatch) -> Result<Emission> {
-        let history: usize = state.history.iter().map(RecordBatch::num_rows).sum();
-        let rows = arrow::compute::concat_batches(&self.input, state.history.iter().chain([due]))?;
+    /// The partition key of each row of `rows`.
+    fn keys_of(&self, rows: &RecordBatch) -> Result<Rows> {
         let key_columns: Vec<ArrayRef> = match self.partition.is_empty() {
             true => vec![Arc::new(arrow::array::BooleanArray::from(vec![
                 true;
@@ -166,10 +170,41 @@ impl OverAggregate {
             false => self
                 .partition
                 .iter()
-                .map(|expr| crate::batch::evaluate(expr, &rows))
+                .map(|expr| crate::batch::evaluate(expr, rows))
                 .collect::<Result<_>>()?,
         };
-        let keys = self.key_converter.convert_columns(&key_columns)?;
+        Ok(self.key_converter.convert_columns(&key_columns)?)
+    }
+
+    /// Holds the rows of `batch`; returns those that are late: for a bounded
+    /// frame, not after their partition's latest emitted row, for an
+    /// unbounded one, not past the watermark (Flink's rules).
+    fn take_in(&self, batch: &RecordBatch) -> Result<Vec<usize>> {
+        let mut state = self.state();
+        let OverState {
+            held, last_emitted, ..
+        } = &mut *state;
+        match self.frame {
+            Frame::Unbounded { .. } => {
+                let watermark = held.due_up_to();
+                held.take_in(batch, |_, time| watermark.is_some_and(|w| time <= w))
+            }
+            _ => {
+                let keys = self.keys_of(batch)?;
+                held.take_in(batch, |row, time| {
+                    last_emitted
+                        .get(keys.row(row).as_ref())
+                        .is_some_and(|&last| time <= last)
+                })
+            }
+        }
+    }
+
+    /// The history and the due rows as one batch, with keys, times and inputs.
+    fn emission(&self, state: &OverState, due: &RecordBatch) -> Result<Emission> {
+        let history: usize = state.history.iter().map(RecordBatch::num_rows).sum();
+        let rows = arrow::compute::concat_batches(&self.input, state.history.iter().chain([due]))?;
+        let keys = self.keys_of(&rows)?;
         let times = crate::window::event_times(&rows, state.held.time_column())?
             .values()
             .to_vec();
@@ -223,7 +258,11 @@ impl OverAggregate {
                         .or_insert_with(|| self.calls.iter().map(AggregateCall::empty).collect());
                     self.running(&emission, group, peers, running, &mut out)?;
                 }
-                frame => self.sliding(&emission, group, frame, w, &mut out)?,
+                frame => {
+                    self.sliding(&emission, group, frame, &mut out)?;
+                    let last = emission.times[group[group.len() - 1] as usize];
+                    state.last_emitted.insert(key.as_ref().into(), last);
+                }
             }
             start = end;
         }
@@ -275,11 +314,13 @@ impl OverAggregate {
         emission: &Emission,
         group: &[u32],
         frame: Frame,
-        w: i64,
         out: &mut Out,
     ) -> Result<()> {
         let time = |at: usize| emission.times[group[at] as usize];
-        let mut slid: Vec<Acc> = self.calls.iter().map(AggregateCall::empty).collect();
+        let mut slid = Slid {
+            accs: self.calls.iter().map(AggregateCall::empty).collect(),
+            values: vec![0; self.calls.len()],
+        };
         let (mut added, mut low) = (0, 0);
         let mut at = 0;
         let peers = matches!(frame, Frame::Range(_));
@@ -313,11 +354,13 @@ impl OverAggregate {
             }
             at = high;
         }
-        // What a later row's frame reaches: the last n rows, or those within the range of w.
+        // What a later row's frame reaches (a later row is after the last one
+        // here): the last n rows, or those within the range of the last.
+        let last = time(group.len() - 1);
         let keep = match frame {
             Frame::Rows(n) => group.len().saturating_sub(n as usize),
             Frame::Range(ms) => (0..group.len())
-                .find(|&at| time(at) >= w.saturating_sub(ms))
+                .find(|&at| time(at) >= last.saturating_sub(ms))
                 .unwrap_or(group.len()),
             Frame::Unbounded { .. } => group.len(),
         };
@@ -326,24 +369,44 @@ impl OverAggregate {
     }
 
     /// Takes row `row` into the sliding aggregates, or (`out`) back out of them.
-    fn slide(&self, slid: &mut [Acc], emission: &Emission, row: u32, out: bool) -> Result<()> {
-        let sliding = self.calls.iter().zip(slid).zip(&emission.inputs);
-        for ((_, acc), input) in sliding.filter(|((call, _), _)| call.retractable()) {
+    fn slide(&self, slid: &mut Slid, emission: &Emission, row: u32, out: bool) -> Result<()> {
+        let row = row as usize;
+        let sliding = self
+            .calls
+            .iter()
+            .zip(&mut slid.accs)
+            .zip(&mut slid.values)
+            .zip(&emission.inputs);
+        for (((call, acc), values), input) in sliding {
+            if !call.retractable() {
+                continue;
+            }
+            let present = i64::from(has_value(input, row));
             match out {
-                true => acc.retract(input, row as usize)?,
-                false => acc.update(input, row as usize)?,
+                true => {
+                    acc.retract(input, row)?;
+                    *values -= present;
+                }
+                false => {
+                    acc.update(input, row)?;
+                    *values += present;
+                }
             }
         }
         Ok(())
     }
 
     /// The frame's aggregates: the slid ones as they are, the others folded over `frame`.
-    fn folded(&self, emission: &Emission, frame: &[u32], slid: &[Acc]) -> Result<Vec<Acc>> {
+    fn folded(&self, emission: &Emission, frame: &[u32], slid: &Slid) -> Result<Vec<Acc>> {
         self.calls
             .iter()
-            .zip(slid)
+            .zip(slid.accs.iter().zip(&slid.values))
             .zip(&emission.inputs)
-            .map(|((call, acc), input)| {
+            .map(|((call, (acc, &values)), input)| {
+                // A SUM whose values all left the frame is NULL again, as in Flink.
+                if call.function == AggFunction::Sum && values == 0 {
+                    return Ok(call.empty());
+                }
                 if call.retractable() {
                     return Ok(acc.clone());
                 }
@@ -354,6 +417,22 @@ impl OverAggregate {
                 Ok(fresh)
             })
             .collect()
+    }
+}
+
+/// A bounded frame's sliding aggregates, with how many values each holds.
+struct Slid {
+    accs: Vec<Acc>,
+    values: Vec<i64>,
+}
+
+/// Whether row `row` of `input` brings a value (not NULL, not filtered out).
+fn has_value(input: &Input, row: usize) -> bool {
+    match input {
+        Input::Presence(valid) => valid[row],
+        Input::Exact(values) => values[row].is_some(),
+        Input::Float(values) => values[row].is_some(),
+        Input::Rows { valid, .. } => valid[row],
     }
 }
 
@@ -399,8 +478,8 @@ impl Operator for OverAggregate {
         Ok(Processed::held(
             output,
             input,
-            "its event time was NULL, or not past the watermark the rows of its partition were emitted at",
-            move |rows| self.state().held.take_in(&rows.batch),
+            "its event time was NULL, or not after its partition's rows already emitted (past the watermark, for an unbounded frame)",
+            move |rows| self.take_in(&rows.batch),
         ))
     }
 
@@ -479,6 +558,13 @@ impl KeepsState for OverAggregate {
                 acc.encode(out);
             }
         }
+        let mut emitted: Vec<(&Box<[u8]>, &i64)> = state.last_emitted.iter().collect();
+        emitted.sort();
+        out.u64(emitted.len() as u64);
+        for (key, time) in emitted {
+            out.bytes(key);
+            out.i64(*time);
+        }
     }
 
     fn restore(&self, input: &mut ByteReader<'_>) -> Result<()> {
@@ -493,6 +579,11 @@ impl KeepsState for OverAggregate {
                 .collect::<Result<Vec<_>>>()?;
             state.running.insert(key, accs);
         }
+        state.last_emitted.clear();
+        for _ in 0..input.u64()? {
+            let key: Box<[u8]> = input.bytes()?.into();
+            state.last_emitted.insert(key, input.i64()?);
+        }
         Ok(())
     }
 }
@@ -504,7 +595,6 @@ mod tests {
     use datafusion::physical_expr::expressions::Column;
 
     use super::*;
-    use crate::aggregate::accumulator::AggFunction;
     use crate::operator::MissAction;
     use crate::operator::harness::Harness;
 

@@ -212,6 +212,7 @@ impl Sinks {
             std::process::abort()
         });
         let count: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+        self.target.carry_watermark(watermark);
         let version = self.target.commit(rows, &positions, state_id).await?;
         fail::fail_point!("commit-after-target", |_| std::process::abort());
         if let (Some(store), Some(id)) = (&self.state_store, state_id) {

@@ -211,6 +211,7 @@ impl<'a> Task<'a> {
                     location: target_location,
                     mode: mode.clone(),
                     output: run.stats.output.clone(),
+                    event_time_columns: run.pipeline.event_time_columns().await?,
                 },
             )
             .await?;
@@ -964,6 +965,12 @@ impl<'a> Task<'a> {
             for (partition, max_event) in max_event_times(&batch.rows, &batch.coordinates, column)?
             {
                 tracker.observe(partition, max_event, now);
+            }
+            // The upstream pipeline's watermark goes on, when it bounds this column.
+            if let Some(carried) = &batch.carried
+                && carried.columns.contains(column)
+            {
+                tracker.carry(carried.ms);
             }
         }
         if self.reader.carries_messages() {

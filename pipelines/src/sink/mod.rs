@@ -47,6 +47,10 @@ pub trait TargetSink: std::fmt::Debug + Send + Sync {
     /// The state checkpoint id the last commit carried.
     async fn committed_state(&self) -> Result<Option<i64>>;
 
+    /// The watermark the next commit is made at, for a target that records it
+    /// for the pipelines reading it (a Delta table).
+    fn carry_watermark(&mut self, _watermark: Option<i64>) {}
+
     /// Commits rows with the positions they cover (numbers and tokens) and the checkpoint id, in one
     /// transaction; the table's new version, when it has versions.
     async fn commit(
@@ -88,6 +92,8 @@ pub struct TargetOptions<'a> {
     pub mode: WriteMode,
     /// What a blackhole keeps of the rows.
     pub output: std::sync::Arc<OutputDigest>,
+    /// The target's columns that carry the pipeline's event time.
+    pub event_time_columns: Vec<String>,
 }
 
 /// The non-empty batches as rows of `schema` (by column name), with, per

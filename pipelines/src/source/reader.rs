@@ -42,6 +42,19 @@ pub struct SourceBatch {
     /// quarantine later (by a rule, a lookup miss, …) keeps its key and bytes;
     /// empty for sources of rows (Delta, Nexmark).
     pub originals: Vec<SourceRecord>,
+    /// The watermark the upstream pipeline committed the rows at, with the
+    /// columns it bounds (a Delta table a pipeline writes).
+    pub carried: Option<Box<CarriedWatermark>>,
+}
+
+/// An upstream pipeline's watermark, recorded with its commit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CarriedWatermark {
+    /// Milliseconds since the epoch.
+    pub ms: i64,
+    /// The columns that carry its event time (see
+    /// [`crate::validate::ValidPipeline::event_time_columns`]).
+    pub columns: Vec<String>,
 }
 
 /// The records of the batch a pipeline is processing, so that a row it sends
@@ -236,6 +249,7 @@ pub fn decode(decoder: &RecordDecoder, records: Vec<SourceRecord>) -> SourceBatc
                 records: records.len() as u64,
                 drift: decoded.drift,
                 originals: Vec::new(),
+                carried: None,
             }
         }
         RecordDecoder::Debezium(decoder) => {
@@ -253,6 +267,7 @@ pub fn decode(decoder: &RecordDecoder, records: Vec<SourceRecord>) -> SourceBatc
                 records: records.len() as u64,
                 drift: None,
                 originals: Vec::new(),
+                carried: None,
             }
         }
     };

@@ -68,6 +68,7 @@ impl DatagenReader {
             )]),
             drift: None,
             originals: Vec::new(),
+            carried: None,
         }))
     }
 }

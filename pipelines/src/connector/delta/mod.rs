@@ -57,7 +57,9 @@ impl Connector for Delta {
         options: TargetOptions<'_>,
     ) -> Result<Box<dyn TargetSink>> {
         Ok(Box::new(
-            sink::DeltaSink::open(options.location, options.pipeline, options.mode).await?,
+            sink::DeltaSink::open(options.location, options.pipeline, options.mode)
+                .await?
+                .with_event_time_columns(options.event_time_columns),
         ))
     }
 

@@ -52,6 +52,11 @@ pub struct DeltaSink {
     tokens: Option<(i64, Tokens)>,
     /// Where the files of tokens go.
     token_files: crate::state::StateStore,
+    /// The columns that carry the pipeline's event time, recorded with the
+    /// watermark of each commit for pipelines that read the table as a stream.
+    event_time_columns: Vec<String>,
+    /// The watermark the next commit is made at.
+    watermark: Option<i64>,
 }
 
 /// Tokens by the `txn` app id of their split.
@@ -78,9 +83,17 @@ impl DeltaSink {
                 &format!("{pipeline}/_positions"),
             ),
             table,
+            event_time_columns: Vec::new(),
+            watermark: None,
         };
         sink.tokens = sink.committed_tokens().await?;
         Ok(sink)
+    }
+
+    /// Records, with each commit's watermark, that `columns` carry the event time.
+    pub fn with_event_time_columns(mut self, columns: Vec<String>) -> Self {
+        self.event_time_columns = columns;
+        self
     }
 
     fn tokens_app_id(&self) -> String {
@@ -192,7 +205,18 @@ impl DeltaSink {
             self.token_files.write(*sequence, out.bytes).await?;
             transactions.push(Transaction::new(self.tokens_app_id(), *sequence));
         }
-        let properties = CommitProperties::default().with_application_transactions(transactions);
+        let mut properties =
+            CommitProperties::default().with_application_transactions(transactions);
+        if let (Some(ms), false) = (self.watermark, self.event_time_columns.is_empty()) {
+            let carried = crate::source::reader::CarriedWatermark {
+                ms,
+                columns: self.event_time_columns.clone(),
+            };
+            let recorded = serde_json::to_value(carried)
+                .map_err(|err| PipelineError::State(format!("the commit's watermark: {err}")))?;
+            properties =
+                properties.with_metadata([(super::source::WATERMARK_INFO.to_string(), recorded)]);
+        }
         let version = self.write(batches, deletes, properties).await?;
         if let Some((sequence, _)) = &tokens {
             self.token_files.forget_before(*sequence).await;
@@ -376,6 +400,10 @@ impl crate::sink::TargetSink for DeltaSink {
 
     async fn committed_state(&self) -> Result<Option<i64>> {
         DeltaSink::committed_state(self).await
+    }
+
+    fn carry_watermark(&mut self, watermark: Option<i64>) {
+        self.watermark = watermark;
     }
 
     async fn commit(

@@ -28,7 +28,7 @@ use strata_catalog::connectors::delta as lake;
 
 use crate::error::{PipelineError, Result};
 use crate::position::Position;
-use crate::source::reader::{Next, SourceBatch, SourceReader, stopped};
+use crate::source::reader::{CarriedWatermark, Next, SourceBatch, SourceReader, stopped};
 
 /// New rows of a Delta table, version by version.
 #[derive(Debug)]
@@ -55,10 +55,11 @@ impl DeltaFollower {
     }
 
     /// The rows that versions from the next unread one on added, up to the
-    /// version that brings them to `max_rows` (or the latest), and the last
-    /// version read; `None` when there is no new version. A version is never
+    /// version that brings them to `max_rows` (or the latest), the last
+    /// version read, and the watermark the last of them that recorded one was
+    /// committed at; `None` when there is no new version. A version is never
     /// split: its rows commit with its number.
-    pub async fn poll(&mut self) -> Result<Option<(i64, Vec<RecordBatch>)>> {
+    pub async fn poll(&mut self) -> Result<Option<Polled>> {
         self.table
             .update_state()
             .await
@@ -71,6 +72,7 @@ impl DeltaFollower {
         let mut batches = Vec::new();
         let mut rows = 0;
         let mut read_to = latest;
+        let mut carried = None;
         for version in self.next_version..=latest {
             let commit = self
                 .table
@@ -79,7 +81,10 @@ impl DeltaFollower {
                 .await
                 .map_err(|source| self.error(source.to_string()))?;
             let added = match commit {
-                Some(commit) => self.added_files(version, &commit)?,
+                Some(commit) => {
+                    carried = carried_watermark(&commit).or(carried);
+                    self.added_files(version, &commit)?
+                }
                 None => Vec::new(),
             };
             for (path, partition_values) in added {
@@ -97,7 +102,11 @@ impl DeltaFollower {
             }
         }
         self.next_version = read_to + 1;
-        Ok(Some((read_to, batches)))
+        Ok(Some(Polled {
+            version: read_to,
+            batches,
+            carried,
+        }))
     }
 
     /// The data files a commit added as new rows, with their partition values.
@@ -153,6 +162,30 @@ impl DeltaFollower {
             cause,
         }
     }
+}
+
+/// What a poll of the log read.
+#[derive(Debug)]
+pub struct Polled {
+    /// The last version read.
+    pub version: i64,
+    pub batches: Vec<RecordBatch>,
+    /// The watermark the upstream pipeline committed the last of them at.
+    pub carried: Option<CarriedWatermark>,
+}
+
+/// The key under which a pipeline records its watermark in a Delta commit's `commitInfo`.
+pub const WATERMARK_INFO: &str = "strata.watermark";
+
+/// The watermark a commit recorded in its `commitInfo`, if it did.
+fn carried_watermark(commit: &[u8]) -> Option<CarriedWatermark> {
+    commit
+        .split(|&b| b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+        .find_map(|action| {
+            let recorded = action.get("commitInfo")?.get(WATERMARK_INFO)?;
+            serde_json::from_value(recorded.clone()).ok()
+        })
 }
 
 /// A file's partition values: column, and its value as text (`None`: NULL).
@@ -243,9 +276,9 @@ impl SourceReader for DeltaReader {
         if poll_due {
             // Polling is not cancelled half-way: it moves the follower on.
             self.polled_at = Some(Instant::now());
-            if let Some((version, batches)) = self.follower.poll().await? {
+            if let Some(polled) = self.follower.poll().await? {
                 self.at_end = false;
-                return delta_batch(&self.schema, version, &batches).map(Next::Batch);
+                return delta_batch(&self.schema, polled).map(Next::Batch);
             }
             if !self.at_end {
                 self.at_end = true;
@@ -261,11 +294,13 @@ impl SourceReader for DeltaReader {
 }
 
 /// A Delta version's rows, by the source table's column names and types.
-fn delta_batch(schema: &SchemaRef, version: i64, batches: &[RecordBatch]) -> Result<SourceBatch> {
+fn delta_batch(schema: &SchemaRef, polled: Polled) -> Result<SourceBatch> {
+    let version = polled.version;
     let relaxed = Arc::new(arrow::datatypes::Schema::new(
         crate::batch::nullable_fields(schema),
     ));
-    let batches = batches
+    let batches = polled
+        .batches
         .iter()
         .map(|batch| {
             let columns = crate::batch::columns_by_name(batch, schema, |name| {
@@ -284,6 +319,7 @@ fn delta_batch(schema: &SchemaRef, version: i64, batches: &[RecordBatch]) -> Res
         positions: BTreeMap::from([(0, Position::at(version))]),
         drift: None,
         originals: Vec::new(),
+        carried: polled.carried.map(Box::new),
     })
 }
 
@@ -327,9 +363,10 @@ mod tests {
         RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap()
     }
 
-    fn read(polled: &Option<(i64, Vec<RecordBatch>)>) -> (i64, Vec<i64>) {
-        let (version, batches) = polled.as_ref().expect("a new version");
-        let values = batches
+    fn read(polled: &Option<Polled>) -> (i64, Vec<i64>) {
+        let polled = polled.as_ref().expect("a new version");
+        let values = polled
+            .batches
             .iter()
             .flat_map(|batch| {
                 let column = batch
@@ -340,7 +377,7 @@ mod tests {
                 column.values().to_vec()
             })
             .collect();
-        (*version, values)
+        (polled.version, values)
     }
 
     #[tokio::test]

@@ -151,6 +151,11 @@ impl Connector for Kafka {
         format(table) == Some(KafkaFormat::DebeziumJson)
     }
 
+    /// A `debezium-json` topic gets each update's old row as a delete, key or not.
+    fn retracts_into(&self, table: &TableDef) -> bool {
+        format(table) == Some(KafkaFormat::DebeziumJson)
+    }
+
     fn commits_positions_of(&self) -> Option<(&'static str, &'static str)> {
         Some((
             "kafka",

@@ -47,6 +47,7 @@ impl NexmarkReader {
             positions: BTreeMap::from([(0, Position::at(to as i64 - 1))]),
             drift: None,
             originals: Vec::new(),
+            carried: None,
         }))
     }
 }
