@@ -14,6 +14,7 @@
 //! watermark makes it emit goes through the steps after it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
 
 use arrow::array::{Array, BooleanArray};
 use arrow::datatypes::{DataType, SchemaRef};
@@ -109,6 +110,8 @@ pub struct CompiledPlan {
     aggregation: Option<Arc<Aggregation>>,
     /// A query over window TVF results run window by window, instead of the steps.
     aligned: Option<Arc<WindowAligned>>,
+    /// What `CURRENT_WATERMARK(…)` gives: the watermark of the last commit.
+    current_watermark: Arc<AtomicI64>,
 }
 
 impl CompiledPlan {
@@ -150,6 +153,7 @@ impl CompiledPlan {
                 lookups: Vec::new(),
                 second_at,
                 interval: None,
+                current_watermark: Arc::new(AtomicI64::new(i64::MIN)),
             });
         }
         // Keep COUNT(DISTINCT) a single aggregation: its state is one set per group.
@@ -172,6 +176,15 @@ impl CompiledPlan {
         // order: a built-in's alias (to_char's `date_format`) could take a Flink name back.
         strata_catalog::functions::register_flink_pipeline_functions(&mut state)
             .map_err(|err| unsupported(format!("registering {err}")))?;
+        // CURRENT_WATERMARK reads this pipeline's watermark, set as each batch is prepared.
+        let current_watermark = Arc::new(AtomicI64::new(i64::MIN));
+        datafusion::execution::FunctionRegistry::register_udf(
+            &mut state,
+            Arc::new(strata_catalog::functions::CurrentWatermark::udf(
+                current_watermark.clone(),
+            )),
+        )
+        .map_err(|err| unsupported(format!("registering {err}")))?;
         let plan = state
             .statement_to_plan(statement)
             .await
@@ -310,6 +323,7 @@ impl CompiledPlan {
             lookups: compiler.joins,
             second_at: compiler.second_at,
             interval: compiler.interval,
+            current_watermark,
         })
     }
 
@@ -531,6 +545,8 @@ impl CompiledPlan {
     /// Rows an operator did not take (a lookup miss, a late row) are set aside
     /// with what to do.
     pub async fn prepare(&self, ctx: &BatchContext<'_>) -> Result<Prepared> {
+        self.current_watermark
+            .store(ctx.watermark.unwrap_or(i64::MIN), AtomicOrdering::Relaxed);
         match ctx.side {
             Side::Left => self.prepare_left(ctx).await,
             Side::Right => self.prepare_right(ctx).await,

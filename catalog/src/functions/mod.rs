@@ -15,6 +15,7 @@
 //!   REGEXP_REPLACE(s, re, r)        ──simplify──▶  regexp_replace(s, re, r, 'g')   (every match, as in Flink)
 //!   GREATEST(a, …), LEAST(a, …)     ──simplify──▶  CASE WHEN a IS NULL OR … THEN NULL ELSE greatest(…) END
 //!   PROCTIME()                      ──each batch──▶  the wall clock (never folded into a constant)
+//!   CURRENT_WATERMARK(ts)           ──each batch──▶  the pipeline's watermark as of its last commit (NULL in queries)
 //!   ROW_NUMBER() OVER (…)           ──window──▶  1, 2, … as BIGINT             (DataFusion's is unsigned)
 //!   AVG(BIGINT), AVG(FLOAT)         ──aggregate──▶  BIGINT, FLOAT (in pipelines; see `avg`)
 //!   TIMESTAMPADD(DAY, n, ts), TIMESTAMPDIFF, CONVERT_TZ ──UDF──▶ see `timestamp`
@@ -203,6 +204,7 @@ fn flink_functions() -> Vec<Arc<ScalarUDF>> {
     let mut functions = vec![
         Arc::new(ScalarUDF::new_from_impl(Mod::new())),
         Arc::new(ScalarUDF::new_from_impl(Proctime::new())),
+        Arc::new(ScalarUDF::new_from_impl(CurrentWatermark::unbound())),
         Arc::new(ScalarUDF::new_from_impl(
             regexp_extract::RegexpExtract::new(),
         )),
@@ -718,6 +720,82 @@ impl ScalarUDFImpl for Proctime {
             .map_or(0, |since| since.as_millis() as i64);
         Ok(ColumnarValue::Scalar(
             datafusion::common::ScalarValue::TimestampMillisecond(Some(now), None),
+        ))
+    }
+}
+
+/// Flink's `CURRENT_WATERMARK(rowtime)`: the watermark of the pipeline
+/// evaluating the call, as of the rows it is reading (the watermark of its
+/// last commit), or NULL before it has one, and in queries, which have none.
+/// Volatile, so that planning never folds it into a constant.
+#[derive(Debug)]
+pub struct CurrentWatermark {
+    signature: Signature,
+    /// The pipeline's watermark in milliseconds (`i64::MIN`: none yet).
+    watermark: Option<Arc<std::sync::atomic::AtomicI64>>,
+}
+
+impl PartialEq for CurrentWatermark {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.watermark, &other.watermark) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        }
+    }
+}
+
+impl Eq for CurrentWatermark {}
+
+impl std::hash::Hash for CurrentWatermark {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.watermark.as_ref().map(Arc::as_ptr).hash(state);
+    }
+}
+
+impl CurrentWatermark {
+    /// The function of a session without a watermark: always NULL.
+    fn unbound() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Volatile),
+            watermark: None,
+        }
+    }
+
+    /// The function reading `watermark`, which the pipeline sets as it reads rows.
+    pub fn udf(watermark: Arc<std::sync::atomic::AtomicI64>) -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self {
+            signature: Signature::any(1, Volatility::Volatile),
+            watermark: Some(watermark),
+        })
+    }
+}
+
+impl ScalarUDFImpl for CurrentWatermark {
+    fn name(&self) -> &str {
+        "current_watermark"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types {
+            [DataType::Timestamp(_, _)] => Ok(timestamp_ms()),
+            other => datafusion::common::plan_err!(
+                "CURRENT_WATERMARK takes the stream's event-time column, a TIMESTAMP, not {other:?}"
+            ),
+        }
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let watermark = self
+            .watermark
+            .as_ref()
+            .map(|w| w.load(std::sync::atomic::Ordering::Relaxed))
+            .filter(|&w| w != i64::MIN);
+        Ok(ColumnarValue::Scalar(
+            datafusion::common::ScalarValue::TimestampMillisecond(watermark, None),
         ))
     }
 }

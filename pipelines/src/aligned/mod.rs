@@ -328,6 +328,12 @@ impl AlignedQuery {
                 "aggregate the windows into a table, and join that table in the next pipeline",
             ));
         }
+        if calls_current_watermark(&pipeline.query) {
+            return Err(invalid(
+                "CURRENT_WATERMARK in a window-aligned query (its windows are evaluated at a watermark, not row by row)".to_string(),
+                "filter or route late rows in an earlier pipeline, where CURRENT_WATERMARK reads the stream's watermark",
+            ));
+        }
         if !pipeline.lookups.is_empty() || valid.streams().count() != tvfs.len() {
             return Err(invalid(
                 "a window-aligned query reads the streams it windows, with no lookup joins, for now"
@@ -603,6 +609,24 @@ impl AlignedState {
             closed_up_to,
         })
     }
+}
+
+/// Whether `query` calls CURRENT_WATERMARK anywhere.
+fn calls_current_watermark(query: &sqlparser::ast::Query) -> bool {
+    let mut found = false;
+    let _ = sqlparser::ast::visit_expressions(query, |expr| {
+        if let sqlparser::ast::Expr::Function(function) = expr
+            && function
+                .name
+                .to_string()
+                .eq_ignore_ascii_case("current_watermark")
+        {
+            found = true;
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    found
 }
 
 const HINT: &str = "a query over window TVFs must give each result row one window: aggregate windowed rows grouped by window_start/window_end, join windowed results on a window bound, and bound a stream joined to windows by the window (B.t BETWEEN W.window_end - INTERVAL '10' SECOND AND W.window_end)";
