@@ -168,8 +168,14 @@ impl AggregateCall {
     pub fn empty(&self) -> Acc {
         match (self.function, &self.holding) {
             (AggFunction::Count, _) => Acc::Count(0),
-            (AggFunction::Sum, Holding::Float) => Acc::SumFloat(None),
-            (AggFunction::Sum, _) => Acc::SumExact(None),
+            (AggFunction::Sum, Holding::Float) => Acc::SumFloat {
+                sum: None,
+                values: 0,
+            },
+            (AggFunction::Sum, _) => Acc::SumExact {
+                sum: None,
+                values: 0,
+            },
             (AggFunction::Avg, Holding::Float) => Acc::AvgFloat { sum: 0.0, count: 0 },
             (AggFunction::Avg, _) => Acc::AvgExact { sum: 0, count: 0 },
             (AggFunction::Min, _) => Acc::Min(None),
@@ -264,13 +270,13 @@ impl AggregateCall {
             AggFunction::Sum => match self.holding {
                 Holding::Float => {
                     Arc::new(Float64Array::from_iter(accs.iter().map(|acc| match acc {
-                        Acc::SumFloat(sum) => *sum,
+                        Acc::SumFloat { sum, values } => sum.filter(|_| *values != 0),
                         _ => None,
                     })))
                 }
                 Holding::Exact { scale } => Arc::new(
                     Decimal128Array::from_iter(accs.iter().map(|acc| match acc {
-                        Acc::SumExact(sum) => *sum,
+                        Acc::SumExact { sum, values } => sum.filter(|_| *values != 0),
                         _ => None,
                     }))
                     .with_precision_and_scale(38, scale)?,
@@ -343,10 +349,26 @@ impl AggregateCall {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Acc {
     Count(i64),
-    SumExact(Option<i128>),
-    SumFloat(Option<f64>),
-    AvgExact { sum: i128, count: i64 },
-    AvgFloat { sum: f64, count: i64 },
+    /// A sum, and how many values it holds: when retractions take the last
+    /// one back out, the sum is NULL again (as Flink's SUM with retraction).
+    /// A partial accumulator (one batch's changes) may hold a sum of no values
+    /// net, which merging adds in.
+    SumExact {
+        sum: Option<i128>,
+        values: i64,
+    },
+    SumFloat {
+        sum: Option<f64>,
+        values: i64,
+    },
+    AvgExact {
+        sum: i128,
+        count: i64,
+    },
+    AvgFloat {
+        sum: f64,
+        count: i64,
+    },
     Min(Option<Vec<u8>>),
     Max(Option<Vec<u8>>),
     Distinct(DistinctSet),
@@ -369,13 +391,15 @@ impl Acc {
     fn add(&mut self, input: &Input, row: usize, sign: i64) -> Result<()> {
         match (self, input) {
             (Acc::Count(n), Input::Presence(valid)) => *n += sign * i64::from(valid[row]),
-            (Acc::SumExact(sum), Input::Exact(values)) => {
-                if let Some(value) = values[row] {
+            (Acc::SumExact { sum, values }, Input::Exact(inputs)) => {
+                if let Some(value) = inputs[row] {
+                    *values += sign;
                     *sum = Some(checked_add(sum.unwrap_or(0), i128::from(sign) * value)?);
                 }
             }
-            (Acc::SumFloat(sum), Input::Float(values)) => {
-                if let Some(value) = values[row] {
+            (Acc::SumFloat { sum, values }, Input::Float(inputs)) => {
+                if let Some(value) = inputs[row] {
+                    *values += sign;
                     *sum = Some(sum.unwrap_or(0.0) + sign as f64 * value);
                 }
             }
@@ -416,17 +440,31 @@ impl Acc {
     pub fn merge(&mut self, other: Acc) -> Result<()> {
         match (self, other) {
             (Acc::Count(a), Acc::Count(b)) => *a += b,
-            (Acc::SumExact(a), Acc::SumExact(b)) => {
+            (
+                Acc::SumExact { sum: a, values },
+                Acc::SumExact {
+                    sum: b,
+                    values: more,
+                },
+            ) => {
                 *a = match (*a, b) {
                     (Some(x), Some(y)) => Some(checked_add(x, y)?),
                     (x, y) => x.or(y),
-                }
+                };
+                *values = values.saturating_add(more);
             }
-            (Acc::SumFloat(a), Acc::SumFloat(b)) => {
+            (
+                Acc::SumFloat { sum: a, values },
+                Acc::SumFloat {
+                    sum: b,
+                    values: more,
+                },
+            ) => {
                 *a = match (*a, b) {
                     (Some(x), Some(y)) => Some(x + y),
                     (x, y) => x.or(y),
-                }
+                };
+                *values = values.saturating_add(more);
             }
             (Acc::AvgExact { sum, count }, Acc::AvgExact { sum: s, count: c }) => {
                 *sum = checked_add(*sum, s)?;
@@ -463,13 +501,15 @@ impl Acc {
                 out.u8(0);
                 out.i64(*n);
             }
-            Acc::SumExact(sum) => {
-                out.u8(1);
+            Acc::SumExact { sum, values } => {
+                out.u8(9);
                 out.option(sum.as_ref(), |out, v| out.i128(*v));
+                out.i64(*values);
             }
-            Acc::SumFloat(sum) => {
-                out.u8(2);
+            Acc::SumFloat { sum, values } => {
+                out.u8(10);
                 out.option(sum.as_ref(), |out, v| out.f64(*v));
+                out.i64(*values);
             }
             Acc::AvgExact { sum, count } => {
                 out.u8(3);
@@ -499,8 +539,30 @@ impl Acc {
     pub fn decode(input: &mut ByteReader<'_>) -> Result<Acc> {
         Ok(match input.u8()? {
             0 => Acc::Count(input.i64()?),
-            1 => Acc::SumExact(input.option(|r| r.i128())?),
-            2 => Acc::SumFloat(input.option(|r| r.f64())?),
+            // Sums of checkpoints that did not count their values: as many as
+            // no retraction can take back, so they never turn NULL, as before.
+            1 => {
+                let sum = input.option(|r| r.i128())?;
+                Acc::SumExact {
+                    sum,
+                    values: uncounted(sum.is_some()),
+                }
+            }
+            2 => {
+                let sum = input.option(|r| r.f64())?;
+                Acc::SumFloat {
+                    sum,
+                    values: uncounted(sum.is_some()),
+                }
+            }
+            9 => Acc::SumExact {
+                sum: input.option(|r| r.i128())?,
+                values: input.i64()?,
+            },
+            10 => Acc::SumFloat {
+                sum: input.option(|r| r.f64())?,
+                values: input.i64()?,
+            },
             3 => Acc::AvgExact {
                 sum: input.i128()?,
                 count: input.i64()?,
@@ -518,7 +580,67 @@ impl Acc {
     }
 }
 
+/// The values count of a sum restored from a checkpoint that did not keep one.
+fn uncounted(has_sum: bool) -> i64 {
+    match has_sum {
+        true => i64::MAX / 2,
+        false => 0,
+    }
+}
+
 fn checked_add(a: i128, b: i128) -> Result<i128> {
     a.checked_add(b)
         .ok_or_else(|| PipelineError::Evaluation("a SUM overflowed 38 decimal digits".to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+
+    fn sum(input_type: DataType) -> AggregateCall {
+        let output = match &input_type {
+            DataType::Float64 => DataType::Float64,
+            _ => DataType::Decimal128(38, 0),
+        };
+        AggregateCall::new(
+            AggFunction::Sum,
+            Arc::new(Column::new("v", 0)),
+            None,
+            input_type,
+            output,
+            1,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_sum_whose_values_are_all_taken_back_is_null_again() {
+        for (call, input) in [
+            (
+                sum(DataType::Int64),
+                Input::Exact(vec![Some(5), None, Some(-5)]),
+            ),
+            (
+                sum(DataType::Float64),
+                Input::Float(vec![Some(5.0), None, Some(-5.0)]),
+            ),
+        ] {
+            let mut acc = call.empty();
+            acc.update(&input, 0).unwrap();
+            acc.update(&input, 1).unwrap();
+            acc.update(&input, 2).unwrap();
+            // 5 + NULL + -5 holds two values: 0, not NULL.
+            assert!(call.finish(&[&acc]).unwrap().is_valid(0));
+            acc.retract(&input, 0).unwrap();
+            acc.retract(&input, 2).unwrap();
+            // Only the NULL is left.
+            assert!(call.finish(&[&acc]).unwrap().is_null(0));
+            let mut out = ByteWriter::default();
+            acc.encode(&mut out);
+            let restored = Acc::decode(&mut ByteReader::new(&out.bytes)).unwrap();
+            assert_eq!(restored, acc);
+        }
+    }
 }

@@ -33,7 +33,7 @@ use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::aggregate::accumulator::{Acc, AggFunction, AggregateCall, Input};
+use crate::aggregate::accumulator::{Acc, AggregateCall, Input};
 use crate::error::Result;
 use crate::held::{HeldRows, decode_batches, encode_batches};
 use crate::operator::{
@@ -317,10 +317,7 @@ impl OverAggregate {
         out: &mut Out,
     ) -> Result<()> {
         let time = |at: usize| emission.times[group[at] as usize];
-        let mut slid = Slid {
-            accs: self.calls.iter().map(AggregateCall::empty).collect(),
-            values: vec![0; self.calls.len()],
-        };
+        let mut slid: Vec<Acc> = self.calls.iter().map(AggregateCall::empty).collect();
         let (mut added, mut low) = (0, 0);
         let mut at = 0;
         let peers = matches!(frame, Frame::Range(_));
@@ -368,45 +365,26 @@ impl OverAggregate {
         Ok(())
     }
 
-    /// Takes row `row` into the sliding aggregates, or (`out`) back out of them.
-    fn slide(&self, slid: &mut Slid, emission: &Emission, row: u32, out: bool) -> Result<()> {
-        let row = row as usize;
-        let sliding = self
-            .calls
-            .iter()
-            .zip(&mut slid.accs)
-            .zip(&mut slid.values)
-            .zip(&emission.inputs);
-        for (((call, acc), values), input) in sliding {
-            if !call.retractable() {
-                continue;
-            }
-            let present = i64::from(has_value(input, row));
+    /// Takes row `row` into the sliding aggregates, or (`out`) back out of them
+    /// (a SUM whose values all left is NULL again, as in Flink).
+    fn slide(&self, slid: &mut [Acc], emission: &Emission, row: u32, out: bool) -> Result<()> {
+        let sliding = self.calls.iter().zip(slid).zip(&emission.inputs);
+        for ((_, acc), input) in sliding.filter(|((call, _), _)| call.retractable()) {
             match out {
-                true => {
-                    acc.retract(input, row)?;
-                    *values -= present;
-                }
-                false => {
-                    acc.update(input, row)?;
-                    *values += present;
-                }
+                true => acc.retract(input, row as usize)?,
+                false => acc.update(input, row as usize)?,
             }
         }
         Ok(())
     }
 
     /// The frame's aggregates: the slid ones as they are, the others folded over `frame`.
-    fn folded(&self, emission: &Emission, frame: &[u32], slid: &Slid) -> Result<Vec<Acc>> {
+    fn folded(&self, emission: &Emission, frame: &[u32], slid: &[Acc]) -> Result<Vec<Acc>> {
         self.calls
             .iter()
-            .zip(slid.accs.iter().zip(&slid.values))
+            .zip(slid)
             .zip(&emission.inputs)
-            .map(|((call, (acc, &values)), input)| {
-                // A SUM whose values all left the frame is NULL again, as in Flink.
-                if call.function == AggFunction::Sum && values == 0 {
-                    return Ok(call.empty());
-                }
+            .map(|((call, acc), input)| {
                 if call.retractable() {
                     return Ok(acc.clone());
                 }
@@ -417,22 +395,6 @@ impl OverAggregate {
                 Ok(fresh)
             })
             .collect()
-    }
-}
-
-/// A bounded frame's sliding aggregates, with how many values each holds.
-struct Slid {
-    accs: Vec<Acc>,
-    values: Vec<i64>,
-}
-
-/// Whether row `row` of `input` brings a value (not NULL, not filtered out).
-fn has_value(input: &Input, row: usize) -> bool {
-    match input {
-        Input::Presence(valid) => valid[row],
-        Input::Exact(values) => values[row].is_some(),
-        Input::Float(values) => values[row].is_some(),
-        Input::Rows { valid, .. } => valid[row],
     }
 }
 
@@ -595,6 +557,7 @@ mod tests {
     use datafusion::physical_expr::expressions::Column;
 
     use super::*;
+    use crate::aggregate::accumulator::AggFunction;
     use crate::operator::MissAction;
     use crate::operator::harness::Harness;
 
