@@ -297,6 +297,7 @@ impl CompiledPlan {
         {
             pre.push(Step::Operator(materializer));
         }
+        refuse_current_watermark_beside(pipeline, compiler.right.is_some(), &pre, &post)?;
         let mut ids = OperatorIds::default();
         let right = compiler.right.map(|steps| place(steps, &mut ids));
         let pre = place(pre, &mut ids);
@@ -791,6 +792,50 @@ fn materializer(
 /// Flink's `table.exec.state.ttl` expires the state of every stateful
 /// operator; one that keeps its state for good here yet (an unbounded
 /// ROW_NUMBER, a GROUP BY, LAG) refuses the TTL rather than silently keep it.
+/// Refuses CURRENT_WATERMARK where the watermark a row meets is not the
+/// stream's as of the row: beside a second stream (whose watermark is its
+/// own), an operator that runs rows through the steps again later (a retried
+/// lookup would meet a later watermark), or after an aggregation (whose rows
+/// are emitted at a commit).
+fn refuse_current_watermark_beside(
+    pipeline: &crate::project::Pipeline,
+    second_stream: bool,
+    pre: &[Step],
+    post: &[Step],
+) -> Result<()> {
+    if !crate::aligned::calls_current_watermark(&pipeline.query) {
+        return Ok(());
+    }
+    let runs_again = pre.iter().find_map(|step| match step {
+        Step::Operator(operator) if operator.runs_rows_again().is_some() => {
+            Some(operator.kind().as_str())
+        }
+        _ => None,
+    });
+    let after_aggregation = post.iter().any(|step| match step {
+        Step::Stateless(step) => format!("{step:?}").contains("current_watermark"),
+        Step::Operator(_) => false,
+    });
+    let beside = match (second_stream, runs_again, after_aggregation) {
+        (true, _, _) => "a second stream (each stream has its own watermark)".to_string(),
+        (_, Some(kind), _) => format!(
+            "a {kind} that runs rows again later (they would meet a later watermark than they first did)"
+        ),
+        (_, _, true) => {
+            "after an aggregation (its rows come out at a commit, not as they are read)".to_string()
+        }
+        _ => return Ok(()),
+    };
+    Err(PipelineError::Invalid {
+        location: pipeline.target.location.clone(),
+        message: format!("CURRENT_WATERMARK {beside} is not supported"),
+        hint: Some(
+            "tell late rows apart in a pipeline of their own, over the stream as it is read"
+                .to_string(),
+        ),
+    })
+}
+
 fn refuse_state_ttl_beside(
     pipeline: &crate::project::Pipeline,
     operators: &[PlacedOperator],

@@ -95,11 +95,21 @@ impl ValidPipeline {
     /// watermark passed), or the ends of its windows (`window_end`,
     /// `window_time`). A later commit writes no value of them at or below the
     /// watermark of an earlier one, but for rows the stream itself brought late.
+    /// None when rows can land after the watermark passed them for another
+    /// reason: a lookup retried later, a window updated by allowed lateness.
     pub async fn event_time_columns(&self) -> Result<Vec<String>> {
         let streams: Vec<&TableDef> = self.streams().collect();
         let [stream] = streams.as_slice() else {
             return Ok(Vec::new());
         };
+        let retries = self
+            .pipeline
+            .lookups
+            .iter()
+            .any(|lookup| matches!(lookup.miss, crate::lookup::spec::MissPolicy::Retry { .. }));
+        if retries || self.pipeline.settings.allowed_lateness_ms > 0 {
+            return Ok(Vec::new());
+        }
         let Some(watermark) = &stream.watermark else {
             return Ok(Vec::new());
         };
@@ -123,7 +133,15 @@ impl ValidPipeline {
             let carries = crate::aligned::origin_of(&plan, &column).is_some_and(|(scan, name)| {
                 match scan.table_name.schema() == Some(WINDOW_SCHEMA) {
                     true => name == WINDOW_END || name == crate::window::WINDOW_TIME,
-                    false => !self.pipeline.aligned && name == watermark.column,
+                    false => {
+                        !self.pipeline.aligned
+                            && name == watermark.column
+                            && scan.table_name.table() == stream.name.name
+                            && scan
+                                .table_name
+                                .schema()
+                                .is_none_or(|space| space == stream.name.space)
+                    }
                 }
             });
             if carries {

@@ -612,7 +612,7 @@ impl AlignedState {
 }
 
 /// Whether `query` calls CURRENT_WATERMARK anywhere.
-fn calls_current_watermark(query: &sqlparser::ast::Query) -> bool {
+pub(crate) fn calls_current_watermark(query: &sqlparser::ast::Query) -> bool {
     let mut found = false;
     let _ = sqlparser::ast::visit_expressions(query, |expr| {
         if let sqlparser::ast::Expr::Function(function) = expr

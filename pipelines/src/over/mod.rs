@@ -490,9 +490,10 @@ impl Operator for OverAggregate {
         true
     }
 
-    /// Each key's running aggregates are kept for good (Flink's TTL would expire them).
+    /// Each key's running aggregates or latest emitted time are kept for
+    /// good (Flink's TTL would expire them).
     fn keeps_state_past_ttl(&self) -> bool {
-        matches!(self.frame, Frame::Unbounded { .. })
+        true
     }
 
     async fn on_watermark(&self, watermarks: &Watermarks) -> Result<Emitted> {

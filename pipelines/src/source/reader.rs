@@ -55,6 +55,9 @@ pub struct CarriedWatermark {
     /// The columns that carry its event time (see
     /// [`crate::validate::ValidPipeline::event_time_columns`]).
     pub columns: Vec<String>,
+    /// The pipeline that wrote it: a table several pipelines write carries
+    /// the lowest of their watermarks.
+    pub writer: String,
 }
 
 /// The records of the batch a pipeline is processing, so that a row it sends

@@ -57,6 +57,8 @@ pub struct DeltaSink {
     event_time_columns: Vec<String>,
     /// The watermark the next commit is made at.
     watermark: Option<i64>,
+    /// The pipeline writing, named with the watermark.
+    pipeline: String,
 }
 
 /// Tokens by the `txn` app id of their split.
@@ -85,6 +87,7 @@ impl DeltaSink {
             table,
             event_time_columns: Vec::new(),
             watermark: None,
+            pipeline: pipeline.to_string(),
         };
         sink.tokens = sink.committed_tokens().await?;
         Ok(sink)
@@ -211,6 +214,7 @@ impl DeltaSink {
             let carried = crate::source::reader::CarriedWatermark {
                 ms,
                 columns: self.event_time_columns.clone(),
+                writer: self.pipeline.clone(),
             };
             let recorded = serde_json::to_value(carried)
                 .map_err(|err| PipelineError::State(format!("the commit's watermark: {err}")))?;

@@ -40,6 +40,8 @@ pub struct DeltaFollower {
     /// A poll stops after the version that brings its rows to this many: a
     /// backlog of versions is read a few at a time, not all at once.
     max_rows: usize,
+    /// The latest watermark each writing pipeline recorded, of the versions read.
+    carried: BTreeMap<String, CarriedWatermark>,
 }
 
 impl DeltaFollower {
@@ -51,6 +53,7 @@ impl DeltaFollower {
             table: lake::open(location).await?,
             next_version: after_version.map_or(0, |v| v + 1),
             max_rows: max_rows.max(1),
+            carried: BTreeMap::new(),
         })
     }
 
@@ -72,7 +75,6 @@ impl DeltaFollower {
         let mut batches = Vec::new();
         let mut rows = 0;
         let mut read_to = latest;
-        let mut carried = None;
         for version in self.next_version..=latest {
             let commit = self
                 .table
@@ -82,7 +84,9 @@ impl DeltaFollower {
                 .map_err(|source| self.error(source.to_string()))?;
             let added = match commit {
                 Some(commit) => {
-                    carried = carried_watermark(&commit).or(carried);
+                    if let Some(recorded) = carried_watermark(&commit) {
+                        self.carried.insert(recorded.writer.clone(), recorded);
+                    }
                     self.added_files(version, &commit)?
                 }
                 None => Vec::new(),
@@ -105,7 +109,25 @@ impl DeltaFollower {
         Ok(Some(Polled {
             version: read_to,
             batches,
-            carried,
+            carried: self.lowest_carried(),
+        }))
+    }
+
+    /// The lowest watermark of the pipelines that wrote the versions read,
+    /// with the columns all of them say carry it.
+    fn lowest_carried(&self) -> Option<CarriedWatermark> {
+        let mut writers = self.carried.values();
+        let first = writers.next()?.clone();
+        Some(writers.fold(first, |lowest, other| {
+            CarriedWatermark {
+                ms: lowest.ms.min(other.ms),
+                columns: lowest
+                    .columns
+                    .into_iter()
+                    .filter(|column| other.columns.contains(column))
+                    .collect(),
+                writer: lowest.writer,
+            }
         }))
     }
 
