@@ -105,14 +105,9 @@ impl HeldRows {
             0 => Vec::new(),
             _ => vec![later],
         };
-        let due = arrow::compute::filter_record_batch(&rows, &due)?;
-        let latest = crate::window::event_times(&due, &self.time_column)?
-            .values()
-            .iter()
-            .copied()
-            .max();
+        let latest = times.values().iter().copied().filter(|&t| t <= w).max();
         self.last_due = latest.max(self.last_due);
-        Ok(Some(due))
+        Ok(Some(arrow::compute::filter_record_batch(&rows, &due)?))
     }
 
     /// The last watermark, then the rows as an Arrow IPC stream.

@@ -803,7 +803,7 @@ fn refuse_current_watermark_beside(
     pre: &[Step],
     post: &[Step],
 ) -> Result<()> {
-    if !crate::aligned::calls_current_watermark(&pipeline.query) {
+    if crate::validate::first_call(&pipeline.query, &["current_watermark"]).is_none() {
         return Ok(());
     }
     let runs_again = pre.iter().find_map(|step| match step {
@@ -880,7 +880,6 @@ fn passes_through(plan: &LogicalPlan, name: &str) -> bool {
 /// Planning folds `NOW()` and friends into one constant, so every row would
 /// get the moment the pipeline started: refuse them with a hint.
 fn refuse_wall_clock_functions(valid: &ValidPipeline) -> Result<()> {
-    use sqlparser::ast::{Expr, Spanned, visit_expressions};
     const WALL_CLOCK: [&str; 6] = [
         "now",
         "current_timestamp",
@@ -889,18 +888,7 @@ fn refuse_wall_clock_functions(valid: &ValidPipeline) -> Result<()> {
         "localtimestamp",
         "localtime",
     ];
-    let mut found = None;
-    let _ = visit_expressions(&valid.pipeline.query, |expr| {
-        if let Expr::Function(function) = expr {
-            let name = function.name.to_string().to_ascii_lowercase();
-            if WALL_CLOCK.contains(&name.as_str()) {
-                found = Some((name, function.span().start));
-                return std::ops::ControlFlow::Break(());
-            }
-        }
-        std::ops::ControlFlow::Continue(())
-    });
-    match found {
+    match crate::validate::first_call(&valid.pipeline.query, &WALL_CLOCK) {
         None => Ok(()),
         Some((name, start)) => Err(PipelineError::Invalid {
             location: valid.pipeline.location(start.line, start.column),

@@ -45,15 +45,7 @@ impl ValidPipeline {
     /// Where each target column comes from, from the pipeline's logical plan
     /// (`tables`: every table of the catalog).
     pub async fn lineage(&self, tables: &[TableDef]) -> Result<PipelineLineage> {
-        let ctx = schema_session(tables);
-        let statement = datafusion::sql::parser::Statement::Statement(Box::new(Statement::Query(
-            self.pipeline.query.clone(),
-        )));
-        let plan = ctx
-            .state()
-            .statement_to_plan(statement)
-            .await
-            .map_err(|err| planning_error(&self.pipeline, &err.strip_backtrace(), &ctx))?;
+        let plan = self.logical_plan(tables).await?;
         let resolve = |table: &datafusion::common::TableReference, column: &str| {
             let space = table.schema()?;
             if space == WINDOW_SCHEMA {
@@ -113,15 +105,7 @@ impl ValidPipeline {
         let Some(watermark) = &stream.watermark else {
             return Ok(Vec::new());
         };
-        let ctx = schema_session(&self.sources);
-        let statement = datafusion::sql::parser::Statement::Statement(Box::new(Statement::Query(
-            self.pipeline.query.clone(),
-        )));
-        let plan = ctx
-            .state()
-            .statement_to_plan(statement)
-            .await
-            .map_err(|err| planning_error(&self.pipeline, &err.strip_backtrace(), &ctx))?;
+        let plan = self.logical_plan(&self.sources).await?;
         let output = plan.schema();
         let mut columns = Vec::new();
         for (at, target) in self.target.schema.fields().iter().enumerate() {
@@ -149,6 +133,21 @@ impl ValidPipeline {
             }
         }
         Ok(columns)
+    }
+
+    /// Its query's logical plan over `tables`' schemas.
+    async fn logical_plan(
+        &self,
+        tables: &[TableDef],
+    ) -> Result<datafusion::logical_expr::LogicalPlan> {
+        let ctx = schema_session(tables);
+        let statement = datafusion::sql::parser::Statement::Statement(Box::new(Statement::Query(
+            self.pipeline.query.clone(),
+        )));
+        ctx.state()
+            .statement_to_plan(statement)
+            .await
+            .map_err(|err| planning_error(&self.pipeline, &err.strip_backtrace(), &ctx))
     }
 
     /// The tables it reads as streams (not through lookup joins).
@@ -743,17 +742,8 @@ fn unknown_function(pipeline: &Pipeline, name: &str, ctx: &SessionContext) -> Pi
         .take(3)
         .map(|(_, name)| name.to_ascii_uppercase())
         .collect();
-    let mut call = None;
-    let _ = visit_expressions(&pipeline.query, |expr| {
-        if let Expr::Function(function) = expr
-            && function.name.to_string().eq_ignore_ascii_case(name)
-        {
-            call = Some(function.name.span().start);
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
-    });
-    let start = call.unwrap_or(pipeline.query.span().start);
+    let start = first_call(&pipeline.query, &[&name.to_ascii_lowercase()])
+        .map_or(pipeline.query.span().start, |(_, start)| start);
     PipelineError::Invalid {
         location: pipeline.location(start.line, start.column),
         message: match nearest.as_slice() {
@@ -766,6 +756,26 @@ fn unknown_function(pipeline: &Pipeline, name: &str, ctx: &SessionContext) -> Pi
         },
         hint: Some("pipelines run DataFusion's functions and the Flink functions docs/pipelines.md lists (Flink's functions)".to_string()),
     }
+}
+
+/// The first call in `query` of a function named one of `names` (in lower
+/// case): its name, in lower case, and where it starts.
+pub(crate) fn first_call(
+    query: &sqlparser::ast::Query,
+    names: &[&str],
+) -> Option<(String, sqlparser::tokenizer::Location)> {
+    let mut found = None;
+    let _ = visit_expressions(query, |expr| {
+        if let Expr::Function(function) = expr {
+            let name = function.name.to_string().to_ascii_lowercase();
+            if names.contains(&name.as_str()) {
+                found = Some((name, function.span().start));
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    found
 }
 
 fn find_identifier(pipeline: &Pipeline, column: &str) -> Option<(u64, u64)> {

@@ -328,7 +328,7 @@ impl AlignedQuery {
                 "aggregate the windows into a table, and join that table in the next pipeline",
             ));
         }
-        if calls_current_watermark(&pipeline.query) {
+        if crate::validate::first_call(&pipeline.query, &["current_watermark"]).is_some() {
             return Err(invalid(
                 "CURRENT_WATERMARK in a window-aligned query (its windows are evaluated at a watermark, not row by row)".to_string(),
                 "filter or route late rows in an earlier pipeline, where CURRENT_WATERMARK reads the stream's watermark",
@@ -609,24 +609,6 @@ impl AlignedState {
             closed_up_to,
         })
     }
-}
-
-/// Whether `query` calls CURRENT_WATERMARK anywhere.
-pub(crate) fn calls_current_watermark(query: &sqlparser::ast::Query) -> bool {
-    let mut found = false;
-    let _ = sqlparser::ast::visit_expressions(query, |expr| {
-        if let sqlparser::ast::Expr::Function(function) = expr
-            && function
-                .name
-                .to_string()
-                .eq_ignore_ascii_case("current_watermark")
-        {
-            found = true;
-            return std::ops::ControlFlow::Break(());
-        }
-        std::ops::ControlFlow::Continue(())
-    });
-    found
 }
 
 const HINT: &str = "a query over window TVFs must give each result row one window: aggregate windowed rows grouped by window_start/window_end, join windowed results on a window bound, and bound a stream joined to windows by the window (B.t BETWEEN W.window_end - INTERVAL '10' SECOND AND W.window_end)";
