@@ -482,6 +482,10 @@ fn fixed_offset(text: &str) -> Option<chrono::FixedOffset> {
         b'-' => (-1, &text[1..]),
         _ => return None,
     };
+    // Digits and a colon only: the split below counts bytes.
+    if !rest.bytes().all(|b| b.is_ascii_digit() || b == b':') {
+        return None;
+    }
     let (hours, minutes) = match rest.split_once(':') {
         Some((hours, minutes)) => (hours, minutes),
         None if rest.len() > 2 => rest.split_at(rest.len() - 2),
@@ -596,6 +600,9 @@ mod tests {
         );
         assert!(Zone::named("Mars/Olympus").is_none());
         assert!(Zone::named("GMT+25").is_none());
+        // Text that is not an offset is no zone, whatever characters it holds.
+        assert!(Zone::named("+1€").is_none());
+        assert!(Zone::named("GMT-é9").is_none());
     }
 
     #[test]
