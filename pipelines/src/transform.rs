@@ -657,6 +657,8 @@ impl CompiledPlan {
     /// The input rows of `side`'s stream that have no event time for its window TVF.
     pub fn rows_without_time(&self, batch: &RecordBatch, side: Side) -> Result<Vec<usize>> {
         let time_column = match (&self.window, &self.aligned, side) {
+            // Over processing time, every row has the time it is read.
+            (Some((tvf, _)), _, Side::Left) if tvf.processing_time => None,
             (Some((tvf, _)), _, Side::Left) => Some(tvf.time_column.as_str()),
             (None, Some(aligned), side) => aligned.query().time_column(side),
             _ => None,

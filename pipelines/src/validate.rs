@@ -55,6 +55,12 @@ impl ValidPipeline {
                     .windows()
                     .find(|w| w.relation().name == table.table())?;
                 let column = match column {
+                    // Over processing time, the bounds come from the clock.
+                    WINDOW_START | WINDOW_END | crate::window::WINDOW_TIME
+                        if window.processing_time =>
+                    {
+                        return None;
+                    }
                     WINDOW_START | WINDOW_END | crate::window::WINDOW_TIME => {
                         window.time_column.clone()
                     }
@@ -99,7 +105,8 @@ impl ValidPipeline {
             .lookups
             .iter()
             .any(|lookup| matches!(lookup.miss, crate::lookup::spec::MissPolicy::Retry { .. }));
-        if retries || self.pipeline.settings.allowed_lateness_ms > 0 {
+        let processing_time = self.pipeline.windows().any(|w| w.processing_time);
+        if retries || processing_time || self.pipeline.settings.allowed_lateness_ms > 0 {
             return Ok(Vec::new());
         }
         let Some(watermark) = &stream.watermark else {
@@ -179,13 +186,18 @@ pub async fn validate(pipelines: Vec<Pipeline>, tables: &[TableDef]) -> Result<V
                 Ok((*source).clone())
             })
             .collect::<Result<Vec<_>>>()?;
-        for tvf in pipeline.windows() {
+        for tvf in pipeline
+            .window
+            .iter_mut()
+            .chain(&mut pipeline.second_window)
+        {
             let source = sources
                 .iter()
                 .find(|t| t.name == tvf.source.table)
                 .expect("a window's table is among the sources");
-            check_event_time(tvf, source)?;
+            check_window_time(tvf, source)?;
         }
+        refuse_processing_time_beside(&pipeline)?;
         check_lookups(&pipeline, &sources)?;
         refuse_unsupported_calls(&pipeline)?;
         read_processing_time(&mut pipeline, &sources);
@@ -500,15 +512,51 @@ fn refuse_unsupported_calls(pipeline: &Pipeline) -> Result<()> {
     refusal.map_or(Ok(()), Err)
 }
 
+/// Windows over processing time close on the wall clock, which nothing
+/// else of a pipeline reads: they run as one window aggregation (or SELECT)
+/// over one table, not joined or beside rows that wait for a watermark.
+fn refuse_processing_time_beside(pipeline: &Pipeline) -> Result<()> {
+    let Some(tvf) = pipeline.windows().find(|tvf| tvf.processing_time) else {
+        return Ok(());
+    };
+    let beside = if pipeline.aligned {
+        Some("joined or in a subquery (a window join or a window-aligned query runs on event time)")
+    } else if pipeline.settings.allowed_lateness_ms > 0 {
+        Some("with allowed lateness (no row comes late to a window over processing time)")
+    } else {
+        None
+    };
+    match beside {
+        Some(beside) => Err(PipelineError::Invalid {
+            location: tvf.time_location.clone(),
+            message: format!(
+                "a window over processing time ({}) {beside} is not supported",
+                tvf.time_column
+            ),
+            hint: Some(
+                "aggregate the window over processing time in a pipeline of its own, or window over event time (a column with a WATERMARK)"
+                    .to_string(),
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// A stream's `PROCTIME()` column named in the query (a lookup join's
 /// `FOR SYSTEM_TIME AS OF` is not in it any more) reads the clock, as in
 /// Flink: each reference becomes a `PROCTIME()` call, evaluated per batch,
 /// and a SELECT item keeps the column's name.
 fn read_processing_time(pipeline: &mut Pipeline, sources: &[TableDef]) {
     use sqlparser::ast::{SelectItem, SetExpr, visit_expressions_mut};
+    let windows_proctime: Vec<String> = pipeline
+        .windows()
+        .filter(|tvf| tvf.processing_time)
+        .map(|tvf| tvf.time_column.clone())
+        .collect();
     let columns: Vec<&str> = sources
         .iter()
         .filter_map(|source| source.processing_time.as_deref())
+        .chain(windows_proctime.iter().map(String::as_str))
         .collect();
     let names = |expr: &Expr| -> Option<String> {
         let ident = match expr {
@@ -557,24 +605,26 @@ fn read_processing_time(pipeline: &mut Pipeline, sources: &[TableDef]) {
     });
 }
 
-/// The window TVF's DESCRIPTOR column must be a timestamp of the source.
-fn check_event_time(tvf: &WindowTvf, source: &TableDef) -> Result<()> {
-    if source.processing_time.as_deref() == Some(tvf.time_column.as_str()) {
-        return Err(PipelineError::Invalid {
-            location: tvf.time_location.clone(),
-            message: format!(
-                "{} is {}'s PROCTIME() column: windows over processing time are not supported yet",
-                tvf.time_column, source.name
-            ),
-            hint: Some(match &source.watermark {
-                Some(watermark) => format!(
-                    "window over its event time: DESCRIPTOR({})",
-                    watermark.column
+/// The window TVF's DESCRIPTOR column must be a timestamp of the source, or
+/// a `PROCTIME()` column (the table's, or the view's it reads), which makes
+/// it a window over processing time.
+fn check_window_time(tvf: &mut WindowTvf, source: &TableDef) -> Result<()> {
+    if tvf.processing_time {
+        if source.schema.field_with_name(&tvf.time_column).is_ok() {
+            return Err(PipelineError::Invalid {
+                location: tvf.time_location.clone(),
+                message: format!(
+                    "{} is both a column of {} and the view's PROCTIME() column",
+                    tvf.time_column, source.name
                 ),
-                None => "declare a WATERMARK on the table's event-time column and window over it"
-                    .to_string(),
-            }),
-        });
+                hint: Some("give the PROCTIME() column a name of its own".to_string()),
+            });
+        }
+        return Ok(());
+    }
+    if source.processing_time.as_deref() == Some(tvf.time_column.as_str()) {
+        tvf.processing_time = true;
+        return Ok(());
     }
     match source.schema.field_with_name(&tvf.time_column) {
         Ok(field) if matches!(field.data_type(), DataType::Timestamp(_, _)) => Ok(()),

@@ -134,6 +134,31 @@ impl WatermarkTracker {
     }
 }
 
+/// The watermark of a pipeline whose windows run on processing time: the
+/// wall clock, stepped down to the last instant at which windows can close,
+/// so that it moves (and commits) only when one may have.
+///
+/// ```text
+///   tick 10 s:  clock 12:00:17.3 ──▶ watermark 12:00:09.999 (closes windows ending by 12:00:10)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessingClock {
+    tick_ms: i64,
+}
+
+impl ProcessingClock {
+    pub fn new(tick_ms: i64) -> Self {
+        Self {
+            tick_ms: tick_ms.max(1),
+        }
+    }
+
+    /// The watermark at `now_ms` on the wall clock.
+    pub fn watermark_at(&self, now_ms: i64) -> i64 {
+        now_ms - now_ms.rem_euclid(self.tick_ms) - 1
+    }
+}
+
 /// Milliseconds since the epoch, by the wall clock.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -145,6 +170,14 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_processing_clock_steps_to_the_last_window_end() {
+        let clock = ProcessingClock::new(10_000);
+        assert_eq!(clock.watermark_at(17_300), 9_999);
+        assert_eq!(clock.watermark_at(20_000), 19_999);
+        assert_eq!(clock.watermark_at(19_999), 9_999);
+    }
 
     #[test]
     fn the_slowest_active_partition_sets_the_watermark() {

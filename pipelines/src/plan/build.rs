@@ -49,7 +49,10 @@ pub fn build(valid: &ValidPipeline, compiled: &CompiledPlan) -> StreamPlan {
         edge = builder.add(
             "window".to_string(),
             OperatorKind::WindowAssign,
-            format!("{:?} over {}", tvf.kind, tvf.time_column),
+            match tvf.processing_time {
+                true => format!("{:?} over processing time ({})", tvf.kind, tvf.time_column),
+                false => format!("{:?} over {}", tvf.kind, tvf.time_column),
+            },
             &[&edge],
             emits,
             None,

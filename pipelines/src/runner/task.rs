@@ -35,7 +35,7 @@ use crate::state::{ByteReader, ByteWriter};
 use crate::transform::CompiledPlan;
 
 use super::ResetFrom;
-use crate::watermark::WatermarkTracker;
+use crate::watermark::{ProcessingClock, WatermarkTracker};
 
 use super::checks::Checking;
 use super::commit::{CommitBatch, CommitContext, Sinks, Target};
@@ -150,6 +150,9 @@ pub(super) struct Task<'a> {
     /// A second stream whose rows enter the plan.
     right: Option<RightStream>,
     watermark: Option<(String, WatermarkTracker)>,
+    /// The wall clock, when the pipeline's windows run on processing time: it
+    /// is the watermark then.
+    clock: Option<ProcessingClock>,
     /// How far ahead of the wall clock an event time may be before its row goes
     /// to quarantine rather than move the watermark (`'scan.watermark.max-future-skew'`).
     max_future_skew_ms: Option<i64>,
@@ -308,20 +311,40 @@ impl<'a> Task<'a> {
             }
             false => None,
         };
-        let watermark = source.watermark.as_ref().map(|w| {
-            let tracker = WatermarkTracker::new(
-                &partitions,
-                w.delay_ms,
-                Duration::from_millis(engine.idle_timeout_ms),
-                Instant::now(),
-            );
-            (w.column.clone(), tracker)
-        });
+        // Windows over processing time close on the clock, not on event times.
+        let clock = run
+            .pipeline
+            .pipeline
+            .windows()
+            .find(|tvf| tvf.processing_time)
+            .map(|tvf| {
+                ProcessingClock::new(
+                    tvf.processing_tick()
+                        .unwrap_or(engine.commit_interval_ms as i64),
+                )
+            });
+        let watermark = source
+            .watermark
+            .as_ref()
+            .filter(|_| clock.is_none())
+            .map(|w| {
+                let tracker = WatermarkTracker::new(
+                    &partitions,
+                    w.delay_ms,
+                    Duration::from_millis(engine.idle_timeout_ms),
+                    Instant::now(),
+                );
+                (w.column.clone(), tracker)
+            });
         let mut task = Task {
             run,
             stream_plan,
             plan,
-            max_future_skew_ms: source.watermark.as_ref().and_then(|w| w.max_future_skew_ms),
+            max_future_skew_ms: source
+                .watermark
+                .as_ref()
+                .filter(|_| clock.is_none())
+                .and_then(|w| w.max_future_skew_ms),
             originals: Originals::default(),
             reader,
             sinks: Some(Sinks {
@@ -341,6 +364,7 @@ impl<'a> Task<'a> {
             versions,
             right,
             watermark,
+            clock,
             committed_watermark: None,
             joined_watermark: None,
             pending: Pending::default(),
@@ -658,7 +682,10 @@ impl<'a> Task<'a> {
                 return self.finish().await;
             }
         }
-        if self.has_pending() {
+        // What the watermark closed since the last commit lands before the run ends.
+        let watermark_moved =
+            self.stateful.is_some() && self.current_watermark() != self.committed_watermark;
+        if self.has_pending() || watermark_moved {
             self.commit().await?;
         }
         self.finish().await
@@ -748,10 +775,13 @@ impl<'a> Task<'a> {
     /// It never goes back.
     fn current_watermark(&mut self) -> Option<i64> {
         let now = Instant::now();
-        let source = self
-            .watermark
-            .as_mut()
-            .and_then(|(_, tracker)| tracker.current(now));
+        let source = match self.clock {
+            Some(clock) => Some(clock.watermark_at(now_ms())),
+            None => self
+                .watermark
+                .as_mut()
+                .and_then(|(_, tracker)| tracker.current(now)),
+        };
         let Some(feed) = &self.versions else {
             return source;
         };

@@ -8,6 +8,7 @@
 //!
 //!   TUMBLE(ts, size) · HOP(ts, slide, size) · SESSION(ts, gap) (the other GROUP BY columns partition the sessions)
 //!   <W>_START ──▶ window_start   <W>_END ──▶ window_end   <W>_ROWTIME ──▶ window_time   <W>_PROCTIME: refused
+//!   FROM (SELECT *, PROCTIME() AS p FROM space.t) B … GROUP BY TUMBLE(B.p, …): a window over processing time
 //! ```
 
 use sqlparser::ast::{
@@ -20,7 +21,7 @@ use super::{
     plain_table,
 };
 use crate::error::Result;
-use crate::mention::mention;
+use crate::mention::{mention, place};
 
 const HINT: &str = "write GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE), HOP(ts, slide, size) or SESSION(ts, gap) over one table, or the window TVF: FROM TABLE(TUMBLE(TABLE space.t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))";
 
@@ -91,11 +92,32 @@ pub(super) fn extract_group_window(select: &mut Select, file: &str) -> Result<Op
             HINT,
         ));
     };
-    let TableFactor::Table {
-        name: table, alias, ..
-    } = &from.relation
-    else {
-        return Err(invalid(here, format!("{name}(…) over a subquery"), HINT));
+    // A table, or a subquery that adds a processing-time column to one
+    // (`FROM (SELECT *, PROCTIME() AS p_time FROM bid) B`, as Nexmark's q12 in Flink 1.13).
+    let (source, alias, proctime) = match &from.relation {
+        TableFactor::Table {
+            name: table, alias, ..
+        } => (mention(file, table)?, alias.clone(), None),
+        TableFactor::Derived {
+            subquery,
+            alias: Some(alias),
+            ..
+        } => {
+            let input =
+                super::views::window_input(&alias.name.value, subquery, &location(file, &call))?;
+            let source = crate::mention::TableMention {
+                table: input.table,
+                location: place(file, alias.name.span.start),
+            };
+            (source, Some(alias.clone()), input.proctime)
+        }
+        _ => {
+            return Err(invalid(
+                here,
+                format!("{name}(…) over a subquery without a name"),
+                HINT,
+            ));
+        }
     };
     if !from.joins.is_empty() {
         return Err(invalid(here, format!("{name}(…) over a join"), HINT));
@@ -127,12 +149,13 @@ pub(super) fn extract_group_window(select: &mut Select, file: &str) -> Result<Op
     };
     let tvf = WindowTvf {
         kind,
-        source: mention(file, table)?,
+        source,
+        processing_time: proctime.as_deref() == Some(time.as_str()),
         time_column: time,
         time_location: location(file, args[0]),
         partition_by,
     };
-    from.relation = plain_table(&tvf.relation(), alias.clone());
+    from.relation = plain_table(&tvf.relation(), alias);
     keys.splice(
         at..=at,
         [WINDOW_START, WINDOW_END].map(|column| Expr::Identifier(Ident::new(column))),

@@ -14,6 +14,18 @@
 //! ```
 //!
 //! `window_time` is `window_end - 1 ms`, the last instant inside the window, as in Flink.
+//!
+//! A window over processing time (`DESCRIPTOR` names a table's `PROCTIME()`
+//! column, or a view's `PROCTIME() AS p_time` column) assigns each row by the
+//! wall clock as its batch is read, and closes on the clock
+//! ([`WindowTvf::processing_tick`]):
+//!
+//! ```text
+//!   CREATE VIEW B AS SELECT *, PROCTIME() AS p_time FROM nexmark.bid;
+//!   TUMBLE(TABLE B, DESCRIPTOR(p_time), INTERVAL '10' SECOND)
+//!     ──▶ WindowTvf { Tumble(10 s), source nexmark.bid, time p_time, processing time }
+//!   row read at 12:00:03.2 ──▶ [12:00:00, 12:00:10)     clock passes 12:00:10 ──▶ the window closes
+//! ```
 
 use std::sync::Arc;
 
@@ -31,6 +43,9 @@ use crate::error::{PipelineError, Result};
 use crate::mention::{TableMention, place};
 
 mod legacy;
+mod views;
+
+use views::Views;
 
 /// The schema the rewritten query reads window TVF output from.
 pub const WINDOW_SCHEMA: &str = "__window";
@@ -57,6 +72,9 @@ pub struct WindowTvf {
     pub time_location: SourceLocation,
     /// `SESSION(TABLE t PARTITION BY k, …)`: the keys sessions are kept per.
     pub partition_by: Vec<String>,
+    /// `time_column` is a `PROCTIME()` column: rows fall into windows by the
+    /// wall clock as they are read, and the clock closes the windows.
+    pub processing_time: bool,
 }
 
 impl WindowTvf {
@@ -115,10 +133,28 @@ impl WindowTvf {
         }
     }
 
+    /// How far apart the instants are at which windows over processing time
+    /// can close (their ends all fall on multiples of it): the window's size,
+    /// slide or step; none for SESSION windows, which end anywhere.
+    pub fn processing_tick(&self) -> Option<i64> {
+        match self.kind {
+            WindowKind::Tumble { size } => Some(size),
+            WindowKind::Hop { slide, .. } => Some(slide),
+            WindowKind::Cumulate { step, .. } => Some(step),
+            WindowKind::Session { .. } => None,
+        }
+    }
+
     /// One row per (row, window): the batch's columns, then the window columns.
     /// Rows whose event time is NULL belong to no window; they are returned apart.
+    /// Over processing time, every row of the batch has the time it is read.
     pub fn assign(&self, batch: &RecordBatch, schema: &SchemaRef) -> Result<Assigned> {
-        let times = event_times(batch, &self.time_column)?;
+        let times = match self.processing_time {
+            true => {
+                TimestampMillisecondArray::from_value(crate::watermark::now_ms(), batch.num_rows())
+            }
+            false => event_times(batch, &self.time_column)?,
+        };
         let mut origins = Vec::with_capacity(batch.num_rows());
         let mut starts = Vec::with_capacity(batch.num_rows());
         let mut ends = Vec::with_capacity(batch.num_rows());
@@ -203,6 +239,13 @@ pub struct Extracted {
 /// `None` when there is none. Several TVFs must be the same window, over one
 /// table or two (a window join).
 pub fn extract(query: &mut Query, file: &str) -> Result<Option<Extracted>> {
+    let views = Views::of(query);
+    let extracted = extract_tvfs(query, file, &views)?;
+    views.drop_consumed(query);
+    Ok(extracted)
+}
+
+fn extract_tvfs(query: &mut Query, file: &str, views: &Views) -> Result<Option<Extracted>> {
     if let SetExpr::Select(select) = query.body.as_mut()
         && let Some(tvf) = legacy::extract_group_window(select, file)?
     {
@@ -217,8 +260,8 @@ pub fn extract(query: &mut Query, file: &str) -> Result<Option<Extracted>> {
         && table.joins.is_empty()
         && let TableFactor::TableFunction { expr, alias } = &table.relation
     {
-        let tvf = parse_tvf(expr, file)?;
-        table.relation = plain_table(&tvf.relation(), alias.clone());
+        let (tvf, view) = parse_tvf(expr, file, views)?;
+        table.relation = plain_table(&tvf.relation(), alias.clone().or(view));
         return Ok(Some(Extracted {
             tvf,
             second: None,
@@ -226,7 +269,7 @@ pub fn extract(query: &mut Query, file: &str) -> Result<Option<Extracted>> {
         }));
     }
     let mut found: Vec<(WindowTvf, SourceLocation)> = Vec::new();
-    replace_in_query(query, file, &mut found)?;
+    replace_in_query(query, file, views, &mut found)?;
     let Some((first, _)) = found.first().cloned() else {
         return Ok(None);
     };
@@ -271,19 +314,21 @@ pub fn extract(query: &mut Query, file: &str) -> Result<Option<Extracted>> {
 fn replace_in_query(
     query: &mut Query,
     file: &str,
+    views: &Views,
     found: &mut Vec<(WindowTvf, SourceLocation)>,
 ) -> Result<()> {
     if let Some(with) = query.with.as_mut() {
         for cte in &mut with.cte_tables {
-            replace_in_query(&mut cte.query, file, found)?;
+            replace_in_query(&mut cte.query, file, views, found)?;
         }
     }
-    replace_in_set(query.body.as_mut(), file, found)
+    replace_in_set(query.body.as_mut(), file, views, found)
 }
 
 fn replace_in_set(
     body: &mut SetExpr,
     file: &str,
+    views: &Views,
     found: &mut Vec<(WindowTvf, SourceLocation)>,
 ) -> Result<()> {
     match body {
@@ -294,17 +339,17 @@ fn replace_in_set(
                 return Ok(());
             }
             for table in &mut select.from {
-                replace_in_factor(&mut table.relation, file, found)?;
+                replace_in_factor(&mut table.relation, file, views, found)?;
                 for join in &mut table.joins {
-                    replace_in_factor(&mut join.relation, file, found)?;
+                    replace_in_factor(&mut join.relation, file, views, found)?;
                 }
             }
             Ok(())
         }
-        SetExpr::Query(query) => replace_in_query(query, file, found),
+        SetExpr::Query(query) => replace_in_query(query, file, views, found),
         SetExpr::SetOperation { left, right, .. } => {
-            replace_in_set(left, file, found)?;
-            replace_in_set(right, file, found)
+            replace_in_set(left, file, views, found)?;
+            replace_in_set(right, file, views, found)
         }
         _ => Ok(()),
     }
@@ -313,23 +358,24 @@ fn replace_in_set(
 fn replace_in_factor(
     factor: &mut TableFactor,
     file: &str,
+    views: &Views,
     found: &mut Vec<(WindowTvf, SourceLocation)>,
 ) -> Result<()> {
     match factor {
         TableFactor::TableFunction { expr, alias } => {
-            let tvf = parse_tvf(expr, file)?;
+            let (tvf, view) = parse_tvf(expr, file, views)?;
             let at = location(file, expr);
-            *factor = plain_table(&tvf.relation(), alias.clone());
+            *factor = plain_table(&tvf.relation(), alias.clone().or(view));
             found.push((tvf, at));
             Ok(())
         }
-        TableFactor::Derived { subquery, .. } => replace_in_query(subquery, file, found),
+        TableFactor::Derived { subquery, .. } => replace_in_query(subquery, file, views, found),
         TableFactor::NestedJoin {
             table_with_joins, ..
         } => {
-            replace_in_factor(&mut table_with_joins.relation, file, found)?;
+            replace_in_factor(&mut table_with_joins.relation, file, views, found)?;
             for join in &mut table_with_joins.joins {
-                replace_in_factor(&mut join.relation, file, found)?;
+                replace_in_factor(&mut join.relation, file, views, found)?;
             }
             Ok(())
         }
@@ -355,7 +401,13 @@ fn plain_table(name: &TableName, alias: Option<sqlparser::ast::TableAlias>) -> T
     relation
 }
 
-fn parse_tvf(expr: &Expr, file: &str) -> Result<WindowTvf> {
+/// The window TVF `expr` calls and, when it reads a view, the view's name as
+/// the alias of its rows (`B.bidder` after `TUMBLE(TABLE B, …)`, as Flink reads it).
+fn parse_tvf(
+    expr: &Expr,
+    file: &str,
+    views: &Views,
+) -> Result<(WindowTvf, Option<sqlparser::ast::TableAlias>)> {
     let at = location(file, expr);
     let hint = "write TABLE(TUMBLE(TABLE space.t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)), HOP(…, slide, size), CUMULATE(…, step, max size) or SESSION(TABLE space.t [PARTITION BY k], DESCRIPTOR(ts), gap)";
     let Expr::Function(function) = expr else {
@@ -439,7 +491,9 @@ fn parse_tvf(expr: &Expr, file: &str) -> Result<WindowTvf> {
             return Err(invalid(at, format!("unknown window function {name}"), hint));
         }
     };
-    let (source, partition_by) = table_argument(args.first().copied(), file, &at, &name)?;
+    let (source, partition_by, view) =
+        table_argument(args.first().copied(), file, &at, &name, views)?;
+    let proctime = view.as_ref().and_then(|view| view.proctime.clone());
     if !partition_by.is_empty() && !matches!(kind, WindowKind::Session { .. }) {
         return Err(invalid(
             at,
@@ -471,21 +525,32 @@ fn parse_tvf(expr: &Expr, file: &str) -> Result<WindowTvf> {
             ));
         }
     };
-    Ok(WindowTvf {
+    let tvf = WindowTvf {
         kind,
         source,
+        processing_time: proctime.as_deref() == Some(time_column.as_str()),
         time_column,
         time_location,
         partition_by,
-    })
+    };
+    let alias = view.map(|view| sqlparser::ast::TableAlias {
+        explicit: false,
+        name: sqlparser::ast::Ident::new(view.name),
+        columns: Vec::new(),
+        at: None,
+    });
+    Ok((tvf, alias))
 }
 
+/// The table a window TVF reads, the keys that partition its sessions, and
+/// the view it names, if it names one.
 fn table_argument(
     arg: Option<&Expr>,
     file: &str,
     at: &SourceLocation,
     name: &str,
-) -> Result<(TableMention, Vec<String>)> {
+    views: &Views,
+) -> Result<(TableMention, Vec<String>, Option<views::ViewInput>)> {
     let table_args = match arg {
         Some(Expr::Function(f)) if f.name.to_string() == TABLE_ARGUMENT => function_args(&f.args),
         _ => {
@@ -503,16 +568,20 @@ fn table_argument(
         .first()
         .map_or(sqlparser::tokenizer::Location::new(1, 1), |p| p.span.start);
     let mention_at = place(file, start);
-    let table = match parts.as_slice() {
-        [space, table] => TableName::new(&space.value, &table.value),
+    let (table, view) = match parts.as_slice() {
+        [space, table] => (TableName::new(&space.value, &table.value), None),
+        [view] if views.names(&view.value) => {
+            let input = views.window_input(&view.value, &mention_at)?;
+            (input.table.clone(), Some(input))
+        }
         _ => {
             return Err(invalid(
                 mention_at,
                 format!(
-                    "table {} must be named SPACE.TABLE (a window TVF reads a catalog table, not a view or WITH table)",
+                    "table {} must be named SPACE.TABLE, or be a view of the pipeline",
                     ObjectName::from(parts.clone())
                 ),
-                "qualify it with its space, e.g. shop.dwd_orders; over a view, window the table the view reads",
+                "qualify it with its space, e.g. shop.dwd_orders",
             ));
         }
     };
@@ -529,6 +598,7 @@ fn table_argument(
             location: mention_at,
         },
         keys,
+        view,
     ))
 }
 
@@ -576,6 +646,7 @@ mod tests {
             time_column: "ts".to_string(),
             time_location: place("f", sqlparser::tokenizer::Location::new(1, 1)),
             partition_by: Vec::new(),
+            processing_time: false,
         }
     }
 

@@ -150,6 +150,11 @@ impl AsyncDB for StreamingDatabase {
 
     async fn shutdown(&mut self) {}
 
+    /// `sleep 1100ms` lets the wall clock pass (windows over processing time).
+    async fn sleep(duration: std::time::Duration) {
+        tokio::time::sleep(duration).await;
+    }
+
     fn engine_name(&self) -> &str {
         "strata-streaming"
     }

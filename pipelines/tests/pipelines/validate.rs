@@ -247,11 +247,19 @@ async fn mistakes_are_refused_with_their_place() {
             ],
         ),
         (
-            "window over processing time",
-            "INSERT INTO shop.dws_city_1m\nSELECT window_start, 'x', SUM(amount)\nFROM TABLE(TUMBLE(TABLE shop.ods_orders, DESCRIPTOR(proc_time), INTERVAL '1' MINUTE))\nGROUP BY window_start, window_end",
+            "a window over processing time in a subquery",
+            "INSERT INTO shop.dws_city_1m\nSELECT window_start, 'x', SUM(total) FROM (\n  SELECT window_start, window_end, SUM(amount) AS total\n  FROM TABLE(TUMBLE(TABLE shop.ods_orders, DESCRIPTOR(proc_time), INTERVAL '1' MINUTE))\n  GROUP BY window_start, window_end\n) GROUP BY window_start, window_end",
             &[
-                "p.sql:3:53: proc_time is shop.ods_orders's PROCTIME() column: windows over processing time are not supported yet",
-                "declare a WATERMARK",
+                "p.sql:4:55: a window over processing time (proc_time) joined or in a subquery",
+                "in a pipeline of its own",
+            ],
+        ),
+        (
+            "a window TVF over a view that filters",
+            "CREATE VIEW big AS SELECT *, PROCTIME() AS p FROM shop.ods_orders WHERE amount > 10;\nINSERT INTO shop.dws_city_1m\nSELECT window_start, 'x', SUM(amount)\nFROM TABLE(TUMBLE(TABLE big, DESCRIPTOR(p), INTERVAL '1' MINUTE))\nGROUP BY window_start, window_end",
+            &[
+                "p.sql:4:25: the window reads big, which filters",
+                "filter and compute in the SELECT that windows it",
             ],
         ),
         (

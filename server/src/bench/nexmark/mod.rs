@@ -27,7 +27,7 @@ pub use reference::Expected;
 
 /// The queries Strata runs, with their published per-core anchor (Flink 1.13,
 /// events/s per core) and, for windowed ones, how their windows end.
-pub const QUERIES: [Query; 21] = [
+pub const QUERIES: [Query; 22] = [
     Query::new("q0", include_str!("queries/q0.sql"), 155_000, Windows::None),
     Query::new("q1", include_str!("queries/q1.sql"), 158_000, Windows::None),
     Query::new("q2", include_str!("queries/q2.sql"), 175_000, Windows::None),
@@ -63,6 +63,12 @@ pub const QUERIES: [Query; 21] = [
         include_str!("queries/q11.sql"),
         40_000,
         Windows::Sessions,
+    ),
+    Query::new(
+        "q12",
+        include_str!("queries/q12.sql"),
+        76_000,
+        Windows::OnTheClock(10_000),
     ),
     Query::new(
         "q13",
@@ -145,6 +151,8 @@ pub enum Windows {
     Every(i64),
     /// When each key's session does (the reference lists them).
     Sessions,
+    /// Every slide (ms) of the wall clock: windows over processing time.
+    OnTheClock(i64),
 }
 
 impl Query {
@@ -186,11 +194,12 @@ impl Query {
             })
     }
 
-    /// The sink's DDL and the pipeline's INSERT.
+    /// The sink's DDL and the pipeline (its views, then its INSERT).
     fn split(&self) -> (&'static str, &'static str) {
         let at = self
             .text
-            .find("INSERT INTO")
+            .find("CREATE VIEW")
+            .or_else(|| self.text.find("INSERT INTO"))
             .expect("every query file has an INSERT");
         (&self.text[..at], &self.text[at..])
     }
@@ -312,18 +321,28 @@ pub async fn nexmark(query: Query, options: NexmarkOptions) -> anyhow::Result<Ne
     }
 
     let stats = std::sync::Arc::new(TableStats::new());
-    let check = if options.events <= ROW_CHECK_EVENTS {
+    let on_the_clock = matches!(query.windows, Windows::OnTheClock(_));
+    let check = if on_the_clock {
+        // Windows over processing time are checked by what they add up to.
+        stats.output.keep_rows();
+        "totals"
+    } else if options.events <= ROW_CHECK_EVENTS {
         stats.output.keep_rows();
         "rows"
     } else {
         "digest"
     };
     stats.emits.enable();
+    // Windows over processing time close on the clock, after the last row is read.
+    let mode = match query.windows {
+        Windows::OnTheClock(_) => RunMode::Continuous,
+        _ => RunMode::UntilCaughtUp,
+    };
     let run = PipelineRun {
         catalog: catalog.clone(),
         pipeline,
         stats: stats.clone(),
-        mode: RunMode::UntilCaughtUp,
+        mode,
         quality: Default::default(),
         replay: None,
     };
@@ -341,8 +360,21 @@ pub async fn nexmark(query: Query, options: NexmarkOptions) -> anyhow::Result<Ne
     reset_peak_rss();
     let cpu_before = cpu_seconds()?;
     let started = Instant::now();
-    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    run.run(stop_rx).await?;
+    let started_ms = strata_pipelines::watermark::now_ms();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    match query.windows {
+        Windows::OnTheClock(slide) => {
+            let running = tokio::spawn(run.run(stop_rx));
+            let rows = streams
+                .iter()
+                .map(|&stream| reference::rows_of(stream, options))
+                .sum();
+            stop_after_the_clock_closes(&stats, rows, slide, &running).await?;
+            let _ = stop.send(true);
+            running.await??;
+        }
+        _ => run.run(stop_rx).await?,
+    }
     let seconds = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds()? - cpu_before;
     let peak_rss_mb = peak_rss_mb()?;
@@ -351,7 +383,7 @@ pub async fn nexmark(query: Query, options: NexmarkOptions) -> anyhow::Result<Ne
         .watermark()
         .context("the run ended without a watermark")?;
     let expected = reference::expected(query.name, options)?;
-    if expected.watermark != watermark {
+    if !on_the_clock && expected.watermark != watermark {
         bail!(
             "{}: the pipeline's final watermark is {watermark}, the reference's {}",
             query.name,
@@ -374,10 +406,13 @@ pub async fn nexmark(query: Query, options: NexmarkOptions) -> anyhow::Result<Ne
             stats.output.kept_rows(),
         ),
     };
-    if check == "rows" {
+    if let Windows::OnTheClock(slide) = query.windows {
+        let totals = clock_window_totals(query.name, &written, slide, started_ms)?;
+        compare_rows(query.name, &[totals], &expected.rows)?;
+    } else if check == "rows" {
         compare_rows(query.name, &written, &expected.rows)?;
     }
-    if rows_out != expected.count || digest != expected.digest {
+    if !on_the_clock && (rows_out != expected.count || digest != expected.digest) {
         bail!(
             "{}: the pipeline wrote {rows_out} rows (digest {digest:016x}), the reference computes {} (digest {:016x})",
             query.name,
@@ -394,6 +429,11 @@ pub async fn nexmark(query: Query, options: NexmarkOptions) -> anyhow::Result<Ne
             latencies(&stats, ends)
         }
         Windows::Sessions => latencies(&stats, expected.window_ends.iter().copied()),
+        // The clock's watermark closes a window at its last instant, end − 1.
+        Windows::OnTheClock(_) => latencies(
+            &stats,
+            clock_window_ends(&written)?.into_iter().map(|end| end - 1),
+        ),
         Windows::None => (None, None, None),
     };
     let rows_in = stats.records_in.load(std::sync::atomic::Ordering::Relaxed);
@@ -420,6 +460,112 @@ pub async fn nexmark(query: Query, options: NexmarkOptions) -> anyhow::Result<Ne
         flink_per_core: query.flink_per_core,
         rate: options.rate,
     })
+}
+
+/// Waits until the pipeline has read the `rows` of the run and the clock
+/// has closed every window they fell into (windows of `slide` ms).
+async fn stop_after_the_clock_closes(
+    stats: &TableStats,
+    rows: u64,
+    slide: i64,
+    running: &tokio::task::JoinHandle<strata_pipelines::Result<()>>,
+) -> anyhow::Result<()> {
+    let tick = std::time::Duration::from_millis(20);
+    while stats.records_in.load(std::sync::atomic::Ordering::Relaxed) < rows {
+        if running.is_finished() {
+            bail!("the pipeline stopped before reading its {rows} rows");
+        }
+        tokio::time::sleep(tick).await;
+    }
+    let read_at = strata_pipelines::watermark::now_ms();
+    let last_end = read_at.div_euclid(slide) * slide + slide;
+    while stats.watermark().is_none_or(|w| w < last_end - 1) {
+        if running.is_finished() {
+            bail!("the pipeline stopped before the clock closed its windows");
+        }
+        tokio::time::sleep(tick).await;
+    }
+    Ok(())
+}
+
+/// Windows over processing time, checked by what they add up to: each
+/// written row (key, count, start, end) lies in a window of `slide` ms on
+/// the clock since the run started; returned are the counts per key.
+fn clock_window_totals(
+    query: &str,
+    written: &[RecordBatch],
+    slide: i64,
+    started_ms: i64,
+) -> anyhow::Result<RecordBatch> {
+    use arrow::array::{Array, Int64Array, TimestampMillisecondArray};
+    let mut totals: std::collections::HashMap<i64, i64> = Default::default();
+    let now = strata_pipelines::watermark::now_ms();
+    for batch in written {
+        let column = |at: usize| -> anyhow::Result<arrow::array::ArrayRef> {
+            let to = match at {
+                0 | 1 => arrow::datatypes::DataType::Int64,
+                _ => arrow::datatypes::DataType::Timestamp(
+                    arrow::datatypes::TimeUnit::Millisecond,
+                    None,
+                ),
+            };
+            Ok(arrow::compute::cast(batch.column(at), &to)?)
+        };
+        let (keys, counts, starts, ends) = (column(0)?, column(1)?, column(2)?, column(3)?);
+        let keys = keys.as_any().downcast_ref::<Int64Array>().context("keys")?;
+        let counts = counts
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .context("counts")?;
+        let starts = starts
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .context("starts")?;
+        let ends = ends
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .context("ends")?;
+        for row in 0..batch.num_rows() {
+            let (start, end) = (starts.value(row), ends.value(row));
+            if end - start != slide || start.rem_euclid(slide) != 0 {
+                bail!("{query}: the window [{start}, {end}) is not a window of {slide} ms");
+            }
+            if end <= started_ms || start > now {
+                bail!(
+                    "{query}: the window [{start}, {end}) is not on the clock of the run ({started_ms} to {now})"
+                );
+            }
+            *totals.entry(keys.value(row)).or_default() += counts.value(row);
+        }
+    }
+    let (keys, counts): (Vec<i64>, Vec<i64>) = totals.into_iter().unzip();
+    Ok(RecordBatch::try_from_iter([
+        (
+            "c0",
+            std::sync::Arc::new(Int64Array::from(keys)) as arrow::array::ArrayRef,
+        ),
+        (
+            "c1",
+            std::sync::Arc::new(Int64Array::from(counts)) as arrow::array::ArrayRef,
+        ),
+    ])?)
+}
+
+/// The distinct window ends of written rows whose fourth column is the end.
+fn clock_window_ends(written: &[RecordBatch]) -> anyhow::Result<Vec<i64>> {
+    let mut ends = std::collections::BTreeSet::new();
+    for batch in written {
+        let column = arrow::compute::cast(
+            batch.column(3),
+            &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+        )?;
+        let column = column
+            .as_any()
+            .downcast_ref::<arrow::array::TimestampMillisecondArray>()
+            .context("window ends")?;
+        ends.extend(column.values().iter().copied());
+    }
+    Ok(ends.into_iter().collect())
 }
 
 /// The rows of a Delta target, in its declared columns and types (Delta
