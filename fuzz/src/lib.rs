@@ -90,5 +90,5 @@ pub fn ddl(data: &[u8]) {
 /// A pipeline file: parsed, or refused; either is fine.
 pub fn pipeline_sql(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let _ = strata_pipelines::parse_pipeline(Path::new("fuzz.sql"), &text);
+    let _ = strata_pipelines::parse_pipelines(Path::new("fuzz.sql"), &text);
 }

@@ -140,7 +140,7 @@ fn deep_nesting_is_refused_not_recursed_into() {
         "(".repeat(50_000),
         ")".repeat(50_000)
     );
-    assert!(strata_pipelines::parse_pipeline(Path::new("deep.sql"), &deep).is_err());
+    assert!(strata_pipelines::parse_pipelines(Path::new("deep.sql"), &deep).is_err());
     let nested = format!(
         "{{\"name\": {}1{}, \"id\": 1}}",
         "[".repeat(40_000),

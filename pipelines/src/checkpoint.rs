@@ -105,9 +105,21 @@ impl Checkpoint {
     }
 
     /// Checks that the checkpoint holds exactly the state `plan` declares,
-    /// operator by operator; otherwise names what changed.
-    pub fn fit(&self, plan: &StreamPlan) -> Result<()> {
+    /// operator by operator, and that its runner's entry was kept on the same
+    /// time (`runtime`: empty for event time); otherwise names what changed.
+    pub fn fit(&self, plan: &StreamPlan, runtime: &str) -> Result<()> {
         let mut changes = Vec::new();
+        if let Some(entry) = self.entries.get(RUNTIME)
+            && entry.fingerprint != runtime
+        {
+            changes.push(StateChange {
+                operator: RUNTIME.to_string(),
+                kind: "the pipeline's time (its watermark is of event time or of the clock)"
+                    .to_string(),
+                written: Some(entry.fingerprint.clone()),
+                planned: Some(runtime.to_string()),
+            });
+        }
         for (id, state) in plan.states() {
             let kind = plan
                 .operator(id)
@@ -210,11 +222,11 @@ mod tests {
         checkpoint.put("lag-1", "LAG(v)", Vec::new());
         checkpoint.put(RUNTIME, "", Vec::new());
         checkpoint
-            .fit(&plan(&[("aggregate", "Sum(a)"), ("lag-1", "LAG(v)")]))
+            .fit(&plan(&[("aggregate", "Sum(a)"), ("lag-1", "LAG(v)")]), "")
             .unwrap();
 
         let err = checkpoint
-            .fit(&plan(&[("aggregate", "Max(a)"), ("lag-1", "LAG(v)")]))
+            .fit(&plan(&[("aggregate", "Max(a)"), ("lag-1", "LAG(v)")]), "")
             .unwrap_err();
         let PipelineError::StateMismatch { changes, .. } = &err else {
             panic!("{err}");
@@ -233,7 +245,7 @@ mod tests {
         let mut checkpoint = Checkpoint::default();
         checkpoint.put("lag-1", "LAG(v)", Vec::new());
         let err = checkpoint
-            .fit(&plan(&[("aggregate", "Sum(a)")]))
+            .fit(&plan(&[("aggregate", "Sum(a)")]), "")
             .unwrap_err()
             .to_string();
         assert!(

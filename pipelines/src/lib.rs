@@ -38,6 +38,7 @@ pub mod sink;
 pub mod sort;
 pub mod source;
 pub mod state;
+mod statement_set;
 pub mod steps;
 pub mod transform;
 pub mod union;
@@ -47,7 +48,7 @@ pub mod watermark;
 pub mod window;
 
 pub use error::{PipelineError, Result, StateChange};
-pub use project::{Pipeline, Settings, load_pipelines, parse_pipeline};
+pub use project::{Pipeline, Settings, load_pipelines, parse_pipelines};
 pub use runner::{PipelineRun, Quality, Replay, ResetFrom, RunMode, TableStats};
 pub use validate::{ValidPipeline, validate};
 

@@ -1,6 +1,8 @@
 //! Pipeline files: `pipelines/<layer>/<name>.sql`, each one
 //! `INSERT INTO <target> SELECT …` over catalog tables, optionally after
-//! Flink-style `SET 'key' = 'value';` lines that tune it.
+//! Flink-style `SET 'key' = 'value';` lines that tune it and views that name
+//! its steps; or several INSERTs, Flink's statement set, each a pipeline of
+//! its own named `<name>.<target table>` ([`crate::statement_set`]).
 //!
 //! ```text
 //!   pipelines/dwd/dwd_orders.sql ──parse──▶ Pipeline { target, query, sources (with file:line:col) }
@@ -27,7 +29,9 @@ use crate::window::{self, WindowTvf};
 /// One parsed pipeline file.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
-    /// The file's stem, e.g. `dwd_orders`.
+    /// The file's stem, e.g. `dwd_orders`; in a statement set, the stem and
+    /// the target table (`orders.dws_user_spend`), but for the target the file
+    /// is named after.
     pub name: String,
     pub file: PathBuf,
     /// The whole file, for locating names in errors.
@@ -119,29 +123,23 @@ pub fn load_pipelines(project_dir: &Path) -> Result<Vec<Pipeline>> {
         );
     }
     files.sort();
-    files
-        .into_iter()
-        .map(|file| {
-            let text = std::fs::read_to_string(&file).map_err(|source| PipelineError::Io {
-                path: file.display().to_string(),
-                source,
-            })?;
-            parse_pipeline(&file, &text)
-        })
-        .collect()
+    let mut pipelines = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|source| PipelineError::Io {
+            path: file.display().to_string(),
+            source,
+        })?;
+        pipelines.extend(parse_pipelines(&file, &text)?);
+    }
+    Ok(pipelines)
 }
 
-/// Parses one pipeline file.
-pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
+/// Parses a pipeline file: its `SET` lines, its views, and its INSERT, or
+/// its INSERTs (a statement set), each a pipeline.
+pub fn parse_pipelines(file: &Path, text: &str) -> Result<Vec<Pipeline>> {
     let label = file.display().to_string();
-    let invalid = |line: u64, column: u64, message: String, hint: &str| PipelineError::Invalid {
-        location: SourceLocation {
-            file: label.clone(),
-            line: line.max(1),
-            column: column.max(1),
-        },
-        message,
-        hint: Some(hint.to_string()),
+    let invalid = |line: u64, column: u64, message: String, hint: &str| {
+        invalid_at(&label, line, column, message, hint)
     };
     let syntax_error = |err: sqlparser::parser::ParserError| {
         let text = err.to_string();
@@ -150,7 +148,7 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
             line,
             column,
             message,
-            "a pipeline is one INSERT INTO <table> SELECT …, after optional SET 'key' = 'value'; lines and CREATE TEMPORARY VIEW v AS SELECT …; views",
+            "a pipeline is one INSERT INTO <table> SELECT … (or a STATEMENT SET of them), after optional SET 'key' = 'value'; lines and CREATE TEMPORARY VIEW v AS SELECT …; views",
         )
     };
     if let Some((line, column)) = table_hint(text) {
@@ -173,6 +171,8 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
         .tokenize_with_location()
         .map_err(|err| syntax_error(err.into()))?;
     strata_catalog::functions::quote_time_units(&mut tokens);
+    let tokens = crate::statement_set::strip(tokens)
+        .map_err(|(line, column, message, hint)| invalid(line, column, message, hint))?;
     let mut parser = Parser::new(&FlinkDialect).with_tokens_with_locations(tokens);
     let mut settings = Settings::default();
     while parser.parse_keyword(sqlparser::keywords::Keyword::SET) {
@@ -184,49 +184,168 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline> {
         apply_setting(&mut settings, &key, &value)
             .map_err(|(message, hint)| invalid(at.line, at.column, message, &hint))?;
     }
-    let mut statements = parser.parse_statements().map_err(syntax_error)?;
-    let Some(statement) = statements.pop() else {
+    let statements = parser.parse_statements().map_err(syntax_error)?;
+    if statements.is_empty() {
         return Err(invalid(
             1,
             1,
             "a pipeline file holds no statement".to_string(),
             "write INSERT INTO space.table SELECT …",
         ));
-    };
-    let mut views = Vec::with_capacity(statements.len());
-    for before in statements {
-        match before {
-            Statement::CreateView(view) => views.push(view),
+    }
+    let mut views = Vec::new();
+    let mut inserts = Vec::new();
+    for statement in statements {
+        match statement {
+            Statement::CreateView(view) if inserts.is_empty() => views.push(view),
+            Statement::Insert(insert) => inserts.push(insert),
             other => {
                 let start = other.span().start;
-                let what = match other {
-                    Statement::Insert(_) => "a second INSERT".to_string(),
-                    other => other
-                        .to_string()
-                        .split_whitespace()
-                        .take(2)
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                };
-                return Err(invalid(
-                    start.line,
-                    start.column,
-                    format!(
-                        "a pipeline file holds its views and then one INSERT INTO … SELECT …, not {what} (several INSERTs in one pipeline, Flink's STATEMENT SET, are not supported yet)"
+                let (message, hint) = match other {
+                    Statement::CreateView(_) => (
+                        "a view after an INSERT".to_string(),
+                        "declare a file's views before its INSERTs",
                     ),
-                    "put each INSERT INTO … SELECT … in a file of its own; name steps with CREATE TEMPORARY VIEW v AS SELECT … before the INSERT",
-                ));
+                    other => (
+                        format!(
+                            "a pipeline must be INSERT INTO <table> SELECT …, not {}",
+                            other
+                                .to_string()
+                                .split_whitespace()
+                                .take(2)
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        ),
+                        "tables are declared in catalog/*.sql; pipelines/<layer>/*.sql only fill them",
+                    ),
+                };
+                return Err(invalid(start.line, start.column, message, hint));
             }
         }
     }
-    let Statement::Insert(insert) = statement else {
-        let start = statement.span().start;
+    if inserts.is_empty() {
         return Err(invalid(
-            start.line,
-            start.column,
-            "a pipeline must be INSERT INTO <table> SELECT …".to_string(),
+            1,
+            1,
+            "a pipeline must be INSERT INTO <table> SELECT …, after its views".to_string(),
             "tables are declared in catalog/*.sql; pipelines/<layer>/*.sql only fill them",
         ));
+    }
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let several = inserts.len() > 1;
+    let mut pipelines: Vec<Pipeline> = Vec::with_capacity(inserts.len());
+    for insert in inserts {
+        let read = views_read(&insert, &views);
+        let mut pipeline = parse_insert(insert, read, settings.clone(), file, text)?;
+        if let Some(earlier) = pipelines
+            .iter()
+            .find(|p| p.target.table == pipeline.target.table)
+        {
+            let at = &pipeline.target.location;
+            return Err(invalid(
+                at.line,
+                at.column,
+                format!(
+                    "a second INSERT INTO {} (the first is at {})",
+                    pipeline.target.table, earlier.target.location
+                ),
+                "write one INSERT per table, and UNION ALL what it takes",
+            ));
+        }
+        // Named after the file and its target, but for the INSERT into the
+        // table the file is named after, which keeps the file's name (and its
+        // state) when more INSERTs join it.
+        if several && pipeline.target.table.name != stem {
+            pipeline.name = format!("{stem}.{}", pipeline.target.table.name);
+        }
+        pipelines.push(pipeline);
+    }
+    Ok(pipelines)
+}
+
+/// A refusal at `line`:`column` of `file`.
+fn invalid_at(file: &str, line: u64, column: u64, message: String, hint: &str) -> PipelineError {
+    PipelineError::Invalid {
+        location: SourceLocation {
+            file: file.to_string(),
+            line: line.max(1),
+            column: column.max(1),
+        },
+        message,
+        hint: Some(hint.to_string()),
+    }
+}
+
+/// The views an INSERT reads, directly or through other views, in the order declared.
+fn views_read(
+    insert: &sqlparser::ast::Insert,
+    views: &[sqlparser::ast::CreateView],
+) -> Vec<sqlparser::ast::CreateView> {
+    // Relations, and the tables of window TVFs (`TABLE(TUMBLE(TABLE v, …))`).
+    fn single_names(node: &impl sqlparser::ast::Visit, into: &mut Vec<String>) {
+        let _ = visit_relations(node, |name| {
+            if let [part] = name.0.as_slice()
+                && let Some(ident) = part.as_ident()
+            {
+                into.push(ident.value.clone());
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        let _ = sqlparser::ast::visit_expressions(node, |expr| {
+            if let sqlparser::ast::Expr::Function(call) = expr
+                && call.name.to_string() == strata_catalog::ddl::TABLE_ARGUMENT
+                && let sqlparser::ast::FunctionArguments::List(list) = &call.args
+                && let Some(sqlparser::ast::FunctionArg::Unnamed(
+                    sqlparser::ast::FunctionArgExpr::Expr(
+                        sqlparser::ast::Expr::CompoundIdentifier(parts),
+                    ),
+                )) = list.args.first()
+                && let [part] = parts.as_slice()
+            {
+                into.push(part.value.clone());
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    let view_name = |view: &sqlparser::ast::CreateView| match view.name.0.as_slice() {
+        [part] => part.as_ident().map(|ident| ident.value.clone()),
+        _ => None,
+    };
+    let mut needed = Vec::new();
+    if let Some(query) = &insert.source {
+        single_names(query.as_ref(), &mut needed);
+    }
+    // A view reads only views declared before it: from the last one back.
+    let mut read = vec![false; views.len()];
+    for (at, view) in views.iter().enumerate().rev() {
+        // A misnamed view is kept, to be refused at its place.
+        if view_name(view).is_none_or(|name| needed.contains(&name)) {
+            read[at] = true;
+            single_names(view.query.as_ref(), &mut needed);
+        }
+    }
+    views
+        .iter()
+        .zip(read)
+        .filter(|(_, read)| *read)
+        .map(|(view, _)| view.clone())
+        .collect()
+}
+
+/// One INSERT of a pipeline file, with the views it reads and the file's settings.
+fn parse_insert(
+    insert: sqlparser::ast::Insert,
+    views: Vec<sqlparser::ast::CreateView>,
+    settings: Settings,
+    file: &Path,
+    text: &str,
+) -> Result<Pipeline> {
+    let label = file.display().to_string();
+    let invalid = |line: u64, column: u64, message: String, hint: &str| {
+        invalid_at(&label, line, column, message, hint)
     };
     let TableObject::TableName(target_name) = &insert.table else {
         let start = insert.table.span().start;

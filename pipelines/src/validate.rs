@@ -174,6 +174,7 @@ impl ValidPipeline {
 pub async fn validate(pipelines: Vec<Pipeline>, tables: &[TableDef]) -> Result<Vec<ValidPipeline>> {
     let by_name: HashMap<&TableName, &TableDef> = tables.iter().map(|t| (&t.name, t)).collect();
     let ctx = schema_session(tables);
+    refuse_same_names(&pipelines)?;
     let mut valid = Vec::with_capacity(pipelines.len());
     for mut pipeline in pipelines {
         let target = (*lookup(&by_name, &pipeline.target)?).clone();
@@ -197,7 +198,7 @@ pub async fn validate(pipelines: Vec<Pipeline>, tables: &[TableDef]) -> Result<V
                 .expect("a window's table is among the sources");
             check_window_time(tvf, source)?;
         }
-        refuse_processing_time_beside(&pipeline)?;
+        refuse_processing_time_beside(&pipeline, &sources)?;
         check_lookups(&pipeline, &sources)?;
         refuse_unsupported_calls(&pipeline)?;
         read_processing_time(&mut pipeline, &sources);
@@ -217,6 +218,28 @@ pub async fn validate(pipelines: Vec<Pipeline>, tables: &[TableDef]) -> Result<V
         });
     }
     dependency_order(valid)
+}
+
+/// A pipeline's name keys its consumer group, its transactions and its state:
+/// two pipelines of one name (files of one name in two folders, or a
+/// statement set's INSERTs into tables of one name in two spaces) are refused.
+fn refuse_same_names(pipelines: &[Pipeline]) -> Result<()> {
+    let mut seen: HashMap<&str, &Pipeline> = HashMap::new();
+    for pipeline in pipelines {
+        if let Some(first) = seen.insert(pipeline.name.as_str(), pipeline) {
+            return Err(PipelineError::Invalid {
+                location: pipeline.target.location.clone(),
+                message: format!(
+                    "a second pipeline named {} (the first fills {}, at {})",
+                    pipeline.name, first.target.table, first.target.location
+                ),
+                hint: Some(
+                    "rename one of the files: a pipeline is named after its file".to_string(),
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn lookup<'a>(
@@ -514,15 +537,27 @@ fn refuse_unsupported_calls(pipeline: &Pipeline) -> Result<()> {
 
 /// Windows over processing time close on the wall clock, which nothing
 /// else of a pipeline reads: they run as one window aggregation (or SELECT)
-/// over one table, not joined or beside rows that wait for a watermark.
-fn refuse_processing_time_beside(pipeline: &Pipeline) -> Result<()> {
+/// over one table, not joined or beside anything that reads event time.
+fn refuse_processing_time_beside(pipeline: &Pipeline, sources: &[TableDef]) -> Result<()> {
     let Some(tvf) = pipeline.windows().find(|tvf| tvf.processing_time) else {
         return Ok(());
     };
+    let versioned = pipeline.lookups.iter().any(|lookup| {
+        sources
+            .iter()
+            .find(|t| t.name == lookup.table.table)
+            .is_some_and(|table| crate::registry::connector(table).versions(table))
+    });
     let beside = if pipeline.aligned {
         Some("joined or in a subquery (a window join or a window-aligned query runs on event time)")
     } else if pipeline.settings.allowed_lateness_ms > 0 {
         Some("with allowed lateness (no row comes late to a window over processing time)")
+    } else if versioned {
+        Some("beside an event-time temporal join (whose versions wait for event time)")
+    } else if first_call(&pipeline.query, &["current_watermark"]).is_some() {
+        Some(
+            "beside CURRENT_WATERMARK (the pipeline's watermark is the clock then, not event time)",
+        )
     } else {
         None
     };

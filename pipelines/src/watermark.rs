@@ -136,21 +136,40 @@ impl WatermarkTracker {
 
 /// The watermark of a pipeline whose windows run on processing time: the
 /// wall clock, stepped down to the last instant at which windows can close,
-/// so that it moves (and commits) only when one may have.
+/// so that it moves (and commits) only when one may have; and until when
+/// windows may be open, from when rows were last read.
 ///
 /// ```text
 ///   tick 10 s:  clock 12:00:17.3 ──▶ watermark 12:00:09.999 (closes windows ending by 12:00:10)
+///   rows read at 12:00:17.3, windows reach 10 s past a row ──▶ open until 12:00:27.3 at most
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcessingClock {
     tick_ms: i64,
+    reach_ms: i64,
+    open_until: i64,
 }
 
 impl ProcessingClock {
-    pub fn new(tick_ms: i64) -> Self {
+    /// A clock stepping by `tick_ms`, over windows that end at most `reach_ms`
+    /// after a row's time; the state it starts from may hold windows open
+    /// until `now_ms + reach_ms`.
+    pub fn new(tick_ms: i64, reach_ms: i64, now_ms: i64) -> Self {
         Self {
             tick_ms: tick_ms.max(1),
+            reach_ms,
+            open_until: now_ms.saturating_add(reach_ms),
         }
+    }
+
+    /// Rows were read (and fell into windows) at `now_ms`.
+    pub fn read_rows_at(&mut self, now_ms: i64) {
+        self.open_until = self.open_until.max(now_ms.saturating_add(self.reach_ms));
+    }
+
+    /// Whether a window may still be open once the watermark is `watermark`.
+    pub fn may_hold_windows_after(&self, watermark: i64) -> bool {
+        watermark < self.open_until - 1
     }
 
     /// The watermark at `now_ms` on the wall clock.
@@ -173,10 +192,14 @@ mod tests {
 
     #[test]
     fn the_processing_clock_steps_to_the_last_window_end() {
-        let clock = ProcessingClock::new(10_000);
+        let mut clock = ProcessingClock::new(10_000, 10_000, 0);
         assert_eq!(clock.watermark_at(17_300), 9_999);
         assert_eq!(clock.watermark_at(20_000), 19_999);
         assert_eq!(clock.watermark_at(19_999), 9_999);
+        // Rows read at 17.3 s fall into windows ending by 27.3 s at most.
+        clock.read_rows_at(17_300);
+        assert!(clock.may_hold_windows_after(19_999));
+        assert!(!clock.may_hold_windows_after(29_999));
     }
 
     #[test]

@@ -30,12 +30,23 @@ pub async fn explain(catalog: &Catalog, name: &str) -> anyhow::Result<Explained>
         .ok()
         .filter(|path| path.is_file());
     let known: Vec<String> = pipelines.iter().map(|p| p.name.clone()).collect();
-    let pipeline = pipelines
+    let mut matching: Vec<_> = pipelines
         .into_iter()
-        .find(|p| match &file {
+        .filter(|p| match &file {
             Some(file) => p.file.canonicalize().is_ok_and(|path| &path == file),
             None => p.name == name,
         })
+        .collect();
+    if matching.len() > 1 {
+        let names: Vec<&str> = matching.iter().map(|p| p.name.as_str()).collect();
+        anyhow::bail!(
+            "{name} holds a statement set of {} pipelines\n  hint: explain one of them by name: {}",
+            names.len(),
+            names.join(", ")
+        );
+    }
+    let pipeline = matching
+        .pop()
         .with_context(|| {
             format!(
                 "no pipeline is named {name}\n  hint: the pipelines are {}; a pipeline file's path works too",

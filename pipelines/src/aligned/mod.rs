@@ -500,11 +500,20 @@ impl AlignedQuery {
     }
 
     /// The watermark that closes windows: the stream's, or for a window join
-    /// the lower of the two streams' (none until both have one).
+    /// the lower of the two streams' (none until both have one). A stream
+    /// that has delivered nothing for the idle timeout stops holding windows
+    /// back, as an idle input in Flink: its rows that come later are late;
+    /// when both are idle, the higher one holds (as Flink's valve does).
     pub fn watermark(&self, watermarks: &Watermarks) -> Option<i64> {
-        match self.inputs.len() {
-            1 => watermarks.pipeline,
-            _ => Some(watermarks.source?.min(watermarks.second?)),
+        if self.inputs.len() == 1 {
+            return watermarks.pipeline;
+        }
+        let (source, second) = (watermarks.source, watermarks.second);
+        match (watermarks.source_idle, watermarks.second_idle) {
+            (false, true) => source,
+            (true, false) => second,
+            (true, true) => source.max(second),
+            (false, false) => Some(source?.min(second?)),
         }
     }
 

@@ -99,7 +99,7 @@ impl Harness {
         let watermarks = Watermarks {
             pipeline: Some(watermark),
             source: Some(watermark),
-            second: None,
+            ..Watermarks::default()
         };
         self.operator.on_watermark(&watermarks).await
     }

@@ -354,6 +354,10 @@ pub struct Watermarks {
     /// The second stream's own (an interval join's right side, a temporal
     /// join's versioned changelog), if one is read.
     pub second: Option<i64>,
+    /// The source stream has delivered nothing for the idle timeout.
+    pub source_idle: bool,
+    /// The second stream has delivered nothing for the idle timeout.
+    pub second_idle: bool,
 }
 
 /// What an operator emits when the watermark advances: rows it inserts or

@@ -162,6 +162,9 @@ pub(super) struct Task<'a> {
     committed_watermark: Option<i64>,
     /// The largest watermark the versions input let through, so that it never goes back.
     joined_watermark: Option<i64>,
+    /// Whether the source and the second stream were idle at the last commit:
+    /// a stream falling idle lets a window join close windows, so it commits.
+    committed_idleness: (bool, bool),
     pending: Pending,
     interval: Duration,
     checking: Checking,
@@ -321,6 +324,8 @@ impl<'a> Task<'a> {
                 ProcessingClock::new(
                     tvf.processing_tick()
                         .unwrap_or(engine.commit_interval_ms as i64),
+                    tvf.longest_reach(),
+                    now_ms(),
                 )
             });
         let watermark = source
@@ -367,6 +372,7 @@ impl<'a> Task<'a> {
             clock,
             committed_watermark: None,
             joined_watermark: None,
+            committed_idleness: (false, false),
             pending: Pending::default(),
             interval,
             checking,
@@ -482,7 +488,7 @@ impl<'a> Task<'a> {
             let shape = self.plan.state_shape();
             return self.legacy_parts().restore(bytes, &pipeline, &shape);
         };
-        checkpoint.fit(&self.stream_plan)?;
+        checkpoint.fit(&self.stream_plan, self.runtime_fingerprint())?;
         for (id, mut part) in self.state_parts() {
             let Some(entry) = checkpoint.take(&id) else {
                 continue;
@@ -494,6 +500,15 @@ impl<'a> Task<'a> {
             }
         }
         super::keyed::restore(&self.plan, &mut checkpoint).await
+    }
+
+    /// What the runner's own entry of a checkpoint is kept on: the clock, for
+    /// windows over processing time (a checkpoint of the other time is refused).
+    fn runtime_fingerprint(&self) -> &'static str {
+        match self.clock {
+            Some(_) => "processing time",
+            None => "",
+        }
     }
 
     /// The state of each stateful operator, under its id in the plan; the runner's own first.
@@ -554,11 +569,12 @@ impl<'a> Task<'a> {
             .map(|(id, state)| (id.to_string(), state.fingerprint.clone()))
             .collect();
         let mut checkpoint = Checkpoint::default();
+        let runtime = self.runtime_fingerprint();
         for (id, part) in self.state_parts() {
             let mut out = ByteWriter::default();
             part.snapshot(&mut out);
             let fingerprint = match id.as_str() {
-                RUNTIME => "",
+                RUNTIME => runtime,
                 _ => fingerprints
                     .get(&id)
                     .expect("the plan declares every state the task keeps"),
@@ -659,7 +675,7 @@ impl<'a> Task<'a> {
                 self.run.stats.watermark_ms.store(w, Ordering::Relaxed);
                 self.run.stats.emits.reached(w, now_ms());
             }
-            let watermark_moved = self.stateful.is_some() && current != self.committed_watermark;
+            let watermark_moved = self.watermark_moved(current);
             let landing = self.in_flight.as_ref().is_some_and(|c| !c.is_finished());
             // One commit per interval at most while running on (freshness comes
             // from the live view); a catch-up run commits as soon as it is there.
@@ -683,8 +699,8 @@ impl<'a> Task<'a> {
             }
         }
         // What the watermark closed since the last commit lands before the run ends.
-        let watermark_moved =
-            self.stateful.is_some() && self.current_watermark() != self.committed_watermark;
+        let current = self.current_watermark();
+        let watermark_moved = self.watermark_moved(current);
         if self.has_pending() || watermark_moved {
             self.commit().await?;
         }
@@ -776,7 +792,12 @@ impl<'a> Task<'a> {
     fn current_watermark(&mut self) -> Option<i64> {
         let now = Instant::now();
         let source = match self.clock {
-            Some(clock) => Some(clock.watermark_at(now_ms())),
+            // The clock may step back (a time sync); the watermark never does.
+            Some(clock) => Some(
+                clock
+                    .watermark_at(now_ms())
+                    .max(self.committed_watermark.unwrap_or(i64::MIN)),
+            ),
             None => self
                 .watermark
                 .as_mut()
@@ -797,6 +818,40 @@ impl<'a> Task<'a> {
         };
         self.joined_watermark = current;
         current
+    }
+
+    /// Whether the watermark has moved since the last commit, in a way that
+    /// may close something: on the clock, only while windows may be open (an
+    /// idle pipeline whose windows all closed does not commit every tick).
+    fn watermark_moved(&self, current: Option<i64>) -> bool {
+        let moved = self.stateful.is_some()
+            && (current != self.committed_watermark
+                || self.idleness(Instant::now()) != self.committed_idleness);
+        match &self.clock {
+            Some(clock) => {
+                moved
+                    && self
+                        .committed_watermark
+                        .is_none_or(|committed| clock.may_hold_windows_after(committed))
+            }
+            None => moved,
+        }
+    }
+
+    /// Whether the source and the second stream have each delivered nothing
+    /// for the idle timeout.
+    fn idleness(&self, now: Instant) -> (bool, bool) {
+        let idle = |watermark: Option<&(String, WatermarkTracker)>| {
+            watermark.is_some_and(|(_, tracker)| tracker.all_idle(now))
+        };
+        (
+            idle(self.watermark.as_ref()),
+            idle(
+                self.right
+                    .as_ref()
+                    .and_then(|right| right.watermark.as_ref()),
+            ),
+        )
     }
 
     /// Whether rows wait for the versions input's watermark.
@@ -977,6 +1032,11 @@ impl<'a> Task<'a> {
 
     async fn run_batch(&mut self, batch: SourceBatch, stop: &watch::Receiver<bool>) -> Result<()> {
         let batch = self.set_aside_future_rows(batch)?;
+        if let Some(clock) = &mut self.clock
+            && batch.rows.num_rows() > 0
+        {
+            clock.read_rows_at(now_ms());
+        }
         let pass = Pass {
             attempt: 0,
             stop: stop.clone(),
@@ -1541,6 +1601,7 @@ impl<'a> Task<'a> {
     async fn commit(&mut self) -> Result<()> {
         let watermark = self.current_watermark();
         let now = Instant::now();
+        let idleness = self.idleness(now);
         let watermarks = Watermarks {
             pipeline: watermark,
             source: self
@@ -1552,7 +1613,10 @@ impl<'a> Task<'a> {
                 (None, Some(right)) => right.tracker().and_then(|t| t.current(now)),
                 (None, None) => None,
             },
+            source_idle: idleness.0,
+            second_idle: idleness.1,
         };
+        self.committed_idleness = idleness;
         let emitted = self.plan.on_watermark(&watermarks).await?;
         // Rows taken back come before the rows that replace them.
         for batch in emitted.retracts.into_iter().filter(|b| b.num_rows() > 0) {

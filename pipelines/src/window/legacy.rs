@@ -22,12 +22,17 @@ use super::{
 };
 use crate::error::Result;
 use crate::mention::{mention, place};
+use crate::window::views::Views;
 
 const HINT: &str = "write GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE), HOP(ts, slide, size) or SESSION(ts, gap) over one table, or the window TVF: FROM TABLE(TUMBLE(TABLE space.t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))";
 
 /// The group window of a `GROUP BY TUMBLE(…)` (or HOP, SESSION), if the
 /// SELECT has one: the SELECT is rewritten to read the windowed rows.
-pub(super) fn extract_group_window(select: &mut Select, file: &str) -> Result<Option<WindowTvf>> {
+pub(super) fn extract_group_window(
+    select: &mut Select,
+    file: &str,
+    views: &Views,
+) -> Result<Option<WindowTvf>> {
     let GroupByExpr::Expressions(keys, _) = &mut select.group_by else {
         return Ok(None);
     };
@@ -95,6 +100,30 @@ pub(super) fn extract_group_window(select: &mut Select, file: &str) -> Result<Op
     // A table, or a subquery that adds a processing-time column to one
     // (`FROM (SELECT *, PROCTIME() AS p_time FROM bid) B`, as Nexmark's q12 in Flink 1.13).
     let (source, alias, proctime) = match &from.relation {
+        // One of the file's views (`FROM B`), read as the view's table.
+        TableFactor::Table {
+            name: table, alias, ..
+        } if table.0.len() == 1
+            && table.0[0]
+                .as_ident()
+                .is_some_and(|view| views.names(&view.value)) =>
+        {
+            let view = table.0[0].as_ident().expect("matched").clone();
+            let input = views.window_input(&view.value, &location(file, &call))?;
+            let source = crate::mention::TableMention {
+                table: input.table,
+                location: place(file, view.span.start),
+            };
+            let alias = alias.clone().or_else(|| {
+                Some(sqlparser::ast::TableAlias {
+                    explicit: false,
+                    name: view,
+                    columns: Vec::new(),
+                    at: None,
+                })
+            });
+            (source, alias, input.proctime)
+        }
         TableFactor::Table {
             name: table, alias, ..
         } => (mention(file, table)?, alias.clone(), None),
@@ -102,7 +131,7 @@ pub(super) fn extract_group_window(select: &mut Select, file: &str) -> Result<Op
             subquery,
             alias: Some(alias),
             ..
-        } => {
+        } if alias.columns.is_empty() => {
             let input =
                 super::views::window_input(&alias.name.value, subquery, &location(file, &call))?;
             let source = crate::mention::TableMention {
@@ -114,7 +143,9 @@ pub(super) fn extract_group_window(select: &mut Select, file: &str) -> Result<Op
         _ => {
             return Err(invalid(
                 here,
-                format!("{name}(…) over a subquery without a name"),
+                format!(
+                    "{name}(…) over a subquery without a name of its own, or that renames its columns"
+                ),
                 HINT,
             ));
         }
@@ -274,6 +305,7 @@ mod tests {
     use strata_catalog::ddl::FlinkDialect;
 
     use super::extract_group_window;
+    use crate::window::views::Views;
     use crate::window::{WindowKind, WindowTvf};
 
     /// The window of `sql`'s SELECT, and the SELECT as it reads after the rewrite.
@@ -285,7 +317,7 @@ mod tests {
         let SetExpr::Select(select) = query.body.as_mut() else {
             panic!("a SELECT")
         };
-        let tvf = extract_group_window(select, "p.sql")?;
+        let tvf = extract_group_window(select, "p.sql", &Views::default())?;
         Ok((tvf, select.to_string()))
     }
 

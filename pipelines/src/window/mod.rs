@@ -145,6 +145,16 @@ impl WindowTvf {
         }
     }
 
+    /// How far past a row's time its windows end, at most.
+    pub fn longest_reach(&self) -> i64 {
+        match self.kind {
+            WindowKind::Tumble { size }
+            | WindowKind::Hop { size, .. }
+            | WindowKind::Cumulate { size, .. } => size,
+            WindowKind::Session { gap } => gap,
+        }
+    }
+
     /// One row per (row, window): the batch's columns, then the window columns.
     /// Rows whose event time is NULL belong to no window; they are returned apart.
     /// Over processing time, every row of the batch has the time it is read.
@@ -247,7 +257,7 @@ pub fn extract(query: &mut Query, file: &str) -> Result<Option<Extracted>> {
 
 fn extract_tvfs(query: &mut Query, file: &str, views: &Views) -> Result<Option<Extracted>> {
     if let SetExpr::Select(select) = query.body.as_mut()
-        && let Some(tvf) = legacy::extract_group_window(select, file)?
+        && let Some(tvf) = legacy::extract_group_window(select, file, views)?
     {
         return Ok(Some(Extracted {
             tvf,
@@ -333,7 +343,7 @@ fn replace_in_set(
 ) -> Result<()> {
     match body {
         SetExpr::Select(select) => {
-            if let Some(tvf) = legacy::extract_group_window(select, file)? {
+            if let Some(tvf) = legacy::extract_group_window(select, file, views)? {
                 let at = tvf.time_location.clone();
                 found.push((tvf, at));
                 return Ok(());

@@ -34,6 +34,7 @@ pub(super) struct ViewInput {
 }
 
 /// The views (WITH tables) of a query, and those a window TVF read.
+#[derive(Default)]
 pub(super) struct Views {
     ctes: Vec<Cte>,
     consumed: RefCell<BTreeSet<String>>,
@@ -81,16 +82,18 @@ impl Views {
             return;
         };
         let mut read: BTreeSet<String> = BTreeSet::new();
-        for cte in &with.cte_tables {
-            let _ = visit_relations(&cte.query, |name| {
-                read.insert(name.to_string());
-                ControlFlow::<()>::Continue(())
-            });
-        }
-        let _ = visit_relations(query.body.as_ref(), |name| {
-            read.insert(name.to_string());
+        let mut note = |name: &sqlparser::ast::ObjectName| {
+            if let [part] = name.0.as_slice()
+                && let Some(ident) = part.as_ident()
+            {
+                read.insert(ident.value.clone());
+            }
             ControlFlow::<()>::Continue(())
-        });
+        };
+        for cte in &with.cte_tables {
+            let _ = visit_relations(&cte.query, &mut note);
+        }
+        let _ = visit_relations(query.body.as_ref(), &mut note);
         with.cte_tables.retain(|cte| {
             let name = &cte.alias.name.value;
             !consumed.contains(name) || read.contains(name)

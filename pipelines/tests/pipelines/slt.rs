@@ -124,7 +124,10 @@ impl AsyncDB for StreamingDatabase {
         let view = ["CREATE VIEW", "CREATE TEMPORARY VIEW", "CREATE TEMP VIEW"]
             .iter()
             .any(|start| upper.starts_with(start));
-        if upper.starts_with("SET ") || upper.starts_with("INSERT INTO") || view {
+        let statement_set = ["EXECUTE STATEMENT SET", "BEGIN STATEMENT SET"]
+            .iter()
+            .any(|start| upper.starts_with(start));
+        if upper.starts_with("SET ") || upper.starts_with("INSERT INTO") || view || statement_set {
             self.save_pipeline(sql)?;
             return Ok(DBOutput::StatementComplete(0));
         }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use strata_catalog::TableDef;
 use strata_catalog::ddl::table_defs;
-use strata_pipelines::{PipelineError, parse_pipeline, validate};
+use strata_pipelines::{PipelineError, parse_pipelines, validate};
 
 const CATALOG: &str = "
 CREATE TABLE shop.ods_orders (order_id BIGINT, user_id BIGINT, amount DECIMAL(10, 2), order_time TIMESTAMP(3), proc_time AS PROCTIME())
@@ -38,9 +38,12 @@ const APP: &str =
 async fn check(files: &[(&str, &str)]) -> Result<Vec<String>, String> {
     let pipelines = files
         .iter()
-        .map(|(file, sql)| parse_pipeline(Path::new(file), sql))
+        .map(|(file, sql)| parse_pipelines(Path::new(file), sql))
         .collect::<Result<Vec<_>, PipelineError>>()
-        .map_err(|err| err.to_string())?;
+        .map_err(|err| err.to_string())?
+        .into_iter()
+        .flatten()
+        .collect();
     validate(pipelines, &tables())
         .await
         .map(|valid| valid.iter().map(|v| v.pipeline.name.clone()).collect())
@@ -292,6 +295,92 @@ async fn mistakes_are_refused_with_their_place() {
     }
 }
 
+/// Flink's statement set: each INSERT is a pipeline of its own, named after
+/// the file and its target, with the file's SET lines and views.
+#[tokio::test]
+async fn a_statement_set_is_a_pipeline_per_insert() {
+    let set = "SET 'table.exec.state.ttl' = '1 h';
+CREATE TEMPORARY VIEW big AS
+SELECT order_id, 'x' AS city, amount, order_time FROM shop.ods_orders WHERE amount > 100;
+CREATE TEMPORARY VIEW enriched AS SELECT * FROM big;
+CREATE TEMPORARY VIEW unread AS SELECT * FROM shop.ods_users_cdc;
+EXECUTE STATEMENT SET
+BEGIN
+  INSERT INTO shop.dws_city_gmv SELECT user_city, SUM(amount) FROM shop.dwd_orders GROUP BY user_city;
+  INSERT INTO shop.dwd_orders SELECT order_id, city, amount, order_time FROM enriched;
+END;";
+    let order = check(&[("pipelines/dwd/orders.sql", set)]).await.unwrap();
+    assert_eq!(order, ["orders.dwd_orders", "orders.dws_city_gmv"]);
+    let pipelines = parse_pipelines(Path::new("pipelines/dwd/orders.sql"), set).unwrap();
+    assert!(
+        pipelines
+            .iter()
+            .all(|p| p.settings.state_ttl_ms == Some(3_600_000))
+    );
+    // Each INSERT takes the views it reads (enriched reads big), not the others.
+    let sources: Vec<Vec<String>> = pipelines
+        .iter()
+        .map(|p| p.sources.iter().map(|s| s.table.to_string()).collect())
+        .collect();
+    assert_eq!(sources, [["shop.dwd_orders"], ["shop.ods_orders"]]);
+    let one = parse_pipelines(
+        Path::new("orders.sql"),
+        "BEGIN STATEMENT SET;\nINSERT INTO shop.dwd_orders SELECT order_id, 'x', amount, order_time FROM shop.ods_orders;\nEND;",
+    )
+    .unwrap();
+    assert_eq!(one[0].name, "orders");
+    let twice = check(&[(
+        "p.sql",
+        "EXECUTE STATEMENT SET BEGIN\nINSERT INTO shop.dws_city_gmv SELECT user_city, SUM(amount) FROM shop.dwd_orders GROUP BY user_city;\nINSERT INTO shop.dws_city_gmv SELECT user_city, SUM(amount) FROM shop.dwd_orders GROUP BY user_city;\nEND;",
+    )])
+    .await
+    .unwrap_err();
+    assert!(
+        twice.starts_with(
+            "p.sql:3:13: a second INSERT INTO shop.dws_city_gmv (the first is at p.sql:2:13)"
+        ),
+        "{twice}"
+    );
+    let unclosed = check(&[(
+        "p.sql",
+        "BEGIN STATEMENT SET;\nINSERT INTO shop.dwd_orders SELECT order_id, 'x', amount, order_time FROM shop.ods_orders;",
+    )])
+    .await
+    .unwrap_err();
+    assert!(
+        unclosed.starts_with("p.sql:1:1: a STATEMENT SET without its END"),
+        "{unclosed}"
+    );
+    let view_after = check(&[(
+        "p.sql",
+        "INSERT INTO shop.dwd_orders SELECT order_id, 'x', amount, order_time FROM shop.ods_orders;\nCREATE VIEW v AS SELECT * FROM shop.ods_orders;",
+    )])
+    .await
+    .unwrap_err();
+    assert!(
+        view_after.starts_with("p.sql:2:13: a view after an INSERT"),
+        "{view_after}"
+    );
+    // The INSERT into the table the file is named after keeps the file's name.
+    let kept = parse_pipelines(
+        Path::new("dwd_orders.sql"),
+        "INSERT INTO shop.dwd_orders SELECT order_id, 'x', amount, order_time FROM shop.ods_orders;\nINSERT INTO shop.dws_no_key SELECT 'x', amount FROM shop.ods_orders;",
+    )
+    .unwrap();
+    let names: Vec<&str> = kept.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["dwd_orders", "dwd_orders.dws_no_key"]);
+    let same_name = check(&[
+        ("pipelines/dwd/dwd_orders.sql", DWD),
+        ("pipelines/dws/dwd_orders.sql", DWS),
+    ])
+    .await
+    .unwrap_err();
+    assert!(
+        same_name.contains("a second pipeline named dwd_orders (the first fills shop.dwd_orders"),
+        "{same_name}"
+    );
+}
+
 #[tokio::test]
 async fn cycles_are_refused_and_named() {
     let catalog_with_loop = "
@@ -299,16 +388,18 @@ async fn cycles_are_refused_and_named() {
         CREATE TABLE shop.dwd_b (id BIGINT) WITH ('connector' = 'delta');";
     let tables = table_defs("c.sql", catalog_with_loop, &BTreeMap::new()).unwrap();
     let pipelines = vec![
-        parse_pipeline(
+        parse_pipelines(
             Path::new("pipelines/dwd/dwd_a.sql"),
             "INSERT INTO shop.dwd_a SELECT id FROM shop.dwd_b",
         )
-        .unwrap(),
-        parse_pipeline(
+        .unwrap()
+        .remove(0),
+        parse_pipelines(
             Path::new("pipelines/dwd/dwd_b.sql"),
             "INSERT INTO shop.dwd_b SELECT id FROM shop.dwd_a",
         )
-        .unwrap(),
+        .unwrap()
+        .remove(0),
     ];
     let err = validate(pipelines, &tables).await.unwrap_err().to_string();
     assert!(

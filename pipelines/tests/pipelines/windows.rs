@@ -1,5 +1,6 @@
 //! Windows end to end through the Kafka mock cluster and Delta, in continuous
-//! mode: an idle partition stops holding the watermark back after the idle timeout.
+//! mode: an idle partition, or an idle stream of a window join, stops holding
+//! the watermark back after the idle timeout.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,10 @@ use strata_catalog::{Catalog, Project, RegisterMode};
 use strata_pipelines::{PipelineRun, RunMode, TableStats, load_project};
 
 async fn produce(bootstrap: &str, partition: i32, payloads: &[String]) {
+    produce_to(bootstrap, "views", partition, payloads).await;
+}
+
+async fn produce_to(bootstrap: &str, topic: &str, partition: i32, payloads: &[String]) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
@@ -18,7 +23,7 @@ async fn produce(bootstrap: &str, partition: i32, payloads: &[String]) {
     for payload in payloads {
         producer
             .send(
-                FutureRecord::<(), str>::to("views")
+                FutureRecord::<(), str>::to(topic)
                     .partition(partition)
                     .payload(payload),
                 Duration::from_secs(5),
@@ -26,6 +31,43 @@ async fn produce(bootstrap: &str, partition: i32, payloads: &[String]) {
             .await
             .unwrap();
     }
+}
+
+/// A project in `dir` on the cluster at `bootstrap` (commits every 100 ms,
+/// idle after 2 s), with the pipeline `file` (under `pipelines/`) holding `sql`.
+fn write_project(dir: &std::path::Path, bootstrap: &str, file: &str, sql: &str) {
+    std::fs::write(
+        dir.join("strata.toml"),
+        format!(
+            "[engine]\ncommit-interval-ms = 100\nidle-timeout-ms = 2000\n[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"{bootstrap}\"\n"
+        ),
+    )
+    .unwrap();
+    let path = dir.join("pipelines").join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, sql).unwrap();
+}
+
+/// Starts the project's pipeline in continuous mode: its stats, its stop and its task.
+async fn start(
+    catalog: &Catalog,
+) -> (
+    Arc<TableStats>,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<strata_pipelines::Result<()>>,
+) {
+    let pipeline = load_project(catalog).await.unwrap().remove(0);
+    let stats = Arc::new(TableStats::new());
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let run = PipelineRun {
+        catalog: catalog.clone(),
+        pipeline,
+        stats: stats.clone(),
+        mode: RunMode::Continuous,
+        quality: Default::default(),
+        replay: None,
+    };
+    (stats, stop, tokio::spawn(run.run(stop_rx)))
 }
 
 fn view(page: &str, time: &str) -> String {
@@ -38,21 +80,14 @@ async fn an_idle_partition_stops_holding_windows_back() {
     cluster.create_topic("views", 2, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("strata.toml"),
-        format!(
-            "[engine]\ncommit-interval-ms = 100\nidle-timeout-ms = 2000\n[connections.events]\nkind = \"kafka\"\nbootstrap-servers = \"{bootstrap}\"\n"
-        ),
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.path().join("pipelines/dws")).unwrap();
-    std::fs::write(
-        dir.path().join("pipelines/dws/dws_page_pv.sql"),
+    write_project(
+        dir.path(),
+        &bootstrap,
+        "dws/dws_page_pv.sql",
         "INSERT INTO shop.dws_page_pv SELECT window_start, page, COUNT(*)
          FROM TABLE(TUMBLE(TABLE shop.ods_views, DESCRIPTOR(view_time), INTERVAL '1' MINUTE))
          GROUP BY window_start, window_end, page",
-    )
-    .unwrap();
+    );
     let catalog = Catalog::open(Project::load(dir.path()).unwrap())
         .await
         .unwrap();
@@ -83,18 +118,7 @@ async fn an_idle_partition_stops_holding_windows_back() {
     )
     .await;
 
-    let pipeline = load_project(&catalog).await.unwrap().remove(0);
-    let stats = Arc::new(TableStats::new());
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let run = PipelineRun {
-        catalog: catalog.clone(),
-        pipeline,
-        stats: stats.clone(),
-        mode: RunMode::Continuous,
-        quality: Default::default(),
-        replay: None,
-    };
-    let task = tokio::spawn(run.run(stop_rx));
+    let (stats, stop, task) = start(&catalog).await;
     let count = || async {
         let result = catalog
             .query("SELECT count(*) AS n FROM shop.dws_page_pv")
@@ -139,6 +163,107 @@ async fn an_idle_partition_stops_holding_windows_back() {
         ]
     );
     assert_eq!(stats.watermark(), Some(1_714_557_750_000));
+}
+
+/// A window join of people and auctions (Nexmark's q8) whose auctions fall
+/// silent: once they have been idle for the idle timeout, the people's
+/// watermark alone closes windows, as an idle input in Flink; an auction that
+/// comes after its window closed goes to the late table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stream_stops_holding_a_window_join_back() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("people", 1, 1).unwrap();
+    cluster.create_topic("auctions", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    write_project(
+        dir.path(),
+        &bootstrap,
+        "dws/dws_new_sellers.sql",
+        "INSERT INTO shop.dws_new_sellers
+         SELECT P.id, P.starttime FROM (
+           SELECT id, window_start AS starttime, window_end AS endtime
+           FROM TABLE(TUMBLE(TABLE shop.ods_people, DESCRIPTOR(p_time), INTERVAL '1' MINUTE))
+           GROUP BY id, window_start, window_end
+         ) P JOIN (
+           SELECT seller, window_start AS starttime, window_end AS endtime
+           FROM TABLE(TUMBLE(TABLE shop.ods_auctions, DESCRIPTOR(a_time), INTERVAL '1' MINUTE))
+           GROUP BY seller, window_start, window_end
+         ) A ON P.id = A.seller AND P.starttime = A.starttime AND P.endtime = A.endtime",
+    );
+    let catalog = Catalog::open(Project::load(dir.path()).unwrap())
+        .await
+        .unwrap();
+    catalog
+        .register_sql(
+            "catalog.sql",
+            "CREATE TABLE shop.ods_people (id BIGINT, p_time TIMESTAMP(3), WATERMARK FOR p_time AS p_time)
+             WITH ('connector' = 'kafka', 'topic' = 'people', 'format' = 'json',
+                   'scan.startup.mode' = 'earliest-offset', 'connection' = 'events');
+             CREATE TABLE shop.ods_auctions (seller BIGINT, a_time TIMESTAMP(3), WATERMARK FOR a_time AS a_time)
+             WITH ('connector' = 'kafka', 'topic' = 'auctions', 'format' = 'json',
+                   'scan.startup.mode' = 'earliest-offset', 'connection' = 'events');
+             CREATE TABLE shop.dws_new_sellers (id BIGINT, starttime TIMESTAMP(3))
+             WITH ('connector' = 'delta');",
+            RegisterMode::Create,
+        )
+        .await
+        .unwrap();
+    let person = |id: i64, time: &str| format!(r#"{{"id": {id}, "p_time": "2024-05-01T{time}"}}"#);
+    let auction = |seller: i64, time: &str| {
+        format!(r#"{{"seller": {seller}, "a_time": "2024-05-01T{time}"}}"#)
+    };
+    produce_to(&bootstrap, "auctions", 0, &[auction(1, "10:00:01")]).await;
+    produce_to(
+        &bootstrap,
+        "people",
+        0,
+        &[
+            person(1, "10:00:05"),
+            person(2, "10:01:10"),
+            person(3, "10:02:30"),
+        ],
+    )
+    .await;
+
+    let (stats, stop, task) = start(&catalog).await;
+    let rows = || async {
+        catalog
+            .query("SELECT id, CAST(starttime AS STRING) AS start FROM shop.dws_new_sellers ORDER BY id")
+            .await
+            .map(|result| result.text_rows().unwrap())
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while rows().await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the auctions' silence held the 10:00 window back; watermark {:?}",
+            stats.watermark()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A late auction of the closed 10:00 window is kept in the late table, not joined.
+    produce_to(&bootstrap, "auctions", 0, &[auction(1, "10:00:30")]).await;
+    let late_deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let late = catalog
+            .query("SELECT count(*) FROM shop.dws_new_sellers__late_ods_auctions")
+            .await
+            .map(|result| result.text_rows().unwrap()[0][0].clone())
+            .unwrap_or_default();
+        if late == "1" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < late_deadline,
+            "the late auction went nowhere"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(rows().await, [["1", "2024-05-01T10:00:00"]]);
 }
 
 /// Checks a pipeline over bids into `shop.dws_out (a BIGINT, b BIGINT)`; the error, if any.
