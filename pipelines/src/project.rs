@@ -237,7 +237,16 @@ pub fn parse_pipelines(file: &Path, text: &str) -> Result<Vec<Pipeline>> {
         .unwrap_or_default();
     let several = inserts.len() > 1;
     let mut pipelines: Vec<Pipeline> = Vec::with_capacity(inserts.len());
-    for insert in inserts {
+    // The INSERT into the table the file is named after keeps the file's
+    // name, or else the first.
+    let keeps_stem = inserts
+        .iter()
+        .position(|insert| {
+            matches!(&insert.table, TableObject::TableName(name)
+                if name.0.last().and_then(|part| part.as_ident()).is_some_and(|ident| ident.value == stem))
+        })
+        .unwrap_or(0);
+    for (at, insert) in inserts.into_iter().enumerate() {
         let read = views_read(&insert, &views);
         let mut pipeline = parse_insert(insert, read, settings.clone(), file, text)?;
         if let Some(earlier) = pipelines
@@ -255,10 +264,9 @@ pub fn parse_pipelines(file: &Path, text: &str) -> Result<Vec<Pipeline>> {
                 "write one INSERT per table, and UNION ALL what it takes",
             ));
         }
-        // Named after the file and its target, but for the INSERT into the
-        // table the file is named after, which keeps the file's name (and its
-        // state) when more INSERTs join it.
-        if several && pipeline.target.table.name != stem {
+        // Named after the file and its target, but for the INSERT that keeps
+        // the file's name (and its state) when more INSERTs join it.
+        if several && at != keeps_stem {
             pipeline.name = format!("{stem}.{}", pipeline.target.table.name);
         }
         pipelines.push(pipeline);

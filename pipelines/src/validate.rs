@@ -234,7 +234,7 @@ fn refuse_same_names(pipelines: &[Pipeline]) -> Result<()> {
                     pipeline.name, first.target.table, first.target.location
                 ),
                 hint: Some(
-                    "rename one of the files: a pipeline is named after its file".to_string(),
+                    "rename one of the files (a pipeline is named after its file, a statement set's INSERT after the file and its table)".to_string(),
                 ),
             });
         }

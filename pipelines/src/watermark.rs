@@ -162,9 +162,14 @@ impl ProcessingClock {
         }
     }
 
-    /// Rows were read (and fell into windows) at `now_ms`.
+    /// Rows are read (and fall into windows) from `now_ms` on: windows may
+    /// be open until their reach past it, and a tick more (the rows are
+    /// assigned a moment later than this is noted).
     pub fn read_rows_at(&mut self, now_ms: i64) {
-        self.open_until = self.open_until.max(now_ms.saturating_add(self.reach_ms));
+        let until = now_ms
+            .saturating_add(self.reach_ms)
+            .saturating_add(self.tick_ms);
+        self.open_until = self.open_until.max(until);
     }
 
     /// Whether a window may still be open once the watermark is `watermark`.
@@ -196,10 +201,11 @@ mod tests {
         assert_eq!(clock.watermark_at(17_300), 9_999);
         assert_eq!(clock.watermark_at(20_000), 19_999);
         assert_eq!(clock.watermark_at(19_999), 9_999);
-        // Rows read at 17.3 s fall into windows ending by 27.3 s at most.
+        // Rows read at 17.3 s fall into windows ending by 27.3 s at most (a tick
+        // more is allowed for the moment they are assigned).
         clock.read_rows_at(17_300);
-        assert!(clock.may_hold_windows_after(19_999));
-        assert!(!clock.may_hold_windows_after(29_999));
+        assert!(clock.may_hold_windows_after(29_999));
+        assert!(!clock.may_hold_windows_after(39_999));
     }
 
     #[test]

@@ -1032,11 +1032,6 @@ impl<'a> Task<'a> {
 
     async fn run_batch(&mut self, batch: SourceBatch, stop: &watch::Receiver<bool>) -> Result<()> {
         let batch = self.set_aside_future_rows(batch)?;
-        if let Some(clock) = &mut self.clock
-            && batch.rows.num_rows() > 0
-        {
-            clock.read_rows_at(now_ms());
-        }
         let pass = Pass {
             attempt: 0,
             stop: stop.clone(),
@@ -1129,6 +1124,12 @@ impl<'a> Task<'a> {
         pass: &Pass,
         side: Side,
     ) -> Result<()> {
+        // Rows read now (or run again) fall into windows of the clock from now on.
+        if let Some(clock) = &mut self.clock
+            && rows.num_rows() > 0
+        {
+            clock.read_rows_at(now_ms());
+        }
         let without_time = self.plan.rows_without_time(rows, side)?;
         let retried = pass.replayed();
         let mut leaving = without_time.clone();
