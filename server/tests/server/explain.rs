@@ -212,8 +212,8 @@ async fn a_refused_pipeline_is_explained_with_its_reason_and_an_unknown_one_with
     );
 }
 
-#[test]
-fn an_operator_that_cannot_read_a_changelog_is_named_in_the_plan() {
+/// A project whose Kafka connection goes nowhere, with `catalog` as its catalog file.
+fn project_with(catalog: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("strata.toml"),
@@ -221,15 +221,17 @@ fn an_operator_that_cannot_read_a_changelog_is_named_in_the_plan() {
     )
     .unwrap();
     std::fs::create_dir_all(dir.path().join("catalog")).unwrap();
-    std::fs::write(
-        dir.path().join("catalog/shop.sql"),
-        "CREATE TABLE shop.ods_orders (order_id BIGINT, amount BIGINT, city STRING,
+    std::fs::write(dir.path().join("catalog/shop.sql"), catalog).unwrap();
+    dir
+}
+
+#[test]
+fn an_operator_that_cannot_read_a_changelog_is_named_in_the_plan() {
+    let dir = project_with("CREATE TABLE shop.ods_orders (order_id BIGINT, amount BIGINT, city STRING,
            PRIMARY KEY (order_id) NOT ENFORCED)
          WITH ('connector' = 'kafka', 'topic' = 'orders', 'format' = 'debezium-json', 'connection' = 'events');
          CREATE TABLE shop.dws_city_amounts (city STRING, top BIGINT, PRIMARY KEY (city) NOT ENFORCED)
-         WITH ('connector' = 'delta');",
-    )
-    .unwrap();
+         WITH ('connector' = 'delta');");
     std::fs::create_dir_all(dir.path().join("pipelines/dws")).unwrap();
     std::fs::write(
         dir.path().join("pipelines/dws/dws_city_amounts.sql"),
@@ -266,4 +268,51 @@ fn an_operator_that_cannot_read_a_changelog_is_named_in_the_plan() {
     ));
     assert!(plan["refused"].is_null(), "{plan}");
     assert_eq!(operator(&plan, "group_aggregate")["changelog"], "upsert");
+}
+
+/// A statement set's INSERTs are pipelines of their own: each is explained by
+/// its name, and the file's path lists them.
+#[test]
+fn a_statement_set_is_explained_pipeline_by_pipeline() {
+    let dir = project_with("CREATE TABLE shop.ods_orders (order_id BIGINT, amount BIGINT, status STRING)
+         WITH ('connector' = 'kafka', 'topic' = 'orders', 'format' = 'json', 'connection' = 'events');
+         CREATE TABLE shop.dwd_paid_orders (order_id BIGINT, amount BIGINT) WITH ('connector' = 'delta');
+         CREATE TABLE shop.dwd_big_orders (order_id BIGINT, amount BIGINT) WITH ('connector' = 'delta');");
+    std::fs::create_dir_all(dir.path().join("pipelines/dwd")).unwrap();
+    let file = dir.path().join("pipelines/dwd/orders.sql");
+    std::fs::write(
+        &file,
+        "CREATE TEMPORARY VIEW paid AS SELECT order_id, amount FROM shop.ods_orders WHERE status = 'paid';
+         EXECUTE STATEMENT SET
+         BEGIN
+           INSERT INTO shop.dwd_paid_orders SELECT order_id, amount FROM paid;
+           INSERT INTO shop.dwd_big_orders SELECT order_id, amount FROM paid WHERE amount > 100;
+         END;",
+    )
+    .unwrap();
+    let catalog = dir.path().join("catalog");
+    strata_ok(
+        dir.path(),
+        &["catalog", "register", catalog.to_str().unwrap()],
+    );
+    // The first INSERT keeps the file's name; the second is named after its table too.
+    let first = json(&strata_ok(
+        dir.path(),
+        &["explain", "orders", "--format", "json"],
+    ));
+    assert_eq!(first["target"], "shop.dwd_paid_orders", "{first}");
+    let second = json(&strata_ok(
+        dir.path(),
+        &["explain", "orders.dwd_big_orders", "--format", "json"],
+    ));
+    assert_eq!(second["target"], "shop.dwd_big_orders", "{second}");
+    assert!(second["refused"].is_null(), "{second}");
+    let by_file = strata(dir.path(), &["explain", file.to_str().unwrap()]);
+    assert!(!by_file.status.success());
+    let err = stderr(&by_file);
+    assert!(
+        err.contains("holds a statement set of 2 pipelines")
+            && err.contains("orders, orders.dwd_big_orders"),
+        "{err}"
+    );
 }
