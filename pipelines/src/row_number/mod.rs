@@ -229,7 +229,7 @@ fn row_number_call(expr: &Expr) -> Option<&WindowFunction> {
 }
 
 /// Whether `expr` reads the processing-time clock (a table's `PROCTIME()` column).
-fn is_proctime(expr: &Expr) -> bool {
+pub(crate) fn is_proctime(expr: &Expr) -> bool {
     matches!(expr, Expr::ScalarFunction(call) if call.func.name().eq_ignore_ascii_case("proctime"))
 }
 
