@@ -21,6 +21,14 @@ pub(crate) fn place(file: &str, start: sqlparser::tokenizer::Location) -> Source
     }
 }
 
+/// The one identifier of a name without a space (a view, a WITH table), if it is one.
+pub(crate) fn unqualified(name: &ObjectName) -> Option<&sqlparser::ast::Ident> {
+    match name.0.as_slice() {
+        [part] => part.as_ident(),
+        _ => None,
+    }
+}
+
 /// The table `name` names, as `space.table`, with its place in `file`.
 pub(crate) fn mention(file: &str, name: &ObjectName) -> Result<TableMention> {
     let location = place(file, name.span().start);

@@ -295,9 +295,7 @@ fn views_read(
     // Relations, and the tables of window TVFs (`TABLE(TUMBLE(TABLE v, …))`).
     fn single_names(node: &impl sqlparser::ast::Visit, into: &mut Vec<String>) {
         let _ = visit_relations(node, |name| {
-            if let [part] = name.0.as_slice()
-                && let Some(ident) = part.as_ident()
-            {
+            if let Some(ident) = crate::mention::unqualified(name) {
                 into.push(ident.value.clone());
             }
             ControlFlow::<()>::Continue(())
@@ -318,10 +316,6 @@ fn views_read(
             ControlFlow::<()>::Continue(())
         });
     }
-    let view_name = |view: &sqlparser::ast::CreateView| match view.name.0.as_slice() {
-        [part] => part.as_ident().map(|ident| ident.value.clone()),
-        _ => None,
-    };
     let mut needed = Vec::new();
     if let Some(query) = &insert.source {
         single_names(query.as_ref(), &mut needed);
@@ -330,7 +324,7 @@ fn views_read(
     let mut read = vec![false; views.len()];
     for (at, view) in views.iter().enumerate().rev() {
         // A misnamed view is kept, to be refused at its place.
-        if view_name(view).is_none_or(|name| needed.contains(&name)) {
+        if crate::mention::unqualified(&view.name).is_none_or(|name| needed.contains(&name.value)) {
             read[at] = true;
             single_names(view.query.as_ref(), &mut needed);
         }

@@ -319,37 +319,22 @@ impl<'a> Task<'a> {
             .pipeline
             .pipeline
             .windows()
-            .find(|tvf| tvf.processing_time)
-            .map(|tvf| {
-                ProcessingClock::new(
-                    tvf.processing_tick()
-                        .unwrap_or(engine.commit_interval_ms as i64),
-                    tvf.longest_reach(),
-                    now_ms(),
-                )
-            });
-        let watermark = source
-            .watermark
-            .as_ref()
-            .filter(|_| clock.is_none())
-            .map(|w| {
-                let tracker = WatermarkTracker::new(
-                    &partitions,
-                    w.delay_ms,
-                    Duration::from_millis(engine.idle_timeout_ms),
-                    Instant::now(),
-                );
-                (w.column.clone(), tracker)
-            });
+            .find_map(|tvf| tvf.processing_clock(engine.commit_interval_ms as i64, now_ms()));
+        let event_time = source.watermark.as_ref().filter(|_| clock.is_none());
+        let watermark = event_time.map(|w| {
+            let tracker = WatermarkTracker::new(
+                &partitions,
+                w.delay_ms,
+                Duration::from_millis(engine.idle_timeout_ms),
+                Instant::now(),
+            );
+            (w.column.clone(), tracker)
+        });
         let mut task = Task {
             run,
             stream_plan,
             plan,
-            max_future_skew_ms: source
-                .watermark
-                .as_ref()
-                .filter(|_| clock.is_none())
-                .and_then(|w| w.max_future_skew_ms),
+            max_future_skew_ms: event_time.and_then(|w| w.max_future_skew_ms),
             originals: Originals::default(),
             reader,
             sinks: Some(Sinks {

@@ -103,25 +103,14 @@ pub(super) fn extract_group_window(
         // One of the file's views (`FROM B`), read as the view's table.
         TableFactor::Table {
             name: table, alias, ..
-        } if table.0.len() == 1
-            && table.0[0]
-                .as_ident()
-                .is_some_and(|view| views.names(&view.value)) =>
-        {
-            let view = table.0[0].as_ident().expect("matched").clone();
+        } if crate::mention::unqualified(table).is_some_and(|view| views.names(&view.value)) => {
+            let view = crate::mention::unqualified(table).expect("matched");
             let input = views.window_input(&view.value, &location(file, &call))?;
+            let alias = alias.clone().or_else(|| Some(input.alias()));
             let source = crate::mention::TableMention {
                 table: input.table,
                 location: place(file, view.span.start),
             };
-            let alias = alias.clone().or_else(|| {
-                Some(sqlparser::ast::TableAlias {
-                    explicit: false,
-                    name: view,
-                    columns: Vec::new(),
-                    at: None,
-                })
-            });
             (source, alias, input.proctime)
         }
         TableFactor::Table {

@@ -18,7 +18,7 @@
 //! A window over processing time (`DESCRIPTOR` names a table's `PROCTIME()`
 //! column, or a view's `PROCTIME() AS p_time` column) assigns each row by the
 //! wall clock as its batch is read, and closes on the clock
-//! ([`WindowTvf::processing_tick`]):
+//! ([`WindowTvf::processing_clock`]):
 //!
 //! ```text
 //!   CREATE VIEW B AS SELECT *, PROCTIME() AS p_time FROM nexmark.bid;
@@ -41,6 +41,7 @@ use strata_catalog::{SourceLocation, TableName};
 
 use crate::error::{PipelineError, Result};
 use crate::mention::{TableMention, place};
+use crate::watermark::ProcessingClock;
 
 mod legacy;
 mod views;
@@ -133,26 +134,21 @@ impl WindowTvf {
         }
     }
 
-    /// How far apart the instants are at which windows over processing time
-    /// can close (their ends all fall on multiples of it): the window's size,
-    /// slide or step; none for SESSION windows, which end anywhere.
-    pub fn processing_tick(&self) -> Option<i64> {
-        match self.kind {
-            WindowKind::Tumble { size } => Some(size),
-            WindowKind::Hop { slide, .. } => Some(slide),
-            WindowKind::Cumulate { step, .. } => Some(step),
-            WindowKind::Session { .. } => None,
+    /// The clock that closes a window over processing time (none over event
+    /// time), stepping by the instants its windows can end at: the window's
+    /// size, slide or step; for SESSION windows, which end anywhere,
+    /// `session_tick_ms`. Its windows end at most their size (or gap) past a row.
+    pub fn processing_clock(&self, session_tick_ms: i64, now_ms: i64) -> Option<ProcessingClock> {
+        if !self.processing_time {
+            return None;
         }
-    }
-
-    /// How far past a row's time its windows end, at most.
-    pub fn longest_reach(&self) -> i64 {
-        match self.kind {
-            WindowKind::Tumble { size }
-            | WindowKind::Hop { size, .. }
-            | WindowKind::Cumulate { size, .. } => size,
-            WindowKind::Session { gap } => gap,
-        }
+        let (tick, reach) = match self.kind {
+            WindowKind::Tumble { size } => (size, size),
+            WindowKind::Hop { slide, size } => (slide, size),
+            WindowKind::Cumulate { step, size } => (step, size),
+            WindowKind::Session { gap } => (session_tick_ms, gap),
+        };
+        Some(ProcessingClock::new(tick, reach, now_ms))
     }
 
     /// One row per (row, window): the batch's columns, then the window columns.
@@ -543,13 +539,7 @@ fn parse_tvf(
         time_location,
         partition_by,
     };
-    let alias = view.map(|view| sqlparser::ast::TableAlias {
-        explicit: false,
-        name: sqlparser::ast::Ident::new(view.name),
-        columns: Vec::new(),
-        at: None,
-    });
-    Ok((tvf, alias))
+    Ok((tvf, view.map(|view| view.alias())))
 }
 
 /// The table a window TVF reads, the keys that partition its sessions, and

@@ -33,6 +33,19 @@ pub(super) struct ViewInput {
     pub proctime: Option<String>,
 }
 
+impl ViewInput {
+    /// The view's name as the alias of the windowed rows (`B.bidder` after
+    /// `TUMBLE(TABLE B, …)` or `FROM B … GROUP BY TUMBLE(…)`, as Flink reads it).
+    pub(super) fn alias(&self) -> sqlparser::ast::TableAlias {
+        sqlparser::ast::TableAlias {
+            explicit: false,
+            name: sqlparser::ast::Ident::new(&self.name),
+            columns: Vec::new(),
+            at: None,
+        }
+    }
+}
+
 /// The views (WITH tables) of a query, and those a window TVF read.
 #[derive(Default)]
 pub(super) struct Views {
@@ -83,9 +96,7 @@ impl Views {
         };
         let mut read: BTreeSet<String> = BTreeSet::new();
         let mut note = |name: &sqlparser::ast::ObjectName| {
-            if let [part] = name.0.as_slice()
-                && let Some(ident) = part.as_ident()
-            {
+            if let Some(ident) = crate::mention::unqualified(name) {
                 read.insert(ident.value.clone());
             }
             ControlFlow::<()>::Continue(())

@@ -406,9 +406,16 @@ pub async fn nexmark(query: Query, options: NexmarkOptions) -> anyhow::Result<Ne
             stats.output.kept_rows(),
         ),
     };
-    if let Windows::OnTheClock(slide) = query.windows {
-        let totals = clock_window_totals(query.name, &written, slide, started_ms)?;
-        compare_rows(query.name, &[totals], &expected.rows)?;
+    let clock_windows = match query.windows {
+        Windows::OnTheClock(slide) => Some(clock_windows(query.name, &written, slide, started_ms)?),
+        _ => None,
+    };
+    if let Some(clock_windows) = &clock_windows {
+        compare_rows(
+            query.name,
+            std::slice::from_ref(&clock_windows.totals),
+            &expected.rows,
+        )?;
     } else if check == "rows" {
         compare_rows(query.name, &written, &expected.rows)?;
     }
@@ -432,7 +439,9 @@ pub async fn nexmark(query: Query, options: NexmarkOptions) -> anyhow::Result<Ne
         // The clock's watermark closes a window at its last instant, end − 1.
         Windows::OnTheClock(_) => latencies(
             &stats,
-            clock_window_ends(&written)?.into_iter().map(|end| end - 1),
+            clock_windows
+                .iter()
+                .flat_map(|windows| windows.ends.iter().map(|end| end - 1)),
         ),
         Windows::None => (None, None, None),
     };
@@ -488,17 +497,25 @@ async fn stop_after_the_clock_closes(
     Ok(())
 }
 
+/// What windows over processing time wrote: the counts per key over all
+/// windows, and the windows' distinct ends.
+struct ClockWindows {
+    totals: RecordBatch,
+    ends: std::collections::BTreeSet<i64>,
+}
+
 /// Windows over processing time, checked by what they add up to: each
 /// written row (key, count, start, end) lies in a window of `slide` ms on
-/// the clock since the run started; returned are the counts per key.
-fn clock_window_totals(
+/// the clock since the run started.
+fn clock_windows(
     query: &str,
     written: &[RecordBatch],
     slide: i64,
     started_ms: i64,
-) -> anyhow::Result<RecordBatch> {
+) -> anyhow::Result<ClockWindows> {
     use arrow::array::{Array, Int64Array, TimestampMillisecondArray};
     let mut totals: std::collections::HashMap<i64, i64> = Default::default();
+    let mut window_ends = std::collections::BTreeSet::new();
     let now = strata_pipelines::watermark::now_ms();
     for batch in written {
         let column = |at: usize| -> anyhow::Result<arrow::array::ArrayRef> {
@@ -536,10 +553,11 @@ fn clock_window_totals(
                 );
             }
             *totals.entry(keys.value(row)).or_default() += counts.value(row);
+            window_ends.insert(end);
         }
     }
     let (keys, counts): (Vec<i64>, Vec<i64>) = totals.into_iter().unzip();
-    Ok(RecordBatch::try_from_iter([
+    let totals = RecordBatch::try_from_iter([
         (
             "c0",
             std::sync::Arc::new(Int64Array::from(keys)) as arrow::array::ArrayRef,
@@ -548,24 +566,11 @@ fn clock_window_totals(
             "c1",
             std::sync::Arc::new(Int64Array::from(counts)) as arrow::array::ArrayRef,
         ),
-    ])?)
-}
-
-/// The distinct window ends of written rows whose fourth column is the end.
-fn clock_window_ends(written: &[RecordBatch]) -> anyhow::Result<Vec<i64>> {
-    let mut ends = std::collections::BTreeSet::new();
-    for batch in written {
-        let column = arrow::compute::cast(
-            batch.column(3),
-            &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
-        )?;
-        let column = column
-            .as_any()
-            .downcast_ref::<arrow::array::TimestampMillisecondArray>()
-            .context("window ends")?;
-        ends.extend(column.values().iter().copied());
-    }
-    Ok(ends.into_iter().collect())
+    ])?;
+    Ok(ClockWindows {
+        totals,
+        ends: window_ends,
+    })
 }
 
 /// The rows of a Delta target, in its declared columns and types (Delta
