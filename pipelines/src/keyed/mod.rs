@@ -30,6 +30,7 @@
 
 mod expiry;
 mod file;
+mod hot;
 mod manifest;
 mod merge;
 mod remote;
@@ -45,6 +46,7 @@ pub use manifest::{FileKind, Manifest, StateFile};
 pub use remote::RemoteFiles;
 
 use crate::error::{PipelineError, Result};
+use hot::{HeapShare, Hot, Merged, MergedKey};
 
 /// How many key groups keys are hashed into.
 pub const KEY_GROUPS: u16 = 128;
@@ -107,8 +109,9 @@ impl From<fjall::Error> for PipelineError {
 }
 
 /// What one pipeline run's keyed state should hold in memory; the rest is on
-/// local disk. It sizes the block cache and the memtables (`strata bench
-/// state --memory-mb`); the process's peak is not bounded by it yet.
+/// local disk. Half of it holds the newest entries on the heap (see `hot`),
+/// a quarter caches the working store's blocks (`strata bench state
+/// --memory-mb`); the process's peak is not bounded by it yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryBudget {
     pub bytes: u64,
@@ -129,6 +132,7 @@ pub struct StateBackend {
     dir: PathBuf,
     budget: MemoryBudget,
     operators: Arc<AtomicUsize>,
+    heap: Arc<HeapShare>,
 }
 
 impl std::fmt::Debug for StateBackend {
@@ -160,6 +164,7 @@ impl StateBackend {
             dir: dir.to_path_buf(),
             budget,
             operators: Arc::default(),
+            heap: HeapShare::new(budget.bytes / 2),
         })
     }
 
@@ -185,9 +190,11 @@ impl StateBackend {
             .map_err(|source| file::io_error(&local_files, source))?;
         Ok(KeyedState {
             operator: operator.to_string(),
-            db: self.db.clone(),
+            _db: self.db.clone(),
             values,
             changed,
+            hot: Hot::new(self.heap.clone()),
+            spilled: Spilled::default(),
             local_files,
             remote,
             manifest: Manifest::default(),
@@ -200,6 +207,15 @@ impl StateBackend {
 /// and a compaction merges at once, stay few while the base is much larger
 /// than what changes between compactions.
 const DELTAS_PER_RUN: usize = 16;
+
+/// What the working store holds beside the hot entries.
+#[derive(Debug, Default, Clone, Copy)]
+struct Spilled {
+    /// Entries spilled or restored: reads that miss the hot entries go to the store.
+    values: bool,
+    /// Keys changed since the last seal, spilled: the next seal reads them.
+    changes: bool,
+}
 
 /// A base or a run merged in the background: in flight (with the name of the
 /// file it writes), or done and waiting for the next seal to put it in the manifest.
@@ -222,9 +238,14 @@ impl Compaction {
 /// every checkpoint.
 pub struct KeyedState {
     operator: String,
-    db: Database,
+    /// Keeps the working store open (a temporary one is deleted with its last handle).
+    _db: Database,
+    /// The entries spilled from `hot` or restored, under those in `hot`.
     values: Keyspace,
+    /// The keys spilled since the last seal, with what they held.
     changed: Keyspace,
+    hot: Hot,
+    spilled: Spilled,
     /// Local copies of the files the manifest names (and of a base being
     /// compacted), which compaction merges.
     local_files: PathBuf,
@@ -279,7 +300,15 @@ impl Sealed {
 
 impl KeyedState {
     pub fn get(&self, key: &[u8]) -> Result<Option<fjall::Slice>> {
-        Ok(self.values.get(stored_key(key))?)
+        self.get_stored(&stored_key(key))
+    }
+
+    fn get_stored(&self, stored: &[u8]) -> Result<Option<fjall::Slice>> {
+        match self.hot.get(stored) {
+            Some(value) => Ok(value.cloned()),
+            None if self.spilled.values => Ok(self.values.get(stored)?),
+            None => Ok(None),
+        }
     }
 
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
@@ -309,27 +338,54 @@ impl KeyedState {
         &mut self,
         entries: impl IntoIterator<Item = (u16, &'a [u8], Option<&'a [u8]>)>,
     ) -> Result<()> {
-        let mut batch = self.db.batch();
         for (group, key, value) in entries {
-            let stored = with_group(group, key);
-            match value {
-                Some(value) => batch.insert(&self.values, stored.clone(), value),
-                None => batch.remove(&self.values, stored.clone()),
-            }
-            batch.insert(&self.changed, stored, changed_value(value));
+            self.hot.write(with_group(group, key), value);
         }
-        Ok(batch.commit()?)
+        if self.hot.over_share() {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Moves every hot entry into the working store, bulk-loaded past its
+    /// memtables, and the keys changed since the last seal into its changed keys.
+    fn spill(&mut self) -> Result<()> {
+        let (all, dirty) = self.hot.spill();
+        let mut values = self.values.start_ingestion()?;
+        for (stored, value) in all {
+            match value {
+                Some(value) => values.write(stored, value)?,
+                None if self.spilled.values => values.write_tombstone(stored)?,
+                None => {}
+            }
+        }
+        values.finish()?;
+        self.spilled.values = true;
+        if !dirty.is_empty() {
+            let mut changed = self.changed.start_ingestion()?;
+            for (stored, value) in dirty {
+                changed.write(stored, changed_value(value.as_deref()))?;
+            }
+            changed.finish()?;
+            self.spilled.changes = true;
+        }
+        Ok(())
     }
 
     /// Forgets which keys changed since the last checkpoint, for state that is
     /// never checkpointed (a run that keeps no offsets).
     pub fn forget_changes(&mut self) -> Result<()> {
-        Ok(self.changed.clear()?)
+        self.hot.seal(self.spilled.values);
+        if self.spilled.changes {
+            self.changed.clear()?;
+            self.spilled.changes = false;
+        }
+        Ok(())
     }
 
     /// The value of a key written into `group` (see [`Self::write_grouped`]).
     pub fn get_grouped(&self, group: u16, key: &[u8]) -> Result<Option<fjall::Slice>> {
-        Ok(self.values.get(with_group(group, key))?)
+        self.get_stored(&with_group(group, key))
     }
 
     /// The keys of `group` that begin with `prefix`, with their values, in key order.
@@ -338,10 +394,12 @@ impl KeyedState {
         group: u16,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<(Vec<u8>, fjall::Slice)>> + '_ {
-        self.values.prefix(with_group(group, prefix)).map(|guard| {
-            let (stored, value) = guard.into_inner()?;
-            Ok((split_stored(&stored).1.to_vec(), value))
-        })
+        let start = with_group(group, prefix);
+        let store = self
+            .spilled
+            .values
+            .then(|| self.values.prefix(&start).map(|guard| guard.into_inner()));
+        merged(self.hot.prefixed(start), store.into_iter().flatten())
     }
 
     /// Every key and value of one key group, in key order.
@@ -383,7 +441,7 @@ impl KeyedState {
                 let _ = std::fs::remove_file(self.local_files.join(file.name()));
             }
         }
-        if !self.changed.is_empty()? {
+        if self.hot.has_changes() || self.spilled.changes {
             let mut delta = StateFile {
                 kind: FileKind::Delta,
                 checkpoint,
@@ -394,13 +452,27 @@ impl KeyedState {
             let mut sink = file::FileSink::create(&local)?;
             // The changed keys carry their last value: sealing reads nothing
             // from the values, whose size would make it slower.
-            for guard in self.changed.iter() {
-                let (stored, change) = guard.into_inner()?;
+            let spilled = self.spilled.changes.then(|| {
+                self.changed.iter().map(|guard| {
+                    let (stored, change) = guard.into_inner()?;
+                    let value = written(&change).map(fjall::Slice::from);
+                    Ok((stored, value))
+                })
+            });
+            let changes = hot::newer_over(
+                spilled.into_iter().flatten(),
+                self.hot.seal(self.spilled.values),
+            );
+            for change in changes {
+                let (stored, value) = change?;
                 let (group, key) = split_stored(&stored);
-                sink.push(group, key, written(&change))?;
+                sink.push(group, key, value.as_deref())?;
             }
             (delta.entries, delta.bytes) = sink.finish()?;
-            self.changed.clear()?;
+            if self.spilled.changes {
+                self.changed.clear()?;
+                self.spilled.changes = false;
+            }
             self.manifest.files.push(delta.clone());
             uploads.push((local, delta));
         }
@@ -524,15 +596,17 @@ impl KeyedState {
         }
         self.remote.forget_unnamed(&manifest, None).await?;
         self.manifest = manifest;
+        self.spilled.values = true;
         Ok(self.values.len()? as u64)
     }
 
     /// Every key and value in order (each key after its key group).
     pub fn entries(&self) -> impl Iterator<Item = Result<(Vec<u8>, fjall::Slice)>> + '_ {
-        self.values.iter().map(|guard| {
-            let (stored, value) = guard.into_inner()?;
-            Ok((split_stored(&stored).1.to_vec(), value))
-        })
+        let store = self
+            .spilled
+            .values
+            .then(|| self.values.iter().map(|guard| guard.into_inner()));
+        merged(self.hot.prefixed(Vec::new()), store.into_iter().flatten())
     }
 
     /// How many keys there are, and a digest of every key and value in order:
@@ -556,6 +630,25 @@ impl KeyedState {
     pub fn disk_bytes(&self) -> u64 {
         self.values.disk_space() + self.changed.disk_space()
     }
+}
+
+/// Hot entries over the store's (see [`hot::Merged`]), each key without its key group.
+fn merged<'a>(
+    hot: impl Iterator<Item = (&'a [u8], Option<&'a fjall::Slice>)>,
+    store: impl Iterator<Item = fjall::Result<(fjall::Slice, fjall::Slice)>>,
+) -> impl Iterator<Item = Result<(Vec<u8>, fjall::Slice)>> {
+    Merged {
+        hot: hot.peekable(),
+        store: store.peekable(),
+    }
+    .map(|entry| {
+        let (stored, value) = entry?;
+        let key = match &stored {
+            MergedKey::Hot(stored) => split_stored(stored).1,
+            MergedKey::Stored(stored) => split_stored(stored).1,
+        };
+        Ok((key.to_vec(), value))
+    })
 }
 
 /// An operator's keyed state, attached when its run opens the working store.

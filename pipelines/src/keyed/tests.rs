@@ -342,3 +342,61 @@ async fn a_file_out_of_key_order_is_refused_not_loaded() {
     let err = setup.restore_error("again", &entry).await;
     assert!(err.contains(&name) && err.contains("not sorted"), "{err}");
 }
+
+#[tokio::test]
+async fn spilled_and_hot_entries_read_and_checkpoint_as_one_state() {
+    let setup = setup();
+    let mut state = setup.state("run");
+    let mut expected = std::collections::BTreeMap::new();
+    let mut write = |state: &mut KeyedState, i: u32, value: Option<&[u8]>| {
+        match value {
+            Some(value) => state.put(&key(i), value).unwrap(),
+            None => state.delete(&key(i)).unwrap(),
+        }
+        match value {
+            Some(value) => expected.insert(key(i), value.to_vec()),
+            None => expected.remove(&key(i)),
+        };
+    };
+    // 30 k keys of 200 bytes: over the 4 MiB heap share, so some are spilled.
+    for i in 0..30_000 {
+        write(&mut state, i, Some(&[1; 200]));
+    }
+    assert!(state.spilled.values, "nothing was spilled");
+    checkpoint(&mut state, 1).await;
+    // Every key again (spilled with its change), then some deleted and some
+    // written over while hot, over what was spilled.
+    for i in 0..30_000 {
+        write(&mut state, i, Some(&[2; 200]));
+    }
+    assert!(state.spilled.changes, "no change was spilled");
+    for i in (0..30_000).step_by(100) {
+        write(&mut state, i, None);
+        write(&mut state, i + 50, Some(b"hot"));
+    }
+    assert_eq!(state.get(&key(100)).unwrap(), None);
+    assert_eq!(state.get(&key(150)).unwrap().as_deref(), Some(&b"hot"[..]));
+    assert_eq!(
+        state.get(&key(151)).unwrap().as_deref(),
+        Some(&[2u8; 200][..])
+    );
+    let written: Vec<(Vec<u8>, Vec<u8>)> = expected.clone().into_iter().collect();
+    let mut in_order = written.clone();
+    in_order.sort_by_key(|(k, _)| (key_group(k), k.clone()));
+    assert_eq!(all(&state), in_order);
+    let group = key_group(&key(150));
+    let scanned: Vec<Vec<u8>> = state
+        .scan(group, b"key-150")
+        .map(|e| e.unwrap().0)
+        .collect();
+    assert!(scanned.contains(&key(150)), "{scanned:?}");
+    assert!(scanned.iter().all(|k| k.starts_with(b"key-150")));
+
+    let sealed = state.seal(2).unwrap();
+    assert_eq!(sealed.manifest.files.last().unwrap().entries, 30_000);
+    let entry = sealed.upload().await.unwrap();
+    assert!(!state.spilled.changes, "the seal took the spilled changes");
+    let mut restored = setup.state("again");
+    restored.restore(&entry).await.unwrap();
+    assert_eq!(all(&restored), in_order);
+}
