@@ -41,8 +41,8 @@ use crate::lookup::versioned::VersionedTable;
 use crate::lookup::{DimensionSide, LookupJoin, LookupJoinParts, SideStep};
 use crate::operator::planner::PlanContext;
 use crate::operator::{
-    BatchContext, Emitted, KeepsState, Missed, Operator, OperatorIds, Pass, PlacedOperator,
-    RowKind, RunAgain, Side, StateWrite, Traced, Watermarks,
+    BatchContext, Changelog, Emitted, KeepsState, Missed, Operator, OperatorIds, Pass,
+    PlacedOperator, RowKind, RunAgain, Side, StateWrite, Traced, Watermarks,
 };
 use crate::registry::planners;
 use crate::regular_join::{JoinKind, JoinSide, RegularJoin};
@@ -216,6 +216,10 @@ impl CompiledPlan {
                     )
                 })
                 .collect(),
+            changelogs: (
+                changelog_of(&valid.sources[0]).0,
+                valid.sources.get(1).map(|table| changelog_of(table).0),
+            ),
             right: None,
             lags: Vec::new(),
             joins: Vec::new(),
@@ -246,13 +250,16 @@ impl CompiledPlan {
         let retracting_target =
             crate::registry::connector(&valid.target).retracts_into(&valid.target);
         let outer = compiler.outer.take();
+        // Operators over an aggregation's results (a Top-N of them) read its
+        // changes as the target would.
+        let operators_after = steps.iter().any(|step| matches!(step, Step::Operator(_)));
         let aggregation = compiler
             .aggregate
             .take()
             .map(|plan| {
                 // An aggregation read by another takes its changes back, as
                 // Flink's does for the aggregation after it.
-                let read_again = outer.is_some();
+                let read_again = outer.is_some() || operators_after;
                 let retracts = (retracting_target || read_again) && plan.updates();
                 match (retracts, plan.takes_back_updates()) {
                     (true, true) => Ok(plan.with_update_before()),
@@ -269,14 +276,23 @@ impl CompiledPlan {
             (Some(mut pre), Some(aggregation)) => {
                 pre.push(Step::Operator(aggregation.clone()));
                 if let Some((between, plan)) = outer {
-                    let plan = match retracting_target && plan.takes_back_updates() {
+                    let retracts = retracting_target || operators_after;
+                    let plan = match retracts && plan.takes_back_updates() {
                         true => plan.with_update_before(),
                         false => plan,
                     };
                     pre.extend(between);
                     pre.push(Step::Operator(Arc::new(Aggregation::new(plan))));
                 }
-                (pre, steps)
+                // The operators over its results, and the steps between them,
+                // run on what it emits; the steps after the last one finish rows.
+                let mut post = steps;
+                if let Some(last) = post.iter().rposition(|s| matches!(s, Step::Operator(_))) {
+                    let rest = post.split_off(last + 1);
+                    pre.extend(post);
+                    post = rest;
+                }
+                (pre, post)
             }
             // An operator that holds rows until the watermark (an OVER
             // aggregation): the steps after it run on what it emits.
@@ -291,10 +307,15 @@ impl CompiledPlan {
                 None => (steps, Vec::new()),
             },
         };
-        let mut pre = pre;
-        if aggregation.is_none()
+        let (mut pre, mut post) = (pre, post);
+        if (aggregation.is_none() || operators_after)
             && let Some(materializer) = materializer(valid, &pre, plan.schema())?
         {
+            // It reads the SELECT's rows: over an aggregation's results, the
+            // steps that finish them run before it.
+            if aggregation.is_some() {
+                pre.append(&mut post);
+            }
             pre.push(Step::Operator(materializer));
         }
         refuse_current_watermark_beside(pipeline, compiler.right.is_some(), &pre, &post)?;
@@ -336,10 +357,11 @@ impl CompiledPlan {
 
     /// What the operators emit at a commit's watermarks, in plan order (an
     /// interval join's right-side operators first). What an operator emits
-    /// goes on to the target, unless an operator after it holds rows (an
-    /// aggregation of its results): then its changes enter the steps after
-    /// it, in the order they take effect, and fold into that operator's
-    /// state before it is asked in turn.
+    /// goes on to the target, unless operators follow it (an aggregation of
+    /// its results, a Top-N of them): then its changes enter the steps after
+    /// it, in the order they take effect; what comes out of them goes on to
+    /// the target, and what an operator holds folds into its state before it
+    /// is asked in turn.
     pub async fn on_watermark(&self, watermarks: &Watermarks) -> Result<Emitted> {
         let mut emitted = Emitted::default();
         for placed in self.right.iter().flatten() {
@@ -348,7 +370,7 @@ impl CompiledPlan {
         for (at, placed) in self.pre.iter().enumerate() {
             let own = placed.operator.on_watermark(watermarks).await?;
             let rest = &self.pre[at + 1..];
-            if !rest.iter().any(|later| later.operator.holds_rows()) {
+            if rest.is_empty() {
                 emitted.extend(own);
                 continue;
             }
@@ -381,28 +403,42 @@ impl CompiledPlan {
                     placed.id, missed.reason
                 )));
             }
+            if prepared.traced.batch.num_rows() > 0 {
+                emitted.changes.push(prepared.traced);
+            }
         }
         Ok(emitted)
     }
 
-    /// Whether an operator shows results before its watermark (for the realtime view).
+    /// Whether an operator shows results before its watermark (for the
+    /// realtime view): the last one that keeps state, whose rows the steps
+    /// after it take (an aggregation of an aggregation shows its own groups;
+    /// a Top-N of an aggregation's results shows none early).
     pub fn shows_provisional(&self) -> bool {
-        self.pre
-            .iter()
-            .any(|placed| placed.operator.shows_provisional())
+        self.last_stateful()
+            .is_some_and(|placed| placed.operator.shows_provisional())
+    }
+
+    fn last_stateful(&self) -> Option<&PlacedOperator> {
+        self.pre.iter().rev().find(|placed| {
+            placed.operator.shows_provisional()
+                || placed.operator.state().is_some()
+                || placed.operator.keyed_state().is_some()
+        })
     }
 
     /// What the operators would emit if the watermark passed everything now,
     /// through the steps after them; none if no operator shows results early.
     pub fn provisional(&self) -> Result<Option<RecordBatch>> {
-        // The last such operator's, whose rows the steps after it take (an
-        // aggregation of an aggregation shows its own groups).
-        for placed in self.pre.iter().rev() {
-            if let Some(rows) = placed.operator.provisional()? {
-                return self.finish(rows).map(Some);
+        match self.last_stateful() {
+            Some(placed) if placed.operator.shows_provisional() => {
+                match placed.operator.provisional()? {
+                    Some(rows) => self.finish(rows).map(Some),
+                    None => Ok(None),
+                }
             }
+            _ => Ok(None),
         }
-        Ok(None)
     }
 
     /// The operators' state, where a checkpoint from before operator ids put it.
@@ -714,27 +750,22 @@ fn without_set_aside(traced: Traced, missed: &[Missed]) -> Result<Traced> {
     traced.filter(&keep)
 }
 
-/// The upsert materializer before the target, if the steps' rows change
-/// under a key the target's does not contain (a join's rows have none, a
-/// Top-N's are its partition), and the target is upserted by its own (Flink
-/// adds its `SinkUpsertMaterializer` there).
-fn materializer(
-    valid: &ValidPipeline,
-    steps: &[Step],
-    output: &DFSchema,
-) -> Result<Option<Arc<dyn Operator>>> {
-    use crate::operator::Changelog;
-    let target = &valid.target;
-    if target.primary_key.is_empty() {
-        return Ok(None);
-    }
-    let changelog_of = |table: &strata_catalog::TableDef| match crate::validate::is_changelog(table)
-    {
+/// The changes a table's stream carries, and the key they change rows by.
+fn changelog_of(table: &strata_catalog::TableDef) -> (Changelog, Vec<String>) {
+    match crate::validate::is_changelog(table) {
         true => (Changelog::Retracting, table.primary_key.clone()),
         false => (Changelog::AppendOnly, Vec::new()),
-    };
-    let (mut changelog, mut key) = changelog_of(&valid.sources[0]);
-    let right = valid.sources.get(1).map(|table| changelog_of(table).0);
+    }
+}
+
+/// The changes that come out of `steps` reading a stream of `start`'s (and a
+/// second stream of `right`'s), with the key they change rows by.
+fn changelog_through(
+    start: (Changelog, Vec<String>),
+    right: Option<Changelog>,
+    steps: &[Step],
+) -> (Changelog, Vec<String>) {
+    let (mut changelog, mut key) = start;
     for step in steps {
         let operator: &dyn Operator = match step {
             Step::Stateless(stateless) => stateless,
@@ -753,6 +784,24 @@ fn materializer(
         };
         changelog = emitted;
     }
+    (changelog, key)
+}
+
+/// The upsert materializer before the target, if the steps' rows change
+/// under a key the target's does not contain (a join's rows have none, a
+/// Top-N's are its partition), and the target is upserted by its own (Flink
+/// adds its `SinkUpsertMaterializer` there).
+fn materializer(
+    valid: &ValidPipeline,
+    steps: &[Step],
+    output: &DFSchema,
+) -> Result<Option<Arc<dyn Operator>>> {
+    let target = &valid.target;
+    if target.primary_key.is_empty() {
+        return Ok(None);
+    }
+    let right = valid.sources.get(1).map(|table| changelog_of(table).0);
+    let (changelog, key) = changelog_through(changelog_of(&valid.sources[0]), right, steps);
     // The SELECT's columns are the target's, by position: rows keyed by
     // columns among the target's key each stand alone under a target key.
     let under_target_key = |name: &String| {
@@ -922,6 +971,8 @@ struct Compiler<'a> {
     location: strata_catalog::SourceLocation,
     /// The tables read as streams, with their event-time columns.
     streams: Vec<(strata_catalog::TableName, Option<String>)>,
+    /// The changes the first stream carries, and the second's.
+    changelogs: (Changelog, Option<Changelog>),
     /// The steps of the second stream, once compiled.
     right: Option<Vec<Step>>,
     /// The LAG steps and lookup joins, as they are compiled.
@@ -939,7 +990,27 @@ impl Compiler<'_> {
             rank_limits: &self.rank_limits,
             state_ttl_ms: self.state_ttl_ms,
             event_times: &self.streams,
+            input_changelog: Changelog::AppendOnly,
         }
+    }
+
+    /// The changes the steps compiled so far emit: from the sources, or,
+    /// above an aggregation, from its results (which take their changes
+    /// back for the operators over them).
+    fn changelog_after(&self, steps: &[Step]) -> Changelog {
+        let aggregation = self
+            .outer
+            .as_ref()
+            .map(|(_, plan)| plan)
+            .or(self.aggregate.as_ref());
+        let start = match aggregation {
+            Some(plan) if plan.updates() || self.changelogs.0 != Changelog::AppendOnly => {
+                (Changelog::Retracting, plan.group_columns())
+            }
+            Some(_) => (Changelog::AppendOnly, Vec::new()),
+            None => (self.changelogs.0, Vec::new()),
+        };
+        changelog_through(start, self.changelogs.1, steps).0
     }
 
     fn physical(
@@ -956,7 +1027,11 @@ impl Compiler<'_> {
         for planner in planners() {
             if let Some(input) = planner.input_of(plan) {
                 self.compile(input, steps)?;
-                steps.push(Step::Operator(planner.plan(plan, &self.context())?));
+                let ctx = PlanContext {
+                    input_changelog: self.changelog_after(steps),
+                    ..self.context()
+                };
+                steps.push(Step::Operator(planner.plan(plan, &ctx)?));
                 return Ok(());
             }
         }

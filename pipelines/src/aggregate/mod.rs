@@ -517,11 +517,7 @@ impl AggregateState {
                 .iter()
                 .map(|(s, e, k, a)| (*s, *e, k.as_slice(), a.as_slice()))
                 .collect();
-            return Ok(Emitted {
-                retracts: Vec::new(),
-                upserts: vec![plan.finish(&rows)?],
-                deletes: Vec::new(),
-            });
+            return Ok(Emitted::appended(vec![plan.finish(&rows)?]));
         }
         let mut emit: BTreeSet<GroupId> = std::mem::take(&mut self.dirty);
         if let (Some(w), Some(_)) = (watermark, plan.window) {
@@ -549,9 +545,9 @@ impl AggregateState {
                     .collect()
             };
             Emitted {
-                retracts: Vec::new(),
                 upserts: vec![plan.finish(&rows(false))?],
                 deletes: vec![plan.finish(&rows(true))?],
+                ..Emitted::default()
             }
         };
         self.groups.retain(|_, g| g.rows > 0);
@@ -616,6 +612,7 @@ impl AggregateState {
             retracts: vec![plan.emitted_rows(&taken_back)?],
             upserts: vec![arrow::compute::take_record_batch(&current, &changed)?],
             deletes: vec![plan.emitted_rows(&deleted)?],
+            changes: Vec::new(),
         })
     }
 

@@ -363,12 +363,15 @@ pub struct Watermarks {
 /// What an operator emits when the watermark advances: rows it inserts or
 /// updates (by the key of its changelog), and keys it deletes; an operator
 /// asked for update-before rows also takes back the rows it emitted before
-/// (`retracts`, Flink's `-U`, which go first).
+/// (`retracts`, Flink's `-U`, which go first). What the operators after it
+/// make of its rows, each row with its kind, comes last, in order (`changes`:
+/// a Top-N of an aggregation's results).
 #[derive(Debug, Default)]
 pub struct Emitted {
     pub retracts: Vec<RecordBatch>,
     pub upserts: Vec<RecordBatch>,
     pub deletes: Vec<RecordBatch>,
+    pub changes: Vec<Traced>,
 }
 
 impl Emitted {
@@ -381,7 +384,8 @@ impl Emitted {
     }
 
     /// Its rows as one changelog, in the order they take effect: the rows
-    /// taken back (`-U`), the new rows (`+U`), the deletes (`-D`); none if empty.
+    /// taken back (`-U`), the new rows (`+U`), the deletes (`-D`), then the
+    /// changes in their order; none if empty.
     pub fn into_changes(self) -> crate::error::Result<Option<Traced>> {
         let parts = [
             (self.retracts, RowKind::UpdateBefore),
@@ -395,6 +399,11 @@ impl Emitted {
                 kinds.extend(std::iter::repeat_n(kind, batch.num_rows()));
                 batches.push(batch);
             }
+        }
+        for changes in self.changes.into_iter().filter(|c| c.batch.num_rows() > 0) {
+            let rows = changes.batch.num_rows();
+            kinds.extend(changes.kinds.unwrap_or_else(|| vec![RowKind::Insert; rows]));
+            batches.push(changes.batch);
         }
         let Some(first) = batches.first() else {
             return Ok(None);
@@ -411,6 +420,7 @@ impl Emitted {
         self.retracts.extend(other.retracts);
         self.upserts.extend(other.upserts);
         self.deletes.extend(other.deletes);
+        self.changes.extend(other.changes);
     }
 }
 

@@ -30,6 +30,9 @@ pub struct PlanContext<'a> {
     pub(crate) state_ttl_ms: Option<i64>,
     /// The streams' event-time columns (their `WATERMARK FOR` columns).
     pub(crate) event_times: &'a [(strata_catalog::TableName, Option<String>)],
+    /// The changes the operator's input carries (a Top-N over an
+    /// aggregation's results reads its retractions).
+    pub input_changelog: super::Changelog,
 }
 
 impl PlanContext<'_> {

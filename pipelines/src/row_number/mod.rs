@@ -337,6 +337,13 @@ fn plan_top_n(
             RankOrder::Values { exprs, fields }
         }
     };
+    let keeps_all = ctx.input_changelog != crate::operator::Changelog::AppendOnly;
+    if keeps_all && matches!(order, RankOrder::Arrival { .. }) {
+        return Err(ctx.unsupported(format!(
+            "ROW_NUMBER() ordered by the processing time over a {} stream (as in Flink, whose Deduplicate does not consume update and delete changes; order by a column of the rows to rank them)",
+            ctx.input_changelog.as_str()
+        )));
+    }
     let join = |exprs: Vec<String>| exprs.join(", ");
     let partition_by = join(
         params
@@ -387,6 +394,7 @@ fn plan_top_n(
         ),
         partition_sql: partition_by.clone(),
         limit,
+        keeps_all,
         input: Arc::new(input.as_arrow().clone()),
         output: Arc::new(window.schema.as_arrow().clone()),
     })?

@@ -11,6 +11,11 @@
 //!   state: partition key → how many ‖ when last written ‖ [the ranked rows: order key, row]
 //!          written only when a row enters the first N, so with SET 'table.exec.state.ttl' a partition is
 //!          forgotten that long after its last such row, as in Flink
+//!   over an input that takes rows back (a GROUP BY's changing results; Flink's RetractableTopNFunction):
+//!     every row of a partition is kept, not only the first N
+//!     -U/-D row at p ──▶ p >= N: nothing
+//!                       otherwise: -U each rank from p + 1 on (-D the last, if it empties), +U the rows one rank higher,
+//!                       the first row past N coming in at N
 //! ```
 //!
 //! Rows of one batch are taken in order. Rows that tie on the order keep their
@@ -70,6 +75,9 @@ pub struct TopNParts {
     /// What keys its rows: the partition's columns (and the number, when N > 1),
     /// if the partition is by columns; none otherwise.
     pub key: Vec<String>,
+    /// Whether its input takes rows back: every row of a partition is kept,
+    /// as one past the first N comes in when a ranked row is taken back.
+    pub keeps_all: bool,
     /// The input's columns.
     pub input: SchemaRef,
     /// The input's columns and the number.
@@ -90,6 +98,7 @@ pub struct TopN {
     described: String,
     partition_sql: String,
     limit: u64,
+    keeps_all: bool,
     rows: RowConverter,
     key_types: Vec<DataType>,
     output: SchemaRef,
@@ -112,6 +121,14 @@ struct Partition {
     /// The ranked rows, first rank first (for every other order).
     ranked: Vec<Ranked>,
     changed: bool,
+}
+
+/// An input row as a partition takes it: as bytes, with its order key, and
+/// its position in the batch.
+struct Incoming<'a> {
+    row: &'a [u8],
+    order: &'a [u8],
+    from: usize,
 }
 
 /// The rows a batch makes: each as bytes, its number, its kind and the input row it comes from.
@@ -188,6 +205,7 @@ impl TopN {
             described: parts.described,
             partition_sql: parts.partition_sql,
             limit: parts.limit,
+            keeps_all: parts.keeps_all,
             rows: row_converter(&parts.input)?,
             key_types,
             output: parts.output,
@@ -235,15 +253,9 @@ impl TopN {
         }
     }
 
-    /// Takes `row` (as bytes, with its order key) into `partition`: what it emits.
-    fn take_row(
-        &self,
-        partition: &mut Partition,
-        row: &[u8],
-        order: &[u8],
-        from: usize,
-        out: &mut Emits,
-    ) {
+    /// Takes an incoming row into `partition`: what it emits.
+    fn take_row(&self, partition: &mut Partition, incoming: Incoming<'_>, out: &mut Emits) {
+        let Incoming { row, order, from } = incoming;
         let limit = self.limit as usize;
         if self.keeps_first_arrivals() {
             if partition.count < self.limit {
@@ -254,11 +266,19 @@ impl TopN {
             return;
         }
         let at = self.place(&partition.ranked, order);
+        let ranked = Ranked {
+            order: order.to_vec(),
+            row: row.to_vec(),
+        };
         if at >= limit {
+            if self.keeps_all {
+                partition.ranked.insert(at, ranked);
+                partition.changed = true;
+            }
             return;
         }
         let before = partition.ranked.len();
-        for (i, ranked) in partition.ranked.iter().enumerate().skip(at) {
+        for (i, ranked) in partition.ranked.iter().enumerate().take(limit).skip(at) {
             let kind = match i + 1 >= limit {
                 true => RowKind::Delete,
                 false => RowKind::UpdateBefore,
@@ -275,14 +295,46 @@ impl TopN {
         {
             out.push(&ranked.row, i + 2, RowKind::UpdateAfter, from);
         }
-        partition.ranked.insert(
-            at,
-            Ranked {
-                order: order.to_vec(),
-                row: row.to_vec(),
-            },
-        );
-        partition.ranked.truncate(limit);
+        partition.ranked.insert(at, ranked);
+        if !self.keeps_all {
+            partition.ranked.truncate(limit);
+        }
+        partition.count = partition.ranked.len() as u64;
+        partition.changed = true;
+    }
+
+    /// Takes an incoming row back out of `partition`:
+    /// what it emits. Every rank from the row's on changes hands: the rows
+    /// there are taken back, and the rows after them come one rank higher
+    /// (the first past N coming in); a rank left empty is deleted. A row the
+    /// partition does not hold (forgotten after its TTL) changes nothing.
+    fn retract_row(&self, partition: &mut Partition, incoming: Incoming<'_>, out: &mut Emits) {
+        let Incoming { row, order, from } = incoming;
+        let limit = self.limit as usize;
+        let first = partition
+            .ranked
+            .partition_point(|r| r.order.as_slice() < order);
+        let Some(at) = partition.ranked[first..]
+            .iter()
+            .take_while(|r| r.order == order)
+            .position(|r| r.row == row)
+            .map(|i| first + i)
+        else {
+            return;
+        };
+        let before = partition.ranked.len();
+        let ranked_after = (before - 1).min(limit);
+        for i in at..before.min(limit) {
+            let kind = match i < ranked_after {
+                true => RowKind::UpdateBefore,
+                false => RowKind::Delete,
+            };
+            out.push(&partition.ranked[i].row, i + 1, kind, from);
+        }
+        partition.ranked.remove(at);
+        for i in at..ranked_after {
+            out.push(&partition.ranked[i].row, i + 1, RowKind::UpdateAfter, from);
+        }
         partition.count = partition.ranked.len() as u64;
         partition.changed = true;
     }
@@ -292,6 +344,10 @@ impl TopN {
             true => format!(
                 "ROW_NUMBER() OVER (PARTITION BY {} ORDER BY PROCTIME()): {:?}",
                 self.partition_sql, self.key_types
+            ),
+            false if self.keeps_all => format!(
+                "{} over rows taken back, every row kept: {:?}",
+                self.described, self.key_types
             ),
             false => format!("{}: {:?}", self.described, self.key_types),
         }
@@ -338,7 +394,15 @@ impl Operator for TopN {
                 }
                 let partition = partitions.get_mut(&key).expect("just loaded");
                 let order = orders.as_ref().map_or(&[][..], |o| o.row(row).data());
-                self.take_row(partition, rows.row(row).data(), order, row, &mut out);
+                let incoming = Incoming {
+                    row: rows.row(row).data(),
+                    order,
+                    from: row,
+                };
+                match input.retracts(row) {
+                    true => self.retract_row(partition, incoming, &mut out),
+                    false => self.take_row(partition, incoming, &mut out),
+                }
             }
             Ok(())
         })?;
@@ -386,9 +450,10 @@ impl Operator for TopN {
             ),
             None => String::new(),
         };
-        let holds = match self.keeps_first_arrivals() {
-            true => "how many rows of each partition were numbered, up to N",
-            false => "each partition's ranked rows, up to N",
+        let holds = match (self.keeps_first_arrivals(), self.keeps_all) {
+            (true, _) => "how many rows of each partition were numbered, up to N",
+            (false, true) => "every row of each partition, ranked (its input takes rows back)",
+            (false, false) => "each partition's ranked rows, up to N",
         };
         Described {
             detail: format!("{}{ttl}", self.described),
@@ -408,10 +473,13 @@ impl Operator for TopN {
     fn accepts(&self, input: Changelog) -> std::result::Result<(), String> {
         match input {
             Changelog::AppendOnly => Ok(()),
-            _ => Err(format!(
-                "a Top-N over a {} stream (a retraction would re-rank rows already written; only append-only input is ranked yet)",
-                input.as_str()
-            )),
+            Changelog::Retracting if self.keeps_all => Ok(()),
+            Changelog::Retracting => Err(
+                "a Top-N planned for an append-only input over a retracting stream".to_string(),
+            ),
+            Changelog::Upsert => Err(
+                "a Top-N over an upsert stream (its updates carry no old row to take back out of the ranking)".to_string(),
+            ),
         }
     }
 
@@ -468,6 +536,11 @@ mod tests {
     }
 
     fn top_n(order: RankOrder, limit: u64, ties_first: bool) -> Arc<TopN> {
+        ranking(order, limit, ties_first, false)
+    }
+
+    /// A Top-N; `keeps_all` for an input that takes rows back.
+    fn ranking(order: RankOrder, limit: u64, ties_first: bool, keeps_all: bool) -> Arc<TopN> {
         let schema = input();
         let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new("rn", DataType::Int64, false));
@@ -479,6 +552,7 @@ mod tests {
                 partition_sql: "category".to_string(),
                 limit,
                 ties_first,
+                keeps_all,
                 key: Vec::new(),
                 input: schema,
                 output: Arc::new(Schema::new(fields)),
@@ -636,6 +710,19 @@ mod tests {
             .0
     }
 
+    /// A checkpoint of `harness`, restored into `operator` in a run of its own.
+    async fn restart(
+        harness: &Harness,
+        operator: Arc<TopN>,
+        dir: &std::path::Path,
+        step: i64,
+    ) -> Harness {
+        let entry = harness.checkpoint_keyed(step).await.unwrap();
+        let restarted = Harness::keyed(operator, dir, &format!("run-{step}")).unwrap();
+        restarted.restore_keyed(&entry).await.unwrap();
+        restarted
+    }
+
     /// A small random generator, the same run after run.
     struct Lcg(u64);
 
@@ -662,9 +749,7 @@ mod tests {
             let mut item = 0;
             for step in 0..80 {
                 if step % 30 == 29 {
-                    let entry = harness.checkpoint_keyed(step).await.unwrap();
-                    harness = Harness::keyed(make(), dir.path(), &format!("run-{step}")).unwrap();
-                    harness.restore_keyed(&entry).await.unwrap();
+                    harness = restart(&harness, make(), dir.path(), step).await;
                 }
                 let mut batch = Vec::new();
                 for _ in 0..1 + random.below(4) {
@@ -699,6 +784,91 @@ mod tests {
                     net, expected,
                     "limit {limit}, ties first {ties_first}, step {step}"
                 );
+            }
+        }
+    }
+
+    /// The first `limit` rows of each category by amount, highest first,
+    /// equal amounts in arrival order: (category, item, rank).
+    fn ranked(
+        live: &BTreeMap<String, Vec<(i64, i64)>>,
+        limit: u64,
+    ) -> BTreeMap<(String, i64), i64> {
+        let mut expected = BTreeMap::new();
+        for (category, items) in live {
+            let mut sorted = items.clone();
+            sorted.sort_by(|(_, a), (_, b)| b.cmp(a));
+            for (rank, (item, _)) in sorted.into_iter().take(limit as usize).enumerate() {
+                expected.insert((category.clone(), rank as i64 + 1), item);
+            }
+        }
+        expected
+    }
+
+    #[tokio::test]
+    async fn over_rows_taken_back_the_next_row_comes_in_and_every_rank_reads_right_across_restarts()
+    {
+        for limit in [1, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let make = || ranking(by_amount_descending(), limit, false, true);
+            assert!(make().accepts(Changelog::Retracting).is_ok());
+            assert!(make().accepts(Changelog::Upsert).is_err());
+            let mut harness = Harness::keyed(make(), dir.path(), "run-0").unwrap();
+            let mut random = Lcg(limit + 7);
+            // The rows in, by category, in arrival order.
+            let mut live: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+            // What a target upserting by (category, rank) holds, and what one
+            // taking each retraction back holds.
+            let mut by_rank: BTreeMap<(String, i64), i64> = BTreeMap::new();
+            let mut net: BTreeMap<(String, i64, i64), i64> = BTreeMap::new();
+            let mut item = 0;
+            for step in 0..120 {
+                if step % 40 == 39 {
+                    harness = restart(&harness, make(), dir.path(), step).await;
+                }
+                let mut batch = Vec::new();
+                let mut kinds = Vec::new();
+                for _ in 0..1 + random.below(4) {
+                    let category = ["a", "b"][random.below(2) as usize];
+                    let rows = live.entry(category.to_string()).or_default();
+                    if !rows.is_empty() && random.below(3) == 0 {
+                        let (gone, amount) = rows.remove(random.below(rows.len() as u64) as usize);
+                        batch.push((category, gone, amount));
+                        kinds.push(
+                            [RowKind::UpdateBefore, RowKind::Delete][random.below(2) as usize],
+                        );
+                    } else {
+                        item += 1;
+                        let amount = random.below(6) as i64;
+                        rows.push((item, amount));
+                        batch.push((category, item, amount));
+                        kinds.push(
+                            [RowKind::Insert, RowKind::UpdateAfter][random.below(2) as usize],
+                        );
+                    }
+                }
+                let (out, _) = harness.push_changes(&rows(&batch), &kinds).await.unwrap();
+                for (kind, category, item, rank) in changes(&out) {
+                    let count = net.entry((category.clone(), item, rank)).or_insert(0);
+                    *count += if kind.is_retraction() { -1 } else { 1 };
+                    match kind {
+                        RowKind::Insert | RowKind::UpdateAfter => {
+                            by_rank.insert((category, rank), item);
+                        }
+                        RowKind::Delete => {
+                            by_rank.remove(&(category, rank));
+                        }
+                        RowKind::UpdateBefore => {}
+                    }
+                }
+                net.retain(|_, count| *count != 0);
+                let expected = ranked(&live, limit);
+                let expected_net: BTreeMap<(String, i64, i64), i64> = expected
+                    .iter()
+                    .map(|((category, rank), item)| ((category.clone(), *item, *rank), 1))
+                    .collect();
+                assert_eq!(net, expected_net, "limit {limit}, step {step}");
+                assert_eq!(by_rank, expected, "limit {limit}, step {step}");
             }
         }
     }

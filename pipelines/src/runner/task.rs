@@ -1584,6 +1584,26 @@ impl<'a> Task<'a> {
         Ok(())
     }
 
+    /// Rows with their kinds, in order: each run of new rows as emitted, each
+    /// run of rows taken back as taken back.
+    async fn pend_changes(&mut self, changes: Traced) -> Result<()> {
+        let rows = changes.batch.num_rows();
+        let mut start = 0;
+        while start < rows {
+            let takes_back = changes.retracts(start);
+            let end = (start..rows)
+                .find(|&row| changes.retracts(row) != takes_back)
+                .unwrap_or(rows);
+            let run = changes.batch.slice(start, end - start);
+            match takes_back {
+                true => self.pend_taken_back(run)?,
+                false => self.pend_emitted(run).await?,
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
     async fn commit(&mut self) -> Result<()> {
         let watermark = self.current_watermark();
         let now = Instant::now();
@@ -1613,6 +1633,9 @@ impl<'a> Task<'a> {
         }
         for batch in emitted.deletes.into_iter().filter(|b| b.num_rows() > 0) {
             self.pend_taken_back(batch)?;
+        }
+        for changes in emitted.changes {
+            self.pend_changes(changes).await?;
         }
         // Rows read from now on belong to the next commit and are judged against this watermark.
         self.committed_watermark = watermark;
