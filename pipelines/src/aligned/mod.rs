@@ -319,13 +319,10 @@ impl AlignedQuery {
             message,
             hint: Some(hint.to_string()),
         };
-        if matches!(
-            tvf.kind,
-            WindowKind::Session { .. } | WindowKind::Cumulate { .. }
-        ) {
+        if matches!(tvf.kind, WindowKind::Session { .. }) {
             return Err(invalid(
-                "a SESSION or CUMULATE window joined or aggregated twice is not supported yet (their window_start does not tell windows apart)".to_string(),
-                "aggregate the windows into a table, and join that table in the next pipeline",
+                "a SESSION window joined or aggregated twice is not supported yet (its windows are not known until they close)".to_string(),
+                "aggregate the sessions into a table, and join that table in the next pipeline",
             ));
         }
         if crate::validate::first_call(&pipeline.query, &["current_watermark"]).is_some() {
@@ -654,6 +651,28 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Whether a window bound tells the query's windows apart: a CUMULATE
+    /// window's start is shared by every window of its cycle, so only its
+    /// end (or time) does.
+    fn distinguishes(&self, bound: Bound) -> bool {
+        bound != Bound::Start || !self.cumulates()
+    }
+
+    fn cumulates(&self) -> bool {
+        self.inputs
+            .iter()
+            .any(|input| matches!(input.tvf.kind, WindowKind::Cumulate { .. }))
+    }
+
+    /// How far before window_end a window may start, at most and at least.
+    fn start_before_end(&self) -> (i64, i64) {
+        match self.inputs[0].tvf.kind {
+            WindowKind::Tumble { size } | WindowKind::Hop { size, .. } => (size, size),
+            WindowKind::Cumulate { size, step } => (size, step),
+            WindowKind::Session { gap } => (gap, gap),
+        }
+    }
+
     /// The input a scan reads, and whether it reads its windowed rows.
     fn input_of(&self, scan: &datafusion::logical_expr::TableScan) -> Option<(usize, bool)> {
         let windowed = scan.table_name.schema() == Some(WINDOW_SCHEMA);
@@ -709,9 +728,16 @@ impl<'a> Checker<'a> {
                     return Err("an aggregation reads rows that come from no window".to_string());
                 }
                 let grouped_by_window = aggregate.group_expr.iter().any(|expr| match expr {
-                    Expr::Column(column) => bound_of(&aggregate.input, column).is_some(),
+                    Expr::Column(column) => bound_of(&aggregate.input, column)
+                        .is_some_and(|bound| self.distinguishes(bound)),
                     _ => false,
                 });
+                if !grouped_by_window && self.cumulates() {
+                    return Err(
+                        "an aggregation over CUMULATE windows does not group by window_end (window_start is shared by the windows of a cycle)"
+                            .to_string(),
+                    );
+                }
                 if !grouped_by_window {
                     return Err(
                         "an aggregation over windowed rows does not group by window_start or window_end"
@@ -730,9 +756,15 @@ impl<'a> Checker<'a> {
                                 Expr::Column(c) => bound_of(side, c),
                                 _ => None,
                             };
-                            bound(&join.left, l).is_some()
+                            bound(&join.left, l).is_some_and(|b| self.distinguishes(b))
                                 && bound(&join.left, l) == bound(&join.right, r)
                         });
+                        if !on_window && self.cumulates() {
+                            return Err(
+                                "two CUMULATE windows' results are joined without equal window ends (ON a.window_end = b.window_end; window_start is shared by the windows of a cycle)"
+                                    .to_string(),
+                            );
+                        }
                         if !on_window {
                             return Err(
                                 "two windowed results are joined without equal window bounds (ON a.window_end = b.window_end)"
@@ -779,30 +811,27 @@ impl<'a> Checker<'a> {
         stream: &LogicalPlan,
         windows: &LogicalPlan,
     ) -> std::result::Result<(), String> {
-        let size = match self.inputs[0].tvf.kind {
-            WindowKind::Tumble { size }
-            | WindowKind::Hop { size, .. }
-            | WindowKind::Cumulate { size, .. } => size,
-            WindowKind::Session { gap } => gap,
-        };
+        // A window starts between `earliest` and `latest` before its end: a
+        // bound on window_start keeps the stream's rows for the earliest and
+        // waits for them until the latest (the same for all but CUMULATE).
+        let (earliest, latest) = self.start_before_end();
         // Offsets relative to window_end.
         let mut lower: Option<i64> = None;
         let mut upper: Option<i64> = None;
         let mut note = |time_is_left: bool, op: Operator, other: &Expr| {
-            let Some(offset) = window_offset(windows, other, size) else {
+            let (Some(low), Some(high)) = (
+                window_offset(windows, other, earliest),
+                window_offset(windows, other, latest),
+            ) else {
                 return;
             };
             let op = if time_is_left { op } else { flip(op) };
             match op {
-                Operator::GtEq | Operator::Gt => {
-                    lower = Some(lower.map_or(offset, |l| l.max(offset)))
-                }
-                Operator::LtEq | Operator::Lt => {
-                    upper = Some(upper.map_or(offset, |u| u.min(offset)))
-                }
+                Operator::GtEq | Operator::Gt => lower = Some(lower.map_or(low, |l| l.max(low))),
+                Operator::LtEq | Operator::Lt => upper = Some(upper.map_or(high, |u| u.min(high))),
                 Operator::Eq => {
-                    lower = Some(offset);
-                    upper = Some(offset);
+                    lower = Some(low);
+                    upper = Some(high);
                 }
                 _ => {}
             }
@@ -861,18 +890,18 @@ fn flip(op: Operator) -> Operator {
 }
 
 /// `bound`, `bound - INTERVAL x` or `bound + INTERVAL x` on the windows' side,
-/// as an offset from window_end in ms.
-fn window_offset(windows: &LogicalPlan, expr: &Expr, size: i64) -> Option<i64> {
+/// as an offset from window_end in ms, for windows that start `start_before_end` before their end.
+fn window_offset(windows: &LogicalPlan, expr: &Expr, start_before_end: i64) -> Option<i64> {
     let from_end = |column: &Column| -> Option<i64> {
         Some(match bound_of(windows, column)? {
             Bound::End => 0,
             Bound::Time => -1,
-            Bound::Start => -size,
+            Bound::Start => -start_before_end,
         })
     };
     match expr {
         Expr::Column(column) => from_end(column),
-        Expr::Cast(cast) => window_offset(windows, &cast.expr, size),
+        Expr::Cast(cast) => window_offset(windows, &cast.expr, start_before_end),
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             let Expr::Column(column) = left.as_ref() else {
                 return None;

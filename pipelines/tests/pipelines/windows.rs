@@ -304,6 +304,16 @@ async fn check_bids_pipeline(sql: &str) -> Result<(), String> {
     run.check().await.map_err(|err| err.to_string())
 }
 
+/// Two aggregations of one CUMULATE window over the bids, joined on `bound`.
+fn cumulate_joined_on(bound: &str) -> String {
+    let cumulate = "TABLE(CUMULATE(TABLE shop.ods_bids, DESCRIPTOR(bid_time), INTERVAL '1' SECOND, INTERVAL '10' SECOND))";
+    format!(
+        "INSERT INTO shop.dws_out SELECT A.n, B.n FROM
+         (SELECT COUNT(*) AS n, {bound} AS w FROM {cumulate} GROUP BY window_start, window_end) A
+         JOIN (SELECT MAX(price) AS n, {bound} AS w FROM {cumulate} GROUP BY window_start, window_end) B ON A.w = B.w"
+    )
+}
+
 #[tokio::test]
 async fn window_aligned_queries_that_would_mix_windows_are_refused() {
     let tumble = "TABLE(TUMBLE(TABLE shop.ods_bids, DESCRIPTOR(bid_time), INTERVAL '10' SECOND))";
@@ -315,6 +325,10 @@ async fn window_aligned_queries_that_would_mix_windows_are_refused() {
     ))
     .await
     .unwrap();
+    // Two CUMULATE windows joined on their ends, as Flink joins window to window.
+    check_bids_pipeline(&cumulate_joined_on("window_end"))
+        .await
+        .unwrap();
     let refusals = [
         (
             format!(
@@ -348,11 +362,15 @@ async fn window_aligned_queries_that_would_mix_windows_are_refused() {
             "outer join keeps stream rows",
         ),
         (
+            cumulate_joined_on("window_start"),
+            "two CUMULATE windows' results are joined without equal window ends",
+        ),
+        (
             "INSERT INTO shop.dws_out SELECT A.n, B.n FROM
-             (SELECT COUNT(*) AS n, window_end AS e FROM TABLE(CUMULATE(TABLE shop.ods_bids, DESCRIPTOR(bid_time), INTERVAL '1' SECOND, INTERVAL '10' SECOND)) GROUP BY window_start, window_end) A
-             JOIN (SELECT MAX(price) AS n, window_end AS e FROM TABLE(CUMULATE(TABLE shop.ods_bids, DESCRIPTOR(bid_time), INTERVAL '1' SECOND, INTERVAL '10' SECOND)) GROUP BY window_start, window_end) B ON A.e = B.e"
+             (SELECT COUNT(*) AS n, window_end AS e FROM TABLE(SESSION(TABLE shop.ods_bids, DESCRIPTOR(bid_time), INTERVAL '5' SECOND)) GROUP BY window_start, window_end) A
+             JOIN (SELECT MAX(price) AS n, window_end AS e FROM TABLE(SESSION(TABLE shop.ods_bids, DESCRIPTOR(bid_time), INTERVAL '5' SECOND)) GROUP BY window_start, window_end) B ON A.e = B.e"
                 .to_string(),
-            "CUMULATE window joined or aggregated twice",
+            "a SESSION window joined or aggregated twice",
         ),
         (
             format!(
