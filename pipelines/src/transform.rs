@@ -272,8 +272,23 @@ impl CompiledPlan {
             .transpose()?
             .map(Aggregation::new)
             .map(Arc::new);
+        // The steps that run on rows emitted at a commit, not as they are read.
+        let mut at_commit = false;
         let (pre, post) = match (compiler.pre.take(), &aggregation) {
             (Some(mut pre), Some(aggregation)) => {
+                let unfit = steps.iter().find_map(|step| match step {
+                    Step::Operator(operator) if !operator.runs_over_aggregated_changes() => {
+                        Some(operator.kind())
+                    }
+                    _ => None,
+                });
+                if let Some(kind) = unfit {
+                    return Err(unsupported(format!(
+                        "a {} after the aggregation",
+                        kind.as_str()
+                    )));
+                }
+                at_commit = reads_current_watermark(&steps);
                 pre.push(Step::Operator(aggregation.clone()));
                 if let Some((between, plan)) = outer {
                     let retracts = retracting_target || operators_after;
@@ -302,6 +317,7 @@ impl CompiledPlan {
             }) {
                 Some(at) => {
                     let post = steps.split_off(at + 1);
+                    at_commit = reads_current_watermark(&post);
                     (steps, post)
                 }
                 None => (steps, Vec::new()),
@@ -318,7 +334,7 @@ impl CompiledPlan {
             }
             pre.push(Step::Operator(materializer));
         }
-        refuse_current_watermark_beside(pipeline, compiler.right.is_some(), &pre, &post)?;
+        refuse_current_watermark_beside(pipeline, compiler.right.is_some(), &pre, at_commit)?;
         let mut ids = OperatorIds::default();
         let right = compiler.right.map(|steps| place(steps, &mut ids));
         let pre = place(pre, &mut ids);
@@ -848,11 +864,21 @@ fn materializer(
 /// own), an operator that runs rows through the steps again later (a retried
 /// lookup would meet a later watermark), or after an aggregation (whose rows
 /// are emitted at a commit).
+/// Whether a step calls CURRENT_WATERMARK.
+fn reads_current_watermark(steps: &[Step]) -> bool {
+    steps.iter().any(|step| match step {
+        Step::Stateless(step) => format!("{step:?}").contains("current_watermark"),
+        Step::Operator(_) => false,
+    })
+}
+
+/// `at_commit`: a step that runs on rows emitted at a commit (after an
+/// aggregation) calls CURRENT_WATERMARK.
 fn refuse_current_watermark_beside(
     pipeline: &crate::project::Pipeline,
     second_stream: bool,
     pre: &[Step],
-    post: &[Step],
+    at_commit: bool,
 ) -> Result<()> {
     if crate::validate::first_call(&pipeline.query, &["current_watermark"]).is_none() {
         return Ok(());
@@ -863,11 +889,7 @@ fn refuse_current_watermark_beside(
         }
         _ => None,
     });
-    let after_aggregation = post.iter().any(|step| match step {
-        Step::Stateless(step) => format!("{step:?}").contains("current_watermark"),
-        Step::Operator(_) => false,
-    });
-    let beside = match (second_stream, runs_again, after_aggregation) {
+    let beside = match (second_stream, runs_again, at_commit) {
         (true, _, _) => "a second stream (each stream has its own watermark)".to_string(),
         (_, Some(kind), _) => format!(
             "a {kind} that runs rows again later (they would meet a later watermark than they first did)"
@@ -1003,12 +1025,15 @@ impl Compiler<'_> {
             .as_ref()
             .map(|(_, plan)| plan)
             .or(self.aggregate.as_ref());
+        let source = (self.changelogs.0, Vec::new());
+        let before = self.pre.as_deref().unwrap_or_default();
+        let read = changelog_through(source.clone(), self.changelogs.1, before).0;
         let start = match aggregation {
-            Some(plan) if plan.updates() || self.changelogs.0 != Changelog::AppendOnly => {
+            Some(plan) if plan.updates() || read != Changelog::AppendOnly => {
                 (Changelog::Retracting, plan.group_columns())
             }
             Some(_) => (Changelog::AppendOnly, Vec::new()),
-            None => (self.changelogs.0, Vec::new()),
+            None => source,
         };
         changelog_through(start, self.changelogs.1, steps).0
     }

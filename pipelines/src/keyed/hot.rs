@@ -7,7 +7,7 @@
 //!   write ──▶ hot: stored key → value (or deleted), dirty since the last seal?
 //!   read  ──▶ hot ──miss──▶ the working store (only once something has spilled into it)
 //!   seal  ──▶ the dirty keys, sorted (with the store's changed keys, after a spill) ──▶ the delta
-//!   the run's hot bytes over half the budget, this state's over its share
+//!   the run's hot bytes over 3/8 of the budget, this state's over its share
 //!         ──spill──▶ every entry bulk-loaded into the store, the dirty ones into its changed keys
 //! ```
 //!

@@ -109,8 +109,8 @@ impl From<fjall::Error> for PipelineError {
 }
 
 /// What one pipeline run's keyed state should hold in memory; the rest is on
-/// local disk. Half of it holds the newest entries on the heap (see `hot`),
-/// a quarter caches the working store's blocks (`strata bench state
+/// local disk. Three eighths of it hold the newest entries on the heap (see
+/// `hot`), an eighth caches the working store's blocks (`strata bench state
 /// --memory-mb`); the process's peak is not bounded by it yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryBudget {
@@ -153,9 +153,10 @@ impl StateBackend {
             std::fs::remove_dir_all(dir).map_err(io)?;
         }
         std::fs::create_dir_all(dir.join("files")).map_err(io)?;
-        // A quarter of the budget caches blocks; memtables take the rest (see `keyed`).
+        // An eighth of the budget caches blocks, three eighths hold the hot
+        // entries (see `hot`); memtables and what is not bounded yet take the rest.
         let db = Database::builder(dir.join("store"))
-            .cache_size(budget.bytes / 4)
+            .cache_size(budget.bytes / 8)
             .manual_journal_persist(true)
             .temporary(true)
             .open()?;
@@ -164,7 +165,7 @@ impl StateBackend {
             dir: dir.to_path_buf(),
             budget,
             operators: Arc::default(),
-            heap: HeapShare::new(budget.bytes / 2),
+            heap: HeapShare::new(budget.bytes / 8 * 3),
         })
     }
 

@@ -655,6 +655,12 @@ pub trait Operator: std::fmt::Debug + Send + Sync {
         false
     }
 
+    /// Whether it may run over an aggregation's results: on the changes the
+    /// aggregation emits at a commit, as they come (a Top-N of them).
+    fn runs_over_aggregated_changes(&self) -> bool {
+        false
+    }
+
     /// Whether a second stream enters the plan here (an interval join's right side).
     fn reads_second_stream(&self) -> bool {
         false

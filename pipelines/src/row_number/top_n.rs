@@ -273,6 +273,7 @@ impl TopN {
         if at >= limit {
             if self.keeps_all {
                 partition.ranked.insert(at, ranked);
+                partition.count = partition.ranked.len() as u64;
                 partition.changed = true;
             }
             return;
@@ -307,8 +308,13 @@ impl TopN {
     /// what it emits. Every rank from the row's on changes hands: the rows
     /// there are taken back, and the rows after them come one rank higher
     /// (the first past N coming in); a rank left empty is deleted. A row the
-    /// partition does not hold (forgotten after its TTL) changes nothing.
-    fn retract_row(&self, partition: &mut Partition, incoming: Incoming<'_>, out: &mut Emits) {
+    /// partition does not hold changes nothing: whether it held it.
+    fn retract_row(
+        &self,
+        partition: &mut Partition,
+        incoming: Incoming<'_>,
+        out: &mut Emits,
+    ) -> bool {
         let Incoming { row, order, from } = incoming;
         let limit = self.limit as usize;
         let first = partition
@@ -320,7 +326,7 @@ impl TopN {
             .position(|r| r.row == row)
             .map(|i| first + i)
         else {
-            return;
+            return false;
         };
         let before = partition.ranked.len();
         let ranked_after = (before - 1).min(limit);
@@ -337,6 +343,7 @@ impl TopN {
         }
         partition.count = partition.ranked.len() as u64;
         partition.changed = true;
+        true
     }
 
     fn fingerprint(&self) -> String {
@@ -373,6 +380,7 @@ impl Operator for TopN {
         let mut partitions: HashMap<Vec<u8>, Partition> = HashMap::new();
         let mut out = Emits::default();
         let mut too_long = Vec::new();
+        let mut unheld = Vec::new();
         self.state.with(|state| {
             for (row, key) in keys.into_iter().enumerate() {
                 if key.len() > MAX_KEY_BYTES {
@@ -400,7 +408,13 @@ impl Operator for TopN {
                     from: row,
                 };
                 match input.retracts(row) {
-                    true => self.retract_row(partition, incoming, &mut out),
+                    true => {
+                        // Without a TTL, every row taken back was taken in.
+                        let held = self.retract_row(partition, incoming, &mut out);
+                        if !held && self.expiry.ttl_ms().is_none() {
+                            unheld.push(row);
+                        }
+                    }
                     false => self.take_row(partition, incoming, &mut out),
                 }
             }
@@ -419,7 +433,7 @@ impl Operator for TopN {
             origins: out.origins.iter().map(|&row| input.origins[row]).collect(),
             kinds: (!self.keeps_first_arrivals()).then_some(out.kinds),
         };
-        let missed = Missed::quarantine(
+        let mut missed = Missed::quarantine(
             &too_long,
             &input,
             format!(
@@ -427,6 +441,12 @@ impl Operator for TopN {
                 MAX_KEY_BYTES / 1024
             ),
         );
+        missed.extend(Missed::quarantine(
+            &unheld,
+            &input,
+            "it takes back a row the Top-N never ranked (a changelog update without its old row?)"
+                .to_string(),
+        ));
         let changes = partitions
             .into_iter()
             .filter(|(_, partition)| partition.changed)
@@ -494,6 +514,10 @@ impl Operator for TopN {
 
     fn refuses_rows_run_again(&self) -> Option<String> {
         Some("a row run again would be ranked twice".to_string())
+    }
+
+    fn runs_over_aggregated_changes(&self) -> bool {
+        true
     }
 
     /// A commit cleans one key group of the partitions whose time to be kept is over.
@@ -871,5 +895,31 @@ mod tests {
                 assert_eq!(by_rank, expected, "limit {limit}, step {step}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_row_taken_back_that_was_never_ranked_goes_to_quarantine() {
+        let dir = tempfile::tempdir().unwrap();
+        let operator = ranking(by_amount_descending(), 2, false, true);
+        let harness = Harness::keyed(operator, dir.path(), "run").unwrap();
+        let (out, missed) = harness
+            .push_changes(
+                &rows(&[("a", 1, 5), ("a", 2, 3)]),
+                &[RowKind::Insert, RowKind::Delete],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            changes(&out),
+            [(RowKind::Insert, "a".to_string(), 1, 1)],
+            "the unranked row's retraction changes nothing"
+        );
+        assert_eq!(missed.len(), 1, "{missed:?}");
+        assert_eq!(missed[0].origins, [1]);
+        assert!(
+            missed[0].reason.contains("never ranked"),
+            "{}",
+            missed[0].reason
+        );
     }
 }

@@ -266,7 +266,7 @@ async fn an_idle_stream_stops_holding_a_window_join_back() {
     assert_eq!(rows().await, [["1", "2024-05-01T10:00:00"]]);
 }
 
-/// Checks a pipeline over bids into `shop.dws_out (a BIGINT, b BIGINT)`; the error, if any.
+/// Checks a pipeline over bids into `shop.dws_out (a BIGINT, b BIGINT)` (or `shop.dws_out_keyed`, keyed by a); the error, if any.
 async fn check_bids_pipeline(sql: &str) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("strata.toml"), "").unwrap();
@@ -284,7 +284,9 @@ async fn check_bids_pipeline(sql: &str) -> Result<(), String> {
              CREATE TABLE shop.ods_bids_cdc (auction BIGINT, price BIGINT, bid_time TIMESTAMP(3),
                PRIMARY KEY (auction) NOT ENFORCED, WATERMARK FOR bid_time AS bid_time - INTERVAL '1' SECOND)
              WITH ('connector' = 'kafka', 'topic' = 'bids_cdc', 'format' = 'debezium-json', 'properties.bootstrap.servers' = 'b:9092');
-             CREATE TABLE shop.dws_out (a BIGINT, b BIGINT) WITH ('connector' = 'delta');",
+             CREATE TABLE shop.dws_out (a BIGINT, b BIGINT) WITH ('connector' = 'delta');
+             CREATE TABLE shop.dws_out_keyed (a BIGINT, b BIGINT, PRIMARY KEY (a) NOT ENFORCED)
+             WITH ('connector' = 'delta');",
             RegisterMode::Create,
         )
         .await
@@ -389,5 +391,47 @@ async fn window_aligned_queries_that_would_mix_windows_are_refused() {
             err.contains("dws_out.sql:"),
             "the error names the file: {err}"
         );
+    }
+}
+
+#[tokio::test]
+async fn operators_over_an_aggregations_results_are_refused_but_for_a_ranking() {
+    let counts =
+        "(SELECT auction, COUNT(*) AS n, MAX(bid_time) AS t FROM shop.ods_bids GROUP BY auction)";
+    // Each auction's bid count ranked, the first kept: a Top-N over the GROUP BY's changes.
+    check_bids_pipeline(&format!(
+        "INSERT INTO shop.dws_out_keyed SELECT auction, n FROM (
+           SELECT auction, n, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY n DESC) AS rn FROM {counts} c
+         ) r WHERE rn <= 1"
+    ))
+    .await
+    .unwrap();
+    let refusals = [
+        (
+            format!(
+                "INSERT INTO shop.dws_out_keyed SELECT auction, LAG(n) OVER (PARTITION BY auction) FROM {counts} c"
+            ),
+            "a LAG after the aggregation",
+        ),
+        (
+            format!(
+                "INSERT INTO shop.dws_out_keyed SELECT c.auction, b.price FROM {counts} c
+                 JOIN shop.ods_bids_cdc b ON c.auction = b.auction"
+            ),
+            "after the aggregation",
+        ),
+        (
+            format!(
+                "INSERT INTO shop.dws_out_keyed SELECT auction, n FROM (
+                   SELECT auction, n, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY n DESC) AS rn
+                   FROM {counts} c WHERE t > CURRENT_WATERMARK(t)
+                 ) r WHERE rn <= 1"
+            ),
+            "CURRENT_WATERMARK after an aggregation",
+        ),
+    ];
+    for (sql, reason) in refusals {
+        let err = check_bids_pipeline(&sql).await.unwrap_err();
+        assert!(err.contains(reason), "{sql}\nwas refused with: {err}");
     }
 }
