@@ -176,10 +176,14 @@ impl StateBackend {
         // nodes (2.5 times more for small entries), and a keyspace holds up
         // to five before writes wait for flushes: 1/128 of the budget each.
         let memtable = (self.budget.bytes / 128).max(1024 * 1024);
+        // Every table's bloom filter stays in memory (about a byte and a half a
+        // key): a read that misses the hot entries then reads one data block, not
+        // a whole filter block the small block cache has evicted.
         let values = self.db.keyspace(&format!("values-{ordinal}"), || {
             KeyspaceCreateOptions::default()
                 .manual_journal_persist(true)
                 .max_memtable_size(memtable)
+                .filter_block_pinning_policy(fjall::config::PinningPolicy::all(true))
         })?;
         let changed = self.db.keyspace(&format!("changed-{ordinal}"), || {
             KeyspaceCreateOptions::default()

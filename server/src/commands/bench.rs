@@ -63,6 +63,9 @@ pub(crate) enum BenchCommand {
         /// Events per second of event time (windows are 2 and 10 s of it).
         #[arg(long, default_value_t = 100_000)]
         rate: u64,
+        /// The keyed state's memory budget (as `[engine] state-memory-mb`; its default if not given).
+        #[arg(long)]
+        state_memory_mb: Option<u64>,
     },
     /// A keyed operator's commit cost over 1 M and 10 M keys, its memory against the budget, and a restore.
     State {
@@ -204,6 +207,7 @@ pub(crate) async fn run(command: BenchCommand, format: Format) -> anyhow::Result
             events,
             source,
             rate,
+            state_memory_mb,
         } => {
             use bench::nexmark::{EventSource, NexmarkOptions, QUERIES, Query};
             let queries: Vec<Query> = match query.as_str() {
@@ -225,6 +229,7 @@ pub(crate) async fn run(command: BenchCommand, format: Format) -> anyhow::Result
                 rate,
                 source,
                 progress: format == Format::Table,
+                state_memory_mb,
             };
             let mut reports = Vec::new();
             for query in queries {

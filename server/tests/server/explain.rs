@@ -169,6 +169,7 @@ async fn every_nexmark_query_is_explained() {
             rate: 1_000,
             source: EventSource::Gen,
             progress: false,
+            state_memory_mb: None,
         };
         project(dir.path(), query, options, None).await.unwrap();
         let plan = explain(dir.path(), query.name);

@@ -226,6 +226,8 @@ pub struct NexmarkOptions {
     pub rate: u64,
     pub source: EventSource,
     pub progress: bool,
+    /// `[engine] state-memory-mb` of the run (the default if `None`).
+    pub state_memory_mb: Option<u64>,
 }
 
 /// Runs of at most this many events are checked row by row; larger ones by count and digest.
@@ -272,6 +274,9 @@ pub async fn project(
     bootstrap: Option<&str>,
 ) -> anyhow::Result<Catalog> {
     let mut toml = String::from("[engine]\ncommit-interval-ms = 250\nbatch-records = 20000\n");
+    if let Some(mb) = options.state_memory_mb {
+        toml.push_str(&format!("state-memory-mb = {mb}\n"));
+    }
     if let Some(bootstrap) = bootstrap {
         toml.push_str(&format!(
             "[connections.nexmark]\nkind = \"kafka\"\nbootstrap-servers = \"{bootstrap}\"\n"
