@@ -274,7 +274,7 @@ impl CompiledPlan {
             .map(Arc::new);
         // The steps that run on rows emitted at a commit, not as they are read.
         let mut at_commit = false;
-        let (pre, post) = match (compiler.pre.take(), &aggregation) {
+        let (mut pre, mut post) = match (compiler.pre.take(), &aggregation) {
             (Some(mut pre), Some(aggregation)) => {
                 let unfit = steps.iter().find_map(|step| match step {
                     Step::Operator(operator) if !operator.runs_over_aggregated_changes() => {
@@ -323,7 +323,6 @@ impl CompiledPlan {
                 None => (steps, Vec::new()),
             },
         };
-        let (mut pre, mut post) = (pre, post);
         if (aggregation.is_none() || operators_after)
             && let Some(materializer) = materializer(valid, &pre, plan.schema())?
         {
@@ -856,14 +855,6 @@ fn materializer(
     Ok(Some(Arc::new(materializer)))
 }
 
-/// Flink's `table.exec.state.ttl` expires the state of every stateful
-/// operator; one that keeps its state for good here yet (an unbounded
-/// ROW_NUMBER, a GROUP BY, LAG) refuses the TTL rather than silently keep it.
-/// Refuses CURRENT_WATERMARK where the watermark a row meets is not the
-/// stream's as of the row: beside a second stream (whose watermark is its
-/// own), an operator that runs rows through the steps again later (a retried
-/// lookup would meet a later watermark), or after an aggregation (whose rows
-/// are emitted at a commit).
 /// Whether a step calls CURRENT_WATERMARK.
 fn reads_current_watermark(steps: &[Step]) -> bool {
     steps.iter().any(|step| match step {
@@ -872,8 +863,11 @@ fn reads_current_watermark(steps: &[Step]) -> bool {
     })
 }
 
-/// `at_commit`: a step that runs on rows emitted at a commit (after an
-/// aggregation) calls CURRENT_WATERMARK.
+/// Refuses CURRENT_WATERMARK where the watermark a row meets is not the
+/// stream's as of the row: beside a second stream (whose watermark is its
+/// own), an operator that runs rows through the steps again later (a retried
+/// lookup would meet a later watermark), or in a step that runs on rows
+/// emitted at a commit (`at_commit`: after an aggregation).
 fn refuse_current_watermark_beside(
     pipeline: &crate::project::Pipeline,
     second_stream: bool,
@@ -909,6 +903,9 @@ fn refuse_current_watermark_beside(
     })
 }
 
+/// Flink's `table.exec.state.ttl` expires the state of every stateful
+/// operator; one that keeps its state for good here yet (an unbounded
+/// ROW_NUMBER, a GROUP BY, LAG) refuses the TTL rather than silently keep it.
 fn refuse_state_ttl_beside(
     pipeline: &crate::project::Pipeline,
     operators: &[PlacedOperator],

@@ -46,7 +46,7 @@ pub use manifest::{FileKind, Manifest, StateFile};
 pub use remote::RemoteFiles;
 
 use crate::error::{PipelineError, Result};
-use hot::{HeapShare, Hot, Merged, MergedKey};
+use hot::{HeapShare, Hot, Merged};
 
 /// How many key groups keys are hashed into.
 pub const KEY_GROUPS: u16 = 128;
@@ -648,11 +648,7 @@ fn merged<'a>(
     }
     .map(|entry| {
         let (stored, value) = entry?;
-        let key = match &stored {
-            MergedKey::Hot(stored) => split_stored(stored).1,
-            MergedKey::Stored(stored) => split_stored(stored).1,
-        };
-        Ok((key.to_vec(), value))
+        Ok((split_stored(stored.as_ref()).1.to_vec(), value))
     })
 }
 

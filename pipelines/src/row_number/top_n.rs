@@ -266,36 +266,33 @@ impl TopN {
             return;
         }
         let at = self.place(&partition.ranked, order);
+        if at >= limit && !self.keeps_all {
+            return;
+        }
+        if at < limit {
+            let before = partition.ranked.len();
+            for (i, ranked) in partition.ranked.iter().enumerate().take(limit).skip(at) {
+                let kind = match i + 1 >= limit {
+                    true => RowKind::Delete,
+                    false => RowKind::UpdateBefore,
+                };
+                out.push(&ranked.row, i + 1, kind, from);
+            }
+            out.push(row, at + 1, RowKind::Insert, from);
+            for (i, ranked) in partition
+                .ranked
+                .iter()
+                .enumerate()
+                .take(before.min(limit - 1))
+                .skip(at)
+            {
+                out.push(&ranked.row, i + 2, RowKind::UpdateAfter, from);
+            }
+        }
         let ranked = Ranked {
             order: order.to_vec(),
             row: row.to_vec(),
         };
-        if at >= limit {
-            if self.keeps_all {
-                partition.ranked.insert(at, ranked);
-                partition.count = partition.ranked.len() as u64;
-                partition.changed = true;
-            }
-            return;
-        }
-        let before = partition.ranked.len();
-        for (i, ranked) in partition.ranked.iter().enumerate().take(limit).skip(at) {
-            let kind = match i + 1 >= limit {
-                true => RowKind::Delete,
-                false => RowKind::UpdateBefore,
-            };
-            out.push(&ranked.row, i + 1, kind, from);
-        }
-        out.push(row, at + 1, RowKind::Insert, from);
-        for (i, ranked) in partition
-            .ranked
-            .iter()
-            .enumerate()
-            .take(before.min(limit - 1))
-            .skip(at)
-        {
-            out.push(&ranked.row, i + 2, RowKind::UpdateAfter, from);
-        }
         partition.ranked.insert(at, ranked);
         if !self.keeps_all {
             partition.ranked.truncate(limit);
@@ -304,11 +301,11 @@ impl TopN {
         partition.changed = true;
     }
 
-    /// Takes an incoming row back out of `partition`:
-    /// what it emits. Every rank from the row's on changes hands: the rows
-    /// there are taken back, and the rows after them come one rank higher
-    /// (the first past N coming in); a rank left empty is deleted. A row the
-    /// partition does not hold changes nothing: whether it held it.
+    /// Takes an incoming row back out of `partition`: what it emits. Every
+    /// rank from the row's on changes hands: the rows there are taken back,
+    /// and the rows after them come one rank higher (the first past N coming
+    /// in); a rank left empty is deleted. A row the partition does not hold
+    /// changes nothing. Returns whether it held the row.
     fn retract_row(
         &self,
         partition: &mut Partition,
