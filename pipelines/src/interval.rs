@@ -15,6 +15,17 @@
 //! Each pair is emitted once, when the later of its two rows is read. The held
 //! rows are part of the pipeline's checkpoint, committed with both streams'
 //! offsets, so a restart neither loses nor repeats a pair.
+//!
+//! A LEFT, RIGHT or FULL interval join (Flink's outer interval join) marks the
+//! held rows of its padded side as they meet a partner; a row that leaves the
+//! state at a commit without having met one comes out then, padded with NULLs.
+//! The output stays append-only: no row to come can meet a row that left the
+//! state (it would be late, and quarantined).
+//!
+//! ```text
+//!   LEFT: a row (k, t) held, unmatched ──(b's watermark passes t + upper)──▶ out: a row + NULLs
+//!         a row (k, t) that met a b row ──(b's watermark passes t + upper)──▶ dropped
+//! ```
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +42,7 @@ use crate::operator::{
     BatchContext, Changelog, Described, InputStream, KeepsState, MissAction, Missed, Operator,
     OperatorKind, Processed, StateInfo, StateWrite, Traced, Watermarks,
 };
+use crate::regular_join::JoinKind;
 use crate::state::{ByteReader, ByteWriter};
 
 /// One side's inputs, as the join reads them.
@@ -47,6 +59,8 @@ pub struct SideInput {
 /// Everything needed to build an [`IntervalJoin`].
 #[derive(Debug)]
 pub struct IntervalJoinParts {
+    /// INNER, LEFT, RIGHT or FULL.
+    pub kind: JoinKind,
     pub left: SideInput,
     pub right: SideInput,
     /// The types both sides' keys are compared as.
@@ -63,6 +77,7 @@ pub struct IntervalJoinParts {
 /// A compiled interval join and the rows it holds.
 #[derive(Debug)]
 pub struct IntervalJoin {
+    kind: JoinKind,
     left: SideInput,
     right: SideInput,
     key_types: Vec<DataType>,
@@ -78,10 +93,23 @@ pub struct IntervalJoin {
 #[derive(Debug)]
 struct HeldRows {
     converter: RowConverter,
-    by_key: HashMap<Box<[u8]>, Vec<(i64, OwnedRow)>>,
+    by_key: HashMap<Box<[u8]>, Vec<HeldRow>>,
     /// Rows of this side older than this may have lost partners to a cleaning: late.
     late_below: i64,
 }
+
+/// One held row: its event time, its columns, and whether it has met a
+/// partner (for the padded side of an outer join).
+#[derive(Debug)]
+struct HeldRow {
+    time: i64,
+    row: OwnedRow,
+    matched: bool,
+}
+
+/// The top bit of a checkpoint's count of keys: each held row records whether
+/// it has met a partner (an outer join's).
+const MATCHED_FLAGS: u64 = 1 << 63;
 
 /// What a probe leaves to hold once the rows have gone through the pipeline.
 #[derive(Debug)]
@@ -89,6 +117,10 @@ pub struct HeldWrites {
     side: Side,
     rows: RecordBatch,
     held: Vec<usize>,
+    /// For each held row, whether it met a partner.
+    matched: Vec<bool>,
+    /// The other side's held rows it met: key, place among the key's rows, and time.
+    partners: Vec<(Box<[u8]>, usize, i64)>,
 }
 
 /// What probing a batch of one side produced.
@@ -107,7 +139,8 @@ impl IntervalJoin {
     /// The join in SQL terms: its keys and its band of event time.
     pub fn describe_join(&self) -> String {
         format!(
-            "ON {} AND {} BETWEEN {} {:+} ms AND {} {:+} ms",
+            "{} ON {} AND {} BETWEEN {} {:+} ms AND {} {:+} ms",
+            self.kind.as_sql(),
             crate::batch::equalities(&self.left.keys, &self.right.keys),
             self.right.time,
             self.left.time,
@@ -128,8 +161,13 @@ impl IntervalJoin {
                 crate::state::schema_fingerprint(&input.schema)
             )
         };
+        // An inner join's fingerprint stays as it was before outer joins.
+        let kind = match self.kind {
+            JoinKind::Inner => String::new(),
+            kind => format!("{} ", kind.as_sql()),
+        };
         format!(
-            "interval join; left: {}; right: {}; key types {:?}",
+            "{kind}interval join; left: {}; right: {}; key types {:?}",
             side(&self.left),
             side(&self.right),
             self.key_types
@@ -154,6 +192,7 @@ impl IntervalJoin {
                     .collect(),
             )?,
             state: Mutex::new([held(&parts.left.schema)?, held(&parts.right.schema)?]),
+            kind: parts.kind,
             left: parts.left,
             right: parts.right,
             key_types: parts.key_types,
@@ -196,8 +235,13 @@ impl IntervalJoin {
         let mut held = Vec::new();
         let mut probe_rows: Vec<u32> = Vec::new();
         let mut partners = Vec::new();
+        let mut partner_places: Vec<(&[u8], usize, i64)> = Vec::new();
         for row in 0..rows {
             if times.is_null(row) || keys.iter().any(|k| k.is_null(row)) {
+                // A NULL key or time meets nothing; the padded side's row still comes out.
+                if self.kind.pads(side) {
+                    held.push(row);
+                }
                 continue;
             }
             let time = times.value(row);
@@ -206,14 +250,16 @@ impl IntervalJoin {
                 continue;
             }
             held.push(row);
-            let Some(candidates) = other.by_key.get(encoded.row(row).data()) else {
+            let key = encoded.row(row).data();
+            let Some(candidates) = other.by_key.get(key) else {
                 continue;
             };
             let (from, to) = band(time);
-            for (other_time, other_row) in candidates {
-                if (from..=to).contains(other_time) {
+            for (place, candidate) in candidates.iter().enumerate() {
+                if (from..=to).contains(&candidate.time) {
                     probe_rows.push(row as u32);
-                    partners.push(other_row.row());
+                    partners.push(candidate.row.row());
+                    partner_places.push((key, place, candidate.time));
                 }
             }
         }
@@ -236,12 +282,25 @@ impl IntervalJoin {
         )?;
         // A NULL condition keeps no pair.
         let mask = crate::batch::condition_mask(&self.filter, &pairs)?;
-        let origins = probe_rows
+        let origins: Vec<usize> = probe_rows
             .values()
             .iter()
             .zip(mask.values().iter())
             .filter_map(|(&row, keep)| keep.then_some(row as usize))
             .collect();
+        let mut met = vec![false; rows];
+        for &row in &origins {
+            met[row] = true;
+        }
+        let partners = match self.kind.pads(side.other()) {
+            true => partner_places
+                .into_iter()
+                .zip(mask.values().iter())
+                .filter(|(_, keep)| *keep)
+                .map(|((key, place, time), _)| (key.into(), place, time))
+                .collect(),
+            false => Vec::new(),
+        };
         Ok(Probed {
             batch: arrow::compute::filter_record_batch(&pairs, &mask)?,
             origins,
@@ -249,62 +308,130 @@ impl IntervalJoin {
             writes: HeldWrites {
                 side,
                 rows: batch.clone(),
+                matched: held.iter().map(|&row| met[row]).collect(),
                 held,
+                partners,
             },
         })
     }
 
-    /// Holds the probing rows for the other side's rows to come.
+    /// Holds the probing rows for the other side's rows to come, and marks
+    /// the other side's rows they met (for an outer join's padded side).
     pub fn hold(&self, writes: HeldWrites) -> Result<()> {
-        let HeldWrites { side, rows, held } = writes;
+        let HeldWrites {
+            side,
+            rows,
+            held,
+            matched,
+            partners,
+        } = writes;
+        let mut state = self.state.lock().expect("not poisoned");
+        let other = &mut state[side.other() as usize];
+        for (key, place, time) in partners {
+            if let Some(partner) = other
+                .by_key
+                .get_mut(&key)
+                .and_then(|rows| rows.get_mut(place))
+                .filter(|partner| partner.time == time)
+            {
+                partner.matched = true;
+            }
+        }
         if held.is_empty() {
             return Ok(());
         }
         let times = crate::window::event_times(&rows, &self.input(side).time)?;
         let keys = self.keys(side, &rows)?;
         let encoded = self.key_converter.convert_columns(&keys)?;
-        let mut state = self.state.lock().expect("not poisoned");
         let own = &mut state[side as usize];
         let converted = own.converter.convert_columns(rows.columns())?;
-        for row in held {
-            own.by_key
-                .entry(encoded.row(row).data().into())
-                .or_default()
-                .push((times.value(row), converted.row(row).owned()));
+        for (row, matched) in held.into_iter().zip(matched) {
+            // A padded row whose key or time is NULL meets nothing: it is held
+            // under no key until a commit lets it out.
+            let (key, time): (&[u8], i64) =
+                match times.is_null(row) || keys.iter().any(|k| k.is_null(row)) {
+                    true => (&[], i64::MIN),
+                    false => (encoded.row(row).data(), times.value(row)),
+                };
+            own.by_key.entry(key.into()).or_default().push(HeldRow {
+                time,
+                row: converted.row(row).owned(),
+                matched,
+            });
         }
         Ok(())
     }
 
     /// Drops the rows no row to come can meet: left rows older than the right
     /// watermark - upper, right rows older than the left watermark + lower.
-    pub fn clean(&self, left_watermark: i64, right_watermark: i64) {
+    /// Those of a padded side that met no partner come out, padded with NULLs.
+    pub fn clean(&self, left_watermark: i64, right_watermark: i64) -> Result<Option<RecordBatch>> {
         let mut state = self.state.lock().expect("not poisoned");
         let [left, right] = &mut *state;
         let left_bound = right_watermark.saturating_sub(self.upper_ms);
-        left.by_key.retain(|_, rows| {
-            rows.retain(|(time, _)| *time >= left_bound);
-            !rows.is_empty()
-        });
+        let left_alone = drop_below(left, left_bound, self.kind.pads(Side::Left));
         right.late_below = right.late_below.max(right_watermark);
         let right_bound = left_watermark.saturating_add(self.lower_ms);
-        right.by_key.retain(|_, rows| {
-            rows.retain(|(time, _)| *time >= right_bound);
-            !rows.is_empty()
-        });
+        let right_alone = drop_below(right, right_bound, self.kind.pads(Side::Right));
         left.late_below = left.late_below.max(left_watermark);
+        let mut padded = Vec::new();
+        for (side, alone) in [(Side::Left, left_alone), (Side::Right, right_alone)] {
+            if alone.is_empty() {
+                continue;
+            }
+            let held = match side {
+                Side::Left => &*left,
+                Side::Right => &*right,
+            };
+            let own = held
+                .converter
+                .convert_rows(alone.iter().map(OwnedRow::row))?;
+            padded.push(self.pad(side, own, alone.len())?);
+        }
+        match padded.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.clone())),
+            _ => Ok(Some(arrow::compute::concat_batches(&self.output, &padded)?)),
+        }
+    }
+
+    /// `rows` of `side` with NULLs for the other side's columns.
+    fn pad(&self, side: Side, own: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
+        let left_width = self.left.schema.fields().len();
+        let fields = self.output.fields();
+        let nulls = |range: std::ops::Range<usize>| -> Vec<ArrayRef> {
+            fields[range]
+                .iter()
+                .map(|field| arrow::array::new_null_array(field.data_type(), rows))
+                .collect()
+        };
+        let columns = match side {
+            Side::Left => [own, nulls(left_width..fields.len())].concat(),
+            Side::Right => [nulls(0..left_width), own].concat(),
+        };
+        Ok(RecordBatch::try_new_with_options(
+            self.output.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )?)
     }
 
     fn encode(&self, out: &mut ByteWriter) {
         let state = self.state.lock().expect("not poisoned");
+        let flagged = self.kind != JoinKind::Inner;
         for held in state.iter() {
             out.i64(held.late_below);
-            out.u64(held.by_key.len() as u64);
+            let flag = if flagged { MATCHED_FLAGS } else { 0 };
+            out.u64(held.by_key.len() as u64 | flag);
             for (key, rows) in &held.by_key {
                 out.bytes(key);
                 out.u64(rows.len() as u64);
-                for (time, row) in rows {
-                    out.i64(*time);
-                    out.bytes(row.row().data());
+                for held in rows {
+                    out.i64(held.time);
+                    out.bytes(held.row.row().data());
+                    if flagged {
+                        out.u8(u8::from(held.matched));
+                    }
                 }
             }
         }
@@ -316,12 +443,20 @@ impl IntervalJoin {
             held.late_below = input.i64()?;
             let parser = held.converter.parser();
             let mut by_key = HashMap::new();
-            for _ in 0..input.u64()? {
+            let keys = input.u64()?;
+            let flagged = keys & MATCHED_FLAGS != 0;
+            for _ in 0..keys & !MATCHED_FLAGS {
                 let key: Box<[u8]> = input.bytes()?.into();
                 let mut rows = Vec::new();
                 for _ in 0..input.u64()? {
                     let time = input.i64()?;
-                    rows.push((time, parser.parse(input.bytes()?).owned()));
+                    let row = parser.parse(input.bytes()?).owned();
+                    // Rows of a checkpoint without flags were held by an inner join.
+                    let matched = match flagged {
+                        true => input.u8()? == 1,
+                        false => true,
+                    };
+                    rows.push(HeldRow { time, row, matched });
                 }
                 by_key.insert(key, rows);
             }
@@ -329,6 +464,28 @@ impl IntervalJoin {
         }
         Ok(())
     }
+}
+
+/// Drops `held`'s rows older than `bound`, returning those that met no
+/// partner when `padded` (their side comes out padded with NULLs).
+fn drop_below(held: &mut HeldRows, bound: i64, padded: bool) -> Vec<OwnedRow> {
+    let mut alone = Vec::new();
+    held.by_key.retain(|_, rows| {
+        if rows.iter().all(|row| row.time >= bound) {
+            return true;
+        }
+        let (kept, gone): (Vec<HeldRow>, Vec<HeldRow>) = std::mem::take(rows)
+            .into_iter()
+            .partition(|row| row.time >= bound);
+        *rows = kept;
+        alone.extend(
+            gone.into_iter()
+                .filter(|row| padded && !row.matched)
+                .map(|row| row.row),
+        );
+        !rows.is_empty()
+    });
+    alone
 }
 
 /// The band an interval join's ON clause puts the right time in, relative to
@@ -506,12 +663,19 @@ impl Operator for IntervalJoin {
         }
     }
 
-    /// Rows that no row to come of the other stream can meet leave the state.
+    /// Rows that no row to come of the other stream can meet leave the
+    /// state; an outer join's rows that met none come out padded.
     async fn on_watermark(&self, watermarks: &Watermarks) -> Result<crate::operator::Emitted> {
-        if let (Some(left), Some(right)) = (watermarks.source, watermarks.second) {
-            self.clean(left, right);
-        }
-        Ok(crate::operator::Emitted::default())
+        let (Some(left), Some(right)) = (watermarks.source, watermarks.second) else {
+            return Ok(crate::operator::Emitted::default());
+        };
+        Ok(match self.clean(left, right)? {
+            Some(padded) => crate::operator::Emitted {
+                changes: vec![Traced::of(&padded)],
+                ..crate::operator::Emitted::default()
+            },
+            None => crate::operator::Emitted::default(),
+        })
     }
 
     fn state(&self) -> Option<&dyn KeepsState> {

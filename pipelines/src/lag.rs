@@ -10,6 +10,10 @@
 //!
 //! With `WHERE alarming <> was_alarming`, this emits a row only when a key's
 //! value changes: the transitions of a state, such as an alarm's start and end.
+//!
+//! Under `SET 'table.exec.state.ttl'`, a partition whose last row came longer
+//! ago than the TTL (by processing time) is forgotten, as Flink's OVER state is:
+//! its next row finds no previous value, and each commit drops such partitions.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,14 +26,26 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use crate::batch::{evaluate, with_column};
 use crate::error::Result;
+use crate::keyed::Expiry;
 use crate::operator::{
-    BatchContext, Described, InputStream, KeepsState, Operator, OperatorKind, Processed, StateInfo,
-    StateWrite, Traced,
+    BatchContext, Described, Emitted, InputStream, KeepsState, Operator, OperatorKind, Processed,
+    StateInfo, StateWrite, Traced, Watermarks,
 };
 use crate::state::{ByteReader, ByteWriter};
 
 /// The column LAG's values are added as, before a projection names them.
 const LAG_COLUMN: &str = "__lag";
+
+/// The top bit of a checkpoint's count of partitions: each partition records
+/// when its last row came (under a state TTL).
+const WRITTEN_TIMES: u64 = 1 << 63;
+
+/// A partition's last value, and when it came (ms since the epoch).
+#[derive(Debug, Clone)]
+struct Last {
+    value: OwnedRow,
+    written_ms: i64,
+}
 
 /// The last value of each partition, as the batch that is running left it.
 pub type LagWrites = Vec<(Box<[u8]>, OwnedRow)>;
@@ -55,7 +71,9 @@ pub struct LagStep {
     output_type: DataType,
     key_converter: RowConverter,
     value_converter: RowConverter,
-    last: Mutex<HashMap<Box<[u8]>, OwnedRow>>,
+    last: Mutex<HashMap<Box<[u8]>, Last>>,
+    /// When a partition is forgotten (`SET 'table.exec.state.ttl'`).
+    expiry: Expiry,
 }
 
 impl LagStep {
@@ -83,7 +101,14 @@ impl LagStep {
             default,
             key_converter,
             last: Mutex::new(HashMap::new()),
+            expiry: Expiry::default(),
         })
+    }
+
+    /// The step, forgetting a partition as `expiry` says (after `SET 'table.exec.state.ttl'`).
+    pub fn expiring(mut self, expiry: Expiry) -> Self {
+        self.expiry = expiry;
+        self
     }
 
     /// The batch with the previous values appended, and the state it leaves
@@ -98,13 +123,17 @@ impl LagStep {
         let values = evaluate(&self.value, batch)?;
         let value_rows = self.value_converter.convert_columns(&[values])?;
         let last = self.last.lock().expect("not poisoned");
+        let now = self.expiry.now();
         let mut overlay: HashMap<Box<[u8]>, usize> = HashMap::new();
         let mut previous: Vec<Option<OwnedRow>> = Vec::with_capacity(batch.num_rows());
         for row in 0..batch.num_rows() {
             let key = keys.row(row).data();
             previous.push(match overlay.get(key) {
                 Some(&earlier) => Some(value_rows.row(earlier).owned()),
-                None => last.get(key).cloned(),
+                None => last
+                    .get(key)
+                    .filter(|last| !self.expiry.expired(last.written_ms, now))
+                    .map(|last| last.value.clone()),
             });
             overlay.insert(key.into(), row);
         }
@@ -138,25 +167,45 @@ impl LagStep {
     }
 
     pub fn apply(&self, writes: LagWrites) {
-        self.last.lock().expect("not poisoned").extend(writes);
+        let written_ms = self.expiry.now();
+        self.last.lock().expect("not poisoned").extend(
+            writes
+                .into_iter()
+                .map(|(key, value)| (key, Last { value, written_ms })),
+        );
     }
 
+    /// Under a TTL, each partition records when its last row came, and the
+    /// count of partitions says so in its top bit (a checkpoint without it
+    /// restores every partition as written at the restore).
     fn encode(&self, out: &mut ByteWriter) {
         let last = self.last.lock().expect("not poisoned");
-        out.u64(last.len() as u64);
-        for (key, value) in last.iter() {
+        let expiring = self.expiry.ttl_ms().is_some();
+        let flag = if expiring { WRITTEN_TIMES } else { 0 };
+        out.u64(last.len() as u64 | flag);
+        for (key, last) in last.iter() {
             out.bytes(key);
-            out.bytes(value.row().data());
+            out.bytes(last.value.row().data());
+            if expiring {
+                out.i64(last.written_ms);
+            }
         }
     }
 
     fn decode(&self, input: &mut ByteReader) -> Result<()> {
         let mut last = self.last.lock().expect("not poisoned");
         let parser = self.value_converter.parser();
-        for _ in 0..input.u64()? {
+        let now = self.expiry.now();
+        let count = input.u64()?;
+        let timed = count & WRITTEN_TIMES != 0;
+        for _ in 0..count & !WRITTEN_TIMES {
             let key: Box<[u8]> = input.bytes()?.into();
             let value = parser.parse(input.bytes()?).owned();
-            last.insert(key, value);
+            let written_ms = match timed {
+                true => input.i64()?,
+                false => now,
+            };
+            last.insert(key, Last { value, written_ms });
         }
         Ok(())
     }
@@ -193,8 +242,15 @@ impl Operator for LagStep {
             .map(|f| f.as_ref().clone())
             .collect();
         fields.push(Field::new(LAG_COLUMN, self.output_type.clone(), true));
+        let ttl = match self.expiry.ttl_ms() {
+            Some(ttl) => format!(
+                "; partitions kept {} after their last row",
+                humantime::format_duration(std::time::Duration::from_millis(ttl.max(0) as u64))
+            ),
+            None => String::new(),
+        };
         Described {
-            detail: self.shape(),
+            detail: format!("{}{ttl}", self.shape()),
             schema: Arc::new(Schema::new(fields)),
             watermark: input.watermark.clone(),
             state: Some(StateInfo {
@@ -205,7 +261,19 @@ impl Operator for LagStep {
     }
 
     fn keeps_state_past_ttl(&self) -> bool {
-        true
+        false
+    }
+
+    /// Drops the partitions past their TTL at each commit.
+    async fn on_watermark(&self, _watermarks: &Watermarks) -> Result<Emitted> {
+        if self.expiry.ttl_ms().is_some() {
+            let now = self.expiry.now();
+            self.last
+                .lock()
+                .expect("not poisoned")
+                .retain(|_, last| !self.expiry.expired(last.written_ms, now));
+        }
+        Ok(Emitted::default())
     }
 
     fn refuses_rows_run_again(&self) -> Option<String> {
@@ -240,6 +308,7 @@ mod tests {
     use datafusion::physical_expr::expressions::col;
 
     use super::LagStep;
+    use crate::keyed::Expiry;
     use crate::operator::Operator;
     use crate::operator::harness::Harness;
 
@@ -250,16 +319,19 @@ mod tests {
         ]))
     }
 
-    fn lag() -> Arc<dyn Operator> {
+    /// `LAG(value) OVER (PARTITION BY device …)`.
+    fn lag_step() -> LagStep {
         let schema = schema();
-        Arc::new(
-            LagStep::new(
-                vec![(col("device", &schema).unwrap(), DataType::Utf8)],
-                (col("value", &schema).unwrap(), DataType::Int64),
-                None,
-            )
-            .unwrap(),
+        LagStep::new(
+            vec![(col("device", &schema).unwrap(), DataType::Utf8)],
+            (col("value", &schema).unwrap(), DataType::Int64),
+            None,
         )
+        .unwrap()
+    }
+
+    fn lag() -> Arc<dyn Operator> {
+        Arc::new(lag_step())
     }
 
     fn batch(rows: &[(&str, i64)]) -> RecordBatch {
@@ -283,6 +355,36 @@ mod tests {
         (0..column.len())
             .map(|row| column.is_valid(row).then(|| column.value(row)))
             .collect()
+    }
+
+    /// The test's own wall clock, in ms.
+    static NOW_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1_000);
+
+    fn test_clock() -> i64 {
+        NOW_MS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn with_a_ttl_a_partition_without_rows_for_that_long_is_forgotten() {
+        use std::sync::atomic::Ordering;
+        let make =
+            || Arc::new(lag_step().expiring(Expiry::after(Some(1_000)).with_clock(test_clock)));
+        assert!(!make().keeps_state_past_ttl());
+        let harness = Harness::new(make());
+        harness.push(&batch(&[("a", 1), ("b", 10)])).await.unwrap();
+        NOW_MS.store(1_600, Ordering::Relaxed);
+        harness.push(&batch(&[("b", 11)])).await.unwrap();
+        let bytes = harness.snapshot();
+        let lag = make();
+        let mut restored = Harness::restore_into(lag.clone(), &bytes).unwrap();
+        // At 2 000, a's last row (at 1 000) is past the TTL; b's (1 600) is not.
+        NOW_MS.store(2_000, Ordering::Relaxed);
+        let (rows, _) = restored.push(&batch(&[("a", 2), ("b", 12)])).await.unwrap();
+        assert_eq!(previous(&rows.batch), [None, Some(11)]);
+        // A commit drops the partitions past their time.
+        NOW_MS.store(3_000, Ordering::Relaxed);
+        restored.watermark(0).await.unwrap();
+        assert!(lag.last.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

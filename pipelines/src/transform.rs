@@ -905,7 +905,7 @@ fn refuse_current_watermark_beside(
 
 /// Flink's `table.exec.state.ttl` expires the state of every stateful
 /// operator; one that keeps its state for good here yet (an unbounded
-/// ROW_NUMBER, a GROUP BY, LAG) refuses the TTL rather than silently keep it.
+/// ROW_NUMBER, an OVER aggregation) refuses the TTL rather than silently keep it.
 fn refuse_state_ttl_beside(
     pipeline: &crate::project::Pipeline,
     operators: &[PlacedOperator],
@@ -925,7 +925,7 @@ fn refuse_state_ttl_beside(
                 placed.operator.kind().as_str(),
                 placed.id
             ),
-            hint: Some("the TTL bounds a regular join's state; run the other operator in a pipeline of its own, without the setting".to_string()),
+            hint: Some("the TTL bounds the state of regular joins, GROUP BY, LAG, Top-N and deduplication; run the other operator in a pipeline of its own, without the setting".to_string()),
         }),
     }
 }
@@ -1148,8 +1148,17 @@ impl Compiler<'_> {
                     )));
                 }
                 if self.aggregate.is_none() {
+                    let read = changelog_through(
+                        (self.changelogs.0, Vec::new()),
+                        self.changelogs.1,
+                        steps,
+                    );
                     self.pre = Some(std::mem::take(steps));
-                    self.aggregate = Some(self.compile_aggregate(aggregate)?);
+                    let plan = self.compile_aggregate(aggregate)?;
+                    self.aggregate = Some(match read.0 {
+                        Changelog::AppendOnly => plan,
+                        _ => plan.over_changelog(),
+                    });
                     return Ok(());
                 }
                 if self.window.is_some() || self.outer.is_some() {
@@ -1157,7 +1166,10 @@ impl Compiler<'_> {
                         "an aggregation of a window's results, or a third aggregation,".to_string(),
                     ));
                 }
-                let outer = self.compile_aggregate(aggregate)?;
+                let outer = match self.changelog_after(steps) {
+                    Changelog::AppendOnly => self.compile_aggregate(aggregate)?,
+                    _ => self.compile_aggregate(aggregate)?.over_changelog(),
+                };
                 self.outer = Some((std::mem::take(steps), outer));
                 Ok(())
             }
@@ -1218,11 +1230,12 @@ impl Compiler<'_> {
             .iter()
             .map(typed)
             .collect::<Result<Vec<_>>>()?;
-        LagStep::new(
+        Ok(LagStep::new(
             partition,
             typed(value)?,
             default.map(|d| self.physical(d, input)).transpose()?,
-        )
+        )?
+        .expiring(Expiry::after(self.state_ttl_ms)))
     }
 
     /// A join whose right side is a dimension named `FOR SYSTEM_TIME AS OF`:
@@ -1275,9 +1288,9 @@ impl Compiler<'_> {
         }
         let kind = match (join.join_type, band) {
             (JoinType::Inner, _) => JoinKind::Inner,
-            (JoinType::Left, None) => JoinKind::Left,
-            (JoinType::Right, None) => JoinKind::Right,
-            (JoinType::Full, None) => JoinKind::Full,
+            (JoinType::Left, _) => JoinKind::Left,
+            (JoinType::Right, _) => JoinKind::Right,
+            (JoinType::Full, _) => JoinKind::Full,
             (JoinType::LeftSemi, None) => JoinKind::Semi,
             (JoinType::LeftAnti, None) if join.null_aware => {
                 return Err(refuse(
@@ -1287,7 +1300,7 @@ impl Compiler<'_> {
             (JoinType::LeftAnti, None) => JoinKind::Anti,
             (other, Some(_)) => {
                 return Err(refuse(format!(
-                    "a {other} interval join (only inner interval joins run yet; a regular join of the two streams, without the band of time, may be outer, semi or anti)"
+                    "a {other} interval join (interval joins run as INNER, LEFT, RIGHT or FULL joins; a regular join of the two streams, without the band of time, may be semi or anti)"
                 )));
             }
             (other, None) => {
@@ -1376,6 +1389,7 @@ impl Compiler<'_> {
             time,
         };
         let interval = Arc::new(IntervalJoin::new(IntervalJoinParts {
+            kind,
             left: side_input(left, left_keys, left_time),
             right: side_input(right, right_keys, right_time),
             key_types,
@@ -1655,13 +1669,14 @@ impl Compiler<'_> {
             .ok_or_else(|| (self.unsupported)(format!("{expr} over {input_type}")))?;
             calls.push(call);
         }
-        AggregatePlan::new(
+        Ok(AggregatePlan::new(
             self.window.map(|tvf| tvf.kind),
             self.allowed_lateness_ms,
             groups,
             calls,
             Arc::new(aggregate.schema.as_arrow().clone()),
-        )
+        )?
+        .expiring(Expiry::after(self.state_ttl_ms)))
     }
 }
 

@@ -11,6 +11,16 @@
 //! sort like the values, so one implementation serves every type. Integer and
 //! decimal sums are exact (`i128`); a sum that no longer fits its column stops
 //! the pipeline instead of wrapping.
+//!
+//! Over a changelog, MIN, MAX and COUNT(DISTINCT) must take values back out
+//! (Flink's `MaxWithRetractAggFunction`): they keep every value with how many
+//! rows hold it, so the minimum after a retraction is the next value held.
+//!
+//! ```text
+//!   +I 5, +I 3, +I 3, -U 3     ──▶ {3: 1, 5: 1}   MIN 3, MAX 5, COUNT(DISTINCT) 2
+//!   -D 3                        ──▶ {5: 1}         MIN 5
+//!   a batch's partial counts merge by adding; a value whose count reaches 0 is dropped
+//! ```
 
 use std::sync::Arc;
 
@@ -53,6 +63,19 @@ impl AggFunction {
             _ => return None,
         })
     }
+
+    /// The function's name in SQL.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            Self::Count => "COUNT",
+            Self::Sum => "SUM",
+            Self::Min => "MIN",
+            Self::Max => "MAX",
+            Self::Avg => "AVG",
+            Self::CountDistinct => "COUNT(DISTINCT)",
+            Self::ApproxDistinct => "APPROX_DISTINCT",
+        }
+    }
 }
 
 /// How a function's input values are held.
@@ -81,6 +104,9 @@ pub struct AggregateCall {
     converter: Option<RowConverter>,
     /// Buckets of a COUNT(DISTINCT) set (1: not split).
     distinct_buckets: u32,
+    /// Whether its input is a changelog: MIN, MAX and COUNT(DISTINCT) then
+    /// count the rows holding each value, to take them back out.
+    retracting: bool,
 }
 
 impl AggregateCall {
@@ -96,13 +122,32 @@ impl AggregateCall {
 
     /// The call as its state depends on it: function, argument, filter and types.
     pub fn shape(&self) -> String {
+        let counted = match self.counts_values() {
+            true => ", every value counted",
+            false => "",
+        };
         format!(
-            "{}: {} -> {} (distinct buckets {})",
+            "{}: {} -> {} (distinct buckets {}{counted})",
             self.describe(),
             self.input_type,
             self.output,
             self.distinct_buckets
         )
+    }
+
+    /// The call reading a changelog: its accumulators take retractions back out.
+    pub fn over_changelog(mut self) -> Self {
+        self.retracting = true;
+        self
+    }
+
+    /// Whether its accumulators keep every value with its count of rows.
+    fn counts_values(&self) -> bool {
+        self.retracting
+            && matches!(
+                self.function,
+                AggFunction::Min | AggFunction::Max | AggFunction::CountDistinct
+            )
     }
 }
 
@@ -153,19 +198,25 @@ impl AggregateCall {
             holding,
             converter,
             distinct_buckets,
+            retracting: false,
         })
     }
 
-    /// Whether a changelog's retractions (update-before, delete) can be taken back out.
+    /// Whether a changelog's retractions (update-before, delete) can be taken
+    /// back out: an estimate (APPROX_DISTINCT) never can.
     pub fn retractable(&self) -> bool {
-        matches!(
-            self.function,
-            AggFunction::Count | AggFunction::Sum | AggFunction::Avg
-        )
+        match self.function {
+            AggFunction::Count | AggFunction::Sum | AggFunction::Avg => true,
+            AggFunction::Min | AggFunction::Max | AggFunction::CountDistinct => self.retracting,
+            AggFunction::ApproxDistinct => false,
+        }
     }
 
     /// A new, empty accumulator.
     pub fn empty(&self) -> Acc {
+        if self.counts_values() {
+            return Acc::Counted(CountedValues::default());
+        }
         match (self.function, &self.holding) {
             (AggFunction::Count, _) => Acc::Count(0),
             (AggFunction::Sum, Holding::Float) => Acc::SumFloat {
@@ -258,6 +309,7 @@ impl AggregateCall {
                 Int64Array::from_iter_values(accs.iter().map(|acc| match acc {
                     Acc::Count(n) => *n,
                     Acc::Distinct(set) => set.len() as i64,
+                    Acc::Counted(values) => values.distinct() as i64,
                     _ => 0,
                 })),
             ),
@@ -289,11 +341,19 @@ impl AggregateCall {
                 let null_row = converter
                     .convert_columns(&[arrow::array::new_null_array(&self.input_type, 1)])?;
                 let parser = converter.parser();
+                fn held(acc: &Acc, function: AggFunction) -> Option<&[u8]> {
+                    match acc {
+                        Acc::Min(Some(bytes)) | Acc::Max(Some(bytes)) => Some(bytes),
+                        Acc::Counted(values) if function == AggFunction::Min => values.min(),
+                        Acc::Counted(values) => values.max(),
+                        _ => None,
+                    }
+                }
                 let rows: Vec<arrow::row::Row<'_>> = accs
                     .iter()
-                    .map(|acc| match acc {
-                        Acc::Min(Some(bytes)) | Acc::Max(Some(bytes)) => parser.parse(bytes),
-                        _ => null_row.row(0),
+                    .map(|acc| match held(acc, self.function) {
+                        Some(bytes) => parser.parse(bytes),
+                        None => null_row.row(0),
                     })
                     .collect();
                 // Safety of `parse`: the bytes were produced by this converter.
@@ -373,6 +433,8 @@ pub enum Acc {
     Max(Option<Vec<u8>>),
     Distinct(DistinctSet),
     Approx(Box<HyperLogLog>),
+    /// MIN, MAX or COUNT(DISTINCT) over a changelog.
+    Counted(CountedValues),
 }
 
 impl Acc {
@@ -416,9 +478,13 @@ impl Acc {
                 }
             }
             (acc, Input::Rows { rows, valid }) if valid[row] => {
-                debug_assert!(sign > 0, "only retractable aggregates see retractions");
                 let bytes = rows.row(row);
                 let bytes = bytes.as_ref();
+                if let Acc::Counted(values) = acc {
+                    values.add(bytes, sign);
+                    return Ok(());
+                }
+                debug_assert!(sign > 0, "only retractable aggregates see retractions");
                 match acc {
                     Acc::Min(min) if min.as_deref().is_none_or(|m| bytes < m) => {
                         *min = Some(bytes.to_vec())
@@ -490,6 +556,7 @@ impl Acc {
             }
             (Acc::Distinct(a), Acc::Distinct(b)) => a.merge(b),
             (Acc::Approx(a), Acc::Approx(b)) => a.merge(&b),
+            (Acc::Counted(a), Acc::Counted(b)) => a.merge(b),
             _ => unreachable!("accumulators of one aggregate have one kind"),
         }
         Ok(())
@@ -533,6 +600,10 @@ impl Acc {
                 out.u8(8);
                 out.bytes(hll.registers());
             }
+            Acc::Counted(values) => {
+                out.u8(11);
+                values.encode(out);
+            }
         }
     }
 
@@ -575,8 +646,96 @@ impl Acc {
             6 => Acc::Max(input.option(|r| r.bytes().map(<[u8]>::to_vec))?),
             7 => Acc::Distinct(DistinctSet::decode(input)?),
             8 => Acc::Approx(Box::new(HyperLogLog::from_registers(input.bytes()?)?)),
+            11 => Acc::Counted(CountedValues::decode(input)?),
             tag => return Err(input.corrupt(&format!("unknown accumulator {tag}"))),
         })
+    }
+}
+
+/// Values with the number of rows holding each, in the values' order: what
+/// MIN, MAX and COUNT(DISTINCT) over a changelog keep. A batch's partial
+/// accumulator may count a value below zero (its retraction came before the
+/// row it takes back, in another batch); merging adds the counts, and only
+/// values held by at least one row count towards the result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CountedValues {
+    rows: std::collections::BTreeMap<Vec<u8>, i64>,
+    /// How many values at least one row holds.
+    held: usize,
+}
+
+impl CountedValues {
+    fn add(&mut self, value: &[u8], rows: i64) {
+        let before = match self.rows.get_mut(value) {
+            Some(count) => {
+                let before = *count;
+                *count += rows;
+                if *count == 0 {
+                    self.rows.remove(value);
+                }
+                before
+            }
+            None => {
+                self.rows.insert(value.to_vec(), rows);
+                0
+            }
+        };
+        let after = before + rows;
+        match (before > 0, after > 0) {
+            (false, true) => self.held += 1,
+            (true, false) => self.held -= 1,
+            _ => {}
+        }
+    }
+
+    fn merge(&mut self, other: CountedValues) {
+        if self.rows.is_empty() {
+            *self = other;
+            return;
+        }
+        for (value, rows) in other.rows {
+            self.add(&value, rows);
+        }
+    }
+
+    fn held(&self) -> impl DoubleEndedIterator<Item = &[u8]> {
+        self.rows
+            .iter()
+            .filter(|(_, rows)| **rows > 0)
+            .map(|(value, _)| value.as_slice())
+    }
+
+    fn min(&self) -> Option<&[u8]> {
+        self.held().next()
+    }
+
+    fn max(&self) -> Option<&[u8]> {
+        self.held().next_back()
+    }
+
+    fn distinct(&self) -> usize {
+        self.held
+    }
+
+    fn encode(&self, out: &mut ByteWriter) {
+        out.u64(self.rows.len() as u64);
+        for (value, rows) in &self.rows {
+            out.bytes(value);
+            out.i64(*rows);
+        }
+    }
+
+    fn decode(input: &mut ByteReader<'_>) -> Result<Self> {
+        let mut values = Self::default();
+        for _ in 0..input.u64()? {
+            let value = input.bytes()?;
+            let rows = input.i64()?;
+            if rows == 0 {
+                return Err(input.corrupt("a value counted by no rows"));
+            }
+            values.add(value, rows);
+        }
+        Ok(values)
     }
 }
 
@@ -613,6 +772,89 @@ mod tests {
             1,
         )
         .unwrap()
+    }
+
+    fn over_changelog(function: AggFunction) -> AggregateCall {
+        AggregateCall::new(
+            function,
+            Arc::new(Column::new("v", 0)),
+            None,
+            DataType::Int64,
+            DataType::Int64,
+            1,
+        )
+        .unwrap()
+        .over_changelog()
+    }
+
+    fn results(calls: &[AggregateCall], accs: &[Acc]) -> Vec<Option<i64>> {
+        calls
+            .iter()
+            .zip(accs)
+            .map(|(call, acc)| {
+                let column = call.finish(&[acc]).unwrap();
+                let column = column.as_any().downcast_ref::<Int64Array>().unwrap();
+                column.is_valid(0).then(|| column.value(0))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn min_max_and_distinct_over_a_changelog_take_values_back_out() {
+        let calls: Vec<AggregateCall> = [
+            AggFunction::Min,
+            AggFunction::Max,
+            AggFunction::CountDistinct,
+        ]
+        .into_iter()
+        .map(over_changelog)
+        .collect();
+        assert!(calls.iter().all(AggregateCall::retractable));
+        let column: ArrayRef = Arc::new(Int64Array::from(vec![
+            Some(5),
+            Some(3),
+            Some(3),
+            None,
+            Some(9),
+        ]));
+        let batch = RecordBatch::try_from_iter([("v", column)]).unwrap();
+        let inputs: Vec<Input> = calls.iter().map(|c| c.input(&batch).unwrap()).collect();
+        let mut accs: Vec<Acc> = calls.iter().map(AggregateCall::empty).collect();
+        let apply = |accs: &mut Vec<Acc>, rows: &[usize], retract: bool| {
+            for (acc, input) in accs.iter_mut().zip(&inputs) {
+                for &row in rows {
+                    match retract {
+                        true => acc.retract(input, row).unwrap(),
+                        false => acc.update(input, row).unwrap(),
+                    }
+                }
+            }
+        };
+        apply(&mut accs, &[0, 1, 2, 3], false);
+        assert_eq!(results(&calls, &accs), [Some(3), Some(5), Some(2)]);
+        // One of the two 3s taken back: 3 is still held.
+        apply(&mut accs, &[1], true);
+        assert_eq!(results(&calls, &accs), [Some(3), Some(5), Some(2)]);
+        // A later batch retracts the other 3 and the 5 and brings 9: its
+        // partial counts go below zero until merged.
+        let mut partial: Vec<Acc> = calls.iter().map(AggregateCall::empty).collect();
+        apply(&mut partial, &[2, 0], true);
+        apply(&mut partial, &[4], false);
+        for (acc, part) in accs.iter_mut().zip(partial) {
+            acc.merge(part).unwrap();
+        }
+        assert_eq!(results(&calls, &accs), [Some(9), Some(9), Some(1)]);
+        for acc in &accs {
+            let mut out = ByteWriter::default();
+            acc.encode(&mut out);
+            let restored = Acc::decode(&mut ByteReader::new(&out.bytes)).unwrap();
+            assert_eq!(&restored, acc);
+        }
+        apply(&mut accs, &[4], true);
+        assert_eq!(results(&calls, &accs), [None, None, Some(0)]);
+        // An unheld retraction (a value never added) counts for nothing.
+        apply(&mut accs, &[1], true);
+        assert_eq!(results(&calls, &accs), [None, None, Some(0)]);
     }
 
     #[test]

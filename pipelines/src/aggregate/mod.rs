@@ -16,6 +16,10 @@
 //!   a row whose window has been dropped is late: it goes to <target>__late, never into a window
 //! ```
 //!
+//! A GROUP BY without a window under `SET 'table.exec.state.ttl'` forgets a group
+//! not updated for the TTL (by processing time), as Flink's does: its row stays
+//! in the target, and a row that comes for it later starts the group over.
+//!
 //! Skew is handled as in Flink's local-global aggregation: each batch is first
 //! aggregated on its own, so a hot key costs one state update per batch rather
 //! than one per row. Exact `COUNT(DISTINCT)` on a hot key keeps its values in one
@@ -71,6 +75,9 @@ pub struct AggregatePlan {
     pub update_before: bool,
     /// The aggregates' output values of one group, as bytes (what a group last emitted).
     values: RowConverter,
+    /// When a GROUP BY's groups expire (`SET 'table.exec.state.ttl'`); windows
+    /// are forgotten as the watermark closes them instead.
+    expiry: crate::keyed::Expiry,
 }
 
 impl AggregatePlan {
@@ -126,13 +133,40 @@ impl AggregatePlan {
             output,
             update_before: false,
             values: RowConverter::new(value_fields)?,
+            expiry: crate::keyed::Expiry::default(),
         })
+    }
+
+    /// A GROUP BY without a window whose groups are forgotten `ttl_ms` after
+    /// their last update (Flink's `table.exec.state.ttl`); windows keep theirs
+    /// until the watermark closes them.
+    pub fn expiring(mut self, expiry: crate::keyed::Expiry) -> Self {
+        if self.window.is_none() {
+            self.expiry = expiry;
+        }
+        self
+    }
+
+    /// The state TTL its groups honour, if any.
+    pub fn state_ttl_ms(&self) -> Option<i64> {
+        self.expiry.ttl_ms()
     }
 
     /// The aggregation, taking back the row it emitted before with each
     /// change of a group (for a target without a key to upsert by).
     pub fn with_update_before(mut self) -> Self {
         self.update_before = true;
+        self
+    }
+
+    /// The aggregation reading a changelog: MIN, MAX and COUNT(DISTINCT)
+    /// keep every value with its count of rows, to take retractions back out.
+    pub fn over_changelog(mut self) -> Self {
+        self.calls = self
+            .calls
+            .into_iter()
+            .map(AggregateCall::over_changelog)
+            .collect();
         self
     }
 
@@ -161,8 +195,15 @@ impl AggregatePlan {
             .zip(&self.output.fields()[self.roles.len()..])
             .map(|(call, field)| format!("{} AS {}", call.describe(), field.name()))
             .collect();
+        let ttl = match self.expiry.ttl_ms() {
+            Some(ttl) => format!(
+                "; groups kept {} after their last change",
+                humantime::format_duration(std::time::Duration::from_millis(ttl.max(0) as u64))
+            ),
+            None => String::new(),
+        };
         format!(
-            "{window}GROUP BY {}: {}",
+            "{window}GROUP BY {}: {}{ttl}",
             self.group_columns().join(", "),
             calls.join(", ")
         )
@@ -189,7 +230,7 @@ impl AggregatePlan {
         let refused = self.unretractable();
         if !refused.is_empty() {
             return Err(format!(
-                "{} over a changelog (its updates and deletes must be taken back out; COUNT, SUM and AVG can be)",
+                "{} over a changelog (its updates and deletes must be taken back out, and an estimate cannot take a value back; COUNT(DISTINCT …) can)",
                 refused.join(", ")
             ));
         }
@@ -204,7 +245,7 @@ impl AggregatePlan {
         self.calls
             .iter()
             .filter(|call| !call.retractable())
-            .map(|call| format!("{:?}", call.function).to_uppercase())
+            .map(|call| call.function.sql_name().to_string())
             .collect()
     }
 
@@ -353,6 +394,20 @@ struct Group {
     fired: bool,
     /// The values it last emitted, when changes take them back (update-before).
     emitted: Option<Vec<u8>>,
+    /// When a row last changed it (ms since the epoch), for the state TTL.
+    touched_ms: i64,
+}
+
+impl Group {
+    fn new(plan: &AggregatePlan, now_ms: i64) -> Self {
+        Self {
+            accs: plan.empty_accs(),
+            rows: 0,
+            fired: false,
+            emitted: None,
+            touched_ms: now_ms,
+        }
+    }
 }
 
 /// A session window of one key.
@@ -362,6 +417,10 @@ struct Session {
     end: i64,
     accs: Vec<Acc>,
 }
+
+/// The top bit of a checkpoint's count of groups: each group records when it
+/// was last changed (under a state TTL).
+const TOUCHED_TIMES: u64 = 1 << 63;
 
 /// (window end, window start, key): ordered so the earliest-ending windows come first.
 type GroupId = (i64, i64, Vec<u8>);
@@ -413,7 +472,16 @@ impl AggregateState {
             }
             return Ok(late);
         }
-        // Local pre-aggregation: one entry per group of this batch.
+        // Local pre-aggregation: one entry per group of this batch. A
+        // retraction of a group that holds no rows (none in state, or past its
+        // TTL, and none added in this batch) takes nothing back: it is ignored,
+        // as Flink's GroupAggFunction ignores a retraction without accumulators.
+        let now = plan.expiry.now();
+        let held = |id: &GroupId| {
+            self.groups
+                .get(id)
+                .is_some_and(|group| !plan.expiry.expired(group.touched_ms, now))
+        };
         let mut local: HashMap<GroupId, (Vec<Acc>, i64)> = HashMap::new();
         for (row, &(start, end)) in windows.iter().enumerate() {
             if closed(end) {
@@ -421,6 +489,9 @@ impl AggregateState {
                 continue;
             }
             let id = (end, start, keys.key(row).to_vec());
+            if retracts(row) && local.get(&id).is_none_or(|(_, rows)| *rows <= 0) && !held(&id) {
+                continue;
+            }
             let (accs, rows) = local.entry(id).or_insert_with(|| (plan.empty_accs(), 0));
             if retracts(row) {
                 *rows -= 1;
@@ -434,14 +505,17 @@ impl AggregateState {
                 }
             }
         }
-        // Global: one state update per group of the batch.
+        // Global: one state update per group of the batch. A group past its
+        // TTL is gone (Flink's state never returns expired entries): it starts over.
         for (id, (accs, rows)) in local {
-            let group = self.groups.entry(id.clone()).or_insert_with(|| Group {
-                accs: plan.empty_accs(),
-                rows: 0,
-                fired: false,
-                emitted: None,
-            });
+            let group = self
+                .groups
+                .entry(id.clone())
+                .or_insert_with(|| Group::new(plan, now));
+            if plan.expiry.expired(group.touched_ms, now) {
+                *group = Group::new(plan, now);
+            }
+            group.touched_ms = now;
             group.rows += rows;
             for (acc, partial) in group.accs.iter_mut().zip(accs) {
                 acc.merge(partial)?;
@@ -551,6 +625,11 @@ impl AggregateState {
             }
         };
         self.groups.retain(|_, g| g.rows > 0);
+        if plan.expiry.ttl_ms().is_some() {
+            let now = plan.expiry.now();
+            self.groups
+                .retain(|_, g| !plan.expiry.expired(g.touched_ms, now));
+        }
         if let (Some(w), Some(_)) = (watermark, plan.window) {
             let keep_from = (
                 w.saturating_sub(lateness).saturating_add(2),
@@ -651,8 +730,13 @@ impl AggregateState {
 
     /// Writes the state; `update_before` says whether groups keep what they
     /// last emitted (the plan's [`AggregatePlan::update_before`]).
-    pub fn encode(&self, out: &mut ByteWriter, update_before: bool) {
-        out.u64(self.groups.len() as u64);
+    ///
+    /// Under a TTL, each group also records when it was last changed, and the
+    /// count of groups says so in its top bit (a checkpoint without it
+    /// restores every group as changed at the restore).
+    pub fn encode(&self, out: &mut ByteWriter, update_before: bool, expiring: bool) {
+        let touched_flag = if expiring { TOUCHED_TIMES } else { 0 };
+        out.u64(self.groups.len() as u64 | touched_flag);
         for ((end, start, key), group) in &self.groups {
             out.i64(*end);
             out.i64(*start);
@@ -662,6 +746,9 @@ impl AggregateState {
             encode_accs(&group.accs, out);
             if update_before {
                 out.option(group.emitted.as_ref(), |out, bytes| out.bytes(bytes));
+            }
+            if expiring {
+                out.i64(group.touched_ms);
             }
         }
         let mut keys: Vec<&Vec<u8>> = self.sessions.keys().collect();
@@ -679,9 +766,11 @@ impl AggregateState {
         }
     }
 
-    pub fn decode(input: &mut ByteReader<'_>, update_before: bool) -> Result<Self> {
+    pub fn decode(input: &mut ByteReader<'_>, update_before: bool, now_ms: i64) -> Result<Self> {
         let mut state = Self::default();
-        for _ in 0..input.u64()? {
+        let groups = input.u64()?;
+        let touched = groups & TOUCHED_TIMES != 0;
+        for _ in 0..groups & !TOUCHED_TIMES {
             let end = input.i64()?;
             let start = input.i64()?;
             let key = input.bytes()?.to_vec();
@@ -692,11 +781,16 @@ impl AggregateState {
                 true => input.option(|input| Ok(input.bytes()?.to_vec()))?,
                 false => None,
             };
+            let touched_ms = match touched {
+                true => input.i64()?,
+                false => now_ms,
+            };
             let group = Group {
                 accs,
                 rows,
                 fired,
                 emitted,
+                touched_ms,
             };
             state.groups.insert((end, start, key), group);
         }

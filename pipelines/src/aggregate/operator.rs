@@ -91,10 +91,10 @@ impl Operator for Aggregation {
         }
     }
 
-    /// A GROUP BY without a window keeps its groups for good; windows are
-    /// forgotten as the watermark closes them.
+    /// Windows are forgotten as the watermark closes them; a GROUP BY's
+    /// groups as the state TTL expires them.
     fn keeps_state_past_ttl(&self) -> bool {
-        self.plan.window.is_none()
+        false
     }
 
     fn accepts(&self, input: Changelog) -> std::result::Result<(), String> {
@@ -139,11 +139,13 @@ impl Operator for Aggregation {
 
 impl KeepsState for Aggregation {
     fn snapshot(&self, out: &mut ByteWriter) {
-        self.state().encode(out, self.plan.update_before);
+        let expiring = self.plan.state_ttl_ms().is_some();
+        self.state().encode(out, self.plan.update_before, expiring);
     }
 
     fn restore(&self, input: &mut ByteReader<'_>) -> Result<()> {
-        *self.state() = AggregateState::decode(input, self.plan.update_before)?;
+        let now = self.plan.expiry.now();
+        *self.state() = AggregateState::decode(input, self.plan.update_before, now)?;
         Ok(())
     }
 }
@@ -317,6 +319,83 @@ mod tests {
         assert_eq!(totals(&emitted.upserts), pairs(&[("oslo", 8)]));
         let deleted: usize = emitted.deletes.iter().map(RecordBatch::num_rows).sum();
         assert_eq!(deleted, 1, "rome's group is deleted, not written as 0");
+    }
+
+    /// The test's own wall clock, in ms.
+    static NOW_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1_000);
+
+    fn test_clock() -> i64 {
+        NOW_MS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn with_a_ttl_a_group_not_updated_for_that_long_is_forgotten_and_starts_over() {
+        use std::sync::atomic::Ordering;
+        let make = || {
+            Arc::new(Aggregation::new(plan(None, 0).expiring(
+                crate::keyed::Expiry::after(Some(1_000)).with_clock(test_clock),
+            )))
+        };
+        assert!(!make().keeps_state_past_ttl());
+        assert!(
+            make().plan().describe().contains("groups kept 1s"),
+            "{}",
+            make().plan().describe()
+        );
+        let mut harness = Harness::new(make());
+        harness
+            .push(&rows(&[(0, "oslo", 5), (0, "rome", 3)]))
+            .await
+            .unwrap();
+        harness.watermark(0).await.unwrap();
+        // rome is updated later than oslo; the checkpoint keeps when.
+        NOW_MS.store(1_600, Ordering::Relaxed);
+        harness.push(&rows(&[(0, "rome", 1)])).await.unwrap();
+        harness.watermark(0).await.unwrap();
+        let bytes = harness.snapshot();
+        let aggregation = make();
+        let mut restored = Harness::restore_into(aggregation.clone(), &bytes).unwrap();
+        // At 2 000, oslo (last changed at 1 000) has expired: its next row starts
+        // the group over, as Flink's expired state does; rome (1 600) has not.
+        NOW_MS.store(2_000, Ordering::Relaxed);
+        restored
+            .push(&rows(&[(0, "oslo", 2), (0, "rome", 2)]))
+            .await
+            .unwrap();
+        let emitted = restored.watermark(0).await.unwrap();
+        assert_eq!(totals(&emitted.upserts), pairs(&[("oslo", 2), ("rome", 6)]));
+        // Groups past their time are dropped at a commit, without a delete:
+        // their last row stays in the target.
+        NOW_MS.store(3_000, Ordering::Relaxed);
+        let emitted = restored.watermark(0).await.unwrap();
+        let deleted: usize = emitted.deletes.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(deleted, 0);
+        assert_eq!(aggregation.state().open_groups(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_retraction_of_a_group_holding_no_rows_is_ignored_as_in_flink() {
+        for update_before in [false, true] {
+            let plan = match update_before {
+                true => plan(None, 0).with_update_before(),
+                false => plan(None, 0),
+            };
+            let mut harness = Harness::new(Arc::new(Aggregation::new(plan)));
+            // An update of a group never seen (its insert before the stream
+            // began, or forgotten by a TTL): only its new row counts.
+            let changes = [RowKind::UpdateBefore, RowKind::UpdateAfter, RowKind::Delete];
+            let rows = rows(&[(0, "oslo", 2), (0, "oslo", 9), (0, "rome", 4)]);
+            harness.push_changes(&rows, &changes).await.unwrap();
+            let emitted = harness.watermark(0).await.unwrap();
+            assert_eq!(totals(&emitted.upserts), pairs(&[("oslo", 9)]));
+            let deleted: usize = emitted.deletes.iter().map(RecordBatch::num_rows).sum();
+            let retracted: usize = emitted.retracts.iter().map(RecordBatch::num_rows).sum();
+            assert_eq!(
+                (deleted, retracted),
+                (0, 0),
+                "update_before {update_before}"
+            );
+        }
     }
 
     #[tokio::test]

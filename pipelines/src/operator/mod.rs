@@ -185,6 +185,16 @@ pub enum Side {
     Right,
 }
 
+impl Side {
+    /// The side across the join.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Left => Side::Right,
+            Side::Right => Side::Left,
+        }
+    }
+}
+
 /// What an operator knows of the batch it processes, beyond its own input.
 #[derive(Debug)]
 pub struct BatchContext<'a> {

@@ -128,13 +128,6 @@ pub struct RegularJoin {
     expiry: Expiry,
 }
 
-fn other(side: Side) -> Side {
-    match side {
-        Side::Left => Side::Right,
-        Side::Right => Side::Left,
-    }
-}
-
 /// The join keys of a batch's rows.
 struct Keys {
     /// Each row's key as bytes; `None` for a row with a NULL in its key, or one too long.
@@ -295,7 +288,7 @@ impl RegularJoin {
     /// for rows whose time to be kept is over.
     fn theirs(&self, side: Side, keys: &[Option<Vec<u8>>]) -> Result<Theirs> {
         let now = self.expiry.now();
-        let padded = self.kind.keeps_matches(other(side));
+        let padded = self.kind.keeps_matches(side.other());
         let mut theirs = Theirs {
             rows: Vec::new(),
             by_key: HashMap::new(),
@@ -308,7 +301,7 @@ impl RegularJoin {
                 }
                 let group = key_group(key);
                 let mut at = Vec::new();
-                for entry in state.scan(group, &scope(key, other(side))) {
+                for entry in state.scan(group, &scope(key, side.other())) {
                     let (stored_key, value) = entry?;
                     let row = StoredRow::decode(&value, padded)?;
                     if self.expiry.expired(row.written_ms, now) {
@@ -327,7 +320,7 @@ impl RegularJoin {
 
     /// The other stream's rows met, as columns.
     fn their_columns(&self, side: Side, theirs: &Theirs) -> Result<Vec<ArrayRef>> {
-        let converter = self.converter(other(side));
+        let converter = self.converter(side.other());
         let parser = converter.parser();
         Ok(converter.convert_rows(theirs.rows.iter().map(|(_, _, row)| parser.parse(&row.row)))?)
     }
@@ -429,7 +422,7 @@ impl RegularJoin {
         matched: &[Vec<usize>],
         theirs: &mut Theirs,
     ) -> Result<(Pairs, HashMap<Vec<u8>, OwnRow>)> {
-        let (pads_own, pads_theirs) = (self.kind.pads(side), self.kind.pads(other(side)));
+        let (pads_own, pads_theirs) = (self.kind.pads(side), self.kind.pads(side.other()));
         let keeps_matches = self.kind.keeps_matches(side);
         let now = self.expiry.now();
         let bytes = self

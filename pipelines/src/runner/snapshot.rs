@@ -168,7 +168,7 @@ impl LegacyParts<'_> {
         match operators.aggregate {
             Some(aggregate) => aggregate.restore(&mut input)?,
             None => {
-                AggregateState::decode(&mut input, false)?;
+                AggregateState::decode(&mut input, false, 0)?;
             }
         }
         if !input.is_done() {

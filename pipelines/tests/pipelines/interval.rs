@@ -1,7 +1,8 @@
 //! Interval joins end to end, against the Kafka mock cluster: exposures ⋈
 //! clicks within ten seconds equal a brute-force join of the same records,
 //! every pair exactly once, with each side's rows held in state across restarts
-//! until the other side's rows arrive.
+//! until the other side's rows arrive; a FULL join's rows that met nothing come
+//! out padded, once, when the other stream's watermark passes their band.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -28,12 +29,17 @@ CREATE TABLE shop.ods_clicks (
 CREATE TABLE shop.dwd_ad_clicks (exposure_id BIGINT, click_id BIGINT) WITH ('connector' = 'delta');
 ";
 
-const PIPELINE: &str = "INSERT INTO shop.dwd_ad_clicks
+/// The join, `JOIN` or an outer join's keywords in its place.
+fn pipeline(join: &str) -> String {
+    format!(
+        "INSERT INTO shop.dwd_ad_clicks
 SELECT e.exposure_id, c.click_id
 FROM shop.ods_exposures AS e
-JOIN shop.ods_clicks AS c
+{join} shop.ods_clicks AS c
   ON e.user_id = c.user_id AND e.ad_id = c.ad_id
- AND c.clicked_at BETWEEN e.shown_at AND e.shown_at + INTERVAL '10' SECOND";
+ AND c.clicked_at BETWEEN e.shown_at AND e.shown_at + INTERVAL '10' SECOND"
+    )
+}
 
 /// (id, user, ad, time in ms) of one side's events.
 type Event = (i64, i64, i64, i64);
@@ -87,6 +93,17 @@ async fn produce(producer: &FutureProducer, exposures: &[Event], clicks: &[Event
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interval_join_equals_a_brute_force_join_across_restarts() {
+    equals_a_brute_force_join("JOIN").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_interval_join_equals_a_brute_force_join_across_restarts() {
+    equals_a_brute_force_join("FULL JOIN").await;
+}
+
+/// Runs the join over generated exposures and clicks in three runs, and
+/// compares its rows with a brute-force join of the same events.
+async fn equals_a_brute_force_join(join: &str) {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("exposures", 2, 1).unwrap();
     cluster.create_topic("clicks", 1, 1).unwrap();
@@ -94,13 +111,13 @@ async fn an_interval_join_equals_a_brute_force_join_across_restarts() {
     let (_dir, catalog) = kafka_project(
         &bootstrap,
         "commit-interval-ms = 100\nbatch-records = 40",
-        ("dwd_ad_clicks", PIPELINE),
+        ("dwd_ad_clicks", &pipeline(join)),
         CATALOG,
     )
     .await;
     let exposures = events(200, 3, 600);
     let clicks = events(150, 11, 800);
-    let expected: BTreeSet<(i64, i64)> = exposures
+    let pairs: BTreeSet<(i64, i64)> = exposures
         .iter()
         .flat_map(|e| {
             clicks
@@ -109,7 +126,44 @@ async fn an_interval_join_equals_a_brute_force_join_across_restarts() {
                 .map(move |c| (e.0, c.0))
         })
         .collect();
-    assert!(expected.len() > 20, "the data has pairs to find");
+    assert!(pairs.len() > 20, "the data has pairs to find");
+    let mut expected: BTreeSet<(Option<i64>, Option<i64>)> =
+        pairs.iter().map(|&(e, c)| (Some(e), Some(c))).collect();
+    if join == "FULL JOIN" {
+        // Rows that met nothing come out once the other stream's watermark
+        // (its latest time less a second; the exposures', the lower of their
+        // two partitions') has passed their band: exposures before the
+        // clicks' watermark - 10 s, clicks before the exposures' watermark.
+        let clicks_watermark = clicks.iter().map(|c| c.3).max().unwrap() - 1_000;
+        let exposures_watermark = (0..2)
+            .map(|partition| {
+                exposures
+                    .iter()
+                    .filter(|e| e.0 % 2 == partition)
+                    .map(|e| e.3)
+                    .max()
+                    .unwrap()
+            })
+            .min()
+            .unwrap()
+            - 1_000;
+        let alone_exposures: Vec<(Option<i64>, Option<i64>)> = exposures
+            .iter()
+            .filter(|e| e.3 < clicks_watermark - 10_000 && !pairs.iter().any(|p| p.0 == e.0))
+            .map(|e| (Some(e.0), None))
+            .collect();
+        let alone_clicks: Vec<(Option<i64>, Option<i64>)> = clicks
+            .iter()
+            .filter(|c| c.3 < exposures_watermark && !pairs.iter().any(|p| p.1 == c.0))
+            .map(|c| (None, Some(c.0)))
+            .collect();
+        assert!(
+            alone_exposures.len() > 5 && alone_clicks.len() > 5,
+            "the data has rows that meet nothing"
+        );
+        expected.extend(alone_exposures);
+        expected.extend(alone_clicks);
+    }
 
     // Three runs, each reading what was sent since the last: the early clicks
     // alone (held); every exposure (joined with the held clicks, and held); the
@@ -140,18 +194,19 @@ async fn an_interval_join_equals_a_brute_force_join_across_restarts() {
         0
     );
 
-    let got: Vec<(i64, i64)> = rows(
+    let mut got: Vec<(Option<i64>, Option<i64>)> = rows(
         &catalog,
-        "SELECT exposure_id, click_id FROM shop.dwd_ad_clicks ORDER BY exposure_id, click_id",
+        "SELECT exposure_id, click_id FROM shop.dwd_ad_clicks",
     )
     .await
     .into_iter()
-    .map(|row| (row[0].parse().unwrap(), row[1].parse().unwrap()))
+    .map(|row| (row[0].parse().ok(), row[1].parse().ok()))
     .collect();
+    got.sort();
     assert_eq!(
         got,
         expected.into_iter().collect::<Vec<_>>(),
-        "every pair once"
+        "every pair once, and with FULL every row that met nothing once"
     );
 }
 
@@ -180,8 +235,8 @@ async fn interval_joins_it_cannot_run_are_refused_with_the_reason() {
             "a window-aligned query reads the streams it windows",
         ),
         (
-            "SELECT e.exposure_id, c.click_id FROM shop.ods_exposures AS e LEFT JOIN shop.ods_clicks AS c ON e.user_id = c.user_id AND c.clicked_at BETWEEN e.shown_at AND e.shown_at + INTERVAL '1' MINUTE".to_string(),
-            "a Left interval join (only inner interval joins run yet;",
+            "SELECT e.exposure_id, 0 FROM shop.ods_exposures AS e WHERE EXISTS (SELECT 1 FROM shop.ods_clicks AS c WHERE c.user_id = e.user_id AND c.clicked_at BETWEEN e.shown_at AND e.shown_at + INTERVAL '1' MINUTE)".to_string(),
+            "interval join (interval joins run as INNER, LEFT, RIGHT or FULL joins;",
         ),
         (
             "SELECT e.exposure_id, c.click_id FROM (SELECT exposure_id, user_id, shown_at + INTERVAL '1' HOUR AS shown_at FROM shop.ods_exposures) AS e JOIN shop.ods_clicks AS c ON e.user_id = c.user_id AND c.clicked_at BETWEEN e.shown_at AND e.shown_at + INTERVAL '1' MINUTE".to_string(),

@@ -109,13 +109,17 @@ async fn a_regular_join_equals_a_brute_force_join_across_restarts() {
 }
 
 #[tokio::test]
-async fn a_state_ttl_bounds_a_regular_join_and_is_refused_beside_state_kept_for_good() {
+async fn a_state_ttl_bounds_a_regular_join_and_a_group_by_and_is_refused_beside_state_kept_for_good()
+ {
     let (dir, catalog) = kafka_project(
         "127.0.0.1:9",
         "",
         ("dwd_orders", "SELECT 1"),
         &format!(
-            "{CATALOG}CREATE TABLE shop.dws_user_orders (user_id BIGINT, orders BIGINT, PRIMARY KEY (user_id) NOT ENFORCED) WITH ('connector' = 'delta');"
+            "{CATALOG}CREATE TABLE shop.dws_user_orders (user_id BIGINT, orders BIGINT, PRIMARY KEY (user_id) NOT ENFORCED) WITH ('connector' = 'delta');
+CREATE TABLE shop.ods_clicks (user_id BIGINT, proc_time AS PROCTIME())
+WITH ('connector' = 'kafka', 'topic' = 'clicks', 'format' = 'json', 'connection' = 'events');
+CREATE TABLE shop.dwd_click_numbers (user_id BIGINT, n BIGINT) WITH ('connector' = 'delta');"
         ),
     )
     .await;
@@ -126,16 +130,31 @@ async fn a_state_ttl_bounds_a_regular_join_and_is_refused_beside_state_kept_for_
     )
     .unwrap();
     check(&catalog).await.unwrap();
+    // A GROUP BY forgets a group not updated for the TTL, as Flink's does.
+    std::fs::write(
+        dir.path().join("pipelines/dwd/dwd_orders.sql"),
+        format!(
+            "{ttl}INSERT INTO shop.dws_user_orders SELECT user_id, COUNT(*) FROM shop.ods_orders GROUP BY user_id"
+        ),
+    )
+    .unwrap();
+    check(&catalog).await.unwrap();
+    // An unbounded ROW_NUMBER keeps each partition's count for good: the TTL
+    // is refused beside it.
     let refused = refusal(
         &dir,
         &catalog,
         &format!(
-            "{ttl}INSERT INTO shop.dws_user_orders SELECT user_id, COUNT(*) FROM shop.ods_orders GROUP BY user_id"
+            "{ttl}INSERT INTO shop.dwd_click_numbers SELECT user_id, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY proc_time) FROM shop.ods_clicks"
         ),
     )
     .await;
     assert!(
-        refused.contains("SET 'table.exec.state.ttl' beside group aggregate aggregate"),
+        refused.contains("SET 'table.exec.state.ttl' beside"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("whose state does not expire yet"),
         "{refused}"
     );
 }
