@@ -8,9 +8,18 @@
 //!   CROSS JOIN UNNEST(o.tags) AS t(tag)             (t.tag and a bare tag both read the element)
 //! ```
 //!
-//! One array of scalars, after one table; an array of rows into several
-//! columns, `WITH ORDINALITY`, and anything else beside it are refused at
-//! their place.
+//! An array of rows into several columns, a map into its keys and values
+//! (as Flink's UNNEST of a MAP), and `WITH ORDINALITY` go through
+//! `flink_unnest_rows`, which makes each element a struct of fields numbered
+//! by position; the columns read them by number:
+//!
+//! ```text
+//!   FROM space.orders AS o                          FROM (SELECT o.*, unnest(flink_unnest_rows(o.items, TRUE)) AS __unnest_t
+//!   CROSS JOIN UNNEST(o.items)            ──▶              FROM space.orders AS o) AS o
+//!     WITH ORDINALITY AS t(sku, qty, pos)           t.sku ─▶ o.__unnest_t['f0'], qty ─▶ …['f1'], pos ─▶ …['f2']
+//! ```
+//!
+//! One UNNEST after one table; anything else beside it is refused at its place.
 
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, JoinOperator, Query, SelectItem,
@@ -18,13 +27,14 @@ use sqlparser::ast::{
 };
 use sqlparser::parser::Parser;
 use strata_catalog::ddl::FlinkDialect;
+use strata_catalog::functions::UNNEST_ROWS;
 
 use crate::error::{PipelineError, Result};
 use crate::mention::place;
 
-const HINT: &str = "write FROM space.t AS o CROSS JOIN UNNEST(o.array_column) AS u(element), one array after one table, or SELECT …, unnest(o.array_column) FROM space.t AS o";
+const HINT: &str = "write FROM space.t AS o CROSS JOIN UNNEST(o.array_column) AS u(element) (u(a, b, …) for an array of rows or a map, WITH ORDINALITY before AS for the position), one array after one table, or SELECT …, unnest(o.array_column) FROM space.t AS o";
 
-/// Rewrites the query's `CROSS JOIN UNNEST(…) AS t(x)`, if it has one.
+/// Rewrites the query's `CROSS JOIN UNNEST(…) AS t(…)`, if it has one.
 pub fn cross_join_unnest(query: &mut Query, file: &str) -> Result<()> {
     let SetExpr::Select(select) = query.body.as_mut() else {
         return Ok(());
@@ -40,8 +50,9 @@ pub fn cross_join_unnest(query: &mut Query, file: &str) -> Result<()> {
         return Ok(());
     };
     let join = &from.joins[at];
+    let location = place(file, join.relation.span().start);
     let refuse = |message: &str| PipelineError::Invalid {
-        location: place(file, join.relation.span().start),
+        location: location.clone(),
         message: message.to_string(),
         hint: Some(HINT.to_string()),
     };
@@ -55,101 +66,188 @@ pub fn cross_join_unnest(query: &mut Query, file: &str) -> Result<()> {
             "UNNEST beside other joins, or joined otherwise than by CROSS JOIN",
         ));
     }
-    if ordinality {
-        return Err(refuse("UNNEST … WITH ORDINALITY (the element's position)"));
-    }
-    let (
-        [array],
-        Some(TableAlias {
-            name: unnested,
-            columns,
-            ..
-        }),
-    ) = (arrays.as_slice(), alias)
-    else {
+    let ([array], Some(TableAlias { name, columns, .. })) = (arrays.as_slice(), alias) else {
         return Err(refuse(
             "UNNEST of several arrays, or without AS t(element) naming its column",
         ));
     };
-    let [element] = columns.as_slice() else {
-        return Err(refuse(
-            "UNNEST into several columns (an array of rows): Strata unnests arrays of values",
-        ));
-    };
-    let TableFactor::Table { name, alias, .. } = &from.relation else {
+    if columns.is_empty() {
+        return Err(refuse("UNNEST without AS t(element) naming its columns"));
+    }
+    let TableFactor::Table {
+        name: table_name,
+        alias: table_alias,
+        ..
+    } = &from.relation
+    else {
         return Err(refuse("UNNEST after something else than a table"));
     };
-    let table_alias = match alias {
+    let table_alias = match table_alias {
         Some(alias) => alias.name.clone(),
-        None => name
+        None => table_name
             .0
             .last()
             .and_then(|part| part.as_ident())
             .cloned()
             .ok_or_else(|| refuse("UNNEST after a table whose name has no last part"))?,
     };
-    // The element gets a name of its own, so that it never collides with the
-    // table's columns; the table and the array keep their places in the file.
-    let internal = Ident {
-        value: format!("__unnest_{}", element.name.value),
-        ..element.name.clone()
+    let unnested = Unnested {
+        table: table_alias,
+        relation: from.relation.clone(),
+        array: (*array).clone(),
+        alias: name.value.clone(),
+        columns: columns.iter().map(|c| c.name.clone()).collect(),
     };
-    let template = format!("SELECT {table_alias}.*, unnest(NULL) AS element FROM unnested");
-    let mut subquery = Parser::new(&FlinkDialect)
-        .try_with_sql(&template)
-        .and_then(|mut parser| parser.parse_query())
-        .map_err(|err| refuse(&format!("UNNEST of {array} ({err})")))?;
-    if let SetExpr::Select(inner) = subquery.body.as_mut() {
-        inner.from[0].relation = from.relation.clone();
-        if let Some(SelectItem::ExprWithAlias {
-            expr: Expr::Function(unnest),
-            alias,
-        }) = inner.projection.get_mut(1)
-            && let FunctionArguments::List(list) = &mut unnest.args
-            && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(argument))) =
-                list.args.first_mut()
-        {
-            *argument = (*array).clone();
-            *alias = internal.clone();
-        }
+    let rewritten = match (unnested.columns.as_slice(), ordinality) {
+        ([element], false) => unnested.values(select, element),
+        _ => unnested.rows(select, ordinality),
     }
-    let rewritten = TableWithJoins {
-        relation: TableFactor::Derived {
-            lateral: false,
-            subquery,
-            alias: Some(TableAlias {
-                explicit: true,
-                name: table_alias.clone(),
-                columns: Vec::new(),
-                at: None,
-            }),
-            sample: None,
-        },
-        joins: Vec::new(),
-    };
-    let (unnested, element) = (unnested.value.clone(), element.name.value.clone());
-    // The element is a column of the rewritten table now: t.tag (and a bare
-    // tag) read o.__unnest_tag.
-    let _ = visit_expressions_mut(select, |expr| {
-        match expr {
-            Expr::CompoundIdentifier(parts) => {
-                if let [qualifier, column] = parts.as_mut_slice()
-                    && qualifier.value.eq_ignore_ascii_case(&unnested)
-                    && column.value.eq_ignore_ascii_case(&element)
-                {
-                    *qualifier = table_alias.clone();
-                    *column = internal.clone();
-                }
-            }
-            Expr::Identifier(column) if column.value.eq_ignore_ascii_case(&element) => {
-                *column = internal.clone();
-            }
-            _ => {}
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
+    .map_err(|err| refuse(&format!("UNNEST of {} ({err})", unnested.array)))?;
     select.from[0] = rewritten;
     Ok(())
+}
+
+/// A `CROSS JOIN UNNEST` to rewrite: the table before it, the array, and the
+/// alias and columns it names.
+struct Unnested {
+    /// The table's alias (or name), which the rewritten subquery takes.
+    table: Ident,
+    relation: TableFactor,
+    array: Expr,
+    alias: String,
+    columns: Vec<Ident>,
+}
+
+impl Unnested {
+    /// An array of values into one column: `unnest(array)`, the element under
+    /// a name of its own (so that it never collides with the table's columns).
+    fn values(
+        &self,
+        select: &mut sqlparser::ast::Select,
+        element: &Ident,
+    ) -> std::result::Result<TableWithJoins, String> {
+        let internal = Ident {
+            value: format!("__unnest_{}", element.value),
+            ..element.clone()
+        };
+        let rewritten = self.subquery("unnest(NULL)", &internal, false)?;
+        let table = self.table.clone();
+        self.replace_columns(select, |_| {
+            Expr::CompoundIdentifier(vec![table.clone(), internal.clone()])
+        });
+        Ok(rewritten)
+    }
+
+    /// An array of rows, a map, or a position asked for: each element a
+    /// struct of numbered fields, and the columns its fields in order.
+    fn rows(
+        &self,
+        select: &mut sqlparser::ast::Select,
+        ordinality: bool,
+    ) -> std::result::Result<TableWithJoins, String> {
+        let internal = Ident::new(format!("__unnest_{}", self.alias));
+        let call = match ordinality {
+            true => format!("unnest({UNNEST_ROWS}(NULL, TRUE))"),
+            false => format!("unnest({UNNEST_ROWS}(NULL))"),
+        };
+        let rewritten = self.subquery(&call, &internal, true)?;
+        let fields = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(at, _)| {
+                let text = format!("{}.{internal}['f{at}']", self.table);
+                Parser::new(&FlinkDialect)
+                    .try_with_sql(&text)
+                    .and_then(|mut parser| parser.parse_expr())
+                    .map_err(|err| err.to_string())
+            })
+            .collect::<std::result::Result<Vec<Expr>, String>>()?;
+        self.replace_columns(select, |at| fields[at].clone());
+        Ok(rewritten)
+    }
+
+    /// `(SELECT t.*, <call> AS internal FROM the table) AS t`, the array in
+    /// place of the NULL the call takes (inside its inner call when `nested`).
+    fn subquery(
+        &self,
+        call: &str,
+        internal: &Ident,
+        nested: bool,
+    ) -> std::result::Result<TableWithJoins, String> {
+        let template = format!("SELECT {}.*, {call} AS element FROM unnested", self.table);
+        let mut subquery = Parser::new(&FlinkDialect)
+            .try_with_sql(&template)
+            .and_then(|mut parser| parser.parse_query())
+            .map_err(|err| err.to_string())?;
+        let SetExpr::Select(inner) = subquery.body.as_mut() else {
+            return Err("the rewritten SELECT".to_string());
+        };
+        inner.from[0].relation = self.relation.clone();
+        let Some(SelectItem::ExprWithAlias { expr, alias }) = inner.projection.get_mut(1) else {
+            return Err("the rewritten unnest".to_string());
+        };
+        *alias = internal.clone();
+        let mut argument = first_argument(expr);
+        if nested {
+            argument = argument.and_then(first_argument);
+        }
+        *argument.ok_or("the rewritten unnest's argument")? = self.array.clone();
+        Ok(TableWithJoins {
+            relation: TableFactor::Derived {
+                lateral: false,
+                subquery,
+                alias: Some(TableAlias {
+                    explicit: true,
+                    name: self.table.clone(),
+                    columns: Vec::new(),
+                    at: None,
+                }),
+                sample: None,
+            },
+            joins: Vec::new(),
+        })
+    }
+
+    /// Replaces the UNNEST's columns in `select` (`t.column`, or a bare
+    /// `column`) by what `read(n)` gives for the n-th.
+    fn replace_columns(&self, select: &mut sqlparser::ast::Select, read: impl Fn(usize) -> Expr) {
+        let position = |name: &Ident| {
+            self.columns
+                .iter()
+                .position(|column| column.value.eq_ignore_ascii_case(&name.value))
+        };
+        let _ = visit_expressions_mut(select, |expr| {
+            let at = match expr {
+                Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+                    [qualifier, column] if qualifier.value.eq_ignore_ascii_case(&self.alias) => {
+                        position(column)
+                    }
+                    _ => None,
+                },
+                Expr::Identifier(column) => position(column),
+                _ => None,
+            };
+            if let Some(at) = at {
+                *expr = read(at);
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
+}
+
+/// The first argument of a function call.
+fn first_argument(expr: &mut Expr) -> Option<&mut Expr> {
+    let Expr::Function(function) = expr else {
+        return None;
+    };
+    let FunctionArguments::List(list) = &mut function.args else {
+        return None;
+    };
+    match list.args.first_mut() {
+        Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(argument))) => Some(argument),
+        _ => None,
+    }
 }
 
 /// An `UNNEST(…)` in FROM: its arrays, its alias and whether it numbers the elements.

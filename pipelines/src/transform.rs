@@ -383,15 +383,22 @@ impl CompiledPlan {
             emitted.extend(placed.operator.on_watermark(watermarks).await?);
         }
         for (at, placed) in self.pre.iter().enumerate() {
-            let own = placed.operator.on_watermark(watermarks).await?;
+            let mut own = placed.operator.on_watermark(watermarks).await?;
             let rest = &self.pre[at + 1..];
             if rest.is_empty() {
                 emitted.extend(own);
                 continue;
             }
+            emitted.set_aside.append(&mut own.set_aside);
             let Some(changes) = own.into_changes()? else {
                 continue;
             };
+            // Rows appended (an outer join's padded rows), not changes an
+            // aggregation must take in full, may be set aside as read rows are.
+            let appended = changes
+                .kinds
+                .as_ref()
+                .is_none_or(|kinds| kinds.iter().all(|kind| *kind == RowKind::Insert));
             let (_stop, stop) = tokio::sync::watch::channel(false);
             let pass = Pass {
                 attempt: 0,
@@ -412,11 +419,20 @@ impl CompiledPlan {
             for write in prepared.writes {
                 late.extend(write.apply()?);
             }
-            if let Some(missed) = late.iter().find(|missed| !missed.origins.is_empty()) {
-                return Err(PipelineError::Evaluation(format!(
-                    "the results of {} were set aside by the operators after it ({}); an aggregation of its results must take every change",
-                    placed.id, missed.reason
-                )));
+            for missed in late.iter().filter(|missed| !missed.origins.is_empty()) {
+                if !appended {
+                    return Err(PipelineError::Evaluation(format!(
+                        "the results of {} were set aside by the operators after it ({}); an aggregation of its results must take every change",
+                        placed.id, missed.reason
+                    )));
+                }
+                let rows = arrow::array::UInt32Array::from_iter_values(
+                    missed.origins.iter().map(|&row| row as u32),
+                );
+                emitted.set_aside.push((
+                    arrow::compute::take_record_batch(&source, &rows)?,
+                    missed.reason.clone(),
+                ));
             }
             if prepared.traced.batch.num_rows() > 0 {
                 emitted.changes.push(prepared.traced);
@@ -723,6 +739,11 @@ impl CompiledPlan {
             }
             None => Ok(Vec::new()),
         }
+    }
+
+    /// The target's columns, as [`Self::finish`] gives rows.
+    pub fn target_schema(&self) -> SchemaRef {
+        self.target.clone()
     }
 
     /// Runs the steps after the operator that holds rows, and casts to the target's schema.

@@ -19,6 +19,7 @@
 //!   ROW_NUMBER() OVER (…)           ──window──▶  1, 2, … as BIGINT             (DataFusion's is unsigned)
 //!   AVG(BIGINT), AVG(FLOAT)         ──aggregate──▶  BIGINT, FLOAT (in pipelines; see `avg`)
 //!   TIMESTAMPADD(DAY, n, ts), TIMESTAMPDIFF, CONVERT_TZ ──UDF──▶ see `timestamp`
+//!   CROSS JOIN UNNEST(c) AS t(a, b) (pipelines) ──rewritten──▶ unnest(flink_unnest_rows(c)), see `unnest_rows`
 //! ```
 //!
 //! Flink's patterns are Java's `SimpleDateFormat` letters; they are translated
@@ -29,8 +30,10 @@ mod avg;
 mod regexp_extract;
 mod str_to_map;
 mod timestamp;
+mod unnest_rows;
 
 pub use timestamp::{quote_time_units, quote_time_units_in};
+pub use unnest_rows::UNNEST_ROWS;
 
 use std::sync::Arc;
 
@@ -49,6 +52,9 @@ pub fn register_flink_pipeline_functions(
 ) -> Result<()> {
     register_flink_functions(registry)?;
     registry.register_udaf(Arc::new(avg::FlinkAvg::udaf()))?;
+    registry.register_udf(Arc::new(ScalarUDF::new_from_impl(
+        unnest_rows::UnnestRows::new(),
+    )))?;
     Ok(())
 }
 

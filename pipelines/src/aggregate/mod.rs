@@ -691,7 +691,7 @@ impl AggregateState {
             retracts: vec![plan.emitted_rows(&taken_back)?],
             upserts: vec![arrow::compute::take_record_batch(&current, &changed)?],
             deletes: vec![plan.emitted_rows(&deleted)?],
-            changes: Vec::new(),
+            ..Emitted::default()
         })
     }
 

@@ -382,6 +382,9 @@ pub struct Emitted {
     pub upserts: Vec<RecordBatch>,
     pub deletes: Vec<RecordBatch>,
     pub changes: Vec<Traced>,
+    /// Appended rows the steps after their operator set aside, with the
+    /// reason: the runner sends them to quarantine.
+    pub set_aside: Vec<(RecordBatch, String)>,
 }
 
 impl Emitted {
@@ -431,6 +434,7 @@ impl Emitted {
         self.upserts.extend(other.upserts);
         self.deletes.extend(other.deletes);
         self.changes.extend(other.changes);
+        self.set_aside.extend(other.set_aside);
     }
 }
 

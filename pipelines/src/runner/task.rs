@@ -1499,21 +1499,30 @@ impl<'a> Task<'a> {
         let mut staying = vec![true; emitted.num_rows()];
         for failed in verdict.quarantine {
             staying[failed.row as usize] = false;
-            self.pending.emitted_rejected.push(Rejected {
-                record: SourceRecord {
-                    partition: -1,
-                    offset: -1,
-                    timestamp_ms: None,
-                    key: None,
-                    payload: Some(row_as_json(&emitted, failed.row as usize)),
-                },
-                error: failed.reason,
-                rule: Some(failed.rule),
-                event_time_ms: None,
-            });
+            self.reject_emitted(&emitted, failed.row as usize, failed.reason);
+            if let Some(rejected) = self.pending.emitted_rejected.last_mut() {
+                rejected.rule = Some(failed.rule);
+            }
         }
         let mask: arrow::array::BooleanArray = staying.into_iter().map(Some).collect();
         Ok(arrow::compute::filter_record_batch(&emitted, &mask)?)
+    }
+
+    /// Sends a row that state emitted (it has no record of its own) to
+    /// quarantine, as JSON, with the reason.
+    fn reject_emitted(&mut self, rows: &RecordBatch, row: usize, reason: String) {
+        self.pending.emitted_rejected.push(Rejected {
+            record: SourceRecord {
+                partition: -1,
+                offset: -1,
+                timestamp_ms: None,
+                key: None,
+                payload: Some(row_as_json(rows, row)),
+            },
+            error: reason,
+            rule: None,
+            event_time_ms: None,
+        });
     }
 
     /// Sends one decoded row to quarantine, as JSON, with the reason.
@@ -1563,7 +1572,27 @@ impl<'a> Task<'a> {
     /// Rows the state emitted: through the steps after it, the target's row
     /// rules, then pending for the commit.
     async fn pend_emitted(&mut self, batch: RecordBatch) -> Result<()> {
-        let finished = self.plan.finish(batch)?;
+        let finished = match self.plan.finish(batch.clone()) {
+            Ok(finished) => finished,
+            // Find the rows the steps after the state, or the target's
+            // columns, fail on: they go to quarantine with the reason.
+            Err(err) if err.is_about_rows() => {
+                let mut finished = Vec::new();
+                for row in 0..batch.num_rows() {
+                    match self.plan.finish(batch.slice(row, 1)) {
+                        Ok(rows) => finished.push(rows),
+                        Err(err) if err.is_about_rows() => self.reject_emitted(
+                            &batch,
+                            row,
+                            format!("a row the pipeline's state emitted: {err}"),
+                        ),
+                        Err(err) => return Err(err),
+                    }
+                }
+                arrow::compute::concat_batches(&self.plan.target_schema(), &finished)?
+            }
+            Err(err) => return Err(err),
+        };
         let checked = if self.checking.checks_target_rows() {
             self.check_emitted(finished).await?
         } else {
@@ -1636,6 +1665,11 @@ impl<'a> Task<'a> {
         }
         for changes in emitted.changes {
             self.pend_changes(changes).await?;
+        }
+        for (rows, reason) in emitted.set_aside {
+            for row in 0..rows.num_rows() {
+                self.reject_emitted(&rows, row, reason.clone());
+            }
         }
         // Rows read from now on belong to the next commit and are judged against this watermark.
         self.committed_watermark = watermark;

@@ -82,10 +82,10 @@ async fn mistakes_are_refused_with_their_place() {
             ],
         ),
         (
-            "UNNEST of rows",
-            "INSERT INTO shop.dwd_orders\nSELECT o.order_id, t.a, t.b, o.order_time FROM shop.ods_orders AS o CROSS JOIN UNNEST(o.items) AS t(a, b)",
+            "UNNEST of two arrays",
+            "INSERT INTO shop.dwd_orders\nSELECT o.order_id, t.a, t.b, o.order_time FROM shop.ods_orders AS o CROSS JOIN UNNEST(o.items, o.tags) AS t(a, b)",
             &[
-                "p.sql:2:80: UNNEST into several columns",
+                "p.sql:2:80: UNNEST of several arrays",
                 "UNNEST(o.array_column) AS u(element)",
             ],
         ),
