@@ -21,9 +21,11 @@
 //!
 //! One UNNEST after one table; anything else beside it is refused at its place.
 
+use std::ops::ControlFlow;
+
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, JoinOperator, Query, SelectItem,
-    SetExpr, Spanned, TableAlias, TableFactor, TableWithJoins, visit_expressions_mut,
+    SetExpr, Spanned, TableAlias, TableFactor, TableWithJoins, VisitMut, VisitorMut,
 };
 use sqlparser::parser::Parser;
 use strata_catalog::ddl::FlinkDialect;
@@ -98,11 +100,9 @@ pub fn cross_join_unnest(query: &mut Query, file: &str) -> Result<()> {
         alias: name.value.clone(),
         columns: columns.iter().map(|c| c.name.clone()).collect(),
     };
-    let rewritten = match (unnested.columns.as_slice(), ordinality) {
-        ([element], false) => unnested.values(select, element),
-        _ => unnested.rows(select, ordinality),
-    }
-    .map_err(|err| refuse(&format!("UNNEST of {} ({err})", unnested.array)))?;
+    let rewritten = unnested
+        .rows(select, ordinality)
+        .map_err(|err| refuse(&format!("UNNEST of {} ({err})", unnested.array)))?;
     select.from[0] = rewritten;
     Ok(())
 }
@@ -119,38 +119,21 @@ struct Unnested {
 }
 
 impl Unnested {
-    /// An array of values into one column: `unnest(array)`, the element under
-    /// a name of its own (so that it never collides with the table's columns).
-    fn values(
-        &self,
-        select: &mut sqlparser::ast::Select,
-        element: &Ident,
-    ) -> std::result::Result<TableWithJoins, String> {
-        let internal = Ident {
-            value: format!("__unnest_{}", element.value),
-            ..element.clone()
-        };
-        let rewritten = self.subquery("unnest(NULL)", &internal, false)?;
-        let table = self.table.clone();
-        self.replace_columns(select, |_| {
-            Expr::CompoundIdentifier(vec![table.clone(), internal.clone()])
-        });
-        Ok(rewritten)
-    }
-
-    /// An array of rows, a map, or a position asked for: each element a
-    /// struct of numbered fields, and the columns its fields in order.
+    /// Each element a struct of numbered fields (an array of values' one
+    /// field, a row's fields, a map entry's key and value, and the position
+    /// when asked), and the columns its fields in order.
     fn rows(
         &self,
         select: &mut sqlparser::ast::Select,
         ordinality: bool,
     ) -> std::result::Result<TableWithJoins, String> {
         let internal = Ident::new(format!("__unnest_{}", self.alias));
+        let named = self.columns.len();
         let call = match ordinality {
-            true => format!("unnest({UNNEST_ROWS}(NULL, TRUE))"),
-            false => format!("unnest({UNNEST_ROWS}(NULL))"),
+            true => format!("unnest({UNNEST_ROWS}(NULL, {named}, TRUE))"),
+            false => format!("unnest({UNNEST_ROWS}(NULL, {named}))"),
         };
-        let rewritten = self.subquery(&call, &internal, true)?;
+        let rewritten = self.subquery(&call, &internal)?;
         let fields = self
             .columns
             .iter()
@@ -168,12 +151,11 @@ impl Unnested {
     }
 
     /// `(SELECT t.*, <call> AS internal FROM the table) AS t`, the array in
-    /// place of the NULL the call takes (inside its inner call when `nested`).
+    /// place of the NULL the inner call takes.
     fn subquery(
         &self,
         call: &str,
         internal: &Ident,
-        nested: bool,
     ) -> std::result::Result<TableWithJoins, String> {
         let template = format!("SELECT {}.*, {call} AS element FROM unnested", self.table);
         let mut subquery = Parser::new(&FlinkDialect)
@@ -188,11 +170,9 @@ impl Unnested {
             return Err("the rewritten unnest".to_string());
         };
         *alias = internal.clone();
-        let mut argument = first_argument(expr);
-        if nested {
-            argument = argument.and_then(first_argument);
-        }
-        *argument.ok_or("the rewritten unnest's argument")? = self.array.clone();
+        *first_argument(expr)
+            .and_then(first_argument)
+            .ok_or("the rewritten unnest's argument")? = self.array.clone();
         Ok(TableWithJoins {
             relation: TableFactor::Derived {
                 lateral: false,
@@ -210,29 +190,62 @@ impl Unnested {
     }
 
     /// Replaces the UNNEST's columns in `select` (`t.column`, or a bare
-    /// `column`) by what `read(n)` gives for the n-th.
+    /// `column` outside the subqueries, which have columns of their own) by
+    /// what `read(n)` gives for the n-th.
     fn replace_columns(&self, select: &mut sqlparser::ast::Select, read: impl Fn(usize) -> Expr) {
+        let mut columns = Columns {
+            unnested: self,
+            read,
+            depth: 0,
+        };
+        let _ = select.visit(&mut columns);
+    }
+}
+
+/// The visitor [`Unnested::replace_columns`] walks a SELECT with.
+struct Columns<'a, F> {
+    unnested: &'a Unnested,
+    read: F,
+    /// How many subqueries deep the walk is.
+    depth: usize,
+}
+
+impl<F: Fn(usize) -> Expr> VisitorMut for Columns<'_, F> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &mut Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         let position = |name: &Ident| {
-            self.columns
+            self.unnested
+                .columns
                 .iter()
                 .position(|column| column.value.eq_ignore_ascii_case(&name.value))
         };
-        let _ = visit_expressions_mut(select, |expr| {
-            let at = match expr {
-                Expr::CompoundIdentifier(parts) => match parts.as_slice() {
-                    [qualifier, column] if qualifier.value.eq_ignore_ascii_case(&self.alias) => {
-                        position(column)
-                    }
-                    _ => None,
-                },
-                Expr::Identifier(column) => position(column),
+        let at = match expr {
+            Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+                [qualifier, column]
+                    if qualifier.value.eq_ignore_ascii_case(&self.unnested.alias) =>
+                {
+                    position(column)
+                }
                 _ => None,
-            };
-            if let Some(at) = at {
-                *expr = read(at);
-            }
-            std::ops::ControlFlow::<()>::Continue(())
-        });
+            },
+            Expr::Identifier(column) if self.depth == 0 => position(column),
+            _ => None,
+        };
+        if let Some(at) = at {
+            *expr = (self.read)(at);
+        }
+        ControlFlow::Continue(())
     }
 }
 
@@ -291,5 +304,35 @@ fn unnest_of(factor: &TableFactor) -> Option<Unnest<'_>> {
             ordinality: *with_ordinality,
         }),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(sql: &str) -> String {
+        let mut query = Parser::new(&FlinkDialect)
+            .try_with_sql(sql)
+            .and_then(|mut parser| parser.parse_query())
+            .unwrap();
+        cross_join_unnest(&mut query, "p.sql").unwrap();
+        query.to_string()
+    }
+
+    #[test]
+    fn columns_are_read_by_position_and_subqueries_keep_their_own() {
+        let sql = rewritten(
+            "SELECT o.id, tag, t.pos FROM s.orders AS o CROSS JOIN UNNEST(o.tags) WITH ORDINALITY AS t(tag, pos) \
+             WHERE tag IN (SELECT tag FROM s.allowed)",
+        );
+        assert!(
+            sql.starts_with("SELECT o.id, o.__unnest_t['f0'], o.__unnest_t['f1'] FROM (SELECT o.*, unnest(flink_unnest_rows(o.tags, 2, true)) AS __unnest_t FROM s.orders AS o) AS o"),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("WHERE o.__unnest_t['f0'] IN (SELECT tag FROM s.allowed)"),
+            "{sql}"
+        );
     }
 }

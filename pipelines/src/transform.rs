@@ -41,7 +41,7 @@ use crate::lookup::versioned::VersionedTable;
 use crate::lookup::{DimensionSide, LookupJoin, LookupJoinParts, SideStep};
 use crate::operator::planner::PlanContext;
 use crate::operator::{
-    BatchContext, Changelog, Emitted, KeepsState, Missed, Operator, OperatorIds, Pass,
+    BatchContext, Changelog, Emitted, KeepsState, MissAction, Missed, Operator, OperatorIds, Pass,
     PlacedOperator, RowKind, RunAgain, Side, StateWrite, Traced, Watermarks,
 };
 use crate::registry::planners;
@@ -420,7 +420,9 @@ impl CompiledPlan {
                 late.extend(write.apply()?);
             }
             for missed in late.iter().filter(|missed| !missed.origins.is_empty()) {
-                if !appended {
+                // Rows a lookup would retry, or late rows, have no place to
+                // wait or go at a commit: only quarantine takes them.
+                if !appended || missed.action != MissAction::Quarantine {
                     return Err(PipelineError::Evaluation(format!(
                         "the results of {} were set aside by the operators after it ({}); an aggregation of its results must take every change",
                         placed.id, missed.reason
@@ -951,6 +953,15 @@ fn refuse_state_ttl_beside(
     }
 }
 
+/// Whether a join's key columns may be NULL on either side (a NOT IN's
+/// three-valued logic then differs from NOT EXISTS).
+fn nullable_keys(join: &datafusion::logical_expr::Join) -> bool {
+    join.on.iter().any(|(left, right)| {
+        left.nullable(join.left.schema()).unwrap_or(true)
+            || right.nullable(join.right.schema()).unwrap_or(true)
+    })
+}
+
 /// Whether the column `name` reaches the top of `plan` unchanged from its table.
 fn passes_through(plan: &LogicalPlan, name: &str) -> bool {
     use datafusion::logical_expr::Expr;
@@ -1313,9 +1324,10 @@ impl Compiler<'_> {
             (JoinType::Right, _) => JoinKind::Right,
             (JoinType::Full, _) => JoinKind::Full,
             (JoinType::LeftSemi, None) => JoinKind::Semi,
-            (JoinType::LeftAnti, None) if join.null_aware => {
+            // NOT IN of columns that cannot be NULL on either side is NOT EXISTS.
+            (JoinType::LeftAnti, None) if join.null_aware && nullable_keys(join) => {
                 return Err(refuse(
-                    "NOT IN over a stream (a NULL among its values would keep every row out; write NOT EXISTS, which Strata runs as an anti join)".to_string(),
+                    "NOT IN over a stream of a column that may be NULL (a NULL among its values would keep every row out, and a NULL value is in no set but an empty one; declare both columns NOT NULL, or write NOT EXISTS, which Strata runs as an anti join)".to_string(),
                 ));
             }
             (JoinType::LeftAnti, None) => JoinKind::Anti,

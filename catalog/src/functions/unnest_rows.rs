@@ -7,9 +7,13 @@
 //!   ARRAY<ROW<x, y>>  [{x: 1, y: 'a'}, …]  ──▶ [{f0: 1, f1: 'a'}, …]
 //!   ARRAY<T>          [7, 8]               ──▶ [{f0: 7}, {f0: 8}]
 //!   MAP<K, V>         {k: v, …}            ──▶ [{f0: k, f1: v}, …]     (Flink's UNNEST of a map)
-//!   WITH ORDINALITY   (c, TRUE)            ──▶ … and a last field, the element's position from 1 (INT)
+//!   WITH ORDINALITY   (c, n, TRUE)         ──▶ … and a last field, the element's position from 1 (INT)
 //!   NULL or empty                          ──▶ no rows (as Flink's CROSS JOIN UNNEST)
 //! ```
+//!
+//! The second argument is how many columns `AS t(…)` names: planning refuses a
+//! call whose elements unnest into another number, as Flink does, rather than
+//! read a field as another column.
 
 use std::sync::Arc;
 
@@ -17,10 +21,10 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Int32Array, ListArray, StructArray, make_array,
 };
 use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
-use datafusion::arrow::datatypes::{DataType, Field, Fields};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
 /// The function's name, as the pipelines' rewrite of `CROSS JOIN UNNEST` calls it.
@@ -78,14 +82,14 @@ fn list_of(fields: Fields) -> DataType {
     )))
 }
 
-/// Whether the call asks for positions: a second argument, TRUE (the return
+/// Whether the call asks for positions: a third argument, TRUE (the return
 /// type, which cannot depend on an argument's value, has the position's field
 /// whenever it is given).
 fn with_ordinality(argument: Option<&ColumnarValue>) -> Result<bool> {
     match argument {
         None => Ok(false),
         Some(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true)))) => Ok(true),
-        Some(_) => exec_err!("{UNNEST_ROWS}'s second argument, when given, must be TRUE"),
+        Some(_) => exec_err!("{UNNEST_ROWS}'s third argument, when given, must be TRUE"),
     }
 }
 
@@ -108,19 +112,58 @@ impl ScalarUDFImpl for UnnestRows {
         };
         element_columns(&collection)?;
         match arg_types.len() {
-            1 => Ok(vec![collection]),
-            2 => Ok(vec![collection, DataType::Boolean]),
-            n => plan_err!("{UNNEST_ROWS} takes one or two arguments, not {n}"),
+            2 => Ok(vec![collection, DataType::Int64]),
+            3 => Ok(vec![collection, DataType::Int64, DataType::Boolean]),
+            n => plan_err!("{UNNEST_ROWS} takes two or three arguments, not {n}"),
         }
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         let columns = element_columns(&arg_types[0])?;
-        Ok(list_of(row_fields(&columns, arg_types.len() == 2)))
+        Ok(list_of(row_fields(&columns, arg_types.len() == 3)))
+    }
+
+    /// Checks that `AS t(…)` names as many columns as each element gives.
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|field| field.data_type().clone())
+            .collect();
+        let Some(collection) = types.first() else {
+            return plan_err!("{UNNEST_ROWS} takes an ARRAY or a MAP");
+        };
+        let columns = element_columns(collection)?.len() + usize::from(types.len() == 3);
+        let named = match args.scalar_arguments.get(1) {
+            Some(Some(ScalarValue::Int64(Some(named)))) => *named,
+            _ => return plan_err!("{UNNEST_ROWS}'s second argument must be a constant count"),
+        };
+        if usize::try_from(named) != Ok(columns) {
+            let what = match collection {
+                DataType::Map(..) => "a MAP unnests into its key and value".to_string(),
+                DataType::List(element) => match element.data_type() {
+                    DataType::Struct(fields) => format!("its rows have {} fields", fields.len()),
+                    _ => "an array of values unnests into one".to_string(),
+                },
+                other => format!("a {other}"),
+            };
+            let position = match types.len() {
+                3 => ", and WITH ORDINALITY adds the position",
+                _ => "",
+            };
+            return plan_err!(
+                "UNNEST … AS t(…) names {named} columns, but {what}{position}: name {columns} (as in Flink, the aliases must have the same degree)"
+            );
+        }
+        Ok(Arc::new(Field::new(
+            self.name(),
+            self.return_type(&types)?,
+            true,
+        )))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let positioned = with_ordinality(args.args.get(1))?;
+        let positioned = with_ordinality(args.args.get(2))?;
         let collection = args.args[0].to_array(args.number_rows)?;
         let (offsets, nulls, mut columns): (OffsetBuffer<i32>, Option<NullBuffer>, Vec<ArrayRef>) =
             match collection.data_type() {
@@ -187,12 +230,14 @@ mod tests {
     use super::*;
 
     fn call(collection: ArrayRef, ordinality: Option<bool>) -> ListArray {
-        let mut args = vec![ColumnarValue::Array(collection.clone())];
-        let mut fields = vec![Arc::new(Field::new(
-            "c",
-            collection.data_type().clone(),
-            true,
-        ))];
+        let mut args = vec![
+            ColumnarValue::Array(collection.clone()),
+            ColumnarValue::Scalar(ScalarValue::Int64(Some(0))),
+        ];
+        let mut fields = vec![
+            Arc::new(Field::new("c", collection.data_type().clone(), true)),
+            Arc::new(Field::new("n", DataType::Int64, false)),
+        ];
         if let Some(asked) = ordinality {
             args.push(ColumnarValue::Scalar(ScalarValue::Boolean(Some(asked))));
             fields.push(Arc::new(Field::new("o", DataType::Boolean, false)));
@@ -259,5 +304,44 @@ mod tests {
             .as_string::<i32>()
             .clone();
         assert_eq!(values.iter().collect::<Vec<_>>(), [Some("1"), None]);
+    }
+
+    #[test]
+    fn aliases_of_another_degree_than_the_elements_are_refused() {
+        let rows = DataType::List(Arc::new(Field::new_list_field(
+            DataType::Struct(Fields::from(vec![
+                Field::new("sku", DataType::Utf8, true),
+                Field::new("qty", DataType::Int32, true),
+            ])),
+            true,
+        )));
+        let check = |named: i64, ordinality: bool| {
+            let mut fields = vec![
+                Arc::new(Field::new("c", rows.clone(), true)),
+                Arc::new(Field::new("n", DataType::Int64, false)),
+            ];
+            let count = ScalarValue::Int64(Some(named));
+            let asked = ScalarValue::Boolean(Some(true));
+            let mut scalars = vec![None, Some(&count)];
+            if ordinality {
+                fields.push(Arc::new(Field::new("o", DataType::Boolean, false)));
+                scalars.push(Some(&asked));
+            }
+            UnnestRows::new()
+                .return_field_from_args(ReturnFieldArgs {
+                    arg_fields: &fields,
+                    scalar_arguments: &scalars,
+                })
+                .map(|_| ())
+                .map_err(|err| err.to_string())
+        };
+        assert!(check(2, false).is_ok());
+        assert!(check(3, true).is_ok());
+        let refused = check(2, true).unwrap_err();
+        assert!(
+            refused.contains("names 2 columns, but its rows have 2 fields, and WITH ORDINALITY adds the position: name 3"),
+            "{refused}"
+        );
+        assert!(check(1, false).is_err());
     }
 }

@@ -1565,34 +1565,18 @@ impl<'a> Task<'a> {
         });
     }
 
-    /// Advances the watermark, emits what it closed, and starts a commit of
-    /// everything pending: quarantine, late rows, state checkpoint, then the
-    /// target with every offset. The commit runs while the next batches are
-    /// read; commits land one after the other, in order.
     /// Rows the state emitted: through the steps after it, the target's row
     /// rules, then pending for the commit.
     async fn pend_emitted(&mut self, batch: RecordBatch) -> Result<()> {
-        let finished = match self.plan.finish(batch.clone()) {
-            Ok(finished) => finished,
-            // Find the rows the steps after the state, or the target's
-            // columns, fail on: they go to quarantine with the reason.
-            Err(err) if err.is_about_rows() => {
-                let mut finished = Vec::new();
-                for row in 0..batch.num_rows() {
-                    match self.plan.finish(batch.slice(row, 1)) {
-                        Ok(rows) => finished.push(rows),
-                        Err(err) if err.is_about_rows() => self.reject_emitted(
-                            &batch,
-                            row,
-                            format!("a row the pipeline's state emitted: {err}"),
-                        ),
-                        Err(err) => return Err(err),
-                    }
-                }
-                arrow::compute::concat_batches(&self.plan.target_schema(), &finished)?
-            }
-            Err(err) => return Err(err),
-        };
+        // The rows the steps after the state, or the target's columns, fail
+        // on go to quarantine with the reason.
+        let finished = self.finish_emitted(batch, |task, rows, row, err| {
+            task.reject_emitted(
+                rows,
+                row,
+                format!("a row the pipeline's state emitted: {err}"),
+            )
+        })?;
         let checked = if self.checking.checks_target_rows() {
             self.check_emitted(finished).await?
         } else {
@@ -1602,10 +1586,40 @@ impl<'a> Task<'a> {
         Ok(())
     }
 
+    /// Runs rows the state emitted through the steps after it into the
+    /// target's columns; when rows fail, row by row, handing each row that
+    /// fails and why to `refused`.
+    fn finish_emitted(
+        &mut self,
+        batch: RecordBatch,
+        mut refused: impl FnMut(&mut Self, &RecordBatch, usize, PipelineError),
+    ) -> Result<RecordBatch> {
+        match self.plan.finish(batch.clone()) {
+            Err(err) if err.is_about_rows() => {
+                let mut finished = Vec::new();
+                for row in 0..batch.num_rows() {
+                    match self.plan.finish(batch.slice(row, 1)) {
+                        Ok(rows) => finished.push(rows),
+                        Err(err) if err.is_about_rows() => refused(self, &batch, row, err),
+                        Err(err) => return Err(err),
+                    }
+                }
+                Ok(arrow::compute::concat_batches(
+                    &self.plan.target_schema(),
+                    &finished,
+                )?)
+            }
+            finished => finished,
+        }
+    }
+
     /// Rows the state takes back (update-before rows, deletes): through the
-    /// steps after it, then pending, marked as taking their row back.
+    /// steps after it, then pending, marked as taking their row back. A row
+    /// the steps or the target refuse now was refused when it was emitted
+    /// (and went to quarantine then): it was never written, and taking it
+    /// back takes nothing.
     fn pend_taken_back(&mut self, batch: RecordBatch) -> Result<()> {
-        let taken_back = self.plan.finish(batch)?;
+        let taken_back = self.finish_emitted(batch, |_, _, _, _| {})?;
         let marker = vec![true; taken_back.num_rows()];
         self.pending
             .rows
@@ -1633,6 +1647,10 @@ impl<'a> Task<'a> {
         Ok(())
     }
 
+    /// Advances the watermark, emits what it closed, and starts a commit of
+    /// everything pending: quarantine, late rows, state checkpoint, then the
+    /// target with every offset. The commit runs while the next batches are
+    /// read; commits land one after the other, in order.
     async fn commit(&mut self) -> Result<()> {
         let watermark = self.current_watermark();
         let now = Instant::now();
