@@ -101,7 +101,7 @@ pub fn cross_join_unnest(query: &mut Query, file: &str) -> Result<()> {
         columns: columns.iter().map(|c| c.name.clone()).collect(),
     };
     let rewritten = unnested
-        .rows(select, ordinality)
+        .rows(select, &mut query.order_by, ordinality)
         .map_err(|err| refuse(&format!("UNNEST of {} ({err})", unnested.array)))?;
     select.from[0] = rewritten;
     Ok(())
@@ -125,9 +125,19 @@ impl Unnested {
     fn rows(
         &self,
         select: &mut sqlparser::ast::Select,
+        order_by: &mut Option<sqlparser::ast::OrderBy>,
         ordinality: bool,
     ) -> std::result::Result<TableWithJoins, String> {
-        let internal = Ident::new(format!("__unnest_{}", self.alias));
+        // A name of letters, digits and underscores, whatever the alias's quotes hold.
+        let alias: String = self
+            .alias
+            .chars()
+            .map(|c| match c.is_ascii_alphanumeric() {
+                true => c.to_ascii_lowercase(),
+                false => '_',
+            })
+            .collect();
+        let internal = Ident::new(format!("__unnest_{alias}"));
         let named = self.columns.len();
         let call = match ordinality {
             true => format!("unnest({UNNEST_ROWS}(NULL, {named}, TRUE))"),
@@ -146,7 +156,7 @@ impl Unnested {
                     .map_err(|err| err.to_string())
             })
             .collect::<std::result::Result<Vec<Expr>, String>>()?;
-        self.replace_columns(select, |at| fields[at].clone());
+        self.replace_columns(select, order_by, |at| fields[at].clone());
         Ok(rewritten)
     }
 
@@ -189,16 +199,22 @@ impl Unnested {
         })
     }
 
-    /// Replaces the UNNEST's columns in `select` (`t.column`, or a bare
-    /// `column` outside the subqueries, which have columns of their own) by
-    /// what `read(n)` gives for the n-th.
-    fn replace_columns(&self, select: &mut sqlparser::ast::Select, read: impl Fn(usize) -> Expr) {
+    /// Replaces the UNNEST's columns in `select` and the query's `order_by`
+    /// (`t.column`, or a bare `column` outside the subqueries, which have
+    /// columns of their own) by what `read(n)` gives for the n-th.
+    fn replace_columns(
+        &self,
+        select: &mut sqlparser::ast::Select,
+        order_by: &mut Option<sqlparser::ast::OrderBy>,
+        read: impl Fn(usize) -> Expr,
+    ) {
         let mut columns = Columns {
             unnested: self,
             read,
             depth: 0,
         };
         let _ = select.visit(&mut columns);
+        let _ = order_by.visit(&mut columns);
     }
 }
 
@@ -323,15 +339,17 @@ mod tests {
     #[test]
     fn columns_are_read_by_position_and_subqueries_keep_their_own() {
         let sql = rewritten(
-            "SELECT o.id, tag, t.pos FROM s.orders AS o CROSS JOIN UNNEST(o.tags) WITH ORDINALITY AS t(tag, pos) \
-             WHERE tag IN (SELECT tag FROM s.allowed)",
+            "SELECT o.id, tag, \"T 1\".pos FROM s.orders AS o CROSS JOIN UNNEST(o.tags) WITH ORDINALITY AS \"T 1\"(tag, pos) \
+             WHERE tag IN (SELECT tag FROM s.allowed) ORDER BY \"T 1\".pos",
         );
         assert!(
-            sql.starts_with("SELECT o.id, o.__unnest_t['f0'], o.__unnest_t['f1'] FROM (SELECT o.*, unnest(flink_unnest_rows(o.tags, 2, true)) AS __unnest_t FROM s.orders AS o) AS o"),
+            sql.starts_with("SELECT o.id, o.__unnest_t_1['f0'], o.__unnest_t_1['f1'] FROM (SELECT o.*, unnest(flink_unnest_rows(o.tags, 2, true)) AS __unnest_t_1 FROM s.orders AS o) AS o"),
             "{sql}"
         );
         assert!(
-            sql.ends_with("WHERE o.__unnest_t['f0'] IN (SELECT tag FROM s.allowed)"),
+            sql.ends_with(
+                "WHERE o.__unnest_t_1['f0'] IN (SELECT tag FROM s.allowed) ORDER BY o.__unnest_t_1['f1']"
+            ),
             "{sql}"
         );
     }
