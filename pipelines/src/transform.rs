@@ -928,7 +928,7 @@ fn refuse_current_watermark_beside(
 
 /// Flink's `table.exec.state.ttl` expires the state of every stateful
 /// operator; one that keeps its state for good here yet (an unbounded
-/// ROW_NUMBER, an OVER aggregation) refuses the TTL rather than silently keep it.
+/// ROW_NUMBER) refuses the TTL rather than silently keep it.
 fn refuse_state_ttl_beside(
     pipeline: &crate::project::Pipeline,
     operators: &[PlacedOperator],

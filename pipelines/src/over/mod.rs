@@ -36,6 +36,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::aggregate::accumulator::{Acc, AggregateCall, Input};
 use crate::error::Result;
 use crate::held::{HeldRows, decode_batches, encode_batches};
+use crate::keyed::Expiry;
 use crate::operator::{
     BatchContext, Changelog, Described, Emitted, InputStream, KeepsState, Operator, OperatorKind,
     Processed, StateInfo, Traced, Watermarks,
@@ -86,6 +87,9 @@ struct OverState {
     /// key is taken even behind the watermark, an earlier one is late (as
     /// Flink's bounded OVER functions do).
     last_emitted: HashMap<Box<[u8]>, i64>,
+    /// Under a state TTL, when each key's rows were last emitted (ms since
+    /// the epoch): a key idle for the TTL is forgotten at a commit.
+    touched: HashMap<Box<[u8]>, i64>,
 }
 
 /// An OVER aggregation of a stream by its event time.
@@ -100,6 +104,8 @@ pub struct OverAggregate {
     /// Its rows: the input's columns, then one per aggregate.
     output: SchemaRef,
     state: Mutex<OverState>,
+    /// When a key is forgotten (`SET 'table.exec.state.ttl'`).
+    expiry: Expiry,
 }
 
 /// One emission's rows, history first, each with its key and time.
@@ -137,10 +143,40 @@ impl OverAggregate {
                 history: Vec::new(),
                 running: HashMap::new(),
                 last_emitted: HashMap::new(),
+                touched: HashMap::new(),
             }),
             input,
             output,
+            expiry: Expiry::default(),
         })
+    }
+
+    /// The aggregation, forgetting a key's running aggregates and latest
+    /// time as `expiry` says (after `SET 'table.exec.state.ttl'`), as
+    /// Flink's OVER functions clean their state up.
+    pub fn expiring(mut self, expiry: Expiry) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// Forgets the keys whose rows were last emitted longer than the TTL ago.
+    fn forget_idle_keys(&self) {
+        if self.expiry.ttl_ms().is_none() {
+            return;
+        }
+        let now = self.expiry.now();
+        let mut state = self.state();
+        let idle: Vec<Box<[u8]>> = state
+            .touched
+            .iter()
+            .filter(|(_, touched)| self.expiry.expired(**touched, now))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in idle {
+            state.touched.remove(&key);
+            state.running.remove(&key);
+            state.last_emitted.remove(&key);
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, OverState> {
@@ -241,6 +277,7 @@ impl OverAggregate {
                 .then(a.cmp(&b))
         });
         let mut out = Out::default();
+        let now = self.expiry.ttl_ms().map(|_| self.expiry.now());
         let mut start = 0;
         while start < order.len() {
             let key = emission.keys.row(order[start] as usize);
@@ -250,6 +287,9 @@ impl OverAggregate {
                     .take_while(|&&i| emission.keys.row(i as usize) == key)
                     .count();
             let group = &order[start..end];
+            if let Some(now) = now {
+                state.touched.insert(key.as_ref().into(), now);
+            }
             match self.frame {
                 Frame::Unbounded { peers } => {
                     let running = state
@@ -448,8 +488,17 @@ impl Operator for OverAggregate {
     fn describe(&self, input: &InputStream) -> Described {
         Described {
             detail: format!(
-                "{}, each row emitted in time order once the watermark passes it",
-                self.describe_window()
+                "{}, each row emitted in time order once the watermark passes it{}",
+                self.describe_window(),
+                match self.expiry.ttl_ms() {
+                    Some(ttl) => format!(
+                        "; keys kept {} after their last emitted row",
+                        humantime::format_duration(std::time::Duration::from_millis(
+                            ttl.max(0) as u64
+                        ))
+                    ),
+                    None => String::new(),
+                }
             ),
             schema: self.output.clone(),
             watermark: input.watermark.clone(),
@@ -491,13 +540,14 @@ impl Operator for OverAggregate {
     }
 
     /// Each key's running aggregates or latest emitted time are kept for
-    /// good (Flink's TTL would expire them).
+    /// good, or until the state TTL forgets an idle key.
     fn keeps_state_past_ttl(&self) -> bool {
-        true
+        false
     }
 
     async fn on_watermark(&self, watermarks: &Watermarks) -> Result<Emitted> {
         let rows = watermarks.pipeline.map(|w| self.emit(w)).transpose()?;
+        self.forget_idle_keys();
         Ok(Emitted::appended(rows.unwrap_or_default()))
     }
 
@@ -521,12 +571,10 @@ impl KeepsState for OverAggregate {
                 acc.encode(out);
             }
         }
-        let mut emitted: Vec<(&Box<[u8]>, &i64)> = state.last_emitted.iter().collect();
-        emitted.sort();
-        out.u64(emitted.len() as u64);
-        for (key, time) in emitted {
-            out.bytes(key);
-            out.i64(*time);
+        encode_key_times(out, &state.last_emitted);
+        // Last, and only under a TTL: when each key's rows were last emitted.
+        if self.expiry.ttl_ms().is_some() {
+            encode_key_times(out, &state.touched);
         }
     }
 
@@ -542,13 +590,48 @@ impl KeepsState for OverAggregate {
                 .collect::<Result<Vec<_>>>()?;
             state.running.insert(key, accs);
         }
-        state.last_emitted.clear();
-        for _ in 0..input.u64()? {
-            let key: Box<[u8]> = input.bytes()?.into();
-            state.last_emitted.insert(key, input.i64()?);
+        state.last_emitted = decode_key_times(input)?;
+        state.touched = match input.is_done() {
+            true => HashMap::new(),
+            false => decode_key_times(input)?,
+        };
+        // Keys a checkpoint kept without times (written without a TTL) start
+        // their time at the restore.
+        if self.expiry.ttl_ms().is_some() {
+            let now = self.expiry.now();
+            let OverState {
+                running,
+                last_emitted,
+                touched,
+                ..
+            } = &mut *state;
+            for key in running.keys().chain(last_emitted.keys()) {
+                touched.entry(key.clone()).or_insert(now);
+            }
         }
         Ok(())
     }
+}
+
+/// A time per key, in the keys' order.
+fn encode_key_times(out: &mut ByteWriter, times: &HashMap<Box<[u8]>, i64>) {
+    let mut times: Vec<(&Box<[u8]>, &i64)> = times.iter().collect();
+    times.sort();
+    out.u64(times.len() as u64);
+    for (key, time) in times {
+        out.bytes(key);
+        out.i64(*time);
+    }
+}
+
+/// What [`encode_key_times`] wrote.
+fn decode_key_times(input: &mut ByteReader<'_>) -> Result<HashMap<Box<[u8]>, i64>> {
+    let mut times = HashMap::new();
+    for _ in 0..input.u64()? {
+        let key: Box<[u8]> = input.bytes()?.into();
+        times.insert(key, input.i64()?);
+    }
+    Ok(times)
 }
 
 #[cfg(test)]
@@ -576,6 +659,11 @@ mod tests {
 
     /// SUM(v) and MIN(v) over `frame`, partitioned by k, ordered by t.
     fn over(frame: Frame) -> Arc<dyn Operator> {
+        Arc::new(over_aggregate(frame))
+    }
+
+    /// `SUM(v), MIN(v) OVER (PARTITION BY k ORDER BY t <frame>)`.
+    fn over_aggregate(frame: Frame) -> OverAggregate {
         let column =
             |name: &str, at: usize| -> Arc<dyn PhysicalExpr> { Arc::new(Column::new(name, at)) };
         let call = |function| {
@@ -592,17 +680,15 @@ mod tests {
         let mut fields = input().fields().to_vec();
         fields.push(Arc::new(Field::new("sum", DataType::Int64, true)));
         fields.push(Arc::new(Field::new("min", DataType::Int64, true)));
-        Arc::new(
-            OverAggregate::new(
-                vec![(column("k", 0), DataType::Utf8)],
-                "t".to_string(),
-                frame,
-                vec![call(AggFunction::Sum), call(AggFunction::Min)],
-                input(),
-                Arc::new(Schema::new(fields)),
-            )
-            .unwrap(),
+        OverAggregate::new(
+            vec![(column("k", 0), DataType::Utf8)],
+            "t".to_string(),
+            frame,
+            vec![call(AggFunction::Sum), call(AggFunction::Min)],
+            input(),
+            Arc::new(Schema::new(fields)),
         )
+        .unwrap()
     }
 
     fn rows(rows: &[(&str, i64, i64)]) -> RecordBatch {
@@ -714,6 +800,47 @@ mod tests {
         // [7, 17] holds 8 (16) and 3 (17).
         let out = emitted(harness.watermark(17).await.unwrap());
         assert_eq!(out, [("a".to_string(), 3, 17, 11, 3)]);
+    }
+
+    /// The test's own wall clock, in ms.
+    static NOW_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1_000);
+
+    fn test_clock() -> i64 {
+        NOW_MS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn with_a_ttl_an_idle_keys_running_aggregates_are_forgotten() {
+        use std::sync::atomic::Ordering;
+        let make = || {
+            Arc::new(
+                over_aggregate(Frame::Unbounded { peers: false })
+                    .expiring(Expiry::after(Some(1_000)).with_clock(test_clock)),
+            )
+        };
+        let mut harness = Harness::new(make());
+        harness
+            .push(&rows(&[("a", 4, 1), ("b", 2, 1)]))
+            .await
+            .unwrap();
+        harness.watermark(1).await.unwrap();
+        NOW_MS.store(1_600, Ordering::Relaxed);
+        harness.push(&rows(&[("b", 3, 2)])).await.unwrap();
+        harness.watermark(2).await.unwrap();
+        let mut restored = Harness::restore_into(make(), &harness.snapshot()).unwrap();
+        // At 2 000, a (last emitted at 1 000) is forgotten at the commit; b
+        // (1 600) keeps its running SUM.
+        NOW_MS.store(2_000, Ordering::Relaxed);
+        restored.watermark(2).await.unwrap();
+        restored
+            .push(&rows(&[("a", 1, 3), ("b", 1, 3)]))
+            .await
+            .unwrap();
+        let out = emitted(restored.watermark(3).await.unwrap());
+        assert_eq!(
+            out,
+            [("a".to_string(), 1, 3, 1, 1), ("b".to_string(), 1, 3, 6, 1)]
+        );
     }
 
     #[tokio::test]

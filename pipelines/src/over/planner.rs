@@ -165,13 +165,16 @@ impl OperatorPlanner for OverPlanner {
                 Ok((ctx.physical(expr, input)?, data_type))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Arc::new(OverAggregate::new(
-            partition,
-            time,
-            frame,
-            calls,
-            Arc::new(input.as_arrow().clone()),
-            Arc::new(window.schema.as_arrow().clone()),
-        )?))
+        Ok(Arc::new(
+            OverAggregate::new(
+                partition,
+                time,
+                frame,
+                calls,
+                Arc::new(input.as_arrow().clone()),
+                Arc::new(window.schema.as_arrow().clone()),
+            )?
+            .expiring(crate::keyed::Expiry::after(ctx.state_ttl_ms())),
+        ))
     }
 }
