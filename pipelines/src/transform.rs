@@ -928,7 +928,8 @@ fn refuse_current_watermark_beside(
 
 /// Flink's `table.exec.state.ttl` expires the state of every stateful
 /// operator; one that keeps its state for good here yet (an unbounded
-/// ROW_NUMBER) refuses the TTL rather than silently keep it.
+/// ROW_NUMBER, an OVER aggregation of a bounded frame) refuses the TTL rather
+/// than silently keep it.
 fn refuse_state_ttl_beside(
     pipeline: &crate::project::Pipeline,
     operators: &[PlacedOperator],
@@ -948,7 +949,7 @@ fn refuse_state_ttl_beside(
                 placed.operator.kind().as_str(),
                 placed.id
             ),
-            hint: Some("the TTL bounds the state of regular joins, GROUP BY, LAG, Top-N and deduplication; run the other operator in a pipeline of its own, without the setting".to_string()),
+            hint: Some("the TTL bounds the state of regular joins, GROUP BY, LAG, Top-N, deduplication and OVER … UNBOUNDED PRECEDING; run the other operator in a pipeline of its own, without the setting".to_string()),
         }),
     }
 }

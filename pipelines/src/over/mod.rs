@@ -87,8 +87,9 @@ struct OverState {
     /// key is taken even behind the watermark, an earlier one is late (as
     /// Flink's bounded OVER functions do).
     last_emitted: HashMap<Box<[u8]>, i64>,
-    /// Under a state TTL, when each key's rows were last emitted (ms since
-    /// the epoch): a key idle for the TTL is forgotten at a commit.
+    /// Under a state TTL (unbounded frames), when a row of each key last
+    /// came or was emitted (ms since the epoch): a key idle for the TTL is
+    /// forgotten at a commit.
     touched: HashMap<Box<[u8]>, i64>,
 }
 
@@ -151,11 +152,14 @@ impl OverAggregate {
         })
     }
 
-    /// The aggregation, forgetting a key's running aggregates and latest
-    /// time as `expiry` says (after `SET 'table.exec.state.ttl'`), as
-    /// Flink's OVER functions clean their state up.
+    /// The aggregation over an unbounded frame, forgetting a key's running
+    /// aggregates as `expiry` says (after `SET 'table.exec.state.ttl'`), as
+    /// Flink's OVER functions clean their state up. A bounded frame keeps the
+    /// rows later frames reach for good yet, and refuses the TTL.
     pub fn expiring(mut self, expiry: Expiry) -> Self {
-        self.expiry = expiry;
+        if matches!(self.frame, Frame::Unbounded { .. }) {
+            self.expiry = expiry;
+        }
         self
     }
 
@@ -175,7 +179,6 @@ impl OverAggregate {
         for key in idle {
             state.touched.remove(&key);
             state.running.remove(&key);
-            state.last_emitted.remove(&key);
         }
     }
 
@@ -218,12 +221,26 @@ impl OverAggregate {
     fn take_in(&self, batch: &RecordBatch) -> Result<Vec<usize>> {
         let mut state = self.state();
         let OverState {
-            held, last_emitted, ..
+            held,
+            last_emitted,
+            touched,
+            ..
         } = &mut *state;
         match self.frame {
             Frame::Unbounded { .. } => {
                 let watermark = held.due_up_to();
-                held.take_in(batch, |_, time| watermark.is_some_and(|w| time <= w))
+                let late = held.take_in(batch, |_, time| watermark.is_some_and(|w| time <= w))?;
+                // A key whose rows wait for the watermark is not idle.
+                if self.expiry.ttl_ms().is_some() {
+                    let keys = self.keys_of(batch)?;
+                    let now = self.expiry.now();
+                    let late_rows: std::collections::HashSet<usize> =
+                        late.iter().copied().collect();
+                    for row in (0..batch.num_rows()).filter(|row| !late_rows.contains(row)) {
+                        touched.insert(keys.row(row).as_ref().into(), now);
+                    }
+                }
+                Ok(late)
             }
             _ => {
                 let keys = self.keys_of(batch)?;
@@ -539,10 +556,11 @@ impl Operator for OverAggregate {
         true
     }
 
-    /// Each key's running aggregates or latest emitted time are kept for
-    /// good, or until the state TTL forgets an idle key.
+    /// An unbounded frame's running aggregates are kept until the state TTL
+    /// forgets an idle key; a bounded frame keeps the rows later frames
+    /// reach, and each key's latest time, for good yet.
     fn keeps_state_past_ttl(&self) -> bool {
-        false
+        !matches!(self.frame, Frame::Unbounded { .. })
     }
 
     async fn on_watermark(&self, watermarks: &Watermarks) -> Result<Emitted> {
@@ -818,9 +836,14 @@ mod tests {
                     .expiring(Expiry::after(Some(1_000)).with_clock(test_clock)),
             )
         };
+        let bounded = over_aggregate(Frame::Rows(2)).expiring(Expiry::after(Some(1_000)));
+        assert!(
+            bounded.keeps_state_past_ttl(),
+            "a bounded frame refuses the TTL"
+        );
         let mut harness = Harness::new(make());
         harness
-            .push(&rows(&[("a", 4, 1), ("b", 2, 1)]))
+            .push(&rows(&[("a", 4, 1), ("b", 2, 1), ("c", 5, 1)]))
             .await
             .unwrap();
         harness.watermark(1).await.unwrap();
@@ -828,6 +851,9 @@ mod tests {
         harness.push(&rows(&[("b", 3, 2)])).await.unwrap();
         harness.watermark(2).await.unwrap();
         let mut restored = Harness::restore_into(make(), &harness.snapshot()).unwrap();
+        // A row of c comes at 1 900 and waits for the watermark: c is not idle.
+        NOW_MS.store(1_900, Ordering::Relaxed);
+        restored.push(&rows(&[("c", 10, 4)])).await.unwrap();
         // At 2 000, a (last emitted at 1 000) is forgotten at the commit; b
         // (1 600) keeps its running SUM.
         NOW_MS.store(2_000, Ordering::Relaxed);
@@ -841,6 +867,8 @@ mod tests {
             out,
             [("a".to_string(), 1, 3, 1, 1), ("b".to_string(), 1, 3, 6, 1)]
         );
+        let out = emitted(restored.watermark(4).await.unwrap());
+        assert_eq!(out, [("c".to_string(), 10, 4, 15, 5)]);
     }
 
     #[tokio::test]
