@@ -24,8 +24,9 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, JoinOperator, Query, SelectItem,
-    SetExpr, Spanned, TableAlias, TableFactor, TableWithJoins, VisitMut, VisitorMut,
+    ExcludeSelectItem, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, JoinOperator,
+    ObjectName, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Spanned, TableAlias,
+    TableFactor, TableWithJoins, VisitMut, VisitorMut, WildcardAdditionalOptions,
 };
 use sqlparser::parser::Parser;
 use strata_catalog::ddl::FlinkDialect;
@@ -157,7 +158,62 @@ impl Unnested {
             })
             .collect::<std::result::Result<Vec<Expr>, String>>()?;
         self.replace_columns(select, order_by, |at| fields[at].clone());
+        self.expand_wildcards(select, &internal, &fields);
         Ok(rewritten)
+    }
+
+    /// `*` and `table.*` are the table's columns, then the UNNEST's (not the
+    /// struct they are read from); `t.*` is the UNNEST's columns.
+    fn expand_wildcards(
+        &self,
+        select: &mut sqlparser::ast::Select,
+        internal: &Ident,
+        fields: &[Expr],
+    ) {
+        let unnested: Vec<SelectItem> = self
+            .columns
+            .iter()
+            .zip(fields)
+            .map(|(column, field)| SelectItem::ExprWithAlias {
+                expr: field.clone(),
+                alias: column.clone(),
+            })
+            .collect();
+        let exclude = |mut options: WildcardAdditionalOptions| {
+            if options.opt_exclude.is_none() {
+                options.opt_exclude = Some(ExcludeSelectItem::Single(ObjectName::from(vec![
+                    internal.clone(),
+                ])));
+            }
+            options
+        };
+        let names = |name: &ObjectName, expected: &str| matches!(name.0.as_slice(), [part] if part.as_ident().is_some_and(|ident| ident.value.eq_ignore_ascii_case(expected)));
+        let mut projection = Vec::new();
+        for item in std::mem::take(&mut select.projection) {
+            match item {
+                SelectItem::Wildcard(options) => {
+                    projection.push(SelectItem::Wildcard(exclude(options)));
+                    projection.extend(unnested.iter().cloned());
+                }
+                SelectItem::QualifiedWildcard(
+                    SelectItemQualifiedWildcardKind::ObjectName(name),
+                    _,
+                ) if names(&name, &self.alias) => {
+                    projection.extend(unnested.iter().cloned());
+                }
+                SelectItem::QualifiedWildcard(
+                    SelectItemQualifiedWildcardKind::ObjectName(name),
+                    options,
+                ) if names(&name, &self.table.value) => {
+                    projection.push(SelectItem::QualifiedWildcard(
+                        SelectItemQualifiedWildcardKind::ObjectName(name),
+                        exclude(options),
+                    ));
+                }
+                other => projection.push(other),
+            }
+        }
+        select.projection = projection;
     }
 
     /// `(SELECT t.*, <call> AS internal FROM the table) AS t`, the array in
