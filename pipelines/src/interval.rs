@@ -107,10 +107,6 @@ struct HeldRow {
     matched: bool,
 }
 
-/// The top bit of a checkpoint's count of keys: each held row records whether
-/// it has met a partner (an outer join's).
-const MATCHED_FLAGS: u64 = 1 << 63;
-
 /// What a probe leaves to hold once the rows have gone through the pipeline.
 #[derive(Debug)]
 pub struct HeldWrites {
@@ -421,8 +417,8 @@ impl IntervalJoin {
         let flagged = self.kind != JoinKind::Inner;
         for held in state.iter() {
             out.i64(held.late_below);
-            let flag = if flagged { MATCHED_FLAGS } else { 0 };
-            out.u64(held.by_key.len() as u64 | flag);
+            // Each held row records whether it has met a partner (an outer join's).
+            out.flagged_count(held.by_key.len(), flagged);
             for (key, rows) in &held.by_key {
                 out.bytes(key);
                 out.u64(rows.len() as u64);
@@ -443,9 +439,8 @@ impl IntervalJoin {
             held.late_below = input.i64()?;
             let parser = held.converter.parser();
             let mut by_key = HashMap::new();
-            let keys = input.u64()?;
-            let flagged = keys & MATCHED_FLAGS != 0;
-            for _ in 0..keys & !MATCHED_FLAGS {
+            let (keys, flagged) = input.flagged_count()?;
+            for _ in 0..keys {
                 let key: Box<[u8]> = input.bytes()?.into();
                 let mut rows = Vec::new();
                 for _ in 0..input.u64()? {

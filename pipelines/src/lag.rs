@@ -36,10 +36,6 @@ use crate::state::{ByteReader, ByteWriter};
 /// The column LAG's values are added as, before a projection names them.
 const LAG_COLUMN: &str = "__lag";
 
-/// The top bit of a checkpoint's count of partitions: each partition records
-/// when its last row came (under a state TTL).
-const WRITTEN_TIMES: u64 = 1 << 63;
-
 /// A partition's last value, and when it came (ms since the epoch).
 #[derive(Debug, Clone)]
 struct Last {
@@ -181,8 +177,7 @@ impl LagStep {
     fn encode(&self, out: &mut ByteWriter) {
         let last = self.last.lock().expect("not poisoned");
         let expiring = self.expiry.ttl_ms().is_some();
-        let flag = if expiring { WRITTEN_TIMES } else { 0 };
-        out.u64(last.len() as u64 | flag);
+        out.flagged_count(last.len(), expiring);
         for (key, last) in last.iter() {
             out.bytes(key);
             out.bytes(last.value.row().data());
@@ -196,9 +191,8 @@ impl LagStep {
         let mut last = self.last.lock().expect("not poisoned");
         let parser = self.value_converter.parser();
         let now = self.expiry.now();
-        let count = input.u64()?;
-        let timed = count & WRITTEN_TIMES != 0;
-        for _ in 0..count & !WRITTEN_TIMES {
+        let (count, timed) = input.flagged_count()?;
+        for _ in 0..count {
             let key: Box<[u8]> = input.bytes()?.into();
             let value = parser.parse(input.bytes()?).owned();
             let written_ms = match timed {
@@ -242,13 +236,7 @@ impl Operator for LagStep {
             .map(|f| f.as_ref().clone())
             .collect();
         fields.push(Field::new(LAG_COLUMN, self.output_type.clone(), true));
-        let ttl = match self.expiry.ttl_ms() {
-            Some(ttl) => format!(
-                "; partitions kept {} after their last row",
-                humantime::format_duration(std::time::Duration::from_millis(ttl.max(0) as u64))
-            ),
-            None => String::new(),
-        };
+        let ttl = self.expiry.describe("partitions", "their last row");
         Described {
             detail: format!("{}{ttl}", self.shape()),
             schema: Arc::new(Schema::new(fields)),

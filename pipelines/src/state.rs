@@ -118,6 +118,12 @@ impl ByteWriter {
         self.u64(value.len() as u64);
         self.bytes.extend_from_slice(value);
     }
+    /// A count of items whose top bit says whether each item carries a part
+    /// that older checkpoints lack (read back with [`ByteReader::flagged_count`]).
+    pub fn flagged_count(&mut self, count: usize, flagged: bool) {
+        let flag = if flagged { COUNT_FLAG } else { 0 };
+        self.u64(count as u64 | flag);
+    }
     pub fn option<T>(&mut self, value: Option<&T>, write: impl FnOnce(&mut Self, &T)) {
         match value {
             None => self.u8(0),
@@ -189,7 +195,15 @@ impl<'a> ByteReader<'a> {
             other => Err(self.corrupt(&format!("an option tag is {other}"))),
         }
     }
+    /// A count [`ByteWriter::flagged_count`] wrote, and its flag.
+    pub fn flagged_count(&mut self) -> Result<(u64, bool)> {
+        let count = self.u64()?;
+        Ok((count & !COUNT_FLAG, count & COUNT_FLAG != 0))
+    }
     pub fn is_done(&self) -> bool {
         self.position == self.bytes.len()
     }
 }
+
+/// The top bit of a [`ByteWriter::flagged_count`]: no count reaches it.
+const COUNT_FLAG: u64 = 1 << 63;

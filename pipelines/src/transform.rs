@@ -1055,17 +1055,20 @@ impl Compiler<'_> {
             .as_ref()
             .map(|(_, plan)| plan)
             .or(self.aggregate.as_ref());
-        let source = (self.changelogs.0, Vec::new());
-        let before = self.pre.as_deref().unwrap_or_default();
-        let read = changelog_through(source.clone(), self.changelogs.1, before).0;
+        let read = self.read_through(self.pre.as_deref().unwrap_or_default());
         let start = match aggregation {
             Some(plan) if plan.updates() || read != Changelog::AppendOnly => {
                 (Changelog::Retracting, plan.group_columns())
             }
             Some(_) => (Changelog::AppendOnly, Vec::new()),
-            None => source,
+            None => (self.changelogs.0, Vec::new()),
         };
         changelog_through(start, self.changelogs.1, steps).0
+    }
+
+    /// The changes the streams carry through `steps` that read them as read.
+    fn read_through(&self, steps: &[Step]) -> Changelog {
+        changelog_through((self.changelogs.0, Vec::new()), self.changelogs.1, steps).0
     }
 
     fn physical(
@@ -1181,17 +1184,9 @@ impl Compiler<'_> {
                     )));
                 }
                 if self.aggregate.is_none() {
-                    let read = changelog_through(
-                        (self.changelogs.0, Vec::new()),
-                        self.changelogs.1,
-                        steps,
-                    );
+                    let read = self.read_through(steps);
                     self.pre = Some(std::mem::take(steps));
-                    let plan = self.compile_aggregate(aggregate)?;
-                    self.aggregate = Some(match read.0 {
-                        Changelog::AppendOnly => plan,
-                        _ => plan.over_changelog(),
-                    });
+                    self.aggregate = Some(self.compile_aggregate(aggregate)?.reading(read));
                     return Ok(());
                 }
                 if self.window.is_some() || self.outer.is_some() {
@@ -1199,10 +1194,9 @@ impl Compiler<'_> {
                         "an aggregation of a window's results, or a third aggregation,".to_string(),
                     ));
                 }
-                let outer = match self.changelog_after(steps) {
-                    Changelog::AppendOnly => self.compile_aggregate(aggregate)?,
-                    _ => self.compile_aggregate(aggregate)?.over_changelog(),
-                };
+                let outer = self
+                    .compile_aggregate(aggregate)?
+                    .reading(self.changelog_after(steps));
                 self.outer = Some((std::mem::take(steps), outer));
                 Ok(())
             }

@@ -75,11 +75,9 @@ fn row_fields(columns: &[DataType], ordinality: bool) -> Fields {
     Fields::from(fields)
 }
 
-fn list_of(fields: Fields) -> DataType {
-    DataType::List(Arc::new(Field::new_list_field(
-        DataType::Struct(fields),
-        true,
-    )))
+/// The element of the list it returns: a struct of `fields`.
+fn element_of(fields: Fields) -> FieldRef {
+    Arc::new(Field::new_list_field(DataType::Struct(fields), true))
 }
 
 /// Whether the call asks for positions: a third argument, TRUE (the return
@@ -120,7 +118,10 @@ impl ScalarUDFImpl for UnnestRows {
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         let columns = element_columns(&arg_types[0])?;
-        Ok(list_of(row_fields(&columns, arg_types.len() == 3)))
+        Ok(DataType::List(element_of(row_fields(
+            &columns,
+            arg_types.len() == 3,
+        ))))
     }
 
     /// Checks that `AS t(…)` names as many columns as each element gives.
@@ -200,12 +201,7 @@ impl ScalarUDFImpl for UnnestRows {
         }
         let fields = row_fields(&types, positioned);
         let rows = StructArray::try_new(fields.clone(), columns, None)?;
-        let list = ListArray::try_new(
-            Arc::new(Field::new_list_field(DataType::Struct(fields), true)),
-            offsets,
-            Arc::new(rows),
-            nulls,
-        )?;
+        let list = ListArray::try_new(element_of(fields), offsets, Arc::new(rows), nulls)?;
         Ok(ColumnarValue::Array(Arc::new(list)))
     }
 }

@@ -159,14 +159,17 @@ impl AggregatePlan {
         self
     }
 
-    /// The aggregation reading a changelog: MIN, MAX and COUNT(DISTINCT)
-    /// keep every value with its count of rows, to take retractions back out.
-    pub fn over_changelog(mut self) -> Self {
-        self.calls = self
-            .calls
-            .into_iter()
-            .map(AggregateCall::over_changelog)
-            .collect();
+    /// The aggregation reading a stream of `input`'s changelog kind: over
+    /// retractions, MIN, MAX and COUNT(DISTINCT) keep every value with its
+    /// count of rows, to take them back out.
+    pub fn reading(mut self, input: crate::operator::Changelog) -> Self {
+        if input != crate::operator::Changelog::AppendOnly {
+            self.calls = self
+                .calls
+                .into_iter()
+                .map(AggregateCall::over_changelog)
+                .collect();
+        }
         self
     }
 
@@ -195,13 +198,7 @@ impl AggregatePlan {
             .zip(&self.output.fields()[self.roles.len()..])
             .map(|(call, field)| format!("{} AS {}", call.describe(), field.name()))
             .collect();
-        let ttl = match self.expiry.ttl_ms() {
-            Some(ttl) => format!(
-                "; groups kept {} after their last change",
-                humantime::format_duration(std::time::Duration::from_millis(ttl.max(0) as u64))
-            ),
-            None => String::new(),
-        };
+        let ttl = self.expiry.describe("groups", "their last change");
         format!(
             "{window}GROUP BY {}: {}{ttl}",
             self.group_columns().join(", "),
@@ -417,10 +414,6 @@ struct Session {
     end: i64,
     accs: Vec<Acc>,
 }
-
-/// The top bit of a checkpoint's count of groups: each group records when it
-/// was last changed (under a state TTL).
-const TOUCHED_TIMES: u64 = 1 << 63;
 
 /// (window end, window start, key): ordered so the earliest-ending windows come first.
 type GroupId = (i64, i64, Vec<u8>);
@@ -735,8 +728,7 @@ impl AggregateState {
     /// count of groups says so in its top bit (a checkpoint without it
     /// restores every group as changed at the restore).
     pub fn encode(&self, out: &mut ByteWriter, update_before: bool, expiring: bool) {
-        let touched_flag = if expiring { TOUCHED_TIMES } else { 0 };
-        out.u64(self.groups.len() as u64 | touched_flag);
+        out.flagged_count(self.groups.len(), expiring);
         for ((end, start, key), group) in &self.groups {
             out.i64(*end);
             out.i64(*start);
@@ -768,9 +760,8 @@ impl AggregateState {
 
     pub fn decode(input: &mut ByteReader<'_>, update_before: bool, now_ms: i64) -> Result<Self> {
         let mut state = Self::default();
-        let groups = input.u64()?;
-        let touched = groups & TOUCHED_TIMES != 0;
-        for _ in 0..groups & !TOUCHED_TIMES {
+        let (groups, touched) = input.flagged_count()?;
+        for _ in 0..groups {
             let end = input.i64()?;
             let start = input.i64()?;
             let key = input.bytes()?.to_vec();

@@ -109,6 +109,18 @@ impl Expiry {
         self.ttl_ms
     }
 
+    /// The TTL as `strata explain` shows it on an operator:
+    /// `"; {what} kept 1h after {since}"`, or nothing without one.
+    pub fn describe(&self, what: &str, since: &str) -> String {
+        match self.ttl_ms {
+            Some(ttl) => format!(
+                "; {what} kept {} after {since}",
+                humantime::format_duration(std::time::Duration::from_millis(ttl.max(0) as u64))
+            ),
+            None => String::new(),
+        }
+    }
+
     /// Now, in ms since the epoch.
     pub fn now(&self) -> i64 {
         (self.clock)()

@@ -163,7 +163,7 @@ impl OverAggregate {
         self
     }
 
-    /// Forgets the keys whose rows were last emitted longer than the TTL ago.
+    /// Forgets the keys none of whose rows came or was emitted for the TTL.
     fn forget_idle_keys(&self) {
         if self.expiry.ttl_ms().is_none() {
             return;
@@ -507,15 +507,7 @@ impl Operator for OverAggregate {
             detail: format!(
                 "{}, each row emitted in time order once the watermark passes it{}",
                 self.describe_window(),
-                match self.expiry.ttl_ms() {
-                    Some(ttl) => format!(
-                        "; keys kept {} after their last emitted row",
-                        humantime::format_duration(std::time::Duration::from_millis(
-                            ttl.max(0) as u64
-                        ))
-                    ),
-                    None => String::new(),
-                }
+                self.expiry.describe("keys", "their last row")
             ),
             schema: self.output.clone(),
             watermark: input.watermark.clone(),
@@ -618,12 +610,9 @@ impl KeepsState for OverAggregate {
         if self.expiry.ttl_ms().is_some() {
             let now = self.expiry.now();
             let OverState {
-                running,
-                last_emitted,
-                touched,
-                ..
+                running, touched, ..
             } = &mut *state;
-            for key in running.keys().chain(last_emitted.keys()) {
+            for key in running.keys() {
                 touched.entry(key.clone()).or_insert(now);
             }
         }

@@ -251,13 +251,7 @@ impl RegularJoin {
             Some(filter) => format!("{join} ON {keys} AND {filter}"),
             None => format!("{join} ON {keys}"),
         };
-        match self.expiry.ttl_ms() {
-            Some(ttl) => format!(
-                "{on}; rows kept {} after their last write",
-                humantime::format_duration(std::time::Duration::from_millis(ttl.max(0) as u64))
-            ),
-            None => on,
-        }
+        format!("{on}{}", self.expiry.describe("rows", "their last write"))
     }
 
     /// Each row's join key as bytes, and the rows whose key is too long to keep.

@@ -460,13 +460,7 @@ impl Operator for TopN {
     }
 
     fn describe(&self, input: &InputStream) -> Described {
-        let ttl = match self.expiry.ttl_ms() {
-            Some(ttl) => format!(
-                "; partitions kept {} after their last ranked row",
-                humantime::format_duration(std::time::Duration::from_millis(ttl.max(0) as u64))
-            ),
-            None => String::new(),
-        };
+        let ttl = self.expiry.describe("partitions", "their last ranked row");
         let holds = match (self.keeps_first_arrivals(), self.keeps_all) {
             (true, _) => "how many rows of each partition were numbered, up to N",
             (false, true) => "every row of each partition, ranked (its input takes rows back)",

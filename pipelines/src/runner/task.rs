@@ -1499,18 +1499,26 @@ impl<'a> Task<'a> {
         let mut staying = vec![true; emitted.num_rows()];
         for failed in verdict.quarantine {
             staying[failed.row as usize] = false;
-            self.reject_emitted(&emitted, failed.row as usize, failed.reason);
-            if let Some(rejected) = self.pending.emitted_rejected.last_mut() {
-                rejected.rule = Some(failed.rule);
-            }
+            self.reject_emitted(
+                &emitted,
+                failed.row as usize,
+                failed.reason,
+                Some(failed.rule),
+            );
         }
         let mask: arrow::array::BooleanArray = staying.into_iter().map(Some).collect();
         Ok(arrow::compute::filter_record_batch(&emitted, &mask)?)
     }
 
     /// Sends a row that state emitted (it has no record of its own) to
-    /// quarantine, as JSON, with the reason.
-    fn reject_emitted(&mut self, rows: &RecordBatch, row: usize, reason: String) {
+    /// quarantine, as JSON, with the reason and the rule it failed, if one.
+    fn reject_emitted(
+        &mut self,
+        rows: &RecordBatch,
+        row: usize,
+        reason: String,
+        rule: Option<String>,
+    ) {
         self.pending.emitted_rejected.push(Rejected {
             record: SourceRecord {
                 partition: -1,
@@ -1520,7 +1528,7 @@ impl<'a> Task<'a> {
                 payload: Some(row_as_json(rows, row)),
             },
             error: reason,
-            rule: None,
+            rule,
             event_time_ms: None,
         });
     }
@@ -1570,13 +1578,11 @@ impl<'a> Task<'a> {
     async fn pend_emitted(&mut self, batch: RecordBatch) -> Result<()> {
         // The rows the steps after the state, or the target's columns, fail
         // on go to quarantine with the reason.
-        let finished = self.finish_emitted(batch, |task, rows, row, err| {
-            task.reject_emitted(
-                rows,
-                row,
-                format!("a row the pipeline's state emitted: {err}"),
-            )
-        })?;
+        let (finished, refused) = self.finish_emitted(&batch)?;
+        for (row, err) in refused {
+            let reason = format!("a row the pipeline's state emitted: {err}");
+            self.reject_emitted(&batch, row, reason, None);
+        }
         let checked = if self.checking.checks_target_rows() {
             self.check_emitted(finished).await?
         } else {
@@ -1587,29 +1593,28 @@ impl<'a> Task<'a> {
     }
 
     /// Runs rows the state emitted through the steps after it into the
-    /// target's columns; when rows fail, row by row, handing each row that
-    /// fails and why to `refused`.
+    /// target's columns; when rows fail, row by row: the rows that go on,
+    /// and each row that fails with why.
     fn finish_emitted(
-        &mut self,
-        batch: RecordBatch,
-        mut refused: impl FnMut(&mut Self, &RecordBatch, usize, PipelineError),
-    ) -> Result<RecordBatch> {
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<(RecordBatch, Vec<(usize, PipelineError)>)> {
         match self.plan.finish(batch.clone()) {
             Err(err) if err.is_about_rows() => {
                 let mut finished = Vec::new();
+                let mut refused = Vec::new();
                 for row in 0..batch.num_rows() {
                     match self.plan.finish(batch.slice(row, 1)) {
                         Ok(rows) => finished.push(rows),
-                        Err(err) if err.is_about_rows() => refused(self, &batch, row, err),
+                        Err(err) if err.is_about_rows() => refused.push((row, err)),
                         Err(err) => return Err(err),
                     }
                 }
-                Ok(arrow::compute::concat_batches(
-                    &self.plan.target_schema(),
-                    &finished,
-                )?)
+                let finished =
+                    arrow::compute::concat_batches(&self.plan.target_schema(), &finished)?;
+                Ok((finished, refused))
             }
-            finished => finished,
+            finished => Ok((finished?, Vec::new())),
         }
     }
 
@@ -1619,7 +1624,7 @@ impl<'a> Task<'a> {
     /// (and went to quarantine then): it was never written, and taking it
     /// back takes nothing.
     fn pend_taken_back(&mut self, batch: RecordBatch) -> Result<()> {
-        let taken_back = self.finish_emitted(batch, |_, _, _, _| {})?;
+        let (taken_back, _never_written) = self.finish_emitted(&batch)?;
         let marker = vec![true; taken_back.num_rows()];
         self.pending
             .rows
@@ -1686,7 +1691,7 @@ impl<'a> Task<'a> {
         }
         for (rows, reason) in emitted.set_aside {
             for row in 0..rows.num_rows() {
-                self.reject_emitted(&rows, row, reason.clone());
+                self.reject_emitted(&rows, row, reason.clone(), None);
             }
         }
         // Rows read from now on belong to the next commit and are judged against this watermark.
