@@ -41,8 +41,8 @@ use crate::lookup::versioned::VersionedTable;
 use crate::lookup::{DimensionSide, LookupJoin, LookupJoinParts, SideStep};
 use crate::operator::planner::PlanContext;
 use crate::operator::{
-    BatchContext, Changelog, Emitted, KeepsState, MissAction, Missed, Operator, OperatorIds, Pass,
-    PlacedOperator, RowKind, RunAgain, Side, StateWrite, Traced, Watermarks,
+    BatchContext, Changelog, Emitted, Input, KeepsState, MissAction, Missed, Operator, OperatorIds,
+    Pass, PlacedOperator, RowKind, RunAgain, Side, StateWrite, Traced, Watermarks,
 };
 use crate::registry::planners;
 use crate::regular_join::{JoinKind, JoinSide, RegularJoin};
@@ -86,6 +86,18 @@ pub struct ResolvedLookup {
     pub dimension: Dimension,
 }
 
+/// A stream read beside the source, and where its rows enter the plan.
+#[derive(Debug)]
+pub struct SecondInput {
+    /// The table it reads.
+    pub table: strata_catalog::TableName,
+    /// The stateless steps its rows take first.
+    pub steps: Vec<PlacedOperator>,
+    /// The position among the operators of the one it enters at, as its
+    /// second input (a join's right side, a UNION ALL's next input).
+    pub at: usize,
+}
+
 /// A pipeline's SELECT, ready to run on batches of its source.
 #[derive(Debug)]
 pub struct CompiledPlan {
@@ -93,16 +105,14 @@ pub struct CompiledPlan {
     /// The operators, up to and with the one that holds rows (an aggregation),
     /// if one does.
     pre: Vec<PlacedOperator>,
-    /// For a join of two streams, the operators its right stream's rows take before it.
-    right: Option<Vec<PlacedOperator>>,
+    /// The streams joined to the source, in the order the plan joins them.
+    seconds: Vec<SecondInput>,
     /// Steps after the operator that holds rows, with their ids.
     post: Vec<(String, Stateless)>,
     /// The LAG steps, where checkpoints that predate operator ids put their state.
     lags: Vec<Arc<LagStep>>,
     /// The lookup joins: their statistics, and the versions they read.
     lookups: Vec<Arc<LookupJoin>>,
-    /// The position in `pre` of the join the second stream enters at.
-    second_at: Option<usize>,
     /// The interval join, for the state shape of checkpoints that predate operator ids.
     interval: Option<Arc<IntervalJoin>>,
     target: SchemaRef,
@@ -129,14 +139,28 @@ impl CompiledPlan {
             PipelineError::Invalid {
             location: pipeline.target.location.clone(),
             message: format!("{what} is not supported in streaming pipelines yet"),
-            hint: Some("pipelines run projections, filters, casts, CASE, scalar functions, unnest, LAG, lookup and temporal joins (FOR SYSTEM_TIME AS OF), an interval join of two streams, and one GROUP BY (over a window TVF or not)".to_string()),
+            hint: Some("pipelines run projections, filters, casts, CASE, scalar functions, UNNEST, LAG, OVER, ROW_NUMBER (deduplication and Top-N), lookup and temporal joins (FOR SYSTEM_TIME AS OF), regular joins and UNION ALL of streams, an interval join of two streams, window TVFs, and GROUP BY (an aggregation of an aggregation too)".to_string()),
         }
         };
         refuse_wall_clock_functions(valid)?;
         if pipeline.aligned {
             let query = AlignedQuery::compile(valid).await?;
             // A window join's second stream enters the query's operator too.
-            let second_at = (query.inputs() > 1).then_some(0);
+            if valid.streams().count() > query.inputs() {
+                return Err(unsupported(
+                    "a window-aligned query (a window join, or a join or aggregation of window results) beside another stream".to_string(),
+                ));
+            }
+            let seconds = valid
+                .streams()
+                .skip(1)
+                .take(query.inputs() - 1)
+                .map(|table| SecondInput {
+                    table: table.name.clone(),
+                    steps: Vec::new(),
+                    at: 0,
+                })
+                .collect();
             let aligned = Arc::new(WindowAligned::new(query, valid.target.schema.clone()));
             return Ok(Self {
                 window: None,
@@ -144,14 +168,13 @@ impl CompiledPlan {
                     vec![Step::Operator(aligned.clone())],
                     &mut OperatorIds::default(),
                 ),
-                right: second_at.map(|_| Vec::new()),
+                seconds,
                 post: Vec::new(),
                 target: valid.target.schema.clone(),
                 aggregation: None,
                 aligned: Some(aligned),
                 lags: Vec::new(),
                 lookups: Vec::new(),
-                second_at,
                 interval: None,
                 current_watermark: Arc::new(AtomicI64::new(i64::MIN)),
             });
@@ -216,14 +239,10 @@ impl CompiledPlan {
                     )
                 })
                 .collect(),
-            changelogs: (
-                changelog_of(&valid.sources[0]).0,
-                valid.sources.get(1).map(|table| changelog_of(table).0),
-            ),
-            right: None,
+            stream_changelogs: valid.streams().map(|t| changelog_of(t).0).collect(),
+            seconds: Vec::new(),
             lags: Vec::new(),
             joins: Vec::new(),
-            second_at: None,
             interval: None,
         };
         let mut steps = Vec::new();
@@ -236,10 +255,10 @@ impl CompiledPlan {
         }
         // A GROUP BY over a join of two streams reads the join's changes; a
         // window over one would need the join's rows to carry an event time.
-        if compiler.right.is_some() && window.is_some() {
+        if !compiler.seconds.is_empty() && window.is_some() {
             return Err(PipelineError::Invalid {
                 location: pipeline.target.location.clone(),
-                message: "a window over a join or UNION ALL of two streams is not supported in one pipeline yet".to_string(),
+                message: "a window over a join or UNION ALL of streams is not supported in one pipeline yet".to_string(),
                 hint: Some("write the join to a DWD table, and aggregate that table in the next pipeline (the layered way)".to_string()),
             });
         }
@@ -324,7 +343,8 @@ impl CompiledPlan {
             },
         };
         if (aggregation.is_none() || operators_after)
-            && let Some(materializer) = materializer(valid, &pre, plan.schema())?
+            && let Some(materializer) =
+                materializer(valid, &pre, &compiler.second_changelogs(), plan.schema())?
         {
             // It reads the SELECT's rows: over an aggregation's results, the
             // steps that finish them run before it.
@@ -333,9 +353,16 @@ impl CompiledPlan {
             }
             pre.push(Step::Operator(materializer));
         }
-        refuse_current_watermark_beside(pipeline, compiler.right.is_some(), &pre, at_commit)?;
+        refuse_current_watermark_beside(pipeline, !compiler.seconds.is_empty(), &pre, at_commit)?;
         let mut ids = OperatorIds::default();
-        let right = compiler.right.map(|steps| place(steps, &mut ids));
+        let seconds = std::mem::take(&mut compiler.seconds)
+            .into_iter()
+            .map(|second| SecondInput {
+                table: second.table,
+                steps: place(second.steps, &mut ids),
+                at: second.at,
+            })
+            .collect();
         let pre = place(pre, &mut ids);
         refuse_state_ttl_beside(pipeline, &pre)?;
         let post = post
@@ -350,7 +377,7 @@ impl CompiledPlan {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             window,
-            right,
+            seconds,
             pre,
             post,
             target: valid.target.schema.clone(),
@@ -358,7 +385,6 @@ impl CompiledPlan {
             aligned: None,
             lags: compiler.lags,
             lookups: compiler.joins,
-            second_at: compiler.second_at,
             interval: compiler.interval,
             current_watermark,
         })
@@ -379,7 +405,7 @@ impl CompiledPlan {
     /// is asked in turn.
     pub async fn on_watermark(&self, watermarks: &Watermarks) -> Result<Emitted> {
         let mut emitted = Emitted::default();
-        for placed in self.right.iter().flatten() {
+        for placed in self.seconds.iter().flat_map(|second| &second.steps) {
             emitted.extend(placed.operator.on_watermark(watermarks).await?);
         }
         for (at, placed) in self.pre.iter().enumerate() {
@@ -414,7 +440,7 @@ impl CompiledPlan {
                 kinds: kinds.as_deref(),
                 watermark: watermarks.pipeline,
             };
-            let prepared = self.run_steps(rest, changes, &ctx).await?;
+            let prepared = self.run_steps(rest, None, changes, &ctx).await?;
             let mut late = prepared.missed;
             for write in prepared.writes {
                 late.extend(write.apply()?);
@@ -515,17 +541,17 @@ impl CompiledPlan {
         self.lookups.iter().filter_map(|join| join.versioned())
     }
 
-    /// Whether a second stream's rows enter the plan (an interval join's right side).
-    pub fn reads_second_stream(&self) -> bool {
-        self.pre
-            .iter()
-            .any(|placed| placed.operator.reads_second_stream())
+    /// The streams whose rows enter the plan beside the source's (a join's
+    /// right side), in the order the plan joins them: `Input(1)`, `Input(2)`, ….
+    pub fn seconds(&self) -> &[SecondInput] {
+        &self.seconds
     }
 
-    /// How many inputs the plan reads beside its source: a second stream, and
-    /// each changelog read into versions.
-    pub fn second_inputs(&self) -> usize {
-        usize::from(self.reads_second_stream()) + self.versions_inputs().count()
+    /// Whether a changelog read into versions (an event-time temporal join's)
+    /// and another stream both enter the plan beside the source.
+    pub fn reads_versions_beside_streams(&self) -> bool {
+        self.versions_inputs().count() + self.seconds.len() > 1
+            && self.versions_inputs().next().is_some()
     }
 
     /// The first operator that cannot run beside a second stream, with what it is.
@@ -568,11 +594,6 @@ impl CompiledPlan {
         &self.pre
     }
 
-    /// The operators an interval join's right stream takes before the join.
-    pub fn right_operators(&self) -> Option<&[PlacedOperator]> {
-        self.right.as_deref()
-    }
-
     /// The steps after the operator that holds rows, with their ids.
     pub fn post_steps(&self) -> &[(String, Stateless)] {
         &self.post
@@ -587,9 +608,9 @@ impl CompiledPlan {
 
     /// The operators that keep keyed state, with their ids.
     pub fn keyed_operators(&self) -> impl Iterator<Item = (&str, &crate::keyed::Slot)> {
-        self.right
+        self.seconds
             .iter()
-            .flatten()
+            .flat_map(|second| &second.steps)
             .chain(&self.pre)
             .filter_map(|placed| Some((placed.id.as_str(), placed.operator.keyed_state()?)))
     }
@@ -614,16 +635,20 @@ impl CompiledPlan {
     /// assigned its windows first: rows without an event time are left out.
     /// Rows an operator did not take (a lookup miss, a late row) are set aside
     /// with what to do.
-    pub async fn prepare(&self, ctx: &BatchContext<'_>) -> Result<Prepared> {
+    pub async fn prepare(&self, ctx: &BatchContext<'_>, input: Input) -> Result<Prepared> {
         self.current_watermark
             .store(ctx.watermark.unwrap_or(i64::MIN), AtomicOrdering::Relaxed);
-        match ctx.side {
-            Side::Left => self.prepare_left(ctx).await,
-            Side::Right => self.prepare_right(ctx).await,
+        match input.is_source() {
+            true => self.prepare_source(ctx).await,
+            false => {
+                let (steps, entering) = self.path_of(input, self.pre.len());
+                self.run_steps(&steps, entering, ctx.source_rows(), ctx)
+                    .await
+            }
         }
     }
 
-    async fn prepare_left(&self, ctx: &BatchContext<'_>) -> Result<Prepared> {
+    async fn prepare_source(&self, ctx: &BatchContext<'_>) -> Result<Prepared> {
         let batch = ctx.source;
         let traced = match &self.window {
             Some((tvf, schema)) => {
@@ -632,77 +657,106 @@ impl CompiledPlan {
             }
             None => ctx.source_rows(),
         };
-        self.run_steps(&self.pre, traced, ctx).await
+        self.run_steps(&self.pre, None, traced, ctx).await
     }
 
-    /// Runs a batch of the second stream through its steps, the join it
-    /// enters at, and the steps after it.
-    async fn prepare_right(&self, ctx: &BatchContext<'_>) -> Result<Prepared> {
-        let at = self
-            .second_at
-            .expect("a plan with a right stream has a join it enters at");
-        let steps: Vec<PlacedOperator> = self
-            .right
+    /// The operators rows of `input` take, up to (not with) the one at `end`
+    /// among the plan's: a second stream's own steps, then those from the
+    /// operator it enters at, whose position among them comes second.
+    fn path_of(&self, input: Input, end: usize) -> (Vec<PlacedOperator>, Option<usize>) {
+        let Some(second) = input.0.checked_sub(1).map(|at| &self.seconds[at]) else {
+            return (self.pre[..end].to_vec(), None);
+        };
+        let steps = second
+            .steps
             .iter()
-            .flatten()
-            .chain(&self.pre[at..])
+            .chain(&self.pre[second.at..end.max(second.at)])
             .cloned()
             .collect();
-        self.run_steps(&steps, ctx.source_rows(), ctx).await
+        (steps, Some(second.steps.len()))
     }
 
-    /// Takes rows of `side` through the join of two streams, if there is
-    /// one, and keeps them in its state (and in the state of the operators
-    /// before it), for rows the steps after the join failed on.
+    /// Takes rows of `input` through the joins of streams they reach, and
+    /// keeps them in their state (and in the state of the operators before
+    /// them), for rows the steps after a join failed on: a row that fails
+    /// between two joins is kept by the first.
     pub async fn hold_only(
         &self,
         batch: &RecordBatch,
         kinds: Option<&[RowKind]>,
         pass: &Pass,
-        side: Side,
+        input: Input,
     ) -> Result<()> {
-        let Some(at) = self.second_at else {
+        let Some(last) = self.seconds.iter().map(|second| second.at).max() else {
             return Ok(());
         };
-        let before = match side {
-            Side::Left => &self.pre[..at],
-            Side::Right => self.right.as_deref().unwrap_or_default(),
-        };
-        let through_join: Vec<PlacedOperator> =
-            before.iter().chain([&self.pre[at]]).cloned().collect();
+        let (through_joins, entering) = self.path_of(input, last + 1);
         let ctx = BatchContext {
             source: batch,
             pass,
-            side,
+            side: Side::Left,
             kinds,
             watermark: None,
         };
         // Every operator the row went through keeps it, as when its batch goes through whole.
-        let prepared = self
-            .run_steps(&through_join, ctx.source_rows(), &ctx)
-            .await?;
-        for write in prepared.writes {
+        let mut writes = Vec::new();
+        let outcome = self
+            .run_steps_writing(
+                &through_joins,
+                entering,
+                ctx.source_rows(),
+                &ctx,
+                &mut writes,
+            )
+            .await;
+        for write in writes {
             write.apply()?;
         }
-        Ok(())
+        outcome.map(|_| ())
     }
 
-    /// Runs operators on a batch read from `ctx.side`'s stream (`ctx.source`,
-    /// which `traced`'s origins point into).
+    /// Runs operators on a batch of `ctx.source`, which `traced`'s origins
+    /// point into; the batch reaches the operator at `entering` as its second
+    /// input, and every other by its own.
     async fn run_steps(
         &self,
         steps: &[PlacedOperator],
-        mut traced: Traced,
+        entering: Option<usize>,
+        traced: Traced,
         ctx: &BatchContext<'_>,
     ) -> Result<Prepared> {
-        let mut missed: Vec<Missed> = Vec::new();
         let mut writes = Vec::new();
-        for step in steps {
+        let (traced, missed) = self
+            .run_steps_writing(steps, entering, traced, ctx, &mut writes)
+            .await?;
+        Ok(Prepared {
+            traced,
+            missed,
+            writes,
+        })
+    }
+
+    /// [`Self::run_steps`], putting the state writes into `writes` as each
+    /// operator returns them: those of the operators before one that fails stay there.
+    async fn run_steps_writing(
+        &self,
+        steps: &[PlacedOperator],
+        entering: Option<usize>,
+        mut traced: Traced,
+        ctx: &BatchContext<'_>,
+        writes: &mut Vec<StateWrite>,
+    ) -> Result<(Traced, Vec<Missed>)> {
+        let mut missed: Vec<Missed> = Vec::new();
+        for (at, step) in steps.iter().enumerate() {
             // The rest of an input row set aside goes no further: an operator that
             // keeps state (an aggregation's fold, a join's hold) must not
             // take part of a row that comes back whole when it is retried.
             traced = without_set_aside(traced, &missed)?;
-            let processed = step.operator.clone().process(traced, ctx).await?;
+            let side = match entering == Some(at) {
+                true => Side::Right,
+                false => Side::Left,
+            };
+            let processed = step.operator.clone().process(traced, &ctx.at(side)).await?;
             for mut set_aside in processed.missed {
                 // A row an earlier operator set aside is not set aside twice.
                 set_aside
@@ -716,15 +770,15 @@ impl CompiledPlan {
         // An input row that missed is set aside (or quarantined) whole: rows it
         // yielded through other matches would come again when it is retried.
         let traced = without_set_aside(traced, &missed)?;
-        Ok(Prepared {
-            traced,
-            missed,
-            writes,
-        })
+        Ok((traced, missed))
     }
 
-    /// The input rows of `side`'s stream that have no event time for its window TVF.
-    pub fn rows_without_time(&self, batch: &RecordBatch, side: Side) -> Result<Vec<usize>> {
+    /// The input rows of `input`'s stream that have no event time for its window TVF.
+    pub fn rows_without_time(&self, batch: &RecordBatch, input: Input) -> Result<Vec<usize>> {
+        let side = match input.is_source() {
+            true => Side::Left,
+            false => Side::Right,
+        };
         let time_column = match (&self.window, &self.aligned, side) {
             // Over processing time, every row has the time it is read.
             (Some((tvf, _)), _, Side::Left) if tvf.processing_time => None,
@@ -796,22 +850,27 @@ fn changelog_of(table: &strata_catalog::TableDef) -> (Changelog, Vec<String>) {
     }
 }
 
-/// The changes that come out of `steps` reading a stream of `start`'s (and a
-/// second stream of `right`'s), with the key they change rows by.
+/// The changes that come out of `steps` reading a stream of `start`'s, with
+/// the key they change rows by; `seconds` are the changes of the second
+/// inputs of the operators that read one, in order (of all the streams a
+/// UNION ALL reads beside its first, the most changing).
 fn changelog_through(
     start: (Changelog, Vec<String>),
-    right: Option<Changelog>,
+    seconds: &[Changelog],
     steps: &[Step],
 ) -> (Changelog, Vec<String>) {
     let (mut changelog, mut key) = start;
+    let mut seconds = seconds.iter();
     for step in steps {
         let operator: &dyn Operator = match step {
             Step::Stateless(stateless) => stateless,
             Step::Operator(operator) => operator.as_ref(),
         };
-        let reads = match (operator.reads_second_stream(), right) {
-            (true, Some(right)) => changelog.max(right),
-            _ => changelog,
+        let reads = match operator.reads_second_stream() {
+            true => seconds
+                .next()
+                .map_or(changelog, |&second| changelog.max(second)),
+            false => changelog,
         };
         let (emitted, emitted_key) = operator.emits(reads, &key);
         // A key passed through an operator that adds columns (a lookup's,
@@ -832,14 +891,18 @@ fn changelog_through(
 fn materializer(
     valid: &ValidPipeline,
     steps: &[Step],
+    seconds: &[Changelog],
     output: &DFSchema,
 ) -> Result<Option<Arc<dyn Operator>>> {
     let target = &valid.target;
     if target.primary_key.is_empty() {
         return Ok(None);
     }
-    let right = valid.sources.get(1).map(|table| changelog_of(table).0);
-    let (changelog, key) = changelog_through(changelog_of(&valid.sources[0]), right, steps);
+    let source = valid
+        .streams()
+        .next()
+        .expect("a valid pipeline reads a stream");
+    let (changelog, key) = changelog_through(changelog_of(source), seconds, steps);
     // The SELECT's columns are the target's, by position: rows keyed by
     // columns among the target's key each stand alone under a target key.
     let under_target_key = |name: &String| {
@@ -1023,18 +1086,52 @@ struct Compiler<'a> {
     location: strata_catalog::SourceLocation,
     /// The tables read as streams, with their event-time columns.
     streams: Vec<(strata_catalog::TableName, Option<String>)>,
-    /// The changes the first stream carries, and the second's.
-    changelogs: (Changelog, Option<Changelog>),
-    /// The steps of the second stream, once compiled.
-    right: Option<Vec<Step>>,
+    /// The changes each stream carries, in the same order.
+    stream_changelogs: Vec<Changelog>,
+    /// The streams joined to the source, as they are compiled.
+    seconds: Vec<CompiledSecond>,
     /// The LAG steps and lookup joins, as they are compiled.
     lags: Vec<Arc<LagStep>>,
     joins: Vec<Arc<LookupJoin>>,
-    second_at: Option<usize>,
     interval: Option<Arc<IntervalJoin>>,
 }
 
+/// A stream joined to the source, as the compiler finds it: its table, its
+/// own steps, the position of the operator it enters at, and the changes it carries.
+struct CompiledSecond {
+    table: strata_catalog::TableName,
+    steps: Vec<Step>,
+    at: usize,
+    changelog: Changelog,
+}
+
 impl Compiler<'_> {
+    /// For each operator that reads a second input, in order, the changes it
+    /// reads there (of a UNION ALL's several, the most changing).
+    fn second_changelogs(&self) -> Vec<Changelog> {
+        let mut by_operator: Vec<(usize, Changelog)> = Vec::new();
+        for second in &self.seconds {
+            match by_operator.iter_mut().find(|(at, _)| *at == second.at) {
+                Some((_, changelog)) => *changelog = (*changelog).max(second.changelog),
+                None => by_operator.push((second.at, second.changelog)),
+            }
+        }
+        by_operator.sort_by_key(|(at, _)| *at);
+        by_operator
+            .into_iter()
+            .map(|(_, changelog)| changelog)
+            .collect()
+    }
+
+    /// The position of the first stream read beside the source that `is`
+    /// picks and no join or UNION ALL reads yet.
+    fn unjoined_stream(&self, is: impl Fn(&strata_catalog::TableName) -> bool) -> Option<usize> {
+        (1..self.streams.len()).find(|&at| {
+            let name = &self.streams[at].0;
+            is(name) && !self.seconds.iter().any(|second| &second.table == name)
+        })
+    }
+
     fn context(&self) -> PlanContext<'_> {
         PlanContext {
             state: self.state,
@@ -1061,14 +1158,19 @@ impl Compiler<'_> {
                 (Changelog::Retracting, plan.group_columns())
             }
             Some(_) => (Changelog::AppendOnly, Vec::new()),
-            None => (self.changelogs.0, Vec::new()),
+            None => (self.stream_changelogs[0], Vec::new()),
         };
-        changelog_through(start, self.changelogs.1, steps).0
+        changelog_through(start, &self.second_changelogs(), steps).0
     }
 
     /// The changes the streams carry through `steps` that read them as read.
     fn read_through(&self, steps: &[Step]) -> Changelog {
-        changelog_through((self.changelogs.0, Vec::new()), self.changelogs.1, steps).0
+        changelog_through(
+            (self.stream_changelogs[0], Vec::new()),
+            &self.second_changelogs(),
+            steps,
+        )
+        .0
     }
 
     fn physical(
@@ -1155,13 +1257,11 @@ impl Compiler<'_> {
             }
             LogicalPlan::Union(union) => {
                 let operator = self.compile_union(union, steps)?;
-                self.second_at = Some(steps.len());
                 steps.push(Step::Operator(operator));
                 Ok(())
             }
             LogicalPlan::Join(join) if self.aggregate.is_none() && !self.is_lookup(join) => {
                 let operator = self.compile_stream_join(join, steps)?;
-                self.second_at = Some(steps.len());
                 steps.push(Step::Operator(operator));
                 Ok(())
             }
@@ -1294,13 +1394,27 @@ impl Compiler<'_> {
             message,
             hint: Some(hint.to_string()),
         };
-        let [(_, left_time), (right_table, right_time)] = self.streams.as_slice() else {
+        if self.streams.len() < 2 {
             return Err(refuse(
                 "a join of two tables that is neither a lookup join (FOR SYSTEM_TIME AS OF) nor a join of two streams".to_string(),
             ));
+        }
+        // The right side is a stream of its own; the left, the source or what
+        // the joins before this one made of it (a JOIN b ON … JOIN c ON …).
+        self.compile(&join.left, steps)?;
+        let right_at = self.unjoined_stream(|name| reads_only(&join.right, name));
+        let Some(right_at) = right_at else {
+            return Err(refuse(format!(
+                "a join of streams whose right side is not one of {} itself, each joined once (join each stream to what the joins before it made: a JOIN b ON … JOIN c ON …)",
+                self.streams[1..]
+                    .iter()
+                    .map(|(name, _)| name.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
         };
-        let (left_time, right_table, right_time) =
-            (left_time.clone(), right_table.clone(), right_time.clone());
+        let (right_table, right_time) = self.streams[right_at].clone();
+        let left_time = self.streams[0].1.clone();
         let (left, right) = (join.left.schema(), join.right.schema());
         let band = match (&join.filter, &left_time, &right_time) {
             (Some(filter), Some(left_time), Some(right_time)) => {
@@ -1337,20 +1451,16 @@ impl Compiler<'_> {
                 )));
             }
         };
-        if self.right.is_some() {
+        if band.is_some() && self.streams.len() > 2 {
+            return Err(refuse(format!(
+                "an interval join in a pipeline that joins more than two streams (its band of time is over {right_table}'s and the source's own event times, whose watermarks the other joins do not carry)"
+            )));
+        }
+        if self.interval.is_some() {
             return Err(refuse(
-                "more than one join of two streams in a pipeline".to_string(),
+                "a join after an interval join (its rows wait for the watermarks; write the interval join to a DWD table, and join that table in the next pipeline)".to_string(),
             ));
         }
-        match dimension_side(&join.right) {
-            Some((_, scan, _)) if scan.table_name.table() == right_table.name => {}
-            _ => {
-                return Err(refuse(format!(
-                    "a join of two streams whose right side is not the table {right_table} itself"
-                )));
-            }
-        }
-        self.compile(&join.left, steps)?;
         let mut right_steps = Vec::new();
         self.compile(&join.right, &mut right_steps)?;
         if right_steps
@@ -1361,7 +1471,12 @@ impl Compiler<'_> {
                 "lookups, unnest or LAG on the right side of a join of two streams".to_string(),
             ));
         }
-        self.right = Some(right_steps);
+        self.seconds.push(CompiledSecond {
+            table: right_table.clone(),
+            steps: right_steps,
+            at: steps.len(),
+            changelog: self.stream_changelogs[right_at],
+        });
         let mut left_keys = Vec::new();
         let mut right_keys = Vec::new();
         let mut key_types = Vec::new();
@@ -1430,8 +1545,9 @@ impl Compiler<'_> {
         Ok(interval)
     }
 
-    /// `UNION ALL` of the pipeline's two streams, each through stateless steps
-    /// of its own.
+    /// `UNION ALL` of the pipeline's streams, each through stateless steps of
+    /// its own: the first input is the source's (or what the joins before it
+    /// made of it), each other one a stream that enters the union.
     fn compile_union(
         &mut self,
         union: &datafusion::logical_expr::Union,
@@ -1442,43 +1558,47 @@ impl Compiler<'_> {
             PipelineError::Invalid {
             location: location.clone(),
             message,
-            hint: Some("UNION ALL two streams, each SELECTed from one Kafka table (with filters and projections): SELECT … FROM a UNION ALL SELECT … FROM b".to_string()),
+            hint: Some("UNION ALL streams, each SELECTed from one Kafka table (with filters and projections): SELECT … FROM a UNION ALL SELECT … FROM b UNION ALL SELECT … FROM c".to_string()),
         }
         };
-        let [left, right] = union.inputs.as_slice() else {
-            return Err(refuse(format!(
-                "a UNION ALL of {} inputs (two streams, each a table of its own, for now)",
-                union.inputs.len()
-            )));
+        let Some((first, others)) = union.inputs.split_first() else {
+            return Err(refuse("a UNION ALL of no inputs".to_string()));
         };
-        let [_, (right_table, _)] = self.streams.as_slice() else {
+        if others.is_empty() || self.streams.len() < 2 {
             return Err(refuse(
                 "a UNION ALL that does not read two different tables as streams".to_string(),
             ));
-        };
-        let right_table = right_table.clone();
-        if self.right.is_some() {
+        }
+        self.compile(first, steps)?;
+        if self.aggregate.is_some() {
             return Err(refuse(
-                "more than one join or UNION ALL of two streams in a pipeline".to_string(),
+                "a UNION ALL of an aggregation's results".to_string(),
             ));
         }
-        if !reads_only(right, &right_table) {
-            return Err(refuse(format!(
-                "a UNION ALL whose second input does not read {right_table} alone"
-            )));
+        for input in others {
+            let Some(at) = self.unjoined_stream(|table| reads_only(input, table)) else {
+                return Err(refuse(
+                    "a UNION ALL whose next input does not read one table alone, a table that no other input or join reads".to_string(),
+                ));
+            };
+            let mut input_steps = Vec::new();
+            self.compile(input, &mut input_steps)?;
+            if self.aggregate.is_some()
+                || input_steps
+                    .iter()
+                    .any(|step| matches!(step, Step::Operator(_)))
+            {
+                return Err(refuse(
+                    "an aggregation, lookups, unnest or LAG in an input of a UNION ALL after the first".to_string(),
+                ));
+            }
+            self.seconds.push(CompiledSecond {
+                table: self.streams[at].0.clone(),
+                steps: input_steps,
+                at: steps.len(),
+                changelog: self.stream_changelogs[at],
+            });
         }
-        self.compile(left, steps)?;
-        let mut right_steps = Vec::new();
-        self.compile(right, &mut right_steps)?;
-        if right_steps
-            .iter()
-            .any(|step| matches!(step, Step::Operator(_)))
-        {
-            return Err(refuse(
-                "lookups, unnest or LAG in the second input of a UNION ALL".to_string(),
-            ));
-        }
-        self.right = Some(right_steps);
         Ok(Arc::new(crate::union::UnionAll::new(Arc::new(
             union.schema.as_arrow().clone(),
         ))))

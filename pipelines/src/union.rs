@@ -1,4 +1,4 @@
-//! `UNION ALL` of the pipeline's two streams: the rows of both, as they come.
+//! `UNION ALL` of the pipeline's streams: the rows of each, as they come.
 //!
 //! ```text
 //!   left stream ──(its steps)──┐
@@ -21,7 +21,7 @@ use crate::operator::{
     BatchContext, Described, InputStream, Operator, OperatorKind, Processed, Traced,
 };
 
-/// The rows of both streams, under the union's columns.
+/// The rows of every stream, under the union's columns.
 #[derive(Debug)]
 pub struct UnionAll {
     output: SchemaRef,
@@ -46,7 +46,7 @@ impl Operator for UnionAll {
 
     fn describe(&self, _input: &InputStream) -> Described {
         Described {
-            detail: "UNION ALL of both streams".to_string(),
+            detail: "UNION ALL of the streams".to_string(),
             schema: self.output.clone(),
             // The streams' event times do not carry one watermark through.
             watermark: None,

@@ -178,7 +178,7 @@ pub async fn validate(pipelines: Vec<Pipeline>, tables: &[TableDef]) -> Result<V
     let mut valid = Vec::with_capacity(pipelines.len());
     for mut pipeline in pipelines {
         let target = (*lookup(&by_name, &pipeline.target)?).clone();
-        let sources = pipeline
+        let mut sources = pipeline
             .sources
             .iter()
             .map(|mention| {
@@ -202,7 +202,17 @@ pub async fn validate(pipelines: Vec<Pipeline>, tables: &[TableDef]) -> Result<V
         check_lookups(&pipeline, &sources)?;
         refuse_unsupported_calls(&pipeline)?;
         read_processing_time(&mut pipeline, &sources);
-        let (output, aggregates) = plan_output(&ctx, &pipeline).await?;
+        let (output, aggregates, leftmost) = plan_output(&ctx, &pipeline).await?;
+        // The stream a join or UNION ALL starts from is the source, the
+        // others enter it (a view read on the right is mentioned first).
+        if pipeline.window.is_none()
+            && let Some(at) = sources
+                .iter()
+                .position(|t| Some(&t.name) == leftmost.as_ref())
+        {
+            sources[..=at].rotate_right(1);
+            pipeline.sources[..=at].rotate_right(1);
+        }
         check_fits(&pipeline, &output, &target)?;
         let streams: Vec<TableDef> = sources
             .iter()
@@ -728,7 +738,12 @@ fn check_upsert_target(
 }
 
 /// The SELECT's output schema, and whether it aggregates.
-async fn plan_output(ctx: &SessionContext, pipeline: &Pipeline) -> Result<(Arc<Schema>, bool)> {
+/// The query's output columns, whether it aggregates, and the table its
+/// leftmost scan reads (the stream the others are joined or unioned to).
+async fn plan_output(
+    ctx: &SessionContext,
+    pipeline: &Pipeline,
+) -> Result<(Arc<Schema>, bool, Option<TableName>)> {
     let statement = datafusion::sql::parser::Statement::Statement(Box::new(Statement::Query(
         pipeline.query.clone(),
     )));
@@ -765,7 +780,22 @@ async fn plan_output(ctx: &SessionContext, pipeline: &Pipeline) -> Result<(Arc<S
             ),
         });
     }
-    Ok((Arc::new(plan.schema().as_arrow().clone()), aggregates))
+    Ok((
+        Arc::new(plan.schema().as_arrow().clone()),
+        aggregates,
+        leftmost_table(&plan),
+    ))
+}
+
+/// The table the leftmost scan of `plan` reads.
+fn leftmost_table(plan: &datafusion::logical_expr::LogicalPlan) -> Option<TableName> {
+    match plan {
+        datafusion::logical_expr::LogicalPlan::TableScan(scan) => Some(TableName::new(
+            scan.table_name.schema()?,
+            scan.table_name.table(),
+        )),
+        other => leftmost_table(other.inputs().first()?),
+    }
 }
 
 /// Points a planning error at the name it is about, when it names one.

@@ -52,8 +52,8 @@ pub struct StreamTraits {
     /// Its rows can probe an event-time temporal join, whose versions are
     /// read beside them in step (the join itself refuses a changelog probe).
     pub probes_versions: bool,
-    /// It can be one of the two streams of a join, read in step with the
-    /// other, its positions committed with the target's (Kafka, Nexmark).
+    /// It can be one of the streams of a join or UNION ALL, read in step with
+    /// the others, its positions committed with the target's (Kafka, Nexmark).
     pub joins_another: bool,
 }
 

@@ -178,7 +178,21 @@ impl Pass {
     }
 }
 
-/// Which input stream a batch belongs to (an interval join reads two).
+/// Which of the pipeline's streams a batch was read from: the source (0), or
+/// a stream joined to it (1, 2, …, in the order the plan joins them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Input(pub usize);
+
+impl Input {
+    pub const SOURCE: Input = Input(0);
+
+    pub fn is_source(self) -> bool {
+        self == Self::SOURCE
+    }
+}
+
+/// Which input of an operator a batch reaches it by: its own (the stream it
+/// is on), or the second one of an operator that reads two (a join's right side).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     Left,
@@ -201,6 +215,9 @@ pub struct BatchContext<'a> {
     /// The rows as read from the source, which the input's origins point into.
     pub source: &'a RecordBatch,
     pub pass: &'a Pass,
+    /// Which input of the operator the batch reaches it by: the plan sets it
+    /// for each operator (a stream's rows enter one join as its right side,
+    /// and reach the joins after it as their left).
     pub side: Side,
     /// The change each source row is (a changelog's insert, update or delete),
     /// when the source is a changelog; none means every row is an insert. The
@@ -212,6 +229,17 @@ pub struct BatchContext<'a> {
 }
 
 impl BatchContext<'_> {
+    /// The same batch, as it reaches an operator by `side`.
+    pub fn at(&self, side: Side) -> Self {
+        Self {
+            source: self.source,
+            pass: self.pass,
+            side,
+            kinds: self.kinds,
+            watermark: self.watermark,
+        }
+    }
+
     /// The source's rows, each its own origin, with its kind.
     pub fn source_rows(&self) -> Traced {
         self.traced(self.source.clone(), (0..self.source.num_rows()).collect())

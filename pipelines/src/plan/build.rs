@@ -30,19 +30,27 @@ struct Builder {
 /// The operator graph of a pipeline whose SELECT compiled to `compiled`.
 pub fn build(valid: &ValidPipeline, compiled: &CompiledPlan) -> StreamPlan {
     let mut builder = Builder::default();
-    let mut streams = valid.streams();
-    let source = streams.next().expect("a valid pipeline reads a stream");
+    let source = valid
+        .streams()
+        .next()
+        .expect("a valid pipeline reads a stream");
     let mut edge = builder.source(source, "source");
-    let right = match (compiled.right_operators(), streams.next()) {
-        (Some(steps), Some(right)) => {
-            let mut right = builder.source(right, "source-right");
-            for step in steps {
-                right = builder.operator(&step.id, step.operator.as_ref(), right, None, None);
-            }
-            Some(right)
+    // Each stream joined to the source, through its own steps, and the operator it enters.
+    let mut seconds: Vec<(usize, Edge)> = Vec::new();
+    for (n, second) in compiled.seconds().iter().enumerate() {
+        let Some(table) = valid.streams().find(|t| t.name == second.table) else {
+            continue;
+        };
+        let id = match n {
+            0 => "source-right".to_string(),
+            n => format!("source-right-{}", n + 1),
+        };
+        let mut right = builder.source(table, &id);
+        for step in &second.steps {
+            right = builder.operator(&step.id, step.operator.as_ref(), right, &[], None);
         }
-        _ => None,
-    };
+        seconds.push((second.at, right));
+    }
     if let Some((tvf, schema)) = compiled.window() {
         let mut emits = edge.clone();
         emits.schema = schema.clone();
@@ -59,18 +67,17 @@ pub fn build(valid: &ValidPipeline, compiled: &CompiledPlan) -> StreamPlan {
         );
     }
     let held = held_by_the_runner(compiled, source);
-    for step in compiled.pre_operators() {
+    for (at, step) in compiled.pre_operators().iter().enumerate() {
         let state = held.get(&step.id).cloned();
-        edge = builder.operator(
-            &step.id,
-            step.operator.as_ref(),
-            edge,
-            right.as_ref(),
-            state,
-        );
+        let entering: Vec<&Edge> = seconds
+            .iter()
+            .filter(|(enters, _)| *enters == at)
+            .map(|(_, edge)| edge)
+            .collect();
+        edge = builder.operator(&step.id, step.operator.as_ref(), edge, &entering, state);
     }
     for (id, step) in compiled.post_steps() {
-        edge = builder.operator(id, step, edge, None, None);
+        edge = builder.operator(id, step, edge, &[], None);
     }
     builder.sink(valid, edge);
     StreamPlan {
@@ -147,14 +154,15 @@ impl Builder {
         )
     }
 
-    /// An operator of the compiled plan, reading `input` (and `right`, if it
-    /// reads a second stream); `held` is state the runner keeps for it.
+    /// An operator of the compiled plan, reading `input` (and `seconds`, the
+    /// streams that enter it, if it reads a second input); `held` is state
+    /// the runner keeps for it.
     fn operator(
         &mut self,
         id: &str,
         operator: &dyn Operator,
         input: Edge,
-        right: Option<&Edge>,
+        seconds: &[&Edge],
         held: Option<StateInfo>,
     ) -> Edge {
         let described = operator.describe(&InputStream {
@@ -162,11 +170,13 @@ impl Builder {
             watermark: input.watermark.clone(),
         });
         // An operator that reads two streams emits the changes of both.
-        let reads = right
-            .filter(|_| operator.reads_second_stream())
-            .map_or(input.changelog, |right| {
-                input.changelog.max(right.changelog)
-            });
+        let seconds = match operator.reads_second_stream() {
+            true => seconds,
+            false => &[],
+        };
+        let reads = seconds.iter().fold(input.changelog, |changelog, second| {
+            changelog.max(second.changelog)
+        });
         let (changelog, key) = operator.emits(reads, &input.key);
         let emits = Edge {
             from: input.from.clone(),
@@ -175,10 +185,9 @@ impl Builder {
             key,
             watermark: described.watermark,
         };
-        let inputs: Vec<&Edge> = match operator.reads_second_stream() {
-            true => std::iter::once(&input).chain(right).collect(),
-            false => vec![&input],
-        };
+        let inputs: Vec<&Edge> = std::iter::once(&input)
+            .chain(seconds.iter().copied())
+            .collect();
         let refused = inputs
             .iter()
             .find_map(|edge| operator.accepts(edge.changelog).err());

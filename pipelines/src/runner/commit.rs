@@ -79,8 +79,8 @@ pub(super) struct Sinks {
     pub(super) quarantine: SideTable,
     /// Late rows and state checkpoints, for an aggregation.
     pub(super) late: Option<SideTable>,
-    /// The second stream's late rows, when they can be late (a window join).
-    pub(super) late_second: Option<SideTable>,
+    /// The other streams' late rows, in the plan's order, when they can be late (a window join).
+    pub(super) late_second: Vec<SideTable>,
     pub(super) state_store: Option<StateStore>,
     /// Commits since the target was last compacted.
     pub(super) commits_since_compaction: u64,
@@ -104,10 +104,11 @@ pub(super) struct CommitBatch {
     /// Rows of retried rows, whose offsets the side tables hold already.
     pub(super) retried_rejected: Vec<Rejected>,
     pub(super) retried_late: Vec<RecordBatch>,
-    /// Late rows of the second stream.
-    pub(super) late_second: Vec<RecordBatch>,
-    /// Records of a temporal join's changelog that are no version.
-    pub(super) side_rejected: Vec<Rejected>,
+    /// Late rows of the other streams, each with its position among them.
+    pub(super) late_second: Vec<(usize, RecordBatch)>,
+    /// Records of the inputs beside the source (a temporal join's changelog
+    /// that are no version, rows of the streams joined to it), each with its stream.
+    pub(super) side_rejected: Vec<(String, Rejected)>,
     /// Emitted rows that failed a quarantine rule (no source offset to skip by).
     pub(super) emitted_rejected: Vec<Rejected>,
     pub(super) positions: Positions,
@@ -124,8 +125,8 @@ pub(super) struct CommitBatch {
 pub(super) struct CommitContext {
     pub(super) pipeline: String,
     pub(super) stream: String,
-    /// The changelog a temporal join reads beside the stream.
-    pub(super) side_stream: Option<String>,
+    /// The streams joined to the source, in the plan's order.
+    pub(super) second_streams: Vec<String>,
     pub(super) stats: Arc<TableStats>,
     pub(super) results: Option<ResultsLog>,
     pub(super) compact_every: u64,
@@ -168,34 +169,45 @@ impl Sinks {
             .chain(retried_rejected)
             .chain(emitted_fresh)
             .collect();
-        let side_fresh: Vec<Rejected> = match &ctx.side_stream {
-            Some(side) => side_rejected
-                .into_iter()
-                .filter(|r| quarantine.is_new(side, r.record.partition, r.record.offset))
-                .collect(),
-            None => Vec::new(),
-        };
+        // Each stream beside the source, with its records the quarantine does not hold yet.
+        let mut side_fresh: BTreeMap<String, Vec<Rejected>> = BTreeMap::new();
+        for (side, rejected) in side_rejected {
+            if quarantine.is_new(&side, rejected.record.partition, rejected.record.offset) {
+                side_fresh.entry(side).or_default().push(rejected);
+            }
+        }
+        let side_count: usize = side_fresh.values().map(Vec::len).sum();
         let mut quarantined = Vec::new();
         if !fresh.is_empty() {
             quarantined.push(quarantine::rows(&ctx.pipeline, stream, &fresh, now_ms()));
         }
-        if let (Some(side), false) = (&ctx.side_stream, side_fresh.is_empty()) {
-            quarantined.push(quarantine::rows(&ctx.pipeline, side, &side_fresh, now_ms()));
+        for (side, rejected) in &side_fresh {
+            quarantined.push(quarantine::rows(&ctx.pipeline, side, rejected, now_ms()));
         }
         if !quarantined.is_empty() {
             self.quarantine.commit(quarantined, &positions).await?;
             self.emitted_quarantined.extend(emitted_hashes);
             ctx.stats
                 .quarantined_rows
-                .fetch_add((fresh.len() + side_fresh.len()) as u64, Ordering::Relaxed);
+                .fetch_add((fresh.len() + side_count) as u64, Ordering::Relaxed);
         }
         if let Some(late_table) = &mut self.late {
             let mut late_rows = fresh_late_rows(late_table, stream, late)?;
             late_rows.extend(retried_late);
             commit_late(late_table, late_rows, &positions, &ctx.stats).await?;
         }
-        if let (Some(late_table), Some(side)) = (&mut self.late_second, &ctx.side_stream) {
-            let late_rows = fresh_late_rows(late_table, side, late_second)?;
+        for (at, (late_table, side)) in self
+            .late_second
+            .iter_mut()
+            .zip(&ctx.second_streams)
+            .enumerate()
+        {
+            let rows = late_second
+                .iter()
+                .filter(|(of, _)| *of == at)
+                .map(|(_, rows)| rows.clone())
+                .collect();
+            let late_rows = fresh_late_rows(late_table, side, rows)?;
             commit_late(late_table, late_rows, &positions, &ctx.stats).await?;
         }
         let mut checkpoint = checkpoint;

@@ -305,16 +305,9 @@ impl PipelineRun {
     async fn plan(&self) -> Result<Planned<'_>> {
         let pipeline = &self.pipeline;
         let streams: Vec<&TableDef> = pipeline.streams().collect();
-        let (source, right) = match streams.as_slice() {
-            [source] => (*source, None),
-            [source, right] => (*source, Some(*right)),
-            _ => {
-                return Err(unsupported(
-                    pipeline,
-                    "reading more than two tables as streams",
-                ));
-            }
-        };
+        let (source, others) = streams
+            .split_first()
+            .expect("a valid pipeline reads a stream");
         let reads = registry::stream_of(source).map_err(|what| unsupported(pipeline, &what))?;
         let target = registry::connector(&pipeline.target);
         if let Some(why) = target.refuses_target() {
@@ -331,26 +324,33 @@ impl PipelineRun {
         let ctx = schema_session(&tables);
         let lookups = self.resolve_lookups()?;
         let plan = CompiledPlan::compile(pipeline, &ctx.state(), lookups).await?;
-        if let Some(right) = right {
-            if !plan.reads_second_stream() {
+        for other in others {
+            if !plan
+                .seconds()
+                .iter()
+                .any(|second| second.table == other.name)
+            {
                 return Err(unsupported(
                     pipeline,
-                    "reading two tables as streams without a join between them",
+                    &format!(
+                        "reading {} as a stream without a join or UNION ALL that takes it in",
+                        other.name
+                    ),
                 ));
             }
-            let right_joins = registry::stream_of(right).is_ok_and(|reads| reads.joins_another);
-            if !reads.joins_another || !right_joins {
+            let joins = registry::stream_of(other).is_ok_and(|reads| reads.joins_another);
+            if !reads.joins_another || !joins {
                 return Err(unsupported(
                     pipeline,
-                    "a join of two streams that are not both Kafka topics (json or debezium-json) or Nexmark tables",
+                    "a join of streams that are not all Kafka topics (json or debezium-json) or Nexmark tables",
                 ));
             }
-            if let Some((id, what)) = plan.refusing_second_stream() {
-                return Err(unsupported(
-                    pipeline,
-                    &format!("{what} (operator {id}) beside a second stream"),
-                ));
-            }
+        }
+        if let (false, Some((id, what))) = (others.is_empty(), plan.refusing_second_stream()) {
+            return Err(unsupported(
+                pipeline,
+                &format!("{what} (operator {id}) beside a second stream"),
+            ));
         }
         if let Some((only, why)) = target.commits_positions_of()
             && registry::connector(source).name() != only
@@ -358,10 +358,10 @@ impl PipelineRun {
             return Err(unsupported(pipeline, why));
         }
         refuse_rows_run_again(pipeline, &plan)?;
-        if plan.second_inputs() > 1 {
+        if plan.reads_versions_beside_streams() {
             return Err(unsupported(
                 pipeline,
-                "reading more than one input beside the source (an interval join's second stream, each event-time temporal join's changelog)",
+                "an event-time temporal join's changelog read beside a second stream or another temporal join's changelog",
             ));
         }
         if plan.versions_read().is_some() && !reads.probes_versions {
@@ -577,7 +577,7 @@ fn unsupported(pipeline: &ValidPipeline, what: &str) -> PipelineError {
         location: pipeline.pipeline.target.location.clone(),
         message: format!("{what} is not supported in streaming pipelines yet"),
         hint: Some(
-            "pipelines read one Kafka (json, debezium-json), Delta, Nexmark or datagen table (two Kafka json topics for a join of two streams) and write a Delta, MySQL/TiDB, Kafka or blackhole table"
+            "pipelines read one Kafka (json, debezium-json), Delta, Nexmark or datagen table (Kafka json or debezium-json topics, or Nexmark tables, for joins and UNION ALL of streams) and write a Delta, MySQL/TiDB, Kafka or blackhole table"
                 .to_string(),
         ),
     }

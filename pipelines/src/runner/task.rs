@@ -17,7 +17,8 @@ use crate::connector::VersionFeed;
 use crate::decode::json::{JsonDecoder, Rejected};
 use crate::error::{PipelineError, Result};
 use crate::operator::{
-    BatchContext, MissAction, Missed, Pass, RowKind, RunAgain, Side, StateWrite, Traced, Watermarks,
+    BatchContext, Input, MissAction, Missed, Pass, RowKind, RunAgain, Side, StateWrite, Traced,
+    Watermarks,
 };
 use crate::plan::StreamPlan;
 use crate::position::{self, Positions};
@@ -55,9 +56,12 @@ struct Pending {
     retried_rejected: Vec<Rejected>,
     retried_late: Vec<RecordBatch>,
     /// Late rows of the second stream (a window join's).
-    late_second: Vec<RecordBatch>,
+    /// Late rows of the other streams, each with its position among them.
+    late_second: Vec<(usize, RecordBatch)>,
     /// Records of the versions input's changelog that are no version.
-    side_rejected: Vec<Rejected>,
+    /// Records of the streams beside the source (a temporal join's changelog,
+    /// the streams joined to the source), each with its stream.
+    side_rejected: Vec<(String, Rejected)>,
     /// Rows an aggregation emitted that failed a quarantine rule: they have no
     /// source offset, so the quarantine must not skip them as replays.
     emitted_rejected: Vec<Rejected>,
@@ -78,21 +82,21 @@ struct Stateful {
     next_checkpoint: i64,
     /// The late-row table's schema, for an aggregation.
     late_schema: Option<arrow::datatypes::SchemaRef>,
-    /// The second stream's late table's, when its rows can be late (a window join).
-    late_second_schema: Option<arrow::datatypes::SchemaRef>,
+    /// The late tables' of the other streams, in the plan's order, when their rows can be late (a window join).
+    late_second_schemas: Vec<arrow::datatypes::SchemaRef>,
 }
 
-/// A second stream whose rows enter the plan (the right side of a join of
-/// two streams), with its watermark when its table declares one.
+/// A stream whose rows enter the plan beside the source's (the right side
+/// of a join of streams), with its watermark when its table declares one.
 #[derive(Debug)]
-struct RightStream {
+struct SecondStream {
     reader: Box<dyn SourceReader>,
     partitions: Vec<i32>,
     /// The event-time column, and the watermark over it.
     watermark: Option<(String, WatermarkTracker)>,
 }
 
-impl RightStream {
+impl SecondStream {
     fn tracker(&mut self) -> Option<&mut WatermarkTracker> {
         self.watermark.as_mut().map(|(_, tracker)| tracker)
     }
@@ -102,7 +106,8 @@ impl RightStream {
 enum Event {
     Source(Next),
     Versions(Option<Vec<SourceRecord>>),
-    Right(Next),
+    /// A batch of the second stream at this position (`Input(position + 1)`).
+    Second(usize, Next),
 }
 
 /// The next records of the versions input's changelog; never, without one.
@@ -115,16 +120,34 @@ async fn next_versions(
     }
 }
 
-/// The next batch of the second stream; never, without one.
-async fn next_right(
-    right: Option<&mut RightStream>,
+/// The next batch of any of the second streams, with the stream's position;
+/// never, without one. The streams are asked from `first` on, round the
+/// ring, so that one with records always waiting does not keep the others
+/// unread. The readers not first to answer are dropped mid-read: every such
+/// stream is a Kafka topic or a Nexmark table, safe to cancel.
+async fn next_second(
+    seconds: &mut [SecondStream],
+    first: usize,
     deadline: Instant,
-    stop: &mut watch::Receiver<bool>,
-) -> Result<Next> {
-    match right {
-        Some(right) => right.reader.next(deadline, stop).await,
-        None => std::future::pending().await,
+    stops: &mut [watch::Receiver<bool>],
+) -> (usize, Result<Next>) {
+    if seconds.is_empty() {
+        return std::future::pending().await;
     }
+    let count = seconds.len();
+    let mut reads: Vec<(usize, &mut SecondStream, &mut watch::Receiver<bool>)> = seconds
+        .iter_mut()
+        .zip(stops.iter_mut())
+        .enumerate()
+        .map(|(at, (second, stop))| (at, second, stop))
+        .collect();
+    reads.rotate_left(first % count);
+    let order: Vec<usize> = reads.iter().map(|(at, _, _)| *at).collect();
+    let reads = reads
+        .into_iter()
+        .map(|(_, second, stop)| second.reader.next(deadline, stop));
+    let (next, answered, _) = futures::future::select_all(reads).await;
+    (order[answered], next)
 }
 
 /// How often the open windows' values are recomputed for the live view while someone reads it.
@@ -147,8 +170,8 @@ pub(super) struct Task<'a> {
     stateful: Option<Stateful>,
     /// A table's changelog read into versions an operator probes (an event-time temporal join's).
     versions: Option<Box<dyn VersionFeed>>,
-    /// A second stream whose rows enter the plan.
-    right: Option<RightStream>,
+    /// The streams whose rows enter the plan beside the source's, in the plan's order.
+    seconds: Vec<SecondStream>,
     watermark: Option<(String, WatermarkTracker)>,
     /// The wall clock, when the pipeline's windows run on processing time: it
     /// is the watermark then.
@@ -304,16 +327,27 @@ impl<'a> Task<'a> {
             }
             None => None,
         };
-        let right = match plan.reads_second_stream() {
-            true => {
-                let right = open_right(run, &options, &mut target).await?;
-                quarantine
-                    .resume(right.reader.stream(), &right.partitions)
-                    .await?;
-                Some(right)
+        let mut seconds = Vec::with_capacity(plan.seconds().len());
+        for second in plan.seconds() {
+            let stream = open_second(run, &second.table, &options, &mut target).await?;
+            quarantine
+                .resume(stream.reader.stream(), &stream.partitions)
+                .await?;
+            let stream_name = stream.reader.stream();
+            let shared = std::iter::once(reader.stream())
+                .chain(seconds.iter().map(|s: &SecondStream| s.reader.stream()))
+                .any(|name| name == stream_name);
+            if shared {
+                return Err(PipelineError::Invalid {
+                    location: run.pipeline.pipeline.target.location.clone(),
+                    message: format!(
+                        "two tables of pipeline {name} are read from one stream, {stream_name}: their committed positions would be one"
+                    ),
+                    hint: Some("read each topic through one table in a pipeline (a self-join of a stream joins the table with itself under two aliases)".to_string()),
+                });
             }
-            false => None,
-        };
+            seconds.push(stream);
+        }
         // Windows over processing time close on the clock, not on event times.
         let clock = run
             .pipeline
@@ -341,7 +375,7 @@ impl<'a> Task<'a> {
                 target,
                 quarantine,
                 late: None,
-                late_second: None,
+                late_second: Vec::new(),
                 state_store: None,
                 commits_since_compaction: 0,
                 emitted_quarantined: match task_holds_rows {
@@ -352,7 +386,7 @@ impl<'a> Task<'a> {
             in_flight: None,
             stateful: None,
             versions,
-            right,
+            seconds,
             watermark,
             clock,
             committed_watermark: None,
@@ -399,14 +433,21 @@ impl<'a> Task<'a> {
             late_table.resume(self.reader.stream(), partitions).await?;
             late = Some((late_table, late_schema));
         }
-        // A second stream's rows can be late too (a window join's): they keep
-        // their own columns, in a late table of their own.
-        let mut late_second = None;
-        if let (true, Some(right), Some(table)) = (
-            self.plan.holds_rows(),
-            &self.right,
-            self.run.pipeline.sources.get(1),
-        ) {
+        // The other streams' rows can be late too (a window join's): each
+        // keeps its own columns, in a late table of its own.
+        let mut late_second = Vec::new();
+        let holds_rows = self.plan.holds_rows();
+        for (second, right) in self.plan.seconds().iter().zip(&self.seconds) {
+            let Some(table) = self
+                .run
+                .pipeline
+                .sources
+                .iter()
+                .find(|table| table.name == second.table)
+                .filter(|_| holds_rows)
+            else {
+                continue;
+            };
             let schema = late::schema(&table.schema);
             let mut late_table = self
                 .run
@@ -424,7 +465,7 @@ impl<'a> Task<'a> {
             late_table
                 .resume(right.reader.stream(), &right.partitions)
                 .await?;
-            late_second = Some((late_table, schema));
+            late_second.push((late_table, schema));
         }
         let parked = ParkedRows::new(&source.schema)?;
         let waiting = ParkedRows::new(&source.schema)?;
@@ -437,16 +478,16 @@ impl<'a> Task<'a> {
             .unwrap_or_else(|| sinks.quarantine.sink.state_store(pipeline));
         let committed = sinks.target.committed_state().await?;
         let late_schema = late.as_ref().map(|(_, schema)| schema.clone());
-        let late_second_schema = late_second.as_ref().map(|(_, schema)| schema.clone());
+        let (late_second, late_second_schemas) = late_second.into_iter().unzip();
         sinks.late = late.map(|(table, _)| table);
-        sinks.late_second = late_second.map(|(table, _)| table);
+        sinks.late_second = late_second;
         sinks.state_store = Some(store.clone());
         self.stateful = Some(Stateful {
             parked,
             waiting,
             next_checkpoint: committed.map_or(0, |id| id + 1),
             late_schema,
-            late_second_schema,
+            late_second_schemas,
         });
         let project = self.run.catalog.project();
         self.keyed_dir = super::keyed::open(
@@ -506,7 +547,7 @@ impl<'a> Task<'a> {
             Box::new(RuntimeState {
                 committed_watermark: &mut self.committed_watermark,
                 source: self.watermark.as_mut().map(|(_, tracker)| tracker),
-                right: self.right.as_mut().and_then(RightStream::tracker),
+                right: self.seconds.first_mut().and_then(SecondStream::tracker),
             }),
         )];
         // Operators that keep their state in themselves.
@@ -542,7 +583,7 @@ impl<'a> Task<'a> {
             parked: &mut stateful.parked,
             waiting: &mut stateful.waiting,
             feed: self.versions.as_mut(),
-            right: self.right.as_mut().and_then(RightStream::tracker),
+            right: self.seconds.first_mut().and_then(SecondStream::tracker),
         }
     }
 
@@ -570,9 +611,11 @@ impl<'a> Task<'a> {
     }
 
     pub(super) async fn run(&mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
-        let mut right_stop = stop.clone();
-        // An interval join's right stream has been read to its end (or there is none).
-        let mut right_at_end = self.right.is_none();
+        let mut second_stops = vec![stop.clone(); self.seconds.len()];
+        // The second stream asked first next time: the one after the last that answered.
+        let mut second_first = 0;
+        // Which second streams have been read to their end.
+        let mut seconds_at_end = vec![false; self.seconds.len()];
         let mut last_commit = Instant::now();
         // The source has been read to its end, and nothing came since.
         let mut at_end = false;
@@ -593,7 +636,10 @@ impl<'a> Task<'a> {
                     Event::Source(Next::Idle)
                 }
                 records = next_versions(self.versions.as_mut()) => Event::Versions(records?),
-                next = next_right(self.right.as_mut(), deadline, &mut right_stop) => Event::Right(next?),
+                (at, next) = next_second(&mut self.seconds, second_first, deadline, &mut second_stops) => {
+                    second_first = at + 1;
+                    Event::Second(at, next?)
+                }
                 next = self.reader.next(deadline, &mut stop) => Event::Source(next?),
             };
             let mut caught_up = false;
@@ -603,22 +649,22 @@ impl<'a> Task<'a> {
                     self.apply_versions(records)?;
                     Next::Idle
                 }
-                Event::Right(Next::Batch(batch)) => {
-                    right_at_end = false;
-                    match self.process_right(batch, &stop).await {
+                Event::Second(at, Next::Batch(batch)) => {
+                    seconds_at_end[at] = false;
+                    match self.process_second(at, batch, &stop).await {
                         Ok(()) => Next::Idle,
                         // Stopped while a lookup waited: the batch is read again after a restart.
                         Err(PipelineError::Interrupted) => Next::Stop,
                         Err(err) => return Err(err),
                     }
                 }
-                Event::Right(Next::CaughtUp) => {
-                    right_at_end = true;
-                    caught_up = at_end;
+                Event::Second(at, Next::CaughtUp) => {
+                    seconds_at_end[at] = true;
+                    caught_up = at_end && seconds_at_end.iter().all(|&done| done);
                     Next::Idle
                 }
-                Event::Right(Next::Stop) => Next::Stop,
-                Event::Right(Next::Idle) => Next::Idle,
+                Event::Second(_, Next::Stop) => Next::Stop,
+                Event::Second(_, Next::Idle) => Next::Idle,
             };
             let processed = match next {
                 Next::Batch(batch) => {
@@ -674,7 +720,7 @@ impl<'a> Task<'a> {
                 last_commit = Instant::now();
             }
             if at_end
-                && right_at_end
+                && seconds_at_end.iter().all(|&done| done)
                 && self.run.mode == RunMode::UntilCaughtUp
                 && !self.has_pending()
                 && self.next_retry_ms().is_none()
@@ -832,9 +878,9 @@ impl<'a> Task<'a> {
         (
             idle(self.watermark.as_ref()),
             idle(
-                self.right
-                    .as_ref()
-                    .and_then(|right| right.watermark.as_ref()),
+                self.seconds
+                    .first()
+                    .and_then(|second| second.watermark.as_ref()),
             ),
         )
     }
@@ -890,7 +936,7 @@ impl<'a> Task<'a> {
             &due.coordinates,
             due.kinds.as_deref(),
             &pass,
-            Side::Left,
+            Input::SOURCE,
         )
         .await
     }
@@ -924,13 +970,19 @@ impl<'a> Task<'a> {
         let applied = feed.apply(&records, Instant::now())?;
         let stream = feed.stream().to_string();
         position::advance(&mut self.pending.positions, &stream, applied.positions);
-        self.pending.side_rejected.extend(applied.rejected);
+        self.pending.side_rejected.extend(
+            applied
+                .rejected
+                .into_iter()
+                .map(|rejected| (stream.clone(), rejected)),
+        );
         Ok(())
     }
 
-    /// Runs a batch of the second stream through the plan.
-    async fn process_right(
+    /// Runs a batch of the second stream at `at` through the plan.
+    async fn process_second(
         &mut self,
+        at: usize,
         mut batch: SourceBatch,
         stop: &watch::Receiver<bool>,
     ) -> Result<()> {
@@ -946,12 +998,12 @@ impl<'a> Task<'a> {
                 &batch.coordinates,
                 batch.kinds.as_deref(),
                 &pass,
-                Side::Right,
+                Input(at + 1),
             )
             .await;
         self.originals.clear();
         outcome?;
-        let right = self.right.as_mut().expect("a right batch comes from it");
+        let right = &mut self.seconds[at];
         if let Some((column, tracker)) = &mut right.watermark {
             let now = Instant::now();
             for (partition, max_event) in max_event_times(&batch.rows, &batch.coordinates, column)?
@@ -965,7 +1017,12 @@ impl<'a> Task<'a> {
             .stats
             .records_in
             .fetch_add(batch.records, Ordering::Relaxed);
-        self.pending.side_rejected.extend(batch.rejected);
+        self.pending.side_rejected.extend(
+            batch
+                .rejected
+                .into_iter()
+                .map(|rejected| (stream.clone(), rejected)),
+        );
         Ok(())
     }
 
@@ -1027,7 +1084,7 @@ impl<'a> Task<'a> {
             &batch.coordinates,
             batch.kinds.as_deref(),
             &pass,
-            Side::Left,
+            Input::SOURCE,
         )
         .await?;
         if let Some((column, tracker)) = &mut self.watermark {
@@ -1084,7 +1141,7 @@ impl<'a> Task<'a> {
                     humantime::format_duration(Duration::from_millis(skew.max(0) as u64))
                 ),
                 false,
-                Side::Left,
+                Input::SOURCE,
             );
         }
         let keep: arrow::array::BooleanArray = ahead.iter().map(|&a| Some(!a)).collect();
@@ -1107,7 +1164,7 @@ impl<'a> Task<'a> {
         coordinates: &[(i32, i64)],
         kinds: Option<&[RowKind]>,
         pass: &Pass,
-        side: Side,
+        input: Input,
     ) -> Result<()> {
         // Rows read now (or run again) fall into windows of the clock from now on.
         if let Some(clock) = &mut self.clock
@@ -1115,12 +1172,12 @@ impl<'a> Task<'a> {
         {
             clock.read_rows_at(now_ms());
         }
-        let without_time = self.plan.rows_without_time(rows, side)?;
+        let without_time = self.plan.rows_without_time(rows, input)?;
         let retried = pass.replayed();
         let mut leaving = without_time.clone();
         // Rows the source's rules send to quarantine, once the SELECT has run on the rest.
         let mut failing_source_rules = Vec::new();
-        if side == Side::Left && self.checking.checks_source() {
+        if input.is_source() && self.checking.checks_source() {
             let verdict = self.checking.check_source(rows).await?;
             if let Some(reason) = verdict.stop {
                 let results = self.checking.row_results(now_ms());
@@ -1143,7 +1200,7 @@ impl<'a> Task<'a> {
         };
         // Nothing of the rows is pending until the SELECT has run on all of them:
         // a stop while a lookup waits for its database leaves them to be read again.
-        let outcome = self.transform(rows, &keep, kinds, pass, side).await;
+        let outcome = self.transform(rows, &keep, kinds, pass, input).await;
         if matches!(outcome, Err(PipelineError::Interrupted)) {
             return Err(PipelineError::Interrupted);
         }
@@ -1155,7 +1212,7 @@ impl<'a> Task<'a> {
                 "the window's event-time column is NULL, so the row belongs to no window"
                     .to_string(),
                 retried,
-                side,
+                input,
             );
         }
         for failed in failing_source_rules {
@@ -1165,26 +1222,26 @@ impl<'a> Task<'a> {
                 failed.row as usize,
                 failed.reason,
                 retried,
-                side,
+                input,
             );
-            self.label_last_rejected(side, retried, failed.rule);
+            self.label_last_rejected(input, retried, failed.rule);
         }
         match outcome {
             Ok(output) => {
                 let output = self
-                    .check_output(rows, coordinates, output, retried, side)
+                    .check_output(rows, coordinates, output, retried, input)
                     .await?;
-                self.absorb(rows, coordinates, kinds, output, pass, side)
+                self.absorb(rows, coordinates, kinds, output, pass, input)
             }
             // Find the rows the SELECT fails on; they go to quarantine with the reason.
             Err(_) => {
                 for row in keep {
-                    match self.transform(rows, &[row], kinds, pass, side).await {
+                    match self.transform(rows, &[row], kinds, pass, input).await {
                         Ok(output) => {
                             let output = self
-                                .check_output(rows, coordinates, output, retried, side)
+                                .check_output(rows, coordinates, output, retried, input)
                                 .await?;
-                            self.absorb(rows, coordinates, kinds, output, pass, side)?
+                            self.absorb(rows, coordinates, kinds, output, pass, input)?
                         }
                         // Some rows of the batch are pending already: stopping cleanly now would
                         // commit them without the batch's offsets. Fail; the last commit stands.
@@ -1203,7 +1260,7 @@ impl<'a> Task<'a> {
                             let single = rows.slice(row, 1);
                             let kind = kinds.map(|kinds| &kinds[row..=row]);
                             if let Err(failed) =
-                                self.plan.hold_only(&single, kind, pass, side).await
+                                self.plan.hold_only(&single, kind, pass, input).await
                             {
                                 tracing::debug!(%failed, "the row failed before the join could keep it");
                             }
@@ -1213,7 +1270,7 @@ impl<'a> Task<'a> {
                                 row,
                                 format!("the pipeline's SELECT failed on this record: {err}"),
                                 retried,
-                                side,
+                                input,
                             )
                         }
                     }
@@ -1230,11 +1287,11 @@ impl<'a> Task<'a> {
         keep: &[usize],
         kinds: Option<&[RowKind]>,
         pass: &Pass,
-        side: Side,
+        input: Input,
     ) -> Result<Transformed> {
         // The whole batch (the usual case) runs as it is: its positions are the rows'.
         let whole = keep.len() == rows.num_rows();
-        let (input, kept_kinds) = if whole {
+        let (taken, kept_kinds) = if whole {
             (rows.clone(), kinds.map(std::borrow::Cow::Borrowed))
         } else {
             let indices =
@@ -1245,13 +1302,14 @@ impl<'a> Task<'a> {
             )
         };
         let ctx = BatchContext {
-            source: &input,
+            source: &taken,
             pass,
-            side,
+            // The plan tells each operator which of its inputs the rows reach it by.
+            side: Side::Left,
             kinds: kept_kinds.as_deref(),
             watermark: self.committed_watermark,
         };
-        let mut prepared = self.plan.prepare(&ctx).await?;
+        let mut prepared = self.plan.prepare(&ctx, input).await?;
         if !whole {
             let to_rows = |origins: &mut Vec<usize>| {
                 for origin in origins {
@@ -1289,7 +1347,7 @@ impl<'a> Task<'a> {
         kinds: Option<&[RowKind]>,
         output: Transformed,
         pass: &Pass,
-        side: Side,
+        input: Input,
     ) -> Result<()> {
         let attempt = pass.attempt;
         let mut set_aside = output.missed;
@@ -1307,7 +1365,7 @@ impl<'a> Task<'a> {
                             row,
                             missed.reason.clone(),
                             pass.replayed(),
-                            side,
+                            input,
                         );
                     }
                 }
@@ -1331,7 +1389,7 @@ impl<'a> Task<'a> {
                 MissAction::Late => late_rows.extend(missed.origins),
             }
         }
-        self.pend_late(rows, coordinates, late_rows, pass, side)?;
+        self.pend_late(rows, coordinates, late_rows, pass, input)?;
         if output.holds {
             // The rows are in an operator's state; what it makes of them comes at a watermark.
             return Ok(());
@@ -1357,7 +1415,7 @@ impl<'a> Task<'a> {
         coordinates: &[(i32, i64)],
         mut late_rows: Vec<usize>,
         pass: &Pass,
-        side: Side,
+        input: Input,
     ) -> Result<()> {
         if late_rows.is_empty() {
             return Ok(());
@@ -1376,12 +1434,12 @@ impl<'a> Task<'a> {
             .stateful
             .as_ref()
             .expect("a plan that holds rows has a late table");
-        let (late_schema, stream) = match (side, &self.right) {
-            (Side::Left, _) => (stateful.late_schema.as_ref(), self.reader.stream()),
-            (Side::Right, Some(right)) => {
-                (stateful.late_second_schema.as_ref(), right.reader.stream())
-            }
-            (Side::Right, None) => (None, ""),
+        let (late_schema, stream) = match input.0 {
+            0 => (stateful.late_schema.as_ref(), self.reader.stream()),
+            at => (
+                stateful.late_second_schemas.get(at - 1),
+                self.seconds[at - 1].reader.stream(),
+            ),
         };
         let late_schema = late_schema.expect("a stream whose rows can be late has a late table");
         let batch = late::rows(
@@ -1393,8 +1451,8 @@ impl<'a> Task<'a> {
             &arrivals,
             now_ms(),
         )?;
-        if side == Side::Right {
-            self.pending.late_second.push(batch);
+        if !input.is_source() {
+            self.pending.late_second.push((input.0 - 1, batch));
         } else if pass.replayed() {
             self.pending.retried_late.push(batch);
         } else {
@@ -1412,7 +1470,7 @@ impl<'a> Task<'a> {
         coordinates: &[(i32, i64)],
         output: Transformed,
         retried: bool,
-        side: Side,
+        input: Input,
     ) -> Result<Transformed> {
         if output.holds || !self.checking.checks_target_rows() {
             return Ok(output);
@@ -1449,8 +1507,8 @@ impl<'a> Task<'a> {
         for failed in verdict.quarantine {
             let origin = origins[failed.row as usize];
             if rejected_origins.insert(origin) {
-                self.reject(rows, coordinates, origin, failed.reason, retried, side);
-                self.label_last_rejected(side, retried, failed.rule);
+                self.reject(rows, coordinates, origin, failed.reason, retried, input);
+                self.label_last_rejected(input, retried, failed.rule);
             }
         }
         let leaving: Vec<bool> = origins
@@ -1474,13 +1532,13 @@ impl<'a> Task<'a> {
     }
 
     /// Names the quality rule of the row just sent to quarantine.
-    fn label_last_rejected(&mut self, side: Side, retried: bool, rule: String) {
-        let rejected = match (side, retried) {
-            (Side::Right, _) => &mut self.pending.side_rejected,
-            (Side::Left, true) => &mut self.pending.retried_rejected,
-            (Side::Left, false) => &mut self.pending.rejected,
+    fn label_last_rejected(&mut self, input: Input, retried: bool, rule: String) {
+        let last = match (input.is_source(), retried) {
+            (false, _) => self.pending.side_rejected.last_mut().map(|(_, r)| r),
+            (true, true) => self.pending.retried_rejected.last_mut(),
+            (true, false) => self.pending.rejected.last_mut(),
         };
-        if let Some(last) = rejected.last_mut() {
+        if let Some(last) = last {
             last.rule = Some(rule);
         }
     }
@@ -1541,14 +1599,9 @@ impl<'a> Task<'a> {
         row: usize,
         reason: String,
         retried: bool,
-        side: Side,
+        input: Input,
     ) {
         let (partition, offset) = coordinates[row];
-        let rejected = match (side, retried) {
-            (Side::Right, _) => &mut self.pending.side_rejected,
-            (Side::Left, true) => &mut self.pending.retried_rejected,
-            (Side::Left, false) => &mut self.pending.rejected,
-        };
         // The record as read; a row without one (set aside in state, or of a
         // source of rows) goes as JSON.
         let record = self
@@ -1562,15 +1615,23 @@ impl<'a> Task<'a> {
                 key: None,
                 payload: Some(row_as_json(rows, row)),
             });
-        rejected.push(Rejected {
+        let rejected = Rejected {
             record,
             error: reason,
             rule: None,
-            event_time_ms: match (side, &self.watermark) {
-                (Side::Left, Some((column, _))) => event_time_ms(rows, column, row),
+            event_time_ms: match (input.is_source(), &self.watermark) {
+                (true, Some((column, _))) => event_time_ms(rows, column, row),
                 _ => None,
             },
-        });
+        };
+        match (input.0, retried) {
+            (0, true) => self.pending.retried_rejected.push(rejected),
+            (0, false) => self.pending.rejected.push(rejected),
+            (at, _) => {
+                let stream = self.seconds[at - 1].reader.stream().to_string();
+                self.pending.side_rejected.push((stream, rejected));
+            }
+        }
     }
 
     /// Rows the state emitted: through the steps after it, the target's row
@@ -1666,7 +1727,7 @@ impl<'a> Task<'a> {
                 .watermark
                 .as_mut()
                 .and_then(|(_, tracker)| tracker.current(now)),
-            second: match (&self.versions, &mut self.right) {
+            second: match (&self.versions, self.seconds.first_mut()) {
                 (Some(feed), _) => feed.watermark(),
                 (None, Some(right)) => right.tracker().and_then(|t| t.current(now)),
                 (None, None) => None,
@@ -1737,11 +1798,11 @@ impl<'a> Task<'a> {
         let ctx = CommitContext {
             pipeline: self.run.pipeline.pipeline.name.clone(),
             stream: self.reader.stream().to_string(),
-            side_stream: match (&self.versions, &self.right) {
-                (Some(feed), _) => Some(feed.stream().to_string()),
-                (None, Some(right)) => Some(right.reader.stream().to_string()),
-                (None, None) => None,
-            },
+            second_streams: self
+                .seconds
+                .iter()
+                .map(|second| second.reader.stream().to_string())
+                .collect(),
             stats: self.run.stats.clone(),
             results: self.run.quality.results.clone(),
             compact_every: self
@@ -1803,7 +1864,13 @@ async fn emitted_quarantined(
 /// Replays feed stateless pipelines that read a Kafka json topic: their
 /// records are rows again, with nothing held in operator state.
 fn refuse_replay(run: &PipelineRun, source: &TableDef, plan: &StreamPlan) -> Result<()> {
-    let stateful = plan.states().next().is_some();
+    let stateful = plan.states().next().is_some()
+        || plan
+            .operators
+            .iter()
+            .filter(|op| op.kind == crate::plan::OperatorKind::Source)
+            .count()
+            > 1;
     let json = registry::stream_of(source).is_ok_and(|reads| reads.appends_records);
     if stateful || !json {
         return Err(PipelineError::Invalid {
@@ -1812,7 +1879,7 @@ fn refuse_replay(run: &PipelineRun, source: &TableDef, plan: &StreamPlan) -> Res
                 "pipeline {} cannot replay its quarantine: it {}",
                 run.pipeline.pipeline.name,
                 if json {
-                    "keeps operator state (an aggregation, LAG, a lookup retry, an event-time join or a join of two streams), which replayed rows would disturb"
+                    "keeps operator state (an aggregation, LAG, a lookup retry, an event-time join or a join of streams) or reads several streams, which replayed rows would disturb"
                 } else {
                     "does not read a Kafka json topic"
                 }
@@ -1872,17 +1939,18 @@ fn max_event_times(
     Ok(maxima)
 }
 
-/// Starts reading the plan's second stream where the target's last commit left it.
-async fn open_right(
+/// Starts reading a stream of the plan beside the source where the target's last commit left it.
+async fn open_second(
     run: &PipelineRun,
+    table: &strata_catalog::TableName,
     options: &SourceOptions<'_>,
     target: &mut Target,
-) -> Result<RightStream> {
+) -> Result<SecondStream> {
     let def = run
         .pipeline
         .streams()
-        .nth(1)
-        .expect("a plan that reads a second stream has two");
+        .find(|def| &def.name == table)
+        .expect("a plan's second streams are among the pipeline's");
     let (reader, partitions) = registry::connector(def)
         .open_source(def, options, target)
         .await?;
@@ -1895,7 +1963,7 @@ async fn open_right(
         );
         (watermark.column.clone(), tracker)
     });
-    Ok(RightStream {
+    Ok(SecondStream {
         reader,
         partitions,
         watermark,
