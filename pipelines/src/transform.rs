@@ -212,6 +212,7 @@ impl CompiledPlan {
             .statement_to_plan(statement)
             .await
             .and_then(|plan| state.optimize(&plan))
+            .and_then(crate::over::arrival::order_by_arrival)
             .map_err(|err| unsupported(format!("planning failed ({err}); this query")))?;
         let window = pipeline.window.as_ref().map(|tvf| {
             let source = &valid.sources[0];
@@ -355,7 +356,7 @@ impl CompiledPlan {
         }
         refuse_current_watermark_beside(pipeline, !compiler.seconds.is_empty(), &pre, at_commit)?;
         let mut ids = OperatorIds::default();
-        let seconds = std::mem::take(&mut compiler.seconds)
+        let seconds: Vec<SecondInput> = std::mem::take(&mut compiler.seconds)
             .into_iter()
             .map(|second| SecondInput {
                 table: second.table,
@@ -365,6 +366,7 @@ impl CompiledPlan {
             .collect();
         let pre = place(pre, &mut ids);
         refuse_state_ttl_beside(pipeline, &pre)?;
+        refuse_processing_time_beside(pipeline, window.as_ref(), &seconds, &pre)?;
         let post = post
             .into_iter()
             .map(|step| match step {
@@ -388,6 +390,16 @@ impl CompiledPlan {
             interval: compiler.interval,
             current_watermark,
         })
+    }
+
+    /// The clock the pipeline runs on when an operator's rows wait for
+    /// processing time rather than event time (an OVER aggregation ordered by
+    /// `PROCTIME()`): its watermark at a commit is the millisecond before it.
+    pub fn processing_clock(&self, now_ms: i64) -> Option<crate::watermark::ProcessingClock> {
+        self.pre
+            .iter()
+            .any(|placed| placed.operator.runs_on_processing_time())
+            .then(|| crate::watermark::ProcessingClock::new(1, 0, now_ms))
     }
 
     /// Whether rows wait in an operator's state for the watermark (an
@@ -1017,6 +1029,65 @@ fn refuse_state_ttl_beside(
     }
 }
 
+/// An operator on the processing-time clock runs the pipeline on it: beside
+/// another that waits for the event-time watermark (a window of event time,
+/// a join of streams, another aggregation that holds rows), one of them
+/// would wait for the wrong time.
+fn refuse_processing_time_beside(
+    pipeline: &crate::project::Pipeline,
+    window: Option<&(WindowTvf, SchemaRef)>,
+    seconds: &[SecondInput],
+    operators: &[PlacedOperator],
+) -> Result<()> {
+    let Some(on_clock) = operators
+        .iter()
+        .find(|placed| placed.operator.runs_on_processing_time())
+    else {
+        return Ok(());
+    };
+    let waits_for_versions = |placed: &&PlacedOperator| {
+        placed
+            .operator
+            .runs_rows_again()
+            .is_some_and(|again| again.when == RunAgain::AtVersionsWatermark)
+    };
+    let beside = operators
+        .iter()
+        .find(|placed| placed.id != on_clock.id && placed.operator.holds_rows())
+        .map(|placed| format!("the {} {}", placed.operator.kind().as_str(), placed.id))
+        .or_else(|| {
+            operators
+                .iter()
+                .find(waits_for_versions)
+                .map(|placed| format!("the event-time temporal join {}", placed.id))
+        })
+        .or_else(|| {
+            window.map(|(tvf, _)| format!("a window TVF over {}", tvf.time_column))
+        })
+        .or_else(|| (!seconds.is_empty()).then(|| "a join of streams".to_string()))
+        .or_else(|| {
+            crate::validate::first_call(&pipeline.query, &["current_watermark"]).map(|_| {
+                "CURRENT_WATERMARK (the pipeline's watermark is the clock then, not the event time's)"
+                    .to_string()
+            })
+        });
+    match beside {
+        None => Ok(()),
+        Some(other) => Err(PipelineError::Invalid {
+            location: pipeline.target.location.clone(),
+            message: format!(
+                "the {} {} (ordered by processing time) beside {other}: the pipeline runs on one clock",
+                on_clock.operator.kind().as_str(),
+                on_clock.id
+            ),
+            hint: Some(
+                "write one of them to a DWD table, and run the other in the next pipeline"
+                    .to_string(),
+            ),
+        }),
+    }
+}
+
 /// Whether a join's key columns may be NULL on either side (a NOT IN's
 /// three-valued logic then differs from NOT EXISTS).
 fn nullable_keys(join: &datafusion::logical_expr::Join) -> bool {
@@ -1321,7 +1392,7 @@ impl Compiler<'_> {
         };
         let refuse = || {
             (self.unsupported)(format!(
-                "the window function {expr} (streams run LAG(value [, 1 [, default]]) OVER (PARTITION BY …) in arrival order, aggregates OVER (PARTITION BY … ORDER BY the event time ROWS or RANGE … PRECEDING), and ROW_NUMBER() OVER (PARTITION BY … ORDER BY …) under WHERE rn <= N, each in a SELECT of its own)"
+                "the window function {expr} (streams run LAG(value [, 1 [, default]]) OVER (PARTITION BY …) in arrival order, aggregates OVER (PARTITION BY … ORDER BY the event or processing time ROWS or RANGE … PRECEDING), and ROW_NUMBER() OVER (PARTITION BY … ORDER BY …) under WHERE rn <= N, each in a SELECT of its own)"
             ))
         };
         let Expr::WindowFunction(function) = inner else {

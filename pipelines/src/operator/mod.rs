@@ -703,6 +703,13 @@ pub trait Operator: std::fmt::Debug + Send + Sync {
         false
     }
 
+    /// Whether its rows wait for the processing-time clock rather than the
+    /// event-time watermark (an OVER aggregation ordered by `PROCTIME()`):
+    /// the pipeline then runs on the clock.
+    fn runs_on_processing_time(&self) -> bool {
+        false
+    }
+
     /// Whether a second stream enters the plan here (an interval join's right side).
     fn reads_second_stream(&self) -> bool {
         false

@@ -1,4 +1,5 @@
-//! OVER aggregations ordered by event time, as Flink runs them:
+//! OVER aggregations ordered by event time (or by processing time, read into
+//! a column: see [`arrival`]), as Flink runs them:
 //! `SUM(x) OVER (PARTITION BY k ORDER BY rowtime ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)`,
 //! `RANGE BETWEEN INTERVAL '1' HOUR PRECEDING AND CURRENT ROW`, or from
 //! `UNBOUNDED PRECEDING`. Every row comes out once, with the aggregates of its
@@ -20,6 +21,7 @@
 //! COUNT, SUM and AVG slide (a row leaving the frame is taken back out);
 //! MIN, MAX and the distinct counts fold their frame afresh for each row.
 
+pub(crate) mod arrival;
 mod planner;
 
 pub use planner::OverPlanner;
@@ -93,7 +95,7 @@ struct OverState {
     touched: HashMap<Box<[u8]>, i64>,
 }
 
-/// An OVER aggregation of a stream by its event time.
+/// An OVER aggregation of a stream by its event time (or the time each row was read).
 #[derive(Debug)]
 pub struct OverAggregate {
     partition: Vec<Arc<dyn PhysicalExpr>>,
@@ -107,6 +109,9 @@ pub struct OverAggregate {
     state: Mutex<OverState>,
     /// When a key is forgotten (`SET 'table.exec.state.ttl'`).
     expiry: Expiry,
+    /// Ordered by processing time: its time column holds the moment each row
+    /// was read ([`arrival`]), and the pipeline's clock emits the rows.
+    processing_time: bool,
 }
 
 /// One emission's rows, history first, each with its key and time.
@@ -149,7 +154,14 @@ impl OverAggregate {
             input,
             output,
             expiry: Expiry::default(),
+            processing_time: false,
         })
+    }
+
+    /// The aggregation ordered by processing time, when `processing` says so.
+    pub fn on_processing_time(mut self, processing: bool) -> Self {
+        self.processing_time = processing;
+        self
     }
 
     /// The aggregation over an unbounded frame, forgetting a key's running
@@ -190,11 +202,14 @@ impl OverAggregate {
     fn describe_window(&self) -> String {
         let calls: Vec<String> = self.calls.iter().map(AggregateCall::describe).collect();
         let partition: Vec<String> = self.partition.iter().map(|e| e.to_string()).collect();
+        let order = match self.processing_time {
+            true => "PROCTIME()".to_string(),
+            false => self.state().held.time_column().to_string(),
+        };
         format!(
-            "{} OVER (PARTITION BY {} ORDER BY {} {})",
+            "{} OVER (PARTITION BY {} ORDER BY {order} {})",
             calls.join(", "),
             partition.join(", "),
-            self.state().held.time_column(),
             self.frame
         )
     }
@@ -226,6 +241,14 @@ impl OverAggregate {
             touched,
             ..
         } = &mut *state;
+        let stamped;
+        let batch = match self.processing_time {
+            true => {
+                stamped = arrived_after(batch, held.time_column(), held.due_up_to())?;
+                &stamped
+            }
+            false => batch,
+        };
         match self.frame {
             Frame::Unbounded { .. } => {
                 let watermark = held.due_up_to();
@@ -476,6 +499,29 @@ impl Out {
     }
 }
 
+/// `batch`, its rows read after the clock stepped back behind the rows
+/// already emitted (`emitted_up_to`) stamped just past them: over processing
+/// time no row is late, and rows keep the order they were read in.
+fn arrived_after(
+    batch: &RecordBatch,
+    time_column: &str,
+    emitted_up_to: Option<i64>,
+) -> Result<RecordBatch> {
+    let Some(floor) = emitted_up_to.map(|w| w.saturating_add(1)) else {
+        return Ok(batch.clone());
+    };
+    let at = batch.schema().index_of(time_column)?;
+    let times = crate::window::event_times(batch, time_column)?;
+    if times.iter().flatten().all(|time| time >= floor) {
+        return Ok(batch.clone());
+    }
+    let stamped = times.unary::<_, arrow::datatypes::TimestampMillisecondType>(|t| t.max(floor));
+    let stamped = arrow::compute::cast(&stamped, batch.schema().field(at).data_type())?;
+    let mut columns = batch.columns().to_vec();
+    columns[at] = stamped;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
 /// `rows` in runs of equal time when `peers`, else one row at a time.
 fn runs(rows: &[u32], time: impl Fn(usize) -> i64, peers: bool) -> Vec<&[u32]> {
     match peers {
@@ -497,7 +543,7 @@ impl Operator for OverAggregate {
         Ok(Processed::held(
             output,
             input,
-            "its event time was NULL, or not after its partition's rows already emitted (past the watermark, for an unbounded frame)",
+            "its time was NULL, or not after its partition's rows already emitted (past the watermark, for an unbounded frame)",
             move |rows| self.take_in(&rows.batch),
         ))
     }
@@ -505,8 +551,13 @@ impl Operator for OverAggregate {
     fn describe(&self, input: &InputStream) -> Described {
         Described {
             detail: format!(
-                "{}, each row emitted in time order once the watermark passes it{}",
+                "{}, {}{}",
                 self.describe_window(),
+                match self.processing_time {
+                    true =>
+                        "each row emitted in the order it was read, at the first commit after it",
+                    false => "each row emitted in time order once the watermark passes it",
+                },
                 self.expiry.describe("keys", "their last row")
             ),
             schema: self.output.clone(),
@@ -546,6 +597,10 @@ impl Operator for OverAggregate {
 
     fn holds_rows(&self) -> bool {
         true
+    }
+
+    fn runs_on_processing_time(&self) -> bool {
+        self.processing_time
     }
 
     /// An unbounded frame's running aggregates are kept until the state TTL
@@ -651,6 +706,28 @@ mod tests {
     use crate::aggregate::accumulator::AggFunction;
     use crate::operator::MissAction;
     use crate::operator::harness::Harness;
+
+    #[test]
+    fn rows_read_after_the_clock_stepped_back_are_stamped_past_what_was_emitted() {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "t",
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+            true,
+        )]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(TimestampMillisecondArray::from(vec![
+                Some(5),
+                None,
+                Some(20),
+            ]))],
+        )
+        .unwrap();
+        let stamped = arrived_after(&batch, "t", Some(10)).unwrap();
+        let times = crate::window::event_times(&stamped, "t").unwrap();
+        assert_eq!(times.iter().collect::<Vec<_>>(), [Some(11), None, Some(20)]);
+        assert_eq!(arrived_after(&batch, "t", None).unwrap(), batch);
+    }
 
     fn input() -> SchemaRef {
         Arc::new(Schema::new(vec![

@@ -4,7 +4,8 @@
 //! ```text
 //!   Window node, every expression an aggregate OVER (PARTITION BY … ORDER BY rowtime <frame>)
 //!     ──▶ one PARTITION BY, ORDER BY and frame for all (Flink's rule) ──▶ OverAggregate
-//!   ORDER BY another column, DESC, a processing time; ROWS/RANGE … FOLLOWING; GROUPS ──▶ refused
+//!   … ORDER BY PROCTIME() (a processing-time column, read into one: see `arrival`) ──▶ OverAggregate on the clock
+//!   ORDER BY another column, DESC; ROWS/RANGE … FOLLOWING; GROUPS ──▶ refused
 //! ```
 
 use std::sync::Arc;
@@ -95,22 +96,32 @@ impl OperatorPlanner for OverPlanner {
         let input = window.input.schema();
         let first = aggregate_call(&window.window_expr[0]).expect("input_of checked the calls");
         let spec = &first.params;
-        let time = match spec.order_by.as_slice() {
+        let (time, processing) = match spec.order_by.as_slice() {
             [order] if order.asc => match &order.expr {
-                Expr::Column(column) if ctx.is_event_time(&column.name) => column.name.clone(),
+                Expr::Column(column) if column.name == super::arrival::ARRIVAL_TIME => {
+                    (column.name.clone(), true)
+                }
+                Expr::Column(column) if ctx.is_event_time(&column.name) => {
+                    (column.name.clone(), false)
+                }
                 other => {
                     return Err(ctx.unsupported(format!(
-                        "an OVER aggregation ORDER BY {other} (streams order OVER windows by the stream's event time, its WATERMARK FOR column, ascending, as Flink does; a processing-time order is not supported yet)"
+                        "an OVER aggregation ORDER BY {other} (streams order OVER windows by a time attribute, ascending, as Flink does: the stream's event time, its WATERMARK FOR column, or its processing time, a `PROCTIME()` column of the table)"
                     )));
                 }
             },
             _ => {
                 return Err(ctx.unsupported(
-                    "an OVER aggregation without ORDER BY the stream's event time, ascending (Flink orders OVER windows by one time attribute)".to_string(),
+                    "an OVER aggregation without ORDER BY a time attribute, ascending (Flink orders OVER windows by the event time or the processing time)".to_string(),
                 ));
             }
         };
-        let frame = frame_of(&spec.window_frame).map_err(|why| ctx.unsupported(why))?;
+        let frame = match frame_of(&spec.window_frame).map_err(|why| ctx.unsupported(why))? {
+            // Over processing time, Flink aggregates each row with every row
+            // read before it, RANGE or ROWS: rows read in one moment are no peers.
+            Frame::Unbounded { .. } if processing => Frame::Unbounded { peers: false },
+            frame => frame,
+        };
         let mut calls = Vec::with_capacity(window.window_expr.len());
         for (index, expr) in window.window_expr.iter().enumerate() {
             let function = aggregate_call(expr).expect("input_of checked the calls");
@@ -174,6 +185,7 @@ impl OperatorPlanner for OverPlanner {
                 Arc::new(input.as_arrow().clone()),
                 Arc::new(window.schema.as_arrow().clone()),
             )?
+            .on_processing_time(processing)
             .expiring(crate::keyed::Expiry::after(ctx.state_ttl_ms())),
         ))
     }

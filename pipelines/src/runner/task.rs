@@ -240,7 +240,11 @@ impl<'a> Task<'a> {
                     location: target_location,
                     mode: mode.clone(),
                     output: run.stats.output.clone(),
-                    event_time_columns: run.pipeline.event_time_columns().await?,
+                    // On the processing-time clock, the watermark is no event time's.
+                    event_time_columns: match plan.processing_clock(0) {
+                        Some(_) => Vec::new(),
+                        None => run.pipeline.event_time_columns().await?,
+                    },
                 },
             )
             .await?;
@@ -353,7 +357,8 @@ impl<'a> Task<'a> {
             .pipeline
             .pipeline
             .windows()
-            .find_map(|tvf| tvf.processing_clock(engine.commit_interval_ms as i64, now_ms()));
+            .find_map(|tvf| tvf.processing_clock(engine.commit_interval_ms as i64, now_ms()))
+            .or_else(|| plan.processing_clock(now_ms()));
         let event_time = source.watermark.as_ref().filter(|_| clock.is_none());
         let watermark = event_time.map(|w| {
             let tracker = WatermarkTracker::new(
@@ -725,6 +730,7 @@ impl<'a> Task<'a> {
                 && !self.has_pending()
                 && self.next_retry_ms().is_none()
                 && !self.holds_rows_back()
+                && !self.clock_holds_rows()
             {
                 return self.finish().await;
             }
@@ -883,6 +889,18 @@ impl<'a> Task<'a> {
                     .and_then(|second| second.watermark.as_ref()),
             ),
         )
+    }
+
+    /// Whether rows read wait for the clock to pass them, when an operator
+    /// emits them at the first commit after (an OVER aggregation ordered by
+    /// processing time): a run to the end of its input waits that moment.
+    fn clock_holds_rows(&self) -> bool {
+        let waits = self.clock.is_some() && self.plan.processing_clock(0).is_some();
+        waits
+            && self.clock.is_some_and(|clock| {
+                self.committed_watermark
+                    .is_none_or(|w| clock.may_hold_windows_after(w))
+            })
     }
 
     /// Whether rows wait for the versions input's watermark.
@@ -1201,6 +1219,12 @@ impl<'a> Task<'a> {
         // Nothing of the rows is pending until the SELECT has run on all of them:
         // a stop while a lookup waits for its database leaves them to be read again.
         let outcome = self.transform(rows, &keep, kinds, pass, input).await;
+        // The rows' processing time (a PROCTIME() the SELECT read) may be a moment later.
+        if let Some(clock) = &mut self.clock
+            && rows.num_rows() > 0
+        {
+            clock.read_rows_at(now_ms());
+        }
         if matches!(outcome, Err(PipelineError::Interrupted)) {
             return Err(PipelineError::Interrupted);
         }
@@ -1274,6 +1298,10 @@ impl<'a> Task<'a> {
                             )
                         }
                     }
+                }
+                // Each row read the clock again as it ran alone.
+                if let Some(clock) = &mut self.clock {
+                    clock.read_rows_at(now_ms());
                 }
                 Ok(())
             }
