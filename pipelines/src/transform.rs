@@ -1504,11 +1504,15 @@ impl Compiler<'_> {
             (JoinType::Right, _) => JoinKind::Right,
             (JoinType::Full, _) => JoinKind::Full,
             (JoinType::LeftSemi, None) => JoinKind::Semi,
-            // NOT IN of columns that cannot be NULL on either side is NOT EXISTS.
+            // NOT IN of columns that cannot be NULL on either side is NOT
+            // EXISTS; of one that may be, SQL's three-valued logic.
             (JoinType::LeftAnti, None) if join.null_aware && nullable_keys(join) => {
-                return Err(refuse(
-                    "NOT IN over a stream of a column that may be NULL (a NULL among its values would keep every row out, and a NULL value is in no set but an empty one; declare both columns NOT NULL, or write NOT EXISTS, which Strata runs as an anti join)".to_string(),
-                ));
+                if join.on.len() != 1 || join.filter.is_some() {
+                    return Err(refuse(
+                        "NOT IN over a stream of several columns, or of a correlated subquery, that may be NULL (declare the columns NOT NULL, or write NOT EXISTS, which Strata runs as an anti join)".to_string(),
+                    ));
+                }
+                JoinKind::NotIn
             }
             (JoinType::LeftAnti, None) => JoinKind::Anti,
             (other, Some(_)) => {

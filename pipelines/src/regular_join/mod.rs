@@ -28,6 +28,7 @@
 //! came since the last one. Both sides of a key share its key group, so the
 //! key groups a worker owns hold whole keys.
 
+mod not_in;
 mod stored;
 
 use std::collections::HashMap;
@@ -70,6 +71,9 @@ pub enum JoinKind {
     Semi,
     /// The left rows that match no right row (`NOT EXISTS`).
     Anti,
+    /// The left rows whose value is NOT IN the right stream's, by SQL's
+    /// three-valued logic over values that may be NULL (one column).
+    NotIn,
 }
 
 impl JoinKind {
@@ -90,7 +94,7 @@ impl JoinKind {
 
     /// Whether it emits left rows alone, as they match or not (a semi or anti join).
     fn filters_left(self) -> bool {
-        matches!(self, JoinKind::Semi | JoinKind::Anti)
+        matches!(self, JoinKind::Semi | JoinKind::Anti | JoinKind::NotIn)
     }
 
     pub fn as_sql(self) -> &'static str {
@@ -101,6 +105,7 @@ impl JoinKind {
             JoinKind::Full => "FULL JOIN",
             JoinKind::Semi => "LEFT SEMI JOIN (IN, EXISTS)",
             JoinKind::Anti => "LEFT ANTI JOIN (NOT EXISTS)",
+            JoinKind::NotIn => "NULL-aware LEFT ANTI JOIN (NOT IN of values that may be NULL)",
         }
     }
 }
@@ -179,6 +184,9 @@ impl Pairs {
         }
     }
 }
+
+/// A write to the state: key group, key, and the value (none: delete).
+type StateChange = (u16, Vec<u8>, Option<Vec<u8>>);
 
 /// A row of this stream's batch as it stands in state while the batch is taken in order.
 struct OwnRow {
@@ -281,6 +289,16 @@ impl RegularJoin {
     /// The other stream's rows of the batch's keys (each key read once), but
     /// for rows whose time to be kept is over.
     fn theirs(&self, side: Side, keys: &[Option<Vec<u8>>]) -> Result<Theirs> {
+        self.state.with(|state| self.theirs_in(state, side, keys))
+    }
+
+    /// [`Self::theirs`], read from `state`, which the caller holds.
+    fn theirs_in(
+        &self,
+        state: &crate::keyed::KeyedState,
+        side: Side,
+        keys: &[Option<Vec<u8>>],
+    ) -> Result<Theirs> {
         let now = self.expiry.now();
         let padded = self.kind.keeps_matches(side.other());
         let mut theirs = Theirs {
@@ -288,26 +306,23 @@ impl RegularJoin {
             by_key: HashMap::new(),
             touched: Vec::new(),
         };
-        self.state.with(|state| {
-            for key in keys.iter().flatten() {
-                if theirs.by_key.contains_key(key) {
+        for key in keys.iter().flatten() {
+            if theirs.by_key.contains_key(key) {
+                continue;
+            }
+            let group = key_group(key);
+            let mut at = Vec::new();
+            for entry in state.scan(group, &scope(key, side.other())) {
+                let (stored_key, value) = entry?;
+                let row = StoredRow::decode(&value, padded)?;
+                if self.expiry.expired(row.written_ms, now) {
                     continue;
                 }
-                let group = key_group(key);
-                let mut at = Vec::new();
-                for entry in state.scan(group, &scope(key, side.other())) {
-                    let (stored_key, value) = entry?;
-                    let row = StoredRow::decode(&value, padded)?;
-                    if self.expiry.expired(row.written_ms, now) {
-                        continue;
-                    }
-                    at.push(theirs.rows.len());
-                    theirs.rows.push((stored_key, group, row));
-                }
-                theirs.by_key.insert(key.clone(), at);
+                at.push(theirs.rows.len());
+                theirs.rows.push((stored_key, group, row));
             }
-            Ok(())
-        })?;
+            theirs.by_key.insert(key.clone(), at);
+        }
         theirs.touched = vec![false; theirs.rows.len()];
         Ok(theirs)
     }
@@ -418,7 +433,6 @@ impl RegularJoin {
     ) -> Result<(Pairs, HashMap<Vec<u8>, OwnRow>)> {
         let (pads_own, pads_theirs) = (self.kind.pads(side), self.kind.pads(side.other()));
         let keeps_matches = self.kind.keeps_matches(side);
-        let now = self.expiry.now();
         let bytes = self
             .converter(side)
             .convert_columns(input.batch.columns())?;
@@ -443,27 +457,9 @@ impl RegularJoin {
                 };
                 let stored_key = row_key(key, side, bytes.row(row).as_ref());
                 if !own.contains_key(&stored_key) {
-                    let group = key_group(key);
-                    let kept = match state.get_grouped(group, &stored_key)? {
-                        Some(value) => Some(StoredRow::decode(&value, keeps_matches)?)
-                            .filter(|kept| !self.expiry.expired(kept.written_ms, now)),
-                        None => None,
-                    };
-                    let was_kept = kept.is_some();
-                    let row = kept.unwrap_or_else(|| StoredRow {
-                        count: 0,
-                        written_ms: now,
-                        matches: 0,
-                        row: bytes.row(row).as_ref().to_vec(),
-                    });
-                    own.insert(
-                        stored_key.clone(),
-                        OwnRow {
-                            group,
-                            row,
-                            was_kept,
-                        },
-                    );
+                    let kept =
+                        self.own_row(state, key, &stored_key, side, bytes.row(row).as_ref())?;
+                    own.insert(stored_key.clone(), kept);
                 }
                 let entry = &mut own.get_mut(&stored_key).expect("just looked up").row;
                 let matches = &matched[row];
@@ -510,6 +506,35 @@ impl RegularJoin {
             Ok(())
         })?;
         Ok((pairs, own))
+    }
+
+    /// This stream's row kept under `stored_key` (of join key `key`), or a
+    /// new one of `row` if none is kept (or its time to be kept is over).
+    fn own_row(
+        &self,
+        state: &crate::keyed::KeyedState,
+        key: &[u8],
+        stored_key: &[u8],
+        side: Side,
+        row: &[u8],
+    ) -> Result<OwnRow> {
+        let now = self.expiry.now();
+        let group = key_group(key);
+        let kept = match state.get_grouped(group, stored_key)? {
+            Some(value) => Some(StoredRow::decode(&value, self.kind.keeps_matches(side))?)
+                .filter(|kept| !self.expiry.expired(kept.written_ms, now)),
+            None => None,
+        };
+        Ok(OwnRow {
+            group,
+            was_kept: kept.is_some(),
+            row: kept.unwrap_or_else(|| StoredRow {
+                count: 0,
+                written_ms: now,
+                matches: 0,
+                row: row.to_vec(),
+            }),
+        })
     }
 
     /// What the state's bytes depend on: the join's kind, the keys' types and
@@ -669,7 +694,7 @@ fn state_changes(
     theirs: Theirs,
     keeps_matches: bool,
     now: i64,
-) -> Vec<(u16, Vec<u8>, Option<Vec<u8>>)> {
+) -> Vec<StateChange> {
     let own = own
         .into_iter()
         .filter(|(_, own)| own.was_kept || own.row.count > 0)
@@ -695,10 +720,26 @@ impl Operator for RegularJoin {
     async fn process(self: Arc<Self>, input: Traced, ctx: &BatchContext<'_>) -> Result<Processed> {
         let side = ctx.side;
         let keys = self.keys(side, &input.batch)?;
-        let mut theirs = self.theirs(side, &keys.of_rows)?;
-        let their_columns = self.their_columns(side, &theirs)?;
-        let matched = self.matched(side, &input.batch, &keys.of_rows, &theirs, &their_columns)?;
-        let (pairs, own) = self.take_in(side, &input, &keys, &matched, &mut theirs)?;
+        let (pairs, their_columns, changes) = match self.kind {
+            JoinKind::NotIn => {
+                let (pairs, theirs, changes) = self.not_in(side, &input, &keys)?;
+                (pairs, self.their_columns(side, &theirs)?, changes)
+            }
+            _ => {
+                let mut theirs = self.theirs(side, &keys.of_rows)?;
+                let their_columns = self.their_columns(side, &theirs)?;
+                let matched =
+                    self.matched(side, &input.batch, &keys.of_rows, &theirs, &their_columns)?;
+                let (pairs, own) = self.take_in(side, &input, &keys, &matched, &mut theirs)?;
+                let changes = state_changes(
+                    own,
+                    theirs,
+                    self.kind.keeps_matches(side),
+                    self.expiry.now(),
+                );
+                (pairs, their_columns, changes)
+            }
+        };
         let batch = self.assemble(
             side,
             &input.batch,
@@ -724,12 +765,6 @@ impl Operator for RegularJoin {
                 "its join key takes more than the {} KiB a regular join keeps rows under",
                 MAX_KEY_BYTES / 1024
             ),
-        );
-        let changes = state_changes(
-            own,
-            theirs,
-            self.kind.keeps_matches(side),
-            self.expiry.now(),
         );
         let join = self.clone();
         Ok(Processed {
@@ -785,6 +820,12 @@ impl Operator for RegularJoin {
 
     fn refuses_rows_run_again(&self) -> Option<String> {
         Some("a row run again would be joined and kept twice".to_string())
+    }
+
+    /// A NOT IN of values that may be NULL keeps the right stream's row
+    /// count, which would outlive rows the TTL forgets.
+    fn keeps_state_past_ttl(&self) -> bool {
+        self.kind == JoinKind::NotIn
     }
 
     /// A commit cleans one key group of the rows whose time to be kept is over.

@@ -227,8 +227,8 @@ async fn interval_joins_it_cannot_run_are_refused_with_the_reason() {
             "keys compared with IS NOT DISTINCT FROM in a join of two streams",
         ),
         (
-            "SELECT e.exposure_id, 0 FROM shop.ods_exposures AS e WHERE e.user_id NOT IN (SELECT user_id FROM shop.ods_clicks)".to_string(),
-            "NOT IN over a stream of a column that may be NULL",
+            "SELECT e.exposure_id, 0 FROM shop.ods_exposures AS e WHERE e.user_id NOT IN (SELECT c.user_id FROM shop.ods_clicks AS c WHERE c.click_id > e.exposure_id)".to_string(),
+            "NOT IN over a stream of several columns, or of a correlated subquery, that may be NULL",
         ),
         (
             "SELECT COUNT(*) AS a, COUNT(*) AS b FROM TABLE(TUMBLE(TABLE shop.ods_exposures, DESCRIPTOR(shown_at), INTERVAL '1' MINUTE)) AS e JOIN shop.ods_clicks AS c ON e.user_id = c.user_id GROUP BY e.window_start".to_string(),
