@@ -95,6 +95,8 @@ impl RegularJoin {
             let before = self.right_stream(state)?;
             // This stream's rows as they stand after the batch, NULL values under their key.
             let mut own: HashMap<Vec<u8>, OwnRow> = HashMap::new();
+            // What each row changed in the state: a retraction of a row not held changes nothing.
+            let mut steps: HashMap<usize, i64> = HashMap::new();
             for &row in &rows {
                 let value = keys.of_rows[row].as_deref().unwrap_or(NULL_VALUE);
                 let stored_key = row_key(value, side, bytes.row(row).as_ref());
@@ -104,10 +106,13 @@ impl RegularJoin {
                     own.insert(stored_key.clone(), kept);
                 }
                 let entry = &mut own.get_mut(&stored_key).expect("just looked up").row;
-                match kinds(row).is_retraction() {
-                    false => entry.count += 1,
-                    true => entry.count = entry.count.saturating_sub(1),
-                }
+                let step = match (kinds(row).is_retraction(), entry.count) {
+                    (false, _) => 1,
+                    (true, 0) => 0,
+                    (true, _) => -1,
+                };
+                entry.count = entry.count.saturating_add_signed(step);
+                steps.insert(row, step);
             }
             let mut pairs = Pairs::default();
             let mut changes = Vec::new();
@@ -141,10 +146,7 @@ impl RegularJoin {
                     // How many right rows each value gains (or loses) in the batch.
                     let mut gained: HashMap<&[u8], (i64, usize)> = HashMap::new();
                     for &row in &rows {
-                        let step: i64 = match kinds(row).is_retraction() {
-                            false => 1,
-                            true => -1,
-                        };
+                        let step = steps[&row];
                         after.rows = after.rows.saturating_add_signed(step);
                         match keys.of_rows[row].as_deref() {
                             None => after.nulls = after.nulls.saturating_add_signed(step),
