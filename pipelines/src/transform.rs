@@ -396,10 +396,15 @@ impl CompiledPlan {
     /// processing time rather than event time (an OVER aggregation ordered by
     /// `PROCTIME()`): its watermark at a commit is the millisecond before it.
     pub fn processing_clock(&self, now_ms: i64) -> Option<crate::watermark::ProcessingClock> {
+        self.runs_on_processing_time()
+            .then(|| crate::watermark::ProcessingClock::new(1, 0, now_ms))
+    }
+
+    /// Whether an operator's rows wait for the processing-time clock.
+    pub fn runs_on_processing_time(&self) -> bool {
         self.pre
             .iter()
             .any(|placed| placed.operator.runs_on_processing_time())
-            .then(|| crate::watermark::ProcessingClock::new(1, 0, now_ms))
     }
 
     /// Whether rows wait in an operator's state for the watermark (an
@@ -562,8 +567,8 @@ impl CompiledPlan {
     /// Whether a changelog read into versions (an event-time temporal join's)
     /// and another stream both enter the plan beside the source.
     pub fn reads_versions_beside_streams(&self) -> bool {
-        self.versions_inputs().count() + self.seconds.len() > 1
-            && self.versions_inputs().next().is_some()
+        let versions = self.versions_inputs().count();
+        versions > 0 && versions + self.seconds.len() > 1
     }
 
     /// The first operator that cannot run beside a second stream, with what it is.

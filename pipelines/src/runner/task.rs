@@ -241,9 +241,9 @@ impl<'a> Task<'a> {
                     mode: mode.clone(),
                     output: run.stats.output.clone(),
                     // On the processing-time clock, the watermark is no event time's.
-                    event_time_columns: match plan.processing_clock(0) {
-                        Some(_) => Vec::new(),
-                        None => run.pipeline.event_time_columns().await?,
+                    event_time_columns: match plan.runs_on_processing_time() {
+                        true => Vec::new(),
+                        false => run.pipeline.event_time_columns().await?,
                     },
                 },
             )
@@ -895,8 +895,7 @@ impl<'a> Task<'a> {
     /// emits them at the first commit after (an OVER aggregation ordered by
     /// processing time): a run to the end of its input waits that moment.
     fn clock_holds_rows(&self) -> bool {
-        let waits = self.clock.is_some() && self.plan.processing_clock(0).is_some();
-        waits
+        self.plan.runs_on_processing_time()
             && self.clock.is_some_and(|clock| {
                 self.committed_watermark
                     .is_none_or(|w| clock.may_hold_windows_after(w))
